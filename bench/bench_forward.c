@@ -1,0 +1,106 @@
+/* bench_forward — times the C forward pass (and, for scale, one large sgemm).
+ *
+ *   bench_forward MODEL BATCH THREADS SECONDS   -> "c_images_per_s X gflop_per_image Y"
+ *   bench_forward --sgemm N THREADS SECONDS     -> "sgemm_gflops X"
+ *
+ * Driven by bench/bench.py, which runs the PyTorch reference on the same weights and
+ * batch in the same run and prints the ratio. Input is fixed pseudo-random data: speed
+ * does not depend on the pixel values. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "forward.h"
+#include "model.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fill(float *x, size_t n)
+{
+    uint32_t s = 12345;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = (float)(s >> 8) / 16777216.0f * 2.0f - 1.0f;
+    }
+}
+
+/* Multiply-adds of one image's forward pass, counted as 2 flops each. */
+static double flops_per_image(const rs_config *c)
+{
+    double T = rs_config_tokens(c), D = c->hidden, M = c->mlp_dim, E = c->num_experts;
+    double P = c->patch_size, Np = rs_config_patches(c);
+    double f = Np * D * c->channels * P * P;
+    for (int i = 0; i < c->depth; i++) {
+        f += T * D * 3 * D + 2 * T * T * D + T * D * D;
+        f += rs_config_moe_slot(c, i) >= 0 ? T * D * E + c->top_k * T * 2 * D * M : T * 2 * D * M;
+    }
+    return 2 * f;
+}
+
+static int bench_sgemm(int n, int threads, double seconds)
+{
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+    if (!a || !b || !c)
+        return 1;
+    fill(a, (size_t)n * n);
+    fill(b, (size_t)n * n);
+    rs_blas_set_threads(threads);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    int iters = 0;
+    double t0 = now();
+    while (now() - t0 < seconds || iters < 3) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        iters++;
+    }
+    double dt = now() - t0;
+    printf("sgemm_gflops %.1f\n", 2.0 * n * n * (double)n * iters / dt / 1e9);
+    free(a);
+    free(b);
+    free(c);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && !strcmp(argv[1], "--sgemm"))
+        return bench_sgemm(atoi(argv[2]), atoi(argv[3]), atof(argv[4]));
+    if (argc != 5) {
+        fprintf(stderr, "usage: bench_forward MODEL BATCH THREADS SECONDS | --sgemm N THREADS SECONDS\n");
+        return 2;
+    }
+    int batch = atoi(argv[2]), threads = atoi(argv[3]);
+    double seconds = atof(argv[4]);
+    rs_error err;
+    rs_model *m;
+    rs_forward *f;
+    if (rs_model_open(argv[1], &m, &err) || rs_forward_create(m, batch, threads, &f, &err)) {
+        fprintf(stderr, "bench_forward: %s\n", err.msg);
+        return 1;
+    }
+    const rs_config *c = &m->cfg;
+    size_t n = (size_t)batch * c->channels * c->image_h * c->image_w;
+    float *x = malloc(sizeof(float) * n);
+    if (!x)
+        return 1;
+    fill(x, n);
+    rs_forward_run(f, x, batch, &err); /* warm-up: page in weights, spin up threads */
+    int iters = 0;
+    double t0 = now();
+    while (now() - t0 < seconds || iters < 2) {
+        rs_forward_run(f, x, batch, &err);
+        iters++;
+    }
+    double dt = now() - t0;
+    printf("c_images_per_s %.1f gflop_per_image %.4f\n", (double)batch * iters / dt, flops_per_image(c) / 1e9);
+    free(x);
+    rs_forward_free(f);
+    rs_model_close(m);
+    return 0;
+}

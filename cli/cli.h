@@ -1,0 +1,46 @@
+/* cli.h — what the subcommands share: their signature, option parsing helpers, and the
+ * one place that prints errors. Only cli/ prints or chooses exit statuses. */
+#ifndef RS_CLI_H
+#define RS_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "rs_error.h"
+
+/* Exit statuses: 0 success, 1 the work failed (bad file, bad data), 2 bad usage. */
+enum { RS_EXIT_OK = 0, RS_EXIT_FAIL = 1, RS_EXIT_USAGE = 2 };
+
+typedef struct rs_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} rs_command;
+
+int cmd_inspect(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+/* Prints "routerscope: MSG" on stderr and returns RS_EXIT_FAIL. */
+int rs_cli_fail(const rs_error *err);
+/* Prints "routerscope CMD: FMT..." plus a pointer to --help; returns RS_EXIT_USAGE. */
+int rs_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* getopt_long over ARGV with OPTS (optstring must start with ':'); returns the option
+ * character, -1 at the end, or prints the usage error and returns '?' for an unknown
+ * option or a missing value. */
+int rs_cli_next_option(const char *cmd, int argc, char **argv, const char *optstring,
+                       const struct option *opts);
+
+/* Parses a decimal integer in [lo, hi] given to option NAME; prints and returns false
+ * on anything else ("abc", "12x", out of range). */
+bool rs_cli_parse_int(const char *cmd, const char *name, const char *text, int lo, int hi, int *out);
+
+/* Number of online CPUs, the default for --threads. */
+int rs_cli_default_threads(void);
+
+/* True when progress lines should be drawn (stderr is a terminal). */
+bool rs_cli_show_progress(void);
+
+double rs_cli_now(void);
+
+#endif

@@ -1,0 +1,145 @@
+/* routerscope eval MODEL --data SRC — accuracy and speed of the C forward pass. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "dataset.h"
+#include "forward.h"
+#include "model.h"
+
+static const char usage_text[] =
+    "usage: routerscope eval MODEL --data SRC [--threads N] [--batch N] [--offset N] [--limit N]\n"
+    "\n"
+    "Classify the images of SRC with MODEL and print the accuracy and images/s.\n"
+    "\n"
+    "  --data SRC     fashion-mnist:test | fashion-mnist:train | idx:IMAGES[,LABELS]\n"
+    "  --threads N    threads for OpenBLAS and our own loops (default: all CPUs)\n"
+    "  --batch N      images per forward pass (default 256)\n"
+    "  --offset N     skip the first N images (default 0)\n"
+    "  --limit N      use at most N images (default: all)\n";
+
+typedef struct eval_options {
+    const char *model, *data;
+    int threads, batch, offset, limit;
+} eval_options;
+
+static int parse(int argc, char **argv, eval_options *o)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},   {"threads", required_argument, NULL, 't'},
+        {"batch", required_argument, NULL, 'b'},  {"offset", required_argument, NULL, 'o'},
+        {"limit", required_argument, NULL, 'l'},  {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    *o = (eval_options){.threads = rs_cli_default_threads(), .batch = 256, .limit = INT_MAX};
+    int c;
+    while ((c = rs_cli_next_option("eval", argc, argv, ":h", opts)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'd': o->data = optarg; break;
+        case 't': ok = rs_cli_parse_int("eval", "--threads", optarg, 1, 256, &o->threads); break;
+        case 'b': ok = rs_cli_parse_int("eval", "--batch", optarg, 1, 65536, &o->batch); break;
+        case 'o': ok = rs_cli_parse_int("eval", "--offset", optarg, 0, INT_MAX, &o->offset); break;
+        case 'l': ok = rs_cli_parse_int("eval", "--limit", optarg, 1, INT_MAX, &o->limit); break;
+        case 'h': fputs(usage_text, stdout); return -1;
+        default: return RS_EXIT_USAGE;
+        }
+        if (!ok)
+            return RS_EXIT_USAGE;
+    }
+    if (argc - optind != 1)
+        return rs_cli_usage_error("eval", "wants exactly one MODEL");
+    if (!o->data)
+        return rs_cli_usage_error("eval", "--data is required");
+    o->model = argv[optind];
+    return 0;
+}
+
+static int argmax(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return best;
+}
+
+static void progress(int done, int total, double elapsed)
+{
+    double rate = done / (elapsed > 0 ? elapsed : 1e-9);
+    fprintf(stderr, "\reval %d/%d images, %.0f images/s, ETA %.0f s   ", done, total, rate,
+            (total - done) / (rate > 0 ? rate : 1));
+}
+
+static int run(const eval_options *o, const rs_model *m, const rs_dataset *ds, rs_error *err)
+{
+    const rs_config *c = &m->cfg;
+    if (o->offset >= ds->count)
+        return rs_error_set(err, RS_EINVAL, "%s: --offset %d but the data set has %d images", ds->name, o->offset,
+                            ds->count);
+    int total = ds->count - o->offset < o->limit ? ds->count - o->offset : o->limit;
+    int batch = o->batch < total ? o->batch : total;
+    rs_forward *f;
+    int rc = rs_forward_create(m, batch, o->threads, &f, err);
+    if (rc)
+        return rc;
+    float *input = malloc(sizeof(float) * (size_t)batch * c->channels * c->image_h * c->image_w);
+    if (!input) {
+        rs_forward_free(f);
+        return rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", batch);
+    }
+    bool show = rs_cli_show_progress();
+    int correct = 0, labelled = 0;
+    double t0 = rs_cli_now(), forward_s = 0;
+    for (int done = 0; done < total && !rc; done += batch) {
+        int n = total - done < batch ? total - done : batch;
+        rs_dataset_batch(ds, c, o->offset + done, n, input);
+        double t1 = rs_cli_now();
+        rc = rs_forward_run(f, input, n, err);
+        forward_s += rs_cli_now() - t1;
+        const float *logits = rs_forward_result(f)->logits;
+        for (int i = 0; !rc && i < n; i++) {
+            int label = ds->labels[o->offset + done + i];
+            if (label >= 0) {
+                labelled++;
+                correct += argmax(logits + (size_t)i * c->num_classes, c->num_classes) == label;
+            }
+        }
+        if (show)
+            progress(done + n, total, rs_cli_now() - t0);
+    }
+    double wall = rs_cli_now() - t0;
+    if (show)
+        fputc('\n', stderr);
+    if (!rc) {
+        printf("%s on %s: %d images", o->model, ds->name, total);
+        if (labelled)
+            printf(", accuracy %.2f%% (%d/%d)", 100.0 * correct / labelled, correct, labelled);
+        else
+            printf(", no labels");
+        printf("\nspeed: %.0f images/s end to end, %.0f images/s in the forward pass (%.2f s, batch %d, %d threads)\n",
+               total / wall, total / forward_s, wall, batch, o->threads);
+    }
+    free(input);
+    rs_forward_free(f);
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_options o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? RS_EXIT_OK : rc;
+    rs_error err;
+    rs_model *m;
+    if (rs_model_open(o.model, &m, &err))
+        return rs_cli_fail(&err);
+    rs_dataset ds;
+    if ((rc = rs_dataset_open(o.data, &ds, &err)) || (rc = rs_dataset_check(&ds, &m->cfg, &err)) ||
+        (rc = run(&o, m, &ds, &err)))
+        rs_cli_fail(&err);
+    rs_dataset_close(&ds);
+    rs_model_close(m);
+    return rc ? RS_EXIT_FAIL : RS_EXIT_OK;
+}

@@ -1,0 +1,50 @@
+/* routerscope — entry point: maps the first argument to a subcommand (git style). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "version.h"
+
+static const rs_command commands[] = {
+    {"inspect", cmd_inspect, "show a checkpoint's configuration, parameters and MoE layers"},
+    {"eval", cmd_eval, "classify a data set: accuracy and images/s"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: routerscope COMMAND [ARGS]\n"
+            "\n"
+            "Measure how robust the routers of V-MoE vision transformers are.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out,
+            "\n"
+            "'routerscope COMMAND --help' describes one command.\n"
+            "options: --help, --version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return RS_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        usage(stdout);
+        return RS_EXIT_OK;
+    }
+    if (!strcmp(name, "--version")) {
+        printf("routerscope %s (commit %s)\n", RS_VERSION, RS_VERSION_COMMIT);
+        return RS_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (!strcmp(name, commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "routerscope: unknown command '%s' (see 'routerscope --help')\n", name);
+    return RS_EXIT_USAGE;
+}

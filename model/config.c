@@ -1,0 +1,215 @@
+#include "config.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Upper bounds that no real checkpoint reaches; they keep later size arithmetic
+ * (B * T * M floats) far from overflow when a header is corrupt. */
+#define RS_MAX_DIM 65536
+#define RS_MAX_IMAGE 4096
+
+static int get_int(json_t *obj, const char *key, int lo, int hi, int *out, rs_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return rs_error_set(err, RS_EFORMAT, "config: key \"%s\" is missing", key);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return rs_error_set(err, RS_EFORMAT, "config: %s must be an integer in [%d, %d]", key, lo, hi);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static int get_bool(json_t *obj, const char *key, bool optional, bool *out, rs_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v && optional) {
+        *out = false;
+        return 0;
+    }
+    if (!v)
+        return rs_error_set(err, RS_EFORMAT, "config: key \"%s\" is missing", key);
+    if (!json_is_boolean(v))
+        return rs_error_set(err, RS_EFORMAT, "config: %s must be true or false", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* Which of CHOICES (NULL-terminated) the string at KEY is. */
+static int get_choice(json_t *obj, const char *key, const char *const *choices, int *out,
+                      rs_error *err)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    if (!s)
+        return rs_error_set(err, RS_EFORMAT, "config: key \"%s\" is missing or not a string", key);
+    for (int i = 0; choices[i]; i++) {
+        if (!strcmp(s, choices[i])) {
+            *out = i;
+            return 0;
+        }
+    }
+    return rs_error_set(err, RS_EFORMAT, "config: %s \"%s\" is not one of %s or %s", key, s,
+                        choices[0], choices[1]);
+}
+
+static int get_floats(json_t *obj, const char *key, int n, float *out, rs_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_array(v) || (int)json_array_size(v) != n)
+        return rs_error_set(err, RS_EFORMAT, "config: %s must be an array of %d numbers", key, n);
+    for (int i = 0; i < n; i++) {
+        json_t *x = json_array_get(v, (size_t)i);
+        if (!json_is_number(x))
+            return rs_error_set(err, RS_EFORMAT, "config: %s[%d] is not a number", key, i);
+        out[i] = (float)json_number_value(x);
+    }
+    return 0;
+}
+
+static int parse_image_size(json_t *root, rs_config *c, rs_error *err)
+{
+    json_t *v = json_object_get(root, "image_size");
+    json_t *h = json_array_get(v, 0), *w = json_array_get(v, 1);
+    if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(h) || !json_is_integer(w) ||
+        json_integer_value(h) < 1 || json_integer_value(h) > RS_MAX_IMAGE ||
+        json_integer_value(w) < 1 || json_integer_value(w) > RS_MAX_IMAGE)
+        return rs_error_set(err, RS_EFORMAT, "config: image_size must be [H, W] with 1 <= H, W <= %d",
+                            RS_MAX_IMAGE);
+    c->image_h = (int)json_integer_value(h);
+    c->image_w = (int)json_integer_value(w);
+    return 0;
+}
+
+static int parse_moe_layers(json_t *root, rs_config *c, rs_error *err)
+{
+    json_t *v = json_object_get(root, "moe_layers");
+    if (!json_is_array(v) || json_array_size(v) > (size_t)c->depth)
+        return rs_error_set(err, RS_EFORMAT, "config: moe_layers must be an array of block indices");
+    c->num_moe = (int)json_array_size(v);
+    for (int i = 0; i < c->num_moe; i++) {
+        json_t *x = json_array_get(v, (size_t)i);
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= c->depth)
+            return rs_error_set(err, RS_EFORMAT, "config: moe_layers[%d] is not a block index in [0, %d)",
+                                i, c->depth);
+        c->moe_layers[i] = (int)json_integer_value(x);
+        if (i > 0 && c->moe_layers[i] <= c->moe_layers[i - 1])
+            return rs_error_set(err, RS_EFORMAT, "config: moe_layers must be strictly increasing");
+    }
+    return 0;
+}
+
+static int parse_labels(json_t *root, rs_config *c, rs_error *err)
+{
+    json_t *v = json_object_get(root, "labels");
+    if (!v)
+        return 0;
+    if (!json_is_array(v) || (int)json_array_size(v) != c->num_classes)
+        return rs_error_set(err, RS_EFORMAT, "config: labels must be an array of %d strings",
+                            c->num_classes);
+    c->labels = calloc((size_t)c->num_classes, sizeof *c->labels);
+    if (!c->labels)
+        return rs_error_set(err, RS_ENOMEM, "config: out of memory");
+    for (int i = 0; i < c->num_classes; i++) {
+        const char *s = json_string_value(json_array_get(v, (size_t)i));
+        if (!s)
+            return rs_error_set(err, RS_EFORMAT, "config: labels[%d] is not a string", i);
+        if (!(c->labels[i] = strdup(s)))
+            return rs_error_set(err, RS_ENOMEM, "config: out of memory");
+    }
+    return 0;
+}
+
+static int parse_fields(json_t *root, rs_config *c, rs_error *err)
+{
+    static const char *const classifiers[] = {"token", "gap", NULL};
+    static const char *const gelus[] = {"erf", "tanh", NULL};
+    int rc, choice;
+    if ((rc = parse_image_size(root, c, err)) ||
+        (rc = get_int(root, "channels", 1, RS_MAX_CHANNELS, &c->channels, err)) ||
+        (rc = get_int(root, "patch_size", 1, RS_MAX_IMAGE, &c->patch_size, err)) ||
+        (rc = get_int(root, "hidden", 1, RS_MAX_DIM, &c->hidden, err)) ||
+        (rc = get_int(root, "depth", 1, RS_MAX_DEPTH, &c->depth, err)) ||
+        (rc = get_int(root, "heads", 1, RS_MAX_DIM, &c->heads, err)) ||
+        (rc = get_int(root, "mlp_dim", 1, RS_MAX_DIM, &c->mlp_dim, err)) ||
+        (rc = get_int(root, "num_classes", 1, RS_MAX_DIM, &c->num_classes, err)) ||
+        (rc = parse_moe_layers(root, c, err)) ||
+        (rc = get_int(root, "num_experts", 2, RS_MAX_EXPERTS, &c->num_experts, err)) ||
+        (rc = get_int(root, "top_k", 1, RS_MAX_EXPERTS, &c->top_k, err)) ||
+        (rc = get_bool(root, "router_bias", true, &c->router_bias, err)) ||
+        (rc = get_bool(root, "representation", false, &c->representation, err)) ||
+        (rc = get_floats(root, "mean", c->channels, c->mean, err)) ||
+        (rc = get_floats(root, "std", c->channels, c->std, err)) ||
+        (rc = parse_labels(root, c, err)))
+        return rc;
+    if ((rc = get_choice(root, "classifier", classifiers, &choice, err)))
+        return rc;
+    c->classifier = (rs_classifier)choice;
+    if ((rc = get_choice(root, "gelu", gelus, &choice, err)))
+        return rc;
+    c->gelu = (rs_gelu)choice;
+    json_t *eps = json_object_get(root, "layer_norm_eps");
+    if (!json_is_number(eps) || !(json_number_value(eps) > 0 && json_number_value(eps) < 1))
+        return rs_error_set(err, RS_EFORMAT, "config: layer_norm_eps must be a number in (0, 1)");
+    c->layer_norm_eps = (float)json_number_value(eps);
+    return 0;
+}
+
+static int check_consistency(const rs_config *c, rs_error *err)
+{
+    if (c->image_h % c->patch_size || c->image_w % c->patch_size)
+        return rs_error_set(err, RS_EFORMAT, "config: patch_size %d does not divide image_size [%d, %d]",
+                            c->patch_size, c->image_h, c->image_w);
+    if (c->hidden % c->heads)
+        return rs_error_set(err, RS_EFORMAT, "config: heads %d does not divide hidden %d", c->heads,
+                            c->hidden);
+    if (c->top_k > c->num_experts)
+        return rs_error_set(err, RS_EFORMAT, "config: top_k is %d but num_experts is %d", c->top_k,
+                            c->num_experts);
+    if ((long long)rs_config_tokens(c) * c->hidden > (1LL << 28))
+        return rs_error_set(err, RS_EFORMAT, "config: %d tokens of width %d is too large",
+                            rs_config_tokens(c), c->hidden);
+    for (int i = 0; i < c->channels; i++) {
+        if (!(c->std[i] > 0))
+            return rs_error_set(err, RS_EFORMAT, "config: std[%d] must be positive", i);
+    }
+    return 0;
+}
+
+int rs_config_parse(const char *json_text, rs_config *cfg, rs_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    if (!json_text)
+        return rs_error_set(err, RS_EFORMAT, "no \"config\" in __metadata__");
+    json_error_t jerr;
+    json_t *root = json_loads(json_text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return rs_error_set(err, RS_EFORMAT, "config is not valid JSON: %s (at byte %d)", jerr.text,
+                            jerr.position);
+    int rc = json_is_object(root) ? parse_fields(root, cfg, err)
+                                  : rs_error_set(err, RS_EFORMAT, "config is not a JSON object");
+    if (!rc)
+        rc = check_consistency(cfg, err);
+    json_decref(root);
+    if (rc)
+        rs_config_free(cfg);
+    return rc;
+}
+
+void rs_config_free(rs_config *cfg)
+{
+    if (cfg->labels) {
+        for (int i = 0; i < cfg->num_classes; i++)
+            free(cfg->labels[i]);
+        free(cfg->labels);
+        cfg->labels = NULL;
+    }
+}
+
+int rs_config_moe_slot(const rs_config *c, int block)
+{
+    for (int i = 0; i < c->num_moe; i++) {
+        if (c->moe_layers[i] == block)
+            return i;
+    }
+    return -1;
+}

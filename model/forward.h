@@ -1,0 +1,57 @@
+/* forward.h — the V-MoE forward pass on a batch of normalised images.
+ *
+ * Semantics are those of ../shared/README.md: patch embedding (a stride-P convolution
+ * done as im2col + GEMM), class token or none (GAP), position embeddings, pre-LN blocks
+ * x += attn(norm1(x)); x += mlp_or_moe(norm2(x)), final norm on every token, pooling
+ * (class token, or mean over tokens), optional tanh(pre_logits), head.
+ * MoE: p = softmax(W_r x [+ b_r]); the top_k experts (ties to the lower index) each add
+ * p_e * expert_e(x). Tokens of the whole batch are grouped by expert so that each
+ * expert's two layers are two GEMMs; experts are applied in increasing index order, so
+ * results do not depend on the batch size or the thread count.
+ *
+ * Ownership: rs_forward_create allocates every buffer for up to max_batch images; the
+ * outputs (logits, routing) belong to the rs_forward and are overwritten by the next
+ * rs_forward_run. The model must outlive the forward state. One rs_forward is used by
+ * one caller thread at a time; several may share one model.
+ *
+ * Threads: THREADS is used by our own parallel loops and handed to OpenBLAS, whose
+ * thread count is process-wide (openblas_set_num_threads). */
+#ifndef RS_FORWARD_H
+#define RS_FORWARD_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct rs_moe_routing {
+    int block;          /* block index of this MoE layer */
+    float *probs;       /* (B,T,E) router softmax; tokens in sequence order (class token first) */
+    int32_t *top_idx;   /* (B,T,R) experts by decreasing probability, R = max(2, top_k) */
+    float *top_gate;    /* (B,T,R) their probabilities */
+} rs_moe_routing;
+
+typedef struct rs_forward_out {
+    int batch;          /* images in the last run */
+    int tokens;         /* T */
+    int record_k;       /* R */
+    float *logits;      /* (B,K) */
+    rs_moe_routing *moe; /* num_moe entries */
+} rs_forward_out;
+
+typedef struct rs_forward rs_forward;
+
+int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forward **out,
+                      rs_error *err);
+void rs_forward_free(rs_forward *f);
+
+/* IMAGES: (batch, C, H, W), already normalised with the config's mean/std.
+ * 1 <= batch <= max_batch, else RS_EINVAL. */
+int rs_forward_run(rs_forward *f, const float *images, int batch, rs_error *err);
+
+/* The outputs of the last run. */
+const rs_forward_out *rs_forward_result(const rs_forward *f);
+
+/* Sets THREADS for OpenBLAS (process-wide) — exposed for benchmarks that time BLAS alone. */
+void rs_blas_set_threads(int threads);
+
+#endif

@@ -1,0 +1,57 @@
+/* model.h — a V-MoE checkpoint opened for inference.
+ *
+ * rs_model_open maps a .safetensors file (see safetensors.h), parses the config in its
+ * metadata ("format" must be "routerscope-vmoe"), and binds every tensor of the layout in
+ * ../shared/README.md, checking each shape against the config. It fails on a missing
+ * tensor, a wrong shape, or a tensor the layout does not know (usually a naming bug in an
+ * exporter). Messages name the file and tensor:
+ *   "m.safetensors: tensor blocks.3.moe.router.weight: shape [8,63] but config wants [8,64]"
+ *
+ * Weights are views into the mapping (llama2.c style) when the tensor is F32 and 4-byte
+ * aligned in the file; F16/BF16 tensors are widened and unaligned F32 tensors copied into
+ * buffers the model owns. All pointers live until rs_model_close. A model is read-only
+ * after open and may be shared by several forward states. */
+#ifndef RS_MODEL_H
+#define RS_MODEL_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "rs_error.h"
+#include "safetensors.h"
+
+typedef struct rs_block_weights {
+    const float *norm1_w, *norm1_b;  /* (D) */
+    const float *qkv_w, *qkv_b;      /* (3D,D) (3D) */
+    const float *proj_w, *proj_b;    /* (D,D) (D) */
+    const float *norm2_w, *norm2_b;  /* (D) */
+    /* dense block (moe_slot < 0) */
+    const float *fc1_w, *fc1_b;      /* (M,D) (M) */
+    const float *fc2_w, *fc2_b;      /* (D,M) (D) */
+    /* MoE block (moe_slot >= 0); expert e's matrices start at e*M*D */
+    int moe_slot;
+    const float *router_w, *router_b; /* (E,D) (E) or NULL */
+    const float *efc1_w, *efc1_b;    /* (E,M,D) (E,M) */
+    const float *efc2_w, *efc2_b;    /* (E,D,M) (E,D) */
+} rs_block_weights;
+
+typedef struct rs_model {
+    rs_config cfg;
+    rs_safetensors *file;               /* owned */
+    const float *patch_w, *patch_b;     /* (D, C*P*P) (D) */
+    const float *cls_token;             /* (D) or NULL for gap */
+    const float *pos_embed;             /* (T,D) */
+    rs_block_weights blocks[RS_MAX_DEPTH];
+    const float *norm_w, *norm_b;       /* (D) */
+    const float *pre_logits_w, *pre_logits_b; /* (D,D) (D) or NULL */
+    const float *head_w, *head_b;       /* (K,D) (K) */
+    long long num_params;
+    size_t copied_bytes;                /* widened or realigned, owned by the model */
+    float **owned;                      /* owned buffers */
+    int num_owned;
+} rs_model;
+
+int rs_model_open(const char *path, rs_model **out, rs_error *err);
+void rs_model_close(rs_model *model);
+
+#endif

@@ -1,0 +1,52 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+float *tu_tensor_f32(const rs_safetensors *st, const char *name, size_t *numel)
+{
+    const rs_st_tensor *t = rs_safetensors_find(st, name);
+    if (!t)
+        return NULL;
+    float *out = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+    if (!out)
+        return NULL;
+    rs_dtype_to_f32(t->dtype, t->data, out, (size_t)t->numel);
+    if (numel)
+        *numel = (size_t)t->numel;
+    return out;
+}
+
+unsigned char *tu_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf && size)
+        *size = (size_t)n;
+    return buf;
+}
+
+int tu_write_file(const char *path, const void *data, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(data, 1, size, f);
+    return fclose(f) || w != size ? -1 : 0;
+}
+
+const char *tu_dir(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}

@@ -1,0 +1,21 @@
+/* testutil.h — small helpers shared by the cmocka tests. */
+#ifndef RS_TESTUTIL_H
+#define RS_TESTUTIL_H
+
+#include <stddef.h>
+
+#include "safetensors.h"
+
+/* A float copy of tensor NAME of ST (any dtype, any alignment), or NULL when absent.
+ * Caller frees. *NUMEL receives the element count when not NULL. */
+float *tu_tensor_f32(const rs_safetensors *st, const char *name, size_t *numel);
+
+/* Reads a whole file; caller frees. NULL on failure. */
+unsigned char *tu_read_file(const char *path, size_t *size);
+/* Writes SIZE bytes; 0 on success. */
+int tu_write_file(const char *path, const void *data, size_t size);
+
+/* The directory given by the environment variable NAME, or FALLBACK. */
+const char *tu_dir(const char *name, const char *fallback);
+
+#endif
