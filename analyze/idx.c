@@ -23,7 +23,7 @@ static int read_exact(gzFile gz, const char *path, void *buf, size_t n, const ch
                                 zerr == Z_ERRNO ? strerror(errno) : msg);
         }
         if (r == 0)
-            return rs_error_set(err, RS_EFORMAT, "%s: truncated: %s needs %zu bytes, file has %zu",
+            return rs_error_set(err, RS_EFORMAT, "%s: truncated: %s should be %zu bytes, only %zu present",
                                 path, what, n, got);
         got += (size_t)r;
     }

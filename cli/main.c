@@ -29,7 +29,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "routerscope: no command given (see 'routerscope --help')\n");
         return RS_EXIT_USAGE;
     }
     const char *name = argv[1];

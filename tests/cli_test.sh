@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# End-to-end tests of the routerscope binary: help, inspect, eval, and the usage and
+# input errors (one line on stderr naming the problem, exit 2 for usage, 1 for bad input).
+# usage: cli_test.sh ROUTERSCOPE GOLDEN_DIR [MODELS_DIR]
+set -u
+rs=$1 golden=$2 models=${3:-}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+# check NAME EXPECTED_STATUS PATTERN_STDOUT PATTERN_STDERR -- CMD...
+check() {
+  local name=$1 want=$2 out_pat=$3 err_pat=$4
+  shift 5
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$? ok=1
+  [ "$got" = "$want" ] || ok=0
+  [ -z "$out_pat" ] || grep -qE -- "$out_pat" "$tmp/out" || ok=0
+  [ -z "$err_pat" ] || grep -qE -- "$err_pat" "$tmp/err" || ok=0
+  # Failures say one line, never a crash or a stack of messages.
+  if [ "$want" != 0 ] && [ "$(wc -l <"$tmp/err")" != 1 ]; then ok=0; fi
+  if [ $ok = 1 ]; then
+    pass=$((pass + 1)); echo "ok   $name"
+  else
+    fail=$((fail + 1)); echo "FAIL $name (exit $got, want $want)"; sed 's/^/     out: /' "$tmp/out" | head -5
+    sed 's/^/     err: /' "$tmp/err" | head -5
+  fi
+}
+
+m2=$golden/token_k2_e4.safetensors
+fm=$golden/token_k1_e16_bias_fmnist.safetensors
+
+check "help" 0 "inspect" "" -- "$rs" --help
+check "version" 0 "^routerscope [0-9]" "" -- "$rs" --version
+check "no command" 2 "" "no command given" -- "$rs"
+check "unknown command" 2 "" "unknown command 'frobnicate'" -- "$rs" frobnicate
+check "inspect help" 0 "usage: routerscope inspect" "" -- "$rs" inspect --help
+check "eval help" 0 "--threads N" "" -- "$rs" eval --help
+check "inspect table" 0 "4 experts, top-2 \\(records top-2\\)" "" -- "$rs" inspect "$m2"
+check "inspect blocks" 0 "0:dense 1:MoE 2:MoE" "" -- "$rs" inspect "$m2"
+check "inspect json" 0 '"moe_layers": \[' "" -- "$rs" inspect --json "$fm"
+check "inspect labels" 0 "Ankle boot" "" -- "$rs" inspect "$fm"
+check "inspect unknown flag" 2 "" "unknown option '--colour'" -- "$rs" inspect --colour "$m2"
+check "inspect two models" 2 "" "exactly one MODEL" -- "$rs" inspect "$m2" "$m2"
+check "inspect missing file" 1 "" "nope.safetensors: cannot open: No such file" -- "$rs" inspect "$tmp/nope.safetensors"
+head -c 100 "$m2" >"$tmp/cut.safetensors"
+check "inspect truncated" 1 "" "cut.safetensors: header length .* exceeds the file" -- "$rs" inspect "$tmp/cut.safetensors"
+printf 'not a model at all' >"$tmp/text.safetensors"
+check "inspect not safetensors" 1 "" "text.safetensors: header length" -- "$rs" inspect "$tmp/text.safetensors"
+check "eval no data" 2 "" "--data is required" -- "$rs" eval "$m2"
+check "eval bad threads" 2 "" "--threads wants an integer in \\[1, 256\\], got 'abc'" -- "$rs" eval "$m2" --data fashion-mnist:test --threads abc
+check "eval bad batch" 2 "" "--batch wants an integer" -- "$rs" eval "$m2" --data fashion-mnist:test --batch 0
+check "eval missing value" 2 "" "option '--data' needs a value" -- "$rs" eval "$m2" --data
+check "eval unknown source" 1 "" "unknown source" -- "$rs" eval "$m2" --data mnist:test
+check "eval missing idx" 1 "" "absent.gz: cannot open" -- "$rs" eval "$fm" --data "idx:$tmp/absent.gz"
+
+if [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  check "eval size mismatch" 1 "" "images are 28x28x1 but the model wants 16x16x3" -- "$rs" eval "$m2" --data fashion-mnist:test
+  check "eval fmnist slice" 0 "200 images, accuracy [0-9.]+% \\([0-9]+/200\\)" "" -- \
+    "$rs" eval "$fm" --data fashion-mnist:test --offset 100 --limit 200 --batch 64 --threads 2
+  check "eval offset too far" 1 "" "--offset 20000 but the data set has 10000" -- "$rs" eval "$fm" --data fashion-mnist:test --offset 20000
+  for model in ${models:+"$models"/*.safetensors}; do
+    [ -e "$model" ] || continue
+    check "eval bundled $(basename "$model")" 0 "accuracy" "" -- "$rs" eval "$model" --data fashion-mnist:test --limit 500
+  done
+else
+  echo "skip eval on Fashion-MNIST: dataset-fashion-mnist is not installed"
+fi
+
+echo "cli: $pass passed, $fail failed"
+[ $fail = 0 ]

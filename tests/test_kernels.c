@@ -1,0 +1,132 @@
+/* Kernel tests: the vectorised exp and GELUs against libm in double precision, and the
+ * row kernels against small cases worked out by hand. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels.h"
+
+#define N 200001
+
+static void test_exp_relative_error(void **state)
+{
+    (void)state;
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++)
+        x[i] = -87.0f + 174.0f * (float)i / (N - 1); /* the whole normal range */
+    rs_exp(y, x, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double want = exp((double)x[i]);
+        worst = fmax(worst, fabs(y[i] - want) / want);
+    }
+    print_message("exp: max relative error %.2e\n", worst);
+    assert_true(worst <= 2e-7);
+    /* Far below the range: tiny, never negative or NaN (softmax of -inf-like scores). */
+    float lo[2] = {-1000.0f, -100.0f}, out[2];
+    rs_exp(out, lo, 2);
+    assert_true(out[0] >= 0 && out[0] < 1e-37f && out[1] >= 0 && out[1] < 1e-37f);
+    free(x);
+    free(y);
+}
+
+static void test_gelu_erf(void **state)
+{
+    (void)state;
+    float *x = malloc(sizeof(float) * N), zero = 0;
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        x[i] = -12.0f + 24.0f * (float)i / (N - 1);
+    float *y = malloc(sizeof(float) * N);
+    memcpy(y, x, sizeof(float) * N);
+    for (int i = 0; i < N; i++)
+        rs_bias_gelu_erf(&y[i], &zero, 1, 1);
+    for (int i = 0; i < N; i++) {
+        double v = x[i], want = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+        worst = fmax(worst, fabs(y[i] - want) / fmax(1.0, fabs(v)));
+    }
+    print_message("gelu erf: max error %.2e (relative to max(1,|x|))\n", worst);
+    assert_true(worst <= 1e-6);
+    free(x);
+    free(y);
+}
+
+static void test_gelu_tanh(void **state)
+{
+    (void)state;
+    float x[N / 10], bias[N / 10];
+    double worst = 0;
+    for (int i = 0; i < N / 10; i++) {
+        x[i] = -12.0f + 24.0f * (float)i / (N / 10 - 1);
+        bias[i] = 0.0f;
+    }
+    float y[N / 10];
+    memcpy(y, x, sizeof y);
+    rs_bias_gelu_tanh(y, bias, 1, N / 10);
+    for (int i = 0; i < N / 10; i++) {
+        double v = x[i];
+        double want = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+        worst = fmax(worst, fabs(y[i] - want) / fmax(1.0, fabs(v)));
+    }
+    print_message("gelu tanh: max error %.2e\n", worst);
+    assert_true(worst <= 1e-6);
+}
+
+static void test_bias_applies_before_gelu(void **state)
+{
+    (void)state;
+    float x[4] = {0, 0, 1, -1}, b[2] = {1, -1};
+    rs_bias_gelu_erf(x, b, 2, 2);
+    /* gelu(1) = 0.8413447..., gelu(-1) = -0.1586553..., gelu(2) = 1.9544997..., gelu(-2) = -0.0455003 */
+    assert_float_equal(x[0], 0.84134475f, 1e-6);
+    assert_float_equal(x[1], -0.15865525f, 1e-6);
+    assert_float_equal(x[2], 1.95449974f, 1e-6);
+    assert_float_equal(x[3], -0.04550026f, 1e-6);
+}
+
+static void test_layer_norm_by_hand(void **state)
+{
+    (void)state;
+    /* Row (1,2,3,4): mean 2.5, variance 1.25, so (x - 2.5)/sqrt(1.25 + eps). */
+    float x[8] = {1, 2, 3, 4, 5, 5, 5, 5}, y[8];
+    float w[4] = {1, 2, 1, 1}, b[4] = {0, 0, 0, 1};
+    rs_layer_norm(y, x, w, b, 2, 4, 1e-6f);
+    double s = 1.0 / sqrt(1.25 + 1e-6);
+    assert_float_equal(y[0], -1.5 * s, 1e-6);
+    assert_float_equal(y[1], -0.5 * s * 2, 1e-6);
+    assert_float_equal(y[2], 0.5 * s, 1e-6);
+    assert_float_equal(y[3], 1.5 * s + 1, 1e-6);
+    /* A constant row normalises to zero, then the bias. */
+    assert_float_equal(y[4], 0, 1e-6);
+    assert_float_equal(y[7], 1, 1e-6);
+}
+
+static void test_softmax_by_hand(void **state)
+{
+    (void)state;
+    /* softmax(0, ln 2, ln 3) = (1, 2, 3) / 6; the second row is shifted by 1000 and must
+     * give the same (max subtraction keeps it finite). */
+    float x[6] = {0, 0.69314718f, 1.09861229f, 1000, 1000.69314718f, 1001.09861229f};
+    rs_softmax_rows(x, 2, 3);
+    for (int r = 0; r < 2; r++) {
+        assert_float_equal(x[3 * r + 0], 1.0 / 6, 2e-5);
+        assert_float_equal(x[3 * r + 1], 2.0 / 6, 2e-5);
+        assert_float_equal(x[3 * r + 2], 3.0 / 6, 2e-5);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exp_relative_error), cmocka_unit_test(test_gelu_erf),
+        cmocka_unit_test(test_gelu_tanh),          cmocka_unit_test(test_bias_applies_before_gelu),
+        cmocka_unit_test(test_layer_norm_by_hand), cmocka_unit_test(test_softmax_by_hand),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,320 @@
+/* Loader tests: every way a checkpoint can be broken gives one error naming the file
+ * (and tensor), never a crash; and a valid file whose F32 tensors are misaligned or
+ * stored as F16 still loads. The broken files are made here from a golden model by
+ * editing its header or bytes. */
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "forward.h"
+#include "model.h"
+#include "testutil.h"
+
+static char source[1024];  /* a valid golden model */
+static char tmpdir[] = "/tmp/rs_test_loader_XXXXXX";
+
+typedef struct file_parts {
+    unsigned char *bytes;
+    size_t size;
+    json_t *header;
+    const unsigned char *data; /* into bytes */
+    size_t data_size;
+} file_parts;
+
+static file_parts split(void)
+{
+    file_parts p = {0};
+    p.bytes = tu_read_file(source, &p.size);
+    assert_non_null(p.bytes);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | p.bytes[i];
+    p.header = json_loadb((const char *)p.bytes + 8, hlen, 0, NULL);
+    assert_non_null(p.header);
+    p.data = p.bytes + 8 + hlen;
+    p.data_size = p.size - 8 - hlen;
+    return p;
+}
+
+/* Writes HEADER (padded with PAD spaces) and DATA to a new file; returns its path. */
+static const char *join(const char *name, json_t *header, int pad, const void *data, size_t size)
+{
+    static char path[1100];
+    snprintf(path, sizeof path, "%s/%s.safetensors", tmpdir, name);
+    char *text = json_dumps(header, JSON_COMPACT);
+    size_t hlen = strlen(text) + (size_t)pad;
+    unsigned char *buf = malloc(8 + hlen + size);
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)(hlen >> (8 * i));
+    memcpy(buf + 8, text, strlen(text));
+    memset(buf + 8 + strlen(text), ' ', (size_t)pad);
+    memcpy(buf + 8 + hlen, data, size);
+    assert_int_equal(tu_write_file(path, buf, 8 + hlen + size), 0);
+    free(buf);
+    free(text);
+    return path;
+}
+
+static void free_parts(file_parts *p)
+{
+    json_decref(p->header);
+    free(p->bytes);
+}
+
+/* Opening PATH must fail with CODE and a message containing each of the NULL-terminated
+ * fragments; the message is one line and starts with the path. */
+static void expect_failure(const char *path, int code, ...)
+{
+    rs_model *m = (rs_model *)0x1;
+    rs_error err = {0};
+    int rc = rs_model_open(path, &m, &err);
+    print_message("  %s\n", err.msg);
+    assert_int_equal(rc, code);
+    assert_null(m);
+    assert_null(strchr(err.msg, '\n'));
+    assert_int_equal(strncmp(err.msg, path, strlen(path)), 0);
+    va_list ap;
+    va_start(ap, code);
+    for (const char *frag; (frag = va_arg(ap, const char *));) {
+        if (!strstr(err.msg, frag))
+            fail_msg("message '%s' lacks '%s'", err.msg, frag);
+    }
+    va_end(ap);
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/nothing.safetensors", tmpdir);
+    expect_failure(path, RS_EIO, "cannot open", "No such file", NULL);
+}
+
+static void test_truncated(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    char path[1100];
+    snprintf(path, sizeof path, "%s/short.safetensors", tmpdir);
+    tu_write_file(path, p.bytes, 5);
+    expect_failure(path, RS_EFORMAT, "too short", NULL);
+    /* Cut inside the data section: the last tensors' offsets now point past the end. */
+    tu_write_file(path, p.bytes, p.size - 100);
+    expect_failure(path, RS_EFORMAT, "outside the data section", NULL);
+    /* Cut inside the header. */
+    tu_write_file(path, p.bytes, 64);
+    expect_failure(path, RS_EFORMAT, "exceeds the file", NULL);
+    free_parts(&p);
+}
+
+static void test_header_longer_than_file(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    uint64_t big = (uint64_t)p.size + 1000;
+    for (int i = 0; i < 8; i++)
+        p.bytes[i] = (unsigned char)(big >> (8 * i));
+    char path[1100];
+    snprintf(path, sizeof path, "%s/long.safetensors", tmpdir);
+    tu_write_file(path, p.bytes, p.size);
+    expect_failure(path, RS_EFORMAT, "header length", "exceeds the file", NULL);
+    /* A length near 2^64 must not wrap around. */
+    memset(p.bytes, 0xff, 8);
+    tu_write_file(path, p.bytes, p.size);
+    expect_failure(path, RS_EFORMAT, "exceeds the file", NULL);
+    free_parts(&p);
+}
+
+static void test_bad_json(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    /* The header's closing brace becomes a comma: an object that never ends. */
+    unsigned char *close = (unsigned char *)p.data - 1;
+    while (*close == ' ')
+        close--;
+    assert_int_equal(*close, '}');
+    *close = ',';
+    char path[1100];
+    snprintf(path, sizeof path, "%s/json.safetensors", tmpdir);
+    tu_write_file(path, p.bytes, p.size);
+    expect_failure(path, RS_EFORMAT, "not valid JSON", NULL);
+    free_parts(&p);
+}
+
+static void test_unknown_dtype(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    json_object_set_new(json_object_get(p.header, "head.bias"), "dtype", json_string("Q32"));
+    expect_failure(join("dtype", p.header, 0, p.data, p.data_size), RS_EFORMAT, "tensor head.bias",
+                   "dtype 'Q32' is not supported", NULL);
+    free_parts(&p);
+}
+
+static void test_missing_tensor(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    json_object_del(p.header, "blocks.2.moe.router.weight");
+    expect_failure(join("missing", p.header, 0, p.data, p.data_size), RS_EFORMAT,
+                   "tensor blocks.2.moe.router.weight is missing", NULL);
+    free_parts(&p);
+}
+
+static void test_unexpected_tensor(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    json_object_set_new(p.header, "blocks.0.mlp.fc3.weight",
+                        json_pack("{s:s, s:[i], s:[i,i]}", "dtype", "F32", "shape", 0, "data_offsets", 0, 0));
+    expect_failure(join("extra", p.header, 0, p.data, p.data_size), RS_EFORMAT,
+                   "tensor blocks.0.mlp.fc3.weight is not part of the layout", NULL);
+    free_parts(&p);
+}
+
+static void test_wrong_shape(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    /* Same byte count, transposed: only the config check can see it. */
+    json_t *t = json_object_get(p.header, "blocks.1.moe.router.weight");
+    json_object_set_new(t, "shape", json_pack("[i,i]", 32, 4));
+    expect_failure(join("shape", p.header, 0, p.data, p.data_size), RS_EFORMAT,
+                   "tensor blocks.1.moe.router.weight: shape [32,4] but config wants [4,32]", NULL);
+    /* A shape whose byte count disagrees with its offsets. */
+    json_object_set_new(t, "shape", json_pack("[i,i]", 4, 31));
+    expect_failure(join("shape2", p.header, 0, p.data, p.data_size), RS_EFORMAT,
+                   "tensor blocks.1.moe.router.weight", "needs 496 bytes but data_offsets span 512", NULL);
+    free_parts(&p);
+}
+
+static void test_bad_offsets(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    json_t *offs = json_object_get(json_object_get(p.header, "head.bias"), "data_offsets");
+    json_int_t begin = json_integer_value(json_array_get(offs, 0));
+    json_int_t end = json_integer_value(json_array_get(offs, 1));
+    /* Slide head.bias 4 bytes down, into its neighbour. */
+    json_array_set_new(offs, 0, json_integer(begin - 4));
+    json_array_set_new(offs, 1, json_integer(end - 4));
+    expect_failure(join("overlap", p.header, 0, p.data, p.data_size), RS_EFORMAT, "overlap", NULL);
+    json_array_set_new(offs, 0, json_integer((json_int_t)p.data_size));
+    json_array_set_new(offs, 1, json_integer((json_int_t)p.data_size + (end - begin)));
+    expect_failure(join("range", p.header, 0, p.data, p.data_size), RS_EFORMAT, "tensor head.bias",
+                   "outside the data section", NULL);
+    json_array_set_new(offs, 0, json_integer(end));
+    json_array_set_new(offs, 1, json_integer(begin));
+    expect_failure(join("reversed", p.header, 0, p.data, p.data_size), RS_EFORMAT, "begin <= end", NULL);
+    free_parts(&p);
+}
+
+static void test_bad_metadata(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    json_t *meta = json_object_get(p.header, "__metadata__");
+    json_t *config = json_loads(json_string_value(json_object_get(meta, "config")), 0, NULL);
+    json_t *saved = json_deep_copy(meta);
+
+    json_object_set_new(meta, "format", json_string("pytorch"));
+    expect_failure(join("format", p.header, 0, p.data, p.data_size), RS_EFORMAT, "format is \"pytorch\"", NULL);
+    json_object_set_new(p.header, "__metadata__", json_deep_copy(saved));
+    meta = json_object_get(p.header, "__metadata__");
+
+    json_object_set_new(meta, "config", json_string("{\"hidden\": 32,"));
+    expect_failure(join("config", p.header, 0, p.data, p.data_size), RS_EFORMAT, "config is not valid JSON", NULL);
+
+    json_object_set_new(config, "top_k", json_integer(5));
+    char *text = json_dumps(config, 0);
+    json_object_set_new(meta, "config", json_string(text));
+    free(text);
+    expect_failure(join("topk", p.header, 0, p.data, p.data_size), RS_EFORMAT, "top_k is 5 but num_experts is 4",
+                   NULL);
+
+    json_object_set_new(config, "top_k", json_integer(2));
+    json_object_del(config, "heads");
+    text = json_dumps(config, 0);
+    json_object_set_new(meta, "config", json_string(text));
+    free(text);
+    expect_failure(join("heads", p.header, 0, p.data, p.data_size), RS_EFORMAT, "key \"heads\" is missing", NULL);
+
+    json_object_set_new(config, "heads", json_integer(5));
+    text = json_dumps(config, 0);
+    json_object_set_new(meta, "config", json_string(text));
+    free(text);
+    expect_failure(join("heads5", p.header, 0, p.data, p.data_size), RS_EFORMAT, "heads 5 does not divide hidden 32",
+                   NULL);
+
+    json_object_set_new(meta, "config", json_integer(3));
+    expect_failure(join("configint", p.header, 0, p.data, p.data_size), RS_EFORMAT, "is not a string", NULL);
+    json_decref(config);
+    json_decref(saved);
+    free_parts(&p);
+}
+
+/* Realigned and widened tensors give the same outputs as the mapped original. */
+static void forward_logits(const char *path, float *logits, size_t *copied)
+{
+    rs_model *m;
+    rs_forward *f;
+    rs_error err;
+    if (rs_model_open(path, &m, &err))
+        fail_msg("%s", err.msg);
+    *copied = m->copied_bytes;
+    const rs_config *c = &m->cfg;
+    size_t n = (size_t)c->channels * c->image_h * c->image_w;
+    float *x = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    assert_int_equal(rs_forward_create(m, 1, 1, &f, &err), 0);
+    assert_int_equal(rs_forward_run(f, x, 1, &err), 0);
+    memcpy(logits, rs_forward_result(f)->logits, sizeof(float) * c->num_classes);
+    free(x);
+    rs_forward_free(f);
+    rs_model_close(m);
+}
+
+static void test_unaligned_loads(void **state)
+{
+    (void)state;
+    file_parts p = split();
+    float a[64], b[64];
+    size_t copied_a, copied_b;
+    forward_logits(source, a, &copied_a);
+    assert_int_equal(copied_a, 0); /* every F32 tensor is a view into the file */
+    forward_logits(join("unaligned", p.header, 2, p.data, p.data_size), b, &copied_b);
+    assert_true(copied_b > 0);
+    assert_memory_equal(a, b, sizeof(float) * 10);
+    free_parts(&p);
+}
+
+int main(void)
+{
+    snprintf(source, sizeof source, "%s/token_k2_e4.safetensors", tu_dir("RS_GOLDEN_DIR", "tests/golden"));
+    if (!mkdtemp(tmpdir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_header_longer_than_file), cmocka_unit_test(test_bad_json),
+        cmocka_unit_test(test_unknown_dtype),   cmocka_unit_test(test_missing_tensor),
+        cmocka_unit_test(test_unexpected_tensor), cmocka_unit_test(test_wrong_shape),
+        cmocka_unit_test(test_bad_offsets),     cmocka_unit_test(test_bad_metadata),
+        cmocka_unit_test(test_unaligned_loads),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "test_loader: could not remove %s\n", tmpdir);
+    return failed;
+}
