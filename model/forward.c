@@ -31,51 +31,84 @@ struct rs_forward {
     rs_forward_out out;
 };
 
-/* C (m,n) = A (m,k) * W (n,k)^T + beta * C: every dense layer, weights stored (out, in). */
-static void gemm_nt(int m, int n, int k, const float *a, int lda, const float *w, int ldw,
-                    float beta, float *c, int ldc)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, lda, w, ldw, beta, c, ldc);
-}
-
 void rs_blas_set_threads(int threads)
 {
     openblas_set_num_threads(threads);
 }
 
-/* Row-parallel helpers: each splits ROWS into one contiguous range per thread. */
-#define PAR_ROWS(f, rows, lo, hi, body)                                                     \
-    do {                                                                                    \
-        int nt_ = (f)->threads, rows_ = (rows);                                             \
-        _Pragma("omp parallel for num_threads(nt_) schedule(static) if(nt_ > 1)")          \
-        for (int t_ = 0; t_ < nt_; t_++) {                                                  \
-            size_t lo = (size_t)rows_ * t_ / nt_, hi = (size_t)rows_ * (t_ + 1) / nt_;      \
-            if (hi > lo) { body; }                                                          \
-        }                                                                                   \
-    } while (0)
+/* The rows [lo, hi) that thread T of NT takes out of ROWS: contiguous, static. */
+static void thread_rows(int rows, int t, int nt, size_t *lo, size_t *hi)
+{
+    *lo = (size_t)rows * t / nt;
+    *hi = (size_t)rows * (t + 1) / nt;
+}
 
-static void layer_norm(rs_forward *f, float *y, const float *x, const float *w, const float *b,
-                       int rows)
+/* C (m,n) = A (m,k) * W (n,k)^T + beta * C: every dense layer, weights stored (out, in).
+ * The rows of A are split between our threads, each calling a single-threaded
+ * cblas_sgemm on its block: one thread pool (OpenMP) instead of two that would spin
+ * against each other on a small machine, and no synchronisation inside a product. */
+static void gemm_nt(const rs_forward *f, int m, int n, int k, const float *a, int lda, const float *w,
+                    int ldw, float beta, float *c, int ldc)
+{
+    /* Below this many rows per thread the split costs more than it gains. */
+    const int min_rows = 32;
+    int nt = f->threads < m / min_rows ? f->threads : m / min_rows;
+    if (nt < 1)
+        nt = 1;
+    #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
+    for (int t = 0; t < nt; t++) {
+        size_t lo, hi;
+        thread_rows(m, t, nt, &lo, &hi);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), n, k, 1.0f, a + lo * lda, lda, w,
+                    ldw, beta, c + lo * ldc, ldc);
+    }
+}
+
+static void layer_norm(rs_forward *f, float *y, const float *x, const float *w, const float *b, int rows)
 {
     const rs_config *c = &f->m->cfg;
     size_t D = (size_t)c->hidden;
-    PAR_ROWS(f, rows, lo, hi,
-             rs_layer_norm(y + lo * D, x + lo * D, w, b, hi - lo, D, c->layer_norm_eps));
+    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
+    for (int t = 0; t < f->threads; t++) {
+        size_t lo, hi;
+        thread_rows(rows, t, f->threads, &lo, &hi);
+        rs_layer_norm(y + lo * D, x + lo * D, w, b, hi - lo, D, c->layer_norm_eps);
+    }
 }
 
 static void bias_gelu(rs_forward *f, float *h, const float *bias, int rows)
 {
     const rs_config *c = &f->m->cfg;
     size_t M = (size_t)c->mlp_dim;
-    if (c->gelu == RS_GELU_ERF)
-        PAR_ROWS(f, rows, lo, hi, rs_bias_gelu_erf(h + lo * M, bias, hi - lo, M));
-    else
-        PAR_ROWS(f, rows, lo, hi, rs_bias_gelu_tanh(h + lo * M, bias, hi - lo, M));
+    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
+    for (int t = 0; t < f->threads; t++) {
+        size_t lo, hi;
+        thread_rows(rows, t, f->threads, &lo, &hi);
+        if (c->gelu == RS_GELU_ERF)
+            rs_bias_gelu_erf(h + lo * M, bias, hi - lo, M);
+        else
+            rs_bias_gelu_tanh(h + lo * M, bias, hi - lo, M);
+    }
 }
 
 static void add_bias(rs_forward *f, float *x, const float *bias, int rows, int n)
 {
-    PAR_ROWS(f, rows, lo, hi, rs_add_bias(x + lo * (size_t)n, bias, hi - lo, (size_t)n));
+    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
+    for (int t = 0; t < f->threads; t++) {
+        size_t lo, hi;
+        thread_rows(rows, t, f->threads, &lo, &hi);
+        rs_add_bias(x + lo * (size_t)n, bias, hi - lo, (size_t)n);
+    }
+}
+
+static void softmax(rs_forward *f, float *x, int rows, int n)
+{
+    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
+    for (int t = 0; t < f->threads; t++) {
+        size_t lo, hi;
+        thread_rows(rows, t, f->threads, &lo, &hi);
+        rs_softmax_rows(x + lo * (size_t)n, hi - lo, (size_t)n);
+    }
 }
 
 /* x (B,T,D) = [cls] + patches @ W^T + b, + pos_embed. */
@@ -96,7 +129,7 @@ static void embed(rs_forward *f, const float *images, int B)
                 memcpy(dst + (ch * P + py) * P,
                        images + (((size_t)b * C + ch) * H + r0 + py) * W + c0, sizeof(float) * P);
     }
-    gemm_nt(B * Np, D, K, f->patches, K, m->patch_w, K, 0.0f, f->xn, D);
+    gemm_nt(f, B * Np, D, K, f->patches, K, m->patch_w, K, 0.0f, f->xn, D);
     #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
@@ -121,7 +154,7 @@ static void attention(rs_forward *f, const rs_block_weights *w, int B)
     int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = B * T;
     float scale = 1.0f / sqrtf((float)Dh);
     layer_norm(f, f->xn, f->x, w->norm1_w, w->norm1_b, N);
-    gemm_nt(N, 3 * D, D, f->xn, D, w->qkv_w, D, 0.0f, f->qkv, 3 * D);
+    gemm_nt(f, N, 3 * D, D, f->xn, D, w->qkv_w, D, 0.0f, f->qkv, 3 * D);
     add_bias(f, f->qkv, w->qkv_b, N, 3 * D);
     /* One (T,T) score matrix per (image, head); the products are small, so OpenBLAS runs
      * each on the calling thread and we spread the pairs over our threads. */
@@ -140,7 +173,7 @@ static void attention(rs_forward *f, const rs_block_weights *w, int B)
                     0.0f, f->attn + (size_t)b * T * D + h * Dh, D);
     }
     add_bias(f, f->x, w->proj_b, N, D);
-    gemm_nt(N, D, D, f->attn, D, w->proj_w, D, 1.0f, f->x, D);
+    gemm_nt(f, N, D, D, f->attn, D, w->proj_w, D, 1.0f, f->x, D);
 }
 
 /* x += fc2(gelu(fc1(norm2(x)))), xn already holds norm2(x). */
@@ -148,10 +181,10 @@ static void dense_mlp(rs_forward *f, const rs_block_weights *w, int N)
 {
     const rs_config *c = &f->m->cfg;
     int D = c->hidden, M = c->mlp_dim;
-    gemm_nt(N, M, D, f->xn, D, w->fc1_w, D, 0.0f, f->hidden, M);
+    gemm_nt(f, N, M, D, f->xn, D, w->fc1_w, D, 0.0f, f->hidden, M);
     bias_gelu(f, f->hidden, w->fc1_b, N);
     add_bias(f, f->x, w->fc2_b, N, D);
-    gemm_nt(N, D, M, f->hidden, M, w->fc2_w, M, 1.0f, f->x, D);
+    gemm_nt(f, N, D, M, f->hidden, M, w->fc2_w, M, 1.0f, f->x, D);
 }
 
 /* Top R experts of one token by decreasing probability; a strict '>' while scanning
@@ -179,10 +212,10 @@ static void moe(rs_forward *f, const rs_block_weights *w, int N, rs_moe_routing 
     const rs_config *c = &f->m->cfg;
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, k = c->top_k, R = rs_config_record_k(c);
     float *probs = routing->probs;
-    gemm_nt(N, E, D, f->xn, D, w->router_w, D, 0.0f, probs, E);
+    gemm_nt(f, N, E, D, f->xn, D, w->router_w, D, 0.0f, probs, E);
     if (w->router_b)
         add_bias(f, probs, w->router_b, N, E);
-    PAR_ROWS(f, N, lo, hi, rs_softmax_rows(probs + lo * E, hi - lo, (size_t)E));
+    softmax(f, probs, N, E);
     #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
     for (int n = 0; n < N; n++)
         top_experts(probs + (size_t)n * E, E, R, routing->top_idx + (size_t)n * R,
@@ -210,9 +243,9 @@ static void moe(rs_forward *f, const rs_block_weights *w, int N, rs_moe_routing 
         #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
         for (int i = 0; i < count; i++)
             memcpy(f->gathered + (size_t)i * D, f->xn + (size_t)rows[i] * D, sizeof(float) * D);
-        gemm_nt(count, M, D, f->gathered, D, w->efc1_w + (size_t)e * M * D, D, 0.0f, f->hidden, M);
+        gemm_nt(f, count, M, D, f->gathered, D, w->efc1_w + (size_t)e * M * D, D, 0.0f, f->hidden, M);
         bias_gelu(f, f->hidden, w->efc1_b + (size_t)e * M, count);
-        gemm_nt(count, D, M, f->hidden, M, w->efc2_w + (size_t)e * D * M, M, 0.0f, f->expert_out, D);
+        gemm_nt(f, count, D, M, f->hidden, M, w->efc2_w + (size_t)e * D * M, M, 0.0f, f->expert_out, D);
         const float *b2 = w->efc2_b + (size_t)e * D;
         #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
         for (int i = 0; i < count; i++) {
@@ -249,13 +282,13 @@ static void head(rs_forward *f, int B)
     }
     const float *feat = f->pooled;
     if (m->pre_logits_w) {
-        gemm_nt(B, D, D, f->pooled, D, m->pre_logits_w, D, 0.0f, f->pre, D);
+        gemm_nt(f, B, D, D, f->pooled, D, m->pre_logits_w, D, 0.0f, f->pre, D);
         for (int b = 0; b < B; b++)
             for (int i = 0; i < D; i++)
                 f->pre[(size_t)b * D + i] = tanhf(f->pre[(size_t)b * D + i] + m->pre_logits_b[i]);
         feat = f->pre;
     }
-    gemm_nt(B, K, D, feat, D, m->head_w, D, 0.0f, f->out.logits, K);
+    gemm_nt(f, B, K, D, feat, D, m->head_w, D, 0.0f, f->out.logits, K);
     rs_add_bias(f->out.logits, m->head_b, (size_t)B, (size_t)K);
 }
 
@@ -344,7 +377,8 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
         rs_forward_free(f);
         return rs_error_set(err, RS_ENOMEM, "forward: out of memory for a batch of %d images", max_batch);
     }
-    rs_blas_set_threads(threads);
+    /* Our threads split every product; OpenBLAS itself must stay on the calling thread. */
+    rs_blas_set_threads(1);
     *out = f;
     return 0;
 }

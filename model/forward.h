@@ -14,8 +14,9 @@
  * rs_forward_run. The model must outlive the forward state. One rs_forward is used by
  * one caller thread at a time; several may share one model.
  *
- * Threads: THREADS is used by our own parallel loops and handed to OpenBLAS, whose
- * thread count is process-wide (openblas_set_num_threads). */
+ * Threads: THREADS OpenMP threads do all the work; every GEMM is split by rows between
+ * them and each block is one single-threaded cblas_sgemm. rs_forward_create therefore
+ * sets OpenBLAS's process-wide thread count to 1 (openblas_set_num_threads). */
 #ifndef RS_FORWARD_H
 #define RS_FORWARD_H
 

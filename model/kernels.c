@@ -18,7 +18,10 @@ static inline float exp_approx(float x)
 {
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723e-6f;
-    x = fminf(fmaxf(x, -87.33654f), 88.72283f);
+    /* Ternaries, not fminf/fmaxf: without -ffast-math those stay library calls and the
+     * loops around them do not vectorise. */
+    x = x < -87.33654f ? -87.33654f : x;
+    x = x > 88.72283f ? 88.72283f : x;
     /* Adding 1.5 * 2^23 rounds to the nearest integer in the low mantissa bits. */
     float shifter = 12582912.0f;
     float n = (x * log2e + shifter) - shifter;
@@ -93,7 +96,7 @@ void rs_softmax_rows(float *x, size_t rows, size_t n)
         float *xr = x + r * n;
         float mx = xr[0];
         for (size_t i = 1; i < n; i++)
-            mx = fmaxf(mx, xr[i]);
+            mx = xr[i] > mx ? xr[i] : mx;
         float sum = 0.0f;
         for (size_t i = 0; i < n; i++) {
             xr[i] = exp_approx(xr[i] - mx);

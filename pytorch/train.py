@@ -1,0 +1,452 @@
+"""Train a routerscope V-MoE on Fashion-MNIST and export it as a checkpoint.
+
+    /usr/bin/python3 pytorch/train.py --steps 2000 --seed 0 --out models/NAME.safetensors
+
+Data: the IDX files of Debian's `dataset-fashion-mnist`. The first 55,000 training images
+train, the last 5,000 are the validation split; the 10,000 test images are only used for
+the final evaluation. Pixels/255, then (x - 0.5) / 0.5.
+
+Every step draws B images and makes two views of each (an independent random-resized
+"inception" crop, area in [--crop-min, 1] of the image, aspect 3/4..4/3, resized back to
+28x28 bilinearly, and a horizontal flip with p = 0.5; both views batched as one forward
+pass). The classification loss is the mean cross-entropy over both views, plus a router
+loss chosen with --router-loss:
+
+  vmoe  V-MoE's auxiliary losses (Riquelme et al. 2021, appendix A.2): importance loss
+        (CV^2 of the per-expert sum of the clean router softmax) and load loss (CV^2 of
+        the per-expert mean probability of being in the noisy top-k), 0.005 each, summed
+        over MoE layers; one group per view.
+  prc   the patch-level routing consistency loss of /work/shared/README.md ("PRC"):
+        S = E/N sum r1 r2^T over the matched patch pairs of the two views,
+        L = 5e-3 mean_e (S_ee - 1)^2 + 5e-2 mean_{e!=f} S_ef^2, summed over MoE layers;
+        no balancing losses.
+  none  classification loss only.
+
+Router noise (std --noise/E on the logits, V-MoE's default) is applied in training for
+every variant, so the variants differ only in the router loss. The router loss sees the
+clean logits (PRC and importance: clean softmax; load: clean logits vs noisy threshold).
+
+AdamW with linear warmup and cosine decay, gradient clipping at norm 1 (as V-MoE). Weight
+decay applies to matrices only (not biases, LayerNorm, pos_embed, cls_token), the usual
+ViT practice. Deterministic for a fixed --seed and --threads on one machine.
+"""
+import argparse
+import gzip
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export import export  # noqa: E402
+from vmoe import VMoE  # noqa: E402
+
+DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+NUM_VAL = 5000
+MEAN, STD = 0.5, 0.5
+
+
+# ----------------------------------------------------------------------------- data
+
+def read_idx(path):
+    """An IDX file (optionally gzipped) as a numpy array of its declared shape."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    start = 4 + 4 * ndim
+    if len(data) != start + math.prod(dims):
+        raise ValueError(f"{path}: {len(data) - start} data bytes for shape {dims}")
+    return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(dims)
+
+
+def load_split(split):
+    """(images uint8 [N,1,28,28], labels int64 [N]) for split 'train' or 't10k'."""
+    images = read_idx(DATA_DIR / f"{split}-images-idx3-ubyte.gz")
+    labels = read_idx(DATA_DIR / f"{split}-labels-idx1-ubyte.gz")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{split}: {images.shape[0]} images but {labels.shape[0]} labels")
+    return (torch.from_numpy(images.copy()).unsqueeze(1),
+            torch.from_numpy(labels.astype(np.int64)))
+
+
+def normalise(x):
+    """[0,1] pixels -> model input."""
+    return (x - MEAN) / STD
+
+
+# ----------------------------------------------------------------------------- views
+
+def sample_crops(n, size, crop_min, gen, ratio=(3 / 4, 4 / 3), attempts=10):
+    """Random-resized ("inception") crop boxes for n images of size (H, W), vectorised.
+
+    As torchvision's RandomResizedCrop: up to `attempts` draws of (area fraction in
+    [crop_min, 1], log-uniform aspect w/h in `ratio`); w, h rounded to whole pixels; the
+    first draw that fits is kept, with its top-left corner uniform over the valid integer
+    positions; images where none fits get the whole image. Returns float64 tensors
+    (x0, y0, w, h) [n], in pixels of the source image."""
+    H, W = size
+    area = torch.empty(n, attempts, dtype=torch.float64).uniform_(crop_min, 1.0, generator=gen)
+    log_r = torch.empty(n, attempts, dtype=torch.float64).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=gen)
+    w = torch.round(torch.sqrt(area * H * W * torch.exp(log_r)))
+    h = torch.round(torch.sqrt(area * H * W / torch.exp(log_r)))
+    ok = (w >= 1) & (w <= W) & (h >= 1) & (h <= H)
+    first = torch.argmax(ok.to(torch.int8), dim=1)  # first True (0 when none)
+    found = ok.any(dim=1)
+    w = torch.where(found, w.gather(1, first[:, None])[:, 0], torch.tensor(float(W), dtype=torch.float64))
+    h = torch.where(found, h.gather(1, first[:, None])[:, 0], torch.tensor(float(H), dtype=torch.float64))
+    u = torch.rand(n, 2, dtype=torch.float64, generator=gen)
+    x0 = torch.floor(u[:, 0] * (W - w + 1))  # uniform integer in [0, W - w]
+    y0 = torch.floor(u[:, 1] * (H - h + 1))
+    return x0, y0, w, h
+
+
+def sample_views(n, size, crop_min, gen):
+    """View parameters for n images: dict of float64 [n] tensors x0, y0, w, h, and bool flip.
+
+    A view maps its continuous pixel coordinates (u, v) in [0,W)x[0,H) (pixel centres at
+    i + 0.5) to source coordinates
+        x = x0 + (flip ? W - u : u) * w / W,   y = y0 + v * h / H."""
+    x0, y0, w, h = sample_crops(n, size, crop_min, gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    return {"x0": x0, "y0": y0, "w": w, "h": h, "flip": flip}
+
+
+def render_views(images, views):
+    """Apply views to [n,C,H,W] float images in [0,1] -> [n,C,H,W], bilinear, zeros outside
+    the source image (align_corners=False, i.e. the view-to-source map above)."""
+    n, c, H, W = images.shape
+    sx = views["w"] / W
+    sx = torch.where(views["flip"], -sx, sx)
+    # normalised source x = sx * normalised view x + tx (flip: u -> W - u mirrors about 0)
+    tx = (2 * views["x0"] + views["w"]) / W - 1
+    sy = views["h"] / H
+    ty = (2 * views["y0"] + views["h"]) / H - 1
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, zero, tx], 1),
+                         torch.stack([zero, sy, ty], 1)], 1).to(images.dtype)
+    grid = F.affine_grid(theta, [n, c, H, W], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
+
+
+def patch_correspondence(view_a, view_b, size, patch):
+    """For every patch of view B, the index of the view-A patch containing the source point
+    of its centre, or -1 when that point falls outside view A. Returns int64 [n, G*G']
+    (patches in raster order).
+
+    Contract (/work/shared/README.md): pixel centres at i + 0.5 (align_corners=False), a
+    point on a patch boundary belongs to the patch right/below, view 1 is A. Computed in
+    float64: centre (c + 1/2) P -> source x -> view-A coordinate u_A -> floor(u_A / P)."""
+    H, W = size
+    gh, gw = H // patch, W // patch
+    cy = (torch.arange(gh, dtype=torch.float64) + 0.5) * patch
+    cx = (torch.arange(gw, dtype=torch.float64) + 0.5) * patch
+    v = cy[:, None].expand(gh, gw).reshape(1, -1)  # [1, N] view-B coordinates
+    u = cx[None, :].expand(gh, gw).reshape(1, -1)
+
+    def col(t):
+        return t[:, None]
+
+    ub = torch.where(col(view_b["flip"]), W - u, u)
+    xs = col(view_b["x0"]) + ub * col(view_b["w"]) / W  # source coordinates
+    ys = col(view_b["y0"]) + v * col(view_b["h"]) / H
+    ua = (xs - col(view_a["x0"])) * W / col(view_a["w"])  # view-A coordinates
+    ua = torch.where(col(view_a["flip"]), W - ua, ua)
+    va = (ys - col(view_a["y0"])) * H / col(view_a["h"])
+    inside = (ua >= 0) & (ua < W) & (va >= 0) & (va < H)
+    pa = torch.floor(va / patch).long() * gw + torch.floor(ua / patch).long()
+    return torch.where(inside, pa, torch.full_like(pa, -1))
+
+
+# ----------------------------------------------------------------------------- routers
+
+class RouterTap:
+    """Adds V-MoE's training noise to every MoE router and keeps the logits.
+
+    A forward hook on each `blocks.{i}.moe.router` (an nn.Linear, so the checkpoint names
+    are unchanged) stores the clean logits and, in train mode, returns logits + noise_std *
+    N(0,1): the MoE then picks experts and gates from the noisy softmax, as V-MoE does.
+    The model itself is built with noise_std = 0 so that noise is added once.
+    `logits[i]` = (clean [S,E], noisy [S,E]) from the latest forward pass."""
+
+    def __init__(self, model, noise_std):
+        self.noise_std = noise_std
+        self.logits = {}
+        for i, block in enumerate(model.blocks):
+            if hasattr(block, "moe"):
+                block.moe.router.register_forward_hook(self._hook(i))
+
+    def _hook(self, i):
+        def hook(module, inputs, clean):
+            noisy = clean
+            if module.training and self.noise_std > 0:
+                noisy = clean + self.noise_std * torch.randn_like(clean)
+            self.logits[i] = (clean, noisy)
+            return noisy
+        return hook
+
+
+def cv_squared(x):
+    """Squared coefficient of variation over the last axis (population variance)."""
+    return x.var(dim=-1, unbiased=False) / x.mean(dim=-1) ** 2
+
+
+def importance_loss(probs):
+    """V-MoE importance loss per group: probs [G,S,E] clean softmax -> [G]."""
+    return cv_squared(probs.sum(dim=1))
+
+
+def load_loss(logits, noisy, noise_std, k):
+    """V-MoE load loss per group: logits, noisy [G,S,E] -> [G].
+
+    Each token's threshold is its k-th largest noisy logit; P(expert e would be selected
+    if the noise were re-drawn) = 1 - Phi((threshold - logit_e) / noise_std). The loss is
+    CV^2 over experts of its mean over the group's tokens."""
+    threshold = noisy.topk(k, dim=-1).values[..., -1:]
+    z = (threshold - logits) / noise_std
+    p = 0.5 * torch.erfc(z / math.sqrt(2))  # 1 - Phi(z)
+    return cv_squared(p.mean(dim=1))
+
+
+def prc_loss(r1, r2, match):
+    """PRC loss of one MoE layer. r1, r2: clean router softmax of the patch tokens of view 1
+    and view 2 [B,N,E]; match [B,N]: view-1 patch of each view-2 patch, -1 if none.
+    Returns (loss, S [E,E])."""
+    e = r1.shape[-1]
+    valid = (match >= 0).to(r1.dtype)
+    a = r1.gather(1, match.clamp(min=0)[..., None].expand(-1, -1, e))  # r1 at matched patch
+    pairs = valid.sum().clamp(min=1)
+    s = e * torch.einsum("bne,bnf->ef", a * valid[..., None], r2) / pairs
+    diag = torch.diagonal(s)
+    off = s - torch.diag(diag)
+    loss = 5e-3 * ((diag - 1) ** 2).mean() + 5e-2 * (off ** 2).sum() / (e * (e - 1))
+    return loss, s
+
+
+def router_loss(kind, tap, config, batch, match, noise_std):
+    """The router loss `kind` ('vmoe', 'prc' or 'none') of the latest forward pass over a
+    batch holding [view 1 of `batch` images; view 2 of them]. Returns (loss, metrics)."""
+    total = torch.zeros(())
+    metrics = {}
+    if kind == "none":
+        return total, metrics
+    e, k = config["num_experts"], config["top_k"]
+    cls = 1 if config["classifier"] == "token" else 0
+    for i, (clean, noisy) in sorted(tap.logits.items()):
+        clean = clean.view(2, batch, -1, e)  # [view, image, token, expert]
+        if kind == "vmoe":
+            # one group per view (V-MoE computes these per group of tokens); all tokens
+            # including the class token are routed, so all count
+            imp = importance_loss(torch.softmax(clean, -1).flatten(1, 2))
+            if noise_std > 0:
+                lod = load_loss(clean.flatten(1, 2), noisy.view(2, -1, e), noise_std, k)
+            else:
+                lod = torch.zeros_like(imp)
+            total = total + 0.005 * (imp.mean() + lod.mean())
+            metrics[f"imp{i}"] = imp.mean().item()
+            metrics[f"load{i}"] = lod.mean().item()
+        elif kind == "prc":
+            r = torch.softmax(clean[:, :, cls:], dim=-1)
+            loss, s = prc_loss(r[0], r[1], match)
+            total = total + loss
+            metrics[f"S-I{i}"] = torch.linalg.norm(s.detach() - torch.eye(e)).item()
+        else:
+            raise ValueError(f"unknown router loss {kind!r}")
+    return total, metrics
+
+
+# ----------------------------------------------------------------------------- model
+
+def init_weights(model, seed):
+    """ViT / V-MoE-style init, deterministic in `seed`: xavier-uniform matrices (per expert),
+    zero biases, lecun-normal patch embedding and router, zero head, pos_embed N(0, 0.02)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or name == "cls_token" or name.startswith("head."):
+                p.zero_()
+            elif "norm" in name:
+                p.fill_(1.0)
+            elif name == "pos_embed":
+                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+            elif name == "patch_embed.weight" or name.endswith("router.weight"):
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
+            else:  # [out,in] or [E,out,in]
+                fan_out, fan_in = p.shape[-2], p.shape[-1]
+                bound = math.sqrt(6 / (fan_in + fan_out))
+                p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
+
+
+def make_config(args):
+    return {
+        "image_size": [28, 28], "channels": 1, "patch_size": 4, "hidden": args.hidden,
+        "depth": args.depth, "heads": args.heads, "mlp_dim": args.mlp_dim,
+        "num_classes": len(LABELS), "moe_layers": args.moe_layers,
+        "num_experts": args.experts, "top_k": args.top_k, "classifier": "token",
+        "layer_norm_eps": 1e-6, "gelu": "erf", "mean": [MEAN], "std": [STD],
+        "representation": False, "labels": LABELS,
+    }
+
+
+def param_groups(model, weight_decay):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and name not in ("pos_embed", "cls_token") else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step, args):
+    """Linear warmup to --lr over --warmup steps, then cosine decay to 0 at --steps."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    t = (step - args.warmup) / max(1, args.steps - args.warmup)
+    return args.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, batch=1000):
+    """Top-1 accuracy on clean images (eval mode: no router noise)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(images), batch):
+        x = normalise(images[i:i + batch].float() / 255)
+        correct += (model(x).argmax(1) == labels[i:i + batch]).sum().item()
+    model.train(was_training)
+    return correct / len(images)
+
+
+# ----------------------------------------------------------------------------- main
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--mlp-dim", type=int, default=256)
+    ap.add_argument("--moe-layers", type=lambda s: [int(t) for t in s.split(",") if t],
+                    default=[1, 3], help="comma-separated block indices (default 1,3)")
+    ap.add_argument("--experts", type=int, default=8)
+    ap.add_argument("--top-k", type=int, default=2)
+    ap.add_argument("--router-loss", choices=["vmoe", "prc", "none"], default="vmoe")
+    ap.add_argument("--noise", type=float, default=1.0,
+                    help="router noise std times E (V-MoE: 1, i.e. std 1/E); 0 disables")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=128, help="images per step (x2 views)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=None, help="default: 5%% of --steps")
+    ap.add_argument("--weight-decay", type=float, default=0.05)
+    ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
+    ap.add_argument("--crop-min", type=float, default=0.25, help="smallest crop area fraction")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=0, help="val accuracy every N steps (0: end only)")
+    args = ap.parse_args()
+    if args.warmup is None:
+        args.warmup = max(1, round(0.05 * args.steps))
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # router noise (global generator)
+    data_gen = torch.Generator().manual_seed(args.seed + 1)  # batches and views
+
+    t0 = time.time()
+    images, labels = load_split("train")
+    train_x, train_y = images[:-NUM_VAL], labels[:-NUM_VAL]
+    val_x, val_y = images[-NUM_VAL:], labels[-NUM_VAL:]
+    test_x, test_y = load_split("t10k")
+
+    config = make_config(args)
+    model = VMoE(config)  # noise_std 0: RouterTap adds the noise
+    init_weights(model, args.seed)
+    noise_std = args.noise / args.experts
+    tap = RouterTap(model, noise_std)
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr,
+                            betas=(0.9, 0.999))
+    log(f"config {json.dumps({k: v for k, v in config.items() if k != 'labels'})}")
+    log(f"params {params}, train {len(train_x)}, val {len(val_x)}, test {len(test_x)}, "
+        f"router loss {args.router_loss}, noise std {noise_std:g}, threads {args.threads}")
+
+    size = tuple(config["image_size"])
+    n, b = len(train_x), args.batch
+    perm, pos, epoch = torch.randperm(n, generator=data_gen), 0, 0
+    model.train()
+    t_start = t_log = time.time()
+    sums = {"loss": 0.0, "ce": 0.0, "aux": 0.0, "acc": 0.0}
+    for step in range(args.steps):
+        if pos + b > n:  # new epoch; the remainder of the last is dropped
+            perm, pos, epoch = torch.randperm(n, generator=data_gen), 0, epoch + 1
+        idx = perm[pos:pos + b]
+        pos += b
+        x = train_x[idx].float() / 255
+        y = train_y[idx]
+        v1 = sample_views(b, size, args.crop_min, data_gen)
+        v2 = sample_views(b, size, args.crop_min, data_gen)
+        both = normalise(torch.cat([render_views(x, v1), render_views(x, v2)]))
+        match = (patch_correspondence(v1, v2, size, config["patch_size"])
+                 if args.router_loss == "prc" else None)
+
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args)
+        logits = model(both)
+        target = torch.cat([y, y])
+        ce = F.cross_entropy(logits, target)
+        aux, metrics = router_loss(args.router_loss, tap, config, b, match, noise_std)
+        loss = ce + aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+
+        sums["loss"] += loss.item()
+        sums["ce"] += ce.item()
+        sums["aux"] += aux.item()
+        sums["acc"] += (logits.argmax(1) == target).float().mean().item()
+        done = step + 1
+        if done % args.log_every == 0 or done == args.steps:
+            m = args.log_every if done % args.log_every == 0 else done % args.log_every
+            now = time.time()
+            extra = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            log(f"step {done}/{args.steps} ep {epoch} loss {sums['loss'] / m:.4f} "
+                f"ce {sums['ce'] / m:.4f} aux {sums['aux'] / m:.5f} acc {sums['acc'] / m:.4f} "
+                f"lr {lr_at(step, args):.2e} {m / (now - t_log):.2f} steps/s {extra}")
+            sums = dict.fromkeys(sums, 0.0)
+            t_log = now
+        if args.eval_every and done % args.eval_every == 0 and done != args.steps:
+            log(f"step {done} val acc {evaluate(model, val_x, val_y):.4f}")
+    train_s = time.time() - t_start
+
+    model.eval()
+    val_acc = evaluate(model, val_x, val_y)
+    test_acc = evaluate(model, test_x, test_y)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    export(model, config, args.out)
+    wall = time.time() - t0
+    print(f"done: steps {args.steps} wall {wall:.1f} s (training {train_s:.1f} s) "
+          f"params {params} val_acc {val_acc:.4f} test_acc {test_acc:.4f} "
+          f"router_loss {args.router_loss} seed {args.seed} out {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

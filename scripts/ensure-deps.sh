@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# ensure-deps.sh [--python] — install the Debian packages routerscope needs, if missing.
+# Runs apt-get as root, or through sudo when not root. --python adds PyTorch for the
+# reference model, training and benchmarks (never needed at routerscope run time).
+set -euo pipefail
+packages=(gcc libc6-dev meson ninja-build pkg-config git
+          libopenblas-dev libgsl-dev libcairo2-dev libsqlite3-dev libpng-dev zlib1g-dev
+          libjansson-dev libcmocka-dev dataset-fashion-mnist)
+[ "${1:-}" = --python ] && packages+=(python3-torch python3-numpy)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} = 0 ] && exit 0
+
+echo "routerscope: installing ${missing[*]}" >&2
+if [ "$(id -u)" = 0 ]; then
+  as_root=()
+elif command -v sudo >/dev/null; then
+  as_root=(sudo)
+else
+  echo "routerscope: need root or sudo to install: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
