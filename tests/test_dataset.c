@@ -15,6 +15,7 @@
 
 #include "dataset.h"
 #include "idx.h"
+#include "testutil.h"
 
 static char tmpdir[] = "/tmp/rs_test_dataset_XXXXXX";
 
@@ -194,9 +195,6 @@ int main(void)
         cmocka_unit_test(test_fashion_mnist_when_installed),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_dataset: could not remove %s\n", tmpdir);
+    tu_remove_dir(tmpdir);
     return failed;
 }

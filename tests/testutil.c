@@ -1,7 +1,9 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 float *tu_tensor_f32(const rs_safetensors *st, const char *name, size_t *numel)
 {
@@ -49,4 +51,22 @@ const char *tu_dir(const char *name, const char *fallback)
 {
     const char *v = getenv(name);
     return v && *v ? v : fallback;
+}
+
+void tu_remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    char path[4096];
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            remove(path);
+        }
+    }
+    closedir(d);
+    if (remove(dir) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
 }

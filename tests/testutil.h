@@ -15,6 +15,9 @@ unsigned char *tu_read_file(const char *path, size_t *size);
 /* Writes SIZE bytes; 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t size);
 
+/* Removes DIR and the plain files directly inside it (the tests' scratch folders). */
+void tu_remove_dir(const char *dir);
+
 /* The directory given by the environment variable NAME, or FALLBACK. */
 const char *tu_dir(const char *name, const char *fallback);
 
