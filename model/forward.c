@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,23 +12,31 @@
 #include <omp.h>
 #endif
 
-struct rs_forward {
-    const rs_model *m;
-    int max_batch, threads;
-    /* Activations, N = max_batch * T rows; all owned. */
-    float *x;        /* (N,D) residual stream */
-    float *xn;       /* (N,D) normalised input of the current sub-block */
-    float *qkv;      /* (N,3D) */
-    float *attn;     /* (N,D) attention output before the projection */
-    float *hidden;   /* (N,M) MLP / expert hidden layer */
-    float *gathered; /* (N,D) tokens routed to one expert */
+/* Tokens per group: enough rows for an efficient GEMM, few enough that a group's
+ * activations stay near the caches and a batch splits into many groups for the threads. */
+#define RS_GROUP_TOKENS 1024
+
+/* One thread's scratch space for one group of up to G images, N = G * T rows. */
+typedef struct workspace {
+    float *x;          /* (N,D) residual stream */
+    float *xn;         /* (N,D) normalised input of the current sub-block */
+    float *qkv;        /* (N,3D) */
+    float *attn;       /* (N,D) attention output before the projection */
+    float *hidden;     /* (N,M) MLP / expert hidden layer */
+    float *gathered;   /* (N,D) tokens routed to one expert */
     float *expert_out; /* (N,D) */
-    float *scores;   /* (threads,T,T) attention scores, one slice per thread */
-    float *patches;  /* (B*Np, C*P*P) im2col of the batch */
-    float *pooled;   /* (B,D) */
-    float *pre;      /* (B,D) pre_logits output */
+    float *scores;     /* (T,T) one head's attention scores */
+    float *patches;    /* (G*Np, C*P*P) im2col of the group */
+    float *pooled;     /* (G,D) */
+    float *pre;        /* (G,D) pre_logits output */
     int32_t *route_rows;  /* (N*top_k) token rows grouped by expert */
     int32_t *route_start; /* (E+1) start of each expert's group, then (E) fill cursors */
+} workspace;
+
+struct rs_forward {
+    const rs_model *m;
+    int max_batch, threads, group;
+    workspace *ws;     /* one per thread, owned */
     rs_forward_out out;
 };
 
@@ -36,155 +45,86 @@ void rs_blas_set_threads(int threads)
     openblas_set_num_threads(threads);
 }
 
-/* The rows [lo, hi) that thread T of NT takes out of ROWS: contiguous, static. */
-static void thread_rows(int rows, int t, int nt, size_t *lo, size_t *hi)
+/* C (m,n) = [C +] bias + A (m,k) * W (n,k)^T — every dense layer, weights stored (out,
+ * in). With ACCUMULATE the product adds to C (the residual stream), else it replaces C.
+ * BIAS (n) may be NULL. The bias goes into C first, so OpenBLAS runs with beta = 1 and
+ * makes no pass of its own to clear C. */
+static void gemm_bias(int m, int n, int k, const float *a, int lda, const float *w, int ldw,
+                      const float *bias, bool accumulate, float *c, int ldc)
 {
-    *lo = (size_t)rows * t / nt;
-    *hi = (size_t)rows * (t + 1) / nt;
+    float beta = 1.0f;
+    if (bias && accumulate)
+        rs_add_bias(c, bias, (size_t)m, (size_t)n, (size_t)ldc);
+    else if (bias)
+        rs_fill_rows(c, bias, (size_t)m, (size_t)n, (size_t)ldc);
+    else if (!accumulate)
+        beta = 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, lda, w, ldw, beta, c, ldc);
 }
 
-/* C (m,n) = A (m,k) * W (n,k)^T + beta * C: every dense layer, weights stored (out, in).
- * The rows of A are split between our threads, each calling a single-threaded
- * cblas_sgemm on its block: one thread pool (OpenMP) instead of two that would spin
- * against each other on a small machine, and no synchronisation inside a product. */
-static void gemm_nt(const rs_forward *f, int m, int n, int k, const float *a, int lda, const float *w,
-                    int ldw, float beta, float *c, int ldc)
+static void gelu(const rs_config *c, float *h, size_t n)
 {
-    /* Below this many rows per thread the split costs more than it gains. */
-    const int min_rows = 32;
-    int nt = f->threads < m / min_rows ? f->threads : m / min_rows;
-    if (nt < 1)
-        nt = 1;
-    #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int t = 0; t < nt; t++) {
-        size_t lo, hi;
-        thread_rows(m, t, nt, &lo, &hi);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), n, k, 1.0f, a + lo * lda, lda, w,
-                    ldw, beta, c + lo * ldc, ldc);
-    }
+    if (c->gelu == RS_GELU_ERF)
+        rs_gelu_erf(h, n);
+    else
+        rs_gelu_tanh(h, n);
 }
 
-static void layer_norm(rs_forward *f, float *y, const float *x, const float *w, const float *b, int rows)
+/* x (G,T,D) = [cls] + patches @ W^T + b, + pos_embed. */
+static void embed(const rs_model *m, workspace *ws, const float *images, int G)
 {
-    const rs_config *c = &f->m->cfg;
-    size_t D = (size_t)c->hidden;
-    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
-    for (int t = 0; t < f->threads; t++) {
-        size_t lo, hi;
-        thread_rows(rows, t, f->threads, &lo, &hi);
-        rs_layer_norm(y + lo * D, x + lo * D, w, b, hi - lo, D, c->layer_norm_eps);
-    }
-}
-
-static void bias_gelu(rs_forward *f, float *h, const float *bias, int rows)
-{
-    const rs_config *c = &f->m->cfg;
-    size_t M = (size_t)c->mlp_dim;
-    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
-    for (int t = 0; t < f->threads; t++) {
-        size_t lo, hi;
-        thread_rows(rows, t, f->threads, &lo, &hi);
-        if (c->gelu == RS_GELU_ERF)
-            rs_bias_gelu_erf(h + lo * M, bias, hi - lo, M);
-        else
-            rs_bias_gelu_tanh(h + lo * M, bias, hi - lo, M);
-    }
-}
-
-static void add_bias(rs_forward *f, float *x, const float *bias, int rows, int n)
-{
-    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
-    for (int t = 0; t < f->threads; t++) {
-        size_t lo, hi;
-        thread_rows(rows, t, f->threads, &lo, &hi);
-        rs_add_bias(x + lo * (size_t)n, bias, hi - lo, (size_t)n);
-    }
-}
-
-static void softmax(rs_forward *f, float *x, int rows, int n)
-{
-    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
-    for (int t = 0; t < f->threads; t++) {
-        size_t lo, hi;
-        thread_rows(rows, t, f->threads, &lo, &hi);
-        rs_softmax_rows(x + lo * (size_t)n, hi - lo, (size_t)n);
-    }
-}
-
-/* x (B,T,D) = [cls] + patches @ W^T + b, + pos_embed. */
-static void embed(rs_forward *f, const float *images, int B)
-{
-    const rs_model *m = f->m;
     const rs_config *c = &m->cfg;
     int C = c->channels, P = c->patch_size, H = c->image_h, W = c->image_w;
     int gw = rs_config_grid_w(c), Np = rs_config_patches(c), T = rs_config_tokens(c);
     int D = c->hidden, K = C * P * P, first = T - Np;
-    /* im2col: row (b, patch), column (c, py, px) — the order of patch_embed.weight. */
-    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
-    for (int bp = 0; bp < B * Np; bp++) {
+    /* im2col: row (image, patch), column (c, py, px) — the order of patch_embed.weight. */
+    for (int bp = 0; bp < G * Np; bp++) {
         int b = bp / Np, p = bp % Np, r0 = (p / gw) * P, c0 = (p % gw) * P;
-        float *dst = f->patches + (size_t)bp * K;
+        float *dst = ws->patches + (size_t)bp * K;
         for (int ch = 0; ch < C; ch++)
             for (int py = 0; py < P; py++)
-                memcpy(dst + (ch * P + py) * P,
-                       images + (((size_t)b * C + ch) * H + r0 + py) * W + c0, sizeof(float) * P);
+                memcpy(dst + (ch * P + py) * P, images + (((size_t)b * C + ch) * H + r0 + py) * W + c0,
+                       sizeof(float) * P);
     }
-    gemm_nt(f, B * Np, D, K, f->patches, K, m->patch_w, K, 0.0f, f->xn, D);
-    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
-    for (int b = 0; b < B; b++) {
+    gemm_bias(G * Np, D, K, ws->patches, K, m->patch_w, K, m->patch_b, false, ws->xn, D);
+    for (int b = 0; b < G; b++) {
         for (int t = 0; t < T; t++) {
-            float *dst = f->x + ((size_t)b * T + t) * D;
+            float *dst = ws->x + ((size_t)b * T + t) * D;
             const float *pos = m->pos_embed + (size_t)t * D;
-            if (t < first) {
-                for (int i = 0; i < D; i++)
-                    dst[i] = m->cls_token[i] + pos[i];
-            } else {
-                const float *src = f->xn + ((size_t)b * Np + t - first) * D;
-                for (int i = 0; i < D; i++)
-                    dst[i] = src[i] + m->patch_b[i] + pos[i];
-            }
+            const float *src = t < first ? m->cls_token : ws->xn + ((size_t)b * Np + t - first) * D;
+            for (int i = 0; i < D; i++)
+                dst[i] = src[i] + pos[i];
         }
     }
 }
 
 /* x += proj(MHSA(norm1(x))). */
-static void attention(rs_forward *f, const rs_block_weights *w, int B)
+static void attention(const rs_config *c, workspace *ws, const rs_block_weights *w, int G)
 {
-    const rs_config *c = &f->m->cfg;
-    int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = B * T;
+    int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = G * T;
     float scale = 1.0f / sqrtf((float)Dh);
-    layer_norm(f, f->xn, f->x, w->norm1_w, w->norm1_b, N);
-    gemm_nt(f, N, 3 * D, D, f->xn, D, w->qkv_w, D, 0.0f, f->qkv, 3 * D);
-    add_bias(f, f->qkv, w->qkv_b, N, 3 * D);
-    /* One (T,T) score matrix per (image, head); the products are small, so OpenBLAS runs
-     * each on the calling thread and we spread the pairs over our threads. */
-    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H, tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        float *s = f->scores + (size_t)tid * T * T;
-        const float *q = f->qkv + (size_t)b * T * 3 * D + h * Dh;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q, 3 * D, q + D, 3 * D,
-                    0.0f, s, T);
-        rs_softmax_rows(s, (size_t)T, (size_t)T);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, s, T, q + 2 * D, 3 * D,
-                    0.0f, f->attn + (size_t)b * T * D + h * Dh, D);
+    rs_layer_norm(ws->xn, ws->x, w->norm1_w, w->norm1_b, (size_t)N, (size_t)D, c->layer_norm_eps);
+    gemm_bias(N, 3 * D, D, ws->xn, D, w->qkv_w, D, w->qkv_b, false, ws->qkv, 3 * D);
+    for (int b = 0; b < G; b++) {
+        for (int h = 0; h < H; h++) {
+            const float *q = ws->qkv + (size_t)b * T * 3 * D + h * Dh;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q, 3 * D, q + D, 3 * D, 0.0f,
+                        ws->scores, T);
+            rs_softmax_rows(ws->scores, (size_t)T, (size_t)T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, ws->scores, T, q + 2 * D,
+                        3 * D, 0.0f, ws->attn + (size_t)b * T * D + h * Dh, D);
+        }
     }
-    add_bias(f, f->x, w->proj_b, N, D);
-    gemm_nt(f, N, D, D, f->attn, D, w->proj_w, D, 1.0f, f->x, D);
+    gemm_bias(N, D, D, ws->attn, D, w->proj_w, D, w->proj_b, true, ws->x, D);
 }
 
 /* x += fc2(gelu(fc1(norm2(x)))), xn already holds norm2(x). */
-static void dense_mlp(rs_forward *f, const rs_block_weights *w, int N)
+static void dense_mlp(const rs_config *c, workspace *ws, const rs_block_weights *w, int N)
 {
-    const rs_config *c = &f->m->cfg;
     int D = c->hidden, M = c->mlp_dim;
-    gemm_nt(f, N, M, D, f->xn, D, w->fc1_w, D, 0.0f, f->hidden, M);
-    bias_gelu(f, f->hidden, w->fc1_b, N);
-    add_bias(f, f->x, w->fc2_b, N, D);
-    gemm_nt(f, N, D, M, f->hidden, M, w->fc2_w, M, 1.0f, f->x, D);
+    gemm_bias(N, M, D, ws->xn, D, w->fc1_w, D, w->fc1_b, false, ws->hidden, M);
+    gelu(c, ws->hidden, (size_t)N * M);
+    gemm_bias(N, D, M, ws->hidden, M, w->fc2_w, M, w->fc2_b, true, ws->x, D);
 }
 
 /* Top R experts of one token by decreasing probability; a strict '>' while scanning
@@ -206,109 +146,124 @@ static void top_experts(const float *p, int E, int R, int32_t *idx, float *gate)
 }
 
 /* Routes norm2(x) (in xn) and adds each token's top_k expert outputs, weighted by their
- * probabilities, to x. Records the full softmax and the top R into ROUTING. */
-static void moe(rs_forward *f, const rs_block_weights *w, int N, rs_moe_routing *routing)
+ * probabilities, to x. PROBS (N,E), TOP_IDX and TOP_GATE (N,R) are this group's rows of
+ * the caller's output. */
+static void moe(const rs_config *c, workspace *ws, const rs_block_weights *w, int N, float *probs,
+                int32_t *top_idx, float *top_gate)
 {
-    const rs_config *c = &f->m->cfg;
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, k = c->top_k, R = rs_config_record_k(c);
-    float *probs = routing->probs;
-    gemm_nt(f, N, E, D, f->xn, D, w->router_w, D, 0.0f, probs, E);
-    if (w->router_b)
-        add_bias(f, probs, w->router_b, N, E);
-    softmax(f, probs, N, E);
-    #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
+    gemm_bias(N, E, D, ws->xn, D, w->router_w, D, w->router_b, false, probs, E);
+    rs_softmax_rows(probs, (size_t)N, (size_t)E);
     for (int n = 0; n < N; n++)
-        top_experts(probs + (size_t)n * E, E, R, routing->top_idx + (size_t)n * R,
-                    routing->top_gate + (size_t)n * R);
+        top_experts(probs + (size_t)n * E, E, R, top_idx + (size_t)n * R, top_gate + (size_t)n * R);
 
     /* Counting sort of (token, slot) pairs by expert, tokens ascending inside a group. */
-    int32_t *start = f->route_start;
+    int32_t *start = ws->route_start, *cursor = ws->route_start + E + 1;
     memset(start, 0, sizeof *start * (size_t)(E + 1));
     for (int n = 0; n < N; n++)
         for (int s = 0; s < k; s++)
-            start[routing->top_idx[(size_t)n * R + s] + 1]++;
+            start[top_idx[(size_t)n * R + s] + 1]++;
     for (int e = 0; e < E; e++)
         start[e + 1] += start[e];
-    int32_t *cursor = start + E + 1;
     memcpy(cursor, start, sizeof *cursor * (size_t)E);
     for (int n = 0; n < N; n++)
         for (int s = 0; s < k; s++)
-            f->route_rows[cursor[routing->top_idx[(size_t)n * R + s]]++] = n;
+            ws->route_rows[cursor[top_idx[(size_t)n * R + s]]++] = n;
 
+    /* Experts in increasing index order, so every token sums its experts in that order. */
     for (int e = 0; e < E; e++) {
         int count = start[e + 1] - start[e];
         if (count == 0)
             continue;
-        const int32_t *rows = f->route_rows + start[e];
-        #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
+        const int32_t *rows = ws->route_rows + start[e];
         for (int i = 0; i < count; i++)
-            memcpy(f->gathered + (size_t)i * D, f->xn + (size_t)rows[i] * D, sizeof(float) * D);
-        gemm_nt(f, count, M, D, f->gathered, D, w->efc1_w + (size_t)e * M * D, D, 0.0f, f->hidden, M);
-        bias_gelu(f, f->hidden, w->efc1_b + (size_t)e * M, count);
-        gemm_nt(f, count, D, M, f->hidden, M, w->efc2_w + (size_t)e * D * M, M, 0.0f, f->expert_out, D);
-        const float *b2 = w->efc2_b + (size_t)e * D;
-        #pragma omp parallel for num_threads(f->threads) schedule(static) if(f->threads > 1)
+            memcpy(ws->gathered + (size_t)i * D, ws->xn + (size_t)rows[i] * D, sizeof(float) * D);
+        gemm_bias(count, M, D, ws->gathered, D, w->efc1_w + (size_t)e * M * D, D, w->efc1_b + (size_t)e * M,
+                  false, ws->hidden, M);
+        gelu(c, ws->hidden, (size_t)count * M);
+        gemm_bias(count, D, M, ws->hidden, M, w->efc2_w + (size_t)e * D * M, M, w->efc2_b + (size_t)e * D, false,
+                  ws->expert_out, D);
         for (int i = 0; i < count; i++) {
             float g = probs[(size_t)rows[i] * E + e];
-            float *dst = f->x + (size_t)rows[i] * D;
-            const float *y = f->expert_out + (size_t)i * D;
+            float *dst = ws->x + (size_t)rows[i] * D;
+            const float *y = ws->expert_out + (size_t)i * D;
             for (int j = 0; j < D; j++)
-                dst[j] += g * (y[j] + b2[j]);
+                dst[j] += g * y[j];
         }
     }
 }
 
-/* logits (B,K) from the final hidden states. */
-static void head(rs_forward *f, int B)
+/* LOGITS (G,K) from the final hidden states. */
+static void head(const rs_model *m, workspace *ws, int G, float *logits)
 {
-    const rs_model *m = f->m;
     const rs_config *c = &m->cfg;
     int T = rs_config_tokens(c), D = c->hidden, K = c->num_classes;
     if (c->classifier == RS_CLASSIFIER_TOKEN) {
-        for (int b = 0; b < B; b++)
-            rs_layer_norm(f->pooled + (size_t)b * D, f->x + (size_t)b * T * D, m->norm_w, m->norm_b, 1,
+        for (int b = 0; b < G; b++)
+            rs_layer_norm(ws->pooled + (size_t)b * D, ws->x + (size_t)b * T * D, m->norm_w, m->norm_b, 1,
                           (size_t)D, c->layer_norm_eps);
     } else {
-        layer_norm(f, f->xn, f->x, m->norm_w, m->norm_b, B * T);
-        for (int b = 0; b < B; b++) {
-            float *dst = f->pooled + (size_t)b * D;
+        rs_layer_norm(ws->xn, ws->x, m->norm_w, m->norm_b, (size_t)G * T, (size_t)D, c->layer_norm_eps);
+        for (int b = 0; b < G; b++) {
+            float *dst = ws->pooled + (size_t)b * D;
             memset(dst, 0, sizeof(float) * D);
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < D; i++)
-                    dst[i] += f->xn[((size_t)b * T + t) * D + i];
+                    dst[i] += ws->xn[((size_t)b * T + t) * D + i];
             for (int i = 0; i < D; i++)
                 dst[i] /= (float)T;
         }
     }
-    const float *feat = f->pooled;
+    const float *feat = ws->pooled;
     if (m->pre_logits_w) {
-        gemm_nt(f, B, D, D, f->pooled, D, m->pre_logits_w, D, 0.0f, f->pre, D);
-        for (int b = 0; b < B; b++)
-            for (int i = 0; i < D; i++)
-                f->pre[(size_t)b * D + i] = tanhf(f->pre[(size_t)b * D + i] + m->pre_logits_b[i]);
-        feat = f->pre;
+        gemm_bias(G, D, D, ws->pooled, D, m->pre_logits_w, D, m->pre_logits_b, false, ws->pre, D);
+        for (size_t i = 0; i < (size_t)G * D; i++)
+            ws->pre[i] = tanhf(ws->pre[i]);
+        feat = ws->pre;
     }
-    gemm_nt(f, B, K, D, feat, D, m->head_w, D, 0.0f, f->out.logits, K);
-    rs_add_bias(f->out.logits, m->head_b, (size_t)B, (size_t)K);
+    gemm_bias(G, K, D, feat, D, m->head_w, D, m->head_b, false, logits, K);
+}
+
+/* The whole network for images FIRST .. FIRST+G-1 of the batch. */
+static void forward_group(rs_forward *f, workspace *ws, const float *images, int first, int G)
+{
+    const rs_model *m = f->m;
+    const rs_config *c = &m->cfg;
+    size_t T = (size_t)rs_config_tokens(c), E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
+    size_t img = (size_t)c->channels * c->image_h * c->image_w;
+    int N = G * (int)T;
+    embed(m, ws, images + first * img, G);
+    for (int i = 0; i < c->depth; i++) {
+        const rs_block_weights *w = &m->blocks[i];
+        attention(c, ws, w, G);
+        rs_layer_norm(ws->xn, ws->x, w->norm2_w, w->norm2_b, (size_t)N, (size_t)c->hidden, c->layer_norm_eps);
+        if (w->moe_slot < 0) {
+            dense_mlp(c, ws, w, N);
+        } else {
+            rs_moe_routing *r = &f->out.moe[w->moe_slot];
+            size_t row0 = (size_t)first * T;
+            moe(c, ws, w, N, r->probs + row0 * E, r->top_idx + row0 * R, r->top_gate + row0 * R);
+        }
+    }
+    head(m, ws, G, f->out.logits + (size_t)first * c->num_classes);
 }
 
 int rs_forward_run(rs_forward *f, const float *images, int batch, rs_error *err)
 {
     if (batch < 1 || batch > f->max_batch)
         return rs_error_set(err, RS_EINVAL, "forward: batch %d outside [1, %d]", batch, f->max_batch);
-    const rs_config *c = &f->m->cfg;
-    int N = batch * rs_config_tokens(c);
-    embed(f, images, batch);
-    for (int i = 0; i < c->depth; i++) {
-        const rs_block_weights *w = &f->m->blocks[i];
-        attention(f, w, batch);
-        layer_norm(f, f->xn, f->x, w->norm2_w, w->norm2_b, N);
-        if (w->moe_slot < 0)
-            dense_mlp(f, w, N);
-        else
-            moe(f, w, N, &f->out.moe[w->moe_slot]);
+    int groups = (batch + f->group - 1) / f->group;
+    /* Dynamic: groups cost the same, but a thread may lose its core for a while. */
+    #pragma omp parallel for num_threads(f->threads) schedule(dynamic, 1) if(f->threads > 1 && groups > 1)
+    for (int g = 0; g < groups; g++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        int first = g * f->group;
+        int n = batch - first < f->group ? batch - first : f->group;
+        forward_group(f, &f->ws[tid], images, first, n);
     }
-    head(f, batch);
     f->out.batch = batch;
     return 0;
 }
@@ -318,22 +273,50 @@ const rs_forward_out *rs_forward_result(const rs_forward *f)
     return &f->out;
 }
 
+int rs_forward_group_size(const rs_forward *f)
+{
+    return f->group;
+}
+
+static void free_workspace(workspace *ws)
+{
+    float *bufs[] = {ws->x, ws->xn, ws->qkv, ws->attn, ws->hidden, ws->gathered, ws->expert_out,
+                     ws->scores, ws->patches, ws->pooled, ws->pre};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        free(bufs[i]);
+    free(ws->route_rows);
+    free(ws->route_start);
+}
+
+static bool alloc_workspace(workspace *ws, const rs_config *c, int G)
+{
+    size_t T = (size_t)rs_config_tokens(c), N = (size_t)G * T;
+    size_t D = (size_t)c->hidden, M = (size_t)c->mlp_dim, E = (size_t)c->num_experts;
+    size_t img = (size_t)c->channels * c->image_h * c->image_w;
+    return (ws->x = malloc(sizeof(float) * N * D)) && (ws->xn = malloc(sizeof(float) * N * D)) &&
+           (ws->qkv = malloc(sizeof(float) * N * 3 * D)) && (ws->attn = malloc(sizeof(float) * N * D)) &&
+           (ws->hidden = malloc(sizeof(float) * N * M)) && (ws->gathered = malloc(sizeof(float) * N * D)) &&
+           (ws->expert_out = malloc(sizeof(float) * N * D)) && (ws->scores = malloc(sizeof(float) * T * T)) &&
+           (ws->patches = malloc(sizeof(float) * (size_t)G * img)) &&
+           (ws->pooled = malloc(sizeof(float) * (size_t)G * D)) && (ws->pre = malloc(sizeof(float) * (size_t)G * D)) &&
+           (ws->route_rows = malloc(sizeof(int32_t) * N * (size_t)c->top_k)) &&
+           (ws->route_start = malloc(sizeof(int32_t) * (2 * E + 1)));
+}
+
 void rs_forward_free(rs_forward *f)
 {
     if (!f)
         return;
-    float *bufs[] = {f->x, f->xn, f->qkv, f->attn, f->hidden, f->gathered, f->expert_out,
-                     f->scores, f->patches, f->pooled, f->pre, f->out.logits};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        free(bufs[i]);
+    for (int t = 0; f->ws && t < f->threads; t++)
+        free_workspace(&f->ws[t]);
+    free(f->ws);
     for (int s = 0; f->out.moe && s < f->m->cfg.num_moe; s++) {
         free(f->out.moe[s].probs);
         free(f->out.moe[s].top_idx);
         free(f->out.moe[s].top_gate);
     }
     free(f->out.moe);
-    free(f->route_rows);
-    free(f->route_start);
+    free(f->out.logits);
     free(f);
 }
 
@@ -344,29 +327,25 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
         return rs_error_set(err, RS_EINVAL, "forward: max_batch %d and threads %d must be >= 1", max_batch,
                             threads);
     const rs_config *c = &model->cfg;
-    size_t B = (size_t)max_batch, T = (size_t)rs_config_tokens(c), N = B * T;
-    size_t D = (size_t)c->hidden, M = (size_t)c->mlp_dim, E = (size_t)c->num_experts;
-    size_t R = (size_t)rs_config_record_k(c);
-    size_t img = (size_t)c->channels * c->image_h * c->image_w;
+    size_t T = (size_t)rs_config_tokens(c), N = (size_t)max_batch * T;
+    size_t E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
+    int group = RS_GROUP_TOKENS / (int)T > 1 ? RS_GROUP_TOKENS / (int)T : 1;
     rs_forward *f = calloc(1, sizeof *f);
     if (!f)
         return rs_error_set(err, RS_ENOMEM, "forward: out of memory");
     f->m = model;
     f->max_batch = max_batch;
-    f->threads = threads;
+    /* More threads than groups would only hold memory. */
+    int groups = (max_batch + group - 1) / group;
+    f->threads = threads < groups ? threads : groups;
+    f->group = group;
     f->out.tokens = (int)T;
     f->out.record_k = (int)R;
-    int ok = (f->x = malloc(sizeof(float) * N * D)) && (f->xn = malloc(sizeof(float) * N * D)) &&
-             (f->qkv = malloc(sizeof(float) * N * 3 * D)) && (f->attn = malloc(sizeof(float) * N * D)) &&
-             (f->hidden = malloc(sizeof(float) * N * M)) && (f->gathered = malloc(sizeof(float) * N * D)) &&
-             (f->expert_out = malloc(sizeof(float) * N * D)) &&
-             (f->scores = malloc(sizeof(float) * (size_t)threads * T * T)) &&
-             (f->patches = malloc(sizeof(float) * B * img)) && (f->pooled = malloc(sizeof(float) * B * D)) &&
-             (f->pre = malloc(sizeof(float) * B * D)) &&
-             (f->out.logits = malloc(sizeof(float) * B * (size_t)c->num_classes)) &&
-             (f->route_rows = malloc(sizeof(int32_t) * N * (size_t)c->top_k)) &&
-             (f->route_start = malloc(sizeof(int32_t) * (2 * E + 1))) &&
-             (f->out.moe = calloc((size_t)(c->num_moe ? c->num_moe : 1), sizeof *f->out.moe));
+    bool ok = (f->ws = calloc((size_t)f->threads, sizeof *f->ws)) &&
+              (f->out.logits = malloc(sizeof(float) * (size_t)max_batch * c->num_classes)) &&
+              (f->out.moe = calloc((size_t)(c->num_moe ? c->num_moe : 1), sizeof *f->out.moe));
+    for (int t = 0; ok && t < f->threads; t++)
+        ok = alloc_workspace(&f->ws[t], c, group);
     for (int s = 0; ok && s < c->num_moe; s++) {
         rs_moe_routing *r = &f->out.moe[s];
         r->block = c->moe_layers[s];
@@ -377,7 +356,8 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
         rs_forward_free(f);
         return rs_error_set(err, RS_ENOMEM, "forward: out of memory for a batch of %d images", max_batch);
     }
-    /* Our threads split every product; OpenBLAS itself must stay on the calling thread. */
+    /* Each of our threads runs whole groups; OpenBLAS itself must stay on the calling
+     * thread, or two thread pools would fight over the cores. */
     rs_blas_set_threads(1);
     *out = f;
     return 0;

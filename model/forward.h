@@ -5,18 +5,25 @@
  * x += attn(norm1(x)); x += mlp_or_moe(norm2(x)), final norm on every token, pooling
  * (class token, or mean over tokens), optional tanh(pre_logits), head.
  * MoE: p = softmax(W_r x [+ b_r]); the top_k experts (ties to the lower index) each add
- * p_e * expert_e(x). Tokens of the whole batch are grouped by expert so that each
- * expert's two layers are two GEMMs; experts are applied in increasing index order, so
- * results do not depend on the batch size or the thread count.
+ * p_e * expert_e(x), experts applied in increasing index order.
+ *
+ * Groups and determinism: a batch is cut into groups of G consecutive images (G fixed by
+ * the model: about 1024 tokens, rs_forward_group_size), and each group runs the whole
+ * network as one unit: every dense layer is one GEMM over the group's tokens, and the
+ * MoE dispatch gathers the group's tokens by expert so that each expert is one GEMM.
+ * Threads take whole groups. OpenBLAS rounds a row of a product differently depending on
+ * where it sits in the call, so this is what makes outputs independent of the thread
+ * count, and of the batch size too when batches start at multiples of G: every product
+ * then sees exactly the same rows.
  *
  * Ownership: rs_forward_create allocates every buffer for up to max_batch images; the
  * outputs (logits, routing) belong to the rs_forward and are overwritten by the next
  * rs_forward_run. The model must outlive the forward state. One rs_forward is used by
  * one caller thread at a time; several may share one model.
  *
- * Threads: THREADS OpenMP threads do all the work; every GEMM is split by rows between
- * them and each block is one single-threaded cblas_sgemm. rs_forward_create therefore
- * sets OpenBLAS's process-wide thread count to 1 (openblas_set_num_threads). */
+ * Threads: THREADS OpenMP threads each run whole groups, calling single-threaded
+ * cblas_sgemm; rs_forward_create therefore sets OpenBLAS's process-wide thread count to 1
+ * (openblas_set_num_threads). */
 #ifndef RS_FORWARD_H
 #define RS_FORWARD_H
 
@@ -48,6 +55,9 @@ void rs_forward_free(rs_forward *f);
 /* IMAGES: (batch, C, H, W), already normalised with the config's mean/std.
  * 1 <= batch <= max_batch, else RS_EINVAL. */
 int rs_forward_run(rs_forward *f, const float *images, int batch, rs_error *err);
+
+/* G: images per group (see above). */
+int rs_forward_group_size(const rs_forward *f);
 
 /* The outputs of the last run. */
 const rs_forward_out *rs_forward_result(const rs_forward *f);

@@ -13,7 +13,9 @@
 #endif
 
 /* exp(x) = 2^n * e^r with n = round(x / ln 2), |r| <= ln2 / 2, e^r by its Taylor series
- * to degree 7 (truncation error < 6e-9 relative). Branch-free so that it vectorises. */
+ * to degree 7 (truncation error < 6e-9 relative). Branch-free so that it vectorises.
+ * Inputs are clamped to [-87.3, 88]: every caller needs exp of a non-positive argument or
+ * only the ratio v / (1 + e^x), and the clamp keeps 2^n a normal float (n in [-126, 127]). */
 static inline float exp_approx(float x)
 {
     const float log2e = 1.44269504088896341f;
@@ -21,7 +23,7 @@ static inline float exp_approx(float x)
     /* Ternaries, not fminf/fmaxf: without -ffast-math those stay library calls and the
      * loops around them do not vectorise. */
     x = x < -87.33654f ? -87.33654f : x;
-    x = x > 88.72283f ? 88.72283f : x;
+    x = x > 88.0f ? 88.0f : x;
     /* Adding 1.5 * 2^23 rounds to the nearest integer in the low mantissa bits. */
     float shifter = 12582912.0f;
     float n = (x * log2e + shifter) - shifter;
@@ -34,14 +36,10 @@ static inline float exp_approx(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    /* 2^n in two halves so that n = 128 (x near the top of the range) stays finite. */
-    int32_t ni = (int32_t)n;
-    int32_t half = ni / 2;
-    uint32_t b1 = (uint32_t)(half + 127) << 23, b2 = (uint32_t)(ni - half + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, 4);
-    memcpy(&s2, &b2, 4);
-    return p * s1 * s2;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
 }
 
 /* erfc(z) for z >= 0 from the Chebyshev fit in Numerical Recipes (erfcc), fractional
@@ -62,6 +60,58 @@ static inline float erfc_nonneg(float z)
     return t * exp_approx(p - z * z);
 }
 
+/* Reductions in 16 independent lanes: without -ffast-math the compiler may not reorder a
+ * float sum, so one running total would stay scalar; sixteen partial sums vectorise and,
+ * as a bonus, round a little better than one long chain. */
+#define RS_LANES 16
+
+static inline float sum_lanes(const float *x, size_t n)
+{
+    float acc[RS_LANES] = {0};
+    size_t i = 0;
+    for (; i + RS_LANES <= n; i += RS_LANES)
+        for (int j = 0; j < RS_LANES; j++)
+            acc[j] += x[i + j];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += x[i];
+    for (int j = 0; j < RS_LANES; j++)
+        s += acc[j];
+    return s;
+}
+
+static inline float sum_sq_dev_lanes(const float *x, size_t n, float mean)
+{
+    float acc[RS_LANES] = {0};
+    size_t i = 0;
+    for (; i + RS_LANES <= n; i += RS_LANES)
+        for (int j = 0; j < RS_LANES; j++)
+            acc[j] += (x[i + j] - mean) * (x[i + j] - mean);
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += (x[i] - mean) * (x[i] - mean);
+    for (int j = 0; j < RS_LANES; j++)
+        s += acc[j];
+    return s;
+}
+
+static inline float max_lanes(const float *x, size_t n)
+{
+    float acc[RS_LANES];
+    size_t i = 0;
+    for (int j = 0; j < RS_LANES; j++)
+        acc[j] = x[0];
+    for (; i + RS_LANES <= n; i += RS_LANES)
+        for (int j = 0; j < RS_LANES; j++)
+            acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    float m = x[0];
+    for (; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    for (int j = 0; j < RS_LANES; j++)
+        m = acc[j] > m ? acc[j] : m;
+    return m;
+}
+
 RS_CLONES
 void rs_exp(float *dst, const float *src, size_t n)
 {
@@ -70,19 +120,14 @@ void rs_exp(float *dst, const float *src, size_t n)
 }
 
 RS_CLONES
-void rs_layer_norm(float *y, const float *x, const float *w, const float *b, size_t rows,
-                   size_t d, float eps)
+void rs_layer_norm(float *restrict y, const float *restrict x, const float *restrict w,
+                   const float *restrict b, size_t rows, size_t d, float eps)
 {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * d;
         float *yr = y + r * d;
-        float sum = 0.0f;
-        for (size_t i = 0; i < d; i++)
-            sum += xr[i];
-        float mean = sum / (float)d;
-        float sq = 0.0f;
-        for (size_t i = 0; i < d; i++)
-            sq += (xr[i] - mean) * (xr[i] - mean);
+        float mean = sum_lanes(xr, d) / (float)d;
+        float sq = sum_sq_dev_lanes(xr, d, mean);
         float inv = 1.0f / sqrtf(sq / (float)d + eps);
         for (size_t i = 0; i < d; i++)
             yr[i] = (xr[i] - mean) * inv * w[i] + b[i];
@@ -92,59 +137,62 @@ void rs_layer_norm(float *y, const float *x, const float *w, const float *b, siz
 RS_CLONES
 void rs_softmax_rows(float *x, size_t rows, size_t n)
 {
+    /* Three passes so that the exponentials run over the whole block as one flat loop:
+     * rows are often short (50 attention scores), and a loop per row would spend much of
+     * its time in the scalar remainder. */
     for (size_t r = 0; r < rows; r++) {
         float *xr = x + r * n;
-        float mx = xr[0];
-        for (size_t i = 1; i < n; i++)
-            mx = xr[i] > mx ? xr[i] : mx;
-        float sum = 0.0f;
-        for (size_t i = 0; i < n; i++) {
-            xr[i] = exp_approx(xr[i] - mx);
-            sum += xr[i];
-        }
-        float inv = 1.0f / sum;
+        float mx = max_lanes(xr, n);
+        for (size_t i = 0; i < n; i++)
+            xr[i] -= mx;
+    }
+    for (size_t i = 0; i < rows * n; i++)
+        x[i] = exp_approx(x[i]);
+    for (size_t r = 0; r < rows; r++) {
+        float *xr = x + r * n;
+        float inv = 1.0f / sum_lanes(xr, n);
         for (size_t i = 0; i < n; i++)
             xr[i] *= inv;
     }
 }
 
+void rs_fill_rows(float *restrict x, const float *restrict row, size_t rows, size_t n, size_t ld)
+{
+    for (size_t r = 0; r < rows; r++)
+        memcpy(x + r * ld, row, sizeof(float) * n);
+}
+
 RS_CLONES
-void rs_add_bias(float *x, const float *bias, size_t rows, size_t n)
+void rs_add_bias(float *restrict x, const float *restrict bias, size_t rows, size_t n, size_t ld)
 {
     for (size_t r = 0; r < rows; r++) {
-        float *xr = x + r * n;
+        float *xr = x + r * ld;
         for (size_t i = 0; i < n; i++)
             xr[i] += bias[i];
     }
 }
 
 RS_CLONES
-void rs_bias_gelu_erf(float *x, const float *bias, size_t rows, size_t n)
+void rs_gelu_erf(float *x, size_t n)
 {
     const float inv_sqrt2 = 0.70710678118654752f;
-    for (size_t r = 0; r < rows; r++) {
-        float *xr = x + r * n;
-        for (size_t i = 0; i < n; i++) {
-            float v = xr[i] + bias[i];
-            /* Phi(v) = erfc(-v/sqrt2)/2, written so that the tail is never 1 - (1 - tiny). */
-            float half_tail = 0.5f * erfc_nonneg(fabsf(v) * inv_sqrt2);
-            float phi = v >= 0.0f ? 1.0f - half_tail : half_tail;
-            xr[i] = v * phi;
-        }
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        /* Phi(v) = erfc(-v/sqrt2)/2, written so that the tail is never 1 - (1 - tiny). */
+        float half_tail = 0.5f * erfc_nonneg(fabsf(v) * inv_sqrt2);
+        float phi = v >= 0.0f ? 1.0f - half_tail : half_tail;
+        x[i] = v * phi;
     }
 }
 
 RS_CLONES
-void rs_bias_gelu_tanh(float *x, const float *bias, size_t rows, size_t n)
+void rs_gelu_tanh(float *x, size_t n)
 {
     const float k = 0.79788456080286536f; /* sqrt(2/pi) */
-    for (size_t r = 0; r < rows; r++) {
-        float *xr = x + r * n;
-        for (size_t i = 0; i < n; i++) {
-            float v = xr[i] + bias[i];
-            float u = k * (v + 0.044715f * v * v * v);
-            /* 0.5 v (1 + tanh u) = v / (1 + e^{-2u}) */
-            xr[i] = v / (1.0f + exp_approx(-2.0f * u));
-        }
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = k * (v + 0.044715f * v * v * v);
+        /* 0.5 v (1 + tanh u) = v / (1 + e^{-2u}) */
+        x[i] = v / (1.0f + exp_approx(-2.0f * u));
     }
 }

@@ -39,14 +39,13 @@ static void test_exp_relative_error(void **state)
 static void test_gelu_erf(void **state)
 {
     (void)state;
-    float *x = malloc(sizeof(float) * N), zero = 0;
+    float *x = malloc(sizeof(float) * N);
     double worst = 0;
     for (int i = 0; i < N; i++)
         x[i] = -12.0f + 24.0f * (float)i / (N - 1);
     float *y = malloc(sizeof(float) * N);
     memcpy(y, x, sizeof(float) * N);
-    for (int i = 0; i < N; i++)
-        rs_bias_gelu_erf(&y[i], &zero, 1, 1);
+    rs_gelu_erf(y, N);
     for (int i = 0; i < N; i++) {
         double v = x[i], want = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
         worst = fmax(worst, fabs(y[i] - want) / fmax(1.0, fabs(v)));
@@ -60,15 +59,14 @@ static void test_gelu_erf(void **state)
 static void test_gelu_tanh(void **state)
 {
     (void)state;
-    float x[N / 10], bias[N / 10];
+    float x[N / 10];
     double worst = 0;
     for (int i = 0; i < N / 10; i++) {
         x[i] = -12.0f + 24.0f * (float)i / (N / 10 - 1);
-        bias[i] = 0.0f;
     }
     float y[N / 10];
     memcpy(y, x, sizeof y);
-    rs_bias_gelu_tanh(y, bias, 1, N / 10);
+    rs_gelu_tanh(y, N / 10);
     for (int i = 0; i < N / 10; i++) {
         double v = x[i];
         double want = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
@@ -78,11 +76,11 @@ static void test_gelu_tanh(void **state)
     assert_true(worst <= 1e-6);
 }
 
-static void test_bias_applies_before_gelu(void **state)
+static void test_gelu_by_hand(void **state)
 {
     (void)state;
-    float x[4] = {0, 0, 1, -1}, b[2] = {1, -1};
-    rs_bias_gelu_erf(x, b, 2, 2);
+    float x[4] = {1, -1, 2, -2};
+    rs_gelu_erf(x, 4);
     /* gelu(1) = 0.8413447..., gelu(-1) = -0.1586553..., gelu(2) = 1.9544997..., gelu(-2) = -0.0455003 */
     assert_float_equal(x[0], 0.84134475f, 1e-6);
     assert_float_equal(x[1], -0.15865525f, 1e-6);
@@ -107,6 +105,19 @@ static void test_layer_norm_by_hand(void **state)
     assert_float_equal(y[7], 1, 1e-6);
 }
 
+static void test_bias_rows_by_hand(void **state)
+{
+    (void)state;
+    /* Two rows of 2 inside a stride of 3: the third column is never touched. */
+    float x[6] = {1, 2, 9, 3, 4, 9}, b[2] = {10, 20};
+    rs_add_bias(x, b, 2, 2, 3);
+    float want[6] = {11, 22, 9, 13, 24, 9};
+    assert_memory_equal(x, want, sizeof x);
+    rs_fill_rows(x, b, 2, 2, 3);
+    float filled[6] = {10, 20, 9, 10, 20, 9};
+    assert_memory_equal(x, filled, sizeof x);
+}
+
 static void test_softmax_by_hand(void **state)
 {
     (void)state;
@@ -125,8 +136,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exp_relative_error), cmocka_unit_test(test_gelu_erf),
-        cmocka_unit_test(test_gelu_tanh),          cmocka_unit_test(test_bias_applies_before_gelu),
+        cmocka_unit_test(test_gelu_tanh),          cmocka_unit_test(test_gelu_by_hand),
         cmocka_unit_test(test_layer_norm_by_hand), cmocka_unit_test(test_softmax_by_hand),
+        cmocka_unit_test(test_bias_rows_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
