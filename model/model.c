@@ -119,7 +119,7 @@ static int bind_all(binder *b)
     rs_model *m = b->m;
     const rs_config *c = &m->cfg;
     int D = c->hidden, P = c->patch_size, T = rs_config_tokens(c), rc;
-    int R = c->representation ? D : 0;
+    int rep = c->representation ? D : 0; /* width of pre_logits, 0 when absent */
     if ((rc = bind(b, &m->patch_w, 0, "patch_embed.weight", 4, D, c->channels, P, P)) ||
         (rc = bind(b, &m->patch_b, 0, "patch_embed.bias", 1, D)) ||
         (rc = bind(b, &m->pos_embed, 0, "pos_embed", 3, 1, T, D)))
@@ -132,10 +132,10 @@ static int bind_all(binder *b)
     }
     if ((rc = bind(b, &m->norm_w, 0, "norm.weight", 1, D)) || (rc = bind(b, &m->norm_b, 0, "norm.bias", 1, D)))
         return rc;
-    if (R && ((rc = bind(b, &m->pre_logits_w, 0, "pre_logits.weight", 2, R, D)) ||
-              (rc = bind(b, &m->pre_logits_b, 0, "pre_logits.bias", 1, R))))
+    if (rep && ((rc = bind(b, &m->pre_logits_w, 0, "pre_logits.weight", 2, rep, D)) ||
+                (rc = bind(b, &m->pre_logits_b, 0, "pre_logits.bias", 1, rep))))
         return rc;
-    if ((rc = bind(b, &m->head_w, 0, "head.weight", 2, c->num_classes, R ? R : D)) ||
+    if ((rc = bind(b, &m->head_w, 0, "head.weight", 2, c->num_classes, rep ? rep : D)) ||
         (rc = bind(b, &m->head_b, 0, "head.bias", 1, c->num_classes)))
         return rc;
     /* A tensor nobody claimed means the file follows another layout or config. */
