@@ -1,7 +1,9 @@
 /* routerscope eval MODEL --data SRC — accuracy and speed of the C forward pass. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "dataset.h"
@@ -17,10 +19,11 @@ static const char usage_text[] =
     "  --threads N    threads for OpenBLAS and our own loops (default: all CPUs)\n"
     "  --batch N      images per forward pass (default 256)\n"
     "  --offset N     skip the first N images (default 0)\n"
-    "  --limit N      use at most N images (default: all)\n";
+    "  --limit N      use at most N images (default: all)\n"
+    "  --predictions FILE  write each image's predicted class, one per line\n";
 
 typedef struct eval_options {
-    const char *model, *data;
+    const char *model, *data, *predictions;
     int threads, batch, offset, limit;
 } eval_options;
 
@@ -29,7 +32,8 @@ static int parse(int argc, char **argv, eval_options *o)
     static const struct option opts[] = {
         {"data", required_argument, NULL, 'd'},   {"threads", required_argument, NULL, 't'},
         {"batch", required_argument, NULL, 'b'},  {"offset", required_argument, NULL, 'o'},
-        {"limit", required_argument, NULL, 'l'},  {"help", no_argument, NULL, 'h'},
+        {"limit", required_argument, NULL, 'l'},  {"predictions", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     *o = (eval_options){.threads = rs_cli_default_threads(), .batch = 256, .limit = INT_MAX};
     int c;
@@ -41,6 +45,7 @@ static int parse(int argc, char **argv, eval_options *o)
         case 'b': ok = rs_cli_parse_int("eval", "--batch", optarg, 1, 65536, &o->batch); break;
         case 'o': ok = rs_cli_parse_int("eval", "--offset", optarg, 0, INT_MAX, &o->offset); break;
         case 'l': ok = rs_cli_parse_int("eval", "--limit", optarg, 1, INT_MAX, &o->limit); break;
+        case 'p': o->predictions = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
         default: return RS_EXIT_USAGE;
         }
@@ -88,6 +93,12 @@ static int run(const eval_options *o, const rs_model *m, const rs_dataset *ds, r
         rs_forward_free(f);
         return rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", batch);
     }
+    FILE *pred = NULL;
+    if (o->predictions && !(pred = fopen(o->predictions, "w"))) {
+        free(input);
+        rs_forward_free(f);
+        return rs_error_set(err, RS_EIO, "%s: cannot write: %s", o->predictions, strerror(errno));
+    }
     bool show = rs_cli_show_progress();
     int correct = 0, labelled = 0;
     double t0 = rs_cli_now(), forward_s = 0;
@@ -100,10 +111,13 @@ static int run(const eval_options *o, const rs_model *m, const rs_dataset *ds, r
         const float *logits = rs_forward_result(f)->logits;
         for (int i = 0; !rc && i < n; i++) {
             int label = ds->labels[o->offset + done + i];
+            int predicted = argmax(logits + (size_t)i * c->num_classes, c->num_classes);
             if (label >= 0) {
                 labelled++;
-                correct += argmax(logits + (size_t)i * c->num_classes, c->num_classes) == label;
+                correct += predicted == label;
             }
+            if (pred)
+                fprintf(pred, "%d\n", predicted);
         }
         if (show)
             progress(done + n, total, rs_cli_now() - t0);
@@ -111,6 +125,8 @@ static int run(const eval_options *o, const rs_model *m, const rs_dataset *ds, r
     double wall = rs_cli_now() - t0;
     if (show)
         fputc('\n', stderr);
+    if (pred && fclose(pred) != 0 && !rc)
+        rc = rs_error_set(err, RS_EIO, "%s: write failed: %s", o->predictions, strerror(errno));
     if (!rc) {
         printf("%s on %s: %d images", o->model, ds->name, total);
         if (labelled)

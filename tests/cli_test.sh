@@ -58,10 +58,24 @@ if [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   check "eval size mismatch" 1 "" "images are 28x28x1 but the model wants 16x16x3" -- "$rs" eval "$m2" --data fashion-mnist:test
   check "eval fmnist slice" 0 "200 images, accuracy [0-9.]+% \\([0-9]+/200\\)" "" -- \
     "$rs" eval "$fm" --data fashion-mnist:test --offset 100 --limit 200 --batch 64 --threads 2
+  check "eval unwritable predictions" 1 "" "nowhere/p.txt: cannot write" -- \
+    "$rs" eval "$fm" --data fashion-mnist:test --limit 3 --predictions "$tmp/nowhere/p.txt"
   check "eval offset too far" 1 "" "--offset 20000 but the data set has 10000" -- "$rs" eval "$fm" --data fashion-mnist:test --offset 20000
   for model in ${models:+"$models"/*.safetensors}; do
     [ -e "$model" ] || continue
     check "eval bundled $(basename "$model")" 0 "accuracy" "" -- "$rs" eval "$model" --data fashion-mnist:test --limit 500
+  done
+  # Bundled models against PyTorch's own test-set predictions: "to the image", allowing
+  # 2 images in 10,000 for host-dependent BLAS rounding.
+  for want in "$golden"/*.test-predictions.txt; do
+    [ -e "$want" ] || continue
+    name=$(basename "$want" .test-predictions.txt)
+    check "eval $name predictions" 0 "accuracy" "" -- \
+      "$rs" eval "$models/$name.safetensors" --data fashion-mnist:test --predictions "$tmp/$name.pred"
+    differ=$(paste -d' ' "$want" "$tmp/$name.pred" | awk '$1 != $2' | wc -l)
+    lines=$(wc -l <"$tmp/$name.pred")
+    check "$name: $differ of $lines predictions differ from PyTorch" 0 "" "" -- \
+      test "$lines" = 10000 -a "$differ" -le 2
   done
 else
   echo "skip eval on Fashion-MNIST: dataset-fashion-mnist is not installed"
