@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "half.h"
+
 /* A header larger than this is not a model header but a corrupt length field; refusing
  * it early avoids handing a gigabyte of garbage to the JSON parser. */
 #define RS_ST_MAX_HEADER (100u << 20)
@@ -48,29 +50,6 @@ static int parse_dtype(const char *s, rs_dtype *out)
     return 0;
 }
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t man = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else {
-        /* Subnormal half: value is man * 2^-24, exactly representable in float. */
-        float v = (float)man * (1.0f / 16777216.0f);
-        memcpy(&bits, &v, 4);
-        bits |= sign;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 void rs_dtype_to_f32(rs_dtype dtype, const void *src, float *dst, size_t n)
 {
     const unsigned char *p = src;
@@ -81,7 +60,7 @@ void rs_dtype_to_f32(rs_dtype dtype, const void *src, float *dst, size_t n)
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
             if (dtype == RS_DTYPE_F16) {
-                dst[i] = half_to_float(h);
+                dst[i] = rs_half_to_float(h);
             } else {
                 uint32_t bits = (uint32_t)h << 16;
                 memcpy(&dst[i], &bits, 4);

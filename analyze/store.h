@@ -1,0 +1,138 @@
+/* store.h — the SQLite routing store: runs, views, samples and per-token routing.
+ *
+ * One database file, WAL journal, foreign keys on, schema version in PRAGMA user_version
+ * (RS_STORE_SCHEMA). Tables (see store.c for the DDL):
+ *   models      one row per checkpoint (sha256 unique): path, config JSON, parameter count
+ *   runs        one row per replay job: model, data source and slice, protocol, view specs,
+ *               seed, identity (unique), status, images_total / images_done, shapes,
+ *               provenance (command line, routerscope version and commit), times, error
+ *   views       (run, view) -> spec text
+ *   samples     (run, image) -> label
+ *   predictions (run, image, view) -> predicted class, its probability, the view's drawn
+ *               parameters (JSON, includes the affine map) and its patch match map
+ *   routing     (run, image, view, layer) -> three BLOBs covering all T tokens:
+ *               top_idx  T*R uint8   expert ids by decreasing gate
+ *               top_gate T*R float32 little-endian, their probabilities
+ *               probs    T*E float16 little-endian (IEEE half, model/half.h), the
+ *                        full router softmax
+ * "image" is the index in the data source (offset included), "layer" the MoE slot
+ * (0 .. L-1; runs.layers maps slots to block indices). Tokens are in sequence order:
+ * the class token first when the model has one (runs.has_cls), then patches in raster order.
+ *
+ * Durability: rs_store_write_batch writes a whole batch and the run's images_done in one
+ * transaction, so a killed process loses at most the batch in flight and a resumed run
+ * continues at images_done with nothing missing and nothing twice (primary keys forbid
+ * duplicates in any case).
+ *
+ * Errors name the database file: opening a database of another schema version, a file
+ * that is not SQLite, a read-only file (when writing) or a locked database (after a
+ * 5 s busy timeout) fails with one clear line. No function prints or exits.
+ * Ownership: rs_store_open allocates, rs_store_close releases (NULL allowed). Strings
+ * returned in rs_run_info live until the next call that fills the same struct or
+ * rs_run_info_clear. */
+#ifndef RS_STORE_H
+#define RS_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rs_error.h"
+
+#define RS_STORE_SCHEMA 1
+
+typedef struct rs_store rs_store;
+
+/* READ_ONLY: open an existing database for reading (stats, reports); otherwise create
+ * the file and schema when missing. */
+int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *err);
+void rs_store_close(rs_store *store);
+
+/* What identifies and describes a run. Identity = model sha256 + data + offset + count +
+ * protocol + view specs + seed. */
+typedef struct rs_run_spec {
+    const char *model_path, *model_sha256, *model_config; /* config as JSON text */
+    long long model_params;
+    const char *data;           /* the --data spec */
+    int offset, count;          /* slice of the source: images offset .. offset+count-1 */
+    const char *protocol;       /* "pair", "noise" or "custom" */
+    int num_views;
+    const char *const *view_specs; /* num_views strings; view 0 is the reference */
+    uint64_t seed;
+    int num_layers;             /* MoE layers */
+    const int *layer_blocks;    /* their block indices */
+    int tokens, patches, grid_h, grid_w, record_k, num_experts, num_classes;
+    bool has_cls;
+    const char *command;        /* the command line, for provenance */
+    const char *version;        /* routerscope version and commit */
+} rs_run_spec;
+
+typedef enum rs_run_status { RS_RUN_RUNNING, RS_RUN_DONE, RS_RUN_FAILED, RS_RUN_INTERRUPTED } rs_run_status;
+
+typedef struct rs_run_info {
+    int64_t id;
+    rs_run_status status;
+    int images_total, images_done;
+    /* The spec as stored (strings owned by the rs_run_info). */
+    char *model_path, *model_sha256, *data, *protocol, *error, *command, *version;
+    char **view_specs;
+    int num_views, offset, count, num_layers, tokens, patches, grid_h, grid_w, record_k, num_experts,
+        num_classes;
+    int layer_blocks[64];
+    bool has_cls;
+    uint64_t seed;
+    double started, finished;   /* Unix seconds; finished 0 while running */
+} rs_run_info;
+
+void rs_run_info_clear(rs_run_info *info);
+
+/* Looks for a run with SPEC's identity: 1 and fills INFO when found, 0 when not. */
+int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *info, rs_error *err);
+/* Inserts the model (once per sha256) and a new run with status running, 0 images done. */
+int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id, rs_error *err);
+/* Loads run RUN_ID (for --resume, stats, reports). RS_EINVAL when there is none. */
+int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err);
+/* Sets the status (and the error text for failed runs, the finish time for done ones). */
+int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, const char *error,
+                        rs_error *err);
+/* All runs, oldest first; *RUNS is an owned array of *COUNT entries (free each with
+ * rs_run_info_clear, then the array with free). */
+int rs_store_list_runs(rs_store *store, rs_run_info **runs, int *count, rs_error *err);
+
+/* One batch of replayed images, all arrays packed in the order (image, view, layer,
+ * token, ...). V views, L layers, T tokens, R record_k, E experts, Np patches. */
+typedef struct rs_batch {
+    int first;                  /* source index of the first image */
+    int count;                  /* images in the batch */
+    int num_views, num_layers, tokens, record_k, num_experts, patches;
+    const int16_t *labels;      /* (count) -1 when unknown */
+    const int32_t *predicted;   /* (count, V) */
+    const float *pred_prob;     /* (count, V) softmax probability of the predicted class */
+    const char *const *view_params; /* (count, V) JSON text */
+    const int16_t *match;       /* (count, V, Np) reference patch matched by each patch, -1 none */
+    const int32_t *top_idx;     /* (count, V, L, T, R) */
+    const float *top_gate;      /* (count, V, L, T, R) */
+    const float *probs;         /* (count, V, L, T, E), stored as float16 */
+} rs_batch;
+
+/* Writes BATCH and sets the run's images_done to BATCH->first + count - offset, in one
+ * transaction. The batch must start where the run stands (images_done), else RS_EINVAL. */
+int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch, rs_error *err);
+
+/* Reading, streamed in (image, view, layer) order without loading the run at once. */
+typedef struct rs_routing_record {
+    int image, view, layer;
+    int label, predicted;       /* of this image / view */
+    float pred_prob;
+    const int16_t *match;       /* (Np) of this view */
+    const uint8_t *top_idx;     /* (T, R) */
+    const float *top_gate;      /* (T, R) */
+    const float *probs;         /* (T, E), widened from float16 */
+} rs_routing_record;
+
+typedef struct rs_store_cursor rs_store_cursor;
+int rs_store_cursor_open(rs_store *store, int64_t run_id, rs_store_cursor **out, rs_error *err);
+/* 1 and fills REC (pointers valid until the next call), 0 at the end, negative on error. */
+int rs_store_cursor_next(rs_store_cursor *cursor, rs_routing_record *rec, rs_error *err);
+void rs_store_cursor_close(rs_store_cursor *cursor);
+
+#endif
