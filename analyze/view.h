@@ -1,0 +1,89 @@
+/* view.h — views of an image (clean, noisy, augmented) and the patch correspondence
+ * between two views. Contracts in ../shared/README.md, "Views and patch correspondence".
+ *
+ * A view spec is text: operations chained with '+', each NAME or NAME:KEY=VALUE,...
+ *   clean                          the image as it is
+ *   noise:sigma=S | noise:severity=K   Gaussian noise on [0,1] pixels, then clipped;
+ *                                  severity 1..5 = ImageNet-C sigma 0.08 0.12 0.18 0.26 0.38
+ *   crop:area=A-B,ratio=R1-R2      inception crop (area fraction in [A,B], aspect ratio
+ *                                  log-uniform in [R1,R2], 10 tries then the whole image),
+ *                                  resized back to the input size
+ *   flip:p=P                       horizontal flip with probability P
+ *   rotate:deg=D                   rotation about the centre, uniform in [-D, D] degrees
+ *   translate:px=P                 shift, uniform in [-P, P] pixels on each axis
+ *   jitter:b=B,c=C,s=S             brightness, contrast, saturation factors uniform in
+ *                                  [1-x, 1+x], applied in that order, each clipped to [0,1]
+ * Geometric operations compose into one affine map from view pixel coordinates to source
+ * coordinates (continuous, pixel centres at i + 0.5); the view is rendered by bilinear
+ * sampling of the model-sized source (zero outside it). Photometric operations follow,
+ * and noise always comes last, whatever its place in the spec.
+ *
+ * Random draws come from GSL generators seeded from (run seed, image index, view index)
+ * only, so a view never depends on threads, batch size or order. */
+#ifndef RS_VIEW_H
+#define RS_VIEW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rs_error.h"
+
+#define RS_VIEW_MAX_OPS 16
+
+typedef enum rs_op_kind {
+    RS_OP_CLEAN, RS_OP_NOISE, RS_OP_CROP, RS_OP_FLIP, RS_OP_ROTATE, RS_OP_TRANSLATE, RS_OP_JITTER
+} rs_op_kind;
+
+typedef struct rs_view_op {
+    rs_op_kind kind;
+    double p[4]; /* noise: sigma; crop: area lo, hi, ratio lo, hi; flip: p; rotate: deg;
+                    translate: px; jitter: b, c, s */
+} rs_view_op;
+
+typedef struct rs_view_spec {
+    char text[256];
+    int num_ops;
+    rs_view_op ops[RS_VIEW_MAX_OPS];
+} rs_view_spec;
+
+/* Parses TEXT. Errors quote the spec and the part at fault:
+ * "view 'noise:sigma=abc': sigma 'abc' is not a number". */
+int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err);
+
+/* One drawn view of one image. */
+typedef struct rs_view {
+    double affine[6];   /* xs = a0*x + a1*y + a2, ys = a3*x + a4*y + a5 (view -> source) */
+    bool identity;      /* no geometric change: patch j matches patch j */
+    bool flipped;
+    double crop[4];     /* x0, y0, w, h of the last crop in its input, or the whole image */
+    double angle, shift[2];
+    double jitter[3];   /* drawn factors, 1 when absent */
+    double noise_sigma; /* 0 when absent */
+    uint64_t noise_seed;
+} rs_view;
+
+/* Draws SPEC's random parameters for an image of WIDTH x HEIGHT. */
+void rs_view_draw(const rs_view_spec *spec, int width, int height, uint64_t run_seed, int image, int view,
+                  rs_view *out);
+
+/* OUT (C,H,W) = the view of SRC (C,H,W), both [0,1] pixels; OUT must not alias SRC. */
+void rs_view_render(const rs_view *v, const float *src, int channels, int height, int width, float *out);
+
+/* For every patch j of view B (raster order over the H/P x W/P grid), the patch of view A
+ * that contains the source point of j's centre, or -1 when that point falls outside A.
+ * A point on a patch boundary belongs to the patch right of / below it. Returns the
+ * number of unmatched patches. */
+int rs_view_match(const rs_view *a, const rs_view *b, int height, int width, int patch, int16_t *match);
+
+/* The drawn parameters as compact JSON (caller frees), for the store. */
+char *rs_view_params_json(const rs_view *v);
+
+/* The view specs of a protocol: "pair" (two views of AUGMENT, default
+ * RS_PAIR_AUGMENT), "noise" (clean and severities 1..5) or "custom" (CUSTOM: specs
+ * separated by ';', the first the reference). *SPECS: owned array of *COUNT owned
+ * strings (free each, then the array). */
+#define RS_PAIR_AUGMENT "crop:area=0.05-1,ratio=0.75-1.333+flip:p=0.5"
+int rs_protocol_views(const char *protocol, const char *augment, const char *custom, char ***specs, int *count,
+                      rs_error *err);
+
+#endif

@@ -1,0 +1,278 @@
+/* Views: spec parsing, random draws, rendering, noise statistics and the patch
+ * correspondence rule of ../shared/README.md, on cases worked out by hand. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "view.h"
+
+static rs_view identity_view(void)
+{
+    rs_view v = {.affine = {1, 0, 0, 0, 1, 0}, .identity = true, .jitter = {1, 1, 1}};
+    return v;
+}
+
+/* A view whose pixels show the source box (x0, y0, w, h) of a W x H image. */
+static rs_view crop_view(double x0, double y0, double w, double h, int W, int H)
+{
+    rs_view v = identity_view();
+    double a[6] = {w / W, 0, x0, 0, h / H, y0};
+    memcpy(v.affine, a, sizeof a);
+    v.identity = false;
+    return v;
+}
+
+static void expect_parse_error(const char *text, const char *fragment)
+{
+    rs_view_spec spec;
+    rs_error err = {0};
+    assert_int_equal(rs_view_spec_parse(text, &spec, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    if (!strstr(err.msg, fragment))
+        fail_msg("'%s' lacks '%s'", err.msg, fragment);
+}
+
+static void test_parse(void **state)
+{
+    (void)state;
+    rs_view_spec s;
+    rs_error err;
+    assert_int_equal(rs_view_spec_parse("crop:area=0.25-1,ratio=0.75-1.333+flip:p=0.5", &s, &err), 0);
+    assert_int_equal(s.num_ops, 2);
+    assert_int_equal(s.ops[0].kind, RS_OP_CROP);
+    assert_float_equal(s.ops[0].p[0], 0.25, 1e-12);
+    assert_float_equal(s.ops[0].p[3], 1.333, 1e-12);
+    assert_int_equal(s.ops[1].kind, RS_OP_FLIP);
+    assert_int_equal(rs_view_spec_parse("noise:severity=3", &s, &err), 0);
+    assert_float_equal(s.ops[0].p[0], 0.18, 1e-12);
+    assert_int_equal(rs_view_spec_parse("crop", &s, &err), 0); /* defaults: PRC's crop */
+    assert_float_equal(s.ops[0].p[0], 0.05, 1e-12);
+    assert_int_equal(rs_view_spec_parse("jitter:b=0.4,c=0.4,s=0.4+rotate:deg=15+translate:px=4", &s, &err), 0);
+    assert_int_equal(s.num_ops, 3);
+
+    expect_parse_error("noise:sigma=abc", "sigma 'abc' is not a number");
+    expect_parse_error("noise:severity=6", "severity must be 1, 2, 3, 4 or 5");
+    expect_parse_error("blur:r=2", "unknown operation 'blur'");
+    expect_parse_error("flip:q=1", "flip has no parameter 'q'");
+    expect_parse_error("crop:area=0-1", "area must lie in (0, 1]");
+    expect_parse_error("crop:area=0.9-0.2", "runs backwards");
+    expect_parse_error("noise", "noise needs a parameter");
+    expect_parse_error("flip:p=2", "p 2 outside [0, 1]");
+    expect_parse_error("flip:p", "'p' is not KEY=VALUE");
+}
+
+static void test_flip_maps_columns(void **state)
+{
+    (void)state;
+    rs_view_spec spec;
+    rs_error err;
+    assert_int_equal(rs_view_spec_parse("flip:p=1", &spec, &err), 0);
+    rs_view a = identity_view(), b;
+    rs_view_draw(&spec, 28, 28, 1, 0, 1, &b);
+    assert_true(b.flipped);
+    int16_t match[49];
+    assert_int_equal(rs_view_match(&a, &b, 28, 28, 4, match), 0);
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 7; c++)
+            assert_int_equal(match[r * 7 + c], r * 7 + (6 - c));
+    /* Both views flipped: patch for patch. */
+    assert_int_equal(rs_view_match(&b, &b, 28, 28, 4, match), 0);
+    for (int j = 0; j < 49; j++)
+        assert_int_equal(match[j], j);
+}
+
+static void test_quarter_crop_at_twice_the_scale(void **state)
+{
+    (void)state;
+    /* View B shows the top-left quarter of a 32x32 source at 2x: its patch (r, c) covers
+     * source patch (r/2, c/2). */
+    rs_view a = identity_view(), b = crop_view(0, 0, 16, 16, 32, 32);
+    int16_t match[64];
+    assert_int_equal(rs_view_match(&a, &b, 32, 32, 4, match), 0);
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 8; c++)
+            assert_int_equal(match[r * 8 + c], (r / 2) * 8 + c / 2);
+    /* The other way round, only the source's top-left quarter lies inside view B. */
+    assert_int_equal(rs_view_match(&b, &a, 32, 32, 4, match), 48);
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 8; c++) {
+            int want = r < 4 && c < 4 ? (2 * r) * 8 + 2 * c + 0 : -1;
+            /* Source centre ((c+.5)*4) is at B pixel 2*(c+.5)*4 = (2c+1)*4: patch 2c+1. */
+            if (want >= 0)
+                want = (2 * r + 1) * 8 + 2 * c + 1;
+            assert_int_equal(match[r * 8 + c], want);
+        }
+}
+
+static void test_boundary_goes_right_and_outside_is_unmatched(void **state)
+{
+    (void)state;
+    /* B shifted by half a patch: each centre lands exactly on a patch boundary of A and
+     * belongs to the patch on its right; the last column falls off the image. */
+    rs_view a = identity_view(), b = identity_view();
+    b.identity = false;
+    b.affine[2] = 2; /* xs = x + 2 with patch 4 */
+    int16_t match[49];
+    assert_int_equal(rs_view_match(&a, &b, 28, 28, 4, match), 7);
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 7; c++)
+            assert_int_equal(match[r * 7 + c], c < 6 ? r * 7 + c + 1 : -1);
+}
+
+static void test_noise_only_views_match_identically(void **state)
+{
+    (void)state;
+    rs_view_spec clean, noisy;
+    rs_error err;
+    assert_int_equal(rs_view_spec_parse("clean", &clean, &err), 0);
+    assert_int_equal(rs_view_spec_parse("noise:severity=5", &noisy, &err), 0);
+    rs_view a, b;
+    rs_view_draw(&clean, 28, 28, 7, 3, 0, &a);
+    rs_view_draw(&noisy, 28, 28, 7, 3, 1, &b);
+    assert_true(a.identity && b.identity);
+    assert_float_equal(b.noise_sigma, 0.38, 1e-12);
+    int16_t match[49];
+    assert_int_equal(rs_view_match(&a, &b, 28, 28, 4, match), 0);
+    for (int j = 0; j < 49; j++)
+        assert_int_equal(match[j], j);
+}
+
+static void test_noise_statistics(void **state)
+{
+    (void)state;
+    /* On a mid-grey image clipping never bites at sigma 0.1 (5 sigma from either end), so
+     * the added noise is visible exactly: mean 0 and the spec's sigma. */
+    enum { C = 3, H = 96, W = 96 };
+    static float src[C * H * W], out[C * H * W];
+    for (int i = 0; i < C * H * W; i++)
+        src[i] = 0.5f;
+    rs_view_spec spec;
+    rs_error err;
+    assert_int_equal(rs_view_spec_parse("noise:sigma=0.1", &spec, &err), 0);
+    rs_view v;
+    rs_view_draw(&spec, W, H, 42, 5, 1, &v);
+    rs_view_render(&v, src, C, H, W, out);
+    double sum = 0, sq = 0;
+    int n = C * H * W;
+    for (int i = 0; i < n; i++) {
+        double d = out[i] - 0.5;
+        sum += d;
+        sq += d * d;
+    }
+    double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+    print_message("  noise: mean %.5f, sd %.5f over %d pixels\n", mean, sd, n);
+    assert_true(fabs(mean) < 3 * 0.1 / sqrt(n));      /* three standard errors */
+    assert_true(fabs(sd - 0.1) < 0.1 * 0.02);          /* within 2 % */
+    /* The same draw renders the same bits; another image gets other noise. */
+    static float again[C * H * W];
+    rs_view_render(&v, src, C, H, W, again);
+    assert_memory_equal(out, again, sizeof out);
+    rs_view other;
+    rs_view_draw(&spec, W, H, 42, 6, 1, &other);
+    rs_view_render(&other, src, C, H, W, again);
+    assert_memory_not_equal(out, again, sizeof out);
+}
+
+static void test_draws_are_reproducible_and_in_range(void **state)
+{
+    (void)state;
+    rs_view_spec spec;
+    rs_error err;
+    assert_int_equal(rs_view_spec_parse(RS_PAIR_AUGMENT, &spec, &err), 0);
+    int flips = 0;
+    for (int image = 0; image < 2000; image++) {
+        rs_view v, w;
+        rs_view_draw(&spec, 28, 28, 99, image, 1, &v);
+        rs_view_draw(&spec, 28, 28, 99, image, 1, &w);
+        assert_memory_equal(v.affine, w.affine, sizeof v.affine);
+        double x0 = v.crop[0], y0 = v.crop[1], cw = v.crop[2], ch = v.crop[3];
+        assert_true(x0 >= 0 && y0 >= 0 && x0 + cw <= 28 && y0 + ch <= 28 && cw >= 1 && ch >= 1);
+        /* Rounding w and h to whole pixels moves the area a little past the range. */
+        double area = cw * ch / (28.0 * 28.0);
+        assert_true(area > 0.05 * 0.7 && area <= 1.0);
+        flips += v.flipped;
+    }
+    print_message("  %d flips in 2000 draws\n", flips);
+    assert_true(flips > 900 && flips < 1100); /* p = 0.5: 1000 +- 4.5 sigma */
+}
+
+static void test_render_by_hand(void **state)
+{
+    (void)state;
+    /* 4x4 grey ramp src[y][x] = x + 4y. */
+    float src[16], out[16];
+    for (int i = 0; i < 16; i++)
+        src[i] = (float)i / 16;
+    rs_view v = identity_view();
+    rs_view_render(&v, src, 1, 4, 4, out);
+    assert_memory_equal(src, out, sizeof src);
+    /* Mirror: column x shows column 3 - x, exactly. */
+    v.identity = false;
+    double flip[6] = {-1, 0, 4, 0, 1, 0};
+    memcpy(v.affine, flip, sizeof flip);
+    rs_view_render(&v, src, 1, 4, 4, out);
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++)
+            assert_float_equal(out[y * 4 + x], src[y * 4 + 3 - x], 1e-7);
+    /* Top-left 2x2 at 2x: view pixel (0,0) centre 0.5 -> source 0.25, index -0.25: a
+     * quarter of the missing column -1 (zero) and three quarters of pixel 0 on each axis. */
+    v = crop_view(0, 0, 2, 2, 4, 4);
+    rs_view_render(&v, src, 1, 4, 4, out);
+    assert_float_equal(out[0], 0.75 * 0.75 * src[0], 1e-7);
+    /* View pixel (1,1): source (0.75, 0.75), index (0.25, 0.25): bilinear of pixels 0,1,4,5. */
+    double want = 0.75 * 0.75 * src[0] + 0.75 * 0.25 * src[1] + 0.25 * 0.75 * src[4] + 0.25 * 0.25 * src[5];
+    assert_float_equal(out[5], want, 1e-7);
+}
+
+static void test_protocols(void **state)
+{
+    (void)state;
+    char **specs;
+    int n;
+    rs_error err;
+    assert_int_equal(rs_protocol_views("noise", NULL, NULL, &specs, &n, &err), 0);
+    assert_int_equal(n, 6);
+    assert_string_equal(specs[0], "clean");
+    assert_string_equal(specs[5], "noise:severity=5");
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    assert_int_equal(rs_protocol_views("pair", NULL, NULL, &specs, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(specs[1], RS_PAIR_AUGMENT);
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    assert_int_equal(rs_protocol_views("custom", NULL, "clean;flip:p=1;rotate:deg=10", &specs, &n, &err), 0);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    assert_int_equal(rs_protocol_views("custom", NULL, "clean", &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("custom", NULL, "clean;noise:sigma=x", &specs, &n, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "sigma 'x' is not a number"));
+    assert_int_equal(rs_protocol_views("triple", NULL, NULL, &specs, &n, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown protocol 'triple'"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_flip_maps_columns),
+        cmocka_unit_test(test_quarter_crop_at_twice_the_scale),
+        cmocka_unit_test(test_boundary_goes_right_and_outside_is_unmatched),
+        cmocka_unit_test(test_noise_only_views_match_identically),
+        cmocka_unit_test(test_noise_statistics),
+        cmocka_unit_test(test_draws_are_reproducible_and_in_range),
+        cmocka_unit_test(test_render_by_hand),
+        cmocka_unit_test(test_protocols),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
