@@ -27,9 +27,10 @@
  * Errors name the database file: opening a database of another schema version, a file
  * that is not SQLite, a read-only file (when writing) or a locked database (after a
  * 5 s busy timeout) fails with one clear line. No function prints or exits.
- * Ownership: rs_store_open allocates, rs_store_close releases (NULL allowed). Strings
- * returned in rs_run_info live until the next call that fills the same struct or
- * rs_run_info_clear. */
+ * Ownership: rs_store_open allocates, rs_store_close releases (NULL allowed); close every
+ * cursor before its store. Strings returned in rs_run_info live until the next call that
+ * fills the same struct or rs_run_info_clear: a filling call frees what the struct held, so
+ * zero an rs_run_info ({0}) before its first use. One rs_store serves one thread at a time. */
 #ifndef RS_STORE_H
 #define RS_STORE_H
 
@@ -91,7 +92,9 @@ int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *inf
 int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id, rs_error *err);
 /* Loads run RUN_ID (for --resume, stats, reports). RS_EINVAL when there is none. */
 int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err);
-/* Sets the status (and the error text for failed runs, the finish time for done ones). */
+/* Sets the status. The finish time is set when the run stops (done, failed, interrupted)
+ * and cleared when it runs again; ERROR (may be NULL) is kept for failed and interrupted
+ * runs and cleared otherwise. RS_EINVAL when there is no such run. */
 int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, const char *error,
                         rs_error *err);
 /* All runs, oldest first; *RUNS is an owned array of *COUNT entries (free each with
@@ -104,7 +107,7 @@ typedef struct rs_batch {
     int first;                  /* source index of the first image */
     int count;                  /* images in the batch */
     int num_views, num_layers, tokens, record_k, num_experts, patches;
-    const int16_t *labels;      /* (count) -1 when unknown */
+    const int16_t *labels;      /* (count) -1 when unknown; NULL: all unknown */
     const int32_t *predicted;   /* (count, V) */
     const float *pred_prob;     /* (count, V) softmax probability of the predicted class */
     const char *const *view_params; /* (count, V) JSON text */

@@ -19,6 +19,8 @@ typedef struct rs_command {
 
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
 
 /* Prints "routerscope: MSG" on stderr and returns RS_EXIT_FAIL. */
 int rs_cli_fail(const rs_error *err);

@@ -6,16 +6,19 @@
 #include <string.h>
 
 #include "cli.h"
-#include "dataset.h"
 #include "forward.h"
 #include "model.h"
+#include "source.h"
 
 static const char usage_text[] =
     "usage: routerscope eval MODEL --data SRC [--threads N] [--batch N] [--offset N] [--limit N]\n"
     "\n"
-    "Classify the images of SRC with MODEL and print the accuracy and images/s.\n"
+    "Classify the images of SRC with MODEL and print the accuracy and images/s. Images\n"
+    "are scaled (shorter side, bilinear) and centre-cropped to the model's input.\n"
     "\n"
     "  --data SRC     fashion-mnist:test | fashion-mnist:train | idx:IMAGES[,LABELS]\n"
+    "                 | cifar10:DIR[,train] | cifar100:DIR[,train] | png:DIR (optional\n"
+    "                 DIR/labels.txt: lines FILENAME LABEL) | list:FILE (lines PATH LABEL)\n"
     "  --threads N    threads for OpenBLAS and our own loops (default: all CPUs)\n"
     "  --batch N      images per forward pass (default 256)\n"
     "  --offset N     skip the first N images (default 0)\n"
@@ -76,19 +79,21 @@ static void progress(int done, int total, double elapsed)
             (total - done) / (rate > 0 ? rate : 1));
 }
 
-static int run(const eval_options *o, const rs_model *m, const rs_dataset *ds, rs_error *err)
+static int run(const eval_options *o, const rs_model *m, rs_source *src, rs_error *err)
 {
     const rs_config *c = &m->cfg;
-    if (o->offset >= ds->count)
-        return rs_error_set(err, RS_EINVAL, "%s: --offset %d but the data set has %d images", ds->name, o->offset,
-                            ds->count);
-    int total = ds->count - o->offset < o->limit ? ds->count - o->offset : o->limit;
+    int count = rs_source_count(src);
+    if (o->offset >= count)
+        return rs_error_set(err, RS_EINVAL, "%s: --offset %d but the data set has %d images", rs_source_name(src),
+                            o->offset, count);
+    int total = count - o->offset < o->limit ? count - o->offset : o->limit;
     int batch = o->batch < total ? o->batch : total;
     rs_forward *f;
     int rc = rs_forward_create(m, batch, o->threads, &f, err);
     if (rc)
         return rc;
-    float *input = malloc(sizeof(float) * (size_t)batch * c->channels * c->image_h * c->image_w);
+    size_t image_size = (size_t)c->channels * c->image_h * c->image_w;
+    float *input = malloc(sizeof(float) * (size_t)batch * image_size);
     if (!input) {
         rs_forward_free(f);
         return rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", batch);
@@ -104,13 +109,17 @@ static int run(const eval_options *o, const rs_model *m, const rs_dataset *ds, r
     double t0 = rs_cli_now(), forward_s = 0;
     for (int done = 0; done < total && !rc; done += batch) {
         int n = total - done < batch ? total - done : batch;
-        rs_dataset_batch(ds, c, o->offset + done, n, input);
+        if ((rc = rs_source_load_batch(src, o->offset + done, n, c->channels, c->image_h, c->image_w, o->threads,
+                                       input, err)))
+            break;
+        for (int i = 0; i < n; i++)
+            rs_normalize(c, input + (size_t)i * image_size);
         double t1 = rs_cli_now();
         rc = rs_forward_run(f, input, n, err);
         forward_s += rs_cli_now() - t1;
         const float *logits = rs_forward_result(f)->logits;
         for (int i = 0; !rc && i < n; i++) {
-            int label = ds->labels[o->offset + done + i];
+            int label = rs_source_label(src, o->offset + done + i);
             int predicted = argmax(logits + (size_t)i * c->num_classes, c->num_classes);
             if (label >= 0) {
                 labelled++;
@@ -128,7 +137,7 @@ static int run(const eval_options *o, const rs_model *m, const rs_dataset *ds, r
     if (pred && fclose(pred) != 0 && !rc)
         rc = rs_error_set(err, RS_EIO, "%s: write failed: %s", o->predictions, strerror(errno));
     if (!rc) {
-        printf("%s on %s: %d images", o->model, ds->name, total);
+        printf("%s on %s: %d images", o->model, rs_source_name(src), total);
         if (labelled)
             printf(", accuracy %.2f%% (%d/%d)", 100.0 * correct / labelled, correct, labelled);
         else
@@ -151,11 +160,10 @@ int cmd_eval(int argc, char **argv)
     rs_model *m;
     if (rs_model_open(o.model, &m, &err))
         return rs_cli_fail(&err);
-    rs_dataset ds;
-    if ((rc = rs_dataset_open(o.data, &ds, &err)) || (rc = rs_dataset_check(&ds, &m->cfg, &err)) ||
-        (rc = run(&o, m, &ds, &err)))
+    rs_source *src = NULL;
+    if ((rc = rs_source_open(o.data, &src, &err)) || (rc = run(&o, m, src, &err)))
         rs_cli_fail(&err);
-    rs_dataset_close(&ds);
+    rs_source_close(src);
     rs_model_close(m);
     return rc ? RS_EXIT_FAIL : RS_EXIT_OK;
 }

@@ -31,8 +31,10 @@ static void print_json(const char *path, const rs_model *m)
     for (int i = 0; c->labels && i < c->num_classes; i++)
         json_array_append_new(labels, json_string(c->labels[i]));
     long long ep = expert_params(c);
-    json_t *o = json_pack("{s:s, s:[i,i], s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:i, s:i, s:i, s:s, s:s, s:b, s:I, s:I, s:I, s:o}",
-                          "path", path, "image_size", c->image_h, c->image_w, "channels", c->channels,
+    char sha[65];
+    rs_safetensors_sha256(m->file, sha);
+    json_t *o = json_pack("{s:s, s:s, s:[i,i], s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:i, s:i, s:i, s:s, s:s, s:b, s:I, s:I, s:I, s:o}",
+                          "path", path, "sha256", sha, "image_size", c->image_h, c->image_w, "channels", c->channels,
                           "patch_size", c->patch_size, "patches", rs_config_patches(c), "tokens",
                           rs_config_tokens(c), "hidden", c->hidden, "depth", c->depth, "heads", c->heads,
                           "mlp_dim", c->mlp_dim, "num_classes", c->num_classes, "moe_layers", moe,
@@ -51,7 +53,10 @@ static void print_table(const char *path, const rs_model *m)
 {
     const rs_config *c = &m->cfg;
     long long ep = expert_params(c);
+    char sha[65];
+    rs_safetensors_sha256(m->file, sha);
     printf("model        %s (%.2f MB)\n", path, (double)rs_safetensors_file_size(m->file) / 1e6);
+    printf("sha256       %s\n", sha);
     printf("input        %dx%dx%d, mean", c->image_h, c->image_w, c->channels);
     for (int i = 0; i < c->channels; i++)
         printf(" %g", c->mean[i]);

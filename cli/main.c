@@ -8,6 +8,8 @@
 static const rs_command commands[] = {
     {"inspect", cmd_inspect, "show a checkpoint's configuration, parameters and MoE layers"},
     {"eval", cmd_eval, "classify a data set: accuracy and images/s"},
+    {"replay", cmd_replay, "record per-patch routing under clean, noisy and augmented views"},
+    {"runs", cmd_runs, "list the runs in a routing store"},
 };
 
 static void usage(FILE *out)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <nettle/sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,3 +309,14 @@ const char *rs_safetensors_metadata(const rs_safetensors *st, const char *key)
 const char *rs_safetensors_path(const rs_safetensors *st) { return st->path; }
 
 size_t rs_safetensors_file_size(const rs_safetensors *st) { return st->size; }
+
+void rs_safetensors_sha256(const rs_safetensors *st, char hex[65])
+{
+    struct sha256_ctx ctx;
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    sha256_init(&ctx);
+    sha256_update(&ctx, st->size, st->map);
+    sha256_digest(&ctx, sizeof digest, digest);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}

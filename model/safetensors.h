@@ -51,6 +51,10 @@ const char *rs_safetensors_metadata(const rs_safetensors *st, const char *key);
 const char *rs_safetensors_path(const rs_safetensors *st);
 size_t rs_safetensors_file_size(const rs_safetensors *st);
 
+/* SHA-256 of the whole file as 64 lowercase hex digits and a NUL: the model's identity
+ * in the routing store. */
+void rs_safetensors_sha256(const rs_safetensors *st, char hex[65]);
+
 const char *rs_dtype_name(rs_dtype dtype);
 size_t rs_dtype_size(rs_dtype dtype);
 

@@ -13,12 +13,13 @@ run_suite() { # DIR [MESON OPTIONS...]
   scripts/build.sh "$@" || { failed=$((failed + 1)); status=1; return; }
   out=$(meson test -C "$dir" --print-errorlogs --num-processes 1 2>&1) || status=1
   echo "$out"
-  # Count cases from the cmocka summaries and the CLI script, not just suites.
+  # Count cases from the cmocka summaries and the shell suites, not just suites.
   local log=$dir/meson-logs/testlog.txt
   p=$(grep -hoE '^\[  PASSED  \] [0-9]+ test' "$log" | awk '{s+=$4} END {print s+0}')
   f=$(grep -hoE '^\[  FAILED  \] [0-9]+ test' "$log" | awk '{s+=$4} END {print s+0}')
-  p=$((p + $(grep -hoE '^cli: [0-9]+ passed' "$log" | awk '{s+=$2} END {print s+0}')))
-  f=$((f + $(grep -hoE '^cli: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$4} END {print s+0}')))
+  # The shell suites (cli, replay) end with "NAME: N passed, M failed".
+  p=$((p + $(grep -hoE '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')))
+  f=$((f + $(grep -hoE '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$4} END {print s+0}')))
   # A suite that crashed or hung before printing its summary still counts as failed.
   local broken
   broken=$(echo "$out" | awk '/^(Fail|Timeout):/ {s+=$2} END {print s+0}')

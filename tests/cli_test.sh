@@ -38,6 +38,7 @@ check "inspect help" 0 "usage: routerscope inspect" "" -- "$rs" inspect --help
 check "eval help" 0 "--threads N" "" -- "$rs" eval --help
 check "inspect table" 0 "4 experts, top-2 \\(records top-2\\)" "" -- "$rs" inspect "$m2"
 check "inspect blocks" 0 "0:dense 1:MoE 2:MoE" "" -- "$rs" inspect "$m2"
+check "inspect sha256 as sha256sum" 0 "^sha256 +$(sha256sum "$m2" | cut -d' ' -f1)\$" "" -- "$rs" inspect "$m2"
 check "inspect json" 0 '"moe_layers": \[' "" -- "$rs" inspect --json "$fm"
 check "inspect labels" 0 "Ankle boot" "" -- "$rs" inspect "$fm"
 check "inspect unknown flag" 2 "" "unknown option '--colour'" -- "$rs" inspect --colour "$m2"
@@ -55,7 +56,7 @@ check "eval unknown source" 1 "" "unknown source" -- "$rs" eval "$m2" --data mni
 check "eval missing idx" 1 "" "absent.gz: cannot open" -- "$rs" eval "$fm" --data "idx:$tmp/absent.gz"
 
 if [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
-  check "eval size mismatch" 1 "" "images are 28x28x1 but the model wants 16x16x3" -- "$rs" eval "$m2" --data fashion-mnist:test
+  check "eval fits 28x28 grey to a 16x16x3 model" 0 "100 images, accuracy" "" -- "$rs" eval "$m2" --data fashion-mnist:test --limit 100
   check "eval fmnist slice" 0 "200 images, accuracy [0-9.]+% \\([0-9]+/200\\)" "" -- \
     "$rs" eval "$fm" --data fashion-mnist:test --offset 100 --limit 200 --batch 64 --threads 2
   check "eval unwritable predictions" 1 "" "nowhere/p.txt: cannot write" -- \

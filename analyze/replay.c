@@ -1,0 +1,343 @@
+#include "replay.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "forward.h"
+#include "model.h"
+#include "source.h"
+#include "store.h"
+#include "view.h"
+
+/* Everything one replay holds; owned, released by engine_close. */
+typedef struct engine {
+    const rs_replay_options *opt;
+    rs_model *model;
+    rs_source *source;
+    rs_store *store;
+    rs_forward *forward;
+    char **specs;          /* view specs */
+    int num_views;
+    rs_view_spec *parsed;  /* (V) */
+    char sha256[65];
+    char *config_json;     /* the model's config text, for the store */
+    rs_run_info run;
+    int batch;             /* images per batch, a multiple of the group size */
+    /* Per-batch buffers, sized for `batch` images. */
+    float *source_px;      /* (B, C,H,W) fitted source images, [0,1] */
+    float *view_px;        /* (B, C,H,W) one view of every image, normalised */
+    rs_view *drawn;        /* (B, V) */
+    int16_t *labels;       /* (B) */
+    int32_t *predicted;    /* (B, V) */
+    float *pred_prob;      /* (B, V) */
+    char **params;         /* (B, V) owned JSON strings */
+    int16_t *match;        /* (B, V, Np) */
+    int32_t *top_idx;      /* (B, V, L, T, R) */
+    float *top_gate;       /* (B, V, L, T, R) */
+    float *probs;          /* (B, V, L, T, E) */
+} engine;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void engine_close(engine *e)
+{
+    for (int i = 0; e->params && i < e->batch * e->num_views; i++)
+        free(e->params[i]);
+    free(e->params);
+    void *bufs[] = {e->source_px, e->view_px, e->drawn, e->labels, e->predicted, e->pred_prob,
+                    e->match, e->top_idx, e->top_gate, e->probs, e->parsed, e->config_json};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        free(bufs[i]);
+    for (int i = 0; i < e->num_views; i++)
+        free(e->specs[i]);
+    free(e->specs);
+    rs_run_info_clear(&e->run);
+    rs_forward_free(e->forward);
+    rs_store_close(e->store);
+    rs_source_close(e->source);
+    rs_model_close(e->model);
+}
+
+/* The model's config as JSON text: the metadata string, verbatim. */
+static int copy_config(engine *e, rs_error *err)
+{
+    const char *text = rs_safetensors_metadata(e->model->file, "config");
+    if (!(e->config_json = strdup(text ? text : "{}")))
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    return 0;
+}
+
+static int alloc_buffers(engine *e, rs_error *err)
+{
+    const rs_config *c = &e->model->cfg;
+    size_t B = (size_t)e->batch, V = (size_t)e->num_views, L = (size_t)c->num_moe;
+    size_t T = (size_t)rs_config_tokens(c), R = (size_t)rs_config_record_k(c), E = (size_t)c->num_experts;
+    size_t img = (size_t)c->channels * c->image_h * c->image_w, Np = (size_t)rs_config_patches(c);
+    bool ok = (e->source_px = malloc(sizeof(float) * B * img)) && (e->view_px = malloc(sizeof(float) * B * img)) &&
+              (e->drawn = calloc(B * V, sizeof *e->drawn)) && (e->labels = malloc(sizeof(int16_t) * B)) &&
+              (e->predicted = malloc(sizeof(int32_t) * B * V)) && (e->pred_prob = malloc(sizeof(float) * B * V)) &&
+              (e->params = calloc(B * V, sizeof(char *))) && (e->match = malloc(sizeof(int16_t) * B * V * Np)) &&
+              (e->top_idx = malloc(sizeof(int32_t) * B * V * L * T * R)) &&
+              (e->top_gate = malloc(sizeof(float) * B * V * L * T * R)) &&
+              (e->probs = malloc(sizeof(float) * B * V * L * T * E));
+    return ok ? 0 : rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", e->batch);
+}
+
+/* Opens the store and finds, resumes or begins the run. */
+static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
+{
+    const rs_replay_options *o = e->opt;
+    const rs_config *c = &e->model->cfg;
+    int rc;
+    int blocks[RS_MAX_DEPTH];
+    memcpy(blocks, c->moe_layers, sizeof(int) * (size_t)c->num_moe);
+    int count = rs_source_count(e->source) - o->offset;
+    if (o->offset < 0 || count <= 0)
+        return rs_error_set(err, RS_EINVAL, "%s: --offset %d but the source has %d images", rs_source_name(e->source),
+                            o->offset, rs_source_count(e->source));
+    if (o->limit > 0 && o->limit < count)
+        count = o->limit;
+    rs_run_spec spec = {
+        .model_path = o->model_path, .model_sha256 = e->sha256, .model_config = e->config_json,
+        .model_params = e->model->num_params, .data = o->data, .offset = o->offset, .count = count,
+        .protocol = o->protocol, .num_views = e->num_views, .view_specs = (const char *const *)e->specs,
+        .seed = o->seed, .num_layers = c->num_moe, .layer_blocks = blocks, .tokens = rs_config_tokens(c),
+        .patches = rs_config_patches(c), .grid_h = rs_config_grid_h(c), .grid_w = rs_config_grid_w(c),
+        .record_k = rs_config_record_k(c), .num_experts = c->num_experts, .num_classes = c->num_classes,
+        .has_cls = c->classifier == RS_CLASSIFIER_TOKEN, .command = o->command, .version = o->version};
+    int found = rs_store_find_run(e->store, &spec, &e->run, err);
+    if (found < 0)
+        return found;
+    if (found && e->run.status == RS_RUN_DONE) {
+        sum->already_done = true;
+        return 0;
+    }
+    if (found) {
+        sum->resumed = true;
+        return rs_store_set_status(e->store, e->run.id, RS_RUN_RUNNING, NULL, err);
+    }
+    int64_t id;
+    if ((rc = rs_store_begin_run(e->store, &spec, &id, err)))
+        return rc;
+    return rs_store_get_run(e->store, id, &e->run, err);
+}
+
+/* Decodes, views and runs one batch of N images starting at source index FIRST. */
+static int compute_batch(engine *e, int first, int n, rs_error *err)
+{
+    const rs_config *c = &e->model->cfg;
+    int V = e->num_views, L = c->num_moe, T = rs_config_tokens(c), R = rs_config_record_k(c);
+    int E = c->num_experts, K = c->num_classes, Np = rs_config_patches(c);
+    int C = c->channels, H = c->image_h, W = c->image_w;
+    size_t img = (size_t)C * H * W;
+    int rc = rs_source_load_batch(e->source, first, n, C, H, W, e->opt->threads, e->source_px, err);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        e->labels[i] = (int16_t)rs_source_label(e->source, first + i);
+        for (int v = 0; v < V; v++)
+            rs_view_draw(&e->parsed[v], W, H, e->opt->seed, first + i, v, &e->drawn[(size_t)i * V + v]);
+    }
+    for (int v = 0; v < V; v++) {
+        #pragma omp parallel for num_threads(e->opt->threads) schedule(static)
+        for (int i = 0; i < n; i++) {
+            const rs_view *view = &e->drawn[(size_t)i * V + v];
+            rs_view_render(view, e->source_px + i * img, C, H, W, e->view_px + i * img);
+            rs_normalize(c, e->view_px + i * img);
+            rs_view_match(&e->drawn[(size_t)i * V], view, H, W, c->patch_size, e->match + ((size_t)i * V + v) * Np);
+        }
+        if ((rc = rs_forward_run(e->forward, e->view_px, n, err)))
+            return rc;
+        const rs_forward_out *out = rs_forward_result(e->forward);
+        for (int i = 0; i < n; i++) {
+            size_t iv = (size_t)i * V + v;
+            const float *logits = out->logits + (size_t)i * K;
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (logits[k] > logits[best])
+                    best = k;
+            double z = 0;
+            for (int k = 0; k < K; k++)
+                z += exp((double)logits[k] - logits[best]);
+            e->predicted[iv] = best;
+            e->pred_prob[iv] = (float)(1.0 / z);
+            free(e->params[iv]);
+            if (!(e->params[iv] = rs_view_params_json(&e->drawn[iv])))
+                return rs_error_set(err, RS_ENOMEM, "out of memory");
+            for (int l = 0; l < L; l++) {
+                const rs_moe_routing *r = &out->moe[l];
+                size_t dst = (iv * L + l) * T, src = (size_t)i * T;
+                memcpy(e->top_idx + dst * R, r->top_idx + src * R, sizeof(int32_t) * T * R);
+                memcpy(e->top_gate + dst * R, r->top_gate + src * R, sizeof(float) * T * R);
+                memcpy(e->probs + dst * E, r->probs + src * E, sizeof(float) * T * E);
+            }
+        }
+    }
+    return 0;
+}
+
+static long long db_bytes(const char *path)
+{
+    struct stat sb;
+    long long total = stat(path, &sb) == 0 ? (long long)sb.st_size : 0;
+    char wal[4096];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    if (stat(wal, &sb) == 0)
+        total += (long long)sb.st_size;
+    return total;
+}
+
+static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
+{
+    const rs_config *c = &e->model->cfg;
+    rs_run_info *run = &e->run;
+    double t0 = now();
+    int rc = 0;
+    while (run->images_done < run->count) {
+        int first = run->offset + run->images_done;
+        int n = run->count - run->images_done < e->batch ? run->count - run->images_done : e->batch;
+        if ((rc = compute_batch(e, first, n, err)))
+            break;
+        rs_batch b = {.first = first, .count = n, .num_views = e->num_views, .num_layers = c->num_moe,
+                      .tokens = rs_config_tokens(c), .record_k = rs_config_record_k(c),
+                      .num_experts = c->num_experts, .patches = rs_config_patches(c), .labels = e->labels,
+                      .predicted = e->predicted, .pred_prob = e->pred_prob,
+                      .view_params = (const char *const *)e->params, .match = e->match, .top_idx = e->top_idx,
+                      .top_gate = e->top_gate, .probs = e->probs};
+        double t_store = now();
+        rc = rs_store_write_batch(e->store, run->id, &b, err);
+        sum->store_seconds += now() - t_store;
+        if (rc)
+            break;
+        run->images_done += n;
+        sum->images_this_call += n;
+        sum->records += (long long)n * e->num_views * c->num_moe * rs_config_tokens(c);
+        for (size_t j = 0; j < (size_t)n * e->num_views * rs_config_patches(c); j++)
+            sum->unmatched += e->match[j] < 0;
+        if (e->opt->progress)
+            e->opt->progress(e->opt->progress_ctx, run->images_done, run->count, now() - t0);
+        if (e->opt->stop && *e->opt->stop && run->images_done < run->count) {
+            sum->interrupted = true;
+            break;
+        }
+    }
+    sum->seconds = now() - t0;
+    return rc;
+}
+
+/* --resume: the run's own model, data, slice, protocol, views and seed; the caller's
+ * threads and batch. Fills *RESUMED (strings borrowed from e->run). */
+static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_options *resumed, rs_error *err)
+{
+    int rc = rs_store_get_run(e->store, opt->resume_run, &e->run, err);
+    if (rc)
+        return rc;
+    *resumed = *opt;
+    resumed->model_path = opt->model_path ? opt->model_path : e->run.model_path;
+    resumed->data = e->run.data;
+    resumed->offset = e->run.offset;
+    resumed->limit = e->run.count;
+    resumed->protocol = e->run.protocol;
+    resumed->seed = e->run.seed;
+    e->num_views = e->run.num_views;
+    if (!(e->specs = calloc((size_t)e->num_views, sizeof *e->specs)))
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    for (int v = 0; v < e->num_views; v++)
+        if (!(e->specs[v] = strdup(e->run.view_specs[v])))
+            return rs_error_set(err, RS_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Model, views and source: everything that can be wrong with the request. */
+static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
+{
+    int rc = rs_model_open(opt->model_path, &e->model, err);
+    if (!rc && !e->specs)
+        rc = rs_protocol_views(opt->protocol, opt->augment, opt->views, &e->specs, &e->num_views, err);
+    if (!rc && !(e->parsed = calloc((size_t)e->num_views, sizeof *e->parsed)))
+        rc = rs_error_set(err, RS_ENOMEM, "out of memory");
+    for (int v = 0; !rc && v < e->num_views; v++)
+        rc = rs_view_spec_parse(e->specs[v], &e->parsed[v], err);
+    if (!rc)
+        rc = rs_source_open(opt->data, &e->source, err);
+    if (!rc) {
+        rs_safetensors_sha256(e->model->file, e->sha256);
+        rc = copy_config(e, err);
+    }
+    return rc;
+}
+
+int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *err)
+{
+    memset(sum, 0, sizeof *sum);
+    engine e = {.opt = opt};
+    rs_replay_options resumed;
+    int rc;
+    if (opt->resume_run > 0) {
+        rc = rs_store_open(opt->db_path, false, &e.store, err);
+        if (!rc && !(rc = load_resumed_run(&e, opt, &resumed, err)))
+            e.opt = opt = &resumed;
+        if (!rc)
+            rc = open_inputs(&e, opt, err);
+        if (!rc && strcmp(e.sha256, e.run.model_sha256))
+            rc = rs_error_set(err, RS_EINVAL, "%s: sha256 %.12s... differs from run %lld's model (%.12s...)",
+                              opt->model_path, e.sha256, (long long)opt->resume_run, e.run.model_sha256);
+        if (!rc) {
+            sum->already_done = e.run.status == RS_RUN_DONE;
+            sum->resumed = !sum->already_done;
+            if (sum->resumed)
+                rc = rs_store_set_status(e.store, e.run.id, RS_RUN_RUNNING, NULL, err);
+        }
+    } else {
+        /* Check the request before creating anything on disk. */
+        rc = open_inputs(&e, opt, err);
+        if (!rc)
+            rc = rs_store_open(opt->db_path, false, &e.store, err);
+        if (!rc)
+            rc = open_run(&e, sum, err);
+    }
+    if (!rc && !sum->already_done) {
+        /* Batches are whole groups of the forward pass: see "Determinism" in replay.h. */
+        rc = rs_forward_create(e.model, 1, 1, &e.forward, err);
+        if (!rc) {
+            int group = rs_forward_group_size(e.forward);
+            int want = opt->batch > 0 ? opt->batch : 256;
+            e.batch = (want + group - 1) / group * group;
+            rs_forward_free(e.forward);
+            e.forward = NULL;
+            rc = rs_forward_create(e.model, e.batch, opt->threads, &e.forward, err);
+        }
+        if (!rc)
+            rc = alloc_buffers(&e, err);
+        if (!rc)
+            rc = run_batches(&e, sum, err);
+        /* The run's fate: done, interrupted (resumable) or failed with its message. */
+        rs_error status_err;
+        if (rc)
+            rs_store_set_status(e.store, e.run.id, RS_RUN_FAILED, err->msg, &status_err);
+        else
+            rc = rs_store_set_status(e.store, e.run.id, sum->interrupted ? RS_RUN_INTERRUPTED : RS_RUN_DONE, NULL,
+                                     err);
+    }
+    if (e.run.id) {
+        sum->run_id = e.run.id;
+        sum->images_total = e.run.count;
+        sum->images_done = e.run.images_done;
+        sum->views = e.num_views;
+        sum->layers = e.model ? e.model->cfg.num_moe : 0;
+        sum->tokens = e.model ? rs_config_tokens(&e.model->cfg) : 0;
+        sum->batch = e.batch;
+    }
+    sum->db_bytes = db_bytes(opt->db_path);
+    engine_close(&e);
+    return rc;
+}

@@ -1,0 +1,63 @@
+/* replay.h — the replay engine: images x views -> per-patch routing in the store.
+ *
+ * For each image of the slice and each view of the protocol: decode and fit the image
+ * (source.h), draw and render the view (view.h), normalise, run the forward pass
+ * (forward.h), and record predictions, the patch match map against view 0 and every MoE
+ * layer's routing (store.h). Batches are committed one transaction each.
+ *
+ * Identity and resumption: a run is identified by model sha256, data, slice, protocol,
+ * view specs and seed. Asking for an identical run that finished reports it and computes
+ * nothing; one that did not finish (killed, interrupted, failed) is resumed where its
+ * last committed batch ended.
+ *
+ * Determinism: views depend only on (seed, image, view); each view of a batch is one
+ * forward call; batches hold a multiple of the forward's group size G (the requested
+ * batch is rounded up) and start at multiples of it, so the stored records are
+ * bit-identical for any thread count and any batch size, and after any resume.
+ *
+ * Interruption: when *STOP becomes non-zero (a SIGINT handler sets it) the current batch
+ * is finished and committed, the run is marked interrupted, and rs_replay returns with
+ * summary->interrupted set. Errors mark the run failed with the message; nothing of the
+ * failing batch is stored. The engine never prints: progress goes through a callback. */
+#ifndef RS_REPLAY_H
+#define RS_REPLAY_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rs_error.h"
+
+typedef void (*rs_replay_progress)(void *ctx, int done, int total, double seconds);
+
+typedef struct rs_replay_options {
+    const char *db_path;
+    int64_t resume_run;          /* > 0: continue this run; model and data come from it */
+    const char *model_path;      /* with resume_run may be NULL (the stored path is used) */
+    const char *data;
+    int offset, limit;           /* slice; limit <= 0 means to the end */
+    const char *protocol;        /* pair | noise | custom */
+    const char *augment;         /* pair: view spec of both views, NULL = the PRC default */
+    const char *views;           /* custom: specs separated by ';' */
+    uint64_t seed;
+    int threads, batch;
+    const char *command, *version; /* provenance, stored with the run */
+    rs_replay_progress progress; /* may be NULL */
+    void *progress_ctx;
+    volatile sig_atomic_t *stop; /* may be NULL */
+} rs_replay_options;
+
+typedef struct rs_replay_summary {
+    int64_t run_id;
+    bool already_done, resumed, interrupted;
+    int images_total, images_done, images_this_call, views, layers, tokens, batch;
+    long long records;           /* token records written by this call (image x view x layer x token) */
+    long long unmatched;         /* patches without a match in view 0, this call */
+    double seconds;
+    double store_seconds;        /* of which writing to SQLite */
+    long long db_bytes;          /* database file plus its WAL */
+} rs_replay_summary;
+
+int rs_replay(const rs_replay_options *opt, rs_replay_summary *summary, rs_error *err);
+
+#endif

@@ -1,0 +1,177 @@
+/* routerscope replay — record per-patch routing of images under views into the store. */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "replay.h"
+#include "view.h"
+#include "version.h"
+
+static const char usage_text[] =
+    "usage: routerscope replay MODEL --data SRC --db FILE [--protocol pair|noise|custom]\n"
+    "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--seed S]\n"
+    "                          [--offset N] [--limit N] [--threads N] [--batch N]\n"
+    "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
+    "\n"
+    "Replay images clean, noisy or augmented through MODEL and record every MoE layer's\n"
+    "routing for every patch in the SQLite database FILE.\n"
+    "\n"
+    "  --data SRC       fashion-mnist:test|train, idx:IMAGES[,LABELS], cifar10:DIR[,train],\n"
+    "                   cifar100:DIR[,train], png:DIR, list:FILE\n"
+    "  --protocol P     pair (default): two views of --augment per image;\n"
+    "                   noise: clean and ImageNet-C severities 1-5; custom: --views\n"
+    "  --augment SPEC   pair's view (default " RS_PAIR_AUGMENT ")\n"
+    "  --views LIST     custom's views separated by ';', the first is the reference\n"
+    "  --seed S         seed of every random draw (default 0)\n"
+    "  --offset N, --limit N   a slice of the source\n"
+    "  --threads N      threads (default: all CPUs)\n"
+    "  --batch N        images per committed batch (default 256), rounded up to whole groups\n"
+    "                   of the forward pass so that results never depend on it\n"
+    "  --resume RUN     continue an unfinished run (see 'routerscope runs')\n"
+    "\n"
+    "View specs chain operations with '+': clean, noise:sigma=S, noise:severity=1..5,\n"
+    "crop:area=A-B,ratio=R1-R2, flip:p=P, rotate:deg=D, translate:px=P, jitter:b=B,c=C,s=S.\n"
+    "Running an identical job again reports the finished run or resumes an unfinished one.\n"
+    "Ctrl-C finishes the current batch, commits it and stops; resume later with --resume.\n";
+
+/* Set by the SIGINT handler, read by the engine between batches: a signal handler can
+ * only reach a flag of static storage. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void progress(void *ctx, int done, int total, double seconds)
+{
+    int *start = ctx;
+    double rate = (done - *start) / (seconds > 0 ? seconds : 1e-9);
+    fprintf(stderr, "\rreplay %d/%d images, %.0f images/s, ETA %.0f s   ", done, total, rate,
+            rate > 0 ? (total - done) / rate : 0.0);
+}
+
+/* The command line, for provenance in the store. */
+static char *join_args(int argc, char **argv)
+{
+    size_t n = strlen("routerscope") + 1;
+    for (int i = 0; i < argc; i++)
+        n += strlen(argv[i]) + 3;
+    char *s = malloc(n);
+    if (!s)
+        return NULL;
+    strcpy(s, "routerscope");
+    for (int i = 0; i < argc; i++) {
+        strcat(s, " ");
+        strcat(s, argv[i]);
+    }
+    return s;
+}
+
+static int parse(int argc, char **argv, rs_replay_options *o)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},     {"db", required_argument, NULL, 'D'},
+        {"protocol", required_argument, NULL, 'p'}, {"augment", required_argument, NULL, 'a'},
+        {"views", required_argument, NULL, 'v'},    {"seed", required_argument, NULL, 's'},
+        {"offset", required_argument, NULL, 'o'},   {"limit", required_argument, NULL, 'l'},
+        {"threads", required_argument, NULL, 't'},  {"batch", required_argument, NULL, 'b'},
+        {"resume", required_argument, NULL, 'r'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c, seed = 0, resume = 0;
+    while ((c = rs_cli_next_option("replay", argc, argv, ":h", opts)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'd': o->data = optarg; break;
+        case 'D': o->db_path = optarg; break;
+        case 'p': o->protocol = optarg; break;
+        case 'a': o->augment = optarg; break;
+        case 'v': o->views = optarg; break;
+        case 's': ok = rs_cli_parse_int("replay", "--seed", optarg, 0, INT_MAX, &seed); break;
+        case 'o': ok = rs_cli_parse_int("replay", "--offset", optarg, 0, INT_MAX, &o->offset); break;
+        case 'l': ok = rs_cli_parse_int("replay", "--limit", optarg, 1, INT_MAX, &o->limit); break;
+        case 't': ok = rs_cli_parse_int("replay", "--threads", optarg, 1, 256, &o->threads); break;
+        case 'b': ok = rs_cli_parse_int("replay", "--batch", optarg, 1, 65536, &o->batch); break;
+        case 'r': ok = rs_cli_parse_int("replay", "--resume", optarg, 1, INT_MAX, &resume); break;
+        case 'h': fputs(usage_text, stdout); return -1;
+        default: return RS_EXIT_USAGE;
+        }
+        if (!ok)
+            return RS_EXIT_USAGE;
+    }
+    o->seed = (uint64_t)seed;
+    o->resume_run = resume;
+    if (!o->db_path)
+        return rs_cli_usage_error("replay", "--db is required");
+    if (argc - optind > 1)
+        return rs_cli_usage_error("replay", "wants one MODEL");
+    o->model_path = argc - optind == 1 ? argv[optind] : NULL;
+    if (resume)
+        return 0;
+    if (!o->model_path)
+        return rs_cli_usage_error("replay", "wants a MODEL (or --resume RUN)");
+    if (!o->data)
+        return rs_cli_usage_error("replay", "--data is required");
+    if (!o->protocol)
+        o->protocol = "pair";
+    if (o->views && strcmp(o->protocol, "custom"))
+        return rs_cli_usage_error("replay", "--views belongs to --protocol custom");
+    if (o->augment && strcmp(o->protocol, "pair"))
+        return rs_cli_usage_error("replay", "--augment belongs to --protocol pair");
+    return 0;
+}
+
+int cmd_replay(int argc, char **argv)
+{
+    rs_replay_options o = {.threads = rs_cli_default_threads(), .batch = 256,
+                           .version = RS_VERSION " (commit " RS_VERSION_COMMIT ")"};
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? RS_EXIT_OK : rc;
+    char *command = join_args(argc, argv);
+    o.command = command ? command : "routerscope replay";
+    int start = 0;
+    if (rs_cli_show_progress()) {
+        o.progress = progress;
+        o.progress_ctx = &start;
+    }
+    o.stop = &stop_requested;
+    struct sigaction sa = {.sa_handler = on_sigint}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+
+    rs_replay_summary s;
+    rs_error err;
+    rc = rs_replay(&o, &s, &err);
+    sigaction(SIGINT, &old, NULL);
+    if (o.progress && s.images_this_call)
+        fputc('\n', stderr);
+    free(command);
+    if (rc)
+        return rs_cli_fail(&err);
+    if (s.already_done) {
+        printf("run %" PRId64 " is already complete (%d images x %d views) in %s; nothing to do\n", s.run_id,
+               s.images_total, s.views, o.db_path);
+        return RS_EXIT_OK;
+    }
+    printf("run %" PRId64 "%s: %d images x %d views x %d MoE layers x %d tokens: %lld routing records in %.1f s "
+           "(%.0f images/s, batch %d, SQLite %.0f%%); %s %.1f MB",
+           s.run_id, s.resumed ? " (resumed)" : "", s.images_this_call, s.views, s.layers, s.tokens, s.records,
+           s.seconds, s.images_this_call / (s.seconds > 0 ? s.seconds : 1e-9), s.batch,
+           100 * s.store_seconds / (s.seconds > 0 ? s.seconds : 1e-9), o.db_path, (double)s.db_bytes / 1e6);
+    if (s.views > 1 && s.images_this_call)
+        printf("; %lld patches without a match in view 0", s.unmatched);
+    printf("\n");
+    if (s.interrupted) {
+        fprintf(stderr, "routerscope: interrupted after %d of %d images; resume with: routerscope replay --db %s --resume %" PRId64 "\n",
+                s.images_done, s.images_total, o.db_path, s.run_id);
+        return 130;
+    }
+    return RS_EXIT_OK;
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# End-to-end tests of `routerscope replay` and `runs` on the real binary:
+#   determinism   --threads 1 --batch 7 and --threads 2 --batch 64 store identical records
+#   durability    a replay killed with SIGKILL, then run again, holds exactly the records of
+#                 an uninterrupted run: none missing, none twice
+#   interruption  SIGINT commits the batch in flight, says how to resume, --resume finishes
+#   identity      an identical finished job is reported, not recomputed
+#   bad input     unknown view spec, bad number, missing file, a corrupt image mid-run
+# usage: replay_test.sh ROUTERSCOPE MODEL
+set -u
+rs=$1 model=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && sed 's/^/     err: /' "$tmp/err" | head -5; }
+expect() { # NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then ok "$name"; else bad "$name"; fi
+}
+
+# Every stored fact of a run, in a canonical order: samples, predictions, routing blobs.
+dump() { # DB RUN
+  sqlite3 "$1" "SELECT 's', image, label FROM samples WHERE run_id=$2 ORDER BY image;
+                SELECT 'p', image, view, predicted, printf('%.9g', prob), params, hex(match) FROM predictions
+                  WHERE run_id=$2 ORDER BY image, view;
+                SELECT 'r', image, view, layer, hex(top_idx), hex(top_gate), hex(probs) FROM routing
+                  WHERE run_id=$2 ORDER BY image, view, layer;"
+}
+count_rows() { sqlite3 "$1" "SELECT count(*) FROM routing WHERE run_id=$2"; }
+differs() { ! cmp -s "$1" "$2"; }
+# failed_with STATUS WANT PATTERN: the exit status, one line on stderr, and its text.
+failed_with() { [ "$1" = "$2" ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q -- "$3" "$tmp/err"; }
+
+if [ ! -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  echo "skip replay tests: dataset-fashion-mnist is not installed"; echo "replay: 0 passed, 0 failed"; exit 0
+fi
+data=fashion-mnist:test
+
+# --- determinism -------------------------------------------------------------------------
+"$rs" replay "$model" --data $data --limit 150 --db "$tmp/a.db" --threads 1 --batch 7 --seed 5 >"$tmp/out" 2>"$tmp/err"
+expect "replay pair, 1 thread, batch 7" grep -q "150 images x 2 views x 2 MoE layers x 50 tokens: 30000 routing records" "$tmp/out"
+"$rs" replay "$model" --data $data --limit 150 --db "$tmp/b.db" --threads 2 --batch 64 --seed 5 >"$tmp/out" 2>"$tmp/err"
+expect "replay pair, 2 threads, batch 64" grep -q "30000 routing records" "$tmp/out"
+dump "$tmp/a.db" 1 >"$tmp/a.txt"; dump "$tmp/b.db" 1 >"$tmp/b.txt"
+expect "records identical across threads and batch sizes" cmp -s "$tmp/a.txt" "$tmp/b.txt"
+expect "150 x 2 x 2 routing rows" [ "$(count_rows "$tmp/a.db" 1)" = 600 ]
+"$rs" replay "$model" --data $data --limit 150 --db "$tmp/c.db" --threads 2 --batch 64 --seed 6 >/dev/null 2>&1
+dump "$tmp/c.db" 1 >"$tmp/c.txt"
+expect "another seed draws other views" differs "$tmp/a.txt" "$tmp/c.txt"
+
+# --- identity: the same job again is reported, not recomputed ---------------------------
+"$rs" replay "$model" --data $data --limit 150 --db "$tmp/a.db" --threads 2 --batch 64 --seed 5 >"$tmp/out" 2>"$tmp/err"
+expect "identical finished run is reported" grep -q "run 1 is already complete" "$tmp/out"
+expect "still one run" [ "$(sqlite3 "$tmp/a.db" 'SELECT count(*) FROM runs')" = 1 ]
+
+# --- noise protocol ------------------------------------------------------------------------
+"$rs" replay "$model" --data $data --limit 40 --protocol noise --db "$tmp/n.db" >"$tmp/out" 2>"$tmp/err"
+expect "noise protocol: 6 views" grep -q "40 images x 6 views" "$tmp/out"
+expect "noise views match patch for patch" [ "$(sqlite3 "$tmp/n.db" "SELECT count(*) FROM predictions WHERE hex(match) != (SELECT hex(match) FROM predictions WHERE image=0 AND view=0)")" = 0 ]
+
+# --- durability: SIGKILL mid-run, then the identical command resumes ------------------------
+full=1200
+"$rs" replay "$model" --data $data --limit $full --db "$tmp/ref.db" --batch 20 --threads 2 >/dev/null 2>&1
+"$rs" replay "$model" --data $data --limit $full --db "$tmp/k.db" --batch 20 --threads 1 >/dev/null 2>&1 &
+pid=$!
+done_now=0
+for _ in $(seq 1 400); do
+  done_now=$(sqlite3 "$tmp/k.db" "SELECT images_done FROM runs WHERE id=1" 2>/dev/null || echo 0)
+  [ "${done_now:-0}" -ge 100 ] && break
+  sleep 0.05
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+killed_at=$(sqlite3 "$tmp/k.db" "SELECT images_done FROM runs WHERE id=1")
+expect "killed mid-run ($killed_at of $full committed)" [ "$killed_at" -gt 0 -a "$killed_at" -lt $full ]
+expect "killed run holds exactly its committed batches" [ "$(count_rows "$tmp/k.db" 1)" = $((killed_at * 4)) ]
+"$rs" replay "$model" --data $data --limit $full --db "$tmp/k.db" --batch 64 --threads 2 >"$tmp/out" 2>"$tmp/err"
+expect "identical command resumes the killed run" grep -q "run 1 (resumed): $((full - killed_at)) images" "$tmp/out"
+dump "$tmp/ref.db" 1 >"$tmp/ref.txt"; dump "$tmp/k.db" 1 >"$tmp/k.txt"
+expect "resumed run equals an uninterrupted one" cmp -s "$tmp/ref.txt" "$tmp/k.txt"
+expect "no record twice" [ "$(count_rows "$tmp/k.db" 1)" = $((full * 4)) ]
+
+# --- SIGINT: finish the batch, commit, say how to resume -----------------------------------
+"$rs" replay "$model" --data $data --limit $full --db "$tmp/i.db" --batch 20 --threads 1 >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 1 400); do
+  n=$(sqlite3 "$tmp/i.db" "SELECT images_done FROM runs WHERE id=1" 2>/dev/null || echo 0)
+  [ "${n:-0}" -ge 60 ] && break
+  sleep 0.05
+done
+kill -INT $pid; wait $pid; status=$?
+expect "SIGINT exits 130" [ "$status" = 130 ]
+expect "SIGINT says how to resume" grep -q "resume with: routerscope replay --db $tmp/i.db --resume 1" "$tmp/err"
+expect "runs shows it interrupted" sh -c "'$rs' runs --db '$tmp/i.db' | grep -q '^1 *interrupted'"
+"$rs" replay --db "$tmp/i.db" --resume 1 --threads 2 >"$tmp/out" 2>"$tmp/err"
+dump "$tmp/i.db" 1 >"$tmp/i.txt"
+expect "--resume finishes it, equal to the uninterrupted run" cmp -s "$tmp/ref.txt" "$tmp/i.txt"
+expect "runs shows it done" sh -c "'$rs' runs --db '$tmp/i.db' | grep -q '^1 *done *$full/$full'"
+
+# --- bad input: one line, non-zero exit, nothing half-recorded -----------------------------
+"$rs" replay "$model" --data $data --protocol custom --views 'clean;noise:sigma=abc' --db "$tmp/e.db" >/dev/null 2>"$tmp/err"
+expect "bad number: exit 1, one line" failed_with $? 1 "sigma 'abc' is not a number"
+expect "bad spec creates no database" [ ! -e "$tmp/e.db" ]
+"$rs" replay "$model" --data $data --protocol custom --views 'clean;blur:r=1' --db "$tmp/e.db" >/dev/null 2>"$tmp/err"
+expect "unknown view op" failed_with $? 1 "unknown operation 'blur'"
+"$rs" replay "$tmp/none.safetensors" --data $data --db "$tmp/e.db" >/dev/null 2>"$tmp/err"
+expect "missing model" failed_with $? 1 "none.safetensors: cannot open"
+"$rs" replay "$model" --data $data --db "$tmp/e.db" --batch zero >/dev/null 2>"$tmp/err"
+expect "bad flag value: exit 2" failed_with $? 2 "--batch wants an integer"
+"$rs" replay "$model" --data $data --db "$tmp/e.db" --frobnicate >/dev/null 2>"$tmp/err"
+expect "unknown flag: exit 2" failed_with $? 2 "unknown option '--frobnicate'"
+# A list of 8x8 grey PNGs with one truncated file in the second batch.
+echo 'iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAAU0lEQVR4nAFIALf/AAAgQGCAoMDgAAQkRGSEpMTkAAgoSGiIqMjoAAwsTGyMrMzsABAwUHCQsNDwABQ0VHSUtNT0ABg4WHiYuNj4ABw8XHycvNz8FUQfgStz92UAAAAASUVORK5CYII=' | base64 -d >"$tmp/good.png"
+head -c 60 "$tmp/good.png" >"$tmp/cut.png"
+for i in $(seq 0 29); do
+  if [ $i = 24 ]; then echo "cut.png 3"; else echo "good.png $((i % 10))"; fi
+done >"$tmp/list.txt"
+"$rs" replay "$model" --data "list:$tmp/list.txt" --db "$tmp/f.db" --batch 20 >/dev/null 2>"$tmp/err"
+expect "corrupt image mid-run: exit 1, one line naming it" failed_with $? 1 "cut.png"
+expect "the run is marked failed" [ "$(sqlite3 "$tmp/f.db" "SELECT status FROM runs WHERE id=1")" = failed ]
+expect "only whole batches before the failure are stored" \
+  [ "$(sqlite3 "$tmp/f.db" "SELECT images_done FROM runs WHERE id=1"):$(count_rows "$tmp/f.db" 1)" = 20:80 ]
+"$rs" runs --db "$tmp/nothing.db" >/dev/null 2>"$tmp/err"
+expect "runs on a missing database" failed_with $? 1 "nothing.db"
+
+echo "replay: $pass passed, $fail failed"
+[ $fail = 0 ]

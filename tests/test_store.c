@@ -1,0 +1,806 @@
+/* Store tests: create, reopen and refuse what is not ours (other schema versions, files that
+ * are not SQLite, read-only and locked databases) with one line naming the file; record
+ * runs and find them by identity; write batches and read every value back through the
+ * cursor; refuse batches at the wrong position; roll a failing batch back completely.
+ * test_benchmark measures write and read speed and bytes per token-record at a realistic
+ * shape (set RS_STORE_BENCH_IMAGES for a longer run). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "half.h"
+#include "store.h"
+#include "testutil.h"
+
+/* Test hook in store.c: a shorter busy timeout so the locked case fails quickly. */
+int rs_store_set_busy_timeout(rs_store *store, int ms);
+
+static char tmpdir[] = "/tmp/rs_test_store_XXXXXX";
+
+static const char *scratch(const char *name)
+{
+    static char path[4][1100];
+    static int next;
+    char *p = path[next++ % 4];
+    snprintf(p, sizeof path[0], "%s/%s", tmpdir, name);
+    return p;
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The message is one line that starts with the file name and contains FRAGMENT. */
+static void expect_message(const rs_error *err, const char *path, const char *fragment)
+{
+    print_message("  %s\n", err->msg);
+    assert_true(strncmp(err->msg, path, strlen(path)) == 0);
+    assert_non_null(strstr(err->msg, fragment));
+    assert_null(strchr(err->msg, '\n'));
+}
+
+/* One integer from SQL run on a connection of our own, outside the store. */
+static int64_t sql_int(const char *db_path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void sql_exec(const char *db_path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* ---- a small run and its deterministic content ----------------------------------------- */
+
+static const char *const views2[] = {"clean", "noise:severity=3"};
+static const int blocks2[] = {1, 3};
+
+static rs_run_spec small_spec(void)
+{
+    return (rs_run_spec){
+        .model_path = "models/tiny.safetensors",
+        .model_sha256 = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        .model_config = "{\"depth\":4,\"num_experts\":4}",
+        .model_params = 123456,
+        .data = "fashion-mnist:test",
+        .offset = 10,
+        .count = 9,
+        .protocol = "noise",
+        .num_views = 2,
+        .view_specs = views2,
+        .seed = UINT64_MAX - 5, /* above INT64_MAX: must survive the int64 column */
+        .num_layers = 2,
+        .layer_blocks = blocks2,
+        .tokens = 5,
+        .patches = 4,
+        .grid_h = 2,
+        .grid_w = 2,
+        .record_k = 2,
+        .num_experts = 4,
+        .num_classes = 10,
+        .has_cls = true,
+        .command = "routerscope replay models/tiny.safetensors --data fashion-mnist:test",
+        .version = "0.1.0 (abc1234)",
+    };
+}
+
+static uint32_t mix(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
+{
+    uint32_t h = 2166136261u;
+    uint32_t in[4] = {a, b, c, d};
+    for (int i = 0; i < 4; i++) {
+        h = (h ^ in[i]) * 16777619u;
+        h ^= h >> 15;
+        h *= 0x2c1b3c6du;
+        h ^= h >> 12;
+    }
+    return h;
+}
+
+static float unit(uint32_t h)
+{
+    return (float)(h >> 8) * 0x1p-24f;
+}
+
+static int exp_label(int image) { return image % 7 == 3 ? -1 : image % 10; }
+static int exp_pred(int image, int v) { return (image * 3 + v) % 10; }
+static float exp_prob(int image, int v) { return unit(mix((uint32_t)image, (uint32_t)v, 0, 99)); }
+static int exp_match(int image, int v, int p, int np)
+{
+    return v == 0 ? p : (int)(mix((uint32_t)image, (uint32_t)v, (uint32_t)p, 7) % (uint32_t)(np + 1)) - 1;
+}
+static void exp_params(int image, int v, char *buf, size_t size)
+{
+    snprintf(buf, size,
+             "{\"ops\":[{\"op\":\"crop\",\"x\":%d,\"y\":3,\"w\":20,\"h\":20},{\"op\":\"flip\",\"on\":%s}],"
+             "\"affine\":[1.4,0,%d.25,0,1.4,-3.5]}",
+             image % 8, v ? "true" : "false", image);
+}
+static int exp_top(int image, int v, int l, int t, int k, int e)
+{
+    return (int)((mix((uint32_t)image, (uint32_t)v, (uint32_t)l, (uint32_t)t) + (uint32_t)k) % (uint32_t)e);
+}
+static float exp_gate(int image, int v, int l, int t, int k)
+{
+    /* Decreasing in k, with full float mantissas so that bit-exactness is tested. */
+    float g = 0.5f + 0.5f * unit(mix((uint32_t)image, (uint32_t)v, (uint32_t)l, (uint32_t)t + 5000));
+    for (int j = 0; j < k; j++)
+        g *= unit(mix((uint32_t)image, (uint32_t)j, (uint32_t)l, (uint32_t)t + 9000));
+    return g;
+}
+static float exp_probs(int image, int v, int l, int t, int e)
+{
+    float u = unit(mix((uint32_t)image, (uint32_t)v, (uint32_t)(l * 1000 + t), (uint32_t)e));
+    return e == 0 ? u * 1e-6f : u; /* tiny values exercise half subnormals */
+}
+
+typedef struct tbatch {
+    rs_batch b;
+    int16_t *labels, *match;
+    int32_t *predicted, *top_idx;
+    float *pred_prob, *top_gate, *probs;
+    char **params;
+} tbatch;
+
+static tbatch make_batch(const rs_run_spec *spec, int first, int count)
+{
+    const int V = spec->num_views, L = spec->num_layers, T = spec->tokens, R = spec->record_k,
+              E = spec->num_experts, Np = spec->patches;
+    tbatch t = {0};
+    t.labels = malloc(sizeof *t.labels * (size_t)count);
+    t.predicted = malloc(sizeof *t.predicted * (size_t)count * V);
+    t.pred_prob = malloc(sizeof *t.pred_prob * (size_t)count * V);
+    t.params = calloc((size_t)count * V, sizeof *t.params);
+    t.match = malloc(sizeof *t.match * (size_t)count * V * Np);
+    t.top_idx = malloc(sizeof *t.top_idx * (size_t)count * V * L * T * R);
+    t.top_gate = malloc(sizeof *t.top_gate * (size_t)count * V * L * T * R);
+    t.probs = malloc(sizeof *t.probs * (size_t)count * V * L * T * E);
+    for (int i = 0; i < count; i++) {
+        int image = first + i;
+        t.labels[i] = (int16_t)exp_label(image);
+        for (int v = 0; v < V; v++) {
+            size_t iv = (size_t)i * V + v;
+            t.predicted[iv] = exp_pred(image, v);
+            t.pred_prob[iv] = exp_prob(image, v);
+            t.params[iv] = malloc(256);
+            exp_params(image, v, t.params[iv], 256);
+            for (int p = 0; p < Np; p++)
+                t.match[iv * Np + p] = (int16_t)exp_match(image, v, p, Np);
+            for (int l = 0; l < L; l++)
+                for (int tok = 0; tok < T; tok++) {
+                    size_t row = (iv * L + l) * T + tok;
+                    for (int k = 0; k < R; k++) {
+                        t.top_idx[row * R + k] = exp_top(image, v, l, tok, k, E);
+                        t.top_gate[row * R + k] = exp_gate(image, v, l, tok, k);
+                    }
+                    for (int e = 0; e < E; e++)
+                        t.probs[row * E + e] = exp_probs(image, v, l, tok, e);
+                }
+        }
+    }
+    t.b = (rs_batch){
+        .first = first, .count = count, .num_views = V, .num_layers = L, .tokens = T, .record_k = R,
+        .num_experts = E, .patches = Np, .labels = t.labels, .predicted = t.predicted,
+        .pred_prob = t.pred_prob, .view_params = (const char *const *)t.params, .match = t.match,
+        .top_idx = t.top_idx, .top_gate = t.top_gate, .probs = t.probs,
+    };
+    return t;
+}
+
+static void free_batch(tbatch *t, int count, int views)
+{
+    for (int i = 0; i < count * views; i++)
+        free(t->params[i]);
+    free(t->params);
+    free(t->labels);
+    free(t->predicted);
+    free(t->pred_prob);
+    free(t->match);
+    free(t->top_idx);
+    free(t->top_gate);
+    free(t->probs);
+}
+
+static void write_ok(rs_store *s, int64_t run, const rs_run_spec *spec, int first, int count)
+{
+    tbatch t = make_batch(spec, first, count);
+    rs_error err = {0};
+    int rc = rs_store_write_batch(s, run, &t.b, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    free_batch(&t, count, spec->num_views);
+}
+
+/* Reads run RUN through the cursor and checks every value of images FIRST .. FIRST+COUNT-1. */
+static void check_all(rs_store *s, int64_t run, const rs_run_spec *spec, int first, int count)
+{
+    const int V = spec->num_views, L = spec->num_layers, T = spec->tokens, R = spec->record_k,
+              E = spec->num_experts, Np = spec->patches;
+    rs_store_cursor *c;
+    rs_error err = {0};
+    assert_int_equal(rs_store_cursor_open(s, run, &c, &err), 0);
+    rs_routing_record rec;
+    int n = 0;
+    for (int i = 0; i < count; i++)
+        for (int v = 0; v < V; v++)
+            for (int l = 0; l < L; l++, n++) {
+                int image = first + i;
+                assert_int_equal(rs_store_cursor_next(c, &rec, &err), 1);
+                assert_int_equal(rec.image, image);
+                assert_int_equal(rec.view, v);
+                assert_int_equal(rec.layer, l);
+                assert_int_equal(rec.label, exp_label(image));
+                assert_int_equal(rec.predicted, exp_pred(image, v));
+                assert_true(rec.pred_prob == exp_prob(image, v)); /* a REAL holds a float exactly */
+                for (int p = 0; p < Np; p++)
+                    assert_int_equal(rec.match[p], exp_match(image, v, p, Np));
+                for (int tok = 0; tok < T; tok++) {
+                    for (int k = 0; k < R; k++) {
+                        assert_int_equal(rec.top_idx[tok * R + k], exp_top(image, v, l, tok, k, E));
+                        float want = exp_gate(image, v, l, tok, k), got = rec.top_gate[tok * R + k];
+                        assert_memory_equal(&got, &want, sizeof got); /* bit-exact */
+                    }
+                    for (int e = 0; e < E; e++) {
+                        float x = exp_probs(image, v, l, tok, e), got = rec.probs[tok * E + e];
+                        assert_true(got == rs_half_to_float(rs_float_to_half(x)));
+                        assert_true(fabsf(got - x) <= 0x1p-11f * x + 0x1p-25f);
+                    }
+                }
+            }
+    assert_int_equal(rs_store_cursor_next(c, &rec, &err), 0);
+    assert_int_equal(rs_store_cursor_next(c, &rec, &err), 0); /* stays at the end */
+    assert_int_equal(n, count * V * L);
+    rs_store_cursor_close(c);
+}
+
+static int64_t begin_ok(rs_store *s, const rs_run_spec *spec)
+{
+    rs_error err = {0};
+    int64_t id = -1;
+    int rc = rs_store_begin_run(s, spec, &id, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_true(id > 0);
+    return id;
+}
+
+static rs_store *open_ok(const char *path, bool read_only)
+{
+    rs_store *s = NULL;
+    rs_error err = {0};
+    int rc = rs_store_open(path, read_only, &s, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_non_null(s);
+    return s;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_create_reopen(void **state)
+{
+    (void)state;
+    const char *path = scratch("create.db");
+    rs_store *s = open_ok(path, false);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), RS_STORE_SCHEMA);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 6);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* Reopening for writing and for reading finds the schema in place. */
+    s = open_ok(path, false);
+    rs_run_spec spec = small_spec();
+    int64_t run = begin_ok(s, &spec);
+    write_ok(s, run, &spec, 10, 2);
+    rs_store_close(s);
+    s = open_ok(path, true);
+    check_all(s, run, &spec, 10, 2);
+    rs_store_close(s);
+    rs_store_close(NULL);
+}
+
+static void test_schema_version(void **state)
+{
+    (void)state;
+    const char *path = scratch("future.db");
+    rs_store_close(open_ok(path, false));
+    sql_exec(path, "PRAGMA user_version = 99");
+    for (int ro = 0; ro < 2; ro++) {
+        rs_store *s = (rs_store *)0x1;
+        rs_error err = {0};
+        assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
+        assert_null(s);
+        expect_message(&err, path, "schema version 99, this routerscope reads 1");
+    }
+
+    /* A database of another program: version 0, but tables we do not know. */
+    const char *other = scratch("other.db");
+    sql_exec(other, "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(other, false, &s, &err), RS_EFORMAT);
+    expect_message(&err, other, "schema version 0, this routerscope reads 1");
+    assert_int_equal(sql_int(other, "SELECT count(*) FROM t"), 1); /* untouched, */
+    assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
+}
+
+static void test_not_a_database(void **state)
+{
+    (void)state;
+    const char *path = scratch("text.db");
+    char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = "not a database, just text\n"[i % 26];
+    assert_int_equal(tu_write_file(path, junk, sizeof junk), 0);
+    for (int ro = 0; ro < 2; ro++) {
+        rs_store *s;
+        rs_error err = {0};
+        assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
+        expect_message(&err, path, "not an SQLite database");
+    }
+    /* Reading a database that does not exist creates nothing. */
+    const char *missing = scratch("missing.db");
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(missing, true, &s, &err), RS_EIO);
+    expect_message(&err, missing, "cannot open");
+    assert_int_equal(access(missing, F_OK), -1);
+}
+
+static void test_read_only(void **state)
+{
+    (void)state;
+    const char *path = scratch("readonly.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    write_ok(s, run, &spec, 10, 3);
+    rs_store_close(s);
+
+    rs_error err = {0};
+    if (geteuid() != 0) {
+        assert_int_equal(chmod(path, 0444), 0);
+        assert_int_equal(rs_store_open(path, false, &s, &err), RS_EIO);
+        expect_message(&err, path, "read-only");
+        assert_int_equal(chmod(path, 0644), 0);
+    } else {
+        print_message("  running as root: chmod 0444 does not stop root writing, so the read-only "
+                      "file case is checked as a read-only open only\n");
+    }
+
+    /* Opened for reading: every writing function refuses, reading works. */
+    s = open_ok(path, true);
+    int64_t id;
+    assert_int_equal(rs_store_begin_run(s, &spec, &id, &err), RS_EINVAL);
+    expect_message(&err, path, "read-only");
+    tbatch t = make_batch(&spec, 13, 2);
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), RS_EINVAL);
+    expect_message(&err, path, "read-only");
+    free_batch(&t, 2, spec.num_views);
+    assert_int_equal(rs_store_set_status(s, run, RS_RUN_DONE, NULL, &err), RS_EINVAL);
+    expect_message(&err, path, "read-only");
+    rs_run_info info = {0};
+    assert_int_equal(rs_store_get_run(s, run, &info, &err), 0);
+    assert_int_equal(info.images_done, 3);
+    assert_int_equal(info.status, RS_RUN_RUNNING);
+    rs_run_info_clear(&info);
+    check_all(s, run, &spec, 10, 3);
+    rs_store_close(s);
+}
+
+static void test_locked(void **state)
+{
+    (void)state;
+    const char *path = scratch("locked.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    assert_int_equal(rs_store_set_busy_timeout(s, 200), 0);
+
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+
+    /* Opening still works while another process writes (WAL readers never wait)... */
+    double t0 = seconds();
+    rs_store *reader = open_ok(path, false);
+    rs_store_close(reader);
+    assert_true(seconds() - t0 < 2.0);
+
+    /* ...but writing waits for the busy timeout, then fails with one clear line. */
+    tbatch t = make_batch(&spec, 10, 2);
+    rs_error err = {0};
+    t0 = seconds();
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), RS_EIO);
+    double waited = seconds() - t0;
+    expect_message(&err, path, "locked");
+    print_message("  gave up after %.2f s\n", waited);
+    assert_true(waited >= 0.15 && waited < 3.0);
+    int64_t id;
+    assert_int_equal(rs_store_begin_run(s, &spec, &id, &err), RS_EIO);
+    expect_message(&err, path, "locked");
+
+    /* Once the other writer is gone, the same batch goes in. */
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), 0);
+    free_batch(&t, 2, spec.num_views);
+    check_all(s, run, &spec, 10, 2);
+    rs_store_close(s);
+}
+
+static void test_runs(void **state)
+{
+    (void)state;
+    const char *path = scratch("runs.db");
+    rs_store *s = open_ok(path, false);
+    rs_run_spec a = small_spec(), b = small_spec();
+    b.seed = 7;
+    rs_run_info info = {0};
+    rs_error err = {0};
+    assert_int_equal(rs_store_find_run(s, &a, &info, &err), 0);
+    int64_t ra = begin_ok(s, &a), rb = begin_ok(s, &b);
+    assert_true(rb > ra);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM models"), 1); /* one checkpoint, two runs */
+
+    /* The same identity is found, and not begun twice. */
+    assert_int_equal(rs_store_find_run(s, &a, &info, &err), 1);
+    assert_int_equal(info.id, ra);
+    assert_int_equal(rs_store_find_run(s, &b, &info, &err), 1);
+    assert_int_equal(info.id, rb);
+    int64_t id;
+    assert_int_equal(rs_store_begin_run(s, &a, &id, &err), RS_EINVAL);
+    expect_message(&err, path, "identical run");
+    /* Fields outside the identity do not make a new run... */
+    rs_run_spec c = a;
+    c.command = "another command line";
+    c.model_path = "/elsewhere/tiny.safetensors";
+    assert_int_equal(rs_store_find_run(s, &c, &info, &err), 1);
+    assert_int_equal(info.id, ra);
+    /* ...each field inside it does, and view specs are not confused by where they split. */
+    static const char *const joined[] = {"clean;noise:severity=3"};
+    static const char *const split3[] = {"clean", "noise:severity=3", ""};
+    rs_run_spec d[6];
+    for (int i = 0; i < 6; i++)
+        d[i] = a;
+    d[0].num_views = 1, d[0].view_specs = joined;
+    d[1].num_views = 3, d[1].view_specs = split3;
+    d[2].offset = 11;
+    d[3].count = 8;
+    d[4].protocol = "custom";
+    d[5].model_sha256 = "ff1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(rs_store_find_run(s, &d[i], &info, &err), 0);
+
+    /* Everything comes back as given. */
+    assert_int_equal(rs_store_get_run(s, ra, &info, &err), 0);
+    assert_int_equal(info.id, ra);
+    assert_int_equal(info.status, RS_RUN_RUNNING);
+    assert_int_equal(info.images_total, 9);
+    assert_int_equal(info.images_done, 0);
+    assert_string_equal(info.model_path, a.model_path);
+    assert_string_equal(info.model_sha256, a.model_sha256);
+    assert_string_equal(info.data, a.data);
+    assert_string_equal(info.protocol, a.protocol);
+    assert_string_equal(info.command, a.command);
+    assert_string_equal(info.version, a.version);
+    assert_null(info.error);
+    assert_int_equal(info.num_views, 2);
+    assert_string_equal(info.view_specs[0], "clean");
+    assert_string_equal(info.view_specs[1], "noise:severity=3");
+    assert_int_equal(info.offset, 10);
+    assert_int_equal(info.count, 9);
+    assert_int_equal(info.num_layers, 2);
+    assert_int_equal(info.layer_blocks[0], 1);
+    assert_int_equal(info.layer_blocks[1], 3);
+    assert_int_equal(info.tokens, 5);
+    assert_int_equal(info.patches, 4);
+    assert_int_equal(info.grid_h, 2);
+    assert_int_equal(info.grid_w, 2);
+    assert_int_equal(info.record_k, 2);
+    assert_int_equal(info.num_experts, 4);
+    assert_int_equal(info.num_classes, 10);
+    assert_true(info.has_cls);
+    assert_true(info.seed == UINT64_MAX - 5);
+    assert_true(info.started > 1.6e9);
+    assert_true(info.finished == 0);
+    rs_run_info_clear(&info);
+    assert_int_equal(rs_store_get_run(s, 999, &info, &err), RS_EINVAL);
+    expect_message(&err, path, "no run 999");
+
+    /* Status changes. */
+    assert_int_equal(rs_store_set_status(s, ra, RS_RUN_DONE, NULL, &err), 0);
+    assert_int_equal(rs_store_set_status(s, rb, RS_RUN_FAILED, "x.png: truncated PNG", &err), 0);
+    assert_int_equal(rs_store_set_status(s, 999, RS_RUN_DONE, NULL, &err), RS_EINVAL);
+    rs_run_info *list;
+    int n;
+    assert_int_equal(rs_store_list_runs(s, &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(list[0].id, ra);
+    assert_int_equal(list[0].status, RS_RUN_DONE);
+    assert_true(list[0].finished >= list[0].started);
+    assert_null(list[0].error);
+    assert_int_equal(list[1].id, rb);
+    assert_int_equal(list[1].status, RS_RUN_FAILED);
+    assert_string_equal(list[1].error, "x.png: truncated PNG");
+    assert_true(list[1].seed == 7);
+    for (int i = 0; i < n; i++)
+        rs_run_info_clear(&list[i]);
+    free(list);
+    /* Resuming clears the finish time and the old error. */
+    assert_int_equal(rs_store_set_status(s, rb, RS_RUN_RUNNING, NULL, &err), 0);
+    assert_int_equal(rs_store_get_run(s, rb, &info, &err), 0);
+    assert_int_equal(info.status, RS_RUN_RUNNING);
+    assert_null(info.error);
+    assert_true(info.finished == 0);
+    /* Filling a filled struct frees what it held (ASan checks there is no leak). */
+    assert_int_equal(rs_store_find_run(s, &a, &info, &err), 1);
+    rs_run_info_clear(&info);
+
+    /* A bad spec is refused before anything is written. */
+    rs_run_spec bad = a;
+    bad.num_experts = 300;
+    bad.seed = 1;
+    assert_int_equal(rs_store_begin_run(s, &bad, &id, &err), RS_EINVAL);
+    expect_message(&err, path, "256 experts");
+    rs_store_close(s);
+
+    /* An empty store lists nothing. */
+    s = open_ok(scratch("empty.db"), false);
+    assert_int_equal(rs_store_list_runs(s, &list, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(list);
+    rs_store_close(s);
+}
+
+static void test_write_read(void **state)
+{
+    (void)state;
+    const char *path = scratch("write.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    check_all(s, run, &spec, 10, 0); /* nothing yet */
+    write_ok(s, run, &spec, 10, 3);
+    write_ok(s, run, &spec, 13, 4);
+    check_all(s, run, &spec, 10, 7);
+    write_ok(s, run, &spec, 17, 2);
+    rs_run_info info = {0};
+    rs_error err = {0};
+    assert_int_equal(rs_store_get_run(s, run, &info, &err), 0);
+    assert_int_equal(info.images_done, 9);
+    rs_run_info_clear(&info);
+    rs_store_close(s);
+
+    /* A second run in the same file does not mix with the first. */
+    s = open_ok(path, false);
+    rs_run_spec other = spec;
+    other.seed = 42;
+    other.offset = 0;
+    other.count = 3;
+    int64_t run2 = begin_ok(s, &other);
+    write_ok(s, run2, &other, 0, 3);
+    check_all(s, run, &spec, 10, 9);
+    check_all(s, run2, &other, 0, 3);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing"), (9 + 3) * 2 * 2);
+
+    /* Deleting a run removes everything it recorded. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = ON; DELETE FROM runs WHERE id = 1", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing"), 3 * 2 * 2);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM predictions"), 3 * 2);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM samples"), 3);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM views"), 2);
+}
+
+static void test_wrong_position(void **state)
+{
+    (void)state;
+    const char *path = scratch("position.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    write_ok(s, run, &spec, 10, 3);
+    rs_error err = {0};
+    struct { int first, count; } bad[] = {{10, 3}, {12, 2}, {14, 1}, {13, 7}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tbatch t = make_batch(&spec, bad[i].first, bad[i].count);
+        assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), RS_EINVAL);
+        expect_message(&err, path, "the run stands at image 13");
+        free_batch(&t, bad[i].count, spec.num_views);
+    }
+    /* A batch of another shape. */
+    tbatch t = make_batch(&spec, 13, 1);
+    t.b.num_experts = 5;
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), RS_EINVAL);
+    expect_message(&err, path, "batch shape");
+    free_batch(&t, 1, spec.num_views);
+    /* A run that does not exist. */
+    t = make_batch(&spec, 13, 1);
+    assert_int_equal(rs_store_write_batch(s, 77, &t.b, &err), RS_EINVAL);
+    expect_message(&err, path, "no run 77");
+    free_batch(&t, 1, spec.num_views);
+
+    check_all(s, run, &spec, 10, 3);
+    write_ok(s, run, &spec, 13, 6);
+    check_all(s, run, &spec, 10, 9);
+    rs_store_close(s);
+}
+
+typedef struct counts {
+    int64_t samples, predictions, routing, done;
+} counts;
+
+static counts count_rows(const char *path)
+{
+    return (counts){
+        sql_int(path, "SELECT count(*) FROM samples"),
+        sql_int(path, "SELECT count(*) FROM predictions"),
+        sql_int(path, "SELECT count(*) FROM routing"),
+        sql_int(path, "SELECT images_done FROM runs WHERE id = 1"),
+    };
+}
+
+static void assert_counts(counts a, counts b)
+{
+    assert_int_equal(a.samples, b.samples);
+    assert_int_equal(a.predictions, b.predictions);
+    assert_int_equal(a.routing, b.routing);
+    assert_int_equal(a.done, b.done);
+}
+
+static void test_failing_batch_rolls_back(void **state)
+{
+    (void)state;
+    const char *path = scratch("rollback.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    assert_int_equal(run, 1);
+    write_ok(s, run, &spec, 10, 2);
+    counts before = count_rows(path);
+    assert_int_equal(before.routing, 2 * 2 * 2);
+    rs_error err = {0};
+
+    /* Each fault sits in the last image of the batch, after rows of the first two went in. */
+    for (int fault = 0; fault < 3; fault++) {
+        tbatch t = make_batch(&spec, 12, 3);
+        char *saved = t.params[5];
+        if (fault == 0)
+            t.params[5] = NULL; /* image 14, view 1 */
+        else if (fault == 1)
+            t.top_idx[3 * 2 * 2 * 5 * 2 - 1] = 4; /* expert 4 of 4, the last value */
+        else
+            t.match[2 * 2 * 4 + 3] = 4; /* patch 4 of 4 */
+        assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), RS_EINVAL);
+        expect_message(&err, path, "image 14");
+        t.params[5] = saved;
+        free_batch(&t, 3, spec.num_views);
+        assert_counts(count_rows(path), before);
+    }
+
+    /* A constraint SQLite enforces: a sample row already there for image 14. */
+    sql_exec(path, "INSERT INTO samples (run_id, image, label) VALUES (1, 14, 0)");
+    before = count_rows(path);
+    tbatch t = make_batch(&spec, 12, 3);
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), RS_EINVAL);
+    expect_message(&err, path, "UNIQUE constraint failed");
+    assert_counts(count_rows(path), before);
+    sql_exec(path, "DELETE FROM samples WHERE run_id = 1 AND image = 14");
+
+    /* The store is usable after each failure. */
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), 0);
+    free_batch(&t, 3, spec.num_views);
+    check_all(s, run, &spec, 10, 5);
+    rs_store_close(s);
+}
+
+/* Writes, then reads, a run of the shape T=50 (class token + 7x7 patches), R=2, E=8, L=2,
+ * V=2 with realistic view parameters; prints token-records per second and bytes per
+ * token-record of the closed file. */
+static void test_benchmark(void **state)
+{
+    (void)state;
+    const char *env = getenv("RS_STORE_BENCH_IMAGES");
+    int images = env ? atoi(env) : 1000, per_batch = 100;
+    if (images < per_batch)
+        images = per_batch;
+    images -= images % per_batch;
+    rs_run_spec spec = small_spec();
+    static const int blocks[] = {5, 7};
+    spec.layer_blocks = blocks;
+    spec.tokens = 50, spec.patches = 49, spec.grid_h = 7, spec.grid_w = 7;
+    spec.num_experts = 8, spec.record_k = 2, spec.offset = 0, spec.count = images;
+    const char *path = scratch("bench.db");
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    /* One batch of content, written at successive positions: only the store is timed. */
+    tbatch t = make_batch(&spec, 0, per_batch);
+    rs_error err = {0};
+    double t0 = seconds();
+    for (int first = 0; first < images; first += per_batch) {
+        t.b.first = first;
+        assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), 0);
+    }
+    double write_s = seconds() - t0;
+    free_batch(&t, per_batch, spec.num_views);
+
+    t0 = seconds();
+    rs_store_cursor *c;
+    rs_routing_record rec;
+    assert_int_equal(rs_store_cursor_open(s, run, &c, &err), 0);
+    long rows = 0;
+    double sum = 0;
+    while (rs_store_cursor_next(c, &rec, &err) == 1) {
+        rows++;
+        sum += rec.probs[0];
+    }
+    rs_store_cursor_close(c);
+    double read_s = seconds() - t0;
+    rs_store_close(s); /* checkpoints the WAL into the file */
+
+    double records = (double)images * spec.num_views * spec.num_layers * spec.tokens;
+    assert_int_equal(rows, (long)images * spec.num_views * spec.num_layers);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    print_message("  %d images, %.0f token-records: write %.3f s = %.0f records/s (%.0f images/s), "
+                  "read %.3f s = %.0f records/s; file %lld bytes = %.2f bytes/record (payload %d)%s\n",
+                  images, records, write_s, records / write_s, images / write_s, read_s, records / read_s,
+                  (long long)st.st_size, st.st_size / records,
+                  spec.record_k * 5 + spec.num_experts * 2, sum < 0 ? "" : "");
+}
+
+int main(void)
+{
+    if (!mkdtemp(tmpdir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_reopen),  cmocka_unit_test(test_schema_version),
+        cmocka_unit_test(test_not_a_database), cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
+        cmocka_unit_test(test_write_read),     cmocka_unit_test(test_wrong_position),
+        cmocka_unit_test(test_failing_batch_rolls_back), cmocka_unit_test(test_benchmark),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    tu_remove_dir(tmpdir);
+    return failed;
+}
