@@ -142,6 +142,12 @@ def render_views(images, views):
                          align_corners=False)
 
 
+def snap(t):
+    """Values within 1e-9 of an integer, set to it."""
+    r = torch.round(t)
+    return torch.where((t - r).abs() < 1e-9, r, t)
+
+
 def patch_correspondence(view_a, view_b, size, patch):
     """For every patch of view B, the index of the view-A patch containing the source point
     of its centre, or -1 when that point falls outside view A. Returns int64 [n, G*G']
@@ -166,6 +172,10 @@ def patch_correspondence(view_a, view_b, size, patch):
     ua = (xs - col(view_a["x0"])) * W / col(view_a["w"])  # view-A coordinates
     ua = torch.where(col(view_a["flip"]), W - ua, ua)
     va = (ys - col(view_a["y0"])) * H / col(view_a["h"])
+    # A centre that lands exactly on a patch boundary in exact arithmetic may come out a
+    # hair below it in float64; snap values within 1e-9 of an integer so that it goes to
+    # the patch right/below, as the contract says (rs_view_match in C does the same).
+    ua, va = snap(ua), snap(va)
     inside = (ua >= 0) & (ua < W) & (va >= 0) & (va < H)
     pa = torch.floor(va / patch).long() * gw + torch.floor(ua / patch).long()
     return torch.where(inside, pa, torch.full_like(pa, -1))

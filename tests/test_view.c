@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
+#include "testutil.h"
 #include "view.h"
 
 static rs_view identity_view(void)
@@ -261,6 +263,54 @@ static void test_protocols(void **state)
     assert_non_null(strstr(err.msg, "unknown protocol 'triple'"));
 }
 
+/* The PRC training's view: crop box (x0, y0, w, h) resized to W x H, then maybe flipped. */
+static rs_view box_view(json_t *j, int W, int H)
+{
+    double x0 = json_number_value(json_object_get(j, "x0")), y0 = json_number_value(json_object_get(j, "y0"));
+    double w = json_number_value(json_object_get(j, "w")), h = json_number_value(json_object_get(j, "h"));
+    rs_view v = crop_view(x0, y0, w, h, W, H);
+    if (json_is_true(json_object_get(j, "flip"))) { /* xs = x0 + (W - x) w / W */
+        v.affine[0] = -w / W;
+        v.affine[2] = x0 + w;
+    }
+    v.identity = v.affine[0] == 1 && v.affine[2] == 0 && v.affine[4] == 1 && v.affine[5] == 0;
+    return v;
+}
+
+static void test_shared_vectors_from_pytorch(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/correspondence.json", tu_dir("RS_GOLDEN_DIR", "tests/golden"));
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        fail_msg("%s: %s", path, jerr.text);
+    json_t *cases = json_object_get(root, "cases");
+    size_t i;
+    json_t *c;
+    int checked = 0;
+    json_array_foreach(cases, i, c) {
+        int H = (int)json_integer_value(json_array_get(json_object_get(c, "size"), 0));
+        int W = (int)json_integer_value(json_array_get(json_object_get(c, "size"), 1));
+        int P = (int)json_integer_value(json_object_get(c, "patch"));
+        rs_view a = box_view(json_object_get(c, "a"), W, H), b = box_view(json_object_get(c, "b"), W, H);
+        json_t *want = json_object_get(c, "match");
+        int16_t match[4096];
+        assert_true(json_array_size(want) == (size_t)(H / P) * (W / P));
+        rs_view_match(&a, &b, H, W, P, match);
+        for (size_t j = 0; j < json_array_size(want); j++) {
+            if (match[j] != json_integer_value(json_array_get(want, j)))
+                fail_msg("case %zu patch %zu: C %d, PyTorch %lld", i, j, match[j],
+                         (long long)json_integer_value(json_array_get(want, j)));
+        }
+        checked++;
+    }
+    print_message("  %d cases agree with pytorch/train.py\n", checked);
+    assert_true(checked >= 200);
+    json_decref(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_draws_are_reproducible_and_in_range),
         cmocka_unit_test(test_render_by_hand),
         cmocka_unit_test(test_protocols),
+        cmocka_unit_test(test_shared_vectors_from_pytorch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
