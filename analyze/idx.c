@@ -38,12 +38,15 @@ static int open_header(const char *path, uint32_t want, int ndim, uint32_t *dims
     if (!gz)
         return rs_error_set(err, RS_EIO, "%s: cannot open: %s", path, errno ? strerror(errno) : "zlib error");
     unsigned char head[16];
-    int rc = read_exact(gz, path, head, 4 + 4 * (size_t)ndim, "the header", err);
+    /* The magic first, so that a short file of the wrong kind is named for what it is. */
+    int rc = read_exact(gz, path, head, 4, "the header", err);
     if (!rc) {
         uint32_t magic = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
         if (magic != want)
             rc = rs_error_set(err, RS_EFORMAT, "%s: magic 0x%08x is not an IDX %s file (want 0x%08x)", path,
                               magic, want == 0x803 ? "image" : "label", want);
+        if (!rc)
+            rc = read_exact(gz, path, head + 4, 4 * (size_t)ndim, "the header's sizes", err);
         for (int i = 0; !rc && i < ndim; i++) {
             const unsigned char *p = head + 4 + 4 * i;
             dims[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];

@@ -121,6 +121,15 @@ expect "corrupt image mid-run: exit 1, one line naming it" failed_with $? 1 "cut
 expect "the run is marked failed" [ "$(sqlite3 "$tmp/f.db" "SELECT status FROM runs WHERE id=1")" = failed ]
 expect "only whole batches before the failure are stored" \
   [ "$(sqlite3 "$tmp/f.db" "SELECT images_done FROM runs WHERE id=1"):$(count_rows "$tmp/f.db" 1)" = 20:80 ]
+printf '\x00\x00\x08\x01\x00\x00\x00\x01' >"$tmp/bad.idx"
+"$rs" replay "$model" --data "idx:$tmp/bad.idx" --db "$tmp/g.db" >/dev/null 2>"$tmp/err"
+expect "IDX with a wrong magic: exit 1, one line" failed_with $? 1 "bad.idx: magic 0x00000801"
+expect "and no database is created" [ ! -e "$tmp/g.db" ]
+printf '\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$tmp/short.idx"
+"$rs" replay "$model" --data "idx:$tmp/short.idx" --db "$tmp/g.db" >/dev/null 2>"$tmp/err"
+expect "IDX with a wrong count: exit 1, one line" failed_with $? 1 "short.idx: truncated"
+"$rs" replay "$model" --data "idx:$tmp/absent.idx" --db "$tmp/g.db" >/dev/null 2>"$tmp/err"
+expect "missing data file" failed_with $? 1 "absent.idx"
 "$rs" runs --db "$tmp/nothing.db" >/dev/null 2>"$tmp/err"
 expect "runs on a missing database" failed_with $? 1 "nothing.db"
 

@@ -284,7 +284,7 @@ static void test_idx_malformed(void **state)
     expect_error(rs_idx_read_images(p, &im, &err), &err, RS_EFORMAT, p, "implausible image count");
 
     write_idx(p, 0x803, 1, dims, pixels, 0, 0); /* header cut short */
-    expect_error(rs_idx_read_images(p, &im, &err), &err, RS_EFORMAT, p, "truncated: the header should be 16 bytes");
+    expect_error(rs_idx_read_images(p, &im, &err), &err, RS_EFORMAT, p, "truncated: the header's sizes should be 12 bytes");
 
     const char *missing = tmp("absent.gz");
     expect_error(rs_idx_read_images(missing, &im, &err), &err, RS_EIO, missing, "cannot open");
