@@ -4,7 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "forward.h"
@@ -24,6 +28,8 @@ typedef struct engine {
     int num_views;
     rs_view_spec *parsed;  /* (V) */
     char sha256[65];
+    char data[4096];       /* the --data spec with absolute paths: part of the run identity */
+    int lock_fd;           /* flock on the database file: one replay writes it at a time */
     char *config_json;     /* the model's config text, for the store */
     rs_run_info run;
     int batch;             /* images per batch, a multiple of the group size */
@@ -31,7 +37,7 @@ typedef struct engine {
     float *source_px;      /* (B, C,H,W) fitted source images, [0,1] */
     float *view_px;        /* (B, C,H,W) one view of every image, normalised */
     rs_view *drawn;        /* (B, V) */
-    int16_t *labels;       /* (B) */
+    int32_t *labels;       /* (B) */
     int32_t *predicted;    /* (B, V) */
     float *pred_prob;      /* (B, V) */
     char **params;         /* (B, V) owned JSON strings */
@@ -63,6 +69,9 @@ static void engine_close(engine *e)
     rs_run_info_clear(&e->run);
     rs_forward_free(e->forward);
     rs_store_close(e->store);
+    if (e->lock_fd > 0)
+        close(e->lock_fd); /* after SQLite has closed: closing any descriptor of the file
+                              would drop the POSIX locks SQLite holds on it */
     rs_source_close(e->source);
     rs_model_close(e->model);
 }
@@ -83,7 +92,7 @@ static int alloc_buffers(engine *e, rs_error *err)
     size_t T = (size_t)rs_config_tokens(c), R = (size_t)rs_config_record_k(c), E = (size_t)c->num_experts;
     size_t img = (size_t)c->channels * c->image_h * c->image_w, Np = (size_t)rs_config_patches(c);
     bool ok = (e->source_px = malloc(sizeof(float) * B * img)) && (e->view_px = malloc(sizeof(float) * B * img)) &&
-              (e->drawn = calloc(B * V, sizeof *e->drawn)) && (e->labels = malloc(sizeof(int16_t) * B)) &&
+              (e->drawn = calloc(B * V, sizeof *e->drawn)) && (e->labels = malloc(sizeof(int32_t) * B)) &&
               (e->predicted = malloc(sizeof(int32_t) * B * V)) && (e->pred_prob = malloc(sizeof(float) * B * V)) &&
               (e->params = calloc(B * V, sizeof(char *))) && (e->match = malloc(sizeof(int16_t) * B * V * Np)) &&
               (e->top_idx = malloc(sizeof(int32_t) * B * V * L * T * R)) &&
@@ -108,7 +117,7 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         count = o->limit;
     rs_run_spec spec = {
         .model_path = o->model_path, .model_sha256 = e->sha256, .model_config = e->config_json,
-        .model_params = e->model->num_params, .data = o->data, .offset = o->offset, .count = count,
+        .model_params = e->model->num_params, .data = e->data, .offset = o->offset, .count = count,
         .protocol = o->protocol, .num_views = e->num_views, .view_specs = (const char *const *)e->specs,
         .seed = o->seed, .num_layers = c->num_moe, .layer_blocks = blocks, .tokens = rs_config_tokens(c),
         .patches = rs_config_patches(c), .grid_h = rs_config_grid_h(c), .grid_w = rs_config_grid_w(c),
@@ -143,7 +152,7 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
     if (rc)
         return rc;
     for (int i = 0; i < n; i++) {
-        e->labels[i] = (int16_t)rs_source_label(e->source, first + i);
+        e->labels[i] = rs_source_label(e->source, first + i);
         for (int v = 0; v < V; v++)
             rs_view_draw(&e->parsed[v], W, H, e->opt->seed, first + i, v, &e->drawn[(size_t)i * V + v]);
     }
@@ -224,7 +233,7 @@ static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
         for (size_t j = 0; j < (size_t)n * e->num_views * rs_config_patches(c); j++)
             sum->unmatched += e->match[j] < 0;
         if (e->opt->progress)
-            e->opt->progress(e->opt->progress_ctx, run->images_done, run->count, now() - t0);
+            e->opt->progress(e->opt->progress_ctx, run->images_done, run->count, sum->images_this_call, now() - t0);
         if (e->opt->stop && *e->opt->stop && run->images_done < run->count) {
             sum->interrupted = true;
             break;
@@ -232,6 +241,27 @@ static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
     }
     sum->seconds = now() - t0;
     return rc;
+}
+
+/* Takes an exclusive flock on the database file (created empty when missing, which SQLite
+ * accepts as a new database), so that two replays never write one database at once:
+ * the second would otherwise take the first one's unfinished run for a killed one. The
+ * lock dies with the process, so a killed replay never blocks the next. flock and
+ * SQLite's POSIX locks do not interact on Linux. */
+static int lock_database(engine *e, const char *path, bool create, rs_error *err)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+    if (fd < 0)
+        return rs_error_set(err, RS_EIO, "%s: %s", path,
+                            errno == ENOENT ? "no such database" : strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        close(fd);
+        return rs_error_set(err, RS_EIO, "%s: %s", path,
+                            busy ? "another routerscope replay is writing this database" : strerror(errno));
+    }
+    e->lock_fd = fd;
+    return 0;
 }
 
 /* --resume: the run's own model, data, slice, protocol, views and seed; the caller's
@@ -248,9 +278,9 @@ static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_o
     resumed->limit = e->run.count;
     resumed->protocol = e->run.protocol;
     resumed->seed = e->run.seed;
-    e->num_views = e->run.num_views;
-    if (!(e->specs = calloc((size_t)e->num_views, sizeof *e->specs)))
+    if (!(e->specs = calloc((size_t)e->run.num_views, sizeof *e->specs)))
         return rs_error_set(err, RS_ENOMEM, "out of memory");
+    e->num_views = e->run.num_views;
     for (int v = 0; v < e->num_views; v++)
         if (!(e->specs[v] = strdup(e->run.view_specs[v])))
             return rs_error_set(err, RS_ENOMEM, "out of memory");
@@ -269,6 +299,8 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
         rc = rs_view_spec_parse(e->specs[v], &e->parsed[v], err);
     if (!rc)
         rc = rs_source_open(opt->data, &e->source, err);
+    if (!rc)
+        rc = rs_source_canonical_spec(opt->data, e->data, sizeof e->data, err);
     if (!rc) {
         rs_safetensors_sha256(e->model->file, e->sha256);
         rc = copy_config(e, err);
@@ -283,7 +315,9 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
     rs_replay_options resumed;
     int rc;
     if (opt->resume_run > 0) {
-        rc = rs_store_open(opt->db_path, false, &e.store, err);
+        rc = lock_database(&e, opt->db_path, false, err);
+        if (!rc)
+            rc = rs_store_open(opt->db_path, false, &e.store, err);
         if (!rc && !(rc = load_resumed_run(&e, opt, &resumed, err)))
             e.opt = opt = &resumed;
         if (!rc)
@@ -301,6 +335,8 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
         /* Check the request before creating anything on disk. */
         rc = open_inputs(&e, opt, err);
         if (!rc)
+            rc = lock_database(&e, opt->db_path, true, err);
+        if (!rc)
             rc = rs_store_open(opt->db_path, false, &e.store, err);
         if (!rc)
             rc = open_run(&e, sum, err);
@@ -311,6 +347,8 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
         if (!rc) {
             int group = rs_forward_group_size(e.forward);
             int want = opt->batch > 0 ? opt->batch : 256;
+            if (want > e.run.count)
+                want = e.run.count;
             e.batch = (want + group - 1) / group * group;
             rs_forward_free(e.forward);
             e.forward = NULL;

@@ -15,6 +15,9 @@
  * batch is rounded up) and start at multiples of it, so the stored records are
  * bit-identical for any thread count and any batch size, and after any resume.
  *
+ * One writer: a replay holds an exclusive flock on the database file while it runs; a
+ * second replay into the same database fails at once with a clear message.
+ *
  * Interruption: when *STOP becomes non-zero (a SIGINT handler sets it) the current batch
  * is finished and committed, the run is marked interrupted, and rs_replay returns with
  * summary->interrupted set. Errors mark the run failed with the message; nothing of the
@@ -28,11 +31,13 @@
 
 #include "rs_error.h"
 
-typedef void (*rs_replay_progress)(void *ctx, int done, int total, double seconds);
+/* DONE of TOTAL images recorded, THIS_CALL of them in SECONDS by this call. */
+typedef void (*rs_replay_progress)(void *ctx, int done, int total, int this_call, double seconds);
 
 typedef struct rs_replay_options {
     const char *db_path;
-    int64_t resume_run;          /* > 0: continue this run; model and data come from it */
+    int64_t resume_run;          /* > 0: continue this run; model and data come from it;
+                                    the database must exist */
     const char *model_path;      /* with resume_run may be NULL (the stored path is used) */
     const char *data;
     int offset, limit;           /* slice; limit <= 0 means to the end */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -611,4 +612,51 @@ int rs_source_load_batch(rs_source *src, int first, int n, int channels, int hei
         return lowest_err.code;
     }
     return 0;
+}
+
+/* Appends PATH, made absolute when it resolves, to OUT. */
+static int append_path(char *out, size_t size, const char *path, size_t len)
+{
+    char given[PATH_MAX], resolved[PATH_MAX];
+    if (len >= sizeof given)
+        return -1;
+    memcpy(given, path, len);
+    given[len] = '\0';
+    const char *use = realpath(given, resolved) ? resolved : given;
+    size_t used = strlen(out);
+    return snprintf(out + used, size - used, "%s", use) >= (int)(size - used) ? -1 : 0;
+}
+
+int rs_source_canonical_spec(const char *spec, char *out, size_t size, rs_error *err)
+{
+    static const char *const with_paths[] = {"idx:", "cifar10:", "cifar100:", "png:", "list:"};
+    out[0] = '\0';
+    const char *rest = NULL;
+    for (size_t i = 0; i < sizeof with_paths / sizeof *with_paths; i++) {
+        if (!strncmp(spec, with_paths[i], strlen(with_paths[i]))) {
+            rest = spec + strlen(with_paths[i]);
+            snprintf(out, size, "%s", with_paths[i]);
+        }
+    }
+    if (!rest) {
+        if (snprintf(out, size, "%s", spec) >= (int)size)
+            return rs_error_set(err, RS_EINVAL, "--data %.60s...: too long", spec);
+        return 0;
+    }
+    /* idx:IMAGES,LABELS has two paths; cifar's ",train" / ",test" is a word, not a path. */
+    const char *comma = strrchr(rest, ',');
+    bool split_word = comma && (!strcmp(comma, ",train") || !strcmp(comma, ",test"));
+    bool two_paths = !strncmp(spec, "idx:", 4) && comma;
+    size_t first_len = (split_word || two_paths) ? (size_t)(comma - rest) : strlen(rest);
+    int rc = append_path(out, size, rest, first_len);
+    if (!rc && two_paths) {
+        size_t used = strlen(out);
+        rc = used + 1 < size ? (out[used] = ',', out[used + 1] = '\0', 0) : -1;
+        if (!rc)
+            rc = append_path(out, size, comma + 1, strlen(comma + 1));
+    } else if (!rc && split_word) {
+        size_t used = strlen(out);
+        rc = snprintf(out + used, size - used, "%s", comma) >= (int)(size - used) ? -1 : 0;
+    }
+    return rc ? rs_error_set(err, RS_EINVAL, "--data %.60s...: path too long", spec) : 0;
 }

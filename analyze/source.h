@@ -34,6 +34,8 @@
 #ifndef RS_SOURCE_H
 #define RS_SOURCE_H
 
+#include <stddef.h>
+
 #include "config.h"
 #include "rs_error.h"
 
@@ -74,6 +76,11 @@ int rs_source_load(rs_source *src, int index, int channels, int height, int widt
  * the message does not depend on the thread count. */
 int rs_source_load_batch(rs_source *src, int first, int n, int channels, int height, int width, int threads,
                          float *out, rs_error *err);
+
+/* SPEC with every file or folder in it made absolute (realpath), so that the same text
+ * always means the same files: the run identity in the store uses it. Paths that do not
+ * resolve are kept as written (opening them fails anyway). */
+int rs_source_canonical_spec(const char *spec, char *out, size_t size, rs_error *err);
 
 /* In place, IMAGE (C,H,W) with CFG's channels and image size: x = (x - mean[c]) / std[c],
  * the same float operations as PyTorch's (x - m) / s. */

@@ -107,7 +107,7 @@ typedef struct rs_batch {
     int first;                  /* source index of the first image */
     int count;                  /* images in the batch */
     int num_views, num_layers, tokens, record_k, num_experts, patches;
-    const int16_t *labels;      /* (count) -1 when unknown; NULL: all unknown */
+    const int32_t *labels;      /* (count) -1 when unknown; NULL: all unknown */
     const int32_t *predicted;   /* (count, V) */
     const float *pred_prob;     /* (count, V) softmax probability of the predicted class */
     const char *const *view_params; /* (count, V) JSON text */

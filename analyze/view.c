@@ -24,17 +24,20 @@ static int parse_number(const char *spec, const char *key, const char *text, dou
     return 0;
 }
 
-/* "A-B" into lo, hi (a single number gives lo = hi). */
+/* "A-B" into lo, hi (a single number gives lo = hi). strtod reads A, so exponents such as
+ * 1e-3 stay part of the number; a '-' must follow it for a range. */
 static int parse_range(const char *spec, const char *key, const char *text, double *lo, double *hi, rs_error *err)
 {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", text);
-    char *dash = strchr(buf + 1, '-'); /* +1: a leading sign is not the separator */
-    if (dash)
-        *dash = '\0';
-    int rc = parse_number(spec, key, buf, lo, err);
-    if (!rc)
-        rc = dash ? parse_number(spec, key, dash + 1, hi, err) : (*hi = *lo, 0);
+    char *end;
+    errno = 0;
+    *lo = strtod(text, &end);
+    if (errno || end == text || !isfinite(*lo) || (*end && *end != '-'))
+        return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a range A-B", spec, key, text);
+    if (!*end) {
+        *hi = *lo;
+        return 0;
+    }
+    int rc = parse_number(spec, key, end + 1, hi, err);
     if (!rc && *lo > *hi)
         rc = rs_error_set(err, RS_EINVAL, "view '%s': %s range '%s' runs backwards", spec, key, text);
     return rc;
@@ -143,14 +146,9 @@ static int parse_op(const char *spec, char *text, rs_view_op *op, rs_error *err)
     op->kind = syn->kind;
     op_defaults(op);
     bool need_param = op->kind == RS_OP_NOISE || op->kind == RS_OP_ROTATE || op->kind == RS_OP_TRANSLATE;
-    if (!colon) {
-        if (need_param)
-            return rs_error_set(err, RS_EINVAL, "view '%s': %s needs a parameter (%s=...)", spec, syn->name,
-                                syn->keys[0]);
-        return 0;
-    }
+    int seen = 0;
     char *save = NULL;
-    for (char *kv = strtok_r(colon + 1, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+    for (char *kv = colon ? strtok_r(colon + 1, ",", &save) : NULL; kv; kv = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(kv, '=');
         if (!eq)
             return rs_error_set(err, RS_EINVAL, "view '%s': '%s' is not KEY=VALUE", spec, kv);
@@ -163,7 +161,11 @@ static int parse_op(const char *spec, char *text, rs_view_op *op, rs_error *err)
         int rc = parse_param(spec, op, kv, eq + 1, err);
         if (rc)
             return rc;
+        seen++;
     }
+    if (need_param && !seen)
+        return rs_error_set(err, RS_EINVAL, "view '%s': %s needs a parameter (%s=...)", spec, syn->name,
+                            syn->keys[0]);
     return 0;
 }
 
@@ -174,6 +176,9 @@ int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err)
         return rs_error_set(err, RS_EINVAL, "view '%s': empty or longer than %zu characters", text,
                             sizeof out->text - 1);
     snprintf(out->text, sizeof out->text, "%s", text);
+    size_t len = strlen(text);
+    if (text[0] == '+' || text[len - 1] == '+' || strstr(text, "++"))
+        return rs_error_set(err, RS_EINVAL, "view '%s': an empty operation between '+'", text);
     char buf[sizeof out->text];
     snprintf(buf, sizeof buf, "%s", text);
     char *save = NULL;
@@ -472,6 +477,9 @@ int rs_protocol_views(const char *protocol, const char *augment, const char *cus
     } else if (!strcmp(protocol, "custom")) {
         if (!custom || !custom[0])
             return rs_error_set(err, RS_EINVAL, "protocol custom needs --views 'SPEC;SPEC;...'");
+        size_t len = strlen(custom);
+        if (custom[0] == ';' || custom[len - 1] == ';' || strstr(custom, ";;"))
+            return rs_error_set(err, RS_EINVAL, "--views '%s': an empty view between ';'", custom);
         char *buf = strdup(custom), *save = NULL;
         if (!buf)
             return rs_error_set(err, RS_ENOMEM, "out of memory");

@@ -134,7 +134,8 @@ static int run(const eval_options *o, const rs_model *m, rs_source *src, rs_erro
     double wall = rs_cli_now() - t0;
     if (show)
         fputc('\n', stderr);
-    if (pred && fclose(pred) != 0 && !rc)
+    /* ferror catches a failed fprintf that a successful fclose would hide. */
+    if (pred && (ferror(pred) | fclose(pred)) && !rc)
         rc = rs_error_set(err, RS_EIO, "%s: write failed: %s", o->predictions, strerror(errno));
     if (!rc) {
         printf("%s on %s: %d images", o->model, rs_source_name(src), total);
@@ -143,7 +144,7 @@ static int run(const eval_options *o, const rs_model *m, rs_source *src, rs_erro
         else
             printf(", no labels");
         printf("\nspeed: %.0f images/s end to end, %.0f images/s in the forward pass (%.2f s, batch %d, %d threads)\n",
-               total / wall, total / forward_s, wall, batch, o->threads);
+               total / (wall > 0 ? wall : 1e-9), total / (forward_s > 0 ? forward_s : 1e-9), wall, batch, o->threads);
     }
     free(input);
     rs_forward_free(f);

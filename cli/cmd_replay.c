@@ -49,10 +49,10 @@ static void on_sigint(int sig)
     stop_requested = 1;
 }
 
-static void progress(void *ctx, int done, int total, double seconds)
+static void progress(void *ctx, int done, int total, int this_call, double seconds)
 {
-    int *start = ctx;
-    double rate = (done - *start) / (seconds > 0 ? seconds : 1e-9);
+    (void)ctx;
+    double rate = this_call / (seconds > 0 ? seconds : 1e-9);
     fprintf(stderr, "\rreplay %d/%d images, %.0f images/s, ETA %.0f s   ", done, total, rate,
             rate > 0 ? (total - done) / rate : 0.0);
 }
@@ -74,6 +74,20 @@ static char *join_args(int argc, char **argv)
     return s;
 }
 
+/* --seed: any unsigned 64-bit integer. */
+static bool parse_seed(const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-') {
+        rs_cli_usage_error("replay", "--seed wants an unsigned integer, got '%s'", text);
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
 static int parse(int argc, char **argv, rs_replay_options *o)
 {
     static const struct option opts[] = {
@@ -84,18 +98,18 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         {"threads", required_argument, NULL, 't'},  {"batch", required_argument, NULL, 'b'},
         {"resume", required_argument, NULL, 'r'},   {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    int c, seed = 0, resume = 0;
+    int c, resume = 0, set = 0;
     while ((c = rs_cli_next_option("replay", argc, argv, ":h", opts)) != -1) {
         bool ok = true;
         switch (c) {
-        case 'd': o->data = optarg; break;
+        case 'd': o->data = optarg, set++; break;
         case 'D': o->db_path = optarg; break;
-        case 'p': o->protocol = optarg; break;
-        case 'a': o->augment = optarg; break;
-        case 'v': o->views = optarg; break;
-        case 's': ok = rs_cli_parse_int("replay", "--seed", optarg, 0, INT_MAX, &seed); break;
-        case 'o': ok = rs_cli_parse_int("replay", "--offset", optarg, 0, INT_MAX, &o->offset); break;
-        case 'l': ok = rs_cli_parse_int("replay", "--limit", optarg, 1, INT_MAX, &o->limit); break;
+        case 'p': o->protocol = optarg, set++; break;
+        case 'a': o->augment = optarg, set++; break;
+        case 'v': o->views = optarg, set++; break;
+        case 's': ok = parse_seed(optarg, &o->seed), set++; break;
+        case 'o': ok = rs_cli_parse_int("replay", "--offset", optarg, 0, INT_MAX, &o->offset), set++; break;
+        case 'l': ok = rs_cli_parse_int("replay", "--limit", optarg, 1, INT_MAX, &o->limit), set++; break;
         case 't': ok = rs_cli_parse_int("replay", "--threads", optarg, 1, 256, &o->threads); break;
         case 'b': ok = rs_cli_parse_int("replay", "--batch", optarg, 1, 65536, &o->batch); break;
         case 'r': ok = rs_cli_parse_int("replay", "--resume", optarg, 1, INT_MAX, &resume); break;
@@ -105,13 +119,17 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         if (!ok)
             return RS_EXIT_USAGE;
     }
-    o->seed = (uint64_t)seed;
     o->resume_run = resume;
     if (!o->db_path)
         return rs_cli_usage_error("replay", "--db is required");
+    if (!o->db_path[0] || !strcmp(o->db_path, ":memory:"))
+        return rs_cli_usage_error("replay", "--db wants a file to keep the records in");
     if (argc - optind > 1)
         return rs_cli_usage_error("replay", "wants one MODEL");
     o->model_path = argc - optind == 1 ? argv[optind] : NULL;
+    if (resume && set)
+        return rs_cli_usage_error("replay", "--resume takes the run's own data, slice, protocol, views and seed; "
+                                            "only MODEL, --threads and --batch may be given");
     if (resume)
         return 0;
     if (!o->model_path)
@@ -120,6 +138,10 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         return rs_cli_usage_error("replay", "--data is required");
     if (!o->protocol)
         o->protocol = "pair";
+    if (strcmp(o->protocol, "pair") && strcmp(o->protocol, "noise") && strcmp(o->protocol, "custom"))
+        return rs_cli_usage_error("replay", "unknown protocol '%s' (want pair, noise or custom)", o->protocol);
+    if (!strcmp(o->protocol, "custom") && !o->views)
+        return rs_cli_usage_error("replay", "--protocol custom needs --views 'SPEC;SPEC;...'");
     if (o->views && strcmp(o->protocol, "custom"))
         return rs_cli_usage_error("replay", "--views belongs to --protocol custom");
     if (o->augment && strcmp(o->protocol, "pair"))
@@ -136,13 +158,11 @@ int cmd_replay(int argc, char **argv)
         return rc < 0 ? RS_EXIT_OK : rc;
     char *command = join_args(argc, argv);
     o.command = command ? command : "routerscope replay";
-    int start = 0;
-    if (rs_cli_show_progress()) {
+    if (rs_cli_show_progress())
         o.progress = progress;
-        o.progress_ctx = &start;
-    }
     o.stop = &stop_requested;
-    struct sigaction sa = {.sa_handler = on_sigint}, old;
+    /* SA_RESETHAND: a second Ctrl-C kills at once, for when the batch in flight is long. */
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND}, old;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
 

@@ -8,7 +8,7 @@
 #   bad input     unknown view spec, bad number, missing file, a corrupt image mid-run
 # usage: replay_test.sh ROUTERSCOPE MODEL
 set -u
-rs=$1 model=$2
+rs=$(realpath "$1") model=$(realpath "$2")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
@@ -121,6 +121,33 @@ expect "corrupt image mid-run: exit 1, one line naming it" failed_with $? 1 "cut
 expect "the run is marked failed" [ "$(sqlite3 "$tmp/f.db" "SELECT status FROM runs WHERE id=1")" = failed ]
 expect "only whole batches before the failure are stored" \
   [ "$(sqlite3 "$tmp/f.db" "SELECT images_done FROM runs WHERE id=1"):$(count_rows "$tmp/f.db" 1)" = 20:80 ]
+"$rs" replay --db "$tmp/i.db" --resume 1 --limit 5 >/dev/null 2>"$tmp/err"
+expect "--resume with a slice flag is a usage error" failed_with $? 2 "only MODEL, --threads and --batch"
+"$rs" replay --db "$tmp/missing.db" --resume 1 >/dev/null 2>"$tmp/err"
+expect "--resume on a missing database" failed_with $? 1 "missing.db: no such database"
+expect "and creates no database" [ ! -e "$tmp/missing.db" ]
+"$rs" replay "$model" --data $data --db "" >/dev/null 2>"$tmp/err"
+expect "--db '' is a usage error" failed_with $? 2 "--db wants a file"
+"$rs" replay "$model" --data $data --db "$tmp/p.db" --protocol triple >/dev/null 2>"$tmp/err"
+expect "unknown protocol is a usage error" failed_with $? 2 "unknown protocol 'triple'"
+# Two replays into one database: the second is refused while the first holds it.
+"$rs" replay "$model" --data $data --limit 3000 --db "$tmp/two.db" --batch 20 --threads 1 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+  [ "$(sqlite3 "$tmp/two.db" "SELECT images_done FROM runs WHERE id=1" 2>/dev/null || echo 0)" -ge 20 ] && break
+  sleep 0.05
+done
+"$rs" replay "$model" --data $data --limit 3000 --db "$tmp/two.db" --threads 1 >/dev/null 2>"$tmp/err"
+expect "a second replay into a busy database is refused" failed_with $? 1 "another routerscope replay is writing"
+wait $pid
+expect "the first one finishes its run" [ "$(sqlite3 "$tmp/two.db" "SELECT status || images_done FROM runs")" = done3000 ]
+# Relative paths mean different files in different folders: different runs.
+mkdir -p "$tmp/d1" "$tmp/d2"
+echo 'iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAAU0lEQVR4nAFIALf/AAAgQGCAoMDgAAQkRGSEpMTkAAgoSGiIqMjoAAwsTGyMrMzsABAwUHCQsNDwABQ0VHSUtNT0ABg4WHiYuNj4ABw8XHycvNz8FUQfgStz92UAAAAASUVORK5CYII=' | base64 -d >"$tmp/d1/x.png"
+cp "$tmp/d1/x.png" "$tmp/d2/x.png"; echo "x.png 1" >"$tmp/d1/l.txt"; echo "x.png 2" >"$tmp/d2/l.txt"
+(cd "$tmp/d1" && "$rs" replay "$model" --data list:l.txt --db "$tmp/rel.db" >/dev/null 2>&1)
+(cd "$tmp/d2" && "$rs" replay "$model" --data list:l.txt --db "$tmp/rel.db" >"$tmp/out" 2>"$tmp/err")
+expect "the same relative --data in another folder is another run" grep -q "^run 2:" "$tmp/out"
 printf '\x00\x00\x08\x01\x00\x00\x00\x01' >"$tmp/bad.idx"
 "$rs" replay "$model" --data "idx:$tmp/bad.idx" --db "$tmp/g.db" >/dev/null 2>"$tmp/err"
 expect "IDX with a wrong magic: exit 1, one line" failed_with $? 1 "bad.idx: magic 0x00000801"

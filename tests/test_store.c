@@ -161,8 +161,8 @@ static float exp_probs(int image, int v, int l, int t, int e)
 
 typedef struct tbatch {
     rs_batch b;
-    int16_t *labels, *match;
-    int32_t *predicted, *top_idx;
+    int16_t *match;
+    int32_t *labels, *predicted, *top_idx;
     float *pred_prob, *top_gate, *probs;
     char **params;
 } tbatch;
@@ -182,7 +182,7 @@ static tbatch make_batch(const rs_run_spec *spec, int first, int count)
     t.probs = malloc(sizeof *t.probs * (size_t)count * V * L * T * E);
     for (int i = 0; i < count; i++) {
         int image = first + i;
-        t.labels[i] = (int16_t)exp_label(image);
+        t.labels[i] = exp_label(image);
         for (int v = 0; v < V; v++) {
             size_t iv = (size_t)i * V + v;
             t.predicted[iv] = exp_pred(image, v);

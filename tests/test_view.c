@@ -67,6 +67,12 @@ static void test_parse(void **state)
     expect_parse_error("noise", "noise needs a parameter");
     expect_parse_error("flip:p=2", "p 2 outside [0, 1]");
     expect_parse_error("flip:p", "'p' is not KEY=VALUE");
+    expect_parse_error("noise:", "noise needs a parameter");
+    expect_parse_error("clean++flip", "empty operation");
+    expect_parse_error("crop:area=0.5x", "not a number or a range");
+    assert_int_equal(rs_view_spec_parse("crop:ratio=1e-1-1e1", &s, &err), 0); /* exponents are numbers */
+    assert_float_equal(s.ops[0].p[2], 0.1, 1e-12);
+    assert_float_equal(s.ops[0].p[3], 10, 1e-12);
 }
 
 static void test_flip_maps_columns(void **state)
@@ -259,6 +265,8 @@ static void test_protocols(void **state)
     assert_int_equal(rs_protocol_views("custom", NULL, "clean", &specs, &n, &err), RS_EINVAL);
     assert_int_equal(rs_protocol_views("custom", NULL, "clean;noise:sigma=x", &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "sigma 'x' is not a number"));
+    assert_int_equal(rs_protocol_views("custom", NULL, "clean;;flip:p=1", &specs, &n, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "empty view"));
     assert_int_equal(rs_protocol_views("triple", NULL, NULL, &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "unknown protocol 'triple'"));
 }
