@@ -1,0 +1,916 @@
+/* stats.c — agreement statistics over the routing store (see stats.h for the contract).
+ *
+ * One pass over the cursor: records arrive per image as (view 0, layer 0..L-1), (view 1,
+ * ...), ...; view 0's routing of the image is kept (L, T, ·) and every later view's matched
+ * patches are compared with it. Base cells (view v < V, layer l < L) are accumulated during
+ * the pass; pooled cells (slot V, slot L) are summed from them at the end. Per image only
+ * the five agreement counts per (non-reference view, layer) are kept, for the bootstrap. */
+#include "stats.h"
+
+#include <cblas.h>
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_rng.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { NC = 5 }; /* per-image counts: pairs, top1, top2, top2u, overlap2 */
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+bool rs_stats_counts_rate(const rs_stats_counts *c, int which, double *rate)
+{
+    *rate = 0;
+    if (!c || c->pairs <= 0 || which < 0 || which >= RS_STATS_NUM_RATES)
+        return false;
+    double n = (double)c->pairs;
+    switch (which) {
+    case RS_STATS_TOP1: *rate = (double)c->top1 / n; break;
+    case RS_STATS_TOP2: *rate = (double)c->top2 / n; break;
+    case RS_STATS_TOP2_UNORDERED: *rate = (double)c->top2u / n; break;
+    default: *rate = (double)c->overlap2 / (2 * n); break;
+    }
+    return true;
+}
+
+/* Rate of metric M from a counts row (pairs, top1, top2, top2u, overlap2); pairs > 0. */
+static double row_rate(const int64_t *row, int m)
+{
+    double n = (double)row[0];
+    return m == RS_STATS_OVERLAP ? (double)row[4] / (2 * n) : (double)row[1 + m] / n;
+}
+
+static double z_of(double level)
+{
+    return gsl_cdf_ugaussian_Pinv(0.5 + level / 2);
+}
+
+void rs_stats_wilson(double successes, double n, double level, double *lo, double *hi)
+{
+    *lo = *hi = 0;
+    if (!(n > 0))
+        return;
+    double z = z_of(level), p = successes / n, z2 = z * z;
+    double denom = 1 + z2 / n;
+    double centre = (p + z2 / (2 * n)) / denom;
+    double half = z / denom * sqrt(p * (1 - p) / n + z2 / (4 * n * n));
+    *lo = fmax(0, centre - half);
+    *hi = fmin(1, centre + half);
+}
+
+int rs_stats_mcnemar_test(int64_t b, int64_t c, double *chi2, double *p, rs_error *err)
+{
+    *chi2 = 0;
+    *p = 1;
+    if (b < 0 || c < 0)
+        return rs_error_set(err, RS_EINVAL, "McNemar: negative counts b=%" PRId64 " c=%" PRId64, b, c);
+    if (b + c == 0)
+        return 0;
+    double d = fmax(0, fabs((double)b - (double)c) - 1);
+    *chi2 = d * d / (double)(b + c);
+    *p = gsl_cdf_chisq_Q(*chi2, 1);
+    if (!isfinite(*p))
+        return rs_error_set(err, RS_EINVAL, "McNemar: chi-square tail failed for %g", *chi2);
+    return 0;
+}
+
+static double entropy_bits(const float *p, int E)
+{
+    double h = 0;
+    for (int e = 0; e < E; e++)
+        if (p[e] > 0)
+            h -= (double)p[e] * log2((double)p[e]);
+    return h;
+}
+
+/* ---- the accumulator of one run ----------------------------------------------------------- */
+
+typedef struct acc {
+    rs_stats *st;
+    const char *name;
+    int V, L, E, K, Np, T, R, k, cls, cells;
+    int cap, n_img, cur_image, exp_view, exp_layer;
+    int32_t *cnt;         /* (cap, V-1, L, NC) */
+    uint8_t *ref_top;     /* (L, T, R) view 0 of the current image */
+    float *ref_probs;     /* (L, T, E) renormalised */
+    double *ref_h;        /* (L, T) entropy bits */
+    float *cur_probs;     /* (T, E) */
+    double *cur_h;        /* (T) */
+    float *ga, *gb, *gemm; /* (Np, E), (Np, E), (E, E) */
+    double *s_sum;        /* (L, E, E) */
+    int64_t *s_n;         /* (L) */
+    rs_stats_counts *agree; /* (cells) */
+    int64_t *unmatched;   /* (cells) */
+    double *jsd_sum, *ent_sum; /* (cells) */
+    int64_t *jsd_n, *ent_n;    /* (cells) */
+    int64_t *labelled, *correct; /* (V+1) */
+    int label;
+    int *pred;            /* (V) of the current image */
+    bool *changed, *any_pair; /* (V) */
+} acc;
+
+static void acc_free(acc *a)
+{
+    free(a->cnt);
+    free(a->ref_top);
+    free(a->ref_probs);
+    free(a->ref_h);
+    free(a->cur_probs);
+    free(a->cur_h);
+    free(a->ga);
+    free(a->gb);
+    free(a->gemm);
+    free(a->s_sum);
+    free(a->s_n);
+    free(a->agree);
+    free(a->unmatched);
+    free(a->jsd_sum);
+    free(a->ent_sum);
+    free(a->jsd_n);
+    free(a->ent_n);
+    free(a->labelled);
+    free(a->correct);
+    free(a->pred);
+    free(a->changed);
+    free(a->any_pair);
+    memset(a, 0, sizeof *a);
+}
+
+void rs_stats_free(rs_stats *st)
+{
+    if (!st)
+        return;
+    free(st->agree);
+    free(st->jsd);
+    free(st->entropy);
+    free(st->load);
+    free(st->load_cv);
+    free(st->transition);
+    free(st->by_class);
+    free(st->by_expert);
+    free(st->prc_s);
+    free(st->prc_norm);
+    free(st->accuracy);
+    free(st->change);
+    free(st->change_no_pairs);
+    free(st);
+}
+
+static int acc_init(acc *a, const rs_run_info *info, int top_k, const char *name, rs_error *err)
+{
+    memset(a, 0, sizeof *a);
+    a->name = name;
+    const int V = info->num_views, L = info->num_layers, E = info->num_experts, K = info->num_classes,
+              Np = info->patches, T = info->tokens, R = info->record_k;
+    if (V < 1 || L < 1 || E < 1 || E > 256 || K < 0 || Np < 1 || T != Np + (info->has_cls ? 1 : 0) || R < 2 ||
+        R > E || info->images_done < 0)
+        return rs_error_set(err, RS_EFORMAT,
+                            "%s run %" PRId64 ": shapes views=%d layers=%d experts=%d classes=%d patches=%d "
+                            "tokens=%d record_k=%d do not fit the statistics",
+                            name, info->id, V, L, E, K, Np, T, R);
+    if (top_k < 0 || top_k > R)
+        return rs_error_set(err, RS_EINVAL, "%s run %" PRId64 ": top_k %d outside 1..%d (record_k)", name,
+                            info->id, top_k, R);
+    a->V = V, a->L = L, a->E = E, a->K = K, a->Np = Np, a->T = T, a->R = R;
+    a->k = top_k ? top_k : R;
+    a->cls = info->has_cls ? 1 : 0;
+    a->cells = (V + 1) * (L + 1);
+    a->cap = info->images_done;
+    a->cur_image = -1;
+    const size_t cells = (size_t)a->cells;
+
+    rs_stats *st = calloc(1, sizeof *st);
+    a->st = st;
+    if (!st)
+        goto nomem;
+    st->run_id = info->id;
+    st->views = V, st->layers = L, st->experts = E, st->classes = K, st->patches = Np, st->tokens = T;
+    st->record_k = R, st->top_k = a->k, st->has_cls = info->has_cls;
+    st->agree = calloc(cells, sizeof *st->agree);
+    st->jsd = calloc(cells, sizeof *st->jsd);
+    st->entropy = calloc(cells, sizeof *st->entropy);
+    st->load = calloc(cells * E, sizeof *st->load);
+    st->load_cv = calloc(cells, sizeof *st->load_cv);
+    st->transition = calloc(cells * E * E, sizeof *st->transition);
+    st->by_class = calloc(cells * (K ? K : 1), sizeof *st->by_class);
+    st->by_expert = calloc(cells * E, sizeof *st->by_expert);
+    st->prc_s = calloc((size_t)L * E * E, sizeof *st->prc_s);
+    st->prc_norm = calloc((size_t)L, sizeof *st->prc_norm);
+    st->accuracy = calloc((size_t)V + 1, sizeof *st->accuracy);
+    st->change = calloc(((size_t)V + 1) * 4, sizeof *st->change);
+    st->change_no_pairs = calloc((size_t)V + 1, sizeof *st->change_no_pairs);
+    if (!st->agree || !st->jsd || !st->entropy || !st->load || !st->load_cv || !st->transition || !st->by_class ||
+        !st->by_expert || !st->prc_s || !st->prc_norm || !st->accuracy || !st->change || !st->change_no_pairs)
+        goto nomem;
+
+    size_t per_img = (size_t)(V - 1) * L * NC;
+    a->cnt = calloc(per_img && a->cap ? (size_t)a->cap * per_img : 1, sizeof *a->cnt);
+    a->ref_top = malloc((size_t)L * T * R);
+    a->ref_probs = malloc(sizeof *a->ref_probs * (size_t)L * T * E);
+    a->ref_h = malloc(sizeof *a->ref_h * (size_t)L * T);
+    a->cur_probs = malloc(sizeof *a->cur_probs * (size_t)T * E);
+    a->cur_h = malloc(sizeof *a->cur_h * (size_t)T);
+    a->ga = malloc(sizeof *a->ga * (size_t)Np * E);
+    a->gb = malloc(sizeof *a->gb * (size_t)Np * E);
+    a->gemm = malloc(sizeof *a->gemm * (size_t)E * E);
+    a->s_sum = calloc((size_t)L * E * E, sizeof *a->s_sum);
+    a->s_n = calloc((size_t)L, sizeof *a->s_n);
+    a->agree = calloc(cells, sizeof *a->agree);
+    a->unmatched = calloc(cells, sizeof *a->unmatched);
+    a->jsd_sum = calloc(cells, sizeof *a->jsd_sum);
+    a->ent_sum = calloc(cells, sizeof *a->ent_sum);
+    a->jsd_n = calloc(cells, sizeof *a->jsd_n);
+    a->ent_n = calloc(cells, sizeof *a->ent_n);
+    a->labelled = calloc((size_t)V + 1, sizeof *a->labelled);
+    a->correct = calloc((size_t)V + 1, sizeof *a->correct);
+    a->pred = calloc((size_t)V, sizeof *a->pred);
+    a->changed = calloc((size_t)V, sizeof *a->changed);
+    a->any_pair = calloc((size_t)V, sizeof *a->any_pair);
+    if (!a->cnt || !a->ref_top || !a->ref_probs || !a->ref_h || !a->cur_probs || !a->cur_h || !a->ga || !a->gb ||
+        !a->gemm || !a->s_sum || !a->s_n || !a->agree || !a->unmatched || !a->jsd_sum || !a->ent_sum || !a->jsd_n ||
+        !a->ent_n || !a->labelled || !a->correct || !a->pred || !a->changed || !a->any_pair)
+        goto nomem;
+    return 0;
+nomem:
+    rs_stats_free(a->st);
+    acc_free(a);
+    return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory for the statistics", name, info->id);
+}
+
+static int finish_image(acc *a, rs_error *err)
+{
+    if (a->exp_view != a->V)
+        return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": image %d has no routing for view %d layer %d",
+                            a->name, a->st->run_id, a->cur_image, a->exp_view, a->exp_layer);
+    int64_t *ch = a->st->change;
+    for (int v = 1; v < a->V; v++) {
+        if (!a->any_pair[v]) {
+            a->st->change_no_pairs[v]++;
+            continue;
+        }
+        ch[(size_t)v * 4 + (a->changed[v] ? 2 : 0) + (a->pred[v] != a->pred[0] ? 1 : 0)]++;
+    }
+    return 0;
+}
+
+/* Copies the T×E distributions of SRC into DST renormalised, entropies of tokens into H. */
+static void normalise(const float *src, float *dst, double *h, int T, int E)
+{
+    for (int t = 0; t < T; t++) {
+        const float *p = src + (size_t)t * E;
+        float *q = dst + (size_t)t * E;
+        double s = 0;
+        for (int e = 0; e < E; e++)
+            s += p[e] > 0 ? p[e] : 0;
+        float inv = s > 0 ? (float)(1 / s) : 0;
+        for (int e = 0; e < E; e++)
+            q[e] = p[e] > 0 ? p[e] * inv : 0;
+        h[t] = entropy_bits(q, E);
+    }
+}
+
+static int acc_record(acc *a, const rs_routing_record *rec, rs_error *err)
+{
+    rs_stats *st = a->st;
+    const int V = a->V, L = a->L, E = a->E, T = a->T, R = a->R, Np = a->Np, cls = a->cls;
+    int rc;
+    if (rec->image != a->cur_image) {
+        if (a->cur_image >= 0 && (rc = finish_image(a, err)))
+            return rc;
+        if (a->cur_image >= 0 && rec->image < a->cur_image)
+            return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": image %d after image %d", a->name,
+                                st->run_id, rec->image, a->cur_image);
+        if (a->n_img >= a->cap)
+            return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": more images of routing than the %d done",
+                                a->name, st->run_id, a->cap);
+        a->n_img++;
+        a->cur_image = rec->image;
+        a->exp_view = a->exp_layer = 0;
+        a->label = rec->label;
+        if (rec->label < -1 || rec->label >= a->K)
+            return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": image %d has label %d outside -1..%d",
+                                a->name, st->run_id, rec->image, rec->label, a->K - 1);
+        for (int v = 0; v < V; v++)
+            a->changed[v] = a->any_pair[v] = false;
+    }
+    const int v = rec->view, l = rec->layer;
+    if (v != a->exp_view || l != a->exp_layer)
+        return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": image %d has view %d layer %d where view %d layer %d "
+                            "was expected", a->name, st->run_id, rec->image, v, l, a->exp_view, a->exp_layer);
+    if (++a->exp_layer == L) {
+        a->exp_layer = 0;
+        a->exp_view++;
+    }
+    for (size_t q = 0; q < (size_t)T * R; q++)
+        if (rec->top_idx[q] >= E)
+            return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": image %d view %d layer %d: expert id %d >= %d",
+                                a->name, st->run_id, rec->image, v, l, rec->top_idx[q], E);
+    if (l == 0) {
+        a->pred[v] = rec->predicted;
+        if (a->label >= 0) {
+            a->labelled[v]++;
+            a->correct[v] += rec->predicted == a->label;
+        }
+    }
+    const int cell = v * (L + 1) + l;
+    float *probs = v == 0 ? a->ref_probs + (size_t)l * T * E : a->cur_probs;
+    double *h = v == 0 ? a->ref_h + (size_t)l * T : a->cur_h;
+    normalise(rec->probs, probs, h, T, E);
+    if (v == 0)
+        memcpy(a->ref_top + (size_t)l * T * R, rec->top_idx, (size_t)T * R);
+    int64_t *load = st->load + (size_t)cell * E;
+    for (int t = cls; t < T; t++) {
+        a->ent_sum[cell] += h[t];
+        for (int s = 0; s < a->k; s++)
+            load[rec->top_idx[(size_t)t * R + s]]++;
+    }
+    a->ent_n[cell] += T - cls;
+    if (v == 0)
+        return 0;
+
+    const uint8_t *rtop = a->ref_top + (size_t)l * T * R;
+    const float *rprobs = a->ref_probs + (size_t)l * T * E;
+    const double *rh = a->ref_h + (size_t)l * T;
+    int32_t *row = a->cnt + (((size_t)(a->n_img - 1) * (V - 1) + (v - 1)) * L + l) * NC;
+    rs_stats_counts *c = &a->agree[cell];
+    rs_stats_counts *byc = a->label >= 0 ? &st->by_class[(size_t)cell * a->K + a->label] : NULL;
+    int64_t *trans = st->transition + (size_t)cell * E * E;
+    int n = 0;
+    double jsd = 0;
+    for (int j = 0; j < Np; j++) {
+        int m = rec->match[j];
+        if (m < -1 || m >= Np)
+            return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": image %d view %d: patch %d matches %d, outside "
+                                "the %d patches", a->name, st->run_id, rec->image, v, j, m, Np);
+        if (m < 0) {
+            a->unmatched[cell]++;
+            continue;
+        }
+        const uint8_t *ta = rtop + (size_t)(m + cls) * R, *tb = rec->top_idx + (size_t)(j + cls) * R;
+        int a1 = ta[0], a2 = ta[1], b1 = tb[0], b2 = tb[1];
+        int t1 = a1 == b1, t2 = t1 && a2 == b2, t2u = t2 || (a1 == b2 && a2 == b1);
+        int ov = (a1 == b1 || a1 == b2) + (a2 != a1 && (a2 == b1 || a2 == b2));
+        int64_t add[NC] = {1, t1, t2, t2u, ov};
+        c->pairs++, c->top1 += t1, c->top2 += t2, c->top2u += t2u, c->overlap2 += ov;
+        for (int q = 0; q < NC; q++)
+            row[q] += (int32_t)add[q];
+        if (byc)
+            byc->pairs++, byc->top1 += t1, byc->top2 += t2, byc->top2u += t2u, byc->overlap2 += ov;
+        rs_stats_counts *bye = &st->by_expert[(size_t)cell * E + a1];
+        bye->pairs++, bye->top1 += t1, bye->top2 += t2, bye->top2u += t2u, bye->overlap2 += ov;
+        trans[(size_t)a1 * E + b1]++;
+        a->any_pair[v] = true;
+        if (!t1)
+            a->changed[v] = true;
+        /* JSD = H(M) − (H(P) + H(Q)) / 2 with M the mixture. */
+        const float *pa = rprobs + (size_t)(m + cls) * E, *pb = probs + (size_t)(j + cls) * E;
+        double hm = 0;
+        for (int e = 0; e < E; e++) {
+            double x = 0.5 * ((double)pa[e] + (double)pb[e]);
+            if (x > 0)
+                hm -= x * log2(x);
+        }
+        double d = hm - 0.5 * (rh[m + cls] + h[j + cls]);
+        jsd += d > 0 ? d : 0;
+        memcpy(a->ga + (size_t)n * E, pa, sizeof *pa * (size_t)E);
+        memcpy(a->gb + (size_t)n * E, pb, sizeof *pb * (size_t)E);
+        n++;
+    }
+    a->jsd_sum[cell] += jsd;
+    a->jsd_n[cell] += n;
+    if (n > 0) {
+        /* (E,E) += gbᵀ (E,n) · ga (n,E): rows index the view's expert, columns view 0's. */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, E, n, 1.0f, a->gb, E, a->ga, E, 0.0f, a->gemm, E);
+        double *s = a->s_sum + (size_t)l * E * E;
+        for (int q = 0; q < E * E; q++)
+            s[q] += a->gemm[q];
+        a->s_n[l] += n;
+    }
+    return 0;
+}
+
+/* Sums base cells (v < V, l < L) of a (cells, W) int64 array into the pooled slots. */
+static void pool_i64(int64_t *x, int V, int L, size_t W)
+{
+    for (int v = 0; v < V; v++)
+        for (int l = 0; l < L; l++) {
+            const int64_t *src = x + (size_t)(v * (L + 1) + l) * W;
+            int64_t *d1 = x + (size_t)(v * (L + 1) + L) * W, *d2 = x + (size_t)(V * (L + 1) + l) * W,
+                    *d3 = x + (size_t)(V * (L + 1) + L) * W;
+            for (size_t q = 0; q < W; q++) {
+                d1[q] += src[q];
+                d2[q] += src[q];
+                d3[q] += src[q];
+            }
+        }
+}
+
+static void pool_f64(double *x, int V, int L)
+{
+    for (int v = 0; v < V; v++)
+        for (int l = 0; l < L; l++) {
+            double s = x[v * (L + 1) + l];
+            x[v * (L + 1) + L] += s;
+            x[V * (L + 1) + l] += s;
+            x[V * (L + 1) + L] += s;
+        }
+}
+
+static void counts_to_i64(const rs_stats_counts *c, int64_t *x)
+{
+    x[0] = c->pairs, x[1] = c->top1, x[2] = c->top2, x[3] = c->top2u, x[4] = c->overlap2;
+}
+
+static void i64_to_counts(const int64_t *x, rs_stats_counts *c)
+{
+    c->pairs = x[0], c->top1 = x[1], c->top2 = x[2], c->top2u = x[3], c->overlap2 = x[4];
+}
+
+static void pool_counts(rs_stats_counts *c, int V, int L, size_t W, int64_t *tmp)
+{
+    size_t cells = (size_t)(V + 1) * (L + 1);
+    for (size_t q = 0; q < cells * W; q++)
+        counts_to_i64(&c[q], tmp + q * NC);
+    pool_i64(tmp, V, L, W * NC);
+    for (size_t q = 0; q < cells * W; q++)
+        i64_to_counts(tmp + q * NC, &c[q]);
+}
+
+/* Fills ST's figures from the accumulator after the pass (not the bootstrap). */
+static int acc_finish(acc *a, double level, rs_error *err)
+{
+    rs_stats *st = a->st;
+    const int V = a->V, L = a->L, E = a->E, K = a->K;
+    const size_t cells = (size_t)a->cells;
+    int rc;
+    if (a->cur_image >= 0 && (rc = finish_image(a, err)))
+        return rc;
+    if (a->n_img != a->cap)
+        return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": %d images done but routing for %d", a->name,
+                            st->run_id, a->cap, a->n_img);
+    st->images = a->n_img;
+    size_t wmax = (size_t)(K > E ? K : E);
+    int64_t *tmp = malloc(sizeof *tmp * cells * NC * (wmax > 0 ? wmax : 1));
+    if (!tmp)
+        return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", a->name, st->run_id);
+    pool_counts(a->agree, V, L, 1, tmp);
+    if (K > 0)
+        pool_counts(st->by_class, V, L, (size_t)K, tmp);
+    pool_counts(st->by_expert, V, L, (size_t)E, tmp);
+    free(tmp);
+    pool_i64(a->unmatched, V, L, 1);
+    pool_i64(st->load, V, L, (size_t)E);
+    pool_i64(st->transition, V, L, (size_t)E * E);
+    pool_i64(a->jsd_n, V, L, 1);
+    pool_i64(a->ent_n, V, L, 1);
+    pool_f64(a->jsd_sum, V, L);
+    pool_f64(a->ent_sum, V, L);
+
+    for (size_t c = 0; c < cells; c++) {
+        rs_stats_agreement *ag = &st->agree[c];
+        ag->n = a->agree[c];
+        ag->unmatched = a->unmatched[c];
+        for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
+            rs_stats_rate *r = &ag->rate[m];
+            r->valid = rs_stats_counts_rate(&ag->n, m, &r->value);
+            if (r->valid)
+                rs_stats_wilson(r->value * (double)ag->n.pairs, (double)ag->n.pairs, level, &r->wilson_lo,
+                                &r->wilson_hi);
+        }
+        st->jsd[c] = (rs_stats_mean){.valid = a->jsd_n[c] > 0, .n = a->jsd_n[c],
+                                     .mean = a->jsd_n[c] > 0 ? a->jsd_sum[c] / (double)a->jsd_n[c] : 0};
+        st->entropy[c] = (rs_stats_mean){.valid = a->ent_n[c] > 0, .n = a->ent_n[c],
+                                         .mean = a->ent_n[c] > 0 ? a->ent_sum[c] / (double)a->ent_n[c] : 0};
+        const int64_t *load = st->load + c * E;
+        int64_t total = 0;
+        for (int e = 0; e < E; e++)
+            total += load[e];
+        if (total > 0) {
+            double mean = (double)total / E, var = 0;
+            for (int e = 0; e < E; e++)
+                var += ((double)load[e] - mean) * ((double)load[e] - mean);
+            st->load_cv[c] = (rs_stats_mean){.valid = true, .n = total, .mean = sqrt(var / E) / mean};
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        if (a->s_n[l] == 0)
+            continue;
+        double *s = st->prc_s + (size_t)l * E * E, norm = 0;
+        for (int q = 0; q < E * E; q++) {
+            s[q] = (double)E / (double)a->s_n[l] * a->s_sum[(size_t)l * E * E + q];
+            double d = s[q] - (q / E == q % E ? 1 : 0);
+            norm += d * d;
+        }
+        st->prc_norm[l] = (rs_stats_mean){.valid = true, .n = a->s_n[l], .mean = sqrt(norm)};
+    }
+    for (int v = 0; v < V; v++) {
+        a->labelled[V] += a->labelled[v];
+        a->correct[V] += a->correct[v];
+    }
+    for (int v = 0; v <= V; v++) {
+        rs_stats_accuracy *acc_v = &st->accuracy[v];
+        acc_v->labelled = a->labelled[v];
+        acc_v->correct = a->correct[v];
+        acc_v->valid = a->labelled[v] > 0;
+        if (acc_v->valid) {
+            acc_v->value = (double)a->correct[v] / (double)a->labelled[v];
+            rs_stats_wilson((double)a->correct[v], (double)a->labelled[v], level, &acc_v->wilson_lo,
+                            &acc_v->wilson_hi);
+        }
+    }
+    for (int v = 1; v < V; v++) {
+        for (int q = 0; q < 4; q++)
+            st->change[(size_t)V * 4 + q] += st->change[(size_t)v * 4 + q];
+        st->change_no_pairs[V] += st->change_no_pairs[v];
+    }
+    return 0;
+}
+
+/* ---- bootstrap ------------------------------------------------------------------------------ */
+
+/* Replicate sums of all cells from one run's per-image counts with weights W. OUT is
+ * (cells, NC), zeroed here. */
+static void replicate_sums(const int32_t *cnt, const unsigned *w, int N, int V, int L, int64_t *base, int64_t *out)
+{
+    const size_t nb = (size_t)(V - 1) * L * NC;
+    memset(base, 0, sizeof *base * nb);
+    for (int i = 0; i < N; i++) {
+        if (!w[i])
+            continue;
+        const int32_t *row = cnt + (size_t)i * nb;
+        const int64_t wi = w[i];
+        for (size_t q = 0; q < nb; q++)
+            base[q] += wi * row[q];
+    }
+    const size_t cells = (size_t)(V + 1) * (L + 1);
+    memset(out, 0, sizeof *out * cells * NC);
+    for (int v = 1; v < V; v++)
+        for (int l = 0; l < L; l++)
+            memcpy(out + (size_t)(v * (L + 1) + l) * NC, base + ((size_t)(v - 1) * L + l) * NC, sizeof *out * NC);
+    pool_i64(out, V, L, NC);
+}
+
+/* Percentile interval of the N values in X (sorted here). */
+static void percentile(double *x, size_t n, double level, bool *valid, double *lo, double *hi)
+{
+    *valid = n >= 2;
+    *lo = *hi = 0;
+    if (!*valid)
+        return;
+    gsl_sort(x, 1, n);
+    *lo = gsl_stats_quantile_from_sorted_data(x, 1, n, (1 - level) / 2);
+    *hi = gsl_stats_quantile_from_sorted_data(x, 1, n, (1 + level) / 2);
+}
+
+/* Bootstrap over images of run A (and B, paired, when given): fills the boot_* fields of
+ * A's (and B's) rates, and DIFF (cells × rates) with B − A. */
+static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level, rs_stats_diff *diff, rs_error *err)
+{
+    const int N = A->n_img, V = A->V, L = A->L;
+    const size_t cells = (size_t)A->cells, nb = (size_t)(V - 1) * L * NC;
+    if (resamples <= 0 || N == 0 || V < 2)
+        return 0;
+    const size_t nr = (size_t)resamples;
+    const int runs = B ? 3 : 1; /* A, B, B − A */
+    unsigned *w = malloc(sizeof *w * (size_t)N);
+    int64_t *base = malloc(sizeof *base * (nb ? nb : 1));
+    int64_t *sa = malloc(sizeof *sa * cells * NC), *sb = malloc(sizeof *sb * cells * NC);
+    double *vals = malloc(sizeof *vals * (size_t)runs * cells * RS_STATS_NUM_RATES * nr);
+    size_t *nval = calloc((size_t)runs * cells, sizeof *nval);
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    int rc = 0;
+    if (!w || !base || !sa || !sb || !vals || !nval || !rng) {
+        rc = rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory for the bootstrap", A->name,
+                          A->st->run_id);
+        goto done;
+    }
+    gsl_rng_set(rng, (unsigned long)seed);
+    for (size_t b = 0; b < nr; b++) {
+        memset(w, 0, sizeof *w * (size_t)N);
+        for (int d = 0; d < N; d++)
+            w[gsl_rng_uniform_int(rng, (unsigned long)N)]++;
+        replicate_sums(A->cnt, w, N, V, L, base, sa);
+        if (B)
+            replicate_sums(B->cnt, w, N, V, L, base, sb);
+        for (size_t c = 0; c < cells; c++) {
+            const int64_t *ra = sa + c * NC, *rb = sb + c * NC;
+            bool va = ra[0] > 0, vb = B && rb[0] > 0;
+            for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
+                if (va)
+                    vals[((0 * cells + c) * RS_STATS_NUM_RATES + m) * nr + nval[0 * cells + c]] = row_rate(ra, m);
+                if (vb)
+                    vals[((1 * cells + c) * RS_STATS_NUM_RATES + m) * nr + nval[1 * cells + c]] = row_rate(rb, m);
+                if (va && vb)
+                    vals[((2 * cells + c) * RS_STATS_NUM_RATES + m) * nr + nval[2 * cells + c]] =
+                        row_rate(rb, m) - row_rate(ra, m);
+            }
+            nval[c] += va;
+            if (B) {
+                nval[cells + c] += vb;
+                nval[2 * cells + c] += va && vb;
+            }
+        }
+    }
+    for (int r = 0; r < runs; r++)
+        for (size_t c = 0; c < cells; c++)
+            for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
+                double *x = vals + (((size_t)r * cells + c) * RS_STATS_NUM_RATES + m) * nr;
+                size_t n = nval[(size_t)r * cells + c];
+                if (r < 2) {
+                    rs_stats_rate *rt = &(r == 0 ? A : B)->st->agree[c].rate[m];
+                    if (rt->valid)
+                        percentile(x, n, level, &rt->boot_valid, &rt->boot_lo, &rt->boot_hi);
+                } else if (diff[c * RS_STATS_NUM_RATES + m].valid) {
+                    rs_stats_diff *df = &diff[c * RS_STATS_NUM_RATES + m];
+                    percentile(x, n, level, &df->boot_valid, &df->boot_lo, &df->boot_hi);
+                }
+            }
+done:
+    gsl_rng_free(rng);
+    free(w);
+    free(base);
+    free(sa);
+    free(sb);
+    free(vals);
+    free(nval);
+    return rc;
+}
+
+/* ---- public entry points -------------------------------------------------------------------- */
+
+static int check_options(const rs_stats_options *opt, int *resamples, double *level, rs_error *err)
+{
+    *resamples = RS_STATS_DEFAULT_RESAMPLES;
+    *level = 0.95;
+    if (!opt)
+        return 0;
+    if (opt->resamples < 0)
+        *resamples = 0;
+    else if (opt->resamples > 0)
+        *resamples = opt->resamples;
+    if (opt->level != 0) {
+        if (!(opt->level > 0 && opt->level < 1))
+            return rs_error_set(err, RS_EINVAL, "%s: interval level %g outside (0,1)",
+                                opt->name ? opt->name : "store", opt->level);
+        *level = opt->level;
+    }
+    return 0;
+}
+
+static void set_meta(rs_stats *st, int resamples, uint64_t seed, double level)
+{
+    st->resamples = resamples;
+    st->seed = seed;
+    st->level = level;
+}
+
+int rs_stats_compute(rs_store *store, int64_t run_id, int top_k, const rs_stats_options *opt, rs_stats **out,
+                     rs_error *err)
+{
+    *out = NULL;
+    gsl_set_error_handler_off();
+    const char *name = opt && opt->name ? opt->name : "store";
+    int resamples;
+    double level;
+    int rc = check_options(opt, &resamples, &level, err);
+    if (rc)
+        return rc;
+    uint64_t seed = opt ? opt->seed : 0;
+    rs_run_info info = {0};
+    if ((rc = rs_store_get_run(store, run_id, &info, err)))
+        return rc;
+    acc a;
+    rc = acc_init(&a, &info, top_k, name, err);
+    rs_run_info_clear(&info);
+    if (rc)
+        return rc;
+    rs_store_cursor *cur = NULL;
+    if ((rc = rs_store_cursor_open(store, run_id, &cur, err)))
+        goto fail;
+    rs_routing_record rec;
+    while ((rc = rs_store_cursor_next(cur, &rec, err)) == 1)
+        if ((rc = acc_record(&a, &rec, err)))
+            goto fail;
+    if (rc < 0)
+        goto fail;
+    rs_store_cursor_close(cur);
+    cur = NULL;
+    if ((rc = acc_finish(&a, level, err)) || (rc = bootstrap(&a, NULL, resamples, seed, level, NULL, err)))
+        goto fail;
+    set_meta(a.st, a.n_img && a.V > 1 ? resamples : 0, seed, level);
+    *out = a.st;
+    a.st = NULL;
+    acc_free(&a);
+    return 0;
+fail:
+    rs_store_cursor_close(cur);
+    rs_stats_free(a.st);
+    acc_free(&a);
+    return rc;
+}
+
+void rs_stats_comparison_free(rs_stats_comparison *cmp)
+{
+    if (!cmp)
+        return;
+    rs_stats_free(cmp->a);
+    rs_stats_free(cmp->b);
+    free(cmp->diff);
+    free(cmp->mcnemar);
+    free(cmp);
+}
+
+static void note(char *buf, size_t size, const char *fmt, const char *what, const char *x, const char *y)
+{
+    size_t len = strlen(buf);
+    if (len + 2 < size)
+        snprintf(buf + len, size - len, fmt, len ? "; " : "", what, x, y);
+}
+
+/* What differs in the runs' identities, into BUF ("" when nothing). */
+static void identity_diff(const rs_run_info *a, const rs_run_info *b, char *buf, size_t size)
+{
+    buf[0] = 0;
+    char x[64], y[64];
+    if (strcmp(a->data ? a->data : "", b->data ? b->data : ""))
+        note(buf, size, "%s%s '%s' vs '%s'", "data", a->data ? a->data : "", b->data ? b->data : "");
+    if (a->offset != b->offset) {
+        snprintf(x, sizeof x, "%d", a->offset), snprintf(y, sizeof y, "%d", b->offset);
+        note(buf, size, "%s%s %s vs %s", "offset", x, y);
+    }
+    if (a->count != b->count) {
+        snprintf(x, sizeof x, "%d", a->count), snprintf(y, sizeof y, "%d", b->count);
+        note(buf, size, "%s%s %s vs %s", "count", x, y);
+    }
+    if (strcmp(a->protocol ? a->protocol : "", b->protocol ? b->protocol : ""))
+        note(buf, size, "%s%s '%s' vs '%s'", "protocol", a->protocol ? a->protocol : "",
+             b->protocol ? b->protocol : "");
+    if (a->num_views != b->num_views) {
+        snprintf(x, sizeof x, "%d", a->num_views), snprintf(y, sizeof y, "%d", b->num_views);
+        note(buf, size, "%s%s: %s vs %s views", "view specs", x, y);
+    } else
+        for (int v = 0; v < a->num_views; v++) {
+            const char *va = a->view_specs[v] ? a->view_specs[v] : "", *vb = b->view_specs[v] ? b->view_specs[v] : "";
+            if (strcmp(va, vb)) {
+                char what[32];
+                snprintf(what, sizeof what, "view %d spec", v);
+                note(buf, size, "%s%s '%s' vs '%s'", what, va, vb);
+                break;
+            }
+        }
+    if (a->seed != b->seed) {
+        snprintf(x, sizeof x, "%" PRIu64, a->seed), snprintf(y, sizeof y, "%" PRIu64, b->seed);
+        note(buf, size, "%s%s %s vs %s", "seed", x, y);
+    }
+}
+
+int rs_stats_compare(rs_store *store_a, int64_t run_a, int top_k_a, rs_store *store_b, int64_t run_b,
+                     int top_k_b, const rs_stats_options *opt, rs_stats_comparison **out, rs_error *err)
+{
+    *out = NULL;
+    gsl_set_error_handler_off();
+    const char *name_a = opt && opt->name ? opt->name : "store";
+    const char *name_b = opt && opt->name_b ? opt->name_b : name_a;
+    int resamples;
+    double level;
+    int rc = check_options(opt, &resamples, &level, err);
+    if (rc)
+        return rc;
+    uint64_t seed = opt ? opt->seed : 0;
+    rs_run_info ia = {0}, ib = {0};
+    acc A = {0}, B = {0};
+    bool have_a = false, have_b = false;
+    rs_store_cursor *ca = NULL, *cb = NULL;
+    rs_stats_comparison *cmp = calloc(1, sizeof *cmp);
+    if (!cmp)
+        return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", name_a, run_a);
+    if ((rc = rs_store_get_run(store_a, run_a, &ia, err)) || (rc = rs_store_get_run(store_b, run_b, &ib, err)))
+        goto fail;
+    identity_diff(&ia, &ib, cmp->mismatch, sizeof cmp->mismatch);
+    if (cmp->mismatch[0] && !(opt && opt->force)) {
+        rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " are not comparable: %s (force to "
+                          "compare anyway)", name_a, run_a, name_b, run_b, cmp->mismatch);
+        goto fail;
+    }
+    cmp->forced = cmp->mismatch[0] != 0;
+    if (ia.images_done != ib.images_done || ia.num_views != ib.num_views || ia.num_layers != ib.num_layers ||
+        ia.patches != ib.patches) {
+        rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " cannot be paired: images done "
+                          "%d/%d, views %d/%d, MoE layers %d/%d, patches %d/%d", name_a, run_a, name_b, run_b,
+                          ia.images_done, ib.images_done, ia.num_views, ib.num_views, ia.num_layers, ib.num_layers,
+                          ia.patches, ib.patches);
+        goto fail;
+    }
+    if ((rc = acc_init(&A, &ia, top_k_a, name_a, err)))
+        goto fail;
+    have_a = true;
+    if ((rc = acc_init(&B, &ib, top_k_b, name_b, err)))
+        goto fail;
+    have_b = true;
+    const int V = A.V, L = A.L, Np = A.Np;
+    const size_t cells = (size_t)A.cells;
+    cmp->views = V, cmp->layers = L;
+    cmp->diff = calloc(cells * RS_STATS_NUM_RATES, sizeof *cmp->diff);
+    cmp->mcnemar = calloc(cells, sizeof *cmp->mcnemar);
+    int64_t *mc = calloc(cells * 3, sizeof *mc); /* pairs, b, c */
+    if (!cmp->diff || !cmp->mcnemar || !mc) {
+        free(mc);
+        rc = rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", name_a, run_a);
+        goto fail;
+    }
+    if ((rc = rs_store_cursor_open(store_a, run_a, &ca, err)) || (rc = rs_store_cursor_open(store_b, run_b, &cb, err)))
+        goto fail_mc;
+    for (;;) {
+        rs_routing_record ra, rb;
+        int ka = rs_store_cursor_next(ca, &ra, err);
+        if (ka < 0) {
+            rc = ka;
+            goto fail_mc;
+        }
+        int kb = rs_store_cursor_next(cb, &rb, err);
+        if (kb < 0) {
+            rc = kb;
+            goto fail_mc;
+        }
+        if (ka == 0 && kb == 0)
+            break;
+        if (ka != kb || ra.image != rb.image || ra.view != rb.view || ra.layer != rb.layer) {
+            rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " cannot be paired: records "
+                              "differ at %s", name_a, run_a, name_b, run_b,
+                              ka != kb ? "the end of one run" : "an image, view or layer");
+            goto fail_mc;
+        }
+        if ((rc = acc_record(&A, &ra, err)) || (rc = acc_record(&B, &rb, err)))
+            goto fail_mc;
+        if (ra.view == 0)
+            continue;
+        int64_t *m3 = mc + (size_t)(ra.view * (L + 1) + ra.layer) * 3;
+        const uint8_t *refa = A.ref_top + (size_t)ra.layer * A.T * A.R, *refb = B.ref_top + (size_t)rb.layer * B.T * B.R;
+        for (int j = 0; j < Np; j++) {
+            int m = ra.match[j];
+            if (m < 0 || rb.match[j] != m)
+                continue;
+            bool ga = refa[(size_t)(m + A.cls) * A.R] == ra.top_idx[(size_t)(j + A.cls) * A.R];
+            bool gb = refb[(size_t)(m + B.cls) * B.R] == rb.top_idx[(size_t)(j + B.cls) * B.R];
+            m3[0]++;
+            m3[1] += ga && !gb;
+            m3[2] += !ga && gb;
+        }
+    }
+    rs_store_cursor_close(ca);
+    rs_store_cursor_close(cb);
+    ca = cb = NULL;
+    if ((rc = acc_finish(&A, level, err)) || (rc = acc_finish(&B, level, err)))
+        goto fail_mc;
+    pool_i64(mc, V, L, 3);
+    for (size_t c = 0; c < cells; c++) {
+        rs_stats_mcnemar *t = &cmp->mcnemar[c];
+        t->pairs = mc[c * 3], t->b = mc[c * 3 + 1], t->c = mc[c * 3 + 2];
+        t->valid = t->pairs > 0;
+        if (t->valid && (rc = rs_stats_mcnemar_test(t->b, t->c, &t->chi2, &t->p, err)))
+            goto fail_mc;
+        for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
+            const rs_stats_rate *xa = &A.st->agree[c].rate[m], *xb = &B.st->agree[c].rate[m];
+            rs_stats_diff *d = &cmp->diff[c * RS_STATS_NUM_RATES + m];
+            d->valid = xa->valid && xb->valid;
+            d->value = d->valid ? xb->value - xa->value : 0;
+        }
+    }
+    free(mc);
+    mc = NULL;
+    if ((rc = bootstrap(&A, &B, resamples, seed, level, cmp->diff, err)))
+        goto fail;
+    set_meta(A.st, A.n_img && V > 1 ? resamples : 0, seed, level);
+    set_meta(B.st, B.n_img && V > 1 ? resamples : 0, seed, level);
+    cmp->a = A.st;
+    cmp->b = B.st;
+    A.st = B.st = NULL;
+    acc_free(&A);
+    acc_free(&B);
+    rs_run_info_clear(&ia);
+    rs_run_info_clear(&ib);
+    *out = cmp;
+    return 0;
+fail_mc:
+    free(mc);
+fail:
+    rs_store_cursor_close(ca);
+    rs_store_cursor_close(cb);
+    if (have_a) {
+        rs_stats_free(A.st);
+        acc_free(&A);
+    }
+    if (have_b) {
+        rs_stats_free(B.st);
+        acc_free(&B);
+    }
+    rs_run_info_clear(&ia);
+    rs_run_info_clear(&ib);
+    rs_stats_comparison_free(cmp);
+    return rc;
+}

@@ -1,0 +1,809 @@
+/* Statistics tests: every figure on tiny stores built by hand, with the expected values
+ * worked out in the comments (not taken from the code's output): agreement rates per layer
+ * and overall, unmatched patches, a k = 1 model's Top-2 and load, tied gates, one image,
+ * zero matched pairs ("n/a", no NaN), JSD / entropy / S / ‖S − I‖_F, accuracy, the
+ * routing-vs-prediction change table, transitions and breakdowns; interval sanity (the
+ * 95 % bootstrap interval covers a known rate in 90–99 % of 200 simulated stores);
+ * McNemar against the formula; the paired comparison and its refusal of runs that are not
+ * comparable.
+ * test_benchmark times rs_stats_compute and rs_stats_compare on a synthetic run of
+ * RS_STATS_BENCH_IMAGES images (unset: skipped) × 2 views × 2 layers, T = 50 (class token
+ * + 7×7 patches), E = 8. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "stats.h"
+#include "store.h"
+#include "testutil.h"
+
+static char tmpdir[] = "/tmp/rs_test_stats_XXXXXX";
+static char shmdir[] = "/dev/shm/rs_test_stats_XXXXXX"; /* faster fsync, when there */
+static char *dir = tmpdir;
+
+static const char *scratch(const char *name)
+{
+    static char path[4][1100];
+    static int next;
+    char *p = path[next++ % 4];
+    snprintf(p, sizeof path[0], "%s/%s", dir, name);
+    return p;
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- a hand-made run ----------------------------------------------------------------------- */
+
+typedef struct tb {
+    int N, V, L, Np, T, R, E, K, cls;
+    int16_t *match;               /* (N,V,Np) */
+    int32_t *labels, *pred, *top; /* (N), (N,V), (N,V,L,T,R) */
+    float *pprob, *gate, *probs;  /* (N,V), (N,V,L,T,R), (N,V,L,T,E) */
+    char **params;                /* (N,V) */
+} tb;
+
+/* Defaults: labels -1, predictions 0, identity match maps, every token's top list
+ * 0, 1, ..., uniform router distributions. */
+static tb tb_new(int N, int V, int L, int Np, int cls, int R, int E, int K)
+{
+    tb t = {.N = N, .V = V, .L = L, .Np = Np, .T = Np + cls, .R = R, .E = E, .K = K, .cls = cls};
+    size_t nv = (size_t)N * V, rows = nv * L * t.T;
+    t.labels = malloc(sizeof *t.labels * (size_t)N);
+    t.match = malloc(sizeof *t.match * nv * Np);
+    t.pred = calloc(nv, sizeof *t.pred);
+    t.pprob = calloc(nv, sizeof *t.pprob);
+    t.params = malloc(sizeof *t.params * nv);
+    t.top = malloc(sizeof *t.top * rows * R);
+    t.gate = malloc(sizeof *t.gate * rows * R);
+    t.probs = malloc(sizeof *t.probs * rows * E);
+    for (int i = 0; i < N; i++)
+        t.labels[i] = -1;
+    for (size_t q = 0; q < nv; q++) {
+        t.params[q] = "{}";
+        for (int j = 0; j < Np; j++)
+            t.match[q * Np + j] = (int16_t)j;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        for (int k = 0; k < R; k++) {
+            t.top[r * R + k] = k;
+            t.gate[r * R + k] = 1.0f / E;
+        }
+        for (int e = 0; e < E; e++)
+            t.probs[r * E + e] = 1.0f / E;
+    }
+    return t;
+}
+
+static void tb_free(tb *t)
+{
+    free(t->labels), free(t->match), free(t->pred), free(t->pprob), free(t->params);
+    free(t->top), free(t->gate), free(t->probs);
+}
+
+static size_t row(const tb *t, int i, int v, int l, int tok)
+{
+    return (((size_t)i * t->V + v) * t->L + l) * t->T + tok;
+}
+
+/* Top-2 of patch J (token J + cls) of image I, view V, layer L. */
+static void set_top(tb *t, int i, int v, int l, int j, int a1, int a2)
+{
+    size_t r = row(t, i, v, l, j + t->cls);
+    t->top[r * t->R] = a1;
+    t->top[r * t->R + 1] = a2;
+}
+
+static void set_cls_top(tb *t, int i, int v, int l, int a1, int a2)
+{
+    size_t r = row(t, i, v, l, 0);
+    t->top[r * t->R] = a1;
+    t->top[r * t->R + 1] = a2;
+}
+
+static void set_probs(tb *t, int i, int v, int l, int j, const float *p)
+{
+    memcpy(t->probs + row(t, i, v, l, j + t->cls) * t->E, p, sizeof *p * (size_t)t->E);
+}
+
+static void set_match(tb *t, int i, int v, const int *m)
+{
+    for (int j = 0; j < t->Np; j++)
+        t->match[((size_t)i * t->V + v) * t->Np + j] = (int16_t)m[j];
+}
+
+static const char *const views_pair[] = {"crop:area=0.05-1,flip", "crop:area=0.05-1,flip", "noise:severity=5"};
+static const char *const views_other[] = {"clean", "noise:severity=1", "noise:severity=5"};
+static const int blocks[] = {1, 3, 5, 7};
+
+static rs_run_spec tb_spec(const tb *t, const char *sha, uint64_t seed, const char *const *views)
+{
+    return (rs_run_spec){
+        .model_path = "models/test.safetensors", .model_sha256 = sha, .model_config = "{}",
+        .model_params = 1, .data = "fashion-mnist:test", .offset = 0, .count = t->N,
+        .protocol = "pair", .num_views = t->V, .view_specs = views, .seed = seed,
+        .num_layers = t->L, .layer_blocks = blocks, .tokens = t->T, .patches = t->Np, .grid_h = 1,
+        .grid_w = t->Np, .record_k = t->R, .num_experts = t->E, .num_classes = t->K,
+        .has_cls = t->cls != 0, .command = "test", .version = "test",
+    };
+}
+
+static const char sha_a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+static const char sha_b[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/* Writes T as a new run of the store at PATH (created when missing); returns the run id. */
+static int64_t tb_write_run(const tb *t, const char *path, const char *sha, uint64_t seed, const char *const *views)
+{
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(path, false, &s, &err), 0);
+    rs_run_spec spec = tb_spec(t, sha, seed, views);
+    int64_t run;
+    int rc = rs_store_begin_run(s, &spec, &run, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    rs_batch b = {
+        .first = 0, .count = t->N, .num_views = t->V, .num_layers = t->L, .tokens = t->T, .record_k = t->R,
+        .num_experts = t->E, .patches = t->Np, .labels = t->labels, .predicted = t->pred, .pred_prob = t->pprob,
+        .view_params = (const char *const *)t->params, .match = t->match, .top_idx = t->top, .top_gate = t->gate,
+        .probs = t->probs,
+    };
+    rc = rs_store_write_batch(s, run, &b, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    rs_store_close(s);
+    return run;
+}
+
+static rs_stats *compute(const char *path, int64_t run, int top_k, const rs_stats_options *opt)
+{
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(path, true, &s, &err), 0);
+    rs_stats *st = NULL;
+    int rc = rs_stats_compute(s, run, top_k, opt, &st, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    rs_store_close(s);
+    return st;
+}
+
+static const rs_stats_agreement *ag(const rs_stats *st, int v, int l)
+{
+    return &st->agree[rs_stats_cell(st, v, l)];
+}
+
+static void expect_counts(const rs_stats_counts *c, int64_t pairs, int64_t top1, int64_t top2, int64_t top2u,
+                          int64_t overlap2)
+{
+    assert_int_equal(c->pairs, pairs);
+    assert_int_equal(c->top1, top1);
+    assert_int_equal(c->top2, top2);
+    assert_int_equal(c->top2u, top2u);
+    assert_int_equal(c->overlap2, overlap2);
+}
+
+static void expect_rate(const rs_stats_rate *r, double value)
+{
+    assert_true(r->valid);
+    assert_true(fabs(r->value - value) < 1e-12);
+}
+
+#define NEAR(x, y, tol) assert_true(fabs((double)(x) - (double)(y)) < (tol))
+
+/* ---- agreement on one image ---------------------------------------------------------------- */
+
+/* One image (label 5), views 0 and 1, two MoE layers, 4 patches + a class token, E = 4.
+ * View 1's match map is {1, 0, -1, 3}: patch 0 of view 1 is patch 1 of view 0, patch 2
+ * has no match.
+ *   layer 0  view 0 patches: (0,1) (2,3) (1,0) (3,2)
+ *            view 1 patches: j0 (2,3) vs ref p1 (2,3): top1 Y top2 Y unordered Y overlap 2
+ *                            j1 (1,0) vs ref p0 (0,1): N N Y 2
+ *                            j2 unmatched
+ *                            j3 (3,0) vs ref p3 (3,2): Y N N 1
+ *            -> pairs 3, top1 2, top2 1, unordered 2, overlap halves 5 (5/6)
+ *   layer 1  view 0 all (0,1) (the default);
+ *            view 1: j0 (2,3): N N N 0;  j1 (1,2): N N N 1;  j3 (0,1): Y Y Y 2
+ *            -> pairs 3, top1 1, top2 1, unordered 1, overlap halves 3 (1/2)
+ *   overall  pairs 6: Top-1 3/6, Top-2 2/6, unordered 3/6, overlap 8/12; unmatched 1 per layer.
+ * The class tokens differ ((3,2) in view 1) and must not count.
+ * Predictions: view 0 says 5 (right), view 1 says 3 -> prediction changed, and routing
+ * changed (j1 at layer 0), so the change table of view 1 holds one image at [1][1]. */
+static void test_one_image(void **state)
+{
+    (void)state;
+    tb t = tb_new(1, 2, 2, 4, 1, 2, 4, 10);
+    t.labels[0] = 5;
+    t.pred[0] = 5, t.pred[1] = 3;
+    set_match(&t, 0, 1, (int[]){1, 0, -1, 3});
+    set_top(&t, 0, 0, 0, 0, 0, 1), set_top(&t, 0, 0, 0, 1, 2, 3), set_top(&t, 0, 0, 0, 2, 1, 0),
+        set_top(&t, 0, 0, 0, 3, 3, 2);
+    set_top(&t, 0, 1, 0, 0, 2, 3), set_top(&t, 0, 1, 0, 1, 1, 0), set_top(&t, 0, 1, 0, 2, 0, 1),
+        set_top(&t, 0, 1, 0, 3, 3, 0);
+    set_top(&t, 0, 1, 1, 0, 2, 3), set_top(&t, 0, 1, 1, 1, 1, 2), set_top(&t, 0, 1, 1, 2, 3, 2),
+        set_top(&t, 0, 1, 1, 3, 0, 1);
+    set_cls_top(&t, 0, 1, 0, 3, 2), set_cls_top(&t, 0, 1, 1, 3, 2);
+    const char *path = scratch("one.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+    rs_stats *st = compute(path, run, 2, NULL);
+
+    assert_int_equal(st->images, 1);
+    assert_int_equal(st->resamples, RS_STATS_DEFAULT_RESAMPLES);
+    expect_counts(&ag(st, 1, 0)->n, 3, 2, 1, 2, 5);
+    expect_counts(&ag(st, 1, 1)->n, 3, 1, 1, 1, 3);
+    expect_counts(&ag(st, 1, 2)->n, 6, 3, 2, 3, 8);
+    expect_counts(&ag(st, 2, 2)->n, 6, 3, 2, 3, 8); /* all views = view 1 here */
+    assert_int_equal(ag(st, 1, 0)->unmatched, 1);
+    assert_int_equal(ag(st, 1, 2)->unmatched, 2);
+    expect_rate(&ag(st, 1, 0)->rate[RS_STATS_TOP1], 2.0 / 3);
+    expect_rate(&ag(st, 1, 0)->rate[RS_STATS_OVERLAP], 5.0 / 6);
+    expect_rate(&ag(st, 1, 1)->rate[RS_STATS_TOP2_UNORDERED], 1.0 / 3);
+    expect_rate(&ag(st, 1, 2)->rate[RS_STATS_TOP1], 0.5);
+    expect_rate(&ag(st, 1, 2)->rate[RS_STATS_TOP2], 2.0 / 6);
+    expect_rate(&ag(st, 1, 2)->rate[RS_STATS_TOP2_UNORDERED], 0.5);
+    expect_rate(&ag(st, 1, 2)->rate[RS_STATS_OVERLAP], 8.0 / 12);
+    /* The reference slot is empty. */
+    assert_false(ag(st, 0, 0)->rate[RS_STATS_TOP1].valid);
+    assert_int_equal(ag(st, 0, 2)->n.pairs, 0);
+
+    /* Wilson for 3 of 6 at 95 %, z = 1.959964: z² = 3.841459, 1 + z²/n = 1.640243,
+     * centre (0.5 + z²/12) / 1.640243 = 0.5, half = z / 1.640243 · sqrt(0.25/6 + z²/144)
+     * = 1.194921 · 0.261426 = 0.312384 -> [0.187616, 0.812384]. */
+    NEAR(ag(st, 1, 2)->rate[RS_STATS_TOP1].wilson_lo, 0.187616, 1e-5);
+    NEAR(ag(st, 1, 2)->rate[RS_STATS_TOP1].wilson_hi, 0.812384, 1e-5);
+    /* One image: every resample is that image, so the interval is the point. */
+    const rs_stats_rate *r = &ag(st, 1, 2)->rate[RS_STATS_TOP1];
+    assert_true(r->boot_valid);
+    NEAR(r->boot_lo, 0.5, 1e-12);
+    NEAR(r->boot_hi, 0.5, 1e-12);
+
+    /* Transitions at layer 0: reference top-1 -> view top-1: 2->2, 0->1, 3->3. */
+    const int64_t *tr = st->transition + (size_t)rs_stats_cell(st, 1, 0) * 16;
+    assert_int_equal(tr[2 * 4 + 2], 1);
+    assert_int_equal(tr[0 * 4 + 1], 1);
+    assert_int_equal(tr[3 * 4 + 3], 1);
+    int64_t sum = 0;
+    for (int q = 0; q < 16; q++)
+        sum += tr[q];
+    assert_int_equal(sum, 3);
+    /* Overall transitions add layer 1: 2->2, 0->1, 3->3, then 0->2, 0->1, 0->0. */
+    const int64_t *tro = st->transition + (size_t)rs_stats_cell(st, 2, 2) * 16;
+    assert_int_equal(tro[0 * 4 + 1], 2);
+    assert_int_equal(tro[0 * 4 + 0], 1);
+    /* By reference expert, layer 0: expert 2 agrees (1 of 1), expert 0 does not (0 of 1). */
+    const rs_stats_counts *be = st->by_expert + (size_t)rs_stats_cell(st, 1, 0) * 4;
+    expect_counts(&be[2], 1, 1, 1, 1, 2);
+    expect_counts(&be[0], 1, 0, 0, 1, 2);
+    expect_counts(&be[1], 0, 0, 0, 0, 0);
+    /* By class: everything is class 5. */
+    expect_counts(&st->by_class[(size_t)rs_stats_cell(st, 2, 2) * 10 + 5], 6, 3, 2, 3, 8);
+    expect_counts(&st->by_class[(size_t)rs_stats_cell(st, 2, 2) * 10 + 4], 0, 0, 0, 0, 0);
+
+    /* Accuracy: view 0 right, view 1 wrong; all views 1 of 2. */
+    assert_true(st->accuracy[0].valid);
+    NEAR(st->accuracy[0].value, 1, 1e-12);
+    NEAR(st->accuracy[1].value, 0, 1e-12);
+    assert_int_equal(st->accuracy[2].labelled, 2);
+    assert_int_equal(st->accuracy[2].correct, 1);
+    /* Change table of view 1: [routing changed][prediction changed]. */
+    assert_int_equal(st->change[1 * 4 + 1 * 2 + 1], 1);
+    assert_int_equal(st->change[1 * 4 + 0] + st->change[1 * 4 + 1] + st->change[1 * 4 + 2], 0);
+    assert_int_equal(st->change_no_pairs[1], 0);
+    rs_stats_free(st);
+    tb_free(&t);
+}
+
+/* ---- a k = 1 model, ties, load -------------------------------------------------------------- */
+
+/* k = 1 (R = 2 recorded), E = 3, two patches, no class token, one layer, two images.
+ * Image 0: ref p0 (0,1), p1 (2,0); view 1 (identity match): j0 (0,2): Y N N overlap 1;
+ *   j1 (2,0): Y Y Y 2.
+ * Image 1: tied gates: ref p0 recorded (1,2) with gates 0.5/0.5 (ties go to the lower
+ *   index), view 1 p0 recorded (1,2) too: Y Y Y 2; p1 unmatched.
+ * -> pairs 3, top1 3, top2 2, unordered 2, overlap halves 5.
+ * Load with top_k = 1 counts slot 0 only: view 0 (image 0: 0, 2; image 1: 1, 0 (default
+ *   (0,1) at p1)) = [2, 1, 1]; mean 4/3, deviations 2/3, −1/3, −1/3, variance
+ *   (4/9 + 1/9 + 1/9) / 3 = 2/9, sd 0.471405, cv 0.471405 / 1.333333 = 0.353553.
+ * With top_k = 0 (record_k = 2) view 0 counts both slots: (0,1),(2,0),(1,2),(0,1) =
+ *   [3, 3, 2]. */
+static void test_k1_ties_load(void **state)
+{
+    (void)state;
+    tb t = tb_new(2, 2, 1, 2, 0, 2, 3, 4);
+    set_top(&t, 0, 0, 0, 0, 0, 1), set_top(&t, 0, 0, 0, 1, 2, 0);
+    set_top(&t, 0, 1, 0, 0, 0, 2), set_top(&t, 0, 1, 0, 1, 2, 0);
+    set_top(&t, 1, 0, 0, 0, 1, 2), set_top(&t, 1, 1, 0, 0, 1, 2);
+    t.gate[row(&t, 1, 0, 0, 0) * 2] = t.gate[row(&t, 1, 0, 0, 0) * 2 + 1] = 0.5f;
+    t.gate[row(&t, 1, 1, 0, 0) * 2] = t.gate[row(&t, 1, 1, 0, 0) * 2 + 1] = 0.5f;
+    set_match(&t, 1, 1, (int[]){0, -1});
+    const char *path = scratch("k1.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+
+    rs_stats *st = compute(path, run, 1, NULL);
+    assert_int_equal(st->top_k, 1);
+    expect_counts(&ag(st, 1, 0)->n, 3, 3, 2, 2, 5);
+    expect_rate(&ag(st, 1, 1)->rate[RS_STATS_TOP1], 1);
+    expect_rate(&ag(st, 1, 1)->rate[RS_STATS_TOP2], 2.0 / 3);
+    expect_rate(&ag(st, 1, 1)->rate[RS_STATS_OVERLAP], 5.0 / 6);
+    assert_int_equal(ag(st, 1, 1)->unmatched, 1);
+    const int64_t *load = st->load + (size_t)rs_stats_cell(st, 0, 0) * 3;
+    assert_int_equal(load[0], 2);
+    assert_int_equal(load[1], 1);
+    assert_int_equal(load[2], 1);
+    assert_true(st->load_cv[rs_stats_cell(st, 0, 0)].valid);
+    NEAR(st->load_cv[rs_stats_cell(st, 0, 0)].mean, 0.353553, 1e-6);
+    /* Image 1's view 1: no routing change, image 0's: none either (top-1 equal). */
+    assert_int_equal(st->change[1 * 4 + 0], 2);
+    rs_stats_free(st);
+
+    st = compute(path, run, 0, NULL);
+    assert_int_equal(st->top_k, 2);
+    load = st->load + (size_t)rs_stats_cell(st, 0, 0) * 3;
+    assert_int_equal(load[0], 3);
+    assert_int_equal(load[1], 3);
+    assert_int_equal(load[2], 2);
+    rs_stats_free(st);
+
+    /* top_k above record_k is refused. */
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(path, true, &s, &err), 0);
+    assert_int_equal(rs_stats_compute(s, run, 3, NULL, &st, &err), RS_EINVAL);
+    assert_null(st);
+    assert_int_equal(rs_stats_compute(s, run + 7, 1, NULL, &st, &err), RS_EINVAL); /* no such run */
+    rs_store_close(s);
+    tb_free(&t);
+}
+
+/* ---- zero matched pairs --------------------------------------------------------------------- */
+
+static void expect_no_nan(const rs_stats *st)
+{
+    int cells = (st->views + 1) * (st->layers + 1);
+    for (int c = 0; c < cells; c++) {
+        for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
+            const rs_stats_rate *r = &st->agree[c].rate[m];
+            assert_false(isnan(r->value) || isnan(r->boot_lo) || isnan(r->boot_hi) || isnan(r->wilson_lo) ||
+                         isnan(r->wilson_hi));
+        }
+        assert_false(isnan(st->jsd[c].mean) || isnan(st->entropy[c].mean) || isnan(st->load_cv[c].mean));
+    }
+    for (int l = 0; l < st->layers; l++)
+        assert_false(isnan(st->prc_norm[l].mean));
+    for (int v = 0; v <= st->views; v++)
+        assert_false(isnan(st->accuracy[v].value));
+}
+
+static void test_zero_pairs(void **state)
+{
+    (void)state;
+    tb t = tb_new(3, 2, 2, 3, 1, 2, 4, 10);
+    for (int i = 0; i < 3; i++)
+        set_match(&t, i, 1, (int[]){-1, -1, -1});
+    const char *path = scratch("zero.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+    rs_stats *st = compute(path, run, 2, NULL);
+    for (int l = 0; l <= 2; l++)
+        for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
+            const rs_stats_rate *r = &ag(st, 1, l)->rate[m];
+            assert_false(r->valid);
+            assert_false(r->boot_valid);
+            assert_true(r->value == 0);
+        }
+    assert_int_equal(ag(st, 1, 2)->unmatched, 3 * 3 * 2);
+    assert_false(st->jsd[rs_stats_cell(st, 1, 2)].valid);
+    assert_false(st->prc_norm[0].valid);
+    assert_false(st->accuracy[0].valid); /* no labels */
+    assert_int_equal(st->change_no_pairs[1], 3);
+    /* Entropy and load still exist: uniform over 4 experts = 2 bits. */
+    assert_true(st->entropy[rs_stats_cell(st, 2, 2)].valid);
+    NEAR(st->entropy[rs_stats_cell(st, 2, 2)].mean, 2, 1e-9);
+    expect_no_nan(st);
+    double x;
+    assert_false(rs_stats_counts_rate(&ag(st, 1, 2)->n, RS_STATS_TOP1, &x));
+    assert_true(x == 0);
+    rs_stats_free(st);
+
+    /* A single-view run has nothing to compare at all. */
+    tb one = tb_new(2, 1, 1, 2, 0, 2, 2, 2);
+    const char *p1 = scratch("single.db");
+    run = tb_write_run(&one, p1, sha_a, 1, views_pair);
+    st = compute(p1, run, 0, NULL);
+    assert_false(ag(st, 1, 1)->rate[RS_STATS_TOP1].valid);
+    assert_int_equal(st->resamples, 0);
+    expect_no_nan(st);
+    rs_stats_free(st);
+    tb_free(&one);
+    tb_free(&t);
+}
+
+/* Records that break the run's contract (here a label outside the run's classes, written
+ * behind the store's back) fail with one line naming the database and run. */
+static void test_bad_records(void **state)
+{
+    (void)state;
+    tb t = tb_new(1, 2, 1, 2, 0, 2, 2, 2);
+    const char *path = scratch("bad.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+    tb_free(&t);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE samples SET label = 7", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(path, true, &s, &err), 0);
+    rs_stats *st = NULL;
+    rs_stats_options opt = {.name = path};
+    int rc = rs_stats_compute(s, run, 0, &opt, &st, &err);
+    print_message("  %s\n", err.msg);
+    assert_int_equal(rc, RS_EFORMAT);
+    assert_null(st);
+    assert_true(strncmp(err.msg, path, strlen(path)) == 0);
+    assert_non_null(strstr(err.msg, "run 1"));
+    assert_non_null(strstr(err.msg, "label 7"));
+    opt.level = 1.5; /* bad options */
+    assert_int_equal(rs_stats_compute(s, run, 0, &opt, &st, &err), RS_EINVAL);
+    rs_store_close(s);
+}
+
+/* ---- JSD, entropy, S ------------------------------------------------------------------------ */
+
+/* One image, E = 2, two patches, no class token, identity match.
+ *   view 0: p0 r = (1, 0), p1 r = (0.5, 0.5);  view 1: both (0.5, 0.5).
+ * Entropy (bits): view 0 tokens 0 and 1 -> mean 0.5; view 1: 1 and 1 -> 1; all views 0.75.
+ * JSD: pair 0: M = (0.75, 0.25), H(M) = 0.75·log2(4/3) + 0.25·2 = 0.311278 + 0.5 = 0.811278,
+ *   JSD = H(M) − (H(P) + H(Q))/2 = 0.811278 − 0.5 = 0.311278; pair 1: P = Q -> 0.
+ *   Mean 0.155639.
+ * S = (E/N) Σ r_B r_Aᵀ, E = 2, N = 2 (rows: view 1's expert, columns: view 0's):
+ *   pair 0: (0.5,0.5)ᵀ(1,0) = [[0.5,0],[0.5,0]]; pair 1: all 0.25.
+ *   S = [[0.75, 0.25], [0.75, 0.25]]; S − I = [[−0.25, 0.25], [0.75, −0.75]];
+ *   ‖S − I‖_F = sqrt(0.0625 + 0.0625 + 0.5625 + 0.5625) = sqrt(1.25) = 1.118034.
+ * A second layer holds one-hot, consistent, balanced routing: p0 (1,0)/(1,0), p1
+ *   (0,1)/(0,1) -> S = I, ‖S − I‖_F = 0, JSD 0, entropy 0. */
+static void test_divergences(void **state)
+{
+    (void)state;
+    tb t = tb_new(1, 2, 2, 2, 0, 2, 2, 2);
+    set_probs(&t, 0, 0, 0, 0, (float[]){1, 0});
+    set_probs(&t, 0, 0, 0, 1, (float[]){0.5f, 0.5f});
+    set_probs(&t, 0, 1, 0, 0, (float[]){0.5f, 0.5f});
+    set_probs(&t, 0, 1, 0, 1, (float[]){0.5f, 0.5f});
+    for (int v = 0; v < 2; v++) {
+        set_probs(&t, 0, v, 1, 0, (float[]){1, 0});
+        set_probs(&t, 0, v, 1, 1, (float[]){0, 1});
+    }
+    const char *path = scratch("div.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+    rs_stats *st = compute(path, run, 0, NULL);
+    NEAR(st->entropy[rs_stats_cell(st, 0, 0)].mean, 0.5, 1e-9);
+    NEAR(st->entropy[rs_stats_cell(st, 1, 0)].mean, 1.0, 1e-9);
+    NEAR(st->entropy[rs_stats_cell(st, 2, 0)].mean, 0.75, 1e-9);
+    NEAR(st->entropy[rs_stats_cell(st, 1, 1)].mean, 0, 1e-9);
+    NEAR(st->jsd[rs_stats_cell(st, 1, 0)].mean, 0.155639, 1e-6);
+    assert_int_equal(st->jsd[rs_stats_cell(st, 1, 0)].n, 2);
+    NEAR(st->jsd[rs_stats_cell(st, 1, 1)].mean, 0, 1e-9);
+    /* Overall JSD: (0.311278 + 0 + 0 + 0) / 4 = 0.0778195. */
+    NEAR(st->jsd[rs_stats_cell(st, 2, 2)].mean, 0.0778195, 1e-6);
+    const double *s0 = st->prc_s;
+    NEAR(s0[0], 0.75, 1e-6);
+    NEAR(s0[1], 0.25, 1e-6);
+    NEAR(s0[2], 0.75, 1e-6);
+    NEAR(s0[3], 0.25, 1e-6);
+    assert_true(st->prc_norm[0].valid);
+    NEAR(st->prc_norm[0].mean, 1.118034, 1e-6);
+    NEAR(st->prc_norm[1].mean, 0, 1e-9);
+    expect_no_nan(st);
+    rs_stats_free(st);
+    tb_free(&t);
+}
+
+/* ---- interval sanity ------------------------------------------------------------------------ */
+
+static uint64_t rng_state;
+static double rnd(void) /* splitmix64 -> [0,1) */
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (double)((z ^ (z >> 31)) >> 11) * 0x1p-53;
+}
+
+/* 200 simulated stores of 60 images; image i has 1..8 matched patches (uniform) and its
+ * own agreement probability p_i uniform in [0.5, 0.9] (images differ, as real ones do),
+ * so the micro-average Top-1 rate has expectation 0.7. The 95 % bootstrap interval over
+ * images must contain 0.7 in 90–99 % of the simulations. */
+static void test_bootstrap_coverage(void **state)
+{
+    (void)state;
+    const int sims = 200, N = 60, Np = 8;
+    const double truth = 0.7;
+    int covered = 0, wilson_covered = 0;
+    rng_state = 12345;
+    for (int s = 0; s < sims; s++) {
+        tb t = tb_new(N, 2, 1, Np, 0, 2, 4, 2);
+        for (int i = 0; i < N; i++) {
+            int n = 1 + (int)(rnd() * Np);
+            double p = 0.5 + 0.4 * rnd();
+            int m[8];
+            for (int j = 0; j < Np; j++) {
+                m[j] = j < n ? j : -1;
+                if (rnd() >= p)
+                    set_top(&t, i, 1, 0, j, 2, 3); /* disagrees with view 0's (0,1) */
+            }
+            set_match(&t, i, 1, m);
+        }
+        const char *path = scratch("sim.db");
+        unlink(path);
+        int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+        rs_stats_options opt = {.seed = (uint64_t)s};
+        rs_stats *st = compute(path, run, 0, &opt);
+        const rs_stats_rate *r = &ag(st, 1, 1)->rate[RS_STATS_TOP1];
+        assert_true(r->boot_valid);
+        assert_true(r->boot_lo <= r->value && r->value <= r->boot_hi);
+        covered += r->boot_lo <= truth && truth <= r->boot_hi;
+        wilson_covered += r->wilson_lo <= truth && truth <= r->wilson_hi;
+        rs_stats_free(st);
+        tb_free(&t);
+        char wal[1200];
+        snprintf(wal, sizeof wal, "%s-wal", path), unlink(wal);
+        snprintf(wal, sizeof wal, "%s-shm", path), unlink(wal);
+        unlink(path);
+    }
+    print_message("  bootstrap covers %d/%d, Wilson (patches independent) %d/%d\n", covered, sims, wilson_covered,
+                  sims);
+    assert_true(covered >= 180 && covered <= 198);
+}
+
+/* ---- McNemar -------------------------------------------------------------------------------- */
+
+/* chi2 = (|b − c| − 1)² / (b + c); for 1 dof, Q(x) = erfc(sqrt(x/2)).
+ *   b = 15, c = 5: 9² / 20 = 4.05, p = erfc(sqrt(2.025)) = erfc(1.423025) = 0.044171.
+ *   b = 3, c = 3: 0 (clamped), p = 1.   b = c = 0: p = 1.   b = 1, c = 0: 0, p = 1.
+ *   b = 0, c = 30: 29² / 30 = 28.033333, p = erfc(sqrt(14.016667)) = 1.19e-7. */
+static void test_mcnemar(void **state)
+{
+    (void)state;
+    double chi2, p;
+    rs_error err = {0};
+    assert_int_equal(rs_stats_mcnemar_test(15, 5, &chi2, &p, &err), 0);
+    NEAR(chi2, 4.05, 1e-12);
+    NEAR(p, erfc(sqrt(4.05 / 2)), 1e-10);
+    NEAR(p, 0.044171, 1e-5);
+    assert_int_equal(rs_stats_mcnemar_test(3, 3, &chi2, &p, &err), 0);
+    NEAR(chi2, 0, 1e-12);
+    NEAR(p, 1, 1e-12);
+    assert_int_equal(rs_stats_mcnemar_test(0, 0, &chi2, &p, &err), 0);
+    NEAR(p, 1, 1e-12);
+    assert_int_equal(rs_stats_mcnemar_test(1, 0, &chi2, &p, &err), 0);
+    NEAR(chi2, 0, 1e-12);
+    assert_int_equal(rs_stats_mcnemar_test(0, 30, &chi2, &p, &err), 0);
+    NEAR(chi2, 841.0 / 30, 1e-12);
+    NEAR(p, erfc(sqrt(841.0 / 60)), 1e-12);
+    assert_int_equal(rs_stats_mcnemar_test(-1, 3, &chi2, &p, &err), RS_EINVAL);
+}
+
+/* ---- paired comparison ---------------------------------------------------------------------- */
+
+/* Two images, one layer, two patches (identity match), E = 4; view 0 routes (0,1) everywhere.
+ * Run A: image 0 both patches agree; image 1 p0 agrees, p1 does not  -> Top-1 3/4.
+ * Run B: image 0 p0 disagrees, p1 agrees; image 1 both disagree      -> Top-1 1/4.
+ * Shared pairs 4: A agrees & B not at (0,0), (1,0): b = 2; the reverse: c = 0.
+ *   chi2 = (2 − 1)² / 2 = 0.5, p = erfc(0.5) = 0.479500.
+ * Paired bootstrap: a replicate holds image 0 twice, image 1 twice or each once, and the
+ * difference B − A is −0.5 in all three (A 1 / 0.5 / 0.75, B 0.5 / 0 / 0.25), so its
+ * interval is [−0.5, −0.5]. */
+static void build_pair(tb *ta, tb *tb_)
+{
+    *ta = tb_new(2, 2, 1, 2, 1, 2, 4, 3);
+    *tb_ = tb_new(2, 2, 1, 2, 0, 2, 4, 3); /* B: a "gap" model without class token */
+    set_top(ta, 1, 1, 0, 1, 2, 3);
+    set_top(tb_, 0, 1, 0, 0, 2, 3);
+    set_top(tb_, 1, 1, 0, 0, 2, 3);
+    set_top(tb_, 1, 1, 0, 1, 3, 2);
+}
+
+static void test_compare(void **state)
+{
+    (void)state;
+    tb ta, tbb;
+    build_pair(&ta, &tbb);
+    const char *pa = scratch("cmp_a.db"), *pb = scratch("cmp_b.db");
+    int64_t ra = tb_write_run(&ta, pa, sha_a, 42, views_pair);
+    int64_t rb = tb_write_run(&tbb, pb, sha_b, 42, views_pair);
+    int64_t rb_seed = tb_write_run(&tbb, pb, sha_b, 43, views_pair);
+    int64_t rb_views = tb_write_run(&tbb, pb, sha_a, 42, views_other);
+    tb short_run = tb_new(1, 2, 1, 2, 0, 2, 4, 3);
+    int64_t rb_short = tb_write_run(&short_run, pb, sha_a, 42, views_pair);
+
+    rs_store *sa, *sb;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(pa, true, &sa, &err), 0);
+    assert_int_equal(rs_store_open(pb, true, &sb, &err), 0);
+    rs_stats_options opt = {.seed = 7, .name = pa, .name_b = pb};
+    rs_stats_comparison *cmp = NULL;
+    int rc = rs_stats_compare(sa, ra, 0, sb, rb, 0, &opt, &cmp, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_false(cmp->forced);
+    const rs_stats *a = cmp->a, *b = cmp->b;
+    expect_rate(&ag(a, 1, 1)->rate[RS_STATS_TOP1], 0.75);
+    expect_rate(&ag(b, 1, 1)->rate[RS_STATS_TOP1], 0.25);
+    const rs_stats_diff *d = &cmp->diff[rs_stats_cell(a, 1, 1) * RS_STATS_NUM_RATES + RS_STATS_TOP1];
+    assert_true(d->valid && d->boot_valid);
+    NEAR(d->value, -0.5, 1e-12);
+    NEAR(d->boot_lo, -0.5, 1e-12);
+    NEAR(d->boot_hi, -0.5, 1e-12);
+    const rs_stats_mcnemar *mc = &cmp->mcnemar[rs_stats_cell(a, 2, 1)]; /* all views, all layers */
+    assert_true(mc->valid);
+    assert_int_equal(mc->pairs, 4);
+    assert_int_equal(mc->b, 2);
+    assert_int_equal(mc->c, 0);
+    NEAR(mc->chi2, 0.5, 1e-12);
+    NEAR(mc->p, erfc(0.5), 1e-10);
+    assert_false(cmp->mcnemar[rs_stats_cell(a, 0, 0)].valid);
+
+    /* A's figures equal a standalone computation with the same options. */
+    rs_stats *alone = NULL;
+    assert_int_equal(rs_stats_compute(sa, ra, 0, &opt, &alone, &err), 0);
+    const rs_stats_rate *x = &ag(alone, 2, 1)->rate[RS_STATS_TOP1], *y = &ag(a, 2, 1)->rate[RS_STATS_TOP1];
+    assert_true(x->value == y->value && x->boot_lo == y->boot_lo && x->boot_hi == y->boot_hi);
+    rs_stats_free(alone);
+    rs_stats_comparison_free(cmp);
+
+    /* Other seed: refused with both names, the runs and what differs. */
+    cmp = NULL;
+    assert_int_equal(rs_stats_compare(sa, ra, 0, sb, rb_seed, 0, &opt, &cmp, &err), RS_EINVAL);
+    assert_null(cmp);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, pa));
+    assert_non_null(strstr(err.msg, pb));
+    assert_non_null(strstr(err.msg, "not comparable"));
+    assert_non_null(strstr(err.msg, "seed 42 vs 43"));
+    /* Other view specs: refused. */
+    assert_int_equal(rs_stats_compare(sa, ra, 0, sb, rb_views, 0, &opt, &cmp, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "view 0 spec 'crop:area=0.05-1,flip' vs 'clean'"));
+    /* Forced: goes on and says what differed. */
+    opt.force = true;
+    assert_int_equal(rs_stats_compare(sa, ra, 0, sb, rb_seed, 0, &opt, &cmp, &err), 0);
+    assert_true(cmp->forced);
+    assert_non_null(strstr(cmp->mismatch, "seed"));
+    rs_stats_comparison_free(cmp);
+    cmp = NULL;
+    /* Different numbers of images cannot be paired, even forced. */
+    assert_int_equal(rs_stats_compare(sa, ra, 0, sb, rb_short, 0, &opt, &cmp, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_null(cmp);
+    rs_store_close(sa);
+    rs_store_close(sb);
+    tb_free(&short_run);
+    tb_free(&ta);
+    tb_free(&tbb);
+}
+
+/* ---- benchmark ------------------------------------------------------------------------------ */
+
+static void test_benchmark(void **state)
+{
+    (void)state;
+    const char *env = getenv("RS_STATS_BENCH_IMAGES");
+    if (!env || atoi(env) <= 0) {
+        print_message("  skipped (set RS_STATS_BENCH_IMAGES)\n");
+        return;
+    }
+    const int N = atoi(env), chunk = 500, E = 8;
+    const char *path = getenv("RS_STATS_BENCH_DB") ? getenv("RS_STATS_BENCH_DB") : scratch("bench.db");
+    double t0 = seconds();
+    rs_store *s;
+    rs_error err = {0};
+    int64_t run = 0;
+    assert_int_equal(rs_store_open(path, false, &s, &err), 0);
+    rs_run_info *runs = NULL;
+    int nruns = 0;
+    assert_int_equal(rs_store_list_runs(s, &runs, &nruns, &err), 0);
+    for (int r = 0; r < nruns; r++) {
+        if (runs[r].images_done == N && runs[r].tokens == 50)
+            run = runs[r].id;
+        rs_run_info_clear(&runs[r]);
+    }
+    free(runs);
+    if (!run) {
+        tb t = tb_new(chunk, 2, 2, 49, 1, 2, E, 10);
+        rs_run_spec spec = tb_spec(&t, sha_a, 1, views_pair);
+        spec.count = N;
+        assert_int_equal(rs_store_begin_run(s, &spec, &run, &err), 0);
+        rng_state = 99;
+        for (int first = 0; first < N; first += chunk) {
+            int n = N - first < chunk ? N - first : chunk;
+            for (int i = 0; i < n; i++) {
+                t.labels[i] = (first + i) % 10;
+                for (int v = 0; v < 2; v++) {
+                    t.pred[i * 2 + v] = (int)(rnd() * 10);
+                    for (int j = 0; j < 49; j++)
+                        t.match[((size_t)i * 2 + v) * 49 + j] = (int16_t)(v && rnd() < 0.2 ? -1 : j);
+                    for (int l = 0; l < 2; l++)
+                        for (int tok = 0; tok < 50; tok++) {
+                            size_t r = row(&t, i, v, l, tok);
+                            int a1 = (int)(rnd() * E), a2 = (a1 + 1 + (int)(rnd() * (E - 1))) % E;
+                            t.top[r * 2] = a1, t.top[r * 2 + 1] = a2;
+                            float sum = 0;
+                            for (int e = 0; e < E; e++)
+                                sum += t.probs[r * E + e] = (float)rnd() + (e == a1 ? 4 : e == a2 ? 2 : 0);
+                            for (int e = 0; e < E; e++)
+                                t.probs[r * E + e] /= sum;
+                        }
+                }
+            }
+            rs_batch b = {
+                .first = first, .count = n, .num_views = 2, .num_layers = 2, .tokens = 50, .record_k = 2,
+                .num_experts = E, .patches = 49, .labels = t.labels, .predicted = t.pred, .pred_prob = t.pprob,
+                .view_params = (const char *const *)t.params, .match = t.match, .top_idx = t.top,
+                .top_gate = t.gate, .probs = t.probs,
+            };
+            assert_int_equal(rs_store_write_batch(s, run, &b, &err), 0);
+        }
+        tb_free(&t);
+        print_message("  wrote %d images in %.2f s (%s)\n", N, seconds() - t0, path);
+    }
+    rs_store_close(s);
+
+    rs_store *s1, *s2;
+    assert_int_equal(rs_store_open(path, true, &s1, &err), 0);
+    assert_int_equal(rs_store_open(path, true, &s2, &err), 0);
+    rs_stats *st = NULL;
+    double t1 = seconds();
+    assert_int_equal(rs_stats_compute(s1, run, 2, NULL, &st, &err), 0);
+    double t2 = seconds();
+    rs_stats_comparison *cmp = NULL;
+    assert_int_equal(rs_stats_compare(s1, run, 2, s2, run, 2, NULL, &cmp, &err), 0);
+    double t3 = seconds();
+    print_message("  %d images x 2 views x 2 layers, T=50, E=8, 1000 resamples: stats %.2f s, compare %.2f s\n", N,
+                  t2 - t1, t3 - t2);
+    print_message("  Top-1 overall %.4f [%.4f, %.4f], pairs %lld\n", ag(st, 2, 2)->rate[0].value,
+                  ag(st, 2, 2)->rate[0].boot_lo, ag(st, 2, 2)->rate[0].boot_hi, (long long)ag(st, 2, 2)->n.pairs);
+    NEAR(cmp->diff[rs_stats_cell(st, 2, 2) * RS_STATS_NUM_RATES].value, 0, 1e-12);
+    rs_stats_free(st);
+    rs_stats_comparison_free(cmp);
+    rs_store_close(s1);
+    rs_store_close(s2);
+}
+
+int main(void)
+{
+    if (mkdtemp(shmdir))
+        dir = shmdir;
+    else if (mkdtemp(tmpdir))
+        dir = tmpdir;
+    else {
+        perror("mkdtemp");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_image),   cmocka_unit_test(test_k1_ties_load),
+        cmocka_unit_test(test_zero_pairs),  cmocka_unit_test(test_bad_records),  cmocka_unit_test(test_divergences),
+        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_bootstrap_coverage), cmocka_unit_test(test_benchmark),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    tu_remove_dir(dir);
+    return failed;
+}
