@@ -26,6 +26,7 @@
 #include "store.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -686,6 +687,21 @@ void rs_run_info_clear(rs_run_info *info)
     memset(info, 0, sizeof *info);
 }
 
+/* The model's k from its config JSON. The store records max(2, k) ids, so record_k alone
+ * cannot tell k = 1 from k = 2; a config without a usable "top_k" falls back to record_k. */
+static int config_top_k(const char *config, int record_k)
+{
+    if (!config)
+        return record_k;
+    json_t *root = json_loads(config, 0, NULL);
+    json_t *k = root ? json_object_get(root, "top_k") : NULL;
+    int top_k = record_k;
+    if (json_is_integer(k) && json_integer_value(k) >= 1 && json_integer_value(k) <= record_k)
+        top_k = (int)json_integer_value(k);
+    json_decref(root);
+    return top_k;
+}
+
 int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err)
 {
     rs_run_info_clear(info);
@@ -695,7 +711,7 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"
         " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"
         " r.patches, r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, r.seed,"
-        " r.started, r.finished FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?",
+        " r.started, r.finished, m.config FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?",
         -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_fail(store, rc, "reading a run", err);
@@ -739,6 +755,7 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     info->seed = (uint64_t)sqlite3_column_int64(st, 23);
     info->started = sqlite3_column_double(st, 24);
     info->finished = sqlite3_column_double(st, 25); /* NULL reads as 0 */
+    info->top_k = config_top_k((const char *)sqlite3_column_text(st, 26), info->record_k);
     bool oom = !info->model_path || !info->model_sha256 || !info->data || !info->protocol ||
                (sqlite3_column_type(st, 7) != SQLITE_NULL && !info->error) ||
                (sqlite3_column_type(st, 8) != SQLITE_NULL && !info->command) ||

@@ -79,6 +79,8 @@ typedef struct rs_run_info {
     int num_views, offset, count, num_layers, tokens, patches, grid_h, grid_w, record_k, num_experts,
         num_classes;
     int layer_blocks[64];
+    int top_k;                  /* the model's k, from its stored config ("top_k"); record_k
+                                 * when the config lacks it */
     bool has_cls;
     uint64_t seed;
     double started, finished;   /* Unix seconds; finished 0 while running */

@@ -5,6 +5,8 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "rs_error.h"
 
@@ -21,6 +23,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 /* Prints "routerscope: MSG" on stderr and returns RS_EXIT_FAIL. */
 int rs_cli_fail(const rs_error *err);
@@ -44,5 +48,25 @@ int rs_cli_default_threads(void);
 bool rs_cli_show_progress(void);
 
 double rs_cli_now(void);
+
+/* Shared by stats and compare (cmd_stats.c). */
+typedef struct rs_store rs_store;
+struct rs_run_info;
+/* Run RUN of STORE (named DB in messages), or the last finished one when RUN is 0. */
+int rs_cli_load_run(const char *cmd, rs_store *store, const char *db, int64_t run, struct rs_run_info *info,
+                    rs_error *err);
+/* "view N" for pair runs (and long specs), the spec otherwise, "all" for the pooled slot. */
+void rs_cli_view_label(const struct rs_run_info *info, int slot, char *buf, size_t size);
+/* The label of an agreement slot: as rs_cli_view_label, but a two-view run's pool is view 1. */
+void rs_cli_agreement_label(const struct rs_run_info *info, int slot, char *buf, size_t size);
+/* "block B" (HUMAN) or "B" for MoE slot SLOT, "all" for the pooled slot. */
+void rs_cli_layer_label(const struct rs_run_info *info, int slot, char *buf, size_t size, bool human);
+/* The view slots agreement is shown for: each non-reference view and the pool, or only
+ * the pool when there are two views. */
+int rs_cli_agreement_slot_count(int views);
+int rs_cli_agreement_slot(int views, int i);
+/* One line describing a run, for notes above tables. */
+void rs_cli_run_note(const struct rs_run_info *info, char *buf, size_t size);
+extern const char *const rs_cli_rate_headers[4];
 
 #endif

@@ -10,6 +10,8 @@ static const rs_command commands[] = {
     {"eval", cmd_eval, "classify a data set: accuracy and images/s"},
     {"replay", cmd_replay, "record per-patch routing under clean, noisy and augmented views"},
     {"runs", cmd_runs, "list the runs in a routing store"},
+    {"stats", cmd_stats, "routing consistency of a run: agreement with intervals, JSD, load"},
+    {"compare", cmd_compare, "compare two runs' agreement: paired bootstrap and McNemar"},
 };
 
 static void usage(FILE *out)
