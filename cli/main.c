@@ -11,6 +11,7 @@ static const rs_command commands[] = {
     {"replay", cmd_replay, "record per-patch routing under clean, noisy and augmented views"},
     {"runs", cmd_runs, "list the runs in a routing store"},
     {"stats", cmd_stats, "routing consistency of a run: agreement with intervals, JSD, load"},
+    {"render", cmd_render, "draw expert grids, heatmaps and plots of a run (PNG, PDF, SVG)"},
     {"compare", cmd_compare, "compare two runs' agreement: paired bootstrap and McNemar"},
 };
 

@@ -1,0 +1,214 @@
+/* grid.c — the expert-selection grid (see grid.h). */
+#include "grid.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_LINES = 24 };
+
+#define MARGIN 16.0
+#define TITLE_SIZE 13.0
+#define LINE_SIZE 10.0
+#define LINE_H 14.0
+#define HEAD_SIZE 11.0
+#define LABEL_W 78.0
+
+/* Measuring text before the surface exists. */
+static cairo_t *scratch_cr(cairo_surface_t **s)
+{
+    *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
+    return cairo_create(*s);
+}
+
+int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, const char *path,
+                   rs_grid_layout *layout, rs_error *err)
+{
+    if (!r || r->views < 1 || r->layers < 1 || r->grid_w < 1 || r->grid_h < 1 || r->patches != r->grid_w * r->grid_h)
+        return rs_error_set(err, RS_EINVAL, "%s: nothing to draw (empty or inconsistent routing)", path);
+    const rs_run_info *run = ctx ? ctx->run : NULL;
+    int V = r->views, L = r->layers, gw = r->grid_w, gh = r->grid_h, E = r->experts;
+
+    /* Title lines. */
+    char lines[MAX_LINES][320], cls[96], cls2[96];
+    int n = 0;
+    snprintf(lines[n++], sizeof lines[0], "Top-1 expert per patch — model %.12s, run %lld, image %d (label %s)",
+             run && run->model_sha256 ? run->model_sha256 : "?", run ? (long long)run->id : 0LL, r->image,
+             rs_render_class_name(ctx, r->label, cls, sizeof cls));
+    for (int v = 0; v < V && n < MAX_LINES; v++) {
+        const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : "?";
+        snprintf(lines[n++], sizeof lines[0], "view %d%s: %s — predicted %s (p = %.2f)%s", v,
+                 v == 0 ? " (reference)" : "", spec, rs_render_class_name(ctx, r->predicted[v], cls2, sizeof cls2),
+                 r->pred_prob[v], r->label >= 0 ? (r->predicted[v] == r->label ? ", correct" : ", wrong") : "");
+    }
+
+    rs_grid_layout g = {0};
+    g.cell = fmin(36.0, fmax(18.0, 240.0 / (gw > gh ? gw : gh)));
+    g.panel_w = gw * g.cell;
+    g.panel_h = gh * g.cell;
+    g.gap_x = 18;
+    g.gap_y = 16;
+    g.left = MARGIN + LABEL_W;
+    g.top = MARGIN + TITLE_SIZE + 6 + (n - 1) * LINE_H + 10 + HEAD_SIZE + 6;
+
+    /* Legend: one swatch per expert, wrapped; then the two markings. */
+    cairo_surface_t *ss;
+    cairo_t *m = scratch_cr(&ss);
+    double width = g.left + V * g.panel_w + (V - 1) * g.gap_x + MARGIN;
+    double title_w = rs_text_width(m, TITLE_SIZE, true, lines[0]);
+    for (int i = 1; i < n; i++)
+        title_w = fmax(title_w, rs_text_width(m, LINE_SIZE, false, lines[i]));
+    width = fmax(width, title_w + 2 * MARGIN);
+    width = fmax(width, 420.0);
+    double sw = 14, item_w = 0;
+    char buf[64];
+    for (int e = 0; e < E; e++) {
+        snprintf(buf, sizeof buf, "%d", e);
+        item_w = fmax(item_w, sw + 4 + rs_text_width(m, LINE_SIZE, false, buf) + 10);
+    }
+    cairo_destroy(m);
+    cairo_surface_destroy(ss);
+    double avail = width - 2 * MARGIN - 50;
+    int per_row = (int)fmax(1, floor(avail / item_w));
+    int legend_rows = (E + per_row - 1) / per_row;
+    double grid_bottom = g.top + L * g.panel_h + (L - 1) * g.gap_y;
+    double legend_top = grid_bottom + 18;
+    g.width = ceil(width);
+    g.height = ceil(legend_top + legend_rows * 18 + 8 + 2 * 18 + MARGIN);
+
+    rs_canvas cv;
+    int rc = rs_canvas_open(&cv, path, g.width, g.height, err);
+    if (rc)
+        return rc;
+    g.scale = cv.scale;
+    cairo_t *cr = cv.cr;
+
+    /* Title. */
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    double y = MARGIN + TITLE_SIZE;
+    rs_text(cr, MARGIN, y, TITLE_SIZE, true, 0, lines[0]);
+    y += 6;
+    for (int i = 1; i < n; i++) {
+        y += LINE_H;
+        rs_text(cr, MARGIN, y, LINE_SIZE, false, 0, lines[i]);
+    }
+    /* Column heads. */
+    for (int v = 0; v < V; v++) {
+        snprintf(buf, sizeof buf, v == 0 ? "view 0 (reference)" : "view %d", v);
+        rs_text(cr, g.left + v * (g.panel_w + g.gap_x) + g.panel_w / 2, g.top - 7, HEAD_SIZE, true, 0.5, buf);
+    }
+    /* Rows. */
+    for (int l = 0; l < L; l++) {
+        double py = g.top + l * (g.panel_h + g.gap_y);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        snprintf(buf, sizeof buf, "MoE layer %d", l);
+        rs_text(cr, MARGIN, py + g.panel_h / 2 - 2, HEAD_SIZE, true, 0, buf);
+        if (run && l < 64) {
+            snprintf(buf, sizeof buf, "block %d", run->layer_blocks[l]);
+            rs_text(cr, MARGIN, py + g.panel_h / 2 + 12, LINE_SIZE, false, 0, buf);
+        }
+        for (int v = 0; v < V; v++) {
+            double px = g.left + v * (g.panel_w + g.gap_x);
+            rs_render_view_image(cr, ctx, v, px, py, g.panel_w, g.panel_h, 1.0);
+            const int16_t *match = r->match + (size_t)v * r->patches;
+            for (int j = 0; j < r->patches; j++) {
+                double x, yy, rgb[3], txt[3];
+                rs_grid_cell_xy(&g, gw, v, l, j, &x, &yy);
+                int e = rs_image_top1(r, v, l, j);
+                rs_palette_expert(e, E, rgb);
+                bool unmatched = v > 0 && match[j] < 0;
+                cairo_rectangle(cr, x, yy, g.cell, g.cell);
+                if (unmatched)
+                    cairo_set_source_rgba(cr, 0.82, 0.82, 0.82, 0.85);
+                else
+                    cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], RS_GRID_CELL_ALPHA);
+                cairo_fill(cr);
+                if (unmatched) {
+                    cairo_set_source_rgb(cr, 0.45, 0.45, 0.45);
+                    cairo_set_line_width(cr, 1.0);
+                    rs_hatch(cr, x, yy, g.cell, g.cell, 5);
+                    txt[0] = txt[1] = txt[2] = 0.25;
+                } else {
+                    /* Text colour against the blend of the fill over a mid-grey image. */
+                    double blend[3];
+                    for (int k = 0; k < 3; k++)
+                        blend[k] = RS_GRID_CELL_ALPHA * rgb[k] + (1 - RS_GRID_CELL_ALPHA) * (ctx && ctx->pixels ? 0.5 : 1.0);
+                    rs_palette_text_on(blend, txt);
+                }
+                snprintf(buf, sizeof buf, "%d", e);
+                cairo_set_source_rgb(cr, txt[0], txt[1], txt[2]);
+                double fs = g.cell * 0.42;
+                rs_text(cr, x + g.cell / 2, yy + g.cell / 2 + fs * 0.36, fs, true, 0.5, buf);
+            }
+            /* Thin white grid lines, then the red borders on top. */
+            cairo_set_source_rgba(cr, 1, 1, 1, 0.8);
+            cairo_set_line_width(cr, 0.75);
+            for (int i = 0; i <= gh; i++) {
+                cairo_move_to(cr, px, py + i * g.cell);
+                cairo_line_to(cr, px + g.panel_w, py + i * g.cell);
+            }
+            for (int i = 0; i <= gw; i++) {
+                cairo_move_to(cr, px + i * g.cell, py);
+                cairo_line_to(cr, px + i * g.cell, py + g.panel_h);
+            }
+            cairo_stroke(cr);
+            if (v > 0) {
+                double w = RS_GRID_CHANGED_WIDTH;
+                cairo_set_source_rgb(cr, RS_GRID_CHANGED_R, RS_GRID_CHANGED_G, RS_GRID_CHANGED_B);
+                cairo_set_line_width(cr, w);
+                for (int j = 0; j < r->patches; j++) {
+                    if (match[j] < 0 || rs_image_top1(r, v, l, j) == rs_image_top1(r, 0, l, match[j]))
+                        continue;
+                    double x, yy;
+                    rs_grid_cell_xy(&g, gw, v, l, j, &x, &yy);
+                    cairo_rectangle(cr, x + w / 2, yy + w / 2, g.cell - w, g.cell - w);
+                    cairo_stroke(cr);
+                }
+            }
+            cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+            cairo_set_line_width(cr, 1.0);
+            cairo_rectangle(cr, px, py, g.panel_w, g.panel_h);
+            cairo_stroke(cr);
+        }
+    }
+
+    /* Legend. */
+    y = legend_top;
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, MARGIN, y + 11, LINE_SIZE, true, 0, "expert");
+    for (int e = 0; e < E; e++) {
+        double rgb[3], x = MARGIN + 50 + (e % per_row) * item_w, yy = y + (e / per_row) * 18;
+        rs_palette_expert(e, E, rgb);
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_rectangle(cr, x, yy, sw, sw);
+        cairo_fill(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        snprintf(buf, sizeof buf, "%d", e);
+        rs_text(cr, x + sw + 4, yy + 11, LINE_SIZE, false, 0, buf);
+    }
+    y += legend_rows * 18 + 8;
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_rectangle(cr, MARGIN, y, sw, sw);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, RS_GRID_CHANGED_R, RS_GRID_CHANGED_G, RS_GRID_CHANGED_B);
+    cairo_set_line_width(cr, 2.5);
+    cairo_rectangle(cr, MARGIN + 1.25, y + 1.25, sw - 2.5, sw - 2.5);
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0,
+            "red border: top-1 expert differs from the matched patch of view 0 (same layer)");
+    y += 18;
+    cairo_set_source_rgb(cr, 0.82, 0.82, 0.82);
+    cairo_rectangle(cr, MARGIN, y, sw, sw);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.45, 0.45, 0.45);
+    cairo_set_line_width(cr, 1.0);
+    rs_hatch(cr, MARGIN, y, sw, sw, 5);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0, "hatched: patch has no match in view 0 (outside it)");
+
+    if (layout)
+        *layout = g;
+    return rs_canvas_close(&cv, err);
+}

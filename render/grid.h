@@ -1,0 +1,45 @@
+/* grid.h — the expert-selection grid of one image (as in the PRC work's figures).
+ *
+ * One column of panels per view (view 0, the reference, first), one row per MoE layer.
+ * Each panel is the view's image (faint, when the context has pixels) under a grid_h x
+ * grid_w grid of cells: a cell is filled with its patch's top-1 expert colour
+ * (rs_palette_expert, at RS_GRID_CELL_ALPHA over the image) and shows the expert id.
+ * In the other views, a cell whose top-1 differs from the matched patch of view 0 has a
+ * thick red border drawn inside the cell (RS_GRID_CHANGED_R, _G, _B); a patch without a match
+ * in view 0 is hatched grey. The title names the model (sha256 prefix), run, image, label,
+ * each view's spec and prediction; rows are labelled with the MoE slot and its block; a
+ * legend explains colours, red borders and hatching. Output format by PATH's extension
+ * (render.h). */
+#ifndef RS_GRID_H
+#define RS_GRID_H
+
+#include "render.h"
+
+#define RS_GRID_CELL_ALPHA 0.7
+#define RS_GRID_CHANGED_WIDTH 3.0 /* units, inside the cell */
+#define RS_GRID_CHANGED_R 0.86 /* the red of changed cells: (0.86, 0, 0) */
+#define RS_GRID_CHANGED_G 0.0
+#define RS_GRID_CHANGED_B 0.0
+
+/* Where the cells are, in drawing units (multiply by scale for PNG pixels). */
+typedef struct rs_grid_layout {
+    double left, top;     /* top-left corner of panel (view 0, layer 0) */
+    double cell;          /* cell side */
+    double panel_w, panel_h, gap_x, gap_y;
+    double width, height; /* the whole drawing */
+    double scale;         /* output pixels per unit (PNG), else 1 */
+} rs_grid_layout;
+
+/* Top-left corner of patch J's cell in the panel of view V, layer L. */
+static inline void rs_grid_cell_xy(const rs_grid_layout *g, int grid_w, int v, int l, int j, double *x, double *y)
+{
+    *x = g->left + v * (g->panel_w + g->gap_x) + (j % grid_w) * g->cell;
+    *y = g->top + l * (g->panel_h + g->gap_y) + (j / grid_w) * g->cell;
+}
+
+/* Draws R's grid to PATH. CTX may be NULL (no title details, no image). LAYOUT (may be
+ * NULL) receives the geometry used. */
+int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, const char *path,
+                   rs_grid_layout *layout, rs_error *err);
+
+#endif

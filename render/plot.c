@@ -1,0 +1,313 @@
+/* plot.c — sweep, load and transition figures (see plot.h). */
+#include "plot.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MARGIN 16.0
+
+/* Short tick label of view V's spec. */
+static void view_label(const rs_run_info *run, int v, char *buf, size_t size)
+{
+    const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : NULL;
+    int k;
+    double s;
+    if (spec && sscanf(spec, "noise:severity=%d", &k) == 1 && !strchr(spec, '+'))
+        snprintf(buf, size, "severity %d", k);
+    else if (spec && sscanf(spec, "noise:sigma=%lf", &s) == 1 && !strchr(spec, '+'))
+        snprintf(buf, size, "sigma %.2f", s);
+    else
+        snprintf(buf, size, "view %d", v);
+}
+
+static void run_title(const rs_run_info *run, char *buf, size_t size)
+{
+    snprintf(buf, size, "run %lld · model %.12s · %s · %d images", run ? (long long)run->id : 0LL,
+             run && run->model_sha256 ? run->model_sha256 : "?", run && run->protocol ? run->protocol : "?",
+             run ? run->images_done : 0);
+}
+
+int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
+                    const char *path, rs_error *err)
+{
+    if (num_runs < 1)
+        return rs_error_set(err, RS_EINVAL, "sweep: no runs");
+    int nx = 0;
+    for (int i = 0; i < num_runs; i++) {
+        if (layer >= stats[i]->layers)
+            return rs_error_set(err, RS_EINVAL, "layer %d out of range (run %lld has %d MoE layers)", layer,
+                                (long long)stats[i]->run_id, stats[i]->layers);
+        if (stats[i]->views - 1 > nx)
+            nx = stats[i]->views - 1;
+    }
+    if (nx < 1)
+        return rs_error_set(err, RS_EINVAL, "sweep: the runs have no view besides the reference");
+    double pw = fmax(320.0, 90.0 * nx), ph = 260, left = MARGIN + 44, top = MARGIN + 13 + 10 + 10;
+    double legend_h = 16.0 * num_runs;
+    double width = left + pw + MARGIN + 10, height = top + ph + 40 + legend_h + MARGIN;
+    rs_canvas cv;
+    int rc = rs_canvas_open(&cv, path, width, height, err);
+    if (rc)
+        return rc;
+    cairo_t *cr = cv.cr;
+    char buf[256];
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    snprintf(buf, sizeof buf, "Top-1 agreement with view 0 (%s)", layer < 0 ? "all MoE layers" : "one MoE layer");
+    if (layer >= 0)
+        snprintf(buf, sizeof buf, "Top-1 agreement with view 0, MoE layer %d", layer);
+    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, buf);
+    /* y from ylo to 1 */
+    double ylo = 1.0;
+    for (int i = 0; i < num_runs; i++) {
+        const rs_stats *st = stats[i];
+        for (int v = 1; v < st->views; v++) {
+            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, layer < 0 ? st->layers : layer)].rate[RS_STATS_TOP1];
+            if (rt->valid)
+                ylo = fmin(ylo, rt->boot_valid ? rt->boot_lo : rt->wilson_lo);
+        }
+    }
+    ylo = fmax(0.0, floor(ylo * 10 - 1e-9) / 10);
+    if (ylo > 0.9)
+        ylo = 0.9;
+#define XP(k) (left + pw * ((k) - 0.5) / nx)
+#define YP(val) (top + ph * (1 - ((val) - ylo) / (1 - ylo)))
+    cairo_set_line_width(cr, 0.5);
+    int nt = (int)lround((1 - ylo) * 10); /* ylo is a multiple of 0.1: a line every 0.1 */
+    for (int t = 0; t <= nt; t++) {
+        double val = ylo + 0.1 * t;
+        cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
+        cairo_move_to(cr, left, YP(val));
+        cairo_line_to(cr, left + pw, YP(val));
+        cairo_stroke(cr);
+        if (nt <= 5 || (nt - t) % 2 == 0) {
+            cairo_set_source_rgb(cr, 0, 0, 0);
+            snprintf(buf, sizeof buf, "%.2f", val);
+            rs_text(cr, left - 5, YP(val) + 3.5, 9, false, 1, buf);
+        }
+    }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, left, top, pw, ph);
+    cairo_stroke(cr);
+    for (int k = 1; k <= nx; k++) {
+        view_label(runs[0], k, buf, sizeof buf);
+        rs_text(cr, XP(k), top + ph + 14, 9, false, 0.5, buf);
+    }
+    for (int i = 0; i < num_runs; i++) {
+        const rs_stats *st = stats[i];
+        double rgb[3];
+        rs_palette_expert(i, num_runs, rgb);
+        int ls = layer < 0 ? st->layers : layer;
+        /* band */
+        bool open = false;
+        for (int v = 1; v < st->views; v++) {
+            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, ls)].rate[RS_STATS_TOP1];
+            if (!rt->valid)
+                continue;
+            double hi = rt->boot_valid ? rt->boot_hi : rt->wilson_hi;
+            if (!open)
+                cairo_move_to(cr, XP(v), YP(hi)), open = true;
+            else
+                cairo_line_to(cr, XP(v), YP(hi));
+        }
+        for (int v = st->views - 1; v >= 1 && open; v--) {
+            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, ls)].rate[RS_STATS_TOP1];
+            if (rt->valid)
+                cairo_line_to(cr, XP(v), YP(rt->boot_valid ? rt->boot_lo : rt->wilson_lo));
+        }
+        if (open) {
+            cairo_close_path(cr);
+            cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], 0.25);
+            cairo_fill(cr);
+        }
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_set_line_width(cr, 2);
+        open = false;
+        for (int v = 1; v < st->views; v++) {
+            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, ls)].rate[RS_STATS_TOP1];
+            if (!rt->valid)
+                continue;
+            if (!open)
+                cairo_move_to(cr, XP(v), YP(rt->value)), open = true;
+            else
+                cairo_line_to(cr, XP(v), YP(rt->value));
+        }
+        cairo_stroke(cr);
+        for (int v = 1; v < st->views; v++) {
+            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, ls)].rate[RS_STATS_TOP1];
+            if (rt->valid) {
+                cairo_arc(cr, XP(v), YP(rt->value), 3, 0, 2 * M_PI);
+                cairo_fill(cr);
+            }
+        }
+        double ly = top + ph + 32 + 16 * i;
+        cairo_rectangle(cr, left, ly - 8, 18, 8);
+        cairo_fill(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        run_title(runs[i], buf, sizeof buf);
+        rs_text(cr, left + 24, ly, 10, false, 0, buf);
+    }
+#undef XP
+#undef YP
+    return rs_canvas_close(&cv, err);
+}
+
+int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path, rs_error *err)
+{
+    int L = st->layers, E = st->experts;
+    double bw = fmax(8.0, fmin(28.0, 360.0 / E)), pw = bw * E, ph = 120, left = MARGIN + 40;
+    double top = MARGIN + 13 + 8 + 14 + 8, gap = 40;
+    double width = fmax(left + pw + MARGIN + 110, 440), height = top + L * (ph + gap) + MARGIN;
+    rs_canvas cv;
+    int rc = rs_canvas_open(&cv, path, width, height, err);
+    if (rc)
+        return rc;
+    cairo_t *cr = cv.cr;
+    char buf[256];
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, "Expert load per MoE layer (share of top-k slots, all views)");
+    run_title(run, buf, sizeof buf);
+    rs_text(cr, MARGIN, MARGIN + 13 + 8 + 12, 10, false, 0, buf);
+    for (int l = 0; l < L; l++) {
+        const int64_t *load = st->load + (size_t)rs_stats_cell(st, st->views, l) * E;
+        int64_t total = 0;
+        for (int e = 0; e < E; e++)
+            total += load[e];
+        double mx = 1.0 / E;
+        for (int e = 0; e < E; e++)
+            if (total)
+                mx = fmax(mx, (double)load[e] / total);
+        mx = ceil(mx * 10 + 1e-9) / 10;
+        double py = top + l * (ph + gap);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        const rs_stats_mean *cv_ = &st->load_cv[rs_stats_cell(st, st->views, l)];
+        if (run && l < 64)
+            snprintf(buf, sizeof buf, "MoE layer %d (block %d), CV %.2f", l, run->layer_blocks[l], cv_->valid ? cv_->mean : 0);
+        else
+            snprintf(buf, sizeof buf, "MoE layer %d", l);
+        rs_text(cr, left, py + 8, 10, true, 0, buf);
+        py += 14;
+        double h = ph - 14;
+        for (int t = 0; t <= 2; t++) {
+            double val = mx * t / 2, y = py + h * (1 - val / mx);
+            snprintf(buf, sizeof buf, "%.2f", val);
+            rs_text(cr, left - 4, y + 3.5, 9, false, 1, buf);
+        }
+        for (int e = 0; e < E; e++) {
+            double rgb[3], share = total ? (double)load[e] / total : 0;
+            rs_palette_expert(e, E, rgb);
+            cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+            cairo_rectangle(cr, left + e * bw + 1, py + h * (1 - share / mx), bw - 2, h * share / mx);
+            cairo_fill(cr);
+            cairo_set_source_rgb(cr, 0, 0, 0);
+            snprintf(buf, sizeof buf, "%d", e);
+            if (E <= 32 || e % 4 == 0)
+                rs_text(cr, left + e * bw + bw / 2, py + h + 11, 8, false, 0.5, buf);
+        }
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        cairo_set_line_width(cr, 1);
+        cairo_move_to(cr, left, py);
+        cairo_line_to(cr, left, py + h);
+        cairo_line_to(cr, left + pw, py + h);
+        cairo_stroke(cr);
+        double yu = py + h * (1 - (1.0 / E) / mx);
+        double dash[] = {4, 3};
+        cairo_set_dash(cr, dash, 2, 0);
+        cairo_move_to(cr, left, yu);
+        cairo_line_to(cr, left + pw, yu);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        rs_text(cr, left + pw + 4, yu + 3.5, 9, false, 0, "uniform 1/E");
+    }
+    return rs_canvas_close(&cv, err);
+}
+
+static void matrix(cairo_t *cr, double x, double y, double cell, int E, const double *val, const double *shade,
+                   const char *fmt, const char *title)
+{
+    char buf[32];
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, x + E * cell / 2, y - 18, 10, true, 0.5, title);
+    double fs = fmin(9.0, cell * 0.34);
+    for (int a = 0; a < E; a++) {
+        snprintf(buf, sizeof buf, "%d", a);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        rs_text(cr, x + a * cell + cell / 2, y - 4, 8, false, 0.5, buf);
+        rs_text(cr, x - 4, y + a * cell + cell / 2 + 3, 8, false, 1, buf);
+        for (int b = 0; b < E; b++) {
+            double rgb[3], txt[3];
+            rs_palette_viridis(shade[a * E + b], rgb);
+            cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+            cairo_rectangle(cr, x + b * cell, y + a * cell, cell, cell);
+            cairo_fill(cr);
+            if (cell >= 14) {
+                rs_palette_text_on(rgb, txt);
+                cairo_set_source_rgb(cr, txt[0], txt[1], txt[2]);
+                snprintf(buf, sizeof buf, fmt, val[a * E + b]);
+                rs_text(cr, x + b * cell + cell / 2, y + a * cell + cell / 2 + fs * 0.36, fs, false, 0.5, buf);
+            }
+        }
+    }
+}
+
+int rs_render_transition(const rs_stats *st, const rs_run_info *run, int layer, const char *path, rs_error *err)
+{
+    int L = st->layers, E = st->experts;
+    if (layer >= L)
+        return rs_error_set(err, RS_EINVAL, "layer %d out of range (the run has %d MoE layers)", layer, L);
+    if (st->views < 2)
+        return rs_error_set(err, RS_EINVAL, "transition: the run has no view besides the reference");
+    int l0 = layer < 0 ? 0 : layer, l1 = layer < 0 ? L : layer + 1;
+    double cell = fmax(10.0, fmin(30.0, 300.0 / E)), mw = cell * E, left = MARGIN + 24 + 20, gapx = 60;
+    double top = MARGIN + 13 + 8 + 14 + 40, rowh = mw + 50;
+    double width = left + 2 * mw + gapx + 40 + MARGIN, height = top + (l1 - l0) * rowh - 30 + MARGIN;
+    double *val = malloc(sizeof *val * 2 * (size_t)E * E);
+    if (!val)
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    double *shade = val + (size_t)E * E;
+    rs_canvas cv;
+    int rc = rs_canvas_open(&cv, path, fmax(width, 460), height, err);
+    if (rc) {
+        free(val);
+        return rc;
+    }
+    cairo_t *cr = cv.cr;
+    char buf[256];
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, "Top-1 transitions (rows: view 0 expert, columns: view expert) and PRC matrix S");
+    run_title(run, buf, sizeof buf);
+    rs_text(cr, MARGIN, MARGIN + 13 + 8 + 12, 10, false, 0, buf);
+    for (int l = l0; l < l1; l++) {
+        double y = top + (l - l0) * rowh;
+        const int64_t *tr = st->transition + (size_t)rs_stats_cell(st, st->views, l) * E * E;
+        for (int a = 0; a < E; a++) {
+            int64_t rs = 0;
+            for (int b = 0; b < E; b++)
+                rs += tr[a * E + b];
+            for (int b = 0; b < E; b++) {
+                val[a * E + b] = (double)tr[a * E + b];
+                shade[a * E + b] = rs ? (double)tr[a * E + b] / rs : 0;
+            }
+        }
+        if (run && l < 64)
+            snprintf(buf, sizeof buf, "MoE layer %d (block %d): transition counts", l, run->layer_blocks[l]);
+        else
+            snprintf(buf, sizeof buf, "MoE layer %d: transition counts", l);
+        matrix(cr, left, y, cell, E, val, shade, "%.0f", buf);
+        const double *S = st->prc_s + (size_t)l * E * E;
+        double smax = 1e-12;
+        for (int q = 0; q < E * E; q++)
+            smax = fmax(smax, fabs(S[q]));
+        for (int q = 0; q < E * E; q++) {
+            val[q] = S[q];
+            shade[q] = S[q] / smax;
+        }
+        const rs_stats_mean *nrm = &st->prc_norm[l];
+        snprintf(buf, sizeof buf, "PRC matrix S (rows: view), ||S - I||_F = %.2f", nrm->valid ? nrm->mean : 0);
+        matrix(cr, left + mw + gapx, y, cell, E, val, shade, "%.2f", buf);
+    }
+    free(val);
+    return rs_canvas_close(&cv, err);
+}

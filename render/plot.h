@@ -1,0 +1,25 @@
+/* plot.h — plots of a run's statistics (stats.h), each one figure to PATH (render.h).
+ *
+ *   sweep       Top-1 agreement with view 0 against the views 1..V-1 (the noise
+ *               severities under the noise protocol) for one or more runs: one line per
+ *               run, its band the bootstrap interval (Wilson where no bootstrap);
+ *               LAYER < 0 pools the MoE layers, else MoE slot LAYER
+ *   load        expert load per MoE layer: bars of each expert's share of the top-k
+ *               slots, all views pooled, with the uniform share 1/E dashed
+ *   transition  per MoE layer (or only LAYER): the E×E top-1 transition counts
+ *               (reference expert -> view expert, non-reference views pooled), coloured
+ *               by row share, and the PRC matrix S, coloured by value; numbers in cells
+ * RUNS[i] describes STATS[i] (legend and title). RS_EINVAL for no runs or a layer out of
+ * range. */
+#ifndef RS_PLOT_H
+#define RS_PLOT_H
+
+#include "render.h"
+#include "stats.h"
+
+int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
+                    const char *path, rs_error *err);
+int rs_render_load(const rs_stats *stats, const rs_run_info *run, const char *path, rs_error *err);
+int rs_render_transition(const rs_stats *stats, const rs_run_info *run, int layer, const char *path, rs_error *err);
+
+#endif

@@ -1,0 +1,106 @@
+/* render.h — what the renderers share: output surfaces chosen by file extension, colour
+ * maps, text, and one image's routing read from the store.
+ *
+ * Output: PATH ending in .png (ARGB image, RS_RENDER_PNG_SCALE pixels per drawing unit),
+ * .pdf (one page; creation date pinned so the same input gives the same bytes) or .svg.
+ * Drawing units are PDF points. Text uses cairo's toy font API with "DejaVu Sans" (the
+ * Debian package fonts-dejavu-core; fontconfig falls back to any sans-serif face).
+ *
+ * Errors: RS_EINVAL for an unknown extension, RS_EIO when the file cannot be written (the
+ * message names it), RS_ENOMEM. Nothing is printed. */
+#ifndef RS_RENDER_H
+#define RS_RENDER_H
+
+#include <cairo.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rs_error.h"
+#include "store.h"
+
+#define RS_RENDER_PNG_SCALE 2.0
+#define RS_RENDER_FONT "DejaVu Sans"
+/* The creation date written into every PDF (reproducible bytes). */
+#define RS_RENDER_PDF_DATE "2024-01-01T00:00:00Z"
+
+typedef enum rs_render_format { RS_RENDER_PNG, RS_RENDER_PDF, RS_RENDER_SVG } rs_render_format;
+
+/* The format named by PATH's extension (case-insensitive); RS_EINVAL for others. */
+int rs_render_format_of(const char *path, rs_render_format *fmt, rs_error *err);
+
+/* A drawing of WIDTH x HEIGHT units going to PATH. */
+typedef struct rs_canvas {
+    cairo_surface_t *surface;
+    cairo_t *cr;
+    rs_render_format format;
+    double width, height, scale; /* scale: output pixels per unit (PNG), else 1 */
+    const char *path;
+} rs_canvas;
+
+/* Opens the surface, paints it white and sets the font. */
+int rs_canvas_open(rs_canvas *cv, const char *path, double width, double height, rs_error *err);
+/* Writes the file (PNG) or finishes it (PDF, SVG) and releases everything; reports any
+ * cairo error. rs_canvas_discard releases without checking (error paths). */
+int rs_canvas_close(rs_canvas *cv, rs_error *err);
+void rs_canvas_discard(rs_canvas *cv);
+
+/* Colour of expert E of NUM_EXPERTS: Paul Tol's colour-blind-safe "muted" scheme (plus
+ * its pale grey) for NUM_EXPERTS <= 10, evenly spaced hues with alternating lightness
+ * beyond. rgb in [0,1]. */
+void rs_palette_expert(int e, int num_experts, double rgb[3]);
+/* A viridis-like sequential map, T in [0,1] (clamped). */
+void rs_palette_viridis(double t, double rgb[3]);
+/* Black or white, whichever reads better on RGB. */
+void rs_palette_text_on(const double rgb[3], double out[3]);
+
+/* Text helpers: the string's advance width at SIZE; draws TEXT with its baseline at Y,
+ * anchored left (align 0), centred (0.5) or right (1) at X. */
+double rs_text_width(cairo_t *cr, double size, bool bold, const char *text);
+void rs_text(cairo_t *cr, double x, double y, double size, bool bold, double align, const char *text);
+/* Diagonal hatching of the rectangle (X, Y, W, H). */
+void rs_hatch(cairo_t *cr, double x, double y, double w, double h, double spacing);
+
+/* One image's records of a run, gathered from the store. V views, L layers, T tokens,
+ * R record_k, E experts, Np patches (grid_h x grid_w). Owned arrays; rs_image_routing_free. */
+typedef struct rs_image_routing {
+    int image, label, views, layers, tokens, record_k, experts, patches, grid_h, grid_w;
+    bool has_cls;
+    int *predicted;     /* (V) */
+    float *pred_prob;   /* (V) */
+    int16_t *match;     /* (V, Np) view 0's patch matched by each patch, -1 none */
+    uint8_t *top_idx;   /* (V, L, T, R) */
+    float *top_gate;    /* (V, L, T, R) */
+    float *probs;       /* (V, L, T, E) */
+} rs_image_routing;
+
+/* Reads image IMAGE (source index) of run INFO->id; RS_EINVAL when the run does not hold
+ * it. Streams the run's cursor up to the image (cost grows with the image's position). */
+int rs_image_routing_load(rs_store *store, const rs_run_info *info, int image, rs_image_routing *out,
+                          rs_error *err);
+void rs_image_routing_free(rs_image_routing *r);
+
+/* Top-1 expert of patch J of view V, layer L. */
+static inline int rs_image_top1(const rs_image_routing *r, int v, int l, int j)
+{
+    return r->top_idx[(((size_t)v * r->layers + l) * r->tokens + j + r->has_cls) * r->record_k];
+}
+
+/* What a figure says about its run, filled by the caller (all may be NULL / 0). */
+typedef struct rs_render_context {
+    const rs_run_info *run;
+    const char *const *class_names; /* num_classes names, or NULL: numbers */
+    int num_classes;
+    /* View pixels (V, C, H, W) in [0,1] for the faint image under the cells, or NULL. */
+    const float *pixels;
+    int channels, height, width;
+} rs_render_context;
+
+/* "NAME" or the class number as text into BUF. */
+const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *buf, size_t size);
+
+/* Draws view V's image of CTX (if any) into the rectangle (X, Y, W, H), at ALPHA. */
+void rs_render_view_image(cairo_t *cr, const rs_render_context *ctx, int v, double x, double y, double w,
+                          double h, double alpha);
+
+#endif

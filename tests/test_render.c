@@ -1,0 +1,340 @@
+/* Render tests on a hand-made store: 1 image, 2 views, 2 MoE layers, a 3×3 patch grid plus
+ * a class token, E = 4. View 0's top-1 at patch j is j % 4; view 1 equals it except patch 4
+ * (changed to (4+1) % 4 = 1) in layer 0, and its patch 8 has no match in view 0.
+ * Checked: in the grid PNG the border of the changed cell is red and an unchanged one's is
+ * not, cell colours follow the palette, the unmatched cell is not an expert colour; PDF page
+ * count (pdfinfo when installed) and identical bytes for two renderings; SVG is well
+ * formed at its ends; heatmap values by hand; plots render; bad extensions are refused. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "grid.h"
+#include "heatmap.h"
+#include "plot.h"
+#include "render.h"
+#include "stats.h"
+#include "store.h"
+
+enum { N = 1, V = 2, L = 2, GH = 3, GW = 3, NP = 9, T = 10, R = 2, E = 4, K = 10 };
+
+static char dir[] = "/tmp/rs_test_render_XXXXXX";
+
+static const char *scratch(const char *name)
+{
+    static char path[4][1100];
+    static int next;
+    char *p = path[next++ % 4];
+    snprintf(p, sizeof path[0], "%s/%s", dir, name);
+    return p;
+}
+
+static int64_t run_id;
+static rs_run_info info;
+
+static size_t row(int v, int l, int tok) { return ((size_t)v * L + l) * T + tok; }
+
+static void make_store(void)
+{
+    static int16_t match[V * NP];
+    static int32_t labels[N] = {3}, pred[V] = {3, 5}, top[V * L * T * R];
+    static float pprob[V] = {0.9f, 0.6f}, gate[V * L * T * R], probs[V * L * T * E];
+    static const char *params[V] = {"{}", "{}"};
+    for (int v = 0; v < V; v++)
+        for (int j = 0; j < NP; j++)
+            match[v * NP + j] = (int16_t)(v == 1 && j == 8 ? -1 : j);
+    for (int v = 0; v < V; v++) {
+        for (int l = 0; l < L; l++) {
+            for (int tok = 0; tok < T; tok++) {
+                int j = tok - 1, e1 = tok == 0 ? 0 : j % E;
+                if (v == 1 && l == 0 && j == 4)
+                    e1 = (e1 + 1) % E;
+                size_t r = row(v, l, tok);
+                top[r * R] = e1;
+                top[r * R + 1] = (e1 + 1) % E;
+                gate[r * R] = 0.7f;
+                gate[r * R + 1] = 0.2f;
+                for (int e = 0; e < E; e++)
+                    probs[r * E + e] = e == e1 ? 0.7f : 0.1f;
+            }
+        }
+    }
+    static const char *views[V] = {"clean", "noise:severity=3"};
+    static const int blocks[L] = {1, 3};
+    rs_run_spec spec = {
+        .model_path = "models/none.safetensors", .model_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        .model_config = "{\"top_k\": 1}", .model_params = 1, .data = "fashion-mnist:test", .offset = 0, .count = N,
+        .protocol = "custom", .num_views = V, .view_specs = views, .seed = 7, .num_layers = L, .layer_blocks = blocks,
+        .tokens = T, .patches = NP, .grid_h = GH, .grid_w = GW, .record_k = R, .num_experts = E, .num_classes = K,
+        .has_cls = true, .command = "test", .version = "test",
+    };
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(scratch("r.db"), false, &s, &err), 0);
+    assert_int_equal(rs_store_begin_run(s, &spec, &run_id, &err), 0);
+    rs_batch b = {
+        .first = 0, .count = N, .num_views = V, .num_layers = L, .tokens = T, .record_k = R, .num_experts = E,
+        .patches = NP, .labels = labels, .predicted = pred, .pred_prob = pprob, .view_params = params,
+        .match = match, .top_idx = top, .top_gate = gate, .probs = probs,
+    };
+    int rc = rs_store_write_batch(s, run_id, &b, &err);
+    if (rc)
+        print_message("%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_int_equal(rs_store_get_run(s, run_id, &info, &err), 0);
+    rs_store_close(s);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir))
+        return -1;
+    make_store();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rs_run_info_clear(&info);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void load(rs_image_routing *r)
+{
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(scratch("r.db"), true, &s, &err), 0);
+    int rc = rs_image_routing_load(s, &info, 0, r, &err);
+    if (rc)
+        print_message("%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    rs_store_close(s);
+}
+
+/* RGB (0..255) of the PNG pixel at drawing units (X, Y). */
+static void pixel(cairo_surface_t *img, const rs_grid_layout *g, double x, double y, int rgb[3])
+{
+    int px = (int)(x * g->scale), py = (int)(y * g->scale);
+    assert_true(px >= 0 && px < cairo_image_surface_get_width(img));
+    assert_true(py >= 0 && py < cairo_image_surface_get_height(img));
+    const unsigned char *d = cairo_image_surface_get_data(img);
+    uint32_t p = *(const uint32_t *)(const void *)(d + (size_t)py * cairo_image_surface_get_stride(img) + 4 * (size_t)px);
+    rgb[0] = (p >> 16) & 0xff, rgb[1] = (p >> 8) & 0xff, rgb[2] = p & 0xff;
+}
+
+static bool is_red(const int rgb[3]) { return rgb[0] > 180 && rgb[1] < 50 && rgb[2] < 50; }
+
+static void test_grid_png(void **state)
+{
+    (void)state;
+    rs_image_routing r;
+    load(&r);
+    assert_int_equal(rs_image_top1(&r, 1, 0, 4), 1);
+    rs_grid_layout g;
+    rs_error err = {0};
+    rs_render_context ctx = {.run = &info};
+    int rc = rs_render_grid(&r, &ctx, scratch("g.png"), &g, &err);
+    if (rc)
+        print_message("%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    cairo_surface_t *img = cairo_image_surface_create_from_png(scratch("g.png"));
+    assert_int_equal(cairo_surface_status(img), CAIRO_STATUS_SUCCESS);
+    assert_int_equal(cairo_image_surface_get_width(img), (int)ceil(g.width * g.scale));
+    int c[3];
+    double x, y;
+    /* The changed cell (view 1, layer 0, patch 4): red on all four sides. */
+    rs_grid_cell_xy(&g, GW, 1, 0, 4, &x, &y);
+    pixel(img, &g, x + 1.5, y + g.cell / 2, c), assert_true(is_red(c));
+    pixel(img, &g, x + g.cell - 1.5, y + g.cell / 2, c), assert_true(is_red(c));
+    pixel(img, &g, x + g.cell / 2, y + 1.5, c), assert_true(is_red(c));
+    pixel(img, &g, x + g.cell / 2, y + g.cell - 1.5, c), assert_true(is_red(c));
+    /* Unchanged cells, in both views and layers, and the same patch in layer 1: not red. */
+    int unchanged[][3] = {{1, 0, 3}, {1, 0, 0}, {1, 1, 4}, {0, 0, 4}, {0, 1, 4}, {1, 0, 8}};
+    for (size_t i = 0; i < sizeof unchanged / sizeof *unchanged; i++) {
+        rs_grid_cell_xy(&g, GW, unchanged[i][0], unchanged[i][1], unchanged[i][2], &x, &y);
+        pixel(img, &g, x + 1.5, y + g.cell / 2, c);
+        assert_false(is_red(c));
+    }
+    /* Cell colours: the palette at RS_GRID_CELL_ALPHA over white (no image), away from the
+     * digit and the border. */
+    for (int v = 0; v < V; v++) {
+        for (int l = 0; l < L; l++) {
+            for (int j = 0; j < NP; j++) {
+                if (v == 1 && j == 8)
+                    continue;
+                double rgb[3];
+                rs_palette_expert(rs_image_top1(&r, v, l, j), E, rgb);
+                rs_grid_cell_xy(&g, GW, v, l, j, &x, &y);
+                pixel(img, &g, x + g.cell * 0.2, y + g.cell * 0.2, c);
+                for (int k = 0; k < 3; k++) {
+                    double want = 255 * (RS_GRID_CELL_ALPHA * rgb[k] + (1 - RS_GRID_CELL_ALPHA));
+                    if (fabs(c[k] - want) > 3)
+                        print_message("view %d layer %d patch %d channel %d: %d, want %.1f\n", v, l, j, k, c[k], want);
+                    assert_true(fabs(c[k] - want) <= 3);
+                }
+            }
+        }
+    }
+    /* The palette: E <= 10 colours are distinct. */
+    for (int a = 0; a < 10; a++) {
+        for (int b = a + 1; b < 10; b++) {
+            double pa[3], pb[3];
+            rs_palette_expert(a, 10, pa), rs_palette_expert(b, 10, pb);
+            assert_true(fabs(pa[0] - pb[0]) + fabs(pa[1] - pb[1]) + fabs(pa[2] - pb[2]) > 0.1);
+        }
+    }
+    cairo_surface_destroy(img);
+    rs_image_routing_free(&r);
+}
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)len + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    buf[len] = 0;
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+static void test_grid_pdf(void **state)
+{
+    (void)state;
+    rs_image_routing r;
+    load(&r);
+    rs_error err = {0};
+    rs_render_context ctx = {.run = &info};
+    assert_int_equal(rs_render_grid(&r, &ctx, scratch("a.pdf"), NULL, &err), 0);
+    assert_int_equal(rs_render_grid(&r, &ctx, scratch("b.pdf"), NULL, &err), 0);
+    size_t na, nb;
+    unsigned char *a = slurp(scratch("a.pdf"), &na), *b = slurp(scratch("b.pdf"), &nb);
+    assert_true(na > 100 && !memcmp(a, "%PDF-", 5));
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    /* Page objects in the file ("/Type /Page" but not "/Type /Pages"): one. */
+    int pages = 0;
+    for (size_t i = 0; i + 11 < na; i++)
+        if (!memcmp(a + i, "/Type /Page", 11) && a[i + 11] != 's')
+            pages++;
+    assert_int_equal(pages, 1);
+    free(a), free(b);
+    if (system("command -v pdfinfo >/dev/null 2>&1") != 0) {
+        print_message("pdfinfo not installed (poppler-utils): page count checked from the PDF objects only\n");
+    } else {
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "pdfinfo '%s' | grep -q '^Pages: *1$'", scratch("a.pdf"));
+        assert_int_equal(system(cmd), 0);
+    }
+    rs_image_routing_free(&r);
+}
+
+static void test_grid_svg(void **state)
+{
+    (void)state;
+    rs_image_routing r;
+    load(&r);
+    rs_error err = {0};
+    assert_int_equal(rs_render_grid(&r, NULL, scratch("g.svg"), NULL, &err), 0);
+    size_t n;
+    unsigned char *s = slurp(scratch("g.svg"), &n);
+    assert_true(n > 20 && !memcmp(s, "<?xml", 5));
+    assert_non_null(strstr((char *)s, "<svg"));
+    size_t e = n;
+    while (e > 0 && (s[e - 1] == '\n' || s[e - 1] == ' '))
+        e--;
+    assert_true(e >= 6 && !memcmp(s + e - 6, "</svg>", 6));
+    free(s);
+    rs_image_routing_free(&r);
+}
+
+static void test_heatmap(void **state)
+{
+    (void)state;
+    rs_image_routing r;
+    load(&r);
+    rs_error err = {0};
+    double v[NP];
+    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_CHANGED, 0, 0, v, &err), 0);
+    for (int j = 0; j < NP; j++) {
+        if (j == 8)
+            assert_true(isnan(v[j])); /* no patch of view 1 matches it */
+        else
+            assert_true(v[j] == (j == 4 ? 1.0 : 0.0));
+    }
+    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_GATE, 1, 1, v, &err), 0);
+    assert_true(fabs(v[0] - 0.7) < 1e-6);
+    /* entropy of (0.7, 0.1, 0.1, 0.1) */
+    double h = -(0.7 * log2(0.7) + 3 * 0.1 * log2(0.1));
+    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_ENTROPY, 0, 0, v, &err), 0);
+    assert_true(fabs(v[3] - h) < 1e-3);
+    /* JSD: patch 4 of view 1 (layer 0) has its 0.7 on another expert: JSD of
+     * (0.7,.1,.1,.1) and (.1,.7,.1,.1) = H(.4,.4,.1,.1) - H(.7,.1,.1,.1). */
+    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_JSD, 1, 0, v, &err), 0);
+    double hm = -(2 * 0.4 * log2(0.4) + 2 * 0.1 * log2(0.1));
+    assert_true(fabs(v[4] - (hm - h)) < 1e-3);
+    assert_true(fabs(v[3]) < 1e-6);
+    assert_true(isnan(v[8]));
+    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_JSD, 0, 0, v, &err), RS_EINVAL);
+    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_GATE, 0, 2, v, &err), RS_EINVAL);
+    for (int m = 0; m < 4; m++)
+        assert_int_equal(rs_render_heatmap(&r, NULL, (rs_heat_metric)m, -1, -1, scratch("h.png"), &err), 0);
+    assert_int_equal(rs_render_heatmap(&r, NULL, RS_HEAT_GATE, 0, 1, scratch("h.svg"), &err), 0);
+    rs_image_routing_free(&r);
+}
+
+static void test_plots_and_errors(void **state)
+{
+    (void)state;
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(scratch("r.db"), true, &s, &err), 0);
+    rs_stats *st = NULL;
+    rs_stats_options opt = {.resamples = 50, .seed = 1};
+    assert_int_equal(rs_stats_compute(s, run_id, 1, &opt, &st, &err), 0);
+    const rs_stats *sts[2] = {st, st};
+    const rs_run_info *runs[2] = {&info, &info};
+    assert_int_equal(rs_render_sweep(sts, runs, 2, -1, scratch("s.png"), &err), 0);
+    assert_int_equal(rs_render_sweep(sts, runs, 1, 1, scratch("s.pdf"), &err), 0);
+    assert_int_equal(rs_render_sweep(sts, runs, 1, 2, scratch("s.pdf"), &err), RS_EINVAL);
+    assert_int_equal(rs_render_load(st, &info, scratch("l.png"), &err), 0);
+    assert_int_equal(rs_render_transition(st, &info, -1, scratch("t.png"), &err), 0);
+    assert_int_equal(rs_render_transition(st, &info, 5, scratch("t.png"), &err), RS_EINVAL);
+    assert_int_equal(rs_render_load(st, &info, scratch("l.jpg"), &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, ".png, .pdf or .svg"));
+    assert_int_equal(rs_render_load(st, &info, "/nonexistent-dir/x.png", &err), RS_EIO);
+    assert_non_null(strstr(err.msg, "/nonexistent-dir/x.png"));
+    rs_image_routing r;
+    assert_int_equal(rs_image_routing_load(s, &info, 1, &r, &err), RS_EINVAL);
+    rs_stats_free(st);
+    rs_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grid_png),
+        cmocka_unit_test(test_grid_svg),
+        cmocka_unit_test(test_grid_pdf),
+        cmocka_unit_test(test_heatmap),
+        cmocka_unit_test(test_plots_and_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
