@@ -26,6 +26,7 @@ int cmd_runs(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_render(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 
 /* Prints "routerscope: MSG" on stderr and returns RS_EXIT_FAIL. */

@@ -13,6 +13,7 @@ static const rs_command commands[] = {
     {"stats", cmd_stats, "routing consistency of a run: agreement with intervals, JSD, load"},
     {"render", cmd_render, "draw expert grids, heatmaps and plots of a run (PNG, PDF, SVG)"},
     {"compare", cmd_compare, "compare two runs' agreement: paired bootstrap and McNemar"},
+    {"report", cmd_report, "write a run's report or the comparison of runs (HTML, Markdown, PDF)"},
     {"convert", cmd_convert, "convert a google-research/vmoe checkpoint to a routerscope .safetensors"},
 };
 

@@ -1,0 +1,161 @@
+/* routerscope report — one run's report, or the comparison report of several runs, as
+ * HTML, Markdown and PDF with tables and figures (reports/report.h). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "report.h"
+#include "version.h"
+
+static const char usage_text[] =
+    "usage: routerscope report --db FILE --runs A[,B,...] --out DIR [--images N] [--resamples N]\n"
+    "\n"
+    "Write the report of run A (or the comparison report of runs A, B, ...) of FILE into DIR:\n"
+    "index.html (opens from disk), report.md, report.pdf, tables/*.csv and *.tex, figures/*.png.\n"
+    "One run: routing consistency (Top-1, Top-2, Top-2 order-agnostic with 95 % intervals),\n"
+    "accuracy, router figures, the severity sweep of a noise run, load, transitions, grids.\n"
+    "Several runs: the headline table (PRC Table 2 form), accuracy (Table 1 form), the\n"
+    "severity sweep of the noise runs, grids of the same images per run and the images whose\n"
+    "Top-1 agreement differs most. Runs that are not comparable are flagged. Every output\n"
+    "records its provenance; the same input gives the same bytes.\n"
+    "\n"
+    "  --runs A,B,...   run ids (see 'routerscope runs')\n"
+    "  --out DIR        output folder (created when missing; files in it are replaced)\n"
+    "  --images N       expert-selection grids of the first N images (default 4; 0: none)\n"
+    "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n";
+
+/* Comma-separated positive run ids into *IDS (owned). */
+static bool parse_runs(const char *text, int64_t **ids, int *n)
+{
+    *n = 0;
+    *ids = NULL;
+    size_t len = strlen(text);
+    int64_t *out = malloc(sizeof *out * (len / 2 + 1));
+    if (!out)
+        return false;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || v < 1 || (*end && *end != ',') || (*end && !end[1])) {
+            free(out);
+            return false;
+        }
+        out[(*n)++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!*n) {
+        free(out);
+        return false;
+    }
+    *ids = out;
+    return true;
+}
+
+/* "routerscope report ARGS..." quoted where needed, for the provenance. */
+static char *command_line(int argc, char **argv)
+{
+    size_t len = 32;
+    for (int i = 0; i < argc; i++)
+        len += 2 * strlen(argv[i]) + 3;
+    char *s = malloc(len), *p = s;
+    if (!s)
+        return NULL;
+    p += sprintf(p, "routerscope");
+    for (int i = 0; i < argc; i++) {
+        bool quote = !*argv[i] || strpbrk(argv[i], " \t'\"\\$;&|<>*?()") != NULL;
+        *p++ = ' ';
+        if (!quote) {
+            p += sprintf(p, "%s", argv[i]);
+            continue;
+        }
+        *p++ = '\'';
+        for (const char *c = argv[i]; *c; c++) {
+            if (*c == '\'') {
+                memcpy(p, "'\\''", 4);
+                p += 4;
+            } else {
+                *p++ = *c;
+            }
+        }
+        *p++ = '\'';
+    }
+    *p = 0;
+    return s;
+}
+
+int cmd_report(int argc, char **argv)
+{
+    static const struct option opts[] = {{"db", required_argument, NULL, 'D'},
+                                         {"runs", required_argument, NULL, 'R'},
+                                         {"out", required_argument, NULL, 'o'},
+                                         {"images", required_argument, NULL, 'i'},
+                                         {"resamples", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *db = NULL, *out = NULL, *runs_text = NULL;
+    int images = RS_REPORT_DEFAULT_IMAGES, resamples = RS_STATS_DEFAULT_RESAMPLES, c;
+    while ((c = rs_cli_next_option("report", argc, argv, ":h", opts)) != -1) {
+        switch (c) {
+        case 'D': db = optarg; break;
+        case 'o': out = optarg; break;
+        case 'R': runs_text = optarg; break;
+        case 'i':
+            if (!rs_cli_parse_int("report", "--images", optarg, 0, 1000, &images))
+                return RS_EXIT_USAGE;
+            break;
+        case 'n':
+            if (!rs_cli_parse_int("report", "--resamples", optarg, 0, 1000000, &resamples))
+                return RS_EXIT_USAGE;
+            break;
+        case 'h': fputs(usage_text, stdout); return RS_EXIT_OK;
+        default: return RS_EXIT_USAGE;
+        }
+    }
+    if (!db || !*db)
+        return rs_cli_usage_error("report", "--db is required");
+    if (!runs_text)
+        return rs_cli_usage_error("report", "--runs is required");
+    if (!out || !*out)
+        return rs_cli_usage_error("report", "--out DIR is required");
+    if (optind != argc)
+        return rs_cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
+    int64_t *ids = NULL;
+    int nids = 0;
+    if (!parse_runs(runs_text, &ids, &nids))
+        return rs_cli_usage_error("report", "--runs wants run ids separated by commas, got '%s'", runs_text);
+
+    rs_error err = {0};
+    rs_store *store = NULL;
+    char *cmdline = command_line(argc, argv);
+    int status = RS_EXIT_OK;
+    if (!cmdline) {
+        rs_error_set(&err, RS_ENOMEM, "out of memory");
+        status = rs_cli_fail(&err);
+    } else if (rs_store_open(db, true, &store, &err)) {
+        status = rs_cli_fail(&err);
+    } else {
+        char version[128];
+        snprintf(version, sizeof version, "%s (commit %s)", RS_VERSION, RS_VERSION_COMMIT);
+        rs_report_options opt = {
+            .db = db,
+            .runs = ids,
+            .num_runs = nids,
+            .out_dir = out,
+            .images = images,
+            .resamples = resamples ? resamples : -1,
+            .command = cmdline,
+            .version = version,
+        };
+        if (rs_report_write(store, &opt, &err))
+            status = rs_cli_fail(&err);
+        else
+            printf("report written to %s/index.html (also report.md, report.pdf)\n", out);
+    }
+    rs_store_close(store);
+    free(cmdline);
+    free(ids);
+    return status;
+}

@@ -1,0 +1,73 @@
+/* report.h — the whole report of one or more runs: HTML, Markdown, PDF, tables, figures.
+ *
+ * rs_report_write writes into OUT_DIR (created when missing, with tables/ and figures/):
+ *   index.html   self-contained page: tables inline as HTML, figures as relative
+ *                figures/NAME.png, no external URL
+ *   report.md    the same content in Markdown with image links
+ *   report.pdf   multi-page landscape A4: title page with provenance, tables as text,
+ *                one figure per page where it does not fit; creation date pinned
+ *                (RS_RENDER_PDF_DATE)
+ *   tables/NAME.csv, tables/NAME.tex   every table (table.h renderings)
+ *   figures/NAME.png                   every figure
+ * One run: consistency, accuracy, change and router tables; router, load, transition
+ * figures, the severity sweep for a noise run, grids of the first IMAGES images.
+ * Several runs: the headline table (rows = runs x MoE layers + overall; Top-1, Top-2,
+ * Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to the
+ * first run where the runs are comparable), the accuracy table (clean, per severity,
+ * augmented views), the severity sweep of all noise runs, router figures of all runs,
+ * grids of the same images per run, the images whose per-image Top-1 agreement differs
+ * most between the first two runs over the same images, and each run's own tables.
+ * Runs that are not comparable (data, slice, protocol, views or seed differ) are shown
+ * side by side and flagged. Every output carries the provenance: routerscope version and
+ * commit, the report's command line, each run's model path and sha256, data, protocol,
+ * view specs, seed and the command that replayed it. Same input, same bytes: nothing
+ * depends on the time or the output folder's name.
+ *
+ * Errors: RS_EINVAL for a missing run or bad options, RS_EIO for files that cannot be
+ * written (named), store and stats errors as they come. Nothing is printed. */
+#ifndef RS_REPORT_H
+#define RS_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "plot.h"
+#include "render.h"
+#include "stats.h"
+#include "store.h"
+
+#define RS_REPORT_DEFAULT_IMAGES 4
+
+typedef struct rs_report_options {
+    const char *db;             /* the database's name in the provenance */
+    const int64_t *runs;        /* run ids, in the order to report them */
+    int num_runs;
+    const char *out_dir;
+    int images;                 /* grids of the first IMAGES images (0: none) */
+    int resamples;              /* bootstrap resamples: 0 = default, < 0 = none */
+    const char *command;        /* the command line that made the report */
+    const char *version;        /* routerscope version and commit */
+} rs_report_options;
+
+int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err);
+
+/* Router figures per MoE layer (‖S−I‖_F, JSD, entropy, load CV) of NUM_RUNS runs as
+ * grouped bars, to PATH (render.h formats). */
+int rs_report_render_router(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs,
+                            const char *path, rs_error *err);
+
+/* What a grid of RUN's image IMAGE shows besides the routing: class names from the run's
+ * checkpoint and the view pixels re-created from its data, when those files can be read
+ * (otherwise left out silently). Free with rs_report_context_free. */
+typedef struct rs_report_context {
+    rs_render_context ctx;
+    rs_config cfg;
+    bool have_cfg;
+    float *pixels;
+} rs_report_context;
+
+void rs_report_context_load(const rs_run_info *run, int image, rs_report_context *rc);
+void rs_report_context_free(rs_report_context *rc);
+
+#endif

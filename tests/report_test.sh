@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# End-to-end tests of `routerscope report` on runs replayed here: every expected file is
+# written, index.html and report.md reference only files that exist and no external URL,
+# the PDF has several pages, the same input gives the same bytes (two folders), the
+# provenance is in every output, bad flags exit 2 with one line, a missing run exits 1,
+# and (when Debian's chromium is installed) the page loads headless.
+# usage: report_test.sh ROUTERSCOPE MODEL
+set -u
+rs=$(realpath "$1") model=$(realpath "$2")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && sed 's/^/     err: /' "$tmp/err" | head -5; }
+expect() { # NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then ok "$name"; else bad "$name"; fi
+}
+failed_with() { [ "$1" = "$2" ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q -- "$3" "$tmp/err"; }
+
+if [ ! -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  echo "skip report tests: dataset-fashion-mnist is not installed"; echo "report: 0 passed, 0 failed"; exit 0
+fi
+db=$tmp/r.db
+"$rs" replay "$model" --data fashion-mnist:test --limit 100 --db "$db" --threads 1 >/dev/null 2>"$tmp/err"               # run 1
+"$rs" replay "$model" --data fashion-mnist:test --limit 50 --protocol noise --db "$db" --threads 1 >/dev/null 2>&1       # run 2
+"$rs" replay "$model" --data fashion-mnist:test --limit 100 --seed 1 --db "$db" --threads 1 >/dev/null 2>&1              # run 3
+expect "three runs replayed" [ "$(sqlite3 "$db" "SELECT count(*) FROM runs WHERE status='done'" 2>/dev/null || echo 3)" = 3 ]
+
+# refs FILE: the local files FILE links to (src=/href= in HTML, ](...) in Markdown).
+refs_html() { grep -o -E '(src|href)="[^"]*"' "$1" | sed -E 's/^(src|href)="//; s/"$//'; }
+refs_md() { grep -o -E '\]\([^)]*\)' "$1" | sed -E 's/^\]\(//; s/\)$//'; }
+all_exist() { # DIR LIST-FILE
+  local n=0
+  while read -r f; do
+    [ -n "$f" ] || continue
+    case $f in *://*|//*) return 1 ;; esac
+    [ -f "$1/$f" ] || { echo "     missing: $f"; return 1; }
+    n=$((n + 1))
+  done <"$2"
+  [ "$n" -gt 0 ]
+}
+pdf_pages() {
+  if command -v pdfinfo >/dev/null; then pdfinfo "$1" | awk '/^Pages:/ {print $2}'
+  else grep -a -c -E '/Type /Page([^s]|$)' "$1"; fi
+}
+same_bytes() { # DIR_A DIR_B: the same file list and every file identical
+  [ "$(cd "$1" && find . -type f | sort)" = "$(cd "$2" && find . -type f | sort)" ] || return 1
+  (cd "$1" && find . -type f) | while read -r f; do cmp -s "$1/$f" "$2/$f" || { echo "     differs: $f"; exit 1; }; done
+}
+check_report() { # NAME DIR: files, links, pages, provenance
+  local name=$1 dir=$2
+  expect "$name: index.html, report.md, report.pdf" \
+    sh -c "[ -s '$dir/index.html' ] && [ -s '$dir/report.md' ] && [ -s '$dir/report.pdf' ]"
+  expect "$name: tables as csv and tex" \
+    sh -c "ls '$dir'/tables/*.csv >/dev/null && ls '$dir'/tables/*.tex >/dev/null && [ \$(ls '$dir'/tables/*.csv | wc -l) = \$(ls '$dir'/tables/*.tex | wc -l) ]"
+  expect "$name: figures are PNG" sh -c "for f in '$dir'/figures/*.png; do head -c 8 \"\$f\" | grep -q PNG || exit 1; done"
+  refs_html "$dir/index.html" >"$tmp/refs"
+  expect "$name: index.html references only files that exist" all_exist "$dir" "$tmp/refs"
+  expect "$name: index.html shows every figure" \
+    [ "$(grep -c '<img src="figures/' "$dir/index.html")" = "$(ls "$dir"/figures | wc -l)" ]
+  expect "$name: no external URL in index.html" sh -c "! grep -qE '(https?:)?//[a-z]' '$dir/index.html'"
+  refs_md "$dir/report.md" >"$tmp/refs"
+  expect "$name: report.md references only files that exist" all_exist "$dir" "$tmp/refs"
+  local pages; pages=$(pdf_pages "$dir/report.pdf")
+  expect "$name: PDF has more than one page ($pages)" [ "${pages:-0}" -gt 1 ]
+  expect "$name: PDF creation date pinned" grep -aqE "CreationDate \((D:)?20240101" "$dir/report.pdf"
+  for f in index.html report.md tables/headline.tex tables/consistency-run1.tex; do
+    [ -f "$dir/$f" ] || continue
+    expect "$name: provenance in $f" sh -c "grep -q 'routerscope 0' '$dir/$f' && grep -q 'sha256' '$dir/$f' && grep -q 'report --db' '$dir/$f' && grep -q 'seed' '$dir/$f'"
+  done
+  expect "$name: no NaN" sh -c "! grep -qiw nan '$dir/report.md'"
+}
+
+# --- one run -----------------------------------------------------------------------------------
+mkdir -p "$tmp/a" "$tmp/b"
+(cd "$tmp/a" && "$rs" report --db "$db" --runs 1 --out one --resamples 100 --images 2 >/dev/null 2>"$tmp/err")
+expect "report --runs 1 exits 0" [ $? = 0 ]
+check_report "one run" "$tmp/a/one"
+expect "one run: consistency table has the paper's headers" \
+  sh -c "grep -q 'Top-2 (order-agnostic)' '$tmp/a/one/report.md' && grep -q '| view 1 .*| all ' '$tmp/a/one/report.md'"
+expect "one run: router, load, transition figures and 2 grids" \
+  sh -c "cd '$tmp/a/one/figures' && [ -f router-run1.png ] && [ -f load-run1.png ] && [ -f transition-run1.png ] && [ \$(ls grid-*.png | wc -l) = 2 ]"
+(cd "$tmp/a" && "$rs" report --db "$db" --runs 2 --out noise --resamples 100 --images 1 >/dev/null 2>"$tmp/err")
+expect "report of a noise run has the severity sweep" [ -f "$tmp/a/noise/figures/sweep-run2.png" ]
+
+# --- comparison --------------------------------------------------------------------------------
+(cd "$tmp/a" && "$rs" report --db "$db" --runs 1,2 --out cmp --resamples 100 --images 1 >/dev/null 2>"$tmp/err")
+expect "report --runs 1,2 exits 0" [ $? = 0 ]
+check_report "runs 1,2" "$tmp/a/cmp"
+expect "runs 1,2: headline and accuracy tables" \
+  sh -c "[ -f '$tmp/a/cmp/tables/headline.csv' ] && [ -f '$tmp/a/cmp/tables/accuracy.csv' ] && grep -q 'Severity 5' '$tmp/a/cmp/report.md'"
+expect "runs 1,2: severity sweep and grids of both runs" \
+  sh -c "cd '$tmp/a/cmp/figures' && [ -f sweep.png ] && ls grid-run1-* >/dev/null && ls grid-run2-* >/dev/null"
+(cd "$tmp/a" && "$rs" report --db "$db" --runs 1,3 --out pairs --resamples 100 --images 1 >/dev/null 2>"$tmp/err")
+expect "two pair runs (seeds 0, 1): exits 0" [ $? = 0 ]
+check_report "runs 1,3" "$tmp/a/pairs"
+expect "runs 1,3: flagged as not comparable" grep -q 'not comparable with run 1: seed differs' "$tmp/a/pairs/report.md"
+expect "runs 1,3: largest differences table" \
+  sh -c "[ -f '$tmp/a/pairs/tables/largest-differences.csv' ] && grep -q 'Largest per-image differences' '$tmp/a/pairs/index.html'"
+(cd "$tmp/a" && "$rs" report --db "$db" --runs 1,1 --out self --resamples 100 --images 0 >/dev/null 2>"$tmp/err")
+expect "a run against itself: paired difference 0" grep -Eq '\| run 1 .*\| overall .*\+?0\.00 \[' "$tmp/a/self/report.md"
+
+# --- same input, same bytes --------------------------------------------------------------------
+(cd "$tmp/b" && "$rs" report --db "$db" --runs 1 --out one --resamples 100 --images 2 >/dev/null 2>"$tmp/err")
+expect "one run: same bytes twice" same_bytes "$tmp/a/one" "$tmp/b/one"
+(cd "$tmp/b" && "$rs" report --db "$db" --runs 1,2 --out cmp --resamples 100 --images 1 >/dev/null 2>"$tmp/err")
+expect "runs 1,2: same bytes twice" same_bytes "$tmp/a/cmp" "$tmp/b/cmp"
+
+# --- bad input ---------------------------------------------------------------------------------
+"$rs" report --db "$db" --runs 1 >/dev/null 2>"$tmp/err"; st=$?
+expect "missing --out exits 2 with one line" failed_with "$st" 2 "--out"
+"$rs" report --db "$db" --runs 1,x --out "$tmp/x" >/dev/null 2>"$tmp/err"; st=$?
+expect "bad --runs exits 2 with one line" failed_with "$st" 2 "--runs"
+"$rs" report --db "$db" --runs 1 --out "$tmp/x" --images -1 >/dev/null 2>"$tmp/err"; st=$?
+expect "bad --images exits 2 with one line" failed_with "$st" 2 "--images"
+"$rs" report --db "$db" --runs 1 --out "$tmp/x" --bogus >/dev/null 2>"$tmp/err"; st=$?
+expect "unknown flag exits 2 with one line" failed_with "$st" 2 "bogus"
+"$rs" report --db "$db" --runs 1,99 --out "$tmp/x" >/dev/null 2>"$tmp/err"; st=$?
+expect "missing run exits 1 with one line" failed_with "$st" 1 "99"
+"$rs" report --db "$tmp/none.db" --runs 1 --out "$tmp/x" >/dev/null 2>"$tmp/err"; st=$?
+expect "missing database exits 1 with one line" failed_with "$st" 1 "none.db"
+
+# --- a browser, when there is one ---------------------------------------------------------------
+if command -v chromium >/dev/null; then
+  timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+    --screenshot="$tmp/shot.png" --window-size=1200,2000 "file://$tmp/a/cmp/index.html" >/dev/null 2>"$tmp/chromium.err"
+  expect "chromium loads index.html and writes a screenshot" sh -c "[ $? = 0 ] && [ -s '$tmp/shot.png' ]"
+else
+  echo "skip chromium: not installed"
+fi
+
+echo "report: $pass passed, $fail failed"
+[ "$fail" = 0 ]
