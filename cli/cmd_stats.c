@@ -163,7 +163,7 @@ int cmd_stats(int argc, char **argv)
     else
         snprintf(boot, sizeof boot, "no bootstrap (--resamples 0)");
     const char *notes[] = {note, boot};
-    rs_table *tables[5] = {0};
+    rs_table *tables[6] = {0};
     int nt = 0;
     if (by_class || by_expert)
         tables[nt++] = rs_report_split_table(&info, st, run_name, by_class);
@@ -171,6 +171,7 @@ int cmd_stats(int argc, char **argv)
     tables[nt++] = rs_report_accuracy_table(&info, st, run_name);
     tables[nt++] = rs_report_change_table(&info, st, run_name);
     tables[nt++] = rs_report_layer_table(&info, st, run_name);
+    tables[nt++] = rs_report_transition_table(&info, st, run_name);
     for (int i = 0; i < nt; i++) {
         if (!tables[i]) {
             rs_error_set(&err, RS_ENOMEM, "out of memory");

@@ -222,6 +222,50 @@ rs_table *rs_report_layer_table(const rs_run_info *info, const rs_stats *st, con
     return t;
 }
 
+rs_table *rs_report_transition_table(const rs_run_info *info, const rs_stats *st, const char *run)
+{
+    int E = st->experts, ncols = 2 + E;
+    char **keys = calloc((size_t)ncols, sizeof *keys), **heads = calloc((size_t)ncols, sizeof *heads);
+    rs_table *t = NULL;
+    bool ok = keys && heads;
+    for (int c = 0; ok && c < ncols; c++) {
+        char k[32], h[32];
+        if (c == 0)
+            snprintf(k, sizeof k, "layer"), snprintf(h, sizeof h, "Layer");
+        else if (c == 1)
+            snprintf(k, sizeof k, "ref_expert"), snprintf(h, sizeof h, "View 0 expert");
+        else
+            snprintf(k, sizeof k, "to_%d", c - 2), snprintf(h, sizeof h, "\u2192 %d", c - 2);
+        ok = (keys[c] = strdup(k)) && (heads[c] = strdup(h));
+    }
+    if (ok)
+        t = rs_table_create("Top-1 transitions over matched patches (row: view 0's expert, column: the other "
+                            "views' expert; counts, all views pooled)",
+                            run, ncols, (const char *const *)keys, (const char *const *)heads);
+    for (int l = 0; t && l < st->layers; l++) {
+        char layer[64], lh[64];
+        rs_report_layer_label(info, l, layer, sizeof layer, false);
+        rs_report_layer_label(info, l, lh, sizeof lh, true);
+        const int64_t *m = st->transition + (size_t)rs_stats_cell(st, st->views, l) * E * E;
+        for (int a = 0; a < E; a++) {
+            char metric[32];
+            snprintf(metric, sizeof metric, "from_%d", a);
+            int r = rs_table_add_row(t, NULL, layer, metric);
+            rs_table_set_text(t, r, 0, lh);
+            rs_table_set_count(t, r, 1, a);
+            for (int b = 0; b < E; b++)
+                rs_table_set_count(t, r, 2 + b, m[(size_t)a * E + b]);
+        }
+    }
+    for (int c = 0; c < ncols; c++) {
+        free(keys ? keys[c] : NULL);
+        free(heads ? heads[c] : NULL);
+    }
+    free(keys);
+    free(heads);
+    return t;
+}
+
 void rs_report_run_note(const rs_run_info *info, char *buf, size_t size)
 {
     snprintf(buf, size,

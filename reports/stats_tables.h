@@ -38,5 +38,7 @@ rs_table *rs_report_accuracy_table(const rs_run_info *info, const rs_stats *st, 
 rs_table *rs_report_change_table(const rs_run_info *info, const rs_stats *st, const char *run);
 /* Per MoE layer: ‖S−I‖_F, JSD, entropy, load CV. */
 rs_table *rs_report_layer_table(const rs_run_info *info, const rs_stats *st, const char *run);
+/* The E x E top-1 transition counts per MoE layer (views pooled). */
+rs_table *rs_report_transition_table(const rs_run_info *info, const rs_stats *st, const char *run);
 
 #endif

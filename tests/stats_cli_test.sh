@@ -41,6 +41,18 @@ expect "md has an 'all' layer row with percentages and intervals" \
   grep -Eq '^\| view 1 +\| all +\| +[0-9]+\.[0-9]{2} \[[0-9.]+, [0-9.]+\]' "$tmp/md"
 expect "md has accuracy, change and layer tables" sh -c "grep -q 'Accuracy per view' '$tmp/md' && grep -q 'Prediction change vs routing change' '$tmp/md' && grep -q 'JSD (bits)' '$tmp/md'"
 expect "no NaN anywhere" sh -c "! grep -qi nan '$tmp/md'"
+# The transition matrix's diagonal over its total is the layer's Top-1 agreement.
+expect "md has the transition matrix" grep -q 'Top-1 transitions' "$tmp/md"
+"$rs" stats --db "$db" --run 1 --format csv --resamples 0 >"$tmp/tr.csv"
+layer=$(grep -E '^1,view 1,[0-9]+,top1,' "$tmp/tr.csv" | head -1 | cut -d, -f3)
+top1=$(grep -E "^1,view 1,$layer,top1," "$tmp/tr.csv" | cut -d, -f5)
+diag_ok() {
+  awk -F, -v layer="$layer" -v want="$top1" '
+    $2 == "" && $3 == layer && $4 ~ /^from_[0-9]+_to_[0-9]+$/ {
+      split($4, p, "_"); if (p[2] == p[4]) d += $5; t += $5 }
+    END { exit !(t > 0 && (d / t - want) ^ 2 < 1e-12) }' "$tmp/tr.csv"
+}
+expect "transition diagonal / total equals Top-1 (layer $layer)" diag_ok
 # The default run is the last finished one (the noise run).
 "$rs" stats --db "$db" --resamples 0 >"$tmp/def" 2>"$tmp/err"
 expect "default run is the last finished one" has "$tmp/def" "^run 3:"
