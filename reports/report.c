@@ -43,6 +43,19 @@ typedef struct doc {
     int rc;         /* first error */
 } doc;
 
+/* "NAME (sha256 prefix, k)" from the checkpoint's file name, e.g. "fmnist-prc-k2 (9b7d2697c55f)":
+ * readers know models by name, the hash ties the name to the bytes. */
+static void model_label(const rs_run_info *r, char *buf, size_t size)
+{
+    const char *slash = r->model_path ? strrchr(r->model_path, '/') : NULL;
+    const char *name = slash ? slash + 1 : r->model_path ? r->model_path : "?";
+    size_t len = strlen(name);
+    const char *ext = ".safetensors";
+    if (len > strlen(ext) && !strcmp(name + len - strlen(ext), ext))
+        len -= strlen(ext);
+    snprintf(buf, size, "%.*s (%.12s, k=%d)", (int)len, name, r->model_sha256, r->top_k);
+}
+
 static char *xstrdup(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -895,7 +908,7 @@ static void multi_report(report *R)
             for (int l = 0; l <= st->layers; l++) {
                 char rn[32], model[64], lh[64], lk[64];
                 run_name(r, rn, sizeof rn);
-                snprintf(model, sizeof model, "%.12s k=%d", r->model_sha256, r->top_k);
+                model_label(r, model, sizeof model);
                 rs_report_layer_label(r, l, lh, sizeof lh, true);
                 rs_report_layer_label(r, l, lk, sizeof lk, false);
                 if (l == st->layers)
@@ -956,7 +969,7 @@ static void multi_report(report *R)
             const rs_stats *st = R->st[i];
             char rn[32], model[64];
             snprintf(rn, sizeof rn, "run %" PRId64, r->id);
-            snprintf(model, sizeof model, "%.12s k=%d", r->model_sha256, r->top_k);
+            model_label(r, model, sizeof model);
             int row = rs_table_add_row(t, NULL, NULL, NULL);
             rs_table_set_text(t, row, 0, rn);
             rs_table_set_text(t, row, 1, model);
