@@ -15,7 +15,7 @@
 #include "view.h"
 
 static const char usage_text[] =
-    "usage: routerscope render grid|heatmap|sweep|load|transition --db FILE --run R\n"
+    "usage: routerscope render grid|heatmap|sweep|accuracy|load|transition --db FILE --run R\n"
     "                          [--image I] [--metric M] [--view V] [--layer L]\n"
     "                          [--runs A,B,...] -o OUT.png|OUT.pdf|OUT.svg\n"
     "\n"
@@ -25,6 +25,8 @@ static const char usage_text[] =
     "              MoE layer; red borders where a view's expert differs from view 0's\n"
     "  heatmap     a per-patch value of image I: --metric gate|entropy|jsd|changed\n"
     "              (default gate) of --view V (default 0; jsd: 1), every MoE layer or --layer\n"
+    "  accuracy    accuracy of every view (clean, noise severities) with Wilson bands;\n"
+    "              --runs A,B,... overlays runs\n"
     "  sweep       Top-1 agreement against the views (noise severities) with bootstrap bands;\n"
     "              --runs A,B,... draws several runs, --layer one MoE layer (default all)\n"
     "  load        expert load per MoE layer\n"
@@ -162,14 +164,15 @@ int cmd_render(int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return rs_cli_usage_error("render", "what to draw? grid, heatmap, sweep, load or transition");
+        return rs_cli_usage_error("render", "what to draw? grid, heatmap, sweep, accuracy, load or transition");
     const char *kind = argv[optind];
     if (optind + 1 != argc)
         return rs_cli_usage_error("render", "unexpected argument '%s'", argv[optind + 1]);
     bool is_grid = !strcmp(kind, "grid"), is_heat = !strcmp(kind, "heatmap"), is_sweep = !strcmp(kind, "sweep");
-    bool is_load = !strcmp(kind, "load"), is_trans = !strcmp(kind, "transition");
-    if (!is_grid && !is_heat && !is_sweep && !is_load && !is_trans)
-        return rs_cli_usage_error("render", "unknown picture '%s' (grid, heatmap, sweep, load or transition)", kind);
+    bool is_load = !strcmp(kind, "load"), is_trans = !strcmp(kind, "transition"), is_acc = !strcmp(kind, "accuracy");
+    if (!is_grid && !is_heat && !is_sweep && !is_load && !is_trans && !is_acc)
+        return rs_cli_usage_error("render", "unknown picture '%s' (grid, heatmap, sweep, accuracy, load or transition)",
+                                  kind);
     if (!db)
         return rs_cli_usage_error("render", "--db is required");
     if (!out)
@@ -184,8 +187,8 @@ int cmd_render(int argc, char **argv)
     long long *ids = NULL;
     int nids = 0;
     if (runs_text) {
-        if (!is_sweep)
-            return rs_cli_usage_error("render", "--runs is for sweep; use --run");
+        if (!is_sweep && !is_acc)
+            return rs_cli_usage_error("render", "--runs is for sweep and accuracy; use --run");
         if (!parse_runs(runs_text, &ids, &nids))
             return rs_cli_usage_error("render", "--runs wants run ids separated by commas, got '%s'", runs_text);
     } else {
@@ -234,16 +237,19 @@ int cmd_render(int argc, char **argv)
         }
     } else if (!rc) {
         rs_stats_options opt = {.resamples = is_sweep ? 0 : -1, .seed = RS_STATS_DEFAULT_SEED, .name = db};
+        bool several = is_sweep || is_acc;
         for (int i = 0; i < nids && !rc; i++)
             rc = rs_stats_compute(store, info[i].id, info[i].top_k, &opt, &stats[i], &err);
-        if (!rc && is_sweep) {
+        if (!rc && several) {
             const rs_run_info **rp = malloc(sizeof *rp * (size_t)nids);
             if (!rp)
                 rc = rs_error_set(&err, RS_ENOMEM, "out of memory");
             for (int i = 0; i < nids && !rc; i++)
                 rp[i] = &info[i];
-            if (!rc)
+            if (!rc && is_sweep)
                 rc = rs_render_sweep((const rs_stats *const *)stats, rp, nids, layer, out, &err);
+            else if (!rc)
+                rc = rs_render_accuracy((const rs_stats *const *)stats, rp, nids, out, &err);
             free(rp);
         } else if (!rc && is_load) {
             rc = rs_render_load(stats[0], &info[0], out, &err);

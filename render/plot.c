@@ -2,6 +2,7 @@
 #include "plot.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,9 @@ static void view_label(const rs_run_info *run, int v, char *buf, size_t size)
     const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : NULL;
     int k;
     double s;
-    if (spec && sscanf(spec, "noise:severity=%d", &k) == 1 && !strchr(spec, '+'))
+    if (spec && !strcmp(spec, "clean"))
+        snprintf(buf, size, "clean");
+    else if (spec && sscanf(spec, "noise:severity=%d", &k) == 1 && !strchr(spec, '+'))
         snprintf(buf, size, "severity %d", k);
     else if (spec && sscanf(spec, "noise:sigma=%lf", &s) == 1 && !strchr(spec, '+'))
         snprintf(buf, size, "sigma %.2f", s);
@@ -29,9 +32,29 @@ static void run_title(const rs_run_info *run, char *buf, size_t size)
              run ? run->images_done : 0);
 }
 
-int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
-                    const char *path, rs_error *err)
+/* What a sweep plots at view V of a run: Top-1 agreement with view 0 (views 1..V-1) or
+ * accuracy (views 0..V-1), with the bootstrap band (Wilson where there is none). */
+typedef enum sweep_metric { SWEEP_TOP1, SWEEP_ACCURACY } sweep_metric;
+
+static bool sweep_point(const rs_stats *st, int v, int layer, sweep_metric metric, double *value, double *lo,
+                        double *hi)
 {
+    if (metric == SWEEP_ACCURACY) {
+        const rs_stats_accuracy *a = &st->accuracy[v];
+        *value = a->value, *lo = a->wilson_lo, *hi = a->wilson_hi;
+        return a->valid;
+    }
+    const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, layer < 0 ? st->layers : layer)].rate[RS_STATS_TOP1];
+    *value = rt->value;
+    *lo = rt->boot_valid ? rt->boot_lo : rt->wilson_lo;
+    *hi = rt->boot_valid ? rt->boot_hi : rt->wilson_hi;
+    return rt->valid;
+}
+
+static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
+                      sweep_metric metric, const char *path, rs_error *err)
+{
+    int first = metric == SWEEP_ACCURACY ? 0 : 1;
     if (num_runs < 1)
         return rs_error_set(err, RS_EINVAL, "sweep: no runs");
     int nx = 0;
@@ -39,8 +62,8 @@ int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs
         if (layer >= stats[i]->layers)
             return rs_error_set(err, RS_EINVAL, "layer %d out of range (run %lld has %d MoE layers)", layer,
                                 (long long)stats[i]->run_id, stats[i]->layers);
-        if (stats[i]->views - 1 > nx)
-            nx = stats[i]->views - 1;
+        if (stats[i]->views - first > nx)
+            nx = stats[i]->views - first;
     }
     if (nx < 1)
         return rs_error_set(err, RS_EINVAL, "sweep: the runs have no view besides the reference");
@@ -54,24 +77,27 @@ int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs
     cairo_t *cr = cv.cr;
     char buf[256];
     cairo_set_source_rgb(cr, 0, 0, 0);
-    snprintf(buf, sizeof buf, "Top-1 agreement with view 0 (%s)", layer < 0 ? "all MoE layers" : "one MoE layer");
-    if (layer >= 0)
+    if (metric == SWEEP_ACCURACY)
+        snprintf(buf, sizeof buf, "Accuracy per view (Wilson interval)");
+    else if (layer < 0)
+        snprintf(buf, sizeof buf, "Top-1 agreement with view 0 (all MoE layers)");
+    else
         snprintf(buf, sizeof buf, "Top-1 agreement with view 0, MoE layer %d", layer);
     rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, buf);
     /* y from ylo to 1 */
     double ylo = 1.0;
     for (int i = 0; i < num_runs; i++) {
         const rs_stats *st = stats[i];
-        for (int v = 1; v < st->views; v++) {
-            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, layer < 0 ? st->layers : layer)].rate[RS_STATS_TOP1];
-            if (rt->valid)
-                ylo = fmin(ylo, rt->boot_valid ? rt->boot_lo : rt->wilson_lo);
+        for (int v = first; v < st->views; v++) {
+            double val, lo, hi;
+            if (sweep_point(st, v, layer, metric, &val, &lo, &hi))
+                ylo = fmin(ylo, lo);
         }
     }
     ylo = fmax(0.0, floor(ylo * 10 - 1e-9) / 10);
     if (ylo > 0.9)
         ylo = 0.9;
-#define XP(k) (left + pw * ((k) - 0.5) / nx)
+#define XP(k) (left + pw * ((k) - first + 0.5) / nx)
 #define YP(val) (top + ph * (1 - ((val) - ylo) / (1 - ylo)))
     cairo_set_line_width(cr, 0.5);
     int nt = (int)lround((1 - ylo) * 10); /* ylo is a multiple of 0.1: a line every 0.1 */
@@ -91,7 +117,7 @@ int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs
     cairo_set_line_width(cr, 1);
     cairo_rectangle(cr, left, top, pw, ph);
     cairo_stroke(cr);
-    for (int k = 1; k <= nx; k++) {
+    for (int k = first; k < first + nx; k++) {
         view_label(runs[0], k, buf, sizeof buf);
         rs_text(cr, XP(k), top + ph + 14, 9, false, 0.5, buf);
     }
@@ -99,23 +125,20 @@ int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs
         const rs_stats *st = stats[i];
         double rgb[3];
         rs_palette_expert(i, num_runs, rgb);
-        int ls = layer < 0 ? st->layers : layer;
+        double val, lo, hi;
         /* band */
         bool open = false;
-        for (int v = 1; v < st->views; v++) {
-            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, ls)].rate[RS_STATS_TOP1];
-            if (!rt->valid)
+        for (int v = first; v < st->views; v++) {
+            if (!sweep_point(st, v, layer, metric, &val, &lo, &hi))
                 continue;
-            double hi = rt->boot_valid ? rt->boot_hi : rt->wilson_hi;
             if (!open)
                 cairo_move_to(cr, XP(v), YP(hi)), open = true;
             else
                 cairo_line_to(cr, XP(v), YP(hi));
         }
-        for (int v = st->views - 1; v >= 1 && open; v--) {
-            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, ls)].rate[RS_STATS_TOP1];
-            if (rt->valid)
-                cairo_line_to(cr, XP(v), YP(rt->boot_valid ? rt->boot_lo : rt->wilson_lo));
+        for (int v = st->views - 1; v >= first && open; v--) {
+            if (sweep_point(st, v, layer, metric, &val, &lo, &hi))
+                cairo_line_to(cr, XP(v), YP(lo));
         }
         if (open) {
             cairo_close_path(cr);
@@ -125,20 +148,18 @@ int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs
         cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
         cairo_set_line_width(cr, 2);
         open = false;
-        for (int v = 1; v < st->views; v++) {
-            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, ls)].rate[RS_STATS_TOP1];
-            if (!rt->valid)
+        for (int v = first; v < st->views; v++) {
+            if (!sweep_point(st, v, layer, metric, &val, &lo, &hi))
                 continue;
             if (!open)
-                cairo_move_to(cr, XP(v), YP(rt->value)), open = true;
+                cairo_move_to(cr, XP(v), YP(val)), open = true;
             else
-                cairo_line_to(cr, XP(v), YP(rt->value));
+                cairo_line_to(cr, XP(v), YP(val));
         }
         cairo_stroke(cr);
-        for (int v = 1; v < st->views; v++) {
-            const rs_stats_rate *rt = &st->agree[rs_stats_cell(st, v, ls)].rate[RS_STATS_TOP1];
-            if (rt->valid) {
-                cairo_arc(cr, XP(v), YP(rt->value), 3, 0, 2 * M_PI);
+        for (int v = first; v < st->views; v++) {
+            if (sweep_point(st, v, layer, metric, &val, &lo, &hi)) {
+                cairo_arc(cr, XP(v), YP(val), 3, 0, 2 * M_PI);
                 cairo_fill(cr);
             }
         }
@@ -152,6 +173,18 @@ int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs
 #undef XP
 #undef YP
     return rs_canvas_close(&cv, err);
+}
+
+int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
+                    const char *path, rs_error *err)
+{
+    return sweep_plot(stats, runs, num_runs, layer, SWEEP_TOP1, path, err);
+}
+
+int rs_render_accuracy(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, const char *path,
+                       rs_error *err)
+{
+    return sweep_plot(stats, runs, num_runs, -1, SWEEP_ACCURACY, path, err);
 }
 
 int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path, rs_error *err)

@@ -4,6 +4,8 @@
  *               severities under the noise protocol) for one or more runs: one line per
  *               run, its band the bootstrap interval (Wilson where no bootstrap);
  *               LAYER < 0 pools the MoE layers, else MoE slot LAYER
+ *   accuracy    accuracy of each view (clean, then the severities under the noise
+ *               protocol) for one or more runs, with Wilson bands
  *   load        expert load per MoE layer: bars of each expert's share of the top-k
  *               slots, all views pooled, with the uniform share 1/E dashed
  *   transition  per MoE layer (or only LAYER): the E×E top-1 transition counts
@@ -19,6 +21,8 @@
 
 int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
                     const char *path, rs_error *err);
+int rs_render_accuracy(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, const char *path,
+                       rs_error *err);
 int rs_render_load(const rs_stats *stats, const rs_run_info *run, const char *path, rs_error *err);
 int rs_render_transition(const rs_stats *stats, const rs_run_info *run, int layer, const char *path, rs_error *err);
 

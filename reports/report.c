@@ -843,6 +843,12 @@ static void single_report(report *R)
             d->rc = rs_render_sweep((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, -1, path, d->err);
         figure(R, file, "Top-1 agreement with the clean view against the noise severity, all MoE layers pooled, "
                         "with bootstrap bands.");
+        snprintf(file, sizeof file, "accuracy-run%s.png", rn);
+        fig_path(R, file, path, sizeof path);
+        if (!d->rc)
+            d->rc = rs_render_accuracy((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, path,
+                                       d->err);
+        figure(R, file, "Accuracy against the noise severity, with Wilson bands.");
     }
 
     add(d, IT_H2, "Expert load and transitions", NULL);
@@ -1010,6 +1016,10 @@ static void multi_report(report *R)
         figure(R, "sweep.png",
                "Top-1 agreement with the clean view against the noise severity for every noise run, all MoE layers "
                "pooled, with bootstrap bands.");
+        fig_path(R, "accuracy.png", path, sizeof path);
+        if (!d->rc)
+            d->rc = rs_render_accuracy(nst, nri, nn, path, d->err);
+        figure(R, "accuracy.png", "Accuracy against the noise severity for every noise run, with Wilson bands.");
     }
 
     /* Router figures of all runs. */

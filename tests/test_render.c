@@ -314,6 +314,7 @@ static void test_plots_and_errors(void **state)
     assert_int_equal(rs_render_sweep(sts, runs, 2, -1, scratch("s.png"), &err), 0);
     assert_int_equal(rs_render_sweep(sts, runs, 1, 1, scratch("s.pdf"), &err), 0);
     assert_int_equal(rs_render_sweep(sts, runs, 1, 2, scratch("s.pdf"), &err), RS_EINVAL);
+    assert_int_equal(rs_render_accuracy(sts, runs, 2, scratch("a.png"), &err), 0);
     assert_int_equal(rs_render_load(st, &info, scratch("l.png"), &err), 0);
     assert_int_equal(rs_render_transition(st, &info, -1, scratch("t.png"), &err), 0);
     assert_int_equal(rs_render_transition(st, &info, 5, scratch("t.png"), &err), RS_EINVAL);
