@@ -1,8 +1,10 @@
 #include <errno.h>
+#include <stdint.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,4 +73,63 @@ double rs_cli_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+char *rs_cli_command_line(int argc, char **argv)
+{
+    /* Worst case every character is a quote, which becomes four: '\'' */
+    size_t len = sizeof "routerscope";
+    for (int i = 0; i < argc; i++)
+        len += 4 * strlen(argv[i]) + 3;
+    char *s = malloc(len), *p = s;
+    if (!s)
+        return NULL;
+    p += sprintf(p, "routerscope");
+    for (int i = 0; i < argc; i++) {
+        bool quote = !*argv[i] || strpbrk(argv[i], " \t'\"\\$;&|<>*?()") != NULL;
+        *p++ = ' ';
+        if (!quote) {
+            p += sprintf(p, "%s", argv[i]);
+            continue;
+        }
+        *p++ = '\'';
+        for (const char *c = argv[i]; *c; c++) {
+            if (*c == '\'') {
+                memcpy(p, "'\\''", 4);
+                p += 4;
+            } else {
+                *p++ = *c;
+            }
+        }
+        *p++ = '\'';
+    }
+    *p = 0;
+    return s;
+}
+
+bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n)
+{
+    *n = 0;
+    *ids = NULL;
+    int64_t *out = malloc(sizeof *out * (strlen(text) / 2 + 1));
+    if (!out)
+        return false;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (errno || end == p || v < 1 || (*end && *end != ',') || (*end && !end[1])) {
+            free(out);
+            return false;
+        }
+        out[(*n)++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!*n) {
+        free(out);
+        return false;
+    }
+    *ids = out;
+    return true;
 }

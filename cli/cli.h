@@ -52,6 +52,14 @@ bool rs_cli_show_progress(void);
 
 double rs_cli_now(void);
 
+/* "routerscope ARGS..." with arguments shell-quoted where needed, for provenance.
+ * Caller frees; NULL when out of memory. */
+char *rs_cli_command_line(int argc, char **argv);
+
+/* Comma-separated positive run ids ("3,7") into *IDS (owned, *N entries); false on any
+ * other text. */
+bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n);
+
 /* Shared by stats and compare (cmd_stats.c). */
 typedef struct rs_store rs_store;
 struct rs_run_info;

@@ -38,37 +38,6 @@ static const char usage_text[] =
     "specs and seed, and class names come from the run's checkpoint, when those files are\n"
     "still there.\n";
 
-/* Comma-separated run ids into *IDS (owned). */
-static bool parse_runs(const char *text, long long **ids, int *n)
-{
-    *n = 0;
-    *ids = NULL;
-    size_t len = strlen(text);
-    long long *out = malloc(sizeof *out * (len / 2 + 1));
-    if (!out)
-        return false;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || v < 1 || (*end && *end != ',')) {
-            free(out);
-            return false;
-        }
-        out[(*n)++] = v;
-        p = *end ? end + 1 : end;
-        if (*end && !*p) {
-            free(out);
-            return false;
-        }
-    }
-    if (!*n) {
-        free(out);
-        return false;
-    }
-    *ids = out;
-    return true;
-}
 
 /* Fills CTX's class names and view pixels from the run's checkpoint and data, when they
  * can be read; says on stderr what is left out. CFG and PIXELS are owned by the caller. */
@@ -184,12 +153,12 @@ int cmd_render(int argc, char **argv)
     rs_heat_metric metric = RS_HEAT_GATE;
     if (is_heat && rs_heat_metric_parse(metric_text, &metric, &err))
         return rs_cli_usage_error("render", "%s", err.msg);
-    long long *ids = NULL;
+    int64_t *ids = NULL;
     int nids = 0;
     if (runs_text) {
         if (!is_sweep && !is_acc)
             return rs_cli_usage_error("render", "--runs is for sweep and accuracy; use --run");
-        if (!parse_runs(runs_text, &ids, &nids))
+        if (!rs_cli_parse_runs(runs_text, &ids, &nids))
             return rs_cli_usage_error("render", "--runs wants run ids separated by commas, got '%s'", runs_text);
     } else {
         if (!run_id)

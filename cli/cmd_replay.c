@@ -57,22 +57,6 @@ static void progress(void *ctx, int done, int total, int this_call, double secon
             rate > 0 ? (total - done) / rate : 0.0);
 }
 
-/* The command line, for provenance in the store. */
-static char *join_args(int argc, char **argv)
-{
-    size_t n = strlen("routerscope") + 1;
-    for (int i = 0; i < argc; i++)
-        n += strlen(argv[i]) + 3;
-    char *s = malloc(n);
-    if (!s)
-        return NULL;
-    strcpy(s, "routerscope");
-    for (int i = 0; i < argc; i++) {
-        strcat(s, " ");
-        strcat(s, argv[i]);
-    }
-    return s;
-}
 
 /* --seed: any unsigned 64-bit integer. */
 static bool parse_seed(const char *text, uint64_t *out)
@@ -156,7 +140,7 @@ int cmd_replay(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? RS_EXIT_OK : rc;
-    char *command = join_args(argc, argv);
+    char *command = rs_cli_command_line(argc, argv);
     o.command = command ? command : "routerscope replay";
     if (rs_cli_show_progress())
         o.progress = progress;

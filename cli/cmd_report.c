@@ -26,66 +26,6 @@ static const char usage_text[] =
     "  --images N       expert-selection grids of the first N images (default 4; 0: none)\n"
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n";
 
-/* Comma-separated positive run ids into *IDS (owned). */
-static bool parse_runs(const char *text, int64_t **ids, int *n)
-{
-    *n = 0;
-    *ids = NULL;
-    size_t len = strlen(text);
-    int64_t *out = malloc(sizeof *out * (len / 2 + 1));
-    if (!out)
-        return false;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || v < 1 || (*end && *end != ',') || (*end && !end[1])) {
-            free(out);
-            return false;
-        }
-        out[(*n)++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (!*n) {
-        free(out);
-        return false;
-    }
-    *ids = out;
-    return true;
-}
-
-/* "routerscope report ARGS..." quoted where needed, for the provenance. */
-static char *command_line(int argc, char **argv)
-{
-    size_t len = 32;
-    for (int i = 0; i < argc; i++)
-        len += 2 * strlen(argv[i]) + 3;
-    char *s = malloc(len), *p = s;
-    if (!s)
-        return NULL;
-    p += sprintf(p, "routerscope");
-    for (int i = 0; i < argc; i++) {
-        bool quote = !*argv[i] || strpbrk(argv[i], " \t'\"\\$;&|<>*?()") != NULL;
-        *p++ = ' ';
-        if (!quote) {
-            p += sprintf(p, "%s", argv[i]);
-            continue;
-        }
-        *p++ = '\'';
-        for (const char *c = argv[i]; *c; c++) {
-            if (*c == '\'') {
-                memcpy(p, "'\\''", 4);
-                p += 4;
-            } else {
-                *p++ = *c;
-            }
-        }
-        *p++ = '\'';
-    }
-    *p = 0;
-    return s;
-}
-
 int cmd_report(int argc, char **argv)
 {
     static const struct option opts[] = {{"db", required_argument, NULL, 'D'},
@@ -124,12 +64,12 @@ int cmd_report(int argc, char **argv)
         return rs_cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
     int64_t *ids = NULL;
     int nids = 0;
-    if (!parse_runs(runs_text, &ids, &nids))
+    if (!rs_cli_parse_runs(runs_text, &ids, &nids))
         return rs_cli_usage_error("report", "--runs wants run ids separated by commas, got '%s'", runs_text);
 
     rs_error err = {0};
     rs_store *store = NULL;
-    char *cmdline = command_line(argc, argv);
+    char *cmdline = rs_cli_command_line(argc, argv);
     int status = RS_EXIT_OK;
     if (!cmdline) {
         rs_error_set(&err, RS_ENOMEM, "out of memory");
