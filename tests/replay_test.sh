@@ -9,16 +9,8 @@
 # usage: replay_test.sh ROUTERSCOPE MODEL
 set -u
 rs=$(realpath "$1") model=$(realpath "$2")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && sed 's/^/     err: /' "$tmp/err" | head -5; }
-expect() { # NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
+. "$(dirname "$0")/testlib.sh"
+testlib_init
 
 # Every stored fact of a run, in a canonical order: samples, predictions, routing blobs.
 dump() { # DB RUN
@@ -30,8 +22,6 @@ dump() { # DB RUN
 }
 count_rows() { sqlite3 "$1" "SELECT count(*) FROM routing WHERE run_id=$2"; }
 differs() { ! cmp -s "$1" "$2"; }
-# failed_with STATUS WANT PATTERN: the exit status, one line on stderr, and its text.
-failed_with() { [ "$1" = "$2" ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q -- "$3" "$tmp/err"; }
 
 if [ ! -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   echo "skip replay tests: dataset-fashion-mnist is not installed"; echo "replay: 0 passed, 0 failed"; exit 0
@@ -160,5 +150,4 @@ expect "missing data file" failed_with $? 1 "absent.idx"
 "$rs" runs --db "$tmp/nothing.db" >/dev/null 2>"$tmp/err"
 expect "runs on a missing database" failed_with $? 1 "nothing.db"
 
-echo "replay: $pass passed, $fail failed"
-[ $fail = 0 ]
+testlib_done replay

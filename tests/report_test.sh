@@ -7,17 +7,8 @@
 # usage: report_test.sh ROUTERSCOPE MODEL
 set -u
 rs=$(realpath "$1") model=$(realpath "$2")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && sed 's/^/     err: /' "$tmp/err" | head -5; }
-expect() { # NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
-failed_with() { [ "$1" = "$2" ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q -- "$3" "$tmp/err"; }
+. "$(dirname "$0")/testlib.sh"
+testlib_init
 
 if [ ! -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   echo "skip report tests: dataset-fashion-mnist is not installed"; echo "report: 0 passed, 0 failed"; exit 0
@@ -131,5 +122,4 @@ else
   echo "skip chromium: not installed"
 fi
 
-echo "report: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+testlib_done report

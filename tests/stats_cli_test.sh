@@ -6,18 +6,8 @@
 # usage: stats_cli_test.sh ROUTERSCOPE MODEL
 set -u
 rs=$(realpath "$1") model=$(realpath "$2")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && sed 's/^/     err: /' "$tmp/err" | head -5; }
-expect() { # NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
-# failed_with STATUS WANT PATTERN: the exit status, one line on stderr, and its text.
-failed_with() { [ "$1" = "$2" ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q -- "$3" "$tmp/err"; }
+. "$(dirname "$0")/testlib.sh"
+testlib_init
 has() { grep -q -- "$2" "$1"; }
 json_ok() {
   if command -v python3 >/dev/null; then python3 -c 'import json,sys; json.load(sys.stdin)' <"$1"
@@ -118,5 +108,4 @@ expect "run that does not exist: exit 1" failed_with $? 1 "no run 99"
 "$rs" compare --db "$db" 1 99 >/dev/null 2>"$tmp/err"
 expect "compare with a missing run: exit 1" failed_with $? 1 "no run 99"
 
-echo "stats_cli: $pass passed, $fail failed"
-[ $fail = 0 ]
+testlib_done stats_cli
