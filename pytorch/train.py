@@ -26,6 +26,9 @@ Router noise (std --noise/E on the logits, V-MoE's default) is applied in traini
 every variant, so the variants differ only in the router loss. The router loss sees the
 clean logits (PRC and importance: clean softmax; load: clean logits vs noisy threshold).
 
+--precision bf16 trains through fast_forward (the same math, GEMMs in bfloat16, router,
+norms, softmaxes and parameters in float32); evaluation and export are always float32.
+
 AdamW with linear warmup and cosine decay, gradient clipping at norm 1 (as V-MoE). Weight
 decay applies to matrices only (not biases, LayerNorm, pos_embed, cls_token), the usual
 ViT practice. Deterministic for a fixed --seed and --threads on one machine.
@@ -278,6 +281,80 @@ def router_loss(kind, tap, config, batch, match, noise_std):
     return total, metrics
 
 
+# ----------------------------------------------------------------------------- fast forward
+
+def _lin(x, layer_w, layer_b, dt):
+    """F.linear with inputs and weights cast to dt (the GEMM runs in dt; autograd casts the
+    gradients back to the float32 parameters)."""
+    return F.linear(x.to(dt), layer_w.to(dt), None if layer_b is None else layer_b.to(dt))
+
+
+def _attention(attn, x, dt):
+    b, t, d = x.shape
+    heads = attn.heads
+    qkv = _lin(x, attn.qkv.weight, attn.qkv.bias, dt)
+    q, k, v = qkv.view(b, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+    att = torch.softmax(((q * attn.scale) @ k.transpose(-2, -1)).float(), dim=-1).to(dt)
+    return _lin((att @ v).transpose(1, 2).reshape(b, t, d), attn.proj.weight, attn.proj.bias, dt)
+
+
+def _moe(moe, x, dt):
+    """The MoE layer of vmoe.MoE with one gather, per-expert GEMMs on contiguous slices of
+    the expert-sorted tokens, and one index_add back. The router runs in float32 through
+    `moe.router` (so RouterTap's hook adds the training noise and keeps the logits);
+    experts, gates and tie-breaking exactly as vmoe.MoE."""
+    b, t, d = x.shape
+    h = x.reshape(b * t, d)
+    route = torch.softmax(moe.router(h.float()), dim=-1)  # noisy in training via RouterTap
+    k = moe.top_k
+    idx = torch.sort(-route.detach(), dim=-1, stable=True).indices[:, :k]  # ties: lower index
+    gates = route.gather(1, idx).reshape(-1)  # [S*k], not renormalised
+    flat = idx.reshape(-1)
+    order = torch.argsort(flat, stable=True)  # assignments grouped by expert
+    tok = torch.div(order, k, rounding_mode="floor")
+    counts = torch.bincount(flat, minlength=route.shape[1]).tolist()
+    xs = h.to(dt)[tok]
+    fc1, fc2 = moe.experts.fc1, moe.experts.fc2
+    w1, b1, w2, b2 = fc1.weight.to(dt), fc1.bias.to(dt), fc2.weight.to(dt), fc2.bias.to(dt)
+    parts, start = [], 0
+    for e, n in enumerate(counts):
+        if n:
+            hid = moe.experts.act(F.linear(xs[start:start + n], w1[e], b1[e]))
+            parts.append(F.linear(hid, w2[e], b2[e]))
+        start += n
+    ys = torch.cat(parts).float() * gates[order, None]
+    return torch.zeros(b * t, d, dtype=ys.dtype).index_add(0, tok, ys).view(b, t, d)
+
+
+def fast_forward(model, x, dt=torch.bfloat16):
+    """Training forward pass of a vmoe.VMoE with the same parameters and the same math,
+    written for speed on CPU: with dt = bfloat16 every GEMM (patch embedding, attention,
+    MLPs, experts) runs in bfloat16 (oneDNN) while the residual stream, LayerNorms,
+    softmaxes, the router and the head stay float32; with dt = float32 it matches the
+    reference forward to rounding. Returns logits [B,K] (float32)."""
+    cfg = model.config
+    pe = model.patch_embed
+    x = F.conv2d(x.to(dt), pe.weight.to(dt), pe.bias.to(dt), stride=pe.stride)
+    x = x.float().flatten(2).transpose(1, 2)
+    if cfg["classifier"] == "token":
+        x = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+    x = x + model.pos_embed
+    for block in model.blocks:
+        x = x + _attention(block.attn, block.norm1(x), dt)
+        y = block.norm2(x)
+        if hasattr(block, "moe"):
+            x = x + _moe(block.moe, y, dt)
+        else:
+            mlp = block.mlp
+            x = x + _lin(mlp.act(_lin(y, mlp.fc1.weight, mlp.fc1.bias, dt)),
+                         mlp.fc2.weight, mlp.fc2.bias, dt).float()
+    x = model.norm(x)
+    x = x[:, 0] if cfg["classifier"] == "token" else x.mean(dim=1)
+    if model.pre_logits is not None:
+        x = torch.tanh(model.pre_logits(x))
+    return model.head(x)
+
+
 # ----------------------------------------------------------------------------- model
 
 def init_weights(model, seed):
@@ -368,14 +445,23 @@ def main():
     ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
     ap.add_argument("--crop-min", type=float, default=0.25, help="smallest crop area fraction")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch and OpenBLAS threads (default 1)")
+    ap.add_argument("--precision", choices=["ref32", "fp32", "bf16"], default="ref32",
+                    help="training forward: ref32 = vmoe.py's reference forward (default), "
+                         "fp32 / bf16 = fast_forward with float32 / bfloat16 GEMMs")
+    ap.add_argument("--no-test", action="store_true",
+                    help="skip the test-set accuracy (trials that choose settings on validation)")
+    ap.add_argument("--agreement-seed", type=int, default=0,
+                    help="view seed of the final validation routing agreement")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=0, help="val accuracy every N steps (0: end only)")
     args = ap.parse_args()
+    from agreement import agreement, format_agreement, set_threads  # imports this module
     if args.warmup is None:
         args.warmup = max(1, round(0.05 * args.steps))
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     torch.manual_seed(args.seed)  # router noise (global generator)
     data_gen = torch.Generator().manual_seed(args.seed + 1)  # batches and views
 
@@ -397,6 +483,7 @@ def main():
     log(f"params {params}, train {len(train_x)}, val {len(val_x)}, test {len(test_x)}, "
         f"router loss {args.router_loss}, noise std {noise_std:g}, threads {args.threads}")
 
+    compute = {"ref32": None, "fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
     size = tuple(config["image_size"])
     n, b = len(train_x), args.batch
     perm, pos, epoch = torch.randperm(n, generator=data_gen), 0, 0
@@ -418,7 +505,7 @@ def main():
 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
-        logits = model(both)
+        logits = model(both) if compute is None else fast_forward(model, both, compute)
         target = torch.cat([y, y])
         ce = F.cross_entropy(logits, target)
         aux, metrics = router_loss(args.router_loss, tap, config, b, match, noise_std)
@@ -449,12 +536,18 @@ def main():
 
     model.eval()
     val_acc = evaluate(model, val_x, val_y)
-    test_acc = evaluate(model, test_x, test_y)
+    test_acc = float("nan") if args.no_test else evaluate(model, test_x, test_y)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     export(model, config, args.out)
+    # Routing agreement between two augmented views of the validation images (the model
+    # selection signal; the test-set figure comes from agreement.py)
+    agree = agreement(model, val_x, args.agreement_seed, args.crop_min)
+    log("validation pair agreement (views seed %d, crop-min %g):\n%s"
+        % (args.agreement_seed, args.crop_min, format_agreement(agree)))
     wall = time.time() - t0
     print(f"done: steps {args.steps} wall {wall:.1f} s (training {train_s:.1f} s) "
           f"params {params} val_acc {val_acc:.4f} test_acc {test_acc:.4f} "
+          f"val_top1_agree {agree['overall']['top1']:.4f} "
           f"router_loss {args.router_loss} seed {args.seed} out {args.out}", flush=True)
 
 

@@ -66,8 +66,10 @@ if [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
     [ -e "$model" ] || continue
     check "eval bundled $(basename "$model")" 0 "accuracy" "" -- "$rs" eval "$model" --data fashion-mnist:test --limit 500
   done
-  # Bundled models against PyTorch's own test-set predictions: "to the image", allowing
-  # 2 images in 10,000 for host-dependent BLAS rounding.
+  # Bundled models against PyTorch's own test-set predictions (pytorch/agreement.py), to
+  # the image: the model card's C and PyTorch accuracies are the same count by this test.
+  # A BLAS with other kernels could move an image that sits on a near-tie; the check names
+  # how many moved.
   for want in "$golden"/*.test-predictions.txt; do
     [ -e "$want" ] || continue
     name=$(basename "$want" .test-predictions.txt)
@@ -76,7 +78,7 @@ if [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
     differ=$(paste -d' ' "$want" "$tmp/$name.pred" | awk '$1 != $2' | wc -l)
     lines=$(wc -l <"$tmp/$name.pred")
     check "$name: $differ of $lines predictions differ from PyTorch" 0 "" "" -- \
-      test "$lines" = 10000 -a "$differ" -le 2
+      test "$lines" = 10000 -a "$differ" = 0
   done
 else
   echo "skip eval on Fashion-MNIST: dataset-fashion-mnist is not installed"
