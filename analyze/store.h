@@ -35,6 +35,7 @@
 #define RS_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rs_error.h"
@@ -87,6 +88,11 @@ typedef struct rs_run_info {
 } rs_run_info;
 
 void rs_run_info_clear(rs_run_info *info);
+
+/* How figures and tables name the run's model: the checkpoint's file name without
+ * ".safetensors" and the sha256 prefix, e.g. "fmnist-prc-k2 (a28e0c3afc92)" (readers know
+ * models by name, the hash ties the name to the bytes); "?" parts when INFO lacks them. */
+void rs_run_model_label(const rs_run_info *info, char *buf, size_t size);
 
 /* Looks for a run with SPEC's identity: 1 and fills INFO when found, 0 when not. */
 int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *info, rs_error *err);

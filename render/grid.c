@@ -31,10 +31,11 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
     int V = r->views, L = r->layers, gw = r->grid_w, gh = r->grid_h, E = r->experts;
 
     /* Title lines. */
-    char lines[MAX_LINES][320], cls[96], cls2[96];
+    char lines[MAX_LINES][320], cls[96], cls2[96], model[256];
     int n = 0;
-    snprintf(lines[n++], sizeof lines[0], "Top-1 expert per patch — model %.12s, run %lld, image %d (label %s)",
-             run && run->model_sha256 ? run->model_sha256 : "?", run ? (long long)run->id : 0LL, r->image,
+    rs_run_model_label(run, model, sizeof model);
+    snprintf(lines[n++], sizeof lines[0], "Top-1 expert per patch — %s, run %lld, image %d (label %s)", model,
+             run ? (long long)run->id : 0LL, r->image,
              rs_render_class_name(ctx, r->label, cls, sizeof cls));
     for (int v = 0; v < V && n < MAX_LINES; v++) {
         const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : "?";

@@ -145,9 +145,10 @@ int rs_render_heatmap(const rs_image_routing *r, const rs_render_context *ctx, r
         hi = fmax(0.05, ceil(vmax / 0.05 - 1e-9) * 0.05);
 
     const rs_run_info *run = ctx ? ctx->run : NULL;
-    char title[320], sub[320], cls[96], cls2[96];
-    snprintf(title, sizeof title, "%s — model %.12s, run %lld, image %d (label %s)", rs_heat_metric_name(metric),
-             run && run->model_sha256 ? run->model_sha256 : "?", run ? (long long)run->id : 0LL, r->image,
+    char title[320], sub[320], cls[96], cls2[96], model[256];
+    rs_run_model_label(run, model, sizeof model);
+    snprintf(title, sizeof title, "%s — %s, run %lld, image %d (label %s)", rs_heat_metric_name(metric), model,
+             run ? (long long)run->id : 0LL, r->image,
              rs_render_class_name(ctx, r->label, cls, sizeof cls));
     const char *spec = run && run->view_specs && view < run->num_views ? run->view_specs[view] : "?";
     if (metric == RS_HEAT_CHANGED)

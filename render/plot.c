@@ -27,9 +27,10 @@ static void view_label(const rs_run_info *run, int v, char *buf, size_t size)
 
 static void run_title(const rs_run_info *run, char *buf, size_t size)
 {
-    snprintf(buf, size, "run %lld · model %.12s · %s · %d images", run ? (long long)run->id : 0LL,
-             run && run->model_sha256 ? run->model_sha256 : "?", run && run->protocol ? run->protocol : "?",
-             run ? run->images_done : 0);
+    char model[256];
+    rs_run_model_label(run, model, sizeof model);
+    snprintf(buf, size, "run %lld · %.120s · %s · %d images", run ? (long long)run->id : 0LL, model,
+             run && run->protocol ? run->protocol : "?", run ? run->images_done : 0);
 }
 
 /* What a sweep plots at view V of a run: Top-1 agreement with view 0 (views 1..V-1) or

@@ -43,17 +43,13 @@ typedef struct doc {
     int rc;         /* first error */
 } doc;
 
-/* "NAME (sha256 prefix, k)" from the checkpoint's file name, e.g. "fmnist-prc-k2 (9b7d2697c55f)":
- * readers know models by name, the hash ties the name to the bytes. */
+/* "NAME (sha256 prefix, k=K)", e.g. "fmnist-prc-k2 (a28e0c3afc92, k=2)". */
 static void model_label(const rs_run_info *r, char *buf, size_t size)
 {
-    const char *slash = r->model_path ? strrchr(r->model_path, '/') : NULL;
-    const char *name = slash ? slash + 1 : r->model_path ? r->model_path : "?";
+    char name[256];
+    rs_run_model_label(r, name, sizeof name);
     size_t len = strlen(name);
-    const char *ext = ".safetensors";
-    if (len > strlen(ext) && !strcmp(name + len - strlen(ext), ext))
-        len -= strlen(ext);
-    snprintf(buf, size, "%.*s (%.12s, k=%d)", (int)len, name, r->model_sha256, r->top_k);
+    snprintf(buf, size, "%.*s, k=%d)", (int)(len ? len - 1 : 0), name, r->top_k);
 }
 
 static char *xstrdup(const char *s)
@@ -664,8 +660,10 @@ static void set_rate(rs_table *t, int r, int c, const rs_stats_rate *x, int64_t 
 
 static void run_label(const rs_run_info *r, char *buf, size_t size)
 {
-    snprintf(buf, size, "run %" PRId64 " (%.12s, k=%d, %s, seed %" PRIu64 ")", r->id, r->model_sha256, r->top_k,
-             r->protocol, r->seed);
+    char model[256];
+    rs_run_model_label(r, model, sizeof model);
+    snprintf(buf, size, "run %" PRId64 ": %.120s, k=%d, %s, seed %" PRIu64, r->id, model, r->top_k, r->protocol,
+             r->seed);
 }
 
 static bool is_noise(const rs_run_info *r)
@@ -681,7 +679,8 @@ typedef struct report {
     int n;
     rs_run_info *info;
     rs_stats **st;
-    char (*flag)[320];  /* per run: why it is not comparable with the first run of its protocol */
+    int *baseline;      /* per run: the run it is compared with (index), or -1 */
+    char (*flag)[320];  /* per run: why it is not comparable with its baseline, or "" */
     doc d;
     int nfig;
 } report;
@@ -702,7 +701,7 @@ static void grid_figure(report *R, const rs_run_info *run, int image)
 {
     if (R->d.rc)
         return;
-    char file[256], path[4096], caption[512], rl[160];
+    char file[256], path[4096], caption[512], rl[200];
     snprintf(file, sizeof file, "grid-run%" PRId64 "-image%d.png", run->id, image);
     fig_path(R, file, path, sizeof path);
     rs_image_routing r;
@@ -807,7 +806,7 @@ static void single_report(report *R)
     doc *d = &R->d;
     const rs_run_info *r = &R->info[0];
     const rs_stats *st = R->st[0];
-    char name[64], file[128], path[4096], rl[160], rn[32];
+    char name[64], file[128], path[4096], rl[200], rn[32];
     run_label(r, rl, sizeof rl);
     run_name(r, rn, sizeof rn);
 
@@ -879,21 +878,26 @@ static void multi_report(report *R)
     bool any_pair = false;
     for (int i = 0; i < R->n; i++)
         any_pair |= !is_noise(&R->info[i]);
-    int first = -1;
-    for (int i = 0; i < R->n && first < 0; i++)
-        if (!any_pair || !is_noise(&R->info[i]))
-            first = i;
+    /* which comparisons the last column holds, in words */
+    char pairs[256] = "";
+    for (int i = 0, len = 0; i < R->n && len < (int)sizeof pairs; i++) {
+        int b = R->baseline[i];
+        if (b >= 0 && (!any_pair || !is_noise(&R->info[i])))
+            len += snprintf(pairs + len, sizeof pairs - (size_t)len, "%srun %" PRId64 " vs run %" PRId64,
+                            len ? ", " : "", R->info[i].id, R->info[b].id);
+    }
     add(d, IT_H2, "Headline: routing consistency", NULL);
     addf(d, IT_PARA,
          "In the form of the PRC work's Table 2: one row per run and MoE layer plus the overall row (all MoE "
          "layers), %s. Rates in percent with %.0f %% bootstrap intervals over images; the last column is the paired "
-         "Top-1 difference to run %" PRId64 " (paired bootstrap over images) where the runs are comparable.",
-         any_pair ? "pair runs" : "all runs (no pair run given)", 100 * R->st[0]->level, R->info[first].id);
+         "Top-1 difference (paired bootstrap over images) to the run's baseline, the first run given before it "
+         "with the same protocol and top-k (else the same protocol), where the runs are comparable%s%s%s.",
+         any_pair ? "pair runs" : "all runs (no pair run given)", 100 * R->st[0]->level, pairs[0] ? " (" : "", pairs,
+         pairs[0] ? ")" : "");
     {
         const char *keys[] = {"run", "model", "layer", "top1", "top2", "top2_unordered", "pairs", "top1_diff"};
-        char dh[64];
-        snprintf(dh, sizeof dh, "Top-1 \u0394 vs run %" PRId64, R->info[first].id);
-        const char *heads[] = {"Run", "Model", "Layer", "Top-1", "Top-2", "Top-2 (order-agnostic)", "Pairs", dh};
+        const char *heads[] = {"Run", "Model", "Layer", "Top-1", "Top-2", "Top-2 (order-agnostic)", "Pairs",
+                               "Top-1 \u0394 vs baseline"};
         rs_table *t = rs_table_create("Routing consistency per run (%, view 1 vs view 0 / all views pooled)",
                                       "headline", 8, keys, heads);
         for (int i = 0; t && i < R->n; i++) {
@@ -902,12 +906,13 @@ static void multi_report(report *R)
                 continue;
             const rs_stats *st = R->st[i];
             rs_stats_comparison *cmp = NULL;
-            if (i != first && !R->flag[i][0]) {
+            int b = R->baseline[i];
+            if (b >= 0 && !R->flag[i][0]) {
                 rs_stats_options o = {.resamples = R->opt->resamples ? R->opt->resamples : 0,
                                       .seed = RS_STATS_DEFAULT_SEED,
                                       .name = R->opt->db};
                 rs_error e2;
-                if (rs_stats_compare(R->store, R->info[first].id, R->info[first].top_k, R->store, r->id, r->top_k,
+                if (rs_stats_compare(R->store, R->info[b].id, R->info[b].top_k, R->store, r->id, r->top_k,
                                      &o, &cmp, &e2))
                     cmp = NULL;
             }
@@ -1048,16 +1053,16 @@ static void multi_report(report *R)
                     grid_figure(R, &R->info[i], r0->offset + k);
     }
 
-    /* Largest differences: the first two runs over the same images. */
+    /* Largest differences: the first run and its comparable baseline, else the first two runs of
+       one protocol over the same images, else any two over the same images. */
     add(d, IT_H2, "Largest differences", NULL);
-    /* prefer two runs of the same protocol (comparable ones first), then any two */
     int ia = -1, ib = -1;
     for (int pass = 0; pass < 3 && ib < 0; pass++)
         for (int i = 0; i < R->n && ib < 0; i++)
             for (int j = i + 1; j < R->n && ib < 0; j++)
                 if (!strcmp(R->info[i].data, R->info[j].data) && R->info[i].offset == R->info[j].offset &&
                     (pass == 2 || !strcmp(R->info[i].protocol, R->info[j].protocol)) &&
-                    (pass >= 1 || !R->flag[j][0]))
+                    (pass >= 1 || (R->baseline[j] == i && !R->flag[j][0])))
                     ia = i, ib = j;
     if (ib < 0) {
         add(d, IT_PARA, "No two runs cover the same images.", NULL);
@@ -1072,9 +1077,13 @@ static void multi_report(report *R)
         double *delta = rc ? NULL : malloc(sizeof(double) * (size_t)(N > 0 ? N : 1));
         if (!rc && (!order || !delta))
             rc = rs_error_set(d->err, RS_ENOMEM, "out of memory");
+        /* An image with two matched pairs moves by 50 points on one patch: rank only images
+           where a quarter of the possible pairs matched in both runs. */
+        int64_t most = (int64_t)a->patches * a->num_layers * (a->num_views - 1);
+        int64_t min_pairs = most / 4 > 1 ? most / 4 : 1;
         int m = 0;
         for (int i = 0; !rc && i < N; i++) {
-            if (!pa[i] || !pb[i])
+            if (pa[i] < min_pairs || pb[i] < min_pairs)
                 continue;
             delta[i] = (double)ab[i] / (double)pb[i] - (double)aa[i] / (double)pa[i];
             order[m++] = i;
@@ -1089,8 +1098,9 @@ static void multi_report(report *R)
         if (!rc) {
             snprintf(buf, sizeof buf,
                      "Images whose Top-1 agreement with view 0 (all non-reference views and MoE layers) differs most "
-                     "between run %" PRId64 " (A) and run %" PRId64 " (B)%s.",
-                     a->id, b->id, R->flag[ib][0] || strcmp(a->protocol, b->protocol) ? "; the runs are not comparable, so the views differ too" : "");
+                     "between run %" PRId64 " (A) and run %" PRId64 " (B), among the images with at least %" PRId64
+                     " matched patch pairs in both runs%s.",
+                     a->id, b->id, min_pairs, R->flag[ib][0] || strcmp(a->protocol, b->protocol) ? "; the runs are not comparable, so the views differ too" : "");
             add(d, IT_PARA, buf, NULL);
             const char *keys[] = {"image", "a", "b", "diff", "pairs_a", "pairs_b"};
             char ha[32], hb2[32];
@@ -1125,7 +1135,7 @@ static void multi_report(report *R)
     /* Each run's own tables. */
     for (int i = 0; i < R->n; i++) {
         const rs_run_info *r = &R->info[i];
-        char rl[160], rn[32], name[64];
+        char rl[200], rn[32], name[64];
         run_label(r, rl, sizeof rl);
         run_name(r, rn, sizeof rn);
         snprintf(buf, sizeof buf, "Details of %s", rl);
@@ -1144,10 +1154,11 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
     report R = {.store = store, .opt = opt, .n = opt->num_runs};
     R.info = calloc((size_t)R.n, sizeof *R.info);
     R.st = calloc((size_t)R.n, sizeof *R.st);
-    R.flag = calloc((size_t)R.n, sizeof *R.flag);
+    R.flag = calloc((size_t)R.n, sizeof *R.flag);  /* owned here, freed at the end */
+    R.baseline = calloc((size_t)R.n, sizeof *R.baseline);
     R.d.err = err;
     R.d.dir = opt->out_dir;
-    int rc = !R.info || !R.st || !R.flag ? rs_error_set(err, RS_ENOMEM, "out of memory") : 0;
+    int rc = !R.info || !R.st || !R.flag || !R.baseline ? rs_error_set(err, RS_ENOMEM, "out of memory") : 0;
     for (int i = 0; !rc && i < R.n; i++) {
         rc = rs_store_get_run(store, opt->runs[i], &R.info[i], err);
         if (!rc && R.info[i].images_done < 1)
@@ -1179,7 +1190,7 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
         doc *d = &R.d;
         char title[512];
         if (R.n == 1) {
-            char rl[160];
+            char rl[200];
             run_label(&R.info[0], rl, sizeof rl);
             snprintf(title, sizeof title, "routerscope report: %s", rl);
         } else {
@@ -1190,21 +1201,27 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
         add(d, IT_H1, title, NULL);
         add(d, IT_PARA, "Provenance", NULL);
         add_list(d, prov, nprov);
-        /* comparability flags: each run against the first given run of its protocol */
+        /* Baselines: a PRC run is read against the V-MoE run of the same k, so each run is compared
+           with the first run given before it with the same protocol and top-k, else the first of
+           its protocol. */
         for (int i = 0; i < R.n; i++) {
-            for (int j = 0; j < i; j++) {
-                if (strcmp(R.info[i].protocol, R.info[j].protocol))
-                    continue;
-                comparable(&R.info[j], &R.info[i], R.flag[i], sizeof R.flag[i]);
-                if (R.flag[i][0]) {
-                    char line[512];
-                    snprintf(line, sizeof line,
-                             "Flag: run %" PRId64 " is not comparable with run %" PRId64
-                             ": %s. They are reported side by side; paired differences are left out.",
-                             R.info[i].id, R.info[j].id, R.flag[i]);
-                    add(d, IT_PARA, line, NULL);
-                }
-                break;
+            int b = -1;
+            for (int pass = 0; pass < 2 && b < 0; pass++)
+                for (int j = 0; j < i && b < 0; j++)
+                    if (!strcmp(R.info[i].protocol, R.info[j].protocol) &&
+                        (pass == 1 || R.info[i].top_k == R.info[j].top_k))
+                        b = j;
+            R.baseline[i] = b;
+            if (b < 0)
+                continue;
+            comparable(&R.info[b], &R.info[i], R.flag[i], sizeof R.flag[i]);
+            if (R.flag[i][0]) {
+                char line[512];
+                snprintf(line, sizeof line,
+                         "Flag: run %" PRId64 " is not comparable with run %" PRId64
+                         ": %s. They are reported side by side; paired differences are left out.",
+                         R.info[i].id, R.info[b].id, R.flag[i]);
+                add(d, IT_PARA, line, NULL);
             }
         }
         if (R.n == 1)
@@ -1239,5 +1256,6 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
     free(R.st);
     free(R.info);
     free(R.flag);
+    free(R.baseline);
     return rc;
 }

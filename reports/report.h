@@ -13,12 +13,15 @@
  * figures, the severity sweep for a noise run, grids of the first IMAGES images.
  * Several runs: the headline table (rows = runs x MoE layers + overall; Top-1, Top-2,
  * Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to the
- * first run where the runs are comparable), the accuracy table (clean, per severity,
+ * run's baseline where the two are comparable), the accuracy table (clean, per severity,
  * augmented views), the severity sweep of all noise runs, router figures of all runs,
  * grids of the same images per run, the images whose per-image Top-1 agreement differs
- * most between the first two runs over the same images, and each run's own tables.
- * Runs that are not comparable (data, slice, protocol, views or seed differ) are shown
- * side by side and flagged. Every output carries the provenance: routerscope version and
+ * most between the first run and its baseline (images with a quarter of the possible
+ * matched pairs in both), and each run's own tables. A run's baseline is the first run
+ * given before it with the same protocol and top-k, else with the same protocol: with
+ * --runs VMOE_K1,PRC_K1,VMOE_K2,PRC_K2 each PRC run is read against its V-MoE run. Runs
+ * that are not comparable with their baseline (data, slice, protocol, views or seed
+ * differ) are shown side by side and flagged. Every output carries the provenance: routerscope version and
  * commit, the report's command line, each run's model path and sha256, data, protocol,
  * view specs, seed and the command that replayed it. Same input, same bytes: nothing
  * depends on the time or the output folder's name.

@@ -145,8 +145,10 @@ int rs_report_render_router(const rs_stats *const *stats, const rs_run_info *con
         cairo_rectangle(cr, MARGIN, ly + 15.0 * i, 10, 10);
         cairo_fill(cr);
         cairo_set_source_rgb(cr, 0, 0, 0);
-        snprintf(buf, sizeof buf, "run %lld \u00b7 model %.12s (k=%d) \u00b7 %s \u00b7 seed %llu \u00b7 %d images",
-                 (long long)runs[i]->id, runs[i]->model_sha256, runs[i]->top_k, runs[i]->protocol,
+        char model[256];
+        rs_run_model_label(runs[i], model, sizeof model);
+        snprintf(buf, sizeof buf, "run %lld \u00b7 %.120s (k=%d) \u00b7 %s \u00b7 seed %llu \u00b7 %d images",
+                 (long long)runs[i]->id, model, runs[i]->top_k, runs[i]->protocol,
                  (unsigned long long)runs[i]->seed, runs[i]->images_done);
         rs_text(cr, MARGIN + 16, ly + 15.0 * i + 9, 9.5, false, 0, buf);
     }

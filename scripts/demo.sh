@@ -15,15 +15,9 @@ noise_limit=2000
 [ "${1:-}" = --full ] && noise_limit=10000
 mkdir -p "$out"
 
-models=()
-for name in fmnist-vmoe-k1 fmnist-prc-k1 fmnist-vmoe-k2 fmnist-prc-k2; do
-  [ -f "models/$name.safetensors" ] && models+=("models/$name.safetensors")
-done
-if [ ${#models[@]} = 0 ]; then
-  echo "demo: the bundled V-MoE / V-MoE+PRC checkpoints are not in models/ yet;" \
-       "showing the quick-start model alone" >&2
-  models=(models/fmnist-tiny-vmoe-k2.safetensors)
-fi
+# V-MoE before its PRC partner: the report reads each PRC run against the V-MoE run of its k
+models=(models/fmnist-vmoe-k1.safetensors models/fmnist-prc-k1.safetensors
+        models/fmnist-vmoe-k2.safetensors models/fmnist-prc-k2.safetensors)
 
 run_id() { grep -oE '^run [0-9]+' | head -1 | cut -d' ' -f2; }
 pair_runs=() noise_runs=()

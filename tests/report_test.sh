@@ -93,6 +93,19 @@ expect "runs 1,3: largest differences table" \
 (cd "$tmp/a" && "$rs" report --db "$db" --runs 1,1 --out self --resamples 100 --images 0 >/dev/null 2>"$tmp/err")
 expect "a run against itself: paired difference 0" grep -Eq '\| run 1 .*\| overall .*\+?0\.00 \[' "$tmp/a/self/report.md"
 
+# Baselines: a run is compared with the first earlier run of its protocol and top-k, else of its
+# protocol. Runs 4 (k = 1), 1 (k = 2), 1 again: the second k = 2 entry is read against run 1.
+k1=$(dirname "$model")/fmnist-vmoe-k1.safetensors
+if [ -f "$k1" ]; then
+  "$rs" replay "$k1" --data fashion-mnist:test --limit 100 --db "$db" --threads 1 >/dev/null 2>&1          # run 4
+  (cd "$tmp/a" && "$rs" report --db "$db" --runs 4,1,1 --out base --resamples 100 --images 0 >/dev/null 2>"$tmp/err")
+  expect "baselines by protocol and top-k" grep -q '(run 1 vs run 4, run 1 vs run 1)' "$tmp/a/base/report.md"
+  expect "the second k = 2 entry: paired difference 0 to its k = 2 baseline" \
+    sh -c "grep -E '^\| run 1 .*\| overall ' '$tmp/a/base/report.md' | tail -1 | grep -Eq '\+?0\.00 \['"
+else
+  echo "skip the baseline test: $k1 is not there"
+fi
+
 # --- same input, same bytes --------------------------------------------------------------------
 (cd "$tmp/b" && "$rs" report --db "$db" --runs 1 --out one --resamples 100 --images 2 >/dev/null 2>"$tmp/err")
 expect "one run: same bytes twice" same_bytes "$tmp/a/one" "$tmp/b/one"
