@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# ensure-deps.sh [--python] — install the Debian packages routerscope needs, if missing.
-# Runs apt-get as root, or through sudo when not root. --python adds PyTorch for the
-# reference model, training and benchmarks (never needed at routerscope run time).
+# ensure-deps.sh [--python] [--tests] — install the Debian packages routerscope needs, if
+# missing. Runs apt-get as root, or through sudo when not root. --python adds PyTorch for
+# the reference model, training and benchmarks (never needed at routerscope run time);
+# --tests adds the checkers the tests call: pdfinfo, xmllint and headless chromium.
 set -euo pipefail
 packages=(gcc libc6-dev meson ninja-build pkg-config git
           libopenblas-dev libgsl-dev libcairo2-dev libsqlite3-dev libpng-dev zlib1g-dev
           libjpeg-dev libjansson-dev libcmocka-dev nettle-dev sqlite3 dataset-fashion-mnist
           fonts-dejavu-core libmsgpack-dev)
-[ "${1:-}" = --python ] && packages+=(python3-torch python3-numpy python3-msgpack)
+for arg in "$@"; do
+  case $arg in
+    --python) packages+=(python3-torch python3-numpy python3-msgpack) ;;
+    --tests) packages+=(poppler-utils libxml2-utils chromium) ;;
+    *) echo "ensure-deps.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

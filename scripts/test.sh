@@ -4,7 +4,7 @@
 # Ends with one line "tests: N passed, M failed" counting individual test cases.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/ensure-deps.sh || exit 1
+scripts/ensure-deps.sh --tests || exit 1
 passed=0 failed=0 status=0
 
 run_suite() { # DIR [MESON OPTIONS...]

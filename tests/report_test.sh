@@ -128,11 +128,32 @@ expect "missing database exits 1 with one line" failed_with "$st" 1 "none.db"
 
 # --- a browser, when there is one ---------------------------------------------------------------
 if command -v chromium >/dev/null; then
-  timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
-    --screenshot="$tmp/shot.png" --window-size=1200,2000 "file://$tmp/a/cmp/index.html" >/dev/null 2>"$tmp/chromium.err"
+  chrome=(timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking)
+  "${chrome[@]}" --screenshot="$tmp/shot.png" --window-size=1200,2000 "file://$tmp/a/cmp/index.html" \
+    >/dev/null 2>"$tmp/chromium.err"
   expect "chromium loads index.html and writes a screenshot" sh -c "[ $? = 0 ] && [ -s '$tmp/shot.png' ]"
+  # Load errors: a page beside the report frames it and lists every image that did not
+  # decode (missing file, bad PNG); the DOM dumped after load carries the verdict.
+  cat >"$tmp/a/check.html" <<'HTML'
+<html><body><iframe id="f" src="cmp/index.html"></iframe><pre id="out">not loaded</pre><script>
+document.getElementById('f').onload = function () {
+  var imgs = this.contentDocument.images, bad = [];
+  for (var i = 0; i < imgs.length; i++)
+    if (!imgs[i].complete || imgs[i].naturalWidth === 0) bad.push(imgs[i].getAttribute('src'));
+  document.getElementById('out').textContent = 'images ' + imgs.length + ' broken ' + bad.length + ' ' + bad.join(' ');
+};
+</script></body></html>
+HTML
+  verdict=$("${chrome[@]}" --allow-file-access-from-files --virtual-time-budget=10000 --dump-dom \
+    "file://$tmp/a/check.html" 2>/dev/null | grep -o '<pre id="out">[^<]*' | sed 's/.*>//')
+  echo "     chromium: $verdict"
+  expect "chromium: every image of index.html loads" sh -c "echo '$verdict' | grep -Eq '^images [1-9][0-9]* broken 0 *$'"
+  rm "$tmp/a/cmp/figures/sweep.png"
+  verdict=$("${chrome[@]}" --allow-file-access-from-files --virtual-time-budget=10000 --dump-dom \
+    "file://$tmp/a/check.html" 2>/dev/null | grep -o '<pre id="out">[^<]*' | sed 's/.*>//')
+  expect "chromium: a deleted figure is reported broken" sh -c "echo '$verdict' | grep -q 'broken 1 figures/sweep.png'"
 else
-  echo "skip chromium: not installed"
+  echo "skip chromium: not installed (Debian package chromium)"
 fi
 
 testlib_done report
