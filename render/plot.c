@@ -193,7 +193,7 @@ int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path,
     int L = st->layers, E = st->experts;
     double bw = fmax(8.0, fmin(28.0, 360.0 / E)), pw = bw * E, ph = 120, left = MARGIN + 40;
     double top = MARGIN + 13 + 8 + 14 + 8, gap = 40;
-    double width = fmax(left + pw + MARGIN + 110, 440), height = top + L * (ph + gap) + MARGIN;
+    double width = fmax(left + pw + MARGIN + 110, 500) /* the title fits */, height = top + L * (ph + gap) + MARGIN;
     rs_canvas cv;
     int rc = rs_canvas_open(&cv, path, width, height, err);
     if (rc)

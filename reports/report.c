@@ -801,6 +801,23 @@ static void run_name(const rs_run_info *r, char *buf, size_t size)
     snprintf(buf, size, "%" PRId64, r->id);
 }
 
+/* The run's expert load and its transition / S matrices, as two figures. */
+static void load_transition_figures(report *R, const rs_run_info *r, const rs_stats *st, const char *rn)
+{
+    doc *d = &R->d;
+    char file[128], path[4096];
+    snprintf(file, sizeof file, "load-run%s.png", rn);
+    fig_path(R, file, path, sizeof path);
+    if (!d->rc)
+        d->rc = rs_render_load(st, r, path, d->err);
+    figure(R, file, "Expert load per MoE layer (share of the top-k slots, all views; dashed: uniform).");
+    snprintf(file, sizeof file, "transition-run%s.png", rn);
+    fig_path(R, file, path, sizeof path);
+    if (!d->rc)
+        d->rc = rs_render_transition(st, r, -1, path, d->err);
+    figure(R, file, "Top-1 transitions view 0 \u2192 other views and the PRC matrix S per MoE layer.");
+}
+
 static void single_report(report *R)
 {
     doc *d = &R->d;
@@ -851,16 +868,7 @@ static void single_report(report *R)
     }
 
     add(d, IT_H2, "Expert load and transitions", NULL);
-    snprintf(file, sizeof file, "load-run%s.png", rn);
-    fig_path(R, file, path, sizeof path);
-    if (!d->rc)
-        d->rc = rs_render_load(st, r, path, d->err);
-    figure(R, file, "Expert load per MoE layer (share of the top-k slots, all views; dashed: uniform).");
-    snprintf(file, sizeof file, "transition-run%s.png", rn);
-    fig_path(R, file, path, sizeof path);
-    if (!d->rc)
-        d->rc = rs_render_transition(st, r, -1, path, d->err);
-    figure(R, file, "Top-1 transitions view 0 \u2192 other views and the PRC matrix S per MoE layer.");
+    load_transition_figures(R, r, st, rn);
 
     if (R->opt->images > 0) {
         add(d, IT_H2, "Expert-selection grids", NULL);
@@ -1144,6 +1152,8 @@ static void multi_report(report *R)
         add_table(d, rs_report_consistency_table(r, R->st[i], rn, false), name);
         snprintf(name, sizeof name, "router-run%s", rn);
         add_table(d, rs_report_layer_table(r, R->st[i], rn), name);
+        if (!is_noise(r))  /* a noise run pools its severities into one matrix: less telling */
+            load_transition_figures(R, r, R->st[i], rn);
     }
 }
 

@@ -125,8 +125,11 @@ int rs_report_render_router(const rs_stats *const *stats, const rs_run_info *con
                 cairo_rectangle(cr, gx + i * bw + 1, y0 + ph - h, bw - 2, h);
                 cairo_fill(cr);
                 cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+                /* neighbouring labels must not run together: fewer digits, else none */
                 snprintf(buf, sizeof buf, "%.3g", v);
-                if (bw >= 14)
+                if (rs_text_width(cr, 6, false, buf) > bw - 1)
+                    snprintf(buf, sizeof buf, fabs(v) < 10 ? "%.2f" : "%.0f", v);
+                if (rs_text_width(cr, 6, false, buf) <= bw - 1)
                     rs_text(cr, gx + (i + 0.5) * bw, y0 + ph - h - 2, 6, false, 0.5, buf);
             }
             cairo_set_source_rgb(cr, 0, 0, 0);
