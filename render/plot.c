@@ -125,7 +125,7 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     for (int i = 0; i < num_runs; i++) {
         const rs_stats *st = stats[i];
         double rgb[3];
-        rs_palette_expert(i, num_runs, rgb);
+        rs_palette_series(i, num_runs, rgb);
         double val, lo, hi;
         /* band */
         bool open = false;

@@ -130,6 +130,15 @@ void rs_palette_expert(int e, int num_experts, double rgb[3])
     hsl_rgb(h, 0.55, (e % 2) ? 0.72 : 0.45, rgb);
 }
 
+void rs_palette_series(int i, int n, double rgb[3])
+{
+    static const int order[9] = {0, 6, 2, 5, 7, 1, 3, 4, 8};
+    if (n <= 9 && i >= 0 && i < 9)
+        rs_palette_expert(order[i], 10, rgb);
+    else
+        rs_palette_expert(i, n > 10 ? n : 11, rgb);
+}
+
 void rs_palette_viridis(double t, double rgb[3])
 {
     /* Viridis sampled at 9 points, linearly interpolated. */

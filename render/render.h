@@ -49,6 +49,10 @@ void rs_canvas_discard(rs_canvas *cv);
  * its pale grey) for NUM_EXPERTS <= 10, evenly spaced hues with alternating lightness
  * beyond. rgb in [0,1]. */
 void rs_palette_expert(int e, int num_experts, double rgb[3]);
+/* Colour of series I of N (runs in a plot): the same "muted" colours ordered so that
+ * neighbours differ most (indigo, rose, teal, sand, wine, sky, green, olive, purple),
+ * without the pale grey; rs_palette_expert's hues beyond nine. */
+void rs_palette_series(int i, int n, double rgb[3]);
 /* A viridis-like sequential map, T in [0,1] (clamped). */
 void rs_palette_viridis(double t, double rgb[3]);
 /* Black or white, whichever reads better on RGB. */

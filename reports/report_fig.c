@@ -114,7 +114,7 @@ int rs_report_render_router(const rs_stats *const *stats, const rs_run_info *con
                 if (l < L && l >= stats[i]->layers)
                     continue;
                 double rgb[3];
-                rs_palette_expert(i, num_runs > 2 ? num_runs : 3, rgb);
+                rs_palette_series(i, num_runs, rgb);
                 if (!router_value(stats[i], m, slot, &v)) {
                     cairo_set_source_rgb(cr, 0.5, 0.5, 0.5);
                     rs_text(cr, gx + (i + 0.5) * bw, y0 + ph - 3, 7, false, 0.5, "n/a");
@@ -143,7 +143,7 @@ int rs_report_render_router(const rs_stats *const *stats, const rs_run_info *con
     double ly = top + 2 * rowh + 4;
     for (int i = 0; i < num_runs; i++) {
         double rgb[3];
-        rs_palette_expert(i, num_runs > 2 ? num_runs : 3, rgb);
+        rs_palette_series(i, num_runs, rgb);
         cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
         cairo_rectangle(cr, MARGIN, ly + 15.0 * i, 10, 10);
         cairo_fill(cr);
