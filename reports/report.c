@@ -877,6 +877,52 @@ static void single_report(report *R)
     }
 }
 
+/* One row per run with a comparison CMPS[i] (to its baseline): the paired differences of
+ * every agreement rate over all MoE layers, and McNemar's test on Top-1. */
+static rs_table *baseline_differences(report *R, rs_stats_comparison *const *cmps)
+{
+    const char *keys[] = {"run", "baseline", "top1_diff", "top2_diff", "top2_unordered_diff", "top2_overlap_diff",
+                          "mcnemar_p"};
+    const char *heads[] = {"Run", "Baseline", "Top-1 \u0394", "Top-2 \u0394", "Top-2 (order-agnostic) \u0394",
+                           "Top-2 overlap \u0394", "McNemar p (Top-1)"};
+    static const int rates[4] = {RS_STATS_TOP1, RS_STATS_TOP2, RS_STATS_TOP2_UNORDERED, RS_STATS_OVERLAP};
+    rs_table *t = rs_table_create("Paired differences to the baseline, all MoE layers (percentage points, paired "
+                                  "bootstrap over images)", "", 7, keys, heads);
+    for (int i = 0; t && i < R->n; i++) {
+        const rs_stats_comparison *cmp = cmps[i];
+        if (!cmp)
+            continue;
+        const rs_run_info *r = &R->info[i], *b = &R->info[R->baseline[i]];
+        char model[160], rl[200], bl[200];
+        model_label(r, model, sizeof model);
+        snprintf(rl, sizeof rl, "run %" PRId64 " %s", r->id, model);
+        model_label(b, model, sizeof model);
+        snprintf(bl, sizeof bl, "run %" PRId64 " %s", b->id, model);
+        char id[32], vs[40];
+        run_name(r, id, sizeof id);
+        snprintf(vs, sizeof vs, "vs_run%" PRId64, b->id);
+        int row = rs_table_add_row(t, NULL, "all", vs);
+        rs_table_set_row_run(t, row, id);
+        rs_table_set_text(t, row, 0, rl);
+        rs_table_set_text(t, row, 1, bl);
+        int cell = rs_stats_cell(cmp->a, cmp->a->views, cmp->a->layers);
+        for (int k = 0; k < 4; k++) {
+            const rs_stats_diff *df = &cmp->diff[(size_t)cell * RS_STATS_NUM_RATES + rates[k]];
+            if (df->valid)
+                rs_table_set_diff(t, row, 2 + k, df->value, df->boot_valid, df->boot_lo, df->boot_hi);
+        }
+        const rs_stats_mcnemar *mc = &cmp->mcnemar[cell];
+        if (mc->valid && mc->p < 1e-300) /* below double's range the p-value is only a bound */
+            rs_table_set_text(t, row, 6, "< 1e-300");
+        else if (mc->valid)
+            rs_table_set_number(t, row, 6, mc->p, -1, mc->pairs);
+    }
+    if (t)
+        rs_table_set_note(t, "McNemar treats patches as independent (they are not), so its p is optimistic; "
+                             "the bootstrap interval is the primary comparison.");
+    return t;
+}
+
 static void multi_report(report *R)
 {
     doc *d = &R->d;
@@ -907,13 +953,17 @@ static void multi_report(report *R)
         const char *heads[] = {"Run", "Model", "Layer", "Top-1", "Top-2", "Top-2 (order-agnostic)", "Pairs",
                                "Top-1 \u0394 vs baseline"};
         rs_table *t = rs_table_create("Routing consistency per run (%, view 1 vs view 0 / all views pooled)",
-                                      "headline", 8, keys, heads);
-        for (int i = 0; t && i < R->n; i++) {
+                                      "", 8, keys, heads);
+        /* each shown run against its baseline; owned here, freed after both tables */
+        rs_stats_comparison **cmps = calloc((size_t)R->n, sizeof *cmps);
+        if ((!t || !cmps) && !d->rc)
+            d->rc = rs_error_set(d->err, RS_ENOMEM, "out of memory");
+        int ncmp = 0;
+        for (int i = 0; t && cmps && i < R->n; i++) {
             const rs_run_info *r = &R->info[i];
             if (any_pair && is_noise(r))
                 continue;
             const rs_stats *st = R->st[i];
-            rs_stats_comparison *cmp = NULL;
             int b = R->baseline[i];
             if (b >= 0 && !R->flag[i][0]) {
                 rs_stats_options o = {.resamples = R->opt->resamples ? R->opt->resamples : 0,
@@ -921,9 +971,11 @@ static void multi_report(report *R)
                                       .name = R->opt->db};
                 rs_error e2;
                 if (rs_stats_compare(R->store, R->info[b].id, R->info[b].top_k, R->store, r->id, r->top_k,
-                                     &o, &cmp, &e2))
-                    cmp = NULL;
+                                     &o, &cmps[i], &e2))
+                    cmps[i] = NULL;
+                ncmp += cmps[i] != NULL;
             }
+            const rs_stats_comparison *cmp = cmps[i];
             for (int l = 0; l <= st->layers; l++) {
                 char rn[32], model[64], lh[64], lk[64];
                 run_name(r, rn, sizeof rn);
@@ -935,6 +987,7 @@ static void multi_report(report *R)
                 int cell = rs_stats_cell(st, st->views, l);
                 const rs_stats_agreement *a = &st->agree[cell];
                 int row = rs_table_add_row(t, "all", lk, NULL);
+                rs_table_set_row_run(t, row, rn);
                 char rlab[80];
                 snprintf(rlab, sizeof rlab, "run %s%s", rn, R->flag[i][0] ? " (not comparable)" : "");
                 rs_table_set_text(t, row, 0, rlab);
@@ -950,9 +1003,13 @@ static void multi_report(report *R)
                         rs_table_set_diff(t, row, 7, df->value, df->boot_valid, df->boot_lo, df->boot_hi);
                 }
             }
-            rs_stats_comparison_free(cmp);
         }
         add_table(d, t, "headline");
+        if (ncmp > 0)
+            add_table(d, baseline_differences(R, cmps), "differences");
+        for (int i = 0; cmps && i < R->n; i++)
+            rs_stats_comparison_free(cmps[i]);
+        free(cmps);
     }
 
     /* Accuracy (Table 1 form). */
@@ -981,15 +1038,17 @@ static void multi_report(report *R)
                 keys[3 + s] = kb[3 + s], heads[3 + s] = hb[3 + s];
             }
             keys[nc - 1] = "augmented", heads[nc - 1] = "Augmented views";
-            t = rs_table_create("Accuracy (%, Wilson interval)", "accuracy", nc, keys, heads);
+            t = rs_table_create("Accuracy (%, Wilson interval)", "", nc, keys, heads);
         }
         for (int i = 0; t && i < R->n; i++) {
             const rs_run_info *r = &R->info[i];
             const rs_stats *st = R->st[i];
-            char rn[32], model[64];
+            char id[32], rn[32], model[64];
+            run_name(r, id, sizeof id);
             snprintf(rn, sizeof rn, "run %" PRId64, r->id);
             model_label(r, model, sizeof model);
             int row = rs_table_add_row(t, NULL, NULL, NULL);
+            rs_table_set_row_run(t, row, id);
             rs_table_set_text(t, row, 0, rn);
             rs_table_set_text(t, row, 1, model);
             rs_table_set_text(t, row, 2, r->protocol);
@@ -1115,7 +1174,9 @@ static void multi_report(report *R)
             snprintf(ha, sizeof ha, "Top-1 run %" PRId64, a->id);
             snprintf(hb2, sizeof hb2, "Top-1 run %" PRId64, b->id);
             const char *heads[] = {"Image", ha, hb2, "B \u2212 A", "Pairs A", "Pairs B"};
-            rs_table *t = rs_table_create("Largest per-image differences in Top-1 agreement (%)", "largest", 6, keys,
+            char pair_ids[64];  /* csv/json run field: "A,B" */
+            snprintf(pair_ids, sizeof pair_ids, "%" PRId64 ",%" PRId64, a->id, b->id);
+            rs_table *t = rs_table_create("Largest per-image differences in Top-1 agreement (%)", pair_ids, 6, keys,
                                           heads);
             for (int k = 0; t && k < m && k < DIFF_IMAGES; k++) {
                 int i = order[k];

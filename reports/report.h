@@ -13,7 +13,8 @@
  * figures, the severity sweep for a noise run, grids of the first IMAGES images.
  * Several runs: the headline table (rows = runs x MoE layers + overall; Top-1, Top-2,
  * Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to the
- * run's baseline where the two are comparable), the accuracy table (clean, per severity,
+ * run's baseline where the two are comparable), the paired differences of every rate to
+ * the baseline over all MoE layers with McNemar's p on Top-1, the accuracy table (clean, per severity,
  * augmented views), the severity sweep of all noise runs, router figures of all runs,
  * grids of the same images per run, the images whose per-image Top-1 agreement differs
  * most between the first run and its baseline (images with a quarter of the possible

@@ -19,7 +19,7 @@ typedef struct cell {
 } cell;
 
 typedef struct row {
-    char *view, *layer, *metric;
+    char *view, *layer, *metric, *run; /* run: NULL = the table's */
     cell *cells;
 } row;
 
@@ -88,6 +88,7 @@ void rs_table_free(rs_table *t)
         free(t->rows[r].view);
         free(t->rows[r].layer);
         free(t->rows[r].metric);
+        free(t->rows[r].run);
     }
     free(t->rows);
     for (int c = 0; c < t->ncols && t->keys && t->headers; c++) {
@@ -132,6 +133,14 @@ int rs_table_add_row(rs_table *t, const char *view, const char *layer, const cha
     r->layer = dup_or_null(layer, &t->oom);
     r->metric = dup_or_null(metric, &t->oom);
     return t->nrows++;
+}
+
+void rs_table_set_row_run(rs_table *t, int r, const char *run)
+{
+    if (r < 0 || r >= t->nrows)
+        return;
+    free(t->rows[r].run);
+    t->rows[r].run = dup_or_null(run, &t->oom);
 }
 
 /* The cell to fill, emptied; NULL when the row or column is out of range (a failed add). */
@@ -366,7 +375,7 @@ static void write_csv_rows(FILE *out, const rs_table *t)
                 snprintf(metric, sizeof metric, "%s_%s", rw->metric, t->keys[c]);
             else
                 snprintf(metric, sizeof metric, "%s", t->keys[c]);
-            csv_field(out, t->run);
+            csv_field(out, rw->run ? rw->run : t->run);
             fputc(',', out);
             csv_field(out, rw->view);
             fputc(',', out);
@@ -526,9 +535,11 @@ static json_t *json_table(const rs_table *t)
         json_t *cells = json_object();
         for (int c = 0; c < t->ncols; c++)
             json_object_set_new(cells, t->keys[c], json_cell(&rw->cells[c]));
-        json_array_append_new(rows, json_pack("{s:o,s:o,s:o,s:o}", "view", str_or_null(rw->view), "layer",
-                                              str_or_null(rw->layer), "metric", str_or_null(rw->metric),
-                                              "cells", cells));
+        json_t *jr = json_pack("{s:o,s:o,s:o,s:o}", "view", str_or_null(rw->view), "layer", str_or_null(rw->layer),
+                               "metric", str_or_null(rw->metric), "cells", cells);
+        if (rw->run)
+            json_object_set_new(jr, "run", json_string(rw->run));
+        json_array_append_new(rows, jr);
     }
     return json_pack("{s:s,s:s,s:o,s:o,s:o}", "title", t->title, "run", t->run, "note", str_or_null(t->note),
                      "columns", cols, "rows", rows);

@@ -54,6 +54,9 @@ void rs_table_set_note(rs_table *t, const char *note);
 /* Appends a row; returns its index (or -1 after an allocation failure, which the setters
  * then ignore). VIEW, LAYER and METRIC may be NULL. */
 int rs_table_add_row(rs_table *t, const char *view, const char *layer, const char *metric);
+/* The run ROW's figures belong to, where it is not the table's (tables of several runs):
+ * csv's run field and json's row "run" (absent when unset). */
+void rs_table_set_row_run(rs_table *t, int row, const char *run);
 
 void rs_table_set_text(rs_table *t, int row, int col, const char *text);
 /* INTERVAL false: no interval. WILSON false: no second interval. */

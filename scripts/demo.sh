@@ -33,5 +33,5 @@ done
 runs=$(IFS=,; echo "${pair_runs[*]},${noise_runs[*]}")
 "$rs" report --db "$out/routing.db" --runs "$runs" --out "$out/report" >/dev/null
 echo
-sed -n '/^## Headline/,/^Files:/p' "$out/report/report.md" | grep -v '^Files:'
+sed -n '/^## Headline/,/^## Accuracy/p' "$out/report/report.md" | grep -v -e '^Files:' -e '^## Accuracy'
 echo "Full report: $out/report/index.html (also report.md, report.pdf, tables/, figures/)"

@@ -102,6 +102,15 @@ if [ -f "$k1" ]; then
   expect "baselines by protocol and top-k" grep -q '(run 1 vs run 4, run 1 vs run 1)' "$tmp/a/base/report.md"
   expect "the second k = 2 entry: paired difference 0 to its k = 2 baseline" \
     sh -c "grep -E '^\| run 1 .*\| overall ' '$tmp/a/base/report.md' | tail -1 | grep -Eq '\+?0\.00 \['"
+  # csv rows carry their run: run 4's and run 1's headline rows, and the differences table's
+  # rows "RUN,,all,vs_runBASELINE_METRIC": run 1 against run 4, run 1 against itself (0, p 1)
+  csv=$tmp/a/base/tables
+  expect "headline.csv: rows of run 4 and run 1" \
+    sh -c "grep -q '^4,all,[^,]*,top1,' '$csv/headline.csv' && grep -q '^1,all,[^,]*,top1,' '$csv/headline.csv'"
+  expect "differences.csv: run 1 vs run 4 and run 1 vs itself" \
+    sh -c "grep -q '^1,,all,vs_run4_top1_diff,' '$csv/differences.csv' && grep -Eq '^1,,all,vs_run1_top1_diff,(0|-?0\.0*),' '$csv/differences.csv'"
+  expect "differences.csv: McNemar p = 1 for a run against itself" \
+    grep -Eq '^1,,all,vs_run1_mcnemar_p,1,' "$csv/differences.csv"
 else
   echo "skip the baseline test: $k1 is not there"
 fi
