@@ -153,13 +153,15 @@ document.getElementById('f').onload = function () {
 };
 </script></body></html>
 HTML
-  verdict=$("${chrome[@]}" --allow-file-access-from-files --virtual-time-budget=10000 --dump-dom \
-    "file://$tmp/a/check.html" 2>/dev/null | grep -o '<pre id="out">[^<]*' | sed 's/.*>//')
+  verdict() { # the checker page's verdict after load
+    "${chrome[@]}" --allow-file-access-from-files --virtual-time-budget=10000 --dump-dom \
+      "file://$tmp/a/check.html" 2>/dev/null | grep -o '<pre id="out">[^<]*' | sed 's/.*>//'
+  }
+  verdict=$(verdict)
   echo "     chromium: $verdict"
   expect "chromium: every image of index.html loads" sh -c "echo '$verdict' | grep -Eq '^images [1-9][0-9]* broken 0 *$'"
   rm "$tmp/a/cmp/figures/sweep.png"
-  verdict=$("${chrome[@]}" --allow-file-access-from-files --virtual-time-budget=10000 --dump-dom \
-    "file://$tmp/a/check.html" 2>/dev/null | grep -o '<pre id="out">[^<]*' | sed 's/.*>//')
+  verdict=$(verdict)
   expect "chromium: a deleted figure is reported broken" sh -c "echo '$verdict' | grep -q 'broken 1 figures/sweep.png'"
 else
   echo "skip chromium: not installed (Debian package chromium)"
