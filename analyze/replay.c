@@ -1,6 +1,7 @@
 #include "replay.h"
 
 #include <math.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ typedef struct engine {
     char data[4096];       /* the --data spec with absolute paths: part of the run identity */
     int lock_fd;           /* flock on the database file: one replay writes it at a time */
     char *config_json;     /* the model's config text, for the store */
+    char *labels_json;     /* its class names as a JSON array, or NULL */
     rs_run_info run;
     int batch;             /* images per batch, a multiple of the group size */
     /* Per-batch buffers, sized for `batch` images. */
@@ -60,7 +62,7 @@ static void engine_close(engine *e)
         free(e->params[i]);
     free(e->params);
     void *bufs[] = {e->source_px, e->view_px, e->drawn, e->labels, e->predicted, e->pred_prob,
-                    e->match, e->top_idx, e->top_gate, e->probs, e->parsed, e->config_json};
+                    e->match, e->top_idx, e->top_gate, e->probs, e->parsed, e->config_json, e->labels_json};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     for (int i = 0; i < e->num_views; i++)
@@ -76,13 +78,22 @@ static void engine_close(engine *e)
     rs_model_close(e->model);
 }
 
-/* The model's config as JSON text: the metadata string, verbatim. */
+/* The model's config as JSON text (the metadata string, verbatim) and its class names as a
+ * JSON array (NULL when the config has none), for the store. */
 static int copy_config(engine *e, rs_error *err)
 {
+    const rs_config *c = &e->model->cfg;
     const char *text = rs_safetensors_metadata(e->model->file, "config");
-    if (!(e->config_json = strdup(text ? text : "{}")))
-        return rs_error_set(err, RS_ENOMEM, "out of memory");
-    return 0;
+    bool ok = (e->config_json = strdup(text ? text : "{}")) != NULL;
+    if (ok && c->labels) {
+        json_t *names = json_array();
+        for (int i = 0; names && i < c->num_classes; i++)
+            if (json_array_append_new(names, json_string(c->labels[i])))
+                ok = false;
+        ok = ok && names && (e->labels_json = json_dumps(names, JSON_COMPACT)) != NULL;
+        json_decref(names);
+    }
+    return ok ? 0 : rs_error_set(err, RS_ENOMEM, "out of memory");
 }
 
 static int alloc_buffers(engine *e, rs_error *err)
@@ -117,6 +128,8 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         count = o->limit;
     rs_run_spec spec = {
         .model_path = o->model_path, .model_sha256 = e->sha256, .model_config = e->config_json,
+        .model_labels = e->labels_json, .top_k = c->top_k, .channels = c->channels, .image_h = c->image_h,
+        .image_w = c->image_w,
         .model_params = e->model->num_params, .data = e->data, .offset = o->offset, .count = count,
         .protocol = o->protocol, .num_views = e->num_views, .view_specs = (const char *const *)e->specs,
         .seed = o->seed, .num_layers = c->num_moe, .layer_blocks = blocks, .tokens = rs_config_tokens(c),

@@ -25,13 +25,17 @@
  * - Every statement the batch writer runs is prepared once and kept in the rs_store. */
 #include "store.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "half.h"
 
@@ -105,9 +109,41 @@ static const char schema_v1[] =
     "  FOREIGN KEY (run_id, image, view) REFERENCES predictions(run_id, image, view)"
     "    ON DELETE CASCADE);";
 
+/* What schema 2 stores as columns, computed from a schema-1 row: the model's k, input shape
+ * and class names were then only inside the stored config JSON. Shared by the migration and
+ * by readers of schema-1 files (which read in place, without migrating). R is the run row,
+ * M its model row; json_valid guards the json_* calls, which fail on malformed text. */
+#define V1_CONFIG_INT(path, fallback)                                                                      \
+    "(CASE WHEN json_valid(m.config) AND json_type(m.config, '" path "') = 'integer'"                      \
+    " THEN json_extract(m.config, '" path "') ELSE " fallback " END)"
+#define V1_TOP_K                                                                                           \
+    "(CASE WHEN json_valid(m.config) AND json_type(m.config, '$.top_k') = 'integer'"                       \
+    " AND json_extract(m.config, '$.top_k') BETWEEN 1 AND r.record_k"                                      \
+    " THEN json_extract(m.config, '$.top_k') ELSE r.record_k END)"
+#define V1_LABELS                                                                                          \
+    "(CASE WHEN json_valid(m.config) AND json_type(m.config, '$.labels') = 'array'"                        \
+    " THEN json_extract(m.config, '$.labels') END)"
+#define V1_RUN_COLUMNS                                                                                     \
+    V1_TOP_K ", " V1_CONFIG_INT("$.channels", "0") ", " V1_CONFIG_INT("$.image_size[0]", "0") ", "          \
+    V1_CONFIG_INT("$.image_size[1]", "0") ", " V1_LABELS
+#define V2_RUN_COLUMNS "r.top_k, r.channels, r.image_h, r.image_w, m.labels"
+
+/* Schema version 2: the model's k and input shape become run columns and its class names a
+ * model column, so that readers need neither the config JSON nor the checkpoint. */
+static const char schema_v2[] =
+    "ALTER TABLE runs ADD COLUMN top_k INTEGER;"      /* the model's k (record_k is max(2, k)) */
+    "ALTER TABLE runs ADD COLUMN channels INTEGER;"   /* the model's input: channels, H, W */
+    "ALTER TABLE runs ADD COLUMN image_h INTEGER;"
+    "ALTER TABLE runs ADD COLUMN image_w INTEGER;"
+    "ALTER TABLE models ADD COLUMN labels TEXT;"      /* JSON array of class names, or NULL */
+    "UPDATE runs AS r SET top_k = " V1_TOP_K ", channels = " V1_CONFIG_INT("$.channels", "0")
+    ", image_h = " V1_CONFIG_INT("$.image_size[0]", "0") ", image_w = " V1_CONFIG_INT("$.image_size[1]", "0")
+    " FROM models AS m WHERE m.id = r.model_id;"
+    "UPDATE models AS m SET labels = " V1_LABELS ";";
+
 /* migrations[n] turns schema version n into n + 1; version 0 is an empty database. A later
  * schema appends its step here and raises RS_STORE_SCHEMA. */
-static const char *const migrations[] = {schema_v1};
+static const char *const migrations[] = {schema_v1, schema_v2};
 _Static_assert(sizeof migrations / sizeof *migrations == RS_STORE_SCHEMA,
                "one migration step per schema version");
 
@@ -134,6 +170,7 @@ struct rs_store {
     sqlite3 *db;
     char *path;
     bool read_only;
+    int schema;                 /* the file's schema version (readers keep older ones as they are) */
     int busy_ms;
     sqlite3_stmt *st[ST_COUNT];
     /* Encoding buffers for one routing row, grown as needed and reused across batches. */
@@ -330,17 +367,51 @@ static int check_schema(rs_store *s, rs_error *err)
     if (version > 0 && app_id != RS_STORE_APP_ID)
         return rs_error_set(err, RS_EFORMAT, "%s: not a routerscope store (application id 0x%08" PRIx64 ")",
                             s->path, (uint64_t)(uint32_t)app_id);
+    s->schema = (int)version;
     if (version < RS_STORE_SCHEMA) {
+        /* Readers take older schemas in place (get_run fills what they lack); writers upgrade. */
         if (s->read_only)
             return version == 0
                        ? rs_error_set(err, RS_EFORMAT, "%s: empty database, no routerscope runs to read", s->path)
-                       : rs_error_set(err, RS_EFORMAT,
-                                      "%s: schema version %" PRId64 ", this routerscope reads %d (open it for "
-                                      "writing once to upgrade it)",
-                                      s->path, version, RS_STORE_SCHEMA);
+                       : 0;
+        s->schema = RS_STORE_SCHEMA;
         return migrate(s, err);
     }
     return 0;
+}
+
+/* A reader in a folder it cannot write cannot create the WAL index (-shm) that a WAL
+ * database wants, so SQLite refuses even to read. Such a file is opened "immutable" (no
+ * locks, no -shm) — but only when no WAL content is pending, which immutable mode would
+ * silently skip. */
+static bool needs_immutable(const char *path)
+{
+    char *wal = malloc(strlen(path) + 5), *dir = strdup(path);
+    bool immutable = false;
+    if (wal && dir) {
+        struct stat st;
+        sprintf(wal, "%s-wal", path);
+        bool wal_empty = stat(wal, &st) != 0 ? errno == ENOENT : st.st_size == 0;
+        char *slash = strrchr(dir, '/');
+        const char *folder = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+        immutable = wal_empty && access(folder, W_OK) != 0;
+    }
+    free(wal);
+    free(dir);
+    return immutable;
+}
+
+/* "file:PATH?immutable=1" with PATH percent-encoded. Caller frees; NULL when out of memory. */
+static char *immutable_uri(const char *path)
+{
+    char *uri = malloc(strlen(path) * 3 + 32), *p = uri;
+    if (!uri)
+        return NULL;
+    p += sprintf(p, "file:");
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++)
+        p += isalnum(*c) || strchr("/-._~", *c) ? sprintf(p, "%c", *c) : sprintf(p, "%%%02X", *c);
+    sprintf(p, "?immutable=1");
+    return uri;
 }
 
 int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *err)
@@ -354,7 +425,9 @@ int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *er
     s->read_only = read_only;
     s->busy_ms = 5000;
     int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    char *uri = read_only && needs_immutable(path) ? immutable_uri(path) : NULL;
+    int rc = sqlite3_open_v2(uri ? uri : path, &s->db, flags | (uri ? SQLITE_OPEN_URI : 0), NULL);
+    free(uri);
     if (rc != SQLITE_OK) {
         rc = db_fail(s, rc, "opening", err);
         goto fail;
@@ -526,6 +599,10 @@ static int check_spec(const rs_store *s, const rs_run_spec *spec, bool full, rs_
             bad = "patch matches are stored as int16: at most 32767 patches";
         else if (spec->num_classes < 1)
             bad = "no classes";
+        else if (spec->top_k < 1 || spec->top_k > spec->record_k)
+            bad = "top_k must lie in 1 .. record_k";
+        else if (spec->channels < 1 || spec->image_h < 1 || spec->image_w < 1)
+            bad = "no input shape";
     }
     return bad ? rs_error_set(err, RS_EINVAL, "%s: run spec: %s", s->path, bad) : 0;
 }
@@ -580,7 +657,7 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
     /* The model row is shared by every run of the same checkpoint. */
     what = "recording the model";
     rc = sqlite3_prepare_v2(store->db,
-                            "INSERT INTO models (sha256, path, config, params) VALUES (?, ?, ?, ?)"
+                            "INSERT INTO models (sha256, path, config, params, labels) VALUES (?, ?, ?, ?, ?)"
                             " ON CONFLICT (sha256) DO NOTHING",
                             -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -588,6 +665,7 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
         sqlite3_bind_text(st, 2, spec->model_path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, spec->model_config, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, spec->model_params);
+        sqlite3_bind_text(st, 5, spec->model_labels, -1, SQLITE_STATIC);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
     }
     sqlite3_finalize(st);
@@ -600,9 +678,10 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
         store->db,
         "INSERT INTO runs (model_id, identity, model_path, data, first_image, image_count, protocol,"
         " num_views, seed, num_layers, layers, tokens, patches, grid_h, grid_w, record_k, num_experts,"
-        " num_classes, has_cls, command, version, status, images_total, images_done, started)"
+        " num_classes, has_cls, command, version, status, images_total, images_done, started, top_k, channels,"
+        " image_h, image_w)"
         " VALUES ((SELECT id FROM models WHERE sha256 = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-        " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, 'running', ?6, 0, ?22)",
+        " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, 'running', ?6, 0, ?22, ?23, ?24, ?25, ?26)",
         -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, spec->model_sha256, -1, SQLITE_STATIC);
@@ -627,6 +706,10 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
         sqlite3_bind_text(st, 20, spec->command, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 21, spec->version, -1, SQLITE_STATIC);
         sqlite3_bind_double(st, 22, now_seconds());
+        sqlite3_bind_int(st, 23, spec->top_k);
+        sqlite3_bind_int(st, 24, spec->channels);
+        sqlite3_bind_int(st, 25, spec->image_h);
+        sqlite3_bind_int(st, 26, spec->image_w);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
     }
     sqlite3_finalize(st);
@@ -692,6 +775,10 @@ void rs_run_info_clear(rs_run_info *info)
     free(info->error);
     free(info->command);
     free(info->version);
+    if (info->class_names)
+        for (int i = 0; i < info->num_class_names; i++)
+            free(info->class_names[i]);
+    free(info->class_names);
     if (info->view_specs)
         for (int v = 0; v < info->num_views; v++)
             free(info->view_specs[v]);
@@ -699,32 +786,41 @@ void rs_run_info_clear(rs_run_info *info)
     memset(info, 0, sizeof *info);
 }
 
-/* The model's k from its config JSON. The store records max(2, k) ids, so record_k alone
- * cannot tell k = 1 from k = 2; a config without a usable "top_k" falls back to record_k. */
-static int config_top_k(const char *config, int record_k)
+/* The class names of a JSON array (models.labels) into INFO; anything else leaves none. */
+static int parse_labels(const char *text, rs_run_info *info)
 {
-    if (!config)
-        return record_k;
-    json_t *root = json_loads(config, 0, NULL);
-    json_t *k = root ? json_object_get(root, "top_k") : NULL;
-    int top_k = record_k;
-    if (json_is_integer(k) && json_integer_value(k) >= 1 && json_integer_value(k) <= record_k)
-        top_k = (int)json_integer_value(k);
+    json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+    int rc = 0;
+    if (json_is_array(root) && json_array_size(root) > 0 && json_array_size(root) <= 1000000) {
+        size_t n = json_array_size(root);
+        if (!(info->class_names = calloc(n, sizeof *info->class_names)))
+            rc = RS_ENOMEM;
+        for (size_t i = 0; i < n && !rc; i++) {
+            const char *name = json_string_value(json_array_get(root, i));
+            if (!(info->class_names[i] = strdup(name ? name : "")))
+                rc = RS_ENOMEM;
+        }
+        info->num_class_names = (int)n;
+    }
     json_decref(root);
-    return top_k;
+    return rc;
 }
 
 int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err)
 {
     rs_run_info_clear(info);
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(
-        store->db,
+    static const char *const select[2] = {
         "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"
         " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"
         " r.patches, r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, r.seed,"
-        " r.started, r.finished, m.config FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?",
-        -1, &st, NULL);
+        " r.started, r.finished, " V1_RUN_COLUMNS " FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?",
+        "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"
+        " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"
+        " r.patches, r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, r.seed,"
+        " r.started, r.finished, " V2_RUN_COLUMNS " FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?"};
+    _Static_assert(RS_STORE_SCHEMA == 2, "get_run reads schema 1 and the current schema");
+    int rc = sqlite3_prepare_v2(store->db, select[store->schema >= 2], -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_fail(store, rc, "reading a run", err);
     sqlite3_bind_int64(st, 1, run_id);
@@ -767,8 +863,13 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     info->seed = (uint64_t)sqlite3_column_int64(st, 23);
     info->started = sqlite3_column_double(st, 24);
     info->finished = sqlite3_column_double(st, 25); /* NULL reads as 0 */
-    info->top_k = config_top_k((const char *)sqlite3_column_text(st, 26), info->record_k);
-    bool oom = !info->model_path || !info->model_sha256 || !info->data || !info->protocol ||
+    info->top_k = sqlite3_column_int(st, 26);
+    info->channels = sqlite3_column_int(st, 27);
+    info->image_h = sqlite3_column_int(st, 28);
+    info->image_w = sqlite3_column_int(st, 29);
+    if (info->top_k < 1 || info->top_k > info->record_k)
+        info->top_k = info->record_k;
+    bool oom = parse_labels((const char *)sqlite3_column_text(st, 30), info) != 0 || !info->model_path || !info->model_sha256 || !info->data || !info->protocol ||
                (sqlite3_column_type(st, 7) != SQLITE_NULL && !info->error) ||
                (sqlite3_column_type(st, 8) != SQLITE_NULL && !info->command) ||
                (sqlite3_column_type(st, 9) != SQLITE_NULL && !info->version);

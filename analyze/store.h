@@ -40,7 +40,7 @@
 
 #include "rs_error.h"
 
-#define RS_STORE_SCHEMA 1
+#define RS_STORE_SCHEMA 2
 
 typedef struct rs_store rs_store;
 
@@ -53,6 +53,7 @@ void rs_store_close(rs_store *store);
  * protocol + view specs + seed. */
 typedef struct rs_run_spec {
     const char *model_path, *model_sha256, *model_config; /* config as JSON text */
+    const char *model_labels;   /* class names as a JSON array, or NULL */
     long long model_params;
     const char *data;           /* the --data spec */
     int offset, count;          /* slice of the source: images offset .. offset+count-1 */
@@ -63,6 +64,8 @@ typedef struct rs_run_spec {
     int num_layers;             /* MoE layers */
     const int *layer_blocks;    /* their block indices */
     int tokens, patches, grid_h, grid_w, record_k, num_experts, num_classes;
+    int top_k;                  /* the model's k (record_k = max(2, k)) */
+    int channels, image_h, image_w; /* the model's input */
     bool has_cls;
     const char *command;        /* the command line, for provenance */
     const char *version;        /* routerscope version and commit */
@@ -80,8 +83,11 @@ typedef struct rs_run_info {
     int num_views, offset, count, num_layers, tokens, patches, grid_h, grid_w, record_k, num_experts,
         num_classes;
     int layer_blocks[64];
-    int top_k;                  /* the model's k, from its stored config ("top_k"); record_k
-                                 * when the config lacks it */
+    int top_k;                  /* the model's k */
+    int channels, image_h, image_w; /* the model's input; 0 when a schema-1 store's config
+                                 * lacked them */
+    char **class_names;         /* num_class_names names (the model's "labels"), or NULL */
+    int num_class_names;
     bool has_cls;
     uint64_t seed;
     double started, finished;   /* Unix seconds; finished 0 while running */

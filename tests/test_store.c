@@ -86,6 +86,7 @@ static rs_run_spec small_spec(void)
         .model_path = "models/tiny.safetensors",
         .model_sha256 = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
         .model_config = "{\"depth\":4,\"num_experts\":4}",
+        .model_labels = "[\"zero\",\"one\",\"two\",\"three\",\"four\",\"five\",\"six\",\"seven\",\"eight\",\"nine\"]",
         .model_params = 123456,
         .data = "fashion-mnist:test",
         .offset = 10,
@@ -101,6 +102,10 @@ static rs_run_spec small_spec(void)
         .grid_h = 2,
         .grid_w = 2,
         .record_k = 2,
+        .top_k = 1,
+        .channels = 3,
+        .image_h = 8,
+        .image_w = 6,
         .num_experts = 4,
         .num_classes = 10,
         .has_cls = true,
@@ -330,6 +335,16 @@ static void test_create_reopen(void **state)
     rs_store_close(s);
     s = open_ok(path, true);
     check_all(s, run, &spec, 10, 2);
+    rs_run_info info = {0};
+    rs_error err = {0};
+    assert_int_equal(rs_store_get_run(s, run, &info, &err), 0);
+    assert_int_equal(info.top_k, 1);
+    assert_int_equal(info.channels, 3);
+    assert_int_equal(info.image_h, 8);
+    assert_int_equal(info.image_w, 6);
+    assert_int_equal(info.num_class_names, 10);
+    assert_string_equal(info.class_names[3], "three");
+    rs_run_info_clear(&info);
     rs_store_close(s);
     rs_store_close(NULL);
 }
@@ -345,7 +360,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version 99, this routerscope reads 1");
+        expect_message(&err, path, "schema version 99, this routerscope reads 2");
     }
 
     /* A database of another program: version 0, but tables we do not know. */
@@ -354,9 +369,48 @@ static void test_schema_version(void **state)
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(other, false, &s, &err), RS_EFORMAT);
-    expect_message(&err, other, "schema version 0, this routerscope reads 1");
+    expect_message(&err, other, "schema version 0, this routerscope reads 2");
     assert_int_equal(sql_int(other, "SELECT count(*) FROM t"), 1); /* untouched, */
     assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
+}
+
+/* A store written by routerscope before schema 2 (tests/golden/store-v1.db: the tiny k = 2
+ * model's pair run on 3 images, then fmnist-prc-k1's noise run on 2): readers take it in
+ * place, with k, input shape and class names from the stored config; a writer upgrades it. */
+static void test_schema1_store(void **state)
+{
+    (void)state;
+    const char *path = scratch("v1.db");
+    char golden[4096];
+    snprintf(golden, sizeof golden, "%s/store-v1.db", tu_dir("RS_GOLDEN_DIR", "tests/golden"));
+    size_t size;
+    unsigned char *bytes = tu_read_file(golden, &size);
+    assert_non_null(bytes);
+    assert_int_equal(tu_write_file(path, bytes, size), 0);
+    free(bytes);
+    for (int pass = 0; pass < 2; pass++) {
+        rs_store *s = open_ok(path, pass == 0);
+        assert_int_equal(sql_int(path, "PRAGMA user_version"), pass == 0 ? 1 : 2);
+        rs_run_info info = {0};
+        rs_error err = {0};
+        assert_int_equal(rs_store_get_run(s, 1, &info, &err), 0);
+        assert_int_equal(info.top_k, 2);
+        assert_int_equal(info.channels, 1);
+        assert_int_equal(info.image_h, 28);
+        assert_int_equal(info.image_w, 28);
+        assert_int_equal(info.num_class_names, 10);
+        assert_string_equal(info.class_names[0], "T-shirt/top");
+        assert_string_equal(info.class_names[9], "Ankle boot");
+        assert_int_equal(rs_store_get_run(s, 2, &info, &err), 0);
+        assert_int_equal(info.top_k, 1); /* record_k is 2: only the config tells */
+        assert_int_equal(info.record_k, 2);
+        rs_run_info_clear(&info);
+        rs_store_close(s);
+    }
+    /* The upgrade wrote the columns themselves. */
+    assert_int_equal(sql_int(path, "SELECT top_k FROM runs WHERE id = 2"), 1);
+    assert_int_equal(sql_int(path, "SELECT image_w FROM runs WHERE id = 1"), 28);
+    assert_int_equal(sql_int(path, "SELECT json_array_length(labels) FROM models WHERE id = 1"), 10);
 }
 
 static void test_not_a_database(void **state)
@@ -796,6 +850,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_reopen),  cmocka_unit_test(test_schema_version),
         cmocka_unit_test(test_not_a_database), cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_schema1_store),
         cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
         cmocka_unit_test(test_write_read),     cmocka_unit_test(test_wrong_position),
         cmocka_unit_test(test_failing_batch_rolls_back), cmocka_unit_test(test_benchmark),
