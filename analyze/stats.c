@@ -161,7 +161,7 @@ void rs_stats_free(rs_stats *st)
     free(st);
 }
 
-static int acc_init(acc *a, const rs_run_info *info, int top_k, const char *name, rs_error *err)
+static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error *err)
 {
     memset(a, 0, sizeof *a);
     a->name = name;
@@ -173,11 +173,11 @@ static int acc_init(acc *a, const rs_run_info *info, int top_k, const char *name
                             "%s run %" PRId64 ": shapes views=%d layers=%d experts=%d classes=%d patches=%d "
                             "tokens=%d record_k=%d do not fit the statistics",
                             name, info->id, V, L, E, K, Np, T, R);
-    if (top_k < 0 || top_k > R)
-        return rs_error_set(err, RS_EINVAL, "%s run %" PRId64 ": top_k %d outside 1..%d (record_k)", name,
-                            info->id, top_k, R);
+    if (info->top_k < 1 || info->top_k > R)
+        return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": top_k %d outside 1..%d (record_k)", name,
+                            info->id, info->top_k, R);
     a->V = V, a->L = L, a->E = E, a->K = K, a->Np = Np, a->T = T, a->R = R;
-    a->k = top_k ? top_k : R;
+    a->k = info->top_k;
     a->cls = info->has_cls ? 1 : 0;
     a->cells = (V + 1) * (L + 1);
     a->cap = info->images_done;
@@ -669,7 +669,7 @@ static void set_meta(rs_stats *st, int resamples, uint64_t seed, double level)
     st->level = level;
 }
 
-int rs_stats_compute(rs_store *store, int64_t run_id, int top_k, const rs_stats_options *opt, rs_stats **out,
+int rs_stats_compute(rs_store *store, int64_t run_id, const rs_stats_options *opt, rs_stats **out,
                      rs_error *err)
 {
     *out = NULL;
@@ -685,7 +685,7 @@ int rs_stats_compute(rs_store *store, int64_t run_id, int top_k, const rs_stats_
     if ((rc = rs_store_get_run(store, run_id, &info, err)))
         return rc;
     acc a;
-    rc = acc_init(&a, &info, top_k, name, err);
+    rc = acc_init(&a, &info, name, err);
     rs_run_info_clear(&info);
     if (rc)
         return rc;
@@ -769,8 +769,8 @@ static void identity_diff(const rs_run_info *a, const rs_run_info *b, char *buf,
     }
 }
 
-int rs_stats_compare(rs_store *store_a, int64_t run_a, int top_k_a, rs_store *store_b, int64_t run_b,
-                     int top_k_b, const rs_stats_options *opt, rs_stats_comparison **out, rs_error *err)
+int rs_stats_compare(rs_store *store_a, int64_t run_a, rs_store *store_b, int64_t run_b,
+                     const rs_stats_options *opt, rs_stats_comparison **out, rs_error *err)
 {
     *out = NULL;
     gsl_set_error_handler_off();
@@ -806,10 +806,10 @@ int rs_stats_compare(rs_store *store_a, int64_t run_a, int top_k_a, rs_store *st
                           ia.patches, ib.patches);
         goto fail;
     }
-    if ((rc = acc_init(&A, &ia, top_k_a, name_a, err)))
+    if ((rc = acc_init(&A, &ia, name_a, err)))
         goto fail;
     have_a = true;
-    if ((rc = acc_init(&B, &ib, top_k_b, name_b, err)))
+    if ((rc = acc_init(&B, &ib, name_b, err)))
         goto fail;
     have_b = true;
     const int V = A.V, L = A.L, Np = A.Np;

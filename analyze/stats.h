@@ -166,11 +166,11 @@ static inline int rs_stats_cell(const rs_stats *st, int view_slot, int layer_slo
  * counts hold no pair. */
 bool rs_stats_counts_rate(const rs_stats_counts *c, int which, double *rate);
 
-/* Computes every figure above for run RUN_ID of STORE in one pass. TOP_K is the model's k
- * (1 .. record_k) used for load; 0 means record_k (right for k >= 2, since the store
- * records max(2, k) ids; pass 1 for a k = 1 model). OPT may be NULL (defaults). */
-int rs_stats_compute(rs_store *store, int64_t run_id, int top_k, const rs_stats_options *opt,
-                     rs_stats **out, rs_error *err);
+/* Computes every figure above for run RUN_ID of STORE in one pass. Load counts the model's
+ * top_k slots (the run's stored k; the store records max(2, k) ids). OPT may be NULL
+ * (defaults). */
+int rs_stats_compute(rs_store *store, int64_t run_id, const rs_stats_options *opt, rs_stats **out,
+                     rs_error *err);
 void rs_stats_free(rs_stats *st);
 
 /* Paired comparison. */
@@ -206,11 +206,11 @@ typedef struct rs_stats_comparison {
  * twice). The runs must be comparable: same data, offset, count, protocol, view specs and
  * seed (else RS_EINVAL naming both runs and what differs, unless OPT->force), and in any
  * case the same images done, views, MoE layers and patch grid, with records in lockstep.
- * Both cursors are read in lockstep in one pass. TOP_K_A / TOP_K_B as in rs_stats_compute.
+ * Both cursors are read in lockstep in one pass.
  * The bootstrap of each run uses OPT's seed (so a and b equal rs_stats_compute's figures);
  * the paired bootstrap draws one set of images per replicate for both runs. */
-int rs_stats_compare(rs_store *store_a, int64_t run_a, int top_k_a, rs_store *store_b, int64_t run_b,
-                     int top_k_b, const rs_stats_options *opt, rs_stats_comparison **out, rs_error *err);
+int rs_stats_compare(rs_store *store_a, int64_t run_a, rs_store *store_b, int64_t run_b,
+                     const rs_stats_options *opt, rs_stats_comparison **out, rs_error *err);
 void rs_stats_comparison_free(rs_stats_comparison *cmp);
 
 /* McNemar from discordant counts (exposed for tests and reports): fills chi2 and p as

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1184,6 +1185,12 @@ fail:
 
 int rs_store_cursor_open(rs_store *store, int64_t run_id, rs_store_cursor **out, rs_error *err)
 {
+    return rs_store_cursor_open_images(store, run_id, INT_MIN, INT_MAX, out, err);
+}
+
+int rs_store_cursor_open_images(rs_store *store, int64_t run_id, int first, int last, rs_store_cursor **out,
+                                rs_error *err)
+{
     *out = NULL;
     rs_run_info info = {0};
     int rc = rs_store_get_run(store, run_id, &info, err);
@@ -1219,13 +1226,15 @@ int rs_store_cursor_open(rs_store *store, int64_t run_id, rs_store_cursor **out,
                             " FROM routing r"
                             " JOIN predictions p ON p.run_id = r.run_id AND p.image = r.image AND p.view = r.view"
                             " JOIN samples s ON s.run_id = r.run_id AND s.image = r.image"
-                            " WHERE r.run_id = ? ORDER BY r.image, r.view, r.layer",
+                            " WHERE r.run_id = ? AND r.image BETWEEN ? AND ? ORDER BY r.image, r.view, r.layer",
                             -1, &c->stmt, NULL);
     if (rc != SQLITE_OK) {
         rs_store_cursor_close(c);
         return db_fail(store, rc, "reading routing", err);
     }
     sqlite3_bind_int64(c->stmt, 1, run_id);
+    sqlite3_bind_int(c->stmt, 2, first);
+    sqlite3_bind_int(c->stmt, 3, last);
     *out = c;
     return 0;
 }

@@ -148,6 +148,9 @@ typedef struct rs_routing_record {
 
 typedef struct rs_store_cursor rs_store_cursor;
 int rs_store_cursor_open(rs_store *store, int64_t run_id, rs_store_cursor **out, rs_error *err);
+/* The same, for the records of images FIRST .. LAST (source indices) only. */
+int rs_store_cursor_open_images(rs_store *store, int64_t run_id, int first, int last, rs_store_cursor **out,
+                                rs_error *err);
 /* 1 and fills REC (pointers valid until the next call), 0 at the end, negative on error. */
 int rs_store_cursor_next(rs_store_cursor *cursor, rs_routing_record *rec, rs_error *err);
 void rs_store_cursor_close(rs_store_cursor *cursor);

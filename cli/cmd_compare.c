@@ -175,7 +175,7 @@ int cmd_compare(int argc, char **argv)
         .name_b = db_b,
     };
     if (rs_store_get_run(sa, run_a, &ia, &err) || rs_store_get_run(store_b, run_b, &ib, &err) ||
-        rs_stats_compare(sa, run_a, ia.top_k, store_b, run_b, ib.top_k, &opt, &cmp, &err)) {
+        rs_stats_compare(sa, run_a, store_b, run_b, &opt, &cmp, &err)) {
         status = rs_cli_fail(&err);
         goto done;
     }

@@ -4,15 +4,12 @@
 #include <string.h>
 
 #include "cli.h"
-#include "config.h"
 #include "grid.h"
 #include "heatmap.h"
 #include "plot.h"
-#include "safetensors.h"
-#include "source.h"
+#include "run.h"
 #include "stats.h"
 #include "store.h"
-#include "view.h"
 
 static const char usage_text[] =
     "usage: routerscope render grid|heatmap|sweep|accuracy|load|transition --db FILE --run R\n"
@@ -35,64 +32,88 @@ static const char usage_text[] =
     "  --image I   the image's index in the data source (default: the run's first image)\n"
     "\n"
     "The faint image under grids and heatmaps is re-created from the run's data source, view\n"
-    "specs and seed, and class names come from the run's checkpoint, when those files are\n"
-    "still there.\n";
+    "specs and seed when the data is still there; class names come from the store.\n";
 
 
-/* Fills CTX's class names and view pixels from the run's checkpoint and data, when they
- * can be read; says on stderr what is left out. CFG and PIXELS are owned by the caller. */
-static void load_context(const rs_run_info *run, int image, rs_config *cfg, bool *have_cfg, float **pixels,
-                         rs_render_context *ctx)
+/* What a grid or heatmap shows besides the routing: the run's class names and its views'
+ * pixels, redrawn from the run's data source when it can still be read (else said on stderr
+ * and drawn without). *PIXELS is owned by the caller. */
+static void image_context(const rs_run_info *run, int image, float **pixels, rs_render_context *ctx)
 {
     rs_error err = {0};
-    rs_safetensors *st = NULL;
-    *have_cfg = false;
-    *pixels = NULL;
-    if (rs_safetensors_open(run->model_path, &st, &err) == 0) {
-        const char *json = rs_safetensors_metadata(st, "config");
-        if (json && rs_config_parse(json, cfg, &err) == 0)
-            *have_cfg = true;
-        rs_safetensors_close(st);
-    }
-    if (!*have_cfg) {
-        fprintf(stderr, "routerscope render: note: no class names or image (%s)\n",
-                err.msg[0] ? err.msg : "checkpoint without a config");
+    ctx->run = run;
+    ctx->class_names = (const char *const *)run->class_names;
+    ctx->num_classes = run->num_class_names;
+    if (rs_run_view_pixels(run, image, pixels, &err)) {
+        fprintf(stderr, "routerscope render: note: drawing without the image (%s)\n", err.msg);
         return;
     }
-    ctx->class_names = (const char *const *)cfg->labels;
-    ctx->num_classes = cfg->num_classes;
-    if (image < 0)
-        return;
-    int C = cfg->channels, H = cfg->image_h, W = cfg->image_w, V = run->num_views;
-    size_t n = (size_t)C * H * W;
-    rs_source *src = NULL;
-    float *source_px = malloc(sizeof(float) * n), *px = malloc(sizeof(float) * n * (V > 0 ? V : 1));
-    int rc = !source_px || !px ? RS_ENOMEM : rs_source_open(run->data, &src, &err);
-    if (!rc)
-        rc = rs_source_load(src, image, C, H, W, source_px, &err);
-    for (int v = 0; v < V && !rc; v++) {
-        rs_view_spec spec;
-        rs_view view;
-        rc = rs_view_spec_parse(run->view_specs[v], &spec, &err);
-        if (!rc) {
-            rs_view_draw(&spec, W, H, run->seed, image, v, &view);
-            rs_view_render(&view, source_px, C, H, W, px + (size_t)v * n);
-        }
-    }
-    rs_source_close(src);
-    free(source_px);
-    if (rc) {
-        fprintf(stderr, "routerscope render: note: drawing without the image (%s)\n",
-                err.msg[0] ? err.msg : "out of memory");
-        free(px);
-        return;
-    }
-    *pixels = px;
-    ctx->pixels = px;
-    ctx->channels = C, ctx->height = H, ctx->width = W;
+    ctx->pixels = *pixels;
+    ctx->channels = run->channels, ctx->height = run->image_h, ctx->width = run->image_w;
 }
 
-int cmd_render(int argc, char **argv)
+/* grid / heatmap of one image of RUN. */
+static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int image, rs_heat_metric metric,
+                      int view, int layer, const char *out, rs_error *err)
+{
+    if (image < 0)
+        image = run->offset;
+    rs_image_routing r;
+    int rc = rs_run_image_routing(store, run, image, &r, err);
+    if (rc)
+        return rc;
+    float *pixels = NULL;
+    rs_render_context ctx = {0};
+    image_context(run, image, &pixels, &ctx);
+    if (view >= r.views)
+        rc = rs_error_set(err, RS_EINVAL, "view %d out of range (run %lld has %d views)", view, (long long)run->id,
+                          r.views);
+    else if (is_grid)
+        rc = rs_render_grid(&r, &ctx, out, NULL, err);
+    else
+        rc = rs_render_heatmap(&r, &ctx, metric, view, layer, out, err);
+    free(pixels);
+    rs_image_routing_free(&r);
+    return rc;
+}
+
+/* The plots drawn from statistics: sweep and accuracy (one or several runs), load and
+ * transition (one run). */
+static int draw_plot(rs_store *store, const char *db, const char *kind, const rs_run_info *runs, int n, int layer,
+                     const char *out, rs_error *err)
+{
+    bool is_sweep = !strcmp(kind, "sweep");
+    rs_stats_options opt = {.resamples = is_sweep ? 0 : -1, .seed = RS_STATS_DEFAULT_SEED, .name = db};
+    rs_stats **stats = calloc((size_t)n, sizeof *stats);
+    const rs_run_info **rp = calloc((size_t)n, sizeof *rp);
+    int rc = !stats || !rp ? rs_error_set(err, RS_ENOMEM, "out of memory") : 0;
+    for (int i = 0; i < n && !rc; i++) {
+        rp[i] = &runs[i];
+        rc = rs_stats_compute(store, runs[i].id, &opt, &stats[i], err);
+    }
+    if (rc)
+        ;
+    else if (is_sweep)
+        rc = rs_render_sweep((const rs_stats *const *)stats, rp, n, layer, out, err);
+    else if (!strcmp(kind, "accuracy"))
+        rc = rs_render_accuracy((const rs_stats *const *)stats, rp, n, out, err);
+    else if (!strcmp(kind, "load"))
+        rc = rs_render_load(stats[0], &runs[0], out, err);
+    else
+        rc = rs_render_transition(stats[0], &runs[0], layer, out, err);
+    for (int i = 0; stats && i < n; i++)
+        rs_stats_free(stats[i]);
+    free(stats);
+    free(rp);
+    return rc;
+}
+
+typedef struct render_options {
+    const char *db, *out, *runs_text, *metric_text, *kind;
+    int run_id, image, view, layer;
+} render_options;
+
+static int parse(int argc, char **argv, render_options *o)
 {
     static const struct option opts[] = {{"db", required_argument, NULL, 'D'},
                                          {"run", required_argument, NULL, 'r'},
@@ -104,137 +125,81 @@ int cmd_render(int argc, char **argv)
                                          {"output", required_argument, NULL, 'o'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *db = NULL, *out = NULL, *runs_text = NULL, *metric_text = "gate";
-    int run_id = 0, image = -1, view = -1, layer = -1, c;
+    *o = (render_options){.metric_text = "gate", .image = -1, .view = -1, .layer = -1};
+    int c;
     while ((c = rs_cli_next_option("render", argc, argv, ":ho:", opts)) != -1) {
+        bool ok = true;
         switch (c) {
-        case 'D': db = optarg; break;
-        case 'o': out = optarg; break;
-        case 'R': runs_text = optarg; break;
-        case 'm': metric_text = optarg; break;
-        case 'r':
-            if (!rs_cli_parse_int("render", "--run", optarg, 1, 2147483647, &run_id))
-                return RS_EXIT_USAGE;
-            break;
-        case 'i':
-            if (!rs_cli_parse_int("render", "--image", optarg, 0, 2147483647, &image))
-                return RS_EXIT_USAGE;
-            break;
-        case 'v':
-            if (!rs_cli_parse_int("render", "--view", optarg, 0, 1000000, &view))
-                return RS_EXIT_USAGE;
-            break;
-        case 'l':
-            if (!rs_cli_parse_int("render", "--layer", optarg, 0, 1000000, &layer))
-                return RS_EXIT_USAGE;
-            break;
-        case 'h': fputs(usage_text, stdout); return RS_EXIT_OK;
+        case 'D': o->db = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'R': o->runs_text = optarg; break;
+        case 'm': o->metric_text = optarg; break;
+        case 'r': ok = rs_cli_parse_int("render", "--run", optarg, 1, 2147483647, &o->run_id); break;
+        case 'i': ok = rs_cli_parse_int("render", "--image", optarg, 0, 2147483647, &o->image); break;
+        case 'v': ok = rs_cli_parse_int("render", "--view", optarg, 0, 1000000, &o->view); break;
+        case 'l': ok = rs_cli_parse_int("render", "--layer", optarg, 0, 1000000, &o->layer); break;
+        case 'h': fputs(usage_text, stdout); return -1;
         default: return RS_EXIT_USAGE;
         }
+        if (!ok)
+            return RS_EXIT_USAGE;
     }
     if (optind >= argc)
         return rs_cli_usage_error("render", "what to draw? grid, heatmap, sweep, accuracy, load or transition");
-    const char *kind = argv[optind];
+    o->kind = argv[optind];
     if (optind + 1 != argc)
         return rs_cli_usage_error("render", "unexpected argument '%s'", argv[optind + 1]);
-    bool is_grid = !strcmp(kind, "grid"), is_heat = !strcmp(kind, "heatmap"), is_sweep = !strcmp(kind, "sweep");
-    bool is_load = !strcmp(kind, "load"), is_trans = !strcmp(kind, "transition"), is_acc = !strcmp(kind, "accuracy");
-    if (!is_grid && !is_heat && !is_sweep && !is_load && !is_trans && !is_acc)
+    static const char *const kinds[] = {"grid", "heatmap", "sweep", "accuracy", "load", "transition"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        known |= !strcmp(o->kind, kinds[i]);
+    if (!known)
         return rs_cli_usage_error("render", "unknown picture '%s' (grid, heatmap, sweep, accuracy, load or transition)",
-                                  kind);
-    if (!db)
+                                  o->kind);
+    if (!o->db)
         return rs_cli_usage_error("render", "--db is required");
-    if (!out)
+    if (!o->out)
         return rs_cli_usage_error("render", "-o OUT is required");
+    if (o->runs_text && strcmp(o->kind, "sweep") && strcmp(o->kind, "accuracy"))
+        return rs_cli_usage_error("render", "--runs is for sweep and accuracy; use --run");
+    if (!o->runs_text && !o->run_id)
+        return rs_cli_usage_error("render", "--run is required");
+    return 0;
+}
+
+int cmd_render(int argc, char **argv)
+{
+    render_options o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? RS_EXIT_OK : rc;
     rs_error err = {0};
     rs_render_format fmt;
-    if (rs_render_format_of(out, &fmt, &err))
+    if (rs_render_format_of(o.out, &fmt, &err))
         return rs_cli_usage_error("render", "%s", err.msg);
     rs_heat_metric metric = RS_HEAT_GATE;
-    if (is_heat && rs_heat_metric_parse(metric_text, &metric, &err))
+    bool is_grid = !strcmp(o.kind, "grid"), is_heat = !strcmp(o.kind, "heatmap");
+    if (is_heat && rs_heat_metric_parse(o.metric_text, &metric, &err))
         return rs_cli_usage_error("render", "%s", err.msg);
-    int64_t *ids = NULL;
-    int nids = 0;
-    if (runs_text) {
-        if (!is_sweep && !is_acc)
-            return rs_cli_usage_error("render", "--runs is for sweep and accuracy; use --run");
-        if (!rs_cli_parse_runs(runs_text, &ids, &nids))
-            return rs_cli_usage_error("render", "--runs wants run ids separated by commas, got '%s'", runs_text);
-    } else {
-        if (!run_id)
-            return rs_cli_usage_error("render", "--run is required");
-        ids = malloc(sizeof *ids);
-        if (!ids)
-            return RS_EXIT_FAIL;
-        ids[0] = run_id;
-        nids = 1;
-    }
+    int64_t one = o.run_id, *ids = &one;
+    int nids = 1;
+    if (o.runs_text && !rs_cli_parse_runs(o.runs_text, &ids, &nids))
+        return rs_cli_usage_error("render", "--runs wants run ids separated by commas, got '%s'", o.runs_text);
 
     rs_store *store = NULL;
-    if (rs_store_open(db, true, &store, &err)) {
-        free(ids);
-        return rs_cli_fail(&err);
-    }
-    int rc = 0;
-    rs_run_info *info = calloc((size_t)nids, sizeof *info);
-    rs_stats **stats = calloc((size_t)nids, sizeof *stats);
-    if (!info || !stats)
-        rc = rs_error_set(&err, RS_ENOMEM, "out of memory");
+    rs_run_info *runs = calloc((size_t)nids, sizeof *runs);
+    rc = !runs ? rs_error_set(&err, RS_ENOMEM, "out of memory") : rs_store_open(o.db, true, &store, &err);
     for (int i = 0; i < nids && !rc; i++)
-        rc = rs_store_get_run(store, ids[i], &info[i], &err);
-    if (!rc && (is_grid || is_heat)) {
-        if (image < 0)
-            image = info[0].offset;
-        rs_image_routing r;
-        rc = rs_image_routing_load(store, &info[0], image, &r, &err);
-        if (!rc) {
-            rs_config cfg = {0};
-            bool have_cfg;
-            float *pixels;
-            rs_render_context ctx = {.run = &info[0]};
-            load_context(&info[0], image, &cfg, &have_cfg, &pixels, &ctx);
-            if (view >= r.views)
-                rc = rs_error_set(&err, RS_EINVAL, "view %d out of range (run %d has %d views)", view, run_id, r.views);
-            else if (is_grid)
-                rc = rs_render_grid(&r, &ctx, out, NULL, &err);
-            else
-                rc = rs_render_heatmap(&r, &ctx, metric, view, layer, out, &err);
-            free(pixels);
-            if (have_cfg)
-                rs_config_free(&cfg);
-            rs_image_routing_free(&r);
-        }
-    } else if (!rc) {
-        rs_stats_options opt = {.resamples = is_sweep ? 0 : -1, .seed = RS_STATS_DEFAULT_SEED, .name = db};
-        bool several = is_sweep || is_acc;
-        for (int i = 0; i < nids && !rc; i++)
-            rc = rs_stats_compute(store, info[i].id, info[i].top_k, &opt, &stats[i], &err);
-        if (!rc && several) {
-            const rs_run_info **rp = malloc(sizeof *rp * (size_t)nids);
-            if (!rp)
-                rc = rs_error_set(&err, RS_ENOMEM, "out of memory");
-            for (int i = 0; i < nids && !rc; i++)
-                rp[i] = &info[i];
-            if (!rc && is_sweep)
-                rc = rs_render_sweep((const rs_stats *const *)stats, rp, nids, layer, out, &err);
-            else if (!rc)
-                rc = rs_render_accuracy((const rs_stats *const *)stats, rp, nids, out, &err);
-            free(rp);
-        } else if (!rc && is_load) {
-            rc = rs_render_load(stats[0], &info[0], out, &err);
-        } else if (!rc) {
-            rc = rs_render_transition(stats[0], &info[0], layer, out, &err);
-        }
-    }
-    for (int i = 0; i < nids; i++) {
-        if (stats)
-            rs_stats_free(stats[i]);
-        if (info)
-            rs_run_info_clear(&info[i]);
-    }
-    free(stats);
-    free(info);
-    free(ids);
+        rc = rs_run_load(store, o.db, ids[i], &runs[i], &err);
+    if (!rc && (is_grid || is_heat))
+        rc = draw_image(store, &runs[0], is_grid, o.image, metric, o.view, o.layer, o.out, &err);
+    else if (!rc)
+        rc = draw_plot(store, o.db, o.kind, runs, nids, o.layer, o.out, &err);
+    for (int i = 0; runs && i < nids; i++)
+        rs_run_info_clear(&runs[i]);
+    free(runs);
+    if (ids != &one)
+        free(ids);
     rs_store_close(store);
     return rc ? rs_cli_fail(&err) : RS_EXIT_OK;
 }

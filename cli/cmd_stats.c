@@ -150,7 +150,7 @@ int cmd_stats(int argc, char **argv)
     };
     int status = RS_EXIT_OK;
     if (rs_cli_load_run("stats", store, db, run, &info, &err) ||
-        rs_stats_compute(store, info.id, info.top_k, &opt, &st, &err)) {
+        rs_stats_compute(store, info.id, &opt, &st, &err)) {
         status = rs_cli_fail(&err);
         goto done;
     }

@@ -5,6 +5,7 @@
  * .pdf (one page; creation date pinned so the same input gives the same bytes) or .svg.
  * Drawing units are PDF points. Text uses cairo's toy font API with "DejaVu Sans" (the
  * Debian package fonts-dejavu-core; fontconfig falls back to any sans-serif face).
+ * One image's records come from analyze/run.h (rs_image_routing).
  *
  * Errors: RS_EINVAL for an unknown extension, RS_EIO when the file cannot be written (the
  * message names it), RS_ENOMEM. Nothing is printed. */
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "rs_error.h"
+#include "run.h"
 #include "store.h"
 
 #define RS_RENDER_PNG_SCALE 2.0
@@ -64,31 +66,6 @@ double rs_text_width(cairo_t *cr, double size, bool bold, const char *text);
 void rs_text(cairo_t *cr, double x, double y, double size, bool bold, double align, const char *text);
 /* Diagonal hatching of the rectangle (X, Y, W, H). */
 void rs_hatch(cairo_t *cr, double x, double y, double w, double h, double spacing);
-
-/* One image's records of a run, gathered from the store. V views, L layers, T tokens,
- * R record_k, E experts, Np patches (grid_h x grid_w). Owned arrays; rs_image_routing_free. */
-typedef struct rs_image_routing {
-    int image, label, views, layers, tokens, record_k, experts, patches, grid_h, grid_w;
-    bool has_cls;
-    int *predicted;     /* (V) */
-    float *pred_prob;   /* (V) */
-    int16_t *match;     /* (V, Np) view 0's patch matched by each patch, -1 none */
-    uint8_t *top_idx;   /* (V, L, T, R) */
-    float *top_gate;    /* (V, L, T, R) */
-    float *probs;       /* (V, L, T, E) */
-} rs_image_routing;
-
-/* Reads image IMAGE (source index) of run INFO->id; RS_EINVAL when the run does not hold
- * it. Streams the run's cursor up to the image (cost grows with the image's position). */
-int rs_image_routing_load(rs_store *store, const rs_run_info *info, int image, rs_image_routing *out,
-                          rs_error *err);
-void rs_image_routing_free(rs_image_routing *r);
-
-/* Top-1 expert of patch J of view V, layer L. */
-static inline int rs_image_top1(const rs_image_routing *r, int v, int l, int j)
-{
-    return r->top_idx[(((size_t)v * r->layers + l) * r->tokens + j + r->has_cls) * r->record_k];
-}
 
 /* What a figure says about its run, filled by the caller (all may be NULL / 0). */
 typedef struct rs_render_context {

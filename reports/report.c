@@ -705,7 +705,7 @@ static void grid_figure(report *R, const rs_run_info *run, int image)
     snprintf(file, sizeof file, "grid-run%" PRId64 "-image%d.png", run->id, image);
     fig_path(R, file, path, sizeof path);
     rs_image_routing r;
-    int rc = rs_image_routing_load(R->store, run, image, &r, R->d.err);
+    int rc = rs_run_image_routing(R->store, run, image, &r, R->d.err);
     if (rc) {
         R->d.rc = rc;
         return;
@@ -970,7 +970,7 @@ static void multi_report(report *R)
                                       .seed = RS_STATS_DEFAULT_SEED,
                                       .name = R->opt->db};
                 rs_error e2;
-                if (rs_stats_compare(R->store, R->info[b].id, R->info[b].top_k, R->store, r->id, r->top_k,
+                if (rs_stats_compare(R->store, R->info[b].id, R->store, r->id,
                                      &o, &cmps[i], &e2))
                     cmps[i] = NULL;
                 ncmp += cmps[i] != NULL;
@@ -1238,7 +1238,7 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
     }
     rs_stats_options so = {.resamples = opt->resamples, .seed = RS_STATS_DEFAULT_SEED, .name = opt->db};
     for (int i = 0; !rc && i < R.n; i++)
-        rc = rs_stats_compute(store, R.info[i].id, R.info[i].top_k, &so, &R.st[i], err);
+        rc = rs_stats_compute(store, R.info[i].id, &so, &R.st[i], err);
     char sub[4096];
     if (!rc)
         rc = make_dir(opt->out_dir, err);

@@ -74,7 +74,7 @@ static void make_store(void)
         .model_config = "{\"top_k\": 1}", .model_params = 1, .data = "fashion-mnist:test", .offset = 0, .count = N,
         .protocol = "custom", .num_views = V, .view_specs = views, .seed = 7, .num_layers = L, .layer_blocks = blocks,
         .tokens = T, .patches = NP, .grid_h = GH, .grid_w = GW, .record_k = R, .num_experts = E, .num_classes = K,
-        .has_cls = true, .command = "test", .version = "test",
+        .top_k = 1, .channels = 1, .image_h = 16, .image_w = 16, .has_cls = true, .command = "test", .version = "test",
     };
     rs_store *s;
     rs_error err = {0};
@@ -116,7 +116,7 @@ static void load(rs_image_routing *r)
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(scratch("r.db"), true, &s, &err), 0);
-    int rc = rs_image_routing_load(s, &info, 0, r, &err);
+    int rc = rs_run_image_routing(s, &info, 0, r, &err);
     if (rc)
         print_message("%s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -315,7 +315,7 @@ static void test_plots_and_errors(void **state)
     assert_int_equal(rs_store_open(scratch("r.db"), true, &s, &err), 0);
     rs_stats *st = NULL;
     rs_stats_options opt = {.resamples = 50, .seed = 1};
-    assert_int_equal(rs_stats_compute(s, run_id, 1, &opt, &st, &err), 0);
+    assert_int_equal(rs_stats_compute(s, run_id, &opt, &st, &err), 0);
     const rs_stats *sts[2] = {st, st};
     const rs_run_info *runs[2] = {&info, &info};
     assert_int_equal(rs_render_sweep(sts, runs, 2, -1, scratch("s.png"), &err), 0);
@@ -330,7 +330,7 @@ static void test_plots_and_errors(void **state)
     assert_int_equal(rs_render_load(st, &info, "/nonexistent-dir/x.png", &err), RS_EIO);
     assert_non_null(strstr(err.msg, "/nonexistent-dir/x.png"));
     rs_image_routing r;
-    assert_int_equal(rs_image_routing_load(s, &info, 1, &r, &err), RS_EINVAL);
+    assert_int_equal(rs_run_image_routing(s, &info, 1, &r, &err), RS_EINVAL);
     rs_stats_free(st);
     rs_store_close(s);
 }

@@ -51,6 +51,7 @@ static double seconds(void)
 
 typedef struct tb {
     int N, V, L, Np, T, R, E, K, cls;
+    int k;                        /* the model's k (default R) */
     int16_t *match;               /* (N,V,Np) */
     int32_t *labels, *pred, *top; /* (N), (N,V), (N,V,L,T,R) */
     float *pprob, *gate, *probs;  /* (N,V), (N,V,L,T,R), (N,V,L,T,E) */
@@ -61,7 +62,7 @@ typedef struct tb {
  * 0, 1, ..., uniform router distributions. */
 static tb tb_new(int N, int V, int L, int Np, int cls, int R, int E, int K)
 {
-    tb t = {.N = N, .V = V, .L = L, .Np = Np, .T = Np + cls, .R = R, .E = E, .K = K, .cls = cls};
+    tb t = {.N = N, .V = V, .L = L, .Np = Np, .T = Np + cls, .R = R, .E = E, .K = K, .cls = cls, .k = R};
     size_t nv = (size_t)N * V, rows = nv * L * t.T;
     t.labels = malloc(sizeof *t.labels * (size_t)N);
     t.match = malloc(sizeof *t.match * nv * Np);
@@ -137,8 +138,8 @@ static rs_run_spec tb_spec(const tb *t, const char *sha, uint64_t seed, const ch
         .model_params = 1, .data = "fashion-mnist:test", .offset = 0, .count = t->N,
         .protocol = "pair", .num_views = t->V, .view_specs = views, .seed = seed,
         .num_layers = t->L, .layer_blocks = blocks, .tokens = t->T, .patches = t->Np, .grid_h = 1,
-        .grid_w = t->Np, .record_k = t->R, .num_experts = t->E, .num_classes = t->K,
-        .has_cls = t->cls != 0, .command = "test", .version = "test",
+        .grid_w = t->Np, .record_k = t->R, .num_experts = t->E, .num_classes = t->K, .top_k = t->k,
+        .channels = 1, .image_h = 28, .image_w = 28, .has_cls = t->cls != 0, .command = "test", .version = "test",
     };
 }
 
@@ -171,13 +172,13 @@ static int64_t tb_write_run(const tb *t, const char *path, const char *sha, uint
     return run;
 }
 
-static rs_stats *compute(const char *path, int64_t run, int top_k, const rs_stats_options *opt)
+static rs_stats *compute(const char *path, int64_t run, const rs_stats_options *opt)
 {
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(path, true, &s, &err), 0);
     rs_stats *st = NULL;
-    int rc = rs_stats_compute(s, run, top_k, opt, &st, &err);
+    int rc = rs_stats_compute(s, run, opt, &st, &err);
     if (rc)
         print_message("  %s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -242,7 +243,7 @@ static void test_one_image(void **state)
     set_cls_top(&t, 0, 1, 0, 3, 2), set_cls_top(&t, 0, 1, 1, 3, 2);
     const char *path = scratch("one.db");
     int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
-    rs_stats *st = compute(path, run, 2, NULL);
+    rs_stats *st = compute(path, run, NULL);
 
     assert_int_equal(st->images, 1);
     assert_int_equal(st->resamples, RS_STATS_DEFAULT_RESAMPLES);
@@ -321,7 +322,7 @@ static void test_one_image(void **state)
  * Load with top_k = 1 counts slot 0 only: view 0 (image 0: 0, 2; image 1: 1, 0 (default
  *   (0,1) at p1)) = [2, 1, 1]; mean 4/3, deviations 2/3, −1/3, −1/3, variance
  *   (4/9 + 1/9 + 1/9) / 3 = 2/9, sd 0.471405, cv 0.471405 / 1.333333 = 0.353553.
- * With top_k = 0 (record_k = 2) view 0 counts both slots: (0,1),(2,0),(1,2),(0,1) =
+ * The same records as a k = 2 run: view 0 counts both slots: (0,1),(2,0),(1,2),(0,1) =
  *   [3, 3, 2]. */
 static void test_k1_ties_load(void **state)
 {
@@ -334,9 +335,12 @@ static void test_k1_ties_load(void **state)
     t.gate[row(&t, 1, 1, 0, 0) * 2] = t.gate[row(&t, 1, 1, 0, 0) * 2 + 1] = 0.5f;
     set_match(&t, 1, 1, (int[]){0, -1});
     const char *path = scratch("k1.db");
+    t.k = 1;
     int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+    t.k = 2;
+    int64_t run_k2 = tb_write_run(&t, path, sha_b, 1, views_pair);
 
-    rs_stats *st = compute(path, run, 1, NULL);
+    rs_stats *st = compute(path, run, NULL);
     assert_int_equal(st->top_k, 1);
     expect_counts(&ag(st, 1, 0)->n, 3, 3, 2, 2, 5);
     expect_rate(&ag(st, 1, 1)->rate[RS_STATS_TOP1], 1);
@@ -353,7 +357,7 @@ static void test_k1_ties_load(void **state)
     assert_int_equal(st->change[1 * 4 + 0], 2);
     rs_stats_free(st);
 
-    st = compute(path, run, 0, NULL);
+    st = compute(path, run_k2, NULL);
     assert_int_equal(st->top_k, 2);
     load = st->load + (size_t)rs_stats_cell(st, 0, 0) * 3;
     assert_int_equal(load[0], 3);
@@ -361,13 +365,17 @@ static void test_k1_ties_load(void **state)
     assert_int_equal(load[2], 2);
     rs_stats_free(st);
 
-    /* top_k above record_k is refused. */
+    /* A run of a k above record_k cannot be recorded; a missing run is an error. */
     rs_store *s;
     rs_error err = {0};
-    assert_int_equal(rs_store_open(path, true, &s, &err), 0);
-    assert_int_equal(rs_stats_compute(s, run, 3, NULL, &st, &err), RS_EINVAL);
+    assert_int_equal(rs_store_open(path, false, &s, &err), 0);
+    t.k = 3;
+    rs_run_spec spec = tb_spec(&t, "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc", 1, views_pair);
+    int64_t id;
+    assert_int_equal(rs_store_begin_run(s, &spec, &id, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "top_k"));
+    assert_int_equal(rs_stats_compute(s, run_k2 + 7, NULL, &st, &err), RS_EINVAL); /* no such run */
     assert_null(st);
-    assert_int_equal(rs_stats_compute(s, run + 7, 1, NULL, &st, &err), RS_EINVAL); /* no such run */
     rs_store_close(s);
     tb_free(&t);
 }
@@ -399,7 +407,7 @@ static void test_zero_pairs(void **state)
         set_match(&t, i, 1, (int[]){-1, -1, -1});
     const char *path = scratch("zero.db");
     int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
-    rs_stats *st = compute(path, run, 2, NULL);
+    rs_stats *st = compute(path, run, NULL);
     for (int l = 0; l <= 2; l++)
         for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
             const rs_stats_rate *r = &ag(st, 1, l)->rate[m];
@@ -425,7 +433,7 @@ static void test_zero_pairs(void **state)
     tb one = tb_new(2, 1, 1, 2, 0, 2, 2, 2);
     const char *p1 = scratch("single.db");
     run = tb_write_run(&one, p1, sha_a, 1, views_pair);
-    st = compute(p1, run, 0, NULL);
+    st = compute(p1, run, NULL);
     assert_false(ag(st, 1, 1)->rate[RS_STATS_TOP1].valid);
     assert_int_equal(st->resamples, 0);
     expect_no_nan(st);
@@ -452,7 +460,7 @@ static void test_bad_records(void **state)
     assert_int_equal(rs_store_open(path, true, &s, &err), 0);
     rs_stats *st = NULL;
     rs_stats_options opt = {.name = path};
-    int rc = rs_stats_compute(s, run, 0, &opt, &st, &err);
+    int rc = rs_stats_compute(s, run, &opt, &st, &err);
     print_message("  %s\n", err.msg);
     assert_int_equal(rc, RS_EFORMAT);
     assert_null(st);
@@ -460,7 +468,7 @@ static void test_bad_records(void **state)
     assert_non_null(strstr(err.msg, "run 1"));
     assert_non_null(strstr(err.msg, "label 7"));
     opt.level = 1.5; /* bad options */
-    assert_int_equal(rs_stats_compute(s, run, 0, &opt, &st, &err), RS_EINVAL);
+    assert_int_equal(rs_stats_compute(s, run, &opt, &st, &err), RS_EINVAL);
     rs_store_close(s);
 }
 
@@ -492,7 +500,7 @@ static void test_divergences(void **state)
     }
     const char *path = scratch("div.db");
     int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
-    rs_stats *st = compute(path, run, 0, NULL);
+    rs_stats *st = compute(path, run, NULL);
     NEAR(st->entropy[rs_stats_cell(st, 0, 0)].mean, 0.5, 1e-9);
     NEAR(st->entropy[rs_stats_cell(st, 1, 0)].mean, 1.0, 1e-9);
     NEAR(st->entropy[rs_stats_cell(st, 2, 0)].mean, 0.75, 1e-9);
@@ -554,7 +562,7 @@ static void test_bootstrap_coverage(void **state)
         unlink(path);
         int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
         rs_stats_options opt = {.seed = (uint64_t)s};
-        rs_stats *st = compute(path, run, 0, &opt);
+        rs_stats *st = compute(path, run, &opt);
         const rs_stats_rate *r = &ag(st, 1, 1)->rate[RS_STATS_TOP1];
         assert_true(r->boot_valid);
         assert_true(r->boot_lo <= r->value && r->value <= r->boot_hi);
@@ -639,7 +647,7 @@ static void test_compare(void **state)
     assert_int_equal(rs_store_open(pb, true, &sb, &err), 0);
     rs_stats_options opt = {.seed = 7, .name = pa, .name_b = pb};
     rs_stats_comparison *cmp = NULL;
-    int rc = rs_stats_compare(sa, ra, 0, sb, rb, 0, &opt, &cmp, &err);
+    int rc = rs_stats_compare(sa, ra, sb, rb, &opt, &cmp, &err);
     if (rc)
         print_message("  %s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -663,7 +671,7 @@ static void test_compare(void **state)
 
     /* A's figures equal a standalone computation with the same options. */
     rs_stats *alone = NULL;
-    assert_int_equal(rs_stats_compute(sa, ra, 0, &opt, &alone, &err), 0);
+    assert_int_equal(rs_stats_compute(sa, ra, &opt, &alone, &err), 0);
     const rs_stats_rate *x = &ag(alone, 2, 1)->rate[RS_STATS_TOP1], *y = &ag(a, 2, 1)->rate[RS_STATS_TOP1];
     assert_true(x->value == y->value && x->boot_lo == y->boot_lo && x->boot_hi == y->boot_hi);
     rs_stats_free(alone);
@@ -671,7 +679,7 @@ static void test_compare(void **state)
 
     /* Other seed: refused with both names, the runs and what differs. */
     cmp = NULL;
-    assert_int_equal(rs_stats_compare(sa, ra, 0, sb, rb_seed, 0, &opt, &cmp, &err), RS_EINVAL);
+    assert_int_equal(rs_stats_compare(sa, ra, sb, rb_seed, &opt, &cmp, &err), RS_EINVAL);
     assert_null(cmp);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, pa));
@@ -679,18 +687,18 @@ static void test_compare(void **state)
     assert_non_null(strstr(err.msg, "not comparable"));
     assert_non_null(strstr(err.msg, "seed 42 vs 43"));
     /* Other view specs: refused. */
-    assert_int_equal(rs_stats_compare(sa, ra, 0, sb, rb_views, 0, &opt, &cmp, &err), RS_EINVAL);
+    assert_int_equal(rs_stats_compare(sa, ra, sb, rb_views, &opt, &cmp, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "view 0 spec 'crop:area=0.05-1,flip' vs 'clean'"));
     /* Forced: goes on and says what differed. */
     opt.force = true;
-    assert_int_equal(rs_stats_compare(sa, ra, 0, sb, rb_seed, 0, &opt, &cmp, &err), 0);
+    assert_int_equal(rs_stats_compare(sa, ra, sb, rb_seed, &opt, &cmp, &err), 0);
     assert_true(cmp->forced);
     assert_non_null(strstr(cmp->mismatch, "seed"));
     rs_stats_comparison_free(cmp);
     cmp = NULL;
     /* Different numbers of images cannot be paired, even forced. */
-    assert_int_equal(rs_stats_compare(sa, ra, 0, sb, rb_short, 0, &opt, &cmp, &err), RS_EINVAL);
+    assert_int_equal(rs_stats_compare(sa, ra, sb, rb_short, &opt, &cmp, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_null(cmp);
     rs_store_close(sa);
@@ -771,10 +779,10 @@ static void test_benchmark(void **state)
     assert_int_equal(rs_store_open(path, true, &s2, &err), 0);
     rs_stats *st = NULL;
     double t1 = seconds();
-    assert_int_equal(rs_stats_compute(s1, run, 2, NULL, &st, &err), 0);
+    assert_int_equal(rs_stats_compute(s1, run, NULL, &st, &err), 0);
     double t2 = seconds();
     rs_stats_comparison *cmp = NULL;
-    assert_int_equal(rs_stats_compare(s1, run, 2, s2, run, 2, NULL, &cmp, &err), 0);
+    assert_int_equal(rs_stats_compare(s1, run, s2, run, NULL, &cmp, &err), 0);
     double t3 = seconds();
     print_message("  %d images x 2 views x 2 layers, T=50, E=8, 1000 resamples: stats %.2f s, compare %.2f s\n", N,
                   t2 - t1, t3 - t2);
