@@ -1,6 +1,6 @@
 /* stats.h — agreement statistics of a stored run, and the paired comparison of two runs.
  *
- * Definitions follow ../shared/README.md ("Agreement metrics"). For every non-reference
+ * Definitions follow docs/metrics.md. For every non-reference
  * view v (compared with view 0) and MoE layer l, a matched patch pair is patch j of view v
  * whose match map entry m = match[j] is >= 0, compared with patch m of view 0 (tokens
  * j + has_cls and m + has_cls). With top lists a (view 0) and b (view v):

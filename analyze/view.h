@@ -1,5 +1,5 @@
 /* view.h — views of an image (clean, noisy, augmented) and the patch correspondence
- * between two views. Contracts in ../shared/README.md, "Views and patch correspondence".
+ * between two views. Contracts in docs/views.md.
  *
  * A view spec is text: operations chained with '+', each NAME or NAME:KEY=VALUE,...
  *   clean                          the image as it is

@@ -1,7 +1,7 @@
 /* config.h — the model configuration carried in a checkpoint's __metadata__["config"].
  *
  * rs_config_parse reads the JSON text (the metadata value is a JSON object encoded as a
- * string) and checks every key of the checkpoint contract in ../shared/README.md: types,
+ * string) and checks every key of the checkpoint contract in docs/checkpoint.md: types,
  * ranges and consistency (patch size divides the image, heads divide hidden, MoE block
  * indices inside depth and strictly increasing, 1 <= top_k <= num_experts, one mean/std
  * per channel, one label per class). Errors name the key: "config: top_k is 9 but

@@ -1,6 +1,6 @@
 /* forward.h — the V-MoE forward pass on a batch of normalised images.
  *
- * Semantics are those of ../shared/README.md: patch embedding (a stride-P convolution
+ * Semantics are those of docs/checkpoint.md: patch embedding (a stride-P convolution
  * done as im2col + GEMM), class token or none (GAP), position embeddings, pre-LN blocks
  * x += attn(norm1(x)); x += mlp_or_moe(norm2(x)), final norm on every token, pooling
  * (class token, or mean over tokens), optional tanh(pre_logits), head.

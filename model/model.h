@@ -2,7 +2,7 @@
  *
  * rs_model_open maps a .safetensors file (see safetensors.h), parses the config in its
  * metadata ("format" must be "routerscope-vmoe"), and binds every tensor of the layout in
- * ../shared/README.md, checking each shape against the config. It fails on a missing
+ * docs/checkpoint.md, checking each shape against the config. It fails on a missing
  * tensor, a wrong shape, or a tensor the layout does not know (usually a naming bug in an
  * exporter). Messages name the file and tensor:
  *   "m.safetensors: tensor blocks.3.moe.router.weight: shape [8,63] but config wants [8,64]"

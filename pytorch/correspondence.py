@@ -1,4 +1,4 @@
-"""Shared test vectors for the patch-correspondence rule (../shared/README.md).
+"""Shared test vectors for the patch-correspondence rule (docs/views.md).
 
 PyTorch training (train.py's patch_correspondence) and the C replay (analyze/view.c's
 rs_view_match) must map patches identically; this script writes cases computed by the

@@ -16,7 +16,7 @@ loss chosen with --router-loss:
         (CV^2 of the per-expert sum of the clean router softmax) and load loss (CV^2 of
         the per-expert mean probability of being in the noisy top-k), 0.005 each, summed
         over MoE layers; one group per view.
-  prc   the patch-level routing consistency loss of ../shared/README.md ("PRC"):
+  prc   the patch-level routing consistency loss ("PRC", docs/metrics.md):
         S = E/N sum r1 r2^T over the matched patch pairs of the two views,
         L = 5e-3 mean_e (S_ee - 1)^2 + 5e-2 mean_{e!=f} S_ef^2, summed over MoE layers;
         no balancing losses.
@@ -156,7 +156,7 @@ def patch_correspondence(view_a, view_b, size, patch):
     of its centre, or -1 when that point falls outside view A. Returns int64 [n, G*G']
     (patches in raster order).
 
-    Contract (../shared/README.md): pixel centres at i + 0.5 (align_corners=False), a
+    Contract (docs/views.md): pixel centres at i + 0.5 (align_corners=False), a
     point on a patch boundary belongs to the patch right/below, view 1 is A. Computed in
     float64: centre (c + 1/2) P -> source x -> view-A coordinate u_A -> floor(u_A / P)."""
     H, W = size

@@ -1,7 +1,7 @@
 """V-MoE vision transformer in plain torch.nn, following routerscope's checkpoint contract.
 
 Parameter names are timm-style and match the `.safetensors` layout the C side reads
-(see ../shared/README.md, "Checkpoint contract"). The forward pass is
+(see docs/checkpoint.md). The forward pass is
 
     conv patch embed (stride P) -> tokens in raster order -> [cls] + tokens -> + pos_embed
     -> blocks: x += attn(norm1(x)); x += mlp_or_moe(norm2(x))

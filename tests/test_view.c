@@ -1,5 +1,5 @@
 /* Views: spec parsing, random draws, rendering, noise statistics and the patch
- * correspondence rule of ../shared/README.md, on cases worked out by hand. */
+ * correspondence rule of docs/views.md, on cases worked out by hand. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
