@@ -253,6 +253,7 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
     c->match = sqlite3_column_blob(st, 6), c->idx = sqlite3_column_blob(st, 7);
     c->gate = sqlite3_column_blob(st, 8), c->probs = sqlite3_column_blob(st, 9);
     size_t tr = (size_t)r->tokens * r->R, te = (size_t)r->tokens * r->E;
+    /* (SQLite's printf has no %zu: its %z is a string it frees.) */
     size_t want[4] = {2 * (size_t)r->patches, tr, 4 * tr, 2 * te}, got[4];
     const void *ptr[4] = {c->match, c->idx, c->gate, c->probs};
     const char *problem = NULL;
@@ -275,9 +276,10 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
         return SQLITE_OK;
     return vtab_error(&vt->base, SQLITE_CORRUPT,
                       sqlite3_mprintf("%s: run %lld image %d view %d layer %d: bad %s (match/top_idx/top_gate/probs "
-                                      "of %zu/%zu/%zu/%zu bytes, expected %zu/%zu/%zu/%zu)", vt->name, r->id, c->image,
-                                      c->view, c->layer, problem, got[0], got[1], got[2], got[3], want[0], want[1],
-                                      want[2], want[3]));
+                                      "of %lld/%lld/%lld/%lld bytes, expected %lld/%lld/%lld/%lld)", vt->name, r->id,
+                                      c->image, c->view, c->layer, problem, (long long)got[0], (long long)got[1],
+                                      (long long)got[2], (long long)got[3], (long long)want[0], (long long)want[1],
+                                      (long long)want[2], (long long)want[3]));
 }
 
 /* Steps to the next routing row: SQLITE_OK with the record loaded, or at the end. */
