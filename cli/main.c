@@ -14,6 +14,7 @@ static const rs_command commands[] = {
     {"render", cmd_render, "draw expert grids, heatmaps and plots of a run (PNG, PDF, SVG)"},
     {"compare", cmd_compare, "compare two runs' agreement: paired bootstrap and McNemar"},
     {"report", cmd_report, "write a run's report or the comparison of runs (HTML, Markdown, PDF)"},
+    {"export", cmd_export, "write a run's routing as CSV or JSON Lines rows (one per token and rank)"},
     {"convert", cmd_convert, "convert a google-research/vmoe checkpoint to a routerscope .safetensors"},
 };
 

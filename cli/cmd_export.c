@@ -1,0 +1,117 @@
+/* routerscope export --db FILE --run ID [--format csv|jsonl] [--probs] [-o OUT] — a run's
+ * routing as one row per token and rank (or expert), for sqlite3, pandas or R. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "export.h"
+#include "store.h"
+
+static const char usage_text[] =
+    "usage: routerscope export --db FILE --run ID [--format csv|jsonl] [--probs] [-o OUT]\n"
+    "\n"
+    "Write run ID's routing as plain rows, streamed (memory stays small whatever the run):\n"
+    "one row per image, view, MoE layer, token and rank with the expert and its gate, the\n"
+    "image's label and the view's prediction. Columns and the format version: docs/export.md.\n"
+    "\n"
+    "options:\n"
+    "  --db FILE          the routing store (read only)\n"
+    "  --run ID           the run to export (see 'routerscope runs --db FILE')\n"
+    "  --format F         csv (default, with a header row) or jsonl (one JSON object a line)\n"
+    "  --probs            one row per token and expert with the router's probability instead\n"
+    "  -o, --output OUT   write to OUT instead of stdout\n";
+
+/* "FILE: no run 9 (runs here: 1, 2, 3)" — the ids a user can pick from, in one line. */
+static int fail_missing_run(rs_store *store, const char *db, int64_t run)
+{
+    rs_run_info *runs = NULL;
+    int n = 0;
+    rs_error err;
+    if (rs_store_list_runs(store, &runs, &n, &err))
+        return rs_cli_fail(&err);
+    char ids[160] = "";
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof ids - 24; i++)
+        len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%" PRId64, i ? ", " : "", runs[i].id);
+    if (n > 0 && len >= sizeof ids - 24)
+        snprintf(ids + len, sizeof ids - len, ", ...");
+    for (int i = 0; i < n; i++)
+        rs_run_info_clear(&runs[i]);
+    free(runs);
+    rs_error_set(&err, RS_EINVAL, "%s: no run %" PRId64 " (%s%s)", db, run, n ? "runs here: " : "the store holds no runs",
+                 ids);
+    return rs_cli_fail(&err);
+}
+
+/* Opens DB, checks RUN, writes it to OUT_PATH (stdout when NULL). */
+static int export_to(const char *db, int64_t run, const rs_export_options *opt, const char *out_path)
+{
+    rs_store *store;
+    rs_error err;
+    if (rs_store_open(db, true, &store, &err))
+        return rs_cli_fail(&err);
+    rs_run_info info = {0};
+    if (rs_store_get_run(store, run, &info, &err)) {
+        int status = err.code == RS_EINVAL ? fail_missing_run(store, db, run) : rs_cli_fail(&err);
+        rs_store_close(store);
+        return status;
+    }
+    rs_run_info_clear(&info);
+    FILE *out = out_path ? fopen(out_path, "w") : stdout;
+    if (!out) {
+        rs_error_set(&err, RS_EIO, "%s: cannot write", out_path);
+        rs_store_close(store);
+        return rs_cli_fail(&err);
+    }
+    int rc = rs_export_run(store, run, opt, out, NULL, &err);
+    if (out_path && fclose(out) && !rc)
+        rc = rs_error_set(&err, RS_EIO, "%s: write failed", out_path);
+    rs_store_close(store);
+    return rc ? rs_cli_fail(&err) : RS_EXIT_OK;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    static const struct option opts[] = {{"db", required_argument, NULL, 'D'},
+                                         {"run", required_argument, NULL, 'r'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"probs", no_argument, NULL, 'p'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *db = NULL, *out_path = NULL;
+    int run = 0, c;
+    rs_export_options opt = {.format = RS_EXPORT_CSV};
+    while ((c = rs_cli_next_option("export", argc, argv, ":o:h", opts)) != -1) {
+        switch (c) {
+        case 'D': db = optarg; break;
+        case 'r':
+            if (!rs_cli_parse_int("export", "--run", optarg, 1, 2147483647, &run))
+                return RS_EXIT_USAGE;
+            break;
+        case 'f':
+            if (!strcmp(optarg, "csv"))
+                opt.format = RS_EXPORT_CSV;
+            else if (!strcmp(optarg, "jsonl"))
+                opt.format = RS_EXPORT_JSONL;
+            else
+                return rs_cli_usage_error("export", "--format wants csv or jsonl, got '%s'", optarg);
+            break;
+        case 'p': opt.probs = true; break;
+        case 'o': out_path = optarg; break;
+        case 'h': fputs(usage_text, stdout); return RS_EXIT_OK;
+        default: return RS_EXIT_USAGE;
+        }
+    }
+    if (!db)
+        return rs_cli_usage_error("export", "--db is required");
+    if (!run)
+        return rs_cli_usage_error("export", "--run is required");
+    if (optind != argc)
+        return rs_cli_usage_error("export", "unexpected argument '%s'", argv[optind]);
+    opt.store_name = db;
+    opt.out_name = out_path ? out_path : "stdout";
+    return export_to(db, run, &opt, out_path);
+}
