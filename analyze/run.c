@@ -45,8 +45,8 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
     if (n == 0)
         return rs_error_set(err, RS_EINVAL, "%s: holds no runs", name);
     if (run_id > 0)
-        return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64 " (runs: %s)", name, run_id, ids);
-    return rs_error_set(err, RS_EINVAL, "%s: no finished run (runs: %s; see 'routerscope runs --db %s')", name, ids,
+        return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64 " (runs here: %s)", name, run_id, ids);
+    return rs_error_set(err, RS_EINVAL, "%s: no finished run (runs here: %s; see 'routerscope runs --db %s')", name, ids,
                         name);
 }
 

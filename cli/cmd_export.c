@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "export.h"
+#include "run.h"
 #include "store.h"
 
 static const char usage_text[] =
@@ -23,28 +24,6 @@ static const char usage_text[] =
     "  --probs            one row per token and expert with the router's probability instead\n"
     "  -o, --output OUT   write to OUT instead of stdout\n";
 
-/* "FILE: no run 9 (runs here: 1, 2, 3)" — the ids a user can pick from, in one line. */
-static int fail_missing_run(rs_store *store, const char *db, int64_t run)
-{
-    rs_run_info *runs = NULL;
-    int n = 0;
-    rs_error err;
-    if (rs_store_list_runs(store, &runs, &n, &err))
-        return rs_cli_fail(&err);
-    char ids[160] = "";
-    size_t len = 0;
-    for (int i = 0; i < n && len < sizeof ids - 24; i++)
-        len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%" PRId64, i ? ", " : "", runs[i].id);
-    if (n > 0 && len >= sizeof ids - 24)
-        snprintf(ids + len, sizeof ids - len, ", ...");
-    for (int i = 0; i < n; i++)
-        rs_run_info_clear(&runs[i]);
-    free(runs);
-    rs_error_set(&err, RS_EINVAL, "%s: no run %" PRId64 " (%s%s)", db, run, n ? "runs here: " : "the store holds no runs",
-                 ids);
-    return rs_cli_fail(&err);
-}
-
 /* Opens DB, checks RUN, writes it to OUT_PATH (stdout when NULL). */
 static int export_to(const char *db, int64_t run, const rs_export_options *opt, const char *out_path)
 {
@@ -53,10 +32,9 @@ static int export_to(const char *db, int64_t run, const rs_export_options *opt, 
     if (rs_store_open(db, true, &store, &err))
         return rs_cli_fail(&err);
     rs_run_info info = {0};
-    if (rs_store_get_run(store, run, &info, &err)) {
-        int status = err.code == RS_EINVAL ? fail_missing_run(store, db, run) : rs_cli_fail(&err);
+    if (rs_run_load(store, db, run, &info, &err)) {
         rs_store_close(store);
-        return status;
+        return rs_cli_fail(&err);
     }
     rs_run_info_clear(&info);
     FILE *out = out_path ? fopen(out_path, "w") : stdout;
