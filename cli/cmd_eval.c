@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "forward.h"
+#include "evaluate.h"
 #include "model.h"
 #include "source.h"
 
@@ -63,92 +63,24 @@ static int parse(int argc, char **argv, eval_options *o)
     return 0;
 }
 
-static int argmax(const float *v, int n)
+static void progress(void *ctx, int done, int total, double elapsed)
 {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
-}
-
-static void progress(int done, int total, double elapsed)
-{
+    (void)ctx;
     double rate = done / (elapsed > 0 ? elapsed : 1e-9);
     fprintf(stderr, "\reval %d/%d images, %.0f images/s, ETA %.0f s   ", done, total, rate,
             (total - done) / (rate > 0 ? rate : 1));
 }
 
-static int run(const eval_options *o, const rs_model *m, rs_source *src, rs_error *err)
+static void print_summary(const eval_options *o, const rs_source *src, const rs_eval_summary *s)
 {
-    const rs_config *c = &m->cfg;
-    int count = rs_source_count(src);
-    if (o->offset >= count)
-        return rs_error_set(err, RS_EINVAL, "%s: --offset %d but the data set has %d images", rs_source_name(src),
-                            o->offset, count);
-    int total = count - o->offset < o->limit ? count - o->offset : o->limit;
-    int batch = o->batch < total ? o->batch : total;
-    rs_forward *f;
-    int rc = rs_forward_create(m, batch, o->threads, &f, err);
-    if (rc)
-        return rc;
-    size_t image_size = (size_t)c->channels * c->image_h * c->image_w;
-    float *input = malloc(sizeof(float) * (size_t)batch * image_size);
-    if (!input) {
-        rs_forward_free(f);
-        return rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", batch);
-    }
-    FILE *pred = NULL;
-    if (o->predictions && !(pred = fopen(o->predictions, "w"))) {
-        free(input);
-        rs_forward_free(f);
-        return rs_error_set(err, RS_EIO, "%s: cannot write: %s", o->predictions, strerror(errno));
-    }
-    bool show = rs_cli_show_progress();
-    int correct = 0, labelled = 0;
-    double t0 = rs_cli_now(), forward_s = 0;
-    for (int done = 0; done < total && !rc; done += batch) {
-        int n = total - done < batch ? total - done : batch;
-        if ((rc = rs_source_load_batch(src, o->offset + done, n, c->channels, c->image_h, c->image_w, o->threads,
-                                       input, err)))
-            break;
-        for (int i = 0; i < n; i++)
-            rs_normalize(c, input + (size_t)i * image_size);
-        double t1 = rs_cli_now();
-        rc = rs_forward_run(f, input, n, err);
-        forward_s += rs_cli_now() - t1;
-        const float *logits = rs_forward_result(f)->logits;
-        for (int i = 0; !rc && i < n; i++) {
-            int label = rs_source_label(src, o->offset + done + i);
-            int predicted = argmax(logits + (size_t)i * c->num_classes, c->num_classes);
-            if (label >= 0) {
-                labelled++;
-                correct += predicted == label;
-            }
-            if (pred)
-                fprintf(pred, "%d\n", predicted);
-        }
-        if (show)
-            progress(done + n, total, rs_cli_now() - t0);
-    }
-    double wall = rs_cli_now() - t0;
-    if (show)
-        fputc('\n', stderr);
-    /* ferror catches a failed fprintf that a successful fclose would hide. */
-    if (pred && (ferror(pred) | fclose(pred)) && !rc)
-        rc = rs_error_set(err, RS_EIO, "%s: write failed: %s", o->predictions, strerror(errno));
-    if (!rc) {
-        printf("%s on %s: %d images", o->model, rs_source_name(src), total);
-        if (labelled)
-            printf(", accuracy %.2f%% (%d/%d)", 100.0 * correct / labelled, correct, labelled);
-        else
-            printf(", no labels");
-        printf("\nspeed: %.0f images/s end to end, %.0f images/s in the forward pass (%.2f s, batch %d, %d threads)\n",
-               total / (wall > 0 ? wall : 1e-9), total / (forward_s > 0 ? forward_s : 1e-9), wall, batch, o->threads);
-    }
-    free(input);
-    rs_forward_free(f);
-    return rc;
+    printf("%s on %s: %d images", o->model, rs_source_name(src), s->images);
+    if (s->labelled)
+        printf(", accuracy %.2f%% (%d/%d)", 100.0 * s->correct / s->labelled, s->correct, s->labelled);
+    else
+        printf(", no labels");
+    printf("\nspeed: %.0f images/s end to end, %.0f images/s in the forward pass (%.2f s, batch %d, %d threads)\n",
+           s->images / (s->seconds > 0 ? s->seconds : 1e-9),
+           s->images / (s->forward_seconds > 0 ? s->forward_seconds : 1e-9), s->seconds, s->batch, o->threads);
 }
 
 int cmd_eval(int argc, char **argv)
@@ -162,8 +94,19 @@ int cmd_eval(int argc, char **argv)
     if (rs_model_open(o.model, &m, &err))
         return rs_cli_fail(&err);
     rs_source *src = NULL;
-    if ((rc = rs_source_open(o.data, &src, &err)) || (rc = run(&o, m, src, &err)))
+    bool show = rs_cli_show_progress();
+    rs_eval_options eo = {.threads = o.threads, .batch = o.batch, .offset = o.offset,
+                          .limit = o.limit == INT_MAX ? 0 : o.limit, .predictions = o.predictions,
+                          .progress = show ? progress : NULL};
+    rs_eval_summary sum;
+    if (!(rc = rs_source_open(o.data, &src, &err)))
+        rc = rs_evaluate(m, src, &eo, &sum, &err);
+    if (show)
+        fputc('\n', stderr);
+    if (rc)
         rs_cli_fail(&err);
+    else
+        print_summary(&o, src, &sum);
     rs_source_close(src);
     rs_model_close(m);
     return rc ? RS_EXIT_FAIL : RS_EXIT_OK;

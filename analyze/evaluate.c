@@ -1,0 +1,92 @@
+/* evaluate.c — accuracy of the C forward pass over a data source (contract in evaluate.h). */
+#include "evaluate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "forward.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int argmax(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return best;
+}
+
+/* Counts batch BATCH's N predictions starting at source index FIRST into SUM, and writes
+ * them to PRED when set. */
+static void score(const rs_config *c, rs_source *src, const float *logits, int first, int n, FILE *pred,
+                  rs_eval_summary *sum)
+{
+    for (int i = 0; i < n; i++) {
+        int label = rs_source_label(src, first + i);
+        int predicted = argmax(logits + (size_t)i * c->num_classes, c->num_classes);
+        if (label >= 0) {
+            sum->labelled++;
+            sum->correct += predicted == label;
+        }
+        if (pred)
+            fprintf(pred, "%d\n", predicted);
+    }
+}
+
+int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *opt, rs_eval_summary *sum,
+                rs_error *err)
+{
+    const rs_config *c = &model->cfg;
+    memset(sum, 0, sizeof *sum);
+    int count = rs_source_count(src);
+    if (opt->offset < 0 || opt->offset >= count)
+        return rs_error_set(err, RS_EINVAL, "%s: --offset %d but the data set has %d images", rs_source_name(src),
+                            opt->offset, count);
+    int total = count - opt->offset;
+    if (opt->limit > 0 && opt->limit < total)
+        total = opt->limit;
+    int batch = opt->batch < total ? opt->batch : total;
+    rs_forward *f = NULL;
+    size_t image_size = (size_t)c->channels * c->image_h * c->image_w;
+    float *input = NULL;
+    FILE *pred = NULL;
+    int rc = rs_forward_create(model, batch, opt->threads, &f, err);
+    if (!rc && !(input = malloc(sizeof(float) * (size_t)batch * image_size)))
+        rc = rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", batch);
+    if (!rc && opt->predictions && !(pred = fopen(opt->predictions, "w")))
+        rc = rs_error_set(err, RS_EIO, "%s: cannot write: %s", opt->predictions, strerror(errno));
+    double t0 = now();
+    for (int done = 0; done < total && !rc; done += batch) {
+        int n = total - done < batch ? total - done : batch, first = opt->offset + done;
+        if ((rc = rs_source_load_batch(src, first, n, c->channels, c->image_h, c->image_w, opt->threads, input,
+                                       err)))
+            break;
+        for (int i = 0; i < n; i++)
+            rs_normalize(c, input + (size_t)i * image_size);
+        double t1 = now();
+        rc = rs_forward_run(f, input, n, err);
+        sum->forward_seconds += now() - t1;
+        if (!rc)
+            score(c, src, rs_forward_result(f)->logits, first, n, pred, sum);
+        if (!rc && opt->progress)
+            opt->progress(opt->progress_ctx, done + n, total, now() - t0);
+    }
+    sum->seconds = now() - t0;
+    sum->images = total;
+    sum->batch = batch;
+    /* ferror catches a failed fprintf that a successful fclose would hide. */
+    if (pred && (ferror(pred) | fclose(pred)) && !rc)
+        rc = rs_error_set(err, RS_EIO, "%s: write failed: %s", opt->predictions, strerror(errno));
+    free(input);
+    rs_forward_free(f);
+    return rc;
+}

@@ -1,0 +1,42 @@
+/* evaluate.h — classify the images of a data source with a model: accuracy and speed of the
+ * C forward pass (the `eval` command).
+ *
+ * Images OFFSET .. OFFSET+N-1 of the source (N = min(LIMIT, what remains)) are decoded and
+ * fitted to the model's input (source.h), normalised, and run in batches of BATCH through
+ * the forward pass; the prediction is the argmax of the logits (ties to the lower class).
+ * Accuracy counts the images whose label is known (>= 0). When PREDICTIONS is set, each
+ * image's predicted class is written there, one per line, in source order.
+ *
+ * Errors: 0 or a negative RS_E* code with one line naming the file: RS_EINVAL for an offset
+ * past the source's end, the source's and forward pass's own errors, RS_EIO when the
+ * predictions file cannot be written. Nothing is printed; progress goes through the
+ * callback. */
+#ifndef RS_EVALUATE_H
+#define RS_EVALUATE_H
+
+#include "model.h"
+#include "rs_error.h"
+#include "source.h"
+
+/* DONE of TOTAL images classified in SECONDS. */
+typedef void (*rs_eval_progress)(void *ctx, int done, int total, double seconds);
+
+typedef struct rs_eval_options {
+    int threads, batch;         /* forward pass threads, images per forward call */
+    int offset, limit;          /* the slice; limit <= 0: to the end */
+    const char *predictions;    /* file for the predicted classes, or NULL */
+    rs_eval_progress progress;  /* may be NULL */
+    void *progress_ctx;
+} rs_eval_options;
+
+typedef struct rs_eval_summary {
+    int images, labelled, correct;
+    int batch;                  /* as used (at most the images) */
+    double seconds;             /* wall time, decoding included */
+    double forward_seconds;     /* of which in the forward pass */
+} rs_eval_summary;
+
+int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *opt, rs_eval_summary *sum,
+                rs_error *err);
+
+#endif
