@@ -385,21 +385,24 @@ static int check_schema(rs_store *s, rs_error *err)
  * database wants, so SQLite refuses even to read. Such a file is opened "immutable" (no
  * locks, no -shm) — but only when no WAL content is pending, which immutable mode would
  * silently skip. */
-static bool needs_immutable(const char *path)
+typedef enum read_mode { READ_NORMAL, READ_IMMUTABLE, READ_BLOCKED_BY_WAL } read_mode;
+
+static read_mode reader_mode(const char *path)
 {
     char *wal = malloc(strlen(path) + 5), *dir = strdup(path);
-    bool immutable = false;
+    read_mode mode = READ_NORMAL;
     if (wal && dir) {
         struct stat st;
         sprintf(wal, "%s-wal", path);
         bool wal_empty = stat(wal, &st) != 0 ? errno == ENOENT : st.st_size == 0;
         char *slash = strrchr(dir, '/');
         const char *folder = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-        immutable = wal_empty && access(folder, W_OK) != 0;
+        if (access(folder, W_OK) != 0)
+            mode = wal_empty ? READ_IMMUTABLE : READ_BLOCKED_BY_WAL;
     }
     free(wal);
     free(dir);
-    return immutable;
+    return mode;
 }
 
 /* "file:PATH?immutable=1" with PATH percent-encoded. Caller frees; NULL when out of memory. */
@@ -426,9 +429,18 @@ int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *er
     s->read_only = read_only;
     s->busy_ms = 5000;
     int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    char *uri = read_only && needs_immutable(path) ? immutable_uri(path) : NULL;
+    read_mode mode = read_only ? reader_mode(path) : READ_NORMAL;
+    char *uri = mode == READ_IMMUTABLE ? immutable_uri(path) : NULL;
     int rc = sqlite3_open_v2(uri ? uri : path, &s->db, flags | (uri ? SQLITE_OPEN_URI : 0), NULL);
     free(uri);
+    if (rc == SQLITE_OK && mode == READ_BLOCKED_BY_WAL && sqlite3_exec(s->db, "PRAGMA user_version", NULL, NULL,
+                                                                       NULL) != SQLITE_OK) {
+        rc = rs_error_set(err, RS_EIO,
+                          "%s: cannot read: its folder is not writable and %s-wal holds pages not yet in the "
+                          "database (open it once where it can be written)",
+                          path, path);
+        goto fail;
+    }
     if (rc != SQLITE_OK) {
         rc = db_fail(s, rc, "opening", err);
         goto fail;
