@@ -56,11 +56,6 @@ typedef struct rs_report_options {
 
 int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err);
 
-/* Router figures per MoE layer (‖S−I‖_F, JSD, entropy, load CV) of NUM_RUNS runs as
- * grouped bars, to PATH (render.h formats). */
-int rs_report_render_router(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs,
-                            const char *path, rs_error *err);
-
 /* What a grid of RUN's image IMAGE shows besides the routing: class names from the run's
  * checkpoint and the view pixels re-created from its data, when those files can be read
  * (otherwise left out silently). Free with rs_report_context_free. */
