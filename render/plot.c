@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MARGIN 16.0
+#include "axes.h"
+
+#define MARGIN RS_FIGURE_MARGIN
 
 /* Short tick label of view V's spec. */
 static void view_label(const rs_run_info *run, int v, char *buf, size_t size)
@@ -71,20 +73,18 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     double pw = fmax(320.0, 90.0 * nx), ph = 260, left = MARGIN + 44, top = MARGIN + 13 + 10 + 10;
     double legend_h = 16.0 * num_runs;
     double width = left + pw + MARGIN + 10, height = top + ph + 40 + legend_h + MARGIN;
-    rs_canvas cv;
-    int rc = rs_canvas_open(&cv, path, width, height, err);
-    if (rc)
-        return rc;
-    cairo_t *cr = cv.cr;
     char buf[256];
-    cairo_set_source_rgb(cr, 0, 0, 0);
     if (metric == SWEEP_ACCURACY)
         snprintf(buf, sizeof buf, "Accuracy per view (Wilson interval)");
     else if (layer < 0)
         snprintf(buf, sizeof buf, "Top-1 agreement with view 0 (all MoE layers)");
     else
         snprintf(buf, sizeof buf, "Top-1 agreement with view 0, MoE layer %d", layer);
-    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, buf);
+    rs_canvas cv;
+    int rc = rs_figure_open(&cv, path, width, height, buf, NULL, err);
+    if (rc)
+        return rc;
+    cairo_t *cr = cv.cr;
     /* y from ylo to 1 */
     double ylo = 1.0;
     for (int i = 0; i < num_runs; i++) {
@@ -98,26 +98,13 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     ylo = fmax(0.0, floor(ylo * 10 - 1e-9) / 10);
     if (ylo > 0.9)
         ylo = 0.9;
+    rs_axes ax = {.x = left, .y = top, .w = pw, .h = ph, .lo = ylo, .hi = 1};
 #define XP(k) (left + pw * ((k) - first + 0.5) / nx)
-#define YP(val) (top + ph * (1 - ((val) - ylo) / (1 - ylo)))
-    cairo_set_line_width(cr, 0.5);
+#define YP(val) rs_axes_y(&ax, (val))
     int nt = (int)lround((1 - ylo) * 10); /* ylo is a multiple of 0.1: a line every 0.1 */
-    for (int t = 0; t <= nt; t++) {
-        double val = ylo + 0.1 * t;
-        cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
-        cairo_move_to(cr, left, YP(val));
-        cairo_line_to(cr, left + pw, YP(val));
-        cairo_stroke(cr);
-        if (nt <= 5 || (nt - t) % 2 == 0) {
-            cairo_set_source_rgb(cr, 0, 0, 0);
-            snprintf(buf, sizeof buf, "%.2f", val);
-            rs_text(cr, left - 5, YP(val) + 3.5, 9, false, 1, buf);
-        }
-    }
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    cairo_set_line_width(cr, 1);
-    cairo_rectangle(cr, left, top, pw, ph);
-    cairo_stroke(cr);
+    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = 0.1, .count = nt, .grid = 0.88, .label_every = nt <= 5 ? 1 : 2,
+                                       .fmt = "%.2f", .size = 9, .grey = 0, .dx = 5, .dy = 3.5});
+    rs_axes_lines(cr, &ax, true);
     for (int k = first; k < first + nx; k++) {
         view_label(runs[0], k, buf, sizeof buf);
         rs_text(cr, XP(k), top + ph + 14, 9, false, 0.5, buf);
@@ -194,16 +181,14 @@ int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path,
     double bw = fmax(8.0, fmin(28.0, 360.0 / E)), pw = bw * E, ph = 120, left = MARGIN + 40;
     double top = MARGIN + 13 + 8 + 14 + 8, gap = 40;
     double width = fmax(left + pw + MARGIN + 110, 500) /* the title fits */, height = top + L * (ph + gap) + MARGIN;
+    char buf[256];
+    run_title(run, buf, sizeof buf);
     rs_canvas cv;
-    int rc = rs_canvas_open(&cv, path, width, height, err);
+    int rc = rs_figure_open(&cv, path, width, height, "Expert load per MoE layer (share of top-k slots, all views)",
+                            buf, err);
     if (rc)
         return rc;
     cairo_t *cr = cv.cr;
-    char buf[256];
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, "Expert load per MoE layer (share of top-k slots, all views)");
-    run_title(run, buf, sizeof buf);
-    rs_text(cr, MARGIN, MARGIN + 13 + 8 + 12, 10, false, 0, buf);
     for (int l = 0; l < L; l++) {
         const int64_t *load = st->load + (size_t)rs_stats_cell(st, st->views, l) * E;
         int64_t total = 0;
@@ -224,11 +209,9 @@ int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path,
         rs_text(cr, left, py + 8, 10, true, 0, buf);
         py += 14;
         double h = ph - 14;
-        for (int t = 0; t <= 2; t++) {
-            double val = mx * t / 2, y = py + h * (1 - val / mx);
-            snprintf(buf, sizeof buf, "%.2f", val);
-            rs_text(cr, left - 4, y + 3.5, 9, false, 1, buf);
-        }
+        rs_axes ax = {.x = left, .y = py, .w = pw, .h = h, .lo = 0, .hi = mx};
+        rs_axes_ticks(cr, &ax, &(rs_ticks){.step = mx / 2, .count = 2, .grid = -1, .label_every = 1, .fmt = "%.2f",
+                                           .size = 9, .grey = 0, .dx = 4, .dy = 3.5});
         for (int e = 0; e < E; e++) {
             double rgb[3], share = total ? (double)load[e] / total : 0;
             rs_palette_expert(e, E, rgb);
@@ -240,12 +223,7 @@ int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path,
             if (E <= 32 || e % 4 == 0)
                 rs_text(cr, left + e * bw + bw / 2, py + h + 11, 8, false, 0.5, buf);
         }
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        cairo_set_line_width(cr, 1);
-        cairo_move_to(cr, left, py);
-        cairo_line_to(cr, left, py + h);
-        cairo_line_to(cr, left + pw, py + h);
-        cairo_stroke(cr);
+        rs_axes_lines(cr, &ax, false);
         double yu = py + h * (1 - (1.0 / E) / mx);
         double dash[] = {4, 3};
         cairo_set_dash(cr, dash, 2, 0);
@@ -301,18 +279,16 @@ int rs_render_transition(const rs_stats *st, const rs_run_info *run, int layer, 
     if (!val)
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     double *shade = val + (size_t)E * E;
+    char buf[256];
+    run_title(run, buf, sizeof buf);
     rs_canvas cv;
-    int rc = rs_canvas_open(&cv, path, fmax(width, 460), height, err);
+    int rc = rs_figure_open(&cv, path, fmax(width, 460), height,
+                            "Top-1 transitions (rows: view 0 expert, columns: view expert) and PRC matrix S", buf, err);
     if (rc) {
         free(val);
         return rc;
     }
     cairo_t *cr = cv.cr;
-    char buf[256];
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, "Top-1 transitions (rows: view 0 expert, columns: view expert) and PRC matrix S");
-    run_title(run, buf, sizeof buf);
-    rs_text(cr, MARGIN, MARGIN + 13 + 8 + 12, 10, false, 0, buf);
     for (int l = l0; l < l1; l++) {
         double y = top + (l - l0) * rowh;
         const int64_t *tr = st->transition + (size_t)rs_stats_cell(st, st->views, l) * E * E;
@@ -364,20 +340,6 @@ static bool router_value(const rs_stats *st, int m, int l, double *out)
     return true;
 }
 
-/* A round upper bound for an axis: 1, 2 or 5 times a power of ten, at least MAX. */
-static double nice_max(double max)
-{
-    if (!(max > 0))
-        return 1.0;
-    double p = pow(10.0, floor(log10(max)));
-    for (int i = 0; i < 3; i++) {
-        double f = (double[]){1, 2, 5}[i] * p;
-        if (f >= max * (1 - 1e-12))
-            return f;
-    }
-    return 10 * p;
-}
-
 int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, const char *path, rs_error *err)
 {
     static const char *const titles[4] = {"PRC score \u2016S \u2212 I\u2016_F (lower: more consistent)",
@@ -394,12 +356,12 @@ int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *run
     double legend_h = 15.0 * num_runs + 6, top = MARGIN + 20;
     double width = 2 * colw, height = top + 2 * rowh + legend_h + MARGIN;
     rs_canvas cv;
-    int rc = rs_canvas_open(&cv, path, width, height, err);
+    int rc = rs_figure_open(&cv, path, width, height, NULL, NULL, err);
     if (rc)
         return rc;
     cairo_t *cr = cv.cr;
     char buf[256];
-    cairo_set_source_rgb(cr, 0, 0, 0);
+    /* a point higher than the other plots' titles: the panels' own titles follow closely */
     rs_text(cr, MARGIN, MARGIN + 12, 13, true, 0,
             "Router figures per MoE layer (non-reference views pooled; \"all\" pools the layers)");
     for (int m = 0; m < 4; m++) {
@@ -409,27 +371,13 @@ int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *run
             for (int l = 0; l <= stats[i]->layers; l++)
                 if (router_value(stats[i], m, l, &v) && v > max)
                     max = v;
-        max = nice_max(max);
+        max = rs_axes_nice_max(max);
         cairo_set_source_rgb(cr, 0, 0, 0);
         rs_text(cr, x0 - 30, y0 - 8, 10.5, true, 0, titles[m]);
-        /* axis, grid lines and ticks */
-        cairo_set_line_width(cr, 0.5);
-        for (int t = 0; t <= 4; t++) {
-            double y = y0 + ph - ph * t / 4.0;
-            cairo_set_source_rgb(cr, 0.85, 0.85, 0.85);
-            cairo_move_to(cr, x0, y);
-            cairo_line_to(cr, x0 + pw, y);
-            cairo_stroke(cr);
-            cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-            snprintf(buf, sizeof buf, "%.3g", max * t / 4.0);
-            rs_text(cr, x0 - 4, y + 3, 8, false, 1, buf);
-        }
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        cairo_set_line_width(cr, 1);
-        cairo_move_to(cr, x0, y0);
-        cairo_line_to(cr, x0, y0 + ph);
-        cairo_line_to(cr, x0 + pw, y0 + ph);
-        cairo_stroke(cr);
+        rs_axes ax = {.x = x0, .y = y0, .w = pw, .h = ph, .lo = 0, .hi = max};
+        rs_axes_ticks(cr, &ax, &(rs_ticks){.step = max / 4, .count = 4, .grid = 0.85, .label_every = 1,
+                                           .fmt = "%.3g", .size = 8, .grey = 0.2, .dx = 4, .dy = 3});
+        rs_axes_lines(cr, &ax, false);
         double gw = pw / (L + 1), bw = fmin(18.0, (gw - 10) / num_runs);
         for (int l = 0; l <= L; l++) {
             double gx = x0 + l * gw + (gw - bw * num_runs) / 2;
