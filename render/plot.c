@@ -54,23 +54,93 @@ static bool sweep_point(const rs_stats *st, int v, int layer, sweep_metric metri
     return rt->valid;
 }
 
+/* The sweep's x axis: views FIRST.. at the centres of NX equal slots of the area AX. */
+typedef struct sweep_frame {
+    rs_axes ax;
+    int first, nx, layer;
+    sweep_metric metric;
+} sweep_frame;
+
+static double sweep_x(const sweep_frame *f, int v)
+{
+    return f->ax.x + f->ax.w * (v - f->first + 0.5) / f->nx;
+}
+
+/* The bottom of the y axis: the lowest interval end rounded down to a tenth, at most 0.9. */
+static double sweep_floor(const rs_stats *const *stats, int num_runs, const sweep_frame *f)
+{
+    double ylo = 1.0;
+    for (int i = 0; i < num_runs; i++) {
+        const rs_stats *st = stats[i];
+        for (int v = f->first; v < st->views; v++) {
+            double val, lo, hi;
+            if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+                ylo = fmin(ylo, lo);
+        }
+    }
+    ylo = fmax(0.0, floor(ylo * 10 - 1e-9) / 10);
+    return ylo > 0.9 ? 0.9 : ylo;
+}
+
+/* One run's band (its intervals), line and points in colour RGB. */
+static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, const double rgb[3])
+{
+    const rs_axes *ax = &f->ax;
+    double val, lo, hi;
+    bool open = false;
+    for (int v = f->first; v < st->views; v++) {
+        if (!sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+            continue;
+        if (!open)
+            cairo_move_to(cr, sweep_x(f, v), rs_axes_y(ax, hi)), open = true;
+        else
+            cairo_line_to(cr, sweep_x(f, v), rs_axes_y(ax, hi));
+    }
+    for (int v = st->views - 1; v >= f->first && open; v--) {
+        if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+            cairo_line_to(cr, sweep_x(f, v), rs_axes_y(ax, lo));
+    }
+    if (open) {
+        cairo_close_path(cr);
+        cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], 0.25);
+        cairo_fill(cr);
+    }
+    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+    cairo_set_line_width(cr, 2);
+    open = false;
+    for (int v = f->first; v < st->views; v++) {
+        if (!sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+            continue;
+        if (!open)
+            cairo_move_to(cr, sweep_x(f, v), rs_axes_y(ax, val)), open = true;
+        else
+            cairo_line_to(cr, sweep_x(f, v), rs_axes_y(ax, val));
+    }
+    cairo_stroke(cr);
+    for (int v = f->first; v < st->views; v++) {
+        if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi)) {
+            cairo_arc(cr, sweep_x(f, v), rs_axes_y(ax, val), 3, 0, 2 * M_PI);
+            cairo_fill(cr);
+        }
+    }
+}
+
 static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
                       sweep_metric metric, const char *path, rs_error *err)
 {
-    int first = metric == SWEEP_ACCURACY ? 0 : 1;
+    sweep_frame f = {.first = metric == SWEEP_ACCURACY ? 0 : 1, .layer = layer, .metric = metric};
     if (num_runs < 1)
         return rs_error_set(err, RS_EINVAL, "sweep: no runs");
-    int nx = 0;
     for (int i = 0; i < num_runs; i++) {
         if (layer >= stats[i]->layers)
             return rs_error_set(err, RS_EINVAL, "layer %d out of range (run %lld has %d MoE layers)", layer,
                                 (long long)stats[i]->run_id, stats[i]->layers);
-        if (stats[i]->views - first > nx)
-            nx = stats[i]->views - first;
+        if (stats[i]->views - f.first > f.nx)
+            f.nx = stats[i]->views - f.first;
     }
-    if (nx < 1)
+    if (f.nx < 1)
         return rs_error_set(err, RS_EINVAL, "sweep: the runs have no view besides the reference");
-    double pw = fmax(320.0, 90.0 * nx), ph = 260, left = MARGIN + 44, top = MARGIN + 13 + 10 + 10;
+    double pw = fmax(320.0, 90.0 * f.nx), ph = 260, left = MARGIN + 44, top = MARGIN + 13 + 10 + 10;
     double legend_h = 16.0 * num_runs;
     double width = left + pw + MARGIN + 10, height = top + ph + 40 + legend_h + MARGIN;
     char buf[256];
@@ -85,72 +155,19 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     if (rc)
         return rc;
     cairo_t *cr = cv.cr;
-    /* y from ylo to 1 */
-    double ylo = 1.0;
-    for (int i = 0; i < num_runs; i++) {
-        const rs_stats *st = stats[i];
-        for (int v = first; v < st->views; v++) {
-            double val, lo, hi;
-            if (sweep_point(st, v, layer, metric, &val, &lo, &hi))
-                ylo = fmin(ylo, lo);
-        }
-    }
-    ylo = fmax(0.0, floor(ylo * 10 - 1e-9) / 10);
-    if (ylo > 0.9)
-        ylo = 0.9;
-    rs_axes ax = {.x = left, .y = top, .w = pw, .h = ph, .lo = ylo, .hi = 1};
-#define XP(k) (left + pw * ((k) - first + 0.5) / nx)
-#define YP(val) rs_axes_y(&ax, (val))
-    int nt = (int)lround((1 - ylo) * 10); /* ylo is a multiple of 0.1: a line every 0.1 */
-    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = 0.1, .count = nt, .grid = 0.88, .label_every = nt <= 5 ? 1 : 2,
-                                       .fmt = "%.2f", .size = 9, .grey = 0, .dx = 5, .dy = 3.5});
-    rs_axes_lines(cr, &ax, true);
-    for (int k = first; k < first + nx; k++) {
+    f.ax = (rs_axes){.x = left, .y = top, .w = pw, .h = ph, .lo = sweep_floor(stats, num_runs, &f), .hi = 1};
+    int nt = (int)lround((1 - f.ax.lo) * 10); /* the floor is a multiple of 0.1: a line every 0.1 */
+    rs_axes_ticks(cr, &f.ax, &(rs_ticks){.step = 0.1, .count = nt, .grid = 0.88, .label_every = nt <= 5 ? 1 : 2,
+                                         .fmt = "%.2f", .size = 9, .grey = 0, .dx = 5, .dy = 3.5});
+    rs_axes_lines(cr, &f.ax, true);
+    for (int k = f.first; k < f.first + f.nx; k++) {
         view_label(runs[0], k, buf, sizeof buf);
-        rs_text(cr, XP(k), top + ph + 14, 9, false, 0.5, buf);
+        rs_text(cr, sweep_x(&f, k), top + ph + 14, 9, false, 0.5, buf);
     }
     for (int i = 0; i < num_runs; i++) {
-        const rs_stats *st = stats[i];
         double rgb[3];
         rs_palette_series(i, num_runs, rgb);
-        double val, lo, hi;
-        /* band */
-        bool open = false;
-        for (int v = first; v < st->views; v++) {
-            if (!sweep_point(st, v, layer, metric, &val, &lo, &hi))
-                continue;
-            if (!open)
-                cairo_move_to(cr, XP(v), YP(hi)), open = true;
-            else
-                cairo_line_to(cr, XP(v), YP(hi));
-        }
-        for (int v = st->views - 1; v >= first && open; v--) {
-            if (sweep_point(st, v, layer, metric, &val, &lo, &hi))
-                cairo_line_to(cr, XP(v), YP(lo));
-        }
-        if (open) {
-            cairo_close_path(cr);
-            cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], 0.25);
-            cairo_fill(cr);
-        }
-        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
-        cairo_set_line_width(cr, 2);
-        open = false;
-        for (int v = first; v < st->views; v++) {
-            if (!sweep_point(st, v, layer, metric, &val, &lo, &hi))
-                continue;
-            if (!open)
-                cairo_move_to(cr, XP(v), YP(val)), open = true;
-            else
-                cairo_line_to(cr, XP(v), YP(val));
-        }
-        cairo_stroke(cr);
-        for (int v = first; v < st->views; v++) {
-            if (sweep_point(st, v, layer, metric, &val, &lo, &hi)) {
-                cairo_arc(cr, XP(v), YP(val), 3, 0, 2 * M_PI);
-                cairo_fill(cr);
-            }
-        }
+        sweep_series(cr, &f, stats[i], rgb);
         double ly = top + ph + 32 + 16 * i;
         cairo_rectangle(cr, left, ly - 8, 18, 8);
         cairo_fill(cr);
@@ -158,8 +175,6 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
         run_title(runs[i], buf, sizeof buf);
         rs_text(cr, left + 24, ly, 10, false, 0, buf);
     }
-#undef XP
-#undef YP
     return rs_canvas_close(&cv, err);
 }
 
@@ -340,86 +355,87 @@ static bool router_value(const rs_stats *st, int m, int l, double *out)
     return true;
 }
 
-int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, const char *path, rs_error *err)
+/* Run I's bar of value V in a group starting at GX (bars BW wide), on the panel's axes AX,
+ * labelled with V where the label fits. */
+static void router_bar(cairo_t *cr, const rs_axes *ax, double gx, double bw, int i, int num_runs, double v)
+{
+    double rgb[3];
+    char buf[64];
+    rs_palette_series(i, num_runs, rgb);
+    double h = ax->h * v / ax->hi;
+    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+    cairo_rectangle(cr, gx + i * bw + 1, ax->y + ax->h - h, bw - 2, h);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    /* neighbouring labels must not run together: fewer digits, else none */
+    snprintf(buf, sizeof buf, "%.3g", v);
+    if (rs_text_width(cr, 6, false, buf) > bw - 1)
+        snprintf(buf, sizeof buf, fabs(v) < 10 ? "%.2f" : "%.0f", v);
+    if (rs_text_width(cr, 6, false, buf) <= bw - 1)
+        rs_text(cr, gx + (i + 0.5) * bw, ax->y + ax->h - h - 2, 6, false, 0.5, buf);
+}
+
+/* The bars of MoE slot L (L == LMAX: pooled) of metric M, one per run. */
+static void router_group(cairo_t *cr, const rs_axes *ax, const rs_stats *const *stats, int num_runs, int m, int l,
+                         int lmax)
+{
+    double gw = ax->w / (lmax + 1), bw = fmin(18.0, (gw - 10) / num_runs);
+    double gx = ax->x + l * gw + (gw - bw * num_runs) / 2, v;
+    for (int i = 0; i < num_runs; i++) {
+        int slot = l == lmax ? stats[i]->layers : l;
+        if (l < lmax && l >= stats[i]->layers)
+            continue;
+        if (!router_value(stats[i], m, slot, &v)) {
+            cairo_set_source_rgb(cr, 0.5, 0.5, 0.5);
+            rs_text(cr, gx + (i + 0.5) * bw, ax->y + ax->h - 3, 7, false, 0.5, "n/a");
+            continue;
+        }
+        router_bar(cr, ax, gx, bw, i, num_runs, v);
+    }
+}
+
+/* Panel M: its title, axes and a group of bars per MoE layer plus "all". */
+static void router_panel(cairo_t *cr, const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs,
+                         int m, int lmax, const rs_axes *frame)
 {
     static const char *const titles[4] = {"PRC score \u2016S \u2212 I\u2016_F (lower: more consistent)",
                                           "Mean JSD to view 0 (bits)", "Routing entropy (bits)",
                                           "Expert load CV (lower: more balanced)"};
-    if (num_runs < 1)
-        return rs_error_set(err, RS_EINVAL, "router figure: no runs");
-    int L = stats[0]->layers;
-    for (int i = 1; i < num_runs; i++)
-        if (stats[i]->layers > L)
-            L = stats[i]->layers;
-    double pw = fmax(260.0, (L + 1) * (18.0 * num_runs + 14)), ph = 150;
-    double left = MARGIN + 36, colw = left + pw + MARGIN, rowh = 26 + ph + 30;
-    double legend_h = 15.0 * num_runs + 6, top = MARGIN + 20;
-    double width = 2 * colw, height = top + 2 * rowh + legend_h + MARGIN;
-    rs_canvas cv;
-    int rc = rs_figure_open(&cv, path, width, height, NULL, NULL, err);
-    if (rc)
-        return rc;
-    cairo_t *cr = cv.cr;
-    char buf[256];
-    /* a point higher than the other plots' titles: the panels' own titles follow closely */
-    rs_text(cr, MARGIN, MARGIN + 12, 13, true, 0,
-            "Router figures per MoE layer (non-reference views pooled; \"all\" pools the layers)");
-    for (int m = 0; m < 4; m++) {
-        double x0 = (m % 2) * colw + left, y0 = top + (m / 2) * rowh + 26;
-        double max = 0, v;
-        for (int i = 0; i < num_runs; i++)
-            for (int l = 0; l <= stats[i]->layers; l++)
-                if (router_value(stats[i], m, l, &v) && v > max)
-                    max = v;
-        max = rs_axes_nice_max(max);
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        rs_text(cr, x0 - 30, y0 - 8, 10.5, true, 0, titles[m]);
-        rs_axes ax = {.x = x0, .y = y0, .w = pw, .h = ph, .lo = 0, .hi = max};
-        rs_axes_ticks(cr, &ax, &(rs_ticks){.step = max / 4, .count = 4, .grid = 0.85, .label_every = 1,
-                                           .fmt = "%.3g", .size = 8, .grey = 0.2, .dx = 4, .dy = 3});
-        rs_axes_lines(cr, &ax, false);
-        double gw = pw / (L + 1), bw = fmin(18.0, (gw - 10) / num_runs);
-        for (int l = 0; l <= L; l++) {
-            double gx = x0 + l * gw + (gw - bw * num_runs) / 2;
-            if (m == 0 && l == L) { /* S is defined per layer only */
-                cairo_set_source_rgb(cr, 0.5, 0.5, 0.5);
-                rs_text(cr, x0 + (l + 0.5) * gw, y0 + ph - 4, 7.5, false, 0.5, "(per layer only)");
-                cairo_set_source_rgb(cr, 0, 0, 0);
-                rs_text(cr, x0 + (l + 0.5) * gw, y0 + ph + 12, 8.5, false, 0.5, "all");
-                continue;
-            }
-            for (int i = 0; i < num_runs; i++) {
-                int slot = l == L ? stats[i]->layers : l;
-                if (l < L && l >= stats[i]->layers)
-                    continue;
-                double rgb[3];
-                rs_palette_series(i, num_runs, rgb);
-                if (!router_value(stats[i], m, slot, &v)) {
-                    cairo_set_source_rgb(cr, 0.5, 0.5, 0.5);
-                    rs_text(cr, gx + (i + 0.5) * bw, y0 + ph - 3, 7, false, 0.5, "n/a");
-                    continue;
-                }
-                double h = ph * v / max;
-                cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
-                cairo_rectangle(cr, gx + i * bw + 1, y0 + ph - h, bw - 2, h);
-                cairo_fill(cr);
-                cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-                /* neighbouring labels must not run together: fewer digits, else none */
-                snprintf(buf, sizeof buf, "%.3g", v);
-                if (rs_text_width(cr, 6, false, buf) > bw - 1)
-                    snprintf(buf, sizeof buf, fabs(v) < 10 ? "%.2f" : "%.0f", v);
-                if (rs_text_width(cr, 6, false, buf) <= bw - 1)
-                    rs_text(cr, gx + (i + 0.5) * bw, y0 + ph - h - 2, 6, false, 0.5, buf);
-            }
+    double max = 0, v;
+    for (int i = 0; i < num_runs; i++)
+        for (int l = 0; l <= stats[i]->layers; l++)
+            if (router_value(stats[i], m, l, &v) && v > max)
+                max = v;
+    rs_axes ax = *frame;
+    ax.hi = rs_axes_nice_max(max);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, ax.x - 30, ax.y - 8, 10.5, true, 0, titles[m]);
+    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = ax.hi / 4, .count = 4, .grid = 0.85, .label_every = 1,
+                                       .fmt = "%.3g", .size = 8, .grey = 0.2, .dx = 4, .dy = 3});
+    rs_axes_lines(cr, &ax, false);
+    double gw = ax.w / (lmax + 1), below = ax.y + ax.h + 12;
+    char buf[64];
+    for (int l = 0; l <= lmax; l++) {
+        if (m == 0 && l == lmax) { /* S is defined per layer only */
+            cairo_set_source_rgb(cr, 0.5, 0.5, 0.5);
+            rs_text(cr, ax.x + (l + 0.5) * gw, ax.y + ax.h - 4, 7.5, false, 0.5, "(per layer only)");
             cairo_set_source_rgb(cr, 0, 0, 0);
-            if (l == L)
-                snprintf(buf, sizeof buf, "all");
-            else
-                snprintf(buf, sizeof buf, "block %d", runs[0]->layer_blocks[l]);
-            rs_text(cr, x0 + (l + 0.5) * gw, y0 + ph + 12, 8.5, false, 0.5, buf);
+            rs_text(cr, ax.x + (l + 0.5) * gw, below, 8.5, false, 0.5, "all");
+            continue;
         }
+        router_group(cr, &ax, stats, num_runs, m, l, lmax);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        if (l == lmax)
+            snprintf(buf, sizeof buf, "all");
+        else
+            snprintf(buf, sizeof buf, "block %d", runs[0]->layer_blocks[l]);
+        rs_text(cr, ax.x + (l + 0.5) * gw, below, 8.5, false, 0.5, buf);
     }
-    double ly = top + 2 * rowh + 4;
+}
+
+static void router_legend(cairo_t *cr, const rs_run_info *const *runs, int num_runs, double ly)
+{
+    char buf[256];
     for (int i = 0; i < num_runs; i++) {
         double rgb[3];
         rs_palette_series(i, num_runs, rgb);
@@ -434,5 +450,32 @@ int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *run
                  (unsigned long long)runs[i]->seed, runs[i]->images_done);
         rs_text(cr, MARGIN + 16, ly + 15.0 * i + 9, 9.5, false, 0, buf);
     }
+}
+
+int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, const char *path,
+                     rs_error *err)
+{
+    if (num_runs < 1)
+        return rs_error_set(err, RS_EINVAL, "router figure: no runs");
+    int L = stats[0]->layers;
+    for (int i = 1; i < num_runs; i++)
+        if (stats[i]->layers > L)
+            L = stats[i]->layers;
+    double pw = fmax(260.0, (L + 1) * (18.0 * num_runs + 14)), ph = 150;
+    double left = MARGIN + 36, colw = left + pw + MARGIN, rowh = 26 + ph + 30;
+    double legend_h = 15.0 * num_runs + 6, top = MARGIN + 20;
+    double width = 2 * colw, height = top + 2 * rowh + legend_h + MARGIN;
+    rs_canvas cv;
+    int rc = rs_figure_open(&cv, path, width, height, NULL, NULL, err);
+    if (rc)
+        return rc;
+    /* a point higher than the other plots' titles: the panels' own titles follow closely */
+    rs_text(cv.cr, MARGIN, MARGIN + 12, 13, true, 0,
+            "Router figures per MoE layer (non-reference views pooled; \"all\" pools the layers)");
+    for (int m = 0; m < 4; m++) {
+        rs_axes frame = {.x = (m % 2) * colw + left, .y = top + (m / 2) * rowh + 26, .w = pw, .h = ph};
+        router_panel(cv.cr, stats, runs, num_runs, m, L, &frame);
+    }
+    router_legend(cv.cr, runs, num_runs, top + 2 * rowh + 4);
     return rs_canvas_close(&cv, err);
 }
