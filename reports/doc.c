@@ -44,6 +44,17 @@ void rs_doc_addf(rs_doc *d, rs_doc_kind kind, const char *fmt, ...)
     rs_doc_add(d, kind, buf, NULL);
 }
 
+bool rs_doc_next_line(const char **p, const char **line, size_t *len)
+{
+    if (!**p)
+        return false;
+    const char *e = strchr(*p, '\n');
+    *line = *p;
+    *len = e ? (size_t)(e - *p) : strlen(*p);
+    *p += *len + (e ? 1 : 0);
+    return true;
+}
+
 void rs_doc_free(rs_doc *d)
 {
     for (int i = 0; i < d->n; i++) {

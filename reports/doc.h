@@ -9,6 +9,9 @@
 #ifndef RS_DOC_H
 #define RS_DOC_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "rs_error.h"
 #include "table.h"
 
@@ -39,6 +42,10 @@ void rs_doc_add_list(rs_doc *d, char **lines, int n);
  * DIR/tables/NAME.{csv,tex} with the notes and keeps its Markdown rendering inline. */
 void rs_doc_add_table(rs_doc *d, rs_table *t, const char *name);
 void rs_doc_free(rs_doc *d);
+
+/* Steps through the lines of a text (an item's list lines, a table's Markdown): at *P,
+ * sets *LINE and *LEN (without its '\n') and moves *P past it; false at the end. */
+bool rs_doc_next_line(const char **p, const char **line, size_t *len);
 
 /* The writers: RS_EIO naming PATH when it cannot be written. */
 int rs_doc_write_md(const rs_doc *d, const char *path, rs_error *err);

@@ -24,12 +24,11 @@ static void html_esc(FILE *f, const char *s, size_t n)
  * second is the alignment row), other lines as notes. */
 static void html_table(FILE *f, const char *md, const char *name)
 {
-    const char *p = md;
+    const char *rest = md, *p;
+    size_t n;
     int row = 0;
     bool open = false;
-    while (*p) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
+    while (rs_doc_next_line(&rest, &p, &n)) {
         if (n >= 4 && !strncmp(p, "### ", 4)) {
             fputs("<h3>", f);
             html_esc(f, p + 4, n - 4);
@@ -72,7 +71,6 @@ static void html_table(FILE *f, const char *md, const char *name)
                 fputs("</p>\n", f);
             }
         }
-        p += n + (e ? 1 : 0);
     }
     if (open)
         fputs("</table>\n", f);
@@ -120,14 +118,12 @@ int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err)
             break;
         case RS_DOC_LIST: {
             fputs("<ul class=\"prov\">\n", f);
-            const char *p = it->text;
-            while (*p) {
-                const char *e = strchr(p, '\n');
-                size_t n = e ? (size_t)(e - p) : strlen(p);
+            const char *rest = it->text, *line;
+            size_t n;
+            while (rs_doc_next_line(&rest, &line, &n)) {
                 fputs("<li>", f);
-                html_esc(f, p, n);
+                html_esc(f, line, n);
                 fputs("</li>\n", f);
-                p += n + (e ? 1 : 0);
             }
             fputs("</ul>\n", f);
             break;

@@ -28,16 +28,14 @@ int rs_doc_write_md(const rs_doc *d, const char *path, rs_error *err)
         case RS_DOC_H2: fputs("## ", f); md_esc(f, it->text); fputs("\n\n", f); break;
         case RS_DOC_PARA: md_esc(f, it->text); fputs("\n\n", f); break;
         case RS_DOC_LIST: {
-            const char *p = it->text;
-            while (*p) {
-                const char *e = strchr(p, '\n');
-                size_t n = e ? (size_t)(e - p) : strlen(p);
+            const char *rest = it->text, *p;
+            size_t n;
+            while (rs_doc_next_line(&rest, &p, &n)) {
                 char line[2048];
                 snprintf(line, sizeof line, "%.*s", (int)n, p);
                 fputs("- ", f);
                 md_esc(f, line);
                 fputc('\n', f);
-                p += n + (e ? 1 : 0);
             }
             fputc('\n', f);
             break;

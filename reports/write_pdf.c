@@ -88,10 +88,9 @@ static void pdf_table(pdf *p, const char *md)
     double size = 8.0, maxw = 0;
     cairo_select_font_face(cr, MONO, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cr, size);
-    const char *q = md;
-    while (*q) {
-        const char *e = strchr(q, '\n');
-        size_t n = e ? (size_t)(e - q) : strlen(q);
+    const char *rest = md, *q;
+    size_t n;
+    while (rs_doc_next_line(&rest, &q, &n)) {
         if (n && *q == '|') {
             char line[4096];
             snprintf(line, sizeof line, "%.*s", (int)n, q);
@@ -100,14 +99,11 @@ static void pdf_table(pdf *p, const char *md)
             if (ext.x_advance > maxw)
                 maxw = ext.x_advance;
         }
-        q += n + (e ? 1 : 0);
     }
     if (maxw > PAGE_W - 2 * PAGE_M)
         size *= (PAGE_W - 2 * PAGE_M) / maxw;
-    q = md;
-    while (*q) {
-        const char *e = strchr(q, '\n');
-        size_t n = e ? (size_t)(e - q) : strlen(q);
+    rest = md;
+    while (rs_doc_next_line(&rest, &q, &n)) {
         char line[4096];
         snprintf(line, sizeof line, "%.*s", (int)n, q);
         if (!strncmp(line, "### ", 4)) {
@@ -127,7 +123,6 @@ static void pdf_table(pdf *p, const char *md)
             pdf_wrap(p, line, 7.5, false, 0);
             cairo_set_source_rgb(cr, 0, 0, 0);
         }
-        q += n + (e ? 1 : 0);
     }
     p->y += 10;
 }
@@ -197,14 +192,12 @@ int rs_doc_write_pdf(const rs_doc *d, const char *path, rs_error *err)
             break;
         case RS_DOC_PARA: pdf_wrap(&p, it->text, 9.5, false, 0); p.y += 4; break;
         case RS_DOC_LIST: {
-            const char *q = it->text;
-            while (*q) {
-                const char *e = strchr(q, '\n');
-                size_t n = e ? (size_t)(e - q) : strlen(q);
+            const char *rest = it->text, *q;
+            size_t n;
+            while (rs_doc_next_line(&rest, &q, &n)) {
                 char line[2048];
                 snprintf(line, sizeof line, "\u2022 %.*s", (int)n, q);
                 pdf_wrap(&p, line, 8.5, false, 6);
-                q += n + (e ? 1 : 0);
             }
             p.y += 6;
             break;
