@@ -57,6 +57,20 @@ bool rs_cli_parse_int(const char *cmd, const char *name, const char *text, int l
     return true;
 }
 
+bool rs_cli_parse_u64(const char *cmd, const char *name, const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    /* strtoull skips blanks and accepts a sign (wrapping "-1" to 2^64 - 1): a digit first */
+    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+    if (text[0] < '0' || text[0] > '9' || errno || *end) {
+        rs_cli_usage_error(cmd, "%s wants an unsigned integer, got '%s'", name, text);
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
 int rs_cli_default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -44,6 +44,9 @@ int rs_cli_next_option(const char *cmd, int argc, char **argv, const char *optst
 /* Parses a decimal integer in [lo, hi] given to option NAME; prints and returns false
  * on anything else ("abc", "12x", out of range). */
 bool rs_cli_parse_int(const char *cmd, const char *name, const char *text, int lo, int hi, int *out);
+/* Parses an unsigned decimal integer of 64 bits given to option NAME (--seed); prints and
+ * returns false on anything else ("-1", "abc", beyond 2^64 - 1). */
+bool rs_cli_parse_u64(const char *cmd, const char *name, const char *text, uint64_t *out);
 
 /* Number of online CPUs, the default for --threads. */
 int rs_cli_default_threads(void);
@@ -60,25 +63,5 @@ char *rs_cli_command_line(int argc, char **argv);
 /* Comma-separated positive run ids ("3,7") into *IDS (owned, *N entries); false on any
  * other text. */
 bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n);
-
-/* Shared by stats and compare (cmd_stats.c). */
-typedef struct rs_store rs_store;
-struct rs_run_info;
-/* Run RUN of STORE (named DB in messages), or the last finished one when RUN is 0. */
-int rs_cli_load_run(const char *cmd, rs_store *store, const char *db, int64_t run, struct rs_run_info *info,
-                    rs_error *err);
-/* "view N" for pair runs (and long specs), the spec otherwise, "all" for the pooled slot. */
-void rs_cli_view_label(const struct rs_run_info *info, int slot, char *buf, size_t size);
-/* The label of an agreement slot: as rs_cli_view_label, but a two-view run's pool is view 1. */
-void rs_cli_agreement_label(const struct rs_run_info *info, int slot, char *buf, size_t size);
-/* "block B" (HUMAN) or "B" for MoE slot SLOT, "all" for the pooled slot. */
-void rs_cli_layer_label(const struct rs_run_info *info, int slot, char *buf, size_t size, bool human);
-/* The view slots agreement is shown for: each non-reference view and the pool, or only
- * the pool when there are two views. */
-int rs_cli_agreement_slot_count(int views);
-int rs_cli_agreement_slot(int views, int i);
-/* One line describing a run, for notes above tables. */
-void rs_cli_run_note(const struct rs_run_info *info, char *buf, size_t size);
-extern const char *const rs_cli_rate_headers[4];
 
 #endif

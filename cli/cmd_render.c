@@ -35,23 +35,6 @@ static const char usage_text[] =
     "specs and seed when the data is still there; class names come from the store.\n";
 
 
-/* What a grid or heatmap shows besides the routing: the run's class names and its views'
- * pixels, redrawn from the run's data source when it can still be read (else said on stderr
- * and drawn without). *PIXELS is owned by the caller. */
-static void image_context(const rs_run_info *run, int image, float **pixels, rs_render_context *ctx)
-{
-    rs_error err = {0};
-    ctx->run = run;
-    ctx->class_names = (const char *const *)run->class_names;
-    ctx->num_classes = run->num_class_names;
-    if (rs_run_view_pixels(run, image, pixels, &err)) {
-        fprintf(stderr, "routerscope render: note: drawing without the image (%s)\n", err.msg);
-        return;
-    }
-    ctx->pixels = *pixels;
-    ctx->channels = run->channels, ctx->height = run->image_h, ctx->width = run->image_w;
-}
-
 /* grid / heatmap of one image of RUN. */
 static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int image, rs_heat_metric metric,
                       int view, int layer, const char *out, rs_error *err)
@@ -63,8 +46,10 @@ static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int
     if (rc)
         return rc;
     float *pixels = NULL;
-    rs_render_context ctx = {0};
-    image_context(run, image, &pixels, &ctx);
+    rs_render_context ctx;
+    rs_error no_pixels;
+    if (rs_render_context_of_run(run, image, &ctx, &pixels, &no_pixels))
+        fprintf(stderr, "routerscope render: note: drawing without the image (%s)\n", no_pixels.msg);
     if (view >= r.views)
         rc = rs_error_set(err, RS_EINVAL, "view %d out of range (run %lld has %d views)", view, (long long)run->id,
                           r.views);

@@ -1,5 +1,4 @@
 /* routerscope replay — record per-patch routing of images under views into the store. */
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -57,21 +56,6 @@ static void progress(void *ctx, int done, int total, int this_call, double secon
             rate > 0 ? (total - done) / rate : 0.0);
 }
 
-
-/* --seed: any unsigned 64-bit integer. */
-static bool parse_seed(const char *text, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || text[0] == '-') {
-        rs_cli_usage_error("replay", "--seed wants an unsigned integer, got '%s'", text);
-        return false;
-    }
-    *out = (uint64_t)v;
-    return true;
-}
-
 static int parse(int argc, char **argv, rs_replay_options *o)
 {
     static const struct option opts[] = {
@@ -91,7 +75,7 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         case 'p': o->protocol = optarg, set++; break;
         case 'a': o->augment = optarg, set++; break;
         case 'v': o->views = optarg, set++; break;
-        case 's': ok = parse_seed(optarg, &o->seed), set++; break;
+        case 's': ok = rs_cli_parse_u64("replay", "--seed", optarg, &o->seed), set++; break;
         case 'o': ok = rs_cli_parse_int("replay", "--offset", optarg, 0, INT_MAX, &o->offset), set++; break;
         case 'l': ok = rs_cli_parse_int("replay", "--limit", optarg, 1, INT_MAX, &o->limit), set++; break;
         case 't': ok = rs_cli_parse_int("replay", "--threads", optarg, 1, 256, &o->threads); break;

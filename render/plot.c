@@ -1,4 +1,4 @@
-/* plot.c — sweep, load and transition figures (see plot.h). */
+/* plot.c — sweep, accuracy, load, transition and router figures (see plot.h). */
 #include "plot.h"
 
 #include <math.h>
@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MARGIN 16.0
+#include "axes.h"
+
+#define MARGIN RS_FIGURE_MARGIN
 
 /* Short tick label of view V's spec. */
 static void view_label(const rs_run_info *run, int v, char *buf, size_t size)
@@ -52,118 +54,120 @@ static bool sweep_point(const rs_stats *st, int v, int layer, sweep_metric metri
     return rt->valid;
 }
 
+/* The sweep's x axis: views FIRST.. at the centres of NX equal slots of the area AX. */
+typedef struct sweep_frame {
+    rs_axes ax;
+    int first, nx, layer;
+    sweep_metric metric;
+} sweep_frame;
+
+static double sweep_x(const sweep_frame *f, int v)
+{
+    return f->ax.x + f->ax.w * (v - f->first + 0.5) / f->nx;
+}
+
+/* The bottom of the y axis: the lowest interval end rounded down to a tenth, at most 0.9. */
+static double sweep_floor(const rs_stats *const *stats, int num_runs, const sweep_frame *f)
+{
+    double ylo = 1.0;
+    for (int i = 0; i < num_runs; i++) {
+        const rs_stats *st = stats[i];
+        for (int v = f->first; v < st->views; v++) {
+            double val, lo, hi;
+            if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+                ylo = fmin(ylo, lo);
+        }
+    }
+    ylo = fmax(0.0, floor(ylo * 10 - 1e-9) / 10);
+    return ylo > 0.9 ? 0.9 : ylo;
+}
+
+/* One run's band (its intervals), line and points in colour RGB. */
+static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, const double rgb[3])
+{
+    const rs_axes *ax = &f->ax;
+    double val, lo, hi;
+    bool open = false;
+    for (int v = f->first; v < st->views; v++) {
+        if (!sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+            continue;
+        if (!open)
+            cairo_move_to(cr, sweep_x(f, v), rs_axes_y(ax, hi)), open = true;
+        else
+            cairo_line_to(cr, sweep_x(f, v), rs_axes_y(ax, hi));
+    }
+    for (int v = st->views - 1; v >= f->first && open; v--) {
+        if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+            cairo_line_to(cr, sweep_x(f, v), rs_axes_y(ax, lo));
+    }
+    if (open) {
+        cairo_close_path(cr);
+        cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], 0.25);
+        cairo_fill(cr);
+    }
+    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+    cairo_set_line_width(cr, 2);
+    open = false;
+    for (int v = f->first; v < st->views; v++) {
+        if (!sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+            continue;
+        if (!open)
+            cairo_move_to(cr, sweep_x(f, v), rs_axes_y(ax, val)), open = true;
+        else
+            cairo_line_to(cr, sweep_x(f, v), rs_axes_y(ax, val));
+    }
+    cairo_stroke(cr);
+    for (int v = f->first; v < st->views; v++) {
+        if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi)) {
+            cairo_arc(cr, sweep_x(f, v), rs_axes_y(ax, val), 3, 0, 2 * M_PI);
+            cairo_fill(cr);
+        }
+    }
+}
+
 static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
                       sweep_metric metric, const char *path, rs_error *err)
 {
-    int first = metric == SWEEP_ACCURACY ? 0 : 1;
+    sweep_frame f = {.first = metric == SWEEP_ACCURACY ? 0 : 1, .layer = layer, .metric = metric};
     if (num_runs < 1)
         return rs_error_set(err, RS_EINVAL, "sweep: no runs");
-    int nx = 0;
     for (int i = 0; i < num_runs; i++) {
         if (layer >= stats[i]->layers)
             return rs_error_set(err, RS_EINVAL, "layer %d out of range (run %lld has %d MoE layers)", layer,
                                 (long long)stats[i]->run_id, stats[i]->layers);
-        if (stats[i]->views - first > nx)
-            nx = stats[i]->views - first;
+        if (stats[i]->views - f.first > f.nx)
+            f.nx = stats[i]->views - f.first;
     }
-    if (nx < 1)
+    if (f.nx < 1)
         return rs_error_set(err, RS_EINVAL, "sweep: the runs have no view besides the reference");
-    double pw = fmax(320.0, 90.0 * nx), ph = 260, left = MARGIN + 44, top = MARGIN + 13 + 10 + 10;
+    double pw = fmax(320.0, 90.0 * f.nx), ph = 260, left = MARGIN + 44, top = MARGIN + 13 + 10 + 10;
     double legend_h = 16.0 * num_runs;
     double width = left + pw + MARGIN + 10, height = top + ph + 40 + legend_h + MARGIN;
-    rs_canvas cv;
-    int rc = rs_canvas_open(&cv, path, width, height, err);
-    if (rc)
-        return rc;
-    cairo_t *cr = cv.cr;
     char buf[256];
-    cairo_set_source_rgb(cr, 0, 0, 0);
     if (metric == SWEEP_ACCURACY)
         snprintf(buf, sizeof buf, "Accuracy per view (Wilson interval)");
     else if (layer < 0)
         snprintf(buf, sizeof buf, "Top-1 agreement with view 0 (all MoE layers)");
     else
         snprintf(buf, sizeof buf, "Top-1 agreement with view 0, MoE layer %d", layer);
-    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, buf);
-    /* y from ylo to 1 */
-    double ylo = 1.0;
-    for (int i = 0; i < num_runs; i++) {
-        const rs_stats *st = stats[i];
-        for (int v = first; v < st->views; v++) {
-            double val, lo, hi;
-            if (sweep_point(st, v, layer, metric, &val, &lo, &hi))
-                ylo = fmin(ylo, lo);
-        }
-    }
-    ylo = fmax(0.0, floor(ylo * 10 - 1e-9) / 10);
-    if (ylo > 0.9)
-        ylo = 0.9;
-#define XP(k) (left + pw * ((k) - first + 0.5) / nx)
-#define YP(val) (top + ph * (1 - ((val) - ylo) / (1 - ylo)))
-    cairo_set_line_width(cr, 0.5);
-    int nt = (int)lround((1 - ylo) * 10); /* ylo is a multiple of 0.1: a line every 0.1 */
-    for (int t = 0; t <= nt; t++) {
-        double val = ylo + 0.1 * t;
-        cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
-        cairo_move_to(cr, left, YP(val));
-        cairo_line_to(cr, left + pw, YP(val));
-        cairo_stroke(cr);
-        if (nt <= 5 || (nt - t) % 2 == 0) {
-            cairo_set_source_rgb(cr, 0, 0, 0);
-            snprintf(buf, sizeof buf, "%.2f", val);
-            rs_text(cr, left - 5, YP(val) + 3.5, 9, false, 1, buf);
-        }
-    }
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    cairo_set_line_width(cr, 1);
-    cairo_rectangle(cr, left, top, pw, ph);
-    cairo_stroke(cr);
-    for (int k = first; k < first + nx; k++) {
+    rs_canvas cv;
+    int rc = rs_figure_open(&cv, path, width, height, buf, NULL, err);
+    if (rc)
+        return rc;
+    cairo_t *cr = cv.cr;
+    f.ax = (rs_axes){.x = left, .y = top, .w = pw, .h = ph, .lo = sweep_floor(stats, num_runs, &f), .hi = 1};
+    int nt = (int)lround((1 - f.ax.lo) * 10); /* the floor is a multiple of 0.1: a line every 0.1 */
+    rs_axes_ticks(cr, &f.ax, &(rs_ticks){.step = 0.1, .count = nt, .grid = 0.88, .label_every = nt <= 5 ? 1 : 2,
+                                         .fmt = "%.2f", .size = 9, .grey = 0, .dx = 5, .dy = 3.5});
+    rs_axes_lines(cr, &f.ax, true);
+    for (int k = f.first; k < f.first + f.nx; k++) {
         view_label(runs[0], k, buf, sizeof buf);
-        rs_text(cr, XP(k), top + ph + 14, 9, false, 0.5, buf);
+        rs_text(cr, sweep_x(&f, k), top + ph + 14, 9, false, 0.5, buf);
     }
     for (int i = 0; i < num_runs; i++) {
-        const rs_stats *st = stats[i];
         double rgb[3];
         rs_palette_series(i, num_runs, rgb);
-        double val, lo, hi;
-        /* band */
-        bool open = false;
-        for (int v = first; v < st->views; v++) {
-            if (!sweep_point(st, v, layer, metric, &val, &lo, &hi))
-                continue;
-            if (!open)
-                cairo_move_to(cr, XP(v), YP(hi)), open = true;
-            else
-                cairo_line_to(cr, XP(v), YP(hi));
-        }
-        for (int v = st->views - 1; v >= first && open; v--) {
-            if (sweep_point(st, v, layer, metric, &val, &lo, &hi))
-                cairo_line_to(cr, XP(v), YP(lo));
-        }
-        if (open) {
-            cairo_close_path(cr);
-            cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], 0.25);
-            cairo_fill(cr);
-        }
-        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
-        cairo_set_line_width(cr, 2);
-        open = false;
-        for (int v = first; v < st->views; v++) {
-            if (!sweep_point(st, v, layer, metric, &val, &lo, &hi))
-                continue;
-            if (!open)
-                cairo_move_to(cr, XP(v), YP(val)), open = true;
-            else
-                cairo_line_to(cr, XP(v), YP(val));
-        }
-        cairo_stroke(cr);
-        for (int v = first; v < st->views; v++) {
-            if (sweep_point(st, v, layer, metric, &val, &lo, &hi)) {
-                cairo_arc(cr, XP(v), YP(val), 3, 0, 2 * M_PI);
-                cairo_fill(cr);
-            }
-        }
+        sweep_series(cr, &f, stats[i], rgb);
         double ly = top + ph + 32 + 16 * i;
         cairo_rectangle(cr, left, ly - 8, 18, 8);
         cairo_fill(cr);
@@ -171,8 +175,6 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
         run_title(runs[i], buf, sizeof buf);
         rs_text(cr, left + 24, ly, 10, false, 0, buf);
     }
-#undef XP
-#undef YP
     return rs_canvas_close(&cv, err);
 }
 
@@ -194,16 +196,14 @@ int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path,
     double bw = fmax(8.0, fmin(28.0, 360.0 / E)), pw = bw * E, ph = 120, left = MARGIN + 40;
     double top = MARGIN + 13 + 8 + 14 + 8, gap = 40;
     double width = fmax(left + pw + MARGIN + 110, 500) /* the title fits */, height = top + L * (ph + gap) + MARGIN;
+    char buf[256];
+    run_title(run, buf, sizeof buf);
     rs_canvas cv;
-    int rc = rs_canvas_open(&cv, path, width, height, err);
+    int rc = rs_figure_open(&cv, path, width, height, "Expert load per MoE layer (share of top-k slots, all views)",
+                            buf, err);
     if (rc)
         return rc;
     cairo_t *cr = cv.cr;
-    char buf[256];
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, "Expert load per MoE layer (share of top-k slots, all views)");
-    run_title(run, buf, sizeof buf);
-    rs_text(cr, MARGIN, MARGIN + 13 + 8 + 12, 10, false, 0, buf);
     for (int l = 0; l < L; l++) {
         const int64_t *load = st->load + (size_t)rs_stats_cell(st, st->views, l) * E;
         int64_t total = 0;
@@ -224,11 +224,9 @@ int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path,
         rs_text(cr, left, py + 8, 10, true, 0, buf);
         py += 14;
         double h = ph - 14;
-        for (int t = 0; t <= 2; t++) {
-            double val = mx * t / 2, y = py + h * (1 - val / mx);
-            snprintf(buf, sizeof buf, "%.2f", val);
-            rs_text(cr, left - 4, y + 3.5, 9, false, 1, buf);
-        }
+        rs_axes ax = {.x = left, .y = py, .w = pw, .h = h, .lo = 0, .hi = mx};
+        rs_axes_ticks(cr, &ax, &(rs_ticks){.step = mx / 2, .count = 2, .grid = -1, .label_every = 1, .fmt = "%.2f",
+                                           .size = 9, .grey = 0, .dx = 4, .dy = 3.5});
         for (int e = 0; e < E; e++) {
             double rgb[3], share = total ? (double)load[e] / total : 0;
             rs_palette_expert(e, E, rgb);
@@ -240,12 +238,7 @@ int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path,
             if (E <= 32 || e % 4 == 0)
                 rs_text(cr, left + e * bw + bw / 2, py + h + 11, 8, false, 0.5, buf);
         }
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        cairo_set_line_width(cr, 1);
-        cairo_move_to(cr, left, py);
-        cairo_line_to(cr, left, py + h);
-        cairo_line_to(cr, left + pw, py + h);
-        cairo_stroke(cr);
+        rs_axes_lines(cr, &ax, false);
         double yu = py + h * (1 - (1.0 / E) / mx);
         double dash[] = {4, 3};
         cairo_set_dash(cr, dash, 2, 0);
@@ -301,18 +294,16 @@ int rs_render_transition(const rs_stats *st, const rs_run_info *run, int layer, 
     if (!val)
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     double *shade = val + (size_t)E * E;
+    char buf[256];
+    run_title(run, buf, sizeof buf);
     rs_canvas cv;
-    int rc = rs_canvas_open(&cv, path, fmax(width, 460), height, err);
+    int rc = rs_figure_open(&cv, path, fmax(width, 460), height,
+                            "Top-1 transitions (rows: view 0 expert, columns: view expert) and PRC matrix S", buf, err);
     if (rc) {
         free(val);
         return rc;
     }
     cairo_t *cr = cv.cr;
-    char buf[256];
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    rs_text(cr, MARGIN, MARGIN + 13, 13, true, 0, "Top-1 transitions (rows: view 0 expert, columns: view expert) and PRC matrix S");
-    run_title(run, buf, sizeof buf);
-    rs_text(cr, MARGIN, MARGIN + 13 + 8 + 12, 10, false, 0, buf);
     for (int l = l0; l < l1; l++) {
         double y = top + (l - l0) * rowh;
         const int64_t *tr = st->transition + (size_t)rs_stats_cell(st, st->views, l) * E * E;
@@ -343,5 +334,148 @@ int rs_render_transition(const rs_stats *st, const rs_run_info *run, int layer, 
         matrix(cr, left + mw + gapx, y, cell, E, val, shade, "%.2f", buf);
     }
     free(val);
+    return rs_canvas_close(&cv, err);
+}
+
+/* Value of metric M (0 ‖S−I‖_F, 1 JSD, 2 entropy, 3 load CV) at MoE slot L (L == layers:
+ * pooled; ‖S−I‖_F has no pooled value). */
+static bool router_value(const rs_stats *st, int m, int l, double *out)
+{
+    const rs_stats_mean *x;
+    int cell = rs_stats_cell(st, st->views, l);
+    switch (m) {
+    case 0: x = l < st->layers ? &st->prc_norm[l] : NULL; break;
+    case 1: x = &st->jsd[cell]; break;
+    case 2: x = &st->entropy[cell]; break;
+    default: x = &st->load_cv[cell]; break;
+    }
+    if (!x || !x->valid || !isfinite(x->mean))
+        return false;
+    *out = x->mean;
+    return true;
+}
+
+/* Run I's bar of value V in a group starting at GX (bars BW wide), on the panel's axes AX,
+ * labelled with V where the label fits. */
+static void router_bar(cairo_t *cr, const rs_axes *ax, double gx, double bw, int i, int num_runs, double v)
+{
+    double rgb[3];
+    char buf[64];
+    rs_palette_series(i, num_runs, rgb);
+    double h = ax->h * v / ax->hi;
+    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+    cairo_rectangle(cr, gx + i * bw + 1, ax->y + ax->h - h, bw - 2, h);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    /* neighbouring labels must not run together: fewer digits, else none */
+    snprintf(buf, sizeof buf, "%.3g", v);
+    if (rs_text_width(cr, 6, false, buf) > bw - 1)
+        snprintf(buf, sizeof buf, fabs(v) < 10 ? "%.2f" : "%.0f", v);
+    if (rs_text_width(cr, 6, false, buf) <= bw - 1)
+        rs_text(cr, gx + (i + 0.5) * bw, ax->y + ax->h - h - 2, 6, false, 0.5, buf);
+}
+
+/* The bars of MoE slot L (L == LMAX: pooled) of metric M, one per run. */
+static void router_group(cairo_t *cr, const rs_axes *ax, const rs_stats *const *stats, int num_runs, int m, int l,
+                         int lmax)
+{
+    double gw = ax->w / (lmax + 1), bw = fmin(18.0, (gw - 10) / num_runs);
+    double gx = ax->x + l * gw + (gw - bw * num_runs) / 2, v;
+    for (int i = 0; i < num_runs; i++) {
+        int slot = l == lmax ? stats[i]->layers : l;
+        if (l < lmax && l >= stats[i]->layers)
+            continue;
+        if (!router_value(stats[i], m, slot, &v)) {
+            cairo_set_source_rgb(cr, 0.5, 0.5, 0.5);
+            rs_text(cr, gx + (i + 0.5) * bw, ax->y + ax->h - 3, 7, false, 0.5, "n/a");
+            continue;
+        }
+        router_bar(cr, ax, gx, bw, i, num_runs, v);
+    }
+}
+
+/* Panel M: its title, axes and a group of bars per MoE layer plus "all". */
+static void router_panel(cairo_t *cr, const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs,
+                         int m, int lmax, const rs_axes *frame)
+{
+    static const char *const titles[4] = {"PRC score \u2016S \u2212 I\u2016_F (lower: more consistent)",
+                                          "Mean JSD to view 0 (bits)", "Routing entropy (bits)",
+                                          "Expert load CV (lower: more balanced)"};
+    double max = 0, v;
+    for (int i = 0; i < num_runs; i++)
+        for (int l = 0; l <= stats[i]->layers; l++)
+            if (router_value(stats[i], m, l, &v) && v > max)
+                max = v;
+    rs_axes ax = *frame;
+    ax.hi = rs_axes_nice_max(max);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, ax.x - 30, ax.y - 8, 10.5, true, 0, titles[m]);
+    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = ax.hi / 4, .count = 4, .grid = 0.85, .label_every = 1,
+                                       .fmt = "%.3g", .size = 8, .grey = 0.2, .dx = 4, .dy = 3});
+    rs_axes_lines(cr, &ax, false);
+    double gw = ax.w / (lmax + 1), below = ax.y + ax.h + 12;
+    char buf[64];
+    for (int l = 0; l <= lmax; l++) {
+        if (m == 0 && l == lmax) { /* S is defined per layer only */
+            cairo_set_source_rgb(cr, 0.5, 0.5, 0.5);
+            rs_text(cr, ax.x + (l + 0.5) * gw, ax.y + ax.h - 4, 7.5, false, 0.5, "(per layer only)");
+            cairo_set_source_rgb(cr, 0, 0, 0);
+            rs_text(cr, ax.x + (l + 0.5) * gw, below, 8.5, false, 0.5, "all");
+            continue;
+        }
+        router_group(cr, &ax, stats, num_runs, m, l, lmax);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        if (l == lmax)
+            snprintf(buf, sizeof buf, "all");
+        else
+            snprintf(buf, sizeof buf, "block %d", runs[0]->layer_blocks[l]);
+        rs_text(cr, ax.x + (l + 0.5) * gw, below, 8.5, false, 0.5, buf);
+    }
+}
+
+static void router_legend(cairo_t *cr, const rs_run_info *const *runs, int num_runs, double ly)
+{
+    char buf[256];
+    for (int i = 0; i < num_runs; i++) {
+        double rgb[3];
+        rs_palette_series(i, num_runs, rgb);
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_rectangle(cr, MARGIN, ly + 15.0 * i, 10, 10);
+        cairo_fill(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        char model[256];
+        rs_run_model_label(runs[i], model, sizeof model);
+        snprintf(buf, sizeof buf, "run %lld \u00b7 %.120s (k=%d) \u00b7 %s \u00b7 seed %llu \u00b7 %d images",
+                 (long long)runs[i]->id, model, runs[i]->top_k, runs[i]->protocol,
+                 (unsigned long long)runs[i]->seed, runs[i]->images_done);
+        rs_text(cr, MARGIN + 16, ly + 15.0 * i + 9, 9.5, false, 0, buf);
+    }
+}
+
+int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, const char *path,
+                     rs_error *err)
+{
+    if (num_runs < 1)
+        return rs_error_set(err, RS_EINVAL, "router figure: no runs");
+    int L = stats[0]->layers;
+    for (int i = 1; i < num_runs; i++)
+        if (stats[i]->layers > L)
+            L = stats[i]->layers;
+    double pw = fmax(260.0, (L + 1) * (18.0 * num_runs + 14)), ph = 150;
+    double left = MARGIN + 36, colw = left + pw + MARGIN, rowh = 26 + ph + 30;
+    double legend_h = 15.0 * num_runs + 6, top = MARGIN + 20;
+    double width = 2 * colw, height = top + 2 * rowh + legend_h + MARGIN;
+    rs_canvas cv;
+    int rc = rs_figure_open(&cv, path, width, height, NULL, NULL, err);
+    if (rc)
+        return rc;
+    /* a point higher than the other plots' titles: the panels' own titles follow closely */
+    rs_text(cv.cr, MARGIN, MARGIN + 12, 13, true, 0,
+            "Router figures per MoE layer (non-reference views pooled; \"all\" pools the layers)");
+    for (int m = 0; m < 4; m++) {
+        rs_axes frame = {.x = (m % 2) * colw + left, .y = top + (m / 2) * rowh + 26, .w = pw, .h = ph};
+        router_panel(cv.cr, stats, runs, num_runs, m, L, &frame);
+    }
+    router_legend(cv.cr, runs, num_runs, top + 2 * rowh + 4);
     return rs_canvas_close(&cv, err);
 }

@@ -11,6 +11,8 @@
  *   transition  per MoE layer (or only LAYER): the E×E top-1 transition counts
  *               (reference expert -> view expert, non-reference views pooled), coloured
  *               by row share, and the PRC matrix S, coloured by value; numbers in cells
+ *   router      per MoE layer and pooled: ‖S−I‖_F, JSD, entropy and load CV of one or
+ *               more runs as grouped bars
  * RUNS[i] describes STATS[i] (legend and title). RS_EINVAL for no runs or a layer out of
  * range. */
 #ifndef RS_PLOT_H
@@ -25,5 +27,7 @@ int rs_render_accuracy(const rs_stats *const *stats, const rs_run_info *const *r
                        rs_error *err);
 int rs_render_load(const rs_stats *stats, const rs_run_info *run, const char *path, rs_error *err);
 int rs_render_transition(const rs_stats *stats, const rs_run_info *run, int layer, const char *path, rs_error *err);
+int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, const char *path,
+                     rs_error *err);
 
 #endif

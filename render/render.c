@@ -194,6 +194,17 @@ void rs_hatch(cairo_t *cr, double x, double y, double w, double h, double spacin
     cairo_restore(cr);
 }
 
+int rs_render_context_of_run(const rs_run_info *run, int image, rs_render_context *ctx, float **pixels,
+                             rs_error *err)
+{
+    *ctx = (rs_render_context){.run = run, .class_names = (const char *const *)run->class_names,
+                               .num_classes = run->num_class_names};
+    int rc = rs_run_view_pixels(run, image, pixels, err);
+    if (!rc)
+        ctx->pixels = *pixels, ctx->channels = run->channels, ctx->height = run->image_h, ctx->width = run->image_w;
+    return rc;
+}
+
 const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *buf, size_t size)
 {
     if (cls < 0)

@@ -77,6 +77,13 @@ typedef struct rs_render_context {
     int channels, height, width;
 } rs_render_context;
 
+/* CTX for image IMAGE of RUN: the run, its class names, and the pixels of its views redrawn
+ * from the run's data (analyze/run.h, rs_run_view_pixels) into *PIXELS, owned by the caller
+ * (free()). When the data cannot be read, *PIXELS stays NULL, CTX is still usable (figures
+ * are drawn without the image) and the error says why. */
+int rs_render_context_of_run(const rs_run_info *run, int image, rs_render_context *ctx, float **pixels,
+                             rs_error *err);
+
 /* "NAME" or the class number as text into BUF. */
 const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *buf, size_t size);
 

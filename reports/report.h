@@ -35,7 +35,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "plot.h"
 #include "render.h"
 #include "stats.h"
@@ -55,23 +54,5 @@ typedef struct rs_report_options {
 } rs_report_options;
 
 int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err);
-
-/* Router figures per MoE layer (‖S−I‖_F, JSD, entropy, load CV) of NUM_RUNS runs as
- * grouped bars, to PATH (render.h formats). */
-int rs_report_render_router(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs,
-                            const char *path, rs_error *err);
-
-/* What a grid of RUN's image IMAGE shows besides the routing: class names from the run's
- * checkpoint and the view pixels re-created from its data, when those files can be read
- * (otherwise left out silently). Free with rs_report_context_free. */
-typedef struct rs_report_context {
-    rs_render_context ctx;
-    rs_config cfg;
-    bool have_cfg;
-    float *pixels;
-} rs_report_context;
-
-void rs_report_context_load(const rs_run_info *run, int image, rs_report_context *rc);
-void rs_report_context_free(rs_report_context *rc);
 
 #endif

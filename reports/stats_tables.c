@@ -46,7 +46,20 @@ int rs_report_agreement_slot(int views, int i)
 const char *const rs_report_rate_headers[RS_STATS_NUM_RATES] = {"Top-1", "Top-2", "Top-2 (order-agnostic)",
                                                              "Top-2 overlap"};
 
-static void set_rate(rs_table *t, int r, int c, const rs_stats_rate *x, int64_t n)
+void rs_report_model_label(const rs_run_info *r, char *buf, size_t size)
+{
+    char name[256];
+    rs_run_model_label(r, name, sizeof name);
+    size_t len = strlen(name);
+    snprintf(buf, size, "%.*s, k=%d)", (int)(len ? len - 1 : 0), name, r->top_k);
+}
+
+bool rs_report_is_noise(const rs_run_info *r)
+{
+    return !strcmp(r->protocol, "noise");
+}
+
+void rs_report_set_rate(rs_table *t, int r, int c, const rs_stats_rate *x, int64_t n)
 {
     if (!x->valid)
         rs_table_set_na(t, r, c);
@@ -66,7 +79,7 @@ static void consistency_row(rs_table *t, const rs_run_info *info, const rs_stats
     rs_table_set_text(t, r, 0, view);
     rs_table_set_text(t, r, 1, lh);
     for (int k = 0; k < RS_STATS_NUM_RATES; k++)
-        set_rate(t, r, 2 + k, &a->rate[k], a->n.pairs);
+        rs_report_set_rate(t, r, 2 + k, &a->rate[k], a->n.pairs);
     rs_table_set_count(t, r, 6, a->n.pairs);
     rs_table_set_count(t, r, 7, a->unmatched);
 }

@@ -26,6 +26,14 @@ int rs_report_agreement_slot(int views, int i);
 extern const char *const rs_report_rate_headers[RS_STATS_NUM_RATES];
 /* One line describing a run, for notes above tables. */
 void rs_report_run_note(const rs_run_info *info, char *buf, size_t size);
+/* "NAME (sha256 prefix, k=K)", e.g. "fmnist-prc-k2 (a28e0c3afc92, k=2)". */
+void rs_report_model_label(const rs_run_info *r, char *buf, size_t size);
+/* True for a run of the noise protocol (clean view, then the severities). */
+bool rs_report_is_noise(const rs_run_info *r);
+
+/* Rate X over N pairs with its bootstrap and Wilson intervals into cell (R, C) of T;
+ * n/a when X is not valid. */
+void rs_report_set_rate(rs_table *t, int r, int c, const rs_stats_rate *x, int64_t n);
 
 /* Top-1 / Top-2 / Top-2 (order-agnostic) / overlap with intervals, pairs, unmatched; rows
  * by layer then view (BY_VIEW: by view then layer). */

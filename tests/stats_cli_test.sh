@@ -100,6 +100,17 @@ expect "bad --by: exit 2" failed_with $? 2 "--by wants"
 expect "bad --resamples: exit 2" failed_with $? 2 "--resamples wants an integer"
 "$rs" compare --db "$db" 1 >/dev/null 2>"$tmp/err"
 expect "compare with one run: exit 2" failed_with $? 2 "wants two run ids"
+# --seed takes any unsigned 64-bit integer, as in replay, and the bootstrap uses it
+"$rs" stats --db "$db" --run 1 --resamples 20 --seed 18446744073709551615 >"$tmp/out" 2>"$tmp/err"
+expect "stats --seed 2^64-1: accepted and shown" sh -c "[ $? = 0 ] && grep -q 'seed 18446744073709551615' '$tmp/out'"
+"$rs" compare --db "$db" 1 2 --force --resamples 20 --seed 4294967296 >"$tmp/out" 2>"$tmp/err"
+expect "compare --seed 2^32: accepted" [ $? = 0 ]
+for bad in 18446744073709551616 -1 ' 7' 7x; do
+  "$rs" stats --db "$db" --seed "$bad" >/dev/null 2>"$tmp/err"
+  expect "stats --seed '$bad': exit 2" failed_with $? 2 "--seed wants an unsigned integer"
+  "$rs" compare --db "$db" 1 2 --seed "$bad" >/dev/null 2>"$tmp/err"
+  expect "compare --seed '$bad': exit 2" failed_with $? 2 "--seed wants an unsigned integer"
+done
 "$rs" stats --db "$tmp/missing.db" >/dev/null 2>"$tmp/err"
 expect "missing database: exit 1, one line" failed_with $? 1 "missing.db"
 expect "and creates none" [ ! -e "$tmp/missing.db" ]

@@ -1,0 +1,253 @@
+/* compare_tables.c — tables of runs side by side (compare_tables.h), shared by `compare`
+ * and the comparison report (moved here from cli/cmd_compare.c and reports/report.c;
+ * output unchanged). */
+#include "compare_tables.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats_tables.h"
+
+static const char *const mcnemar_note =
+    "McNemar treats matched patches as independent; patches of one image are correlated, so its "
+    "p-value is optimistic. The paired bootstrap over images is the primary comparison.";
+
+/* ---- compare: run B against run A --------------------------------------------------------- */
+
+static void compare_rows(rs_table *t, const rs_run_info *ia, const rs_stats_comparison *cmp, int v, int l)
+{
+    static const char *const metric_keys[RS_STATS_NUM_RATES] = {"top1", "top2", "top2_unordered",
+                                                                 "top2_overlap"};
+    const rs_stats *a = cmp->a, *b = cmp->b;
+    int cell = rs_stats_cell(a, v, l);
+    char view[64], layer[64], lh[64];
+    rs_report_agreement_label(ia, v, view, sizeof view);
+    rs_report_layer_label(ia, l, layer, sizeof layer, false);
+    rs_report_layer_label(ia, l, lh, sizeof lh, true);
+    for (int k = 0; k < RS_STATS_NUM_RATES; k++) {
+        int r = rs_table_add_row(t, view, layer, metric_keys[k]);
+        rs_table_set_text(t, r, 0, view);
+        rs_table_set_text(t, r, 1, lh);
+        rs_table_set_text(t, r, 2, rs_report_rate_headers[k]);
+        rs_report_set_rate(t, r, 3, &a->agree[cell].rate[k], a->agree[cell].n.pairs);
+        rs_report_set_rate(t, r, 4, &b->agree[cell].rate[k], b->agree[cell].n.pairs);
+        const rs_stats_diff *d = &cmp->diff[(size_t)cell * RS_STATS_NUM_RATES + k];
+        if (d->valid)
+            rs_table_set_diff(t, r, 5, d->value, d->boot_valid, d->boot_lo, d->boot_hi);
+    }
+}
+
+rs_table *rs_report_compare_table(const rs_run_info *info_a, const rs_stats_comparison *cmp, const char *run)
+{
+    const char *keys[] = {"view", "layer", "metric", "a", "b", "diff"};
+    const char *heads[] = {"View", "Layer", "Metric", "Run A", "Run B", "B \u2212 A"};
+    rs_table *t = rs_table_create("Routing consistency, B vs A (%, 95 % bootstrap intervals; B \u2212 A in "
+                                  "points, paired bootstrap over images)",
+                                  run, 6, keys, heads);
+    if (!t)
+        return NULL;
+    int ns = rs_report_agreement_slot_count(cmp->views);
+    for (int l = 0; l <= cmp->layers; l++)
+        for (int i = 0; i < ns; i++)
+            compare_rows(t, info_a, cmp, rs_report_agreement_slot(cmp->views, i), l);
+    return t;
+}
+
+static void mcnemar_row(rs_table *t, const rs_run_info *ia, const rs_stats_comparison *cmp, int v, int l)
+{
+    const rs_stats_mcnemar *m = &cmp->mcnemar[rs_stats_cell(cmp->a, v, l)];
+    char view[64], layer[64], lh[64];
+    rs_report_agreement_label(ia, v, view, sizeof view);
+    rs_report_layer_label(ia, l, layer, sizeof layer, false);
+    rs_report_layer_label(ia, l, lh, sizeof lh, true);
+    int r = rs_table_add_row(t, view, layer, "mcnemar_top1");
+    rs_table_set_text(t, r, 0, view);
+    rs_table_set_text(t, r, 1, lh);
+    rs_table_set_count(t, r, 2, m->pairs);
+    rs_table_set_count(t, r, 3, m->b);
+    rs_table_set_count(t, r, 4, m->c);
+    if (m->valid) {
+        rs_table_set_number(t, r, 5, m->chi2, 3, m->pairs);
+        rs_table_set_number(t, r, 6, m->p, -1, m->pairs);
+    }
+}
+
+rs_table *rs_report_mcnemar_table(const rs_run_info *info_a, const rs_stats_comparison *cmp, const char *run)
+{
+    const char *keys[] = {"view", "layer", "shared_pairs", "a_only", "b_only", "chi2", "p"};
+    const char *heads[] = {"View", "Layer", "Shared pairs", "A agrees, B not", "B agrees, A not", "McNemar \u03c7\u00b2",
+                           "p"};
+    rs_table *t = rs_table_create("McNemar's test on Top-1 (patches treated as independent)", run, 7, keys, heads);
+    if (!t)
+        return NULL;
+    rs_table_set_note(t, mcnemar_note);
+    int ns = rs_report_agreement_slot_count(cmp->views);
+    for (int l = 0; l <= cmp->layers; l++)
+        for (int i = 0; i < ns; i++)
+            mcnemar_row(t, info_a, cmp, rs_report_agreement_slot(cmp->views, i), l);
+    return t;
+}
+
+/* ---- the comparison report ---------------------------------------------------------------- */
+
+/* Run I's rows of the headline: one per MoE layer, then "overall". */
+static void headline_rows(rs_table *t, const rs_report_set *set, int i, const rs_stats_comparison *cmp)
+{
+    const rs_run_info *r = &set->info[i];
+    const rs_stats *st = set->st[i];
+    for (int l = 0; l <= st->layers; l++) {
+        char rn[32], model[64], lh[64], lk[64];
+        snprintf(rn, sizeof rn, "%" PRId64, r->id);
+        rs_report_model_label(r, model, sizeof model);
+        rs_report_layer_label(r, l, lh, sizeof lh, true);
+        rs_report_layer_label(r, l, lk, sizeof lk, false);
+        if (l == st->layers)
+            snprintf(lh, sizeof lh, "overall");
+        int cell = rs_stats_cell(st, st->views, l);
+        const rs_stats_agreement *a = &st->agree[cell];
+        int row = rs_table_add_row(t, "all", lk, NULL);
+        rs_table_set_row_run(t, row, rn);
+        char rlab[80];
+        snprintf(rlab, sizeof rlab, "run %s%s", rn, set->flag[i][0] ? " (not comparable)" : "");
+        rs_table_set_text(t, row, 0, rlab);
+        rs_table_set_text(t, row, 1, model);
+        rs_table_set_text(t, row, 2, lh);
+        rs_report_set_rate(t, row, 3, &a->rate[RS_STATS_TOP1], a->n.pairs);
+        rs_report_set_rate(t, row, 4, &a->rate[RS_STATS_TOP2], a->n.pairs);
+        rs_report_set_rate(t, row, 5, &a->rate[RS_STATS_TOP2_UNORDERED], a->n.pairs);
+        rs_table_set_count(t, row, 6, a->n.pairs);
+        if (cmp) {
+            const rs_stats_diff *df = &cmp->diff[(size_t)cell * RS_STATS_NUM_RATES + RS_STATS_TOP1];
+            if (df->valid)
+                rs_table_set_diff(t, row, 7, df->value, df->boot_valid, df->boot_lo, df->boot_hi);
+        }
+    }
+}
+
+rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison *const *cmps, bool pairs_only)
+{
+    const char *keys[] = {"run", "model", "layer", "top1", "top2", "top2_unordered", "pairs", "top1_diff"};
+    const char *heads[] = {"Run", "Model", "Layer", "Top-1", "Top-2", "Top-2 (order-agnostic)", "Pairs",
+                           "Top-1 \u0394 vs baseline"};
+    rs_table *t = rs_table_create("Routing consistency per run (%, view 1 vs view 0 / all views pooled)",
+                                  "", 8, keys, heads);
+    for (int i = 0; t && i < set->n; i++)
+        if (!pairs_only || !rs_report_is_noise(&set->info[i]))
+            headline_rows(t, set, i, cmps[i]);
+    return t;
+}
+
+/* "run ID NAME (sha256 prefix, k=K)" */
+static void run_model(const rs_run_info *r, char *buf, size_t size)
+{
+    char model[160];
+    rs_report_model_label(r, model, sizeof model);
+    snprintf(buf, size, "run %" PRId64 " %s", r->id, model);
+}
+
+static void differences_row(rs_table *t, const rs_report_set *set, int i, const rs_stats_comparison *cmp)
+{
+    static const int rates[4] = {RS_STATS_TOP1, RS_STATS_TOP2, RS_STATS_TOP2_UNORDERED, RS_STATS_OVERLAP};
+    const rs_run_info *r = &set->info[i], *b = &set->info[set->baseline[i]];
+    char rl[200], bl[200], id[32], vs[40];
+    run_model(r, rl, sizeof rl);
+    run_model(b, bl, sizeof bl);
+    snprintf(id, sizeof id, "%" PRId64, r->id);
+    snprintf(vs, sizeof vs, "vs_run%" PRId64, b->id);
+    int row = rs_table_add_row(t, NULL, "all", vs);
+    rs_table_set_row_run(t, row, id);
+    rs_table_set_text(t, row, 0, rl);
+    rs_table_set_text(t, row, 1, bl);
+    int cell = rs_stats_cell(cmp->a, cmp->a->views, cmp->a->layers);
+    for (int k = 0; k < 4; k++) {
+        const rs_stats_diff *df = &cmp->diff[(size_t)cell * RS_STATS_NUM_RATES + rates[k]];
+        if (df->valid)
+            rs_table_set_diff(t, row, 2 + k, df->value, df->boot_valid, df->boot_lo, df->boot_hi);
+    }
+    const rs_stats_mcnemar *mc = &cmp->mcnemar[cell];
+    if (mc->valid && mc->p < 1e-300) /* below double's range the p-value is only a bound */
+        rs_table_set_text(t, row, 6, "< 1e-300");
+    else if (mc->valid)
+        rs_table_set_number(t, row, 6, mc->p, -1, mc->pairs);
+}
+
+rs_table *rs_report_differences_table(const rs_report_set *set, rs_stats_comparison *const *cmps)
+{
+    const char *keys[] = {"run", "baseline", "top1_diff", "top2_diff", "top2_unordered_diff", "top2_overlap_diff",
+                          "mcnemar_p"};
+    const char *heads[] = {"Run", "Baseline", "Top-1 \u0394", "Top-2 \u0394", "Top-2 (order-agnostic) \u0394",
+                           "Top-2 overlap \u0394", "McNemar p (Top-1)"};
+    rs_table *t = rs_table_create("Paired differences to the baseline, all MoE layers (percentage points, paired "
+                                  "bootstrap over images)", "", 7, keys, heads);
+    for (int i = 0; t && i < set->n; i++)
+        if (cmps[i])
+            differences_row(t, set, i, cmps[i]);
+    if (t)
+        rs_table_set_note(t, "McNemar treats patches as independent (they are not), so its p is optimistic; "
+                             "the bootstrap interval is the primary comparison.");
+    return t;
+}
+
+/* The accuracy table's columns: run, model, protocol, clean, severity 1..SEV, augmented. */
+static rs_table *accuracy_create(int sev)
+{
+    int nc = 4 + sev + 1;
+    const char **keys = calloc((size_t)nc, sizeof *keys), **heads = calloc((size_t)nc, sizeof *heads);
+    char (*kb)[32] = calloc((size_t)nc, sizeof *kb), (*hb)[48] = calloc((size_t)nc, sizeof *hb);
+    rs_table *t = NULL;
+    if (keys && heads && kb && hb) {
+        keys[0] = "run", heads[0] = "Run";
+        keys[1] = "model", heads[1] = "Model";
+        keys[2] = "protocol", heads[2] = "Protocol";
+        keys[3] = "clean", heads[3] = "Clean";
+        for (int s = 1; s <= sev; s++) {
+            snprintf(kb[3 + s], sizeof kb[0], "severity%d", s);
+            snprintf(hb[3 + s], sizeof hb[0], "Severity %d", s);
+            keys[3 + s] = kb[3 + s], heads[3 + s] = hb[3 + s];
+        }
+        keys[nc - 1] = "augmented", heads[nc - 1] = "Augmented views";
+        t = rs_table_create("Accuracy (%, Wilson interval)", "", nc, keys, heads);
+    }
+    free(keys);
+    free(heads);
+    free(kb);
+    free(hb);
+    return t;
+}
+
+static void accuracy_row(rs_table *t, int nc, const rs_run_info *r, const rs_stats *st)
+{
+    char id[32], rn[32], model[64];
+    snprintf(id, sizeof id, "%" PRId64, r->id);
+    snprintf(rn, sizeof rn, "run %" PRId64, r->id);
+    rs_report_model_label(r, model, sizeof model);
+    int row = rs_table_add_row(t, NULL, NULL, NULL);
+    rs_table_set_row_run(t, row, id);
+    rs_table_set_text(t, row, 0, rn);
+    rs_table_set_text(t, row, 1, model);
+    rs_table_set_text(t, row, 2, r->protocol);
+    for (int c = 3; c < nc; c++) {
+        const rs_stats_accuracy *a = NULL;
+        if (rs_report_is_noise(r) && c - 3 < st->views && c < nc - 1)
+            a = &st->accuracy[c - 3];
+        else if (!rs_report_is_noise(r) && c == nc - 1)
+            a = &st->accuracy[st->views];
+        if (a && a->valid)
+            rs_table_set_rate(t, row, c, a->value, true, a->wilson_lo, a->wilson_hi, true, a->wilson_lo,
+                              a->wilson_hi, a->labelled);
+    }
+}
+
+rs_table *rs_report_runs_accuracy_table(const rs_report_set *set)
+{
+    int sev = 0;
+    for (int i = 0; i < set->n; i++)
+        if (rs_report_is_noise(&set->info[i]) && set->info[i].num_views - 1 > sev)
+            sev = set->info[i].num_views - 1;
+    rs_table *t = accuracy_create(sev);
+    for (int i = 0; t && i < set->n; i++)
+        accuracy_row(t, 4 + sev + 1, &set->info[i], set->st[i]);
+    return t;
+}

@@ -1,0 +1,49 @@
+/* report_parts.h — what the files of rs_report_write (report.h) share: the report being
+ * built and its pieces. Internal to reports/.
+ *
+ *   report.c          loading the runs, baselines, provenance, title; the writers' calls
+ *   report_single.c   the report of one run
+ *   report_compare.c  the comparison report's sections, in order
+ *   report_largest.c  its largest per-image differences
+ *   report_fig.c      figures: file names, captions, grids and the grids' context
+ * Sections add to R->d and keep its first error (doc.h); they never stop midway. */
+#ifndef RS_REPORT_PARTS_H
+#define RS_REPORT_PARTS_H
+
+#include <stddef.h>
+
+#include "compare_tables.h"
+#include "doc.h"
+#include "report.h"
+
+typedef struct rs_report_state {
+    rs_store *store;
+    const rs_report_options *opt;
+    int n;
+    rs_run_info *info;
+    rs_stats **st;
+    int *baseline;      /* per run: the run it is compared with (index), or -1 */
+    char (*flag)[RS_REPORT_FLAG_LEN]; /* per run: why it is not comparable with its baseline, or "" */
+    rs_doc d;
+} rs_report_state;
+
+/* "run ID: MODEL, k=K, PROTOCOL, seed S" */
+void rs_report_run_label(const rs_run_info *r, char *buf, size_t size);
+/* The run id alone, as it names files and csv/json rows. */
+void rs_report_run_name(const rs_run_info *r, char *buf, size_t size);
+
+/* OUT_DIR/figures/FILE */
+void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t size);
+/* Adds figures/FILE with CAPTION to the document. */
+void rs_report_figure(rs_report_state *R, const char *file, const char *caption);
+/* Draws and adds the expert-selection grid of RUN's image IMAGE. */
+void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image);
+/* The run's expert load and its transition / S matrices, as two figures (RN: run name). */
+void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r, const rs_stats *st,
+                                       const char *rn);
+
+void rs_report_single(rs_report_state *R);
+void rs_report_comparison(rs_report_state *R);
+void rs_report_largest_differences(rs_report_state *R);
+
+#endif

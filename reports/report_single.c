@@ -1,0 +1,65 @@
+/* report_single.c — the report of one run (report.h): consistency, accuracy, router
+ * figures, the severity sweep of a noise run, load and transitions, grids. */
+#include <stdio.h>
+
+#include "report_parts.h"
+#include "stats_tables.h"
+
+void rs_report_single(rs_report_state *R)
+{
+    rs_doc *d = &R->d;
+    const rs_run_info *r = &R->info[0];
+    const rs_stats *st = R->st[0];
+    char name[64], file[128], path[4096], rl[200], rn[32];
+    rs_report_run_label(r, rl, sizeof rl);
+    rs_report_run_name(r, rn, sizeof rn);
+
+    rs_doc_add(d, RS_DOC_H2, "Routing consistency", NULL);
+    rs_doc_addf(d, RS_DOC_PARA,
+         "Agreement of each view's routing with view 0 over matched patch pairs: Top-1 (same first expert), "
+         "Top-2 (same first and second), Top-2 order-agnostic (same pair of experts), per MoE layer and over all "
+         "of them, in percent with %.0f %% bootstrap intervals over images.",
+         100 * st->level);
+    snprintf(name, sizeof name, "consistency-run%s", rn);
+    rs_doc_add_table(d, rs_report_consistency_table(r, st, rn, false), name);
+
+    rs_doc_add(d, RS_DOC_H2, "Accuracy", NULL);
+    snprintf(name, sizeof name, "accuracy-run%s", rn);
+    rs_doc_add_table(d, rs_report_accuracy_table(r, st, rn), name);
+    snprintf(name, sizeof name, "change-run%s", rn);
+    rs_doc_add_table(d, rs_report_change_table(r, st, rn), name);
+
+    rs_doc_add(d, RS_DOC_H2, "Router figures", NULL);
+    snprintf(name, sizeof name, "router-run%s", rn);
+    rs_doc_add_table(d, rs_report_layer_table(r, st, rn), name);
+    snprintf(file, sizeof file, "router-run%s.png", rn);
+    rs_report_fig_path(R, file, path, sizeof path);
+    if (!d->rc)
+        d->rc = rs_render_router((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, path, d->err);
+    rs_report_figure(R, file, "PRC score, JSD, routing entropy and load CV per MoE layer.");
+
+    if (rs_report_is_noise(r) && r->num_views > 1) {
+        rs_doc_add(d, RS_DOC_H2, "Severity sweep", NULL);
+        snprintf(file, sizeof file, "sweep-run%s.png", rn);
+        rs_report_fig_path(R, file, path, sizeof path);
+        if (!d->rc)
+            d->rc = rs_render_sweep((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, -1, path, d->err);
+        rs_report_figure(R, file, "Top-1 agreement with the clean view against the noise severity, all MoE layers pooled, "
+                        "with bootstrap bands.");
+        snprintf(file, sizeof file, "accuracy-run%s.png", rn);
+        rs_report_fig_path(R, file, path, sizeof path);
+        if (!d->rc)
+            d->rc = rs_render_accuracy((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, path,
+                                       d->err);
+        rs_report_figure(R, file, "Accuracy against the noise severity, with Wilson bands.");
+    }
+
+    rs_doc_add(d, RS_DOC_H2, "Expert load and transitions", NULL);
+    rs_report_load_transition_figures(R, r, st, rn);
+
+    if (R->opt->images > 0) {
+        rs_doc_add(d, RS_DOC_H2, "Expert-selection grids", NULL);
+        for (int i = 0; i < R->opt->images && i < r->images_done; i++)
+            rs_report_grid_figure(R, r, r->offset + i);
+    }
+}

@@ -1,0 +1,145 @@
+/* write_html.c — the document (doc.h) as one self-contained HTML page: tables inline,
+ * figures as relative links, no external URL. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "doc.h"
+
+static void html_esc(FILE *f, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && s[i]; i++) {
+        switch (s[i]) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(s[i], f);
+        }
+    }
+}
+
+/* The md rendering of a table (table.h) as an HTML table: "### title", pipe rows (the
+ * second is the alignment row), other lines as notes. */
+static void html_table(FILE *f, const char *md, const char *name)
+{
+    const char *rest = md, *p;
+    size_t n;
+    int row = 0;
+    bool open = false;
+    while (rs_doc_next_line(&rest, &p, &n)) {
+        if (n >= 4 && !strncmp(p, "### ", 4)) {
+            fputs("<h3>", f);
+            html_esc(f, p + 4, n - 4);
+            fputs("</h3>\n", f);
+        } else if (n > 0 && p[0] == '|') {
+            if (!open) {
+                fputs("<table>\n", f);
+                open = true;
+            }
+            if (row != 1) {
+                const char *tag = row == 0 ? "th" : "td";
+                fputs("<tr>", f);
+                const char *c = p + 1, *end = p + n;
+                while (c < end) {
+                    const char *bar = memchr(c, '|', (size_t)(end - c));
+                    if (!bar)
+                        break;
+                    const char *a = c, *b = bar;
+                    while (a < b && *a == ' ')
+                        a++;
+                    while (b > a && b[-1] == ' ')
+                        b--;
+                    bool num = row > 0 && a < b && (strchr("0123456789-+", *a) != NULL || !strncmp(a, "n/a", 3));
+                    fprintf(f, "<%s%s>", tag, num ? " class=\"n\"" : "");
+                    html_esc(f, a, (size_t)(b - a));
+                    fprintf(f, "</%s>", tag);
+                    c = bar + 1;
+                }
+                fputs("</tr>\n", f);
+            }
+            row++;
+        } else {
+            if (open) {
+                fputs("</table>\n", f);
+                open = false;
+            }
+            if (n > 0) {
+                fputs("<p class=\"note\">", f);
+                html_esc(f, p, n);
+                fputs("</p>\n", f);
+            }
+        }
+    }
+    if (open)
+        fputs("</table>\n", f);
+    fprintf(f, "<p class=\"files\">Files: <a href=\"tables/%s.csv\">tables/%s.csv</a>, "
+               "<a href=\"tables/%s.tex\">tables/%s.tex</a></p>\n",
+            name, name, name, name);
+}
+
+int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return rs_error_set(err, RS_EIO, "%s: %s", path, strerror(errno));
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
+    if (d->n && d->items[0].kind == RS_DOC_H1)
+        html_esc(f, d->items[0].text, strlen(d->items[0].text));
+    fputs("</title>\n<style>\n"
+          "body{font-family:'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;"
+          "color:#222;line-height:1.4}\n"
+          "table{border-collapse:collapse;margin:.5em 0;font-size:.85em}\n"
+          "th,td{border-bottom:1px solid #ccc;padding:.2em .6em;text-align:left;white-space:nowrap}\n"
+          "td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
+          "th{border-bottom:2px solid #444}\n"
+          "img{max-width:100%;border:1px solid #ddd}\n"
+          "p.note,p.files{font-size:.85em;color:#555}\n"
+          "ul.prov{font-size:.85em;font-family:'DejaVu Sans Mono',monospace;word-break:break-all}\n"
+          "figure{margin:1em 0}\n"
+          "</style>\n</head>\n<body>\n",
+          f);
+    for (int i = 0; i < d->n; i++) {
+        const rs_doc_item *it = &d->items[i];
+        switch (it->kind) {
+        case RS_DOC_H1:
+        case RS_DOC_H2: {
+            const char *h = it->kind == RS_DOC_H1 ? "h1" : "h2";
+            fprintf(f, "<%s>", h);
+            html_esc(f, it->text, strlen(it->text));
+            fprintf(f, "</%s>\n", h);
+            break;
+        }
+        case RS_DOC_PARA:
+            fputs("<p>", f);
+            html_esc(f, it->text, strlen(it->text));
+            fputs("</p>\n", f);
+            break;
+        case RS_DOC_LIST: {
+            fputs("<ul class=\"prov\">\n", f);
+            const char *rest = it->text, *line;
+            size_t n;
+            while (rs_doc_next_line(&rest, &line, &n)) {
+                fputs("<li>", f);
+                html_esc(f, line, n);
+                fputs("</li>\n", f);
+            }
+            fputs("</ul>\n", f);
+            break;
+        }
+        case RS_DOC_TABLE: html_table(f, it->text, it->file); break;
+        case RS_DOC_FIGURE:
+            fprintf(f, "<figure><img src=\"%s\" alt=\"", it->file);
+            html_esc(f, it->text, strlen(it->text));
+            fputs("\"><figcaption>", f);
+            html_esc(f, it->text, strlen(it->text));
+            fputs("</figcaption></figure>\n", f);
+            break;
+        }
+    }
+    fputs("</body>\n</html>\n", f);
+    if (fclose(f))
+        return rs_error_set(err, RS_EIO, "%s: %s", path, strerror(errno));
+    return 0;
+}
