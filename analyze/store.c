@@ -357,7 +357,9 @@ static int check_schema(rs_store *s, rs_error *err)
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc)
         return rc;
-    if (version > RS_STORE_SCHEMA)
+    /* user_version is any 32-bit integer another program may have set; a negative one must
+     * not reach migrations[]. */
+    if (version > RS_STORE_SCHEMA || version < 0)
         return rs_error_set(err, RS_EFORMAT, "%s: schema version %" PRId64 ", this routerscope reads %d",
                             s->path, version, RS_STORE_SCHEMA);
     if (version == 0 && tables > 0)

@@ -362,6 +362,15 @@ static void test_schema_version(void **state)
         assert_null(s);
         expect_message(&err, path, "schema version 99, this routerscope reads 2");
     }
+    /* A negative version (found by fuzzing: it indexed the migration steps backwards). */
+    sql_exec(path, "PRAGMA user_version = -5");
+    for (int ro = 0; ro < 2; ro++) {
+        rs_store *s = (rs_store *)0x1;
+        rs_error err = {0};
+        assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
+        assert_null(s);
+        expect_message(&err, path, "schema version -5, this routerscope reads 2");
+    }
 
     /* A database of another program: version 0, but tables we do not know. */
     const char *other = scratch("other.db");
