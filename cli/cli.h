@@ -29,6 +29,7 @@ int cmd_render(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 /* Prints "routerscope: MSG" on stderr and returns RS_EXIT_FAIL. */
 int rs_cli_fail(const rs_error *err);
