@@ -378,6 +378,8 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
         sum->run_id = e.run.id;
         sum->images_total = e.run.count;
         sum->first_image = e.run.offset;
+        sum->shard_index = e.run.shard_index;
+        sum->shard_count = e.run.shard_count;
         sum->images_done = e.run.images_done;
         sum->views = e.num_views;
         sum->layers = e.model ? e.model->cfg.num_moe : 0;

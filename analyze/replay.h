@@ -64,6 +64,7 @@ typedef struct rs_replay_summary {
     bool already_done, resumed, interrupted;
     int images_total, images_done, images_this_call, views, layers, tokens, batch;
     int first_image;             /* the run's first source image (a shard's own slice) */
+    int shard_index, shard_count; /* of the run (shard_count 0: not a shard) */
     long long records;           /* token records written by this call (image x view x layer x token) */
     long long unmatched;         /* patches without a match in view 0, this call */
     double seconds;

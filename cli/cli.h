@@ -62,6 +62,13 @@ char *rs_cli_command_line(int argc, char **argv);
  * other text. */
 bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n);
 
+/* replay under mpirun/srun (replay_mpi.c): when launched with several MPI ranks, replays
+ * this rank's shard of O's job, rank 0 merges, and returns the exit status (the same on
+ * every rank); -1 when not launched by MPI (replay as usual). THREADS_GIVEN: --threads was
+ * set; otherwise each rank takes CPUs / ranks on its node. */
+struct rs_replay_options;
+int rs_cli_replay_mpi(struct rs_replay_options *o, bool threads_given);
+
 /* Shared by stats and compare (cmd_stats.c). */
 typedef struct rs_store rs_store;
 struct rs_run_info;

@@ -164,11 +164,13 @@ static int parse(int argc, char **argv, rs_replay_options *o)
 
 int cmd_replay(int argc, char **argv)
 {
-    rs_replay_options o = {.threads = rs_cli_default_threads(), .batch = 256,
-                           .version = RS_VERSION " (commit " RS_VERSION_COMMIT ")"};
+    rs_replay_options o = {.batch = 256, .version = RS_VERSION " (commit " RS_VERSION_COMMIT ")"};
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? RS_EXIT_OK : rc;
+    bool threads_given = o.threads > 0;
+    if (!threads_given)
+        o.threads = rs_cli_default_threads();
     char *command = rs_cli_command_line(argc, argv);
     o.command = command ? command : "routerscope replay";
     if (rs_cli_show_progress())
@@ -179,6 +181,12 @@ int cmd_replay(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
 
+    int mpi_status = rs_cli_replay_mpi(&o, threads_given);
+    if (mpi_status >= 0) {
+        sigaction(SIGINT, &old, NULL);
+        free(command);
+        return mpi_status;
+    }
     rs_replay_summary s;
     rs_error err;
     rc = rs_replay(&o, &s, &err);
@@ -194,8 +202,8 @@ int cmd_replay(int argc, char **argv)
         return RS_EXIT_OK;
     }
     char shard[96] = "";
-    if (o.shard_count > 0)
-        snprintf(shard, sizeof shard, " (shard %d/%d: images %d..%d)", o.shard_index, o.shard_count,
+    if (s.shard_count > 0)
+        snprintf(shard, sizeof shard, " (shard %d/%d: images %d..%d)", s.shard_index, s.shard_count,
                  s.first_image, s.first_image + s.images_total - 1);
     printf("run %" PRId64 "%s%s: %d images x %d views x %d MoE layers x %d tokens: %lld routing records in %.1f s "
            "(%.0f images/s, batch %d, SQLite %.0f%%); %s %.1f MB",
