@@ -33,6 +33,7 @@ typedef struct engine {
     char *labels_json;     /* its class names as a JSON array, or NULL */
     rs_run_info run;
     int group;             /* the forward pass's group size G */
+    double decode_s, forward_s; /* time in decoding + fitting images and in the forward pass */
     int batch;             /* images per batch, a multiple of the group size */
     /* Per-batch buffers, sized for `batch` images. */
     float *source_px;      /* (B, C,H,W) fitted source images, [0,1] */
@@ -167,7 +168,9 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
     int E = c->num_experts, K = c->num_classes, Np = rs_config_patches(c);
     int C = c->channels, H = c->image_h, W = c->image_w;
     size_t img = (size_t)C * H * W;
+    double t0 = now();
     int rc = rs_source_load_batch(e->source, first, n, C, H, W, e->opt->threads, e->source_px, err);
+    e->decode_s += now() - t0;
     if (rc)
         return rc;
     for (int i = 0; i < n; i++) {
@@ -183,7 +186,10 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
             rs_normalize(c, e->view_px + i * img);
             rs_view_match(&e->drawn[(size_t)i * V], view, H, W, c->patch_size, e->match + ((size_t)i * V + v) * Np);
         }
-        if ((rc = rs_forward_run(e->forward, e->view_px, n, err)))
+        double t_forward = now();
+        rc = rs_forward_run(e->forward, e->view_px, n, err);
+        e->forward_s += now() - t_forward;
+        if (rc)
             return rc;
         const rs_forward_out *out = rs_forward_result(e->forward);
         for (int i = 0; i < n; i++) {
@@ -259,6 +265,8 @@ static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
         }
     }
     sum->seconds = now() - t0;
+    sum->decode_seconds = e->decode_s;
+    sum->forward_seconds = e->forward_s;
     return rc;
 }
 

@@ -69,6 +69,8 @@ typedef struct rs_replay_summary {
     long long unmatched;         /* patches without a match in view 0, this call */
     double seconds;
     double store_seconds;        /* of which writing to SQLite */
+    double decode_seconds;       /* of which decoding and fitting images */
+    double forward_seconds;      /* of which the forward pass */
     long long db_bytes;          /* database file plus its WAL */
 } rs_replay_summary;
 

@@ -206,10 +206,11 @@ int cmd_replay(int argc, char **argv)
         snprintf(shard, sizeof shard, " (shard %d/%d: images %d..%d)", s.shard_index, s.shard_count,
                  s.first_image, s.first_image + s.images_total - 1);
     printf("run %" PRId64 "%s%s: %d images x %d views x %d MoE layers x %d tokens: %lld routing records in %.1f s "
-           "(%.0f images/s, batch %d, SQLite %.0f%%); %s %.1f MB",
+           "(%.0f images/s, batch %d, decode %.0f%%, forward %.0f%%, SQLite %.0f%%); %s %.1f MB",
            s.run_id, shard, s.resumed ? " (resumed)" : "", s.images_this_call, s.views, s.layers, s.tokens, s.records,
            s.seconds, s.images_this_call / (s.seconds > 0 ? s.seconds : 1e-9), s.batch,
-           100 * s.store_seconds / (s.seconds > 0 ? s.seconds : 1e-9), o.db_path, (double)s.db_bytes / 1e6);
+           100 * s.decode_seconds / (s.seconds > 0 ? s.seconds : 1e-9),
+           100 * s.forward_seconds / (s.seconds > 0 ? s.seconds : 1e-9), 100 * s.store_seconds / (s.seconds > 0 ? s.seconds : 1e-9), o.db_path, (double)s.db_bytes / 1e6);
     if (s.views > 1 && s.images_this_call)
         printf("; %lld patches without a match in view 0", s.unmatched);
     printf("\n");

@@ -39,10 +39,30 @@ static int launched_ranks(void)
 
 /* What each rank reports to rank 0. */
 typedef struct rank_result {
-    int rc, interrupted;
+    int rc, interrupted, images;  /* images replayed by this call */
     int64_t run_id;
+    double seconds, decode, forward, store;
     char msg[256];
 } rank_result;
+
+/* The replay's rate over all ranks (wall time: the slowest rank) and the mean shares. */
+static void print_replay_line(const rank_result *all, int ranks)
+{
+    int images = 0;
+    double wall = 0, decode = 0, forward = 0, store = 0;
+    for (int r = 0; r < ranks; r++) {
+        images += all[r].images;
+        wall = all[r].seconds > wall ? all[r].seconds : wall;
+        double t = all[r].seconds > 0 ? all[r].seconds : 1e-9;
+        decode += all[r].decode / t / ranks;
+        forward += all[r].forward / t / ranks;
+        store += all[r].store / t / ranks;
+    }
+    if (images)
+        printf("replay: %d images on %d ranks in %.1f s (%.0f images/s; mean over ranks: decode %.0f%%, "
+               "forward %.0f%%, SQLite %.0f%%)\n",
+               images, ranks, wall, images / (wall > 0 ? wall : 1e-9), 100 * decode, 100 * forward, 100 * store);
+}
 
 /* Rank 0: the first failing rank's message (one line), else the merge of all shards. */
 static int finish_on_root(const rs_replay_options *o, const char *db, const rank_result *all, int ranks)
@@ -79,6 +99,7 @@ static int finish_on_root(const rs_replay_options *o, const char *db, const rank
         snprintf(paths + (size_t)r * 4096, 4096, "%s.shard-%d-of-%d", db, r, ranks);
         shards[r] = (rs_merge_shard){.path = paths + (size_t)r * 4096, .run_id = all[r].run_id};
     }
+    print_replay_line(all, ranks);
     rs_merge_options m = {.db_path = db, .shards = shards, .num_shards = ranks, .command = o->command,
                           .version = o->version};
     rs_merge_summary s;
@@ -138,6 +159,11 @@ int rs_cli_replay_mpi(rs_replay_options *o, bool threads_given)
     rank_result mine = {.rc = rs_replay(o, &s, &err)};
     mine.interrupted = s.interrupted;
     mine.run_id = s.run_id;
+    mine.images = s.images_this_call;
+    mine.seconds = s.seconds;
+    mine.decode = s.decode_seconds;
+    mine.forward = s.forward_seconds;
+    mine.store = s.store_seconds;
     if (mine.rc)
         snprintf(mine.msg, sizeof mine.msg, "%s", err.msg);
     rank_result *all = rank == 0 ? calloc((size_t)ranks, sizeof *all) : NULL;
