@@ -5,15 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <time.h>
 
 #include "forward.h"
 #include "model.h"
+#include "shard.h"
 #include "source.h"
 #include "store.h"
 #include "view.h"
@@ -34,6 +32,8 @@ typedef struct engine {
     char *config_json;     /* the model's config text, for the store */
     char *labels_json;     /* its class names as a JSON array, or NULL */
     rs_run_info run;
+    int group;             /* the forward pass's group size G */
+    double decode_s, forward_s; /* time in decoding + fitting images and in the forward pass */
     int batch;             /* images per batch, a multiple of the group size */
     /* Per-batch buffers, sized for `batch` images. */
     float *source_px;      /* (B, C,H,W) fitted source images, [0,1] */
@@ -71,7 +71,7 @@ static void engine_close(engine *e)
     rs_run_info_clear(&e->run);
     rs_forward_free(e->forward);
     rs_store_close(e->store);
-    if (e->lock_fd > 0)
+    if (e->lock_fd >= 0)
         close(e->lock_fd); /* after SQLite has closed: closing any descriptor of the file
                               would drop the POSIX locks SQLite holds on it */
     rs_source_close(e->source);
@@ -126,11 +126,18 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
                             o->offset, rs_source_count(e->source));
     if (o->limit > 0 && o->limit < count)
         count = o->limit;
+    int first = o->offset, len = count;
+    if (o->shard_count > 0 && (rc = rs_shard_slice(count, e->group, o->shard_index, o->shard_count, &first, &len,
+                                                   err)))
+        return rc;
+    if (o->shard_count > 0)
+        first += o->offset;
     rs_run_spec spec = {
         .model_path = o->model_path, .model_sha256 = e->sha256, .model_config = e->config_json,
         .model_labels = e->labels_json, .top_k = c->top_k, .channels = c->channels, .image_h = c->image_h,
         .image_w = c->image_w,
-        .model_params = e->model->num_params, .data = e->data, .offset = o->offset, .count = count,
+        .model_params = e->model->num_params, .data = e->data, .offset = first, .count = len,
+        .shard_index = o->shard_index, .shard_count = o->shard_count, .job_offset = o->offset, .job_count = count,
         .protocol = o->protocol, .num_views = e->num_views, .view_specs = (const char *const *)e->specs,
         .seed = o->seed, .num_layers = c->num_moe, .layer_blocks = blocks, .tokens = rs_config_tokens(c),
         .patches = rs_config_patches(c), .grid_h = rs_config_grid_h(c), .grid_w = rs_config_grid_w(c),
@@ -161,7 +168,9 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
     int E = c->num_experts, K = c->num_classes, Np = rs_config_patches(c);
     int C = c->channels, H = c->image_h, W = c->image_w;
     size_t img = (size_t)C * H * W;
+    double t0 = now();
     int rc = rs_source_load_batch(e->source, first, n, C, H, W, e->opt->threads, e->source_px, err);
+    e->decode_s += now() - t0;
     if (rc)
         return rc;
     for (int i = 0; i < n; i++) {
@@ -177,7 +186,10 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
             rs_normalize(c, e->view_px + i * img);
             rs_view_match(&e->drawn[(size_t)i * V], view, H, W, c->patch_size, e->match + ((size_t)i * V + v) * Np);
         }
-        if ((rc = rs_forward_run(e->forward, e->view_px, n, err)))
+        double t_forward = now();
+        rc = rs_forward_run(e->forward, e->view_px, n, err);
+        e->forward_s += now() - t_forward;
+        if (rc)
             return rc;
         const rs_forward_out *out = rs_forward_result(e->forward);
         for (int i = 0; i < n; i++) {
@@ -253,28 +265,9 @@ static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
         }
     }
     sum->seconds = now() - t0;
+    sum->decode_seconds = e->decode_s;
+    sum->forward_seconds = e->forward_s;
     return rc;
-}
-
-/* Takes an exclusive flock on the database file (created empty when missing, which SQLite
- * accepts as a new database), so that two replays never write one database at once:
- * the second would otherwise take the first one's unfinished run for a killed one. The
- * lock dies with the process, so a killed replay never blocks the next. flock and
- * SQLite's POSIX locks do not interact on Linux. */
-static int lock_database(engine *e, const char *path, bool create, rs_error *err)
-{
-    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
-    if (fd < 0)
-        return rs_error_set(err, RS_EIO, "%s: %s", path,
-                            errno == ENOENT ? "no such database" : strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int busy = errno == EWOULDBLOCK;
-        close(fd);
-        return rs_error_set(err, RS_EIO, "%s: %s", path,
-                            busy ? "another routerscope replay is writing this database" : strerror(errno));
-    }
-    e->lock_fd = fd;
-    return 0;
 }
 
 /* --resume: the run's own model, data, slice, protocol, views and seed; the caller's
@@ -321,14 +314,25 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
     return rc;
 }
 
+/* The forward pass's group size G, which batches and shards are cut in. */
+static int find_group(engine *e, rs_error *err)
+{
+    rs_forward *probe;
+    int rc = rs_forward_create(e->model, 1, 1, &probe, err);
+    if (!rc)
+        e->group = rs_forward_group_size(probe);
+    rs_forward_free(probe);
+    return rc;
+}
+
 int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *err)
 {
     memset(sum, 0, sizeof *sum);
-    engine e = {.opt = opt};
+    engine e = {.opt = opt, .lock_fd = -1};
     rs_replay_options resumed;
     int rc;
     if (opt->resume_run > 0) {
-        rc = lock_database(&e, opt->db_path, false, err);
+        rc = rs_store_lock_file(opt->db_path, false, &e.lock_fd, err);
         if (!rc)
             rc = rs_store_open(opt->db_path, false, &e.store, err);
         if (!rc && !(rc = load_resumed_run(&e, opt, &resumed, err)))
@@ -348,7 +352,9 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
         /* Check the request before creating anything on disk. */
         rc = open_inputs(&e, opt, err);
         if (!rc)
-            rc = lock_database(&e, opt->db_path, true, err);
+            rc = find_group(&e, err);
+        if (!rc)
+            rc = rs_store_lock_file(opt->db_path, true, &e.lock_fd, err);
         if (!rc)
             rc = rs_store_open(opt->db_path, false, &e.store, err);
         if (!rc)
@@ -356,15 +362,12 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
     }
     if (!rc && !sum->already_done) {
         /* Batches are whole groups of the forward pass: see "Determinism" in replay.h. */
-        rc = rs_forward_create(e.model, 1, 1, &e.forward, err);
+        rc = e.group ? 0 : find_group(&e, err);
         if (!rc) {
-            int group = rs_forward_group_size(e.forward);
             int want = opt->batch > 0 ? opt->batch : 256;
             if (want > e.run.count)
                 want = e.run.count;
-            e.batch = (want + group - 1) / group * group;
-            rs_forward_free(e.forward);
-            e.forward = NULL;
+            e.batch = (want + e.group - 1) / e.group * e.group;
             rc = rs_forward_create(e.model, e.batch, opt->threads, &e.forward, err);
         }
         if (!rc)
@@ -382,6 +385,9 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
     if (e.run.id) {
         sum->run_id = e.run.id;
         sum->images_total = e.run.count;
+        sum->first_image = e.run.offset;
+        sum->shard_index = e.run.shard_index;
+        sum->shard_count = e.run.shard_count;
         sum->images_done = e.run.images_done;
         sum->views = e.num_views;
         sum->layers = e.model ? e.model->cfg.num_moe : 0;

@@ -15,6 +15,10 @@
  * batch is rounded up) and start at multiples of it, so the stored records are
  * bit-identical for any thread count and any batch size, and after any resume.
  *
+ * Shards: with shard_count, the run covers only the shard's images (shard.h) and records
+ * the job's identity and its shard, so that merge.h can join the shards into the job's run;
+ * a shard's records are bit-identical to the whole job's records for the same images.
+ *
  * One writer: a replay holds an exclusive flock on the database file while it runs; a
  * second replay into the same database fails at once with a clear message.
  *
@@ -45,6 +49,9 @@ typedef struct rs_replay_options {
     const char *augment;         /* pair: view spec of both views, NULL = the PRC default */
     const char *views;           /* custom: specs separated by ';' */
     uint64_t seed;
+    int shard_index, shard_count; /* shard_count > 0: replay only shard shard_index of the job
+                                    (the slice above) as its own run (shard.h); ignored with
+                                    resume_run, which continues the stored run as it is */
     int threads, batch;
     const char *command, *version; /* provenance, stored with the run */
     rs_replay_progress progress; /* may be NULL */
@@ -56,10 +63,14 @@ typedef struct rs_replay_summary {
     int64_t run_id;
     bool already_done, resumed, interrupted;
     int images_total, images_done, images_this_call, views, layers, tokens, batch;
+    int first_image;             /* the run's first source image (a shard's own slice) */
+    int shard_index, shard_count; /* of the run (shard_count 0: not a shard) */
     long long records;           /* token records written by this call (image x view x layer x token) */
     long long unmatched;         /* patches without a match in view 0, this call */
     double seconds;
     double store_seconds;        /* of which writing to SQLite */
+    double decode_seconds;       /* of which decoding and fitting images */
+    double forward_seconds;      /* of which the forward pass */
     long long db_bytes;          /* database file plus its WAL */
 } rs_replay_summary;
 

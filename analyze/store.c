@@ -34,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,9 +144,21 @@ static const char schema_v2[] =
     " FROM models AS m WHERE m.id = r.model_id;"
     "UPDATE models AS m SET labels = " V1_LABELS ";";
 
+/* Schema version 3: shard runs (`replay --shard I/N`) record which shard they are and the
+ * job they belong to, so that `merge` can check that its shards make up one job. NULL in
+ * ordinary runs, which is also what readers of older stores see. */
+static const char schema_v3[] =
+    "ALTER TABLE runs ADD COLUMN shard_index INTEGER;"
+    "ALTER TABLE runs ADD COLUMN shard_count INTEGER;"
+    "ALTER TABLE runs ADD COLUMN job_first INTEGER;"  /* the job's slice */
+    "ALTER TABLE runs ADD COLUMN job_count INTEGER;"
+    "ALTER TABLE runs ADD COLUMN job_identity TEXT;"; /* the identity the merged run takes */
+#define V3_SHARD_COLUMNS "r.shard_index, r.shard_count, r.job_first, r.job_count, r.job_identity"
+#define V2_SHARD_COLUMNS "NULL, NULL, NULL, NULL, NULL"
+
 /* migrations[n] turns schema version n into n + 1; version 0 is an empty database. A later
  * schema appends its step here and raises RS_STORE_SCHEMA. */
-static const char *const migrations[] = {schema_v1, schema_v2};
+static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
 _Static_assert(sizeof migrations / sizeof *migrations == RS_STORE_SCHEMA,
                "one migration step per schema version");
 
@@ -558,20 +572,28 @@ static void sb_number(strbuf *b, const char *name, uint64_t value)
 }
 
 /* The canonical identity of SPEC (README: model sha256 + data source + slice + protocol +
- * view specs + seed). Caller frees; NULL when out of memory. */
-static char *run_identity(const rs_run_spec *spec)
+ * view specs + seed). A shard's is its job's (the whole slice) followed by the shard, so
+ * that the job's text is a prefix every shard shares; with JOB_ONLY, just the job's.
+ * Caller frees; NULL when out of memory. */
+static char *run_identity(const rs_run_spec *spec, bool job_only)
 {
+    bool shard = spec->shard_count > 0;
     strbuf b = {0};
     sb_add(&b, "routerscope-run/1\n", 18);
     sb_field(&b, "model_sha256", spec->model_sha256);
     sb_field(&b, "data", spec->data);
-    sb_number(&b, "offset", (uint64_t)spec->offset);
-    sb_number(&b, "count", (uint64_t)spec->count);
+    sb_number(&b, "offset", (uint64_t)(shard ? spec->job_offset : spec->offset));
+    sb_number(&b, "count", (uint64_t)(shard ? spec->job_count : spec->count));
     sb_field(&b, "protocol", spec->protocol);
     sb_number(&b, "views", (uint64_t)spec->num_views);
     for (int v = 0; v < spec->num_views; v++)
         sb_field(&b, "view", spec->view_specs[v]);
     sb_number(&b, "seed", spec->seed);
+    if (shard && !job_only) {
+        char text[32];
+        snprintf(text, sizeof text, "%d/%d", spec->shard_index, spec->shard_count);
+        sb_field(&b, "shard", text);
+    }
     if (b.oom) {
         free(b.s);
         return NULL;
@@ -591,6 +613,11 @@ static const char *bad_identity(const rs_run_spec *spec)
     for (int v = 0; v < spec->num_views; v++)
         if (!spec->view_specs[v])
             return "a view spec is missing";
+    if (spec->shard_count < 0 || (spec->shard_count > 0 &&
+                                  (spec->shard_index < 0 || spec->shard_index >= spec->shard_count ||
+                                   spec->offset < spec->job_offset ||
+                                   spec->offset + (int64_t)spec->count > spec->job_offset + (int64_t)spec->job_count)))
+        return "the shard lies outside its job";
     return NULL;
 }
 
@@ -627,7 +654,7 @@ int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *inf
     int rc = check_spec(store, spec, false, err);
     if (rc)
         return rc;
-    char *identity = run_identity(spec);
+    char *identity = run_identity(spec, false);
     if (!identity)
         return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
     sqlite3_stmt *st;
@@ -656,17 +683,21 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
     int rc = check_spec(store, spec, true, err);
     if (rc)
         return rc;
-    char *identity = run_identity(spec);
+    char *identity = run_identity(spec, false), *job = spec->shard_count > 0 ? run_identity(spec, true) : NULL;
     char layers[1024] = ""; /* 64 ints and commas at most */
     for (int l = 0, n = 0; l < spec->num_layers; l++)
         n += snprintf(layers + n, sizeof layers - (size_t)n, l ? ",%d" : "%d", spec->layer_blocks[l]);
-    if (!identity)
+    if (!identity || (spec->shard_count > 0 && !job)) {
+        free(identity);
+        free(job);
         return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
+    }
 
     sqlite3_stmt *st = NULL;
     const char *what = "starting a run";
     if ((rc = run_cached(store, ST_BEGIN, what, err))) {
         free(identity);
+        free(job);
         return rc;
     }
     /* The model row is shared by every run of the same checkpoint. */
@@ -694,9 +725,10 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
         "INSERT INTO runs (model_id, identity, model_path, data, first_image, image_count, protocol,"
         " num_views, seed, num_layers, layers, tokens, patches, grid_h, grid_w, record_k, num_experts,"
         " num_classes, has_cls, command, version, status, images_total, images_done, started, top_k, channels,"
-        " image_h, image_w)"
+        " image_h, image_w, shard_index, shard_count, job_first, job_count, job_identity)"
         " VALUES ((SELECT id FROM models WHERE sha256 = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-        " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, 'running', ?6, 0, ?22, ?23, ?24, ?25, ?26)",
+        " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, 'running', ?6, 0, ?22, ?23, ?24, ?25, ?26,"
+        " ?27, ?28, ?29, ?30, ?31)",
         -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, spec->model_sha256, -1, SQLITE_STATIC);
@@ -725,10 +757,19 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
         sqlite3_bind_int(st, 24, spec->channels);
         sqlite3_bind_int(st, 25, spec->image_h);
         sqlite3_bind_int(st, 26, spec->image_w);
+        if (job) { /* unbound parameters are NULL: an ordinary run */
+            sqlite3_bind_int(st, 27, spec->shard_index);
+            sqlite3_bind_int(st, 28, spec->shard_count);
+            sqlite3_bind_int(st, 29, spec->job_offset);
+            sqlite3_bind_int(st, 30, spec->job_count);
+            sqlite3_bind_text(st, 31, job, -1, SQLITE_STATIC);
+        }
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
     }
     sqlite3_finalize(st);
     st = NULL;
+    free(job);
+    job = NULL;
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
         rollback(store);
         free(identity);
@@ -762,6 +803,7 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
     return 0;
 fail:
     free(identity);
+    free(job);
     rc = db_fail(store, rc, what, err);
     rollback(store);
     return rc;
@@ -790,6 +832,7 @@ void rs_run_info_clear(rs_run_info *info)
     free(info->error);
     free(info->command);
     free(info->version);
+    free(info->job_identity);
     if (info->class_names)
         for (int i = 0; i < info->num_class_names; i++)
             free(info->class_names[i]);
@@ -825,17 +868,19 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
 {
     rs_run_info_clear(info);
     sqlite3_stmt *st;
-    static const char *const select[2] = {
-        "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"
-        " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"
-        " r.patches, r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, r.seed,"
-        " r.started, r.finished, " V1_RUN_COLUMNS " FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?",
-        "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"
-        " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"
-        " r.patches, r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, r.seed,"
-        " r.started, r.finished, " V2_RUN_COLUMNS " FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?"};
-    _Static_assert(RS_STORE_SCHEMA == 2, "get_run reads schema 1 and the current schema");
-    int rc = sqlite3_prepare_v2(store->db, select[store->schema >= 2], -1, &st, NULL);
+#define RUN_COMMON_COLUMNS                                                                                 \
+    "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"    \
+    " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"    \
+    " r.patches, r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, r.seed,"            \
+    " r.started, r.finished, "
+#define RUN_FROM " FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?"
+    static const char *const select[3] = {
+        RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_FROM,
+        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_FROM,
+        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_FROM};
+    _Static_assert(RS_STORE_SCHEMA == 3, "get_run reads schemas 1, 2 and the current schema");
+    int version = store->schema < 1 ? 1 : store->schema > 3 ? 3 : store->schema;
+    int rc = sqlite3_prepare_v2(store->db, select[version - 1], -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_fail(store, rc, "reading a run", err);
     sqlite3_bind_int64(st, 1, run_id);
@@ -884,10 +929,18 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     info->image_w = sqlite3_column_int(st, 29);
     if (info->top_k < 1 || info->top_k > info->record_k)
         info->top_k = info->record_k;
+    if (sqlite3_column_type(st, 32) != SQLITE_NULL) {
+        info->shard_index = sqlite3_column_int(st, 31);
+        info->shard_count = sqlite3_column_int(st, 32);
+        info->job_offset = sqlite3_column_int(st, 33);
+        info->job_count = sqlite3_column_int(st, 34);
+        info->job_identity = dup_text(sqlite3_column_text(st, 35));
+    }
     bool oom = parse_labels((const char *)sqlite3_column_text(st, 30), info) != 0 || !info->model_path || !info->model_sha256 || !info->data || !info->protocol ||
                (sqlite3_column_type(st, 7) != SQLITE_NULL && !info->error) ||
                (sqlite3_column_type(st, 8) != SQLITE_NULL && !info->command) ||
-               (sqlite3_column_type(st, 9) != SQLITE_NULL && !info->version);
+               (sqlite3_column_type(st, 9) != SQLITE_NULL && !info->version) ||
+               (sqlite3_column_type(st, 35) != SQLITE_NULL && !info->job_identity);
     sqlite3_finalize(st);
     if (oom || !(info->view_specs = calloc((size_t)(num_views > 0 ? num_views : 1), sizeof *info->view_specs))) {
         rs_run_info_clear(info);
@@ -1193,6 +1246,189 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
 fail:
     rollback(store);
     return rc;
+}
+
+/* ---- merging shards ---------------------------------------------------------------------- */
+
+/* Attaches the store file PATH as schema "shard" (the merge only reads it). */
+static int attach_shard(rs_store *s, const char *path, rs_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "ATTACH DATABASE ? AS shard", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+        sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_OK)
+        return rs_error_set(err, RS_EIO, "%s: cannot attach it to merge into %s: %s", path, s->path,
+                            sqlite3_errmsg(s->db));
+    return 0;
+}
+
+static void detach_shard(rs_store *s)
+{
+    sqlite3_exec(s->db, "DETACH DATABASE shard", NULL, NULL, NULL);
+}
+
+/* Runs SQL (no result rows) with ?1 .. ?4 bound to A .. D as far as it has parameters;
+ * SQLITE_OK or the error code. */
+static int exec_ids(rs_store *s, const char *sql, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    int64_t values[] = {a, b, c, d};
+    for (int i = 0; i < sqlite3_bind_parameter_count(st) && i < 4; i++)
+        sqlite3_bind_int64(st, i + 1, values[i]);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The merged run's row: the shard's columns with the job's slice, identity and no shard. */
+static const char merge_run_sql[] =
+    "INSERT INTO runs (model_id, identity, model_path, data, first_image, image_count, protocol, num_views,"
+    " seed, num_layers, layers, tokens, patches, grid_h, grid_w, record_k, num_experts, num_classes, has_cls,"
+    " command, version, status, images_total, images_done, started, top_k, channels, image_h, image_w)"
+    " SELECT (SELECT id FROM main.models WHERE sha256 = m.sha256), r.job_identity, r.model_path, r.data,"
+    " r.job_first, r.job_count, r.protocol, r.num_views, r.seed, r.num_layers, r.layers, r.tokens, r.patches,"
+    " r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, ?2, ?3, 'running', r.job_count,"
+    " 0, ?4, r.top_k, r.channels, r.image_h, r.image_w"
+    " FROM shard.runs r JOIN shard.models m ON m.id = r.model_id WHERE r.id = ?1";
+
+static int create_merged_run(rs_store *s, int64_t shard_run, const char *command, const char *version,
+                             int64_t *run_id)
+{
+    int rc = exec_ids(s,
+                      "INSERT INTO main.models (sha256, path, config, params, labels)"
+                      " SELECT m.sha256, m.path, m.config, m.params, m.labels FROM shard.models m"
+                      " JOIN shard.runs r ON r.model_id = m.id WHERE r.id = ?1 ON CONFLICT (sha256) DO NOTHING",
+                      shard_run, 0, 0, 0);
+    sqlite3_stmt *st = NULL;
+    if (rc == SQLITE_OK && (rc = sqlite3_prepare_v2(s->db, merge_run_sql, -1, &st, NULL)) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, shard_run);
+        sqlite3_bind_text(st, 2, command, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, version, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 4, now_seconds());
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return rc;
+    *run_id = sqlite3_last_insert_rowid(s->db);
+    return exec_ids(s, "INSERT INTO views (run_id, view, spec) SELECT ?1, view, spec FROM shard.views"
+                       " WHERE run_id = ?2 ORDER BY view",
+                    *run_id, shard_run, 0, 0);
+}
+
+int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_run, const char *command,
+                         const char *version, int64_t *run_id, rs_run_status *status, rs_error *err)
+{
+    if (store->read_only)
+        return read_only_fail(store, err);
+    int rc = attach_shard(store, shard_path, err);
+    if (rc)
+        return rc;
+    if ((rc = run_cached(store, ST_BEGIN, "starting the merged run", err))) {
+        detach_shard(store);
+        return rc;
+    }
+    sqlite3_stmt *st;
+    rc = sqlite3_prepare_v2(store->db,
+                            "SELECT m.id, m.status FROM main.runs m JOIN shard.runs r ON m.identity = r.job_identity"
+                            " WHERE r.id = ?",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, shard_run);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *run_id = sqlite3_column_int64(st, 0);
+            *status = status_from_name((const char *)sqlite3_column_text(st, 1));
+        }
+        sqlite3_finalize(st);
+        if (rc == SQLITE_DONE) {
+            *status = RS_RUN_RUNNING;
+            rc = create_merged_run(store, shard_run, command, version, run_id);
+        }
+        rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
+    }
+    if (rc == SQLITE_OK)
+        rc = run_cached(store, ST_COMMIT, "committing the merged run", err);
+    else
+        rc = db_fail(store, rc, "starting the merged run", err);
+    if (rc)
+        rollback(store);
+    detach_shard(store);
+    return rc;
+}
+
+/* Copies images FIRST .. LAST in one transaction and advances the run to LAST. */
+static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int first, int last, rs_error *err)
+{
+    static const char *const copies[] = {
+        "INSERT INTO samples (run_id, image, label) SELECT ?1, image, label FROM shard.samples"
+        " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image",
+        "INSERT INTO predictions (run_id, image, view, predicted, prob, params, match)"
+        " SELECT ?1, image, view, predicted, prob, params, match FROM shard.predictions"
+        " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view",
+        "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs)"
+        " SELECT ?1, image, view, layer, top_idx, top_gate, probs FROM shard.routing"
+        " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view, layer",
+        "UPDATE runs SET images_done = ?4 - first_image + 1 WHERE id = ?1"};
+    int rc = run_cached(s, ST_BEGIN, "copying a shard", err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < sizeof copies / sizeof *copies && rc == SQLITE_OK; i++)
+        rc = exec_ids(s, copies[i], run_id, shard_run, first, last);
+    if (rc == SQLITE_OK)
+        return run_cached(s, ST_COMMIT, "committing a copied batch", err);
+    rc = db_fail(s, rc, "copying a shard", err);
+    rollback(s);
+    return rc;
+}
+
+int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path, int64_t shard_run, int first,
+                         int last, int batch, rs_error *err)
+{
+    if (store->read_only)
+        return read_only_fail(store, err);
+    run_state rs;
+    int rc = read_run_state(store, run_id, &rs, err);
+    if (rc)
+        return rc;
+    if (first != rs.offset + rs.done || last >= rs.offset + rs.count || batch < 1)
+        return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": copying images %d..%d, the run stands at image %d of %d..%d",
+                            store->path, run_id, first, last, rs.offset + rs.done, rs.offset, rs.offset + rs.count - 1);
+    if ((rc = attach_shard(store, shard_path, err)))
+        return rc;
+    for (int64_t from = first; from <= last && !rc; from += batch) {
+        int64_t to = from + batch - 1 < last ? from + batch - 1 : last;
+        rc = copy_image_range(store, run_id, shard_run, (int)from, (int)to, err);
+    }
+    detach_shard(store);
+    return rc;
+}
+
+/* ---- the writer's lock ------------------------------------------------------------------- */
+
+int rs_store_lock_file(const char *path, bool create, int *fd_out, rs_error *err)
+{
+    *fd_out = -1;
+    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+    if (fd < 0)
+        return rs_error_set(err, RS_EIO, "%s: %s", path, errno == ENOENT ? "no such database" : strerror(errno));
+    /* flock and SQLite's POSIX locks do not interact on Linux. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        close(fd);
+        return rs_error_set(err, RS_EIO, "%s: %s", path,
+                            busy ? "another routerscope replay is writing this database (or a merge)" : strerror(errno));
+    }
+    *fd_out = fd;
+    return 0;
 }
 
 /* ---- reading ----------------------------------------------------------------------------- */

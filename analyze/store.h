@@ -40,7 +40,7 @@
 
 #include "rs_error.h"
 
-#define RS_STORE_SCHEMA 2
+#define RS_STORE_SCHEMA 3
 
 typedef struct rs_store rs_store;
 
@@ -69,6 +69,10 @@ typedef struct rs_run_spec {
     bool has_cls;
     const char *command;        /* the command line, for provenance */
     const char *version;        /* routerscope version and commit */
+    /* A shard (shard_count > 0): shard shard_index of shard_count of the job whose slice is
+     * job_offset .. job_offset+job_count-1; offset and count are then the shard's own slice
+     * (analyze/shard.h). The identity is the job's identity plus the shard. */
+    int shard_index, shard_count, job_offset, job_count;
 } rs_run_spec;
 
 typedef enum rs_run_status { RS_RUN_RUNNING, RS_RUN_DONE, RS_RUN_FAILED, RS_RUN_INTERRUPTED } rs_run_status;
@@ -91,6 +95,10 @@ typedef struct rs_run_info {
     bool has_cls;
     uint64_t seed;
     double started, finished;   /* Unix seconds; finished 0 while running */
+    /* A shard run (shard_count > 0): its index, and the whole job's slice and identity
+     * text (owned); shard_count 0 and job_identity NULL for an ordinary run. */
+    int shard_index, shard_count, job_offset, job_count;
+    char *job_identity;
 } rs_run_info;
 
 void rs_run_info_clear(rs_run_info *info);
@@ -134,6 +142,27 @@ typedef struct rs_batch {
 /* Writes BATCH and sets the run's images_done to BATCH->first + count - offset, in one
  * transaction. The batch must start where the run stands (images_done), else RS_EINVAL. */
 int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch, rs_error *err);
+
+/* Merging shard stores (analyze/merge.h drives these).
+ * rs_store_begin_merge: finds in STORE the run with the job identity of shard run
+ * SHARD_RUN of the store file SHARD_PATH, or creates it (status running, nothing done) by
+ * copying the shard's model, run row and views with the job's slice and identity and the
+ * given provenance. *RUN_ID is the run; *STATUS its status (done: merged already).
+ * rs_store_copy_images: copies images FIRST .. LAST (source indices) of SHARD_RUN from
+ * SHARD_PATH into run RUN_ID — samples, predictions and routing byte for byte — in
+ * transactions of at most BATCH images, each advancing the run's images_done; the copy
+ * must start where the run stands (RS_EINVAL otherwise). SQLite streams the rows, so memory
+ * does not grow with the run. */
+int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_run, const char *command,
+                         const char *version, int64_t *run_id, rs_run_status *status, rs_error *err);
+int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path, int64_t shard_run, int first,
+                         int last, int batch, rs_error *err);
+
+/* Takes an exclusive flock on PATH (created empty when CREATE and missing, which SQLite
+ * accepts as a new database) so that one process at a time writes a store; *FD holds the
+ * lock until closed (close it only after the store: closing any descriptor of the file
+ * drops SQLite's POSIX locks on it). The lock dies with the process. */
+int rs_store_lock_file(const char *path, bool create, int *fd, rs_error *err);
 
 /* Reading, streamed in (image, view, layer) order without loading the run at once. */
 typedef struct rs_routing_record {

@@ -29,6 +29,7 @@ int cmd_render(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 /* Prints "routerscope: MSG" on stderr and returns RS_EXIT_FAIL. */
 int rs_cli_fail(const rs_error *err);
@@ -63,5 +64,12 @@ char *rs_cli_command_line(int argc, char **argv);
 /* Comma-separated positive run ids ("3,7") into *IDS (owned, *N entries); false on any
  * other text. */
 bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n);
+
+/* replay under mpirun/srun (replay_mpi.c): when launched with several MPI ranks, replays
+ * this rank's shard of O's job, rank 0 merges, and returns the exit status (the same on
+ * every rank); -1 when not launched by MPI (replay as usual). THREADS_GIVEN: --threads was
+ * set; otherwise each rank takes CPUs / ranks on its node. */
+struct rs_replay_options;
+int rs_cli_replay_mpi(struct rs_replay_options *o, bool threads_given);
 
 #endif

@@ -1,4 +1,6 @@
 /* routerscope replay — record per-patch routing of images under views into the store. */
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -14,7 +16,7 @@
 static const char usage_text[] =
     "usage: routerscope replay MODEL --data SRC --db FILE [--protocol pair|noise|custom]\n"
     "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--seed S]\n"
-    "                          [--offset N] [--limit N] [--threads N] [--batch N]\n"
+    "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
     "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
     "\n"
     "Replay images clean, noisy or augmented through MODEL and record every MoE layer's\n"
@@ -32,6 +34,11 @@ static const char usage_text[] =
     "  --batch N        images per committed batch (default 256), rounded up to whole groups\n"
     "                   of the forward pass so that results never depend on it\n"
     "  --resume RUN     continue an unfinished run (see 'routerscope runs')\n"
+    "  --shard I/N      replay only shard I (0..N-1) of the job into FILE; join the N shard\n"
+    "                   stores with 'routerscope merge' (docs/scale-out.md)\n"
+    "\n"
+    "Under mpirun (or srun) with N ranks, rank I replays shard I/N into FILE.shard-I-of-N\n"
+    "and rank 0 merges the shards into FILE; --threads defaults to CPUs / ranks per node.\n"
     "\n"
     "View specs chain operations with '+': clean, noise:sigma=S, noise:severity=1..5,\n"
     "crop:area=A-B,ratio=R1-R2, flip:p=P, rotate:deg=D, translate:px=P, jitter:b=B,c=C,s=S.\n"
@@ -56,6 +63,28 @@ static void progress(void *ctx, int done, int total, int this_call, double secon
             rate > 0 ? (total - done) / rate : 0.0);
 }
 
+
+/* --shard I/N: 0 <= I < N. */
+static bool parse_shard(const char *text, rs_replay_options *o)
+{
+    char *end;
+    errno = 0;
+    long i = strtol(text, &end, 10), n = 0;
+    bool ok = !errno && end != text && *end == '/' && isdigit((unsigned char)text[0]);
+    if (ok) {
+        const char *rest = end + 1;
+        n = strtol(rest, &end, 10);
+        ok = !errno && end != rest && !*end && isdigit((unsigned char)rest[0]) && n >= 1 && n <= 1000000 && i < n;
+    }
+    if (!ok) {
+        rs_cli_usage_error("replay", "--shard wants I/N with 0 <= I < N, got '%s'", text);
+        return false;
+    }
+    o->shard_index = (int)i;
+    o->shard_count = (int)n;
+    return true;
+}
+
 static int parse(int argc, char **argv, rs_replay_options *o)
 {
     static const struct option opts[] = {
@@ -64,7 +93,8 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         {"views", required_argument, NULL, 'v'},    {"seed", required_argument, NULL, 's'},
         {"offset", required_argument, NULL, 'o'},   {"limit", required_argument, NULL, 'l'},
         {"threads", required_argument, NULL, 't'},  {"batch", required_argument, NULL, 'b'},
-        {"resume", required_argument, NULL, 'r'},   {"help", no_argument, NULL, 'h'},
+        {"resume", required_argument, NULL, 'r'},   {"shard", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int c, resume = 0, set = 0;
     while ((c = rs_cli_next_option("replay", argc, argv, ":h", opts)) != -1) {
@@ -81,6 +111,7 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         case 't': ok = rs_cli_parse_int("replay", "--threads", optarg, 1, 256, &o->threads); break;
         case 'b': ok = rs_cli_parse_int("replay", "--batch", optarg, 1, 65536, &o->batch); break;
         case 'r': ok = rs_cli_parse_int("replay", "--resume", optarg, 1, INT_MAX, &resume); break;
+        case 'S': ok = parse_shard(optarg, o), set++; break;
         case 'h': fputs(usage_text, stdout); return -1;
         default: return RS_EXIT_USAGE;
         }
@@ -119,11 +150,13 @@ static int parse(int argc, char **argv, rs_replay_options *o)
 
 int cmd_replay(int argc, char **argv)
 {
-    rs_replay_options o = {.threads = rs_cli_default_threads(), .batch = 256,
-                           .version = RS_VERSION " (commit " RS_VERSION_COMMIT ")"};
+    rs_replay_options o = {.batch = 256, .version = RS_VERSION " (commit " RS_VERSION_COMMIT ")"};
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? RS_EXIT_OK : rc;
+    bool threads_given = o.threads > 0;
+    if (!threads_given)
+        o.threads = rs_cli_default_threads();
     char *command = rs_cli_command_line(argc, argv);
     o.command = command ? command : "routerscope replay";
     if (rs_cli_show_progress())
@@ -134,6 +167,12 @@ int cmd_replay(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
 
+    int mpi_status = rs_cli_replay_mpi(&o, threads_given);
+    if (mpi_status >= 0) {
+        sigaction(SIGINT, &old, NULL);
+        free(command);
+        return mpi_status;
+    }
     rs_replay_summary s;
     rs_error err;
     rc = rs_replay(&o, &s, &err);
@@ -148,11 +187,16 @@ int cmd_replay(int argc, char **argv)
                s.images_total, s.views, o.db_path);
         return RS_EXIT_OK;
     }
-    printf("run %" PRId64 "%s: %d images x %d views x %d MoE layers x %d tokens: %lld routing records in %.1f s "
-           "(%.0f images/s, batch %d, SQLite %.0f%%); %s %.1f MB",
-           s.run_id, s.resumed ? " (resumed)" : "", s.images_this_call, s.views, s.layers, s.tokens, s.records,
+    char shard[96] = "";
+    if (s.shard_count > 0)
+        snprintf(shard, sizeof shard, " (shard %d/%d: images %d..%d)", s.shard_index, s.shard_count,
+                 s.first_image, s.first_image + s.images_total - 1);
+    printf("run %" PRId64 "%s%s: %d images x %d views x %d MoE layers x %d tokens: %lld routing records in %.1f s "
+           "(%.0f images/s, batch %d, decode %.0f%%, forward %.0f%%, SQLite %.0f%%); %s %.1f MB",
+           s.run_id, shard, s.resumed ? " (resumed)" : "", s.images_this_call, s.views, s.layers, s.tokens, s.records,
            s.seconds, s.images_this_call / (s.seconds > 0 ? s.seconds : 1e-9), s.batch,
-           100 * s.store_seconds / (s.seconds > 0 ? s.seconds : 1e-9), o.db_path, (double)s.db_bytes / 1e6);
+           100 * s.decode_seconds / (s.seconds > 0 ? s.seconds : 1e-9),
+           100 * s.forward_seconds / (s.seconds > 0 ? s.seconds : 1e-9), 100 * s.store_seconds / (s.seconds > 0 ? s.seconds : 1e-9), o.db_path, (double)s.db_bytes / 1e6);
     if (s.views > 1 && s.images_this_call)
         printf("; %lld patches without a match in view 0", s.unmatched);
     printf("\n");

@@ -9,6 +9,7 @@ static const rs_command commands[] = {
     {"inspect", cmd_inspect, "show a checkpoint's configuration, parameters and MoE layers"},
     {"eval", cmd_eval, "classify a data set: accuracy and images/s"},
     {"replay", cmd_replay, "record per-patch routing under clean, noisy and augmented views"},
+    {"merge", cmd_merge, "join the shard stores of one replay job (replay --shard I/N) into one store"},
     {"runs", cmd_runs, "list the runs in a routing store"},
     {"stats", cmd_stats, "routing consistency of a run: agreement with intervals, JSD, load"},
     {"render", cmd_render, "draw expert grids, heatmaps and plots of a run (PNG, PDF, SVG)"},

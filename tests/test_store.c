@@ -360,7 +360,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version 99, this routerscope reads 2");
+        expect_message(&err, path, "schema version 99, this routerscope reads 3");
     }
     /* A negative version (found by fuzzing: it indexed the migration steps backwards). */
     sql_exec(path, "PRAGMA user_version = -5");
@@ -369,7 +369,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version -5, this routerscope reads 2");
+        expect_message(&err, path, "schema version -5, this routerscope reads 3");
     }
 
     /* A database of another program: version 0, but tables we do not know. */
@@ -378,7 +378,7 @@ static void test_schema_version(void **state)
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(other, false, &s, &err), RS_EFORMAT);
-    expect_message(&err, other, "schema version 0, this routerscope reads 2");
+    expect_message(&err, other, "schema version 0, this routerscope reads 3");
     assert_int_equal(sql_int(other, "SELECT count(*) FROM t"), 1); /* untouched, */
     assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
 }
@@ -399,7 +399,7 @@ static void test_schema1_store(void **state)
     free(bytes);
     for (int pass = 0; pass < 2; pass++) {
         rs_store *s = open_ok(path, pass == 0);
-        assert_int_equal(sql_int(path, "PRAGMA user_version"), pass == 0 ? 1 : 2);
+        assert_int_equal(sql_int(path, "PRAGMA user_version"), pass == 0 ? 1 : RS_STORE_SCHEMA);
         rs_run_info info = {0};
         rs_error err = {0};
         assert_int_equal(rs_store_get_run(s, 1, &info, &err), 0);
@@ -413,6 +413,8 @@ static void test_schema1_store(void **state)
         assert_int_equal(rs_store_get_run(s, 2, &info, &err), 0);
         assert_int_equal(info.top_k, 1); /* record_k is 2: only the config tells */
         assert_int_equal(info.record_k, 2);
+        assert_int_equal(info.shard_count, 0); /* older stores hold no shard runs */
+        assert_null(info.job_identity);
         rs_run_info_clear(&info);
         rs_store_close(s);
     }
