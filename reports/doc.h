@@ -15,7 +15,8 @@
 #include "rs_error.h"
 #include "table.h"
 
-typedef enum { RS_DOC_H1, RS_DOC_H2, RS_DOC_PARA, RS_DOC_LIST, RS_DOC_TABLE, RS_DOC_FIGURE } rs_doc_kind;
+/* RS_DOC_TOC: the table of contents, drawn by each writer from the RS_DOC_H2 items. */
+typedef enum { RS_DOC_H1, RS_DOC_H2, RS_DOC_PARA, RS_DOC_LIST, RS_DOC_TABLE, RS_DOC_FIGURE, RS_DOC_TOC } rs_doc_kind;
 
 typedef struct rs_doc_item {
     rs_doc_kind kind;

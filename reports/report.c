@@ -1,6 +1,6 @@
 /* report.c — rs_report_write (report.h): loads the runs and their statistics, finds each
- * run's baseline, builds the document (the title, the provenance, then the single-run or
- * the comparison report's sections) and writes it as Markdown, HTML and PDF. */
+ * run's baseline, builds the document (the title, the single-run or the comparison
+ * report's sections, the provenance as an appendix) and writes it as Markdown, HTML and PDF. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -130,33 +130,65 @@ static int load(rs_report_state *R, rs_error *err)
     return rc;
 }
 
+void rs_report_model_stem(const rs_run_info *r, char *buf, size_t size)
+{
+    const char *base = strrchr(r->model_path, '/');
+    base = base ? base + 1 : r->model_path;
+    const char *dot = strstr(base, ".safetensors");
+    snprintf(buf, size, "%.*s", (int)(dot ? dot - base : (long)strlen(base)), base);
+}
+
+/* Appends ITEM to the comma-separated list BUF unless it is there already. */
+static void add_once(char *buf, size_t size, const char *item)
+{
+    size_t n = strlen(item), len = strlen(buf);
+    for (const char *p = strstr(buf, item); p; p = strstr(p + 1, item))
+        if ((p == buf || p[-1] == ' ') && (p[n] == ',' || p[n] == 0))
+            return;
+    snprintf(buf + len, size - len, "%s%s", len ? ", " : "", item);
+}
+
+/* The title names the models and the protocols, so a reader knows at once what is compared. */
 static void title(rs_report_state *R)
 {
-    char text[512];
-    if (R->n == 1) {
-        char rl[200];
-        rs_report_run_label(&R->info[0], rl, sizeof rl);
-        snprintf(text, sizeof text, "routerscope report: %s", rl);
-    } else {
-        int len = snprintf(text, sizeof text, "routerscope comparison report: runs");
-        for (int i = 0; i < R->n && len < (int)sizeof text; i++)
-            len += snprintf(text + len, sizeof text - (size_t)len, "%s %" PRId64, i ? "," : "", R->info[i].id);
+    char models[1024] = "", protocols[128] = "", stem[256], text[1400];
+    for (int i = 0; i < R->n; i++) {
+        rs_report_model_stem(&R->info[i], stem, sizeof stem);
+        add_once(models, sizeof models, stem);
+        add_once(protocols, sizeof protocols, R->info[i].protocol);
     }
+    if (R->n == 1)
+        snprintf(text, sizeof text, "Routing consistency of %s (k=%d), %s protocol, run %" PRId64, models,
+                 R->info[0].top_k, protocols, R->info[0].id);
+    else
+        snprintf(text, sizeof text, "Routing consistency of %s; %s protocol%s", models, protocols,
+                 strchr(protocols, ',') ? "s" : "");
     rs_doc_add(&R->d, RS_DOC_H1, text, NULL);
 }
 
-/* Baselines: a PRC run is read against the V-MoE run of the same k, so each run is compared
-   with the first run given before it with the same protocol and top-k, else the first of
-   its protocol. Runs not comparable with theirs are flagged in the document. */
+/* The baseline of run I among the runs before it with its protocol and top-k: a V-MoE
+   run (each method is compared with V-MoE of the same k), else for a run that is not
+   V-MoE the first such run; -1 when there is none (a V-MoE run is never read against
+   another method). */
+static int find_baseline(const rs_report_state *R, int i)
+{
+    int first = -1;
+    for (int j = 0; j < i; j++) {
+        if (strcmp(R->info[i].protocol, R->info[j].protocol) || R->info[i].top_k != R->info[j].top_k)
+            continue;
+        if (rs_render_family_of(&R->info[j]) == RS_FAMILY_VMOE)
+            return j;
+        if (first < 0)
+            first = j;
+    }
+    return rs_render_family_of(&R->info[i]) == RS_FAMILY_VMOE ? -1 : first;
+}
+
+/* Baselines (find_baseline); runs not comparable with theirs are flagged in the document. */
 static void baselines(rs_report_state *R)
 {
     for (int i = 0; i < R->n; i++) {
-        int b = -1;
-        for (int pass = 0; pass < 2 && b < 0; pass++)
-            for (int j = 0; j < i && b < 0; j++)
-                if (!strcmp(R->info[i].protocol, R->info[j].protocol) &&
-                    (pass == 1 || R->info[i].top_k == R->info[j].top_k))
-                    b = j;
+        int b = find_baseline(R, i);
         R->baseline[i] = b;
         if (b < 0)
             continue;
@@ -228,13 +260,14 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
         R.d.notes = (const char *const *)prov;
         R.d.nnotes = nprov;
         title(&R);
-        rs_doc_add(&R.d, RS_DOC_PARA, "Provenance", NULL);
-        rs_doc_add_list(&R.d, prov, nprov);
         baselines(&R);
         if (R.n == 1)
             rs_report_single(&R);
         else
             rs_report_comparison(&R);
+        /* what made the report, for whoever checks it; a reader starts with the answer */
+        rs_doc_add(&R.d, RS_DOC_H2, "Appendix: provenance", NULL);
+        rs_doc_add_list(&R.d, prov, nprov);
         rc = R.d.rc;
     }
     if (!rc)

@@ -1,10 +1,12 @@
 /* report_compare.c — the comparison report of several runs (report.h), section by section:
- * headline and paired differences, accuracy, severity curves, router figures, grids,
- * largest differences (report_largest.c), per-run detail. */
+ * the summary (each method against V-MoE of the same k), the contents, headline, paired
+ * differences, accuracy, severity curves, router figures, grids, largest differences
+ * (report_largest.c), per-run detail. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "report_parts.h"
 #include "stats_tables.h"
@@ -25,66 +27,157 @@ static bool pairs_only(const rs_report_state *R)
 
 static void headline_text(rs_report_state *R, bool any_pair)
 {
-    /* which comparisons the last column holds, in words */
-    char pairs[256] = "";
-    for (int i = 0, len = 0; i < R->n && len < (int)sizeof pairs; i++) {
-        int b = R->baseline[i];
-        if (b >= 0 && (!any_pair || !rs_report_is_noise(&R->info[i])))
-            len += snprintf(pairs + len, sizeof pairs - (size_t)len, "%srun %" PRId64 " vs run %" PRId64,
-                            len ? ", " : "", R->info[i].id, R->info[b].id);
-    }
     rs_doc_add(&R->d, RS_DOC_H2, "Headline: routing consistency", NULL);
     rs_doc_addf(&R->d, RS_DOC_PARA,
          "In the form of the PRC work's Table 2: one row per run and MoE layer plus the overall row (all MoE "
          "layers), %s. Rates in percent with %.0f %% bootstrap intervals over images; the last column is the paired "
-         "Top-1 difference (paired bootstrap over images) to the run's baseline, the first run given before it "
-         "with the same protocol and top-k (else the same protocol), where the runs are comparable%s%s%s.",
-         any_pair ? "pair runs" : "all runs (no pair run given)", 100 * R->st[0]->level, pairs[0] ? " (" : "", pairs,
-         pairs[0] ? ")" : "");
+         "Top-1 difference (paired bootstrap over images) to the run's baseline: the V-MoE run of the same "
+         "protocol and top-k given before it, where the runs are comparable.",
+         any_pair ? "pair runs" : "all runs (no pair run given)", 100 * R->st[0]->level);
 }
 
-/* Each shown run against its comparable baseline (NULL where there is none, or where the
- * comparison fails: the row then simply has no difference). Returns how many exist. */
-static int baseline_comparisons(rs_report_state *R, bool any_pair, rs_stats_comparison **cmps)
+/* Each run against its comparable baseline (NULL where there is none, or where the
+ * comparison fails: the run then simply has no difference). */
+static void baseline_comparisons(rs_report_state *R, rs_stats_comparison **cmps)
 {
-    int ncmp = 0;
     for (int i = 0; i < R->n; i++) {
-        const rs_run_info *r = &R->info[i];
         int b = R->baseline[i];
-        if ((any_pair && rs_report_is_noise(r)) || b < 0 || R->flag[i][0])
+        if (b < 0 || R->flag[i][0])
             continue;
-        rs_stats_options o = {.resamples = R->opt->resamples ? R->opt->resamples : 0,
-                              .seed = RS_STATS_DEFAULT_SEED,
-                              .name = R->opt->db};
+        rs_stats_options o = {.resamples = R->opt->resamples, .seed = RS_STATS_DEFAULT_SEED, .name = R->opt->db};
         rs_error e2;
-        if (rs_stats_compare(R->store, R->info[b].id, R->store, r->id, &o, &cmps[i],
-                             &e2))
+        if (rs_stats_compare(R->store, R->info[b].id, R->store, R->info[i].id, &o, &cmps[i], &e2))
             cmps[i] = NULL;
-        ncmp += cmps[i] != NULL;
     }
-    return ncmp;
 }
 
-/* Headline (Table 2 form) and the paired differences to each run's baseline. */
-static void headline(rs_report_state *R)
+/* The Top-1 difference over all views and MoE layers (NULL when it has none). */
+static const rs_stats_diff *top1_diff(const rs_stats_comparison *cmp)
+{
+    if (!cmp)
+        return NULL;
+    int cell = rs_stats_cell(cmp->a, cmp->a->views, cmp->a->layers);
+    const rs_stats_diff *df = &cmp->diff[(size_t)cell * RS_STATS_NUM_RATES + RS_STATS_TOP1];
+    return df->valid ? df : NULL;
+}
+
+/* +1 / -1 when the interval lies above / below 0, else 0. */
+static int sign_of(const rs_stats_diff *df)
+{
+    return df->boot_valid && df->boot_lo > 0 ? 1 : df->boot_valid && df->boot_hi < 0 ? -1 : 0;
+}
+
+/* "PRC k=1 (run 3)", or the model's file name when its method is not known. */
+static void short_label(const rs_run_info *r, char *buf, size_t size)
+{
+    rs_family f = rs_render_family_of(r);
+    char stem[160];
+    rs_report_model_stem(r, stem, sizeof stem);
+    snprintf(buf, size, "%s k=%d (run %" PRId64 ")", f == RS_FAMILY_OTHER ? stem : rs_render_family_name(f),
+             r->top_k, r->id);
+}
+
+static void summary_line(rs_report_state *R, int i, const rs_stats_diff *df, char *buf, size_t size)
+{
+    const rs_run_info *r = &R->info[i], *b = &R->info[R->baseline[i]];
+    char rl[200], bl[200];
+    short_label(r, rl, sizeof rl);
+    short_label(b, bl, sizeof bl);
+    static const char *const says[3] = {"lower: less consistent routing",
+                                        "no clear difference (the interval includes 0)",
+                                        "higher: more consistent routing"};
+    int len = snprintf(buf, size, "%s vs %s, %s protocol: Top-1 agreement %+.2f points", rl, bl, r->protocol,
+                       100 * df->value);
+    if (df->boot_valid)
+        len += snprintf(buf + len, size - (size_t)len, " [%+.2f, %+.2f]", 100 * df->boot_lo, 100 * df->boot_hi);
+    snprintf(buf + len, size - (size_t)len, ", %s.", says[sign_of(df) + 1]);
+}
+
+/* Where a pair comparison and the noise comparison of the same two models disagree in sign. */
+static void reversal_line(rs_report_state *R, int i, rs_stats_comparison **cmps, char *buf, size_t size)
+{
+    buf[0] = 0;
+    const rs_stats_diff *df = top1_diff(cmps[i]);
+    if (!df || !rs_report_is_noise(&R->info[i]))
+        return;
+    const char *mi = R->info[i].model_sha256, *mb = R->info[R->baseline[i]].model_sha256;
+    for (int j = 0; j < R->n; j++) {
+        const rs_stats_diff *pj = top1_diff(cmps[j]);
+        if (!pj || rs_report_is_noise(&R->info[j]) || strcmp(R->info[j].model_sha256, mi) ||
+            strcmp(R->info[R->baseline[j]].model_sha256, mb) || sign_of(pj) == 0 || sign_of(pj) == sign_of(df))
+            continue;
+        char rl[200];
+        short_label(&R->info[i], rl, sizeof rl);
+        snprintf(buf, size, "Reversal: under noise the difference %s (%s, %+.2f points, against %+.2f points "
+                 "on the %s protocol, run %" PRId64 ").", sign_of(df) ? "goes the other way" : "vanishes", rl,
+                 100 * df->value, 100 * pj->value, R->info[j].protocol, R->info[j].id);
+        return;
+    }
+}
+
+/* The answer first: each method against V-MoE of the same k, with intervals and signs,
+ * and the reversals between protocols. */
+static void summary(rs_report_state *R, rs_stats_comparison **cmps)
+{
+    rs_doc *d = &R->d;
+    char *lines[128];
+    int n = 0;
+    for (int i = 0; i < R->n && n < 126; i++) {
+        const rs_stats_diff *df = top1_diff(cmps[i]);
+        char buf[1024];
+        if (!df)
+            continue;
+        summary_line(R, i, df, buf, sizeof buf);
+        lines[n++] = strdup(buf);
+        reversal_line(R, i, cmps, buf, sizeof buf);
+        if (buf[0])
+            lines[n++] = strdup(buf);
+    }
+    rs_doc_add(d, RS_DOC_H2, "Summary", NULL);
+    rs_doc_addf(d, RS_DOC_PARA,
+                "Each run against its baseline (the V-MoE run of the same protocol and top-k): the paired "
+                "difference of Top-1 agreement between the two views of each matched patch, all MoE layers and "
+                "views pooled, in percentage points with its %.0f %% paired-bootstrap interval over images%s",
+                100 * R->st[0]->level, n ? "." : ". No run here has a comparable baseline.");
+    if (n)
+        rs_doc_add_list(d, lines, n);
+    for (int k = 0; k < n; k++)
+        free(lines[k]);
+}
+
+/* Headline (Table 2 form). */
+static void headline(rs_report_state *R, rs_stats_comparison **cmps)
 {
     bool any_pair = pairs_only(R);
     headline_text(R, any_pair);
     rs_report_set set = run_set(R);
-    /* owned here, freed after both tables */
-    rs_stats_comparison **cmps = calloc((size_t)R->n, sizeof *cmps);
-    if (!cmps) {
+    rs_stats_comparison **shown = calloc((size_t)R->n, sizeof *shown); /* the headline's runs only */
+    if (!shown) {
         if (!R->d.rc)
             R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
         return;
     }
-    int ncmp = baseline_comparisons(R, any_pair, cmps);
-    rs_doc_add_table(&R->d, rs_report_headline_table(&set, cmps, any_pair), "headline");
-    if (ncmp > 0)
-        rs_doc_add_table(&R->d, rs_report_differences_table(&set, cmps), "differences");
     for (int i = 0; i < R->n; i++)
-        rs_stats_comparison_free(cmps[i]);
-    free(cmps);
+        shown[i] = any_pair && rs_report_is_noise(&R->info[i]) ? NULL : cmps[i];
+    rs_doc_add_table(&R->d, rs_report_headline_table(&set, shown, any_pair), "headline");
+    free(shown);
+}
+
+/* The paired differences of every rate, all runs with a comparable baseline. */
+static void differences(rs_report_state *R, rs_stats_comparison **cmps)
+{
+    int ncmp = 0;
+    for (int i = 0; i < R->n; i++)
+        ncmp += cmps[i] != NULL;
+    if (!ncmp)
+        return;
+    rs_doc_add(&R->d, RS_DOC_H2, "Paired differences", NULL);
+    rs_doc_add(&R->d, RS_DOC_PARA,
+               "Each run against its baseline, the V-MoE run of the same protocol and top-k, over all MoE layers "
+               "and views: the paired difference of every agreement rate (percentage points, paired bootstrap "
+               "over images) and McNemar's p on Top-1.", NULL);
+    rs_report_set set = run_set(R);
+    rs_doc_add_table(&R->d, rs_report_differences_table(&set, cmps), "differences");
 }
 
 /* Accuracy (Table 1 form). */
@@ -184,7 +277,21 @@ static void details(rs_report_state *R)
 
 void rs_report_comparison(rs_report_state *R)
 {
-    headline(R);
+    /* owned here: the comparisons the summary and the tables share */
+    rs_stats_comparison **cmps = calloc((size_t)R->n, sizeof *cmps);
+    if (!cmps) {
+        if (!R->d.rc)
+            R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
+        return;
+    }
+    baseline_comparisons(R, cmps);
+    summary(R, cmps);
+    rs_doc_add(&R->d, RS_DOC_TOC, NULL, NULL);
+    headline(R, cmps);
+    differences(R, cmps);
+    for (int i = 0; i < R->n; i++)
+        rs_stats_comparison_free(cmps[i]);
+    free(cmps);
     accuracy(R);
     curves(R);
     router(R);

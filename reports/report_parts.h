@@ -29,6 +29,8 @@ typedef struct rs_report_state {
 
 /* "run ID: MODEL, k=K, PROTOCOL, seed S" */
 void rs_report_run_label(const rs_run_info *r, char *buf, size_t size);
+/* The model's file name without folder and extension ("fmnist-prc-k1"). */
+void rs_report_model_stem(const rs_run_info *r, char *buf, size_t size);
 /* The run id alone, as it names files and csv/json rows. */
 void rs_report_run_name(const rs_run_info *r, char *buf, size_t size);
 

@@ -14,6 +14,7 @@ void rs_report_single(rs_report_state *R)
     rs_report_run_label(r, rl, sizeof rl);
     rs_report_run_name(r, rn, sizeof rn);
 
+    rs_doc_add(d, RS_DOC_TOC, NULL, NULL);
     rs_doc_add(d, RS_DOC_H2, "Routing consistency", NULL);
     rs_doc_addf(d, RS_DOC_PARA,
          "Agreement of each view's routing with view 0 over matched patch pairs: Top-1 (same first expert), "

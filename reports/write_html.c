@@ -35,7 +35,7 @@ static void html_table(FILE *f, const char *md, const char *name)
             fputs("</h3>\n", f);
         } else if (n > 0 && p[0] == '|') {
             if (!open) {
-                fputs("<table>\n", f);
+                fputs("<div class=\"scroll\"><table>\n", f);
                 open = true;
             }
             if (row != 1) {
@@ -62,7 +62,7 @@ static void html_table(FILE *f, const char *md, const char *name)
             row++;
         } else {
             if (open) {
-                fputs("</table>\n", f);
+                fputs("</table></div>\n", f);
                 open = false;
             }
             if (n > 0) {
@@ -73,10 +73,24 @@ static void html_table(FILE *f, const char *md, const char *name)
         }
     }
     if (open)
-        fputs("</table>\n", f);
+        fputs("</table></div>\n", f);
     fprintf(f, "<p class=\"files\">Files: <a href=\"tables/%s.csv\">tables/%s.csv</a>, "
                "<a href=\"tables/%s.tex\">tables/%s.tex</a></p>\n",
             name, name, name, name);
+}
+
+/* The contents: a link to every section heading. */
+static void html_toc(FILE *f, const rs_doc *d)
+{
+    fputs("<nav class=\"toc\"><h2>Contents</h2>\n<ol>\n", f);
+    for (int i = 0; i < d->n; i++) {
+        if (d->items[i].kind != RS_DOC_H2)
+            continue;
+        fprintf(f, "<li><a href=\"#s%d\">", i);
+        html_esc(f, d->items[i].text, strlen(d->items[i].text));
+        fputs("</a></li>\n", f);
+    }
+    fputs("</ol></nav>\n", f);
 }
 
 int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err)
@@ -98,19 +112,24 @@ int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err)
           "p.note,p.files{font-size:.85em;color:#555}\n"
           "ul.prov{font-size:.85em;font-family:'DejaVu Sans Mono',monospace;word-break:break-all}\n"
           "figure{margin:1em 0}\n"
+          "div.scroll{overflow-x:auto;max-width:100%}\n"
+          "nav.toc ol{margin:.3em 0}\n"
           "</style>\n</head>\n<body>\n",
           f);
     for (int i = 0; i < d->n; i++) {
         const rs_doc_item *it = &d->items[i];
         switch (it->kind) {
         case RS_DOC_H1:
-        case RS_DOC_H2: {
-            const char *h = it->kind == RS_DOC_H1 ? "h1" : "h2";
-            fprintf(f, "<%s>", h);
+            fputs("<h1>", f);
             html_esc(f, it->text, strlen(it->text));
-            fprintf(f, "</%s>\n", h);
+            fputs("</h1>\n", f);
             break;
-        }
+        case RS_DOC_H2: /* anchored by item index, so the contents can link to it */
+            fprintf(f, "<h2 id=\"s%d\">", i);
+            html_esc(f, it->text, strlen(it->text));
+            fputs("</h2>\n", f);
+            break;
+        case RS_DOC_TOC: html_toc(f, d); break;
         case RS_DOC_PARA:
             fputs("<p>", f);
             html_esc(f, it->text, strlen(it->text));

@@ -16,6 +16,20 @@ static void md_esc(FILE *f, const char *s)
     }
 }
 
+/* The contents: the section headings, numbered. */
+static void md_toc(FILE *f, const rs_doc *d)
+{
+    fputs("Contents:\n\n", f);
+    for (int i = 0, k = 1; i < d->n; i++) {
+        if (d->items[i].kind != RS_DOC_H2)
+            continue;
+        fprintf(f, "%d. ", k++);
+        md_esc(f, d->items[i].text);
+        fputc('\n', f);
+    }
+    fputc('\n', f);
+}
+
 int rs_doc_write_md(const rs_doc *d, const char *path, rs_error *err)
 {
     FILE *f = fopen(path, "w");
@@ -27,6 +41,7 @@ int rs_doc_write_md(const rs_doc *d, const char *path, rs_error *err)
         case RS_DOC_H1: fputs("# ", f); md_esc(f, it->text); fputs("\n\n", f); break;
         case RS_DOC_H2: fputs("## ", f); md_esc(f, it->text); fputs("\n\n", f); break;
         case RS_DOC_PARA: md_esc(f, it->text); fputs("\n\n", f); break;
+        case RS_DOC_TOC: md_toc(f, d); break;
         case RS_DOC_LIST: {
             const char *rest = it->text, *p;
             size_t n;
@@ -46,9 +61,8 @@ int rs_doc_write_md(const rs_doc *d, const char *path, rs_error *err)
                     it->file, it->file, it->file);
             break;
         case RS_DOC_FIGURE:
-            fputs("![", f);
-            md_esc(f, it->text);
-            fprintf(f, "](%s)\n\n", it->file);
+            /* the caption once, under the image (alt text: the file) */
+            fprintf(f, "![%s](%s)\n\n", it->file, it->file);
             md_esc(f, it->text);
             fputs("\n\n", f);
             break;

@@ -20,7 +20,7 @@ db=$tmp/r.db
 expect "three runs replayed" [ "$(sqlite3 "$db" "SELECT count(*) FROM runs WHERE status='done'" 2>/dev/null || echo 3)" = 3 ]
 
 # refs FILE: the local files FILE links to (src=/href= in HTML, ](...) in Markdown).
-refs_html() { grep -o -E '(src|href)="[^"]*"' "$1" | sed -E 's/^(src|href)="//; s/"$//'; }
+refs_html() { grep -o -E '(src|href)="[^"#][^"]*"' "$1" | sed -E 's/^(src|href)="//; s/"$//'; } # in-page anchors (#sN) aside
 refs_md() { grep -o -E '\]\([^)]*\)' "$1" | sed -E 's/^\]\(//; s/\)$//'; }
 all_exist() { # DIR LIST-FILE
   local n=0
@@ -39,6 +39,14 @@ pdf_pages() {
 same_bytes() { # DIR_A DIR_B: the same file list and every file identical
   [ "$(cd "$1" && find . -type f | sort)" = "$(cd "$2" && find . -type f | sort)" ] || return 1
   (cd "$1" && find . -type f) | while read -r f; do cmp -s "$1/$f" "$2/$f" || { echo "     differs: $f"; exit 1; }; done
+}
+no_thin_pages() { # PDF: every page has a figure or more than two lines of text
+  local n i t im; n=$(pdf_pages "$1")
+  for i in $(seq 1 "$n"); do
+    t=$(pdftotext -f "$i" -l "$i" -layout "$1" - 2>/dev/null | grep -c '[[:alnum:]]')
+    im=$(pdfimages -list -f "$i" -l "$i" "$1" 2>/dev/null | tail -n +3 | wc -l)
+    [ "$t" -gt 2 ] || [ "$im" -gt 0 ] || { echo "     page $i: $t lines, $im images"; return 1; }
+  done
 }
 check_report() { # NAME DIR: files, links, pages, provenance
   local name=$1 dir=$2
@@ -62,6 +70,11 @@ check_report() { # NAME DIR: files, links, pages, provenance
     expect "$name: provenance in $f" sh -c "grep -q 'routerscope 0' '$dir/$f' && grep -q 'sha256' '$dir/$f' && grep -q 'report --db' '$dir/$f' && grep -q 'seed' '$dir/$f'"
   done
   expect "$name: no NaN" sh -c "! grep -qiw nan '$dir/report.md'"
+  if command -v pdftotext >/dev/null && command -v pdfimages >/dev/null; then
+    expect "$name: no near-empty PDF page (no figure and <= 2 lines of text)" no_thin_pages "$dir/report.pdf"
+  fi
+  expect "$name: tables scroll in their own box" sh -c "! grep -q '<table>' '$dir/index.html' || grep -q '<div class=\"scroll\"><table>' '$dir/index.html'"
+  expect "$name: provenance is the last section" sh -c "grep '^## ' '$dir/report.md' | tail -1 | grep -q 'Appendix: provenance'"
 }
 
 # --- one run -----------------------------------------------------------------------------------
@@ -93,22 +106,23 @@ expect "runs 1,3: largest differences table" \
 (cd "$tmp/a" && "$rs" report --db "$db" --runs 1,1 --out self --resamples 100 --images 0 >/dev/null 2>"$tmp/err")
 expect "a run against itself: paired difference 0" grep -Eq '\| run 1 .*\| overall .*\+?0\.00 \[' "$tmp/a/self/report.md"
 
-# Baselines: a run is compared with the first earlier run of its protocol and top-k, else of its
-# protocol. Runs 4 (k = 1), 1 (k = 2), 1 again: the second k = 2 entry is read against run 1.
+# Baselines: a run is compared with an earlier V-MoE run of its protocol and top-k, never across
+# k. Runs 4 (k = 1), 1 (k = 2), 1 again: only the second k = 2 entry has a baseline, run 1.
 k1=$(dirname "$model")/fmnist-vmoe-k1.safetensors
 if [ -f "$k1" ]; then
   "$rs" replay "$k1" --data fashion-mnist:test --limit 100 --db "$db" --threads 1 >/dev/null 2>&1          # run 4
   (cd "$tmp/a" && "$rs" report --db "$db" --runs 4,1,1 --out base --resamples 100 --images 0 >/dev/null 2>"$tmp/err")
-  expect "baselines by protocol and top-k" grep -q '(run 1 vs run 4, run 1 vs run 1)' "$tmp/a/base/report.md"
+  expect "baselines by protocol and top-k, not across k" \
+    sh -c "grep -q 'V-MoE k=2 (run 1) vs V-MoE k=2 (run 1)' '$tmp/a/base/report.md' && ! grep -q 'vs V-MoE k=1 (run 4)' '$tmp/a/base/report.md'"
   expect "the second k = 2 entry: paired difference 0 to its k = 2 baseline" \
     sh -c "grep -E '^\| run 1 .*\| overall ' '$tmp/a/base/report.md' | tail -1 | grep -Eq '\+?0\.00 \['"
   # csv rows carry their run: run 4's and run 1's headline rows, and the differences table's
-  # rows "RUN,,all,vs_runBASELINE_METRIC": run 1 against run 4, run 1 against itself (0, p 1)
+  # rows "RUN,,all,vs_runBASELINE_METRIC": run 1 against itself (0, p 1), never against run 4
   csv=$tmp/a/base/tables
   expect "headline.csv: rows of run 4 and run 1" \
     sh -c "grep -q '^4,all,[^,]*,top1,' '$csv/headline.csv' && grep -q '^1,all,[^,]*,top1,' '$csv/headline.csv'"
-  expect "differences.csv: run 1 vs run 4 and run 1 vs itself" \
-    sh -c "grep -q '^1,,all,vs_run4_top1_diff,' '$csv/differences.csv' && grep -Eq '^1,,all,vs_run1_top1_diff,(0|-?0\.0*),' '$csv/differences.csv'"
+  expect "differences.csv: run 1 vs itself, not vs run 4 (k differs)" \
+    sh -c "! grep -q '^1,,all,vs_run4_top1_diff,' '$csv/differences.csv' && grep -Eq '^1,,all,vs_run1_top1_diff,(0|-?0\.0*),' '$csv/differences.csv'"
   expect "differences.csv: McNemar p = 1 for a run against itself" \
     grep -Eq '^1,,all,vs_run1_mcnemar_p,1,' "$csv/differences.csv"
 else
