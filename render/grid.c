@@ -2,6 +2,7 @@
 #include "grid.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,22 @@ static cairo_t *scratch_cr(cairo_surface_t **s)
 {
     *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
     return cairo_create(*s);
+}
+
+/* The noise protocol's σ per severity (ImageNet-C), to title its columns. */
+static const double noise_sigma[5] = {0.08, 0.12, 0.18, 0.26, 0.38};
+
+/* View V's column head: its severity and σ for a noise view, else its number. */
+static void column_head(const rs_run_info *run, int v, char *buf, size_t size)
+{
+    int sev = 0;
+    const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : NULL;
+    if (spec && sscanf(spec, "noise:severity=%d", &sev) == 1 && sev >= 1 && sev <= 5 && !strchr(spec, '+'))
+        snprintf(buf, size, "\u03c3 = %.2f (severity %d)", noise_sigma[sev - 1], sev);
+    else if (spec && v == 0 && !strcmp(spec, "clean"))
+        snprintf(buf, size, "clean (reference)");
+    else
+        snprintf(buf, size, v == 0 ? "view 0 (reference)" : "view %d", v);
 }
 
 int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, const char *path,
@@ -52,6 +69,12 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
     g.gap_y = 16;
     g.left = MARGIN + LABEL_W;
     g.top = MARGIN + TITLE_SIZE + 6 + (n - 1) * LINE_H + 10 + HEAD_SIZE + 6;
+    /* the views' pixels get a row of their own above the cells, so no cell's colour is
+       ever mixed with the image */
+    bool thumbs = ctx && ctx->pixels;
+    double thumb_top = g.top;
+    if (thumbs)
+        g.top += g.panel_h + g.gap_y;
 
     /* Legend: one swatch per expert, wrapped; then the two markings. */
     cairo_surface_t *ss;
@@ -94,10 +117,22 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         y += LINE_H;
         rs_text(cr, MARGIN, y, LINE_SIZE, false, 0, lines[i]);
     }
-    /* Column heads. */
+    /* Column heads, over the thumbnails when there are some. */
     for (int v = 0; v < V; v++) {
-        snprintf(buf, sizeof buf, v == 0 ? "view 0 (reference)" : "view %d", v);
-        rs_text(cr, g.left + v * (g.panel_w + g.gap_x) + g.panel_w / 2, g.top - 7, HEAD_SIZE, true, 0.5, buf);
+        column_head(run, v, buf, sizeof buf);
+        rs_text(cr, g.left + v * (g.panel_w + g.gap_x) + g.panel_w / 2, thumb_top - 7, HEAD_SIZE, true, 0.5, buf);
+        if (thumbs) {
+            double px = g.left + v * (g.panel_w + g.gap_x);
+            rs_render_view_image(cr, ctx, v, px, thumb_top, g.panel_w, g.panel_h, 1.0);
+            cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+            cairo_set_line_width(cr, 1.0);
+            cairo_rectangle(cr, px, thumb_top, g.panel_w, g.panel_h);
+            cairo_stroke(cr);
+        }
+    }
+    if (thumbs) {
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        rs_text(cr, MARGIN, thumb_top + g.panel_h / 2 + 4, HEAD_SIZE, true, 0, "the view");
     }
     /* Rows. */
     for (int l = 0; l < L; l++) {
@@ -111,7 +146,6 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         }
         for (int v = 0; v < V; v++) {
             double px = g.left + v * (g.panel_w + g.gap_x);
-            rs_render_view_image(cr, ctx, v, px, py, g.panel_w, g.panel_h, 1.0);
             const int16_t *match = r->match + (size_t)v * r->patches;
             for (int j = 0; j < r->patches; j++) {
                 double x, yy, rgb[3], txt[3];
@@ -121,9 +155,9 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
                 bool unmatched = v > 0 && match[j] < 0;
                 cairo_rectangle(cr, x, yy, g.cell, g.cell);
                 if (unmatched)
-                    cairo_set_source_rgba(cr, 0.82, 0.82, 0.82, 0.85);
+                    cairo_set_source_rgb(cr, 0.82, 0.82, 0.82);
                 else
-                    cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], RS_GRID_CELL_ALPHA);
+                    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
                 cairo_fill(cr);
                 if (unmatched) {
                     cairo_set_source_rgb(cr, 0.45, 0.45, 0.45);
@@ -131,11 +165,7 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
                     rs_hatch(cr, x, yy, g.cell, g.cell, 5);
                     txt[0] = txt[1] = txt[2] = 0.25;
                 } else {
-                    /* Text colour against the blend of the fill over a mid-grey image. */
-                    double blend[3];
-                    for (int k = 0; k < 3; k++)
-                        blend[k] = RS_GRID_CELL_ALPHA * rgb[k] + (1 - RS_GRID_CELL_ALPHA) * (ctx && ctx->pixels ? 0.5 : 1.0);
-                    rs_palette_text_on(blend, txt);
+                    rs_palette_text_on(rgb, txt);
                 }
                 snprintf(buf, sizeof buf, "%d", e);
                 cairo_set_source_rgb(cr, txt[0], txt[1], txt[2]);

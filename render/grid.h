@@ -1,9 +1,10 @@
 /* grid.h — the expert-selection grid of one image (as in the PRC work's figures).
  *
- * One column of panels per view (view 0, the reference, first), one row per MoE layer.
- * Each panel is the view's image (faint, when the context has pixels) under a grid_h x
- * grid_w grid of cells: a cell is filled with its patch's top-1 expert colour
- * (rs_palette_expert, at RS_GRID_CELL_ALPHA over the image) and shows the expert id.
+ * One column of panels per view (view 0, the reference, first), headed by the view's
+ * number (a noise view: its σ and severity); when the context has pixels, a first row of
+ * the views' images, then one row per MoE layer. Each panel is a grid_h x grid_w grid of
+ * cells: a cell is filled with exactly its patch's top-1 expert colour (rs_palette_expert,
+ * the legend's colour; nothing is blended under it) and shows the expert id.
  * In the other views, a cell whose top-1 differs from the matched patch of view 0 has a
  * thick red border drawn inside the cell (RS_GRID_CHANGED_R, _G, _B); a patch without a match
  * in view 0 is hatched grey. The title names the model (sha256 prefix), run, image, label,
@@ -15,7 +16,6 @@
 
 #include "render.h"
 
-#define RS_GRID_CELL_ALPHA 0.7
 #define RS_GRID_CHANGED_WIDTH 3.0 /* units, inside the cell */
 #define RS_GRID_CHANGED_R 0.86 /* the red of changed cells: (0.86, 0, 0) */
 #define RS_GRID_CHANGED_G 0.0

@@ -33,8 +33,8 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
         R->d.rc = rc;
         return;
     }
-    /* The faint image under the cells when the run's data can still be read; the grid
-     * stands without it. */
+    /* The views' thumbnails when the run's data can still be read; the grid stands
+     * without them. */
     rs_error no_pixels;
     float *pixels = NULL;
     rs_render_context ctx;
@@ -48,8 +48,8 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
     }
     rs_report_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
-             "Expert-selection grid of image %d, %s: top-1 expert per patch, one row per MoE layer; red borders "
-             "where the expert differs from view 0's matched patch, hatched cells have no match.",
+             "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
+             "layer; red borders where the expert differs from view 0's matched patch, hatched cells have no match.",
              image, rl);
     rs_report_figure(R, file, caption);
 }

@@ -2,7 +2,7 @@
  * a class token, E = 4. View 0's top-1 at patch j is j % 4; view 1 equals it except patch 4
  * (changed to (4+1) % 4 = 1) in layer 0, and its patch 8 has no match in view 0.
  * Checked: in the grid PNG the border of the changed cell is red and an unchanged one's is
- * not, cell colours follow the palette, the unmatched cell is not an expert colour; PDF page
+ * not, cell fills are exactly the palette colours (with and without the views' pixels), the unmatched cell is not an expert colour; PDF page
  * count (pdfinfo when installed) and identical bytes for two renderings; SVG is well
  * formed at its ends; heatmap values by hand; plots render; bad extensions are refused. */
 #include <math.h>
@@ -136,6 +136,54 @@ static void pixel(cairo_surface_t *img, const rs_grid_layout *g, double x, doubl
 
 static bool is_red(const int rgb[3]) { return rgb[0] > 180 && rgb[1] < 50 && rgb[2] < 50; }
 
+/* Every matched cell's fill, away from the digit and the border, is exactly its expert's
+ * palette colour (the legend's), to PNG rounding. */
+static void check_fills(cairo_surface_t *img, const rs_grid_layout *g, const rs_image_routing *r)
+{
+    int c[3];
+    double x, y;
+    for (int v = 0; v < V; v++) {
+        for (int l = 0; l < L; l++) {
+            for (int j = 0; j < NP; j++) {
+                if (v == 1 && j == 8)
+                    continue;
+                double rgb[3];
+                rs_palette_expert(rs_image_top1(r, v, l, j), E, rgb);
+                rs_grid_cell_xy(g, GW, v, l, j, &x, &y);
+                pixel(img, g, x + g->cell * 0.2, y + g->cell * 0.2, c);
+                for (int k = 0; k < 3; k++) {
+                    double want = 255 * rgb[k];
+                    if (fabs(c[k] - want) > 1)
+                        print_message("view %d layer %d patch %d channel %d: %d, want %.1f\n", v, l, j, k, c[k], want);
+                    assert_true(fabs(c[k] - want) <= 1);
+                }
+            }
+        }
+    }
+}
+
+/* With the views' pixels in the context (a dark-to-light ramp), the cells keep the exact
+ * palette colours: the image is a thumbnail of its own, never under the cells. */
+static void test_grid_fills_with_image(void **state)
+{
+    (void)state;
+    rs_image_routing r;
+    load(&r);
+    enum { H = 12, W = 12 };
+    static float px[V * H * W];
+    for (int i = 0; i < V * H * W; i++)
+        px[i] = (float)(i % W) / (W - 1);
+    rs_render_context ctx = {.run = &info, .pixels = px, .channels = 1, .height = H, .width = W};
+    rs_grid_layout g;
+    rs_error err = {0};
+    assert_int_equal(rs_render_grid(&r, &ctx, scratch("gi.png"), &g, &err), 0);
+    cairo_surface_t *img = cairo_image_surface_create_from_png(scratch("gi.png"));
+    assert_int_equal(cairo_surface_status(img), CAIRO_STATUS_SUCCESS);
+    check_fills(img, &g, &r);
+    cairo_surface_destroy(img);
+    rs_image_routing_free(&r);
+}
+
 static void test_grid_png(void **state)
 {
     (void)state;
@@ -167,26 +215,7 @@ static void test_grid_png(void **state)
         pixel(img, &g, x + 1.5, y + g.cell / 2, c);
         assert_false(is_red(c));
     }
-    /* Cell colours: the palette at RS_GRID_CELL_ALPHA over white (no image), away from the
-     * digit and the border. */
-    for (int v = 0; v < V; v++) {
-        for (int l = 0; l < L; l++) {
-            for (int j = 0; j < NP; j++) {
-                if (v == 1 && j == 8)
-                    continue;
-                double rgb[3];
-                rs_palette_expert(rs_image_top1(&r, v, l, j), E, rgb);
-                rs_grid_cell_xy(&g, GW, v, l, j, &x, &y);
-                pixel(img, &g, x + g.cell * 0.2, y + g.cell * 0.2, c);
-                for (int k = 0; k < 3; k++) {
-                    double want = 255 * (RS_GRID_CELL_ALPHA * rgb[k] + (1 - RS_GRID_CELL_ALPHA));
-                    if (fabs(c[k] - want) > 3)
-                        print_message("view %d layer %d patch %d channel %d: %d, want %.1f\n", v, l, j, k, c[k], want);
-                    assert_true(fabs(c[k] - want) <= 3);
-                }
-            }
-        }
-    }
+    check_fills(img, &g, &r);
     /* The palette: E <= 10 colours are distinct. */
     for (int a = 0; a < 10; a++) {
         for (int b = a + 1; b < 10; b++) {
@@ -339,6 +368,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grid_png),
+        cmocka_unit_test(test_grid_fills_with_image),
         cmocka_unit_test(test_grid_svg),
         cmocka_unit_test(test_grid_pdf),
         cmocka_unit_test(test_heatmap),
