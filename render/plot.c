@@ -35,6 +35,28 @@ static void run_title(const rs_run_info *run, char *buf, size_t size)
              run && run->protocol ? run->protocol : "?", run ? run->images_done : 0);
 }
 
+/* Run I's colour: its family's hue (V-MoE, PRC, other), a darker shade for a larger k. */
+static void run_colour(const rs_run_info *const *runs, int num_runs, int i, double rgb[3])
+{
+    int max_k = 1;
+    for (int j = 0; j < num_runs; j++)
+        if (runs[j] && runs[j]->top_k > max_k)
+            max_k = runs[j]->top_k;
+    rs_palette_family(rs_render_family_of(runs[i]), runs[i] ? runs[i]->top_k : 1, max_k, rgb);
+}
+
+/* Pair and noise runs measure different things (two crops vs clean and noisy views):
+ * never in one chart. RS_EINVAL naming the first run whose protocol differs. */
+static int one_protocol(const rs_run_info *const *runs, int num_runs, const char *what, rs_error *err)
+{
+    for (int i = 1; i < num_runs; i++)
+        if (runs[i] && runs[0] && strcmp(runs[i]->protocol, runs[0]->protocol))
+            return rs_error_set(err, RS_EINVAL, "%s: run %lld is a %s run and run %lld a %s run: draw them apart",
+                                what, (long long)runs[0]->id, runs[0]->protocol, (long long)runs[i]->id,
+                                runs[i]->protocol);
+    return 0;
+}
+
 /* What a sweep plots at view V of a run: Top-1 agreement with view 0 (views 1..V-1) or
  * accuracy (views 0..V-1), with the bootstrap band (Wilson where there is none). */
 typedef enum sweep_metric { SWEEP_TOP1, SWEEP_ACCURACY } sweep_metric;
@@ -131,6 +153,14 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     sweep_frame f = {.first = metric == SWEEP_ACCURACY ? 0 : 1, .layer = layer, .metric = metric};
     if (num_runs < 1)
         return rs_error_set(err, RS_EINVAL, "sweep: no runs");
+    for (int i = 0; i < num_runs; i++)
+        if (runs[i] && !strcmp(runs[i]->protocol, "pair"))
+            return rs_error_set(err, RS_EINVAL,
+                                "run %lld is a pair run: its views are two random crops, not severities, so there "
+                                "is no sweep to draw (use a noise or custom run)", (long long)runs[i]->id);
+    int rc = one_protocol(runs, num_runs, metric == SWEEP_ACCURACY ? "accuracy" : "sweep", err);
+    if (rc)
+        return rc;
     for (int i = 0; i < num_runs; i++) {
         if (layer >= stats[i]->layers)
             return rs_error_set(err, RS_EINVAL, "layer %d out of range (run %lld has %d MoE layers)", layer,
@@ -140,9 +170,9 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     }
     if (f.nx < 1)
         return rs_error_set(err, RS_EINVAL, "sweep: the runs have no view besides the reference");
-    double pw = fmax(320.0, 90.0 * f.nx), ph = 260, left = MARGIN + 44, top = MARGIN + 13 + 10 + 10;
+    double pw = fmax(320.0, 90.0 * f.nx), ph = 260, left = MARGIN + 60, top = MARGIN + 13 + 10 + 10;
     double legend_h = 16.0 * num_runs;
-    double width = left + pw + MARGIN + 10, height = top + ph + 40 + legend_h + MARGIN;
+    double width = left + pw + MARGIN + 10, height = top + ph + 56 + legend_h + MARGIN;
     char buf[256];
     if (metric == SWEEP_ACCURACY)
         snprintf(buf, sizeof buf, "Accuracy per view (Wilson interval)");
@@ -151,11 +181,22 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     else
         snprintf(buf, sizeof buf, "Top-1 agreement with view 0, MoE layer %d", layer);
     rs_canvas cv;
-    int rc = rs_figure_open(&cv, path, width, height, buf, NULL, err);
+    rc = rs_figure_open(&cv, path, width, height, buf, NULL, err);
     if (rc)
         return rc;
     cairo_t *cr = cv.cr;
     f.ax = (rs_axes){.x = left, .y = top, .w = pw, .h = ph, .lo = sweep_floor(stats, num_runs, &f), .hi = 1};
+    /* axis titles: what the values are, and what the views are */
+    cairo_save(cr);
+    cairo_translate(cr, MARGIN + 10, top + ph / 2);
+    cairo_rotate(cr, -M_PI / 2);
+    rs_text(cr, 0, 0, 10, false, 0.5,
+            metric == SWEEP_ACCURACY ? "accuracy (share of images)" : "Top-1 agreement (share of matched patches)");
+    cairo_restore(cr);
+    rs_text(cr, left + pw / 2, top + ph + 30, 10, false, 0.5,
+            strcmp(runs[0]->protocol, "noise") ? "view"
+            : metric == SWEEP_ACCURACY ? "view: clean, then Gaussian noise severity (\u03c3 = 0.08 \u2026 0.38)"
+                                       : "Gaussian noise severity (\u03c3 = 0.08 \u2026 0.38)");
     int nt = (int)lround((1 - f.ax.lo) * 10); /* the floor is a multiple of 0.1: a line every 0.1 */
     rs_axes_ticks(cr, &f.ax, &(rs_ticks){.step = 0.1, .count = nt, .grid = 0.88, .label_every = nt <= 5 ? 1 : 2,
                                          .fmt = "%.2f", .size = 9, .grey = 0, .dx = 5, .dy = 3.5});
@@ -166,9 +207,9 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     }
     for (int i = 0; i < num_runs; i++) {
         double rgb[3];
-        rs_palette_series(i, num_runs, rgb);
+        run_colour(runs, num_runs, i, rgb);
         sweep_series(cr, &f, stats[i], rgb);
-        double ly = top + ph + 32 + 16 * i;
+        double ly = top + ph + 48 + 16 * i;
         cairo_rectangle(cr, left, ly - 8, 18, 8);
         cairo_fill(cr);
         cairo_set_source_rgb(cr, 0, 0, 0);
@@ -357,11 +398,12 @@ static bool router_value(const rs_stats *st, int m, int l, double *out)
 
 /* Run I's bar of value V in a group starting at GX (bars BW wide), on the panel's axes AX,
  * labelled with V where the label fits. */
-static void router_bar(cairo_t *cr, const rs_axes *ax, double gx, double bw, int i, int num_runs, double v)
+static void router_bar(cairo_t *cr, const rs_axes *ax, double gx, double bw, int i, const rs_run_info *const *runs,
+                       int num_runs, double v)
 {
     double rgb[3];
     char buf[64];
-    rs_palette_series(i, num_runs, rgb);
+    run_colour(runs, num_runs, i, rgb);
     double h = ax->h * v / ax->hi;
     cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
     cairo_rectangle(cr, gx + i * bw + 1, ax->y + ax->h - h, bw - 2, h);
@@ -376,8 +418,8 @@ static void router_bar(cairo_t *cr, const rs_axes *ax, double gx, double bw, int
 }
 
 /* The bars of MoE slot L (L == LMAX: pooled) of metric M, one per run. */
-static void router_group(cairo_t *cr, const rs_axes *ax, const rs_stats *const *stats, int num_runs, int m, int l,
-                         int lmax)
+static void router_group(cairo_t *cr, const rs_axes *ax, const rs_stats *const *stats,
+                         const rs_run_info *const *runs, int num_runs, int m, int l, int lmax)
 {
     double gw = ax->w / (lmax + 1), bw = fmin(18.0, (gw - 10) / num_runs);
     double gx = ax->x + l * gw + (gw - bw * num_runs) / 2, v;
@@ -390,7 +432,7 @@ static void router_group(cairo_t *cr, const rs_axes *ax, const rs_stats *const *
             rs_text(cr, gx + (i + 0.5) * bw, ax->y + ax->h - 3, 7, false, 0.5, "n/a");
             continue;
         }
-        router_bar(cr, ax, gx, bw, i, num_runs, v);
+        router_bar(cr, ax, gx, bw, i, runs, num_runs, v);
     }
 }
 
@@ -423,7 +465,7 @@ static void router_panel(cairo_t *cr, const rs_stats *const *stats, const rs_run
             rs_text(cr, ax.x + (l + 0.5) * gw, below, 8.5, false, 0.5, "all");
             continue;
         }
-        router_group(cr, &ax, stats, num_runs, m, l, lmax);
+        router_group(cr, &ax, stats, runs, num_runs, m, l, lmax);
         cairo_set_source_rgb(cr, 0, 0, 0);
         if (l == lmax)
             snprintf(buf, sizeof buf, "all");
@@ -438,7 +480,7 @@ static void router_legend(cairo_t *cr, const rs_run_info *const *runs, int num_r
     char buf[256];
     for (int i = 0; i < num_runs; i++) {
         double rgb[3];
-        rs_palette_series(i, num_runs, rgb);
+        run_colour(runs, num_runs, i, rgb);
         cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
         cairo_rectangle(cr, MARGIN, ly + 15.0 * i, 10, 10);
         cairo_fill(cr);
@@ -457,6 +499,9 @@ int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *run
 {
     if (num_runs < 1)
         return rs_error_set(err, RS_EINVAL, "router figure: no runs");
+    int rc = one_protocol(runs, num_runs, "router figure", err);
+    if (rc)
+        return rc;
     int L = stats[0]->layers;
     for (int i = 1; i < num_runs; i++)
         if (stats[i]->layers > L)
@@ -466,7 +511,7 @@ int rs_render_router(const rs_stats *const *stats, const rs_run_info *const *run
     double legend_h = 15.0 * num_runs + 6, top = MARGIN + 20;
     double width = 2 * colw, height = top + 2 * rowh + legend_h + MARGIN;
     rs_canvas cv;
-    int rc = rs_figure_open(&cv, path, width, height, NULL, NULL, err);
+    rc = rs_figure_open(&cv, path, width, height, NULL, NULL, err);
     if (rc)
         return rc;
     /* a point higher than the other plots' titles: the panels' own titles follow closely */

@@ -211,29 +211,44 @@ static void curves(rs_report_state *R)
         d->rc = rs_render_sweep(nst, nri, nn, -1, path, d->err);
     rs_report_figure(R, "sweep.png",
            "Top-1 agreement with the clean view against the noise severity for every noise run, all MoE layers "
-           "pooled, with bootstrap bands.");
+           "pooled, with bootstrap bands (blue: V-MoE, orange: PRC; darker: larger k; the model family is read "
+           "from the checkpoint's file name).");
     rs_report_fig_path(R, "accuracy.png", path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_accuracy(nst, nri, nn, path, d->err);
     rs_report_figure(R, "accuracy.png", "Accuracy against the noise severity for every noise run, with Wilson bands.");
 }
 
-/* Router figures of all runs. */
+/* Router figures: one per protocol, since pair and noise runs never share a chart. */
 static void router(rs_report_state *R)
 {
     rs_doc *d = &R->d;
-    char path[4096];
-    rs_doc_add(d, RS_DOC_H2, "Router figures", NULL);
-    rs_report_fig_path(R, "router.png", path, sizeof path);
     const rs_run_info **ri = malloc(sizeof *ri * (size_t)R->n);
-    if (!ri && !d->rc)
+    const rs_stats **st = malloc(sizeof *st * (size_t)R->n);
+    if ((!ri || !st) && !d->rc)
         d->rc = rs_error_set(d->err, RS_ENOMEM, "out of memory");
-    for (int i = 0; ri && i < R->n; i++)
-        ri[i] = &R->info[i];
-    if (!d->rc)
-        d->rc = rs_render_router((const rs_stats *const *)R->st, ri, R->n, path, d->err);
+    rs_doc_add(d, RS_DOC_H2, "Router figures", NULL);
+    for (int i = 0; ri && st && !d->rc && i < R->n; i++) {
+        bool first = true; /* the first run of its protocol draws them all */
+        for (int j = 0; j < i; j++)
+            first = first && strcmp(R->info[j].protocol, R->info[i].protocol);
+        if (!first)
+            continue;
+        int n = 0;
+        for (int j = i; j < R->n; j++)
+            if (!strcmp(R->info[j].protocol, R->info[i].protocol))
+                ri[n] = &R->info[j], st[n++] = R->st[j];
+        char file[96], path[4096], caption[256];
+        snprintf(file, sizeof file, "router-%s.png", R->info[i].protocol);
+        rs_report_fig_path(R, file, path, sizeof path);
+        d->rc = rs_render_router(st, ri, n, path, d->err);
+        snprintf(caption, sizeof caption,
+                 "PRC score, JSD, routing entropy and load CV per MoE layer for every %s run (blue: V-MoE, "
+                 "orange: PRC; darker: larger k).", R->info[i].protocol);
+        rs_report_figure(R, file, caption);
+    }
     free(ri);
-    rs_report_figure(R, "router.png", "PRC score, JSD, routing entropy and load CV per MoE layer for every run.");
+    free(st);
 }
 
 static bool holds(const rs_run_info *r, int image)

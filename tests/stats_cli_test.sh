@@ -111,6 +111,11 @@ for bad in 18446744073709551616 -1 ' 7' 7x; do
   "$rs" compare --db "$db" 1 2 --seed "$bad" >/dev/null 2>"$tmp/err"
   expect "compare --seed '$bad': exit 2" failed_with $? 2 "--seed wants an unsigned integer"
 done
+# plots: a sweep of a pair run is refused in one line; pair and noise never share a chart
+"$rs" render sweep --db "$db" --run 1 --out "$tmp/s.png" >/dev/null 2>"$tmp/err"
+expect "render sweep of a pair run: exit 1, one line" failed_with $? 1 "run 1 is a pair run"
+"$rs" render sweep --db "$db" --run 3 --out "$tmp/s.png" >/dev/null 2>"$tmp/err"
+expect "render sweep of a noise run draws it" sh -c "[ $? = 0 ] && [ -s '$tmp/s.png' ]"
 "$rs" stats --db "$tmp/missing.db" >/dev/null 2>"$tmp/err"
 expect "missing database: exit 1, one line" failed_with $? 1 "missing.db"
 expect "and creates none" [ ! -e "$tmp/missing.db" ]
