@@ -14,6 +14,16 @@ static const char *const mcnemar_note =
     "McNemar treats matched patches as independent; patches of one image are correlated, so its "
     "p-value is optimistic. The paired bootstrap over images is the primary comparison.";
 
+/* McNemar's p of M into cell (ROW, COL), the same in `compare` and in the report: three
+ * significant digits, and below double's range only the bound "< 1e-300". */
+static void set_p(rs_table *t, int row, int col, const rs_stats_mcnemar *m)
+{
+    if (m->valid && m->p < 1e-300)
+        rs_table_set_text(t, row, col, "< 1e-300");
+    else if (m->valid)
+        rs_table_set_number(t, row, col, m->p, -1, m->pairs);
+}
+
 /* ---- compare: run B against run A --------------------------------------------------------- */
 
 static void compare_rows(rs_table *t, const rs_run_info *ia, const rs_stats_comparison *cmp, int v, int l)
@@ -70,7 +80,7 @@ static void mcnemar_row(rs_table *t, const rs_run_info *ia, const rs_stats_compa
     rs_table_set_count(t, r, 4, m->c);
     if (m->valid) {
         rs_table_set_number(t, r, 5, m->chi2, 3, m->pairs);
-        rs_table_set_number(t, r, 6, m->p, -1, m->pairs);
+        set_p(t, r, 6, m);
     }
 }
 
@@ -154,6 +164,8 @@ static void differences_row(rs_table *t, const rs_report_set *set, int i, const 
     char rl[200], bl[200], id[32], vs[40];
     run_model(r, rl, sizeof rl);
     run_model(b, bl, sizeof bl);
+    size_t len = strlen(rl);
+    snprintf(rl + len, sizeof rl - len, ", %s", r->protocol);
     snprintf(id, sizeof id, "%" PRId64, r->id);
     snprintf(vs, sizeof vs, "vs_run%" PRId64, b->id);
     int row = rs_table_add_row(t, NULL, "all", vs);
@@ -166,11 +178,7 @@ static void differences_row(rs_table *t, const rs_report_set *set, int i, const 
         if (df->valid)
             rs_table_set_diff(t, row, 2 + k, df->value, df->boot_valid, df->boot_lo, df->boot_hi);
     }
-    const rs_stats_mcnemar *mc = &cmp->mcnemar[cell];
-    if (mc->valid && mc->p < 1e-300) /* below double's range the p-value is only a bound */
-        rs_table_set_text(t, row, 6, "< 1e-300");
-    else if (mc->valid)
-        rs_table_set_number(t, row, 6, mc->p, -1, mc->pairs);
+    set_p(t, row, 6, &cmp->mcnemar[cell]);
 }
 
 rs_table *rs_report_differences_table(const rs_report_set *set, rs_stats_comparison *const *cmps)

@@ -136,7 +136,9 @@ int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err)
             fputs("</p>\n", f);
             break;
         case RS_DOC_LIST: {
-            fputs("<ul class=\"prov\">\n", f);
+            /* the appendix's provenance lines are commands and hashes: monospaced */
+            bool prov = i > 0 && d->items[i - 1].kind == RS_DOC_H2 && !strncmp(d->items[i - 1].text, "Appendix", 8);
+            fputs(prov ? "<ul class=\"prov\">\n" : "<ul>\n", f);
             const char *rest = it->text, *line;
             size_t n;
             while (rs_doc_next_line(&rest, &line, &n)) {

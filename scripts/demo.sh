@@ -20,18 +20,22 @@ models=(models/fmnist-vmoe-k1.safetensors models/fmnist-prc-k1.safetensors
         models/fmnist-vmoe-k2.safetensors models/fmnist-prc-k2.safetensors)
 
 run_id() { grep -oE '^run [0-9]+' | head -1 | cut -d' ' -f2; }
+# replay ARGS: shows replay's lines on stderr and prints the run id. The lines go through
+# our own stderr descriptor: `tee /dev/stderr` reopened the log file at offset 0 when
+# stderr was redirected to one, leaving NUL bytes in it.
+replay() { local out; out=$("$rs" replay "$@") || return 1; printf '%s\n' "$out" >&2; printf '%s\n' "$out" | run_id; }
 pair_runs=() noise_runs=()
 for model in "${models[@]}"; do
   echo "== $(basename "$model" .safetensors)"
   "$rs" eval "$model" --data fashion-mnist:test | head -1
-  id=$("$rs" replay "$model" --data fashion-mnist:test --protocol pair --db "$out/routing.db" | tee /dev/stderr | run_id)
+  id=$(replay "$model" --data fashion-mnist:test --protocol pair --db "$out/routing.db")
   pair_runs+=("$id")
-  id=$("$rs" replay "$model" --data fashion-mnist:test --protocol noise --limit $noise_limit \
-        --db "$out/routing.db" | tee /dev/stderr | run_id)
+  id=$(replay "$model" --data fashion-mnist:test --protocol noise --limit $noise_limit --db "$out/routing.db")
   noise_runs+=("$id")
 done
 runs=$(IFS=,; echo "${pair_runs[*]},${noise_runs[*]}")
 "$rs" report --db "$out/routing.db" --runs "$runs" --out "$out/report" >/dev/null
 echo
-sed -n '/^## Headline/,/^## Accuracy/p' "$out/report/report.md" | grep -v -e '^Files:' -e '^## Accuracy'
+sed -n -e '/^## Summary/,/^Contents:/p' -e '/^## Headline/,/^## Accuracy/p' "$out/report/report.md" |
+  grep -v -e '^Files:' -e '^## Accuracy' -e '^Contents:'
 echo "Full report: $out/report/index.html (also report.md, report.pdf, tables/, figures/)"
