@@ -31,7 +31,7 @@ static const char usage_text[] =
     "\n"
     "  --image I   the image's index in the data source (default: the run's first image)\n"
     "\n"
-    "The faint image under grids and heatmaps is re-created from the run's data source, view\n"
+    "The view images beside grids and under heatmaps are re-created from the run's data source, view\n"
     "specs and seed when the data is still there; class names come from the store.\n";
 
 

@@ -1,25 +1,30 @@
 /* report.h — the whole report of one or more runs: HTML, Markdown, PDF, tables, figures.
  *
  * rs_report_write writes into OUT_DIR (created when missing, with tables/ and figures/):
- *   index.html   self-contained page: tables inline as HTML, figures as relative
- *                figures/NAME.png, no external URL
+ *   index.html   self-contained page: tables inline as HTML (each in its own horizontally
+ *                scrolling box), figures as relative figures/NAME.png, no external URL
  *   report.md    the same content in Markdown with image links
- *   report.pdf   multi-page landscape A4: title page with provenance, tables as text,
- *                one figure per page where it does not fit; creation date pinned
+ *   report.pdf   multi-page landscape A4: contents with page numbers, tables as text,
+ *                figures sized to the page and kept with their captions (two-view grids
+ *                two to a row), headings kept with what follows; creation date pinned
  *                (RS_RENDER_PDF_DATE)
  *   tables/NAME.csv, tables/NAME.tex   every table (table.h renderings)
  *   figures/NAME.png                   every figure
- * One run: consistency, accuracy, change and router tables; router, load, transition
- * figures, the severity sweep for a noise run, grids of the first IMAGES images.
- * Several runs: the headline table (rows = runs x MoE layers + overall; Top-1, Top-2,
- * Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to the
- * run's baseline where the two are comparable), the paired differences of every rate to
- * the baseline over all MoE layers with McNemar's p on Top-1, the accuracy table (clean, per severity,
- * augmented views), the severity sweep of all noise runs, router figures of all runs,
- * grids of the same images per run, the images whose per-image Top-1 agreement differs
- * most between the first run and its baseline (images with a quarter of the possible
- * matched pairs in both), and each run's own tables. A run's baseline is the first run
- * given before it with the same protocol and top-k, else with the same protocol: with
+ * The title names the models and protocols; the provenance is the last section (an
+ * appendix). One run: contents, consistency, accuracy, change and router tables; router,
+ * load, transition figures, the severity sweep for a noise run, grids of the first IMAGES
+ * images. Several runs, in this order: a summary (each run against its baseline: the paired
+ * Top-1 difference with its interval and sign, and reversals between the pair and noise
+ * protocols), the contents, the headline table (rows = runs x MoE layers + overall; Top-1,
+ * Top-2, Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to
+ * the baseline), the paired differences of every rate with McNemar's p on Top-1, the
+ * accuracy table, the severity sweep of all noise runs, router figures per protocol (pair
+ * and noise runs never share a chart), grids of the same images per run, the images whose
+ * per-image Top-1 agreement differs most between the first run and its baseline, and each
+ * run's own tables. A run's baseline is the first run given before it with the same
+ * protocol and top-k whose model is V-MoE (rs_render_family_of: from the checkpoint's file
+ * name for now); a run that is not V-MoE falls back to the first run of its protocol and
+ * top-k; a V-MoE run without an earlier V-MoE run has none. Baselines never cross k: with
  * --runs VMOE_K1,PRC_K1,VMOE_K2,PRC_K2 each PRC run is read against its V-MoE run. Runs
  * that are not comparable with their baseline (data, slice, protocol, views or seed
  * differ) are shown side by side and flagged. Every output carries the provenance: routerscope version and
