@@ -472,3 +472,13 @@ int rs_image_fit_u8(const uint8_t *pixels, int c, int h, int w, int channels, in
     free(f);
     return rc;
 }
+
+int rs_image_read_fit(const char *path, int channels, int height, int width, float *out, rs_error *err)
+{
+    rs_image im;
+    int rc = rs_image_decode(path, &im, err);
+    if (rc == 0)
+        rc = rs_image_fit(&im, channels, height, width, out, path, err);
+    rs_image_free(&im);
+    return rc;
+}

@@ -48,6 +48,14 @@ int rs_image_fit(const rs_image *im, int channels, int height, int width, float 
 int rs_image_fit_u8(const uint8_t *pixels, int c, int h, int w, int channels, int height, int width, float *out,
                     const char *name, rs_error *err);
 
+/* Decodes PATH and fits it to (CHANNELS, HEIGHT, WIDTH) in OUT, as rs_image_decode then
+ * rs_image_fit would, with the same pixels, but with memory bounded by a few times the
+ * target rather than by the size the file declares: PNG rows are resized as they are
+ * read, and a JPEG declaring more than 8 times the target on each side is decoded at a
+ * reduced DCT scale (libjpeg's scale_denom) first, so a small file cannot make a large
+ * decode. Errors as rs_image_decode's and rs_image_fit's. */
+int rs_image_read_fit(const char *path, int channels, int height, int width, float *out, rs_error *err);
+
 /* Largest image a decoder accepts, in pixels: a corrupt header cannot ask for gigabytes. */
 #define RS_IMAGE_MAX_PIXELS (1 << 27)
 

@@ -570,12 +570,7 @@ int rs_source_load(rs_source *src, int index, int channels, int height, int widt
     if (src->bytes)
         return rs_image_fit_u8(src->bytes + src->skip + (size_t)index * src->stride, src->channels, src->height,
                                src->width, channels, height, width, out, src->name, err);
-    rs_image im;
-    int rc = rs_image_decode(src->paths[index], &im, err);
-    if (!rc)
-        rc = rs_image_fit(&im, channels, height, width, out, src->paths[index], err);
-    rs_image_free(&im);
-    return rc;
+    return rs_image_read_fit(src->paths[index], channels, height, width, out, err);
 }
 
 void rs_normalize(const rs_config *cfg, float *image)
