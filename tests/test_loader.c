@@ -262,6 +262,73 @@ static void test_bad_metadata(void **state)
     free_parts(&p);
 }
 
+/* A NaN or an infinity in any weight fails the open, naming the tensor and element. */
+static void test_non_finite_weights(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *tensor;
+        uint32_t bits;
+        const char *what;
+    } cases[] = {{"blocks.1.moe.router.weight", 0x7fc00000u, "element 3 is NaN"},
+                 {"head.bias", 0xff800000u, "element 3 is infinite"}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        file_parts p = split();
+        json_t *t = json_object_get(p.header, cases[k].tensor);
+        assert_string_equal(json_string_value(json_object_get(t, "dtype")), "F32");
+        size_t at = (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
+        unsigned char *data = malloc(p.data_size);
+        memcpy(data, p.data, p.data_size);
+        memcpy(data + at + 3 * sizeof(float), &cases[k].bits, sizeof(float));
+        expect_failure(join("nonfinite", p.header, 0, data, p.data_size), RS_EFORMAT, cases[k].tensor,
+                       cases[k].what, NULL);
+        free(data);
+        free_parts(&p);
+    }
+}
+
+/* Config numbers whose float is infinite, denormal or zero are refused: each would turn
+ * every input or every layer norm into infinities. */
+static void test_config_number_ranges(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *json, *message;
+    } cases[] = {{"mean", "[1e308]", "mean[0] is not a number in float range"},
+                 {"mean", "[5000]", "mean[0] is 5000, outside"},
+                 {"std", "[1e-40]", "std[0] is 1e-40, outside"},
+                 {"std", "[0]", "std[0] is 0, outside"},
+                 {"layer_norm_eps", "1e-50", "layer_norm_eps must be a number in [1e-12, 1)"}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        file_parts p = split();
+        json_t *meta = json_object_get(p.header, "__metadata__");
+        json_t *config = json_loads(json_string_value(json_object_get(meta, "config")), 0, NULL);
+        json_t *bad = json_loads(cases[k].json, JSON_DECODE_ANY, NULL);
+        json_t *old = json_object_get(config, cases[k].key);
+        for (size_t i = 1; json_is_array(bad) && i < json_array_size(old); i++) /* the other channels as they were */
+            json_array_append(bad, json_array_get(old, i));
+        json_object_set_new(config, cases[k].key, bad);
+        char *text = json_dumps(config, 0);
+        json_object_set_new(meta, "config", json_string(text));
+        free(text);
+        expect_failure(join("ranges", p.header, 0, p.data, p.data_size), RS_EFORMAT, cases[k].message, NULL);
+        json_decref(config);
+        free_parts(&p);
+    }
+}
+
+/* Like every _free, rs_config_free accepts NULL, and a config twice freed is harmless. */
+static void test_config_free_null(void **state)
+{
+    (void)state;
+    rs_config_free(NULL);
+    rs_config cfg;
+    rs_error err;
+    assert_int_not_equal(rs_config_parse("{}", &cfg, &err), 0);
+    rs_config_free(&cfg);
+    rs_config_free(&cfg);
+}
+
 /* Realigned and widened tensors give the same outputs as the mapped original. */
 static void forward_logits(const char *path, float *logits, size_t *copied)
 {
@@ -355,6 +422,9 @@ int main(void)
         cmocka_unit_test(test_unknown_dtype),   cmocka_unit_test(test_missing_tensor),
         cmocka_unit_test(test_unexpected_tensor), cmocka_unit_test(test_wrong_shape),
         cmocka_unit_test(test_bad_offsets),     cmocka_unit_test(test_bad_metadata),
+        cmocka_unit_test(test_non_finite_weights),
+        cmocka_unit_test(test_config_number_ranges),
+        cmocka_unit_test(test_config_free_null),
         cmocka_unit_test(test_unaligned_loads), cmocka_unit_test(test_random_corruption),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
