@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -329,6 +330,81 @@ static void test_config_free_null(void **state)
     rs_config_free(&cfg);
 }
 
+/* Adds tensor NAME of SHAPE (F16, zeros) to HEADER at *OFFSET. */
+static void add_f16(json_t *header, const char *name, int ndim, const int *shape, size_t *offset)
+{
+    json_t *dims = json_array();
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        json_array_append_new(dims, json_integer(shape[i]));
+        n *= (size_t)shape[i];
+    }
+    json_object_set_new(header, name, json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F16", "shape", dims,
+                                                 "data_offsets", (json_int_t)*offset,
+                                                 (json_int_t)(*offset + 2 * n)));
+    *offset += 2 * n;
+}
+
+/* A model whose attention alone needs terabytes: 1,048,577 tokens make a T x T score
+ * matrix of 4.4 TB. The message names the file and the workspace (not the batch size,
+ * which does not change it). Its weights are zeros (a file with a hole), so the open is
+ * quick. AddressSanitizer refuses such an allocation outright (it does not return NULL):
+ * release build only. */
+static void test_forward_out_of_memory_message(void **state)
+{
+    (void)state;
+#ifdef __SANITIZE_ADDRESS__
+    skip();
+#else
+    enum { D = 4, M = 4, K = 2, E = 2, T = 1024 * 1024 + 1 };
+    json_t *h = json_object();
+    json_object_set_new(h, "__metadata__", json_pack("{s:s, s:s}", "format", "routerscope-vmoe", "config",
+        "{\"image_size\": [2048, 2048], \"channels\": 1, \"patch_size\": 2, \"hidden\": 4, \"depth\": 1,"
+        " \"heads\": 1, \"mlp_dim\": 4, \"num_classes\": 2, \"moe_layers\": [0], \"num_experts\": 2,"
+        " \"top_k\": 1, \"classifier\": \"token\", \"gelu\": \"erf\", \"mean\": [0.5], \"std\": [0.5],"
+        " \"representation\": false, \"layer_norm_eps\": 1e-6}"));
+    size_t off = 0;
+    add_f16(h, "patch_embed.weight", 4, (int[]){D, 1, 2, 2}, &off);
+    add_f16(h, "patch_embed.bias", 1, (int[]){D}, &off);
+    add_f16(h, "cls_token", 3, (int[]){1, 1, D}, &off);
+    add_f16(h, "pos_embed", 3, (int[]){1, T, D}, &off);
+    static const char *const vec[] = {"blocks.0.norm1.weight", "blocks.0.norm1.bias", "blocks.0.norm2.weight",
+                                      "blocks.0.norm2.bias", "blocks.0.attn.proj.bias", "norm.weight", "norm.bias"};
+    for (size_t i = 0; i < sizeof vec / sizeof *vec; i++)
+        add_f16(h, vec[i], 1, (int[]){D}, &off);
+    add_f16(h, "blocks.0.attn.qkv.weight", 2, (int[]){3 * D, D}, &off);
+    add_f16(h, "blocks.0.attn.qkv.bias", 1, (int[]){3 * D}, &off);
+    add_f16(h, "blocks.0.attn.proj.weight", 2, (int[]){D, D}, &off);
+    add_f16(h, "blocks.0.moe.router.weight", 2, (int[]){E, D}, &off);
+    add_f16(h, "blocks.0.moe.experts.fc1.weight", 3, (int[]){E, M, D}, &off);
+    add_f16(h, "blocks.0.moe.experts.fc1.bias", 2, (int[]){E, M}, &off);
+    add_f16(h, "blocks.0.moe.experts.fc2.weight", 3, (int[]){E, D, M}, &off);
+    add_f16(h, "blocks.0.moe.experts.fc2.bias", 2, (int[]){E, D}, &off);
+    add_f16(h, "head.weight", 2, (int[]){K, D}, &off);
+    add_f16(h, "head.bias", 1, (int[]){K}, &off);
+    static const unsigned char none[1];
+    const char *path = join("huge_attention", h, 0, none, 0);
+    json_decref(h);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size + (off_t)off), 0);
+    rs_model *m;
+    rs_forward *f = NULL;
+    rs_error err;
+    if (rs_model_open(path, &m, &err))
+        fail_msg("%s", err.msg);
+    int rc = rs_forward_create(m, 1, 1, &f, &err);
+    print_message("  %s\n", err.msg);
+    assert_int_equal(rc, RS_ENOMEM);
+    assert_null(f);
+    assert_int_equal(strncmp(err.msg, path, strlen(path)), 0);
+    assert_non_null(strstr(err.msg, "workspace"));
+    assert_non_null(strstr(err.msg, "1048577 x 1048577 attention scores"));
+    assert_null(strstr(err.msg, "batch"));
+    rs_model_close(m);
+#endif
+}
+
 /* Realigned and widened tensors give the same outputs as the mapped original. */
 static void forward_logits(const char *path, float *logits, size_t *copied)
 {
@@ -425,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_non_finite_weights),
         cmocka_unit_test(test_config_number_ranges),
         cmocka_unit_test(test_config_free_null),
+        cmocka_unit_test(test_forward_out_of_memory_message),
         cmocka_unit_test(test_unaligned_loads), cmocka_unit_test(test_random_corruption),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

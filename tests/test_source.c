@@ -848,6 +848,26 @@ static void test_bad_images(void **state)
     free(rgb);
 }
 
+/* A list line naming something other than a file says what it is (it once said "Is a
+ * directory" for a FIFO too). */
+static void test_list_non_regular(void **state)
+{
+    (void)state;
+    const char *dir = subdir("notfile");
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *list = tmp("notfile.list");
+    rs_error err;
+    write_text(list, "notfile 1\n");
+    expect_error(open_fails(&err, "list:%s", list), &err, RS_EIO, "notfile.list:1", "is a directory, not an image file");
+    write_text(list, "notfile/pipe 1\n");
+    expect_error(open_fails(&err, "list:%s", list), &err, RS_EIO, "notfile.list:1", "is a FIFO, not an image file");
+    write_text(list, "notfile/missing.png 1\n");
+    expect_error(open_fails(&err, "list:%s", list), &err, RS_EIO, "notfile.list:1", "No such file or directory");
+    remove(fifo);
+}
+
 /* ---- streaming fit, bombs, damaged scans ------------------------------------------------ */
 
 static uint64_t fnv1a(const void *p, size_t n)
@@ -1168,6 +1188,7 @@ int main(void)
         cmocka_unit_test(test_list_file),
         cmocka_unit_test(test_bad_images),
         cmocka_unit_test(test_concurrent_loads),
+        cmocka_unit_test(test_list_non_regular),
         cmocka_unit_test(test_fit_as_before),
         cmocka_unit_test(test_streaming_fit_equals_whole_fit),
         cmocka_unit_test(test_jpeg_scan_cut_short),
