@@ -280,6 +280,15 @@ static void test_errors(void **state)
     free(data);
     expect_error(prefix, "bad.index: truncated msgpack data", NULL);
 
+    /* Containers declaring more elements than the file holds (found by fuzz_convert):
+     * msgpack-c would allocate for the count first, 64 GB for an array of 2^32 - 1. */
+    static const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const unsigned char huge_map[] = {0x81, 0xa5, 'i', 'n', 'd', 'e', 'x', 0xdf, 0x7f, 0xff, 0xff, 0xff};
+    assert_int_equal(tu_write_file(path, huge_array, sizeof huge_array), 0);
+    expect_error(prefix, "bad.index: a msgpack array or map declares more elements than the data holds", NULL);
+    assert_int_equal(tu_write_file(path, huge_map, sizeof huge_map), 0);
+    expect_error(prefix, "bad.index: a msgpack array or map declares more elements than the data holds", NULL);
+
     rs_error err;
     assert_int_equal(rs_vmoe_ckpt_read("/nonexistent/ckpt", &(rs_vmoe_ckpt *){NULL}, &err), RS_EIO);
     assert_non_null(strstr(err.msg, "/nonexistent/ckpt.index: cannot open"));
