@@ -99,8 +99,8 @@ static bool counts_fit(const unsigned char *data, size_t n)
     uint64_t pending = 1;
     size_t pos = 0;
     while (pending > 0) {
-        if (pos >= n || pending > n - pos)
-            return pos >= n; /* out of bytes: msgpack-c reports the truncation itself */
+        if (pos >= n)
+            return true; /* out of bytes: msgpack-c reports the truncation itself */
         unsigned b = data[pos++];
         pending--;
         uint64_t skip = 0, items = 0;
@@ -134,6 +134,8 @@ static bool counts_fit(const unsigned char *data, size_t n)
             return true; /* truncated: msgpack-c says so */
         pos += (size_t)skip;
         pending += items;
+        if (items && pending > n - pos)
+            return false;
     }
     return true;
 }
