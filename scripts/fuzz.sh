@@ -31,7 +31,7 @@ for t in "${targets[@]}"; do
     "$dir/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$dir/crashes/$t/" "$dir/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1
   rc=$?
-  runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | awk '{print $2}')
+  runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | awk '{print $2}' | tail -1)
   if [ $rc = 0 ]; then
     passed=$((passed + 1))
     echo "fuzz $t: passed (${runs:-?} runs in $seconds s)"
