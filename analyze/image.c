@@ -326,20 +326,20 @@ static void png_row_to_floats(const unsigned char *row, int w, int comps, int by
 }
 
 /* Reads the header, sets up libpng's transforms; fills the layout. */
-static int png_header(png_job *job, png_uint_32 *w, png_uint_32 *h, int *interlace, int *comps, int *bytes,
+static int png_header(png_job *job, png_uint_32 *w, png_uint_32 *h, int *passes, int *comps, int *bytes,
                       size_t *rowbytes)
 {
     png_structp png = job->png;
     png_infop info = job->info;
-    int depth, ctype;
+    int depth, ctype, interlace;
     png_read_info(png, info);
-    png_get_IHDR(png, info, w, h, &depth, &ctype, interlace, NULL, NULL);
+    png_get_IHDR(png, info, w, h, &depth, &ctype, &interlace, NULL, NULL);
     /* An interlaced image is whole in memory before its first row is complete. */
-    unsigned long long cap = *interlace != PNG_INTERLACE_NONE ? RS_IMAGE_MAX_INTERLACED : RS_IMAGE_MAX_PIXELS;
+    unsigned long long cap = interlace != PNG_INTERLACE_NONE ? RS_IMAGE_MAX_INTERLACED : RS_IMAGE_MAX_PIXELS;
     if ((unsigned long long)*w * *h > cap) {
         job->code = RS_EFORMAT;
         snprintf(job->msg, sizeof job->msg, "%sPNG of %ux%u pixels is larger than we accept (%llu pixels)",
-                 *interlace != PNG_INTERLACE_NONE ? "interlaced " : "", (unsigned)*w, (unsigned)*h, cap);
+                 interlace != PNG_INTERLACE_NONE ? "interlaced " : "", (unsigned)*w, (unsigned)*h, cap);
         return -1;
     }
     /* Every layout becomes 8- or 16-bit grey, grey+alpha, RGB or RGBA; the channel count
@@ -348,7 +348,7 @@ static int png_header(png_job *job, png_uint_32 *w, png_uint_32 *h, int *interla
         png_set_palette_to_rgb(png);
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8)
         png_set_expand_gray_1_2_4_to_8(png);
-    png_set_interlace_handling(png);
+    *passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
     *comps = png_get_channels(png, info);
     *bytes = png_get_bit_depth(png, info) == 16 ? 2 : 1;
@@ -370,11 +370,11 @@ static int png_run(png_job *job)
     png_set_read_fn(png, job, png_on_read);
     png_set_sig_bytes(png, 8);
     png_uint_32 w, h;
-    int interlace, comps, bytes;
+    int passes, comps, bytes;
     size_t rowbytes;
-    if (png_header(job, &w, &h, &interlace, &comps, &bytes, &rowbytes))
+    if (png_header(job, &w, &h, &passes, &comps, &bytes, &rowbytes))
         return -1;
-    int interlaced = interlace != PNG_INTERLACE_NONE;
+    int interlaced = passes > 1;
     job->buf = malloc(rowbytes * (interlaced ? h : 1));
     if (!job->buf) {
         job->code = RS_ENOMEM;
@@ -384,7 +384,7 @@ static int png_run(png_job *job)
     if ((job->code = sink_begin(job->sink, comps >= 3 ? 3 : 1, (int)h, (int)w, job->msg, sizeof job->msg)))
         return -1;
     if (interlaced) { /* every pass updates every row: the whole image first */
-        for (int pass = png_set_interlace_handling(png); pass > 0; pass--)
+        for (int pass = 0; pass < passes; pass++)
             for (png_uint_32 y = 0; y < h; y++)
                 png_read_row(png, job->buf + rowbytes * y, NULL);
     }
