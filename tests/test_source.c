@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -868,6 +870,41 @@ static void test_list_non_regular(void **state)
     remove(fifo);
 }
 
+/* An IDX header announcing 2.8 GB over 6 bytes of pixels (found by fuzz_source): the
+ * truncation is reported, and the reader never allocated what the file does not hold
+ * (release build: in a child whose address space may grow by 64 MB only). */
+static void test_idx_header_larger_than_file(void **state)
+{
+    (void)state;
+    const char *p = tmp("huge.idx");
+    static const uint8_t payload[6] = {0xaa, 0xd1, 0xaa, 0xe8, 0xd1, 0x89};
+    write_idx(p, 0x803, 3, (uint32_t[]){262144, 3, 3591}, payload, sizeof payload, 0);
+    rs_error err;
+    expect_error(open_fails(&err, "idx:%s", p), &err, RS_EFORMAT, "huge.idx",
+                 "truncated: the pixels should be 2824077312 bytes, only 6 present");
+#ifndef __SANITIZE_ADDRESS__
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%ld", &pages) != 1)
+            _exit(3);
+        fclose(f);
+        struct rlimit lim = {.rlim_cur = (rlim_t)pages * sysconf(_SC_PAGESIZE) + (64 << 20)};
+        lim.rlim_max = lim.rlim_cur;
+        rs_source *src;
+        char spec[600];
+        snprintf(spec, sizeof spec, "idx:%s", p);
+        _exit(setrlimit(RLIMIT_AS, &lim) != 0 ? 4 : rs_source_open(spec, &src, &err) == RS_EFORMAT ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+#endif
+}
+
 /* ---- streaming fit, bombs, damaged scans ------------------------------------------------ */
 
 static uint64_t fnv1a(const void *p, size_t n)
@@ -1042,8 +1079,6 @@ static void test_declared_size_over_cap(void **state)
 }
 
 #ifndef __SANITIZE_ADDRESS__
-#include <sys/resource.h>
-#include <sys/wait.h>
 
 /* Fits PATH to 1x28x28 (or decodes it whole, WHOLE) in a child process whose address
  * space may grow by at most HEADROOM bytes; returns the child's status (0: success). */
@@ -1189,6 +1224,7 @@ int main(void)
         cmocka_unit_test(test_bad_images),
         cmocka_unit_test(test_concurrent_loads),
         cmocka_unit_test(test_list_non_regular),
+        cmocka_unit_test(test_idx_header_larger_than_file),
         cmocka_unit_test(test_fit_as_before),
         cmocka_unit_test(test_streaming_fit_equals_whole_fit),
         cmocka_unit_test(test_jpeg_scan_cut_short),
