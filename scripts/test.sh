@@ -24,8 +24,8 @@ run_suite() { # DIR [MESON OPTIONS...]
   p=$(grep -hoE '^\[  PASSED  \] [0-9]+ test' "$log" | awk '{s+=$4} END {print s+0}')
   f=$(grep -hoE '^\[  FAILED  \] [0-9]+ test' "$log" | awk '{s+=$4} END {print s+0}')
   # The shell suites (cli, replay) end with "NAME: N passed, M failed".
-  p=$((p + $(grep -hoE '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')))
-  f=$((f + $(grep -hoE '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$4} END {print s+0}')))
+  p=$((p + $(grep -hoE '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')))
+  f=$((f + $(grep -hoE '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$4} END {print s+0}')))
   # A suite that crashed or hung before printing its summary still counts as failed.
   local broken
   broken=$(echo "$out" | awk '/^(Fail|Timeout):/ {s+=$2} END {print s+0}')
