@@ -9,6 +9,18 @@
  * asking for terabytes. */
 #define RS_IDX_MAX_BYTES (1ull << 32)
 
+/* The error of a gzread that returned R (< 0: an error, 0: the end) after GOT of N bytes. */
+static int short_read(gzFile gz, const char *path, const char *what, size_t n, size_t got, int r, rs_error *err)
+{
+    if (r < 0) {
+        int zerr;
+        const char *msg = gzerror(gz, &zerr);
+        return rs_error_set(err, RS_EIO, "%s: cannot read %s: %s", path, what, zerr == Z_ERRNO ? strerror(errno) : msg);
+    }
+    return rs_error_set(err, RS_EFORMAT, "%s: truncated: %s should be %zu bytes, only %zu present", path, what, n,
+                        got);
+}
+
 static int read_exact(gzFile gz, const char *path, void *buf, size_t n, const char *what,
                       rs_error *err)
 {
@@ -16,17 +28,40 @@ static int read_exact(gzFile gz, const char *path, void *buf, size_t n, const ch
     while (got < n) {
         unsigned chunk = n - got > (1u << 30) ? (1u << 30) : (unsigned)(n - got);
         int r = gzread(gz, (char *)buf + got, chunk);
-        if (r < 0) {
-            int zerr;
-            const char *msg = gzerror(gz, &zerr);
-            return rs_error_set(err, RS_EIO, "%s: cannot read %s: %s", path, what,
-                                zerr == Z_ERRNO ? strerror(errno) : msg);
-        }
-        if (r == 0)
-            return rs_error_set(err, RS_EFORMAT, "%s: truncated: %s should be %zu bytes, only %zu present",
-                                path, what, n, got);
+        if (r <= 0)
+            return short_read(gz, path, what, n, got, r, err);
         got += (size_t)r;
     }
+    return 0;
+}
+
+/* Reads N bytes into a new buffer (*OUT, caller frees) that grows as the data arrives, from
+ * 1 MB by doubling: a header announcing gigabytes costs memory only as far as the file
+ * really holds them (fuzz_source found a 24-byte file asking for 2.8 GB). */
+static int read_alloc(gzFile gz, const char *path, size_t n, const char *what, uint8_t **out, rs_error *err)
+{
+    size_t cap = 0, got = 0;
+    uint8_t *buf = NULL;
+    while (got < n) {
+        if (got == cap) {
+            size_t grown = cap == 0 ? (n < (1u << 20) ? n : (1u << 20)) : cap > n / 2 ? n : 2 * cap;
+            uint8_t *bigger = realloc(buf, grown);
+            if (!bigger) {
+                free(buf);
+                return rs_error_set(err, RS_ENOMEM, "%s: out of memory for %s (%zu bytes)", path, what, n);
+            }
+            buf = bigger;
+            cap = grown;
+        }
+        unsigned chunk = cap - got > (1u << 30) ? (1u << 30) : (unsigned)(cap - got);
+        int r = gzread(gz, buf + got, chunk);
+        if (r <= 0) {
+            free(buf);
+            return short_read(gz, path, what, n, got, r, err);
+        }
+        got += (size_t)r;
+    }
+    *out = buf;
     return 0;
 }
 
@@ -82,9 +117,7 @@ int rs_idx_read_images(const char *path, rs_idx_images *out, rs_error *err)
         dims[2] > 65535 || bytes > RS_IDX_MAX_BYTES) {
         rc = rs_error_set(err, RS_EFORMAT, "%s: implausible image count or size %ux%ux%u", path, dims[0],
                           dims[1], dims[2]);
-    } else if (!(out->pixels = malloc((size_t)bytes))) {
-        rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory for %llu pixels", path, bytes);
-    } else if (!(rc = read_exact(gz, path, out->pixels, (size_t)bytes, "the pixels", err))) {
+    } else if (!(rc = read_alloc(gz, path, (size_t)bytes, "the pixels", &out->pixels, err))) {
         rc = expect_end(gz, path, err);
     }
     gzclose(gz);
@@ -110,9 +143,7 @@ int rs_idx_read_labels(const char *path, uint8_t **labels, int *count, rs_error 
     uint8_t *buf = NULL;
     if (n == 0 || n > INT32_MAX)
         rc = rs_error_set(err, RS_EFORMAT, "%s: implausible label count %u", path, n);
-    else if (!(buf = malloc(n)))
-        rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory", path);
-    else if (!(rc = read_exact(gz, path, buf, n, "the labels", err)))
+    else if (!(rc = read_alloc(gz, path, n, "the labels", &buf, err)))
         rc = expect_end(gz, path, err);
     gzclose(gz);
     if (rc) {

@@ -48,7 +48,20 @@ int rs_image_fit(const rs_image *im, int channels, int height, int width, float 
 int rs_image_fit_u8(const uint8_t *pixels, int c, int h, int w, int channels, int height, int width, float *out,
                     const char *name, rs_error *err);
 
-/* Largest image a decoder accepts, in pixels: a corrupt header cannot ask for gigabytes. */
-#define RS_IMAGE_MAX_PIXELS (1 << 27)
+/* Decodes PATH and fits it to (CHANNELS, HEIGHT, WIDTH) in OUT, as rs_image_decode then
+ * rs_image_fit would, with the same pixels, but with memory bounded by a few times the
+ * target rather than by the size the file declares: PNG rows are resized as they are
+ * read, and a JPEG declaring more than 8 times the target on each side is decoded at a
+ * reduced DCT scale (libjpeg's scale_denom) first, so a small file cannot make a large
+ * decode. Errors as rs_image_decode's and rs_image_fit's. */
+int rs_image_read_fit(const char *path, int channels, int height, int width, float *out, rs_error *err);
+
+/* Largest image a decoder accepts, in pixels (8192 x 8192): a small file cannot ask for
+ * minutes of decoding. rs_image_read_fit's memory does not grow with it, except for an
+ * interlaced PNG, whose rows are all complete only after the last pass: its bytes are
+ * held whole, so it has a lower cap (4096 x 4096, at most 128 MB at 16-bit RGBA). A whole
+ * decode (rs_image_decode) holds 4 bytes per sample. */
+#define RS_IMAGE_MAX_PIXELS (1 << 26)
+#define RS_IMAGE_MAX_INTERLACED (1 << 24)
 
 #endif

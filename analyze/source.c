@@ -341,15 +341,26 @@ static int next_line(FILE *f, char **line, size_t *cap)
     return strlen(*line) != (size_t)n;
 }
 
-static int is_regular(const char *path, int *errnum)
+/* 1 when PATH is a regular file (or a link to one); else 0 and WHY says what it is
+ * instead: the errno text of a failed stat, or the kind of file. */
+static int is_regular(const char *path, char *why, size_t n)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
-        *errnum = errno;
+        char buf[128];
+        snprintf(why, n, "%s", errno_text(errno, buf, sizeof buf)); /* GNU strerror_r may not use BUF */
         return 0;
     }
-    *errnum = S_ISREG(st.st_mode) ? 0 : EISDIR;
-    return !*errnum;
+    if (S_ISREG(st.st_mode))
+        return 1;
+    const char *kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    snprintf(why, n, "is %s, not an image file", kind);
+    return 0;
 }
 
 /* list:FILE */
@@ -389,10 +400,8 @@ static int open_list(const char *spec, const char *file, rs_source **out, rs_err
             strcpy(path, text);
         else
             sprintf(path, "%.*s%s", dirlen, file, text);
-        int errnum;
-        if (!is_regular(path, &errnum)) {
-            rc = rs_error_set(err, RS_EIO, "%s:%ld: %s: %s", file, lineno, path,
-                              errno_text(errnum, ebuf, sizeof ebuf));
+        if (!is_regular(path, ebuf, sizeof ebuf)) {
+            rc = rs_error_set(err, RS_EIO, "%s:%ld: %s: %s", file, lineno, path, ebuf);
             free(path);
         } else if (e.count == INT_MAX || entries_add(&e, path, label)) {
             rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory", file);
@@ -511,9 +520,8 @@ static int open_png_dir(const char *spec, const char *dir, rs_source **out, rs_e
         join(path, len, dir, e.paths[i]);
         free(e.paths[i]);
         e.paths[i] = path;
-        int errnum;
-        if (!is_regular(path, &errnum))
-            rc = rs_error_set(err, RS_EIO, "%s: %s", path, errno_text(errnum, ebuf, sizeof ebuf));
+        if (!is_regular(path, ebuf, sizeof ebuf))
+            rc = rs_error_set(err, RS_EIO, "%s: %s", path, ebuf);
     }
     if (rc) {
         entries_free(&e);
@@ -570,12 +578,7 @@ int rs_source_load(rs_source *src, int index, int channels, int height, int widt
     if (src->bytes)
         return rs_image_fit_u8(src->bytes + src->skip + (size_t)index * src->stride, src->channels, src->height,
                                src->width, channels, height, width, out, src->name, err);
-    rs_image im;
-    int rc = rs_image_decode(src->paths[index], &im, err);
-    if (!rc)
-        rc = rs_image_fit(&im, channels, height, width, out, src->paths[index], err);
-    rs_image_free(&im);
-    return rc;
+    return rs_image_read_fit(src->paths[index], channels, height, width, out, err);
 }
 
 void rs_normalize(const rs_config *cfg, float *image)

@@ -23,8 +23,9 @@
  * few kilobytes. png: and list: sets hold only their paths (checked to exist when opened)
  * and decode each image in rs_source_load, so a 50,000-image ImageNet list costs a few
  * megabytes; each load reads, decodes and resizes one file (a 500x375 JPEG to 224x224:
- * about 2 ms on one core, a PNG of that size about 1 ms), with transient buffers of
- * 12 to 16 bytes per source pixel, freed before it returns.
+ * about 2 ms on one core, a PNG of that size about 1 ms), fitting rows as they are
+ * decoded (rs_image_read_fit): transient memory is a few source rows and the target, not
+ * the image (an interlaced PNG holds its bytes whole).
  *
  * Errors are one line naming the file (and the line of a list): "x.png: truncated PNG
  * (IDAT chunk cut short)", "list.txt:7: bad label 'abc'", "cifar/test_batch.bin: size

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "outdir.h"
 #include "report.h"
 #include "version.h"
 
@@ -22,7 +23,9 @@ static const char usage_text[] =
     "records its provenance; the same input gives the same bytes.\n"
     "\n"
     "  --runs A,B,...   run ids (see 'routerscope runs')\n"
-    "  --out DIR        output folder (created when missing; files in it are replaced)\n"
+    "  --out DIR        output folder, replaced as a whole when the report is complete; an\n"
+    "                   existing DIR must be empty or an earlier report (it holds the file\n"
+    "                   " RS_OUTDIR_MARKER ")\n"
     "  --images N       expert-selection grids of the first N images (default 4; 0: none)\n"
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n";
 
@@ -69,12 +72,15 @@ int cmd_report(int argc, char **argv)
 
     rs_error err = {0};
     rs_store *store = NULL;
+    rs_outdir dir;
     char *cmdline = rs_cli_command_line(argc, argv);
     int status = RS_EXIT_OK;
     if (!cmdline) {
         rs_error_set(&err, RS_ENOMEM, "out of memory");
         status = rs_cli_fail(&err);
     } else if (rs_store_open(db, true, &store, &err)) {
+        status = rs_cli_fail(&err);
+    } else if (rs_outdir_begin(out, &dir, &err)) {
         status = rs_cli_fail(&err);
     } else {
         char version[128];
@@ -83,15 +89,16 @@ int cmd_report(int argc, char **argv)
             .db = db,
             .runs = ids,
             .num_runs = nids,
-            .out_dir = out,
+            .out_dir = dir.temp, /* the report's bytes never name their folder */
             .images = images,
             .resamples = resamples ? resamples : -1,
             .command = cmdline,
             .version = version,
         };
-        if (rs_report_write(store, &opt, &err))
+        if (rs_report_write(store, &opt, &err) || rs_outdir_commit(&dir, &err)) {
+            rs_outdir_abort(&dir);
             status = rs_cli_fail(&err);
-        else
+        } else
             printf("report written to %s/index.html (also report.md, report.pdf)\n", out);
     }
     rs_store_close(store);

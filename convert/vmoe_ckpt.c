@@ -34,17 +34,15 @@ typedef struct index_leaf {
 
 static bool obj_bytes(const msgpack_object *o, const char **p, size_t *n)
 {
-    if (o->type == MSGPACK_OBJECT_STR) {
-        *p = o->via.str.ptr;
-        *n = o->via.str.size;
-        return true;
-    }
-    if (o->type == MSGPACK_OBJECT_BIN) {
-        *p = o->via.bin.ptr;
-        *n = o->via.bin.size;
-        return true;
-    }
-    return false;
+    if (o->type != MSGPACK_OBJECT_STR && o->type != MSGPACK_OBJECT_BIN)
+        return false;
+    *p = o->type == MSGPACK_OBJECT_STR ? o->via.str.ptr : o->via.bin.ptr;
+    *n = o->type == MSGPACK_OBJECT_STR ? o->via.str.size : o->via.bin.size;
+    /* msgpack-c leaves an empty string's pointer NULL; memcpy and memcmp want a valid
+     * one even for 0 bytes (fuzz_convert found the empty dtype name). */
+    if (*n == 0)
+        *p = "";
+    return true;
 }
 
 static bool obj_key_is(const msgpack_object *o, const char *key)
@@ -77,11 +75,78 @@ static bool obj_int(const msgpack_object *o, int64_t *v)
     return false;
 }
 
+/* The big-endian unsigned integer of W bytes at P. */
+static uint64_t be_uint(const unsigned char *p, int w)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < w; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Walks the msgpack object at the start of DATA without building it: false when a
+ * container declares more elements than the bytes left could hold (each takes at least
+ * one). msgpack-c allocates a container's elements from its declared count before it
+ * reads them, so a 5-byte "array of 2^32" would otherwise ask for 64 GB. */
+static bool counts_fit(const unsigned char *data, size_t n)
+{
+    /* Bytes of the length, count or value after each header byte 0xc4..0xdf (fixext,
+     * 0xd4..0xd8, is handled apart). */
+    static const unsigned char width[] = {1, 2, 4, 1, 2, 4, 4, 8, 1, 2, 4, 8, 1, 2,
+                                          4, 8, 0, 0, 0, 0, 0, 1, 2, 4, 2, 4, 2, 4};
+    uint64_t pending = 1;
+    size_t pos = 0;
+    while (pending > 0) {
+        if (pos >= n)
+            return true; /* out of bytes: msgpack-c reports the truncation itself */
+        unsigned b = data[pos++];
+        pending--;
+        uint64_t skip = 0, items = 0;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc1 || b == 0xc2 || b == 0xc3)
+            continue; /* one-byte values (0xc1, invalid, msgpack-c rejects) */
+        if (b <= 0x8f) {
+            items = 2 * (uint64_t)(b & 0x0f);
+        } else if (b <= 0x9f) {
+            items = b & 0x0f;
+        } else if (b <= 0xbf) {
+            skip = b & 0x1f;
+        } else if (b >= 0xd4 && b <= 0xd8) {
+            skip = 1 + (1u << (b - 0xd4)); /* fixext: type byte + 1, 2, 4, 8 or 16 bytes */
+        } else {
+            unsigned w = width[b - 0xc4];
+            if (n - pos < w)
+                return true;
+            uint64_t v = be_uint(data + pos, (int)w);
+            pos += w;
+            if (b <= 0xc6 || (b >= 0xd9 && b <= 0xdb))
+                skip = v; /* bin, str */
+            else if (b <= 0xc9)
+                skip = v + 1; /* ext: type byte + data */
+            else if (b == 0xdc || b == 0xdd)
+                items = v;
+            else if (b == 0xde || b == 0xdf)
+                items = 2 * v;
+            /* else a number: its W bytes were the whole value */
+        }
+        if (skip > n - pos)
+            return true; /* truncated: msgpack-c says so */
+        pos += (size_t)skip;
+        pending += items;
+        if (items && pending > n - pos)
+            return false;
+    }
+    return true;
+}
+
 /* Unpacks exactly one object from DATA into U (caller destroys U). WHY gets the problem. */
 static bool unpack_one(const char *data, size_t n, msgpack_unpacked *u, const char **why)
 {
     size_t off = 0;
     msgpack_unpacked_init(u);
+    if (!counts_fit((const unsigned char *)data, n)) {
+        *why = "a msgpack array or map declares more elements than the data holds";
+        return false;
+    }
     msgpack_unpack_return r = msgpack_unpack_next(u, data, n, &off);
     if (r == MSGPACK_UNPACK_SUCCESS)
         return true;

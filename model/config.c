@@ -1,6 +1,8 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +10,10 @@
  * (B * T * M floats) far from overflow when a header is corrupt. */
 #define RS_MAX_DIM 65536
 #define RS_MAX_IMAGE 4096
+/* Bounds of the input normalisation: |mean| and std at most RS_MAX_NORM, std at least
+ * RS_MIN_STD, so that (x - mean) / std of a [0,1] pixel stays a modest finite float. */
+#define RS_MAX_NORM 1000.0
+#define RS_MIN_STD 1e-6
 
 static int get_int(json_t *obj, const char *key, int lo, int hi, int *out, rs_error *err)
 {
@@ -59,8 +65,9 @@ static int get_floats(json_t *obj, const char *key, int n, float *out, rs_error 
         return rs_error_set(err, RS_EFORMAT, "config: %s must be an array of %d numbers", key, n);
     for (int i = 0; i < n; i++) {
         json_t *x = json_array_get(v, (size_t)i);
-        if (!json_is_number(x))
-            return rs_error_set(err, RS_EFORMAT, "config: %s[%d] is not a number", key, i);
+        /* A double beyond float's range has no float value (converting it is undefined). */
+        if (!json_is_number(x) || !(fabs(json_number_value(x)) <= FLT_MAX))
+            return rs_error_set(err, RS_EFORMAT, "config: %s[%d] is not a number in float range", key, i);
         out[i] = (float)json_number_value(x);
     }
     return 0;
@@ -147,9 +154,10 @@ static int parse_fields(json_t *root, rs_config *c, rs_error *err)
     if ((rc = get_choice(root, "gelu", gelus, &choice, err)))
         return rc;
     c->gelu = (rs_gelu)choice;
+    /* Below 1e-12 the float either rounds to 0 or vanishes next to any variance. */
     json_t *eps = json_object_get(root, "layer_norm_eps");
-    if (!json_is_number(eps) || !(json_number_value(eps) > 0 && json_number_value(eps) < 1))
-        return rs_error_set(err, RS_EFORMAT, "config: layer_norm_eps must be a number in (0, 1)");
+    if (!json_is_number(eps) || !(json_number_value(eps) >= 1e-12 && json_number_value(eps) < 1))
+        return rs_error_set(err, RS_EFORMAT, "config: layer_norm_eps must be a number in [1e-12, 1)");
     c->layer_norm_eps = (float)json_number_value(eps);
     return 0;
 }
@@ -168,9 +176,15 @@ static int check_consistency(const rs_config *c, rs_error *err)
     if ((long long)rs_config_tokens(c) * c->hidden > (1LL << 28))
         return rs_error_set(err, RS_EFORMAT, "config: %d tokens of width %d is too large",
                             rs_config_tokens(c), c->hidden);
+    /* Normalisation of [0,1] pixels: a mean far outside that range or a std of 1e-40
+     * (a float denormal, or 0) turns every input into infinities. */
     for (int i = 0; i < c->channels; i++) {
-        if (!(c->std[i] > 0))
-            return rs_error_set(err, RS_EFORMAT, "config: std[%d] must be positive", i);
+        if (!(c->mean[i] >= -RS_MAX_NORM && c->mean[i] <= RS_MAX_NORM))
+            return rs_error_set(err, RS_EFORMAT, "config: mean[%d] is %.4g, outside [-%g, %g]", i, c->mean[i],
+                                RS_MAX_NORM, RS_MAX_NORM);
+        if (!(c->std[i] >= RS_MIN_STD && c->std[i] <= RS_MAX_NORM))
+            return rs_error_set(err, RS_EFORMAT, "config: std[%d] is %.4g, outside [%g, %g]", i, c->std[i],
+                                RS_MIN_STD, RS_MAX_NORM);
     }
     return 0;
 }
@@ -197,7 +211,7 @@ int rs_config_parse(const char *json_text, rs_config *cfg, rs_error *err)
 
 void rs_config_free(rs_config *cfg)
 {
-    if (cfg->labels) {
+    if (cfg && cfg->labels) {
         for (int i = 0; i < cfg->num_classes; i++)
             free(cfg->labels[i]);
         free(cfg->labels);

@@ -341,11 +341,23 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
     f->group = group;
     f->out.tokens = (int)T;
     f->out.record_k = (int)R;
-    bool ok = (f->ws = calloc((size_t)f->threads, sizeof *f->ws)) &&
-              (f->out.logits = malloc(sizeof(float) * (size_t)max_batch * c->num_classes)) &&
-              (f->out.moe = calloc((size_t)(c->num_moe ? c->num_moe : 1), sizeof *f->out.moe));
+    const char *path = rs_safetensors_path(model->file);
+    bool ok = (f->ws = calloc((size_t)f->threads, sizeof *f->ws)) != NULL;
     for (int t = 0; ok && t < f->threads; t++)
         ok = alloc_workspace(&f->ws[t], c, group);
+    if (!ok) {
+        /* The workspace does not grow with the batch: its size comes from the model (the
+         * T x T attention scores, the group's activations), so say so. */
+        size_t D = (size_t)c->hidden, M = (size_t)c->mlp_dim, GT = (size_t)group * T;
+        size_t mb = (sizeof(float) * (GT * (6 * D + M) + T * T) >> 20) + 1;
+        rs_forward_free(f);
+        return rs_error_set(err, RS_ENOMEM,
+                            "%s: out of memory for the forward pass's workspace (about %zu MB per thread for "
+                            "%zu tokens: %zu x %zu attention scores, %d image%s per group); fewer --threads need less",
+                            path, mb, T, T, T, group, group == 1 ? "" : "s");
+    }
+    ok = (f->out.logits = malloc(sizeof(float) * (size_t)max_batch * c->num_classes)) &&
+         (f->out.moe = calloc((size_t)(c->num_moe ? c->num_moe : 1), sizeof *f->out.moe));
     for (int s = 0; ok && s < c->num_moe; s++) {
         rs_moe_routing *r = &f->out.moe[s];
         r->block = c->moe_layers[s];
@@ -353,8 +365,11 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
              (r->top_gate = malloc(sizeof(float) * N * R));
     }
     if (!ok) {
+        size_t mb = ((sizeof(float) * N * (E + 2 * R) * (size_t)c->num_moe) >> 20) + 1;
         rs_forward_free(f);
-        return rs_error_set(err, RS_ENOMEM, "forward: out of memory for a batch of %d images", max_batch);
+        return rs_error_set(err, RS_ENOMEM,
+                            "%s: out of memory for the routing of a batch of %d images (about %zu MB); "
+                            "a smaller --batch needs less", path, max_batch, mb);
     }
     /* Each of our threads runs whole groups; OpenBLAS itself must stay on the calling
      * thread, or two thread pools would fight over the cores. */

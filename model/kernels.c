@@ -14,7 +14,7 @@
 
 /* exp(x) = 2^n * e^r with n = round(x / ln 2), |r| <= ln2 / 2, e^r by its Taylor series
  * to degree 7 (truncation error < 6e-9 relative). Branch-free so that it vectorises.
- * Inputs are clamped to [-87.3, 88]: every caller needs exp of a non-positive argument or
+ * Inputs are clamped to [-87.3, 88], NaN to -87.3: every caller needs exp of a non-positive argument or
  * only the ratio v / (1 + e^x), and the clamp keeps 2^n a normal float (n in [-126, 127]). */
 static inline float exp_approx(float x)
 {
@@ -22,8 +22,10 @@ static inline float exp_approx(float x)
     const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723e-6f;
     /* Ternaries, not fminf/fmaxf: without -ffast-math those stay library calls and the
      * loops around them do not vectorise. */
-    x = x < -87.33654f ? -87.33654f : x;
-    x = x > 88.0f ? 88.0f : x;
+    /* Written so that NaN fails both tests and becomes the lower bound: converting a NaN
+     * n to an integer below would be undefined. Every finite or infinite x clamps as usual. */
+    x = x > -87.33654f ? x : -87.33654f;
+    x = x < 88.0f ? x : 88.0f;
     /* Adding 1.5 * 2^23 rounds to the nearest integer in the low mantissa bits. */
     float shifter = 12582912.0f;
     float n = (x * log2e + shifter) - shifter;

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <math.h>
+
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +70,12 @@ static int bind(binder *b, const float **out, int optional, const char *name, in
     b->m->num_params += t->numel;
     if (!(*out = adopt(b, t)))
         return rs_error_set(b->err, RS_ENOMEM, "%s: out of memory widening %s", path, name);
+    /* One NaN or infinity spreads through every later layer: the outputs would be
+     * meaningless (and the store rejects NaN probabilities halfway through a run). */
+    for (int64_t i = 0; i < t->numel; i++)
+        if (!isfinite((*out)[i]))
+            return rs_error_set(b->err, RS_EFORMAT, "%s: tensor %s: element %lld is %s (weights must be finite)",
+                                path, name, (long long)i, isnan((*out)[i]) ? "NaN" : "infinite");
     return 0;
 }
 

@@ -135,6 +135,44 @@ expect "one run: same bytes twice" same_bytes "$tmp/a/one" "$tmp/b/one"
 (cd "$tmp/b" && "$rs" report --db "$db" --runs 1,2 --out cmp --resamples 100 --images 1 >/dev/null 2>"$tmp/err")
 expect "runs 1,2: same bytes twice" same_bytes "$tmp/a/cmp" "$tmp/b/cmp"
 
+# --- the folder is replaced as a whole -----------------------------------------------------------
+expect "the report folder carries its marker" [ -f "$tmp/a/one/.routerscope-report" ]
+cp -r "$tmp/a/one" "$tmp/old"                                        # the report of run 1
+# Provenance holds the command line, so each comparison runs the same command in another folder.
+mkdir -p "$tmp/c" "$tmp/d"
+(cd "$tmp/d" && "$rs" report --db "$db" --runs 3 --out k --resamples 100 --images 1 >/dev/null 2>&1)
+# kill -9 at several moments of a report replacing an earlier one: the target is always one
+# whole report, the old or the new, never a mixture or a half.
+whole=0
+for delay in 0.05 0.2 0.4 0.7 1.0 1.5; do
+  rm -rf "$tmp/c/k" && cp -r "$tmp/old" "$tmp/c/k"
+  (cd "$tmp/c" && exec "$rs" report --db "$db" --runs 3 --out k --resamples 100 --images 1 >/dev/null 2>&1) &
+  pid=$!
+  sleep "$delay"
+  kill -9 "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  if same_bytes "$tmp/c/k" "$tmp/old" >/dev/null || same_bytes "$tmp/c/k" "$tmp/d/k" >/dev/null; then
+    whole=$((whole + 1))
+  else
+    echo "     after kill -9 at ${delay}s the folder is neither report"
+  fi
+done
+expect "kill -9 during a report leaves the old or the new report whole (6 moments)" [ $whole = 6 ]
+rm -rf "$tmp/c"/.k.tmp-* "$tmp/c"/.k.old-*
+(cd "$tmp/b" && "$rs" report --db "$db" --runs 3 --out k --resamples 100 --images 1 >/dev/null 2>"$tmp/err")
+(cd "$tmp/b" && "$rs" report --db "$db" --runs 1 --out k --resamples 100 --images 2 >/dev/null 2>"$tmp/err")
+(cd "$tmp/d" && "$rs" report --db "$db" --runs 1 --out k --resamples 100 --images 2 >/dev/null 2>"$tmp/err")
+expect "a second report replaces the first" same_bytes "$tmp/b/k" "$tmp/d/k"
+expect "no temporary folder is left beside it" sh -c "! ls -a '$tmp/b' '$tmp/d' | grep -q 'tmp-\|old-'"
+mkdir -p "$tmp/mine" && echo keep >"$tmp/mine/notes.txt"
+"$rs" report --db "$db" --runs 1 --out "$tmp/mine" >/dev/null 2>"$tmp/err"; st=$?
+expect "a non-empty folder without the marker is refused (exit 1, one line)" failed_with "$st" 1 "holds no report"
+expect "and left as it was" sh -c "[ \"\$(ls -A '$tmp/mine')\" = notes.txt ] && ! ls -a '$tmp' | grep -q '\.mine\.tmp-'"
+mkdir -p "$tmp/empty"
+"$rs" report --db "$db" --runs 1 --out "$tmp/empty/" --resamples 100 --images 0 >/dev/null 2>&1
+expect "an empty folder becomes the report" \
+  sh -c "[ -s '$tmp/empty/index.html' ] && [ -s '$tmp/empty/report.pdf' ] && [ -f '$tmp/empty/.routerscope-report' ]"
+
 # --- bad input ---------------------------------------------------------------------------------
 "$rs" report --db "$db" --runs 1 >/dev/null 2>"$tmp/err"; st=$?
 expect "missing --out exits 2 with one line" failed_with "$st" 2 "--out"

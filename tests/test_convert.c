@@ -124,7 +124,7 @@ static void write_buf(const char *path, const msgpack_sbuffer *b)
     assert_int_equal(tu_write_file(path, b->data, b->size), 0);
 }
 
-enum { HAND_OK, HAND_UNKNOWN_EXT, HAND_SHAPE_MISMATCH, HAND_INCOMPLETE };
+enum { HAND_OK, HAND_UNKNOWN_EXT, HAND_SHAPE_MISMATCH, HAND_INCOMPLETE, HAND_EMPTY_DTYPE };
 
 /* PREFIX: {"index": {"w": index_info 2x3 float32 in rows 0 | 1, "z_step": int32 scalar},
  * "shard_count": 2}. Row 0 in shard 0 as float32 [1,2,3]; row 1 in shard 1 as bfloat16
@@ -173,7 +173,7 @@ static void write_hand(const char *prefix, int variant)
         msgpack_pack_ext(&pk, 3, 42);
         msgpack_pack_ext_body(&pk, "abc", 3);
     } else {
-        pack_index_info(&pk, "float32", variant == HAND_INCOMPLETE ? 1 : 2);
+        pack_index_info(&pk, variant == HAND_EMPTY_DTYPE ? "" : "float32", variant == HAND_INCOMPLETE ? 1 : 2);
     }
     snprintf(path, sizeof path, "%s.index", prefix);
     write_buf(path, &b);
@@ -267,6 +267,18 @@ static void test_errors(void **state)
     expect_error(prefix, "bad.data-00000-of-00002: array 0 (w): chunk has 2 values but slice [0:1,0:3] holds 3",
                  "shape mismatch");
 
+    /* An empty dtype name (found by fuzz_convert: msgpack-c's NULL pointer for an empty
+     * string reached memcpy, which UBSan stops) is a dtype like any other we skip. */
+    write_hand(prefix, HAND_EMPTY_DTYPE);
+    rs_vmoe_ckpt *ck = NULL;
+    rs_error e2;
+    assert_int_equal(rs_vmoe_ckpt_read(prefix, &ck, &e2), 0);
+    const rs_vmoe_array *w = rs_vmoe_ckpt_find(ck, "w");
+    assert_non_null(w);
+    assert_string_equal(w->dtype, "");
+    assert_false(w->is_float);
+    rs_vmoe_ckpt_free(ck);
+
     write_hand(prefix, HAND_INCOMPLETE);
     expect_error(prefix, "array 0 (w): the shards hold 3 of its 6 values", "cannot be assembled");
 
@@ -279,6 +291,15 @@ static void test_errors(void **state)
     assert_int_equal(tu_write_file(path, data, size / 2), 0);
     free(data);
     expect_error(prefix, "bad.index: truncated msgpack data", NULL);
+
+    /* Containers declaring more elements than the file holds (found by fuzz_convert):
+     * msgpack-c would allocate for the count first, 64 GB for an array of 2^32 - 1. */
+    static const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const unsigned char huge_map[] = {0x81, 0xa5, 'i', 'n', 'd', 'e', 'x', 0xdf, 0x7f, 0xff, 0xff, 0xff};
+    assert_int_equal(tu_write_file(path, huge_array, sizeof huge_array), 0);
+    expect_error(prefix, "bad.index: a msgpack array or map declares more elements than the data holds", NULL);
+    assert_int_equal(tu_write_file(path, huge_map, sizeof huge_map), 0);
+    expect_error(prefix, "bad.index: a msgpack array or map declares more elements than the data holds", NULL);
 
     rs_error err;
     assert_int_equal(rs_vmoe_ckpt_read("/nonexistent/ckpt", &(rs_vmoe_ckpt *){NULL}, &err), RS_EIO);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -262,6 +263,148 @@ static void test_bad_metadata(void **state)
     free_parts(&p);
 }
 
+/* A NaN or an infinity in any weight fails the open, naming the tensor and element. */
+static void test_non_finite_weights(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *tensor;
+        uint32_t bits;
+        const char *what;
+    } cases[] = {{"blocks.1.moe.router.weight", 0x7fc00000u, "element 3 is NaN"},
+                 {"head.bias", 0xff800000u, "element 3 is infinite"}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        file_parts p = split();
+        json_t *t = json_object_get(p.header, cases[k].tensor);
+        assert_string_equal(json_string_value(json_object_get(t, "dtype")), "F32");
+        size_t at = (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
+        unsigned char *data = malloc(p.data_size);
+        memcpy(data, p.data, p.data_size);
+        memcpy(data + at + 3 * sizeof(float), &cases[k].bits, sizeof(float));
+        expect_failure(join("nonfinite", p.header, 0, data, p.data_size), RS_EFORMAT, cases[k].tensor,
+                       cases[k].what, NULL);
+        free(data);
+        free_parts(&p);
+    }
+}
+
+/* Config numbers whose float is infinite, denormal or zero are refused: each would turn
+ * every input or every layer norm into infinities. */
+static void test_config_number_ranges(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *json, *message;
+    } cases[] = {{"mean", "[1e308]", "mean[0] is not a number in float range"},
+                 {"mean", "[5000]", "mean[0] is 5000, outside"},
+                 {"std", "[1e-40]", "std[0] is 1e-40, outside"},
+                 {"std", "[0]", "std[0] is 0, outside"},
+                 {"layer_norm_eps", "1e-50", "layer_norm_eps must be a number in [1e-12, 1)"}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        file_parts p = split();
+        json_t *meta = json_object_get(p.header, "__metadata__");
+        json_t *config = json_loads(json_string_value(json_object_get(meta, "config")), 0, NULL);
+        json_t *bad = json_loads(cases[k].json, JSON_DECODE_ANY, NULL);
+        json_t *old = json_object_get(config, cases[k].key);
+        for (size_t i = 1; json_is_array(bad) && i < json_array_size(old); i++) /* the other channels as they were */
+            json_array_append(bad, json_array_get(old, i));
+        json_object_set_new(config, cases[k].key, bad);
+        char *text = json_dumps(config, 0);
+        json_object_set_new(meta, "config", json_string(text));
+        free(text);
+        expect_failure(join("ranges", p.header, 0, p.data, p.data_size), RS_EFORMAT, cases[k].message, NULL);
+        json_decref(config);
+        free_parts(&p);
+    }
+}
+
+/* Like every _free, rs_config_free accepts NULL, and a config twice freed is harmless. */
+static void test_config_free_null(void **state)
+{
+    (void)state;
+    rs_config_free(NULL);
+    rs_config cfg;
+    rs_error err;
+    assert_int_not_equal(rs_config_parse("{}", &cfg, &err), 0);
+    rs_config_free(&cfg);
+    rs_config_free(&cfg);
+}
+
+/* Adds tensor NAME of SHAPE (F16, zeros) to HEADER at *OFFSET. */
+static void add_f16(json_t *header, const char *name, int ndim, const int *shape, size_t *offset)
+{
+    json_t *dims = json_array();
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        json_array_append_new(dims, json_integer(shape[i]));
+        n *= (size_t)shape[i];
+    }
+    json_object_set_new(header, name, json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F16", "shape", dims,
+                                                 "data_offsets", (json_int_t)*offset,
+                                                 (json_int_t)(*offset + 2 * n)));
+    *offset += 2 * n;
+}
+
+/* A model whose attention alone needs terabytes: 1,048,577 tokens make a T x T score
+ * matrix of 4.4 TB. The message names the file and the workspace (not the batch size,
+ * which does not change it). Its weights are zeros (a file with a hole), so the open is
+ * quick. AddressSanitizer refuses such an allocation outright (it does not return NULL):
+ * release build only. */
+static void test_forward_out_of_memory_message(void **state)
+{
+    (void)state;
+#ifdef __SANITIZE_ADDRESS__
+    skip();
+#else
+    enum { D = 4, M = 4, K = 2, E = 2, T = 1024 * 1024 + 1 };
+    json_t *h = json_object();
+    json_object_set_new(h, "__metadata__", json_pack("{s:s, s:s}", "format", "routerscope-vmoe", "config",
+        "{\"image_size\": [2048, 2048], \"channels\": 1, \"patch_size\": 2, \"hidden\": 4, \"depth\": 1,"
+        " \"heads\": 1, \"mlp_dim\": 4, \"num_classes\": 2, \"moe_layers\": [0], \"num_experts\": 2,"
+        " \"top_k\": 1, \"classifier\": \"token\", \"gelu\": \"erf\", \"mean\": [0.5], \"std\": [0.5],"
+        " \"representation\": false, \"layer_norm_eps\": 1e-6}"));
+    size_t off = 0;
+    add_f16(h, "patch_embed.weight", 4, (int[]){D, 1, 2, 2}, &off);
+    add_f16(h, "patch_embed.bias", 1, (int[]){D}, &off);
+    add_f16(h, "cls_token", 3, (int[]){1, 1, D}, &off);
+    add_f16(h, "pos_embed", 3, (int[]){1, T, D}, &off);
+    static const char *const vec[] = {"blocks.0.norm1.weight", "blocks.0.norm1.bias", "blocks.0.norm2.weight",
+                                      "blocks.0.norm2.bias", "blocks.0.attn.proj.bias", "norm.weight", "norm.bias"};
+    for (size_t i = 0; i < sizeof vec / sizeof *vec; i++)
+        add_f16(h, vec[i], 1, (int[]){D}, &off);
+    add_f16(h, "blocks.0.attn.qkv.weight", 2, (int[]){3 * D, D}, &off);
+    add_f16(h, "blocks.0.attn.qkv.bias", 1, (int[]){3 * D}, &off);
+    add_f16(h, "blocks.0.attn.proj.weight", 2, (int[]){D, D}, &off);
+    add_f16(h, "blocks.0.moe.router.weight", 2, (int[]){E, D}, &off);
+    add_f16(h, "blocks.0.moe.experts.fc1.weight", 3, (int[]){E, M, D}, &off);
+    add_f16(h, "blocks.0.moe.experts.fc1.bias", 2, (int[]){E, M}, &off);
+    add_f16(h, "blocks.0.moe.experts.fc2.weight", 3, (int[]){E, D, M}, &off);
+    add_f16(h, "blocks.0.moe.experts.fc2.bias", 2, (int[]){E, D}, &off);
+    add_f16(h, "head.weight", 2, (int[]){K, D}, &off);
+    add_f16(h, "head.bias", 1, (int[]){K}, &off);
+    static const unsigned char none[1];
+    const char *path = join("huge_attention", h, 0, none, 0);
+    json_decref(h);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size + (off_t)off), 0);
+    rs_model *m;
+    rs_forward *f = NULL;
+    rs_error err;
+    if (rs_model_open(path, &m, &err))
+        fail_msg("%s", err.msg);
+    int rc = rs_forward_create(m, 1, 1, &f, &err);
+    print_message("  %s\n", err.msg);
+    assert_int_equal(rc, RS_ENOMEM);
+    assert_null(f);
+    assert_int_equal(strncmp(err.msg, path, strlen(path)), 0);
+    assert_non_null(strstr(err.msg, "workspace"));
+    assert_non_null(strstr(err.msg, "1048577 x 1048577 attention scores"));
+    assert_null(strstr(err.msg, "batch"));
+    rs_model_close(m);
+#endif
+}
+
 /* Realigned and widened tensors give the same outputs as the mapped original. */
 static void forward_logits(const char *path, float *logits, size_t *copied)
 {
@@ -355,6 +498,10 @@ int main(void)
         cmocka_unit_test(test_unknown_dtype),   cmocka_unit_test(test_missing_tensor),
         cmocka_unit_test(test_unexpected_tensor), cmocka_unit_test(test_wrong_shape),
         cmocka_unit_test(test_bad_offsets),     cmocka_unit_test(test_bad_metadata),
+        cmocka_unit_test(test_non_finite_weights),
+        cmocka_unit_test(test_config_number_ranges),
+        cmocka_unit_test(test_config_free_null),
+        cmocka_unit_test(test_forward_out_of_memory_message),
         cmocka_unit_test(test_unaligned_loads), cmocka_unit_test(test_random_corruption),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

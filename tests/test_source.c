@@ -4,6 +4,7 @@
  * hand, normalisation by hand, concurrent loads against sequential ones, and every bad
  * input (truncated PNG, corrupt JPEG, IDX with a wrong magic or count, bad list line,
  * missing file) gives an RS_E* code and one message naming the file. */
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -92,8 +95,9 @@ static void write_idx(const char *path, uint32_t magic, int ndim, const uint32_t
 
 /* A PNG of W x H with rows of ROWBYTES packed as the PNG stores them (16-bit samples
  * big-endian, sub-byte samples high bits first). PALETTE / TRANS may be NULL. */
-static void write_png(const char *path, int w, int h, int ctype, int depth, const uint8_t *data, size_t rowbytes,
-                      const png_color *palette, int npal, const png_byte *trans, int ntrans)
+static void write_png_ex(const char *path, int w, int h, int ctype, int depth, const uint8_t *data,
+                         size_t rowbytes, const png_color *palette, int npal, const png_byte *trans, int ntrans,
+                         int interlace)
 {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -103,18 +107,25 @@ static void write_png(const char *path, int w, int h, int ctype, int depth, cons
     if (setjmp(png_jmpbuf(png)))
         fail_msg("libpng could not write %s", path);
     png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, ctype, PNG_INTERLACE_NONE,
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, ctype, interlace,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (palette)
         png_set_PLTE(png, info, palette, npal);
     if (trans)
         png_set_tRNS(png, info, trans, ntrans, NULL);
     png_write_info(png, info);
-    for (int y = 0; y < h; y++)
-        png_write_row(png, data + (size_t)y * rowbytes);
+    for (int pass = png_set_interlace_handling(png); pass > 0; pass--)
+        for (int y = 0; y < h; y++)
+            png_write_row(png, data + (size_t)y * rowbytes);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
     fclose(f);
+}
+
+static void write_png(const char *path, int w, int h, int ctype, int depth, const uint8_t *data, size_t rowbytes,
+                      const png_color *palette, int npal, const png_byte *trans, int ntrans)
+{
+    write_png_ex(path, w, h, ctype, depth, data, rowbytes, palette, npal, trans, ntrans, PNG_INTERLACE_NONE);
 }
 
 /* A JPEG of W x H, COMPS = 1 (grey) or 3 (RGB, interleaved), quality 100 without chroma
@@ -839,6 +850,299 @@ static void test_bad_images(void **state)
     free(rgb);
 }
 
+/* A list line naming something other than a file says what it is (it once said "Is a
+ * directory" for a FIFO too). */
+static void test_list_non_regular(void **state)
+{
+    (void)state;
+    const char *dir = subdir("notfile");
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *list = tmp("notfile.list");
+    rs_error err;
+    write_text(list, "notfile 1\n");
+    expect_error(open_fails(&err, "list:%s", list), &err, RS_EIO, "notfile.list:1", "is a directory, not an image file");
+    write_text(list, "notfile/pipe 1\n");
+    expect_error(open_fails(&err, "list:%s", list), &err, RS_EIO, "notfile.list:1", "is a FIFO, not an image file");
+    write_text(list, "notfile/missing.png 1\n");
+    expect_error(open_fails(&err, "list:%s", list), &err, RS_EIO, "notfile.list:1", "No such file or directory");
+    remove(fifo);
+}
+
+/* An IDX header announcing 2.8 GB over 6 bytes of pixels (found by fuzz_source): the
+ * truncation is reported, and the reader never allocated what the file does not hold
+ * (release build: in a child whose address space may grow by 64 MB only). */
+static void test_idx_header_larger_than_file(void **state)
+{
+    (void)state;
+    const char *p = tmp("huge.idx");
+    static const uint8_t payload[6] = {0xaa, 0xd1, 0xaa, 0xe8, 0xd1, 0x89};
+    write_idx(p, 0x803, 3, (uint32_t[]){262144, 3, 3591}, payload, sizeof payload, 0);
+    rs_error err;
+    expect_error(open_fails(&err, "idx:%s", p), &err, RS_EFORMAT, "huge.idx",
+                 "truncated: the pixels should be 2824077312 bytes, only 6 present");
+#ifndef __SANITIZE_ADDRESS__
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%ld", &pages) != 1)
+            _exit(3);
+        fclose(f);
+        struct rlimit lim = {.rlim_cur = (rlim_t)pages * sysconf(_SC_PAGESIZE) + (64 << 20)};
+        lim.rlim_max = lim.rlim_cur;
+        rs_source *src;
+        char spec[600];
+        snprintf(spec, sizeof spec, "idx:%s", p);
+        _exit(setrlimit(RLIMIT_AS, &lim) != 0 ? 4 : rs_source_open(spec, &src, &err) == RS_EFORMAT ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+#endif
+}
+
+/* ---- streaming fit, bombs, damaged scans ------------------------------------------------ */
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* Fitted pixels equal, bit for bit, what the whole-image fit gave before the streaming
+ * fit existed (tests/golden/fit: files of every PNG and JPEG kind and their hashes). */
+static void test_fit_as_before(void **state)
+{
+    (void)state;
+    const char *golden = tu_dir("RS_GOLDEN_DIR", "tests/golden");
+    char path[600], name[128], line[256];
+    snprintf(path, sizeof path, "%s/fit/fit_hashes.txt", golden);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int cases = 0;
+    while (fgets(line, sizeof line, f)) {
+        int c, h, w;
+        unsigned long long want;
+        if (line[0] == '#' || sscanf(line, "%127s %d %d %d %llx", name, &c, &h, &w, &want) != 5)
+            continue;
+        snprintf(path, sizeof path, "%s/fit/%s", golden, name);
+        size_t n = (size_t)c * h * w;
+        float *out = malloc(n * sizeof *out);
+        rs_error err;
+        assert_int_equal(rs_image_read_fit(path, c, h, w, out, &err), 0);
+        if (fnv1a(out, n * sizeof *out) != want)
+            fail_msg("%s fitted to %dx%dx%d: pixels differ from the whole-image fit's", name, c, h, w);
+        free(out);
+        cases++;
+    }
+    fclose(f);
+    assert_true(cases >= 60);
+}
+
+/* Random bytes for pixels (noise is the hardest case for a resampler to get right by
+ * accident); X is the xorshift state. */
+static void noise_bytes(uint8_t *p, size_t n, uint64_t *x)
+{
+    for (size_t i = 0; i < n; i++) {
+        *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+        p[i] = (uint8_t)(*x >> 29);
+    }
+}
+
+/* rs_image_read_fit (rows resized as they arrive) against rs_image_decode + rs_image_fit
+ * (the whole image, then the fit): the same floats, for PNGs of every channel layout, bit
+ * depth and interlacing, and JPEGs off the bomb path, at sizes above, below and equal to
+ * the target. */
+static void test_streaming_fit_equals_whole_fit(void **state)
+{
+    (void)state;
+    static const int ctypes[] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                 PNG_COLOR_TYPE_RGB_ALPHA};
+    static const int comps_of[] = {1, 2, 3, 4};
+    static const int targets[][3] = {{1, 28, 28}, {3, 32, 24}, {3, 7, 9}, {1, 50, 3}, {3, 61, 47}};
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int cases = 0;
+    for (int t = 0; t < 24; t++) {
+        int w = 1 + (int)(x % 97), h = 1 + (int)((x >> 20) % 89);
+        if (t == 0)
+            w = 61, h = 47; /* equal to one target: the exact copy */
+        int kind = t % 4, depth = t % 3 == 2 ? 16 : 8, jpeg = t % 5 == 4;
+        size_t rowbytes = (size_t)w * comps_of[kind] * (depth / 8);
+        uint8_t *data = malloc(rowbytes * h);
+        noise_bytes(data, rowbytes * h, &x);
+        const char *p = tmp(jpeg ? "stream.jpg" : "stream.png");
+        if (jpeg) {
+            uint8_t *rgb = pattern_rgb(w, h, t);
+            write_jpeg(p, w, h, kind % 2 ? 3 : 1, rgb);
+            free(rgb);
+        } else {
+            write_png_ex(p, w, h, ctypes[kind], depth, data, rowbytes, NULL, 0, NULL, 0,
+                         t % 3 == 1 ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE);
+        }
+        free(data);
+        rs_image im;
+        rs_error err;
+        assert_int_equal(rs_image_decode(p, &im, &err), 0);
+        for (size_t k = 0; k < sizeof targets / sizeof *targets; k++) {
+            int c = targets[k][0], th = targets[k][1], tw = targets[k][2];
+            if (jpeg && w > 8 * tw && h > 8 * th)
+                continue; /* the bomb path scales the DCT: tested below */
+            size_t n = (size_t)c * th * tw;
+            float *whole = malloc(n * sizeof *whole), *stream = malloc(n * sizeof *stream);
+            assert_int_equal(rs_image_fit(&im, c, th, tw, whole, p, &err), 0);
+            assert_int_equal(rs_image_read_fit(p, c, th, tw, stream, &err), 0);
+            if (memcmp(whole, stream, n * sizeof *whole))
+                fail_msg("case %d (%dx%d %s) to %dx%dx%d: streaming fit differs", t, w, h, jpeg ? "JPEG" : "PNG",
+                         c, th, tw);
+            free(whole);
+            free(stream);
+            cases++;
+        }
+        rs_image_free(&im);
+    }
+    assert_true(cases > 100);
+}
+
+/* A JPEG cut inside its scan data with the end marker appended: libjpeg would pad the
+ * rest grey and warn; that is an error, not an image. */
+static void test_jpeg_scan_cut_short(void **state)
+{
+    (void)state;
+    uint8_t *rgb = pattern_rgb(256, 256, 5);
+    const char *p = tmp("short_scan.jpg");
+    write_jpeg(p, 256, 256, 3, rgb);
+    free(rgb);
+    size_t n;
+    uint8_t *b = tu_read_file(p, &n);
+    size_t sos = 0;
+    for (size_t i = 2; i + 1 < n && !sos; i++)
+        if (b[i] == 0xff && b[i + 1] == 0xda)
+            sos = i + 2 + ((size_t)b[i + 2] << 8 | b[i + 3]);
+    assert_true(sos > 0 && sos < n);
+    size_t keep = sos + (n - 2 - sos) / 4; /* a quarter of the scan data */
+    b[keep] = 0xff;
+    b[keep + 1] = 0xd9;
+    tu_write_file(p, b, keep + 2);
+    free(b);
+    float out[3 * 32 * 32];
+    rs_error err;
+    int rc = rs_image_read_fit(p, 3, 32, 32, out, &err);
+    expect_error(rc, &err, RS_EFORMAT, "short_scan.jpg", "corrupt JPEG data (premature end of data segment)");
+    rs_image im;
+    expect_error(rs_image_decode(p, &im, &err), &err, RS_EFORMAT, "short_scan.jpg", "corrupt JPEG data");
+}
+
+/* Headers declaring more pixels than the cap are refused before any decoding: a PNG of
+ * 11000 x 11000 and a JPEG of 65500 x 2049 (both once decoded at 2 GB). */
+static void test_declared_size_over_cap(void **state)
+{
+    (void)state;
+    uint8_t grey[16] = {0};
+    const char *p = tmp("huge.png");
+    write_png(p, 4, 4, PNG_COLOR_TYPE_GRAY, 8, grey, 4, NULL, 0, NULL, 0);
+    size_t n;
+    uint8_t *b = tu_read_file(p, &n);
+    /* IHDR data at 16: width, height big-endian; then its CRC over type + data. */
+    for (int i = 0; i < 4; i++)
+        b[16 + i] = b[20 + i] = (uint8_t)(11000u >> (24 - 8 * i));
+    uLong crc = crc32(0, b + 12, 17);
+    for (int i = 0; i < 4; i++)
+        b[29 + i] = (uint8_t)(crc >> (24 - 8 * i));
+    tu_write_file(p, b, n);
+    free(b);
+    float out[28 * 28];
+    rs_error err;
+    expect_error(rs_image_read_fit(p, 1, 28, 28, out, &err), &err, RS_EFORMAT, "huge.png",
+                 "PNG of 11000x11000 pixels is larger than we accept");
+
+    const char *j = tmp("huge.jpg");
+    write_jpeg(j, 16, 16, 1, grey);
+    b = tu_read_file(j, &n);
+    for (size_t i = 2; i + 8 < n; i++)
+        if (b[i] == 0xff && b[i + 1] == 0xc0) { /* SOF0: length, precision, height, width */
+            b[i + 5] = 2049 >> 8, b[i + 6] = 2049 & 0xff, b[i + 7] = 65500 >> 8, b[i + 8] = 65500 & 0xff;
+            break;
+        }
+    tu_write_file(j, b, n);
+    free(b);
+    expect_error(rs_image_read_fit(j, 1, 28, 28, out, &err), &err, RS_EFORMAT, "huge.jpg",
+                 "JPEG of 65500x2049 pixels is larger than we accept");
+}
+
+#ifndef __SANITIZE_ADDRESS__
+
+/* Fits PATH to 1x28x28 (or decodes it whole, WHOLE) in a child process whose address
+ * space may grow by at most HEADROOM bytes; returns the child's status (0: success). */
+static int fit_within(const char *path, int whole, size_t headroom)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%ld", &pages) != 1)
+            _exit(3);
+        fclose(f);
+        struct rlimit lim = {.rlim_cur = (rlim_t)pages * sysconf(_SC_PAGESIZE) + headroom};
+        lim.rlim_max = lim.rlim_cur;
+        if (setrlimit(RLIMIT_AS, &lim) != 0)
+            _exit(4);
+        float out[28 * 28];
+        rs_error err;
+        rs_image im;
+        _exit((whole ? rs_image_decode(path, &im, &err) : rs_image_read_fit(path, 1, 28, 28, out, &err)) ? 1 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+}
+#endif
+
+/* Decompression bombs inside the cap: a 4096 x 4096 PNG (a few kB of file, 64 MB as whole
+ * floats) and a 4096 x 4096 JPEG fit to 28 x 28 in a few megabytes; the JPEG, more than
+ * 8 times the target on each side, is decoded at 1/8 scale and its fit stays close to the
+ * full-size one. The memory bound needs RLIMIT_AS, which AddressSanitizer's shadow memory
+ * rules out: that part runs in the release build only. */
+static void test_bombs_fit_in_little_memory(void **state)
+{
+    (void)state;
+    enum { S = 4096 };
+    uint8_t *grey = malloc((size_t)S * S);
+    for (size_t y = 0; y < S; y++)
+        for (size_t x = 0; x < S; x++)
+            grey[y * S + x] = (uint8_t)((x + y) / 32);
+    const char *p = tmp("bomb.png"), *j = tmp("bomb.jpg");
+    write_png(p, S, S, PNG_COLOR_TYPE_GRAY, 8, grey, S, NULL, 0, NULL, 0);
+    write_jpeg(j, S, S, 1, grey);
+    free(grey);
+    float scaled[28 * 28], whole[28 * 28];
+    rs_error err;
+    assert_int_equal(rs_image_read_fit(j, 1, 28, 28, scaled, &err), 0);
+    rs_image im;
+    assert_int_equal(rs_image_decode(j, &im, &err), 0);
+    assert_int_equal(rs_image_fit(&im, 1, 28, 28, whole, j, &err), 0);
+    rs_image_free(&im);
+    for (int i = 0; i < 28 * 28; i++)
+        assert_true(fabsf(scaled[i] - whole[i]) < 0.02f); /* a smooth ramp: close, not equal */
+#ifndef __SANITIZE_ADDRESS__
+    size_t mb = 1 << 20;
+    assert_int_equal(fit_within(p, 0, 16 * mb), 0);
+    assert_int_equal(fit_within(j, 0, 16 * mb), 0);
+    /* The check can fail: a whole decode does not fit in that room. */
+    assert_int_equal(fit_within(p, 1, 16 * mb), 1);
+    assert_int_equal(fit_within(j, 1, 16 * mb), 1);
+#endif
+}
+
 /* ---- threads -------------------------------------------------------------------------- */
 
 typedef struct load_job {
@@ -919,6 +1223,13 @@ int main(void)
         cmocka_unit_test(test_list_file),
         cmocka_unit_test(test_bad_images),
         cmocka_unit_test(test_concurrent_loads),
+        cmocka_unit_test(test_list_non_regular),
+        cmocka_unit_test(test_idx_header_larger_than_file),
+        cmocka_unit_test(test_fit_as_before),
+        cmocka_unit_test(test_streaming_fit_equals_whole_fit),
+        cmocka_unit_test(test_jpeg_scan_cut_short),
+        cmocka_unit_test(test_declared_size_over_cap),
+        cmocka_unit_test(test_bombs_fit_in_little_memory),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     for (int i = nsubdirs - 1; i >= 0; i--) {
