@@ -56,6 +56,12 @@ int rs_image_fit_u8(const uint8_t *pixels, int c, int h, int w, int channels, in
  * decode. Errors as rs_image_decode's and rs_image_fit's. */
 int rs_image_read_fit(const char *path, int channels, int height, int width, float *out, rs_error *err);
 
+/* The version of the fit, part of a run's identity when it is not 1 (a changed fit must
+ * not resume or reuse runs fitted the old way). 2: a JPEG declaring more than 8 times the
+ * target on each side is decoded at a reduced DCT scale before the fit; every other image
+ * fits bit for bit as in version 1. */
+#define RS_IMAGE_FIT_VERSION 2
+
 /* Largest image a decoder accepts, in pixels (8192 x 8192): a small file cannot ask for
  * minutes of decoding. rs_image_read_fit's memory does not grow with it, except for an
  * interlaced PNG, whose rows are all complete only after the last pass: its bytes are

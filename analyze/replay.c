@@ -139,7 +139,8 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         .model_params = e->model->num_params, .data = e->data, .offset = first, .count = len,
         .shard_index = o->shard_index, .shard_count = o->shard_count, .job_offset = o->offset, .job_count = count,
         .protocol = o->protocol, .num_views = e->num_views, .view_specs = (const char *const *)e->specs,
-        .seed = o->seed, .num_layers = c->num_moe, .layer_blocks = blocks, .tokens = rs_config_tokens(c),
+        .seed = o->seed, .fit_version = rs_source_fit_version(e->source), .num_layers = c->num_moe,
+        .layer_blocks = blocks, .tokens = rs_config_tokens(c),
         .patches = rs_config_patches(c), .grid_h = rs_config_grid_h(c), .grid_w = rs_config_grid_w(c),
         .record_k = rs_config_record_k(c), .num_experts = c->num_experts, .num_classes = c->num_classes,
         .has_cls = c->classifier == RS_CLASSIFIER_TOKEN, .command = o->command, .version = o->version};

@@ -51,6 +51,10 @@ void rs_source_close(rs_source *src)
 
 int rs_source_count(const rs_source *src) { return src->count; }
 const char *rs_source_name(const rs_source *src) { return src->name; }
+int rs_source_fit_version(const rs_source *src)
+{
+    return strncmp(src->name, "list:", 5) ? 1 : RS_IMAGE_FIT_VERSION;
+}
 
 int rs_source_label(const rs_source *src, int index)
 {

@@ -51,6 +51,9 @@ void rs_source_close(rs_source *src); /* NULL ok */
 int rs_source_count(const rs_source *src);
 /* The label of image INDEX (0..count-1), or -1 when unknown or INDEX is out of range. */
 int rs_source_label(const rs_source *src, int index);
+/* The fit version (image.h) of SRC's images: RS_IMAGE_FIT_VERSION for sets that may hold
+ * JPEGs (list:), 1 for those whose fit never changed (in-memory sets, png:). */
+int rs_source_fit_version(const rs_source *src);
 /* The spec SRC was opened from; owned by SRC. */
 const char *rs_source_name(const rs_source *src);
 /* The file image INDEX is read from (png:, list:), owned by SRC; NULL for in-memory sets

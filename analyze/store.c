@@ -589,6 +589,8 @@ static char *run_identity(const rs_run_spec *spec, bool job_only)
     for (int v = 0; v < spec->num_views; v++)
         sb_field(&b, "view", spec->view_specs[v]);
     sb_number(&b, "seed", spec->seed);
+    if (spec->fit_version > 1)
+        sb_number(&b, "fit", (uint64_t)spec->fit_version);
     if (shard && !job_only) {
         char text[32];
         snprintf(text, sizeof text, "%d/%d", spec->shard_index, spec->shard_count);

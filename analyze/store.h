@@ -61,6 +61,8 @@ typedef struct rs_run_spec {
     int num_views;
     const char *const *view_specs; /* num_views strings; view 0 is the reference */
     uint64_t seed;
+    int fit_version;            /* the source's image fit (image.h); part of the identity
+                                 * when above 1 */
     int num_layers;             /* MoE layers */
     const int *layer_blocks;    /* their block indices */
     int tokens, patches, grid_h, grid_w, record_k, num_experts, num_classes;

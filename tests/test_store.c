@@ -560,17 +560,20 @@ static void test_runs(void **state)
     /* ...each field inside it does, and view specs are not confused by where they split. */
     static const char *const joined[] = {"clean;noise:severity=3"};
     static const char *const split3[] = {"clean", "noise:severity=3", ""};
-    rs_run_spec d[6];
-    for (int i = 0; i < 6; i++)
+    rs_run_spec d[8];
+    for (int i = 0; i < 8; i++)
         d[i] = a;
+    d[6].fit_version = 2; /* images fitted another way: another run */
+    d[7].fit_version = 1; /* version 1 is the identity's default */
     d[0].num_views = 1, d[0].view_specs = joined;
     d[1].num_views = 3, d[1].view_specs = split3;
     d[2].offset = 11;
     d[3].count = 8;
     d[4].protocol = "custom";
     d[5].model_sha256 = "ff1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         assert_int_equal(rs_store_find_run(s, &d[i], &info, &err), 0);
+    assert_int_equal(rs_store_find_run(s, &d[7], &info, &err), 1);
 
     /* Everything comes back as given. */
     assert_int_equal(rs_store_get_run(s, ra, &info, &err), 0);
