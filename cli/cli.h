@@ -68,8 +68,9 @@ bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n);
 /* replay under mpirun/srun (replay_mpi.c): when launched with several MPI ranks, replays
  * this rank's shard of O's job, rank 0 merges, and returns the exit status (the same on
  * every rank); -1 when not launched by MPI (replay as usual). THREADS_GIVEN: --threads was
- * set; otherwise each rank takes CPUs / ranks on its node. */
+ * set; otherwise each rank takes CPUs / ranks on its node. SHARD_DIR (NULL: beside --db;
+ * "%r" is the rank): each rank's shard store folder, sent to rank 0 over MPI to merge. */
 struct rs_replay_options;
-int rs_cli_replay_mpi(struct rs_replay_options *o, bool threads_given);
+int rs_cli_replay_mpi(struct rs_replay_options *o, bool threads_given, const char *shard_dir);
 
 #endif

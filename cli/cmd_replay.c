@@ -17,6 +17,7 @@ static const char usage_text[] =
     "usage: routerscope replay MODEL --data SRC --db FILE [--protocol pair|noise|custom]\n"
     "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--seed S]\n"
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
+    "                          [--shard-dir DIR]\n"
     "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
     "\n"
     "Replay images clean, noisy or augmented through MODEL and record every MoE layer's\n"
@@ -39,6 +40,9 @@ static const char usage_text[] =
     "\n"
     "Under mpirun (or srun) with N ranks, rank I replays shard I/N into FILE.shard-I-of-N\n"
     "and rank 0 merges the shards into FILE; --threads defaults to CPUs / ranks per node.\n"
+    "  --shard-dir DIR  (MPI only) keep each rank's shard store in DIR ('%r' = the rank;\n"
+    "                   created when missing), e.g. on node-local disk; the ranks send\n"
+    "                   their finished stores to rank 0 over MPI to merge\n"
     "\n"
     "View specs chain operations with '+': clean, noise:sigma=S, noise:severity=1..5,\n"
     "crop:area=A-B,ratio=R1-R2, flip:p=P, rotate:deg=D, translate:px=P, jitter:b=B,c=C,s=S.\n"
@@ -85,7 +89,7 @@ static bool parse_shard(const char *text, rs_replay_options *o)
     return true;
 }
 
-static int parse(int argc, char **argv, rs_replay_options *o)
+static int parse(int argc, char **argv, rs_replay_options *o, const char **shard_dir)
 {
     static const struct option opts[] = {
         {"data", required_argument, NULL, 'd'},     {"db", required_argument, NULL, 'D'},
@@ -94,7 +98,7 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         {"offset", required_argument, NULL, 'o'},   {"limit", required_argument, NULL, 'l'},
         {"threads", required_argument, NULL, 't'},  {"batch", required_argument, NULL, 'b'},
         {"resume", required_argument, NULL, 'r'},   {"shard", required_argument, NULL, 'S'},
-        {"help", no_argument, NULL, 'h'},
+        {"shard-dir", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int c, resume = 0, set = 0;
     while ((c = rs_cli_next_option("replay", argc, argv, ":h", opts)) != -1) {
@@ -112,6 +116,7 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         case 'b': ok = rs_cli_parse_int("replay", "--batch", optarg, 1, 65536, &o->batch); break;
         case 'r': ok = rs_cli_parse_int("replay", "--resume", optarg, 1, INT_MAX, &resume); break;
         case 'S': ok = parse_shard(optarg, o), set++; break;
+        case 'L': *shard_dir = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
         default: return RS_EXIT_USAGE;
         }
@@ -123,6 +128,8 @@ static int parse(int argc, char **argv, rs_replay_options *o)
         return rs_cli_usage_error("replay", "--db is required");
     if (!o->db_path[0] || !strcmp(o->db_path, ":memory:"))
         return rs_cli_usage_error("replay", "--db wants a file to keep the records in");
+    if (*shard_dir && !(*shard_dir)[0])
+        return rs_cli_usage_error("replay", "--shard-dir wants a folder");
     if (argc - optind > 1)
         return rs_cli_usage_error("replay", "wants one MODEL");
     o->model_path = argc - optind == 1 ? argv[optind] : NULL;
@@ -151,7 +158,8 @@ static int parse(int argc, char **argv, rs_replay_options *o)
 int cmd_replay(int argc, char **argv)
 {
     rs_replay_options o = {.batch = 256, .version = RS_VERSION " (commit " RS_VERSION_COMMIT ")"};
-    int rc = parse(argc, argv, &o);
+    const char *shard_dir = NULL;
+    int rc = parse(argc, argv, &o, &shard_dir);
     if (rc)
         return rc < 0 ? RS_EXIT_OK : rc;
     bool threads_given = o.threads > 0;
@@ -167,7 +175,9 @@ int cmd_replay(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
 
-    int mpi_status = rs_cli_replay_mpi(&o, threads_given);
+    int mpi_status = rs_cli_replay_mpi(&o, threads_given, shard_dir);
+    if (mpi_status < 0 && shard_dir)
+        mpi_status = rs_cli_usage_error("replay", "--shard-dir belongs to runs under mpirun with several ranks");
     if (mpi_status >= 0) {
         sigaction(SIGINT, &old, NULL);
         free(command);
