@@ -8,7 +8,9 @@
 #               a merge stopped halfway is continued by the next one
 #   MPI         (release build with MPI only) mpirun -n 2 and -n 3 give the single-process
 #               stats; a failing rank fails the job with its message; a rank killed mid-run,
-#               then the same command again: identical
+#               then the same command again: identical; --shard-dir (stores in per-rank
+#               folders, sent to rank 0 over MPI, in several chunks): identical; a failed
+#               transfer fails in one line, keeps the stores, and the rerun merges
 # usage: shard_test.sh ROUTERSCOPE MODEL   (env RS_MPI=1 when built with MPI, RS_SANITIZE)
 set -u
 rs=$(realpath "$1") model=$(realpath "$2")
@@ -88,6 +90,8 @@ expect "--shard 3/3 is a usage error" failed_with $? 2 "--shard wants I/N with 0
 expect "more shards than groups" failed_with $? 1 "300 images make 15 groups of 20, so at most 15 shards"
 "$rs" replay --db "$tmp/s0.db" --resume 1 --shard 0/3 >/dev/null 2>"$tmp/err"
 expect "--shard with --resume is a usage error" failed_with $? 2 "only MODEL, --threads and --batch"
+"$rs" replay "$model" "${job[@]}" --db "$tmp/e.db" --shard-dir "$tmp/node%r" >/dev/null 2>"$tmp/err"
+expect "--shard-dir without mpirun is a usage error" failed_with $? 2 "--shard-dir belongs to runs under mpirun"
 
 # --- a shard killed mid-run: refused as unfinished, resumed alone, merged: identical ----------
 big=(--data $data --limit 600 --seed 9)
@@ -157,6 +161,41 @@ else
   "${mpi[@]}" -n 2 "$rs" replay "$model" "${big[@]}" --db "$tmp/mk.db" --batch 20 >"$tmp/out" 2>"$tmp/err"
   expect "the same mpirun command resumes and merges" grep -q "2 ranks, 600 images merged into" "$tmp/out"
   same_run "$tmp/big.db" "$tmp/mk.db" "mpirun with a killed rank, rerun, vs one process"
+  # --shard-dir: each rank's store stays in its own folder (node-local disk on a cluster);
+  # ranks 1..N-1 send theirs to rank 0 over MPI, which merges and removes the copies.
+  "${mpi[@]}" -n 3 "$rs" replay "$model" "${job[@]}" --shard-dir "$tmp/node%r" --db "$tmp/sd.db" >"$tmp/out" 2>"$tmp/err"
+  expect "mpirun -n 3 --shard-dir: exit 0, rank 0 merges" grep -q "3 ranks, 300 images merged into" "$tmp/out"
+  same_run "$tmp/single.db" "$tmp/sd.db" "mpirun -n 3 --shard-dir vs one process"
+  expect "the shard stores stayed in their per-rank folders" \
+    [ -s "$tmp/node0/sd.db.shard-0-of-3" -a -s "$tmp/node1/sd.db.shard-1-of-3" -a -s "$tmp/node2/sd.db.shard-2-of-3" ]
+  expect "no shard store or received copy beside the output" [ -z "$(ls "$tmp" | grep '^sd\.db\.')" ]
+  # A store over the 4 MiB chunk (2,500 images, ~5.7 MB) crosses in several messages: the
+  # merged output equals a merge of the stores in the rank folders.
+  "${mpi[@]}" -n 2 "$rs" replay "$model" --data $data --limit 5000 --shard-dir "$tmp/big%r" --db "$tmp/sc.db" >"$tmp/out" 2>"$tmp/err"
+  expect "mpirun -n 2 --shard-dir, 5,000 images: rank 0 merges" grep -q "2 ranks, 5000 images merged into" "$tmp/out"
+  expect "the shard stores exceed one 4 MiB chunk" [ "$(stat -c %s "$tmp/big1/sc.db.shard-1-of-2")" -gt 4194304 ]
+  "$rs" merge --db "$tmp/scm.db" "$tmp/big0/sc.db.shard-0-of-2" "$tmp/big1/sc.db.shard-1-of-2" >/dev/null 2>"$tmp/err"
+  same_run "$tmp/scm.db" "$tmp/sc.db" "chunked transfer vs merging the rank folders' stores"
+  # A failed transfer (rank 0 cannot write the received copy) fails the job in one line and
+  # leaves the shard stores; the same command then merges.
+  mkdir "$tmp/tf.db.shard-1-of-2.received"
+  "${mpi[@]}" -n 2 "$rs" replay "$model" "${job[@]}" --shard-dir "$tmp/tf%r" --db "$tmp/tf.db" >/dev/null 2>"$tmp/err"
+  status=$?
+  expect "a failed transfer fails the job (exit $status)" [ $status != 0 ]
+  one_transfer_line() {
+    [ "$(grep -c '^routerscope' "$tmp/err")" = 1 ] &&
+      grep -q "^routerscope: rank 0 of 2: cannot write .*tf.db.shard-1-of-2.received (rank 1's shard store): Is a directory; every rank's shard store stays in place" "$tmp/err"
+  }
+  expect "with one line naming the file" one_transfer_line
+  kept_unmerged() {
+    [ -s "$tmp/tf0/tf.db.shard-0-of-2" -a -s "$tmp/tf1/tf.db.shard-1-of-2" ] &&
+      [ "$(sqlite3 "$tmp/tf.db" "SELECT count(*) FROM runs WHERE status='done'" 2>/dev/null || echo 0)" = 0 ]
+  }
+  expect "and leaves both shard stores and nothing merged" kept_unmerged
+  rmdir "$tmp/tf.db.shard-1-of-2.received"
+  "${mpi[@]}" -n 2 "$rs" replay "$model" "${job[@]}" --shard-dir "$tmp/tf%r" --db "$tmp/tf.db" >"$tmp/out" 2>"$tmp/err"
+  expect "the same command then merges" grep -q "2 ranks, 300 images merged into" "$tmp/out"
+  same_run "$tmp/single.db" "$tmp/tf.db" "transfer failed, rerun, vs one process"
 fi
 
 testlib_done shard
