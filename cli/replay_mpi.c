@@ -109,9 +109,10 @@ static int check_ranks(const rank_result *all, int ranks)
     return RS_EXIT_OK;
 }
 
-/* Rank 0: merges the shard stores at PATHS (rank r's at PATHS + r * 4096) into DB. */
+/* Rank 0: merges the shard stores at PATHS (rank r's at PATHS + r * 4096) into DB.
+ * RECEIVED: bytes received over MPI in SECONDS (0: none), for the summary line. */
 static int merge_on_root(const rs_replay_options *o, const char *db, const rank_result *all, int ranks,
-                         const char *paths)
+                         const char *paths, int64_t received, double seconds)
 {
     rs_merge_shard *shards = calloc((size_t)ranks, sizeof *shards);
     if (!shards) {
@@ -129,8 +130,11 @@ static int merge_on_root(const rs_replay_options *o, const char *db, const rank_
     free(shards);
     if (rc)
         return rs_cli_fail(&err);
-    printf("run %" PRId64 ": %d ranks, %d images %s %s (merge %.2f s)\n", s.run_id, ranks, s.images,
-           s.already_done ? "already complete in" : "merged into", db, s.seconds);
+    char transfer[96] = "";
+    if (received)
+        snprintf(transfer, sizeof transfer, "received %.1f MB in %.2f s, ", received / 1e6, seconds);
+    printf("run %" PRId64 ": %d ranks, %d images %s %s (%smerge %.2f s)\n", s.run_id, ranks, s.images,
+           s.already_done ? "already complete in" : "merged into", db, transfer, s.seconds);
     return RS_EXIT_OK;
 }
 
@@ -227,10 +231,10 @@ static bool write_all(int fd, const char *buf, size_t n)
     return true;
 }
 
-/* Rank 0: receives rank R's shard store into PATH (BUF holds CHUNK_BYTES). 0, or one line
- * "rank I of N: ..." in MSG. R's whole stream is received even after a failed write, so
- * that R never blocks in a send. */
-static int receive_shard(int r, int ranks, const char *path, char *buf, char *msg, size_t size)
+/* Rank 0: receives rank R's shard store into PATH (BUF holds CHUNK_BYTES), adding its size
+ * to *BYTES. 0, or one line "rank I of N: ..." in MSG. R's whole stream is received even
+ * after a failed write, so that R never blocks in a send. */
+static int receive_shard(int r, int ranks, const char *path, char *buf, int64_t *bytes, char *msg, size_t size)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -260,6 +264,7 @@ static int receive_shard(int r, int ranks, const char *path, char *buf, char *ms
                  written, r, total);
     if (fd >= 0 && close(fd) != 0 && !msg[0])
         snprintf(msg, size, "rank 0 of %d: cannot write %s: %s", ranks, path, strerror(errno));
+    *bytes += written;
     return msg[0] ? -1 : 0;
 }
 
@@ -285,6 +290,8 @@ static int gather_and_merge(const rs_replay_options *o, const char *db, const ra
     if (!status && (!paths || !buf))
         snprintf(msg, sizeof msg, "out of memory for the shard transfer");
     int received = 1;
+    int64_t bytes = 0;
+    double start = MPI_Wtime();
     for (int r = 1; r < ranks; r++) {
         int go = !status && !msg[0];
         MPI_Send(&go, 1, MPI_INT, r, TAG_GO, MPI_COMM_WORLD);
@@ -292,7 +299,7 @@ static int gather_and_merge(const rs_replay_options *o, const char *db, const ra
             continue;
         snprintf(paths + (size_t)r * 4096, 4096, "%s.shard-%d-of-%d.received", db, r, ranks);
         received = r + 1;
-        receive_shard(r, ranks, paths + (size_t)r * 4096, buf, msg, sizeof msg);
+        receive_shard(r, ranks, paths + (size_t)r * 4096, buf, &bytes, msg, sizeof msg);
     }
     if (!status && msg[0]) {
         fprintf(stderr, "routerscope: %s; every rank's shard store stays in place; rerun the same command to "
@@ -300,7 +307,7 @@ static int gather_and_merge(const rs_replay_options *o, const char *db, const ra
         status = RS_EXIT_FAIL;
     } else if (!status) {
         snprintf(paths, 4096, "%s", own_path);
-        status = merge_on_root(o, db, all, ranks, paths);
+        status = merge_on_root(o, db, all, ranks, paths, bytes, MPI_Wtime() - start);
     }
     for (int r = 1; paths && r < received; r++)
         remove_copy(paths + (size_t)r * 4096);
@@ -319,7 +326,7 @@ static int merge_beside(const rs_replay_options *o, const char *db, const rank_r
     }
     for (int r = 0; r < ranks; r++)
         snprintf(paths + (size_t)r * 4096, 4096, "%s.shard-%d-of-%d", db, r, ranks);
-    int status = merge_on_root(o, db, all, ranks, paths);
+    int status = merge_on_root(o, db, all, ranks, paths, 0, 0);
     free(paths);
     return status;
 }

@@ -164,7 +164,8 @@ else
   # --shard-dir: each rank's store stays in its own folder (node-local disk on a cluster);
   # ranks 1..N-1 send theirs to rank 0 over MPI, which merges and removes the copies.
   "${mpi[@]}" -n 3 "$rs" replay "$model" "${job[@]}" --shard-dir "$tmp/node%r" --db "$tmp/sd.db" >"$tmp/out" 2>"$tmp/err"
-  expect "mpirun -n 3 --shard-dir: exit 0, rank 0 merges" grep -q "3 ranks, 300 images merged into" "$tmp/out"
+  expect "mpirun -n 3 --shard-dir: exit 0, rank 0 receives and merges" \
+    grep -q "3 ranks, 300 images merged into .*sd.db (received [0-9.]* MB in" "$tmp/out"
   same_run "$tmp/single.db" "$tmp/sd.db" "mpirun -n 3 --shard-dir vs one process"
   expect "the shard stores stayed in their per-rank folders" \
     [ -s "$tmp/node0/sd.db.shard-0-of-3" -a -s "$tmp/node1/sd.db.shard-1-of-3" -a -s "$tmp/node2/sd.db.shard-2-of-3" ]
