@@ -489,6 +489,25 @@ fail:
     return rc;
 }
 
+int rs_store_checkpoint_file(const char *path, rs_error *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL);
+    }
+    int busy = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
+    int fail = busy ? rs_error_set(err, RS_EIO, "%s: cannot checkpoint its WAL: the store is busy", path)
+               : rc != SQLITE_OK ? rs_error_set(err, RS_EIO, "%s: cannot checkpoint its WAL: %s", path,
+                                                db ? sqlite3_errmsg(db) : "out of memory")
+                                 : 0;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return fail;
+}
+
 /* Test hook (not in store.h): the tests shorten the busy timeout to see a locked database
  * fail quickly. */
 int rs_store_set_busy_timeout(rs_store *store, int ms);

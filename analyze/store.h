@@ -49,6 +49,11 @@ typedef struct rs_store rs_store;
 int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *err);
 void rs_store_close(rs_store *store);
 
+/* Moves everything in the WAL of the store at PATH into its main file and truncates the WAL,
+ * so that the one file holds the whole store (to copy or send it). RS_EIO when the store is
+ * busy or cannot be opened for writing. */
+int rs_store_checkpoint_file(const char *path, rs_error *err);
+
 /* What identifies and describes a run. Identity = model sha256 + data + offset + count +
  * protocol + view specs + seed. */
 typedef struct rs_run_spec {

@@ -29,12 +29,12 @@
 
 #ifdef RS_HAVE_MPI
 #include <mpi.h>
-#include <sqlite3.h>
 #endif
 
 #include "cli.h"
 #include "merge.h"
 #include "replay.h"
+#include "store.h"
 
 /* The ranks the launcher announced (OpenMPI's mpirun, PMI/PMIx as srun sets them), or 0. */
 static int launched_ranks(void)
@@ -167,24 +167,15 @@ static int shard_store_path(const char *db, const char *shard_dir, int rank, int
     return 0;
 }
 
-/* Moves everything in PATH's WAL into its main file, so that the file alone is the store.
- * 0, or one line in MSG. */
+/* Folds PATH's WAL into its main file (store.h), so that the file alone is the store. 0,
+ * or one line in MSG. */
 static int checkpoint(const char *path, char *msg, size_t size)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 5000);
-        rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL);
-    }
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0)
-        snprintf(msg, size, "%.400s: cannot checkpoint its WAL: the store is busy", path);
-    else if (rc != SQLITE_OK)
-        snprintf(msg, size, "%.400s: cannot checkpoint its WAL: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return msg[0] ? -1 : 0;
+    rs_error err = {0};
+    if (rs_store_checkpoint_file(path, &err) == 0)
+        return 0;
+    snprintf(msg, size, "%s", err.msg);
+    return -1;
 }
 
 /* Rank > 0, after rank 0's GO: sends the shard store at PATH (see the tags above). */
