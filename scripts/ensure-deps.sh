@@ -3,8 +3,8 @@
 # missing. Runs apt-get as root, or through sudo when not root. --python adds PyTorch for
 # the reference model, training and benchmarks (never needed at routerscope run time);
 # --tests adds the checkers the tests call: pdfinfo, xmllint, headless chromium, numpy (the
-# export docs' Python example), and clang with its libFuzzer runtime for the fuzz smoke
-# (scripts/fuzz.sh).
+# export docs' Python example), and clang with its libFuzzer and OpenMP runtimes for the
+# fuzz smoke (scripts/fuzz.sh; the project links OpenMP, which clang finds in libomp).
 set -euo pipefail
 packages=(gcc libc6-dev meson ninja-build pkg-config git
           libopenblas-dev libgsl-dev libcairo2-dev libsqlite3-dev libpng-dev zlib1g-dev
@@ -13,7 +13,7 @@ packages=(gcc libc6-dev meson ninja-build pkg-config git
 for arg in "$@"; do
   case $arg in
     --python) packages+=(python3-torch python3-numpy python3-msgpack) ;;
-    --tests) packages+=(poppler-utils libxml2-utils chromium python3-numpy clang libclang-rt-14-dev) ;;
+    --tests) packages+=(poppler-utils libxml2-utils chromium python3-numpy clang libclang-rt-14-dev libomp-14-dev) ;;
     *) echo "ensure-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
