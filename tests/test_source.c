@@ -870,6 +870,41 @@ static void test_list_non_regular(void **state)
     remove(fifo);
 }
 
+#ifndef __SANITIZE_ADDRESS__
+/* Runs WORK(ARG) in a child process whose address space may grow by at most HEADROOM bytes
+ * past what it holds at the fork; returns WORK's result as the child's exit status (2: the
+ * child died, 3/4: the limit could not be read or set). RLIMIT_AS and AddressSanitizer's
+ * shadow memory do not mix, hence release builds only. */
+static int run_within(size_t headroom, int (*work)(const char *arg), const char *arg)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%ld", &pages) != 1)
+            _exit(3);
+        fclose(f);
+        struct rlimit lim = {.rlim_cur = (rlim_t)pages * sysconf(_SC_PAGESIZE) + headroom};
+        lim.rlim_max = lim.rlim_cur;
+        _exit(setrlimit(RLIMIT_AS, &lim) != 0 ? 4 : work(arg));
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+}
+
+/* 0 when opening IDX file PATH fails as a truncated file, as it must. */
+static int open_idx_refused(const char *path)
+{
+    rs_source *src;
+    rs_error err;
+    char spec[600];
+    snprintf(spec, sizeof spec, "idx:%s", path);
+    return rs_source_open(spec, &src, &err) == RS_EFORMAT ? 0 : 1;
+}
+#endif
+
 /* An IDX header announcing 2.8 GB over 6 bytes of pixels (found by fuzz_source): the
  * truncation is reported, and the reader never allocated what the file does not hold
  * (release build: in a child whose address space may grow by 64 MB only). */
@@ -883,25 +918,7 @@ static void test_idx_header_larger_than_file(void **state)
     expect_error(open_fails(&err, "idx:%s", p), &err, RS_EFORMAT, "huge.idx",
                  "truncated: the pixels should be 2824077312 bytes, only 6 present");
 #ifndef __SANITIZE_ADDRESS__
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        long pages = 0;
-        FILE *f = fopen("/proc/self/statm", "r");
-        if (!f || fscanf(f, "%ld", &pages) != 1)
-            _exit(3);
-        fclose(f);
-        struct rlimit lim = {.rlim_cur = (rlim_t)pages * sysconf(_SC_PAGESIZE) + (64 << 20)};
-        lim.rlim_max = lim.rlim_cur;
-        rs_source *src;
-        char spec[600];
-        snprintf(spec, sizeof spec, "idx:%s", p);
-        _exit(setrlimit(RLIMIT_AS, &lim) != 0 ? 4 : rs_source_open(spec, &src, &err) == RS_EFORMAT ? 0 : 1);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(run_within(64 << 20, open_idx_refused, p), 0);
 #endif
 }
 
@@ -1080,30 +1097,25 @@ static void test_declared_size_over_cap(void **state)
 
 #ifndef __SANITIZE_ADDRESS__
 
+static int fit_path(const char *path)
+{
+    float out[28 * 28];
+    rs_error err;
+    return rs_image_read_fit(path, 1, 28, 28, out, &err) ? 1 : 0;
+}
+
+static int decode_path(const char *path)
+{
+    rs_error err;
+    rs_image im;
+    return rs_image_decode(path, &im, &err) ? 1 : 0;
+}
+
 /* Fits PATH to 1x28x28 (or decodes it whole, WHOLE) in a child process whose address
  * space may grow by at most HEADROOM bytes; returns the child's status (0: success). */
 static int fit_within(const char *path, int whole, size_t headroom)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        long pages = 0;
-        FILE *f = fopen("/proc/self/statm", "r");
-        if (!f || fscanf(f, "%ld", &pages) != 1)
-            _exit(3);
-        fclose(f);
-        struct rlimit lim = {.rlim_cur = (rlim_t)pages * sysconf(_SC_PAGESIZE) + headroom};
-        lim.rlim_max = lim.rlim_cur;
-        if (setrlimit(RLIMIT_AS, &lim) != 0)
-            _exit(4);
-        float out[28 * 28];
-        rs_error err;
-        rs_image im;
-        _exit((whole ? rs_image_decode(path, &im, &err) : rs_image_read_fit(path, 1, 28, 28, out, &err)) ? 1 : 0);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+    return run_within(headroom, whole ? decode_path : fit_path, path);
 }
 #endif
 
