@@ -25,14 +25,21 @@ static void list_ids(const rs_run_info *runs, int n, char *buf, size_t size)
 
 int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *info, rs_error *err)
 {
+    /* A named run is read at once; the list of runs is only needed to pick the last
+     * finished one or to say which runs there are. */
+    if (run_id > 0) {
+        int rc = rs_store_get_run(store, run_id, info, err);
+        if (rc != RS_EINVAL)
+            return rc;
+    }
     rs_run_info *runs;
     int n;
     int rc = rs_store_list_runs(store, &runs, &n, err);
     if (rc)
         return rc;
     int pick = -1;
-    for (int i = 0; i < n; i++)
-        if (run_id > 0 ? runs[i].id == run_id : runs[i].status == RS_RUN_DONE)
+    for (int i = 0; i < n && run_id == 0; i++)
+        if (runs[i].status == RS_RUN_DONE)
             pick = i;
     char ids[256];
     list_ids(runs, n, ids, sizeof ids);
@@ -46,8 +53,8 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
         return rs_error_set(err, RS_EINVAL, "%s: holds no runs", name);
     if (run_id > 0)
         return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64 " (runs here: %s)", name, run_id, ids);
-    return rs_error_set(err, RS_EINVAL, "%s: no finished run (runs here: %s; see 'routerscope runs --db %s')", name, ids,
-                        name);
+    return rs_error_set(err, RS_EINVAL, "%s: no finished run (runs here: %s; see 'routerscope runs --db %s')", name,
+                        ids, name);
 }
 
 const char *rs_run_class_name(const rs_run_info *run, int cls, char *buf, size_t size)
