@@ -385,6 +385,8 @@ def make_config(args):
         "num_experts": args.experts, "top_k": args.top_k, "classifier": "token",
         "layer_norm_eps": 1e-6, "gelu": "erf", "mean": [MEAN], "std": [STD],
         "representation": False, "labels": LABELS,
+        # provenance read by routerscope (store, report colours and groups)
+        "method": args.router_loss, "train_seed": args.seed,
     }
 
 
