@@ -1,7 +1,7 @@
 """Write the golden cases for the C input gradient (model/grad.h) under tests/golden/.
 
 For each case NAME: grad-NAME.safetensors (a small random model, via export.py) and
-grad-NAME.ref.safetensors (F32 tensors):
+grad-NAME.grad.safetensors (F32 tensors):
     pixels [B,C,H,W]   the attacked images, [0,1] pixel units (not normalised)
     labels [B]         class labels (as floats)
     ref.{block} [B,T,E] router softmax of the clean images (the reference pass)
@@ -201,7 +201,7 @@ def write_case(c):
                                     name == FD_FULL))
         tensors[f"value.{obj}"] = v.float()
         tensors[f"grad.{obj}"] = g.float()
-    write_safetensors(OUT / f"grad-{name}.ref.safetensors", tensors,
+    write_safetensors(OUT / f"grad-{name}.grad.safetensors", tensors,
                       {"format": "routerscope-grad-golden", "model": model_path.name,
                        "objectives": json.dumps(objs)})
     return gap, worst

@@ -1,6 +1,6 @@
 /* Gradient test: model/grad.h against PyTorch autograd (pytorch/grad_golden.py, float64).
  *
- * For every tests/golden/grad-NAME.ref.safetensors and each objective it lists (its attack
+ * For every tests/golden/grad-NAME.grad.safetensors and each objective it lists (its attack
  * spec goes through rs_objective_set): input gradient max abs error <= 1e-4 x max |ref
  * gradient|, value within 1e-5 relative (see VALUE_TOL). The generator itself checks the
  * reference gradients against central finite differences in float64.
@@ -345,7 +345,7 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 
 static int is_case(const struct dirent *d)
 {
-    const char *suffix = ".ref.safetensors";
+    const char *suffix = ".grad.safetensors";
     size_t n = strlen(d->d_name), ns = strlen(suffix);
     return !strncmp(d->d_name, "grad-", 5) && n > ns && !strcmp(d->d_name + n - ns, suffix);
 }
@@ -356,7 +356,7 @@ int main(void)
     struct dirent **list;
     int n = scandir(golden_dir, &list, is_case, by_name);
     if (n < 4) {
-        fprintf(stderr, "test_grad: fewer than 4 grad-*.ref.safetensors in %s\n", golden_dir);
+        fprintf(stderr, "test_grad: fewer than 4 grad-*.grad.safetensors in %s\n", golden_dir);
         return 1;
     }
     struct CMUnitTest *tests = calloc((size_t)n + 3, sizeof *tests);
