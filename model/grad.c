@@ -1,6 +1,7 @@
 #include "grad.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -103,7 +104,7 @@ static int parse_layers(rs_objective *obj, const char *value, rs_error *err)
         char *end;
         errno = 0;
         long b = strtol(s, &end, 10);
-        if (end == s || *s == '-' || *s == '+' || errno || b > 31 || (*end && *end != '/'))
+        if (!isdigit((unsigned char)*s) || errno || b > 31 || (*end && *end != '/'))
             return rs_error_set(err, RS_EINVAL, "layers: '%s' is not block indices 0..31 separated by '/'", value);
         mask |= 1u << b;
         if (!*end)
@@ -132,7 +133,7 @@ int rs_objective_set(rs_objective *obj, const char *key, const char *value, rs_e
     if (!strcmp(key, "target")) {
         errno = 0;
         long v = strtol(value, &end, 10);
-        if (end == value || *end || errno || v < 0 || v >= RS_MAX_EXPERTS || *value == '+')
+        if (!isdigit((unsigned char)*value) || *end || errno || v >= RS_MAX_EXPERTS)
             return rs_error_set(err, RS_EINVAL, "target: '%s' is not an expert index", value);
         obj->target = (int)v;
         return 1;

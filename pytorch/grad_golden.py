@@ -100,13 +100,13 @@ def router_term(kind, p, r, target):
 def objective(model, config, spec, pixels, labels, ref):
     """Value [B] of the objective SPEC on PIXELS ([0,1], float64)."""
     s = parse_spec(spec)
-    mean = torch.tensor(config["mean"], dtype=torch.float64).view(1, -1, 1, 1)
-    std = torch.tensor(config["std"], dtype=torch.float64).view(1, -1, 1, 1)
+    mean = torch.tensor(config["mean"], dtype=pixels.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(config["std"], dtype=pixels.dtype).view(1, -1, 1, 1)
     logits, router = model((pixels - mean) / std, return_router=True)
     first = num_tokens(config) - (config["image_size"][0] // config["patch_size"]) * (
         config["image_size"][1] // config["patch_size"])
     blocks = s["layers"] or config["moe_layers"]
-    value = torch.zeros(pixels.shape[0], dtype=torch.float64)
+    value = torch.zeros(pixels.shape[0], dtype=pixels.dtype)
     for t, kind in enumerate(s["terms"]):
         w = 1.0 if t == 0 else s["beta"]
         if kind == "ce":

@@ -294,6 +294,8 @@ static void grad_bad_specs(void **state)
     expect_spec_error("beta=inf", NULL, "'inf'");
     expect_spec_error("target=-1", NULL, "'-1'");
     expect_spec_error("target=1x", NULL, "'1x'");
+    expect_spec_error("target= 1", NULL, "' 1'");
+    expect_spec_error("layers=+1", NULL, "'+1'");
     expect_spec_error("layers=1/x", NULL, "'1/x'");
     expect_spec_error("layers=40", NULL, "'40'");
     expect_spec_error("layers=", NULL, "''");
