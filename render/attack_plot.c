@@ -59,12 +59,19 @@ static void y_title(cairo_t *cr, const rs_axes *ax, double x, const char *text)
     cairo_restore(cr);
 }
 
+/* A width that holds the 10 pt subtitle SUB (about 5.3 units per character; bytes
+ * over-count the few non-ASCII ones, which only widens the figure a little). */
+static double sub_width(const char *sub)
+{
+    return 2 * MARGIN + 5.3 * (double)strlen(sub);
+}
+
 /* ---- curves -------------------------------------------------------------------------------- */
 
+/* One slot per ε of the grid, evenly spaced (grids are roughly geometric: 1, 2, 4, 8/255). */
 static double curve_x(const rs_axes *ax, const rs_attack_stats *as, int v)
 {
-    double top = as->eps[as->views - 1];
-    return ax->x + ax->w * (top > 0 ? as->eps[v] / top : 0);
+    return ax->x + ax->w * (v + 0.5) / as->views;
 }
 
 static bool curve_point(const rs_attack_stats *as, int v, int m, double *val, double *lo, double *hi)
@@ -133,6 +140,7 @@ static void curve_panel(cairo_t *cr, rs_axes ax, const rs_attack_stats *const *a
         "Top-1 agreement with view 0", "Top-2 agreement with view 0", "Top-2 (order-agnostic) agreement",
         "Accuracy"};
     ax.lo = curve_floor(as, n, m), ax.hi = 1;
+    cairo_set_source_rgb(cr, 0, 0, 0);
     rs_text(cr, ax.x, ax.y - 8, 10.5, true, 0, titles[m]);
     int nt = (int)lround((1 - ax.lo) * 10);
     rs_axes_ticks(cr, &ax, &(rs_ticks){.step = 0.1, .count = nt, .grid = 0.88, .label_every = nt <= 5 ? 1 : 2,
@@ -145,7 +153,8 @@ static void curve_panel(cairo_t *cr, rs_axes ax, const rs_attack_stats *const *a
         rs_render_eps_label(as[0]->eps[v], buf, sizeof buf);
         rs_text(cr, curve_x(&ax, as[0], v), ax.y + ax.h + 12, 7.5, false, 0.5, buf);
     }
-    rs_text(cr, ax.x + ax.w / 2, ax.y + ax.h + 26, 9, false, 0.5, "\u03b5 (L\u221e budget, [0,1] pixels)");
+    rs_text(cr, ax.x + ax.w / 2, ax.y + ax.h + 26, 9, false, 0.5,
+            "\u03b5 (L\u221e budget in [0,1] pixel units; one slot per \u03b5 of the grid)");
     for (int i = 0; i < n; i++)
         curve_series(cr, &ax, as[i], runs[i], m);
 }
@@ -171,7 +180,7 @@ int rs_render_attack_curves(const rs_attack_stats *const *as, const rs_run_info 
     int rc = same_grid(as, runs, num_runs, err);
     if (rc)
         return rc;
-    const double pw = 300, ph = 170, left = MARGIN + 52, colw = pw + 70, rowh = ph + 64, top = MARGIN + 44;
+    const double pw = 300, ph = 170, left = MARGIN + 52, colw = pw + 70, rowh = ph + 64, top = MARGIN + 62;
     double width = left + 2 * colw, height = top + 2 * rowh + 16.0 * num_runs + MARGIN;
     rs_canvas cv;
     rc = rs_figure_open(&cv, path, width, height, "Routing and accuracy under attack",
@@ -202,11 +211,14 @@ int rs_render_attack_curves(const rs_attack_stats *const *as, const rs_run_info 
 
 /* ---- min-ε map ------------------------------------------------------------------------------ */
 
-/* Colour of a min-ε value on the grid: viridis from the grid's first to its last ε. */
+/* Colour of a min-ε value: viridis by its place on the grid (grids are roughly geometric,
+ * so places separate the small ε that a linear scale would merge). */
 static void eps_colour(const rs_attack_stats *as, double e, double rgb[3])
 {
-    double lo = as->eps[1], hi = as->eps[as->views - 1];
-    rs_palette_viridis(hi > lo ? (e - lo) / (hi - lo) : 1, rgb);
+    int v = 1;
+    while (v < as->views - 1 && as->eps[v] < e - 1e-12)
+        v++;
+    rs_palette_viridis(as->views > 2 ? (double)(v - 1) / (as->views - 2) : 1, rgb);
 }
 
 static void min_eps_panel(cairo_t *cr, const rs_attack_stats *as, const double *val, double x, double y, double cell)
@@ -285,6 +297,7 @@ int rs_render_min_eps_map(const rs_attack_stats *as, const rs_run_info *run, int
         snprintf(title, sizeof title, "Min-\u03b5 per patch: image %d", as->first_image + image);
     snprintf(sub, sizeof sub, "run %lld \u00b7 %.120s (k=%d): smallest \u03b5 at which the top-1 expert changes "
              "(cells in 1/255)", (long long)run->id, model, run->top_k);
+    width = fmax(width, sub_width(sub));
     rs_canvas cv;
     int rc = rs_figure_open(&cv, path, width, height, title, sub, err);
     if (rc)
@@ -321,11 +334,12 @@ int rs_render_min_eps_hist(const rs_attack_stats *as, const rs_run_info *run, co
         for (int v = 0; v < V; v++)
             most = fmax(most, 100 * (double)as->hist[(size_t)l * V + v] / total);
     const double bw = 12, gw = L * bw + 14, pw = fmax(300, gw * V), ph = 200, left = MARGIN + 50, top = MARGIN + 46;
-    double width = left + pw + MARGIN, height = top + ph + 50 + 15.0 * L + MARGIN;
+    double width = left + pw + MARGIN + 10, height = top + ph + 50 + 15.0 * L + MARGIN;
     char sub[400], model[256], buf[64];
     rs_run_model_label(run, model, sizeof model);
     snprintf(sub, sizeof sub, "run %lld \u00b7 %.120s (k=%d) \u00b7 %d images \u00b7 %d patches each", (long long)run->id,
              model, run->top_k, as->images, as->patches);
+    width = fmax(width, sub_width(sub));
     rs_canvas cv;
     int rc = rs_figure_open(&cv, path, width, height, "Min-\u03b5 per patch: how far the input must move", sub, err);
     if (rc)
