@@ -116,7 +116,7 @@ static int pass_record(pass *p, const rs_routing_record *rec, rs_error *err)
     return 0;
 }
 
-/* The histogram of min-ε per layer and pooled. */
+/* The histogram of min-ε per layer and pooled, and the pooled median. */
 static void fill_hist(rs_attack_stats *as)
 {
     const int V = as->views, L = as->layers, Np = as->patches;
@@ -127,6 +127,20 @@ static void fill_hist(rs_attack_stats *as)
                 as->hist[(size_t)l * V + v]++;
                 as->hist[(size_t)L * V + v]++;
             }
+    /* the lower median: the first view index whose cumulative count (never last) reaches
+       rank (total + 1) / 2 */
+    const int64_t *pooled = as->hist + (size_t)L * V;
+    int64_t total = 0, seen = 0;
+    for (int v = 0; v < V; v++)
+        total += pooled[v];
+    as->median_first = 0;
+    for (int v = 1; v < V && total > 0; v++) {
+        seen += pooled[v];
+        if (seen >= (total + 1) / 2) {
+            as->median_first = v;
+            break;
+        }
+    }
 }
 
 /* Accuracy per view with Wilson (from ST) and a bootstrap over images drawn as rs_stats

@@ -1,6 +1,7 @@
 /* attack_tables.c — routing changes and attack tables (see attack_tables.h). */
 #include "attack_tables.h"
 
+#include <math.h>
 #include <stdio.h>
 
 #include "attack_plot.h"
@@ -80,6 +81,50 @@ rs_table *rs_report_attack_table(const rs_attack_stats *as, const char *run)
             rs_table_set_rate(t, r, 6, (double)cum / (double)total, false, 0, 0, false, 0, 0, total);
         else
             rs_table_set_na(t, r, 6);
+    }
+    return t;
+}
+
+static void set_rate_or_na(rs_table *t, int r, int c, const rs_stats_rate *x)
+{
+    if (x->valid)
+        rs_table_set_rate(t, r, c, x->value, x->boot_valid, x->boot_lo, x->boot_hi, false, 0, 0, 0);
+    else
+        rs_table_set_na(t, r, c);
+}
+
+rs_table *rs_report_attack_summary_table(const rs_attack_stats *const *as, const rs_run_info *const *runs, int n)
+{
+    const char *keys[] = {"run", "method", "k", "top1_max_eps", "routing_changes_max_eps", "accuracy_max_eps",
+                          "median_min_eps", "never_changed"};
+    const char *heads[] = {"Run", "Method", "k", "Top-1 at largest \u03b5", "Routing changes at largest \u03b5",
+                           "Accuracy at largest \u03b5", "Median min-\u03b5", "Never changed"};
+    rs_table *t = rs_table_create("Routing under attack, run by run (%, MoE layers pooled, 95 % bootstrap intervals)",
+                                  "attack", 8, keys, heads);
+    if (!t)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        const rs_attack_stats *a = as[i];
+        const int V = a->views, L = a->layers;
+        char id[32], k[16], eps[32];
+        snprintf(id, sizeof id, "%lld", (long long)runs[i]->id);
+        snprintf(k, sizeof k, "%d", runs[i]->top_k);
+        int r = rs_table_add_row(t, NULL, "all", NULL);
+        rs_table_set_row_run(t, r, id);
+        rs_table_set_text(t, r, 0, id);
+        rs_table_set_text(t, r, 1, rs_render_family_name(rs_render_family_of(runs[i])));
+        rs_table_set_text(t, r, 2, k);
+        set_rate_or_na(t, r, 3, &a->curve[(V - 1) * RS_ATTACK_NUM_CURVES + RS_ATTACK_TOP1]);
+        set_rate_or_na(t, r, 4, &a->routing_changes[V - 1]);
+        set_rate_or_na(t, r, 5, &a->curve[(V - 1) * RS_ATTACK_NUM_CURVES + RS_ATTACK_ACCURACY]);
+        rs_render_eps_label(a->median_first ? a->eps[a->median_first] : INFINITY, eps, sizeof eps);
+        rs_table_set_text(t, r, 6, eps);
+        int64_t total = (int64_t)a->images * a->patches * L;
+        if (total > 0)
+            rs_table_set_rate(t, r, 7, (double)a->hist[(size_t)L * V] / (double)total, false, 0, 0, false, 0, 0,
+                              total);
+        else
+            rs_table_set_na(t, r, 7);
     }
     return t;
 }

@@ -20,4 +20,9 @@ rs_table *rs_report_routing_changes_table(const rs_run_info *info, const rs_stat
  * ε (MoE layers pooled). */
 rs_table *rs_report_attack_table(const rs_attack_stats *as, const char *run);
 
+/* The adversarial runs side by side, one row each in the order given: method, k, Top-1
+ * agreement, routing changes and accuracy at the grid's largest ε (bootstrap intervals),
+ * the median min-ε over every (image, MoE layer, patch) and the share never changed. */
+rs_table *rs_report_attack_summary_table(const rs_attack_stats *const *as, const rs_run_info *const *runs, int n);
+
 #endif

@@ -112,6 +112,22 @@ out:
     free(runs);
 }
 
+/* One table of every adversarial run, in the section's order. */
+static void summary(rs_report_state *R, const attack_runs *a)
+{
+    const rs_attack_stats **as = calloc((size_t)a->n, sizeof *as);
+    const rs_run_info **runs = calloc((size_t)a->n, sizeof *runs);
+    if (as && runs) {
+        for (int i = 0; i < a->n; i++)
+            as[i] = a->as[i], runs[i] = &R->info[a->idx[i]];
+        rs_doc_add_table(&R->d, rs_report_attack_summary_table(as, runs, a->n), "attack-summary");
+    } else if (!R->d.rc) {
+        R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
+    }
+    free(as);
+    free(runs);
+}
+
 /* Min-ε histogram and median map, the most changed images' grids, the objective. */
 static void run_figures(rs_report_state *R, const rs_run_info *r, const rs_attack_stats *as)
 {
@@ -192,6 +208,7 @@ void rs_report_attack(rs_report_state *R)
                "from the clean one (never: no \u03b5 of the grid changed it). Higher curves and larger min-\u03b5 "
                "mean a router that needs a stronger attack to change its mind.", NULL);
     curves(R, &a);
+    summary(R, &a);
     for (int i = 0; i < a.n && !d->rc; i++)
         run_figures(R, &R->info[a.idx[i]], a.as[i]);
     if (R->opt->images > 0)

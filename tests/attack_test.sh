@@ -72,6 +72,10 @@ done
 expect "V-MoE's table comes before PRC's" awk '/attack-run1/ {a = NR} /attack-run2/ && !b {b = NR} END {exit !(a && b && a < b)}' \
   "$tmp/rep/report.md"
 expect "attack table csv" grep -q "min_eps_cdf" "$tmp/rep/tables/attack-run1.csv"
+# the first row of the run-by-run table: run 1, V-MoE (given second, shown first)
+first_row() { awk -F'|' '/run by run/ {t = 1} t && $2 ~ /^ *[0-9]+ *$/ {print $2 + 0, $3; exit}' "$tmp/rep/report.md"; }
+expect "summary table: V-MoE row first" [ "$(first_row | tr -s ' ')" = "1 V-MoE " ]
+expect "summary csv" grep -q "never_changed" "$tmp/rep/tables/attack-summary.csv"
 "$rs" report --db "$db" --runs 3 --out "$tmp/rep3" --images 0 --resamples 0 >/dev/null 2>"$tmp/err"
 expect "no attack section without adversarial runs" bash -c "! grep -q 'Routing under attack' '$tmp/rep3/report.md'"
 

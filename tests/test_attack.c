@@ -232,6 +232,7 @@ static void test_min_eps(void **state)
     assert_memory_equal(as->hist, hist, sizeof hist);
     assert_int_equal(as->changed_last[0], 2);
     assert_int_equal(as->changed_last[1], 1);
+    assert_int_equal(as->median_first, 0); /* 16 pairs: rank 8 is never (only 6 change) */
 
     double val[NP];
     rs_attack_min_eps(as, 0, 0, val); /* image 0 */
