@@ -187,6 +187,29 @@ void rs_stats_free(rs_stats *st)
     free(st);
 }
 
+/* The routing-changes part of the accumulator: 0, or RS_ENOMEM (the caller reports it). */
+static int rc_init(acc *a, const rs_run_info *info)
+{
+    const int V = a->V, L = a->L;
+    const size_t cells = (size_t)a->cells, per_img = (size_t)(V - 1) * L, n_img = a->cap ? (size_t)a->cap : 1;
+    a->geometric = calloc((size_t)V, sizeof *a->geometric);
+    a->iou = calloc(per_img ? n_img * per_img : 1, sizeof *a->iou);
+    a->iou_n = calloc(per_img ? n_img * per_img : 1, sizeof *a->iou_n);
+    a->rc_mean = calloc(n_img * cells, sizeof *a->rc_mean);
+    a->rc_ok = calloc(n_img * cells, sizeof *a->rc_ok);
+    a->aligned_img = calloc((size_t)V + 1, sizeof *a->aligned_img);
+    a->rc_wn = malloc(sizeof *a->rc_wn * cells);
+    a->rc_val = malloc(sizeof *a->rc_val * cells);
+    a->rc_n = malloc(sizeof *a->rc_n * cells);
+    a->rc_ok_cell = malloc(sizeof *a->rc_ok_cell * cells);
+    if (!a->geometric || !a->iou || !a->iou_n || !a->rc_mean || !a->rc_ok || !a->aligned_img || !a->rc_wn ||
+        !a->rc_val || !a->rc_n || !a->rc_ok_cell)
+        return RS_ENOMEM;
+    for (int v = 0; v < V && info->view_specs; v++)
+        a->geometric[v] = info->view_specs[v] && rs_spec_has_geometric_op(info->view_specs[v]);
+    return 0;
+}
+
 static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error *err)
 {
     memset(a, 0, sizeof *a);
@@ -262,22 +285,8 @@ static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error 
     a->pred = calloc((size_t)V, sizeof *a->pred);
     a->changed = calloc((size_t)V, sizeof *a->changed);
     a->any_pair = calloc((size_t)V, sizeof *a->any_pair);
-    a->geometric = calloc((size_t)V, sizeof *a->geometric);
-    size_t per_img_l = (size_t)(V - 1) * L, n_img = a->cap ? (size_t)a->cap : 1;
-    a->iou = calloc(per_img_l ? n_img * per_img_l : 1, sizeof *a->iou);
-    a->iou_n = calloc(per_img_l ? n_img * per_img_l : 1, sizeof *a->iou_n);
-    a->rc_mean = calloc(n_img * cells, sizeof *a->rc_mean);
-    a->rc_ok = calloc(n_img * cells, sizeof *a->rc_ok);
-    a->aligned_img = calloc((size_t)V + 1, sizeof *a->aligned_img);
-    a->rc_wn = malloc(sizeof *a->rc_wn * cells);
-    a->rc_val = malloc(sizeof *a->rc_val * cells);
-    a->rc_n = malloc(sizeof *a->rc_n * cells);
-    a->rc_ok_cell = malloc(sizeof *a->rc_ok_cell * cells);
-    if (!a->geometric || !a->iou || !a->iou_n || !a->rc_mean || !a->rc_ok || !a->aligned_img || !a->rc_wn ||
-        !a->rc_val || !a->rc_n || !a->rc_ok_cell)
+    if (rc_init(a, info))
         goto nomem;
-    for (int v = 0; v < V && info->view_specs; v++)
-        a->geometric[v] = info->view_specs[v] && rs_spec_has_geometric_op(info->view_specs[v]);
     if (!a->cnt || !a->ref_top || !a->ref_probs || !a->ref_h || !a->cur_probs || !a->cur_h || !a->ga || !a->gb ||
         !a->gemm || !a->s_sum || !a->s_n || !a->agree || !a->unmatched || !a->jsd_sum || !a->ent_sum || !a->jsd_n ||
         !a->ent_n || !a->labelled || !a->correct || !a->pred || !a->changed || !a->any_pair)
