@@ -56,6 +56,7 @@ void rs_attack_stats_free(rs_attack_stats *as)
     free(as->first);
     free(as->hist);
     free(as->changed_last);
+    free(as->median);
     free(as->curve);
     free(as->routing_changes);
     free(as);
@@ -66,9 +67,10 @@ void rs_attack_stats_free(rs_attack_stats *as)
 typedef struct pass {
     rs_attack_stats *as;
     const char *name;
-    int T, R, cls, cur, n_img, exp_view, exp_layer;
+    int R, cls, cur, n_img, exp_view, exp_layer;
     uint8_t *ref;       /* (L, Np) view 0's top-1 */
     int8_t *correct;    /* (images, V): 1 right, 0 wrong, -1 unlabelled */
+    int64_t *count;     /* (V) scratch */
 } pass;
 
 static int pass_record(pass *p, const rs_routing_record *rec, rs_error *err)
@@ -116,31 +118,35 @@ static int pass_record(pass *p, const rs_routing_record *rec, rs_error *err)
     return 0;
 }
 
-/* The histogram of min-ε per layer and pooled, and the pooled median. */
-static void fill_hist(rs_attack_stats *as)
+/* The lower median of a histogram COUNT (V bins: [0] never, [v] view v) in view order
+ * with never last: the first view whose cumulative count reaches rank (total + 1) / 2. */
+static int lower_median(const int64_t *count, int V)
 {
-    const int V = as->views, L = as->layers, Np = as->patches;
-    for (int i = 0; i < as->images; i++)
-        for (int l = 0; l < L; l++)
-            for (int j = 0; j < Np; j++) {
-                int v = as->first[((size_t)i * L + l) * Np + j];
-                as->hist[(size_t)l * V + v]++;
-                as->hist[(size_t)L * V + v]++;
-            }
-    /* the lower median: the first view index whose cumulative count (never last) reaches
-       rank (total + 1) / 2 */
-    const int64_t *pooled = as->hist + (size_t)L * V;
     int64_t total = 0, seen = 0;
     for (int v = 0; v < V; v++)
-        total += pooled[v];
-    as->median_first = 0;
-    for (int v = 1; v < V && total > 0; v++) {
-        seen += pooled[v];
-        if (seen >= (total + 1) / 2) {
-            as->median_first = v;
-            break;
+        total += count[v];
+    for (int v = 1; v < V && total > 0; v++)
+        if ((seen += count[v]) >= (total + 1) / 2)
+            return v;
+    return 0;
+}
+
+/* The histogram of min-ε per layer and pooled, the per-patch and pooled medians. */
+static void fill_hist(rs_attack_stats *as, int64_t *count)
+{
+    const int V = as->views, L = as->layers, Np = as->patches;
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < Np; j++) {
+            memset(count, 0, sizeof *count * (size_t)V);
+            for (int i = 0; i < as->images; i++)
+                count[as->first[((size_t)i * L + l) * Np + j]]++;
+            for (int v = 0; v < V; v++) {
+                as->hist[(size_t)l * V + v] += count[v];
+                as->hist[(size_t)L * V + v] += count[v];
+            }
+            as->median[(size_t)l * Np + j] = (uint8_t)lower_median(count, V);
         }
-    }
+    as->median_first = lower_median(as->hist + (size_t)L * V, V);
 }
 
 /* Accuracy per view with Wilson (from ST) and a bootstrap over images drawn as rs_stats
@@ -226,9 +232,10 @@ static rs_attack_stats *alloc_stats(const rs_run_info *run, double *eps)
     as->first = calloc((size_t)(N ? N : 1) * L * Np, 1);
     as->hist = calloc((size_t)(L + 1) * V, sizeof *as->hist);
     as->changed_last = calloc((size_t)(N ? N : 1), sizeof *as->changed_last);
+    as->median = calloc((size_t)L * Np, sizeof *as->median);
     as->curve = calloc((size_t)V * RS_ATTACK_NUM_CURVES, sizeof *as->curve);
     as->routing_changes = calloc((size_t)V, sizeof *as->routing_changes);
-    if (!as->first || !as->hist || !as->changed_last || !as->curve || !as->routing_changes) {
+    if (!as->first || !as->hist || !as->changed_last || !as->median || !as->curve || !as->routing_changes) {
         rs_attack_stats_free(as);
         return NULL;
     }
@@ -251,7 +258,7 @@ int rs_attack_stats_compute(rs_store *store, const rs_run_info *run, const rs_st
                             "MoE layers %d, patches %d)", name, run->id, run->num_views, run->num_layers, run->patches);
     }
     rs_attack_stats *as = alloc_stats(run, eps);
-    pass p = {.as = as, .name = name, .T = run->tokens, .R = run->record_k, .cls = run->has_cls ? 1 : 0, .cur = -1};
+    pass p = {.as = as, .name = name, .R = run->record_k, .cls = run->has_cls ? 1 : 0, .cur = -1};
     if (!as) {
         free(eps);
         return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", name, run->id);
@@ -260,8 +267,9 @@ int rs_attack_stats_compute(rs_store *store, const rs_run_info *run, const rs_st
     as->level = st->level;
     p.ref = malloc((size_t)run->num_layers * run->patches);
     p.correct = malloc((size_t)(as->images ? as->images : 1) * as->views);
+    p.count = malloc(sizeof *p.count * (size_t)as->views);
     rs_store_cursor *cur = NULL;
-    if (!p.ref || !p.correct)
+    if (!p.ref || !p.correct || !p.count)
         rc = rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", name, run->id);
     else
         rc = rs_store_cursor_open(store, run->id, &cur, err);
@@ -273,12 +281,13 @@ int rs_attack_stats_compute(rs_store *store, const rs_run_info *run, const rs_st
         rc = rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": routing of %d images where %d are done", name,
                           run->id, p.n_img, as->images);
     if (!rc) {
-        fill_hist(as);
+        fill_hist(as, p.count);
         agreement_curves(as, st);
         rc = accuracy_curve(as, &p, st, err);
     }
     free(p.ref);
     free(p.correct);
+    free(p.count);
     if (rc) {
         rs_attack_stats_free(as);
         return rc;
@@ -287,34 +296,13 @@ int rs_attack_stats_compute(rs_store *store, const rs_run_info *run, const rs_st
     return 0;
 }
 
-static int cmp_u8(const void *a, const void *b)
-{
-    return (int)*(const uint8_t *)a - (int)*(const uint8_t *)b;
-}
-
 void rs_attack_min_eps(const rs_attack_stats *as, int image, int layer, double *values)
 {
-    const int L = as->layers, Np = as->patches, V = as->views, N = as->images;
-    uint8_t *col = image < 0 && N > 0 ? malloc((size_t)N) : NULL;
+    const int L = as->layers, Np = as->patches;
     for (int j = 0; j < Np; j++) {
-        int v;
-        if (image >= 0) {
-            v = as->first[((size_t)image * L + layer) * Np + j];
-        } else if (col) {
-            /* never (0) sorts above every view: map it to V */
-            for (int i = 0; i < N; i++) {
-                int x = as->first[((size_t)i * L + layer) * Np + j];
-                col[i] = (uint8_t)(x ? x : V);
-            }
-            qsort(col, (size_t)N, 1, cmp_u8);
-            v = col[(N - 1) / 2];
-            v = v == V ? 0 : v;
-        } else {
-            v = 0; /* no image (or no memory): nothing changed that we know of */
-        }
+        int v = image >= 0 ? as->first[((size_t)image * L + layer) * Np + j] : as->median[(size_t)layer * Np + j];
         values[j] = v ? as->eps[v] : INFINITY;
     }
-    free(col);
 }
 
 /* Adds one attacks row (its objective BLOB) to the per-view sums. */

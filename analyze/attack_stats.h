@@ -51,6 +51,8 @@ typedef struct rs_attack_stats {
                                  * [l][0] never; row L pools the layers */
     int64_t *changed_last;      /* (images) (layer, patch) pairs of view 0 changed at the
                                  * largest ε: ranks the most changed images */
+    uint8_t *median;            /* (L, Np) the lower median of min-ε over images, as a view
+                                 * index (0 = never, which counts as above every ε) */
     int median_first;           /* the lower median of min-ε over every (image, layer, patch),
                                  * as a view index (0 = never, which counts as above every ε) */
     rs_stats_rate *curve;       /* (V, RS_ATTACK_NUM_CURVES) */
