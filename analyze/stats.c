@@ -7,6 +7,8 @@
  * the five agreement counts per (non-reference view, layer) are kept, for the bootstrap. */
 #include "stats.h"
 
+#include "spec_text.h"
+
 #include <cblas.h>
 #include <gsl/gsl_cdf.h>
 #include <gsl/gsl_errno.h>
@@ -112,6 +114,16 @@ typedef struct acc {
     int label;
     int *pred;            /* (V) of the current image */
     bool *changed, *any_pair; /* (V) */
+    bool *geometric;      /* (V) the view's spec moves pixels (spec_text.h) */
+    bool aligned;         /* the current (image, view) is pixel-aligned with view 0 */
+    double *iou;          /* (cap, V-1, L) sum of token IoUs of each image */
+    int32_t *iou_n;       /* (cap, V-1, L) tokens compared */
+    double *rc_mean;      /* (cap, cells) mean IoU of each image in each cell */
+    uint8_t *rc_ok;       /* (cap, cells) the image has tokens in the cell */
+    int64_t *aligned_img; /* (V+1) */
+    double *rc_wn, *rc_val; /* (cells) scratch */
+    int64_t *rc_n;        /* (cells) scratch */
+    bool *rc_ok_cell;     /* (cells) scratch */
 } acc;
 
 static void acc_free(acc *a)
@@ -138,6 +150,16 @@ static void acc_free(acc *a)
     free(a->pred);
     free(a->changed);
     free(a->any_pair);
+    free(a->geometric);
+    free(a->iou);
+    free(a->iou_n);
+    free(a->rc_mean);
+    free(a->rc_ok);
+    free(a->aligned_img);
+    free(a->rc_wn);
+    free(a->rc_val);
+    free(a->rc_n);
+    free(a->rc_ok_cell);
     memset(a, 0, sizeof *a);
 }
 
@@ -158,7 +180,34 @@ void rs_stats_free(rs_stats *st)
     free(st->accuracy);
     free(st->change);
     free(st->change_no_pairs);
+    free(st->routing_changes);
+    free(st->rc_tokens);
+    free(st->rc_images);
+    free(st->aligned_images);
     free(st);
+}
+
+/* The routing-changes part of the accumulator: 0, or RS_ENOMEM (the caller reports it). */
+static int rc_init(acc *a, const rs_run_info *info)
+{
+    const int V = a->V, L = a->L;
+    const size_t cells = (size_t)a->cells, per_img = (size_t)(V - 1) * L, n_img = a->cap ? (size_t)a->cap : 1;
+    a->geometric = calloc((size_t)V, sizeof *a->geometric);
+    a->iou = calloc(per_img ? n_img * per_img : 1, sizeof *a->iou);
+    a->iou_n = calloc(per_img ? n_img * per_img : 1, sizeof *a->iou_n);
+    a->rc_mean = calloc(n_img * cells, sizeof *a->rc_mean);
+    a->rc_ok = calloc(n_img * cells, sizeof *a->rc_ok);
+    a->aligned_img = calloc((size_t)V + 1, sizeof *a->aligned_img);
+    a->rc_wn = malloc(sizeof *a->rc_wn * cells);
+    a->rc_val = malloc(sizeof *a->rc_val * cells);
+    a->rc_n = malloc(sizeof *a->rc_n * cells);
+    a->rc_ok_cell = malloc(sizeof *a->rc_ok_cell * cells);
+    if (!a->geometric || !a->iou || !a->iou_n || !a->rc_mean || !a->rc_ok || !a->aligned_img || !a->rc_wn ||
+        !a->rc_val || !a->rc_n || !a->rc_ok_cell)
+        return RS_ENOMEM;
+    for (int v = 0; v < V && info->view_specs; v++)
+        a->geometric[v] = info->view_specs[v] && rs_spec_has_geometric_op(info->view_specs[v]);
+    return 0;
 }
 
 static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error *err)
@@ -204,8 +253,13 @@ static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error 
     st->accuracy = calloc((size_t)V + 1, sizeof *st->accuracy);
     st->change = calloc(((size_t)V + 1) * 4, sizeof *st->change);
     st->change_no_pairs = calloc((size_t)V + 1, sizeof *st->change_no_pairs);
+    st->routing_changes = calloc(cells, sizeof *st->routing_changes);
+    st->rc_tokens = calloc(cells, sizeof *st->rc_tokens);
+    st->rc_images = calloc(cells, sizeof *st->rc_images);
+    st->aligned_images = calloc((size_t)V + 1, sizeof *st->aligned_images);
     if (!st->agree || !st->jsd || !st->entropy || !st->load || !st->load_cv || !st->transition || !st->by_class ||
-        !st->by_expert || !st->prc_s || !st->prc_norm || !st->accuracy || !st->change || !st->change_no_pairs)
+        !st->by_expert || !st->prc_s || !st->prc_norm || !st->accuracy || !st->change || !st->change_no_pairs ||
+        !st->routing_changes || !st->rc_tokens || !st->rc_images || !st->aligned_images)
         goto nomem;
 
     size_t per_img = (size_t)(V - 1) * L * NC;
@@ -231,6 +285,8 @@ static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error 
     a->pred = calloc((size_t)V, sizeof *a->pred);
     a->changed = calloc((size_t)V, sizeof *a->changed);
     a->any_pair = calloc((size_t)V, sizeof *a->any_pair);
+    if (rc_init(a, info))
+        goto nomem;
     if (!a->cnt || !a->ref_top || !a->ref_probs || !a->ref_h || !a->cur_probs || !a->cur_h || !a->ga || !a->gb ||
         !a->gemm || !a->s_sum || !a->s_n || !a->agree || !a->unmatched || !a->jsd_sum || !a->ent_sum || !a->jsd_n ||
         !a->ent_n || !a->labelled || !a->correct || !a->pred || !a->changed || !a->any_pair)
@@ -272,6 +328,45 @@ static void normalise(const float *src, float *dst, double *h, int T, int E)
             q[e] = p[e] > 0 ? p[e] * inv : 0;
         h[t] = entropy_bits(q, E);
     }
+}
+
+/* IoU of the top-k sets of two tokens' id lists (ids within a list are distinct). */
+static double iou_topk(const uint8_t *ta, const uint8_t *tb, int k)
+{
+    int inter = 0;
+    for (int s = 0; s < k; s++)
+        for (int u = 0; u < k; u++)
+            inter += ta[s] == tb[u];
+    return (double)inter / (double)(2 * k - inter);
+}
+
+/* Adds REC's token IoUs with view 0 to the current image's sums: every token when the view
+ * is pixel-aligned with view 0 (decided at its first layer), matched patches otherwise.
+ * The match map must have been checked. */
+static void iou_record(acc *a, const rs_routing_record *rec)
+{
+    const int T = a->T, R = a->R, Np = a->Np, cls = a->cls, v = rec->view, l = rec->layer;
+    if (l == 0) {
+        a->aligned = !a->geometric[v];
+        for (int j = 0; j < Np && a->aligned; j++)
+            a->aligned = rec->match[j] == j;
+        a->aligned_img[v] += a->aligned;
+    }
+    const uint8_t *rtop = a->ref_top + (size_t)l * T * R;
+    double sum = 0;
+    int n = 0;
+    if (a->aligned)
+        for (int t = 0; t < T; t++, n++)
+            sum += iou_topk(rtop + (size_t)t * R, rec->top_idx + (size_t)t * R, a->k);
+    else
+        for (int j = 0; j < Np; j++)
+            if (rec->match[j] >= 0) {
+                sum += iou_topk(rtop + (size_t)(rec->match[j] + cls) * R, rec->top_idx + (size_t)(j + cls) * R, a->k);
+                n++;
+            }
+    size_t q = ((size_t)(a->n_img - 1) * (a->V - 1) + (v - 1)) * a->L + l;
+    a->iou[q] = sum;
+    a->iou_n[q] = n;
 }
 
 static int acc_record(acc *a, const rs_routing_record *rec, rs_error *err)
@@ -391,6 +486,7 @@ static int acc_record(acc *a, const rs_routing_record *rec, rs_error *err)
             s[q] += a->gemm[q];
         a->s_n[l] += n;
     }
+    iou_record(a, rec); /* after the loop above has checked the match map */
     return 0;
 }
 
@@ -439,6 +535,72 @@ static void pool_counts(rs_stats_counts *c, int V, int L, size_t W, int64_t *tmp
     pool_i64(tmp, V, L, W * NC);
     for (size_t q = 0; q < cells * W; q++)
         i64_to_counts(tmp + q * NC, &c[q]);
+}
+
+/* Routing changes of every cell with image weights W (NULL: all 1) into OUT and OK
+ * (cells): 1 − the weighted mean over the images with tokens in the cell of their mean IoU. */
+static void rc_weighted(const acc *a, const unsigned *w, double *out, bool *ok)
+{
+    const size_t cells = (size_t)a->cells;
+    double *wsum = out; /* out doubles as the weighted sum until the division */
+    memset(wsum, 0, sizeof *wsum * cells);
+    for (size_t c = 0; c < cells; c++)
+        ok[c] = false;
+    double *wn = a->rc_wn;
+    memset(wn, 0, sizeof *wn * cells);
+    for (int i = 0; i < a->n_img; i++) {
+        double wi = w ? (double)w[i] : 1;
+        if (wi == 0)
+            continue;
+        const double *m = a->rc_mean + (size_t)i * cells;
+        const uint8_t *k = a->rc_ok + (size_t)i * cells;
+        for (size_t c = 0; c < cells; c++)
+            if (k[c]) {
+                wsum[c] += wi * m[c];
+                wn[c] += wi;
+            }
+    }
+    for (size_t c = 0; c < cells; c++) {
+        ok[c] = wn[c] > 0;
+        out[c] = ok[c] ? 1 - wsum[c] / wn[c] : 0;
+    }
+}
+
+/* Each image's mean IoU per cell (base cells, then the pooled ones from their token sums),
+ * the cells' token and image counts, and the routing changes without the bootstrap. */
+static void rc_finish(acc *a)
+{
+    rs_stats *st = a->st;
+    const int V = a->V, L = a->L;
+    const size_t cells = (size_t)a->cells;
+    double *sum = a->rc_wn; /* scratch (cells) */
+    for (int i = 0; i < a->n_img; i++) {
+        memset(sum, 0, sizeof *sum * cells);
+        int64_t *n = a->rc_n;
+        memset(n, 0, sizeof *n * cells);
+        for (int v = 1; v < V; v++)
+            for (int l = 0; l < L; l++) {
+                size_t q = ((size_t)i * (V - 1) + (v - 1)) * L + l;
+                sum[v * (L + 1) + l] = a->iou[q];
+                n[v * (L + 1) + l] = a->iou_n[q];
+            }
+        pool_f64(sum, V, L);
+        pool_i64(n, V, L, 1);
+        for (size_t c = 0; c < cells; c++) {
+            a->rc_ok[(size_t)i * cells + c] = n[c] > 0;
+            a->rc_mean[(size_t)i * cells + c] = n[c] > 0 ? sum[c] / (double)n[c] : 0;
+            st->rc_tokens[c] += n[c];
+            st->rc_images[c] += n[c] > 0;
+        }
+    }
+    bool *ok = a->rc_ok_cell;
+    double *val = a->rc_val;
+    rc_weighted(a, NULL, val, ok);
+    for (size_t c = 0; c < cells; c++)
+        st->routing_changes[c] = (rs_stats_rate){.valid = ok[c], .value = val[c]};
+    for (int v = 1; v < V; v++)
+        a->aligned_img[V] += a->aligned_img[v];
+    memcpy(st->aligned_images, a->aligned_img, sizeof *a->aligned_img * ((size_t)V + 1));
 }
 
 /* Fills ST's figures from the accumulator after the pass (not the bootstrap). */
@@ -528,6 +690,7 @@ static int acc_finish(acc *a, double level, rs_error *err)
             st->change[(size_t)V * 4 + q] += st->change[(size_t)v * 4 + q];
         st->change_no_pairs[V] += st->change_no_pairs[v];
     }
+    rc_finish(a);
     return 0;
 }
 
@@ -567,6 +730,25 @@ static void percentile(double *x, size_t n, double level, bool *valid, double *l
     *hi = gsl_stats_quantile_from_sorted_data(x, 1, n, (1 + level) / 2);
 }
 
+/* Appends the routing changes of A's cells under image weights W to VALS (cells, NR),
+ * N counting the values of each cell. */
+static void rc_collect(acc *a, const unsigned *w, double *vals, size_t *n, size_t nr)
+{
+    rc_weighted(a, w, a->rc_val, a->rc_ok_cell);
+    for (size_t c = 0; c < (size_t)a->cells; c++)
+        if (a->rc_ok_cell[c])
+            vals[c * nr + n[c]++] = a->rc_val[c];
+}
+
+static void rc_intervals(acc *a, double *vals, const size_t *n, size_t nr, double level)
+{
+    for (size_t c = 0; c < (size_t)a->cells; c++) {
+        rs_stats_rate *r = &a->st->routing_changes[c];
+        if (r->valid)
+            percentile(vals + c * nr, n[c], level, &r->boot_valid, &r->boot_lo, &r->boot_hi);
+    }
+}
+
 /* Bootstrap over images of run A (and B, paired, when given): fills the boot_* fields of
  * A's (and B's) rates, and DIFF (cells × rates) with B − A. */
 static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level, rs_stats_diff *diff, rs_error *err)
@@ -582,9 +764,11 @@ static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level,
     int64_t *sa = malloc(sizeof *sa * cells * NC), *sb = malloc(sizeof *sb * cells * NC);
     double *vals = malloc(sizeof *vals * (size_t)runs * cells * RS_STATS_NUM_RATES * nr);
     size_t *nval = calloc((size_t)runs * cells, sizeof *nval);
+    double *rcv = malloc(sizeof *rcv * 2 * cells * nr); /* routing changes of A and B */
+    size_t *rcn = calloc(2 * cells, sizeof *rcn);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     int rc = 0;
-    if (!w || !base || !sa || !sb || !vals || !nval || !rng) {
+    if (!w || !base || !sa || !sb || !vals || !nval || !rcv || !rcn || !rng) {
         rc = rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory for the bootstrap", A->name,
                           A->st->run_id);
         goto done;
@@ -597,6 +781,9 @@ static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level,
         replicate_sums(A->cnt, w, N, V, L, base, sa);
         if (B)
             replicate_sums(B->cnt, w, N, V, L, base, sb);
+        rc_collect(A, w, rcv, rcn, nr);
+        if (B)
+            rc_collect(B, w, rcv + cells * nr, rcn + cells, nr);
         for (size_t c = 0; c < cells; c++) {
             const int64_t *ra = sa + c * NC, *rb = sb + c * NC;
             bool va = ra[0] > 0, vb = B && rb[0] > 0;
@@ -630,8 +817,13 @@ static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level,
                     percentile(x, n, level, &df->boot_valid, &df->boot_lo, &df->boot_hi);
                 }
             }
+    rc_intervals(A, rcv, rcn, nr, level);
+    if (B)
+        rc_intervals(B, rcv + cells * nr, rcn + cells, nr, level);
 done:
     gsl_rng_free(rng);
+    free(rcv);
+    free(rcn);
     free(w);
     free(base);
     free(sa);

@@ -147,6 +147,12 @@ typedef struct rs_stats {
     rs_stats_counts *by_class;  /* (cells, K) by label; unlabelled images left out */
     rs_stats_counts *by_expert; /* (cells, E) by view 0's top-1 expert */
 
+    /* (cells) routing changes in [0,1] (valid/boot as for rates, no Wilson), the tokens
+     * compared and the images averaged in each cell; (V+1) per view the images that were
+     * pixel-aligned with view 0 (slot V: summed), whose class token then counted too. */
+    rs_stats_rate *routing_changes;
+    int64_t *rc_tokens, *rc_images, *aligned_images;
+
     /* (L) per MoE layer, pooled over all non-reference views. */
     double *prc_s;              /* (L, E, E) S */
     rs_stats_mean *prc_norm;    /* (L) ‖S − I‖_F; n = matched pairs */

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attack_plot.h"
+#include "attack_stats.h"
 #include "cli.h"
 #include "grid.h"
 #include "heatmap.h"
@@ -12,7 +14,8 @@
 #include "store.h"
 
 static const char usage_text[] =
-    "usage: routerscope render grid|heatmap|sweep|accuracy|load|transition --db FILE --run R\n"
+    "usage: routerscope render grid|heatmap|sweep|accuracy|load|transition|attack-curves|\n"
+    "                          min-eps|min-eps-hist|attack-objective --db FILE --run R\n"
     "                          [--image I] [--metric M] [--view V] [--layer L]\n"
     "                          [--runs A,B,...] -o OUT.png|OUT.pdf|OUT.svg\n"
     "\n"
@@ -28,6 +31,16 @@ static const char usage_text[] =
     "              --runs A,B,... draws several runs, --layer one MoE layer (default all)\n"
     "  load        expert load per MoE layer\n"
     "  transition  E x E top-1 transition counts and the PRC matrix S, per MoE layer or --layer\n"
+    "\n"
+    "Adversarial runs (view 0 clean, then one pgd view per increasing eps; docs/metrics.md):\n"
+    "  attack-curves     Top-1 / Top-2 / order-agnostic agreement and accuracy against eps with\n"
+    "                    bootstrap bands; --runs A,B,... overlays runs of the same eps grid\n"
+    "  min-eps           per patch, the smallest eps at which its top-1 expert changes: of\n"
+    "                    image I with --image, else the median over images; every MoE layer\n"
+    "                    or --layer B (B: the block index, as figures print \"block B\")\n"
+    "  min-eps-hist      share of patches by min-eps, per MoE layer\n"
+    "  attack-objective  mean attack objective per PGD step, one line per eps (stores that\n"
+    "                    record attacks)\n"
     "\n"
     "  --image I   the image's index in the data source (default: the run's first image)\n"
     "\n"
@@ -59,6 +72,77 @@ static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int
         rc = rs_render_heatmap(&r, &ctx, metric, view, layer, out, err);
     free(pixels);
     rs_image_routing_free(&r);
+    return rc;
+}
+
+/* The MoE slot of block BLOCK of RUN into *SLOT (BLOCK < 0: -1, every layer). */
+static int layer_slot(const rs_run_info *run, int block, int *slot, rs_error *err)
+{
+    *slot = -1;
+    if (block < 0)
+        return 0;
+    for (int l = 0; l < run->num_layers; l++)
+        if (run->layer_blocks[l] == block)
+            return *slot = l, 0;
+    return rs_error_set(err, RS_EINVAL, "run %lld has no MoE layer at block %d", (long long)run->id, block);
+}
+
+/* One attack figure of RUNS (N runs; all but curves draw the first). */
+static int draw_attack_kind(const char *db, const char *kind, rs_attack_stats **as, const rs_run_info *runs, int n,
+                            int image, int block, const char *out, rs_error *err)
+{
+    if (!strcmp(kind, "attack-curves")) {
+        const rs_run_info **rp = calloc((size_t)n, sizeof *rp);
+        if (!rp)
+            return rs_error_set(err, RS_ENOMEM, "out of memory");
+        for (int i = 0; i < n; i++)
+            rp[i] = &runs[i];
+        int rc = rs_render_attack_curves((const rs_attack_stats *const *)as, rp, n, out, err);
+        free(rp);
+        return rc;
+    }
+    int slot, rc = 0;
+    if (!strcmp(kind, "min-eps-hist"))
+        return rs_render_min_eps_hist(as[0], &runs[0], out, err);
+    if (!strcmp(kind, "min-eps")) {
+        if (image >= 0 && (image < runs[0].offset || image - runs[0].offset >= as[0]->images))
+            return rs_error_set(err, RS_EINVAL, "image %d is not in run %lld (images %d..%d)", image,
+                                (long long)runs[0].id, runs[0].offset, runs[0].offset + as[0]->images - 1);
+        if ((rc = layer_slot(&runs[0], block, &slot, err)))
+            return rc;
+        return rs_render_min_eps_map(as[0], &runs[0], image < 0 ? -1 : image - runs[0].offset, slot, out, err);
+    }
+    double *mean = NULL;
+    int steps = 0;
+    rc = rs_attack_objective(db, &runs[0], &mean, &steps, err);
+    if (!rc)
+        rc = rs_render_attack_objective(mean, steps, as[0], &runs[0], out, err);
+    free(mean);
+    return rc;
+}
+
+/* The attack figures: statistics and attack statistics of each run, then the figure. */
+static int draw_attack(rs_store *store, const char *db, const char *kind, const rs_run_info *runs, int n, int image,
+                       int block, const char *out, rs_error *err)
+{
+    bool curves = !strcmp(kind, "attack-curves");
+    rs_stats_options opt = {.resamples = curves ? 0 : -1, .seed = RS_STATS_DEFAULT_SEED, .name = db};
+    rs_stats **stats = calloc((size_t)n, sizeof *stats);
+    rs_attack_stats **as = calloc((size_t)n, sizeof *as);
+    int rc = !stats || !as ? rs_error_set(err, RS_ENOMEM, "out of memory") : 0;
+    for (int i = 0; i < n && !rc; i++) {
+        rc = rs_stats_compute(store, runs[i].id, &opt, &stats[i], err);
+        if (!rc)
+            rc = rs_attack_stats_compute(store, &runs[i], stats[i], &opt, &as[i], err);
+    }
+    if (!rc)
+        rc = draw_attack_kind(db, kind, as, runs, n, image, block, out, err);
+    for (int i = 0; i < n && stats && as; i++) {
+        rs_stats_free(stats[i]);
+        rs_attack_stats_free(as[i]);
+    }
+    free(stats);
+    free(as);
     return rc;
 }
 
@@ -130,23 +214,25 @@ static int parse(int argc, char **argv, render_options *o)
             return RS_EXIT_USAGE;
     }
     if (optind >= argc)
-        return rs_cli_usage_error("render", "what to draw? grid, heatmap, sweep, accuracy, load or transition");
+        return rs_cli_usage_error("render", "what to draw? grid, heatmap, sweep, accuracy, load, transition, "
+                                  "attack-curves, min-eps, min-eps-hist or attack-objective");
     o->kind = argv[optind];
     if (optind + 1 != argc)
         return rs_cli_usage_error("render", "unexpected argument '%s'", argv[optind + 1]);
-    static const char *const kinds[] = {"grid", "heatmap", "sweep", "accuracy", "load", "transition"};
+    static const char *const kinds[] = {"grid",          "heatmap", "sweep",        "accuracy",        "load",
+                                        "transition",    "min-eps", "min-eps-hist", "attack-curves",
+                                        "attack-objective"};
     bool known = false;
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
         known |= !strcmp(o->kind, kinds[i]);
     if (!known)
-        return rs_cli_usage_error("render", "unknown picture '%s' (grid, heatmap, sweep, accuracy, load or transition)",
-                                  o->kind);
+        return rs_cli_usage_error("render", "unknown picture '%s' (see --help)", o->kind);
     if (!o->db)
         return rs_cli_usage_error("render", "--db is required");
     if (!o->out)
         return rs_cli_usage_error("render", "-o OUT is required");
-    if (o->runs_text && strcmp(o->kind, "sweep") && strcmp(o->kind, "accuracy"))
-        return rs_cli_usage_error("render", "--runs is for sweep and accuracy; use --run");
+    if (o->runs_text && strcmp(o->kind, "sweep") && strcmp(o->kind, "accuracy") && strcmp(o->kind, "attack-curves"))
+        return rs_cli_usage_error("render", "--runs is for sweep, accuracy and attack-curves; use --run");
     if (!o->runs_text && !o->run_id)
         return rs_cli_usage_error("render", "--run is required");
     return 0;
@@ -176,7 +262,11 @@ int cmd_render(int argc, char **argv)
     rc = !runs ? rs_error_set(&err, RS_ENOMEM, "out of memory") : rs_store_open(o.db, true, &store, &err);
     for (int i = 0; i < nids && !rc; i++)
         rc = rs_run_load(store, o.db, ids[i], &runs[i], &err);
-    if (!rc && (is_grid || is_heat))
+    bool is_attack = !strcmp(o.kind, "attack-curves") || !strncmp(o.kind, "min-eps", 7) ||
+                     !strcmp(o.kind, "attack-objective");
+    if (!rc && is_attack)
+        rc = draw_attack(store, o.db, o.kind, runs, nids, o.image, o.layer, o.out, &err);
+    else if (!rc && (is_grid || is_heat))
         rc = draw_image(store, &runs[0], is_grid, o.image, metric, o.view, o.layer, o.out, &err);
     else if (!rc)
         rc = draw_plot(store, o.db, o.kind, runs, nids, o.layer, o.out, &err);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attack_tables.h"
 #include "cli.h"
 #include "run.h"
 #include "stats.h"
@@ -18,9 +19,10 @@ static const char usage_text[] =
     "compared with view 0 over matched patch pairs, per MoE layer and over all of them:\n"
     "Top-1, Top-2, Top-2 (order-agnostic) and Top-2 overlap in percent, with 95 % intervals\n"
     "from a bootstrap over images (json also carries Wilson intervals), matched pairs and\n"
-    "unmatched patches. Then accuracy per view, prediction change vs routing change per\n"
-    "image, and per layer the PRC score ||S - I||_F, mean JSD and entropy (bits) and the\n"
-    "coefficient of variation of expert load.\n"
+    "unmatched patches; routing changes (google-research/vmoe's 1 - mean IoU of the top-k\n"
+    "expert sets, docs/metrics.md). Then accuracy per view, prediction change vs routing\n"
+    "change per image, and per layer the PRC score ||S - I||_F, mean JSD and entropy (bits)\n"
+    "and the coefficient of variation of expert load.\n"
     "\n"
     "  --run R          run id (see 'routerscope runs')\n"
     "  --by KEY         layer (default): rows by layer, then view; view: by view, then layer;\n"
@@ -95,11 +97,12 @@ static int print_tables(const stats_args *a, const rs_run_info *info, const rs_s
     else
         snprintf(boot, sizeof boot, "no bootstrap (--resamples 0)");
     const char *notes[] = {note, boot};
-    rs_table *tables[6] = {0};
+    rs_table *tables[7] = {0};
     int nt = 0;
     if (a->by_class || a->by_expert)
         tables[nt++] = rs_report_split_table(info, st, run_name, a->by_class);
     tables[nt++] = rs_report_consistency_table(info, st, run_name, a->by_view);
+    tables[nt++] = rs_report_routing_changes_table(info, st, run_name);
     tables[nt++] = rs_report_accuracy_table(info, st, run_name);
     tables[nt++] = rs_report_change_table(info, st, run_name);
     tables[nt++] = rs_report_layer_table(info, st, run_name);

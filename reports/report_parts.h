@@ -6,6 +6,7 @@
  *   report_compare.c  the comparison report's sections, in order
  *   report_largest.c  its largest per-image differences
  *   report_fig.c      figures: file names, captions, grids and the grids' context
+ *   report_attack.c   the "Routing under attack" section of adversarial-style runs
  * Sections add to R->d and keep its first error (doc.h); they never stop midway. */
 #ifndef RS_REPORT_PARTS_H
 #define RS_REPORT_PARTS_H
@@ -47,5 +48,7 @@ void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r,
 void rs_report_single(rs_report_state *R);
 void rs_report_comparison(rs_report_state *R);
 void rs_report_largest_differences(rs_report_state *R);
+/* Adds the "Routing under attack" section when some runs are adversarial-style; nothing otherwise. */
+void rs_report_attack(rs_report_state *R);
 
 #endif

@@ -795,6 +795,82 @@ static void test_benchmark(void **state)
     rs_store_close(s2);
 }
 
+/* ---- routing changes (vmoe's 1 − mean IoU) -------------------------------------------------- */
+
+/* Two images, views clean / noise / crop, two MoE layers, 2 patches + a class token, E = 4.
+ * Layer 0 (layer 1 keeps the default (0,1) everywhere: IoU 1):
+ *   image 0  view 0: cls (0,1) p0 (0,1) p1 (2,3)
+ *            view 1 (noise, match j->j: pixel-aligned, class token counts):
+ *                    cls (1,0) IoU 1, p0 (0,2) IoU 1/3, p1 (0,1) IoU 0  -> sum 4/3 over 3
+ *            view 2 (crop: matched patches only; match {1,-1}): p0 (3,2) vs ref p1 (2,3)
+ *                    IoU 1; its class token (3,2) must not count          -> 1 over 1
+ *   image 1  view 0 default (0,1)
+ *            view 1: match {0,0} (not j->j: matched only): p0 (0,1) vs ref p0 IoU 1, p1
+ *                    (2,3) vs ref p0 (0,1) IoU 0; cls (2,3) must not count  -> 1 over 2
+ *            view 2: match j->j but a crop spec (matched only): p0, p1 IoU 1; cls (2,3)
+ *                    must not count                                        -> 2 over 2
+ * k = 2: view 1 layer 0: 1 − (4/9 + 1/2)/2 = 19/36; view 2 layer 0: 0;
+ *   view 1 over both layers: image 0 (4/3 + 3)/6 = 13/18, image 1 (1 + 2)/4 = 3/4 -> 19/72;
+ *   all views, layer 0: image 0 (4/3 + 1)/4 = 7/12, image 1 (1 + 2)/4 = 3/4 -> 1/3.
+ *   (Were image 1's view 1 taken as aligned, its class token and p1 vs p1 would give 1/3.)
+ * k = 1 (IoU = top-1 equal): image 0 view 1: cls 0, p0 1, p1 0 -> 1/3; image 1 view 1: 1/2
+ *   -> view 1 layer 0: 1 − (1/3 + 1/2)/2 = 7/12; view 2: image 0 (3 vs 2) 0, image 1 1 -> 1/2. */
+static tb rc_store(int k)
+{
+    tb t = tb_new(2, 3, 2, 2, 1, 2, 4, 10);
+    t.k = k;
+    set_top(&t, 0, 0, 0, 1, 2, 3);
+    set_cls_top(&t, 0, 1, 0, 1, 0), set_top(&t, 0, 1, 0, 0, 0, 2), set_top(&t, 0, 1, 0, 1, 0, 1);
+    set_match(&t, 0, 2, (int[]){1, -1});
+    set_top(&t, 0, 2, 0, 0, 3, 2), set_cls_top(&t, 0, 2, 0, 3, 2);
+    set_match(&t, 1, 1, (int[]){0, 0});
+    set_cls_top(&t, 1, 1, 0, 2, 3), set_top(&t, 1, 1, 0, 1, 2, 3);
+    set_cls_top(&t, 1, 2, 0, 2, 3);
+    return t;
+}
+
+static const char *const views_rc[] = {"clean", "noise:sigma=0.1", "crop:area=0.5-1"};
+
+static void test_routing_changes(void **state)
+{
+    (void)state;
+    tb t = rc_store(2);
+    const char *path = scratch("rc2.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_rc);
+    rs_stats *st = compute(path, run, NULL);
+    const rs_stats_rate *rc = st->routing_changes;
+    expect_rate(&rc[rs_stats_cell(st, 1, 0)], 19.0 / 36);
+    expect_rate(&rc[rs_stats_cell(st, 2, 0)], 0);
+    expect_rate(&rc[rs_stats_cell(st, 1, 1)], 0);
+    expect_rate(&rc[rs_stats_cell(st, 1, 2)], 19.0 / 72);
+    expect_rate(&rc[rs_stats_cell(st, 3, 0)], 1.0 / 3);
+    assert_false(rc[rs_stats_cell(st, 0, 0)].valid); /* the reference against itself */
+    assert_int_equal(st->rc_tokens[rs_stats_cell(st, 1, 0)], 5);
+    assert_int_equal(st->rc_tokens[rs_stats_cell(st, 2, 0)], 3);
+    assert_int_equal(st->rc_images[rs_stats_cell(st, 1, 0)], 2);
+    assert_int_equal(st->aligned_images[1], 1);
+    assert_int_equal(st->aligned_images[2], 0);
+    assert_int_equal(st->aligned_images[3], 1);
+    /* Per-image changes of view 1 layer 0 are 5/9 and 1/2: the interval lies between them. */
+    const rs_stats_rate *r1 = &rc[rs_stats_cell(st, 1, 0)];
+    assert_true(r1->boot_valid);
+    assert_true(r1->boot_lo >= 0.5 - 1e-12 && r1->boot_lo <= r1->value && r1->value <= r1->boot_hi &&
+                r1->boot_hi <= 5.0 / 9 + 1e-12);
+    assert_true(r1->boot_hi > r1->boot_lo);
+    assert_true(r1->wilson_lo == 0 && r1->wilson_hi == 0);
+    rs_stats_free(st);
+    tb_free(&t);
+
+    t = rc_store(1);
+    path = scratch("rc1.db");
+    run = tb_write_run(&t, path, sha_a, 1, views_rc);
+    st = compute(path, run, NULL);
+    expect_rate(&st->routing_changes[rs_stats_cell(st, 1, 0)], 7.0 / 12);
+    expect_rate(&st->routing_changes[rs_stats_cell(st, 2, 0)], 0.5);
+    rs_stats_free(st);
+    tb_free(&t);
+}
+
 int main(void)
 {
     if (mkdtemp(shmdir))
@@ -806,7 +882,7 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_one_image),   cmocka_unit_test(test_k1_ties_load),
+        cmocka_unit_test(test_one_image),   cmocka_unit_test(test_routing_changes),   cmocka_unit_test(test_k1_ties_load),
         cmocka_unit_test(test_zero_pairs),  cmocka_unit_test(test_bad_records),  cmocka_unit_test(test_divergences),
         cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_compare),
         cmocka_unit_test(test_bootstrap_coverage), cmocka_unit_test(test_benchmark),
