@@ -31,11 +31,13 @@ typedef struct workspace {
     float *pre;        /* (G,D) pre_logits output */
     int32_t *route_rows;  /* (N*top_k) token rows grouped by expert */
     int32_t *route_start; /* (E+1) start of each expert's group, then (E) fill cursors */
+    int32_t *order;       /* (2N) dispatch priority order and its sort scratch; NULL without capacity */
 } workspace;
 
 struct rs_forward {
     const rs_model *m;
     int max_batch, threads, group;
+    rs_dispatch dispatch; /* capacity_factor 0: every top-k choice runs */
     workspace *ws;     /* one per thread, owned */
     rs_forward_out out;
 };
@@ -146,29 +148,36 @@ static void top_experts(const float *p, int E, int R, int32_t *idx, float *gate)
 }
 
 /* Routes norm2(x) (in xn) and adds each token's top_k expert outputs, weighted by their
- * probabilities, to x. PROBS (N,E), TOP_IDX and TOP_GATE (N,R) are this group's rows of
- * the caller's output. */
-static void moe(const rs_config *c, workspace *ws, const rs_block_weights *w, int N, float *probs,
-                int32_t *top_idx, float *top_gate)
+ * probabilities, to x. PROBS (N,E), TOP_IDX, TOP_GATE and KEPT (N,R) are this group's rows
+ * of the caller's output; KEPT is NULL without a capacity factor, and then every top_k
+ * choice runs. With one, the group is one dispatch group (dispatch.h) and only kept
+ * choices run. */
+static void moe(const rs_config *c, const rs_dispatch *d, workspace *ws, const rs_block_weights *w, int N,
+                float *probs, int32_t *top_idx, float *top_gate, uint8_t *kept)
 {
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, k = c->top_k, R = rs_config_record_k(c);
     gemm_bias(N, E, D, ws->xn, D, w->router_w, D, w->router_b, false, probs, E);
     rs_softmax_rows(probs, (size_t)N, (size_t)E);
     for (int n = 0; n < N; n++)
         top_experts(probs + (size_t)n * E, E, R, top_idx + (size_t)n * R, top_gate + (size_t)n * R);
+    if (kept)
+        rs_dispatch_assign(top_idx, top_gate, N, R, k, E, rs_dispatch_capacity(N, k, E, d->capacity_factor),
+                           d->bpr, ws->order, ws->route_start, kept);
 
     /* Counting sort of (token, slot) pairs by expert, tokens ascending inside a group. */
     int32_t *start = ws->route_start, *cursor = ws->route_start + E + 1;
     memset(start, 0, sizeof *start * (size_t)(E + 1));
     for (int n = 0; n < N; n++)
         for (int s = 0; s < k; s++)
-            start[top_idx[(size_t)n * R + s] + 1]++;
+            if (!kept || kept[(size_t)n * R + s])
+                start[top_idx[(size_t)n * R + s] + 1]++;
     for (int e = 0; e < E; e++)
         start[e + 1] += start[e];
     memcpy(cursor, start, sizeof *cursor * (size_t)E);
     for (int n = 0; n < N; n++)
         for (int s = 0; s < k; s++)
-            ws->route_rows[cursor[top_idx[(size_t)n * R + s]]++] = n;
+            if (!kept || kept[(size_t)n * R + s])
+                ws->route_rows[cursor[top_idx[(size_t)n * R + s]]++] = n;
 
     /* Experts in increasing index order, so every token sums its experts in that order. */
     for (int e = 0; e < E; e++) {
@@ -242,7 +251,8 @@ static void forward_group(rs_forward *f, workspace *ws, const float *images, int
         } else {
             rs_moe_routing *r = &f->out.moe[w->moe_slot];
             size_t row0 = (size_t)first * T;
-            moe(c, ws, w, N, r->probs + row0 * E, r->top_idx + row0 * R, r->top_gate + row0 * R);
+            moe(c, &f->dispatch, ws, w, N, r->probs + row0 * E, r->top_idx + row0 * R, r->top_gate + row0 * R,
+                r->kept ? r->kept + row0 * R : NULL);
         }
     }
     head(m, ws, G, f->out.logits + (size_t)first * c->num_classes);
@@ -286,9 +296,10 @@ static void free_workspace(workspace *ws)
         free(bufs[i]);
     free(ws->route_rows);
     free(ws->route_start);
+    free(ws->order);
 }
 
-static bool alloc_workspace(workspace *ws, const rs_config *c, int G)
+static bool alloc_workspace(workspace *ws, const rs_config *c, int G, bool capacity)
 {
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)G * T;
     size_t D = (size_t)c->hidden, M = (size_t)c->mlp_dim, E = (size_t)c->num_experts;
@@ -300,7 +311,8 @@ static bool alloc_workspace(workspace *ws, const rs_config *c, int G)
            (ws->patches = malloc(sizeof(float) * (size_t)G * img)) &&
            (ws->pooled = malloc(sizeof(float) * (size_t)G * D)) && (ws->pre = malloc(sizeof(float) * (size_t)G * D)) &&
            (ws->route_rows = malloc(sizeof(int32_t) * N * (size_t)c->top_k)) &&
-           (ws->route_start = malloc(sizeof(int32_t) * (2 * E + 1)));
+           (ws->route_start = malloc(sizeof(int32_t) * (2 * E + 1))) &&
+           (!capacity || (ws->order = malloc(sizeof(int32_t) * 2 * N)));
 }
 
 void rs_forward_free(rs_forward *f)
@@ -314,6 +326,7 @@ void rs_forward_free(rs_forward *f)
         free(f->out.moe[s].probs);
         free(f->out.moe[s].top_idx);
         free(f->out.moe[s].top_gate);
+        free(f->out.moe[s].kept);
     }
     free(f->out.moe);
     free(f->out.logits);
@@ -322,6 +335,33 @@ void rs_forward_free(rs_forward *f)
 
 int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forward **out, rs_error *err)
 {
+    return rs_forward_create_dispatch(model, max_batch, threads, NULL, out, err);
+}
+
+/* The dispatch group when DISPATCH sets a capacity (0 when it sets none): RS_EINVAL unless
+ * its group and factor give a capacity (dispatch.h). */
+static int dispatch_group(const rs_config *c, const rs_dispatch *d, int *group, rs_error *err)
+{
+    *group = 0;
+    if (!d || d->capacity_factor == 0)
+        return 0;
+    if (!(d->capacity_factor > 0 && d->capacity_factor <= RS_DISPATCH_MAX_FACTOR))
+        return rs_error_set(err, RS_EINVAL, "forward: capacity factor %g outside (0, %g]", d->capacity_factor,
+                            RS_DISPATCH_MAX_FACTOR);
+    if (d->group_images < 1 || d->group_images > RS_DISPATCH_MAX_GROUP_IMAGES)
+        return rs_error_set(err, RS_EINVAL, "forward: dispatch group of %d images outside [1, %d]",
+                            d->group_images, RS_DISPATCH_MAX_GROUP_IMAGES);
+    long long tokens = (long long)d->group_images * rs_config_tokens(c);
+    if (!rs_dispatch_capacity(tokens, c->top_k, c->num_experts, d->capacity_factor))
+        return rs_error_set(err, RS_EINVAL, "forward: capacity factor %g over %lld tokens gives no capacity",
+                            d->capacity_factor, tokens);
+    *group = d->group_images;
+    return 0;
+}
+
+int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
+                               rs_forward **out, rs_error *err)
+{
     *out = NULL;
     if (max_batch < 1 || threads < 1)
         return rs_error_set(err, RS_EINVAL, "forward: max_batch %d and threads %d must be >= 1", max_batch,
@@ -329,11 +369,18 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
     const rs_config *c = &model->cfg;
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)max_batch * T;
     size_t E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
-    int group = RS_GROUP_TOKENS / (int)T > 1 ? RS_GROUP_TOKENS / (int)T : 1;
+    int group, rc = dispatch_group(c, dispatch, &group, err);
+    if (rc)
+        return rc;
+    bool capacity = group > 0;
+    if (!capacity)
+        group = RS_GROUP_TOKENS / (int)T > 1 ? RS_GROUP_TOKENS / (int)T : 1;
     rs_forward *f = calloc(1, sizeof *f);
     if (!f)
         return rs_error_set(err, RS_ENOMEM, "forward: out of memory");
     f->m = model;
+    if (capacity)
+        f->dispatch = *dispatch;
     f->max_batch = max_batch;
     /* More threads than groups would only hold memory. */
     int groups = (max_batch + group - 1) / group;
@@ -344,7 +391,7 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
     const char *path = rs_safetensors_path(model->file);
     bool ok = (f->ws = calloc((size_t)f->threads, sizeof *f->ws)) != NULL;
     for (int t = 0; ok && t < f->threads; t++)
-        ok = alloc_workspace(&f->ws[t], c, group);
+        ok = alloc_workspace(&f->ws[t], c, group, capacity);
     if (!ok) {
         /* The workspace does not grow with the batch: its size comes from the model (the
          * T x T attention scores, the group's activations), so say so. */
@@ -362,7 +409,7 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
         rs_moe_routing *r = &f->out.moe[s];
         r->block = c->moe_layers[s];
         ok = (r->probs = malloc(sizeof(float) * N * E)) && (r->top_idx = malloc(sizeof(int32_t) * N * R)) &&
-             (r->top_gate = malloc(sizeof(float) * N * R));
+             (r->top_gate = malloc(sizeof(float) * N * R)) && (!capacity || (r->kept = malloc(N * R)));
     }
     if (!ok) {
         size_t mb = ((sizeof(float) * N * (E + 2 * R) * (size_t)c->num_moe) >> 20) + 1;
