@@ -7,7 +7,8 @@
  * router probabilities within 1e-5 and kept masks identical, with and without BPR, k = 1
  * and 2, the last group short of a full one; outputs bit-identical for any batch split into
  * whole groups and any thread count. A factor that drops nothing reproduces the plain
- * forward pass's reference, and capacity factor 0 is the plain forward pass bit for bit. */
+ * forward pass's reference, and capacity factor 0 is the plain forward pass bit for bit.
+ * The config's optional "dispatch" key is read and checked. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -293,6 +294,44 @@ static void bad_dispatch(void **state)
     rs_model_close(m);
 }
 
+/* The config's optional "dispatch" key: read when valid, one clear error otherwise. */
+static int parse_with(const char *base, const char *dispatch, rs_config *cfg, rs_error *err)
+{
+    char text[4096];
+    size_t n = strlen(base);
+    assert_true(n > 1 && base[n - 1] == '}' && n + strlen(dispatch) + 32 < sizeof text);
+    snprintf(text, sizeof text, "%.*s, \"dispatch\": %s}", (int)(n - 1), base, dispatch);
+    int rc = rs_config_parse(text, cfg, err);
+    rs_config_free(cfg);
+    return rc;
+}
+
+static void config_dispatch(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/token_k2_e4.safetensors", golden_dir);
+    rs_model *m = open_model(path);
+    assert_true(m->cfg.dispatch.capacity_factor == 0); /* absent: none */
+    const char *base = rs_safetensors_metadata(m->file, "config");
+    rs_config cfg;
+    rs_error err;
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 4.0, \"group_images\": 8, \"bpr\": true}", &cfg, &err), 0);
+    assert_true(cfg.dispatch.capacity_factor == 4.0 && cfg.dispatch.group_images == 8 && cfg.dispatch.bpr);
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 1.05, \"group_images\": 8}", &cfg, &err), 0);
+    assert_false(cfg.dispatch.bpr);
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 0, \"group_images\": 8}", &cfg, &err), RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "capacity_factor"));
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 2, \"group_images\": 0}", &cfg, &err), RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "group_images"));
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 2, \"group_images\": 2, \"bpr\": 1}", &cfg, &err),
+                     RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "bpr"));
+    assert_int_equal(parse_with(base, "4.0", &cfg, &err), RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "dispatch"));
+    rs_model_close(m);
+}
+
 int main(void)
 {
     golden_dir = tu_dir("RS_GOLDEN_DIR", "tests/golden");
@@ -308,6 +347,7 @@ int main(void)
         cmocka_unit_test_prestate(golden_case, (void *)cases[3]),
         cmocka_unit_test(no_drop_is_plain),
         cmocka_unit_test(bad_dispatch),
+        cmocka_unit_test(config_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
