@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of dispatch with expert capacity (docs/dispatch.md) on the tiny model:
 # eval reports drops and a factor that drops nothing keeps the accuracy; replay records
-# kept masks that do not depend on --batch, --threads or an interrupted-and-resumed run;
+# kept masks that do not depend on --batch, --threads, sharding or an interrupted-and-
+# resumed run;
 # the settings are part of the identity; stats prints the dispatch tables; an older store
 # still reads; bad options fail with one line.
 # usage: dispatch_test.sh ROUTERSCOPE MODEL GOLDEN_DIR
@@ -50,6 +51,15 @@ sqlite3 "$tmp/c.db" "PRAGMA foreign_keys = ON; DELETE FROM samples WHERE image >
 "$rs" replay --db "$tmp/c.db" --resume 1 --threads 1 --batch 8 >"$tmp/out" 2>"$tmp/err"
 expect "resume takes the run's dispatch and ends with the same records" \
   sh -c "grep -q resumed '$tmp/out' && [ \"\$(dump '$tmp/c.db' | md5sum)\" = \"\$(dump '$tmp/b.db' | md5sum)\" ]"
+
+# --- shards: cut at group boundaries, merged into the whole run's records ------------------------
+for i in 0 1; do
+  "$rs" replay "$model" "${opts[@]}" --db "$tmp/s$i.db" --shard $i/2 --threads 1 >"$tmp/s$i.out" 2>"$tmp/err"
+done
+"$rs" merge --db "$tmp/m.db" "$tmp/s0.db" "$tmp/s1.db" >/dev/null 2>"$tmp/err"
+expect "shards start at a group boundary and merge into the whole run's records and identity" \
+  sh -c "grep -q 'images 0..15)' '$tmp/s0.out' && [ \"\$(dump '$tmp/m.db' | md5sum)\" = \"\$(dump '$tmp/b.db' | md5sum)\" ] &&
+         [ \"\$(sqlite3 '$tmp/m.db' 'SELECT identity, capacity_factor FROM runs')\" = \"\$(sqlite3 '$tmp/b.db' 'SELECT identity, capacity_factor FROM runs')\" ]"
 
 # --- stats -----------------------------------------------------------------------------------
 "$rs" stats --db "$tmp/a.db" --run 1 --resamples 50 >"$tmp/stats" 2>"$tmp/err"
