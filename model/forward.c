@@ -160,7 +160,7 @@ static void moe(const rs_config *c, const rs_dispatch *d, workspace *ws, const r
     rs_softmax_rows(probs, (size_t)N, (size_t)E);
     for (int n = 0; n < N; n++)
         top_experts(probs + (size_t)n * E, E, R, top_idx + (size_t)n * R, top_gate + (size_t)n * R);
-    if (kept)
+    if (kept) /* route_start serves as the fill counters until the counting sort below */
         rs_dispatch_assign(top_idx, top_gate, N, R, k, E, rs_dispatch_capacity(N, k, E, d->capacity_factor),
                            d->bpr, ws->order, ws->route_start, kept);
 
