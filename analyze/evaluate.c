@@ -25,6 +25,20 @@ static int argmax(const float *v, int n)
     return best;
 }
 
+/* Counts the top-k choices of the last forward run and those dispatch dropped. */
+static void count_drops(const rs_config *c, const rs_forward_out *out, rs_eval_summary *sum)
+{
+    size_t R = (size_t)out->record_k, rows = (size_t)out->batch * out->tokens;
+    for (int s = 0; s < c->num_moe; s++) {
+        const uint8_t *kept = out->moe[s].kept;
+        for (size_t i = 0; kept && i < rows; i++)
+            for (int r = 0; r < c->top_k; r++) {
+                sum->choices++;
+                sum->dropped += !kept[i * R + r];
+            }
+    }
+}
+
 /* Counts batch BATCH's N predictions starting at source index FIRST into SUM, and writes
  * them to PRED when set. */
 static void score(const rs_config *c, rs_source *src, const float *logits, int first, int n, FILE *pred,
@@ -55,11 +69,14 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
     if (opt->limit > 0 && opt->limit < total)
         total = opt->limit;
     int batch = opt->batch < total ? opt->batch : total;
+    int group = opt->dispatch.capacity_factor > 0 ? opt->dispatch.group_images : 1;
+    if (group > 0)
+        batch = (batch + group - 1) / group * group; /* whole dispatch groups */
     rs_forward *f = NULL;
     size_t image_size = (size_t)c->channels * c->image_h * c->image_w;
     float *input = NULL;
     FILE *pred = NULL;
-    int rc = rs_forward_create(model, batch, opt->threads, &f, err);
+    int rc = rs_forward_create_dispatch(model, batch, opt->threads, &opt->dispatch, &f, err);
     if (!rc && !(input = malloc(sizeof(float) * (size_t)batch * image_size)))
         rc = rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", batch);
     if (!rc && opt->predictions && !(pred = fopen(opt->predictions, "w")))
@@ -75,8 +92,10 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
         double t1 = now();
         rc = rs_forward_run(f, input, n, err);
         sum->forward_seconds += now() - t1;
-        if (!rc)
+        if (!rc) {
             score(c, src, rs_forward_result(f)->logits, first, n, pred, sum);
+            count_drops(c, rs_forward_result(f), sum);
+        }
         if (!rc && opt->progress)
             opt->progress(opt->progress_ctx, done + n, total, now() - t0);
     }

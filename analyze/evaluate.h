@@ -7,6 +7,10 @@
  * Accuracy counts the images whose label is known (>= 0). When PREDICTIONS is set, each
  * image's predicted class is written there, one per line, in source order.
  *
+ * With a capacity factor (DISPATCH, dispatch.h) every MoE layer dispatches groups of
+ * group_images consecutive images of the slice; batches are rounded up to whole groups, so
+ * results do not depend on the batch size, and the summary counts the top-k choices dropped.
+ *
  * Errors: 0 or a negative RS_E* code with one line naming the file: RS_EINVAL for an offset
  * past the source's end, the source's and forward pass's own errors, RS_EIO when the
  * predictions file cannot be written. Nothing is printed; progress goes through the
@@ -14,6 +18,7 @@
 #ifndef RS_EVALUATE_H
 #define RS_EVALUATE_H
 
+#include "dispatch.h"
 #include "model.h"
 #include "rs_error.h"
 #include "source.h"
@@ -25,6 +30,7 @@ typedef struct rs_eval_options {
     int threads, batch;         /* forward pass threads, images per forward call */
     int offset, limit;          /* the slice; limit <= 0: to the end */
     const char *predictions;    /* file for the predicted classes, or NULL */
+    rs_dispatch dispatch;       /* capacity_factor 0: none */
     rs_eval_progress progress;  /* may be NULL */
     void *progress_ctx;
 } rs_eval_options;
@@ -34,6 +40,8 @@ typedef struct rs_eval_summary {
     int batch;                  /* as used (at most the images) */
     double seconds;             /* wall time, decoding included */
     double forward_seconds;     /* of which in the forward pass */
+    long long choices, dropped; /* with a capacity factor: top-k choices over all MoE layers,
+                                   and how many of them dispatch dropped; 0 without */
 } rs_eval_summary;
 
 int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *opt, rs_eval_summary *sum,

@@ -12,12 +12,13 @@
 
 static const char *const routing_columns[] = {"export_v", "run", "image", "view", "layer", "block",
                                               "token", "is_cls", "patch", "row", "col", "match",
-                                              "rank", "expert", "gate", "label", "predicted", "pred_prob"};
+                                              "rank", "expert", "gate", "label", "predicted", "pred_prob",
+                                              "kept"};
 static const char *const probs_columns[] = {"export_v", "run", "image", "view", "layer", "block",
                                             "token", "is_cls", "patch", "row", "col", "match",
-                                            "expert", "prob", "rank", "label", "predicted", "pred_prob"};
+                                            "expert", "prob", "rank", "label", "predicted", "pred_prob", "kept"};
 enum { NUM_COLUMNS = sizeof routing_columns / sizeof *routing_columns };
-_Static_assert(sizeof probs_columns / sizeof *probs_columns == NUM_COLUMNS, "both row kinds have 18 columns");
+_Static_assert(sizeof probs_columns / sizeof *probs_columns == NUM_COLUMNS, "both row kinds have 19 columns");
 
 /* Per-record and per-token text, and what a row needs to name its columns. */
 typedef struct exporter {
@@ -27,7 +28,8 @@ typedef struct exporter {
     const char *const *names;   /* the column names of this row kind */
     char head[192];             /* export_v .. block, with the separator after it */
     char token[192];            /* token .. match, with the separator after it */
-    char tail[192];             /* separator, label .. pred_prob, end of row */
+    char tail[192];             /* separator, label .. pred_prob, separator (kept and the end of
+                                 * the row follow per row) */
     int rank_of[256];           /* probs rows: expert -> rank in the top-R, -1 */
     int64_t rows;
 } exporter;
@@ -81,7 +83,7 @@ static void format_record(exporter *x, const rs_routing_record *rec)
     put_float(v[2], sizeof v[2], rec->pred_prob, 9, json);
     x->tail[0] = ',';
     len = 1;
-    for (int i = 15; i < NUM_COLUMNS; i++)
+    for (int i = 15; i < NUM_COLUMNS - 1; i++)
         put_column(x, x->tail, sizeof x->tail, &len, i, v[i - 15]);
 }
 
@@ -101,24 +103,33 @@ static void format_token(exporter *x, const rs_routing_record *rec, int t)
     }
 }
 
-/* The three row-specific columns (12..14) of one row, then the whole row. */
-static void write_row(exporter *x, int a, int b, double f, int f_digits, bool float_middle)
+/* The three row-specific columns (12..14) of one row, then the whole row ending in KEPT. */
+static void write_row(exporter *x, int a, int b, double f, int f_digits, bool float_middle, int kept)
 {
     bool json = x->opt->format == RS_EXPORT_JSONL;
     char fv[32];
     put_float(fv, sizeof fv, f, f_digits, json);
     const char *const *n = x->names;
     if (json && float_middle)
-        fprintf(x->out, "%s%s\"%s\":%d,\"%s\":%s,\"%s\":%d%s", x->head, x->token, n[12], a, n[13], fv, n[14], b,
-                x->tail);
+        fprintf(x->out, "%s%s\"%s\":%d,\"%s\":%s,\"%s\":%d%s\"%s\":%d}\n", x->head, x->token, n[12], a, n[13], fv,
+                n[14], b, x->tail, n[18], kept);
     else if (json)
-        fprintf(x->out, "%s%s\"%s\":%d,\"%s\":%d,\"%s\":%s%s", x->head, x->token, n[12], a, n[13], b, n[14], fv,
-                x->tail);
+        fprintf(x->out, "%s%s\"%s\":%d,\"%s\":%d,\"%s\":%s%s\"%s\":%d}\n", x->head, x->token, n[12], a, n[13], b,
+                n[14], fv, x->tail, n[18], kept);
     else if (float_middle)
-        fprintf(x->out, "%s%s%d,%s,%d%s", x->head, x->token, a, fv, b, x->tail);
+        fprintf(x->out, "%s%s%d,%s,%d%s%d\n", x->head, x->token, a, fv, b, x->tail, kept);
     else
-        fprintf(x->out, "%s%s%d,%d,%s%s", x->head, x->token, a, b, fv, x->tail);
+        fprintf(x->out, "%s%s%d,%d,%s%s%d\n", x->head, x->token, a, b, fv, x->tail, kept);
     x->rows++;
+}
+
+/* Whether rank K of token T ran: a rank below top_k, kept by dispatch when the run has a
+ * capacity factor. */
+static int kept_at(const exporter *x, const rs_routing_record *rec, int t, int k)
+{
+    if (k < 0 || k >= x->run->top_k)
+        return 0;
+    return rec->kept ? rec->kept[(size_t)t * x->run->record_k + k] : 1;
 }
 
 static void write_record(exporter *x, const rs_routing_record *rec)
@@ -131,7 +142,7 @@ static void write_record(exporter *x, const rs_routing_record *rec)
         const uint8_t *idx = rec->top_idx + (size_t)t * R;
         if (!x->opt->probs) {
             for (int k = 0; k < R; k++)
-                write_row(x, k, idx[k], rec->top_gate[(size_t)t * R + k], 9, false);
+                write_row(x, k, idx[k], rec->top_gate[(size_t)t * R + k], 9, false, kept_at(x, rec, t, k));
             continue;
         }
         for (int e = 0; e < E; e++)
@@ -140,7 +151,7 @@ static void write_record(exporter *x, const rs_routing_record *rec)
             x->rank_of[idx[k]] = k;
         /* Half floats need 5 significant digits to round-trip; 6 leaves no doubt. */
         for (int e = 0; e < E; e++)
-            write_row(x, e, x->rank_of[e], rec->probs[(size_t)t * E + e], 6, true);
+            write_row(x, e, x->rank_of[e], rec->probs[(size_t)t * E + e], 6, true, kept_at(x, rec, t, x->rank_of[e]));
     }
 }
 

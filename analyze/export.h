@@ -9,7 +9,9 @@
  * Both carry the run, image (source index), view, MoE slot `layer` and its `block` index,
  * the token (sequence index), is_cls, patch / row / col (-1 for the class token), `match`
  * (the view-0 patch this patch matches, -1 when none or for the class token), the image's
- * label (empty / null when unknown), the view's predicted class and its probability.
+ * label (empty / null when unknown), the view's predicted class and its probability, and
+ * (version 2) `kept`: 1 when that choice / expert ran for the token — a rank below top_k,
+ * kept by dispatch when the run has a capacity factor — else 0.
  * Rows come in (image, view, layer, token, rank|expert) order.
  *
  * Versioning: the first column, `export_v`, holds RS_EXPORT_VERSION in every row, so a plain
@@ -32,7 +34,7 @@
 #include "rs_error.h"
 #include "store.h"
 
-#define RS_EXPORT_VERSION 1
+#define RS_EXPORT_VERSION 2
 
 typedef enum rs_export_format { RS_EXPORT_CSV, RS_EXPORT_JSONL } rs_export_format;
 

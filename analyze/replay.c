@@ -32,7 +32,8 @@ typedef struct engine {
     char *config_json;     /* the model's config text, for the store */
     char *labels_json;     /* its class names as a JSON array, or NULL */
     rs_run_info run;
-    int group;             /* the forward pass's group size G */
+    int group;             /* the forward pass's group size G (the dispatch group with capacity) */
+    rs_dispatch dispatch;  /* as run: capacity_factor 0 = none */
     double decode_s, forward_s; /* time in decoding + fitting images and in the forward pass */
     int batch;             /* images per batch, a multiple of the group size */
     /* Per-batch buffers, sized for `batch` images. */
@@ -47,6 +48,7 @@ typedef struct engine {
     int32_t *top_idx;      /* (B, V, L, T, R) */
     float *top_gate;       /* (B, V, L, T, R) */
     float *probs;          /* (B, V, L, T, E) */
+    uint8_t *kept;         /* (B, V, L, T, R), NULL without capacity */
 } engine;
 
 static double now(void)
@@ -62,7 +64,8 @@ static void engine_close(engine *e)
         free(e->params[i]);
     free(e->params);
     void *bufs[] = {e->source_px, e->view_px, e->drawn, e->labels, e->predicted, e->pred_prob,
-                    e->match, e->top_idx, e->top_gate, e->probs, e->parsed, e->config_json, e->labels_json};
+                    e->match, e->top_idx, e->top_gate, e->probs, e->kept, e->parsed, e->config_json,
+                    e->labels_json};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     for (int i = 0; i < e->num_views; i++)
@@ -108,7 +111,8 @@ static int alloc_buffers(engine *e, rs_error *err)
               (e->params = calloc(B * V, sizeof(char *))) && (e->match = malloc(sizeof(int16_t) * B * V * Np)) &&
               (e->top_idx = malloc(sizeof(int32_t) * B * V * L * T * R)) &&
               (e->top_gate = malloc(sizeof(float) * B * V * L * T * R)) &&
-              (e->probs = malloc(sizeof(float) * B * V * L * T * E));
+              (e->probs = malloc(sizeof(float) * B * V * L * T * E)) &&
+              (e->dispatch.capacity_factor == 0 || (e->kept = malloc(B * V * L * T * R)));
     return ok ? 0 : rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", e->batch);
 }
 
@@ -143,7 +147,9 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         .layer_blocks = blocks, .tokens = rs_config_tokens(c),
         .patches = rs_config_patches(c), .grid_h = rs_config_grid_h(c), .grid_w = rs_config_grid_w(c),
         .record_k = rs_config_record_k(c), .num_experts = c->num_experts, .num_classes = c->num_classes,
-        .has_cls = c->classifier == RS_CLASSIFIER_TOKEN, .command = o->command, .version = o->version};
+        .has_cls = c->classifier == RS_CLASSIFIER_TOKEN, .command = o->command, .version = o->version,
+        .capacity_factor = e->dispatch.capacity_factor, .group_images = e->dispatch.group_images,
+        .bpr = e->dispatch.bpr};
     int found = rs_store_find_run(e->store, &spec, &e->run, err);
     if (found < 0)
         return found;
@@ -214,6 +220,8 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
                 memcpy(e->top_idx + dst * R, r->top_idx + src * R, sizeof(int32_t) * T * R);
                 memcpy(e->top_gate + dst * R, r->top_gate + src * R, sizeof(float) * T * R);
                 memcpy(e->probs + dst * E, r->probs + src * E, sizeof(float) * T * E);
+                if (e->kept)
+                    memcpy(e->kept + dst * R, r->kept + src * R, (size_t)T * R);
             }
         }
     }
@@ -247,7 +255,7 @@ static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
                       .num_experts = c->num_experts, .patches = rs_config_patches(c), .labels = e->labels,
                       .predicted = e->predicted, .pred_prob = e->pred_prob,
                       .view_params = (const char *const *)e->params, .match = e->match, .top_idx = e->top_idx,
-                      .top_gate = e->top_gate, .probs = e->probs};
+                      .top_gate = e->top_gate, .probs = e->probs, .kept = e->kept};
         double t_store = now();
         rc = rs_store_write_batch(e->store, run->id, &b, err);
         sum->store_seconds += now() - t_store;
@@ -285,6 +293,9 @@ static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_o
     resumed->limit = e->run.count;
     resumed->protocol = e->run.protocol;
     resumed->seed = e->run.seed;
+    resumed->dispatch = (rs_dispatch){.capacity_factor = e->run.capacity_factor,
+                                      .group_images = e->run.group_images, .bpr = e->run.bpr};
+    resumed->dispatch_model = false;
     if (!(e->specs = calloc((size_t)e->run.num_views, sizeof *e->specs)))
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     e->num_views = e->run.num_views;
@@ -312,6 +323,11 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
         rs_safetensors_sha256(e->model->file, e->sha256);
         rc = copy_config(e, err);
     }
+    if (!rc && opt->dispatch_model && e->model->cfg.dispatch.capacity_factor == 0)
+        rc = rs_error_set(err, RS_EINVAL, "%s: --dispatch model, but its config carries no dispatch settings",
+                          opt->model_path);
+    if (!rc)
+        e->dispatch = opt->dispatch_model ? e->model->cfg.dispatch : opt->dispatch;
     return rc;
 }
 
@@ -319,7 +335,7 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
 static int find_group(engine *e, rs_error *err)
 {
     rs_forward *probe;
-    int rc = rs_forward_create(e->model, 1, 1, &probe, err);
+    int rc = rs_forward_create_dispatch(e->model, 1, 1, &e->dispatch, &probe, err);
     if (!rc)
         e->group = rs_forward_group_size(probe);
     rs_forward_free(probe);
@@ -369,7 +385,7 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
             if (want > e.run.count)
                 want = e.run.count;
             e.batch = (want + e.group - 1) / e.group * e.group;
-            rc = rs_forward_create(e.model, e.batch, opt->threads, &e.forward, err);
+            rc = rs_forward_create_dispatch(e.model, e.batch, opt->threads, &e.dispatch, &e.forward, err);
         }
         if (!rc)
             rc = alloc_buffers(&e, err);

@@ -15,6 +15,11 @@
  * batch is rounded up) and start at multiples of it, so the stored records are
  * bit-identical for any thread count and any batch size, and after any resume.
  *
+ * Dispatch: with a capacity factor (dispatch.h, docs/dispatch.md) every MoE layer dispatches
+ * groups of group_images consecutive images of the run (the last group holds what remains),
+ * batches and shards are whole groups, and the store records which choices were kept. The
+ * settings are part of the run's identity.
+ *
  * Shards: with shard_count, the run covers only the shard's images (shard.h) and records
  * the job's identity and its shard, so that merge.h can join the shards into the job's run;
  * a shard's records are bit-identical to the whole job's records for the same images.
@@ -33,6 +38,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dispatch.h"
 #include "rs_error.h"
 
 /* DONE of TOTAL images recorded, THIS_CALL of them in SECONDS by this call. */
@@ -53,6 +59,10 @@ typedef struct rs_replay_options {
                                     (the slice above) as its own run (shard.h); ignored with
                                     resume_run, which continues the stored run as it is */
     int threads, batch;
+    rs_dispatch dispatch;        /* capacity_factor 0: none (the default); ignored with
+                                    resume_run, which takes the run's own */
+    bool dispatch_model;         /* take the dispatch in the model's config instead
+                                    (RS_EINVAL when it has none) */
     const char *command, *version; /* provenance, stored with the run */
     rs_replay_progress progress; /* may be NULL */
     void *progress_ctx;

@@ -156,11 +156,11 @@ static const char schema_v3[] =
 #define V3_SHARD_COLUMNS "r.shard_index, r.shard_count, r.job_first, r.job_count, r.job_identity"
 #define V2_SHARD_COLUMNS "NULL, NULL, NULL, NULL, NULL"
 
-/* migrations[n] turns schema version n into n + 1; version 0 is an empty database. A later
- * schema appends its step here and raises RS_STORE_SCHEMA. */
+/* migrations[n] turns schema version n into n + 1; version 0 is an empty database. Schema 4
+ * is made by functions (migrate_v4_*, below), each adding its own columns. */
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
-_Static_assert(sizeof migrations / sizeof *migrations == RS_STORE_SCHEMA,
-               "one migration step per schema version");
+_Static_assert(sizeof migrations / sizeof *migrations == 3, "one SQL migration step per schema version up to 3");
+_Static_assert(RS_STORE_SCHEMA == 4, "migrate() runs the schema-4 steps");
 
 /* The statements kept prepared for the life of the store. */
 enum {
@@ -176,8 +176,8 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_SAMPLE] = "INSERT INTO samples (run_id, image, label) VALUES (?, ?, ?)",
     [ST_PREDICTION] = "INSERT INTO predictions (run_id, image, view, predicted, prob, params, match)"
                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
-    [ST_ROUTING] = "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    [ST_ROUTING] = "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs, kept)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_PROGRESS] = "UPDATE runs SET images_done = ? WHERE id = ?",
 };
 
@@ -201,7 +201,7 @@ struct rs_store_cursor {
     int match_image, match_view; /* whose match map is decoded in match */
     bool at_end;                 /* SQLite would restart a finished statement on the next step */
     int16_t *match;
-    uint8_t *top_idx;
+    uint8_t *top_idx, *kept;
     float *top_gate, *probs;
 };
 
@@ -325,6 +325,19 @@ static bool grow(uint8_t **buf, size_t *size, size_t need)
 
 /* ---- open / close ---------------------------------------------------------------------- */
 
+/* Schema 4, dispatch: whether each recorded choice was kept (routing.kept, NULL for runs
+ * without capacity) and the run's dispatch settings (NULL when it has none). Older runs read
+ * as runs without capacity, which is what they were. */
+static int migrate_v4_dispatch(rs_store *s, rs_error *err)
+{
+    return exec(s,
+                "ALTER TABLE routing ADD COLUMN kept BLOB;"            /* T*R uint8 0/1 */
+                "ALTER TABLE runs ADD COLUMN capacity_factor REAL;"
+                "ALTER TABLE runs ADD COLUMN group_images INTEGER;"
+                "ALTER TABLE runs ADD COLUMN bpr INTEGER;",
+                "upgrading the schema to version 4 (dispatch)", err);
+}
+
 /* Brings a database of an older schema version up to date in one transaction. The version is read again under the write lock: another process may have
  * migrated the file since we looked. */
 static int migrate(rs_store *s, rs_error *err)
@@ -335,12 +348,14 @@ static int migrate(rs_store *s, rs_error *err)
     int64_t version;
     if ((rc = query_int(s, "PRAGMA user_version", "reading the schema version", &version, err)))
         goto fail;
-    for (int64_t v = version; v < RS_STORE_SCHEMA; v++) {
+    for (int64_t v = version; v < 3; v++) {
         char what[64];
         snprintf(what, sizeof what, "upgrading the schema to version %d", (int)v + 1);
         if ((rc = exec(s, migrations[v], what, err)))
             goto fail;
     }
+    if (version < 4 && (rc = migrate_v4_dispatch(s, err)))
+        goto fail;
     if (version < RS_STORE_SCHEMA) {
         char sql[96];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d", RS_STORE_SCHEMA,
@@ -610,6 +625,13 @@ static char *run_identity(const rs_run_spec *spec, bool job_only)
     sb_number(&b, "seed", spec->seed);
     if (spec->fit_version > 1)
         sb_number(&b, "fit", (uint64_t)spec->fit_version);
+    if (spec->capacity_factor > 0) {
+        char text[32]; /* %.17g: the double's exact value, so equal factors give equal text */
+        snprintf(text, sizeof text, "%.17g", spec->capacity_factor);
+        sb_field(&b, "capacity_factor", text);
+        sb_number(&b, "group_images", (uint64_t)spec->group_images);
+        sb_number(&b, "bpr", spec->bpr);
+    }
     if (shard && !job_only) {
         char text[32];
         snprintf(text, sizeof text, "%d/%d", spec->shard_index, spec->shard_count);
@@ -639,6 +661,8 @@ static const char *bad_identity(const rs_run_spec *spec)
                                    spec->offset < spec->job_offset ||
                                    spec->offset + (int64_t)spec->count > spec->job_offset + (int64_t)spec->job_count)))
         return "the shard lies outside its job";
+    if (spec->capacity_factor < 0 || (spec->capacity_factor > 0 && spec->group_images < 1))
+        return "a capacity factor needs a dispatch group";
     return NULL;
 }
 
@@ -801,6 +825,21 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
         goto fail;
     int64_t id = sqlite3_last_insert_rowid(store->db);
 
+    what = "recording the run's dispatch";
+    if (spec->capacity_factor > 0 &&
+        (rc = sqlite3_prepare_v2(store->db, "UPDATE runs SET capacity_factor = ?, group_images = ?, bpr = ?"
+                                            " WHERE id = ?", -1, &st, NULL)) == SQLITE_OK) {
+        sqlite3_bind_double(st, 1, spec->capacity_factor);
+        sqlite3_bind_int(st, 2, spec->group_images);
+        sqlite3_bind_int(st, 3, spec->bpr);
+        sqlite3_bind_int64(st, 4, id);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (rc != SQLITE_OK)
+        goto fail;
+
     what = "recording the views";
     rc = sqlite3_prepare_v2(store->db, "INSERT INTO views (run_id, view, spec) VALUES (?, ?, ?)", -1, &st, NULL);
     for (int v = 0; rc == SQLITE_OK && v < spec->num_views; v++) {
@@ -885,6 +924,27 @@ static int parse_labels(const char *text, rs_run_info *info)
     return rc;
 }
 
+/* The run's dispatch settings (schema 4; older stores have none: no capacity). */
+static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_error *err)
+{
+    if (s->schema < 4)
+        return 0;
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT capacity_factor, group_images, bpr FROM runs WHERE id = ?", -1, &st,
+                                NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc, "reading a run's dispatch", err);
+    sqlite3_bind_int64(st, 1, run_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        info->capacity_factor = sqlite3_column_double(st, 0);
+        info->group_images = sqlite3_column_int(st, 1);
+        info->bpr = sqlite3_column_int(st, 2) != 0;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(s, rc, "reading a run's dispatch", err);
+}
+
 int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err)
 {
     rs_run_info_clear(info);
@@ -899,7 +959,8 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_FROM};
-    _Static_assert(RS_STORE_SCHEMA == 3, "get_run reads schemas 1, 2 and the current schema");
+    _Static_assert(RS_STORE_SCHEMA == 4, "get_run reads schemas 1, 2 and 3 or later (schema 4 adds only what "
+                                         "read_dispatch reads)");
     int version = store->schema < 1 ? 1 : store->schema > 3 ? 3 : store->schema;
     int rc = sqlite3_prepare_v2(store->db, select[version - 1], -1, &st, NULL);
     if (rc != SQLITE_OK)
@@ -968,6 +1029,10 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
     }
     info->num_views = num_views;
+    if ((rc = read_dispatch(store, run_id, info, err))) {
+        rs_run_info_clear(info);
+        return rc;
+    }
 
     rc = sqlite3_prepare_v2(store->db, "SELECT view, spec FROM views WHERE run_id = ? ORDER BY view", -1, &st, NULL);
     if (rc != SQLITE_OK) {
@@ -1212,6 +1277,10 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
                 sqlite3_bind_blob(routing, 5, idx, (int)n_idx, SQLITE_STATIC);
                 sqlite3_bind_blob(routing, 6, gate, (int)n_gate, SQLITE_STATIC);
                 sqlite3_bind_blob(routing, 7, probs, (int)n_probs, SQLITE_STATIC);
+                if (b->kept) /* 0/1 bytes as they are; NULL: the run has no capacity */
+                    sqlite3_bind_blob(routing, 8, b->kept + row * n_idx, (int)n_idx, SQLITE_STATIC);
+                else
+                    sqlite3_bind_null(routing, 8);
                 if ((rc = step_done(s, routing, "writing routing", err)))
                     return rc;
             }
@@ -1312,11 +1381,12 @@ static int exec_ids(rs_store *s, const char *sql, int64_t a, int64_t b, int64_t 
 static const char merge_run_sql[] =
     "INSERT INTO runs (model_id, identity, model_path, data, first_image, image_count, protocol, num_views,"
     " seed, num_layers, layers, tokens, patches, grid_h, grid_w, record_k, num_experts, num_classes, has_cls,"
-    " command, version, status, images_total, images_done, started, top_k, channels, image_h, image_w)"
+    " command, version, status, images_total, images_done, started, top_k, channels, image_h, image_w,"
+    " capacity_factor, group_images, bpr)"
     " SELECT (SELECT id FROM main.models WHERE sha256 = m.sha256), r.job_identity, r.model_path, r.data,"
     " r.job_first, r.job_count, r.protocol, r.num_views, r.seed, r.num_layers, r.layers, r.tokens, r.patches,"
     " r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, ?2, ?3, 'running', r.job_count,"
-    " 0, ?4, r.top_k, r.channels, r.image_h, r.image_w"
+    " 0, ?4, r.top_k, r.channels, r.image_h, r.image_w, r.capacity_factor, r.group_images, r.bpr"
     " FROM shard.runs r JOIN shard.models m ON m.id = r.model_id WHERE r.id = ?1";
 
 static int create_merged_run(rs_store *s, int64_t shard_run, const char *command, const char *version,
@@ -1395,8 +1465,8 @@ static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int 
         "INSERT INTO predictions (run_id, image, view, predicted, prob, params, match)"
         " SELECT ?1, image, view, predicted, prob, params, match FROM shard.predictions"
         " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view",
-        "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs)"
-        " SELECT ?1, image, view, layer, top_idx, top_gate, probs FROM shard.routing"
+        "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs, kept)"
+        " SELECT ?1, image, view, layer, top_idx, top_gate, probs, kept FROM shard.routing"
         " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view, layer",
         "UPDATE runs SET images_done = ?4 - first_image + 1 WHERE id = ?1"};
     int rc = run_cached(s, ST_BEGIN, "copying a shard", err);
@@ -1483,22 +1553,24 @@ int rs_store_cursor_open_images(rs_store *store, int64_t run_id, int first, int 
     size_t tr = (size_t)c->tokens * c->record_k;
     c->match = malloc(sizeof *c->match * (size_t)c->patches);
     c->top_idx = malloc(tr);
+    c->kept = malloc(tr);
     c->top_gate = malloc(sizeof *c->top_gate * tr);
     c->probs = malloc(sizeof *c->probs * (size_t)c->tokens * c->num_experts);
-    if (!c->match || !c->top_idx || !c->top_gate || !c->probs) {
+    if (!c->match || !c->top_idx || !c->kept || !c->top_gate || !c->probs) {
         rs_store_cursor_close(c);
         return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
     }
     /* One pass over routing in key order (the UNIQUE index): no sort, no temporary table,
      * whatever the size of the run. */
-    rc = sqlite3_prepare_v2(store->db,
-                            "SELECT r.image, r.view, r.layer, s.label, p.predicted, p.prob, p.match,"
-                            " r.top_idx, r.top_gate, r.probs"
-                            " FROM routing r"
-                            " JOIN predictions p ON p.run_id = r.run_id AND p.image = r.image AND p.view = r.view"
-                            " JOIN samples s ON s.run_id = r.run_id AND s.image = r.image"
-                            " WHERE r.run_id = ? AND r.image BETWEEN ? AND ? ORDER BY r.image, r.view, r.layer",
-                            -1, &c->stmt, NULL);
+#define CURSOR_SQL(kept)                                                                                   \
+    "SELECT r.image, r.view, r.layer, s.label, p.predicted, p.prob, p.match, r.top_idx, r.top_gate, r.probs, " kept \
+    " FROM routing r"                                                                                      \
+    " JOIN predictions p ON p.run_id = r.run_id AND p.image = r.image AND p.view = r.view"                 \
+    " JOIN samples s ON s.run_id = r.run_id AND s.image = r.image"                                         \
+    " WHERE r.run_id = ? AND r.image BETWEEN ? AND ? ORDER BY r.image, r.view, r.layer"
+    /* Stores before schema 4 have no kept column: their runs had no capacity. */
+    rc = sqlite3_prepare_v2(store->db, store->schema >= 4 ? CURSOR_SQL("r.kept") : CURSOR_SQL("NULL"), -1,
+                            &c->stmt, NULL);
     if (rc != SQLITE_OK) {
         rs_store_cursor_close(c);
         return db_fail(store, rc, "reading routing", err);
@@ -1555,6 +1627,17 @@ int rs_store_cursor_next(rs_store_cursor *c, rs_routing_record *rec, rs_error *e
     }
     for (size_t k = 0; k < te; k++)
         c->probs[k] = rs_half_to_float(get_u16(probs + 2 * k));
+    rec->kept = NULL;
+    if (sqlite3_column_type(st, 10) != SQLITE_NULL) {
+        const uint8_t *kept = sqlite3_column_blob(st, 10);
+        if ((size_t)sqlite3_column_bytes(st, 10) != tr || !kept)
+            return rs_error_set(err, RS_EFORMAT, "%s: run %" PRId64 " image %d view %d layer %d: kept blob of %d bytes, "
+                                "expected %zu", s->path, c->run_id, rec->image, rec->view, rec->layer,
+                                sqlite3_column_bytes(st, 10), tr);
+        for (size_t k = 0; k < tr; k++)
+            c->kept[k] = kept[k] != 0;
+        rec->kept = c->kept;
+    }
     rec->match = c->match;
     rec->top_idx = c->top_idx;
     rec->top_gate = c->top_gate;
@@ -1569,6 +1652,7 @@ void rs_store_cursor_close(rs_store_cursor *cursor)
     sqlite3_finalize(cursor->stmt);
     free(cursor->match);
     free(cursor->top_idx);
+    free(cursor->kept);
     free(cursor->top_gate);
     free(cursor->probs);
     free(cursor);

@@ -15,6 +15,8 @@
  *               top_gate T*R float32 little-endian, their probabilities
  *               probs    T*E float16 little-endian (IEEE half, model/half.h), the
  *                        full router softmax
+ *               kept     T*R uint8 0/1 (schema 4): whether dispatch kept each choice;
+ *                        NULL when the run has no capacity factor (every top-k choice ran)
  * "image" is the index in the data source (offset included), "layer" the MoE slot
  * (0 .. L-1; runs.layers maps slots to block indices). Tokens are in sequence order:
  * the class token first when the model has one (runs.has_cls), then patches in raster order.
@@ -40,7 +42,7 @@
 
 #include "rs_error.h"
 
-#define RS_STORE_SCHEMA 3
+#define RS_STORE_SCHEMA 4
 
 typedef struct rs_store rs_store;
 
@@ -80,6 +82,11 @@ typedef struct rs_run_spec {
      * job_offset .. job_offset+job_count-1; offset and count are then the shard's own slice
      * (analyze/shard.h). The identity is the job's identity plus the shard. */
     int shard_index, shard_count, job_offset, job_count;
+    /* Dispatch (model/dispatch.h): capacity_factor 0 = none, and then group_images and bpr
+     * are 0. Part of the identity only when set, so runs without it keep theirs. */
+    double capacity_factor;
+    int group_images;
+    bool bpr;
 } rs_run_spec;
 
 typedef enum rs_run_status { RS_RUN_RUNNING, RS_RUN_DONE, RS_RUN_FAILED, RS_RUN_INTERRUPTED } rs_run_status;
@@ -106,6 +113,11 @@ typedef struct rs_run_info {
      * text (owned); shard_count 0 and job_identity NULL for an ordinary run. */
     int shard_index, shard_count, job_offset, job_count;
     char *job_identity;
+    /* Dispatch: capacity_factor 0 (and group_images 0, bpr false) for a run without
+     * capacity, and for every run of a store older than schema 4. */
+    double capacity_factor;
+    int group_images;
+    bool bpr;
 } rs_run_info;
 
 void rs_run_info_clear(rs_run_info *info);
@@ -144,6 +156,7 @@ typedef struct rs_batch {
     const int32_t *top_idx;     /* (count, V, L, T, R) */
     const float *top_gate;      /* (count, V, L, T, R) */
     const float *probs;         /* (count, V, L, T, E), stored as float16 */
+    const uint8_t *kept;        /* (count, V, L, T, R) 0/1, or NULL when the run has no capacity */
 } rs_batch;
 
 /* Writes BATCH and sets the run's images_done to BATCH->first + count - offset, in one
@@ -180,6 +193,8 @@ typedef struct rs_routing_record {
     const uint8_t *top_idx;     /* (T, R) */
     const float *top_gate;      /* (T, R) */
     const float *probs;         /* (T, E), widened from float16 */
+    const uint8_t *kept;        /* (T, R) 0/1 kept by dispatch, or NULL: no capacity (every
+                                   top-k choice ran; also every record of a store before schema 4) */
 } rs_routing_record;
 
 typedef struct rs_store_cursor rs_store_cursor;

@@ -1,6 +1,9 @@
 /* bench_forward — times the C forward pass (and, for scale, one large sgemm).
  *
- *   bench_forward MODEL BATCH THREADS SECONDS   -> "c_images_per_s X gflop_per_image Y"
+ *   bench_forward MODEL BATCH THREADS SECONDS [CF GROUP [bpr]]
+ *                                               -> "c_images_per_s X gflop_per_image Y"
+ *     (CF GROUP: dispatch with capacity factor CF in groups of GROUP images, as
+ *     `--capacity-factor CF --group-images GROUP`; bench/dispatch.sh compares the two)
  *   bench_forward --sgemm N THREADS SECONDS     -> "sgemm_gflops X"
  *
  * Driven by bench/bench.py, which runs the PyTorch reference on the same weights and
@@ -71,16 +74,19 @@ int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "--sgemm"))
         return bench_sgemm(atoi(argv[2]), atoi(argv[3]), atof(argv[4]));
-    if (argc != 5) {
-        fprintf(stderr, "usage: bench_forward MODEL BATCH THREADS SECONDS | --sgemm N THREADS SECONDS\n");
+    if (argc != 5 && argc != 7 && !(argc == 8 && !strcmp(argv[7], "bpr"))) {
+        fprintf(stderr, "usage: bench_forward MODEL BATCH THREADS SECONDS [CF GROUP [bpr]] | --sgemm N THREADS SECONDS\n");
         return 2;
     }
     int batch = atoi(argv[2]), threads = atoi(argv[3]);
     double seconds = atof(argv[4]);
+    rs_dispatch d = {0};
+    if (argc >= 7)
+        d = (rs_dispatch){.capacity_factor = atof(argv[5]), .group_images = atoi(argv[6]), .bpr = argc == 8};
     rs_error err;
     rs_model *m;
     rs_forward *f;
-    if (rs_model_open(argv[1], &m, &err) || rs_forward_create(m, batch, threads, &f, &err)) {
+    if (rs_model_open(argv[1], &m, &err) || rs_forward_create_dispatch(m, batch, threads, &d, &f, &err)) {
         fprintf(stderr, "bench_forward: %s\n", err.msg);
         return 1;
     }

@@ -9,6 +9,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dispatch.h"
+
+/* vmoe's configs dispatch groups of 8 images' tokens (vmoe_paper/common.py). */
+#define RS_CLI_DEFAULT_GROUP_IMAGES 8
 
 int rs_cli_fail(const rs_error *err)
 {
@@ -68,6 +72,50 @@ bool rs_cli_parse_u64(const char *cmd, const char *name, const char *text, uint6
         return false;
     }
     *out = (uint64_t)v;
+    return true;
+}
+
+bool rs_cli_dispatch_option(const char *cmd, int c, const char *text, rs_cli_dispatch *d)
+{
+    char *end;
+    switch (c) {
+    case RS_OPT_CAPACITY:
+        errno = 0;
+        d->capacity_factor = strtod(text, &end);
+        if (errno || end == text || *end || !(d->capacity_factor > 0 && d->capacity_factor <= RS_DISPATCH_MAX_FACTOR)) {
+            rs_cli_usage_error(cmd, "--capacity-factor wants a number in (0, %g], got '%s'", RS_DISPATCH_MAX_FACTOR,
+                               text);
+            return false;
+        }
+        return true;
+    case RS_OPT_GROUP_IMAGES:
+        return rs_cli_parse_int(cmd, "--group-images", text, 1, RS_DISPATCH_MAX_GROUP_IMAGES, &d->group_images);
+    case RS_OPT_BPR:
+        d->bpr = true;
+        return true;
+    default: /* RS_OPT_DISPATCH */
+        if (strcmp(text, "model")) {
+            rs_cli_usage_error(cmd, "--dispatch wants 'model', got '%s'", text);
+            return false;
+        }
+        d->from_model = true;
+        return true;
+    }
+}
+
+bool rs_cli_dispatch_check(const char *cmd, rs_cli_dispatch *d)
+{
+    if (d->from_model && (d->capacity_factor > 0 || d->group_images || d->bpr)) {
+        rs_cli_usage_error(cmd, "--dispatch model takes the model's own settings: leave out --capacity-factor, "
+                                "--group-images and --bpr");
+        return false;
+    }
+    if (d->capacity_factor == 0 && (d->group_images || d->bpr)) {
+        rs_cli_usage_error(cmd, "--group-images and --bpr belong to --capacity-factor");
+        return false;
+    }
+    if (d->capacity_factor > 0 && !d->group_images)
+        d->group_images = RS_CLI_DEFAULT_GROUP_IMAGES;
     return true;
 }
 

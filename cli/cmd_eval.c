@@ -12,6 +12,7 @@
 
 static const char usage_text[] =
     "usage: routerscope eval MODEL --data SRC [--threads N] [--batch N] [--offset N] [--limit N]\n"
+    "                        [--capacity-factor F [--group-images N] [--bpr] | --dispatch model]\n"
     "\n"
     "Classify the images of SRC with MODEL and print the accuracy and images/s. Images\n"
     "are scaled (shorter side, bilinear) and centre-cropped to the model's input.\n"
@@ -23,11 +24,12 @@ static const char usage_text[] =
     "  --batch N      images per forward pass (default 256)\n"
     "  --offset N     skip the first N images (default 0)\n"
     "  --limit N      use at most N images (default: all)\n"
-    "  --predictions FILE  write each image's predicted class, one per line\n";
+    "  --predictions FILE  write each image's predicted class, one per line\n" RS_CLI_DISPATCH_USAGE;
 
 typedef struct eval_options {
     const char *model, *data, *predictions;
     int threads, batch, offset, limit;
+    rs_cli_dispatch dispatch;
 } eval_options;
 
 static int parse(int argc, char **argv, eval_options *o)
@@ -36,7 +38,7 @@ static int parse(int argc, char **argv, eval_options *o)
         {"data", required_argument, NULL, 'd'},   {"threads", required_argument, NULL, 't'},
         {"batch", required_argument, NULL, 'b'},  {"offset", required_argument, NULL, 'o'},
         {"limit", required_argument, NULL, 'l'},  {"predictions", required_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},
+        {"help", no_argument, NULL, 'h'},         RS_CLI_DISPATCH_OPTIONS,
         {NULL, 0, NULL, 0}};
     *o = (eval_options){.threads = rs_cli_default_threads(), .batch = 256, .limit = INT_MAX};
     int c;
@@ -50,11 +52,16 @@ static int parse(int argc, char **argv, eval_options *o)
         case 'l': ok = rs_cli_parse_int("eval", "--limit", optarg, 1, INT_MAX, &o->limit); break;
         case 'p': o->predictions = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
+        case RS_OPT_CAPACITY: case RS_OPT_GROUP_IMAGES: case RS_OPT_BPR: case RS_OPT_DISPATCH:
+            ok = rs_cli_dispatch_option("eval", c, optarg, &o->dispatch);
+            break;
         default: return RS_EXIT_USAGE;
         }
         if (!ok)
             return RS_EXIT_USAGE;
     }
+    if (!rs_cli_dispatch_check("eval", &o->dispatch))
+        return RS_EXIT_USAGE;
     if (argc - optind != 1)
         return rs_cli_usage_error("eval", "wants exactly one MODEL");
     if (!o->data)
@@ -83,6 +90,14 @@ static void print_summary(const eval_options *o, const rs_source *src, const rs_
            s->images / (s->forward_seconds > 0 ? s->forward_seconds : 1e-9), s->seconds, s->batch, o->threads);
 }
 
+static void print_dispatch(const rs_dispatch *d, const rs_eval_summary *s)
+{
+    if (d->capacity_factor > 0)
+        printf("dispatch: capacity factor %g, groups of %d images%s: %lld of %lld top-k choices dropped (%.2f%%)\n",
+               d->capacity_factor, d->group_images, d->bpr ? ", BPR" : "", s->dropped, s->choices,
+               s->choices ? 100.0 * s->dropped / s->choices : 0.0);
+}
+
 int cmd_eval(int argc, char **argv)
 {
     eval_options o;
@@ -97,7 +112,16 @@ int cmd_eval(int argc, char **argv)
     bool show = rs_cli_show_progress();
     rs_eval_options eo = {.threads = o.threads, .batch = o.batch, .offset = o.offset,
                           .limit = o.limit == INT_MAX ? 0 : o.limit, .predictions = o.predictions,
-                          .progress = show ? progress : NULL};
+                          .progress = show ? progress : NULL,
+                          .dispatch = {.capacity_factor = o.dispatch.capacity_factor,
+                                       .group_images = o.dispatch.group_images, .bpr = o.dispatch.bpr}};
+    if (o.dispatch.from_model && m->cfg.dispatch.capacity_factor == 0) {
+        fprintf(stderr, "routerscope: %s: --dispatch model, but its config carries no dispatch settings\n", o.model);
+        rs_model_close(m);
+        return RS_EXIT_FAIL;
+    }
+    if (o.dispatch.from_model)
+        eo.dispatch = m->cfg.dispatch;
     rs_eval_summary sum;
     if (!(rc = rs_source_open(o.data, &src, &err)))
         rc = rs_evaluate(m, src, &eo, &sum, &err);
@@ -105,8 +129,10 @@ int cmd_eval(int argc, char **argv)
         fputc('\n', stderr);
     if (rc)
         rs_cli_fail(&err);
-    else
+    else {
         print_summary(&o, src, &sum);
+        print_dispatch(&eo.dispatch, &sum);
+    }
     rs_source_close(src);
     rs_model_close(m);
     return rc ? RS_EXIT_FAIL : RS_EXIT_OK;

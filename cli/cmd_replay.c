@@ -18,6 +18,7 @@ static const char usage_text[] =
     "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--seed S]\n"
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
     "                          [--shard-dir DIR]\n"
+    "                          [--capacity-factor F [--group-images N] [--bpr] | --dispatch model]\n"
     "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
     "\n"
     "Replay images clean, noisy or augmented through MODEL and record every MoE layer's\n"
@@ -37,6 +38,9 @@ static const char usage_text[] =
     "  --resume RUN     continue an unfinished run (see 'routerscope runs')\n"
     "  --shard I/N      replay only shard I (0..N-1) of the job into FILE; join the N shard\n"
     "                   stores with 'routerscope merge' (docs/scale-out.md)\n"
+    RS_CLI_DISPATCH_USAGE
+    "                   With a capacity factor, batches and shards are whole dispatch groups\n"
+    "                   and the store records which choices were kept.\n"
     "\n"
     "Under mpirun (or srun) with N ranks, rank I replays shard I/N into FILE.shard-I-of-N\n"
     "and rank 0 merges the shards into FILE; --threads defaults to CPUs / ranks per node.\n"
@@ -99,8 +103,10 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         {"threads", required_argument, NULL, 't'},  {"batch", required_argument, NULL, 'b'},
         {"resume", required_argument, NULL, 'r'},   {"shard", required_argument, NULL, 'S'},
         {"shard-dir", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+        RS_CLI_DISPATCH_OPTIONS,
         {NULL, 0, NULL, 0}};
     int c, resume = 0, set = 0;
+    rs_cli_dispatch dispatch = {0};
     while ((c = rs_cli_next_option("replay", argc, argv, ":h", opts)) != -1) {
         bool ok = true;
         switch (c) {
@@ -118,11 +124,19 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         case 'S': ok = parse_shard(optarg, o), set++; break;
         case 'L': *shard_dir = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
+        case RS_OPT_CAPACITY: case RS_OPT_GROUP_IMAGES: case RS_OPT_BPR: case RS_OPT_DISPATCH:
+            ok = rs_cli_dispatch_option("replay", c, optarg, &dispatch), set++;
+            break;
         default: return RS_EXIT_USAGE;
         }
         if (!ok)
             return RS_EXIT_USAGE;
     }
+    if (!rs_cli_dispatch_check("replay", &dispatch))
+        return RS_EXIT_USAGE;
+    o->dispatch = (rs_dispatch){.capacity_factor = dispatch.capacity_factor, .group_images = dispatch.group_images,
+                                .bpr = dispatch.bpr};
+    o->dispatch_model = dispatch.from_model;
     o->resume_run = resume;
     if (!o->db_path)
         return rs_cli_usage_error("replay", "--db is required");
@@ -134,8 +148,8 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         return rs_cli_usage_error("replay", "wants one MODEL");
     o->model_path = argc - optind == 1 ? argv[optind] : NULL;
     if (resume && set)
-        return rs_cli_usage_error("replay", "--resume takes the run's own data, slice, protocol, views and seed; "
-                                            "only MODEL, --threads and --batch may be given");
+        return rs_cli_usage_error("replay", "--resume takes the run's own data, slice, protocol, views, seed and "
+                                            "dispatch; only MODEL, --threads and --batch may be given");
     if (resume)
         return 0;
     if (!o->model_path)

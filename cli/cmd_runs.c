@@ -66,7 +66,11 @@ int cmd_runs(int argc, char **argv)
                r->protocol, r->model_sha256, r->data, when);
         for (int v = 0; v < r->num_views; v++)
             printf("%s%s", v ? " ; " : " ", r->view_specs[v]);
-        printf("  (seed %" PRIu64 ")\n", r->seed);
+        printf("  (seed %" PRIu64, r->seed);
+        if (r->capacity_factor > 0) /* dispatch settings tell otherwise identical runs apart */
+            printf(", capacity factor %g, groups of %d images%s", r->capacity_factor, r->group_images,
+                   r->bpr ? ", BPR" : "");
+        printf(")\n");
         if (r->status == RS_RUN_FAILED && r->error)
             printf("     error: %s\n", r->error);
     }

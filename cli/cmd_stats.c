@@ -6,6 +6,7 @@
 
 #include "attack_tables.h"
 #include "cli.h"
+#include "dispatch_tables.h"
 #include "run.h"
 #include "stats.h"
 #include "stats_tables.h"
@@ -22,7 +23,9 @@ static const char usage_text[] =
     "unmatched patches; routing changes (google-research/vmoe's 1 - mean IoU of the top-k\n"
     "expert sets, docs/metrics.md). Then accuracy per view, prediction change vs routing\n"
     "change per image, and per layer the PRC score ||S - I||_F, mean JSD and entropy (bits)\n"
-    "and the coefficient of variation of expert load.\n"
+    "and the coefficient of variation of expert load. A run with a capacity factor adds the\n"
+    "choices dropped per view, layer and expert, agreement on the kept sets next to the\n"
+    "router's top-k sets, and routing_changes_kept (docs/dispatch.md).\n"
     "\n"
     "  --run R          run id (see 'routerscope runs')\n"
     "  --by KEY         layer (default): rows by layer, then view; view: by view, then layer;\n"
@@ -85,10 +88,12 @@ static int parse(int argc, char **argv, stats_args *a)
     return -1;
 }
 
-/* Prints the tables of run INFO's statistics ST as A asks. */
-static int print_tables(const stats_args *a, const rs_run_info *info, const rs_stats *st, rs_error *err)
+/* Prints the tables of run INFO's statistics ST (and DS, its dispatch figures, or NULL) as A
+ * asks. */
+static int print_tables(const stats_args *a, const rs_run_info *info, const rs_stats *st,
+                        const rs_stats_dispatch *ds, rs_error *err)
 {
-    char run_name[32], note[512], boot[160];
+    char run_name[32], note[512], boot[160], dispatch[160] = "";
     snprintf(run_name, sizeof run_name, "%" PRId64, info->id);
     rs_report_run_note(info, note, sizeof note);
     if (st->resamples > 0)
@@ -96,8 +101,10 @@ static int print_tables(const stats_args *a, const rs_run_info *info, const rs_s
                  st->resamples, st->seed, 100 * st->level);
     else
         snprintf(boot, sizeof boot, "no bootstrap (--resamples 0)");
-    const char *notes[] = {note, boot};
-    rs_table *tables[7] = {0};
+    if (ds)
+        rs_report_dispatch_note(info, dispatch, sizeof dispatch);
+    const char *notes[] = {note, boot, dispatch};
+    rs_table *tables[10] = {0};
     int nt = 0;
     if (a->by_class || a->by_expert)
         tables[nt++] = rs_report_split_table(info, st, run_name, a->by_class);
@@ -107,12 +114,17 @@ static int print_tables(const stats_args *a, const rs_run_info *info, const rs_s
     tables[nt++] = rs_report_change_table(info, st, run_name);
     tables[nt++] = rs_report_layer_table(info, st, run_name);
     tables[nt++] = rs_report_transition_table(info, st, run_name);
+    if (ds) {
+        tables[nt++] = rs_report_drop_table(info, ds, run_name);
+        tables[nt++] = rs_report_drop_expert_table(info, ds, run_name);
+        tables[nt++] = rs_report_kept_agreement_table(info, ds, run_name);
+    }
     int rc = 0;
     for (int i = 0; i < nt && !rc; i++)
         if (!tables[i])
             rc = rs_error_set(err, RS_ENOMEM, "out of memory");
     if (!rc)
-        rc = rs_table_write(stdout, tables, nt, notes, 2, a->format, err);
+        rc = rs_table_write(stdout, tables, nt, notes, ds ? 3 : 2, a->format, err);
     for (int i = 0; i < nt; i++)
         rs_table_free(tables[i]);
     return rc;
@@ -130,11 +142,14 @@ int cmd_stats(int argc, char **argv)
         return rs_cli_fail(&err);
     rs_run_info info = {0};
     rs_stats *st = NULL;
+    rs_stats_dispatch *ds = NULL;
     rs_stats_options opt = {.resamples = a.resamples ? a.resamples : -1, .seed = a.seed, .name = a.db};
     status = RS_EXIT_OK;
     if (rs_run_load(store, a.db, a.run, &info, &err) || rs_stats_compute(store, info.id, &opt, &st, &err) ||
-        print_tables(&a, &info, st, &err))
+        (info.capacity_factor > 0 && rs_stats_dispatch_compute(store, info.id, &opt, &ds, &err)) ||
+        print_tables(&a, &info, st, ds, &err))
         status = rs_cli_fail(&err);
+    rs_stats_dispatch_free(ds);
     rs_stats_free(st);
     rs_run_info_clear(&info);
     rs_store_close(store);

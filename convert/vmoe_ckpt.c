@@ -1208,6 +1208,12 @@ static int convert(conv *cv, const rs_vmoe_options *opt, const char *out, char *
     json_object_set_new(cfg, "mean", mean);
     json_object_set_new(cfg, "std", std);
     json_object_set_new(cfg, "representation", json_boolean(representation));
+    /* What vmoe's config for this model evaluates with (vmoe_paper/vmoe_s32_last2_ilsvrc2012_
+     * randaug_light1.py: evaluation capacity factor 4.0; common.py: groups of 8 images' tokens,
+     * no batch priority); applied only on request (`--dispatch model`). */
+    if (s32)
+        json_object_set_new(cfg, "dispatch", json_pack("{s:f, s:i, s:b}", "capacity_factor", 4.0, "group_images", 8,
+                                                       "bpr", 0));
     char *cfg_text = json_dumps(cfg, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(cfg);
     if (!cfg_text)

@@ -126,6 +126,24 @@ static int parse_labels(json_t *root, rs_config *c, rs_error *err)
     return 0;
 }
 
+/* The optional "dispatch" object (config.h). */
+static int parse_dispatch(json_t *root, rs_config *c, rs_error *err)
+{
+    json_t *v = json_object_get(root, "dispatch");
+    if (!v)
+        return 0;
+    json_t *cf = json_object_get(v, "capacity_factor");
+    if (!json_is_object(v) || !json_is_number(cf) || !(json_number_value(cf) > 0) ||
+        json_number_value(cf) > RS_DISPATCH_MAX_FACTOR)
+        return rs_error_set(err, RS_EFORMAT, "config: dispatch must be an object with a capacity_factor in (0, %g]",
+                            RS_DISPATCH_MAX_FACTOR);
+    c->dispatch.capacity_factor = json_number_value(cf);
+    int rc = get_int(v, "group_images", 1, RS_DISPATCH_MAX_GROUP_IMAGES, &c->dispatch.group_images, err);
+    if (!rc)
+        rc = get_bool(v, "bpr", true, &c->dispatch.bpr, err);
+    return rc;
+}
+
 static int parse_fields(json_t *root, rs_config *c, rs_error *err)
 {
     static const char *const classifiers[] = {"token", "gap", NULL};
@@ -146,7 +164,7 @@ static int parse_fields(json_t *root, rs_config *c, rs_error *err)
         (rc = get_bool(root, "representation", false, &c->representation, err)) ||
         (rc = get_floats(root, "mean", c->channels, c->mean, err)) ||
         (rc = get_floats(root, "std", c->channels, c->std, err)) ||
-        (rc = parse_labels(root, c, err)))
+        (rc = parse_labels(root, c, err)) || (rc = parse_dispatch(root, c, err)))
         return rc;
     if ((rc = get_choice(root, "classifier", classifiers, &choice, err)))
         return rc;

@@ -4,13 +4,15 @@
  * string) and checks every key of the checkpoint contract in docs/checkpoint.md: types,
  * ranges and consistency (patch size divides the image, heads divide hidden, MoE block
  * indices inside depth and strictly increasing, 1 <= top_k <= num_experts, one mean/std
- * per channel, one label per class). Errors name the key: "config: top_k is 9 but
+ * per channel, one label per class, a "dispatch" object within dispatch.h's bounds).
+ * Errors name the key: "config: top_k is 9 but
  * num_experts is 8". The caller adds the file name. */
 #ifndef RS_CONFIG_H
 #define RS_CONFIG_H
 
 #include <stdbool.h>
 
+#include "dispatch.h"
 #include "rs_error.h"
 
 #define RS_MAX_CHANNELS 4
@@ -33,6 +35,10 @@ typedef struct rs_config {
     float mean[RS_MAX_CHANNELS], std[RS_MAX_CHANNELS];
     bool representation;            /* pre_logits dense + tanh before the head */
     char **labels;                  /* owned, num_classes strings, or NULL */
+    /* Optional key "dispatch": {"capacity_factor": F, "group_images": N, "bpr": B} — the
+     * settings the published model was evaluated with (a converted checkpoint's preset).
+     * capacity_factor 0 when absent. Applied only when a user asks (`--dispatch model`). */
+    rs_dispatch dispatch;
 } rs_config;
 
 int rs_config_parse(const char *json_text, rs_config *cfg, rs_error *err);

@@ -19,11 +19,13 @@
 typedef struct workspace {
     rs_group_bufs g;
     rs_block_bufs b;   /* qkv (N,3D), one (T,T) score buffer, expert outputs (N,D), routing sort */
+    int32_t *order;    /* (2N) dispatch priority order and its sort scratch; NULL without capacity */
 } workspace;
 
 struct rs_forward {
     const rs_model *m;
     int max_batch, threads, group;
+    rs_dispatch dispatch; /* capacity_factor 0: every top-k choice runs */
     workspace *ws;     /* one per thread, owned */
     rs_forward_out out;
 };
@@ -54,7 +56,8 @@ static void forward_group(rs_forward *f, workspace *ws, const float *images, int
             ws->b.probs = r->probs + row0 * E;
             ws->b.top_idx = r->top_idx + row0 * R;
             ws->b.top_gate = r->top_gate + row0 * R;
-            rs_layer_moe(c, &ws->g, &ws->b, w, N);
+            ws->b.kept = r->kept ? r->kept + row0 * R : NULL;
+            rs_layer_moe(c, &ws->g, &ws->b, w, N, ws->b.kept ? &f->dispatch : NULL, ws->order);
         }
     }
     rs_layer_head(m, &ws->g, G, f->out.logits + (size_t)first * c->num_classes);
@@ -98,9 +101,10 @@ static void free_workspace(workspace *ws)
         free(bufs[i]);
     free(ws->b.route_rows);
     free(ws->b.route_start);
+    free(ws->order);
 }
 
-static bool alloc_workspace(workspace *ws, const rs_config *c, int G)
+static bool alloc_workspace(workspace *ws, const rs_config *c, int G, bool capacity)
 {
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)G * T;
     size_t D = (size_t)c->hidden, M = (size_t)c->mlp_dim, E = (size_t)c->num_experts;
@@ -114,7 +118,8 @@ static bool alloc_workspace(workspace *ws, const rs_config *c, int G)
            (g->patches = malloc(sizeof(float) * (size_t)G * img)) &&
            (g->pooled = malloc(sizeof(float) * (size_t)G * D)) && (g->pre = malloc(sizeof(float) * (size_t)G * D)) &&
            (b->route_rows = malloc(sizeof(int32_t) * N * (size_t)c->top_k)) &&
-           (b->route_start = malloc(sizeof(int32_t) * (2 * E + 1)));
+           (b->route_start = malloc(sizeof(int32_t) * (2 * E + 1))) &&
+           (!capacity || (ws->order = malloc(sizeof(int32_t) * 2 * N)));
 }
 
 void rs_forward_free(rs_forward *f)
@@ -128,6 +133,7 @@ void rs_forward_free(rs_forward *f)
         free(f->out.moe[s].probs);
         free(f->out.moe[s].top_idx);
         free(f->out.moe[s].top_gate);
+        free(f->out.moe[s].kept);
     }
     free(f->out.moe);
     free(f->out.logits);
@@ -136,6 +142,33 @@ void rs_forward_free(rs_forward *f)
 
 int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forward **out, rs_error *err)
 {
+    return rs_forward_create_dispatch(model, max_batch, threads, NULL, out, err);
+}
+
+/* The dispatch group when DISPATCH sets a capacity (0 when it sets none): RS_EINVAL unless
+ * its group and factor give a capacity (dispatch.h). */
+static int dispatch_group(const rs_config *c, const rs_dispatch *d, int *group, rs_error *err)
+{
+    *group = 0;
+    if (!d || d->capacity_factor == 0)
+        return 0;
+    if (!(d->capacity_factor > 0 && d->capacity_factor <= RS_DISPATCH_MAX_FACTOR))
+        return rs_error_set(err, RS_EINVAL, "forward: capacity factor %g outside (0, %g]", d->capacity_factor,
+                            RS_DISPATCH_MAX_FACTOR);
+    if (d->group_images < 1 || d->group_images > RS_DISPATCH_MAX_GROUP_IMAGES)
+        return rs_error_set(err, RS_EINVAL, "forward: dispatch group of %d images outside [1, %d]",
+                            d->group_images, RS_DISPATCH_MAX_GROUP_IMAGES);
+    long long tokens = (long long)d->group_images * rs_config_tokens(c);
+    if (!rs_dispatch_capacity(tokens, c->top_k, c->num_experts, d->capacity_factor))
+        return rs_error_set(err, RS_EINVAL, "forward: capacity factor %g over %lld tokens gives no capacity",
+                            d->capacity_factor, tokens);
+    *group = d->group_images;
+    return 0;
+}
+
+int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
+                               rs_forward **out, rs_error *err)
+{
     *out = NULL;
     if (max_batch < 1 || threads < 1)
         return rs_error_set(err, RS_EINVAL, "forward: max_batch %d and threads %d must be >= 1", max_batch,
@@ -143,11 +176,18 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
     const rs_config *c = &model->cfg;
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)max_batch * T;
     size_t E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
-    int group = rs_group_images(c);
+    int group, rc = dispatch_group(c, dispatch, &group, err);
+    if (rc)
+        return rc;
+    bool capacity = group > 0;
+    if (!capacity)
+        group = rs_group_images(c);
     rs_forward *f = calloc(1, sizeof *f);
     if (!f)
         return rs_error_set(err, RS_ENOMEM, "forward: out of memory");
     f->m = model;
+    if (capacity)
+        f->dispatch = *dispatch;
     f->max_batch = max_batch;
     /* More threads than groups would only hold memory. */
     int groups = (max_batch + group - 1) / group;
@@ -158,7 +198,7 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
     const char *path = rs_safetensors_path(model->file);
     bool ok = (f->ws = calloc((size_t)f->threads, sizeof *f->ws)) != NULL;
     for (int t = 0; ok && t < f->threads; t++)
-        ok = alloc_workspace(&f->ws[t], c, group);
+        ok = alloc_workspace(&f->ws[t], c, group, capacity);
     if (!ok) {
         /* The workspace does not grow with the batch: its size comes from the model (the
          * T x T attention scores, the group's activations), so say so. */
@@ -176,7 +216,7 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
         rs_moe_routing *r = &f->out.moe[s];
         r->block = c->moe_layers[s];
         ok = (r->probs = malloc(sizeof(float) * N * E)) && (r->top_idx = malloc(sizeof(int32_t) * N * R)) &&
-             (r->top_gate = malloc(sizeof(float) * N * R));
+             (r->top_gate = malloc(sizeof(float) * N * R)) && (!capacity || (r->kept = malloc(N * R)));
     }
     if (!ok) {
         size_t mb = ((sizeof(float) * N * (E + 2 * R) * (size_t)c->num_moe) >> 20) + 1;

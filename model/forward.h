@@ -29,6 +29,7 @@
 
 #include <stdint.h>
 
+#include "dispatch.h"
 #include "model.h"
 
 typedef struct rs_moe_routing {
@@ -36,6 +37,8 @@ typedef struct rs_moe_routing {
     float *probs;       /* (B,T,E) router softmax; tokens in sequence order (class token first) */
     int32_t *top_idx;   /* (B,T,R) experts by decreasing probability, R = max(2, top_k) */
     float *top_gate;    /* (B,T,R) their probabilities */
+    uint8_t *kept;      /* (B,T,R) 1 where dispatch kept the choice, 0 where it dropped it or
+                           the rank is beyond top_k; NULL without a capacity factor */
 } rs_moe_routing;
 
 typedef struct rs_forward_out {
@@ -50,6 +53,14 @@ typedef struct rs_forward rs_forward;
 
 int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forward **out,
                       rs_error *err);
+/* The same with dispatch DISPATCH (dispatch.h; NULL or capacity_factor 0: none, exactly
+ * rs_forward_create). With a capacity factor the group G above is the dispatch group,
+ * DISPATCH->group_images images: every group is dispatched on its own, its capacity
+ * computed from its own tokens (the last group of a batch may hold fewer images), so that
+ * batches starting at multiples of G give the same records for any batch size and thread
+ * count. RS_EINVAL for a group or capacity factor outside dispatch.h's bounds. */
+int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
+                               rs_forward **out, rs_error *err);
 void rs_forward_free(rs_forward *f);
 
 /* IMAGES: (batch, C, H, W), already normalised with the config's mean/std.

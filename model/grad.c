@@ -303,7 +303,7 @@ static void forward_group(const rs_model *m, workspace *ws, const float *pixels,
         if (w->moe_slot < 0)
             rs_layer_dense(c, &ws->g, &tb->b, w, N);
         else
-            rs_layer_moe(c, &ws->g, &tb->b, w, N);
+            rs_layer_moe(c, &ws->g, &tb->b, w, N, NULL, NULL);
     }
     rs_layer_head(m, &ws->g, G, ws->logits);
 }

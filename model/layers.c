@@ -69,7 +69,7 @@ void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_b
     rs_gemm_bias(N, D, M, g->hidden, M, w->fc2_w, M, w->fc2_b, true, g->x, D);
 }
 
-/* Counting sort of (token, slot) pairs by expert, tokens ascending inside a group. */
+/* Counting sort of the kept (token, slot) pairs by expert, tokens ascending inside a group. */
 static void route(const rs_config *c, const rs_block_bufs *bb, int N)
 {
     int E = c->num_experts, k = c->top_k, R = rs_config_record_k(c);
@@ -77,17 +77,19 @@ static void route(const rs_config *c, const rs_block_bufs *bb, int N)
     memset(start, 0, sizeof *start * (size_t)(E + 1));
     for (int n = 0; n < N; n++)
         for (int s = 0; s < k; s++)
-            start[bb->top_idx[(size_t)n * R + s] + 1]++;
+            if (!bb->kept || bb->kept[(size_t)n * R + s])
+                start[bb->top_idx[(size_t)n * R + s] + 1]++;
     for (int e = 0; e < E; e++)
         start[e + 1] += start[e];
     memcpy(cursor, start, sizeof *cursor * (size_t)E);
     for (int n = 0; n < N; n++)
         for (int s = 0; s < k; s++)
-            bb->route_rows[cursor[bb->top_idx[(size_t)n * R + s]]++] = n;
+            if (!bb->kept || bb->kept[(size_t)n * R + s])
+                bb->route_rows[cursor[bb->top_idx[(size_t)n * R + s]]++] = n;
 }
 
 void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,
-                  int N)
+                  int N, const rs_dispatch *dispatch, int32_t *order)
 {
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, R = rs_config_record_k(c);
     float *probs = bb->probs;
@@ -95,6 +97,10 @@ void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_buf
     rs_softmax_rows(probs, (size_t)N, (size_t)E);
     for (int n = 0; n < N; n++)
         rs_top_experts(probs + (size_t)n * E, E, R, bb->top_idx + (size_t)n * R, bb->top_gate + (size_t)n * R);
+    if (dispatch && bb->kept) /* route_start serves as the fill counters until route() sorts */
+        rs_dispatch_assign(bb->top_idx, bb->top_gate, N, R, c->top_k, E,
+                           rs_dispatch_capacity(N, c->top_k, E, dispatch->capacity_factor), dispatch->bpr, order,
+                           bb->route_start, bb->kept);
     route(c, bb, N);
     /* Experts in increasing index order, so every token sums its experts in that order. */
     const int32_t *start = bb->route_start;

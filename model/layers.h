@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dispatch.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -95,6 +96,7 @@ typedef struct rs_block_bufs {
     float *top_gate;     /* MoE: (N,R) */
     int32_t *route_rows;  /* MoE: (N*k) token rows grouped by expert */
     int32_t *route_start; /* MoE: (E+1) start of each expert's rows, then (E) fill cursors */
+    uint8_t *kept;       /* MoE with a capacity: (N,R) dispatch's kept mask; NULL: every top-k choice runs */
 } rs_block_bufs;
 
 /* x (G,T,D) = [cls] + patches @ W^T + b, + pos_embed. IMAGES (G,C,H,W): normalised, or
@@ -107,9 +109,11 @@ void rs_layer_attention(const rs_config *c, const rs_group_bufs *g, const rs_blo
 void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb,
                     const rs_block_weights *w, int N);
 /* Routes xn and adds each token's top_k expert outputs, weighted by their probabilities,
- * to x; experts in increasing index order. */
+ * to x; experts in increasing index order. With DISPATCH (and bb->kept) the N tokens are
+ * one dispatch group (dispatch.h): bb->kept receives the kept mask and only kept choices
+ * run; ORDER (2N) is its scratch. DISPATCH NULL: every top-k choice runs. */
 void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,
-                  int N);
+                  int N, const rs_dispatch *dispatch, int32_t *order);
 /* LOGITS (G,K) from the final residual stream (x is left as it is). */
 void rs_layer_head(const rs_model *m, const rs_group_bufs *g, int G, float *logits);
 

@@ -10,8 +10,20 @@ Parameter names are timm-style and match the `.safetensors` layout the C side re
 
 MoE routing: p = softmax(router(h)) over the E experts; the top_k experts (ties to the
 lower expert index) each process the token and their outputs are summed, weighted by
-p_e (not renormalised). No capacity limit; router noise only in training, if asked for.
+p_e (not renormalised). By default no capacity limit; router noise only in training, if
+asked for.
+
+Dispatch (optional, `dispatch=` in VMoE.forward), after google-research/vmoe's
+`vmoe/moe.py` (compute_capacity and the top-experts-per-item dispatcher): the batch is cut
+into groups of `group_images` consecutive images (the last group holds what remains), each
+group's S tokens in sequence order. Every expert takes at most
+C = ceil(S * k * capacity_factor / E), raised to a multiple of 4, of a group's choices.
+Places go rank by rank (all top-1 choices before any top-2 choice), within a rank in token
+order, or with Batch Priority Routing (`bpr`) by decreasing top-1 gate (a stable order);
+a choice whose expert is full is dropped and adds nothing.
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -159,8 +171,33 @@ class Experts(nn.Module):
         return self.fc2(e, self.act(self.fc1(e, x)))
 
 
+def compute_capacity(num_tokens, num_experts, capacity_factor, multiple_of=4):
+    """Places per expert for `num_tokens` choices (S * k) of a group: vmoe's defaults,
+    ceil(num_tokens * capacity_factor / num_experts) raised to a multiple of `multiple_of`."""
+    capacity = math.ceil(num_tokens * capacity_factor / num_experts)
+    if capacity < 1:
+        raise ValueError(f"capacity factor {capacity_factor} gives capacity {capacity} < 1")
+    return capacity + (-capacity) % multiple_of
+
+
+def kept_choices(idx, top1, num_experts, capacity, bpr):
+    """Which choices of one dispatch group are kept: idx [S,k] expert ids by rank, top1 [S]
+    the top-1 gates. Returns bool [S,k]."""
+    s, k = idx.shape
+    perm = torch.sort(-top1, stable=True).indices if bpr else torch.arange(s)
+    # Rank-major queue of choices; a choice's place is how many earlier choices in the
+    # queue went to the same expert.
+    queue = idx[perm].t().reshape(-1)
+    one_hot = F.one_hot(queue, num_experts)
+    place = (one_hot.cumsum(0) * one_hot).sum(1) - 1
+    kept = torch.empty(s, k, dtype=torch.bool)
+    kept[perm] = (place < capacity).view(k, s).t()
+    return kept
+
+
 class MoE(nn.Module):
-    """Top-k mixture of expert MLPs. Returns (output, clean router softmax)."""
+    """Top-k mixture of expert MLPs. Returns (output, clean router softmax, kept choices
+    [B,T,k] or None without dispatch)."""
 
     def __init__(self, dim, mlp_dim, num_experts, top_k, act, router_bias=False, noise_std=0.0):
         super().__init__()
@@ -169,7 +206,7 @@ class MoE(nn.Module):
         self.router = nn.Linear(dim, num_experts, bias=router_bias)
         self.experts = Experts(num_experts, dim, mlp_dim, act)
 
-    def forward(self, x):
+    def forward(self, x, dispatch=None):
         b, t, d = x.shape
         h = x.reshape(b * t, d)
         logits = self.router(h)
@@ -183,16 +220,29 @@ class MoE(nn.Module):
         # to the lower expert index (torch.topk makes no promise about ties).
         idx = torch.sort(-route.detach(), dim=-1, stable=True).indices[:, :self.top_k]
         gates = route.gather(1, idx)  # [S,k], not renormalised
+        kept = None
+        if dispatch is not None:
+            kept = torch.empty_like(idx, dtype=torch.bool)
+            rows = dispatch["group_images"] * t
+            for start in range(0, b * t, rows):
+                g = slice(start, min(start + rows, b * t))
+                n = g.stop - g.start
+                capacity = compute_capacity(n * self.top_k, route.shape[1], dispatch["capacity_factor"])
+                kept[g] = kept_choices(idx[g], gates[g, 0].detach(), route.shape[1], capacity,
+                                       dispatch.get("bpr", False))
         # Sparse dispatch: each expert runs on just its tokens. A dense batched variant (all
         # experts on all tokens, zero weights for the unchosen) measured 1-8x slower on 2
         # cores for E = 4..16, k = 1..4, training and inference alike, so it is not used.
         out = torch.zeros_like(h)
         for e in range(route.shape[1]):
-            tok, slot = (idx == e).nonzero(as_tuple=True)  # each token at most once
+            chosen = idx == e if kept is None else (idx == e) & kept
+            tok, slot = chosen.nonzero(as_tuple=True)  # each token at most once
             if tok.numel():
                 y = self.experts(e, h[tok]) * gates[tok, slot].unsqueeze(1)
                 out = out.index_add(0, tok, y)
-        return out.view(b, t, d), probs.view(b, t, -1)
+        if kept is not None:
+            kept = kept.view(b, t, -1)
+        return out.view(b, t, d), probs.view(b, t, -1), kept
 
 
 class Block(nn.Module):
@@ -208,13 +258,14 @@ class Block(nn.Module):
         else:
             self.mlp = Mlp(d, config["mlp_dim"], act)
 
-    def forward(self, x):
-        """Returns (x, router softmax [B,T,E] or None for a dense block)."""
+    def forward(self, x, dispatch=None):
+        """Returns (x, router softmax [B,T,E] or None for a dense block, kept choices
+        [B,T,k] or None)."""
         x = x + self.attn(self.norm1(x))
         if hasattr(self, "moe"):
-            y, probs = self.moe(self.norm2(x))
-            return x + y, probs
-        return x + self.mlp(self.norm2(x)), None
+            y, probs, kept = self.moe(self.norm2(x), dispatch)
+            return x + y, probs, kept
+        return x + self.mlp(self.norm2(x)), None, None
 
 
 class VMoE(nn.Module):
@@ -237,9 +288,12 @@ class VMoE(nn.Module):
         self.pre_logits = nn.Linear(d, d) if config["representation"] else None
         self.head = nn.Linear(d, config["num_classes"])
 
-    def forward(self, x, return_router=False):
+    def forward(self, x, return_router=False, dispatch=None):
         """x: normalised images [B,C,H,W]. Returns logits [B,K], or with `return_router`
-        (logits, {block index: clean router softmax [B,T,E]}) over all tokens, cls first."""
+        (logits, {block index: clean router softmax [B,T,E]}) over all tokens, cls first.
+        `dispatch`: None (no capacity) or {"capacity_factor", "group_images", "bpr"} (see
+        the module's docstring); with it and `return_router` the result gains a third item,
+        {block index: kept choices, bool [B,T,k]}."""
         c, (h, w) = self.config["channels"], self.config["image_size"]
         if x.dim() != 4 or tuple(x.shape[1:]) != (c, h, w):
             raise ValueError(f"input shape {list(x.shape)}, model expects [B,{c},{h},{w}]")
@@ -247,14 +301,18 @@ class VMoE(nn.Module):
         if self.config["classifier"] == "token":
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = x + self.pos_embed
-        router = {}
+        router, kept = {}, {}
         for i, block in enumerate(self.blocks):
-            x, probs = block(x)
+            x, probs, block_kept = block(x, dispatch)
             if probs is not None:
                 router[i] = probs
+            if block_kept is not None:
+                kept[i] = block_kept
         x = self.norm(x)
         x = x[:, 0] if self.config["classifier"] == "token" else x.mean(dim=1)
         if self.pre_logits is not None:
             x = torch.tanh(self.pre_logits(x))
         logits = self.head(x)
-        return (logits, router) if return_router else logits
+        if not return_router:
+            return logits
+        return (logits, router, kept) if dispatch is not None else (logits, router)

@@ -14,7 +14,8 @@
  *
  * Reads only the tables runs (tokens, patches, grid_h, grid_w, record_k, num_experts,
  * num_layers, layers, has_cls), routing, predictions and samples, which every store schema
- * version has. Every BLOB's size is checked against the run's shapes, and expert ids and
+ * version has, and where the store has them runs.top_k (schema 2; before it the model
+ * config's top_k) and routing.kept (schema 4; before it no run had a capacity). Every BLOB's size is checked against the run's shapes, and expert ids and
  * match targets against their ranges: a corrupt row ends the query with an SQL error that
  * names the run, image, view and layer, never a crash. A missing run is an error that
  * lists the runs there are.
@@ -30,23 +31,23 @@ SQLITE_EXTENSION_INIT1
 
 #include "half.h"
 
-#define EXPORT_VERSION 1 /* analyze/export.h's RS_EXPORT_VERSION: the columns are the same */
+#define EXPORT_VERSION 2 /* analyze/export.h's RS_EXPORT_VERSION: the columns are the same */
 
 enum {
     COL_EXPORT_V, COL_RUN, COL_IMAGE, COL_VIEW, COL_LAYER, COL_BLOCK, COL_TOKEN, COL_IS_CLS, COL_PATCH,
-    COL_ROW, COL_COL, COL_MATCH, COL_A, COL_B, COL_C, COL_LABEL, COL_PREDICTED, COL_PRED_PROB, COL_RUN_ID
+    COL_ROW, COL_COL, COL_MATCH, COL_A, COL_B, COL_C, COL_LABEL, COL_PREDICTED, COL_PRED_PROB, COL_KEPT, COL_RUN_ID
 };
 
 static const char routing_schema[] =
     "CREATE TABLE x(export_v INTEGER, run INTEGER, image INTEGER, view INTEGER, layer INTEGER, block INTEGER,"
     " token INTEGER, is_cls INTEGER, patch INTEGER, row INTEGER, col INTEGER, match INTEGER,"
     " rank INTEGER, expert INTEGER, gate REAL,"
-    " label INTEGER, predicted INTEGER, pred_prob REAL, run_id HIDDEN)";
+    " label INTEGER, predicted INTEGER, pred_prob REAL, kept INTEGER, run_id HIDDEN)";
 static const char probs_schema[] =
     "CREATE TABLE x(export_v INTEGER, run INTEGER, image INTEGER, view INTEGER, layer INTEGER, block INTEGER,"
     " token INTEGER, is_cls INTEGER, patch INTEGER, row INTEGER, col INTEGER, match INTEGER,"
     " expert INTEGER, prob REAL, rank INTEGER,"
-    " label INTEGER, predicted INTEGER, pred_prob REAL, run_id HIDDEN)";
+    " label INTEGER, predicted INTEGER, pred_prob REAL, kept INTEGER, run_id HIDDEN)";
 
 /* idxNum bits: which constraints xFilter receives, in this order. */
 enum { HAVE_RUN = 1, HAVE_IMAGE = 2 };
@@ -62,6 +63,8 @@ typedef struct rs_vtab {
 typedef struct run_shape {
     sqlite3_int64 id;
     int tokens, patches, grid_h, grid_w, R, E, cls, L;
+    int k;              /* the model's top_k */
+    int kept_column;    /* the store has routing.kept (schema 4) */
     int blocks[64];
 } run_shape;
 
@@ -76,6 +79,7 @@ typedef struct rs_cursor {
     int image, view, layer, predicted, has_label, label;
     double pred_prob;
     const unsigned char *match, *idx, *gate, *probs;
+    const unsigned char *kept;  /* NULL: the run has no capacity */
 } rs_cursor;
 
 static int vtab_error(sqlite3_vtab *vt, int rc, char *msg)
@@ -195,6 +199,44 @@ static int parse_blocks(const char *text, run_shape *r)
     return p && !*p && n == r->L ? 0 : -1;
 }
 
+/* 1 when table TABLE of main has column COLUMN, 0 when not, negative on an SQLite error. */
+static int has_column(sqlite3 *db, const char *table, const char *column)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info(?1, 'main') WHERE name = ?2", -1, &st,
+                                NULL);
+    if (rc != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) > 0 : -1;
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* The run's top_k: runs.top_k, or before schema 2 the model config's, else R (as the store
+ * reads it). */
+static int load_top_k(rs_vtab *vt, run_shape *r)
+{
+    int column = has_column(vt->db, "runs", "top_k");
+    r->kept_column = has_column(vt->db, "routing", "kept");
+    if (column < 0 || r->kept_column < 0)
+        return vtab_error(&vt->base, SQLITE_ERROR, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
+    sqlite3_stmt *st;
+    const char *sql = column ? "SELECT top_k FROM main.runs WHERE id = ?"
+                             : "SELECT CASE WHEN json_valid(m.config) THEN json_extract(m.config, '$.top_k') END"
+                               " FROM main.runs r JOIN main.models m ON m.id = r.model_id WHERE r.id = ?";
+    int rc = sqlite3_prepare_v2(vt->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return vtab_error(&vt->base, rc, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
+    sqlite3_bind_int64(st, 1, r->id);
+    r->k = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (r->k < 1 || r->k > r->R)
+        r->k = r->R;
+    return SQLITE_OK;
+}
+
 /* Reads run RUN's shapes into C->run and checks that they fit together. */
 static int load_run(rs_vtab *vt, rs_cursor *c, sqlite3_int64 run)
 {
@@ -226,7 +268,7 @@ static int load_run(rs_vtab *vt, rs_cursor *c, sqlite3_int64 run)
                           sqlite3_mprintf("%s: run %lld has inconsistent shapes (%d tokens, %d patches on %dx%d, "
                                           "%d layers, R %d, E %d)", vt->name, run, r->tokens, r->patches, r->grid_h,
                                           r->grid_w, r->L, r->R, r->E));
-    return SQLITE_OK;
+    return load_top_k(vt, r);
 }
 
 static unsigned get_u16(const unsigned char *p)
@@ -252,6 +294,7 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
     c->predicted = sqlite3_column_int(st, 4), c->pred_prob = sqlite3_column_double(st, 5);
     c->match = sqlite3_column_blob(st, 6), c->idx = sqlite3_column_blob(st, 7);
     c->gate = sqlite3_column_blob(st, 8), c->probs = sqlite3_column_blob(st, 9);
+    c->kept = sqlite3_column_type(st, 10) == SQLITE_NULL ? NULL : sqlite3_column_blob(st, 10);
     size_t tr = (size_t)r->tokens * r->R, te = (size_t)r->tokens * r->E;
     /* (SQLite's printf has no %zu: its %z is a string it frees.) */
     size_t want[4] = {2 * (size_t)r->patches, tr, 4 * tr, 2 * te}, got[4];
@@ -264,6 +307,8 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
     }
     if (c->layer < 0 || c->layer >= r->L)
         problem = "layer slot";
+    if (sqlite3_column_type(st, 10) != SQLITE_NULL && ((size_t)sqlite3_column_bytes(st, 10) != tr || !c->kept))
+        problem = "kept mask size";
     for (size_t q = 0; !problem && q < tr; q++)
         if (c->idx[q] >= r->E)
             problem = "expert id";
@@ -315,12 +360,12 @@ static int rs_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
      * without a sort, as the store's own cursor reads it. */
     int by_image = (idx_num & HAVE_IMAGE) && argc >= 2;
     char *sql = sqlite3_mprintf("SELECT r.image, r.view, r.layer, s.label, p.predicted, p.prob, p.match,"
-                                " r.top_idx, r.top_gate, r.probs FROM main.routing r"
+                                " r.top_idx, r.top_gate, r.probs, %s FROM main.routing r"
                                 " JOIN main.predictions p ON p.run_id = r.run_id AND p.image = r.image"
                                 "  AND p.view = r.view"
                                 " JOIN main.samples s ON s.run_id = r.run_id AND s.image = r.image"
                                 " WHERE r.run_id = ?1%s ORDER BY r.image, r.view, r.layer",
-                                by_image ? " AND r.image = ?2" : "");
+                                c->run.kept_column ? "r.kept" : "NULL", by_image ? " AND r.image = ?2" : "");
     if (!sql)
         return SQLITE_NOMEM;
     rc = sqlite3_prepare_v2(vt->db, sql, -1, &c->stmt, NULL);
@@ -358,6 +403,25 @@ static int rs_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid)
     return SQLITE_OK;
 }
 
+/* Whether rank RANK of the current token ran: below top_k, and kept by dispatch when the
+ * run has a capacity (export.h's `kept`). */
+static int kept_rank(const rs_cursor *c, int rank)
+{
+    if (rank < 0 || rank >= c->run.k)
+        return 0;
+    return c->kept ? c->kept[(size_t)c->t * c->run.R + (size_t)rank] != 0 : 1;
+}
+
+/* The rank of expert J among the current token's recorded ids, -1 when absent. */
+static int rank_of(const rs_cursor *c, int j)
+{
+    const unsigned char *idx = c->idx + (size_t)c->t * c->run.R;
+    for (int k = 0; k < c->run.R; k++)
+        if (idx[k] == j)
+            return k;
+    return -1;
+}
+
 /* Column I of the token's rank or expert J: the three columns that differ between rs_routing
  * (rank, expert, gate) and rs_probs (expert, prob, rank). */
 static void row_column(const rs_cursor *c, int probs, int i, sqlite3_context *ctx)
@@ -378,11 +442,7 @@ static void row_column(const rs_cursor *c, int probs, int i, sqlite3_context *ct
     } else if (i == COL_B) {
         sqlite3_result_double(ctx, rs_half_to_float((uint16_t)get_u16(c->probs + 2 * ((size_t)c->t * r->E + (size_t)c->j))));
     } else {
-        int rank = -1;
-        for (int k = r->R - 1; k >= 0; k--)
-            if (idx[k] == c->j)
-                rank = k;
-        sqlite3_result_int(ctx, rank);
+        sqlite3_result_int(ctx, rank_of(c, c->j));
     }
 }
 
@@ -412,6 +472,9 @@ static int rs_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i)
         break;
     case COL_PREDICTED: sqlite3_result_int(ctx, c->predicted); break;
     case COL_PRED_PROB: sqlite3_result_double(ctx, (float)c->pred_prob); break;
+    case COL_KEPT:
+        sqlite3_result_int(ctx, kept_rank(c, ((const rs_vtab *)cur->pVtab)->probs ? rank_of(c, c->j) : c->j));
+        break;
     default: row_column(c, ((const rs_vtab *)cur->pVtab)->probs, i, ctx); break;
     }
     return SQLITE_OK;

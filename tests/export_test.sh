@@ -23,10 +23,11 @@ L=2 T=50 R=2 E=8
 # --- csv ---------------------------------------------------------------------------------
 "$rs" export --db "$db" --run 1 >"$tmp/r.csv" 2>"$tmp/err"
 expect "csv export exits 0" [ $? = 0 ]
-header=export_v,run,image,view,layer,block,token,is_cls,patch,row,col,match,rank,expert,gate,label,predicted,pred_prob
+header=export_v,run,image,view,layer,block,token,is_cls,patch,row,col,match,rank,expert,gate,label,predicted,pred_prob,kept
 expect "csv header row" [ "$(head -1 "$tmp/r.csv")" = "$header" ]
 expect "csv rows = images x views x layers x tokens x R" [ "$(($(wc -l <"$tmp/r.csv") - 1))" = $((4 * 2 * L * T * R)) ]
-expect "every row has 18 fields and export_v 1" [ "$(awk -F, 'NR > 1 && (NF != 18 || $1 != 1)' "$tmp/r.csv" | wc -l)" = 0 ]
+expect "every row has 19 fields and export_v 2" [ "$(awk -F, 'NR > 1 && (NF != 19 || $1 != 2)' "$tmp/r.csv" | wc -l)" = 0 ]
+expect "no capacity: kept = 1 exactly for the top_k ranks" [ "$(awk -F, 'NR > 1 && $19 != ($13 < 2)' "$tmp/r.csv" | wc -l)" = 0 ]
 expect "blocks are the MoE blocks 1 and 3" [ "$(tail -n +2 "$tmp/r.csv" | cut -d, -f6 | sort -u | tr '\n' ' ')" = "1 3 " ]
 expect "class token: token 0, patch/row/col/match -1" \
   [ "$(awk -F, '$8 == 1 && ($7 != 0 || $9 != -1 || $10 != -1 || $11 != -1 || $12 != -1)' "$tmp/r.csv" | wc -l)" = 0 ]
@@ -90,7 +91,7 @@ sql "$db" -header "SELECT * FROM rs_routing(1)" >"$tmp/sql.csv" 2>"$tmp/err"
 expect "rs_routing(1) runs" [ $? = 0 ]
 expect "rs_routing has the export's header" [ "$(head -1 "$tmp/sql.csv" | tr -d '\r')" = "$header" ]
 sql_same() { # SQL EXPORT ROWS TOL: same rows in the same order, integers equal, floats to relative TOL
-  paste -d, <(tr -d '\r' <"$1") "$2" | awk -F, -v n=18 -v rows="$3" -v tol="$4" 'NR > 1 {
+  paste -d, <(tr -d '\r' <"$1") "$2" | awk -F, -v n=19 -v rows="$3" -v tol="$4" 'NR > 1 {
     for (i = 1; i <= n; i++) { a = $i; b = $(i + n)
       if (a == b) continue
       if (a == "" || b == "" || (a - b) ^ 2 > tol * tol * b * b + 1e-24) exit 1 } c++ } END { exit c != rows }'
@@ -106,6 +107,20 @@ sql "$db" "SELECT * FROM rs_routing(9)" >/dev/null 2>"$tmp/err"
 expect "a missing run is an SQL error listing the runs" sh -c "[ $? != 0 ] && grep -q 'no run 9 (runs here: 1, 2)' '$tmp/err'"
 sql "$db" "SELECT * FROM rs_routing" >/dev/null 2>"$tmp/err"
 expect "no run id: an SQL error that says how" sh -c "[ $? != 0 ] && grep -q 'which run' '$tmp/err'"
+
+# --- dispatch: the kept column ---------------------------------------------------------------
+"$rs" replay "$model" --data fashion-mnist:test --limit 4 --db "$db" --threads 1 --capacity-factor 0.5 \
+  --group-images 2 >/dev/null 2>&1                                                                       # run 3
+"$rs" export --db "$db" --run 3 >"$tmp/k.csv" 2>"$tmp/err"
+expect "capacity run: some top-k choices dropped, none beyond top_k kept" \
+  sh -c "[ \"\$(awk -F, 'NR > 1 && \$13 < 2 && \$19 == 0' '$tmp/k.csv' | wc -l)\" -gt 0 ] &&
+         [ \"\$(awk -F, 'NR > 1 && \$13 >= 2 && \$19 != 0' '$tmp/k.csv' | wc -l)\" = 0 ]"
+expect "the export's kept column is the stored mask" [ "$(awk -F, 'NR > 1 && $19 == 0' "$tmp/k.csv" | wc -l)" = \
+  "$(python3 -c "import sqlite3; print(sum(b.count(0) for (b,) in sqlite3.connect('$db').execute('SELECT kept FROM routing WHERE run_id = 3')))")" ]
+sql "$db" -header "SELECT * FROM rs_routing(3)" >"$tmp/sqlk.csv" 2>"$tmp/err"
+expect "rs_routing(3) gives the export's rows, kept included" sql_same "$tmp/sqlk.csv" "$tmp/k.csv" $((4 * 2 * L * T * R)) 1e-8
+expect "rs_probs(3): as many kept experts as kept choices" [ "$(sql "$db" "SELECT sum(kept) FROM rs_probs(3)")" = \
+  "$(awk -F, 'NR > 1 && $19 == 1' "$tmp/k.csv" | wc -l)" ]
 
 # --- a corrupt store ---------------------------------------------------------------------------
 cp "$db" "$tmp/bad.db"
@@ -153,7 +168,7 @@ fi
 "$rs" export --db "$db" --run 1 --format xml >/dev/null 2>"$tmp/err"
 expect "unknown format: exit 2, one line" failed_with $? 2 "--format wants csv or jsonl, got 'xml'"
 "$rs" export --db "$db" --run 9 >/dev/null 2>"$tmp/err"
-expect "missing run: exit 1, one line listing the runs" failed_with $? 1 "no run 9 (runs here: 1, 2)"
+expect "missing run: exit 1, one line listing the runs" failed_with $? 1 "no run 9 (runs here: 1, 2, 3)"
 "$rs" export --db "$tmp/missing.db" --run 1 >/dev/null 2>"$tmp/err"
 expect "missing database: exit 1, one line naming it" failed_with $? 1 "missing.db"
 expect "and creates none" [ ! -e "$tmp/missing.db" ]

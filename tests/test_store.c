@@ -360,7 +360,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version 99, this routerscope reads 3");
+        expect_message(&err, path, "schema version 99, this routerscope reads 4");
     }
     /* A negative version (found by fuzzing: it indexed the migration steps backwards). */
     sql_exec(path, "PRAGMA user_version = -5");
@@ -369,7 +369,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version -5, this routerscope reads 3");
+        expect_message(&err, path, "schema version -5, this routerscope reads 4");
     }
 
     /* A database of another program: version 0, but tables we do not know. */
@@ -378,7 +378,7 @@ static void test_schema_version(void **state)
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(other, false, &s, &err), RS_EFORMAT);
-    expect_message(&err, other, "schema version 0, this routerscope reads 3");
+    expect_message(&err, other, "schema version 0, this routerscope reads 4");
     assert_int_equal(sql_int(other, "SELECT count(*) FROM t"), 1); /* untouched, */
     assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
 }
@@ -415,6 +415,14 @@ static void test_schema1_store(void **state)
         assert_int_equal(info.record_k, 2);
         assert_int_equal(info.shard_count, 0); /* older stores hold no shard runs */
         assert_null(info.job_identity);
+        /* ... and no dispatch: every record reads as kept by a run without capacity. */
+        assert_true(info.capacity_factor == 0 && info.group_images == 0 && !info.bpr);
+        rs_store_cursor *cur;
+        rs_routing_record rec;
+        assert_int_equal(rs_store_cursor_open(s, 1, &cur, &err), 0);
+        assert_int_equal(rs_store_cursor_next(cur, &rec, &err), 1);
+        assert_null(rec.kept);
+        rs_store_cursor_close(cur);
         rs_run_info_clear(&info);
         rs_store_close(s);
     }
@@ -700,6 +708,62 @@ static void test_write_read(void **state)
     assert_int_equal(sql_int(path, "SELECT count(*) FROM views"), 2);
 }
 
+/* A run with dispatch: its settings are part of the identity and come back; the kept masks
+ * come back byte for byte; a run without capacity stores NULL. */
+static void test_dispatch_run(void **state)
+{
+    (void)state;
+    const char *path = scratch("dispatch.db");
+    rs_run_spec plain = small_spec(), spec = small_spec();
+    spec.capacity_factor = 1.05;
+    spec.group_images = 8;
+    spec.bpr = true;
+    rs_store *s = open_ok(path, false);
+    int64_t run0 = begin_ok(s, &plain), run = begin_ok(s, &spec); /* a different identity */
+    assert_true(run != run0);
+    rs_run_spec other = spec;
+    other.bpr = false;
+    assert_true(begin_ok(s, &other) != run);
+    rs_run_info info = {0};
+    rs_error err = {0};
+    assert_int_equal(rs_store_find_run(s, &spec, &info, &err), 1);
+    assert_int_equal(info.id, run);
+    assert_true(info.capacity_factor == 1.05 && info.group_images == 8 && info.bpr);
+    assert_int_equal(rs_store_get_run(s, run0, &info, &err), 0);
+    assert_true(info.capacity_factor == 0 && info.group_images == 0 && !info.bpr);
+    rs_run_info_clear(&info);
+
+    tbatch t = make_batch(&spec, 10, 2);
+    size_t n = (size_t)2 * spec.num_views * spec.num_layers * spec.tokens * spec.record_k;
+    uint8_t *kept = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        kept[i] = (i * 7 + i / 3) % 3 != 0;
+    t.b.kept = kept;
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), 0);
+    t.b.kept = NULL;
+    assert_int_equal(rs_store_write_batch(s, run0, &t.b, &err), 0);
+    free_batch(&t, 2, spec.num_views);
+    rs_store_cursor *c;
+    rs_routing_record rec;
+    assert_int_equal(rs_store_cursor_open(s, run, &c, &err), 0);
+    size_t tr = (size_t)spec.tokens * spec.record_k;
+    for (size_t row = 0; row < n / tr; row++) {
+        assert_int_equal(rs_store_cursor_next(c, &rec, &err), 1);
+        assert_non_null(rec.kept);
+        assert_memory_equal(rec.kept, kept + row * tr, tr);
+    }
+    rs_store_cursor_close(c);
+    assert_int_equal(rs_store_cursor_open(s, run0, &c, &err), 0);
+    assert_int_equal(rs_store_cursor_next(c, &rec, &err), 1);
+    assert_null(rec.kept);
+    rs_store_cursor_close(c);
+    free(kept);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM runs WHERE capacity_factor IS NULL"), 1);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing WHERE kept IS NULL"),
+                     2 * spec.num_views * spec.num_layers);
+}
+
 static void test_wrong_position(void **state)
 {
     (void)state;
@@ -864,7 +928,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_reopen),  cmocka_unit_test(test_schema_version),
         cmocka_unit_test(test_not_a_database), cmocka_unit_test(test_read_only),
-        cmocka_unit_test(test_schema1_store),
+        cmocka_unit_test(test_schema1_store),   cmocka_unit_test(test_dispatch_run),
         cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
         cmocka_unit_test(test_write_read),     cmocka_unit_test(test_wrong_position),
         cmocka_unit_test(test_failing_batch_rolls_back), cmocka_unit_test(test_benchmark),

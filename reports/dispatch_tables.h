@@ -1,0 +1,26 @@
+/* dispatch_tables.h — the tables `routerscope stats` adds for a run with dispatch
+ * (stats_dispatch.h), as rs_table models (table.h). Each builder returns a new table (free
+ * with rs_table_free) or NULL when out of memory; RUN names the run in csv/json. */
+#ifndef RS_DISPATCH_TABLES_H
+#define RS_DISPATCH_TABLES_H
+
+#include <stddef.h>
+
+#include "stats_dispatch.h"
+#include "store.h"
+#include "table.h"
+
+/* One note line: capacity factor, group and priority of the run. */
+void rs_report_dispatch_note(const rs_run_info *info, char *buf, size_t size);
+
+/* Choices dispatched and the share dropped (Wilson interval), per view slot and layer. */
+rs_table *rs_report_drop_table(const rs_run_info *info, const rs_stats_dispatch *d, const char *run);
+
+/* Share dropped per expert (columns) and layer (rows), all views pooled. */
+rs_table *rs_report_drop_expert_table(const rs_run_info *info, const rs_stats_dispatch *d, const char *run);
+
+/* Against view 0: router top-k sets equal, kept sets equal, mean kept-set IoU (matched
+ * pairs) and routing_changes_kept (bootstrap over images), per agreement slot and layer. */
+rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats_dispatch *d, const char *run);
+
+#endif

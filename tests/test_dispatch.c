@@ -1,0 +1,353 @@
+/* Dispatch with expert capacity (model/dispatch.h, forward.h).
+ *
+ * Hand cases: the capacity arithmetic (vmoe's ceil, then a multiple of 4), the priority
+ * order (all top-1 choices first; token order or, with BPR, decreasing top-1 gate; equal
+ * gates keep token order), a token dropped from every expert.
+ * Goldens (tests/golden/dispatch, pytorch/dispatch_golden.py, float64): logits within 1e-4,
+ * router probabilities within 1e-5 and kept masks identical, with and without BPR, k = 1
+ * and 2, the last group short of a full one; outputs bit-identical for any batch split into
+ * whole groups and any thread count. A factor that drops nothing reproduces the plain
+ * forward pass's reference, and capacity factor 0 is the plain forward pass bit for bit.
+ * The config's optional "dispatch" key is read and checked. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dispatch.h"
+#include "forward.h"
+#include "model.h"
+#include "testutil.h"
+
+#define LOGIT_TOL 1e-4f
+#define PROB_TOL 1e-5f
+
+static const char *golden_dir;
+
+static void capacity_arithmetic(void **state)
+{
+    (void)state;
+    /* ceil(S*k*cf/E), then up to a multiple of 4. */
+    assert_int_equal(rs_dispatch_capacity(10, 1, 4, 1.0), 4);      /* 2.5 -> 3 -> 4 */
+    assert_int_equal(rs_dispatch_capacity(16, 2, 8, 1.0), 4);      /* exactly 4 */
+    assert_int_equal(rs_dispatch_capacity(17, 2, 4, 0.5), 8);      /* 4.25 -> 5 -> 8 */
+    assert_int_equal(rs_dispatch_capacity(400, 2, 8, 4.0), 400);   /* vmoe S/32 eval: 8 images x 50 */
+    assert_int_equal(rs_dispatch_capacity(400, 2, 8, 1.05), 108);  /* training: 105 -> 108 */
+    assert_int_equal(rs_dispatch_capacity(1, 1, 256, 0.01), 4);    /* tiny: 1 -> 4 */
+    assert_int_equal(rs_dispatch_capacity(100, 1, 16, 1.0), 8);    /* 6.25 -> 7 -> 8 */
+    /* No capacity: factor outside (0, max], no tokens. */
+    assert_int_equal(rs_dispatch_capacity(10, 1, 4, 0.0), 0);
+    assert_int_equal(rs_dispatch_capacity(10, 1, 4, -1.0), 0);
+    assert_int_equal(rs_dispatch_capacity(10, 1, 4, NAN), 0);
+    assert_int_equal(rs_dispatch_capacity(10, 1, 4, RS_DISPATCH_MAX_FACTOR * 2), 0);
+    assert_int_equal(rs_dispatch_capacity(0, 1, 4, 1.0), 0);
+}
+
+/* Runs rs_dispatch_assign on S tokens with R = 2 recorded ranks. */
+static void assign(const int32_t *idx, const float *gate, int S, int k, int E, int capacity, bool bpr,
+                   uint8_t *kept)
+{
+    int32_t order[64], fill[16];
+    rs_dispatch_assign(idx, gate, S, 2, k, E, capacity, bpr, order, fill, kept);
+}
+
+static void priority_order(void **state)
+{
+    (void)state;
+    /* Three tokens whose top-1 is expert 0, capacity 1. Gates 0.5, 0.9, 0.7. */
+    int32_t idx[] = {0, 1, 0, 1, 0, 1};
+    float gate[] = {0.5f, 0.3f, 0.9f, 0.05f, 0.7f, 0.2f};
+    uint8_t kept[6];
+    assign(idx, gate, 3, 1, 2, 1, false, kept);
+    assert_memory_equal(kept, ((uint8_t[]){1, 0, 0, 0, 0, 0}), 6); /* vanilla: the first token */
+    assign(idx, gate, 3, 1, 2, 1, true, kept);
+    assert_memory_equal(kept, ((uint8_t[]){0, 0, 1, 0, 0, 0}), 6); /* BPR: the largest gate */
+    /* k = 2: top-2 choices (all expert 1) only after every top-1 choice; capacity 1 keeps
+     * one of them, the first in priority order. */
+    assign(idx, gate, 3, 2, 2, 1, false, kept);
+    assert_memory_equal(kept, ((uint8_t[]){1, 1, 0, 0, 0, 0}), 6);
+    assign(idx, gate, 3, 2, 2, 1, true, kept);
+    assert_memory_equal(kept, ((uint8_t[]){0, 0, 1, 1, 0, 0}), 6);
+}
+
+static void ties_keep_token_order(void **state)
+{
+    (void)state;
+    /* Equal top-1 gates: BPR keeps token order among them (stable), after larger gates. */
+    int32_t idx[] = {0, 1, 0, 1, 0, 1, 0, 1};
+    float gate[] = {0.6f, 0.1f, 0.8f, 0.1f, 0.8f, 0.1f, 0.8f, 0.1f};
+    uint8_t kept[8];
+    assign(idx, gate, 4, 1, 2, 2, true, kept);
+    assert_memory_equal(kept, ((uint8_t[]){0, 0, 1, 0, 1, 0, 0, 0}), 8);
+    assign(idx, gate, 4, 1, 2, 3, true, kept);
+    assert_memory_equal(kept, ((uint8_t[]){0, 0, 1, 0, 1, 0, 1, 0}), 8);
+}
+
+static void top1_before_top2(void **state)
+{
+    (void)state;
+    /* Token 0: e1 then e0. Token 1: e0 then e1. Token 2: e0 then e1. Capacity 1, k = 2.
+     * Rank 1: t0 -> e1 kept, t1 -> e0 kept, t2 -> e0 dropped. Rank 2: every expert is full:
+     * t0's e0 and t1's e1 are dropped although t0 comes first; token 2 is dropped from both
+     * its experts and passes the layer on its residual alone. */
+    int32_t idx[] = {1, 0, 0, 1, 0, 1};
+    float gate[] = {0.6f, 0.4f, 0.7f, 0.3f, 0.9f, 0.1f};
+    uint8_t kept[6];
+    assign(idx, gate, 3, 2, 2, 1, false, kept);
+    assert_memory_equal(kept, ((uint8_t[]){1, 0, 1, 0, 0, 0}), 6);
+    /* BPR: token 2 (0.9) goes before token 1 (0.7) and takes expert 0. */
+    assign(idx, gate, 3, 2, 2, 1, true, kept);
+    assert_memory_equal(kept, ((uint8_t[]){1, 0, 0, 0, 1, 0}), 6);
+    /* A NaN gate sorts last and breaks nothing. */
+    gate[4] = NAN;
+    assign(idx, gate, 3, 2, 2, 1, true, kept);
+    assert_memory_equal(kept, ((uint8_t[]){1, 0, 1, 0, 0, 0}), 6);
+}
+
+typedef struct outputs {
+    float *logits, *probs[8];
+    uint8_t *kept[8];
+} outputs;
+
+/* Runs images in chunks of CHUNK (a multiple of the group) and copies the outputs. */
+static outputs run(const rs_model *m, const rs_dispatch *d, const float *input, int B, int chunk, int threads)
+{
+    const rs_config *c = &m->cfg;
+    size_t T = (size_t)rs_config_tokens(c), E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
+    size_t K = (size_t)c->num_classes, img = (size_t)c->channels * c->image_h * c->image_w;
+    assert_true(c->num_moe <= 8);
+    outputs o = {.logits = malloc(sizeof(float) * B * K)};
+    for (int s = 0; s < c->num_moe; s++) {
+        o.probs[s] = malloc(sizeof(float) * B * T * E);
+        o.kept[s] = malloc(B * T * R);
+    }
+    rs_forward *f;
+    rs_error err;
+    if (rs_forward_create_dispatch(m, chunk, threads, d, &f, &err))
+        fail_msg("%s", err.msg);
+    if (d && d->capacity_factor > 0)
+        assert_int_equal(rs_forward_group_size(f), d->group_images);
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int n = B - b0 < chunk ? B - b0 : chunk;
+        assert_int_equal(rs_forward_run(f, input + b0 * img, n, &err), 0);
+        const rs_forward_out *out = rs_forward_result(f);
+        memcpy(o.logits + b0 * K, out->logits, sizeof(float) * n * K);
+        for (int s = 0; s < c->num_moe; s++) {
+            memcpy(o.probs[s] + b0 * T * E, out->moe[s].probs, sizeof(float) * n * T * E);
+            if (out->moe[s].kept)
+                memcpy(o.kept[s] + b0 * T * R, out->moe[s].kept, n * T * R);
+            else
+                memset(o.kept[s] + b0 * T * R, 0xff, n * T * R);
+        }
+    }
+    rs_forward_free(f);
+    return o;
+}
+
+static void free_outputs(outputs *o, int num_moe)
+{
+    free(o->logits);
+    for (int s = 0; s < num_moe; s++) {
+        free(o->probs[s]);
+        free(o->kept[s]);
+    }
+}
+
+static rs_model *open_model(const char *path)
+{
+    rs_model *m;
+    rs_error err;
+    if (rs_model_open(path, &m, &err))
+        fail_msg("%s", err.msg);
+    return m;
+}
+
+/* Logits and router probabilities of O against reference REF (first B images). */
+static void check_against(const rs_model *m, const rs_safetensors *ref, const outputs *o, int B)
+{
+    const rs_config *c = &m->cfg;
+    size_t T = (size_t)rs_config_tokens(c), E = (size_t)c->num_experts, K = (size_t)c->num_classes;
+    float *logits = tu_tensor_f32(ref, "logits", NULL);
+    float worst_logit = 0, worst_prob = 0;
+    for (size_t i = 0; i < B * K; i++)
+        worst_logit = fmaxf(worst_logit, fabsf(o->logits[i] - logits[i]));
+    for (int s = 0; s < c->num_moe; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "router.%d", c->moe_layers[s]);
+        float *p = tu_tensor_f32(ref, name, NULL);
+        assert_non_null(p);
+        for (size_t i = 0; i < B * T * E; i++)
+            worst_prob = fmaxf(worst_prob, fabsf(o->probs[s][i] - p[i]));
+        free(p);
+    }
+    print_message("  max |logit err| %.2e  max |prob err| %.2e\n", worst_logit, worst_prob);
+    assert_true(worst_logit <= LOGIT_TOL);
+    assert_true(worst_prob <= PROB_TOL);
+    free(logits);
+}
+
+static void golden_case(void **state)
+{
+    const char *name = *state;
+    char path[1024];
+    rs_error err;
+    rs_safetensors *ref;
+    snprintf(path, sizeof path, "%s/dispatch/%s.ref.safetensors", golden_dir, name);
+    if (rs_safetensors_open(path, &ref, &err))
+        fail_msg("%s", err.msg);
+    snprintf(path, sizeof path, "%s/dispatch/%s", golden_dir, rs_safetensors_metadata(ref, "model"));
+    rs_model *m = open_model(path);
+    const rs_config *c = &m->cfg;
+    rs_dispatch d = {.capacity_factor = atof(rs_safetensors_metadata(ref, "capacity_factor")),
+                     .group_images = atoi(rs_safetensors_metadata(ref, "group_images")),
+                     .bpr = !strcmp(rs_safetensors_metadata(ref, "bpr"), "true")};
+    size_t n_in;
+    float *input = tu_tensor_f32(ref, "input", &n_in);
+    size_t img = (size_t)c->channels * c->image_h * c->image_w, T = (size_t)rs_config_tokens(c);
+    size_t R = (size_t)rs_config_record_k(c);
+    int B = (int)(n_in / img);
+    assert_true(B % d.group_images != 0); /* the last group is short */
+
+    outputs whole = run(m, &d, input, B, B, 2);
+    check_against(m, ref, &whole, B);
+    long dropped = 0;
+    for (int s = 0; s < c->num_moe; s++) {
+        char tname[64];
+        snprintf(tname, sizeof tname, "kept.%d", c->moe_layers[s]);
+        float *kept = tu_tensor_f32(ref, tname, NULL);
+        assert_non_null(kept);
+        for (size_t i = 0; i < B * T * R; i++) {
+            if (whole.kept[s][i] != (uint8_t)kept[i])
+                fail_msg("%s: block %d image %zu token %zu rank %zu: kept %d, reference %d", name,
+                         c->moe_layers[s], i / (T * R), i / R % T, i % R, whole.kept[s][i], (int)kept[i]);
+            dropped += (i % R) < (size_t)c->top_k && !whole.kept[s][i];
+        }
+        free(kept);
+    }
+    assert_true(dropped > 0);
+    /* Batches of whole groups on one thread give the same bits. */
+    outputs groups = run(m, &d, input, B, d.group_images, 1);
+    assert_memory_equal(whole.logits, groups.logits, sizeof(float) * B * c->num_classes);
+    for (int s = 0; s < c->num_moe; s++)
+        assert_memory_equal(whole.kept[s], groups.kept[s], B * T * R);
+    free_outputs(&whole, c->num_moe);
+    free_outputs(&groups, c->num_moe);
+    free(input);
+    rs_safetensors_close(ref);
+    rs_model_close(m);
+}
+
+/* A factor that drops nothing gives the plain reference; factor 0 is the plain pass. */
+static void no_drop_is_plain(void **state)
+{
+    (void)state;
+    char path[1024];
+    rs_error err;
+    rs_safetensors *ref;
+    snprintf(path, sizeof path, "%s/token_k2_e4.ref.safetensors", golden_dir);
+    if (rs_safetensors_open(path, &ref, &err))
+        fail_msg("%s", err.msg);
+    snprintf(path, sizeof path, "%s/token_k2_e4.safetensors", golden_dir);
+    rs_model *m = open_model(path);
+    const rs_config *c = &m->cfg;
+    size_t n_in, img = (size_t)c->channels * c->image_h * c->image_w;
+    float *input = tu_tensor_f32(ref, "input", &n_in);
+    int B = (int)(n_in / img);
+    size_t T = (size_t)rs_config_tokens(c), R = (size_t)rs_config_record_k(c);
+    rs_dispatch wide = {.capacity_factor = 100, .group_images = 3, .bpr = true};
+    outputs o = run(m, &wide, input, B, B, 1);
+    check_against(m, ref, &o, B);
+    for (int s = 0; s < c->num_moe; s++)
+        for (size_t i = 0; i < B * T * R; i++)
+            assert_int_equal(o.kept[s][i], (i % R) < (size_t)c->top_k);
+    rs_dispatch none = {0};
+    outputs zero = run(m, &none, input, B, B, 1), plain = run(m, NULL, input, B, B, 1);
+    assert_memory_equal(zero.logits, plain.logits, sizeof(float) * B * c->num_classes);
+    free_outputs(&o, c->num_moe);
+    free_outputs(&zero, c->num_moe);
+    free_outputs(&plain, c->num_moe);
+    free(input);
+    rs_safetensors_close(ref);
+    rs_model_close(m);
+}
+
+static void bad_dispatch(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/token_k2_e4.safetensors", golden_dir);
+    rs_model *m = open_model(path);
+    rs_forward *f;
+    rs_error err;
+    rs_dispatch d = {.capacity_factor = -1, .group_images = 2};
+    assert_int_equal(rs_forward_create_dispatch(m, 4, 1, &d, &f, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "capacity factor"));
+    d = (rs_dispatch){.capacity_factor = 1, .group_images = 0};
+    assert_int_equal(rs_forward_create_dispatch(m, 4, 1, &d, &f, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "group"));
+    rs_model_close(m);
+}
+
+/* The config's optional "dispatch" key: read when valid, one clear error otherwise. */
+static int parse_with(const char *base, const char *dispatch, rs_config *cfg, rs_error *err)
+{
+    char text[4096];
+    size_t n = strlen(base);
+    assert_true(n > 1 && base[n - 1] == '}' && n + strlen(dispatch) + 32 < sizeof text);
+    snprintf(text, sizeof text, "%.*s, \"dispatch\": %s}", (int)(n - 1), base, dispatch);
+    int rc = rs_config_parse(text, cfg, err);
+    rs_config_free(cfg);
+    return rc;
+}
+
+static void config_dispatch(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/token_k2_e4.safetensors", golden_dir);
+    rs_model *m = open_model(path);
+    assert_true(m->cfg.dispatch.capacity_factor == 0); /* absent: none */
+    const char *base = rs_safetensors_metadata(m->file, "config");
+    rs_config cfg;
+    rs_error err;
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 4.0, \"group_images\": 8, \"bpr\": true}", &cfg, &err), 0);
+    assert_true(cfg.dispatch.capacity_factor == 4.0 && cfg.dispatch.group_images == 8 && cfg.dispatch.bpr);
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 1.05, \"group_images\": 8}", &cfg, &err), 0);
+    assert_false(cfg.dispatch.bpr);
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 0, \"group_images\": 8}", &cfg, &err), RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "capacity_factor"));
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 2, \"group_images\": 0}", &cfg, &err), RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "group_images"));
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 2, \"group_images\": 2, \"bpr\": 1}", &cfg, &err),
+                     RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "bpr"));
+    assert_int_equal(parse_with(base, "4.0", &cfg, &err), RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "dispatch"));
+    rs_model_close(m);
+}
+
+int main(void)
+{
+    golden_dir = tu_dir("RS_GOLDEN_DIR", "tests/golden");
+    static const char *const cases[] = {"k1_bpr", "k1_vanilla", "k2_bpr", "k2_vanilla"};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(capacity_arithmetic),
+        cmocka_unit_test(priority_order),
+        cmocka_unit_test(ties_keep_token_order),
+        cmocka_unit_test(top1_before_top2),
+        cmocka_unit_test_prestate(golden_case, (void *)cases[0]),
+        cmocka_unit_test_prestate(golden_case, (void *)cases[1]),
+        cmocka_unit_test_prestate(golden_case, (void *)cases[2]),
+        cmocka_unit_test_prestate(golden_case, (void *)cases[3]),
+        cmocka_unit_test(no_drop_is_plain),
+        cmocka_unit_test(bad_dispatch),
+        cmocka_unit_test(config_dispatch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
