@@ -299,7 +299,7 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
 {
     int rc = rs_model_open(opt->model_path, &e->model, err);
     if (!rc && !e->specs)
-        rc = rs_protocol_views(opt->protocol, opt->augment, opt->views, &e->specs, &e->num_views, err);
+        rc = rs_protocol_views(opt->protocol, &(rs_protocol_args){.augment = opt->augment, .custom = opt->views}, &e->specs, &e->num_views, err);
     if (!rc && !(e->parsed = calloc((size_t)e->num_views, sizeof *e->parsed)))
         rc = rs_error_set(err, RS_ENOMEM, "out of memory");
     for (int v = 0; !rc && v < e->num_views; v++)

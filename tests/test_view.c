@@ -244,30 +244,30 @@ static void test_protocols(void **state)
     char **specs;
     int n;
     rs_error err;
-    assert_int_equal(rs_protocol_views("noise", NULL, NULL, &specs, &n, &err), 0);
+    assert_int_equal(rs_protocol_views("noise", NULL, &specs, &n, &err), 0);
     assert_int_equal(n, 6);
     assert_string_equal(specs[0], "clean");
     assert_string_equal(specs[5], "noise:severity=5");
     for (int i = 0; i < n; i++)
         free(specs[i]);
     free(specs);
-    assert_int_equal(rs_protocol_views("pair", NULL, NULL, &specs, &n, &err), 0);
+    assert_int_equal(rs_protocol_views("pair", NULL, &specs, &n, &err), 0);
     assert_int_equal(n, 2);
     assert_string_equal(specs[1], RS_PAIR_AUGMENT);
     for (int i = 0; i < n; i++)
         free(specs[i]);
     free(specs);
-    assert_int_equal(rs_protocol_views("custom", NULL, "clean;flip:p=1;rotate:deg=10", &specs, &n, &err), 0);
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;flip:p=1;rotate:deg=10"}, &specs, &n, &err), 0);
     assert_int_equal(n, 3);
     for (int i = 0; i < n; i++)
         free(specs[i]);
     free(specs);
-    assert_int_equal(rs_protocol_views("custom", NULL, "clean", &specs, &n, &err), RS_EINVAL);
-    assert_int_equal(rs_protocol_views("custom", NULL, "clean;noise:sigma=x", &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean"}, &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;noise:sigma=x"}, &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "sigma 'x' is not a number"));
-    assert_int_equal(rs_protocol_views("custom", NULL, "clean;;flip:p=1", &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;;flip:p=1"}, &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "empty view"));
-    assert_int_equal(rs_protocol_views("triple", NULL, NULL, &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("triple", NULL, &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "unknown protocol 'triple'"));
 }
 
