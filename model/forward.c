@@ -7,14 +7,11 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "layers.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* Tokens per group: enough rows for an efficient GEMM, few enough that a group's
- * activations stay near the caches and a batch splits into many groups for the threads. */
-#define RS_GROUP_TOKENS 1024
 
 /* One thread's scratch space for one group of up to G images, N = G * T rows. */
 typedef struct workspace {
@@ -45,31 +42,6 @@ void rs_blas_set_threads(int threads)
     openblas_set_num_threads(threads);
 }
 
-/* C (m,n) = [C +] bias + A (m,k) * W (n,k)^T — every dense layer, weights stored (out,
- * in). With ACCUMULATE the product adds to C (the residual stream), else it replaces C.
- * BIAS (n) may be NULL. The bias goes into C first, so OpenBLAS runs with beta = 1 and
- * makes no pass of its own to clear C. */
-static void gemm_bias(int m, int n, int k, const float *a, int lda, const float *w, int ldw,
-                      const float *bias, bool accumulate, float *c, int ldc)
-{
-    float beta = 1.0f;
-    if (bias && accumulate)
-        rs_add_bias(c, bias, (size_t)m, (size_t)n, (size_t)ldc);
-    else if (bias)
-        rs_fill_rows(c, bias, (size_t)m, (size_t)n, (size_t)ldc);
-    else if (!accumulate)
-        beta = 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, lda, w, ldw, beta, c, ldc);
-}
-
-static void gelu(const rs_config *c, float *h, size_t n)
-{
-    if (c->gelu == RS_GELU_ERF)
-        rs_gelu_erf(h, n);
-    else
-        rs_gelu_tanh(h, n);
-}
-
 /* x (G,T,D) = [cls] + patches @ W^T + b, + pos_embed. */
 static void embed(const rs_model *m, workspace *ws, const float *images, int G)
 {
@@ -86,7 +58,7 @@ static void embed(const rs_model *m, workspace *ws, const float *images, int G)
                 memcpy(dst + (ch * P + py) * P, images + (((size_t)b * C + ch) * H + r0 + py) * W + c0,
                        sizeof(float) * P);
     }
-    gemm_bias(G * Np, D, K, ws->patches, K, m->patch_w, K, m->patch_b, false, ws->xn, D);
+    rs_gemm_bias(G * Np, D, K, ws->patches, K, m->patch_w, K, m->patch_b, false, ws->xn, D);
     for (int b = 0; b < G; b++) {
         for (int t = 0; t < T; t++) {
             float *dst = ws->x + ((size_t)b * T + t) * D;
@@ -104,7 +76,7 @@ static void attention(const rs_config *c, workspace *ws, const rs_block_weights 
     int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = G * T;
     float scale = 1.0f / sqrtf((float)Dh);
     rs_layer_norm(ws->xn, ws->x, w->norm1_w, w->norm1_b, (size_t)N, (size_t)D, c->layer_norm_eps);
-    gemm_bias(N, 3 * D, D, ws->xn, D, w->qkv_w, D, w->qkv_b, false, ws->qkv, 3 * D);
+    rs_gemm_bias(N, 3 * D, D, ws->xn, D, w->qkv_w, D, w->qkv_b, false, ws->qkv, 3 * D);
     for (int b = 0; b < G; b++) {
         for (int h = 0; h < H; h++) {
             const float *q = ws->qkv + (size_t)b * T * 3 * D + h * Dh;
@@ -115,34 +87,16 @@ static void attention(const rs_config *c, workspace *ws, const rs_block_weights 
                         3 * D, 0.0f, ws->attn + (size_t)b * T * D + h * Dh, D);
         }
     }
-    gemm_bias(N, D, D, ws->attn, D, w->proj_w, D, w->proj_b, true, ws->x, D);
+    rs_gemm_bias(N, D, D, ws->attn, D, w->proj_w, D, w->proj_b, true, ws->x, D);
 }
 
 /* x += fc2(gelu(fc1(norm2(x)))), xn already holds norm2(x). */
 static void dense_mlp(const rs_config *c, workspace *ws, const rs_block_weights *w, int N)
 {
     int D = c->hidden, M = c->mlp_dim;
-    gemm_bias(N, M, D, ws->xn, D, w->fc1_w, D, w->fc1_b, false, ws->hidden, M);
-    gelu(c, ws->hidden, (size_t)N * M);
-    gemm_bias(N, D, M, ws->hidden, M, w->fc2_w, M, w->fc2_b, true, ws->x, D);
-}
-
-/* Top R experts of one token by decreasing probability; a strict '>' while scanning
- * upwards keeps the lower index on ties. R is small (<= E), so selection beats sorting. */
-static void top_experts(const float *p, int E, int R, int32_t *idx, float *gate)
-{
-    for (int r = 0; r < R; r++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            int taken = 0;
-            for (int q = 0; q < r; q++)
-                taken |= idx[q] == e;
-            if (!taken && (best < 0 || p[e] > p[best]))
-                best = e;
-        }
-        idx[r] = best;
-        gate[r] = p[best];
-    }
+    rs_gemm_bias(N, M, D, ws->xn, D, w->fc1_w, D, w->fc1_b, false, ws->hidden, M);
+    rs_apply_gelu(c, ws->hidden, (size_t)N * M);
+    rs_gemm_bias(N, D, M, ws->hidden, M, w->fc2_w, M, w->fc2_b, true, ws->x, D);
 }
 
 /* Routes norm2(x) (in xn) and adds each token's top_k expert outputs, weighted by their
@@ -152,10 +106,10 @@ static void moe(const rs_config *c, workspace *ws, const rs_block_weights *w, in
                 int32_t *top_idx, float *top_gate)
 {
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, k = c->top_k, R = rs_config_record_k(c);
-    gemm_bias(N, E, D, ws->xn, D, w->router_w, D, w->router_b, false, probs, E);
+    rs_gemm_bias(N, E, D, ws->xn, D, w->router_w, D, w->router_b, false, probs, E);
     rs_softmax_rows(probs, (size_t)N, (size_t)E);
     for (int n = 0; n < N; n++)
-        top_experts(probs + (size_t)n * E, E, R, top_idx + (size_t)n * R, top_gate + (size_t)n * R);
+        rs_top_experts(probs + (size_t)n * E, E, R, top_idx + (size_t)n * R, top_gate + (size_t)n * R);
 
     /* Counting sort of (token, slot) pairs by expert, tokens ascending inside a group. */
     int32_t *start = ws->route_start, *cursor = ws->route_start + E + 1;
@@ -178,10 +132,10 @@ static void moe(const rs_config *c, workspace *ws, const rs_block_weights *w, in
         const int32_t *rows = ws->route_rows + start[e];
         for (int i = 0; i < count; i++)
             memcpy(ws->gathered + (size_t)i * D, ws->xn + (size_t)rows[i] * D, sizeof(float) * D);
-        gemm_bias(count, M, D, ws->gathered, D, w->efc1_w + (size_t)e * M * D, D, w->efc1_b + (size_t)e * M,
+        rs_gemm_bias(count, M, D, ws->gathered, D, w->efc1_w + (size_t)e * M * D, D, w->efc1_b + (size_t)e * M,
                   false, ws->hidden, M);
-        gelu(c, ws->hidden, (size_t)count * M);
-        gemm_bias(count, D, M, ws->hidden, M, w->efc2_w + (size_t)e * D * M, M, w->efc2_b + (size_t)e * D, false,
+        rs_apply_gelu(c, ws->hidden, (size_t)count * M);
+        rs_gemm_bias(count, D, M, ws->hidden, M, w->efc2_w + (size_t)e * D * M, M, w->efc2_b + (size_t)e * D, false,
                   ws->expert_out, D);
         for (int i = 0; i < count; i++) {
             float g = probs[(size_t)rows[i] * E + e];
@@ -216,12 +170,12 @@ static void head(const rs_model *m, workspace *ws, int G, float *logits)
     }
     const float *feat = ws->pooled;
     if (m->pre_logits_w) {
-        gemm_bias(G, D, D, ws->pooled, D, m->pre_logits_w, D, m->pre_logits_b, false, ws->pre, D);
+        rs_gemm_bias(G, D, D, ws->pooled, D, m->pre_logits_w, D, m->pre_logits_b, false, ws->pre, D);
         for (size_t i = 0; i < (size_t)G * D; i++)
             ws->pre[i] = tanhf(ws->pre[i]);
         feat = ws->pre;
     }
-    gemm_bias(G, K, D, feat, D, m->head_w, D, m->head_b, false, logits, K);
+    rs_gemm_bias(G, K, D, feat, D, m->head_w, D, m->head_b, false, logits, K);
 }
 
 /* The whole network for images FIRST .. FIRST+G-1 of the batch. */
@@ -329,7 +283,7 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
     const rs_config *c = &model->cfg;
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)max_batch * T;
     size_t E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
-    int group = RS_GROUP_TOKENS / (int)T > 1 ? RS_GROUP_TOKENS / (int)T : 1;
+    int group = rs_group_images(c);
     rs_forward *f = calloc(1, sizeof *f);
     if (!f)
         return rs_error_set(err, RS_ENOMEM, "forward: out of memory");

@@ -198,3 +198,97 @@ void rs_gelu_tanh(float *x, size_t n)
         x[i] = v / (1.0f + exp_approx(-2.0f * u));
     }
 }
+
+RS_CLONES
+void rs_gelu_erf_backward(float *restrict dh, const float *restrict h, size_t n)
+{
+    const float inv_sqrt2 = 0.70710678118654752f, inv_sqrt_2pi = 0.39894228040143268f;
+    for (size_t i = 0; i < n; i++) {
+        float v = h[i];
+        float half_tail = 0.5f * erfc_nonneg(fabsf(v) * inv_sqrt2);
+        float phi = v >= 0.0f ? 1.0f - half_tail : half_tail;
+        /* d/dv v Phi(v) = Phi(v) + v phi(v), phi the normal density. */
+        dh[i] *= phi + v * inv_sqrt_2pi * exp_approx(-0.5f * v * v);
+    }
+}
+
+RS_CLONES
+void rs_gelu_tanh_backward(float *restrict dh, const float *restrict h, size_t n)
+{
+    const float k = 0.79788456080286536f; /* sqrt(2/pi) */
+    for (size_t i = 0; i < n; i++) {
+        float v = h[i];
+        float u = k * (v + 0.044715f * v * v * v);
+        /* gelu = v s with s = 1 / (1 + e^{-2u}) = (1 + tanh u) / 2, so
+         * gelu' = s + v * 2 s (1 - s) * du/dv. */
+        float e = exp_approx(-2.0f * u);
+        float s = 1.0f / (1.0f + e);
+        dh[i] *= s + v * 2.0f * s * (e * s) * k * (1.0f + 3.0f * 0.044715f * v * v);
+    }
+}
+
+/* sum of a[i] * b[i], in lanes as the other reductions. */
+static inline float dot_lanes(const float *a, const float *b, size_t n)
+{
+    float acc[RS_LANES] = {0};
+    size_t i = 0;
+    for (; i + RS_LANES <= n; i += RS_LANES)
+        for (int j = 0; j < RS_LANES; j++)
+            acc[j] += a[i + j] * b[i + j];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    for (int j = 0; j < RS_LANES; j++)
+        s += acc[j];
+    return s;
+}
+
+RS_CLONES
+void rs_layer_norm_backward(float *restrict dx, const float *restrict dy, const float *restrict x,
+                            const float *restrict w, size_t rows, size_t d, float eps)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * d, *gr = dy + r * d;
+        float *dr = dx + r * d;
+        float mean = sum_lanes(xr, d) / (float)d;
+        float sq = sum_sq_dev_lanes(xr, d, mean);
+        float inv = 1.0f / sqrtf(sq / (float)d + eps);
+        /* With g = w * dy and xhat = (x - mean) * inv:
+         * dx = inv * (g - mean(g) - xhat * mean(g * xhat)). */
+        float sum_g = 0.0f, sum_gx = 0.0f;
+        {
+            float acc_g[RS_LANES] = {0}, acc_gx[RS_LANES] = {0};
+            size_t i = 0;
+            for (; i + RS_LANES <= d; i += RS_LANES)
+                for (int j = 0; j < RS_LANES; j++) {
+                    float g = w[i + j] * gr[i + j];
+                    acc_g[j] += g;
+                    acc_gx[j] += g * (xr[i + j] - mean);
+                }
+            for (; i < d; i++) {
+                float g = w[i] * gr[i];
+                sum_g += g;
+                sum_gx += g * (xr[i] - mean);
+            }
+            for (int j = 0; j < RS_LANES; j++) {
+                sum_g += acc_g[j];
+                sum_gx += acc_gx[j];
+            }
+        }
+        float mean_g = sum_g / (float)d, mean_gx = sum_gx * inv / (float)d;
+        for (size_t i = 0; i < d; i++)
+            dr[i] += inv * (w[i] * gr[i] - mean_g - (xr[i] - mean) * inv * mean_gx);
+    }
+}
+
+RS_CLONES
+void rs_softmax_backward(float *restrict g, const float *restrict p, size_t rows, size_t n)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *gr = g + r * n;
+        const float *pr = p + r * n;
+        float s = dot_lanes(pr, gr, n);
+        for (size_t i = 0; i < n; i++)
+            gr[i] = pr[i] * (gr[i] - s);
+    }
+}

@@ -1,5 +1,5 @@
-/* kernels.h — the element-wise and row-wise pieces of the forward pass that are not
- * matrix products (those all go through cblas_sgemm in forward.c).
+/* kernels.h — the element-wise and row-wise pieces of the forward and backward passes
+ * that are not matrix products (those all go through cblas_sgemm in forward.c, grad.c).
  *
  * Each kernel works on flat row-major float arrays, shapes in the comments, and touches
  * nothing but its arguments (restrict: outputs never overlap inputs unless stated), so
@@ -29,6 +29,22 @@ void rs_add_bias(float *restrict x, const float *restrict bias, size_t rows, siz
 /* In place: x = gelu(x) for n values, exact (erf) form or tanh approximation. */
 void rs_gelu_erf(float *x, size_t n);
 void rs_gelu_tanh(float *x, size_t n);
+
+/* Backward of the kernels above, for the input gradient (model/grad.c). Each uses the
+ * same approximations as its forward, so it is the exact derivative of what runs. */
+
+/* dh[i] *= gelu'(h[i]) for n values: H the GELU's input (pre-activation). */
+void rs_gelu_erf_backward(float *restrict dh, const float *restrict h, size_t n);
+void rs_gelu_tanh_backward(float *restrict dh, const float *restrict h, size_t n);
+
+/* dx (rows, d) += d LayerNorm(x) / dx applied to dy (rows, d), for the layer
+ * y = LayerNorm(x) * w + b; mean and variance are recomputed from X as rs_layer_norm does. */
+void rs_layer_norm_backward(float *restrict dx, const float *restrict dy, const float *restrict x,
+                            const float *restrict w, size_t rows, size_t d, float eps);
+
+/* In place: g = p * (g - sum(p * g)) over each row (rows, n) — the softmax's backward, P
+ * its output, G the gradient with respect to P on entry and to its logits on return. */
+void rs_softmax_backward(float *restrict g, const float *restrict p, size_t rows, size_t n);
 
 /* Each of ROWS rows of x (row stride LD) = ROW (n). */
 void rs_fill_rows(float *restrict x, const float *restrict row, size_t rows, size_t n, size_t ld);

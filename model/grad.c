@@ -1,0 +1,784 @@
+#include "grad.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+#include "kernels.h"
+#include "layers.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* What one block's backward needs from its forward, for one group (N = G*T rows). */
+typedef struct tape_block {
+    float *x_in;        /* (N,D) residual stream entering the block (norm1's input) */
+    float *qkv;         /* (N,3D) */
+    float *att;         /* (G,H,T,T) attention probabilities */
+    float *x_mid;       /* (N,D) residual stream after attention (norm2's input) */
+    float *hpre;        /* dense: (N,M); MoE: (N*k,M) in routed order — GELU inputs */
+    float *y;           /* MoE: (N*k,D) expert outputs in routed order, before the gate */
+    float *probs;       /* MoE: (N,E) router softmax */
+    int32_t *top_idx;   /* MoE: (N,R) */
+    float *top_gate;    /* MoE: (N,R) */
+    int32_t *route_rows;  /* MoE: (N*k) token rows grouped by expert */
+    int32_t *route_start; /* MoE: (E+1) start of each expert's rows, then (E) cursors */
+} tape_block;
+
+/* One thread's buffers for one group of up to G images. */
+typedef struct workspace {
+    tape_block blocks[RS_MAX_DEPTH];
+    float *x, *xn, *attn, *hidden, *gathered; /* forward: (N,D) (N,D) (N,D) (N,M) (N,D) */
+    float *patches;     /* (G, C*H*W) im2col; reused for the pixel gradient's columns */
+    float *pooled, *pre, *logits; /* (G,D) (G,D) (G,K) */
+    float *dx, *dxn, *dattn, *dqkv, *dscores, *dh, *dp; /* (N,D) (N,D) (N,D) (N,3D) (T,T) (N,M) (N,E) */
+    float *dlogits, *dfeat, *dpooled; /* (G,K) (G,D) (G,D) */
+    double *value;      /* (G) */
+    float *arena;       /* owns everything above */
+} workspace;
+
+struct rs_grad {
+    const rs_model *m;
+    int max_batch, threads, group;
+    workspace *ws;      /* one per thread */
+};
+
+/* What a run reads besides the pixels, for one group. */
+typedef struct group_in {
+    const rs_objective *obj;
+    const int32_t *labels;      /* (G) or NULL */
+    const float *const *ref;    /* num_moe pointers to this group's (N,E) rows, or NULL */
+    int nsel;                   /* selected MoE blocks */
+} group_in;
+
+/* ---- objective specs ---- */
+
+static const char *const KIND_NAMES[] = {"ce", "router", "router-target", "jsd", "margin"};
+#define NUM_KINDS ((int)(sizeof KIND_NAMES / sizeof *KIND_NAMES))
+
+void rs_objective_init(rs_objective *obj)
+{
+    memset(obj, 0, sizeof *obj);
+    obj->num_terms = 1;
+    obj->term[0] = RS_OBJ_ROUTER;
+    obj->beta = 1.0;
+    obj->target = -1;
+}
+
+static int parse_kind(const char *s, size_t len, rs_objective_kind *kind)
+{
+    for (int i = 0; i < NUM_KINDS; i++)
+        if (strlen(KIND_NAMES[i]) == len && !strncmp(s, KIND_NAMES[i], len)) {
+            *kind = (rs_objective_kind)i;
+            return 0;
+        }
+    return -1;
+}
+
+static int parse_loss(rs_objective *obj, const char *value, rs_error *err)
+{
+    const char *amp = strchr(value, '&');
+    rs_objective_kind a, b = RS_OBJ_CE;
+    size_t len0 = amp ? (size_t)(amp - value) : strlen(value);
+    if (parse_kind(value, len0, &a) || (amp && (strchr(amp + 1, '&') || parse_kind(amp + 1, strlen(amp + 1), &b))))
+        return rs_error_set(err, RS_EINVAL,
+                            "loss: '%s' is not ce, router, router-target, jsd, margin or two of them joined by '&'",
+                            value);
+    obj->num_terms = amp ? 2 : 1;
+    obj->term[0] = a;
+    obj->term[1] = b;
+    return 1;
+}
+
+static int parse_layers(rs_objective *obj, const char *value, rs_error *err)
+{
+    unsigned mask = 0;
+    const char *s = value;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long b = strtol(s, &end, 10);
+        if (end == s || *s == '-' || *s == '+' || errno || b > 31 || (*end && *end != '/'))
+            return rs_error_set(err, RS_EINVAL, "layers: '%s' is not block indices 0..31 separated by '/'", value);
+        mask |= 1u << b;
+        if (!*end)
+            break;
+        s = end + 1;
+    }
+    obj->block_mask = mask;
+    return 1;
+}
+
+int rs_objective_set(rs_objective *obj, const char *key, const char *value, rs_error *err)
+{
+    if (!strcmp(key, "loss"))
+        return parse_loss(obj, value, err);
+    if (!strcmp(key, "layers"))
+        return parse_layers(obj, value, err);
+    char *end;
+    if (!strcmp(key, "beta")) {
+        errno = 0;
+        double v = strtod(value, &end);
+        if (end == value || *end || errno || !isfinite(v))
+            return rs_error_set(err, RS_EINVAL, "beta: '%s' is not a finite number", value);
+        obj->beta = v;
+        return 1;
+    }
+    if (!strcmp(key, "target")) {
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (end == value || *end || errno || v < 0 || v >= RS_MAX_EXPERTS || *value == '+')
+            return rs_error_set(err, RS_EINVAL, "target: '%s' is not an expert index", value);
+        obj->target = (int)v;
+        return 1;
+    }
+    return 0;
+}
+
+static bool has_term(const rs_objective *obj, rs_objective_kind kind)
+{
+    for (int t = 0; t < obj->num_terms && t < 2; t++)
+        if (obj->term[t] == kind)
+            return true;
+    return false;
+}
+
+int rs_objective_needs_labels(const rs_objective *obj)
+{
+    return has_term(obj, RS_OBJ_CE);
+}
+
+int rs_objective_needs_ref(const rs_objective *obj)
+{
+    return has_term(obj, RS_OBJ_ROUTER) || has_term(obj, RS_OBJ_JSD) || has_term(obj, RS_OBJ_MARGIN);
+}
+
+int rs_objective_check(const rs_objective *obj, const rs_config *cfg, rs_error *err)
+{
+    if (obj->num_terms < 1 || obj->num_terms > 2)
+        return rs_error_set(err, RS_EINVAL, "loss: %d terms (1 or 2; was the objective initialised?)",
+                            obj->num_terms);
+    bool router = false;
+    for (int t = 0; t < obj->num_terms; t++) {
+        if ((int)obj->term[t] < 0 || (int)obj->term[t] >= NUM_KINDS)
+            return rs_error_set(err, RS_EINVAL, "loss: unknown term %d", (int)obj->term[t]);
+        router |= obj->term[t] != RS_OBJ_CE;
+    }
+    if (!isfinite(obj->beta))
+        return rs_error_set(err, RS_EINVAL, "beta: not a finite number");
+    bool target = has_term(obj, RS_OBJ_ROUTER_TARGET);
+    if (target && obj->target < 0)
+        return rs_error_set(err, RS_EINVAL, "loss=router-target needs target=E");
+    if (!target && obj->target >= 0)
+        return rs_error_set(err, RS_EINVAL, "target=%d is given but the loss has no router-target term", obj->target);
+    if (target && obj->target >= cfg->num_experts)
+        return rs_error_set(err, RS_EINVAL, "target=%d: the model has %d experts (0..%d)", obj->target,
+                            cfg->num_experts, cfg->num_experts - 1);
+    if (router && cfg->num_moe == 0)
+        return rs_error_set(err, RS_EINVAL, "loss: the model has no MoE block for a router term");
+    for (int b = 0; b < 32; b++)
+        if ((obj->block_mask >> b & 1u) && (b >= cfg->depth || rs_config_moe_slot(cfg, b) < 0))
+            return rs_error_set(err, RS_EINVAL, "layers: block %d is not a MoE block of the model", b);
+    return 0;
+}
+
+static bool block_selected(const rs_objective *obj, int block)
+{
+    return obj->block_mask == 0 || (block < 32 && (obj->block_mask >> block & 1u));
+}
+
+/* ---- objective values and their gradients ---- */
+
+/* Index of the largest P[e] (ties to the lower index), skipping SKIP (or -1). */
+static int argmax_skip(const float *p, int E, int skip)
+{
+    int best = -1;
+    for (int e = 0; e < E; e++)
+        if (e != skip && (best < 0 || p[e] > p[best]))
+            best = e;
+    return best;
+}
+
+/* One router term for one token: returns its value, writes DZ (E) = d value / d logits
+ * (router logits before the softmax). P the current softmax, R the reference (or NULL). */
+static double router_term(const rs_objective *obj, rs_objective_kind kind, const float *p, const float *r, int E,
+                          double *dz)
+{
+    int star = r ? argmax_skip(r, E, -1) : -1;
+    double v = 0.0, s = 0.0;
+    switch (kind) {
+    case RS_OBJ_ROUTER: /* d(-log p*) / dz = p - onehot(e*) */
+    case RS_OBJ_ROUTER_TARGET: {
+        int t = kind == RS_OBJ_ROUTER ? star : obj->target;
+        double sign = kind == RS_OBJ_ROUTER ? 1.0 : -1.0;
+        for (int e = 0; e < E; e++)
+            dz[e] = sign * ((double)p[e] - (e == t));
+        return -sign * log((double)p[t]);
+    }
+    case RS_OBJ_JSD: /* d JSD / dp_e = log2(p_e / m_e) / 2, then the softmax's backward */
+        for (int e = 0; e < E; e++) {
+            double pe = p[e], re = r[e], me = 0.5 * (pe + re);
+            v += (re > 0 ? re * log(re / me) : 0.0) + (pe > 0 ? pe * log(pe / me) : 0.0);
+            dz[e] = pe > 0 ? 0.5 * log(pe / me) / M_LN2 : 0.0;
+        }
+        v *= 0.5 / M_LN2;
+        break;
+    case RS_OBJ_MARGIN: { /* value = best other gate - gate of e* */
+        int other = argmax_skip(p, E, star);
+        for (int e = 0; e < E; e++)
+            dz[e] = (e == other) - (e == star);
+        v = (double)p[other] - (double)p[star];
+        break;
+    }
+    default:
+        return 0.0;
+    }
+    for (int e = 0; e < E; e++)
+        s += (double)p[e] * dz[e];
+    for (int e = 0; e < E; e++)
+        dz[e] = (double)p[e] * (dz[e] - s);
+    return v;
+}
+
+/* For MoE block SLOT of the group: adds the router terms' values to VALUE (G) and their
+ * gradient with respect to the router logits to DP (N,E). */
+static void router_objective(const rs_config *c, const group_in *in, int slot, const float *probs, int G,
+                             double *value, float *dp)
+{
+    int T = rs_config_tokens(c), Np = rs_config_patches(c), E = c->num_experts, first = T - Np;
+    double dz[RS_MAX_EXPERTS];
+    const rs_objective *obj = in->obj;
+    double scale = 1.0 / ((double)Np * in->nsel);
+    for (int t = 0; t < obj->num_terms; t++) {
+        if (obj->term[t] == RS_OBJ_CE)
+            continue;
+        double w = (t == 0 ? 1.0 : obj->beta) * scale;
+        for (int b = 0; b < G; b++)
+            for (int tok = first; tok < T; tok++) {
+                size_t row = (size_t)b * T + tok;
+                const float *r = in->ref ? in->ref[slot] + row * E : NULL;
+                value[b] += w * router_term(obj, obj->term[t], probs + row * E, r, E, dz);
+                for (int e = 0; e < E; e++)
+                    dp[row * E + e] += (float)(w * dz[e]);
+            }
+    }
+}
+
+/* VALUE (G) += the CE terms; DLOGITS (G,K) = their gradient. */
+static void ce_objective(const rs_config *c, const group_in *in, const float *logits, int G, double *value,
+                         float *dlogits)
+{
+    int K = c->num_classes;
+    memset(dlogits, 0, sizeof(float) * (size_t)G * K);
+    for (int t = 0; t < in->obj->num_terms; t++) {
+        if (in->obj->term[t] != RS_OBJ_CE)
+            continue;
+        double w = t == 0 ? 1.0 : in->obj->beta;
+        for (int b = 0; b < G; b++) {
+            const float *z = logits + (size_t)b * K;
+            int y = in->labels[b];
+            double mx = z[argmax_skip(z, K, -1)], sum = 0.0;
+            for (int k = 0; k < K; k++)
+                sum += exp((double)z[k] - mx);
+            value[b] += w * (mx + log(sum) - (double)z[y]);
+            for (int k = 0; k < K; k++)
+                dlogits[(size_t)b * K + k] += (float)(w * (exp((double)z[k] - mx) / sum - (k == y)));
+        }
+    }
+}
+
+/* ---- the taped forward pass: forward.c's operations, keeping what the backward needs ---- */
+
+/* x (G,T,D) = [cls] + patches @ W^T + b, + pos_embed, from [0,1] PIXELS normalised as
+ * rs_normalize does (then the same operations as forward.c's embed). */
+static void embed(const rs_model *m, workspace *ws, const float *pixels, int G)
+{
+    const rs_config *c = &m->cfg;
+    int C = c->channels, P = c->patch_size, H = c->image_h, W = c->image_w;
+    int gw = rs_config_grid_w(c), Np = rs_config_patches(c), T = rs_config_tokens(c);
+    int D = c->hidden, K = C * P * P, first = T - Np;
+    for (int bp = 0; bp < G * Np; bp++) {
+        int b = bp / Np, p = bp % Np, r0 = (p / gw) * P, c0 = (p % gw) * P;
+        float *dst = ws->patches + (size_t)bp * K;
+        for (int ch = 0; ch < C; ch++)
+            for (int py = 0; py < P; py++) {
+                const float *src = pixels + (((size_t)b * C + ch) * H + r0 + py) * W + c0;
+                for (int px = 0; px < P; px++)
+                    dst[(ch * P + py) * P + px] = (src[px] - c->mean[ch]) / c->std[ch];
+            }
+    }
+    rs_gemm_bias(G * Np, D, K, ws->patches, K, m->patch_w, K, m->patch_b, false, ws->xn, D);
+    for (int b = 0; b < G; b++)
+        for (int t = 0; t < T; t++) {
+            float *dst = ws->x + ((size_t)b * T + t) * D;
+            const float *pos = m->pos_embed + (size_t)t * D;
+            const float *src = t < first ? m->cls_token : ws->xn + ((size_t)b * Np + t - first) * D;
+            for (int i = 0; i < D; i++)
+                dst[i] = src[i] + pos[i];
+        }
+}
+
+/* x += proj(MHSA(norm1(x))), keeping norm1's input, qkv and the attention probabilities. */
+static void attention(const rs_config *c, workspace *ws, tape_block *tb, const rs_block_weights *w, int G)
+{
+    int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = G * T;
+    float scale = 1.0f / sqrtf((float)Dh);
+    memcpy(tb->x_in, ws->x, sizeof(float) * (size_t)N * D);
+    rs_layer_norm(ws->xn, ws->x, w->norm1_w, w->norm1_b, (size_t)N, (size_t)D, c->layer_norm_eps);
+    rs_gemm_bias(N, 3 * D, D, ws->xn, D, w->qkv_w, D, w->qkv_b, false, tb->qkv, 3 * D);
+    for (int b = 0; b < G; b++)
+        for (int h = 0; h < H; h++) {
+            const float *q = tb->qkv + (size_t)b * T * 3 * D + h * Dh;
+            float *a = tb->att + ((size_t)b * H + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q, 3 * D, q + D, 3 * D, 0.0f, a, T);
+            rs_softmax_rows(a, (size_t)T, (size_t)T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, a, T, q + 2 * D, 3 * D, 0.0f,
+                        ws->attn + (size_t)b * T * D + h * Dh, D);
+        }
+    rs_gemm_bias(N, D, D, ws->attn, D, w->proj_w, D, w->proj_b, true, ws->x, D);
+}
+
+/* x += fc2(gelu(fc1(xn))), keeping the GELU's input. */
+static void dense_mlp(const rs_config *c, workspace *ws, tape_block *tb, const rs_block_weights *w, int N)
+{
+    int D = c->hidden, M = c->mlp_dim;
+    rs_gemm_bias(N, M, D, ws->xn, D, w->fc1_w, D, w->fc1_b, false, tb->hpre, M);
+    memcpy(ws->hidden, tb->hpre, sizeof(float) * (size_t)N * M);
+    rs_apply_gelu(c, ws->hidden, (size_t)N * M);
+    rs_gemm_bias(N, D, M, ws->hidden, M, w->fc2_w, M, w->fc2_b, true, ws->x, D);
+}
+
+/* forward.c's moe(), keeping the routing, the GELU inputs and the expert outputs. */
+static void moe(const rs_config *c, workspace *ws, tape_block *tb, const rs_block_weights *w, int N)
+{
+    int D = c->hidden, M = c->mlp_dim, E = c->num_experts, k = c->top_k, R = rs_config_record_k(c);
+    float *probs = tb->probs;
+    rs_gemm_bias(N, E, D, ws->xn, D, w->router_w, D, w->router_b, false, probs, E);
+    rs_softmax_rows(probs, (size_t)N, (size_t)E);
+    for (int n = 0; n < N; n++)
+        rs_top_experts(probs + (size_t)n * E, E, R, tb->top_idx + (size_t)n * R, tb->top_gate + (size_t)n * R);
+    int32_t *start = tb->route_start, *cursor = tb->route_start + E + 1;
+    memset(start, 0, sizeof *start * (size_t)(E + 1));
+    for (int n = 0; n < N; n++)
+        for (int s = 0; s < k; s++)
+            start[tb->top_idx[(size_t)n * R + s] + 1]++;
+    for (int e = 0; e < E; e++)
+        start[e + 1] += start[e];
+    memcpy(cursor, start, sizeof *cursor * (size_t)E);
+    for (int n = 0; n < N; n++)
+        for (int s = 0; s < k; s++)
+            tb->route_rows[cursor[tb->top_idx[(size_t)n * R + s]]++] = n;
+    for (int e = 0; e < E; e++) {
+        int count = start[e + 1] - start[e];
+        if (count == 0)
+            continue;
+        const int32_t *rows = tb->route_rows + start[e];
+        float *hpre = tb->hpre + (size_t)start[e] * M, *y = tb->y + (size_t)start[e] * D;
+        for (int i = 0; i < count; i++)
+            memcpy(ws->gathered + (size_t)i * D, ws->xn + (size_t)rows[i] * D, sizeof(float) * D);
+        rs_gemm_bias(count, M, D, ws->gathered, D, w->efc1_w + (size_t)e * M * D, D, w->efc1_b + (size_t)e * M,
+                     false, hpre, M);
+        memcpy(ws->hidden, hpre, sizeof(float) * (size_t)count * M);
+        rs_apply_gelu(c, ws->hidden, (size_t)count * M);
+        rs_gemm_bias(count, D, M, ws->hidden, M, w->efc2_w + (size_t)e * D * M, M, w->efc2_b + (size_t)e * D,
+                     false, y, D);
+        for (int i = 0; i < count; i++) {
+            float g = probs[(size_t)rows[i] * E + e];
+            float *dst = ws->x + (size_t)rows[i] * D;
+            const float *yi = y + (size_t)i * D;
+            for (int j = 0; j < D; j++)
+                dst[j] += g * yi[j];
+        }
+    }
+}
+
+/* Final norm, pooling, optional tanh(pre_logits), head: LOGITS (G,K). ws->x keeps the
+ * final residual stream for the backward. */
+static void head(const rs_model *m, workspace *ws, int G)
+{
+    const rs_config *c = &m->cfg;
+    int T = rs_config_tokens(c), D = c->hidden, K = c->num_classes;
+    if (c->classifier == RS_CLASSIFIER_TOKEN) {
+        for (int b = 0; b < G; b++)
+            rs_layer_norm(ws->pooled + (size_t)b * D, ws->x + (size_t)b * T * D, m->norm_w, m->norm_b, 1,
+                          (size_t)D, c->layer_norm_eps);
+    } else {
+        rs_layer_norm(ws->xn, ws->x, m->norm_w, m->norm_b, (size_t)G * T, (size_t)D, c->layer_norm_eps);
+        for (int b = 0; b < G; b++) {
+            float *dst = ws->pooled + (size_t)b * D;
+            memset(dst, 0, sizeof(float) * D);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < D; i++)
+                    dst[i] += ws->xn[((size_t)b * T + t) * D + i];
+            for (int i = 0; i < D; i++)
+                dst[i] /= (float)T;
+        }
+    }
+    const float *feat = ws->pooled;
+    if (m->pre_logits_w) {
+        rs_gemm_bias(G, D, D, ws->pooled, D, m->pre_logits_w, D, m->pre_logits_b, false, ws->pre, D);
+        for (size_t i = 0; i < (size_t)G * D; i++)
+            ws->pre[i] = tanhf(ws->pre[i]);
+        feat = ws->pre;
+    }
+    rs_gemm_bias(G, K, D, feat, D, m->head_w, D, m->head_b, false, ws->logits, K);
+}
+
+static void forward_group(const rs_model *m, workspace *ws, const float *pixels, int G)
+{
+    const rs_config *c = &m->cfg;
+    int N = G * rs_config_tokens(c);
+    embed(m, ws, pixels, G);
+    for (int i = 0; i < c->depth; i++) {
+        const rs_block_weights *w = &m->blocks[i];
+        tape_block *tb = &ws->blocks[i];
+        attention(c, ws, tb, w, G);
+        memcpy(tb->x_mid, ws->x, sizeof(float) * (size_t)N * c->hidden);
+        rs_layer_norm(ws->xn, ws->x, w->norm2_w, w->norm2_b, (size_t)N, (size_t)c->hidden, c->layer_norm_eps);
+        if (w->moe_slot < 0)
+            dense_mlp(c, ws, tb, w, N);
+        else
+            moe(c, ws, tb, w, N);
+    }
+    head(m, ws, G);
+}
+
+/* ---- the backward pass. dY = dX W for every layer Y = X W^T + b, as one GEMM. ---- */
+
+/* DX (m,k) = [DX +] DY (m,n) @ W (n,k). */
+static void gemm_back(int m, int n, int k, const float *dy, int lddy, const float *w, bool accumulate, float *dx,
+                      int lddx)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, lddy, w, k, accumulate ? 1.0f : 0.0f,
+                dx, lddx);
+}
+
+static void gelu_back(const rs_config *c, float *dh, const float *hpre, size_t n)
+{
+    if (c->gelu == RS_GELU_ERF)
+        rs_gelu_erf_backward(dh, hpre, n);
+    else
+        rs_gelu_tanh_backward(dh, hpre, n);
+}
+
+/* From dlogits (G,K) to dx (N,D), the gradient of the final residual stream. */
+static void head_back(const rs_model *m, workspace *ws, int G)
+{
+    const rs_config *c = &m->cfg;
+    int T = rs_config_tokens(c), D = c->hidden, K = c->num_classes, N = G * T;
+    gemm_back(G, K, D, ws->dlogits, K, m->head_w, false, ws->dfeat, D);
+    const float *dpooled = ws->dfeat;
+    if (m->pre_logits_w) {
+        for (size_t i = 0; i < (size_t)G * D; i++)
+            ws->dfeat[i] *= 1.0f - ws->pre[i] * ws->pre[i];
+        gemm_back(G, D, D, ws->dfeat, D, m->pre_logits_w, false, ws->dpooled, D);
+        dpooled = ws->dpooled;
+    }
+    memset(ws->dx, 0, sizeof(float) * (size_t)N * D);
+    if (c->classifier == RS_CLASSIFIER_TOKEN) {
+        for (int b = 0; b < G; b++)
+            rs_layer_norm_backward(ws->dx + (size_t)b * T * D, dpooled + (size_t)b * D, ws->x + (size_t)b * T * D,
+                                   m->norm_w, 1, (size_t)D, c->layer_norm_eps);
+        return;
+    }
+    for (int b = 0; b < G; b++)
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < D; i++)
+                ws->dxn[((size_t)b * T + t) * D + i] = dpooled[(size_t)b * D + i] / (float)T;
+    rs_layer_norm_backward(ws->dx, ws->dxn, ws->x, m->norm_w, (size_t)N, (size_t)D, c->layer_norm_eps);
+}
+
+/* dx += d attention-branch / d x applied to dx (the branch's output gradient). */
+static void attention_back(const rs_config *c, workspace *ws, const tape_block *tb, const rs_block_weights *w,
+                           int G)
+{
+    int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = G * T;
+    float scale = 1.0f / sqrtf((float)Dh);
+    gemm_back(N, D, D, ws->dx, D, w->proj_w, false, ws->dattn, D);
+    for (int b = 0; b < G; b++)
+        for (int h = 0; h < H; h++) {
+            size_t off = (size_t)b * T * 3 * D + h * Dh;
+            const float *q = tb->qkv + off, *a = tb->att + ((size_t)b * H + h) * T * T;
+            const float *dout = ws->dattn + (size_t)b * T * D + h * Dh;
+            float *dq = ws->dqkv + off;
+            /* out = A V: dV = A^T dout, dA = dout V^T; A = softmax(scale Q K^T). */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, 1.0f, a, T, dout, D, 0.0f, dq + 2 * D,
+                        3 * D);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, 1.0f, dout, D, q + 2 * D, 3 * D, 0.0f,
+                        ws->dscores, T);
+            rs_softmax_backward(ws->dscores, a, (size_t)T, (size_t)T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, scale, ws->dscores, T, q + D, 3 * D,
+                        0.0f, dq, 3 * D);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, scale, ws->dscores, T, q, 3 * D, 0.0f,
+                        dq + D, 3 * D);
+        }
+    gemm_back(N, 3 * D, D, ws->dqkv, 3 * D, w->qkv_w, false, ws->dxn, D);
+    rs_layer_norm_backward(ws->dx, ws->dxn, tb->x_in, w->norm1_w, (size_t)N, (size_t)D, c->layer_norm_eps);
+}
+
+/* dxn = d dense-MLP / d norm2 output, applied to dx. */
+static void dense_back(const rs_config *c, workspace *ws, const tape_block *tb, const rs_block_weights *w, int N)
+{
+    int D = c->hidden, M = c->mlp_dim;
+    gemm_back(N, D, M, ws->dx, D, w->fc2_w, false, ws->dh, M);
+    gelu_back(c, ws->dh, tb->hpre, (size_t)N * M);
+    gemm_back(N, M, D, ws->dh, M, w->fc1_w, false, ws->dxn, D);
+}
+
+/* dxn = d MoE / d norm2 output applied to dx, through the experts, the gates and the
+ * objective's router terms (added to VALUE). */
+static void moe_back(const rs_config *c, workspace *ws, const tape_block *tb, const rs_block_weights *w,
+                     const group_in *in, int G, int block)
+{
+    int D = c->hidden, M = c->mlp_dim, E = c->num_experts, N = G * rs_config_tokens(c);
+    const int32_t *start = tb->route_start;
+    memset(ws->dxn, 0, sizeof(float) * (size_t)N * D);
+    memset(ws->dp, 0, sizeof(float) * (size_t)N * E);
+    for (int e = 0; e < E; e++) {
+        int count = start[e + 1] - start[e];
+        if (count == 0)
+            continue;
+        const int32_t *rows = tb->route_rows + start[e];
+        const float *y = tb->y + (size_t)start[e] * D;
+        /* out += p_e y_e: d y_e = p_e dout, d p_e = <dout, y_e>. */
+        for (int i = 0; i < count; i++) {
+            const float *dout = ws->dx + (size_t)rows[i] * D, *yi = y + (size_t)i * D;
+            float g = tb->probs[(size_t)rows[i] * E + e], dot = 0.0f;
+            float *dst = ws->gathered + (size_t)i * D;
+            for (int j = 0; j < D; j++) {
+                dot += dout[j] * yi[j];
+                dst[j] = g * dout[j];
+            }
+            ws->dp[(size_t)rows[i] * E + e] = dot;
+        }
+        gemm_back(count, D, M, ws->gathered, D, w->efc2_w + (size_t)e * D * M, false, ws->dh, M);
+        gelu_back(c, ws->dh, tb->hpre + (size_t)start[e] * M, (size_t)count * M);
+        gemm_back(count, M, D, ws->dh, M, w->efc1_w + (size_t)e * M * D, false, ws->dattn, D);
+        for (int i = 0; i < count; i++) {
+            float *dst = ws->dxn + (size_t)rows[i] * D;
+            const float *src = ws->dattn + (size_t)i * D;
+            for (int j = 0; j < D; j++)
+                dst[j] += src[j];
+        }
+    }
+    rs_softmax_backward(ws->dp, tb->probs, (size_t)N, (size_t)E);
+    if (block_selected(in->obj, block))
+        router_objective(c, in, w->moe_slot, tb->probs, G, ws->value, ws->dp);
+    gemm_back(N, E, D, ws->dp, E, w->router_w, true, ws->dxn, D);
+}
+
+/* d value / d pixels for the group from dx (N,D) at the embedding's output. */
+static void embed_back(const rs_model *m, workspace *ws, int G, float *grad)
+{
+    const rs_config *c = &m->cfg;
+    int C = c->channels, P = c->patch_size, H = c->image_h, W = c->image_w;
+    int gw = rs_config_grid_w(c), Np = rs_config_patches(c), T = rs_config_tokens(c);
+    int D = c->hidden, K = C * P * P, first = T - Np;
+    const float *drows = ws->dx;
+    if (first) { /* the patch rows, without the class tokens */
+        for (int b = 0; b < G; b++)
+            memcpy(ws->dattn + (size_t)b * Np * D, ws->dx + ((size_t)b * T + first) * D, sizeof(float) * Np * D);
+        drows = ws->dattn;
+    }
+    gemm_back(G * Np, D, K, drows, D, m->patch_w, false, ws->patches, K);
+    /* Patches do not overlap (stride P), so every pixel has exactly one column entry. */
+    for (int bp = 0; bp < G * Np; bp++) {
+        int b = bp / Np, p = bp % Np, r0 = (p / gw) * P, c0 = (p % gw) * P;
+        const float *src = ws->patches + (size_t)bp * K;
+        for (int ch = 0; ch < C; ch++)
+            for (int py = 0; py < P; py++) {
+                float *dst = grad + (((size_t)b * C + ch) * H + r0 + py) * W + c0;
+                for (int px = 0; px < P; px++)
+                    dst[px] = src[(ch * P + py) * P + px] / c->std[ch];
+            }
+    }
+}
+
+static void backward_group(const rs_model *m, workspace *ws, const group_in *in, int G, float *grad)
+{
+    const rs_config *c = &m->cfg;
+    int N = G * rs_config_tokens(c);
+    memset(ws->value, 0, sizeof(double) * (size_t)G);
+    ce_objective(c, in, ws->logits, G, ws->value, ws->dlogits);
+    head_back(m, ws, G);
+    for (int i = c->depth - 1; i >= 0; i--) {
+        const rs_block_weights *w = &m->blocks[i];
+        const tape_block *tb = &ws->blocks[i];
+        if (w->moe_slot < 0)
+            dense_back(c, ws, tb, w, N);
+        else
+            moe_back(c, ws, tb, w, in, G, i);
+        rs_layer_norm_backward(ws->dx, ws->dxn, tb->x_mid, w->norm2_w, (size_t)N, (size_t)c->hidden,
+                               c->layer_norm_eps);
+        attention_back(c, ws, tb, w, G);
+    }
+    embed_back(m, ws, G, grad);
+}
+
+/* ---- buffers and the run ---- */
+
+/* Hands out N floats from *CURSOR (64-byte aligned); with a NULL arena only counts. */
+static float *carve(float **cursor, size_t n)
+{
+    float *p = *cursor;
+    *cursor += (n + 15) & ~(size_t)15;
+    return p;
+}
+
+/* Lays out one workspace from BASE (NULL: just measure); returns the floats used. */
+static size_t layout(workspace *ws, const rs_config *c, int G, float *base)
+{
+    size_t T = (size_t)rs_config_tokens(c), N = (size_t)G * T, D = (size_t)c->hidden, M = (size_t)c->mlp_dim;
+    size_t E = (size_t)c->num_experts, k = (size_t)c->top_k, R = (size_t)rs_config_record_k(c);
+    size_t img = (size_t)c->channels * c->image_h * c->image_w, K = (size_t)c->num_classes;
+    float *cur = base;
+    for (int i = 0; i < c->depth; i++) {
+        tape_block *tb = &ws->blocks[i];
+        bool is_moe = rs_config_moe_slot(c, i) >= 0;
+        tb->x_in = carve(&cur, N * D);
+        tb->qkv = carve(&cur, N * 3 * D);
+        tb->att = carve(&cur, (size_t)G * c->heads * T * T);
+        tb->x_mid = carve(&cur, N * D);
+        tb->hpre = carve(&cur, (is_moe ? N * k : N) * M);
+        if (!is_moe)
+            continue;
+        tb->y = carve(&cur, N * k * D);
+        tb->probs = carve(&cur, N * E);
+        tb->top_idx = (int32_t *)carve(&cur, N * R);
+        tb->top_gate = carve(&cur, N * R);
+        tb->route_rows = (int32_t *)carve(&cur, N * k);
+        tb->route_start = (int32_t *)carve(&cur, 2 * E + 1);
+    }
+    ws->x = carve(&cur, N * D);
+    ws->xn = carve(&cur, N * D);
+    ws->attn = carve(&cur, N * D);
+    ws->hidden = carve(&cur, N * M);
+    ws->gathered = carve(&cur, N * D);
+    ws->patches = carve(&cur, (size_t)G * img);
+    ws->pooled = carve(&cur, (size_t)G * D);
+    ws->pre = carve(&cur, (size_t)G * D);
+    ws->logits = carve(&cur, (size_t)G * K);
+    ws->dx = carve(&cur, N * D);
+    ws->dxn = carve(&cur, N * D);
+    ws->dattn = carve(&cur, N * D);
+    ws->dqkv = carve(&cur, N * 3 * D);
+    ws->dscores = carve(&cur, T * T);
+    ws->dh = carve(&cur, N * M);
+    ws->dp = carve(&cur, N * E);
+    ws->dlogits = carve(&cur, (size_t)G * K);
+    ws->dfeat = carve(&cur, (size_t)G * D);
+    ws->dpooled = carve(&cur, (size_t)G * D);
+    ws->value = (double *)carve(&cur, 2 * (size_t)G);
+    return (size_t)(cur - base);
+}
+
+void rs_grad_free(rs_grad *g)
+{
+    if (!g)
+        return;
+    for (int t = 0; g->ws && t < g->threads; t++)
+        free(g->ws[t].arena);
+    free(g->ws);
+    free(g);
+}
+
+int rs_grad_create(const rs_model *model, int max_batch, int threads, rs_grad **out, rs_error *err)
+{
+    *out = NULL;
+    if (max_batch < 1 || threads < 1)
+        return rs_error_set(err, RS_EINVAL, "grad: max_batch %d and threads %d must be >= 1", max_batch, threads);
+    const rs_config *c = &model->cfg;
+    int group = rs_group_images(c), groups = (max_batch + group - 1) / group;
+    rs_grad *g = calloc(1, sizeof *g);
+    if (!g)
+        return rs_error_set(err, RS_ENOMEM, "grad: out of memory");
+    g->m = model;
+    g->max_batch = max_batch;
+    g->group = group;
+    g->threads = threads < groups ? threads : groups;
+    workspace probe;
+    size_t floats = layout(&probe, c, group, NULL);
+    bool ok = (g->ws = calloc((size_t)g->threads, sizeof *g->ws)) != NULL;
+    for (int t = 0; ok && t < g->threads; t++) {
+        /* aligned_alloc wants a size that is a multiple of the alignment: carve rounds to 16 floats. */
+        ok = (g->ws[t].arena = aligned_alloc(64, sizeof(float) * floats)) != NULL;
+        if (ok)
+            layout(&g->ws[t], c, group, g->ws[t].arena);
+    }
+    if (!ok) {
+        rs_grad_free(g);
+        return rs_error_set(err, RS_ENOMEM,
+                            "%s: out of memory for the gradient's activations (about %zu MB per thread for %d "
+                            "image%s per group); fewer --threads need less",
+                            rs_safetensors_path(model->file), (sizeof(float) * floats >> 20) + 1, group,
+                            group == 1 ? "" : "s");
+    }
+    rs_blas_set_threads(1);
+    *out = g;
+    return 0;
+}
+
+int rs_grad_group_size(const rs_grad *g)
+{
+    return g->group;
+}
+
+static int check_run(const rs_grad *g, const rs_objective *obj, int batch, const int32_t *labels,
+                     const float *const *ref_probs, rs_error *err)
+{
+    const rs_config *c = &g->m->cfg;
+    if (batch < 1 || batch > g->max_batch)
+        return rs_error_set(err, RS_EINVAL, "grad: batch %d outside [1, %d]", batch, g->max_batch);
+    int rc = rs_objective_check(obj, c, err);
+    if (rc)
+        return rc;
+    if (rs_objective_needs_labels(obj)) {
+        if (!labels)
+            return rs_error_set(err, RS_EINVAL, "grad: loss=ce needs the labels");
+        for (int b = 0; b < batch; b++)
+            if (labels[b] < 0 || labels[b] >= c->num_classes)
+                return rs_error_set(err, RS_EINVAL, "grad: label %d of image %d outside 0..%d", (int)labels[b], b,
+                                    c->num_classes - 1);
+    }
+    if (rs_objective_needs_ref(obj) && !ref_probs)
+        return rs_error_set(err, RS_EINVAL, "grad: the router, jsd and margin losses need the reference routing");
+    return 0;
+}
+
+int rs_grad_run(rs_grad *g, const rs_objective *obj, const float *pixels, int batch, const int32_t *labels,
+                const float *const *ref_probs, float *value, float *grad, rs_error *err)
+{
+    int rc = check_run(g, obj, batch, labels, ref_probs, err);
+    if (rc)
+        return rc;
+    const rs_config *c = &g->m->cfg;
+    size_t img = (size_t)c->channels * c->image_h * c->image_w, T = (size_t)rs_config_tokens(c);
+    size_t E = (size_t)c->num_experts;
+    int nsel = 0;
+    for (int s = 0; s < c->num_moe; s++)
+        nsel += block_selected(obj, c->moe_layers[s]);
+    int groups = (batch + g->group - 1) / g->group;
+    #pragma omp parallel for num_threads(g->threads) schedule(dynamic, 1) if(g->threads > 1 && groups > 1)
+    for (int gi = 0; gi < groups; gi++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        workspace *ws = &g->ws[tid];
+        int first = gi * g->group, n = batch - first < g->group ? batch - first : g->group;
+        const float *ref[RS_MAX_DEPTH];
+        for (int s = 0; ref_probs && s < c->num_moe; s++)
+            ref[s] = ref_probs[s] + (size_t)first * T * E;
+        group_in in = {obj, labels ? labels + first : NULL, ref_probs ? ref : NULL, nsel};
+        forward_group(g->m, ws, pixels + first * img, n);
+        backward_group(g->m, ws, &in, n, grad + first * img);
+        for (int b = 0; b < n; b++)
+            value[first + b] = (float)ws->value[b];
+    }
+    return 0;
+}
