@@ -136,14 +136,14 @@ static int parse_fraction(const char *spec, const char *key, const char *text, d
 {
     char buf[64];
     const char *slash = strchr(text, '/');
-    if (!slash)
-        return parse_number(spec, key, text, out, err);
-    if ((size_t)(slash - text) >= sizeof buf)
+    rs_error scratch;
+    if (!slash && !parse_number(spec, key, text, out, &scratch))
+        return 0;
+    if (!slash || (size_t)(slash - text) >= sizeof buf)
         return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a fraction A/B", spec, key, text);
     memcpy(buf, text, (size_t)(slash - text));
     buf[slash - text] = '\0';
     double num = 0, den = 0;
-    rs_error scratch;
     if (parse_number(spec, key, buf, &num, &scratch) || parse_number(spec, key, slash + 1, &den, &scratch) ||
         den <= 0)
         return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a fraction A/B", spec, key, text);
@@ -163,21 +163,9 @@ static int parse_word(const char *spec, const char *key, const char *text, const
     return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not %s", spec, key, text, want);
 }
 
-/* The keys pgd: takes itself; the objective's keys go to the objective parser. */
+/* The keys pgd: takes itself; the objective's keys go to rs_objective_set (grad.h). */
 enum { PGD_EPS, PGD_ALPHA, PGD_STEPS, PGD_NORM, PGD_START, PGD_MODE, PGD_KEYS };
 static const char *const pgd_keys[PGD_KEYS] = {"eps", "alpha", "steps", "norm", "start", "mode"};
-static const char *const objective_keys[] = {"loss", "beta", "target", "layers", NULL};
-
-/* Keeps an objective key=value for rs_attack_objective (attack.h), which checks it. */
-static int keep_objective(const char *spec, rs_attack_spec *a, const char *key, const char *value, rs_error *err)
-{
-    size_t used = strlen(a->objective);
-    int n = snprintf(a->objective + used, sizeof a->objective - used, "%s%s=%s", used ? "," : "", key, value);
-    if (n < 0 || (size_t)n >= sizeof a->objective - used)
-        return rs_error_set(err, RS_EINVAL, "view '%s': the objective's keys are longer than %zu characters", spec,
-                            sizeof a->objective - 1);
-    return 0;
-}
 
 static int parse_pgd_key(const char *spec, rs_attack_spec *a, int key, const char *value, rs_error *err)
 {
@@ -219,8 +207,9 @@ static int parse_pgd_key(const char *spec, rs_attack_spec *a, int key, const cha
     }
 }
 
-/* Fills in what the keys left out; mode=vmoe takes no step, norm or start of its own. */
-static int pgd_defaults(const char *spec, rs_attack_spec *a, const bool *given, rs_error *err)
+/* Fills in what the keys left out; mode=vmoe takes no step, norm or start of its own.
+ * LOSS_GIVEN: the spec named the loss. */
+static int pgd_defaults(const char *spec, rs_attack_spec *a, const bool *given, bool loss_given, rs_error *err)
 {
     if (!given[PGD_EPS])
         return rs_error_set(err, RS_EINVAL, "view '%s': pgd needs eps=E (e.g. eps=4/255)", spec);
@@ -235,7 +224,8 @@ static int pgd_defaults(const char *spec, rs_attack_spec *a, const bool *given, 
         a->alpha = a->eps / a->steps;
         a->random_start = false;
         a->norm = RS_ATTACK_LINF;
-        return 0;
+        /* vmoe's own loss: the cross-entropy of the label. */
+        return loss_given ? 0 : rs_objective_set(&a->objective, "loss", "ce", err) < 0 ? RS_EINVAL : 0;
     }
     a->steps = given[PGD_STEPS] ? a->steps : 10;
     a->alpha = given[PGD_ALPHA] ? a->alpha : 2.5 * a->eps / a->steps;
@@ -251,31 +241,37 @@ static int parse_pgd(const char *spec, char *params, rs_view_spec *out, rs_error
     out->attack = true;
     rs_attack_spec *a = &out->pgd;
     memset(a, 0, sizeof *a);
-    bool given[PGD_KEYS] = {false};
+    rs_objective_init(&a->objective);
+    bool given[PGD_KEYS] = {false}, loss_given = false;
     char *save = NULL;
     for (char *kv = params ? strtok_r(params, ",", &save) : NULL; kv; kv = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(kv, '=');
         if (!eq)
             return rs_error_set(err, RS_EINVAL, "view '%s': '%s' is not KEY=VALUE", spec, kv);
         *eq = '\0';
-        int key = 0, obj = 0, rc;
+        int key = 0;
         while (key < PGD_KEYS && strcmp(kv, pgd_keys[key]))
             key++;
-        while (objective_keys[obj] && strcmp(kv, objective_keys[obj]))
-            obj++;
-        if (key == PGD_KEYS && !objective_keys[obj])
+        if (key < PGD_KEYS) {
+            if (given[key])
+                return rs_error_set(err, RS_EINVAL, "view '%s': pgd's %s is given twice", spec, kv);
+            given[key] = true;
+            int rc = parse_pgd_key(spec, a, key, eq + 1, err);
+            if (rc)
+                return rc;
+            continue;
+        }
+        rs_error why;
+        int rc = rs_objective_set(&a->objective, kv, eq + 1, &why);
+        if (rc < 0)
+            return rs_error_set(err, RS_EINVAL, "view '%s': %s", spec, why.msg);
+        if (rc == 0)
             return rs_error_set(err, RS_EINVAL,
                                 "view '%s': pgd has no parameter '%s' (want eps, steps, alpha, loss, beta, target, "
                                 "norm, start, mode, layers)", spec, kv);
-        if (key < PGD_KEYS && given[key])
-            return rs_error_set(err, RS_EINVAL, "view '%s': pgd's %s is given twice", spec, kv);
-        if (key < PGD_KEYS)
-            given[key] = true;
-        rc = key < PGD_KEYS ? parse_pgd_key(spec, a, key, eq + 1, err) : keep_objective(spec, a, kv, eq + 1, err);
-        if (rc)
-            return rc;
+        loss_given |= !strcmp(kv, "loss");
     }
-    return pgd_defaults(spec, a, given, err);
+    return pgd_defaults(spec, a, given, loss_given, err);
 }
 
 /* "view=V", V a non-negative integer (an earlier view: rs_view_spec_check_base). */

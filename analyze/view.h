@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "grad.h"
 #include "rs_error.h"
 
 #define RS_VIEW_MAX_OPS 16
@@ -55,10 +56,10 @@ typedef struct rs_attack_spec {
     rs_attack_norm norm;    /* linf (default) or l2 */
     bool random_start;      /* pgd default true; vmoe false */
     bool vmoe;              /* mode=vmoe: sign steps of eps/steps, no projection, no clip */
-    /* The objective's keys (loss, beta, target, layers) as given, "key=value" separated by
-     * ',' in spec order, for the objective parser (rs_attack_objective in attack.h); empty
-     * when the spec gives none. */
-    char objective[160];
+    /* The objective (loss, beta, target, layers: model/grad.h), parsed; pgd default
+     * loss=router, vmoe loss=ce. What depends on the model (target < E, layers are MoE
+     * blocks) is checked with rs_objective_check once the model is known. */
+    rs_objective objective;
 } rs_attack_spec;
 
 typedef struct rs_view_op {
