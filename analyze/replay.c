@@ -229,26 +229,26 @@ static int attack_view(engine *e, int v, int first, int n, rs_error *err)
     const rs_config *c = &e->model->cfg;
     const rs_attack_spec *a = &e->parsed[v].pgd;
     int V = e->num_views, L = c->num_moe, S = e->attack_stride;
-    size_t img = (size_t)c->channels * c->image_h * c->image_w, bte = (size_t)e->batch * rs_config_tokens(c) * c->num_experts;
+    size_t img = (size_t)c->channels * c->image_h * c->image_w, te = (size_t)rs_config_tokens(c) * c->num_experts;
+    bool needs_ref = rs_objective_needs_ref(&a->objective), needs_labels = rs_objective_needs_labels(&a->objective);
     const float *ref[RS_MAX_DEPTH];
     for (int l = 0; l < L; l++)
-        ref[l] = e->ref_probs + l * bte;
-    if (rs_objective_needs_ref(&a->objective)) {
+        ref[l] = e->ref_probs + l * e->batch * te;
+    if (needs_ref) {
         int rc = forward_raw(e, n, err);
         if (rc)
             return rc;
         const rs_forward_out *out = rs_forward_result(e->forward);
         for (int l = 0; l < L; l++)
-            memcpy(e->ref_probs + l * bte, out->moe[l].probs, sizeof(float) * (size_t)n * rs_config_tokens(c) * c->num_experts);
+            memcpy(e->ref_probs + l * e->batch * te, out->moe[l].probs, sizeof(float) * n * te);
     }
-    for (int i = 0; i < n && rs_objective_needs_labels(&a->objective); i++)
+    for (int i = 0; i < n && needs_labels; i++)
         if (e->labels[i] < 0)
             return rs_error_set(err, RS_EINVAL, "view '%s': its loss needs labels, and image %d of %s has none",
                                 e->specs[v], first + i, rs_source_name(e->source));
     for (int i = 0; i < n; i++)
         e->seeds[i] = e->drawn[(size_t)i * V + v].attack_seed;
-    oracle_ctx ctx = {e->grad, &a->objective, rs_objective_needs_labels(&a->objective) ? e->labels : NULL,
-                      rs_objective_needs_ref(&a->objective) ? ref : NULL};
+    oracle_ctx ctx = {e->grad, &a->objective, needs_labels ? e->labels : NULL, needs_ref ? ref : NULL};
     rs_attack_record_out rec = {e->tmp_linf, e->tmp_l2, e->tmp_obj};
     double t = now();
     int rc = rs_attack_run(a, e->raw_px, n, img, e->seeds, grad_oracle, &ctx, e->attack_px, &rec, err);
