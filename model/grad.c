@@ -1,6 +1,7 @@
 #include "grad.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -18,24 +19,16 @@
 /* What one block's backward needs from its forward, for one group (N = G*T rows). */
 typedef struct tape_block {
     float *x_in;        /* (N,D) residual stream entering the block (norm1's input) */
-    float *qkv;         /* (N,3D) */
-    float *att;         /* (G,H,T,T) attention probabilities */
     float *x_mid;       /* (N,D) residual stream after attention (norm2's input) */
-    float *hpre;        /* dense: (N,M); MoE: (N*k,M) in routed order — GELU inputs */
-    float *y;           /* MoE: (N*k,D) expert outputs in routed order, before the gate */
-    float *probs;       /* MoE: (N,E) router softmax */
-    int32_t *top_idx;   /* MoE: (N,R) */
-    float *top_gate;    /* MoE: (N,R) */
-    int32_t *route_rows;  /* MoE: (N*k) token rows grouped by expert */
-    int32_t *route_start; /* MoE: (E+1) start of each expert's rows, then (E) cursors */
+    rs_block_bufs b;    /* qkv, every head's attention probabilities, GELU inputs, expert
+                           outputs and routing, all kept (layers.h) */
 } tape_block;
 
 /* One thread's buffers for one group of up to G images. */
 typedef struct workspace {
     tape_block blocks[RS_MAX_DEPTH];
-    float *x, *xn, *attn, *hidden, *gathered; /* forward: (N,D) (N,D) (N,D) (N,M) (N,D) */
-    float *patches;     /* (G, C*H*W) im2col; reused for the pixel gradient's columns */
-    float *pooled, *pre, *logits; /* (G,D) (G,D) (G,K) */
+    rs_group_bufs g;    /* the forward's working buffers; g.x ends as the final residual stream */
+    float *logits;      /* (G,K) */
     float *dx, *dxn, *dattn, *dqkv, *dscores, *dh, *dp; /* (N,D) (N,D) (N,D) (N,3D) (T,T) (N,M) (N,E) */
     float *dlogits, *dfeat, *dpooled; /* (G,K) (G,D) (G,D) */
     double *value;      /* (G) */
@@ -103,7 +96,7 @@ static int parse_layers(rs_objective *obj, const char *value, rs_error *err)
         char *end;
         errno = 0;
         long b = strtol(s, &end, 10);
-        if (end == s || *s == '-' || *s == '+' || errno || b > 31 || (*end && *end != '/'))
+        if (!isdigit((unsigned char)*s) || errno || b > 31 || (*end && *end != '/'))
             return rs_error_set(err, RS_EINVAL, "layers: '%s' is not block indices 0..31 separated by '/'", value);
         mask |= 1u << b;
         if (!*end)
@@ -132,7 +125,7 @@ int rs_objective_set(rs_objective *obj, const char *key, const char *value, rs_e
     if (!strcmp(key, "target")) {
         errno = 0;
         long v = strtol(value, &end, 10);
-        if (end == value || *end || errno || v < 0 || v >= RS_MAX_EXPERTS || *value == '+')
+        if (!isdigit((unsigned char)*value) || *end || errno || v >= RS_MAX_EXPERTS)
             return rs_error_set(err, RS_EINVAL, "target: '%s' is not an expert index", value);
         obj->target = (int)v;
         return 1;
@@ -292,160 +285,27 @@ static void ce_objective(const rs_config *c, const group_in *in, const float *lo
     }
 }
 
-/* ---- the taped forward pass: forward.c's operations, keeping what the backward needs ---- */
-
-/* x (G,T,D) = [cls] + patches @ W^T + b, + pos_embed, from [0,1] PIXELS normalised as
- * rs_normalize does (then the same operations as forward.c's embed). */
-static void embed(const rs_model *m, workspace *ws, const float *pixels, int G)
-{
-    const rs_config *c = &m->cfg;
-    int C = c->channels, P = c->patch_size, H = c->image_h, W = c->image_w;
-    int gw = rs_config_grid_w(c), Np = rs_config_patches(c), T = rs_config_tokens(c);
-    int D = c->hidden, K = C * P * P, first = T - Np;
-    for (int bp = 0; bp < G * Np; bp++) {
-        int b = bp / Np, p = bp % Np, r0 = (p / gw) * P, c0 = (p % gw) * P;
-        float *dst = ws->patches + (size_t)bp * K;
-        for (int ch = 0; ch < C; ch++)
-            for (int py = 0; py < P; py++) {
-                const float *src = pixels + (((size_t)b * C + ch) * H + r0 + py) * W + c0;
-                for (int px = 0; px < P; px++)
-                    dst[(ch * P + py) * P + px] = (src[px] - c->mean[ch]) / c->std[ch];
-            }
-    }
-    rs_gemm_bias(G * Np, D, K, ws->patches, K, m->patch_w, K, m->patch_b, false, ws->xn, D);
-    for (int b = 0; b < G; b++)
-        for (int t = 0; t < T; t++) {
-            float *dst = ws->x + ((size_t)b * T + t) * D;
-            const float *pos = m->pos_embed + (size_t)t * D;
-            const float *src = t < first ? m->cls_token : ws->xn + ((size_t)b * Np + t - first) * D;
-            for (int i = 0; i < D; i++)
-                dst[i] = src[i] + pos[i];
-        }
-}
-
-/* x += proj(MHSA(norm1(x))), keeping norm1's input, qkv and the attention probabilities. */
-static void attention(const rs_config *c, workspace *ws, tape_block *tb, const rs_block_weights *w, int G)
-{
-    int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = G * T;
-    float scale = 1.0f / sqrtf((float)Dh);
-    memcpy(tb->x_in, ws->x, sizeof(float) * (size_t)N * D);
-    rs_layer_norm(ws->xn, ws->x, w->norm1_w, w->norm1_b, (size_t)N, (size_t)D, c->layer_norm_eps);
-    rs_gemm_bias(N, 3 * D, D, ws->xn, D, w->qkv_w, D, w->qkv_b, false, tb->qkv, 3 * D);
-    for (int b = 0; b < G; b++)
-        for (int h = 0; h < H; h++) {
-            const float *q = tb->qkv + (size_t)b * T * 3 * D + h * Dh;
-            float *a = tb->att + ((size_t)b * H + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q, 3 * D, q + D, 3 * D, 0.0f, a, T);
-            rs_softmax_rows(a, (size_t)T, (size_t)T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, a, T, q + 2 * D, 3 * D, 0.0f,
-                        ws->attn + (size_t)b * T * D + h * Dh, D);
-        }
-    rs_gemm_bias(N, D, D, ws->attn, D, w->proj_w, D, w->proj_b, true, ws->x, D);
-}
-
-/* x += fc2(gelu(fc1(xn))), keeping the GELU's input. */
-static void dense_mlp(const rs_config *c, workspace *ws, tape_block *tb, const rs_block_weights *w, int N)
-{
-    int D = c->hidden, M = c->mlp_dim;
-    rs_gemm_bias(N, M, D, ws->xn, D, w->fc1_w, D, w->fc1_b, false, tb->hpre, M);
-    memcpy(ws->hidden, tb->hpre, sizeof(float) * (size_t)N * M);
-    rs_apply_gelu(c, ws->hidden, (size_t)N * M);
-    rs_gemm_bias(N, D, M, ws->hidden, M, w->fc2_w, M, w->fc2_b, true, ws->x, D);
-}
-
-/* forward.c's moe(), keeping the routing, the GELU inputs and the expert outputs. */
-static void moe(const rs_config *c, workspace *ws, tape_block *tb, const rs_block_weights *w, int N)
-{
-    int D = c->hidden, M = c->mlp_dim, E = c->num_experts, k = c->top_k, R = rs_config_record_k(c);
-    float *probs = tb->probs;
-    rs_gemm_bias(N, E, D, ws->xn, D, w->router_w, D, w->router_b, false, probs, E);
-    rs_softmax_rows(probs, (size_t)N, (size_t)E);
-    for (int n = 0; n < N; n++)
-        rs_top_experts(probs + (size_t)n * E, E, R, tb->top_idx + (size_t)n * R, tb->top_gate + (size_t)n * R);
-    int32_t *start = tb->route_start, *cursor = tb->route_start + E + 1;
-    memset(start, 0, sizeof *start * (size_t)(E + 1));
-    for (int n = 0; n < N; n++)
-        for (int s = 0; s < k; s++)
-            start[tb->top_idx[(size_t)n * R + s] + 1]++;
-    for (int e = 0; e < E; e++)
-        start[e + 1] += start[e];
-    memcpy(cursor, start, sizeof *cursor * (size_t)E);
-    for (int n = 0; n < N; n++)
-        for (int s = 0; s < k; s++)
-            tb->route_rows[cursor[tb->top_idx[(size_t)n * R + s]]++] = n;
-    for (int e = 0; e < E; e++) {
-        int count = start[e + 1] - start[e];
-        if (count == 0)
-            continue;
-        const int32_t *rows = tb->route_rows + start[e];
-        float *hpre = tb->hpre + (size_t)start[e] * M, *y = tb->y + (size_t)start[e] * D;
-        for (int i = 0; i < count; i++)
-            memcpy(ws->gathered + (size_t)i * D, ws->xn + (size_t)rows[i] * D, sizeof(float) * D);
-        rs_gemm_bias(count, M, D, ws->gathered, D, w->efc1_w + (size_t)e * M * D, D, w->efc1_b + (size_t)e * M,
-                     false, hpre, M);
-        memcpy(ws->hidden, hpre, sizeof(float) * (size_t)count * M);
-        rs_apply_gelu(c, ws->hidden, (size_t)count * M);
-        rs_gemm_bias(count, D, M, ws->hidden, M, w->efc2_w + (size_t)e * D * M, M, w->efc2_b + (size_t)e * D,
-                     false, y, D);
-        for (int i = 0; i < count; i++) {
-            float g = probs[(size_t)rows[i] * E + e];
-            float *dst = ws->x + (size_t)rows[i] * D;
-            const float *yi = y + (size_t)i * D;
-            for (int j = 0; j < D; j++)
-                dst[j] += g * yi[j];
-        }
-    }
-}
-
-/* Final norm, pooling, optional tanh(pre_logits), head: LOGITS (G,K). ws->x keeps the
- * final residual stream for the backward. */
-static void head(const rs_model *m, workspace *ws, int G)
-{
-    const rs_config *c = &m->cfg;
-    int T = rs_config_tokens(c), D = c->hidden, K = c->num_classes;
-    if (c->classifier == RS_CLASSIFIER_TOKEN) {
-        for (int b = 0; b < G; b++)
-            rs_layer_norm(ws->pooled + (size_t)b * D, ws->x + (size_t)b * T * D, m->norm_w, m->norm_b, 1,
-                          (size_t)D, c->layer_norm_eps);
-    } else {
-        rs_layer_norm(ws->xn, ws->x, m->norm_w, m->norm_b, (size_t)G * T, (size_t)D, c->layer_norm_eps);
-        for (int b = 0; b < G; b++) {
-            float *dst = ws->pooled + (size_t)b * D;
-            memset(dst, 0, sizeof(float) * D);
-            for (int t = 0; t < T; t++)
-                for (int i = 0; i < D; i++)
-                    dst[i] += ws->xn[((size_t)b * T + t) * D + i];
-            for (int i = 0; i < D; i++)
-                dst[i] /= (float)T;
-        }
-    }
-    const float *feat = ws->pooled;
-    if (m->pre_logits_w) {
-        rs_gemm_bias(G, D, D, ws->pooled, D, m->pre_logits_w, D, m->pre_logits_b, false, ws->pre, D);
-        for (size_t i = 0; i < (size_t)G * D; i++)
-            ws->pre[i] = tanhf(ws->pre[i]);
-        feat = ws->pre;
-    }
-    rs_gemm_bias(G, K, D, feat, D, m->head_w, D, m->head_b, false, ws->logits, K);
-}
+/* ---- the taped forward pass: the forward pass's layers, keeping what the backward needs ---- */
 
 static void forward_group(const rs_model *m, workspace *ws, const float *pixels, int G)
 {
     const rs_config *c = &m->cfg;
+    size_t ND = (size_t)G * rs_config_tokens(c) * c->hidden;
     int N = G * rs_config_tokens(c);
-    embed(m, ws, pixels, G);
+    rs_layer_embed(m, &ws->g, pixels, G, true);
     for (int i = 0; i < c->depth; i++) {
         const rs_block_weights *w = &m->blocks[i];
         tape_block *tb = &ws->blocks[i];
-        attention(c, ws, tb, w, G);
-        memcpy(tb->x_mid, ws->x, sizeof(float) * (size_t)N * c->hidden);
-        rs_layer_norm(ws->xn, ws->x, w->norm2_w, w->norm2_b, (size_t)N, (size_t)c->hidden, c->layer_norm_eps);
+        memcpy(tb->x_in, ws->g.x, sizeof(float) * ND);
+        rs_layer_attention(c, &ws->g, &tb->b, w, G);
+        memcpy(tb->x_mid, ws->g.x, sizeof(float) * ND);
+        rs_layer_norm(ws->g.xn, ws->g.x, w->norm2_w, w->norm2_b, (size_t)N, (size_t)c->hidden, c->layer_norm_eps);
         if (w->moe_slot < 0)
-            dense_mlp(c, ws, tb, w, N);
+            rs_layer_dense(c, &ws->g, &tb->b, w, N);
         else
-            moe(c, ws, tb, w, N);
+            rs_layer_moe(c, &ws->g, &tb->b, w, N);
     }
-    head(m, ws, G);
+    rs_layer_head(m, &ws->g, G, ws->logits);
 }
 
 /* ---- the backward pass. dY = dX W for every layer Y = X W^T + b, as one GEMM. ---- */
@@ -475,14 +335,14 @@ static void head_back(const rs_model *m, workspace *ws, int G)
     const float *dpooled = ws->dfeat;
     if (m->pre_logits_w) {
         for (size_t i = 0; i < (size_t)G * D; i++)
-            ws->dfeat[i] *= 1.0f - ws->pre[i] * ws->pre[i];
+            ws->dfeat[i] *= 1.0f - ws->g.pre[i] * ws->g.pre[i];
         gemm_back(G, D, D, ws->dfeat, D, m->pre_logits_w, false, ws->dpooled, D);
         dpooled = ws->dpooled;
     }
     memset(ws->dx, 0, sizeof(float) * (size_t)N * D);
     if (c->classifier == RS_CLASSIFIER_TOKEN) {
         for (int b = 0; b < G; b++)
-            rs_layer_norm_backward(ws->dx + (size_t)b * T * D, dpooled + (size_t)b * D, ws->x + (size_t)b * T * D,
+            rs_layer_norm_backward(ws->dx + (size_t)b * T * D, dpooled + (size_t)b * D, ws->g.x + (size_t)b * T * D,
                                    m->norm_w, 1, (size_t)D, c->layer_norm_eps);
         return;
     }
@@ -490,7 +350,7 @@ static void head_back(const rs_model *m, workspace *ws, int G)
         for (int t = 0; t < T; t++)
             for (int i = 0; i < D; i++)
                 ws->dxn[((size_t)b * T + t) * D + i] = dpooled[(size_t)b * D + i] / (float)T;
-    rs_layer_norm_backward(ws->dx, ws->dxn, ws->x, m->norm_w, (size_t)N, (size_t)D, c->layer_norm_eps);
+    rs_layer_norm_backward(ws->dx, ws->dxn, ws->g.x, m->norm_w, (size_t)N, (size_t)D, c->layer_norm_eps);
 }
 
 /* dx += d attention-branch / d x applied to dx (the branch's output gradient). */
@@ -503,7 +363,7 @@ static void attention_back(const rs_config *c, workspace *ws, const tape_block *
     for (int b = 0; b < G; b++)
         for (int h = 0; h < H; h++) {
             size_t off = (size_t)b * T * 3 * D + h * Dh;
-            const float *q = tb->qkv + off, *a = tb->att + ((size_t)b * H + h) * T * T;
+            const float *q = tb->b.qkv + off, *a = tb->b.att + ((size_t)b * H + h) * T * T;
             const float *dout = ws->dattn + (size_t)b * T * D + h * Dh;
             float *dq = ws->dqkv + off;
             /* out = A V: dV = A^T dout, dA = dout V^T; A = softmax(scale Q K^T). */
@@ -526,7 +386,7 @@ static void dense_back(const rs_config *c, workspace *ws, const tape_block *tb, 
 {
     int D = c->hidden, M = c->mlp_dim;
     gemm_back(N, D, M, ws->dx, D, w->fc2_w, false, ws->dh, M);
-    gelu_back(c, ws->dh, tb->hpre, (size_t)N * M);
+    gelu_back(c, ws->dh, tb->b.hpre, (size_t)N * M);
     gemm_back(N, M, D, ws->dh, M, w->fc1_w, false, ws->dxn, D);
 }
 
@@ -536,28 +396,28 @@ static void moe_back(const rs_config *c, workspace *ws, const tape_block *tb, co
                      const group_in *in, int G, int block)
 {
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, N = G * rs_config_tokens(c);
-    const int32_t *start = tb->route_start;
+    const int32_t *start = tb->b.route_start;
     memset(ws->dxn, 0, sizeof(float) * (size_t)N * D);
     memset(ws->dp, 0, sizeof(float) * (size_t)N * E);
     for (int e = 0; e < E; e++) {
         int count = start[e + 1] - start[e];
         if (count == 0)
             continue;
-        const int32_t *rows = tb->route_rows + start[e];
-        const float *y = tb->y + (size_t)start[e] * D;
+        const int32_t *rows = tb->b.route_rows + start[e];
+        const float *y = tb->b.y + (size_t)start[e] * D;
         /* out += p_e y_e: d y_e = p_e dout, d p_e = <dout, y_e>. */
         for (int i = 0; i < count; i++) {
             const float *dout = ws->dx + (size_t)rows[i] * D, *yi = y + (size_t)i * D;
-            float g = tb->probs[(size_t)rows[i] * E + e], dot = 0.0f;
-            float *dst = ws->gathered + (size_t)i * D;
+            float g = tb->b.probs[(size_t)rows[i] * E + e], dot = 0.0f;
+            float *dst = ws->g.gathered + (size_t)i * D;
             for (int j = 0; j < D; j++) {
                 dot += dout[j] * yi[j];
                 dst[j] = g * dout[j];
             }
             ws->dp[(size_t)rows[i] * E + e] = dot;
         }
-        gemm_back(count, D, M, ws->gathered, D, w->efc2_w + (size_t)e * D * M, false, ws->dh, M);
-        gelu_back(c, ws->dh, tb->hpre + (size_t)start[e] * M, (size_t)count * M);
+        gemm_back(count, D, M, ws->g.gathered, D, w->efc2_w + (size_t)e * D * M, false, ws->dh, M);
+        gelu_back(c, ws->dh, tb->b.hpre + (size_t)start[e] * M, (size_t)count * M);
         gemm_back(count, M, D, ws->dh, M, w->efc1_w + (size_t)e * M * D, false, ws->dattn, D);
         for (int i = 0; i < count; i++) {
             float *dst = ws->dxn + (size_t)rows[i] * D;
@@ -566,9 +426,9 @@ static void moe_back(const rs_config *c, workspace *ws, const tape_block *tb, co
                 dst[j] += src[j];
         }
     }
-    rs_softmax_backward(ws->dp, tb->probs, (size_t)N, (size_t)E);
+    rs_softmax_backward(ws->dp, tb->b.probs, (size_t)N, (size_t)E);
     if (block_selected(in->obj, block))
-        router_objective(c, in, w->moe_slot, tb->probs, G, ws->value, ws->dp);
+        router_objective(c, in, w->moe_slot, tb->b.probs, G, ws->value, ws->dp);
     gemm_back(N, E, D, ws->dp, E, w->router_w, true, ws->dxn, D);
 }
 
@@ -585,11 +445,11 @@ static void embed_back(const rs_model *m, workspace *ws, int G, float *grad)
             memcpy(ws->dattn + (size_t)b * Np * D, ws->dx + ((size_t)b * T + first) * D, sizeof(float) * Np * D);
         drows = ws->dattn;
     }
-    gemm_back(G * Np, D, K, drows, D, m->patch_w, false, ws->patches, K);
+    gemm_back(G * Np, D, K, drows, D, m->patch_w, false, ws->g.patches, K);
     /* Patches do not overlap (stride P), so every pixel has exactly one column entry. */
     for (int bp = 0; bp < G * Np; bp++) {
         int b = bp / Np, p = bp % Np, r0 = (p / gw) * P, c0 = (p % gw) * P;
-        const float *src = ws->patches + (size_t)bp * K;
+        const float *src = ws->g.patches + (size_t)bp * K;
         for (int ch = 0; ch < C; ch++)
             for (int py = 0; py < P; py++) {
                 float *dst = grad + (((size_t)b * C + ch) * H + r0 + py) * W + c0;
@@ -622,11 +482,11 @@ static void backward_group(const rs_model *m, workspace *ws, const group_in *in,
 
 /* ---- buffers and the run ---- */
 
-/* Hands out N floats from *CURSOR (64-byte aligned); with a NULL arena only counts. */
-static float *carve(float **cursor, size_t n)
+/* Hands out N floats at *OFFSET of BASE (64-byte aligned); with a NULL base only counts. */
+static float *carve(float *base, size_t *offset, size_t n)
 {
-    float *p = *cursor;
-    *cursor += (n + 15) & ~(size_t)15;
+    float *p = base ? base + *offset : NULL;
+    *offset += (n + 15) & ~(size_t)15;
     return p;
 }
 
@@ -636,45 +496,47 @@ static size_t layout(workspace *ws, const rs_config *c, int G, float *base)
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)G * T, D = (size_t)c->hidden, M = (size_t)c->mlp_dim;
     size_t E = (size_t)c->num_experts, k = (size_t)c->top_k, R = (size_t)rs_config_record_k(c);
     size_t img = (size_t)c->channels * c->image_h * c->image_w, K = (size_t)c->num_classes;
-    float *cur = base;
+    size_t cur = 0;
     for (int i = 0; i < c->depth; i++) {
         tape_block *tb = &ws->blocks[i];
         bool is_moe = rs_config_moe_slot(c, i) >= 0;
-        tb->x_in = carve(&cur, N * D);
-        tb->qkv = carve(&cur, N * 3 * D);
-        tb->att = carve(&cur, (size_t)G * c->heads * T * T);
-        tb->x_mid = carve(&cur, N * D);
-        tb->hpre = carve(&cur, (is_moe ? N * k : N) * M);
+        tb->x_in = carve(base, &cur, N * D);
+        tb->b.qkv = carve(base, &cur, N * 3 * D);
+        tb->b.att = carve(base, &cur, (size_t)G * c->heads * T * T);
+        tb->b.att_stride = T * T;
+        tb->x_mid = carve(base, &cur, N * D);
+        tb->b.hpre = carve(base, &cur, (is_moe ? N * k : N) * M);
         if (!is_moe)
             continue;
-        tb->y = carve(&cur, N * k * D);
-        tb->probs = carve(&cur, N * E);
-        tb->top_idx = (int32_t *)carve(&cur, N * R);
-        tb->top_gate = carve(&cur, N * R);
-        tb->route_rows = (int32_t *)carve(&cur, N * k);
-        tb->route_start = (int32_t *)carve(&cur, 2 * E + 1);
+        tb->b.y = carve(base, &cur, N * k * D);
+        tb->b.keep_y = true;
+        tb->b.probs = carve(base, &cur, N * E);
+        tb->b.top_idx = (int32_t *)carve(base, &cur, N * R);
+        tb->b.top_gate = carve(base, &cur, N * R);
+        tb->b.route_rows = (int32_t *)carve(base, &cur, N * k);
+        tb->b.route_start = (int32_t *)carve(base, &cur, 2 * E + 1);
     }
-    ws->x = carve(&cur, N * D);
-    ws->xn = carve(&cur, N * D);
-    ws->attn = carve(&cur, N * D);
-    ws->hidden = carve(&cur, N * M);
-    ws->gathered = carve(&cur, N * D);
-    ws->patches = carve(&cur, (size_t)G * img);
-    ws->pooled = carve(&cur, (size_t)G * D);
-    ws->pre = carve(&cur, (size_t)G * D);
-    ws->logits = carve(&cur, (size_t)G * K);
-    ws->dx = carve(&cur, N * D);
-    ws->dxn = carve(&cur, N * D);
-    ws->dattn = carve(&cur, N * D);
-    ws->dqkv = carve(&cur, N * 3 * D);
-    ws->dscores = carve(&cur, T * T);
-    ws->dh = carve(&cur, N * M);
-    ws->dp = carve(&cur, N * E);
-    ws->dlogits = carve(&cur, (size_t)G * K);
-    ws->dfeat = carve(&cur, (size_t)G * D);
-    ws->dpooled = carve(&cur, (size_t)G * D);
-    ws->value = (double *)carve(&cur, 2 * (size_t)G);
-    return (size_t)(cur - base);
+    ws->g.x = carve(base, &cur, N * D);
+    ws->g.xn = carve(base, &cur, N * D);
+    ws->g.attn = carve(base, &cur, N * D);
+    ws->g.hidden = carve(base, &cur, N * M);
+    ws->g.gathered = carve(base, &cur, N * D);
+    ws->g.patches = carve(base, &cur, (size_t)G * img);
+    ws->g.pooled = carve(base, &cur, (size_t)G * D);
+    ws->g.pre = carve(base, &cur, (size_t)G * D);
+    ws->logits = carve(base, &cur, (size_t)G * K);
+    ws->dx = carve(base, &cur, N * D);
+    ws->dxn = carve(base, &cur, N * D);
+    ws->dattn = carve(base, &cur, N * D);
+    ws->dqkv = carve(base, &cur, N * 3 * D);
+    ws->dscores = carve(base, &cur, T * T);
+    ws->dh = carve(base, &cur, N * M);
+    ws->dp = carve(base, &cur, N * E);
+    ws->dlogits = carve(base, &cur, (size_t)G * K);
+    ws->dfeat = carve(base, &cur, (size_t)G * D);
+    ws->dpooled = carve(base, &cur, (size_t)G * D);
+    ws->value = (double *)carve(base, &cur, 2 * (size_t)G);
+    return cur;
 }
 
 void rs_grad_free(rs_grad *g)

@@ -1,7 +1,9 @@
-/* layers.h — pieces shared by the forward pass (forward.c) and its taped twin in the
- * gradient (grad.c), internal to model/. Both must run exactly the same float operations
- * so that the gradient's forward reproduces rs_forward_run bit for bit; keeping these
- * here, once, is what guarantees it. */
+/* layers.h — the forward pass's layers, shared by rs_forward_run (forward.c) and the
+ * gradient's taped forward (grad.c); internal to model/. Both must run exactly the same
+ * float operations so that the gradient's forward reproduces rs_forward_run bit for bit;
+ * keeping the layers here, once, is what guarantees it. The gradient only asks the
+ * layers to keep what they compute anyway (attention probabilities, GELU inputs, expert
+ * outputs) in buffers of its own, through the optional fields below. */
 #ifndef RS_LAYERS_H
 #define RS_LAYERS_H
 
@@ -11,6 +13,7 @@
 
 #include "config.h"
 #include "kernels.h"
+#include "model.h"
 
 /* Tokens per group: enough rows for an efficient GEMM, few enough that a group's
  * activations stay near the caches and a batch splits into many groups for the threads. */
@@ -65,5 +68,49 @@ static inline void rs_top_experts(const float *p, int E, int R, int32_t *idx, fl
         gate[r] = p[best];
     }
 }
+
+/* One group's working buffers, N = G*T rows. */
+typedef struct rs_group_bufs {
+    float *x;          /* (N,D) residual stream */
+    float *xn;         /* (N,D) normalised input of the current sub-block */
+    float *attn;       /* (N,D) attention output before the projection */
+    float *hidden;     /* (N,M) MLP / expert hidden layer */
+    float *gathered;   /* (N,D) tokens routed to one expert */
+    float *patches;    /* (G, C*H*W) im2col of the group */
+    float *pooled;     /* (G,D) */
+    float *pre;        /* (G,D) pre_logits output */
+} rs_group_bufs;
+
+/* One block's buffers for a group. The forward pass reuses one set for every block; the
+ * gradient keeps one per block. */
+typedef struct rs_block_bufs {
+    float *qkv;          /* (N,3D) */
+    float *att;          /* attention probabilities: head (b,h) at att + (b*H+h) * att_stride */
+    size_t att_stride;   /* 0: one (T,T) buffer reused by every head */
+    float *hpre;         /* NULL, or GELU inputs kept: dense (N,M), MoE (N*k,M) in routed order */
+    float *y;            /* expert outputs: (N,D) reused per expert, or (N*k,D) in routed order */
+    bool keep_y;         /* y holds every expert's rows (routed order) */
+    float *probs;        /* MoE: (N,E) router softmax */
+    int32_t *top_idx;    /* MoE: (N,R) */
+    float *top_gate;     /* MoE: (N,R) */
+    int32_t *route_rows;  /* MoE: (N*k) token rows grouped by expert */
+    int32_t *route_start; /* MoE: (E+1) start of each expert's rows, then (E) fill cursors */
+} rs_block_bufs;
+
+/* x (G,T,D) = [cls] + patches @ W^T + b, + pos_embed. IMAGES (G,C,H,W): normalised, or
+ * [0,1] pixels normalised here as rs_normalize does when NORMALISE. */
+void rs_layer_embed(const rs_model *m, const rs_group_bufs *g, const float *images, int G, bool normalise);
+/* x += proj(MHSA(norm1(x))). */
+void rs_layer_attention(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb,
+                        const rs_block_weights *w, int G);
+/* x += fc2(gelu(fc1(xn))), xn holding norm2(x). */
+void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb,
+                    const rs_block_weights *w, int N);
+/* Routes xn and adds each token's top_k expert outputs, weighted by their probabilities,
+ * to x; experts in increasing index order. */
+void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,
+                  int N);
+/* LOGITS (G,K) from the final residual stream (x is left as it is). */
+void rs_layer_head(const rs_model *m, const rs_group_bufs *g, int G, float *logits);
 
 #endif

@@ -1,0 +1,108 @@
+/* bench_grad — times the C input gradient (model/grad.h) or the forward pass alone.
+ *
+ *   bench_grad MODEL BATCH THREADS SECONDS grad|forward   -> "images_per_s X"
+ *
+ * grad: forward + backward of loss=router (the reference routing from one forward pass of
+ * the same images); forward: rs_forward_run on the normalised images, what a replay runs.
+ * Driven by bench/bench_grad.py, which times PyTorch autograd on the same weights, batch
+ * and threads in the same run. Input is fixed pseudo-random pixels in [0,1]. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "forward.h"
+#include "grad.h"
+#include "model.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fill(float *x, size_t n)
+{
+    uint32_t s = 12345;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = (float)(s >> 8) / 16777216.0f;
+    }
+}
+
+/* Everything one timed call needs. */
+typedef struct bench {
+    bool grad;                /* grad mode, else forward alone */
+    rs_forward *f;
+    rs_grad *g;
+    rs_objective obj;
+    const float *pixels, *norm;
+    const float *ref[RS_MAX_DEPTH];
+    float *value, *grad_out;
+    int batch;
+} bench;
+
+static int step(bench *b, rs_error *err)
+{
+    if (b->grad)
+        return rs_grad_run(b->g, &b->obj, b->pixels, b->batch, NULL, b->ref, b->value, b->grad_out, err);
+    return rs_forward_run(b->f, b->norm, b->batch, err);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6 || (strcmp(argv[5], "grad") && strcmp(argv[5], "forward"))) {
+        fprintf(stderr, "usage: bench_grad MODEL BATCH THREADS SECONDS grad|forward\n");
+        return 2;
+    }
+    int batch = atoi(argv[2]), threads = atoi(argv[3]), iters = 0;
+    double seconds = atof(argv[4]);
+    rs_error err;
+    rs_model *m;
+    rs_forward *f;
+    rs_grad *g;
+    if (rs_model_open(argv[1], &m, &err) || rs_forward_create(m, batch, threads, &f, &err) ||
+        rs_grad_create(m, batch, threads, &g, &err)) {
+        fprintf(stderr, "bench_grad: %s\n", err.msg);
+        return 1;
+    }
+    const rs_config *c = &m->cfg;
+    size_t plane = (size_t)c->image_h * c->image_w, n = (size_t)batch * c->channels * plane;
+    float *pixels = malloc(sizeof(float) * n), *norm = malloc(sizeof(float) * n);
+    float *grad = malloc(sizeof(float) * n), *value = malloc(sizeof(float) * batch);
+    if (!pixels || !norm || !grad || !value)
+        return 1;
+    fill(pixels, n);
+    for (size_t i = 0; i < n; i++)
+        norm[i] = (pixels[i] - c->mean[i / plane % c->channels]) / c->std[i / plane % c->channels];
+    if (rs_forward_run(f, norm, batch, &err)) {
+        fprintf(stderr, "bench_grad: %s\n", err.msg);
+        return 1;
+    }
+    const rs_forward_out *out = rs_forward_result(f);
+    bench b = {!strcmp(argv[5], "grad"), f, g, {0}, pixels, norm, {NULL}, value, grad, batch};
+    for (int s = 0; s < c->num_moe; s++)
+        b.ref[s] = out->moe[s].probs; /* grad mode never runs the forward state again */
+    rs_objective_init(&b.obj);
+    if (step(&b, &err)) { /* warm-up: page in weights, spin up threads */
+        fprintf(stderr, "bench_grad: %s\n", err.msg);
+        return 1;
+    }
+    double t0 = now();
+    do {
+        step(&b, &err);
+        iters++;
+    } while (now() - t0 < seconds || iters < 2);
+    printf("images_per_s %.2f\n", (double)batch * iters / (now() - t0));
+    free(pixels);
+    free(norm);
+    free(grad);
+    free(value);
+    rs_grad_free(g);
+    rs_forward_free(f);
+    rs_model_close(m);
+    return 0;
+}

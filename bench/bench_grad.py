@@ -1,0 +1,107 @@
+"""Input-gradient benchmark: the C forward + backward (model/grad.h) against PyTorch autograd,
+and against the C forward pass alone.
+
+Same weights, batch and thread count on both sides, in this one run; each figure is the
+median of 5 alternating runs (PyTorch, C forward + backward, C forward, PyTorch, ...).
+The objective is loss=router (the reference routing from a clean forward pass of the same
+images, a constant), computed on the PyTorch side by pytorch/grad_golden.py's objective.
+
+    /usr/bin/python3 bench/bench_grad.py [--build build] [--threads 2] [--seconds 3]
+        [--shapes tiny,s32] [--batch tiny=64,s32=16]
+
+Shapes: tiny = the bundled models/fmnist-tiny-vmoe-k2.safetensors; s32 = bench.py's
+V-MoE-S/32 "last 2" shape with random weights. Needs a built tree (bench_grad).
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "pytorch"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+from bench import SHAPES  # noqa: E402
+from export import export, load_model, make_model  # noqa: E402
+from grad_golden import objective  # noqa: E402
+
+RUNS = 5
+SPEC = "loss=router"
+
+
+def pixels_for(config, batch):
+    c, (h, w) = config["channels"], config["image_size"]
+    return torch.rand(batch, c, h, w, generator=torch.Generator().manual_seed(0))
+
+
+def time_torch(model, config, batch, seconds):
+    """Images/s of forward + backward of the objective with respect to the pixels."""
+    pixels = pixels_for(config, batch)
+    mean = torch.tensor(config["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(config["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        _, ref = model((pixels - mean) / std, return_router=True)
+
+    def step():
+        x = pixels.clone().requires_grad_(True)
+        v = objective(model, config, SPEC, x, None, ref)
+        torch.autograd.grad(v.sum(), x)
+
+    step()  # warm-up
+    iters, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or iters < 2:
+        step()
+        iters += 1
+    return batch * iters / (time.perf_counter() - t0)
+
+
+def time_c(args, path, batch, mode):
+    exe = ROOT / args.build / "bench_grad"
+    out = subprocess.run([str(exe), str(path), str(batch), str(args.threads), str(args.seconds), mode],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", default="build", help="meson build folder (default build)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--shapes", default="tiny,s32")
+    parser.add_argument("--batch", default="tiny=64,s32=16", help="images per call, per shape")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batches = dict((k, int(v)) for k, v in (kv.split("=") for kv in args.batch.split(",")))
+    print(f"torch {torch.__version__}, {args.threads} threads, {SPEC}, median of {RUNS} alternating runs "
+          f"of {args.seconds:g} s, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'shape':6} {'batch':>5} {'PyTorch f+b':>12} {'C f+b':>9} {'C fwd':>9} "
+          f"{'C/PyTorch':>10} {'f+b / fwd':>10}   (images/s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.shapes.split(","):
+            if name == "tiny":
+                path = ROOT / "models" / "fmnist-tiny-vmoe-k2.safetensors"
+                model = load_model(path)
+            else:
+                path = Path(tmp) / f"{name}.safetensors"
+                export(make_model(SHAPES[name], seed=0), SHAPES[name], path)
+                model = load_model(path)
+            config, batch = model.config, batches[name]
+            runs = {"torch": [], "grad": [], "forward": []}
+            for _ in range(RUNS):
+                runs["torch"].append(time_torch(model, config, batch, args.seconds))
+                runs["grad"].append(time_c(args, path, batch, "grad"))
+                runs["forward"].append(time_c(args, path, batch, "forward"))
+            med = {k: statistics.median(v) for k, v in runs.items()}
+            print(f"{name:6} {batch:5d} {med['torch']:12.1f} {med['grad']:9.1f} {med['forward']:9.1f} "
+                  f"{med['grad'] / med['torch']:9.2f}x {med['forward'] / med['grad']:9.2f}x", flush=True)
+            print("       runs: " + "; ".join(f"{k} " + " ".join(f"{x:.1f}" for x in v) for k, v in runs.items()))
+
+
+if __name__ == "__main__":
+    main()
