@@ -9,7 +9,9 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "attack.h"
 #include "forward.h"
+#include "grad.h"
 #include "model.h"
 #include "shard.h"
 #include "source.h"
@@ -23,6 +25,7 @@ typedef struct engine {
     rs_source *source;
     rs_store *store;
     rs_forward *forward;
+    rs_grad *grad;         /* the attacks' oracle; NULL when no view has an attack */
     char **specs;          /* view specs */
     int num_views;
     rs_view_spec *parsed;  /* (V) */
@@ -35,10 +38,17 @@ typedef struct engine {
     int group;             /* the forward pass's group size G (the dispatch group with capacity) */
     rs_dispatch dispatch;  /* as run: capacity_factor 0 = none */
     double decode_s, forward_s; /* time in decoding + fitting images and in the forward pass */
+    double attack_s;       /* time in attacks (their forward + backward passes) */
     int batch;             /* images per batch, a multiple of the group size */
+    int *keep_slot;        /* (V) slot in kept_px of a view that is another view's base, or -1 */
+    int num_kept;
+    int *attack_steps;     /* (V) steps of view v's attack, 0 without one; NULL: no attacks */
+    int attack_stride;     /* max steps + 1 */
     /* Per-batch buffers, sized for `batch` images. */
     float *source_px;      /* (B, C,H,W) fitted source images, [0,1] */
-    float *view_px;        /* (B, C,H,W) one view of every image, normalised */
+    float *raw_px;         /* (B, C,H,W) one view of every image, [0,1] */
+    float *view_px;        /* (B, C,H,W) the same, normalised */
+    float *kept_px;        /* (B, num_kept, C,H,W) final [0,1] pixels of base views */
     rs_view *drawn;        /* (B, V) */
     int32_t *labels;       /* (B) */
     int32_t *predicted;    /* (B, V) */
@@ -49,6 +59,13 @@ typedef struct engine {
     float *top_gate;       /* (B, V, L, T, R) */
     float *probs;          /* (B, V, L, T, E) */
     uint8_t *kept;         /* (B, V, L, T, R), NULL without capacity */
+    /* Attacks (allocated only when a view has one). */
+    float *attack_px;      /* (B, C,H,W) the attack's final pixels */
+    float *ref_probs;      /* (L, B, T, E) router softmax of the attacked view's start pixels */
+    uint64_t *seeds;       /* (B) */
+    float *attack_linf, *attack_l2; /* (B, V) */
+    float *attack_obj;     /* (B, V, attack_stride) */
+    float *tmp_linf, *tmp_l2, *tmp_obj; /* (B), (B), (B, attack_stride): one view's records */
 } engine;
 
 static double now(void)
@@ -64,8 +81,10 @@ static void engine_close(engine *e)
         free(e->params[i]);
     free(e->params);
     void *bufs[] = {e->source_px, e->view_px, e->drawn, e->labels, e->predicted, e->pred_prob,
-                    e->match, e->top_idx, e->top_gate, e->probs, e->kept, e->parsed, e->config_json,
-                    e->labels_json};
+                    e->match, e->top_idx, e->top_gate, e->probs, e->kept, e->parsed, e->config_json, e->labels_json,
+                    e->raw_px, e->kept_px, e->keep_slot, e->attack_steps, e->attack_px, e->ref_probs,
+                    e->seeds, e->attack_linf, e->attack_l2, e->attack_obj, e->tmp_linf, e->tmp_l2,
+                    e->tmp_obj};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     for (int i = 0; i < e->num_views; i++)
@@ -73,6 +92,7 @@ static void engine_close(engine *e)
     free(e->specs);
     rs_run_info_clear(&e->run);
     rs_forward_free(e->forward);
+    rs_grad_free(e->grad);
     rs_store_close(e->store);
     if (e->lock_fd >= 0)
         close(e->lock_fd); /* after SQLite has closed: closing any descriptor of the file
@@ -112,7 +132,17 @@ static int alloc_buffers(engine *e, rs_error *err)
               (e->top_idx = malloc(sizeof(int32_t) * B * V * L * T * R)) &&
               (e->top_gate = malloc(sizeof(float) * B * V * L * T * R)) &&
               (e->probs = malloc(sizeof(float) * B * V * L * T * E)) &&
-              (e->dispatch.capacity_factor == 0 || (e->kept = malloc(B * V * L * T * R)));
+              (e->dispatch.capacity_factor == 0 || (e->kept = malloc(B * V * L * T * R))) &&
+              (e->raw_px = malloc(sizeof(float) * B * img)) &&
+              (e->kept_px = malloc(sizeof(float) * B * img * (size_t)(e->num_kept ? e->num_kept : 1)));
+    if (ok && e->attack_steps) {
+        size_t S = (size_t)e->attack_stride;
+        ok = (e->attack_px = malloc(sizeof(float) * B * img)) &&
+             (e->ref_probs = malloc(sizeof(float) * L * B * T * E)) && (e->seeds = malloc(sizeof(uint64_t) * B)) &&
+             (e->attack_linf = calloc(B * V, sizeof(float))) && (e->attack_l2 = calloc(B * V, sizeof(float))) &&
+             (e->attack_obj = calloc(B * V * S, sizeof(float))) && (e->tmp_linf = malloc(sizeof(float) * B)) &&
+             (e->tmp_l2 = malloc(sizeof(float) * B)) && (e->tmp_obj = malloc(sizeof(float) * B * S));
+    }
     return ok ? 0 : rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", e->batch);
 }
 
@@ -167,13 +197,141 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
     return rs_store_get_run(e->store, id, &e->run, err);
 }
 
-/* Decodes, views and runs one batch of N images starting at source index FIRST. */
-static int compute_batch(engine *e, int first, int n, rs_error *err)
+/* The attack's oracle: rs_grad on the view's objective, labels and reference routing. */
+typedef struct oracle_ctx {
+    rs_grad *grad;
+    const rs_objective *objective;
+    const int32_t *labels;
+    const float *const *ref;
+} oracle_ctx;
+
+static int grad_oracle(void *ctx, const float *pixels, int batch, float *value, float *grad, rs_error *err)
+{
+    const oracle_ctx *o = ctx;
+    return rs_grad_run(o->grad, o->objective, pixels, batch, o->labels, o->ref, value, grad, err);
+}
+
+/* The forward pass of E->raw_px (N images) through E->view_px. */
+static int forward_raw(engine *e, int n, rs_error *err)
+{
+    const rs_config *c = &e->model->cfg;
+    size_t img = (size_t)c->channels * c->image_h * c->image_w;
+    memcpy(e->view_px, e->raw_px, sizeof(float) * img * (size_t)n);
+    #pragma omp parallel for num_threads(e->opt->threads) schedule(static)
+    for (int i = 0; i < n; i++)
+        rs_normalize(c, e->view_px + i * img);
+    double t = now();
+    int rc = rs_forward_run(e->forward, e->view_px, n, err);
+    e->forward_s += now() - t;
+    return rc;
+}
+
+/* Attacks view V of the N images in E->raw_px (their start pixels), which it replaces by the
+ * attacked pixels, and keeps the attack's records. The reference routing is the forward
+ * pass of the start pixels; the labels come from the data. */
+static int attack_view(engine *e, int v, int first, int n, rs_error *err)
+{
+    const rs_config *c = &e->model->cfg;
+    const rs_attack_spec *a = &e->parsed[v].pgd;
+    int V = e->num_views, L = c->num_moe, S = e->attack_stride;
+    size_t img = (size_t)c->channels * c->image_h * c->image_w, te = (size_t)rs_config_tokens(c) * c->num_experts;
+    bool needs_ref = rs_objective_needs_ref(&a->objective), needs_labels = rs_objective_needs_labels(&a->objective);
+    const float *ref[RS_MAX_DEPTH];
+    for (int l = 0; l < L; l++)
+        ref[l] = e->ref_probs + l * e->batch * te;
+    if (needs_ref) {
+        int rc = forward_raw(e, n, err);
+        if (rc)
+            return rc;
+        const rs_forward_out *out = rs_forward_result(e->forward);
+        for (int l = 0; l < L; l++)
+            memcpy(e->ref_probs + l * e->batch * te, out->moe[l].probs, sizeof(float) * n * te);
+    }
+    for (int i = 0; i < n && needs_labels; i++)
+        if (e->labels[i] < 0)
+            return rs_error_set(err, RS_EINVAL, "view '%s': its loss needs labels, and image %d of %s has none",
+                                e->specs[v], first + i, rs_source_name(e->source));
+    for (int i = 0; i < n; i++)
+        e->seeds[i] = e->drawn[(size_t)i * V + v].attack_seed;
+    oracle_ctx ctx = {e->grad, &a->objective, needs_labels ? e->labels : NULL, needs_ref ? ref : NULL};
+    rs_attack_record_out rec = {e->tmp_linf, e->tmp_l2, e->tmp_obj};
+    double t = now();
+    int rc = rs_attack_run(a, e->raw_px, n, img, e->seeds, grad_oracle, &ctx, e->attack_px, &rec, err);
+    e->attack_s += now() - t;
+    if (rc)
+        return rc;
+    memcpy(e->raw_px, e->attack_px, sizeof(float) * img * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        size_t iv = (size_t)i * V + v;
+        e->attack_linf[iv] = e->tmp_linf[i];
+        e->attack_l2[iv] = e->tmp_l2[i];
+        memcpy(e->attack_obj + iv * S, e->tmp_obj + (size_t)i * (a->steps + 1), sizeof(float) * (a->steps + 1));
+    }
+    return 0;
+}
+
+/* View V's start pixels of the N images into E->raw_px: rendered from the source, or from
+ * its base view's final pixels (the view then takes its base's geometry), and its match. */
+static void render_view(engine *e, int v, int n)
+{
+    const rs_config *c = &e->model->cfg;
+    int V = e->num_views, C = c->channels, H = c->image_h, W = c->image_w, Np = rs_config_patches(c);
+    size_t img = (size_t)C * H * W;
+    int base = e->parsed[v].base;
+    #pragma omp parallel for num_threads(e->opt->threads) schedule(static)
+    for (int i = 0; i < n; i++) {
+        rs_view *view = &e->drawn[(size_t)i * V + v];
+        const float *src = e->source_px + i * img;
+        if (base >= 0)
+            src = e->kept_px + ((size_t)i * e->num_kept + e->keep_slot[base]) * img;
+        rs_view_render(view, src, C, H, W, e->raw_px + i * img);
+        if (base >= 0)
+            rs_view_inherit(view, &e->drawn[(size_t)i * V + base]);
+        rs_view_match(&e->drawn[(size_t)i * V], view, H, W, c->patch_size, e->match + ((size_t)i * V + v) * Np);
+    }
+}
+
+/* Predictions and routing of view V from the last forward pass. */
+static int record_view(engine *e, int v, int n, rs_error *err)
 {
     const rs_config *c = &e->model->cfg;
     int V = e->num_views, L = c->num_moe, T = rs_config_tokens(c), R = rs_config_record_k(c);
-    int E = c->num_experts, K = c->num_classes, Np = rs_config_patches(c);
-    int C = c->channels, H = c->image_h, W = c->image_w;
+    int E = c->num_experts, K = c->num_classes;
+    const rs_forward_out *out = rs_forward_result(e->forward);
+    for (int i = 0; i < n; i++) {
+        size_t iv = (size_t)i * V + v;
+        const float *logits = out->logits + (size_t)i * K;
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (logits[k] > logits[best])
+                best = k;
+        double z = 0;
+        for (int k = 0; k < K; k++)
+            z += exp((double)logits[k] - logits[best]);
+        e->predicted[iv] = best;
+        e->pred_prob[iv] = (float)(1.0 / z);
+        free(e->params[iv]);
+        if (!(e->params[iv] = rs_view_params_json(&e->drawn[iv])))
+            return rs_error_set(err, RS_ENOMEM, "out of memory");
+        for (int l = 0; l < L; l++) {
+            const rs_moe_routing *r = &out->moe[l];
+            size_t dst = (iv * L + l) * T, src = (size_t)i * T;
+            memcpy(e->top_idx + dst * R, r->top_idx + src * R, sizeof(int32_t) * T * R);
+            memcpy(e->top_gate + dst * R, r->top_gate + src * R, sizeof(float) * T * R);
+            memcpy(e->probs + dst * E, r->probs + src * E, sizeof(float) * T * E);
+            if (e->kept)
+                memcpy(e->kept + dst * R, r->kept + src * R, (size_t)T * R);
+        }
+    }
+    return 0;
+}
+
+/* Decodes, views and runs one batch of N images starting at source index FIRST. Views run
+ * in order, so a view's base (an earlier view) has its final pixels kept by then. */
+static int compute_batch(engine *e, int first, int n, rs_error *err)
+{
+    const rs_config *c = &e->model->cfg;
+    int V = e->num_views, C = c->channels, H = c->image_h, W = c->image_w;
     size_t img = (size_t)C * H * W;
     double t0 = now();
     int rc = rs_source_load_batch(e->source, first, n, C, H, W, e->opt->threads, e->source_px, err);
@@ -185,47 +343,20 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
         for (int v = 0; v < V; v++)
             rs_view_draw(&e->parsed[v], W, H, e->opt->seed, first + i, v, &e->drawn[(size_t)i * V + v]);
     }
-    for (int v = 0; v < V; v++) {
-        #pragma omp parallel for num_threads(e->opt->threads) schedule(static)
-        for (int i = 0; i < n; i++) {
-            const rs_view *view = &e->drawn[(size_t)i * V + v];
-            rs_view_render(view, e->source_px + i * img, C, H, W, e->view_px + i * img);
-            rs_normalize(c, e->view_px + i * img);
-            rs_view_match(&e->drawn[(size_t)i * V], view, H, W, c->patch_size, e->match + ((size_t)i * V + v) * Np);
-        }
-        double t_forward = now();
-        rc = rs_forward_run(e->forward, e->view_px, n, err);
-        e->forward_s += now() - t_forward;
-        if (rc)
-            return rc;
-        const rs_forward_out *out = rs_forward_result(e->forward);
-        for (int i = 0; i < n; i++) {
-            size_t iv = (size_t)i * V + v;
-            const float *logits = out->logits + (size_t)i * K;
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (logits[k] > logits[best])
-                    best = k;
-            double z = 0;
-            for (int k = 0; k < K; k++)
-                z += exp((double)logits[k] - logits[best]);
-            e->predicted[iv] = best;
-            e->pred_prob[iv] = (float)(1.0 / z);
-            free(e->params[iv]);
-            if (!(e->params[iv] = rs_view_params_json(&e->drawn[iv])))
-                return rs_error_set(err, RS_ENOMEM, "out of memory");
-            for (int l = 0; l < L; l++) {
-                const rs_moe_routing *r = &out->moe[l];
-                size_t dst = (iv * L + l) * T, src = (size_t)i * T;
-                memcpy(e->top_idx + dst * R, r->top_idx + src * R, sizeof(int32_t) * T * R);
-                memcpy(e->top_gate + dst * R, r->top_gate + src * R, sizeof(float) * T * R);
-                memcpy(e->probs + dst * E, r->probs + src * E, sizeof(float) * T * E);
-                if (e->kept)
-                    memcpy(e->kept + dst * R, r->kept + src * R, (size_t)T * R);
-            }
-        }
+    for (int v = 0; v < V && !rc; v++) {
+        render_view(e, v, n);
+        if (e->parsed[v].attack)
+            rc = attack_view(e, v, first, n, err);
+        if (!rc && e->keep_slot[v] >= 0)
+            for (int i = 0; i < n; i++)
+                memcpy(e->kept_px + ((size_t)i * e->num_kept + e->keep_slot[v]) * img, e->raw_px + i * img,
+                       sizeof(float) * img);
+        if (!rc)
+            rc = forward_raw(e, n, err);
+        if (!rc)
+            rc = record_view(e, v, n, err);
     }
-    return 0;
+    return rc;
 }
 
 static long long db_bytes(const char *path)
@@ -255,7 +386,9 @@ static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
                       .num_experts = c->num_experts, .patches = rs_config_patches(c), .labels = e->labels,
                       .predicted = e->predicted, .pred_prob = e->pred_prob,
                       .view_params = (const char *const *)e->params, .match = e->match, .top_idx = e->top_idx,
-                      .top_gate = e->top_gate, .probs = e->probs, .kept = e->kept};
+                      .top_gate = e->top_gate, .probs = e->probs, .kept = e->kept, .attack_steps = e->attack_steps,
+                      .attack_stride = e->attack_stride, .attack_linf = e->attack_linf, .attack_l2 = e->attack_l2,
+                      .attack_objective = e->attack_obj};
         double t_store = now();
         rc = rs_store_write_batch(e->store, run->id, &b, err);
         sum->store_seconds += now() - t_store;
@@ -276,6 +409,7 @@ static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
     sum->seconds = now() - t0;
     sum->decode_seconds = e->decode_s;
     sum->forward_seconds = e->forward_s;
+    sum->attack_seconds = e->attack_s;
     return rc;
 }
 
@@ -305,16 +439,57 @@ static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_o
     return 0;
 }
 
+/* What the views need beyond rendering: which are bases of others (their final pixels are
+ * kept), and the attacks' steps, each objective checked against the model. */
+static int plan_views(engine *e, rs_error *err)
+{
+    int V = e->num_views;
+    if (!(e->keep_slot = malloc(sizeof(int) * (size_t)V)))
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    bool any_attack = false;
+    for (int v = 0; v < V; v++) {
+        e->keep_slot[v] = -1;
+        any_attack |= e->parsed[v].attack;
+    }
+    for (int v = 0; v < V; v++) {
+        int rc = rs_view_spec_check_base(&e->parsed[v], v, err);
+        if (rc)
+            return rc;
+        int base = e->parsed[v].base;
+        if (base >= 0 && e->keep_slot[base] < 0)
+            e->keep_slot[base] = e->num_kept++;
+    }
+    if (!any_attack)
+        return 0;
+    if (!(e->attack_steps = calloc((size_t)V, sizeof(int))))
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    for (int v = 0; v < V; v++) {
+        const rs_view_spec *p = &e->parsed[v];
+        rs_error why;
+        if (!p->attack)
+            continue;
+        if (rs_objective_check(&p->pgd.objective, &e->model->cfg, &why))
+            return rs_error_set(err, RS_EINVAL, "view '%s': %s", p->text, why.msg);
+        e->attack_steps[v] = p->pgd.steps;
+        if (p->pgd.steps + 1 > e->attack_stride)
+            e->attack_stride = p->pgd.steps + 1;
+    }
+    return 0;
+}
+
 /* Model, views and source: everything that can be wrong with the request. */
 static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
 {
     int rc = rs_model_open(opt->model_path, &e->model, err);
+    rs_protocol_args args = {.augment = opt->augment, .custom = opt->views, .attack = opt->attack, .eps = opt->eps};
     if (!rc && !e->specs)
-        rc = rs_protocol_views(opt->protocol, opt->augment, opt->views, &e->specs, &e->num_views, err);
+        rc = rs_protocol_views(opt->protocol, &args, &e->specs, &e->num_views, err);
     if (!rc && !(e->parsed = calloc((size_t)e->num_views, sizeof *e->parsed)))
         rc = rs_error_set(err, RS_ENOMEM, "out of memory");
     for (int v = 0; !rc && v < e->num_views; v++)
         rc = rs_view_spec_parse(e->specs[v], &e->parsed[v], err);
+    if (!rc)
+        rc = plan_views(e, err);
     if (!rc)
         rc = rs_source_open(opt->data, &e->source, err);
     if (!rc)
@@ -387,6 +562,8 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
             e.batch = (want + e.group - 1) / e.group * e.group;
             rc = rs_forward_create_dispatch(e.model, e.batch, opt->threads, &e.dispatch, &e.forward, err);
         }
+        if (!rc && e.attack_steps)
+            rc = rs_grad_create(e.model, e.batch, opt->threads, &e.grad, err);
         if (!rc)
             rc = alloc_buffers(&e, err);
         if (!rc)

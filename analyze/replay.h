@@ -5,6 +5,13 @@
  * (forward.h), and record predictions, the patch match map against view 0 and every MoE
  * layer's routing (store.h). Batches are committed one transaction each.
  *
+ * Views run in order. A view with base:view=V starts from view V's final pixels and takes
+ * its geometry. A view with a pgd: operation is attacked last (attack.h): its reference
+ * routing is the forward pass of its start pixels, its labels the data's, its oracle
+ * model/grad.h; its routing and prediction are then the ordinary forward pass of the
+ * attacked pixels (so eps = 0 records exactly what the unattacked view records), and the
+ * attack's norms and objective per step go to the attacks table in the same transaction.
+ *
  * Identity and resumption: a run is identified by model sha256, data, slice, protocol,
  * view specs and seed. Asking for an identical run that finished reports it and computes
  * nothing; one that did not finish (killed, interrupted, failed) is resumed where its
@@ -51,9 +58,11 @@ typedef struct rs_replay_options {
     const char *model_path;      /* with resume_run may be NULL (the stored path is used) */
     const char *data;
     int offset, limit;           /* slice; limit <= 0 means to the end */
-    const char *protocol;        /* pair | noise | custom */
+    const char *protocol;        /* pair | noise | custom | adversarial */
     const char *augment;         /* pair: view spec of both views, NULL = the PRC default */
     const char *views;           /* custom: specs separated by ';' */
+    const char *attack, *eps;    /* adversarial: the pgd spec without eps and the list of eps
+                                    (view.h, rs_protocol_views); NULL = the defaults */
     uint64_t seed;
     int shard_index, shard_count; /* shard_count > 0: replay only shard shard_index of the job
                                     (the slice above) as its own run (shard.h); ignored with
@@ -80,7 +89,8 @@ typedef struct rs_replay_summary {
     double seconds;
     double store_seconds;        /* of which writing to SQLite */
     double decode_seconds;       /* of which decoding and fitting images */
-    double forward_seconds;      /* of which the forward pass */
+    double forward_seconds;      /* of which the forward pass (attacks' reference passes included) */
+    double attack_seconds;       /* of which attacks (their forward + backward passes) */
     long long db_bytes;          /* database file plus its WAL */
 } rs_replay_summary;
 

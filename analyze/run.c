@@ -162,9 +162,13 @@ int rs_run_view_pixels(const rs_run_info *run, int image, float **pixels, rs_err
         rs_view_spec spec;
         rs_view view;
         rc = rs_view_spec_parse(run->view_specs[v], &spec, err);
+        if (!rc)
+            rc = rs_view_spec_check_base(&spec, v, err);
         if (!rc) {
+            /* A view with a base starts from its base's pixels (already in PX). */
+            const float *from = spec.base >= 0 ? px + (size_t)spec.base * n : source_px;
             rs_view_draw(&spec, W, H, run->seed, image, v, &view);
-            rs_view_render(&view, source_px, C, H, W, px + (size_t)v * n);
+            rs_view_render(&view, from, C, H, W, px + (size_t)v * n);
         }
     }
     rs_source_close(src);

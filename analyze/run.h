@@ -63,7 +63,10 @@ static inline int rs_image_top1(const rs_image_routing *r, int v, int l, int j)
 }
 
 /* The pixels every view of image IMAGE had in the replay: (V, C, H, W) in [0, 1] with the
- * run's stored input shape, into *PIXELS (owned; free()). Reads the run's data source;
+ * run's stored input shape, into *PIXELS (owned; free()). An attacked view (pgd:) gives the
+ * pixels its attack started from: redoing the attack would need the model, and the
+ * perturbation (at most eps per pixel) does not show at figure scale; a view with a base
+ * starts from its base's pixels as in the replay. Reads the run's data source;
  * fails with the source's own message when it is gone or changed size, RS_EFORMAT when the
  * run predates stored input shapes and its config lacked them. */
 int rs_run_view_pixels(const rs_run_info *run, int image, float **pixels, rs_error *err);

@@ -156,16 +156,34 @@ static const char schema_v3[] =
 #define V3_SHARD_COLUMNS "r.shard_index, r.shard_count, r.job_first, r.job_count, r.job_identity"
 #define V2_SHARD_COLUMNS "NULL, NULL, NULL, NULL, NULL"
 
-/* migrations[n] turns schema version n into n + 1; version 0 is an empty database. Schema 4
- * is made by functions (migrate_v4_*, below), each adding its own columns. */
+/* migrations[n] turns schema version n into n + 1; version 0 is an empty database. From
+ * version 4 on, a step is a function (migrate_v4 below) so that several features can each
+ * add their part to one version. */
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
-_Static_assert(sizeof migrations / sizeof *migrations == 3, "one SQL migration step per schema version up to 3");
-_Static_assert(RS_STORE_SCHEMA == 4, "migrate() runs the schema-4 steps");
+_Static_assert(sizeof migrations / sizeof *migrations + 1 == RS_STORE_SCHEMA,
+               "one migration step per schema version");
+
+/* Schema version 4, attacks: per image and attacked view (a view with a pgd: operation,
+ * analyze/attack.h) the perturbation's norms and the objective at every iterate. Stores of
+ * schema 1-3 hold no attacked views; read in place they have no such table, which readers
+ * take as no rows. */
+static const char schema_v4_attack[] =
+    "CREATE TABLE attacks ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  image INTEGER NOT NULL,"
+    "  view INTEGER NOT NULL,"
+    "  linf REAL NOT NULL,"             /* max |x - x0| on [0,1] pixels */
+    "  l2 REAL NOT NULL,"               /* ||x - x0||_2 */
+    "  steps INTEGER NOT NULL,"
+    "  objective BLOB NOT NULL,"        /* (steps+1) float32 LE: the objective at each iterate */
+    "  PRIMARY KEY (run_id, image, view),"
+    "  FOREIGN KEY (run_id, image, view) REFERENCES predictions(run_id, image, view) ON DELETE CASCADE"
+    ") WITHOUT ROWID;";
 
 /* The statements kept prepared for the life of the store. */
 enum {
     ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_RUN_STATE, ST_SAMPLE, ST_PREDICTION, ST_ROUTING,
-    ST_PROGRESS, ST_COUNT
+    ST_PROGRESS, ST_ATTACK, ST_COUNT
 };
 static const char *const statement_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -179,6 +197,7 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_ROUTING] = "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs, kept)"
                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_PROGRESS] = "UPDATE runs SET images_done = ? WHERE id = ?",
+    [ST_ATTACK] = "INSERT INTO attacks (run_id, image, view, linf, l2, steps, objective) VALUES (?, ?, ?, ?, ?, ?, ?)",
 };
 
 struct rs_store {
@@ -338,6 +357,18 @@ static int migrate_v4_dispatch(rs_store *s, rs_error *err)
                 "upgrading the schema to version 4 (dispatch)", err);
 }
 
+static int migrate_v4_attack(rs_store *s, rs_error *err)
+{
+    return exec(s, schema_v4_attack, "upgrading the schema to version 4 (attacks)", err);
+}
+
+/* Version 3 -> 4: each feature's part of the step. */
+static int migrate_v4(rs_store *s, rs_error *err)
+{
+    int rc = migrate_v4_dispatch(s, err);
+    return rc ? rc : migrate_v4_attack(s, err);
+}
+
 /* Brings a database of an older schema version up to date in one transaction. The version is read again under the write lock: another process may have
  * migrated the file since we looked. */
 static int migrate(rs_store *s, rs_error *err)
@@ -348,14 +379,12 @@ static int migrate(rs_store *s, rs_error *err)
     int64_t version;
     if ((rc = query_int(s, "PRAGMA user_version", "reading the schema version", &version, err)))
         goto fail;
-    for (int64_t v = version; v < 3; v++) {
+    for (int64_t v = version; v < RS_STORE_SCHEMA; v++) {
         char what[64];
         snprintf(what, sizeof what, "upgrading the schema to version %d", (int)v + 1);
-        if ((rc = exec(s, migrations[v], what, err)))
+        if ((rc = v < 3 ? exec(s, migrations[v], what, err) : migrate_v4(s, err)))
             goto fail;
     }
-    if (version < 4 && (rc = migrate_v4_dispatch(s, err)))
-        goto fail;
     if (version < RS_STORE_SCHEMA) {
         char sql[96];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d", RS_STORE_SCHEMA,
@@ -1200,6 +1229,32 @@ static int read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *
     return rc == SQLITE_ROW ? 0 : db_fail(s, rc, "reading the run's progress", err);
 }
 
+/* The attacks row of image I, view V of B (which has an attack there), its objective encoded
+ * in BUF; the caller holds the transaction. */
+static int insert_attack(rs_store *s, int64_t run_id, const rs_batch *b, int i, int v, uint8_t *buf, rs_error *err)
+{
+    size_t iv = (size_t)i * b->num_views + v;
+    int steps = b->attack_steps[v];
+    if (steps < 1 || steps + 1 > b->attack_stride)
+        return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": view %d: attack of %d steps, stride %d", s->path,
+                            run_id, v, steps, b->attack_stride);
+    const float *obj = b->attack_objective + iv * (size_t)b->attack_stride;
+    for (int t = 0; t <= steps; t++)
+        put_f32(buf + 4 * (size_t)t, obj[t]);
+    sqlite3_stmt *st;
+    int rc = stmt(s, ST_ATTACK, &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_int(st, 2, b->first + i);
+    sqlite3_bind_int(st, 3, v);
+    sqlite3_bind_double(st, 4, b->attack_linf[iv]);
+    sqlite3_bind_double(st, 5, b->attack_l2[iv]);
+    sqlite3_bind_int(st, 6, steps);
+    sqlite3_bind_blob(st, 7, buf, 4 * (steps + 1), SQLITE_STATIC);
+    return step_done(s, st, "writing an attack", err);
+}
+
 /* Inserts the rows of BATCH; the caller holds the transaction. */
 static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error *err)
 {
@@ -1207,9 +1262,11 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
               Np = b->patches;
     size_t n_idx = (size_t)T * R, n_gate = (size_t)T * R * 4, n_probs = (size_t)T * E * 2,
            n_match = (size_t)Np * 2;
-    size_t need = n_idx + n_gate + n_probs;
+    size_t need = n_idx + n_gate + n_probs, n_objective = 4 * (size_t)(b->attack_steps ? b->attack_stride : 0);
     if (need < n_match)
         need = n_match;
+    if (need < n_objective)
+        need = n_objective;
     if (!grow(&s->buf, &s->buf_size, need))
         return rs_error_set(err, RS_ENOMEM, "%s: out of memory", s->path);
     uint8_t *idx = s->buf, *gate = idx + n_idx, *probs = gate + n_gate, *match = s->buf;
@@ -1284,6 +1341,8 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
                 if ((rc = step_done(s, routing, "writing routing", err)))
                     return rc;
             }
+            if (b->attack_steps && b->attack_steps[v] && (rc = insert_attack(s, run_id, b, i, v, s->buf, err)))
+                return rc;
         }
     }
     return 0;
@@ -1295,7 +1354,8 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
         return read_only_fail(store, err);
     const rs_batch *b = batch;
     if (b->count < 0 || !b->predicted || !b->pred_prob || !b->view_params || !b->match || !b->top_idx ||
-        !b->top_gate || !b->probs)
+        !b->top_gate || !b->probs ||
+        (b->attack_steps && (!b->attack_linf || !b->attack_l2 || !b->attack_objective)))
         return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": incomplete batch", store->path, run_id);
 
     /* Under the write lock, so the position checked is the position written after. */
@@ -1456,8 +1516,10 @@ int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_
     return rc;
 }
 
-/* Copies images FIRST .. LAST in one transaction and advances the run to LAST. */
-static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int first, int last, rs_error *err)
+/* Copies images FIRST .. LAST in one transaction and advances the run to LAST. ATTACKS: the
+ * shard has an attacks table (schema 4). */
+static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int first, int last, bool attacks,
+                            rs_error *err)
 {
     static const char *const copies[] = {
         "INSERT INTO samples (run_id, image, label) SELECT ?1, image, label FROM shard.samples"
@@ -1468,17 +1530,30 @@ static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int 
         "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs, kept)"
         " SELECT ?1, image, view, layer, top_idx, top_gate, probs, kept FROM shard.routing"
         " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view, layer",
-        "UPDATE runs SET images_done = ?4 - first_image + 1 WHERE id = ?1"};
+        "UPDATE runs SET images_done = ?4 - first_image + 1 WHERE id = ?1",
+        "INSERT INTO attacks (run_id, image, view, linf, l2, steps, objective)"
+        " SELECT ?1, image, view, linf, l2, steps, objective FROM shard.attacks"
+        " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view"};
     int rc = run_cached(s, ST_BEGIN, "copying a shard", err);
     if (rc)
         return rc;
-    for (size_t i = 0; i < sizeof copies / sizeof *copies && rc == SQLITE_OK; i++)
+    size_t n = sizeof copies / sizeof *copies - !attacks;
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
         rc = exec_ids(s, copies[i], run_id, shard_run, first, last);
     if (rc == SQLITE_OK)
         return run_cached(s, ST_COMMIT, "committing a copied batch", err);
     rc = db_fail(s, rc, "copying a shard", err);
     rollback(s);
     return rc;
+}
+
+/* 1 when the attached shard has an attacks table (schema 4 and later), 0 when not. */
+static int shard_has_attacks(rs_store *s, rs_error *err)
+{
+    int64_t n = 0;
+    int rc = query_int(s, "SELECT count(*) FROM shard.sqlite_master WHERE type = 'table' AND name = 'attacks'",
+                       "reading the shard's schema", &n, err);
+    return rc ? rc : n > 0;
 }
 
 int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path, int64_t shard_run, int first,
@@ -1495,9 +1570,11 @@ int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path
                             store->path, run_id, first, last, rs.offset + rs.done, rs.offset, rs.offset + rs.count - 1);
     if ((rc = attach_shard(store, shard_path, err)))
         return rc;
+    int attacks = shard_has_attacks(store, err);
+    rc = attacks < 0 ? attacks : 0;
     for (int64_t from = first; from <= last && !rc; from += batch) {
         int64_t to = from + batch - 1 < last ? from + batch - 1 : last;
-        rc = copy_image_range(store, run_id, shard_run, (int)from, (int)to, err);
+        rc = copy_image_range(store, run_id, shard_run, (int)from, (int)to, attacks > 0, err);
     }
     detach_shard(store);
     return rc;
@@ -1655,5 +1732,88 @@ void rs_store_cursor_close(rs_store_cursor *cursor)
     free(cursor->kept);
     free(cursor->top_gate);
     free(cursor->probs);
+    free(cursor);
+}
+
+/* ---- reading attacks ---------------------------------------------------------------------- */
+
+struct rs_store_attack_cursor {
+    rs_store *store;
+    sqlite3_stmt *stmt;          /* NULL: a store without the table */
+    int64_t run_id;
+    float *objective;
+    size_t capacity;
+};
+
+int rs_store_attack_cursor_open(rs_store *store, int64_t run_id, int first, int last, rs_store_attack_cursor **out,
+                                rs_error *err)
+{
+    *out = NULL;
+    rs_store_attack_cursor *c = calloc(1, sizeof *c);
+    if (!c)
+        return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
+    c->store = store;
+    c->run_id = run_id;
+    if (store->schema >= 4) {
+        int rc = sqlite3_prepare_v2(store->db,
+                                    "SELECT image, view, linf, l2, steps, objective FROM attacks"
+                                    " WHERE run_id = ? AND image BETWEEN ? AND ? ORDER BY image, view",
+                                    -1, &c->stmt, NULL);
+        if (rc != SQLITE_OK) {
+            rs_store_attack_cursor_close(c);
+            return db_fail(store, rc, "reading attacks", err);
+        }
+        sqlite3_bind_int64(c->stmt, 1, run_id);
+        sqlite3_bind_int(c->stmt, 2, first);
+        sqlite3_bind_int(c->stmt, 3, last);
+    }
+    *out = c;
+    return 0;
+}
+
+int rs_store_attack_cursor_next(rs_store_attack_cursor *c, rs_attack_row *row, rs_error *err)
+{
+    if (!c->stmt)
+        return 0;
+    int rc = sqlite3_step(c->stmt);
+    if (rc == SQLITE_DONE) {
+        sqlite3_finalize(c->stmt);
+        c->stmt = NULL;
+        return 0;
+    }
+    if (rc != SQLITE_ROW)
+        return db_fail(c->store, rc, "reading attacks", err);
+    sqlite3_stmt *st = c->stmt;
+    row->image = sqlite3_column_int(st, 0);
+    row->view = sqlite3_column_int(st, 1);
+    row->linf = (float)sqlite3_column_double(st, 2);
+    row->l2 = (float)sqlite3_column_double(st, 3);
+    row->steps = sqlite3_column_int(st, 4);
+    const uint8_t *blob = sqlite3_column_blob(st, 5);
+    size_t bytes = (size_t)sqlite3_column_bytes(st, 5);
+    if (row->steps < 1 || row->steps > 1000000 || bytes != 4 * ((size_t)row->steps + 1) || !blob)
+        return rs_error_set(err, RS_EFORMAT,
+                            "%s: run %" PRId64 " image %d view %d: attack of %d steps with an objective of %zu bytes",
+                            c->store->path, c->run_id, row->image, row->view, row->steps, bytes);
+    size_t n = (size_t)row->steps + 1;
+    if (n > c->capacity) {
+        float *grown = realloc(c->objective, sizeof(float) * n);
+        if (!grown)
+            return rs_error_set(err, RS_ENOMEM, "%s: out of memory", c->store->path);
+        c->objective = grown;
+        c->capacity = n;
+    }
+    for (size_t t = 0; t < n; t++)
+        c->objective[t] = get_f32(blob + 4 * t);
+    row->objective = c->objective;
+    return 1;
+}
+
+void rs_store_attack_cursor_close(rs_store_attack_cursor *cursor)
+{
+    if (!cursor)
+        return;
+    sqlite3_finalize(cursor->stmt);
+    free(cursor->objective);
     free(cursor);
 }

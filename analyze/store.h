@@ -17,6 +17,10 @@
  *                        full router softmax
  *               kept     T*R uint8 0/1 (schema 4): whether dispatch kept each choice;
  *                        NULL when the run has no capacity factor (every top-k choice ran)
+ *   attacks     (run, image, view) of attacked views (a pgd: operation, analyze/attack.h) ->
+ *               linf, l2 (the perturbation in [0,1] pixel units), steps and objective:
+ *               (steps+1) float32 little-endian, the objective at each iterate (attack.h).
+ *               Schema 4; stores of schemas 1-3 have no such table and read as no rows
  * "image" is the index in the data source (offset included), "layer" the MoE slot
  * (0 .. L-1; runs.layers maps slots to block indices). Tokens are in sequence order:
  * the class token first when the model has one (runs.has_cls), then patches in raster order.
@@ -157,6 +161,12 @@ typedef struct rs_batch {
     const float *top_gate;      /* (count, V, L, T, R) */
     const float *probs;         /* (count, V, L, T, E), stored as float16 */
     const uint8_t *kept;        /* (count, V, L, T, R) 0/1, or NULL when the run has no capacity */
+    /* Attacked views; attack_steps NULL when no view of the run has an attack. */
+    const int *attack_steps;    /* (V) the attack's steps, 0 for a view without one */
+    int attack_stride;          /* objective values per (image, view): >= max steps + 1 */
+    const float *attack_linf;   /* (count, V) */
+    const float *attack_l2;     /* (count, V) */
+    const float *attack_objective; /* (count, V, attack_stride), the first steps+1 used */
 } rs_batch;
 
 /* Writes BATCH and sets the run's images_done to BATCH->first + count - offset, in one
@@ -169,7 +179,7 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
  * copying the shard's model, run row and views with the job's slice and identity and the
  * given provenance. *RUN_ID is the run; *STATUS its status (done: merged already).
  * rs_store_copy_images: copies images FIRST .. LAST (source indices) of SHARD_RUN from
- * SHARD_PATH into run RUN_ID — samples, predictions and routing byte for byte — in
+ * SHARD_PATH into run RUN_ID — samples, predictions, routing and attacks byte for byte — in
  * transactions of at most BATCH images, each advancing the run's images_done; the copy
  * must start where the run stands (RS_EINVAL otherwise). SQLite streams the rows, so memory
  * does not grow with the run. */
@@ -177,6 +187,21 @@ int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_
                          const char *version, int64_t *run_id, rs_run_status *status, rs_error *err);
 int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path, int64_t shard_run, int first,
                          int last, int batch, rs_error *err);
+
+/* Reading the attacks table, in (image, view) order, for images FIRST .. LAST (source
+ * indices; INT_MIN, INT_MAX for all). A store of schema 1-3 yields no rows. */
+typedef struct rs_attack_row {
+    int image, view, steps;
+    float linf, l2;
+    const float *objective;     /* (steps + 1), valid until the next call */
+} rs_attack_row;
+
+typedef struct rs_store_attack_cursor rs_store_attack_cursor;
+int rs_store_attack_cursor_open(rs_store *store, int64_t run_id, int first, int last, rs_store_attack_cursor **out,
+                                rs_error *err);
+/* 1 and fills ROW, 0 at the end, negative on error (RS_EFORMAT for a malformed row). */
+int rs_store_attack_cursor_next(rs_store_attack_cursor *cursor, rs_attack_row *row, rs_error *err);
+void rs_store_attack_cursor_close(rs_store_attack_cursor *cursor);
 
 /* Takes an exclusive flock on PATH (created empty when CREATE and missing, which SQLite
  * accepts as a new database) so that one process at a time writes a store; *FD holds the

@@ -124,24 +124,197 @@ static int parse_param(const char *spec, rs_view_op *op, const char *key, const 
         op->p[key[0] == 'b' ? 0 : key[0] == 'c' ? 1 : 2] = v;
         return 0;
     case RS_OP_CLEAN:
+    case RS_OP_BASE: /* parsed by parse_base and parse_pgd */
+    case RS_OP_PGD:
         break;
     }
     return rs_error_set(err, RS_EINVAL, "view '%s': unexpected parameter '%s'", spec, key);
 }
 
-/* One operation "name[:k=v,...]" (modified in place). */
-static int parse_op(const char *spec, char *text, rs_view_op *op, rs_error *err)
+/* A number or a fraction "A/B" (B > 0), as eps and alpha take them (4/255). */
+static int parse_fraction(const char *spec, const char *key, const char *text, double *out, rs_error *err)
 {
+    char buf[64];
+    const char *slash = strchr(text, '/');
+    rs_error scratch;
+    if (!slash && !parse_number(spec, key, text, out, &scratch))
+        return 0;
+    if (!slash || (size_t)(slash - text) >= sizeof buf)
+        return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a fraction A/B", spec, key, text);
+    memcpy(buf, text, (size_t)(slash - text));
+    buf[slash - text] = '\0';
+    double num = 0, den = 0;
+    if (parse_number(spec, key, buf, &num, &scratch) || parse_number(spec, key, slash + 1, &den, &scratch) ||
+        den <= 0)
+        return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a fraction A/B", spec, key, text);
+    *out = num / den;
+    return 0;
+}
+
+/* One of the words of CHOICES (NULL-terminated): its index. */
+static int parse_word(const char *spec, const char *key, const char *text, const char *const *choices,
+                      const char *want, int *out, rs_error *err)
+{
+    for (int i = 0; choices[i]; i++)
+        if (!strcmp(text, choices[i])) {
+            *out = i;
+            return 0;
+        }
+    return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not %s", spec, key, text, want);
+}
+
+/* The keys pgd: takes itself; the objective's keys go to rs_objective_set (grad.h). */
+enum { PGD_EPS, PGD_ALPHA, PGD_STEPS, PGD_NORM, PGD_START, PGD_MODE, PGD_KEYS };
+static const char *const pgd_keys[PGD_KEYS] = {"eps", "alpha", "steps", "norm", "start", "mode"};
+
+static int parse_pgd_key(const char *spec, rs_attack_spec *a, int key, const char *value, rs_error *err)
+{
+    static const char *const norms[] = {"linf", "l2", NULL}, *const starts[] = {"random", "zero", NULL},
+                             *const modes[] = {"pgd", "vmoe", NULL};
+    double v = 0;
+    int w = 0, rc;
+    switch (key) {
+    case PGD_EPS:
+        if ((rc = parse_fraction(spec, "eps", value, &a->eps, err)))
+            return rc;
+        return check_range(spec, "eps", a->eps, 0, 1e4, err);
+    case PGD_ALPHA:
+        if ((rc = parse_fraction(spec, "alpha", value, &a->alpha, err)))
+            return rc;
+        if (a->alpha <= 0 || a->alpha > 1e4)
+            return rs_error_set(err, RS_EINVAL, "view '%s': alpha %g outside (0, 10000]", spec, a->alpha);
+        return 0;
+    case PGD_STEPS:
+        if ((rc = parse_number(spec, "steps", value, &v, err)))
+            return rc;
+        if (v != floor(v) || v < 1 || v > RS_ATTACK_MAX_STEPS)
+            return rs_error_set(err, RS_EINVAL, "view '%s': steps '%s' is not an integer in [1, %d]", spec, value,
+                                RS_ATTACK_MAX_STEPS);
+        a->steps = (int)v;
+        return 0;
+    case PGD_NORM:
+        rc = parse_word(spec, "norm", value, norms, "linf or l2", &w, err);
+        a->norm = w ? RS_ATTACK_L2 : RS_ATTACK_LINF;
+        return rc;
+    case PGD_START:
+        rc = parse_word(spec, "start", value, starts, "random or zero", &w, err);
+        a->random_start = w == 0;
+        return rc;
+    default:
+        rc = parse_word(spec, "mode", value, modes, "pgd or vmoe", &w, err);
+        a->vmoe = w == 1;
+        return rc;
+    }
+}
+
+/* Fills in what the keys left out; mode=vmoe takes no step, norm or start of its own.
+ * LOSS_GIVEN: the spec named the loss. */
+static int pgd_defaults(const char *spec, rs_attack_spec *a, const bool *given, bool loss_given, rs_error *err)
+{
+    if (!given[PGD_EPS])
+        return rs_error_set(err, RS_EINVAL, "view '%s': pgd needs eps=E (e.g. eps=4/255)", spec);
+    if (a->vmoe) {
+        const char *clash = given[PGD_ALPHA] ? "alpha" : given[PGD_NORM] ? "norm" :
+                            given[PGD_START] && a->random_start ? "start=random" : NULL;
+        if (clash)
+            return rs_error_set(err, RS_EINVAL,
+                                "view '%s': mode=vmoe takes no %s (its steps are eps/steps, L-inf sign steps from "
+                                "the start pixels)", spec, clash);
+        a->steps = given[PGD_STEPS] ? a->steps : 40;
+        a->alpha = a->eps / a->steps;
+        a->random_start = false;
+        a->norm = RS_ATTACK_LINF;
+        /* vmoe's own loss: the cross-entropy of the label. */
+        return loss_given ? 0 : rs_objective_set(&a->objective, "loss", "ce", err) < 0 ? RS_EINVAL : 0;
+    }
+    a->steps = given[PGD_STEPS] ? a->steps : 10;
+    a->alpha = given[PGD_ALPHA] ? a->alpha : 2.5 * a->eps / a->steps;
+    a->random_start = given[PGD_START] ? a->random_start : true;
+    return 0;
+}
+
+/* pgd's "k=v,..." (modified in place) into OUT->pgd. */
+static int parse_pgd(const char *spec, char *params, rs_view_spec *out, rs_error *err)
+{
+    if (out->attack)
+        return rs_error_set(err, RS_EINVAL, "view '%s': more than one pgd operation", spec);
+    out->attack = true;
+    rs_attack_spec *a = &out->pgd;
+    memset(a, 0, sizeof *a);
+    rs_objective_init(&a->objective);
+    bool given[PGD_KEYS] = {false}, loss_given = false;
+    char *save = NULL;
+    for (char *kv = params ? strtok_r(params, ",", &save) : NULL; kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            return rs_error_set(err, RS_EINVAL, "view '%s': '%s' is not KEY=VALUE", spec, kv);
+        *eq = '\0';
+        int key = 0;
+        while (key < PGD_KEYS && strcmp(kv, pgd_keys[key]))
+            key++;
+        if (key < PGD_KEYS) {
+            if (given[key])
+                return rs_error_set(err, RS_EINVAL, "view '%s': pgd's %s is given twice", spec, kv);
+            given[key] = true;
+            int rc = parse_pgd_key(spec, a, key, eq + 1, err);
+            if (rc)
+                return rc;
+            continue;
+        }
+        rs_error why;
+        int rc = rs_objective_set(&a->objective, kv, eq + 1, &why);
+        if (rc < 0)
+            return rs_error_set(err, RS_EINVAL, "view '%s': %s", spec, why.msg);
+        if (rc == 0)
+            return rs_error_set(err, RS_EINVAL,
+                                "view '%s': pgd has no parameter '%s' (want eps, steps, alpha, loss, beta, target, "
+                                "norm, start, mode, layers)", spec, kv);
+        loss_given |= !strcmp(kv, "loss");
+    }
+    return pgd_defaults(spec, a, given, loss_given, err);
+}
+
+/* "view=V", V a non-negative integer (an earlier view: rs_view_spec_check_base). */
+static int parse_base(const char *spec, char *params, rs_view_op *op, rs_error *err)
+{
+    char *eq = params ? strchr(params, '=') : NULL;
+    if (!eq || strncmp(params, "view=", 5) || strchr(eq, ','))
+        return rs_error_set(err, RS_EINVAL, "view '%s': base takes one key, view=V (an earlier view)", spec);
+    double v = 0;
+    int rc = parse_number(spec, "view", eq + 1, &v, err);
+    if (rc)
+        return rc;
+    if (v != floor(v) || v < 0 || v > 1e6)
+        return rs_error_set(err, RS_EINVAL, "view '%s': base view '%s' is not a view index", spec, eq + 1);
+    op->p[0] = v;
+    return 0;
+}
+
+/* One operation "name[:k=v,...]" (modified in place). */
+static int parse_op(const char *spec, char *text, rs_view_spec *out, rs_error *err)
+{
+    rs_view_op *op = &out->ops[out->num_ops];
     char *colon = strchr(text, ':');
     if (colon)
         *colon = '\0';
+    if (!strcmp(text, "pgd")) {
+        op->kind = RS_OP_PGD;
+        return parse_pgd(spec, colon ? colon + 1 : NULL, out, err);
+    }
+    if (!strcmp(text, "base")) {
+        op->kind = RS_OP_BASE;
+        if (out->num_ops)
+            return rs_error_set(err, RS_EINVAL, "view '%s': base must be the first operation", spec);
+        return parse_base(spec, colon ? colon + 1 : NULL, op, err);
+    }
     const op_syntax *syn = NULL;
     for (size_t i = 0; i < sizeof ops_syntax / sizeof *ops_syntax; i++)
         if (!strcmp(text, ops_syntax[i].name))
             syn = &ops_syntax[i];
     if (!syn)
         return rs_error_set(err, RS_EINVAL,
-                            "view '%s': unknown operation '%s' (want clean, noise, crop, flip, rotate, translate, jitter)",
+                            "view '%s': unknown operation '%s' (want clean, noise, crop, flip, rotate, translate, "
+                            "jitter, base, pgd)",
                             spec, text);
     op->kind = syn->kind;
     op_defaults(op);
@@ -169,9 +342,15 @@ static int parse_op(const char *spec, char *text, rs_view_op *op, rs_error *err)
     return 0;
 }
 
+static bool geometric(rs_op_kind kind)
+{
+    return kind == RS_OP_CROP || kind == RS_OP_FLIP || kind == RS_OP_ROTATE || kind == RS_OP_TRANSLATE;
+}
+
 int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err)
 {
     memset(out, 0, sizeof *out);
+    out->base = -1;
     if (!text[0] || strlen(text) >= sizeof out->text)
         return rs_error_set(err, RS_EINVAL, "view '%s': empty or longer than %zu characters", text,
                             sizeof out->text - 1);
@@ -185,13 +364,31 @@ int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err)
     for (char *part = strtok_r(buf, "+", &save); part; part = strtok_r(NULL, "+", &save)) {
         if (out->num_ops == RS_VIEW_MAX_OPS)
             return rs_error_set(err, RS_EINVAL, "view '%s': more than %d operations", text, RS_VIEW_MAX_OPS);
-        int rc = parse_op(text, part, &out->ops[out->num_ops], err);
+        int rc = parse_op(text, part, out, err);
         if (rc)
             return rc;
         out->num_ops++;
     }
     if (out->num_ops == 0)
         return rs_error_set(err, RS_EINVAL, "view '%s': no operation", text);
+    if (out->ops[0].kind == RS_OP_BASE) {
+        out->base = (int)out->ops[0].p[0];
+        /* The base view's geometry is the view's geometry: a further crop or rotation would
+         * need a second map, and its match to view 0 would no longer be the base's. */
+        for (int i = 1; i < out->num_ops; i++)
+            if (geometric(out->ops[i].kind))
+                return rs_error_set(err, RS_EINVAL,
+                                    "view '%s': after base, only jitter, noise and pgd may follow (the view keeps "
+                                    "the geometry of view %d)", text, out->base);
+    }
+    return 0;
+}
+
+int rs_view_spec_check_base(const rs_view_spec *spec, int index, rs_error *err)
+{
+    if (spec->base >= index)
+        return rs_error_set(err, RS_EINVAL, "view '%s': base view %d is not an earlier view (this is view %d)",
+                            spec->text, spec->base, index);
     return 0;
 }
 
@@ -249,6 +446,9 @@ void rs_view_draw(const rs_view_spec *spec, int width, int height, uint64_t run_
     out->crop[3] = height;
     out->jitter[0] = out->jitter[1] = out->jitter[2] = 1;
     out->noise_seed = stream_seed(run_seed, image, view, 1);
+    out->attack_seed = stream_seed(run_seed, image, view, 2);
+    out->base = spec->base;
+    out->attacked = spec->attack;
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, (unsigned long)stream_seed(run_seed, image, view, 0));
     double W = width, H = height, cx = W / 2, cy = H / 2;
@@ -294,12 +494,24 @@ void rs_view_draw(const rs_view_spec *spec, int width, int height, uint64_t run_
             out->noise_sigma = op->p[0];
             break;
         case RS_OP_CLEAN:
+        case RS_OP_BASE: /* out->base above; the geometry comes with rs_view_inherit */
+        case RS_OP_PGD:  /* applied by the replay on the rendered pixels */
             break;
         }
     }
     gsl_rng_free(rng);
     memcpy(out->affine, m, sizeof m);
     out->identity = m[0] == 1 && m[1] == 0 && m[2] == 0 && m[3] == 0 && m[4] == 1 && m[5] == 0;
+}
+
+void rs_view_inherit(rs_view *v, const rs_view *base)
+{
+    memcpy(v->affine, base->affine, sizeof v->affine);
+    v->identity = base->identity;
+    v->flipped = base->flipped;
+    memcpy(v->crop, base->crop, sizeof v->crop);
+    v->angle = base->angle;
+    memcpy(v->shift, base->shift, sizeof v->shift);
 }
 
 /* ---- rendering -------------------------------------------------------------------- */
@@ -430,6 +642,15 @@ char *rs_view_params_json(const rs_view *v)
                           v->affine[5], "flip", v->flipped, "crop", v->crop[0], v->crop[1], v->crop[2], v->crop[3],
                           "angle", v->angle, "shift", v->shift[0], v->shift[1], "jitter", v->jitter[0],
                           v->jitter[1], v->jitter[2], "noise_sigma", v->noise_sigma, "noise_seed", seed);
+    /* Only views that have them carry the new keys: the parameters of other views stay
+     * byte for byte what earlier versions stored. */
+    if (o && v->base >= 0 && json_object_set_new(o, "base", json_integer(v->base)))
+        json_decref(o), o = NULL;
+    if (o && v->attacked) {
+        snprintf(seed, sizeof seed, "%016llx", (unsigned long long)v->attack_seed);
+        if (json_object_set_new(o, "attack_seed", json_string(seed)))
+            json_decref(o), o = NULL;
+    }
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(o);
     return s;
@@ -458,9 +679,43 @@ static int push(char ***specs, int *count, const char *text)
     return 0;
 }
 
-int rs_protocol_views(const char *protocol, const char *augment, const char *custom, char ***specs, int *count,
+/* adversarial: "clean", then "base:view=0+pgd:eps=E,KEYS" for each E of EPS. */
+static int adversarial_views(const char *attack, const char *eps, char ***specs, int *count, rs_error *err)
+{
+    attack = attack ? attack : RS_ADVERSARIAL_ATTACK;
+    eps = eps ? eps : RS_ADVERSARIAL_EPS;
+    if (strncmp(attack, "pgd", 3) || (attack[3] && attack[3] != ':') || strchr(attack, '+'))
+        return rs_error_set(err, RS_EINVAL, "--attack '%s': want one pgd operation, e.g. %s", attack,
+                            RS_ADVERSARIAL_ATTACK);
+    const char *keys = attack[3] ? attack + 4 : "";
+    if (!strncmp(keys, "eps=", 4) || strstr(keys, ",eps="))
+        return rs_error_set(err, RS_EINVAL, "--attack '%s': the radii come from --eps, not eps=", attack);
+    size_t len = strlen(eps);
+    if (!len || eps[0] == ',' || eps[len - 1] == ',' || strstr(eps, ",,"))
+        return rs_error_set(err, RS_EINVAL, "--eps '%s': an empty value between ','", eps);
+    if (push(specs, count, "clean"))
+        return RS_ENOMEM;
+    char *buf = strdup(eps), *save = NULL;
+    if (!buf)
+        return RS_ENOMEM;
+    int fail = 0;
+    for (char *e = strtok_r(buf, ",", &save); e && !fail; e = strtok_r(NULL, ",", &save)) {
+        char text[512];
+        int n = snprintf(text, sizeof text, "base:view=0+pgd:eps=%s%s%s", e, keys[0] ? "," : "", keys);
+        fail = n < 0 || (size_t)n >= sizeof text ? RS_EINVAL : push(specs, count, text) ? RS_ENOMEM : 0;
+        if (fail == RS_EINVAL)
+            rs_error_set(err, RS_EINVAL, "--attack '%s': too long", attack);
+    }
+    free(buf);
+    return fail;
+}
+
+int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char ***specs, int *count,
                       rs_error *err)
 {
+    static const rs_protocol_args none = {0};
+    args = args ? args : &none;
+    const char *augment = args->augment, *custom = args->custom;
     *specs = NULL;
     *count = 0;
     int fail = 0;
@@ -474,6 +729,13 @@ int rs_protocol_views(const char *protocol, const char *augment, const char *cus
             snprintf(text, sizeof text, "noise:severity=%d", k);
             fail = push(specs, count, text);
         }
+    } else if (!strcmp(protocol, "adversarial")) {
+        int rc = adversarial_views(args->attack, args->eps, specs, count, err);
+        if (rc == RS_EINVAL) {
+            free_specs(specs, count);
+            return rc;
+        }
+        fail = rc;
     } else if (!strcmp(protocol, "custom")) {
         if (!custom || !custom[0])
             return rs_error_set(err, RS_EINVAL, "protocol custom needs --views 'SPEC;SPEC;...'");
@@ -491,7 +753,8 @@ int rs_protocol_views(const char *protocol, const char *augment, const char *cus
             return rs_error_set(err, RS_EINVAL, "protocol custom needs at least two views, got '%s'", custom);
         }
     } else {
-        return rs_error_set(err, RS_EINVAL, "unknown protocol '%s' (want pair, noise or custom)", protocol);
+        return rs_error_set(err, RS_EINVAL, "unknown protocol '%s' (want pair, noise, custom or adversarial)",
+                            protocol);
     }
     if (fail) {
         free_specs(specs, count);
@@ -501,6 +764,8 @@ int rs_protocol_views(const char *protocol, const char *augment, const char *cus
     for (int i = 0; i < *count; i++) {
         rs_view_spec parsed;
         int rc = rs_view_spec_parse((*specs)[i], &parsed, err);
+        if (!rc)
+            rc = rs_view_spec_check_base(&parsed, i, err);
         if (rc) {
             free_specs(specs, count);
             return rc;

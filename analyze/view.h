@@ -13,26 +13,54 @@
  *   translate:px=P                 shift, uniform in [-P, P] pixels on each axis
  *   jitter:b=B,c=C,s=S             brightness, contrast, saturation factors uniform in
  *                                  [1-x, 1+x], applied in that order, each clipped to [0,1]
+ *   base:view=V                    only as the first operation: start from the final pixels
+ *                                  and the geometry of the earlier view V (its match to view
+ *                                  0 is V's); only photometric, noise and pgd may follow
+ *   pgd:eps=E,steps=N,alpha=A,norm=linf|l2,start=random|zero,mode=pgd|vmoe,
+ *       loss=...,beta=B,target=T,layers=B1/B2
+ *                                  an adversarial attack on the model (analyze/attack.h),
+ *                                  always applied last; docs/attacks.md
  * Geometric operations compose into one affine map from view pixel coordinates to source
  * coordinates (continuous, pixel centres at i + 0.5); the view is rendered by bilinear
  * sampling of the model-sized source (zero outside it). Photometric operations follow,
  * and noise always comes last, whatever its place in the spec.
  *
  * Random draws come from GSL generators seeded from (run seed, image index, view index)
- * only, so a view never depends on threads, batch size or order. */
+ * only, so a view never depends on threads, batch size or order. The attack's random start
+ * has its own stream of the same seed (rs_view.attack_seed). */
 #ifndef RS_VIEW_H
 #define RS_VIEW_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "grad.h"
 #include "rs_error.h"
 
 #define RS_VIEW_MAX_OPS 16
 
 typedef enum rs_op_kind {
-    RS_OP_CLEAN, RS_OP_NOISE, RS_OP_CROP, RS_OP_FLIP, RS_OP_ROTATE, RS_OP_TRANSLATE, RS_OP_JITTER
+    RS_OP_CLEAN, RS_OP_NOISE, RS_OP_CROP, RS_OP_FLIP, RS_OP_ROTATE, RS_OP_TRANSLATE, RS_OP_JITTER,
+    RS_OP_BASE, RS_OP_PGD
 } rs_op_kind;
+
+typedef enum rs_attack_norm { RS_ATTACK_LINF, RS_ATTACK_L2 } rs_attack_norm;
+
+/* A view's `pgd:` operation, defaults resolved (docs/attacks.md). Pixel units: eps and
+ * alpha are distances on [0,1] pixels. */
+#define RS_ATTACK_MAX_STEPS 10000
+typedef struct rs_attack_spec {
+    double eps;             /* radius of the ball around the start pixels (>= 0) */
+    double alpha;           /* step size: pgd default 2.5 * eps / steps, vmoe eps / steps */
+    int steps;              /* 1 .. RS_ATTACK_MAX_STEPS; pgd default 10, vmoe 40 */
+    rs_attack_norm norm;    /* linf (default) or l2 */
+    bool random_start;      /* pgd default true; vmoe false */
+    bool vmoe;              /* mode=vmoe: sign steps of eps/steps, no projection, no clip */
+    /* The objective (loss, beta, target, layers: model/grad.h), parsed; pgd default
+     * loss=router, vmoe loss=ce. What depends on the model (target < E, layers are MoE
+     * blocks) is checked with rs_objective_check once the model is known. */
+    rs_objective objective;
+} rs_attack_spec;
 
 typedef struct rs_view_op {
     rs_op_kind kind;
@@ -43,12 +71,19 @@ typedef struct rs_view_op {
 typedef struct rs_view_spec {
     char text[256];
     int num_ops;
-    rs_view_op ops[RS_VIEW_MAX_OPS];
+    rs_view_op ops[RS_VIEW_MAX_OPS]; /* base: p[0] = V; pgd: the op's place only */
+    int base;                   /* base:view=V: V, else -1 */
+    bool attack;                /* has a pgd: operation (at most one), described by pgd */
+    rs_attack_spec pgd;
 } rs_view_spec;
 
 /* Parses TEXT. Errors quote the spec and the part at fault:
- * "view 'noise:sigma=abc': sigma 'abc' is not a number". */
+ * "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view is an
+ * earlier view is checked by rs_view_spec_check_base, which knows the view's index. */
 int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err);
+
+/* RS_EINVAL unless SPEC's base (if any) is a view before INDEX. */
+int rs_view_spec_check_base(const rs_view_spec *spec, int index, rs_error *err);
 
 /* One drawn view of one image. */
 typedef struct rs_view {
@@ -60,13 +95,22 @@ typedef struct rs_view {
     double jitter[3];   /* drawn factors, 1 when absent */
     double noise_sigma; /* 0 when absent */
     uint64_t noise_seed;
+    int base;           /* the view whose pixels and geometry this view starts from, -1 none */
+    bool attacked;      /* the spec has a pgd operation */
+    uint64_t attack_seed; /* seed of the pgd random start's generator */
 } rs_view;
 
 /* Draws SPEC's random parameters for an image of WIDTH x HEIGHT. */
 void rs_view_draw(const rs_view_spec *spec, int width, int height, uint64_t run_seed, int image, int view,
                   rs_view *out);
 
-/* OUT (C,H,W) = the view of SRC (C,H,W), both [0,1] pixels; OUT must not alias SRC. */
+/* Gives V the geometry (affine map, flip, crop, angle, shift) of its base view BASE, after
+ * V was rendered from BASE's pixels: V's correspondence to view 0 is then BASE's. */
+void rs_view_inherit(rs_view *v, const rs_view *base);
+
+/* OUT (C,H,W) = the view of SRC (C,H,W), both [0,1] pixels; OUT must not alias SRC. For a
+ * view with a base, SRC is the base view's final pixels. The pgd operation is not applied
+ * here (it needs the model: replay.c runs analyze/attack.h on the rendered pixels). */
 void rs_view_render(const rs_view *v, const float *src, int channels, int height, int width, float *out);
 
 /* For every patch j of view B (raster order over the H/P x W/P grid), the patch of view A
@@ -79,11 +123,21 @@ int rs_view_match(const rs_view *a, const rs_view *b, int height, int width, int
 char *rs_view_params_json(const rs_view *v);
 
 /* The view specs of a protocol: "pair" (two views of AUGMENT, default
- * RS_PAIR_AUGMENT), "noise" (clean and severities 1..5) or "custom" (CUSTOM: specs
- * separated by ';', the first the reference). *SPECS: owned array of *COUNT owned
- * strings (free each, then the array). */
+ * RS_PAIR_AUGMENT), "noise" (clean and severities 1..5), "custom" (CUSTOM: specs
+ * separated by ';', the first the reference) or "adversarial" (view 0 "clean", then
+ * "base:view=0+pgd:eps=E,KEYS" for each E of EPS, a ','-separated list of numbers or
+ * fractions (default RS_ADVERSARIAL_EPS), KEYS the keys of ATTACK, a "pgd:..." spec
+ * without eps (default RS_ADVERSARIAL_ATTACK)). Every spec is parsed before returning.
+ * *SPECS: owned array of *COUNT owned strings (free each, then the array). */
 #define RS_PAIR_AUGMENT "crop:area=0.05-1,ratio=0.75-1.333+flip:p=0.5"
-int rs_protocol_views(const char *protocol, const char *augment, const char *custom, char ***specs, int *count,
+#define RS_ADVERSARIAL_ATTACK "pgd:steps=10,loss=router"
+#define RS_ADVERSARIAL_EPS "1/255,2/255,4/255,8/255"
+typedef struct rs_protocol_args {
+    const char *augment;        /* pair */
+    const char *custom;         /* custom */
+    const char *attack, *eps;   /* adversarial; NULL: the defaults */
+} rs_protocol_args;
+int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char ***specs, int *count,
                       rs_error *err);
 
 #endif

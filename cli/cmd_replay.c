@@ -14,8 +14,10 @@
 #include "version.h"
 
 static const char usage_text[] =
-    "usage: routerscope replay MODEL --data SRC --db FILE [--protocol pair|noise|custom]\n"
-    "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--seed S]\n"
+    "usage: routerscope replay MODEL --data SRC --db FILE\n"
+    "                          [--protocol pair|noise|custom|adversarial]\n"
+    "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--attack SPEC]\n"
+    "                          [--eps LIST] [--seed S]\n"
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
     "                          [--shard-dir DIR]\n"
     "                          [--capacity-factor F [--group-images N] [--bpr] | --dispatch model]\n"
@@ -27,9 +29,14 @@ static const char usage_text[] =
     "  --data SRC       fashion-mnist:test|train, idx:IMAGES[,LABELS], cifar10:DIR[,train],\n"
     "                   cifar100:DIR[,train], png:DIR, list:FILE\n"
     "  --protocol P     pair (default): two views of --augment per image;\n"
-    "                   noise: clean and ImageNet-C severities 1-5; custom: --views\n"
+    "                   noise: clean and ImageNet-C severities 1-5; custom: --views;\n"
+    "                   adversarial: clean and one --attack view per --eps value\n"
     "  --augment SPEC   pair's view (default " RS_PAIR_AUGMENT ")\n"
     "  --views LIST     custom's views separated by ';', the first is the reference\n"
+    "  --attack SPEC    adversarial's attack, a pgd: spec without eps\n"
+    "                   (default " RS_ADVERSARIAL_ATTACK "; docs/attacks.md)\n"
+    "  --eps LIST       adversarial's radii on [0,1] pixels, separated by ','\n"
+    "                   (default " RS_ADVERSARIAL_EPS ")\n"
     "  --seed S         seed of every random draw (default 0)\n"
     "  --offset N, --limit N   a slice of the source\n"
     "  --threads N      threads (default: all CPUs)\n"
@@ -49,7 +56,9 @@ static const char usage_text[] =
     "                   their finished stores to rank 0 over MPI to merge\n"
     "\n"
     "View specs chain operations with '+': clean, noise:sigma=S, noise:severity=1..5,\n"
-    "crop:area=A-B,ratio=R1-R2, flip:p=P, rotate:deg=D, translate:px=P, jitter:b=B,c=C,s=S.\n"
+    "crop:area=A-B,ratio=R1-R2, flip:p=P, rotate:deg=D, translate:px=P, jitter:b=B,c=C,s=S,\n"
+    "base:view=V (first; start from view V), pgd:eps=E,steps=N,alpha=A,loss=L,... (an attack,\n"
+    "applied last; docs/attacks.md).\n"
     "Running an identical job again reports the finished run or resumes an unfinished one.\n"
     "Ctrl-C finishes the current batch, commits it and stops; resume later with --resume.\n";
 
@@ -102,7 +111,8 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         {"offset", required_argument, NULL, 'o'},   {"limit", required_argument, NULL, 'l'},
         {"threads", required_argument, NULL, 't'},  {"batch", required_argument, NULL, 'b'},
         {"resume", required_argument, NULL, 'r'},   {"shard", required_argument, NULL, 'S'},
-        {"shard-dir", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+        {"shard-dir", required_argument, NULL, 'L'}, {"attack", required_argument, NULL, 'A'},
+        {"eps", required_argument, NULL, 'E'},      {"help", no_argument, NULL, 'h'},
         RS_CLI_DISPATCH_OPTIONS,
         {NULL, 0, NULL, 0}};
     int c, resume = 0, set = 0;
@@ -115,6 +125,8 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         case 'p': o->protocol = optarg, set++; break;
         case 'a': o->augment = optarg, set++; break;
         case 'v': o->views = optarg, set++; break;
+        case 'A': o->attack = optarg, set++; break;
+        case 'E': o->eps = optarg, set++; break;
         case 's': ok = rs_cli_parse_u64("replay", "--seed", optarg, &o->seed), set++; break;
         case 'o': ok = rs_cli_parse_int("replay", "--offset", optarg, 0, INT_MAX, &o->offset), set++; break;
         case 'l': ok = rs_cli_parse_int("replay", "--limit", optarg, 1, INT_MAX, &o->limit), set++; break;
@@ -158,14 +170,18 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         return rs_cli_usage_error("replay", "--data is required");
     if (!o->protocol)
         o->protocol = "pair";
-    if (strcmp(o->protocol, "pair") && strcmp(o->protocol, "noise") && strcmp(o->protocol, "custom"))
-        return rs_cli_usage_error("replay", "unknown protocol '%s' (want pair, noise or custom)", o->protocol);
+    if (strcmp(o->protocol, "pair") && strcmp(o->protocol, "noise") && strcmp(o->protocol, "custom") &&
+        strcmp(o->protocol, "adversarial"))
+        return rs_cli_usage_error("replay", "unknown protocol '%s' (want pair, noise, custom or adversarial)",
+                                  o->protocol);
     if (!strcmp(o->protocol, "custom") && !o->views)
         return rs_cli_usage_error("replay", "--protocol custom needs --views 'SPEC;SPEC;...'");
     if (o->views && strcmp(o->protocol, "custom"))
         return rs_cli_usage_error("replay", "--views belongs to --protocol custom");
     if (o->augment && strcmp(o->protocol, "pair"))
         return rs_cli_usage_error("replay", "--augment belongs to --protocol pair");
+    if ((o->attack || o->eps) && strcmp(o->protocol, "adversarial"))
+        return rs_cli_usage_error("replay", "%s belongs to --protocol adversarial", o->attack ? "--attack" : "--eps");
     return 0;
 }
 
@@ -211,16 +227,19 @@ int cmd_replay(int argc, char **argv)
                s.images_total, s.views, o.db_path);
         return RS_EXIT_OK;
     }
-    char shard[96] = "";
+    char shard[96] = "", attack_share[32] = "";
+    if (s.attack_seconds > 0)
+        snprintf(attack_share, sizeof attack_share, "attacks %.0f%%, ",
+                 100 * s.attack_seconds / (s.seconds > 0 ? s.seconds : 1e-9));
     if (s.shard_count > 0)
         snprintf(shard, sizeof shard, " (shard %d/%d: images %d..%d)", s.shard_index, s.shard_count,
                  s.first_image, s.first_image + s.images_total - 1);
     printf("run %" PRId64 "%s%s: %d images x %d views x %d MoE layers x %d tokens: %lld routing records in %.1f s "
-           "(%.0f images/s, batch %d, decode %.0f%%, forward %.0f%%, SQLite %.0f%%); %s %.1f MB",
+           "(%.0f images/s, batch %d, decode %.0f%%, forward %.0f%%, %sSQLite %.0f%%); %s %.1f MB",
            s.run_id, shard, s.resumed ? " (resumed)" : "", s.images_this_call, s.views, s.layers, s.tokens, s.records,
            s.seconds, s.images_this_call / (s.seconds > 0 ? s.seconds : 1e-9), s.batch,
            100 * s.decode_seconds / (s.seconds > 0 ? s.seconds : 1e-9),
-           100 * s.forward_seconds / (s.seconds > 0 ? s.seconds : 1e-9), 100 * s.store_seconds / (s.seconds > 0 ? s.seconds : 1e-9), o.db_path, (double)s.db_bytes / 1e6);
+           100 * s.forward_seconds / (s.seconds > 0 ? s.seconds : 1e-9), attack_share, 100 * s.store_seconds / (s.seconds > 0 ? s.seconds : 1e-9), o.db_path, (double)s.db_bytes / 1e6);
     if (s.views > 1 && s.images_this_call)
         printf("; %lld patches without a match in view 0", s.unmatched);
     printf("\n");

@@ -57,7 +57,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char **specs = NULL;
         int count = 0;
         rs_error err;
-        if (rs_protocol_views(text[0], text[1], n > 2 ? text[2] : NULL, &specs, &count, &err) == 0) {
+        /* The second part is pair's augment and adversarial's attack, the third custom's views
+         * and adversarial's eps list. */
+        rs_protocol_args args = {.augment = text[1], .custom = n > 2 ? text[2] : NULL, .attack = text[1],
+                                 .eps = n > 2 ? text[2] : NULL};
+        if (rs_protocol_views(text[0], &args, &specs, &count, &err) == 0) {
             exercise(specs, count);
             for (int i = 0; i < count; i++)
                 free(specs[i]);

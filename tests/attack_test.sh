@@ -1,83 +1,146 @@
 #!/usr/bin/env bash
-# End-to-end tests of the attack figures on an adversarial-style store made here: two noise
-# runs (V-MoE k=2 and PRC k=2 on the same 30 images) whose views 1..5 are relabelled as
-# `base:view=0+pgd:eps=K/255,...` views with increasing K and given an `attacks` table
-# (store schema 4's layout) with a known objective, so that the statistics, figures and the
-# report section run on real routing before the pgd view operation exists. Checks:
-# `stats` prints routing changes (md and json); every attack picture is drawn; bad layers,
-# images and non-adversarial runs are one-line errors; the report has its "Routing under
-# attack" section with curves, min-eps figures, the objective and grids.
-# usage: attack_test.sh ROUTERSCOPE MODELS_DIR
+# End-to-end tests of attacked views (`pgd:` view operations, `--protocol adversarial`) and
+# `base:view=V` on the real binary (docs/attacks.md, docs/views.md):
+#   bad specs      pgd:eps=-1, loss=foo, steps=0, alpha=abc, a model-dependent objective
+#                  error: exit 1, one line quoting the spec, no database, no run
+#   adversarial    the protocol's views on the tiny model, its attacks rows (norms inside
+#                  each ball, steps, objective blobs)
+#   eps = 0        an attacked view with eps 0 records exactly what its start view records;
+#                  base views keep their base's pixels and geometry
+#   determinism    --threads 1 --batch 7 and --threads 2 --batch 64: identical records,
+#                  attacks included; two shards merged: identical too
+#   modes          vmoe (sign steps, cross-entropy) and L2 runs end to end
+#   strength       (release build only) a router attack lowers Top-1 agreement as eps grows
+#                  on a bundled model
+# usage: attack_test.sh ROUTERSCOPE MODEL MODELS_DIR
 set -u
-rs=$(realpath "$1") models=$(realpath "$2")
+rs=$(realpath "$1") model=$(realpath "$2") models=$(realpath "$3")
 . "$(dirname "$0")/testlib.sh"
 testlib_init
 
 if [ ! -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   echo "skip attack tests: dataset-fashion-mnist is not installed"; echo "attack: 0 passed, 0 failed"; exit 0
 fi
-db=$tmp/a.db
-for m in vmoe-k2 prc-k2; do # runs 1, 2
-  "$rs" replay "$models/fmnist-$m.safetensors" --data fashion-mnist:test --limit 30 --protocol noise --db "$db" \
-    --threads 1 >/dev/null 2>"$tmp/err" || bad "replay $m"
-done
-"$rs" replay "$models/fmnist-vmoe-k2.safetensors" --data fashion-mnist:test --limit 20 --protocol pair --db "$db" \
-  --threads 1 >/dev/null 2>&1 # run 3: not adversarial
-# Views 1..5 become attacked views with eps 1, 2, 4, 8, 16 /255; objective 1, 2, 3, 4 per
-# step for every image of views 1..5 (float32 little-endian): its mean is 1, 2, 3, 4.
-sqlite3 "$db" "UPDATE views SET spec = 'base:view=0+pgd:eps=' || (1 << (view - 1)) || '/255,steps=3,loss=router'
-               WHERE run_id IN (1, 2) AND view > 0;
-               UPDATE runs SET protocol = 'adversarial' WHERE id IN (1, 2);
-               CREATE TABLE IF NOT EXISTS attacks(run_id INTEGER, image INTEGER, view INTEGER, linf REAL, l2 REAL,
-                 steps INTEGER, objective BLOB, PRIMARY KEY(run_id, image, view));
-               INSERT INTO attacks SELECT run_id, image, view, 0, 0, 3, x'0000803f000000400000404000008040'
-                 FROM predictions WHERE run_id IN (1, 2) AND view > 0;" 2>"$tmp/err" || bad "store relabelled"
+data=fashion-mnist:test
 
-"$rs" stats --db "$db" --run 1 --resamples 200 >"$tmp/stats.md" 2>"$tmp/err"
-expect "stats prints routing changes" grep -q "Routing changes vs view 0" "$tmp/stats.md"
-expect "attacked views are pixel-aligned (30 images each)" \
-  grep -q -E "^\| view 1 +\| block 1 \|.*\| +30 \| +30 \|$" "$tmp/stats.md"
-"$rs" stats --db "$db" --run 1 --resamples 0 --format json >"$tmp/stats.json" 2>"$tmp/err"
-expect "json carries routing_changes" grep -q '"routing_changes"' "$tmp/stats.json"
-# Routing changes grow with eps here (noise sigma 0.08 .. 0.38 under the labels): view 1's
-# (1/255) pooled value is below view 5's (16/255). Long specs are labelled "view N".
-rc_of() { awk -F'|' -v v="$1" '/^### / {t = /Routing changes/} t && $2 ~ v && $3 ~ /all/ {gsub(/ /, "", $4); split($4, a, "["); print a[1]}' "$tmp/stats.md"; }
-expect "routing changes grow with eps" awk -v a="$(rc_of 'view 1')" -v b="$(rc_of 'view 5')" \
-  'BEGIN {exit !(a + 0 > 0 && a + 0 < b + 0)}'
+# Every stored fact of run 1, attacks included, in a canonical order.
+dump() { # DB
+  sqlite3 "$1" "SELECT 'p', image, view, predicted, printf('%.9g', prob), params, hex(match) FROM predictions
+                  WHERE run_id=1 ORDER BY image, view;
+                SELECT 'r', image, view, layer, hex(top_idx), hex(top_gate), hex(probs) FROM routing
+                  WHERE run_id=1 ORDER BY image, view, layer;
+                SELECT 'a', image, view, printf('%.9g', linf), printf('%.9g', l2), steps, hex(objective)
+                  FROM attacks WHERE run_id=1 ORDER BY image, view;"
+}
+# The routing and prediction rows of view V of run 1 without the view number.
+view_records() { # DB V
+  sqlite3 "$1" "SELECT image, predicted, printf('%.9g', prob), hex(match) FROM predictions
+                  WHERE run_id=1 AND view=$2 ORDER BY image;
+                SELECT image, layer, hex(top_idx), hex(top_gate), hex(probs) FROM routing
+                  WHERE run_id=1 AND view=$2 ORDER BY image, layer;" >"$tmp/view$2.txt"
+}
+q() { sqlite3 "$1" "$2"; }
 
-png() { [ -s "$1" ] && [ "$(head -c 4 "$1" | tail -c 3)" = PNG ]; }
-for kind in attack-curves min-eps min-eps-hist attack-objective; do
-  "$rs" render "$kind" --db "$db" --run 1 -o "$tmp/$kind.png" 2>"$tmp/err"
-  expect "render $kind" png "$tmp/$kind.png"
-done
-"$rs" render attack-curves --db "$db" --runs 1,2 -o "$tmp/curves2.pdf" 2>"$tmp/err"
-expect "attack curves of two runs (pdf)" [ -s "$tmp/curves2.pdf" ]
-"$rs" render min-eps --db "$db" --run 2 --image 7 --layer 3 -o "$tmp/one.svg" 2>"$tmp/err"
-expect "min-eps of one image and block" grep -q "<svg" "$tmp/one.svg"
-"$rs" render min-eps --db "$db" --run 1 --layer 2 -o "$tmp/x.png" 2>"$tmp/err"
-expect "a block without MoE is one line" failed_with $? 1 "no MoE layer at block 2"
-"$rs" render min-eps --db "$db" --run 1 --image 30 -o "$tmp/x.png" 2>"$tmp/err"
-expect "an image outside the run is one line" failed_with $? 1 "image 30 is not in run 1"
-"$rs" render min-eps-hist --db "$db" --run 3 -o "$tmp/x.png" 2>"$tmp/err"
-expect "a pair run is not adversarial, one line" failed_with $? 1 "run 3 is not an adversarial run"
+# --- bad specs: one line quoting the spec, exit 1, nothing recorded ----------------------
+bad_spec() { # NAME PATTERN ARGS...
+  local name=$1 pattern=$2; shift 2
+  "$rs" replay "$model" --data $data --limit 4 --db "$tmp/bad.db" "$@" >"$tmp/out" 2>"$tmp/err"
+  expect "$name: exit 1, one line" failed_with $? 1 "$pattern"
+  expect "$name: no database" [ ! -e "$tmp/bad.db" ]
+}
+bad_spec "pgd:eps=-1" "view 'pgd:eps=-1': eps -1 outside" \
+  --protocol custom --views 'clean;pgd:eps=-1'
+bad_spec "loss=foo" "view 'base:view=0+pgd:eps=1/255,loss=foo': loss: 'foo' is not" \
+  --protocol adversarial --attack 'pgd:loss=foo' --eps 1/255
+bad_spec "steps=0" "view 'base:view=0+pgd:eps=4/255,steps=0': steps '0' is not an integer" \
+  --protocol adversarial --attack 'pgd:steps=0' --eps 4/255
+bad_spec "alpha=abc" "alpha 'abc' is not a number or a fraction A/B" \
+  --protocol adversarial --attack 'pgd:alpha=abc'
+bad_spec "eps list" "view 'base:view=0+pgd:eps=x,steps=10,loss=router': eps 'x' is not a number" \
+  --protocol adversarial --eps 1/255,x
+bad_spec "target beyond the experts" "view 'clean+pgd:eps=1/255,loss=router-target,target=99': target=99" \
+  --protocol custom --views 'clean;clean+pgd:eps=1/255,loss=router-target,target=99'
+bad_spec "layers= names a dense block" "layers: block 0 is not a MoE block" \
+  --protocol custom --views 'clean;pgd:eps=1/255,layers=0'
+bad_spec "base after itself" "base view 1 is not an earlier view (this is view 1)" \
+  --protocol custom --views 'clean;base:view=1+noise:sigma=0.1'
+bad_spec "geometry after base" "after base, only jitter, noise and pgd may follow" \
+  --protocol custom --views 'clean;base:view=0+flip:p=1'
+"$rs" replay "$model" --data $data --limit 4 --db "$tmp/bad.db" --attack pgd:steps=2 >"$tmp/out" 2>"$tmp/err"
+expect "--attack without adversarial: usage error" failed_with $? 2 "--attack belongs to --protocol adversarial"
+# An existing store gains no run either.
+"$rs" replay "$model" --data $data --limit 2 --protocol noise --db "$tmp/keep.db" >/dev/null 2>&1
+"$rs" replay "$model" --data $data --limit 4 --db "$tmp/keep.db" --protocol adversarial --eps -1 >"$tmp/out" 2>"$tmp/err"
+expect "bad eps into an existing store: exit 1" failed_with $? 1 "eps -1 outside"
+expect "... and no run is recorded" [ "$(q "$tmp/keep.db" 'SELECT count(*) FROM runs')" = 1 ]
 
-"$rs" report --db "$db" --runs 2,1 --out "$tmp/rep" --images 1 --resamples 50 >/dev/null 2>"$tmp/err"
-expect "report written" [ -s "$tmp/rep/report.md" ]
-expect "report has the attack section" grep -q "^## Routing under attack" "$tmp/rep/report.md"
-expect "one curves chart holds both runs" [ -s "$tmp/rep/figures/attack-curves-1.png" ] && \
-  [ ! -e "$tmp/rep/figures/attack-curves-2.png" ]
-for f in min-eps-hist-run1 min-eps-map-run2 objective-run1 objective-run2; do
-  expect "report figure $f" png "$tmp/rep/figures/$f.png"
-done
-expect "V-MoE's table comes before PRC's" awk '/attack-run1/ {a = NR} /attack-run2/ && !b {b = NR} END {exit !(a && b && a < b)}' \
-  "$tmp/rep/report.md"
-expect "attack table csv" grep -q "min_eps_cdf" "$tmp/rep/tables/attack-run1.csv"
-# the first row of the run-by-run table: run 1, V-MoE (given second, shown first)
-first_row() { awk -F'|' '/run by run/ {t = 1} t && $2 ~ /^ *[0-9]+ *$/ {print $2 + 0, $3; exit}' "$tmp/rep/report.md"; }
-expect "summary table: V-MoE row first" [ "$(first_row | tr -s ' ')" = "1 V-MoE " ]
-expect "summary csv" grep -q "never_changed" "$tmp/rep/tables/attack-summary.csv"
-"$rs" report --db "$db" --runs 3 --out "$tmp/rep3" --images 0 --resamples 0 >/dev/null 2>"$tmp/err"
-no_section() { [ -s "$1" ] && ! grep -q "Routing under attack" "$1"; }
-expect "no attack section without adversarial runs" no_section "$tmp/rep3/report.md"
+# --- the adversarial protocol on 8 images --------------------------------------------------
+"$rs" replay "$model" --data $data --limit 8 --db "$tmp/adv.db" --protocol adversarial --threads 2 \
+  >"$tmp/out" 2>"$tmp/err"
+expect "adversarial: 8 images x 5 views" grep -q "8 images x 5 views" "$tmp/out"
+expect "view 0 clean, then base:view=0+pgd per eps" [ "$(q "$tmp/adv.db" "SELECT group_concat(spec, ';') FROM
+  (SELECT spec FROM views WHERE run_id=1 ORDER BY view)")" = "clean;base:view=0+pgd:eps=1/255,steps=10,loss=router;base:view=0+pgd:eps=2/255,steps=10,loss=router;base:view=0+pgd:eps=4/255,steps=10,loss=router;base:view=0+pgd:eps=8/255,steps=10,loss=router" ]
+expect "one attacks row per image and attacked view" [ "$(q "$tmp/adv.db" 'SELECT count(*) FROM attacks')" = 32 ]
+expect "10 steps, 11 float32 objective values" \
+  [ "$(q "$tmp/adv.db" 'SELECT count(*) FROM attacks WHERE steps = 10 AND length(objective) = 44')" = 32 ]
+expect "every perturbation inside its eps-ball" [ "$(q "$tmp/adv.db" "SELECT count(*) FROM attacks
+  WHERE linf > view * 0 + (CASE view WHEN 1 THEN 1 WHEN 2 THEN 2 WHEN 3 THEN 4 ELSE 8 END) / 255.0 + 1e-6")" = 0 ]
+expect "the largest ball is used" [ "$(q "$tmp/adv.db" "SELECT max(linf) > 7.9 / 255 FROM attacks WHERE view = 4")" = 1 ]
+expect "attacked views match view 0 patch for patch" [ "$(q "$tmp/adv.db" "SELECT count(*) FROM predictions
+  WHERE hex(match) != (SELECT hex(match) FROM predictions WHERE run_id=1 AND image=0 AND view=0)")" = 0 ]
+expect "parameters carry the attack's seed" \
+  [ "$(q "$tmp/adv.db" "SELECT count(*) FROM predictions WHERE params LIKE '%\"attack_seed\"%'")" = 32 ]
+
+# --- eps = 0 reproduces the start view's records exactly -------------------------------------
+"$rs" replay "$model" --data $data --limit 8 --db "$tmp/zero.db" --protocol custom \
+  --views 'clean;base:view=0+pgd:eps=0,steps=3;crop:area=0.3-0.7+flip:p=0.5+noise:sigma=0.1;base:view=2+pgd:eps=0,steps=2,loss=jsd' \
+  >"$tmp/out" 2>"$tmp/err"
+expect "custom views with base and pgd run" grep -q "8 images x 4 views" "$tmp/out"
+view_records "$tmp/zero.db" 0; view_records "$tmp/zero.db" 1
+expect "eps = 0 on the clean view: its records exactly" cmp -s "$tmp/view0.txt" "$tmp/view1.txt"
+view_records "$tmp/zero.db" 2; view_records "$tmp/zero.db" 3
+expect "eps = 0 on a cropped, noisy base: its records and matches exactly" cmp -s "$tmp/view2.txt" "$tmp/view3.txt"
+expect "... whose matches are the crop's, not patch for patch" [ "$(q "$tmp/zero.db" "SELECT count(*) FROM
+  predictions a JOIN predictions b ON a.image = b.image AND a.view = 0 AND b.view = 3 WHERE a.match != b.match")" = 8 ]
+expect "eps = 0: zero norms" [ "$(q "$tmp/zero.db" 'SELECT max(linf) + max(l2) FROM attacks')" = 0.0 ]
+
+# --- determinism: threads, batch sizes, shards ---------------------------------------------
+n=45
+[ "${RS_BUILD_KIND:-release}" = sanitize ] && n=25
+job=(--data $data --limit $n --protocol adversarial --attack 'pgd:steps=3,loss=ce&router,beta=0.5' --eps 0,4/255 --seed 3)
+"$rs" replay "$model" "${job[@]}" --db "$tmp/d1.db" --threads 1 --batch 7 >/dev/null 2>"$tmp/err"
+"$rs" replay "$model" "${job[@]}" --db "$tmp/d2.db" --threads 2 --batch 64 >/dev/null 2>"$tmp/err"
+dump "$tmp/d1.db" >"$tmp/d1.txt"; dump "$tmp/d2.db" >"$tmp/d2.txt"
+expect "records and attacks identical across threads and batch sizes" cmp -s "$tmp/d1.txt" "$tmp/d2.txt"
+expect "... and there are attacks to compare" [ "$(grep -c '^a|' "$tmp/d1.txt")" = $((2 * n)) ]
+"$rs" replay "$model" "${job[@]}" --db "$tmp/s0.db" --threads 2 --shard 0/2 >/dev/null 2>"$tmp/err"
+"$rs" replay "$model" "${job[@]}" --db "$tmp/s1.db" --threads 1 --shard 1/2 >/dev/null 2>"$tmp/err"
+"$rs" merge --db "$tmp/m.db" "$tmp/s1.db" "$tmp/s0.db" >"$tmp/out" 2>"$tmp/err"
+dump "$tmp/m.db" >"$tmp/m.txt"
+expect "two shards merged: the same records and attacks" cmp -s "$tmp/d1.txt" "$tmp/m.txt"
+
+# --- vmoe and L2 modes ---------------------------------------------------------------------
+"$rs" replay "$model" --data $data --limit 6 --db "$tmp/modes.db" --protocol custom \
+  --views 'clean;pgd:eps=4/255,mode=vmoe,steps=4;pgd:eps=0.5,norm=l2,steps=3,loss=margin' >"$tmp/out" 2>"$tmp/err"
+expect "vmoe and L2 views run" grep -q "6 images x 3 views" "$tmp/out"
+expect "vmoe: 4 sign steps of eps/4 move every pixel by eps at most" \
+  [ "$(q "$tmp/modes.db" "SELECT count(*) FROM attacks WHERE view = 1 AND steps = 4 AND linf <= 4 / 255.0 + 1e-6")" = 6 ]
+expect "L2: inside the L2 ball" \
+  [ "$(q "$tmp/modes.db" "SELECT count(*) FROM attacks WHERE view = 2 AND l2 <= 0.5 + 1e-5 AND l2 > 0")" = 6 ]
+expect "vmoe's cross-entropy rises" [ "$(q "$tmp/modes.db" "SELECT count(*) FROM attacks WHERE view = 1 AND
+  substr(objective, 1, 4) != substr(objective, 17, 4)")" -gt 0 ]
+
+# --- strength (release build): a router attack lowers Top-1 agreement as eps grows --------
+if [ "${RS_BUILD_KIND:-release}" = release ]; then
+  "$rs" replay "$models/fmnist-vmoe-k2.safetensors" --data $data --limit 40 --db "$tmp/s.db" \
+    --protocol adversarial --attack 'pgd:steps=10,loss=router' --eps 1/255,2/255,4/255,8/255 --threads 2 \
+    >/dev/null 2>"$tmp/err"
+  "$rs" stats --db "$tmp/s.db" --format csv --resamples 0 >"$tmp/stats.csv" 2>"$tmp/err"
+  top1() { awk -F, -v v="view $1" '$2 == v && $3 == "all" && $4 == "top1" { print $5 }' "$tmp/stats.csv"; }
+  t1=$(top1 1) t2=$(top1 2) t3=$(top1 3) t4=$(top1 4)
+  echo "     Top-1 agreement at eps 1, 2, 4, 8 /255: $t1 $t2 $t3 $t4"
+  falls() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { exit !(a > b && b > c && c > d && d < 0.9) }'; }
+  expect "Top-1 agreement falls as eps grows" falls "$t1" "$t2" "$t3" "$t4"
+fi
 
 testlib_done attack

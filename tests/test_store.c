@@ -4,6 +4,7 @@
  * cursor; refuse batches at the wrong position; roll a failing batch back completely.
  * test_benchmark measures write and read speed and bytes per token-record at a realistic
  * shape (set RS_STORE_BENCH_IMAGES for a longer run). */
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -317,7 +318,7 @@ static void test_create_reopen(void **state)
     rs_store *s = open_ok(path, false);
     rs_store_close(s);
     assert_int_equal(sql_int(path, "PRAGMA user_version"), RS_STORE_SCHEMA);
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 6);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 7); /* with attacks (schema 4) */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *st;
@@ -424,6 +425,12 @@ static void test_schema1_store(void **state)
         assert_null(rec.kept);
         rs_store_cursor_close(cur);
         rs_run_info_clear(&info);
+        /* Nor attacks: read in place, the missing table is no rows. */
+        rs_store_attack_cursor *ac;
+        rs_attack_row row;
+        assert_int_equal(rs_store_attack_cursor_open(s, 1, INT_MIN, INT_MAX, &ac, &err), 0);
+        assert_int_equal(rs_store_attack_cursor_next(ac, &row, &err), 0);
+        rs_store_attack_cursor_close(ac);
         rs_store_close(s);
     }
     /* The upgrade wrote the columns themselves. */
@@ -764,6 +771,99 @@ static void test_dispatch_run(void **state)
                      2 * spec.num_views * spec.num_layers);
 }
 
+/* Attacks: view 1 of small_spec attacked with 3 steps; the values are a function of
+ * (image, view, step) so that a mix-up shows. */
+static float exp_objective(int image, int t) { return unit(mix((uint32_t)image, 1, (uint32_t)t, 7)) - 0.5f; }
+
+static void write_attacked(rs_store *s, int64_t run, const rs_run_spec *spec, int first, int count)
+{
+    enum { STEPS = 3, STRIDE = 5 };
+    tbatch t = make_batch(spec, first, count);
+    int steps[2] = {0, STEPS};
+    float linf[64], l2[64], objective[64 * STRIDE];
+    assert_true(count * spec->num_views <= 64);
+    for (int i = 0; i < count; i++)
+        for (int v = 0; v < spec->num_views; v++) {
+            size_t iv = (size_t)i * spec->num_views + v;
+            linf[iv] = v ? (first + i) / 255.0f : -1; /* view 0 has none: never read */
+            l2[iv] = v ? (first + i) / 25.0f : -1;
+            for (int k = 0; k < STRIDE; k++)
+                objective[iv * STRIDE + k] = v && k <= STEPS ? exp_objective(first + i, k) : NAN;
+        }
+    t.b.attack_steps = steps;
+    t.b.attack_stride = STRIDE;
+    t.b.attack_linf = linf;
+    t.b.attack_l2 = l2;
+    t.b.attack_objective = objective;
+    rs_error err = {0};
+    int rc = rs_store_write_batch(s, run, &t.b, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    free_batch(&t, count, spec->num_views);
+}
+
+static void check_attacks(rs_store *s, int64_t run, int first, int last, int want_rows)
+{
+    rs_store_attack_cursor *c;
+    rs_error err = {0};
+    assert_int_equal(rs_store_attack_cursor_open(s, run, first, last, &c, &err), 0);
+    rs_attack_row row;
+    int n = 0, previous = INT_MIN;
+    while (rs_store_attack_cursor_next(c, &row, &err) == 1) {
+        assert_true(row.image >= first && row.image <= last && row.image > previous);
+        previous = row.image;
+        assert_int_equal(row.view, 1);
+        assert_int_equal(row.steps, 3);
+        assert_true(row.linf == row.image / 255.0f);
+        assert_true(row.l2 == row.image / 25.0f);
+        for (int t = 0; t <= 3; t++)
+            assert_true(row.objective[t] == exp_objective(row.image, t));
+        n++;
+    }
+    assert_int_equal(rs_store_attack_cursor_next(c, &row, &err), 0);
+    assert_int_equal(n, want_rows);
+    rs_store_attack_cursor_close(c);
+}
+
+static void test_attacks(void **state)
+{
+    (void)state;
+    const char *path = scratch("attacks.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    write_attacked(s, run, &spec, 10, 3);
+    write_ok(s, run, &spec, 13, 2); /* a batch without attack arrays writes no rows */
+    write_attacked(s, run, &spec, 15, 2);
+    check_all(s, run, &spec, 10, 7);
+    rs_store_close(s);
+    s = open_ok(path, true);
+    check_attacks(s, run, 10, 12, 3);
+    check_attacks(s, run, 15, 16, 2);
+    check_attacks(s, run, 10, 16, 5); /* images 13 and 14 have none */
+    check_attacks(s, run, INT_MIN, INT_MAX, 5);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM attacks"), 5);
+    assert_int_equal(sql_int(path, "SELECT length(objective) FROM attacks WHERE image = 11"), 16);
+
+    /* A malformed row is an error naming the file, not a crash. */
+    sql_exec(path, "UPDATE attacks SET steps = 9 WHERE image = 16");
+    s = open_ok(path, true);
+    rs_store_attack_cursor *c;
+    rs_error err = {0};
+    rs_attack_row row;
+    assert_int_equal(rs_store_attack_cursor_open(s, run, 16, 16, &c, &err), 0);
+    assert_int_equal(rs_store_attack_cursor_next(c, &row, &err), RS_EFORMAT);
+    expect_message(&err, path, "attack of 9 steps with an objective of 16 bytes");
+    rs_store_attack_cursor_close(c);
+    rs_store_close(s);
+
+    /* Deleting the run removes its attacks. */
+    sql_exec(path, "PRAGMA foreign_keys = ON; DELETE FROM runs WHERE id = 1");
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM attacks"), 0);
+}
+
 static void test_wrong_position(void **state)
 {
     (void)state;
@@ -930,7 +1030,8 @@ int main(void)
         cmocka_unit_test(test_not_a_database), cmocka_unit_test(test_read_only),
         cmocka_unit_test(test_schema1_store),   cmocka_unit_test(test_dispatch_run),
         cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
-        cmocka_unit_test(test_write_read),     cmocka_unit_test(test_wrong_position),
+        cmocka_unit_test(test_write_read),     cmocka_unit_test(test_attacks),
+        cmocka_unit_test(test_wrong_position),
         cmocka_unit_test(test_failing_batch_rolls_back), cmocka_unit_test(test_benchmark),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -75,6 +75,110 @@ static void test_parse(void **state)
     assert_float_equal(s.ops[0].p[3], 10, 1e-12);
 }
 
+static void test_parse_pgd(void **state)
+{
+    (void)state;
+    rs_view_spec s;
+    rs_error err;
+    /* Defaults, and pgd last whatever its place. */
+    assert_int_equal(rs_view_spec_parse("pgd:eps=4/255+noise:sigma=0.1", &s, &err), 0);
+    assert_true(s.attack);
+    assert_int_equal(s.base, -1);
+    assert_float_equal(s.pgd.eps, 4.0 / 255, 1e-15);
+    assert_int_equal(s.pgd.steps, 10);
+    assert_float_equal(s.pgd.alpha, 2.5 * 4.0 / 255 / 10, 1e-15);
+    assert_int_equal(s.pgd.norm, RS_ATTACK_LINF);
+    assert_true(s.pgd.random_start);
+    assert_false(s.pgd.vmoe);
+    assert_int_equal(s.pgd.objective.num_terms, 1);
+    assert_int_equal(s.pgd.objective.term[0], RS_OBJ_ROUTER);
+    assert_int_equal(rs_view_spec_parse("crop:area=0.5-1+pgd:eps=0.5,steps=3,alpha=1/10,norm=l2,start=zero,"
+                                        "loss=ce&router,beta=0.5,layers=1/3", &s, &err), 0);
+    assert_int_equal(s.pgd.steps, 3);
+    assert_float_equal(s.pgd.alpha, 0.1, 1e-15);
+    assert_int_equal(s.pgd.norm, RS_ATTACK_L2);
+    assert_false(s.pgd.random_start);
+    assert_int_equal(s.pgd.objective.num_terms, 2);
+    assert_int_equal(s.pgd.objective.term[1], RS_OBJ_ROUTER);
+    assert_float_equal(s.pgd.objective.beta, 0.5, 0);
+    assert_int_equal(s.pgd.objective.block_mask, (1u << 1) | (1u << 3));
+    /* vmoe mode: 40 sign steps of eps/40 from the start pixels, cross-entropy. */
+    assert_int_equal(rs_view_spec_parse("pgd:eps=8/255,mode=vmoe", &s, &err), 0);
+    assert_true(s.pgd.vmoe);
+    assert_int_equal(s.pgd.steps, 40);
+    assert_float_equal(s.pgd.alpha, 8.0 / 255 / 40, 1e-15);
+    assert_false(s.pgd.random_start);
+    assert_int_equal(s.pgd.objective.term[0], RS_OBJ_CE);
+    assert_int_equal(rs_view_spec_parse("pgd:mode=vmoe,eps=0.1,loss=router,steps=4", &s, &err), 0);
+    assert_int_equal(s.pgd.objective.term[0], RS_OBJ_ROUTER);
+    assert_float_equal(s.pgd.alpha, 0.025, 1e-15);
+
+    expect_parse_error("pgd:eps=-1", "view 'pgd:eps=-1': eps -1 outside");
+    expect_parse_error("pgd:eps=4/255,loss=foo", "view 'pgd:eps=4/255,loss=foo': loss");
+    expect_parse_error("pgd:eps=4/255,loss=foo", "foo");
+    expect_parse_error("pgd:eps=4/255,steps=0", "steps '0' is not an integer in [1, 10000]");
+    expect_parse_error("pgd:eps=4/255,steps=2.5", "steps '2.5' is not an integer");
+    expect_parse_error("pgd:eps=4/255,alpha=abc", "alpha 'abc' is not a number or a fraction A/B");
+    expect_parse_error("pgd:eps=4/0", "eps '4/0' is not a number or a fraction A/B");
+    expect_parse_error("pgd:eps=4/255/2", "eps '4/255/2' is not a number or a fraction");
+    expect_parse_error("pgd:steps=10", "pgd needs eps=E");
+    expect_parse_error("pgd", "pgd needs eps=E");
+    expect_parse_error("pgd:eps=1/255,norm=l3", "norm 'l3' is not linf or l2");
+    expect_parse_error("pgd:eps=1/255,start=middle", "start 'middle' is not random or zero");
+    expect_parse_error("pgd:eps=1/255,mode=fgsm", "mode 'fgsm' is not pgd or vmoe");
+    expect_parse_error("pgd:eps=1/255,eps=2/255", "pgd's eps is given twice");
+    expect_parse_error("pgd:eps=1/255,restart=2", "pgd has no parameter 'restart'");
+    expect_parse_error("pgd:eps=1/255,layers=1-3", "layers");
+    expect_parse_error("pgd:eps=1/255+pgd:eps=2/255", "more than one pgd operation");
+    expect_parse_error("pgd:eps=1/255,mode=vmoe,alpha=1/255", "mode=vmoe takes no alpha");
+    expect_parse_error("pgd:eps=1/255,mode=vmoe,norm=l2", "mode=vmoe takes no norm");
+    expect_parse_error("pgd:eps=1/255,mode=vmoe,start=random", "mode=vmoe takes no start=random");
+}
+
+static void test_parse_base(void **state)
+{
+    (void)state;
+    rs_view_spec s;
+    rs_error err;
+    assert_int_equal(rs_view_spec_parse("base:view=2+noise:sigma=0.1+jitter:b=0.1", &s, &err), 0);
+    assert_int_equal(s.base, 2);
+    assert_false(s.attack);
+    assert_int_equal(rs_view_spec_check_base(&s, 3, &err), 0);
+    assert_int_equal(rs_view_spec_check_base(&s, 2, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "base view 2 is not an earlier view (this is view 2)"));
+    expect_parse_error("clean+base:view=0", "base must be the first operation");
+    expect_parse_error("base:view=0+flip:p=1", "after base, only jitter, noise and pgd may follow");
+    expect_parse_error("base:view=-1", "base view '-1' is not a view index");
+    expect_parse_error("base:view=x", "view 'x' is not a number");
+    expect_parse_error("base", "base takes one key, view=V");
+    expect_parse_error("base:view=0,p=1", "base takes one key, view=V");
+
+    /* A based view draws its own noise and takes its base's geometry. */
+    rs_view_spec crop, based;
+    assert_int_equal(rs_view_spec_parse("crop:area=0.3-0.6+flip:p=1", &crop, &err), 0);
+    assert_int_equal(rs_view_spec_parse("base:view=1+noise:sigma=0.2+pgd:eps=1/255", &based, &err), 0);
+    rs_view a, b, b_alone;
+    rs_view_draw(&crop, 28, 28, 5, 9, 1, &a);
+    rs_view_draw(&based, 28, 28, 5, 9, 2, &b);
+    assert_true(b.identity);
+    assert_int_equal(b.base, 1);
+    assert_true(b.attacked);
+    assert_true(b.noise_seed != a.noise_seed && b.attack_seed != b.noise_seed);
+    b_alone = b;
+    rs_view_inherit(&b, &a);
+    assert_memory_equal(b.affine, a.affine, sizeof a.affine);
+    assert_true(b.flipped && !b.identity);
+    assert_true(b.noise_sigma == 0.2 && b.noise_seed == b_alone.noise_seed);
+    char *json = rs_view_params_json(&b);
+    assert_non_null(strstr(json, "\"base\":1"));
+    assert_non_null(strstr(json, "\"attack_seed\":\""));
+    free(json);
+    json = rs_view_params_json(&a); /* other views' parameters keep their old keys */
+    assert_null(strstr(json, "base"));
+    assert_null(strstr(json, "attack_seed"));
+    free(json);
+}
+
 static void test_flip_maps_columns(void **state)
 {
     (void)state;
@@ -244,31 +348,75 @@ static void test_protocols(void **state)
     char **specs;
     int n;
     rs_error err;
-    assert_int_equal(rs_protocol_views("noise", NULL, NULL, &specs, &n, &err), 0);
+    assert_int_equal(rs_protocol_views("noise", NULL, &specs, &n, &err), 0);
     assert_int_equal(n, 6);
     assert_string_equal(specs[0], "clean");
     assert_string_equal(specs[5], "noise:severity=5");
     for (int i = 0; i < n; i++)
         free(specs[i]);
     free(specs);
-    assert_int_equal(rs_protocol_views("pair", NULL, NULL, &specs, &n, &err), 0);
+    assert_int_equal(rs_protocol_views("pair", NULL, &specs, &n, &err), 0);
     assert_int_equal(n, 2);
     assert_string_equal(specs[1], RS_PAIR_AUGMENT);
     for (int i = 0; i < n; i++)
         free(specs[i]);
     free(specs);
-    assert_int_equal(rs_protocol_views("custom", NULL, "clean;flip:p=1;rotate:deg=10", &specs, &n, &err), 0);
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;flip:p=1;rotate:deg=10"}, &specs, &n, &err), 0);
     assert_int_equal(n, 3);
     for (int i = 0; i < n; i++)
         free(specs[i]);
     free(specs);
-    assert_int_equal(rs_protocol_views("custom", NULL, "clean", &specs, &n, &err), RS_EINVAL);
-    assert_int_equal(rs_protocol_views("custom", NULL, "clean;noise:sigma=x", &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean"}, &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;noise:sigma=x"}, &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "sigma 'x' is not a number"));
-    assert_int_equal(rs_protocol_views("custom", NULL, "clean;;flip:p=1", &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;;flip:p=1"}, &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "empty view"));
-    assert_int_equal(rs_protocol_views("triple", NULL, NULL, &specs, &n, &err), RS_EINVAL);
+    assert_int_equal(rs_protocol_views("triple", NULL, &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "unknown protocol 'triple'"));
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;base:view=1"}, &specs, &n,
+                                       &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "base view 1 is not an earlier view (this is view 1)"));
+
+    /* adversarial: clean, then one attacked view per eps, on top of view 0. */
+    assert_int_equal(rs_protocol_views("adversarial", NULL, &specs, &n, &err), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(specs[0], "clean");
+    assert_string_equal(specs[1], "base:view=0+pgd:eps=1/255,steps=10,loss=router");
+    assert_string_equal(specs[4], "base:view=0+pgd:eps=8/255,steps=10,loss=router");
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    rs_protocol_args adv = {.attack = "pgd:mode=vmoe", .eps = "0,0.5"};
+    assert_int_equal(rs_protocol_views("adversarial", &adv, &specs, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(specs[1], "base:view=0+pgd:eps=0,mode=vmoe");
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    adv = (rs_protocol_args){.attack = "pgd", .eps = "2/255"};
+    assert_int_equal(rs_protocol_views("adversarial", &adv, &specs, &n, &err), 0);
+    assert_string_equal(specs[1], "base:view=0+pgd:eps=2/255");
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    static const struct { const char *attack, *eps, *fragment; } bad[] = {
+        {"pgd:eps=1/255", NULL, "--attack 'pgd:eps=1/255': the radii come from --eps"},
+        {"noise:sigma=1", NULL, "want one pgd operation"},
+        {"pgd:steps=2+flip", NULL, "want one pgd operation"},
+        {"pgdx", NULL, "want one pgd operation"},
+        {NULL, "1/255,,2/255", "--eps '1/255,,2/255': an empty value"},
+        {NULL, "-1", "eps -1 outside"},
+        {"pgd:loss=foo", NULL, "foo"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        adv = (rs_protocol_args){.attack = bad[i].attack, .eps = bad[i].eps};
+        specs = (char **)0x1;
+        assert_int_equal(rs_protocol_views("adversarial", &adv, &specs, &n, &err), RS_EINVAL);
+        assert_null(specs);
+        print_message("  %s\n", err.msg);
+        if (!strstr(err.msg, bad[i].fragment))
+            fail_msg("'%s' lacks '%s'", err.msg, bad[i].fragment);
+    }
 }
 
 /* The PRC training's view: crop box (x0, y0, w, h) resized to W x H, then maybe flipped. */
@@ -323,6 +471,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_parse_pgd),
+        cmocka_unit_test(test_parse_base),
         cmocka_unit_test(test_flip_maps_columns),
         cmocka_unit_test(test_quarter_crop_at_twice_the_scale),
         cmocka_unit_test(test_boundary_goes_right_and_outside_is_unmatched),
