@@ -1,7 +1,7 @@
 /* report_compare.c — the comparison report of several runs (report.h), section by section:
  * the summary (each method against V-MoE of the same k), the contents, headline, paired
- * differences, accuracy, severity curves, router figures, grids, largest differences
- * (report_largest.c), per-run detail. */
+ * differences, accuracy, severity curves, router figures, examples (grids, heatmaps),
+ * largest differences (report_largest.c), and per-run detail when asked for. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -256,18 +256,43 @@ static bool holds(const rs_run_info *r, int image)
     return image >= r->offset && image < r->offset + r->images_done;
 }
 
-/* Grids of the same images for each run that holds them. */
-static void grids(rs_report_state *R)
+/* The noise runs' heatmaps say how often a patch changed across five severities; a pair
+   run's are 0 or 1 per patch, so they stand in only when there is no noise run. */
+static void heatmaps(rs_report_state *R, int image)
+{
+    bool any_noise = false;
+    for (int i = 0; i < R->n; i++)
+        any_noise = any_noise || (rs_report_is_noise(&R->info[i]) && R->info[i].num_views > 1);
+    for (int i = 0; i < R->n; i++)
+        if (holds(&R->info[i], image) && rs_report_is_noise(&R->info[i]) == any_noise)
+            rs_report_heatmap_figure(R, &R->info[i], image);
+}
+
+/* Examples: grids of the same well-matched images for each run that holds them, then the
+   per-patch heatmaps of the first. */
+static void examples(rs_report_state *R)
 {
     if (R->opt->images <= 0)
         return;
-    rs_doc_add(&R->d, RS_DOC_H2, "Expert-selection grids", NULL);
-    rs_doc_add(&R->d, RS_DOC_PARA, "The same images for each run that holds them.", NULL);
-    const rs_run_info *r0 = &R->info[0];
-    for (int k = 0; k < R->opt->images && k < r0->images_done; k++)
+    int *images = malloc(sizeof *images * (size_t)R->opt->images);
+    if (!images) {
+        if (!R->d.rc)
+            R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
+        return;
+    }
+    int m = rs_report_example_images(R, images, R->opt->images);
+    rs_doc_add(&R->d, RS_DOC_H2, "Examples", NULL);
+    rs_doc_add(&R->d, RS_DOC_PARA,
+               "Expert-selection grids of the same images for each run that holds them: the first images on "
+               "which every pair run matched at least half of its patches to view 0. Then per-patch heatmaps "
+               "of the first of them.", NULL);
+    for (int k = 0; k < m; k++)
         for (int i = 0; i < R->n; i++)
-            if (holds(&R->info[i], r0->offset + k))
-                rs_report_grid_figure(R, &R->info[i], r0->offset + k);
+            if (holds(&R->info[i], images[k]))
+                rs_report_grid_figure(R, &R->info[i], images[k]);
+    if (m > 0)
+        heatmaps(R, images[0]);
+    free(images);
 }
 
 /* Each run's own tables (and figures). */
@@ -310,7 +335,8 @@ void rs_report_comparison(rs_report_state *R)
     accuracy(R);
     curves(R);
     router(R);
-    grids(R);
+    examples(R);
     rs_report_largest_differences(R);
-    details(R);
+    if (R->opt->detail)
+        details(R);
 }
