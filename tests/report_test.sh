@@ -101,8 +101,8 @@ expect "report of a noise run has the severity sweep" [ -f "$tmp/a/noise/figures
 (cd "$tmp/a" && "$rs" report --db "$db" --runs 1,2 --out cmp --resamples 100 --images 1 >/dev/null 2>"$tmp/err")
 expect "report --runs 1,2 exits 0" [ $? = 0 ]
 check_report "runs 1,2" "$tmp/a/cmp"
-expect "runs 1,2: headline and accuracy tables" \
-  sh -c "[ -f '$tmp/a/cmp/tables/headline.csv' ] && [ -f '$tmp/a/cmp/tables/accuracy.csv' ] && grep -q 'Severity 5' '$tmp/a/cmp/report.md'"
+expect "runs 1,2: headline and accuracy tables (noise and pair runs apart, no column all n/a)" \
+  sh -c "[ -f '$tmp/a/cmp/tables/headline.csv' ] && [ -f '$tmp/a/cmp/tables/accuracy.csv' ] && grep -q 'Severity 5' '$tmp/a/cmp/report.md' && [ -f '$tmp/a/cmp/tables/accuracy-views.csv' ] && ! grep -q '^[0-9]*,,,[a-z0-9]*,,' '$tmp/a/cmp/tables/accuracy.csv' '$tmp/a/cmp/tables/accuracy-views.csv' && grep -q '25-100 %' '$tmp/a/cmp/report.md'"
 expect "runs 1,2: severity sweep and grids of both runs" \
   sh -c "cd '$tmp/a/cmp/figures' && [ -f sweep.png ] && ls grid-run1-* >/dev/null && ls grid-run2-* >/dev/null"
 expect "runs 1,2: the noise run's per-patch heatmap in the examples" \
