@@ -219,7 +219,10 @@ static rs_table *accuracy_create(bool noise, int sev, bool aug)
         }
         if (aug)
             keys[nc - 1] = "augmented", heads[nc - 1] = "Augmented views";
-        t = rs_table_create("Accuracy (%, Wilson interval)", "", nc, keys, heads);
+        t = rs_table_create(!aug   ? "Accuracy under noise (%, Wilson interval)"
+                            : !noise ? "Accuracy on the augmented views (%, Wilson interval)"
+                                     : "Accuracy (%, Wilson interval)",
+                            "", nc, keys, heads);
     }
     free(keys);
     free(heads);
