@@ -345,8 +345,10 @@ static void pdf_table(pdf *p, const char *md)
 /* The figure's size on the page (points) at scale S, and its caption's lines at that width. */
 static void figure_fit(pdf *p, const rs_doc_item *it, double w, double h, double *s, int *cap_lines)
 {
-    /* a grid of two views goes two to a row: half the page still shows its digits */
-    double maxw = strstr(it->file, "/grid-") && w < AVAIL_W * 1.3 ? AVAIL_W / 2 - 14 : AVAIL_W;
+    /* a grid of two views, or a heatmap, goes two to a row: half the page still shows
+       its digits */
+    bool pairable = strstr(it->file, "/grid-") || strstr(it->file, "/heatmap-");
+    double maxw = pairable && w < AVAIL_W * 1.3 ? AVAIL_W / 2 - 14 : AVAIL_W;
     *s = fmin(1.0, fmin(maxw / w, (AVAIL_H - 3 * CAPTION_LINE) / h));
     *cap_lines = wrap_lines(p, it->text, CAPTION_SIZE, false, 0, fmax(w * *s, 240), false);
     *s = fmin(*s, (AVAIL_H - *cap_lines * CAPTION_LINE - 8) / h);
@@ -375,9 +377,9 @@ static void pdf_figure(pdf *p, const char *dir, const rs_doc_item *it)
         pdf_end_row(p);
     double room = PAGE_H - PAGE_M - 14 - p->y - 4 - cap * CAPTION_LINE - 8;
     if (h * s > room) {
-        if (room >= 0.75 * h * s && p->row_x == 0)
-            s = room / h;
-        else if (p->row_x == 0 || room < h * s)
+        if (room >= 0.75 * h * s)
+            s = room / h; /* beside a figure shrunk the same way, or alone */
+        else
             pdf_new_page(p);
     }
     double x = PAGE_M + p->row_x, y0 = p->y;
