@@ -53,7 +53,9 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
     rs_report_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
-             "layer; red borders where the expert differs from view 0's matched patch, hatched cells have no match.",
+             "layer; red borders (or corners, where many cells changed) where the expert differs from view 0's "
+             "matched patch, whose expert follows \"was\"; hatched cells have no match; the dashed box on view 0 "
+             "shows where another view's crop lies.",
              image, rl);
     rs_report_figure(R, file, caption);
 }
