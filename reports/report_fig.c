@@ -28,7 +28,7 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
 {
     if (R->d.rc)
         return;
-    char file[256], path[4096], caption[512], rl[200];
+    char file[256], path[4096], caption[1024], rl[200];
     snprintf(file, sizeof file, "grid-run%" PRId64 "-image%d.png", run->id, image);
     rs_report_fig_path(R, file, path, sizeof path);
     rs_image_routing r;
@@ -54,9 +54,8 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
     snprintf(caption, sizeof caption,
              "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
              "layer; red borders (or corners, where many cells changed) where the expert differs from view 0's "
-             "matched patch, whose expert follows \"was\"; hatched cells have no match; the dashed box on view 0 "
-             "shows where another view's crop lies.",
-             image, rl);
+             "matched patch, whose expert follows \"was\"; hatched cells have no match%s.",
+             image, rl, rs_report_is_noise(run) ? "" : "; the dashed box on view 0 shows where the other view's crop lies");
     rs_report_figure(R, file, caption);
 }
 
