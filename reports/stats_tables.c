@@ -281,10 +281,12 @@ rs_table *rs_report_transition_table(const rs_run_info *info, const rs_stats *st
 
 void rs_report_run_note(const rs_run_info *info, char *buf, size_t size)
 {
+    char model[256];
+    rs_report_model_label(info, model, sizeof model);
     snprintf(buf, size,
-             "run %" PRId64 ": model %.12s (k=%d), data %s [%d..%d), protocol %s, %d views, %d of %d images, "
+             "run %" PRId64 ": model %s, data %s [%d..%d), protocol %s, %d views, %d of %d images, "
              "seed %" PRIu64,
-             info->id, info->model_sha256, info->top_k, info->data, info->offset, info->offset + info->count,
+             info->id, model, info->data, info->offset, info->offset + info->count,
              info->protocol, info->num_views, info->images_done, info->count, info->seed);
 }
 
