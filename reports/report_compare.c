@@ -227,12 +227,14 @@ static void curves(rs_report_state *R)
         d->rc = rs_render_sweep(nst, nri, nn, -1, path, d->err);
     rs_report_figure(R, "sweep.png",
            "Top-1 agreement with the clean view against the noise severity for every noise run, all MoE layers "
-           "pooled, with bootstrap bands (blue: V-MoE, orange: PRC; darker: larger k; the model family is read "
-           "from the checkpoint's file name).");
+           "pooled, with bootstrap bands (hue: method, blue V-MoE, orange PRC, read from the checkpoint's file name; "
+           "line and marker: k, solid discs k=1, dashed squares k=2).");
     rs_report_fig_path(R, "accuracy.png", path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_accuracy(nst, nri, nn, path, d->err);
-    rs_report_figure(R, "accuracy.png", "Accuracy against the noise severity for every noise run, with Wilson bands.");
+    rs_report_figure(R, "accuracy.png",
+                     "Accuracy against the noise severity for every noise run, with Wilson bands (hue: method; line "
+                     "and marker: k).");
 }
 
 /* Router figures: one per protocol, since pair and noise runs never share a chart. */

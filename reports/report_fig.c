@@ -74,7 +74,9 @@ void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r,
     rs_report_fig_path(R, file, path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_transition(st, r, -1, path, d->err);
-    rs_report_figure(R, file, "Top-1 transitions view 0 \u2192 other views and the PRC matrix S per MoE layer.");
+    rs_report_figure(R, file,
+                     "Top-1 transitions view 0 \u2192 other views per MoE layer, coloured by their share of the row "
+                     "(row-normalised, 0 to 1), and the PRC matrix S, coloured on one scale shared by all layers.");
 }
 
 
