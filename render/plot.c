@@ -543,7 +543,10 @@ static void router_panel(cairo_t *cr, const rs_stats *const *stats, const rs_run
     ax.hi = rs_axes_nice_max(max);
     cairo_set_source_rgb(cr, 0, 0, 0);
     rs_text(cr, ax.x - 30, ax.y - 8, 10.5, true, 0, titles[m]);
-    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = ax.hi / 4, .count = 4, .grid = 0.85, .label_every = 1,
+    /* round ticks: a maximum of 1, 2 or 5 (x 10^n) in steps of 0.2, 0.5 or 1 (x 10^n) */
+    double lead = ax.hi / pow(10.0, floor(log10(ax.hi) + 1e-9));
+    int nt = lead > 1.5 && lead < 2.5 ? 4 : 5;
+    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = ax.hi / nt, .count = nt, .grid = 0.85, .label_every = 1,
                                        .fmt = "%.3g", .size = 8, .grey = 0.2, .dx = 4, .dy = 3});
     rs_axes_lines(cr, &ax, false);
     double gw = ax.w / (lmax + 1), below = ax.y + ax.h + 12;

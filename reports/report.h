@@ -4,10 +4,11 @@
  *   index.html   self-contained page: tables inline as HTML (each in its own horizontally
  *                scrolling box), figures as relative figures/NAME.png, no external URL
  *   report.md    the same content in Markdown with image links
- *   report.pdf   multi-page landscape A4: contents with page numbers, tables as text,
+ *   report.pdf   multi-page landscape A4: contents with page numbers, tables typeset
+ *                with cairo (ruled, numbers right-aligned, intervals aligned apart),
  *                figures sized to the page and kept with their captions (two-view grids
- *                two to a row), headings kept with what follows; creation date pinned
- *                (RS_RENDER_PDF_DATE)
+ *                and heatmaps two to a row), headings kept with what follows; creation
+ *                date pinned (RS_RENDER_PDF_DATE)
  *   tables/NAME.csv, tables/NAME.tex   every table (table.h renderings)
  *   figures/NAME.png                   every figure
  * The title names the models and protocols; the provenance is the last section (an
