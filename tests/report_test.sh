@@ -208,7 +208,11 @@ expect "missing run exits 1 with one line" failed_with "$st" 1 "99"
 expect "missing database exits 1 with one line" failed_with "$st" 1 "none.db"
 
 # --- a browser, when there is one ---------------------------------------------------------------
-if command -v chromium >/dev/null; then
+# In the release build only: the page is the same bytes under the sanitizers, and headless
+# Chromium on a loaded machine took the sanitizer suite past its timeout.
+if [ "${RS_BUILD_KIND:-release}" = sanitize ]; then
+  echo "skip chromium: the release build checks the page"
+elif command -v chromium >/dev/null; then
   chrome=(timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking)
   "${chrome[@]}" --screenshot="$tmp/shot.png" --window-size=1200,2000 "file://$tmp/a/cmp/index.html" \
     >/dev/null 2>"$tmp/chromium.err"
