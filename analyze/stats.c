@@ -985,8 +985,8 @@ int rs_stats_compare(rs_store *store_a, int64_t run_a, rs_store *store_b, int64_
         goto fail;
     identity_diff(&ia, &ib, cmp->mismatch, sizeof cmp->mismatch);
     if (cmp->mismatch[0] && !(opt && opt->force)) {
-        rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " are not comparable: %s (force to "
-                          "compare anyway)", name_a, run_a, name_b, run_b, cmp->mismatch);
+        rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " are not comparable: %s (--force "
+                          "compares anyway)", name_a, run_a, name_b, run_b, cmp->mismatch);
         goto fail;
     }
     cmp->forced = cmp->mismatch[0] != 0;

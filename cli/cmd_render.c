@@ -1,4 +1,5 @@
 /* routerscope render KIND --db FILE ... -o OUT — pictures of a stored run (render/). */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,13 @@ static const char usage_text[] =
     "  grid        top-1 expert of every patch of image I, views side by side, one row per\n"
     "              MoE layer; red borders where a view's expert differs from view 0's\n"
     "  heatmap     a per-patch value of image I: --metric gate|entropy|jsd|changed\n"
-    "              (default gate) of --view V (default 0; jsd: 1), every MoE layer or --layer\n"
+    "              (default gate) of --view V (default 0; jsd: 1), every MoE layer or --layer B\n"
     "  accuracy    accuracy of every view (clean, noise severities) with Wilson bands;\n"
     "              --runs A,B,... overlays runs\n"
     "  sweep       Top-1 agreement against the views (noise severities) with bootstrap bands;\n"
-    "              --runs A,B,... draws several runs, --layer one MoE layer (default all)\n"
+    "              --runs A,B,... draws several runs, --layer B one MoE layer (default all)\n"
     "  load        expert load per MoE layer\n"
-    "  transition  E x E top-1 transition counts and the PRC matrix S, per MoE layer or --layer\n"
+    "  transition  E x E top-1 transition counts and the PRC matrix S, per MoE layer or --layer B\n"
     "\n"
     "Adversarial runs (view 0 clean, then one pgd view per increasing eps; docs/metrics.md):\n"
     "  attack-curves     Top-1 / Top-2 / order-agnostic agreement and accuracy against eps with\n"
@@ -43,6 +44,8 @@ static const char usage_text[] =
     "                    record attacks)\n"
     "\n"
     "  --image I   the image's index in the data source (default: the run's first image)\n"
+    "  --layer B   one MoE layer, named by its transformer block index B as figures label it\n"
+    "              (\"block 3\"); a block that is not a MoE block is refused, naming the MoE blocks\n"
     "\n"
     "The view images beside grids and under heatmaps are re-created from the run's data source, view\n"
     "specs and seed when the data is still there; class names come from the store.\n";
@@ -238,6 +241,26 @@ static int parse(int argc, char **argv, render_options *o)
     return 0;
 }
 
+/* The MoE slot of transformer block BLOCK in RUN (users name layers by their block, as
+   figures label them); RS_EINVAL naming the MoE blocks when BLOCK is not one of them. */
+static int moe_slot(const rs_run_info *run, int block, int *slot, rs_error *err)
+{
+    char blocks[256] = "";
+    size_t len = 0;
+    for (int l = 0; l < run->num_layers; l++) {
+        if (run->layer_blocks[l] == block) {
+            *slot = l;
+            return 0;
+        }
+        len += (size_t)snprintf(blocks + len, len < sizeof blocks ? sizeof blocks - len : 0, "%s%d", l ? ", " : "",
+                                run->layer_blocks[l]);
+        if (len >= sizeof blocks)
+            len = sizeof blocks - 1;
+    }
+    return rs_error_set(err, RS_EINVAL, "--layer %d: block %d of run %" PRId64 " is not a MoE block (MoE blocks: %s)",
+                        block, block, run->id, blocks);
+}
+
 int cmd_render(int argc, char **argv)
 {
     render_options o;
@@ -264,12 +287,20 @@ int cmd_render(int argc, char **argv)
         rc = rs_run_load(store, o.db, ids[i], &runs[i], &err);
     bool is_attack = !strcmp(o.kind, "attack-curves") || !strncmp(o.kind, "min-eps", 7) ||
                      !strcmp(o.kind, "attack-objective");
+    int slot = -1, slot_i = -1;
+    for (int i = 0; !rc && !is_attack && o.layer >= 0 && i < nids; i++) {
+        rc = moe_slot(&runs[i], o.layer, &slot_i, &err);
+        if (!rc && i > 0 && slot_i != slot)
+            rc = rs_error_set(&err, RS_EINVAL, "--layer %d: runs %" PRId64 " and %" PRId64 " place block %d differently "
+                              "among their MoE layers; draw them apart", o.layer, runs[0].id, runs[i].id, o.layer);
+        slot = slot_i;
+    }
     if (!rc && is_attack)
         rc = draw_attack(store, o.db, o.kind, runs, nids, o.image, o.layer, o.out, &err);
     else if (!rc && (is_grid || is_heat))
-        rc = draw_image(store, &runs[0], is_grid, o.image, metric, o.view, o.layer, o.out, &err);
+        rc = draw_image(store, &runs[0], is_grid, o.image, metric, o.view, slot, o.out, &err);
     else if (!rc)
-        rc = draw_plot(store, o.db, o.kind, runs, nids, o.layer, o.out, &err);
+        rc = draw_plot(store, o.db, o.kind, runs, nids, slot, o.out, &err);
     for (int i = 0; runs && i < nids; i++)
         rs_run_info_clear(&runs[i]);
     free(runs);

@@ -12,21 +12,26 @@
 
 static const char usage_text[] =
     "usage: routerscope report --db FILE --runs A[,B,...] --out DIR [--images N] [--resamples N]\n"
+    "                         [--detail]\n"
     "\n"
     "Write the report of run A (or the comparison report of runs A, B, ...) of FILE into DIR:\n"
     "index.html (opens from disk), report.md, report.pdf, tables/*.csv and *.tex, figures/*.png.\n"
     "One run: routing consistency (Top-1, Top-2, Top-2 order-agnostic with 95 % intervals),\n"
     "accuracy, router figures, the severity sweep of a noise run, load, transitions, grids.\n"
-    "Several runs: the headline table (PRC Table 2 form), accuracy (Table 1 form), the\n"
-    "severity sweep of the noise runs, grids of the same images per run and the images whose\n"
-    "Top-1 agreement differs most. Runs that are not comparable are flagged. Every output\n"
-    "records its provenance; the same input gives the same bytes.\n"
+    "Several runs: a summary, the headline table (PRC Table 2 form), paired differences,\n"
+    "accuracy (Table 1 form), the severity sweep of the noise runs, router figures, examples\n"
+    "(grids of the same images per run, per-patch heatmaps) and the images whose Top-1\n"
+    "agreement differs most; --detail adds each run's own tables and figures. Runs that are\n"
+    "not comparable are flagged. Every output records its provenance; the same input gives\n"
+    "the same bytes.\n"
     "\n"
     "  --runs A,B,...   run ids (see 'routerscope runs')\n"
     "  --out DIR        output folder, replaced as a whole when the report is complete; an\n"
     "                   existing DIR must be empty or an earlier report (it holds the file\n"
     "                   " RS_OUTDIR_MARKER ")\n"
-    "  --images N       expert-selection grids of the first N images (default 4; 0: none)\n"
+    "  --images N       expert-selection grids of N example images (default 2; 0: none): the\n"
+    "                   first on which every pair run matched at least half of its patches\n"
+    "  --detail         several runs: add each run's own tables, load and transition figures\n"
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n";
 
 int cmd_report(int argc, char **argv)
@@ -36,10 +41,12 @@ int cmd_report(int argc, char **argv)
                                          {"out", required_argument, NULL, 'o'},
                                          {"images", required_argument, NULL, 'i'},
                                          {"resamples", required_argument, NULL, 'n'},
+                                         {"detail", no_argument, NULL, 'd'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *db = NULL, *out = NULL, *runs_text = NULL;
     int images = RS_REPORT_DEFAULT_IMAGES, resamples = RS_STATS_DEFAULT_RESAMPLES, c;
+    bool detail = false;
     while ((c = rs_cli_next_option("report", argc, argv, ":h", opts)) != -1) {
         switch (c) {
         case 'D': db = optarg; break;
@@ -53,6 +60,7 @@ int cmd_report(int argc, char **argv)
             if (!rs_cli_parse_int("report", "--resamples", optarg, 0, 1000000, &resamples))
                 return RS_EXIT_USAGE;
             break;
+        case 'd': detail = true; break;
         case 'h': fputs(usage_text, stdout); return RS_EXIT_OK;
         default: return RS_EXIT_USAGE;
         }
@@ -91,6 +99,7 @@ int cmd_report(int argc, char **argv)
             .num_runs = nids,
             .out_dir = dir.temp, /* the report's bytes never name their folder */
             .images = images,
+            .detail = detail,
             .resamples = resamples ? resamples : -1,
             .command = cmdline,
             .version = version,

@@ -5,13 +5,14 @@
 #include <time.h>
 
 #include "cli.h"
+#include "stats_tables.h"
 #include "store.h"
 
 static const char usage_text[] =
     "usage: routerscope runs --db FILE\n"
     "\n"
     "List the replay runs recorded in FILE: id, status, progress, protocol and views,\n"
-    "model, data and seed. Run ids are what --resume, stats and reports take.\n";
+    "model (checkpoint file name, sha256 prefix, top-k), data and seed. Run ids are what --resume, stats and reports take.\n";
 
 static const char *status_name(rs_run_status s)
 {
@@ -52,18 +53,19 @@ int cmd_runs(int argc, char **argv)
         rs_store_close(store);
         return rs_cli_fail(&err);
     }
-    printf("%-4s %-11s %-13s %-8s %-12s %-20s %-22s %s\n", "run", "status", "images", "protocol", "model",
-           "data", "started (UTC)", "views");
+    printf("%-4s %-11s %-13s %-8s %-36s %-20s %-22s %s\n", "run", "status", "images", "protocol",
+           "model (file, sha256 prefix, k)", "data", "started (UTC)", "views");
     for (int i = 0; i < n; i++) {
         const rs_run_info *r = &runs[i];
-        char when[32] = "-", images[32];
+        char when[32] = "-", images[32], label[300];
+        rs_report_model_label(r, label, sizeof label);
         time_t t = (time_t)r->started;
         struct tm tm;
         if (t > 0 && gmtime_r(&t, &tm))
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
         snprintf(images, sizeof images, "%d/%d", r->images_done, r->count);
-        printf("%-4" PRId64 " %-11s %-13s %-8s %.12s %-20s %-22s", r->id, status_name(r->status), images,
-               r->protocol, r->model_sha256, r->data, when);
+        printf("%-4" PRId64 " %-11s %-13s %-8s %-36s %-20s %-22s", r->id, status_name(r->status), images,
+               r->protocol, label, r->data, when);
         for (int v = 0; v < r->num_views; v++)
             printf("%s%s", v ? " ; " : " ", r->view_specs[v]);
         printf("  (seed %" PRIu64, r->seed);

@@ -187,6 +187,21 @@ static int parse_header(rs_safetensors *st, rs_error *err)
     if (st->size < 8)
         return rs_error_set(err, RS_EFORMAT, "%s: file is %zu bytes, too short for a safetensors header",
                             path, st->size);
+    /* A safetensors file is an 8-byte length, then a JSON object: anything else (a text
+       file, a database, an image) is named as such rather than by a nonsense length. */
+    size_t k = 8;
+    while (k < st->size && k < 72 && strchr(" \t\r\n", st->map[k]) && st->map[k])
+        k++;
+    if (k >= st->size || st->map[k] != '{') {
+        char start[17];
+        size_t n = st->size < 16 ? st->size : 16;
+        for (size_t i = 0; i < n; i++)
+            start[i] = st->map[i] >= 0x20 && st->map[i] < 0x7f ? (char)st->map[i] : '.';
+        start[n] = 0;
+        return rs_error_set(err, RS_EFORMAT,
+                            "%s: not a safetensors file (no JSON header after the 8-byte length; it starts "
+                            "with \"%s\")", path, start);
+    }
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | st->map[i];

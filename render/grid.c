@@ -39,6 +39,111 @@ static void column_head(const rs_run_info *run, int v, char *buf, size_t size)
         snprintf(buf, size, v == 0 ? "view 0 (reference)" : "view %d", v);
 }
 
+/* Past this share of changed cells in some panel, changes are marked by a red corner
+   instead of a border: a panel of borders reads as a red mesh. */
+#define CORNER_SHARE 0.4
+
+#define LEGEND_BORDER "red border: top-1 expert differs from view 0's matched patch (same layer); was N: view 0's expert"
+#define LEGEND_CORNER "red corner: top-1 expert differs from view 0's matched patch (corners: many cells changed); " \
+                      "was N: view 0's expert"
+#define LEGEND_BOX "dashed box on view 0: the patches another view's patches match, where its crop lies " \
+                   "(\u2194 flipped: mirrored)"
+
+/* Whether some panel of views 1.. has more than CORNER_SHARE of its matched cells changed. */
+static bool many_changes(const rs_image_routing *r)
+{
+    for (int v = 1; v < r->views; v++) {
+        const int16_t *match = r->match + (size_t)v * r->patches;
+        for (int l = 0; l < r->layers; l++) {
+            int matched = 0, changed = 0;
+            for (int j = 0; j < r->patches; j++) {
+                if (match[j] < 0)
+                    continue;
+                matched++;
+                changed += rs_image_top1(r, v, l, j) != rs_image_top1(r, 0, l, match[j]);
+            }
+            if (matched && changed > CORNER_SHARE * matched)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Where view V lies on view 0: the bounding box (in view 0's patch cells) of the view-0
+   patches its patches match, and whether it is mirrored (matched columns run right to
+   left). False when V matches view 0 patch for patch (noise) or nowhere. */
+static bool view_box(const rs_image_routing *r, int v, int box[4], bool *flipped)
+{
+    const int16_t *match = r->match + (size_t)v * r->patches;
+    int gw = r->grid_w, identity = 1, order = 0;
+    box[0] = box[1] = 1 << 20, box[2] = box[3] = -1;
+    for (int j = 0; j < r->patches; j++) {
+        identity &= match[j] == j;
+        if (match[j] < 0)
+            continue;
+        int c = match[j] % gw, row = match[j] / gw;
+        box[0] = c < box[0] ? c : box[0], box[1] = row < box[1] ? row : box[1];
+        box[2] = c > box[2] ? c : box[2], box[3] = row > box[3] ? row : box[3];
+        if (j % gw + 1 < gw && match[j + 1] >= 0)
+            order += (match[j + 1] % gw > c) - (match[j + 1] % gw < c);
+    }
+    *flipped = order < 0;
+    return !identity && box[2] >= 0;
+}
+
+/* Dashed outlines on view 0's thumbnail at (PX, PY) of where the other views lie (never
+   on the cells, whose fill stays the legend's colour). */
+static void draw_view_boxes(cairo_t *cr, const rs_image_routing *r, const rs_grid_layout *g, double px, double py)
+{
+    double cw = g->panel_w / r->grid_w, ch = g->panel_h / r->grid_h;
+    static const double dash[] = {5.0, 3.0};
+    for (int v = 1; v < r->views; v++) {
+        int b[4];
+        bool flipped;
+        if (!view_box(r, v, b, &flipped))
+            continue;
+        double x = px + b[0] * cw, y = py + b[1] * ch, w = (b[2] - b[0] + 1) * cw, h = (b[3] - b[1] + 1) * ch;
+        cairo_set_dash(cr, dash, 2, 0);
+        cairo_set_line_width(cr, 2.0);
+        cairo_set_source_rgb(cr, 1.0, 0.85, 0.1);
+        cairo_rectangle(cr, x + 1, y + 1, w - 2, h - 2);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        char label[48];
+        snprintf(label, sizeof label, "view %d%s", v, flipped ? " \u2194 flipped" : "");
+        double tw = rs_text_width(cr, 9, true, label);
+        cairo_set_source_rgba(cr, 0, 0, 0, 0.7);
+        cairo_rectangle(cr, x + 2, y + 2, tw + 6, 13);
+        cairo_fill(cr);
+        cairo_set_source_rgb(cr, 1.0, 0.85, 0.1);
+        rs_text(cr, x + 5, y + 12, 9, true, 0, label);
+    }
+}
+
+/* The marking of a changed cell at (X, Y): a red border (or, with CORNER, a red corner
+   triangle), and what view 0's matched patch chose ("was N") along the bottom. */
+static void mark_changed(cairo_t *cr, const rs_grid_layout *g, double x, double y, int was, bool corner,
+                         const double txt[3])
+{
+    double w = RS_GRID_CHANGED_WIDTH, c = g->cell;
+    cairo_set_source_rgb(cr, RS_GRID_CHANGED_R, RS_GRID_CHANGED_G, RS_GRID_CHANGED_B);
+    if (corner) {
+        cairo_move_to(cr, x + c, y);
+        cairo_line_to(cr, x + c - 0.3 * c, y);
+        cairo_line_to(cr, x + c, y + 0.3 * c);
+        cairo_close_path(cr);
+        cairo_fill(cr);
+    } else {
+        cairo_set_line_width(cr, w);
+        cairo_rectangle(cr, x + w / 2, y + w / 2, c - w, c - w);
+        cairo_stroke(cr);
+    }
+    char buf[24];
+    snprintf(buf, sizeof buf, "was %d", was);
+    cairo_set_source_rgb(cr, txt[0], txt[1], txt[2]);
+    rs_text(cr, x + c / 2, y + c - w - 1.5, c * 0.2, false, 0.5, buf);
+}
+
 int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, const char *path,
                    rs_grid_layout *layout, rs_error *err)
 {
@@ -71,7 +176,7 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
     g.top = MARGIN + TITLE_SIZE + 6 + (n - 1) * LINE_H + 10 + HEAD_SIZE + 6;
     /* the views' pixels get a row of their own above the cells, so no cell's colour is
        ever mixed with the image */
-    bool thumbs = ctx && ctx->pixels;
+    bool thumbs = ctx && ctx->pixels, corner = many_changes(r);
     double thumb_top = g.top;
     if (thumbs)
         g.top += g.panel_h + g.gap_y;
@@ -85,6 +190,11 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         title_w = fmax(title_w, rs_text_width(m, LINE_SIZE, false, lines[i]));
     width = fmax(width, title_w + 2 * MARGIN);
     width = fmax(width, 420.0);
+    /* the legend's lines fit too (a swatch, a gap, the text) */
+    for (int i = 0; i < 3; i++) {
+        const char *legend[3] = {LEGEND_BORDER, LEGEND_CORNER, LEGEND_BOX};
+        width = fmax(width, 2 * MARGIN + 20 + rs_text_width(m, LINE_SIZE, false, legend[i]));
+    }
     double sw = 14, item_w = 0;
     char buf[64];
     for (int e = 0; e < E; e++) {
@@ -99,7 +209,13 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
     double grid_bottom = g.top + L * g.panel_h + (L - 1) * g.gap_y;
     double legend_top = grid_bottom + 18;
     g.width = ceil(width);
-    g.height = ceil(legend_top + legend_rows * 18 + 8 + 2 * 18 + MARGIN);
+    bool boxes = false;
+    for (int v = 1; v < V; v++) {
+        int b[4];
+        bool flipped;
+        boxes = boxes || (thumbs && view_box(r, v, b, &flipped)); /* drawn on the thumbnail, never on cells */
+    }
+    g.height = ceil(legend_top + legend_rows * 18 + 8 + (boxes ? 3 : 2) * 18 + MARGIN);
 
     rs_canvas cv;
     int rc = rs_canvas_open(&cv, path, g.width, g.height, err);
@@ -124,6 +240,8 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         if (thumbs) {
             double px = g.left + v * (g.panel_w + g.gap_x);
             rs_render_view_image(cr, ctx, v, px, thumb_top, g.panel_w, g.panel_h, 1.0);
+            if (v == 0)
+                draw_view_boxes(cr, r, &g, px, thumb_top);
             cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
             cairo_set_line_width(cr, 1.0);
             cairo_rectangle(cr, px, thumb_top, g.panel_w, g.panel_h);
@@ -184,18 +302,16 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
                 cairo_line_to(cr, px + i * g.cell, py + g.panel_h);
             }
             cairo_stroke(cr);
-            if (v > 0) {
-                double w = RS_GRID_CHANGED_WIDTH;
-                cairo_set_source_rgb(cr, RS_GRID_CHANGED_R, RS_GRID_CHANGED_G, RS_GRID_CHANGED_B);
-                cairo_set_line_width(cr, w);
-                for (int j = 0; j < r->patches; j++) {
-                    if (match[j] < 0 || rs_image_top1(r, v, l, j) == rs_image_top1(r, 0, l, match[j]))
-                        continue;
-                    double x, yy;
-                    rs_grid_cell_xy(&g, gw, v, l, j, &x, &yy);
-                    cairo_rectangle(cr, x + w / 2, yy + w / 2, g.cell - w, g.cell - w);
-                    cairo_stroke(cr);
-                }
+            for (int j = 0; v > 0 && j < r->patches; j++) {
+                int was = match[j] < 0 ? -1 : rs_image_top1(r, 0, l, match[j]);
+                int e = rs_image_top1(r, v, l, j);
+                if (was < 0 || e == was)
+                    continue;
+                double x, yy, rgb[3], txt[3];
+                rs_grid_cell_xy(&g, gw, v, l, j, &x, &yy);
+                rs_palette_expert(e, E, rgb);
+                rs_palette_text_on(rgb, txt);
+                mark_changed(cr, &g, x, yy, was, corner, txt);
             }
             cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
             cairo_set_line_width(cr, 1.0);
@@ -223,12 +339,20 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
     cairo_rectangle(cr, MARGIN, y, sw, sw);
     cairo_fill(cr);
     cairo_set_source_rgb(cr, RS_GRID_CHANGED_R, RS_GRID_CHANGED_G, RS_GRID_CHANGED_B);
-    cairo_set_line_width(cr, 2.5);
-    cairo_rectangle(cr, MARGIN + 1.25, y + 1.25, sw - 2.5, sw - 2.5);
-    cairo_stroke(cr);
+    if (corner) {
+        cairo_move_to(cr, MARGIN + sw, y);
+        cairo_line_to(cr, MARGIN + 0.55 * sw, y);
+        cairo_line_to(cr, MARGIN + sw, y + 0.45 * sw);
+        cairo_close_path(cr);
+        cairo_fill(cr);
+    } else {
+        cairo_set_line_width(cr, 2.5);
+        cairo_rectangle(cr, MARGIN + 1.25, y + 1.25, sw - 2.5, sw - 2.5);
+        cairo_stroke(cr);
+    }
     cairo_set_source_rgb(cr, 0, 0, 0);
     rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0,
-            "red border: top-1 expert differs from the matched patch of view 0 (same layer)");
+            corner ? LEGEND_CORNER : LEGEND_BORDER);
     y += 18;
     cairo_set_source_rgb(cr, 0.82, 0.82, 0.82);
     cairo_rectangle(cr, MARGIN, y, sw, sw);
@@ -238,6 +362,18 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
     rs_hatch(cr, MARGIN, y, sw, sw, 5);
     cairo_set_source_rgb(cr, 0, 0, 0);
     rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0, "hatched: patch has no match in view 0 (outside it)");
+    if (boxes) {
+        y += 18;
+        static const double dash[] = {4.0, 2.0};
+        cairo_set_dash(cr, dash, 2, 0);
+        cairo_set_source_rgb(cr, 0.85, 0.65, 0.0);
+        cairo_set_line_width(cr, 2.0);
+        cairo_rectangle(cr, MARGIN + 1, y + 1, sw - 2, sw - 2);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0, LEGEND_BOX);
+    }
 
     if (layout)
         *layout = g;

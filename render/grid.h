@@ -6,8 +6,15 @@
  * cells: a cell is filled with exactly its patch's top-1 expert colour (rs_palette_expert,
  * the legend's colour; nothing is blended under it) and shows the expert id.
  * In the other views, a cell whose top-1 differs from the matched patch of view 0 has a
- * thick red border drawn inside the cell (RS_GRID_CHANGED_R, _G, _B); a patch without a match
- * in view 0 is hatched grey. The title names the model (sha256 prefix), run, image, label,
+ * thick red border drawn inside the cell (RS_GRID_CHANGED_R, _G, _B) and, along its
+ * bottom, "was N" (view 0's expert there); when some panel has more than 40 % of its
+ * matched cells changed, every changed cell gets a red corner triangle (top right) instead
+ * of a border, so the figure does not turn into a red mesh. A patch without a match in
+ * view 0 is hatched grey. With pixels, view 0's thumbnail carries a dashed yellow box
+ * around the view-0 patches that each cropped view's patches match (where its crop lies),
+ * labelled with the view and "flipped" when the matched columns run mirrored; views that
+ * match patch for patch (noise) get none. Nothing is drawn over a cell's fill at its
+ * upper left (tests sample it). The title names the model (sha256 prefix), run, image, label,
  * each view's spec and prediction; rows are labelled with the MoE slot and its block; a
  * legend explains colours, red borders and hatching. Output format by PATH's extension
  * (render.h). */

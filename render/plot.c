@@ -104,8 +104,34 @@ static double sweep_floor(const rs_stats *const *stats, int num_runs, const swee
     return ylo > 0.9 ? 0.9 : ylo;
 }
 
-/* One run's band (its intervals), line and points in colour RGB. */
-static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, const double rgb[3])
+/* Line style by top-k (hue is the method): k = 1 solid, 2 dashed, 3 or more dotted. */
+static void k_dash(cairo_t *cr, int k)
+{
+    static const double dashed[] = {7, 4}, dotted[] = {2, 3};
+    if (k <= 1)
+        cairo_set_dash(cr, NULL, 0, 0);
+    else
+        cairo_set_dash(cr, k == 2 ? dashed : dotted, 2, 0);
+}
+
+/* Marker by top-k at (X, Y): k = 1 a disc, 2 a square, 3 or more a triangle. */
+static void k_marker(cairo_t *cr, double x, double y, int k)
+{
+    if (k <= 1)
+        cairo_arc(cr, x, y, 3.2, 0, 2 * M_PI);
+    else if (k == 2)
+        cairo_rectangle(cr, x - 3, y - 3, 6, 6);
+    else {
+        cairo_move_to(cr, x, y - 4);
+        cairo_line_to(cr, x + 3.8, y + 3);
+        cairo_line_to(cr, x - 3.8, y + 3);
+        cairo_close_path(cr);
+    }
+    cairo_fill(cr);
+}
+
+/* One run's band (its intervals), line and points in colour RGB, styled by K. */
+static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, const double rgb[3], int k)
 {
     const rs_axes *ax = &f->ax;
     double val, lo, hi;
@@ -129,6 +155,7 @@ static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, 
     }
     cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
     cairo_set_line_width(cr, 2);
+    k_dash(cr, k);
     open = false;
     for (int v = f->first; v < st->views; v++) {
         if (!sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
@@ -139,12 +166,10 @@ static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, 
             cairo_line_to(cr, sweep_x(f, v), rs_axes_y(ax, val));
     }
     cairo_stroke(cr);
-    for (int v = f->first; v < st->views; v++) {
-        if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi)) {
-            cairo_arc(cr, sweep_x(f, v), rs_axes_y(ax, val), 3, 0, 2 * M_PI);
-            cairo_fill(cr);
-        }
-    }
+    cairo_set_dash(cr, NULL, 0, 0);
+    for (int v = f->first; v < st->views; v++)
+        if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
+            k_marker(cr, sweep_x(f, v), rs_axes_y(ax, val), k);
 }
 
 static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
@@ -208,10 +233,16 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
     for (int i = 0; i < num_runs; i++) {
         double rgb[3];
         run_colour(runs, num_runs, i, rgb);
-        sweep_series(cr, &f, stats[i], rgb);
+        int k = runs[i] ? runs[i]->top_k : 1;
+        sweep_series(cr, &f, stats[i], rgb, k);
         double ly = top + ph + 48 + 16 * i;
-        cairo_rectangle(cr, left, ly - 8, 18, 8);
-        cairo_fill(cr);
+        cairo_set_line_width(cr, 2);
+        k_dash(cr, k);
+        cairo_move_to(cr, left, ly - 4);
+        cairo_line_to(cr, left + 18, ly - 4);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        k_marker(cr, left + 9, ly - 4, k);
         cairo_set_source_rgb(cr, 0, 0, 0);
         run_title(runs[i], buf, sizeof buf);
         rs_text(cr, left + 24, ly, 10, false, 0, buf);
@@ -231,12 +262,73 @@ int rs_render_accuracy(const rs_stats *const *stats, const rs_run_info *const *r
     return sweep_plot(stats, runs, num_runs, -1, SWEEP_ACCURACY, path, err);
 }
 
+/* The largest expert share over all MoE layers (at least 1/E), rounded up to a tenth: the
+   load panels share one y-scale, so layers compare by bar height. */
+static double load_max(const rs_stats *st)
+{
+    int E = st->experts;
+    double mx = 1.0 / E;
+    for (int l = 0; l < st->layers; l++) {
+        const int64_t *load = st->load + (size_t)rs_stats_cell(st, st->views, l) * E;
+        int64_t total = 0;
+        for (int e = 0; e < E; e++)
+            total += load[e];
+        for (int e = 0; total && e < E; e++)
+            mx = fmax(mx, (double)load[e] / total);
+    }
+    return ceil(mx * 10 - 1e-9) / 10;
+}
+
+/* One MoE layer's load bars in the panel at (X, Y), W x H, on the y-scale 0..MX. */
+static void load_panel(cairo_t *cr, const rs_stats *st, const rs_run_info *run, int l, double x, double y, double bw,
+                       double h, double mx)
+{
+    int E = st->experts;
+    const int64_t *load = st->load + (size_t)rs_stats_cell(st, st->views, l) * E;
+    int64_t total = 0;
+    for (int e = 0; e < E; e++)
+        total += load[e];
+    char buf[128];
+    const rs_stats_mean *cv_ = &st->load_cv[rs_stats_cell(st, st->views, l)];
+    if (run && l < 64)
+        snprintf(buf, sizeof buf, "MoE layer %d (block %d), CV %.2f", l, run->layer_blocks[l], cv_->valid ? cv_->mean : 0);
+    else
+        snprintf(buf, sizeof buf, "MoE layer %d", l);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    rs_text(cr, x, y + 8, 10, true, 0, buf);
+    y += 14;
+    rs_axes ax = {.x = x, .y = y, .w = bw * E, .h = h, .lo = 0, .hi = mx};
+    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = mx / 2, .count = 2, .grid = -1, .label_every = 1, .fmt = "%.2f",
+                                       .size = 9, .grey = 0, .dx = 4, .dy = 3.5});
+    for (int e = 0; e < E; e++) {
+        double rgb[3], share = total ? (double)load[e] / total : 0;
+        rs_palette_expert(e, E, rgb);
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_rectangle(cr, x + e * bw + 1, y + h * (1 - share / mx), bw - 2, h * share / mx);
+        cairo_fill(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        snprintf(buf, sizeof buf, "%d", e);
+        if (E <= 32 || e % 4 == 0)
+            rs_text(cr, x + e * bw + bw / 2, y + h + 11, 8, false, 0.5, buf);
+    }
+    rs_axes_lines(cr, &ax, false);
+    double yu = y + h * (1 - (1.0 / E) / mx), dash[] = {4, 3};
+    cairo_set_dash(cr, dash, 2, 0);
+    cairo_move_to(cr, x, yu);
+    cairo_line_to(cr, x + bw * E, yu);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    rs_text(cr, x + bw * E + 4, yu + 3.5, 9, false, 0, "1/E");
+}
+
 int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path, rs_error *err)
 {
-    int L = st->layers, E = st->experts;
-    double bw = fmax(8.0, fmin(28.0, 360.0 / E)), pw = bw * E, ph = 120, left = MARGIN + 40;
-    double top = MARGIN + 13 + 8 + 14 + 8, gap = 40;
-    double width = fmax(left + pw + MARGIN + 110, 500) /* the title fits */, height = top + L * (ph + gap) + MARGIN;
+    int L = st->layers, E = st->experts, per_row = L < 3 ? L : 3;
+    double bw = fmax(8.0, fmin(28.0, 360.0 / E)), pw = bw * E, ph = 150, left = MARGIN + 40, gapx = 70;
+    double top = MARGIN + 13 + 8 + 14 + 8, gapy = 40;
+    int rows = (L + per_row - 1) / per_row;
+    double width = fmax(left + per_row * pw + (per_row - 1) * gapx + 30 + MARGIN, 460);
+    double height = top + rows * (ph + gapy) - gapy + 20 + MARGIN;
     char buf[256];
     run_title(run, buf, sizeof buf);
     rs_canvas cv;
@@ -244,51 +336,10 @@ int rs_render_load(const rs_stats *st, const rs_run_info *run, const char *path,
                             buf, err);
     if (rc)
         return rc;
-    cairo_t *cr = cv.cr;
-    for (int l = 0; l < L; l++) {
-        const int64_t *load = st->load + (size_t)rs_stats_cell(st, st->views, l) * E;
-        int64_t total = 0;
-        for (int e = 0; e < E; e++)
-            total += load[e];
-        double mx = 1.0 / E;
-        for (int e = 0; e < E; e++)
-            if (total)
-                mx = fmax(mx, (double)load[e] / total);
-        mx = ceil(mx * 10 + 1e-9) / 10;
-        double py = top + l * (ph + gap);
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        const rs_stats_mean *cv_ = &st->load_cv[rs_stats_cell(st, st->views, l)];
-        if (run && l < 64)
-            snprintf(buf, sizeof buf, "MoE layer %d (block %d), CV %.2f", l, run->layer_blocks[l], cv_->valid ? cv_->mean : 0);
-        else
-            snprintf(buf, sizeof buf, "MoE layer %d", l);
-        rs_text(cr, left, py + 8, 10, true, 0, buf);
-        py += 14;
-        double h = ph - 14;
-        rs_axes ax = {.x = left, .y = py, .w = pw, .h = h, .lo = 0, .hi = mx};
-        rs_axes_ticks(cr, &ax, &(rs_ticks){.step = mx / 2, .count = 2, .grid = -1, .label_every = 1, .fmt = "%.2f",
-                                           .size = 9, .grey = 0, .dx = 4, .dy = 3.5});
-        for (int e = 0; e < E; e++) {
-            double rgb[3], share = total ? (double)load[e] / total : 0;
-            rs_palette_expert(e, E, rgb);
-            cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
-            cairo_rectangle(cr, left + e * bw + 1, py + h * (1 - share / mx), bw - 2, h * share / mx);
-            cairo_fill(cr);
-            cairo_set_source_rgb(cr, 0, 0, 0);
-            snprintf(buf, sizeof buf, "%d", e);
-            if (E <= 32 || e % 4 == 0)
-                rs_text(cr, left + e * bw + bw / 2, py + h + 11, 8, false, 0.5, buf);
-        }
-        rs_axes_lines(cr, &ax, false);
-        double yu = py + h * (1 - (1.0 / E) / mx);
-        double dash[] = {4, 3};
-        cairo_set_dash(cr, dash, 2, 0);
-        cairo_move_to(cr, left, yu);
-        cairo_line_to(cr, left + pw, yu);
-        cairo_stroke(cr);
-        cairo_set_dash(cr, NULL, 0, 0);
-        rs_text(cr, left + pw + 4, yu + 3.5, 9, false, 0, "uniform 1/E");
-    }
+    double mx = load_max(st);
+    for (int l = 0; l < L; l++)
+        load_panel(cv.cr, st, run, l, left + (l % per_row) * (pw + gapx), top + (l / per_row) * (ph + gapy), bw,
+                   ph - 14, mx);
     return rs_canvas_close(&cv, err);
 }
 
@@ -320,6 +371,56 @@ static void matrix(cairo_t *cr, double x, double y, double cell, int E, const do
     }
 }
 
+/* A vertical viridis colour bar at (X, Y), H tall, for values LO..HI (three ticks). */
+static void colour_bar(cairo_t *cr, double x, double y, double h, double lo, double hi, const char *fmt)
+{
+    for (int i = 0; i < 64; i++) {
+        double rgb[3];
+        rs_palette_viridis(1.0 - (i + 0.5) / 64, rgb);
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_rectangle(cr, x, y + i * h / 64, 10, h / 64 + 0.5);
+        cairo_fill(cr);
+    }
+    cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+    cairo_set_line_width(cr, 0.8);
+    cairo_rectangle(cr, x, y, 10, h);
+    cairo_stroke(cr);
+    char buf[32];
+    for (int k = 0; k <= 2; k++) {
+        snprintf(buf, sizeof buf, fmt, lo + (hi - lo) * k / 2);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        rs_text(cr, x + 13, y + h * (1 - k / 2.0) + 3, 8, false, 0, buf);
+    }
+}
+
+/* Row shares of the top-1 transition counts of MoE slot L into VAL (counts) and SHADE. */
+static void transition_shares(const rs_stats *st, int l, double *val, double *shade)
+{
+    int E = st->experts;
+    const int64_t *tr = st->transition + (size_t)rs_stats_cell(st, st->views, l) * E * E;
+    for (int a = 0; a < E; a++) {
+        int64_t rs = 0;
+        for (int b = 0; b < E; b++)
+            rs += tr[a * E + b];
+        for (int b = 0; b < E; b++) {
+            val[a * E + b] = (double)tr[a * E + b];
+            shade[a * E + b] = rs ? (double)tr[a * E + b] / rs : 0;
+        }
+    }
+}
+
+/* The largest |S| entry over MoE slots L0..L1-1, rounded up to a tenth: one colour scale
+   for every S panel, so layers compare by colour. */
+static double shared_s_max(const rs_stats *st, int l0, int l1)
+{
+    int E = st->experts;
+    double smax = 0;
+    for (int l = l0; l < l1; l++)
+        for (int q = 0; q < E * E; q++)
+            smax = fmax(smax, fabs(st->prc_s[(size_t)l * E * E + q]));
+    return fmax(0.1, ceil(smax * 10 - 1e-9) / 10);
+}
+
 int rs_render_transition(const rs_stats *st, const rs_run_info *run, int layer, const char *path, rs_error *err)
 {
     int L = st->layers, E = st->experts;
@@ -328,13 +429,13 @@ int rs_render_transition(const rs_stats *st, const rs_run_info *run, int layer, 
     if (st->views < 2)
         return rs_error_set(err, RS_EINVAL, "transition: the run has no view besides the reference");
     int l0 = layer < 0 ? 0 : layer, l1 = layer < 0 ? L : layer + 1;
-    double cell = fmax(10.0, fmin(30.0, 300.0 / E)), mw = cell * E, left = MARGIN + 24 + 20, gapx = 60;
+    double cell = fmax(10.0, fmin(30.0, 300.0 / E)), mw = cell * E, left = MARGIN + 24 + 20, gapx = 100;
     double top = MARGIN + 13 + 8 + 14 + 40, rowh = mw + 50;
-    double width = left + 2 * mw + gapx + 40 + MARGIN, height = top + (l1 - l0) * rowh - 30 + MARGIN;
+    double width = left + 2 * mw + gapx + 70 + MARGIN, height = top + (l1 - l0) * rowh - 30 + MARGIN;
     double *val = malloc(sizeof *val * 2 * (size_t)E * E);
     if (!val)
         return rs_error_set(err, RS_ENOMEM, "out of memory");
-    double *shade = val + (size_t)E * E;
+    double *shade = val + (size_t)E * E, smax = shared_s_max(st, l0, l1);
     char buf[256];
     run_title(run, buf, sizeof buf);
     rs_canvas cv;
@@ -347,32 +448,22 @@ int rs_render_transition(const rs_stats *st, const rs_run_info *run, int layer, 
     cairo_t *cr = cv.cr;
     for (int l = l0; l < l1; l++) {
         double y = top + (l - l0) * rowh;
-        const int64_t *tr = st->transition + (size_t)rs_stats_cell(st, st->views, l) * E * E;
-        for (int a = 0; a < E; a++) {
-            int64_t rs = 0;
-            for (int b = 0; b < E; b++)
-                rs += tr[a * E + b];
-            for (int b = 0; b < E; b++) {
-                val[a * E + b] = (double)tr[a * E + b];
-                shade[a * E + b] = rs ? (double)tr[a * E + b] / rs : 0;
-            }
-        }
+        transition_shares(st, l, val, shade);
         if (run && l < 64)
-            snprintf(buf, sizeof buf, "MoE layer %d (block %d): transition counts", l, run->layer_blocks[l]);
+            snprintf(buf, sizeof buf, "MoE layer %d (block %d): counts, colour = row share", l, run->layer_blocks[l]);
         else
-            snprintf(buf, sizeof buf, "MoE layer %d: transition counts", l);
+            snprintf(buf, sizeof buf, "MoE layer %d: counts, colour = row share", l);
         matrix(cr, left, y, cell, E, val, shade, "%.0f", buf);
+        colour_bar(cr, left + mw + 6, y, mw, 0, 1, "%.1f");
         const double *S = st->prc_s + (size_t)l * E * E;
-        double smax = 1e-12;
-        for (int q = 0; q < E * E; q++)
-            smax = fmax(smax, fabs(S[q]));
         for (int q = 0; q < E * E; q++) {
             val[q] = S[q];
-            shade[q] = S[q] / smax;
+            shade[q] = fabs(S[q]) / smax;
         }
         const rs_stats_mean *nrm = &st->prc_norm[l];
-        snprintf(buf, sizeof buf, "PRC matrix S (rows: view), ||S - I||_F = %.2f", nrm->valid ? nrm->mean : 0);
+        snprintf(buf, sizeof buf, "S (rows: view, columns: view 0), \u2016S \u2212 I\u2016_F = %.2f", nrm->valid ? nrm->mean : 0);
         matrix(cr, left + mw + gapx, y, cell, E, val, shade, "%.2f", buf);
+        colour_bar(cr, left + 2 * mw + gapx + 6, y, mw, 0, smax, "%.2f");
     }
     free(val);
     return rs_canvas_close(&cv, err);
@@ -452,7 +543,10 @@ static void router_panel(cairo_t *cr, const rs_stats *const *stats, const rs_run
     ax.hi = rs_axes_nice_max(max);
     cairo_set_source_rgb(cr, 0, 0, 0);
     rs_text(cr, ax.x - 30, ax.y - 8, 10.5, true, 0, titles[m]);
-    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = ax.hi / 4, .count = 4, .grid = 0.85, .label_every = 1,
+    /* round ticks: a maximum of 1, 2 or 5 (x 10^n) in steps of 0.2, 0.5 or 1 (x 10^n) */
+    double lead = ax.hi / pow(10.0, floor(log10(ax.hi) + 1e-9));
+    int nt = lead > 1.5 && lead < 2.5 ? 4 : 5;
+    rs_axes_ticks(cr, &ax, &(rs_ticks){.step = ax.hi / nt, .count = nt, .grid = 0.85, .label_every = 1,
                                        .fmt = "%.3g", .size = 8, .grey = 0.2, .dx = 4, .dy = 3});
     rs_axes_lines(cr, &ax, false);
     double gw = ax.w / (lmax + 1), below = ax.y + ax.h + 12;

@@ -7,14 +7,19 @@
  *   accuracy    accuracy of each view (clean, then the severities under the noise
  *               protocol) for one or more runs, with Wilson bands
  *   load        expert load per MoE layer: bars of each expert's share of the top-k
- *               slots, all views pooled, with the uniform share 1/E dashed
+ *               slots, all views pooled, with the uniform share 1/E dashed; panels side
+ *               by side (three to a row) on one y-scale shared by all layers
  *   transition  per MoE layer (or only LAYER): the E×E top-1 transition counts
  *               (reference expert -> view expert, non-reference views pooled), coloured
- *               by row share, and the PRC matrix S, coloured by value; numbers in cells
+ *               by row share (row-normalised, 0..1), and the PRC matrix S (rows: view,
+ *               columns: view 0), coloured by |value| on one scale shared by all its
+ *               layers; numbers in cells, a colour bar beside each matrix
  *   router      per MoE layer and pooled: ‖S−I‖_F, JSD, entropy and load CV of one or
  *               more runs as grouped bars
  * RUNS[i] describes STATS[i] (legend and title). A run's colour is its family's hue
- * (rs_palette_family: V-MoE blue, PRC orange), darker for a larger k. Runs of different
+ * (rs_palette_family: V-MoE blue, PRC orange), darker for a larger k; in sweep and
+ * accuracy its line style and marker also say k (1: solid, disc; 2: dashed, square; 3 or
+ * more: dotted, triangle). Runs of different
  * protocols are never drawn in one chart, and sweep / accuracy refuse pair runs (their two
  * views are random crops, not severities). RS_EINVAL for no runs, a layer out of range,
  * mixed protocols or a pair run in a sweep. */

@@ -37,7 +37,8 @@ rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison
  * all MoE layers and McNemar's p on Top-1. */
 rs_table *rs_report_differences_table(const rs_report_set *set, rs_stats_comparison *const *cmps);
 /* Report accuracy (Table 1 form): clean and per severity for noise runs, the augmented
- * views for the others, with Wilson intervals. */
+ * views for the others, with Wilson intervals; only the columns some run of SET fills
+ * (the report passes noise and pair runs as separate sets). */
 rs_table *rs_report_runs_accuracy_table(const rs_report_set *set);
 
 #endif

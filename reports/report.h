@@ -4,24 +4,30 @@
  *   index.html   self-contained page: tables inline as HTML (each in its own horizontally
  *                scrolling box), figures as relative figures/NAME.png, no external URL
  *   report.md    the same content in Markdown with image links
- *   report.pdf   multi-page landscape A4: contents with page numbers, tables as text,
+ *   report.pdf   multi-page landscape A4: contents with page numbers, tables typeset
+ *                with cairo (ruled, numbers right-aligned, intervals aligned apart),
  *                figures sized to the page and kept with their captions (two-view grids
- *                two to a row), headings kept with what follows; creation date pinned
- *                (RS_RENDER_PDF_DATE)
+ *                and heatmaps two to a row), headings kept with what follows; creation
+ *                date pinned (RS_RENDER_PDF_DATE)
  *   tables/NAME.csv, tables/NAME.tex   every table (table.h renderings)
  *   figures/NAME.png                   every figure
  * The title names the models and protocols; the provenance is the last section (an
- * appendix). One run: contents, consistency, accuracy, change and router tables; router,
- * load, transition figures, the severity sweep for a noise run, grids of the first IMAGES
- * images. Several runs, in this order: a summary (each run against its baseline: the paired
- * Top-1 difference with its interval and sign, and reversals between the pair and noise
+ * appendix). Example images: the first IMAGES images of the first run (in order) on which
+ * every pair run holding them matched at least half of its patches to view 0 (so a shown
+ * pair is mostly comparable cells, not hatching). One run: contents, consistency,
+ * accuracy, change and router tables; router, load, transition figures, the severity
+ * sweep for a noise run, grids and a per-patch heatmap of the example images. Several
+ * runs, in this order: a summary (each run against its baseline: the paired Top-1
+ * difference with its interval and sign, and reversals between the pair and noise
  * protocols), the contents, the headline table (rows = runs x MoE layers + overall; Top-1,
  * Top-2, Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to
  * the baseline), the paired differences of every rate with McNemar's p on Top-1, the
  * accuracy table, the severity sweep of all noise runs, router figures per protocol (pair
- * and noise runs never share a chart), grids of the same images per run, the images whose
- * per-image Top-1 agreement differs most between the first run and its baseline, and each
- * run's own tables. A run's baseline is the first run given before it with the same
+ * and noise runs never share a chart), examples (grids of the example images per run, and
+ * per-patch heatmaps of how often each patch changed expert for the first example under
+ * the first run and its baseline), the images whose per-image Top-1 agreement differs
+ * most between the first run and its baseline, and, only with DETAIL, each run's own
+ * tables and figures. A run's baseline is the first run given before it with the same
  * protocol and top-k whose model is V-MoE (rs_render_family_of: from the checkpoint's file
  * name for now); a run that is not V-MoE falls back to the first run of its protocol and
  * top-k; a V-MoE run without an earlier V-MoE run has none. Baselines never cross k: with
@@ -45,14 +51,15 @@
 #include "stats.h"
 #include "store.h"
 
-#define RS_REPORT_DEFAULT_IMAGES 4
+#define RS_REPORT_DEFAULT_IMAGES 2
 
 typedef struct rs_report_options {
     const char *db;             /* the database's name in the provenance */
     const int64_t *runs;        /* run ids, in the order to report them */
     int num_runs;
     const char *out_dir;
-    int images;                 /* grids of the first IMAGES images (0: none) */
+    int images;                 /* grids of IMAGES example images (0: none) */
+    bool detail;                /* several runs: add each run's own tables and figures */
     int resamples;              /* bootstrap resamples: 0 = default, < 0 = none */
     const char *command;        /* the command line that made the report */
     const char *version;        /* routerscope version and commit */

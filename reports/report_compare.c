@@ -1,7 +1,7 @@
 /* report_compare.c — the comparison report of several runs (report.h), section by section:
  * the summary (each method against V-MoE of the same k), the contents, headline, paired
- * differences, accuracy, severity curves, router figures, grids, largest differences
- * (report_largest.c), per-run detail. */
+ * differences, accuracy, severity curves, router figures, examples (grids, heatmaps),
+ * largest differences (report_largest.c), and per-run detail when asked for. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -180,7 +180,8 @@ static void differences(rs_report_state *R, rs_stats_comparison **cmps)
     rs_doc_add_table(&R->d, rs_report_differences_table(&set, cmps), "differences");
 }
 
-/* Accuracy (Table 1 form). */
+/* Accuracy (Table 1 form): the noise runs and the others in tables of their own, so that
+   no row is mostly n/a. */
 static void accuracy(rs_report_state *R)
 {
     rs_doc_add(&R->d, RS_DOC_H2, "Accuracy", NULL);
@@ -188,8 +189,23 @@ static void accuracy(rs_report_state *R)
         "In the form of the PRC work's Table 1: clean accuracy and accuracy per noise severity (noise runs), and "
         "the accuracy on the augmented views (pair runs), in percent with Wilson intervals.",
         NULL);
-    rs_report_set set = run_set(R);
-    rs_doc_add_table(&R->d, rs_report_runs_accuracy_table(&set), "accuracy");
+    rs_run_info *info = malloc(sizeof *info * (size_t)R->n); /* shallow copies, owned by R->info */
+    rs_stats **st = malloc(sizeof *st * (size_t)R->n);
+    if (!info || !st) {
+        if (!R->d.rc)
+            R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
+    }
+    for (int noise = 1; info && st && noise >= 0; noise--) {
+        int n = 0;
+        for (int i = 0; i < R->n; i++)
+            if (rs_report_is_noise(&R->info[i]) == (bool)noise)
+                info[n] = R->info[i], st[n++] = R->st[i];
+        rs_report_set set = {.n = n, .info = info, .st = st};
+        if (n)
+            rs_doc_add_table(&R->d, rs_report_runs_accuracy_table(&set), noise ? "accuracy" : "accuracy-views");
+    }
+    free(info);
+    free(st);
 }
 
 /* Severity sweep and accuracy curves of all noise runs. */
@@ -211,12 +227,14 @@ static void curves(rs_report_state *R)
         d->rc = rs_render_sweep(nst, nri, nn, -1, path, d->err);
     rs_report_figure(R, "sweep.png",
            "Top-1 agreement with the clean view against the noise severity for every noise run, all MoE layers "
-           "pooled, with bootstrap bands (blue: V-MoE, orange: PRC; darker: larger k; the model family is read "
-           "from the checkpoint's file name).");
+           "pooled, with bootstrap bands (hue: method, blue V-MoE, orange PRC, read from the checkpoint's file name; "
+           "line and marker: k, solid discs k=1, dashed squares k=2).");
     rs_report_fig_path(R, "accuracy.png", path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_accuracy(nst, nri, nn, path, d->err);
-    rs_report_figure(R, "accuracy.png", "Accuracy against the noise severity for every noise run, with Wilson bands.");
+    rs_report_figure(R, "accuracy.png",
+                     "Accuracy against the noise severity for every noise run, with Wilson bands (hue: method; line "
+                     "and marker: k).");
 }
 
 /* Router figures: one per protocol, since pair and noise runs never share a chart. */
@@ -256,18 +274,43 @@ static bool holds(const rs_run_info *r, int image)
     return image >= r->offset && image < r->offset + r->images_done;
 }
 
-/* Grids of the same images for each run that holds them. */
-static void grids(rs_report_state *R)
+/* The noise runs' heatmaps say how often a patch changed across five severities; a pair
+   run's are 0 or 1 per patch, so they stand in only when there is no noise run. */
+static void heatmaps(rs_report_state *R, int image)
+{
+    bool any_noise = false;
+    for (int i = 0; i < R->n; i++)
+        any_noise = any_noise || (rs_report_is_noise(&R->info[i]) && R->info[i].num_views > 1);
+    for (int i = 0; i < R->n; i++)
+        if (holds(&R->info[i], image) && rs_report_is_noise(&R->info[i]) == any_noise)
+            rs_report_heatmap_figure(R, &R->info[i], image);
+}
+
+/* Examples: grids of the same well-matched images for each run that holds them, then the
+   per-patch heatmaps of the first. */
+static void examples(rs_report_state *R)
 {
     if (R->opt->images <= 0)
         return;
-    rs_doc_add(&R->d, RS_DOC_H2, "Expert-selection grids", NULL);
-    rs_doc_add(&R->d, RS_DOC_PARA, "The same images for each run that holds them.", NULL);
-    const rs_run_info *r0 = &R->info[0];
-    for (int k = 0; k < R->opt->images && k < r0->images_done; k++)
+    int *images = malloc(sizeof *images * (size_t)R->opt->images);
+    if (!images) {
+        if (!R->d.rc)
+            R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
+        return;
+    }
+    int m = rs_report_example_images(R, images, R->opt->images);
+    rs_doc_add(&R->d, RS_DOC_H2, "Examples", NULL);
+    rs_doc_add(&R->d, RS_DOC_PARA,
+               "Expert-selection grids of the same images for each run that holds them: the first images on "
+               "which every pair run matched at least half of its patches to view 0. Then per-patch heatmaps "
+               "of the first of them.", NULL);
+    for (int k = 0; k < m; k++)
         for (int i = 0; i < R->n; i++)
-            if (holds(&R->info[i], r0->offset + k))
-                rs_report_grid_figure(R, &R->info[i], r0->offset + k);
+            if (holds(&R->info[i], images[k]))
+                rs_report_grid_figure(R, &R->info[i], images[k]);
+    if (m > 0)
+        heatmaps(R, images[0]);
+    free(images);
 }
 
 /* Each run's own tables (and figures). */
@@ -310,7 +353,8 @@ void rs_report_comparison(rs_report_state *R)
     accuracy(R);
     curves(R);
     router(R);
-    grids(R);
+    examples(R);
     rs_report_largest_differences(R);
-    details(R);
+    if (R->opt->detail)
+        details(R);
 }

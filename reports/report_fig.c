@@ -1,12 +1,16 @@
 /* report_fig.c — the report's figures: their files and captions, the grids, and the
- * context (class names, view pixels) under a grid. See report_parts.h and report.h. */
+ * context (class names, view pixels) under a grid, the per-patch heatmaps and the choice
+ * of example images. See report_parts.h and report.h. */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "grid.h"
+#include "heatmap.h"
 #include "report_parts.h"
+#include "stats_tables.h"
 
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption)
 {
@@ -24,7 +28,7 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
 {
     if (R->d.rc)
         return;
-    char file[256], path[4096], caption[512], rl[200];
+    char file[256], path[4096], caption[1024], rl[200];
     snprintf(file, sizeof file, "grid-run%" PRId64 "-image%d.png", run->id, image);
     rs_report_fig_path(R, file, path, sizeof path);
     rs_image_routing r;
@@ -49,8 +53,9 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
     rs_report_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
-             "layer; red borders where the expert differs from view 0's matched patch, hatched cells have no match.",
-             image, rl);
+             "layer; red borders (or corners, where many cells changed) where the expert differs from view 0's "
+             "matched patch, whose expert follows \"was\"; hatched cells have no match%s.",
+             image, rl, rs_report_is_noise(run) ? "" : "; the dashed box on view 0 shows where the other view's crop lies");
     rs_report_figure(R, file, caption);
 }
 
@@ -69,6 +74,83 @@ void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r,
     rs_report_fig_path(R, file, path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_transition(st, r, -1, path, d->err);
-    rs_report_figure(R, file, "Top-1 transitions view 0 \u2192 other views and the PRC matrix S per MoE layer.");
+    rs_report_figure(R, file,
+                     "Top-1 transitions view 0 \u2192 other views per MoE layer, coloured by their share of the row "
+                     "(row-normalised, 0 to 1), and the PRC matrix S, coloured on one scale shared by all layers.");
 }
 
+
+void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int image)
+{
+    if (R->d.rc)
+        return;
+    char file[256], path[4096], caption[640], rl[200];
+    snprintf(file, sizeof file, "heatmap-run%" PRId64 "-image%d.png", run->id, image);
+    rs_report_fig_path(R, file, path, sizeof path);
+    rs_image_routing r;
+    int rc = rs_run_image_routing(R->store, run, image, &r, R->d.err);
+    if (rc) {
+        R->d.rc = rc;
+        return;
+    }
+    rs_error no_pixels;
+    float *pixels = NULL;
+    rs_render_context ctx;
+    rs_render_context_of_run(run, image, &ctx, &pixels, &no_pixels);
+    rc = rs_render_heatmap(&r, &ctx, RS_HEAT_CHANGED, -1, -1, path, R->d.err);
+    free(pixels);
+    rs_image_routing_free(&r);
+    if (rc) {
+        R->d.rc = rc;
+        return;
+    }
+    rs_report_run_label(run, rl, sizeof rl);
+    snprintf(caption, sizeof caption,
+             "Per-patch heatmap of image %d, %s: on view 0's patch grid, the share of the other views whose "
+             "matched patch chose a different top-1 expert (%s), one panel per MoE layer; hatched: no patch "
+             "of another view matched it.",
+             image, rl, rs_report_is_noise(run) ? "here: the share of the five noise severities" : "0 or 1 with one other view");
+    rs_report_figure(R, file, caption);
+}
+
+/* True when every run with geometric views (not noise) that holds IMAGE matched at
+   least half of its possible patch pairs there (PAIRS: per run, its per-image counts). */
+static bool well_matched(const rs_report_state *R, int64_t **pairs, int image)
+{
+    for (int i = 0; i < R->n; i++) {
+        const rs_run_info *r = &R->info[i];
+        if (!pairs[i] || image < r->offset || image >= r->offset + r->images_done)
+            continue;
+        int64_t most = (int64_t)r->patches * r->num_layers * (r->num_views - 1);
+        if (2 * pairs[i][image - r->offset] < most)
+            return false;
+    }
+    return true;
+}
+
+int rs_report_example_images(rs_report_state *R, int *images, int want)
+{
+    if (R->d.rc || want <= 0)
+        return 0;
+    int64_t **pairs = calloc((size_t)R->n, sizeof *pairs), *agree = NULL;
+    if (!pairs) {
+        R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
+        return 0;
+    }
+    for (int i = 0; !R->d.rc && i < R->n; i++) {
+        if (rs_report_is_noise(&R->info[i]) || R->info[i].num_views < 2)
+            continue; /* noise views match patch for patch */
+        R->d.rc = rs_run_image_top1(R->store, &R->info[i], &pairs[i], &agree, R->d.err);
+        free(agree);
+        agree = NULL;
+    }
+    int n = 0;
+    const rs_run_info *r0 = &R->info[0];
+    for (int k = 0; !R->d.rc && k < r0->images_done && n < want; k++)
+        if (well_matched(R, pairs, r0->offset + k))
+            images[n++] = r0->offset + k;
+    for (int i = 0; i < R->n; i++)
+        free(pairs[i]);
+    free(pairs);
+    return n;
+}

@@ -56,10 +56,11 @@ static int rank_images(rs_store *store, ranking *k, rs_error *err)
     k->delta = rc ? NULL : malloc(sizeof(double) * (size_t)(N > 0 ? N : 1));
     if (!rc && (!k->order || !k->delta))
         rc = rs_error_set(err, RS_ENOMEM, "out of memory");
-    /* An image with two matched pairs moves by 50 points on one patch: rank only images
-       where a quarter of the possible pairs matched in both runs. */
+    /* An image with two matched pairs moves by 50 points on one patch, and its grids are
+       mostly hatching: rank only images where half of the possible pairs matched in both
+       runs (the examples' rule). */
     int64_t most = (int64_t)a->patches * a->num_layers * (a->num_views - 1);
-    k->min_pairs = most / 4 > 1 ? most / 4 : 1;
+    k->min_pairs = (most + 1) / 2 > 1 ? (most + 1) / 2 : 1;
     for (int i = 0; !rc && i < N; i++) {
         if (k->pa[i] < k->min_pairs || k->pb[i] < k->min_pairs)
             continue;

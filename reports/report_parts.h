@@ -5,7 +5,8 @@
  *   report_single.c   the report of one run
  *   report_compare.c  the comparison report's sections, in order
  *   report_largest.c  its largest per-image differences
- *   report_fig.c      figures: file names, captions, grids and the grids' context
+ *   report_fig.c      figures: file names, captions, grids and the grids' context,
+ *                     heatmaps, the example images
  *   report_attack.c   the "Routing under attack" section of adversarial-style runs
  * Sections add to R->d and keep its first error (doc.h); they never stop midway. */
 #ifndef RS_REPORT_PARTS_H
@@ -41,6 +42,13 @@ void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t 
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption);
 /* Draws and adds the expert-selection grid of RUN's image IMAGE. */
 void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image);
+/* Draws and adds RUN's per-patch heatmap of IMAGE: how often each patch of view 0 changed
+ * top-1 expert in the other views (heatmap.h, "changed"). */
+void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int image);
+/* Up to WANT example images into IMAGES, from the first run's first image on: those on
+ * which every run with geometric views (not noise) holding them matched at least half of
+ * its possible patch pairs to view 0. Returns how many (0 after an error, kept in R->d). */
+int rs_report_example_images(rs_report_state *R, int *images, int want);
 /* The run's expert load and its transition / S matrices, as two figures (RN: run name). */
 void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r, const rs_stats *st,
                                        const char *rn);

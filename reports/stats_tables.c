@@ -208,7 +208,7 @@ static void set_mean(rs_table *t, int r, int c, const rs_stats_mean *m, int deci
 rs_table *rs_report_layer_table(const rs_run_info *info, const rs_stats *st, const char *run)
 {
     const char *keys[] = {"view", "layer", "prc_norm", "jsd_bits", "entropy_bits", "load_cv"};
-    const char *heads[] = {"View", "Layer", "\u2016S\u2212I\u2016_F", "JSD (bits)", "Entropy (bits)", "Load CV"};
+    const char *heads[] = {"View", "Layer", "\u2016S \u2212 I\u2016_F", "JSD (bits)", "Entropy (bits)", "Load CV"};
     rs_table *t = rs_table_create("Router figures per MoE layer (PRC score over all views; JSD vs view 0; "
                                   "entropy over patch tokens; load CV over experts)",
                                   run, 6, keys, heads);
@@ -281,10 +281,12 @@ rs_table *rs_report_transition_table(const rs_run_info *info, const rs_stats *st
 
 void rs_report_run_note(const rs_run_info *info, char *buf, size_t size)
 {
+    char model[256];
+    rs_report_model_label(info, model, sizeof model);
     snprintf(buf, size,
-             "run %" PRId64 ": model %.12s (k=%d), data %s [%d..%d), protocol %s, %d views, %d of %d images, "
+             "run %" PRId64 ": model %s, data %s [%d..%d), protocol %s, %d views, %d of %d images, "
              "seed %" PRIu64,
-             info->id, info->model_sha256, info->top_k, info->data, info->offset, info->offset + info->count,
+             info->id, model, info->data, info->offset, info->offset + info->count,
              info->protocol, info->num_views, info->images_done, info->count, info->seed);
 }
 

@@ -1,6 +1,7 @@
 /* write_pdf.c — the document (doc.h) as a landscape A4 PDF: the title, then the sections
- * with the contents' page numbers (a first pass finds them), tables as monospaced text
- * scaled to the page width, figures from their PNGs sized to the page, side by side where
+ * with the contents' page numbers (a first pass finds them), tables typeset with cairo
+ * (ruled, numeric columns right-aligned with their intervals aligned apart, long headers
+ * wrapped, the font reduced to fit the width, the header repeated on a new page), figures from their PNGs sized to the page, side by side where
  * they fit, each kept with its caption; headings kept with what follows. */
 #include <cairo-pdf.h>
 #include <math.h>
@@ -15,7 +16,6 @@
 #define PAGE_W 842.0 /* A4 landscape, points */
 #define PAGE_H 595.0
 #define PAGE_M 36.0
-#define MONO "DejaVu Sans Mono"
 
 typedef struct pdf {
     cairo_t *cr;
@@ -111,50 +111,231 @@ static int wrap_lines(pdf *p, const char *text, double size, bool bold, double x
     return lines;
 }
 
+/* A table parsed back from its Markdown rendering (table.h): the header row, the body
+ * rows, and per column whether it is numeric (right-aligned: the separator's ':'). */
+#define TCOLS 32
+#define TCELL 256
+#define THEAD_LINES 3
+typedef struct tcell_row { char cell[TCOLS][TCELL]; } tcell_row;
+typedef struct ptable {
+    tcell_row *rows;        /* rows[0]: the header */
+    int nrows, ncols;
+    bool right[TCOLS];
+    double size;            /* font size */
+    double w[TCOLS];        /* column widths, padding included */
+    double vw[TCOLS];       /* numeric columns: the widest value before " [" */
+    char head[TCOLS][THEAD_LINES][TCELL]; /* the header, wrapped */
+    int head_n[TCOLS];      /* lines of each column's header */
+    int head_lines;         /* the most of them */
+} ptable;
+
+#define TPAD 7.0 /* points between columns */
+
+/* Splits "| a | b |" into trimmed cells; returns how many. */
+static int split_row(const char *q, size_t n, char (*cell)[TCELL])
+{
+    int nc = 0;
+    size_t i = 1; /* past the leading '|' */
+    while (i < n && nc < TCOLS) {
+        size_t j = i;
+        while (j < n && q[j] != '|')
+            j++;
+        if (j >= n)
+            break;
+        size_t a = i, b = j;
+        while (a < b && q[a] == ' ')
+            a++;
+        while (b > a && q[b - 1] == ' ')
+            b--;
+        snprintf(cell[nc++], TCELL, "%.*s", (int)(b - a), q + a);
+        i = j + 1;
+    }
+    return nc;
+}
+
+/* The cell's value and interval parts: "49.22 [47.21, 51.26]" -> "49.22", "[47.21, 51.26]". */
+static void split_interval(const char *text, char *value, char *interval, size_t size)
+{
+    const char *br = strstr(text, " [");
+    snprintf(value, size, "%.*s", (int)(br ? br - text : (long)strlen(text)), text);
+    snprintf(interval, size, "%s", br ? br + 1 : "");
+}
+
+/* Greedy word wrap of TEXT into at most THEAD_LINES lines of width MAXW; returns the count. */
+static int wrap_words(cairo_t *cr, const char *text, double size, double maxw, char (*out)[TCELL])
+{
+    int n = 0;
+    out[0][0] = 0;
+    char buf[TCELL];
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        char trial[2 * TCELL];
+        snprintf(trial, sizeof trial, "%s%s%s", out[n], out[n][0] ? " " : "", w);
+        if (out[n][0] && rs_text_width(cr, size, true, trial) > maxw && n + 1 < THEAD_LINES)
+            snprintf(out[++n], TCELL, "%s", w);
+        else
+            snprintf(out[n], TCELL, "%.*s", TCELL - 1, trial);
+    }
+    return n + 1;
+}
+
+/* Column widths at the table's font size; a long header wraps over up to three lines
+ * rather than widening a column of short numbers. Returns the total width. */
+static double measure_table(cairo_t *cr, ptable *t)
+{
+    double total = 0;
+    t->head_lines = 1;
+    for (int c = 0; c < t->ncols; c++) {
+        double body = 0, iw = 0, word = 0;
+        t->vw[c] = 0;
+        for (int r = 1; r < t->nrows; r++) {
+            char v[TCELL], in[TCELL];
+            split_interval(t->rows[r].cell[c], v, in, sizeof v);
+            if (t->right[c]) {
+                t->vw[c] = fmax(t->vw[c], rs_text_width(cr, t->size, false, v));
+                iw = fmax(iw, in[0] ? rs_text_width(cr, t->size, false, in) : 0);
+            } else
+                body = fmax(body, rs_text_width(cr, t->size, false, t->rows[r].cell[c]));
+        }
+        if (t->right[c])
+            body = t->vw[c] + (iw > 0 ? t->size * 0.4 + iw : 0);
+        char hb[TCELL];
+        snprintf(hb, sizeof hb, "%s", t->rows[0].cell[c]);
+        for (char *save = NULL, *w = strtok_r(hb, " ", &save); w; w = strtok_r(NULL, " ", &save))
+            word = fmax(word, rs_text_width(cr, t->size, true, w));
+        double head = rs_text_width(cr, t->size, true, t->rows[0].cell[c]);
+        double w = fmax(fmax(body, word), fmin(head, fmax(body, 11 * t->size)));
+        t->head_n[c] = wrap_words(cr, t->rows[0].cell[c], t->size, w + 0.5, t->head[c]);
+        t->head_lines = t->head_n[c] > t->head_lines ? t->head_n[c] : t->head_lines;
+        t->w[c] = w + TPAD;
+        total += t->w[c];
+    }
+    return total;
+}
+
+static void draw_rule(cairo_t *cr, double y, double w, double width)
+{
+    cairo_set_line_width(cr, width);
+    cairo_move_to(cr, PAGE_M, y);
+    cairo_line_to(cr, PAGE_M + w, y);
+    cairo_stroke(cr);
+}
+
+/* The header row between two rules, at p->y; moves p->y below it. */
+static void draw_header(pdf *p, const ptable *t, double total)
+{
+    cairo_t *cr = p->cr;
+    double line = t->size * 1.2;
+    draw_rule(cr, p->y, total, 0.9);
+    for (int c = 0; c < t->ncols; c++) {
+        double x = PAGE_M;
+        for (int k = 0; k < c; k++)
+            x += t->w[k];
+        for (int l = 0; l < t->head_n[c]; l++) {
+            double y = p->y + t->size * 1.25 + l * line;
+            if (t->right[c])
+                rs_text(cr, x + t->w[c] - TPAD / 2, y, t->size, true, 1, t->head[c][l]);
+            else
+                rs_text(cr, x + TPAD / 2, y, t->size, true, 0, t->head[c][l]);
+        }
+    }
+    p->y += t->size * 0.6 + t->head_lines * line;
+    draw_rule(cr, p->y, total, 0.5);
+}
+
+/* Body row R at p->y (a light band on every other row); moves p->y below it. */
+static void draw_body_row(pdf *p, const ptable *t, int r, double total, double row_h)
+{
+    cairo_t *cr = p->cr;
+    if (r % 2 == 0) {
+        cairo_set_source_rgb(cr, 0.95, 0.95, 0.95);
+        cairo_rectangle(cr, PAGE_M, p->y, total, row_h);
+        cairo_fill(cr);
+    }
+    double x = PAGE_M, y = p->y + row_h * 0.5 + t->size * 0.36;
+    for (int c = 0; c < t->ncols; x += t->w[c], c++) {
+        const char *text = t->rows[r].cell[c];
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        if (!t->right[c]) {
+            rs_text(cr, x + TPAD / 2, y, t->size, false, 0, text);
+            continue;
+        }
+        /* values aligned on their right edge, intervals (grey) on the column's */
+        char v[TCELL], in[TCELL];
+        split_interval(text, v, in, sizeof v);
+        double right = x + t->w[c] - TPAD / 2;
+        rs_text(cr, in[0] ? x + TPAD / 2 + t->vw[c] : right, y, t->size, false, 1, v);
+        cairo_set_source_rgb(cr, 0.38, 0.38, 0.38);
+        if (in[0])
+            rs_text(cr, right, y, t->size, false, 1, in);
+    }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    p->y += row_h;
+}
+
+/* The table ruled and aligned, its header repeated on each page it spans. */
+static void draw_table(pdf *p, ptable *t)
+{
+    if (t->nrows < 1)
+        return;
+    t->size = 8.0;
+    double total = measure_table(p->cr, t);
+    if (total > AVAIL_W) {
+        t->size = fmax(5.0, t->size * AVAIL_W / total);
+        total = measure_table(p->cr, t);
+    }
+    double row_h = t->size * 1.6, head_h = t->size * 0.6 + t->head_lines * t->size * 1.2;
+    pdf_need(p, head_h + row_h * (t->nrows > 4 ? 4 : t->nrows - 1) + 4);
+    draw_header(p, t, total);
+    for (int r = 1; r < t->nrows; r++) {
+        int page = p->page;
+        pdf_need(p, row_h + 2);
+        if (p->page != page)
+            draw_header(p, t, total);
+        draw_body_row(p, t, r, total, row_h);
+    }
+    cairo_set_source_rgb(p->cr, 0, 0, 0);
+    draw_rule(p->cr, p->y, total, 0.9);
+    p->y += 6;
+}
+
+/* A table item: its caption ("### "), the ruled table, then its notes in grey. */
 static void pdf_table(pdf *p, const char *md)
 {
     pdf_end_row(p);
-    cairo_t *cr = p->cr;
-    /* font size: the widest line fits the page */
-    double size = 8.0, maxw = 0;
-    cairo_select_font_face(cr, MONO, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-    cairo_set_font_size(cr, size);
+    size_t cap = 1;
+    for (const char *c = md; *c; c++)
+        cap += *c == '\n';
+    ptable t = {.rows = calloc(cap, sizeof *t.rows)};
     const char *rest = md, *q;
     size_t n;
-    while (rs_doc_next_line(&rest, &q, &n)) {
-        if (n && *q == '|') {
-            char line[4096];
-            snprintf(line, sizeof line, "%.*s", (int)n, q);
-            cairo_text_extents_t ext;
-            cairo_text_extents(cr, line, &ext);
-            if (ext.x_advance > maxw)
-                maxw = ext.x_advance;
-        }
-    }
-    if (maxw > PAGE_W - 2 * PAGE_M)
-        size *= (PAGE_W - 2 * PAGE_M) / maxw;
-    rest = md;
     while (rs_doc_next_line(&rest, &q, &n)) {
         char line[4096];
         snprintf(line, sizeof line, "%.*s", (int)n, q);
         if (!strncmp(line, "### ", 4)) {
-            pdf_need(p, 60);
+            pdf_need(p, 80);
             p->y += 4;
             pdf_wrap(p, line + 4, 10, true, 0);
-            p->y += 3;
-        } else if (line[0] == '|') {
-            pdf_need(p, size * 1.3);
-            p->y += size * 1.2;
-            cairo_select_font_face(cr, MONO, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-            cairo_set_font_size(cr, size);
-            cairo_move_to(cr, PAGE_M, p->y);
-            cairo_show_text(cr, line);
+            p->y += 5;
+        } else if (line[0] == '|' && strstr(line, "---")) {
+            char sep[TCOLS][TCELL];
+            int nc = split_row(line, strlen(line), sep);
+            for (int c = 0; c < nc; c++)
+                t.right[c] = sep[c][0] && sep[c][strlen(sep[c]) - 1] == ':';
+        } else if (line[0] == '|' && t.rows) {
+            int nc = split_row(line, strlen(line), t.rows[t.nrows].cell);
+            t.ncols = nc > t.ncols ? nc : t.ncols;
+            t.nrows++;
         } else if (line[0]) {
-            cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+            draw_table(p, &t);
+            t.nrows = 0;
+            cairo_set_source_rgb(p->cr, 0.3, 0.3, 0.3);
             pdf_wrap(p, line, 7.5, false, 0);
-            cairo_set_source_rgb(cr, 0, 0, 0);
+            cairo_set_source_rgb(p->cr, 0, 0, 0);
         }
     }
+    draw_table(p, &t);
+    free(t.rows);
     p->y += 10;
 }
 
@@ -164,8 +345,10 @@ static void pdf_table(pdf *p, const char *md)
 /* The figure's size on the page (points) at scale S, and its caption's lines at that width. */
 static void figure_fit(pdf *p, const rs_doc_item *it, double w, double h, double *s, int *cap_lines)
 {
-    /* a grid of two views goes two to a row: half the page still shows its digits */
-    double maxw = strstr(it->file, "/grid-") && w < AVAIL_W * 1.3 ? AVAIL_W / 2 - 14 : AVAIL_W;
+    /* a grid of two views, or a heatmap, goes two to a row: half the page still shows
+       its digits */
+    bool pairable = strstr(it->file, "/grid-") || strstr(it->file, "/heatmap-");
+    double maxw = pairable && w < AVAIL_W * 1.3 ? AVAIL_W / 2 - 14 : AVAIL_W;
     *s = fmin(1.0, fmin(maxw / w, (AVAIL_H - 3 * CAPTION_LINE) / h));
     *cap_lines = wrap_lines(p, it->text, CAPTION_SIZE, false, 0, fmax(w * *s, 240), false);
     *s = fmin(*s, (AVAIL_H - *cap_lines * CAPTION_LINE - 8) / h);
@@ -194,9 +377,9 @@ static void pdf_figure(pdf *p, const char *dir, const rs_doc_item *it)
         pdf_end_row(p);
     double room = PAGE_H - PAGE_M - 14 - p->y - 4 - cap * CAPTION_LINE - 8;
     if (h * s > room) {
-        if (room >= 0.75 * h * s && p->row_x == 0)
-            s = room / h;
-        else if (p->row_x == 0 || room < h * s)
+        if (room >= 0.75 * h * s)
+            s = room / h; /* beside a figure shrunk the same way, or alone */
+        else
             pdf_new_page(p);
     }
     double x = PAGE_M + p->row_x, y0 = p->y;

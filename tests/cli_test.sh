@@ -48,7 +48,7 @@ check "inspect missing file" 1 "" "nope.safetensors: cannot open: No such file" 
 head -c 100 "$m2" >"$tmp/cut.safetensors"
 check "inspect truncated" 1 "" "cut.safetensors: header length .* exceeds the file" -- "$rs" inspect "$tmp/cut.safetensors"
 printf 'not a model at all' >"$tmp/text.safetensors"
-check "inspect not safetensors" 1 "" "text.safetensors: header length" -- "$rs" inspect "$tmp/text.safetensors"
+check "inspect not safetensors" 1 "" "text.safetensors: not a safetensors file \\(.*starts with" -- "$rs" inspect "$tmp/text.safetensors"
 check "eval no data" 2 "" "--data is required" -- "$rs" eval "$m2"
 check "eval bad threads" 2 "" "--threads wants an integer in \\[1, 256\\], got 'abc'" -- "$rs" eval "$m2" --data fashion-mnist:test --threads abc
 check "eval bad batch" 2 "" "--batch wants an integer" -- "$rs" eval "$m2" --data fashion-mnist:test --batch 0

@@ -116,6 +116,11 @@ done
 expect "render sweep of a pair run: exit 1, one line" failed_with $? 1 "run 1 is a pair run"
 "$rs" render sweep --db "$db" --run 3 --out "$tmp/s.png" >/dev/null 2>"$tmp/err"
 expect "render sweep of a noise run draws it" sh -c "[ $? = 0 ] && [ -s '$tmp/s.png' ]"
+# --layer names a block by its index, as figures label it (the model's MoE blocks are 1 and 3)
+"$rs" render sweep --db "$db" --run 3 --layer 3 --out "$tmp/s3.png" >/dev/null 2>"$tmp/err"
+expect "render --layer 3 (a MoE block) draws" sh -c "[ $? = 0 ] && [ -s '$tmp/s3.png' ]"
+"$rs" render sweep --db "$db" --run 3 --layer 2 --out "$tmp/s2.png" >/dev/null 2>"$tmp/err"
+expect "render --layer 2 (a dense block): exit 1 naming the MoE blocks" failed_with $? 1 "not a MoE block (MoE blocks: 1, 3)"
 "$rs" stats --db "$tmp/missing.db" >/dev/null 2>"$tmp/err"
 expect "missing database: exit 1, one line" failed_with $? 1 "missing.db"
 expect "and creates none" [ ! -e "$tmp/missing.db" ]

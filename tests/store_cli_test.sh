@@ -20,7 +20,7 @@ cp "$golden/store-v1.db" "$v1"
 expect "runs reads a schema-1 store" sh -c "grep -q '^1 ' '$tmp/runs' && grep -q '^2 ' '$tmp/runs'"
 for r in 1 2; do "$rs" stats --db "$v1" --run $r --format json --resamples 100 >"$tmp/before-$r.json" 2>"$tmp/err"; done
 expect "stats reads it" grep -q '"Top-1"' "$tmp/before-2.json"
-expect "the k = 1 run is read as k = 1 (from the stored config)" grep -q 'run 2: model [0-9a-f]* (k=1)' "$tmp/before-2.json"
+expect "the k = 1 run is read as k = 1 (from the stored config)" grep -q 'run 2: model .* ([0-9a-f]*, k=1)' "$tmp/before-2.json"
 "$rs" render grid --db "$v1" --run 1 -o "$tmp/grid.png" 2>"$tmp/err"
 expect "render draws from it" [ -s "$tmp/grid.png" ]
 expect "reading leaves it at schema 1" [ "$(version "$v1")" = 1 ]

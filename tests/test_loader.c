@@ -116,6 +116,18 @@ static void test_truncated(void **state)
     free_parts(&p);
 }
 
+/* A file that is not safetensors at all (text, a database) is named as such. */
+static void test_not_safetensors(void **state)
+{
+    (void)state;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/notes.safetensors", tmpdir);
+    static const char text[] = "SQLite format 3\0 these are not weights at all";
+    tu_write_file(path, text, sizeof text);
+    expect_failure(path, RS_EFORMAT, "notes.safetensors: not a safetensors file", "starts with \"SQLite format 3.\"",
+                   NULL);
+}
+
 static void test_header_longer_than_file(void **state)
 {
     (void)state;
@@ -494,7 +506,8 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_header_longer_than_file), cmocka_unit_test(test_bad_json),
+        cmocka_unit_test(test_header_longer_than_file), cmocka_unit_test(test_not_safetensors),
+        cmocka_unit_test(test_bad_json),
         cmocka_unit_test(test_unknown_dtype),   cmocka_unit_test(test_missing_tensor),
         cmocka_unit_test(test_unexpected_tensor), cmocka_unit_test(test_wrong_shape),
         cmocka_unit_test(test_bad_offsets),     cmocka_unit_test(test_bad_metadata),

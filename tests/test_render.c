@@ -3,7 +3,9 @@
  * (changed to (4+1) % 4 = 1) in layer 0, and its patch 8 has no match in view 0.
  * Checked: in the grid PNG the border of the changed cell is red and an unchanged one's is
  * not, cell fills are exactly the palette colours (with and without the views' pixels), the unmatched cell is not an expert colour; PDF page
- * count (pdfinfo when installed) and identical bytes for two renderings; SVG is well
+ * count (pdfinfo when installed); with most cells changed, red corners instead of borders;
+ * a dashed box on view 0's thumbnail where a cropped (mirrored) view lies, none for a view
+ * matched patch for patch and identical bytes for two renderings; SVG is well
  * formed at its ends; heatmap values by hand; plots render; bad extensions are refused. */
 #include <math.h>
 #include <setjmp.h>
@@ -182,6 +184,78 @@ static void test_grid_fills_with_image(void **state)
     check_fills(img, &g, &r);
     cairo_surface_destroy(img);
     rs_image_routing_free(&r);
+}
+
+/* Sets the top-1 of patch J of view V, layer L in the loaded routing (scenarios the
+ * hand-made store does not hold). */
+static void set_top1(rs_image_routing *r, int v, int l, int j, int e)
+{
+    r->top_idx[(((size_t)v * r->layers + l) * r->tokens + j + r->has_cls) * r->record_k] = (uint8_t)e;
+}
+
+static bool is_yellow(const int rgb[3]) { return rgb[0] > 200 && rgb[1] > 170 && rgb[2] < 90; }
+
+/* Most cells of a panel changed: each changed cell gets a red corner (top right), not a
+ * border, so the panel does not turn into a red mesh; fills stay the palette's. */
+static void test_grid_many_changes_corners(void **state)
+{
+    (void)state;
+    rs_image_routing r;
+    load(&r);
+    for (int j = 0; j < NP; j++)
+        set_top1(&r, 1, 1, j, (j + 2) % E); /* layer 1: every matched cell of view 1 changed */
+    rs_grid_layout g;
+    rs_error err = {0};
+    rs_render_context ctx = {.run = &info};
+    assert_int_equal(rs_render_grid(&r, &ctx, scratch("gc.png"), &g, &err), 0);
+    cairo_surface_t *img = cairo_image_surface_create_from_png(scratch("gc.png"));
+    assert_int_equal(cairo_surface_status(img), CAIRO_STATUS_SUCCESS);
+    int c[3];
+    double x, y;
+    for (int l = 0; l < L; l++) {
+        int j = l == 0 ? 4 : 0; /* a changed cell in each layer */
+        rs_grid_cell_xy(&g, GW, 1, l, j, &x, &y);
+        pixel(img, &g, x + g.cell - 1.5, y + 1.5, c), assert_true(is_red(c));
+        pixel(img, &g, x + 1.5, y + g.cell / 2, c), assert_false(is_red(c));
+        pixel(img, &g, x + g.cell / 2, y + g.cell - 1.0, c), assert_false(is_red(c));
+    }
+    check_fills(img, &g, &r);
+    cairo_surface_destroy(img);
+    rs_image_routing_free(&r);
+}
+
+/* Where view 1 lies on view 0: a dashed box on view 0's thumbnail when view 1 is a crop
+ * (here mirrored), none when it matches patch for patch (noise). */
+static void test_grid_view_box(void **state)
+{
+    (void)state;
+    enum { H = 12, W = 12 };
+    static float px[V * H * W]; /* black: the box's yellow stands out */
+    rs_render_context ctx = {.run = &info, .pixels = px, .channels = 1, .height = H, .width = W};
+    for (int mirrored = 0; mirrored < 2; mirrored++) {
+        rs_image_routing r;
+        load(&r);
+        for (int j = 0; j < NP; j++)
+            r.match[NP + j] = (int16_t)(mirrored ? (j / GW) * GW + (GW - 1 - j % GW) : j);
+        rs_grid_layout g;
+        rs_error err = {0};
+        assert_int_equal(rs_render_grid(&r, &ctx, scratch("gb.png"), &g, &err), 0);
+        cairo_surface_t *img = cairo_image_surface_create_from_png(scratch("gb.png"));
+        assert_int_equal(cairo_surface_status(img), CAIRO_STATUS_SUCCESS);
+        double thumb_top = g.top - g.panel_h - g.gap_y;
+        int yellow = 0, c[3];
+        for (double t = 4; t < g.panel_h - 4; t += 1.0) {
+            pixel(img, &g, g.left + 1.0, thumb_top + t, c);
+            yellow += is_yellow(c);
+        }
+        if (mirrored)
+            assert_true(yellow > 5);
+        else
+            assert_int_equal(yellow, 0);
+        check_fills(img, &g, &r);
+        cairo_surface_destroy(img);
+        rs_image_routing_free(&r);
+    }
 }
 
 static void test_grid_png(void **state)
@@ -369,6 +443,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grid_png),
         cmocka_unit_test(test_grid_fills_with_image),
+        cmocka_unit_test(test_grid_many_changes_corners),
+        cmocka_unit_test(test_grid_view_box),
         cmocka_unit_test(test_grid_svg),
         cmocka_unit_test(test_grid_pdf),
         cmocka_unit_test(test_heatmap),
