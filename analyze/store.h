@@ -106,6 +106,11 @@ typedef struct rs_run_info {
      * text (owned); shard_count 0 and job_identity NULL for an ordinary run. */
     int shard_index, shard_count, job_offset, job_count;
     char *job_identity;
+    /* The model's provenance from its stored config JSON (docs/checkpoint.md): "method"
+     * (owned; NULL when absent or not a string of at most 31 bytes) and "train_seed" (-1
+     * when absent). analyze/run.h's rs_run_method reads the method with its fallback. */
+    char *method;
+    long long train_seed;
 } rs_run_info;
 
 void rs_run_info_clear(rs_run_info *info);

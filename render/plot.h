@@ -13,8 +13,8 @@
  *               by row share, and the PRC matrix S, coloured by value; numbers in cells
  *   router      per MoE layer and pooled: ‖S−I‖_F, JSD, entropy and load CV of one or
  *               more runs as grouped bars
- * RUNS[i] describes STATS[i] (legend and title). A run's colour is its family's hue
- * (rs_palette_family: V-MoE blue, PRC orange), darker for a larger k. Runs of different
+ * RUNS[i] describes STATS[i] (legend and title). A run's colour is its method's hue
+ * (rs_palette_method: V-MoE blue, PRC orange, ...), darker for a larger k. Runs of different
  * protocols are never drawn in one chart, and sweep / accuracy refuse pair runs (their two
  * views are random crops, not severities). RS_EINVAL for no runs, a layer out of range,
  * mixed protocols or a pair run in a sweep. */

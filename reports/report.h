@@ -22,8 +22,8 @@
  * and noise runs never share a chart), grids of the same images per run, the images whose
  * per-image Top-1 agreement differs most between the first run and its baseline, and each
  * run's own tables. A run's baseline is the first run given before it with the same
- * protocol and top-k whose model is V-MoE (rs_render_family_of: from the checkpoint's file
- * name for now); a run that is not V-MoE falls back to the first run of its protocol and
+ * protocol and top-k whose model is V-MoE (rs_run_method: the checkpoint's method, or its file
+ * name); a run that is not V-MoE falls back to the first run of its protocol and
  * top-k; a V-MoE run without an earlier V-MoE run has none. Baselines never cross k: with
  * --runs VMOE_K1,PRC_K1,VMOE_K2,PRC_K2 each PRC run is read against its V-MoE run. Runs
  * that are not comparable with their baseline (data, slice, protocol, views or seed

@@ -70,10 +70,10 @@ static int sign_of(const rs_stats_diff *df)
 /* "PRC k=1 (run 3)", or the model's file name when its method is not known. */
 static void short_label(const rs_run_info *r, char *buf, size_t size)
 {
-    rs_family f = rs_render_family_of(r);
+    rs_method m = rs_run_method(r);
     char stem[160];
     rs_report_model_stem(r, stem, sizeof stem);
-    snprintf(buf, size, "%s k=%d (run %" PRId64 ")", f == RS_FAMILY_OTHER ? stem : rs_render_family_name(f),
+    snprintf(buf, size, "%s k=%d (run %" PRId64 ")", m == RS_METHOD_OTHER ? stem : rs_method_name(m),
              r->top_k, r->id);
 }
 
@@ -211,8 +211,8 @@ static void curves(rs_report_state *R)
         d->rc = rs_render_sweep(nst, nri, nn, -1, path, d->err);
     rs_report_figure(R, "sweep.png",
            "Top-1 agreement with the clean view against the noise severity for every noise run, all MoE layers "
-           "pooled, with bootstrap bands (blue: V-MoE, orange: PRC; darker: larger k; the model family is read "
-           "from the checkpoint's file name).");
+           "pooled, with bootstrap bands (blue: V-MoE, orange: PRC; darker: larger k; the method is the "
+           "checkpoint's, or read from its file name).");
     rs_report_fig_path(R, "accuracy.png", path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_accuracy(nst, nri, nn, path, d->err);
