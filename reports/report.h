@@ -56,6 +56,13 @@ typedef struct rs_report_options {
     int resamples;              /* bootstrap resamples: 0 = default, < 0 = none */
     const char *command;        /* the command line that made the report */
     const char *version;        /* routerscope version and commit */
+    /* Groups of runs (docs/groups.md), 0 for none: NUM_GROUPS names and GROUP_RUNS[g], each
+     * GROUP_SIZE run ids (all of them also among RUNS). Each protocol's runs form their own
+     * groups, in the section "Groups of seeds" after the contents. */
+    int num_groups, group_size;
+    const char *const *group_names;
+    const int64_t *const *group_runs;
+    bool force;                 /* groups that differ go on, flagged (groups.h) */
 } rs_report_options;
 
 int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err);

@@ -302,6 +302,7 @@ void rs_report_comparison(rs_report_state *R)
     baseline_comparisons(R, cmps);
     summary(R, cmps);
     rs_doc_add(&R->d, RS_DOC_TOC, NULL, NULL);
+    rs_report_groups_section(R);
     headline(R, cmps);
     differences(R, cmps);
     for (int i = 0; i < R->n; i++)

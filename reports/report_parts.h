@@ -47,5 +47,7 @@ void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r,
 void rs_report_single(rs_report_state *R);
 void rs_report_comparison(rs_report_state *R);
 void rs_report_largest_differences(rs_report_state *R);
+/* The groups section (report_groups_section.c), when the options name groups. */
+void rs_report_groups_section(rs_report_state *R);
 
 #endif
