@@ -67,8 +67,8 @@ rs_table *rs_report_groups_summary_table(const rs_groups *g, const char *run)
 
 rs_table *rs_report_groups_diff_table(const rs_groups *g, const char *run)
 {
-    const char *keys[] = {"group", "baseline", "figure", "seeds", "diff", "sd"};
-    const char *heads[] = {"Group", "Against", "Figure", "Seeds", "Mean difference", "SD over seeds"};
+    const char *keys[] = {"group", "baseline", "figure", "pairs", "diff", "diff_sd"};
+    const char *heads[] = {"Group", "Against", "Figure", "Seed pairs", "Mean difference", "SD over seeds"};
     rs_table *t = rs_table_create("Differences between groups: mean over seeds of the per-seed paired difference "
                                   "(points), 95 % t interval over seeds",
                                   run, 6, keys, heads);
@@ -95,10 +95,18 @@ rs_table *rs_report_groups_diff_table(const rs_groups *g, const char *run)
                 continue;
             rs_table_set_diff(t, r, 4, d->mean, d->valid, d->lo, d->hi);
             if (d->valid)
-                rs_table_set_number(t, r, 5, 100 * d->sd, 2, d->n);
+                rs_table_set_rate(t, r, 5, d->sd, false, 0, 0, false, 0, 0, d->n);
         }
     }
     return t;
+}
+
+/* What figure F of ST is a rate of: matched patch pairs, or labelled images. */
+static int64_t figure_n(const rs_stats *st, int f)
+{
+    if (f == RS_GROUP_ACCURACY)
+        return st->accuracy[0].labelled;
+    return st->agree[rs_stats_cell(st, st->views, st->layers)].n.pairs;
 }
 
 /* One row of the per-seed table: group GR's seed I, figure F. */
@@ -117,9 +125,9 @@ static void seed_row(rs_table *t, const rs_groups *g, int gr, int i, int f)
     rs_table_set_text(t, r, 3, rs_groups_figure_name(f));
     int qa = rs_groups_fig(g, 0, i, f), qb = rs_groups_fig(g, gr, i, f);
     if (g->has[qa])
-        rs_table_set_rate(t, r, 4, g->value[qa], false, 0, 0, false, 0, 0, 0);
+        rs_table_set_rate(t, r, 4, g->value[qa], false, 0, 0, false, 0, 0, figure_n(rs_groups_stats(g, 0, i), f));
     if (g->has[qb])
-        rs_table_set_rate(t, r, 5, g->value[qb], false, 0, 0, false, 0, 0, 0);
+        rs_table_set_rate(t, r, 5, g->value[qb], false, 0, 0, false, 0, 0, figure_n(rs_groups_stats(g, gr, i), f));
     const rs_stats_diff *d = &g->seed_diff[qb];
     if (d->valid)
         rs_table_set_diff(t, r, 6, d->value, d->boot_valid, d->boot_lo, d->boot_hi);
