@@ -68,6 +68,46 @@ const char *rs_run_class_name(const rs_run_info *run, int cls, char *buf, size_t
     return buf;
 }
 
+static const char *const method_keys[RS_METHOD_COUNT] = {"other", "vmoe", "prc", "jsd", "adv"};
+
+rs_method rs_run_method(const rs_run_info *run)
+{
+    if (!run)
+        return RS_METHOD_OTHER;
+    if (run->method) {
+        for (int m = RS_METHOD_VMOE; m < RS_METHOD_COUNT; m++)
+            if (!strcmp(run->method, method_keys[m]))
+                return (rs_method)m;
+        return RS_METHOD_OTHER;
+    }
+    /* Checkpoints from before "method" existed are known by their file names
+     * (models/fmnist-prc-k2.safetensors); the method names are tried before "vmoe". */
+    if (!run->model_path)
+        return RS_METHOD_OTHER;
+    const char *base = strrchr(run->model_path, '/');
+    base = base ? base + 1 : run->model_path;
+    if (strcasestr(base, "prc"))
+        return RS_METHOD_PRC;
+    if (strcasestr(base, "jsd"))
+        return RS_METHOD_JSD;
+    if (strcasestr(base, "adv"))
+        return RS_METHOD_ADV;
+    if (strcasestr(base, "vmoe") || strcasestr(base, "v-moe"))
+        return RS_METHOD_VMOE;
+    return RS_METHOD_OTHER;
+}
+
+const char *rs_method_name(rs_method m)
+{
+    static const char *const names[RS_METHOD_COUNT] = {"other", "V-MoE", "V-MoE+PRC", "V-MoE+JSD", "V-MoE (adv.)"};
+    return m >= 0 && m < RS_METHOD_COUNT ? names[m] : names[0];
+}
+
+const char *rs_method_key(rs_method m)
+{
+    return m >= 0 && m < RS_METHOD_COUNT ? method_keys[m] : method_keys[0];
+}
+
 void rs_image_routing_free(rs_image_routing *r)
 {
     if (!r)

@@ -8,6 +8,8 @@
  *   - loading a run by id, or the last finished one, with a message that lists the valid
  *     ids when the run does not exist;
  *   - the class name of a label;
+ *   - the training method and seed of the run's model (its stored config, with a fallback
+ *     to the checkpoint's file name for checkpoints that predate them);
  *   - one image's records gathered from the store (rs_image_routing), read by image, not by
  *     streaming the run from its start;
  *   - an image's views redrawn: the source image re-read from the run's data source and
@@ -36,6 +38,28 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
 
 /* "CLS NAME" when the run knows class CLS's name, "CLS" otherwise, "?" for CLS < 0. */
 const char *rs_run_class_name(const rs_run_info *run, int cls, char *buf, size_t size);
+
+/* The training method of a run's model. */
+typedef enum rs_method {
+    RS_METHOD_OTHER,
+    RS_METHOD_VMOE,     /* V-MoE: balancing losses */
+    RS_METHOD_PRC,      /* V-MoE+PRC: patch-level routing consistency loss */
+    RS_METHOD_JSD,      /* V-MoE+JSD: mean JSD of matched router distributions */
+    RS_METHOD_ADV,      /* V-MoE trained on PGD examples */
+    RS_METHOD_COUNT
+} rs_method;
+
+/* The one owner of "method of a run": the model's stored config "method" (vmoe, prc, jsd,
+ * adv; any other name is RS_METHOD_OTHER) or, for checkpoints without it, the checkpoint's
+ * file name ("prc", "jsd", "adv", then "vmoe" or "v-moe" in the name, case-insensitive;
+ * else other). NULL gives RS_METHOD_OTHER. */
+rs_method rs_run_method(const rs_run_info *run);
+/* Display name: "V-MoE", "V-MoE+PRC", "V-MoE+JSD", "V-MoE (adv.)", "other". */
+const char *rs_method_name(rs_method m);
+/* Short name as in checkpoints: "vmoe", "prc", "jsd", "adv", "other". */
+const char *rs_method_key(rs_method m);
+/* The run's training seed (the model's "train_seed"), -1 when unknown. */
+static inline long long rs_run_train_seed(const rs_run_info *run) { return run ? run->train_seed : -1; }
 
 /* One image's records of a run. V views, L layers, T tokens, R record_k, E experts, Np
  * patches (grid_h x grid_w). Owned arrays; rs_image_routing_free. */

@@ -922,6 +922,7 @@ void rs_run_info_clear(rs_run_info *info)
     free(info->command);
     free(info->version);
     free(info->job_identity);
+    free(info->method);
     if (info->class_names)
         for (int i = 0; i < info->num_class_names; i++)
             free(info->class_names[i]);
@@ -984,10 +985,17 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     " r.patches, r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, r.seed,"            \
     " r.started, r.finished, "
 #define RUN_FROM " FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?"
+/* Provenance inside the stored config (every schema): no schema change needed. */
+#define RUN_PROVENANCE_COLUMNS                                                                             \
+    ", (CASE WHEN json_valid(m.config) AND json_type(m.config, '$.method') = 'text'"                        \
+    " AND length(json_extract(m.config, '$.method')) BETWEEN 1 AND 31"                                      \
+    " THEN json_extract(m.config, '$.method') END)"                                                        \
+    ", (CASE WHEN json_valid(m.config) AND json_type(m.config, '$.train_seed') = 'integer'"                 \
+    " AND json_extract(m.config, '$.train_seed') >= 0 THEN json_extract(m.config, '$.train_seed') ELSE -1 END)"
     static const char *const select[3] = {
-        RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_FROM,
-        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_FROM,
-        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_FROM};
+        RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
+        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
+        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM};
     _Static_assert(RS_STORE_SCHEMA == 4, "get_run reads schemas 1, 2 and 3 or later (schema 4 adds only what "
                                          "read_dispatch reads)");
     int version = store->schema < 1 ? 1 : store->schema > 3 ? 3 : store->schema;
@@ -1047,11 +1055,14 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         info->job_count = sqlite3_column_int(st, 34);
         info->job_identity = dup_text(sqlite3_column_text(st, 35));
     }
+    info->method = dup_text(sqlite3_column_text(st, 36));
+    info->train_seed = sqlite3_column_int64(st, 37);
     bool oom = parse_labels((const char *)sqlite3_column_text(st, 30), info) != 0 || !info->model_path || !info->model_sha256 || !info->data || !info->protocol ||
                (sqlite3_column_type(st, 7) != SQLITE_NULL && !info->error) ||
                (sqlite3_column_type(st, 8) != SQLITE_NULL && !info->command) ||
                (sqlite3_column_type(st, 9) != SQLITE_NULL && !info->version) ||
-               (sqlite3_column_type(st, 35) != SQLITE_NULL && !info->job_identity);
+               (sqlite3_column_type(st, 35) != SQLITE_NULL && !info->job_identity) ||
+               (sqlite3_column_type(st, 36) != SQLITE_NULL && !info->method);
     sqlite3_finalize(st);
     if (oom || !(info->view_specs = calloc((size_t)(num_views > 0 ? num_views : 1), sizeof *info->view_specs))) {
         rs_run_info_clear(info);

@@ -122,6 +122,11 @@ typedef struct rs_run_info {
     double capacity_factor;
     int group_images;
     bool bpr;
+    /* The model's provenance from its stored config JSON (docs/checkpoint.md): "method"
+     * (owned; NULL when absent or not a string of at most 31 bytes) and "train_seed" (-1
+     * when absent). analyze/run.h's rs_run_method reads the method with its fallback. */
+    char *method;
+    long long train_seed;
 } rs_run_info;
 
 void rs_run_info_clear(rs_run_info *info);

@@ -92,6 +92,23 @@ char *rs_cli_command_line(int argc, char **argv);
  * other text. */
 bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n);
 
+/* --group NAME=ID,ID,... (compare, report; cli/groups_args.c): the groups in the order
+ * given. */
+#define RS_CLI_MAX_GROUPS 16
+typedef struct rs_cli_groups {
+    int n;                               /* groups */
+    char names[RS_CLI_MAX_GROUPS][32];
+    int64_t *ids[RS_CLI_MAX_GROUPS];     /* owned */
+    int sizes[RS_CLI_MAX_GROUPS];
+} rs_cli_groups;
+/* Adds the group TEXT; prints the usage error of CMD and returns false on bad text (name of
+ * 1 to 31 letters, digits, '-', '_', '+'; positive run ids separated by commas) or too
+ * many groups. */
+bool rs_cli_add_group(const char *cmd, const char *text, rs_cli_groups *g);
+/* At least MIN groups, all of one size; prints the usage error of CMD and returns false. */
+bool rs_cli_groups_check(const char *cmd, const rs_cli_groups *g, int min);
+void rs_cli_groups_free(rs_cli_groups *g);
+
 /* replay under mpirun/srun (replay_mpi.c): when launched with several MPI ranks, replays
  * this rank's shard of O's job, rank 0 merges, and returns the exit status (the same on
  * every rank); -1 when not launched by MPI (replay as usual). THREADS_GIVEN: --threads was

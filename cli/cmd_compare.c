@@ -6,6 +6,8 @@
 
 #include "cli.h"
 #include "compare_tables.h"
+#include "groups.h"
+#include "report_groups.h"
 #include "run.h"
 #include "stats.h"
 #include "stats_tables.h"
@@ -14,6 +16,7 @@
 static const char usage_text[] =
     "usage: routerscope compare --db FILE RUN_A RUN_B [--db-b FILE_B] [--force]\n"
     "                           [--format md|csv|tex|json] [--resamples N] [--seed S]\n"
+    "       routerscope compare --db FILE --group NAME=ID,ID,... --group NAME2=ID,ID,... [...]\n"
     "\n"
     "Compare the routing consistency of run RUN_A with run RUN_B (of FILE_B when given),\n"
     "per MoE layer and over all layers: each run's rate, the difference B - A and its 95 %\n"
@@ -22,6 +25,13 @@ static const char usage_text[] =
     "so its p-value is optimistic). The runs must cover the same images with the same\n"
     "protocol, view specs and seed.\n"
     "\n"
+    "With --group: groups of runs, one run per training seed, seeds paired by position\n"
+    "(docs/groups.md). Every headline figure (Top-1, Top-2, Top-2 order-agnostic, accuracy)\n"
+    "as the mean over seeds with its between-seed spread; every group against the first as\n"
+    "the mean of the per-seed paired differences with a t interval over seeds (n - 1 df),\n"
+    "and per seed the paired bootstrap over images.\n"
+    "\n"
+    "  --group NAME=IDS a group of run ids of FILE (at least two groups, equal sizes)\n"
     "  --db-b FILE_B    RUN_B lives in FILE_B\n"
     "  --force          compare even when the runs' data, protocol, views or seed differ\n"
     "  --format F       md (default), csv, tex or json\n"
@@ -42,6 +52,7 @@ typedef struct compare_args {
     uint64_t seed;
     rs_table_format format;
     int run_a, run_b;
+    rs_cli_groups groups;
 } compare_args;
 
 /* Parses ARGV into A; returns -1 to go on, else the exit status (help, usage error). */
@@ -53,6 +64,7 @@ static int parse(int argc, char **argv, compare_args *a)
                                          {"format", required_argument, NULL, 'f'},
                                          {"resamples", required_argument, NULL, 'n'},
                                          {"seed", required_argument, NULL, 's'},
+                                         {"group", required_argument, NULL, 'G'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     *a = (compare_args){.resamples = RS_STATS_DEFAULT_RESAMPLES, .seed = RS_STATS_DEFAULT_SEED,
@@ -70,6 +82,7 @@ static int parse(int argc, char **argv, compare_args *a)
             break;
         case 'n': ok = rs_cli_parse_int("compare", "--resamples", optarg, 0, 1000000, &a->resamples); break;
         case 's': ok = rs_cli_parse_u64("compare", "--seed", optarg, &a->seed); break;
+        case 'G': ok = rs_cli_add_group("compare", optarg, &a->groups); break;
         case 'h': fputs(usage_text, stdout); return RS_EXIT_OK;
         default: return RS_EXIT_USAGE;
         }
@@ -80,6 +93,13 @@ static int parse(int argc, char **argv, compare_args *a)
         return rs_cli_usage_error("compare", "--db is required");
     if (a->db_b && !*a->db_b)
         return rs_cli_usage_error("compare", "--db-b wants a file");
+    if (a->groups.n) {
+        if (a->db_b)
+            return rs_cli_usage_error("compare", "--group takes the runs of one --db (no --db-b)");
+        if (argc != optind)
+            return rs_cli_usage_error("compare", "--group replaces RUN_A RUN_B, got '%s'", argv[optind]);
+        return rs_cli_groups_check("compare", &a->groups, 2) ? -1 : RS_EXIT_USAGE;
+    }
     if (argc - optind != 2)
         return rs_cli_usage_error("compare", "wants two run ids, RUN_A and RUN_B");
     if (!parse_run("RUN_A", argv[optind], &a->run_a) || !parse_run("RUN_B", argv[optind + 1], &a->run_b))
@@ -109,12 +129,65 @@ static int print_tables(const compare_args *a, const rs_run_info *ia, const rs_r
     return rc;
 }
 
+/* Prints the group tables of G, with one note naming each group's runs. */
+static int print_groups(const compare_args *a, const rs_groups *g, rs_error *err)
+{
+    char notes[RS_GROUPS_MAX + 1][320], label[96];
+    const char *lines[RS_GROUPS_MAX + 1];
+    for (int gr = 0; gr < g->num_groups; gr++) {
+        rs_report_group_label(g, gr, label, sizeof label);
+        int len = snprintf(notes[gr], sizeof notes[gr], "group %s, runs", label);
+        for (int i = 0; i < g->seeds && len < (int)sizeof notes[gr]; i++)
+            len += snprintf(notes[gr] + len, sizeof notes[gr] - len, i ? ", %" PRId64 : " %" PRId64,
+                            g->info[rs_groups_at(g, gr, i)].id);
+        lines[gr] = notes[gr];
+    }
+    int nn = g->num_groups;
+    if (g->forced) {
+        snprintf(notes[nn], sizeof notes[nn], "--force: the groups are not comparable (%s)", g->mismatch);
+        lines[nn] = notes[nn], nn++;
+    }
+    rs_table *t[3] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, a->db),
+                      rs_report_groups_seed_table(g, a->db)};
+    int rc = !t[0] || !t[1] || !t[2] ? rs_error_set(err, RS_ENOMEM, "out of memory")
+                                     : rs_table_write(stdout, t, 3, lines, nn, a->format, err);
+    for (int i = 0; i < 3; i++)
+        rs_table_free(t[i]);
+    return rc;
+}
+
+static int compare_groups(compare_args *a)
+{
+    rs_error err;
+    rs_store *store = NULL;
+    rs_groups *g = NULL;
+    const char *names[RS_CLI_MAX_GROUPS];
+    const int64_t *runs[RS_CLI_MAX_GROUPS];
+    for (int i = 0; i < a->groups.n; i++)
+        names[i] = a->groups.names[i], runs[i] = a->groups.ids[i];
+    rs_stats_options opt = {.resamples = a->resamples ? a->resamples : -1, .seed = a->seed, .force = a->force,
+                            .name = a->db};
+    int status = RS_EXIT_OK;
+    if (rs_store_open(a->db, true, &store, &err) ||
+        rs_groups_compute(store, names, runs, a->groups.n, a->groups.sizes[0], &opt, &g, &err) ||
+        print_groups(a, g, &err))
+        status = rs_cli_fail(&err);
+    rs_groups_free(g);
+    rs_store_close(store);
+    rs_cli_groups_free(&a->groups);
+    return status;
+}
+
 int cmd_compare(int argc, char **argv)
 {
     compare_args a;
     int status = parse(argc, argv, &a);
-    if (status >= 0)
+    if (status >= 0) {
+        rs_cli_groups_free(&a.groups);
         return status;
+    }
+    if (a.groups.n)
+        return compare_groups(&a);
     rs_error err;
     rs_store *sa = NULL, *sb = NULL;
     rs_run_info ia = {0}, ib = {0};

@@ -13,6 +13,7 @@
 static const char usage_text[] =
     "usage: routerscope report --db FILE --runs A[,B,...] --out DIR [--images N] [--resamples N]\n"
     "                         [--detail]\n"
+    "       routerscope report --db FILE --group NAME=ID,... [--group NAME2=ID,...] --out DIR [...]\n"
     "\n"
     "Write the report of run A (or the comparison report of runs A, B, ...) of FILE into DIR:\n"
     "index.html (opens from disk), report.md, report.pdf, tables/*.csv and *.tex, figures/*.png.\n"
@@ -26,6 +27,11 @@ static const char usage_text[] =
     "the same bytes.\n"
     "\n"
     "  --runs A,B,...   run ids (see 'routerscope runs')\n"
+    "  --group NAME=IDS instead of --runs: groups of runs, one per training seed, seeds paired\n"
+    "                   by position (docs/groups.md); the report holds all their runs and,\n"
+    "                   per protocol, each figure as the mean over seeds with its spread and\n"
+    "                   each group against the first with a t interval over seeds\n"
+    "  --force          groups whose runs differ (method, k, images, seed order) go on, flagged\n"
     "  --out DIR        output folder, replaced as a whole when the report is complete; an\n"
     "                   existing DIR must be empty or an earlier report (it holds the file\n"
     "                   " RS_OUTDIR_MARKER ")\n"
@@ -33,6 +39,40 @@ static const char usage_text[] =
     "                   first on which every pair run matched at least half of its patches\n"
     "  --detail         several runs: add each run's own tables, load and transition figures\n"
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n";
+
+/* The options' checks; the run ids into *IDS (--runs, or every group's runs in order).
+ * Returns -1 to go on, else the exit status. */
+static int check_args(const char *db, const char *out, const char *runs_text, int argc, char **argv,
+                      const rs_cli_groups *groups, int64_t **ids, int *nids)
+{
+    if (!db || !*db)
+        return rs_cli_usage_error("report", "--db is required");
+    if (!runs_text && !groups->n)
+        return rs_cli_usage_error("report", "--runs (or --group) is required");
+    if (runs_text && groups->n)
+        return rs_cli_usage_error("report", "--group names the runs: give --runs or --group, not both");
+    if (!out || !*out)
+        return rs_cli_usage_error("report", "--out DIR is required");
+    if (optind != argc)
+        return rs_cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
+    if (runs_text && !rs_cli_parse_runs(runs_text, ids, nids))
+        return rs_cli_usage_error("report", "--runs wants run ids separated by commas, got '%s'", runs_text);
+    if (runs_text)
+        return -1;
+    if (!rs_cli_groups_check("report", groups, 1))
+        return RS_EXIT_USAGE;
+    if (groups->n * groups->sizes[0] < 2)
+        return rs_cli_usage_error("report", "a report of groups wants at least two runs");
+    if (!(*ids = malloc(sizeof **ids * (size_t)(groups->n * groups->sizes[0])))) {
+        rs_error err;
+        rs_error_set(&err, RS_ENOMEM, "out of memory");
+        return rs_cli_fail(&err);
+    }
+    for (int g = 0; g < groups->n; g++)
+        for (int i = 0; i < groups->sizes[g]; i++)
+            (*ids)[(*nids)++] = groups->ids[g][i];
+    return -1;
+}
 
 int cmd_report(int argc, char **argv)
 {
@@ -42,13 +82,22 @@ int cmd_report(int argc, char **argv)
                                          {"images", required_argument, NULL, 'i'},
                                          {"resamples", required_argument, NULL, 'n'},
                                          {"detail", no_argument, NULL, 'd'},
+                                         {"group", required_argument, NULL, 'G'},
+                                         {"force", no_argument, NULL, 'F'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *db = NULL, *out = NULL, *runs_text = NULL;
     int images = RS_REPORT_DEFAULT_IMAGES, resamples = RS_STATS_DEFAULT_RESAMPLES, c;
     bool detail = false;
+    rs_cli_groups groups = {0};
+    bool force = false;
     while ((c = rs_cli_next_option("report", argc, argv, ":h", opts)) != -1) {
         switch (c) {
+        case 'F': force = true; break;
+        case 'G':
+            if (!rs_cli_add_group("report", optarg, &groups))
+                return rs_cli_groups_free(&groups), RS_EXIT_USAGE;
+            break;
         case 'D': db = optarg; break;
         case 'o': out = optarg; break;
         case 'R': runs_text = optarg; break;
@@ -61,28 +110,27 @@ int cmd_report(int argc, char **argv)
                 return RS_EXIT_USAGE;
             break;
         case 'd': detail = true; break;
-        case 'h': fputs(usage_text, stdout); return RS_EXIT_OK;
-        default: return RS_EXIT_USAGE;
+        case 'h': rs_cli_groups_free(&groups); fputs(usage_text, stdout); return RS_EXIT_OK;
+        default: rs_cli_groups_free(&groups); return RS_EXIT_USAGE;
         }
     }
-    if (!db || !*db)
-        return rs_cli_usage_error("report", "--db is required");
-    if (!runs_text)
-        return rs_cli_usage_error("report", "--runs is required");
-    if (!out || !*out)
-        return rs_cli_usage_error("report", "--out DIR is required");
-    if (optind != argc)
-        return rs_cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
     int64_t *ids = NULL;
     int nids = 0;
-    if (!rs_cli_parse_runs(runs_text, &ids, &nids))
-        return rs_cli_usage_error("report", "--runs wants run ids separated by commas, got '%s'", runs_text);
+    int status = check_args(db, out, runs_text, argc, argv, &groups, &ids, &nids);
+    if (status >= 0) {
+        rs_cli_groups_free(&groups);
+        return status;
+    }
 
     rs_error err = {0};
     rs_store *store = NULL;
     rs_outdir dir;
     char *cmdline = rs_cli_command_line(argc, argv);
-    int status = RS_EXIT_OK;
+    const char *group_names[RS_CLI_MAX_GROUPS];
+    const int64_t *group_runs[RS_CLI_MAX_GROUPS];
+    for (int g = 0; g < groups.n; g++)
+        group_names[g] = groups.names[g], group_runs[g] = groups.ids[g];
+    status = RS_EXIT_OK;
     if (!cmdline) {
         rs_error_set(&err, RS_ENOMEM, "out of memory");
         status = rs_cli_fail(&err);
@@ -103,6 +151,11 @@ int cmd_report(int argc, char **argv)
             .resamples = resamples ? resamples : -1,
             .command = cmdline,
             .version = version,
+            .num_groups = groups.n,
+            .group_size = groups.n ? groups.sizes[0] : 0,
+            .group_names = group_names,
+            .group_runs = group_runs,
+            .force = force,
         };
         if (rs_report_write(store, &opt, &err) || rs_outdir_commit(&dir, &err)) {
             rs_outdir_abort(&dir);
@@ -113,5 +166,6 @@ int cmd_report(int argc, char **argv)
     rs_store_close(store);
     free(cmdline);
     free(ids);
+    rs_cli_groups_free(&groups);
     return status;
 }

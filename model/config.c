@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <ctype.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -144,6 +145,31 @@ static int parse_dispatch(json_t *root, rs_config *c, rs_error *err)
     return rc;
 }
 
+/* The optional provenance keys: method name and training seed. */
+static int parse_provenance(json_t *root, rs_config *c, rs_error *err)
+{
+    c->train_seed = -1;
+    json_t *m = json_object_get(root, "method"), *s = json_object_get(root, "train_seed");
+    if (m) {
+        const char *name = json_string_value(m);
+        size_t len = name ? strlen(name) : 0;
+        bool ok = len > 0 && len < sizeof c->method;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = isalnum((unsigned char)name[i]) || strchr("-_+", name[i]);
+        if (!ok)
+            return rs_error_set(err, RS_EFORMAT,
+                                "config: method must be a name of 1 to %d letters, digits, '-', '_' or '+'",
+                                (int)sizeof c->method - 1);
+        memcpy(c->method, name, len + 1);
+    }
+    if (s) {
+        if (!json_is_integer(s) || json_integer_value(s) < 0)
+            return rs_error_set(err, RS_EFORMAT, "config: train_seed must be an integer >= 0");
+        c->train_seed = (long long)json_integer_value(s);
+    }
+    return 0;
+}
+
 static int parse_fields(json_t *root, rs_config *c, rs_error *err)
 {
     static const char *const classifiers[] = {"token", "gap", NULL};
@@ -164,7 +190,8 @@ static int parse_fields(json_t *root, rs_config *c, rs_error *err)
         (rc = get_bool(root, "representation", false, &c->representation, err)) ||
         (rc = get_floats(root, "mean", c->channels, c->mean, err)) ||
         (rc = get_floats(root, "std", c->channels, c->std, err)) ||
-        (rc = parse_labels(root, c, err)) || (rc = parse_dispatch(root, c, err)))
+        (rc = parse_labels(root, c, err)) || (rc = parse_dispatch(root, c, err)) ||
+        (rc = parse_provenance(root, c, err)))
         return rc;
     if ((rc = get_choice(root, "classifier", classifiers, &choice, err)))
         return rc;

@@ -4,8 +4,9 @@
  * string) and checks every key of the checkpoint contract in docs/checkpoint.md: types,
  * ranges and consistency (patch size divides the image, heads divide hidden, MoE block
  * indices inside depth and strictly increasing, 1 <= top_k <= num_experts, one mean/std
- * per channel, one label per class, a "dispatch" object within dispatch.h's bounds).
- * Errors name the key: "config: top_k is 9 but
+ * per channel, one label per class, a "dispatch" object within dispatch.h's bounds), and
+ * the optional provenance keys "method" (a name of letters, digits, '-', '_' or '+', at
+ * most 31) and "train_seed" (an integer >= 0). Errors name the key: "config: top_k is 9 but
  * num_experts is 8". The caller adds the file name. */
 #ifndef RS_CONFIG_H
 #define RS_CONFIG_H
@@ -18,6 +19,7 @@
 #define RS_MAX_CHANNELS 4
 #define RS_MAX_DEPTH 64
 #define RS_MAX_EXPERTS 256
+#define RS_CONFIG_METHOD_MAX 32         /* method names are shorter (NUL included) */
 
 typedef enum rs_classifier { RS_CLASSIFIER_TOKEN, RS_CLASSIFIER_GAP } rs_classifier;
 typedef enum rs_gelu { RS_GELU_ERF, RS_GELU_TANH } rs_gelu;
@@ -39,6 +41,10 @@ typedef struct rs_config {
      * settings the published model was evaluated with (a converted checkpoint's preset).
      * capacity_factor 0 when absent. Applied only when a user asks (`--dispatch model`). */
     rs_dispatch dispatch;
+    /* Provenance, optional: the training method ("vmoe", "prc", "jsd", "adv", or any
+     * other short name; "" when absent) and the training seed (-1 when absent). */
+    char method[RS_CONFIG_METHOD_MAX];
+    long long train_seed;
 } rs_config;
 
 int rs_config_parse(const char *json_text, rs_config *cfg, rs_error *err);

@@ -20,7 +20,23 @@ loss chosen with --router-loss:
         S = E/N sum r1 r2^T over the matched patch pairs of the two views,
         L = 5e-3 mean_e (S_ee - 1)^2 + 5e-2 mean_{e!=f} S_ef^2, summed over MoE layers;
         no balancing losses.
+  jsd   the path-representation consistency loss (the earlier variant of PRC): the mean
+        Jensen-Shannon divergence (bits) between the clean router softmax of matched patch
+        pairs of the two views, summed over MoE layers, times --jsd-weight; V-MoE's
+        importance and load losses are kept. Unlike PRC's S = I target, JSD alone is
+        minimised by routing every patch to one expert, so the balancing losses stay to
+        rule that collapse out (PRC's diagonal term is what does it there).
   none  classification loss only.
+
+--adv-eps EPS (method "adv"): plain PGD adversarial training of the V-MoE baseline (not
+AdvMoE's alternating router/expert updates: one optimiser step updates both, which keeps
+the recipe and step count of the other methods). Each step attacks both augmented views:
+L-inf PGD on [0,1] pixels against the cross-entropy, random start uniform in the eps-ball,
+--adv-steps S steps of size 2.5 eps / S, each projected onto the ball and [0,1]; the
+examples are made with the model in train mode (router noise on) but no parameter update,
+and the step then trains on the adversarial views alone, with V-MoE's balancing losses.
+The random start has its own generator (seed + 2), so batches and views are those of the
+V-MoE run with the same --seed.
 
 Router noise (std --noise/E on the logits, V-MoE's default) is applied in training for
 every variant, so the variants differ only in the router loss. The router loss sees the
@@ -249,36 +265,92 @@ def prc_loss(r1, r2, match):
     return loss, s
 
 
-def router_loss(kind, tap, config, batch, match, noise_std):
-    """The router loss `kind` ('vmoe', 'prc' or 'none') of the latest forward pass over a
-    batch holding [view 1 of `batch` images; view 2 of them]. Returns (loss, metrics)."""
+def jsd_loss(r1, r2, match):
+    """Mean Jensen-Shannon divergence (bits) of one MoE layer over the matched patch pairs.
+    r1, r2: clean router softmax of the patch tokens of view 1 and view 2 [B,N,E]; match
+    [B,N]: view-1 patch of each view-2 patch, -1 if none. Returns a scalar."""
+    e = r1.shape[-1]
+    valid = (match >= 0).to(r1.dtype)
+    a = r1.gather(1, match.clamp(min=0)[..., None].expand(-1, -1, e))  # r1 at matched patch
+    m = 0.5 * (a + r2)
+    tiny = torch.finfo(r1.dtype).tiny  # softmax may underflow to 0; 0 log 0 counts as 0
+    log_m = torch.log2(m.clamp(min=tiny))
+    kl_a = (a * (torch.log2(a.clamp(min=tiny)) - log_m)).sum(-1)
+    kl_b = (r2 * (torch.log2(r2.clamp(min=tiny)) - log_m)).sum(-1)
+    return (0.5 * (kl_a + kl_b) * valid).sum() / valid.sum().clamp(min=1)
+
+
+def balancing_loss(clean, noisy, noise_std, k):
+    """V-MoE's importance + load losses (0.005 each) of one MoE layer, one group per view.
+    clean [2,B,T,E] logits, noisy [2*B,T,E]. Returns (loss, importance, load)."""
+    e = clean.shape[-1]
+    # one group per view (V-MoE computes these per group of tokens); all tokens including
+    # the class token are routed, so all count
+    imp = importance_loss(torch.softmax(clean, -1).flatten(1, 2))
+    if noise_std > 0:
+        lod = load_loss(clean.flatten(1, 2), noisy.view(2, -1, e), noise_std, k)
+    else:
+        lod = torch.zeros_like(imp)
+    return 0.005 * (imp.mean() + lod.mean()), imp.mean().item(), lod.mean().item()
+
+
+def router_loss(kind, tap, config, batch, match, noise_std, jsd_weight=0.0):
+    """The router loss `kind` ('vmoe', 'prc', 'jsd' or 'none') of the latest forward pass
+    over a batch holding [view 1 of `batch` images; view 2 of them]. Returns (loss,
+    metrics)."""
     total = torch.zeros(())
     metrics = {}
     if kind == "none":
         return total, metrics
+    if kind not in ("vmoe", "prc", "jsd"):
+        raise ValueError(f"unknown router loss {kind!r}")
     e, k = config["num_experts"], config["top_k"]
     cls = 1 if config["classifier"] == "token" else 0
     for i, (clean, noisy) in sorted(tap.logits.items()):
         clean = clean.view(2, batch, -1, e)  # [view, image, token, expert]
-        if kind == "vmoe":
-            # one group per view (V-MoE computes these per group of tokens); all tokens
-            # including the class token are routed, so all count
-            imp = importance_loss(torch.softmax(clean, -1).flatten(1, 2))
-            if noise_std > 0:
-                lod = load_loss(clean.flatten(1, 2), noisy.view(2, -1, e), noise_std, k)
-            else:
-                lod = torch.zeros_like(imp)
-            total = total + 0.005 * (imp.mean() + lod.mean())
-            metrics[f"imp{i}"] = imp.mean().item()
-            metrics[f"load{i}"] = lod.mean().item()
+        if kind in ("vmoe", "jsd"):
+            bal, metrics[f"imp{i}"], metrics[f"load{i}"] = balancing_loss(clean, noisy, noise_std, k)
+            total = total + bal
+        if kind == "jsd":
+            r = torch.softmax(clean[:, :, cls:], dim=-1)
+            jsd = jsd_loss(r[0], r[1], match)
+            total = total + jsd_weight * jsd
+            metrics[f"jsd{i}"] = jsd.item()
         elif kind == "prc":
             r = torch.softmax(clean[:, :, cls:], dim=-1)
             loss, s = prc_loss(r[0], r[1], match)
             total = total + loss
             metrics[f"S-I{i}"] = torch.linalg.norm(s.detach() - torch.eye(e)).item()
-        else:
-            raise ValueError(f"unknown router loss {kind!r}")
     return total, metrics
+
+
+# ----------------------------------------------------------------------------- adversarial
+
+def pgd(forward, x, y, eps, steps, gen):
+    """L-inf PGD on [0,1] pixels x [B,C,H,W] against the cross-entropy of labels y: random
+    start uniform in the eps-ball (drawn from `gen`), `steps` signed-gradient steps of size
+    2.5 eps / steps, each projected onto the ball and [0,1]; returns the last iterate,
+    detached. `forward` maps model input to logits; only the pixels get gradients (the
+    parameters' .grad is left untouched)."""
+    start = (2 * torch.rand(x.shape, generator=gen, dtype=x.dtype) - 1) * eps
+    adv = (x + start).clamp(0, 1)
+    alpha = 2.5 * eps / steps
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        loss = F.cross_entropy(forward(normalise(adv)), y)
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = adv.detach() + alpha * grad.sign()
+        adv = torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
+    return adv.detach()
+
+
+def fraction(text):
+    """A float written as a number or a fraction ('2/255')."""
+    num, _, den = text.partition("/")
+    try:
+        return float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}")
 
 
 # ----------------------------------------------------------------------------- fast forward
@@ -377,6 +449,11 @@ def init_weights(model, seed):
                 p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
 
 
+def method_of(args):
+    """The training method recorded in the checkpoint: vmoe, prc, jsd, adv (or none)."""
+    return "adv" if args.adv_eps > 0 else args.router_loss
+
+
 def make_config(args):
     return {
         "image_size": [28, 28], "channels": 1, "patch_size": 4, "hidden": args.hidden,
@@ -386,7 +463,7 @@ def make_config(args):
         "layer_norm_eps": 1e-6, "gelu": "erf", "mean": [MEAN], "std": [STD],
         "representation": False, "labels": LABELS,
         # provenance read by routerscope (store, report colours and groups)
-        "method": args.router_loss, "train_seed": args.seed,
+        "method": method_of(args), "train_seed": args.seed,
     }
 
 
@@ -436,7 +513,13 @@ def main():
                     default=[1, 3], help="comma-separated block indices (default 1,3)")
     ap.add_argument("--experts", type=int, default=8)
     ap.add_argument("--top-k", type=int, default=2)
-    ap.add_argument("--router-loss", choices=["vmoe", "prc", "none"], default="vmoe")
+    ap.add_argument("--router-loss", choices=["vmoe", "prc", "jsd", "none"], default="vmoe")
+    ap.add_argument("--jsd-weight", type=float, default=None,
+                    help="weight of the JSD loss (required with --router-loss jsd)")
+    ap.add_argument("--adv-eps", type=fraction, default=0.0,
+                    help="PGD adversarial training with this L-inf radius on [0,1] pixels "
+                         "(e.g. 2/255; method 'adv'; 0: off)")
+    ap.add_argument("--adv-steps", type=int, default=3, help="PGD steps per training step")
     ap.add_argument("--noise", type=float, default=1.0,
                     help="router noise std times E (V-MoE: 1, i.e. std 1/E); 0 disables")
     ap.add_argument("--steps", type=int, default=2000)
@@ -462,10 +545,19 @@ def main():
     from agreement import agreement, format_agreement, set_threads  # imports this module
     if args.warmup is None:
         args.warmup = max(1, round(0.05 * args.steps))
+    if args.router_loss == "jsd" and (args.jsd_weight is None or args.jsd_weight < 0):
+        ap.error("--router-loss jsd wants --jsd-weight W >= 0")
+    if args.router_loss != "jsd" and args.jsd_weight is not None:
+        ap.error("--jsd-weight only applies to --router-loss jsd")
+    if args.adv_eps < 0 or args.adv_eps > 1 or args.adv_steps < 1:
+        ap.error("--adv-eps wants a radius in [0, 1] and --adv-steps at least 1")
+    if args.adv_eps > 0 and args.router_loss != "vmoe":
+        ap.error("--adv-eps trains the V-MoE baseline: use it with --router-loss vmoe")
 
     set_threads(args.threads)
     torch.manual_seed(args.seed)  # router noise (global generator)
     data_gen = torch.Generator().manual_seed(args.seed + 1)  # batches and views
+    adv_gen = torch.Generator().manual_seed(args.seed + 2)  # PGD random starts
 
     t0 = time.time()
     images, labels = load_split("train")
@@ -484,8 +576,16 @@ def main():
     log(f"config {json.dumps({k: v for k, v in config.items() if k != 'labels'})}")
     log(f"params {params}, train {len(train_x)}, val {len(val_x)}, test {len(test_x)}, "
         f"router loss {args.router_loss}, noise std {noise_std:g}, threads {args.threads}")
+    if args.router_loss == "jsd":
+        log(f"jsd weight {args.jsd_weight:g}")
+    if args.adv_eps > 0:
+        log(f"adversarial training: PGD eps {args.adv_eps:.6g}, {args.adv_steps} steps of "
+            f"{2.5 * args.adv_eps / args.adv_steps:.6g}")
 
     compute = {"ref32": None, "fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
+
+    def forward(inp):
+        return model(inp) if compute is None else fast_forward(model, inp, compute)
     size = tuple(config["image_size"])
     n, b = len(train_x), args.batch
     perm, pos, epoch = torch.randperm(n, generator=data_gen), 0, 0
@@ -501,16 +601,20 @@ def main():
         y = train_y[idx]
         v1 = sample_views(b, size, args.crop_min, data_gen)
         v2 = sample_views(b, size, args.crop_min, data_gen)
-        both = normalise(torch.cat([render_views(x, v1), render_views(x, v2)]))
+        target = torch.cat([y, y])
+        pixels = torch.cat([render_views(x, v1), render_views(x, v2)])
+        if args.adv_eps > 0:
+            pixels = pgd(forward, pixels, target, args.adv_eps, args.adv_steps, adv_gen)
+        both = normalise(pixels)
         match = (patch_correspondence(v1, v2, size, config["patch_size"])
-                 if args.router_loss == "prc" else None)
+                 if args.router_loss in ("prc", "jsd") else None)
 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
-        logits = model(both) if compute is None else fast_forward(model, both, compute)
-        target = torch.cat([y, y])
+        logits = forward(both)
         ce = F.cross_entropy(logits, target)
-        aux, metrics = router_loss(args.router_loss, tap, config, b, match, noise_std)
+        aux, metrics = router_loss(args.router_loss, tap, config, b, match, noise_std,
+                                   args.jsd_weight or 0.0)
         loss = ce + aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -550,7 +654,8 @@ def main():
     print(f"done: steps {args.steps} wall {wall:.1f} s (training {train_s:.1f} s) "
           f"params {params} val_acc {val_acc:.4f} test_acc {test_acc:.4f} "
           f"val_top1_agree {agree['overall']['top1']:.4f} "
-          f"router_loss {args.router_loss} seed {args.seed} out {args.out}", flush=True)
+          f"router_loss {args.router_loss} seed {args.seed} out {args.out} "
+          f"method {method_of(args)}", flush=True)
 
 
 if __name__ == "__main__":

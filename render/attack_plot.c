@@ -37,7 +37,7 @@ static void k_dash(cairo_t *cr, int k)
 /* Hue = training method; every k in the family's full tone (lightness is left for seeds). */
 static void method_colour(const rs_run_info *run, double rgb[3])
 {
-    rs_palette_family(rs_render_family_of(run), 1, 1, rgb);
+    rs_palette_method(rs_run_method(run), 0, rgb);
 }
 
 static void run_label(const rs_run_info *run, char *buf, size_t size)
@@ -45,7 +45,7 @@ static void run_label(const rs_run_info *run, char *buf, size_t size)
     char model[256];
     rs_run_model_label(run, model, sizeof model);
     snprintf(buf, size, "%s \u00b7 run %lld \u00b7 %.120s \u00b7 k=%d \u00b7 %d images",
-             rs_render_family_name(rs_render_family_of(run)), (long long)run->id, model, run->top_k,
+             rs_method_name(rs_run_method(run)), (long long)run->id, model, run->top_k,
              run->images_done);
 }
 

@@ -4,7 +4,7 @@
  *   curves     four panels against ε: Top-1, Top-2 and Top-2 (order-agnostic) agreement
  *              with view 0 (MoE layers pooled) and accuracy, for one or more runs; a line
  *              per run with its bootstrap band (Wilson where there is none); ε = 0 is view 0.
- *              Hue = training method (rs_palette_family), line style = k (k = 1 solid,
+ *              Hue = training method (rs_palette_method), line style = k (k = 1 solid,
  *              k = 2 dashed, larger k dotted), so V-MoE and V-MoE+PRC of each k read side
  *              by side. ε on the x axis at its value, labelled in 1/255 where it is a
  *              multiple of it.

@@ -35,14 +35,15 @@ static void run_title(const rs_run_info *run, char *buf, size_t size)
              run && run->protocol ? run->protocol : "?", run ? run->images_done : 0);
 }
 
-/* Run I's colour: its family's hue (V-MoE, PRC, other), a darker shade for a larger k. */
+/* Run I's colour: its method's hue, a darker shade for a larger k. */
 static void run_colour(const rs_run_info *const *runs, int num_runs, int i, double rgb[3])
 {
     int max_k = 1;
     for (int j = 0; j < num_runs; j++)
         if (runs[j] && runs[j]->top_k > max_k)
             max_k = runs[j]->top_k;
-    rs_palette_family(rs_render_family_of(runs[i]), runs[i] ? runs[i]->top_k : 1, max_k, rgb);
+    int k = runs[i] ? runs[i]->top_k : 1;
+    rs_palette_method(rs_run_method(runs[i]), max_k > 1 ? 1.0 - (double)(k - 1) / (max_k - 1) : 0.0, rgb);
 }
 
 /* Pair and noise runs measure different things (two crops vs clean and noisy views):

@@ -16,8 +16,8 @@
  *               layers; numbers in cells, a colour bar beside each matrix
  *   router      per MoE layer and pooled: ‖S−I‖_F, JSD, entropy and load CV of one or
  *               more runs as grouped bars
- * RUNS[i] describes STATS[i] (legend and title). A run's colour is its family's hue
- * (rs_palette_family: V-MoE blue, PRC orange), darker for a larger k; in sweep and
+ * RUNS[i] describes STATS[i] (legend and title). A run's colour is its method's hue
+ * (rs_palette_method: V-MoE blue, PRC orange, ...), darker for a larger k; in sweep and
  * accuracy its line style and marker also say k (1: solid, disc; 2: dashed, square; 3 or
  * more: dotted, triangle). Runs of different
  * protocols are never drawn in one chart, and sweep / accuracy refuse pair runs (their two

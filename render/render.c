@@ -139,36 +139,20 @@ void rs_palette_series(int i, int n, double rgb[3])
         rs_palette_expert(i, n > 10 ? n : 11, rgb);
 }
 
-rs_family rs_render_family_of(const rs_run_info *run)
+void rs_palette_method(rs_method m, double shade, double rgb[3])
 {
-    if (!run || !run->model_path)
-        return RS_FAMILY_OTHER;
-    const char *base = strrchr(run->model_path, '/');
-    base = base ? base + 1 : run->model_path;
-    if (strcasestr(base, "prc"))
-        return RS_FAMILY_PRC;
-    if (strcasestr(base, "vmoe") || strcasestr(base, "v-moe"))
-        return RS_FAMILY_VMOE;
-    return RS_FAMILY_OTHER;
-}
-
-const char *rs_render_family_name(rs_family f)
-{
-    return f == RS_FAMILY_PRC ? "PRC" : f == RS_FAMILY_VMOE ? "V-MoE" : "other";
-}
-
-void rs_palette_family(rs_family f, int k, int max_k, double rgb[3])
-{
-    /* light and dark end of each family's hue: blue, orange, grey (outside the expert
-       palette's muted tones, so a run is never read as an expert) */
-    static const unsigned ends[3][2] = {{0x9A9A9A, 0x3C3C3C}, {0x6BAED6, 0x08519C}, {0xFDAE6B, 0xA63603}};
-    double t = max_k > 1 ? (double)(k - 1) / (max_k - 1) : 1.0, a[3], b[3];
-    if (t < 0) t = 0;
-    if (t > 1) t = 1;
-    hex_rgb(ends[f][0], a);
-    hex_rgb(ends[f][1], b);
-    for (int i = 0; i < 3; i++)
-        rgb[i] = a[i] + (b[i] - a[i]) * t;
+    /* dark and light end of each method's hue (ColorBrewer's sequential blues, oranges,
+       greens, purples, greys): outside the expert palette's muted tones, so a run is never
+       read as an expert; indexed by rs_method */
+    static const unsigned ends[RS_METHOD_COUNT][2] = {{0x3C3C3C, 0x9A9A9A}, {0x08519C, 0x6BAED6},
+                                                      {0xA63603, 0xFDAE6B}, {0x006D2C, 0x74C476},
+                                                      {0x54278F, 0x9E9AC8}};
+    double t = shade > 0 ? shade < 1 ? shade : 1 : 0, a[3], b[3];
+    int i = m >= 0 && m < RS_METHOD_COUNT ? (int)m : RS_METHOD_OTHER;
+    hex_rgb(ends[i][0], a);
+    hex_rgb(ends[i][1], b);
+    for (int c = 0; c < 3; c++)
+        rgb[c] = a[c] + (b[c] - a[c]) * t;
 }
 
 void rs_palette_viridis(double t, double rgb[3])

@@ -55,16 +55,11 @@ void rs_palette_expert(int e, int num_experts, double rgb[3]);
  * neighbours differ most (indigo, rose, teal, sand, wine, sky, green, olive, purple),
  * without the pale grey; rs_palette_expert's hues beyond nine. */
 void rs_palette_series(int i, int n, double rgb[3]);
-/* The training method of RUN's model, read from its checkpoint file name for now
- * ("prc" in the name: PRC; "vmoe" or "v-moe": V-MoE; else other), until checkpoints
- * carry a "method" entry in their metadata. */
-typedef enum rs_family { RS_FAMILY_OTHER, RS_FAMILY_VMOE, RS_FAMILY_PRC } rs_family;
-rs_family rs_render_family_of(const rs_run_info *run);
-/* "V-MoE", "PRC" or "other". */
-const char *rs_render_family_name(rs_family f);
-/* Colour of a run in a plot: one hue per family (V-MoE blue, PRC orange, other grey; not
- * the expert colours), darker for larger k (K of MAX_K). */
-void rs_palette_family(rs_family f, int k, int max_k, double rgb[3]);
+/* Colour of a run in a plot, the one palette of runs: hue = training method
+ * (analyze/run.h rs_run_method: V-MoE blue, PRC orange, JSD green, adversarial purple,
+ * other grey; apart from the expert colours), SHADE in [0,1] from its darkest (0) to its
+ * lightest (1) tone (clamped). Plots of single runs shade by k, plots of groups by seed. */
+void rs_palette_method(rs_method m, double shade, double rgb[3]);
 
 /* A viridis-like sequential map, T in [0,1] (clamped). */
 void rs_palette_viridis(double t, double rgb[3]);

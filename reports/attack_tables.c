@@ -112,7 +112,7 @@ rs_table *rs_report_attack_summary_table(const rs_attack_stats *const *as, const
         int r = rs_table_add_row(t, NULL, "all", NULL);
         rs_table_set_row_run(t, r, id);
         rs_table_set_text(t, r, 0, id);
-        rs_table_set_text(t, r, 1, rs_render_family_name(rs_render_family_of(runs[i])));
+        rs_table_set_text(t, r, 1, rs_method_name(rs_run_method(runs[i])));
         rs_table_set_text(t, r, 2, k);
         set_rate_or_na(t, r, 3, &a->curve[(V - 1) * RS_ATTACK_NUM_CURVES + RS_ATTACK_TOP1]);
         set_rate_or_na(t, r, 4, &a->routing_changes[V - 1]);

@@ -176,12 +176,12 @@ static int find_baseline(const rs_report_state *R, int i)
     for (int j = 0; j < i; j++) {
         if (strcmp(R->info[i].protocol, R->info[j].protocol) || R->info[i].top_k != R->info[j].top_k)
             continue;
-        if (rs_render_family_of(&R->info[j]) == RS_FAMILY_VMOE)
+        if (rs_run_method(&R->info[j]) == RS_METHOD_VMOE)
             return j;
         if (first < 0)
             first = j;
     }
-    return rs_render_family_of(&R->info[i]) == RS_FAMILY_VMOE ? -1 : first;
+    return rs_run_method(&R->info[i]) == RS_METHOD_VMOE ? -1 : first;
 }
 
 /* Baselines (find_baseline); runs not comparable with theirs are flagged in the document. */

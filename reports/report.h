@@ -19,7 +19,8 @@
  * sweep for a noise run, grids and a per-patch heatmap of the example images. Several
  * runs, in this order: a summary (each run against its baseline: the paired Top-1
  * difference with its interval and sign, and reversals between the pair and noise
- * protocols), the contents, the headline table (rows = runs x MoE layers + overall; Top-1,
+ * protocols), the contents, with groups (options) the groups of seeds per protocol
+ * (report_groups.h: tables and figure, docs/groups.md), the headline table (rows = runs x MoE layers + overall; Top-1,
  * Top-2, Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to
  * the baseline), the paired differences of every rate with McNemar's p on Top-1, the
  * accuracy table, the severity sweep of all noise runs, router figures per protocol (pair
@@ -28,8 +29,8 @@
  * the first run and its baseline), the images whose per-image Top-1 agreement differs
  * most between the first run and its baseline, and, only with DETAIL, each run's own
  * tables and figures. A run's baseline is the first run given before it with the same
- * protocol and top-k whose model is V-MoE (rs_render_family_of: from the checkpoint's file
- * name for now); a run that is not V-MoE falls back to the first run of its protocol and
+ * protocol and top-k whose model is V-MoE (rs_run_method: the checkpoint's method, or its
+ * file name); a run that is not V-MoE falls back to the first run of its protocol and
  * top-k; a V-MoE run without an earlier V-MoE run has none. Baselines never cross k: with
  * --runs VMOE_K1,PRC_K1,VMOE_K2,PRC_K2 each PRC run is read against its V-MoE run. Runs
  * that are not comparable with their baseline (data, slice, protocol, views or seed
@@ -63,6 +64,13 @@ typedef struct rs_report_options {
     int resamples;              /* bootstrap resamples: 0 = default, < 0 = none */
     const char *command;        /* the command line that made the report */
     const char *version;        /* routerscope version and commit */
+    /* Groups of runs (docs/groups.md), 0 for none: NUM_GROUPS names and GROUP_RUNS[g], each
+     * GROUP_SIZE run ids (all of them also among RUNS). Each protocol's runs form their own
+     * groups, in the section "Groups of seeds" after the contents. */
+    int num_groups, group_size;
+    const char *const *group_names;
+    const int64_t *const *group_runs;
+    bool force;                 /* groups that differ go on, flagged (groups.h) */
 } rs_report_options;
 
 int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err);

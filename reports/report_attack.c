@@ -35,7 +35,7 @@ static bool before(const rs_run_info *x, const rs_run_info *y)
 {
     if (x->top_k != y->top_k)
         return x->top_k < y->top_k;
-    return rs_render_family_of(x) == RS_FAMILY_VMOE && rs_render_family_of(y) != RS_FAMILY_VMOE;
+    return rs_run_method(x) == RS_METHOD_VMOE && rs_run_method(y) != RS_METHOD_VMOE;
 }
 
 static int find_runs(rs_report_state *R, attack_runs *a)

@@ -70,10 +70,10 @@ static int sign_of(const rs_stats_diff *df)
 /* "PRC k=1 (run 3)", or the model's file name when its method is not known. */
 static void short_label(const rs_run_info *r, char *buf, size_t size)
 {
-    rs_family f = rs_render_family_of(r);
+    rs_method m = rs_run_method(r);
     char stem[160];
     rs_report_model_stem(r, stem, sizeof stem);
-    snprintf(buf, size, "%s k=%d (run %" PRId64 ")", f == RS_FAMILY_OTHER ? stem : rs_render_family_name(f),
+    snprintf(buf, size, "%s k=%d (run %" PRId64 ")", m == RS_METHOD_OTHER ? stem : rs_method_name(m),
              r->top_k, r->id);
 }
 
@@ -227,8 +227,8 @@ static void curves(rs_report_state *R)
         d->rc = rs_render_sweep(nst, nri, nn, -1, path, d->err);
     rs_report_figure(R, "sweep.png",
            "Top-1 agreement with the clean view against the noise severity for every noise run, all MoE layers "
-           "pooled, with bootstrap bands (hue: method, blue V-MoE, orange PRC, read from the checkpoint's file name; "
-           "line and marker: k, solid discs k=1, dashed squares k=2).");
+           "pooled, with bootstrap bands (hue: method, blue V-MoE, orange PRC — the checkpoint's method, or read "
+           "from its file name; line and marker: k, solid discs k=1, dashed squares k=2).");
     rs_report_fig_path(R, "accuracy.png", path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_accuracy(nst, nri, nn, path, d->err);
@@ -345,6 +345,7 @@ void rs_report_comparison(rs_report_state *R)
     baseline_comparisons(R, cmps);
     summary(R, cmps);
     rs_doc_add(&R->d, RS_DOC_TOC, NULL, NULL);
+    rs_report_groups_section(R);
     headline(R, cmps);
     differences(R, cmps);
     for (int i = 0; i < R->n; i++)

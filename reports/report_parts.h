@@ -58,5 +58,7 @@ void rs_report_comparison(rs_report_state *R);
 void rs_report_largest_differences(rs_report_state *R);
 /* Adds the "Routing under attack" section when some runs are adversarial-style; nothing otherwise. */
 void rs_report_attack(rs_report_state *R);
+/* The groups section (report_groups_section.c), when the options name groups. */
+void rs_report_groups_section(rs_report_state *R);
 
 #endif

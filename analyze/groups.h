@@ -1,0 +1,110 @@
+/* groups.h — groups of runs: several training seeds of one method against several of
+ * another, on the same images and views (docs/groups.md).
+ *
+ * A group is a name and N run ids of one store, one run per training seed; every group
+ * holds the same N, and seeds pair across groups by position (position i of every group
+ * is the same training seed: same initialisation and data order). Group 0 is the
+ * reference: every other group g is compared with it, seed by seed, B = g, A = group 0.
+ *
+ * Headline figures (RS_GROUP_*), per run: Top-1, Top-2 (ordered) and Top-2 order-agnostic
+ * agreement pooled over the non-reference views and all MoE layers, and the accuracy of
+ * view 0 (the reference view: the clean image under the noise protocol, the first crop
+ * under pair). Per group and figure: the mean over seeds, the sample standard deviation
+ * (n − 1; 0 for one seed), min and max. Per group g > 0, figure and seed: the paired
+ * difference g − group 0 with, for the agreement rates, the paired bootstrap interval over
+ * images of that seed's two runs (rs_stats_compare; accuracy has none). Per group g > 0
+ * and figure, over seeds: the mean of the per-seed differences and its Student t interval
+ * on n − 1 degrees of freedom (rs_t_interval) — seeds are the unit of replication, and the
+ * between-seed variance, which an interval over pooled images leaves out, dominates. With
+ * one seed there is no between-seed interval (valid = false).
+ *
+ * Checks (RS_EINVAL naming the groups, positions and runs): at least one group; equal,
+ * non-zero sizes; distinct names; a run id once in all groups; within a group distinct
+ * checkpoints (sha256) and training seeds (where known); and, unless OPT->force (which
+ * records what differed in `mismatch`): one method and one k per group, every run on the
+ * images and views of group 0's first run (data, slice, images done, protocol, view specs,
+ * view seed), and paired runs with the same training seed where both know theirs.
+ * rs_stats_compare checks each pair again in depth (records in lockstep).
+ *
+ * Ownership: rs_groups_compute allocates *OUT; rs_groups_free (NULL allowed). Nothing
+ * points into the store. Errors: 0 or a negative RS_E* code with one line; nothing is
+ * printed. GSL as in stats.h (error handler off). */
+#ifndef RS_GROUPS_H
+#define RS_GROUPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rs_error.h"
+#include "stats.h"
+#include "store.h"
+
+enum {
+    RS_GROUP_TOP1 = 0,
+    RS_GROUP_TOP2 = 1,          /* ordered */
+    RS_GROUP_TOP2_UNORDERED = 2,
+    RS_GROUP_ACCURACY = 3,      /* view 0 */
+    RS_GROUP_NUM_FIGURES = 4,
+};
+
+#define RS_GROUP_NAME_MAX 32    /* names are shorter (NUL included) */
+#define RS_GROUPS_MAX 16
+
+/* Mean over seeds with the between-seed spread. valid = false (all 0) when no seed has
+ * the figure. */
+typedef struct rs_group_summary {
+    bool valid;
+    int n;                      /* seeds with the figure */
+    double mean, sd, min, max;  /* sd: sample standard deviation, 0 for one seed */
+} rs_group_summary;
+
+/* Student t interval of a mean over n replicates. */
+typedef struct rs_t_interval {
+    bool valid;                 /* n >= 2 */
+    int n;
+    double mean, sd;            /* sd: sample standard deviation of the replicates */
+    double lo, hi;              /* mean ∓ t_{(1+level)/2, n−1} · sd / √n */
+} rs_t_interval;
+
+/* The t interval of the mean of X (N values) at LEVEL in (0,1): valid when N >= 2; for
+ * N = 1 the mean is X[0], sd 0 and no interval; N < 1 or a level outside (0,1): RS_EINVAL. */
+int rs_t_interval_of(const double *x, int n, double level, rs_t_interval *out, rs_error *err);
+
+typedef struct rs_groups {
+    int num_groups, seeds;      /* G, n */
+    double level;
+    char (*names)[RS_GROUP_NAME_MAX]; /* (G) */
+    rs_run_info *info;          /* (G, n) */
+    bool forced;                /* something differed and options.force went on */
+    char mismatch[256];         /* what differed ("" when nothing) */
+    bool *has;                  /* (G, n, F) the run has the figure */
+    double *value;              /* (G, n, F) */
+    rs_group_summary *summary;  /* (G, F) */
+    rs_stats_diff *seed_diff;   /* (G, n, F) group g − group 0 per seed; g = 0 invalid */
+    rs_t_interval *diff;        /* (G, F) over seeds; g = 0 invalid */
+    /* internals: the per-seed comparisons (g > 0) or, with one group, its runs' stats */
+    rs_stats_comparison **cmp;  /* (G, n) */
+    rs_stats **own;             /* (n) */
+} rs_groups;
+
+/* Index helpers. */
+static inline int rs_groups_at(const rs_groups *g, int group, int seed)
+{
+    return group * g->seeds + seed;
+}
+static inline int rs_groups_fig(const rs_groups *g, int group, int seed, int figure)
+{
+    return (group * g->seeds + seed) * RS_GROUP_NUM_FIGURES + figure;
+}
+/* All figures of run SEED of group GROUP (rs_stats_compute's). */
+const rs_stats *rs_groups_stats(const rs_groups *g, int group, int seed);
+/* "Top-1", "Top-2", "Top-2 order-agnostic", "accuracy". */
+const char *rs_groups_figure_name(int figure);
+
+/* Groups NAMES[g] with runs RUNS[g][0..SEEDS-1] of STORE (OPT: bootstrap and level as in
+ * stats.h, force as above; may be NULL). */
+int rs_groups_compute(rs_store *store, const char *const *names, const int64_t *const *runs, int num_groups,
+                      int seeds, const rs_stats_options *opt, rs_groups **out, rs_error *err);
+void rs_groups_free(rs_groups *g);
+
+#endif

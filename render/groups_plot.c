@@ -1,0 +1,122 @@
+/* groups_plot.c — headline figures of groups of runs, seed by seed (groups_plot.h). */
+#include "groups_plot.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "axes.h"
+#include "run.h"
+
+#define MARGIN RS_FIGURE_MARGIN
+#define PANEL_H 220.0
+#define SLOT_W 64.0
+
+/* The shared y range: the values' span padded by 2 points, on multiples of 5 %. */
+static bool value_range(const rs_groups *g, double *lo, double *hi)
+{
+    double mn = 1, mx = 0;
+    int n = g->num_groups * g->seeds * RS_GROUP_NUM_FIGURES;
+    for (int q = 0; q < n; q++)
+        if (g->has[q])
+            mn = fmin(mn, g->value[q]), mx = fmax(mx, g->value[q]);
+    if (mn > mx)
+        return false;
+    *lo = fmax(0, floor((mn - 0.02) * 20) / 20);
+    *hi = fmin(1, ceil((mx + 0.02) * 20) / 20);
+    if (*hi - *lo < 0.1)
+        *hi = fmin(1, *lo + 0.1), *lo = *hi - 0.1;
+    return true;
+}
+
+/* Marker of a run of top-k K at (X, Y): circle, square, triangle. */
+static void marker(cairo_t *cr, int k, double x, double y)
+{
+    if (k <= 1)
+        cairo_arc(cr, x, y, 3.6, 0, 2 * M_PI);
+    else if (k == 2)
+        cairo_rectangle(cr, x - 3.4, y - 3.4, 6.8, 6.8);
+    else {
+        cairo_move_to(cr, x, y - 4.2);
+        cairo_line_to(cr, x + 4, y + 3);
+        cairo_line_to(cr, x - 4, y + 3);
+        cairo_close_path(cr);
+    }
+    cairo_fill_preserve(cr);
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+    cairo_set_line_width(cr, 0.6);
+    cairo_stroke(cr);
+}
+
+/* The shade of seed I of N: the first darkest, the last at 0.7 of the way to the light end. */
+static double seed_shade(int i, int n)
+{
+    return n > 1 ? 0.7 * i / (n - 1) : 0;
+}
+
+/* Panel of figure F with its axes AX: points per seed and the mean bar per group. */
+static void panel(cairo_t *cr, const rs_groups *g, int f, const rs_axes *ax)
+{
+    for (int gr = 0; gr < g->num_groups; gr++) {
+        const rs_run_info *r0 = &g->info[rs_groups_at(g, gr, 0)];
+        rs_method m = rs_run_method(r0);
+        double cx = ax->x + SLOT_W * (gr + 0.5), rgb[3];
+        for (int i = 0; i < g->seeds; i++) {
+            int q = rs_groups_fig(g, gr, i, f);
+            if (!g->has[q])
+                continue;
+            double dx = g->seeds > 1 ? (i - (g->seeds - 1) / 2.0) * fmin(8, 36.0 / g->seeds) : 0;
+            rs_palette_method(m, seed_shade(i, g->seeds), rgb);
+            cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+            marker(cr, g->info[rs_groups_at(g, gr, i)].top_k, cx + dx, rs_axes_y(ax, g->value[q]));
+        }
+        const rs_group_summary *s = &g->summary[gr * RS_GROUP_NUM_FIGURES + f];
+        if (!s->valid)
+            continue;
+        rs_palette_method(m, 0, rgb);
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_set_line_width(cr, 2.5);
+        cairo_move_to(cr, cx - SLOT_W * 0.36, rs_axes_y(ax, s->mean));
+        cairo_line_to(cr, cx + SLOT_W * 0.36, rs_axes_y(ax, s->mean));
+        cairo_stroke(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        rs_text(cr, cx, ax->y + ax->h + 13, 9, false, 0.5, g->names[gr]);
+    }
+    rs_text(cr, ax->x + ax->w / 2, ax->y - 6, 10, true, 0.5, rs_groups_figure_name(f));
+}
+
+int rs_render_groups(const rs_groups *g, const char *path, rs_error *err)
+{
+    double lo, hi;
+    if (!g || !value_range(g, &lo, &hi))
+        return rs_error_set(err, RS_EINVAL, "groups figure: no group has a figure to draw");
+    double pw = SLOT_W * g->num_groups, left = MARGIN + 44, top = MARGIN + 13 + 8 + 14 + 20, gap = 36;
+    double width = fmax(left + RS_GROUP_NUM_FIGURES * (pw + gap) + MARGIN, 560);
+    double height = top + PANEL_H + 24 + 34 + MARGIN;
+    char sub[200];
+    snprintf(sub, sizeof sub, "%d group%s of %d seed%s: one point per run (lighter: later seed; marker: k), bar: "
+             "mean over seeds", g->num_groups, g->num_groups == 1 ? "" : "s", g->seeds, g->seeds == 1 ? "" : "s");
+    rs_canvas cv;
+    int rc = rs_figure_open(&cv, path, width, height, "Headline figures per group of seeds", sub, err);
+    if (rc)
+        return rc;
+    cairo_t *cr = cv.cr;
+    int nt = (int)lround((hi - lo) * 20);
+    for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
+        rs_axes ax = {.x = left + f * (pw + gap), .y = top, .w = pw, .h = PANEL_H, .lo = lo, .hi = hi};
+        rs_axes_ticks(cr, &ax, &(rs_ticks){.step = 0.05, .count = nt, .grid = 0.88,
+                                           .label_every = nt <= 8 ? 1 : 2, .fmt = "%.2f", .size = 8.5,
+                                           .grey = 0, .dx = 4, .dy = 3});
+        rs_axes_lines(cr, &ax, true);
+        panel(cr, g, f, &ax);
+    }
+    /* the legend of markers: k */
+    double ly = top + PANEL_H + 40, rgb[3] = {0.6, 0.6, 0.6};
+    static const char *const ks[3] = {"k = 1", "k = 2", "k \u2265 3"};
+    for (int k = 1; k <= 3; k++) {
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        marker(cr, k, left + (k - 1) * 70 + 4, ly - 3.5);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        rs_text(cr, left + (k - 1) * 70 + 12, ly, 9, false, 0, ks[k - 1]);
+    }
+    return rs_canvas_close(&cv, err);
+}

@@ -1,0 +1,152 @@
+/* report_groups.c — tables of groups of runs (report_groups.h). */
+#include "report_groups.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "run.h"
+
+static const char *const figure_keys[RS_GROUP_NUM_FIGURES] = {"top1", "top2", "top2_unordered", "accuracy"};
+
+const char rs_report_groups_why[] =
+    "Seeds pair by position across groups (the same training seed: same initialisation and data order). "
+    "The difference between two groups is the mean of the per-seed paired differences, with a Student t "
+    "interval on n \u2212 1 degrees of freedom over the seeds: the seed is the unit of replication, and the "
+    "between-seed variance dominates a difference that an interval over pooled images (which treats one "
+    "training run as all there is) would leave out. Each seed's own paired bootstrap interval over images is in "
+    "the per-seed table.";
+
+void rs_report_group_label(const rs_groups *g, int group, char *buf, size_t size)
+{
+    const rs_run_info *r = &g->info[rs_groups_at(g, group, 0)];
+    snprintf(buf, size, "%s: %s k=%d", g->names[group], rs_method_name(rs_run_method(r)), r->top_k);
+}
+
+/* "seed 2" (the training seed) or "position 3" when the checkpoint does not say. */
+static void seed_label(const rs_groups *g, int seed, char *buf, size_t size)
+{
+    long long s = g->info[rs_groups_at(g, 0, seed)].train_seed;
+    if (s >= 0)
+        snprintf(buf, size, "seed %lld", s);
+    else
+        snprintf(buf, size, "position %d", seed + 1);
+}
+
+rs_table *rs_report_groups_summary_table(const rs_groups *g, const char *run)
+{
+    const char *keys[] = {"group", "seeds", "figure", "mean", "sd", "min", "max"};
+    const char *heads[] = {"Group", "Seeds", "Figure", "Mean", "SD", "Min", "Max"};
+    rs_table *t = rs_table_create("Groups: each headline figure as the mean over seeds, with the between-seed "
+                                  "standard deviation, minimum and maximum (%)",
+                                  run, 7, keys, heads);
+    if (!t)
+        return NULL;
+    rs_table_set_note(t, "Agreement: all non-reference views and MoE layers pooled; accuracy: view 0.");
+    char label[96];
+    for (int gr = 0; gr < g->num_groups; gr++) {
+        rs_report_group_label(g, gr, label, sizeof label);
+        for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
+            const rs_group_summary *s = &g->summary[gr * RS_GROUP_NUM_FIGURES + f];
+            int r = rs_table_add_row(t, NULL, NULL, figure_keys[f]);
+            rs_table_set_row_run(t, r, g->names[gr]);
+            rs_table_set_text(t, r, 0, label);
+            rs_table_set_count(t, r, 1, s->n);
+            rs_table_set_text(t, r, 2, rs_groups_figure_name(f));
+            if (!s->valid)
+                continue;
+            rs_table_set_rate(t, r, 3, s->mean, false, 0, 0, false, 0, 0, s->n);
+            if (s->n > 1)
+                rs_table_set_rate(t, r, 4, s->sd, false, 0, 0, false, 0, 0, s->n);
+            rs_table_set_rate(t, r, 5, s->min, false, 0, 0, false, 0, 0, s->n);
+            rs_table_set_rate(t, r, 6, s->max, false, 0, 0, false, 0, 0, s->n);
+        }
+    }
+    return t;
+}
+
+rs_table *rs_report_groups_diff_table(const rs_groups *g, const char *run)
+{
+    const char *keys[] = {"group", "baseline", "figure", "pairs", "diff", "diff_sd"};
+    const char *heads[] = {"Group", "Against", "Figure", "Seed pairs", "Mean difference", "SD over seeds"};
+    rs_table *t = rs_table_create("Differences between groups: mean over seeds of the per-seed paired difference "
+                                  "(points), 95 % t interval over seeds",
+                                  run, 6, keys, heads);
+    if (!t)
+        return NULL;
+    char note[900], label[96], base[96];
+    snprintf(note, sizeof note, "%s%s", rs_report_groups_why,
+             g->seeds == 1 ? " With one seed per group there is no between-seed interval: the single seed's "
+                             "difference is shown alone."
+                           : "");
+    rs_table_set_note(t, note);
+    rs_report_group_label(g, 0, base, sizeof base);
+    for (int gr = 1; gr < g->num_groups; gr++) {
+        rs_report_group_label(g, gr, label, sizeof label);
+        for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
+            const rs_t_interval *d = &g->diff[gr * RS_GROUP_NUM_FIGURES + f];
+            int r = rs_table_add_row(t, NULL, NULL, figure_keys[f]);
+            rs_table_set_row_run(t, r, g->names[gr]);
+            rs_table_set_text(t, r, 0, label);
+            rs_table_set_text(t, r, 1, base);
+            rs_table_set_text(t, r, 2, rs_groups_figure_name(f));
+            rs_table_set_count(t, r, 3, d->n);
+            if (d->n < 1)
+                continue;
+            rs_table_set_diff(t, r, 4, d->mean, d->valid, d->lo, d->hi);
+            if (d->valid)
+                rs_table_set_rate(t, r, 5, d->sd, false, 0, 0, false, 0, 0, d->n);
+        }
+    }
+    return t;
+}
+
+/* What figure F of ST is a rate of: matched patch pairs, or labelled images. */
+static int64_t figure_n(const rs_stats *st, int f)
+{
+    if (f == RS_GROUP_ACCURACY)
+        return st->accuracy[0].labelled;
+    return st->agree[rs_stats_cell(st, st->views, st->layers)].n.pairs;
+}
+
+/* One row of the per-seed table: group GR's seed I, figure F. */
+static void seed_row(rs_table *t, const rs_groups *g, int gr, int i, int f)
+{
+    char label[96], seed[48], runs[64];
+    rs_report_group_label(g, gr, label, sizeof label);
+    seed_label(g, i, seed, sizeof seed);
+    snprintf(runs, sizeof runs, "%" PRId64 " vs %" PRId64, g->info[rs_groups_at(g, gr, i)].id,
+             g->info[rs_groups_at(g, 0, i)].id);
+    int r = rs_table_add_row(t, seed, NULL, figure_keys[f]);
+    rs_table_set_row_run(t, r, g->names[gr]);
+    rs_table_set_text(t, r, 0, label);
+    rs_table_set_text(t, r, 1, seed);
+    rs_table_set_text(t, r, 2, runs);
+    rs_table_set_text(t, r, 3, rs_groups_figure_name(f));
+    int qa = rs_groups_fig(g, 0, i, f), qb = rs_groups_fig(g, gr, i, f);
+    if (g->has[qa])
+        rs_table_set_rate(t, r, 4, g->value[qa], false, 0, 0, false, 0, 0, figure_n(rs_groups_stats(g, 0, i), f));
+    if (g->has[qb])
+        rs_table_set_rate(t, r, 5, g->value[qb], false, 0, 0, false, 0, 0, figure_n(rs_groups_stats(g, gr, i), f));
+    const rs_stats_diff *d = &g->seed_diff[qb];
+    if (d->valid)
+        rs_table_set_diff(t, r, 6, d->value, d->boot_valid, d->boot_lo, d->boot_hi);
+}
+
+rs_table *rs_report_groups_seed_table(const rs_groups *g, const char *run)
+{
+    const char *keys[] = {"group", "seed", "runs", "figure", "baseline", "value", "diff"};
+    const char *heads[] = {"Group", "Seed", "Runs", "Figure", "First group", "This group", "Difference"};
+    rs_table *t = rs_table_create("Per seed: each group against the first, seed by seed (%; difference in points "
+                                  "with the paired bootstrap interval over images of that seed's runs)",
+                                  run, 7, keys, heads);
+    if (!t)
+        return NULL;
+    rs_table_set_note(t, "The image bootstrap interval of one seed says nothing about other seeds; accuracy has "
+                         "no per-seed interval.");
+    for (int gr = 1; gr < g->num_groups; gr++)
+        for (int i = 0; i < g->seeds; i++)
+            for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++)
+                seed_row(t, g, gr, i, f);
+    return t;
+}

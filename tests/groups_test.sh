@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# End-to-end tests of groups of runs (`compare --group`, `report --group`) on the real binary,
+# on runs of the bundled models replayed here: the figures of a group equal the per-run
+# `stats` figures and their mean; the difference between groups is the mean of the per-seed
+# differences with the t interval on n - 1 df (checked with awk from the seed table); one
+# seed says it has no between-seed interval; every format; the checks that refuse groups
+# (sizes, names, mixed k, a run twice, a missing run) with one line and the right status;
+# the report's groups section per protocol with its figure and tables.
+# The bundled checkpoints have one training seed per method, so the two-"seed" groups here
+# pair k = 1 with k = 2 under --force: the arithmetic is what is tested, not the science.
+# usage: groups_test.sh ROUTERSCOPE MODELS_DIR
+set -u
+rs=$(realpath "$1") models=$(realpath "$2")
+. "$(dirname "$0")/testlib.sh"
+testlib_init
+has() { grep -q -- "$2" "$1"; }
+
+if [ ! -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  echo "skip groups tests: dataset-fashion-mnist is not installed"; echo "groups: 0 passed, 0 failed"; exit 0
+fi
+db=$tmp/g.db
+for m in vmoe-k1 prc-k1 vmoe-k2 prc-k2; do # runs 1..4: pair
+  "$rs" replay "$models/fmnist-$m.safetensors" --data fashion-mnist:test --limit 60 --db "$db" --threads 1 >/dev/null 2>&1
+done
+for m in vmoe-k2 prc-k2; do # runs 5, 6: noise
+  "$rs" replay "$models/fmnist-$m.safetensors" --data fashion-mnist:test --limit 20 --protocol noise --db "$db" \
+    --threads 1 >/dev/null 2>&1
+done
+expect "six runs replayed" [ "$(sqlite3 "$db" "SELECT count(*) FROM runs WHERE status='done'")" = 6 ]
+
+# --- one seed per group ----------------------------------------------------------------------
+"$rs" compare --db "$db" --group vmoe=3 --group prc=4 --resamples 100 >"$tmp/one" 2>"$tmp/err"
+expect "one seed: exits 0" [ $? = 0 ]
+expect "one seed: the three tables" sh -c "grep -q '### Groups: each headline figure' '$tmp/one' &&
+  grep -q '### Differences between groups' '$tmp/one' && grep -q '### Per seed' '$tmp/one'"
+expect "one seed: says there is no between-seed interval" has "$tmp/one" "no between-seed interval"
+expect "one seed: groups named with method and k" sh -c "grep -q 'vmoe: V-MoE k=2' '$tmp/one' && grep -q 'prc: V-MoE+PRC k=2' '$tmp/one'"
+expect "one seed: the seed's image bootstrap interval" \
+  grep -Eq '^\| prc: V-MoE\+PRC k=2 \| position 1 \| 4 vs 3 +\| Top-1 .*\[[-+][0-9.]+, [-+][0-9.]+\] \|$' "$tmp/one"
+
+# --- two "seeds" (k = 1 and k = 2, forced) -------------------------------------------------------
+"$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 100 >"$tmp/out" 2>"$tmp/err"
+expect "mixed k refused without --force (status 1, one line)" failed_with $? 1 "group vmoe mixes V-MoE k=1 (run 1) and V-MoE k=2 (run 3)"
+"$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 100 --force --format csv >"$tmp/csv" 2>"$tmp/err"
+expect "forced: exits 0" [ $? = 0 ]
+expect "csv rows have 8 fields" [ "$(awk -F, 'NF != 8' "$tmp/csv" | wc -l)" = 0 ]
+field() { awk -F, -v r="$2" -v v="$3" -v m="$4" '$1 == r && $2 == v && $4 == m { print $5 }' "$1"; }
+stat_top1() { "$rs" stats --db "$db" --run "$1" --format csv --resamples 0 | awk -F, '$2 == "view 1" && $3 == "all" && $4 == "top1" { print $5 }'; }
+t1=$(stat_top1 1) t3=$(stat_top1 3)
+mean=$(field "$tmp/csv" vmoe "" top1_mean)
+expect "group mean = mean of the runs' stats Top-1 ($t1, $t3 -> $mean)" \
+  awk -v a="$t1" -v b="$t3" -v m="$mean" 'BEGIN { exit !(((a + b) / 2 - m) ^ 2 < 1e-18) }'
+expect "group min and max are the runs' figures" awk -v a="$t1" -v b="$t3" -v lo="$(field "$tmp/csv" vmoe "" top1_min)" \
+  -v hi="$(field "$tmp/csv" vmoe "" top1_max)" 'BEGIN { mn = a < b ? a : b; mx = a < b ? b : a; exit !((mn - lo) ^ 2 < 1e-18 && (mx - hi) ^ 2 < 1e-18) }'
+# t interval over 2 seeds: mean of d1, d2 -+ t(0.975, 1) * sd / sqrt(2), t = 12.7062047
+d1=$(field "$tmp/csv" prc "position 1" top1_diff) d2=$(field "$tmp/csv" prc "position 2" top1_diff)
+row=$(awk -F, '$1 == "prc" && $2 == "" && $4 == "top1_diff" { print $5, $6, $7 }' "$tmp/csv")
+t_ok() {
+  awk -v d1="$d1" -v d2="$d2" -v row="$row" 'BEGIN { split(row, x, " "); m = (d1 + d2) / 2;
+    sd = sqrt(((d1 - m) ^ 2 + (d2 - m) ^ 2) / 1); h = 12.7062047 * sd / sqrt(2);
+    exit !((x[1] - m) ^ 2 < 1e-18 && (x[2] - (m - h)) ^ 2 < 1e-12 && (x[3] - (m + h)) ^ 2 < 1e-12) }'
+}
+expect "difference = mean of per-seed differences with the t interval on 1 df" t_ok
+"$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 50 --force --format json >"$tmp/json" 2>"$tmp/err"
+expect "json parses, three tables" python3 -c 'import json,sys; assert len(json.load(sys.stdin)["tables"]) == 3' <"$tmp/json"
+"$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 50 --force --format md >"$tmp/md" 2>"$tmp/err"
+expect "md notes the forced mismatch" has "$tmp/md" "^--force: the groups are not comparable"
+expect "no NaN anywhere" sh -c "! grep -qi nan '$tmp/md' '$tmp/csv' '$tmp/json'"
+
+# --- refusals ---------------------------------------------------------------------------------
+"$rs" compare --db "$db" --group vmoe=1,3 --group prc=2 2>"$tmp/err" >/dev/null
+expect "unequal sizes: usage error" failed_with $? 2 "group vmoe has 2 runs and group prc 1"
+"$rs" compare --db "$db" --group 'v m=1' --group prc=2 2>"$tmp/err" >/dev/null
+expect "bad group name: usage error" failed_with $? 2 "--group wants NAME=ID"
+"$rs" compare --db "$db" --group vmoe=1,x --group prc=2,4 2>"$tmp/err" >/dev/null
+expect "bad run id: usage error" failed_with $? 2 "wants run ids separated by commas"
+"$rs" compare --db "$db" --group vmoe=1 2>"$tmp/err" >/dev/null
+expect "one group: compare wants two" failed_with $? 2 "at least 2 --group"
+"$rs" compare --db "$db" --group vmoe=1 --group prc=2 3 4 2>"$tmp/err" >/dev/null
+expect "groups and run ids: usage error" failed_with $? 2 "--group replaces RUN_A RUN_B"
+"$rs" compare --db "$db" --group vmoe=1 --group prc=1 --force 2>"$tmp/err" >/dev/null
+expect "a run in two groups" failed_with $? 1 "run 1 is in group vmoe and in group prc"
+"$rs" compare --db "$db" --group vmoe=1 --group prc=99 2>"$tmp/err" >/dev/null
+expect "a missing run lists the runs" failed_with $? 1 "no run 99 (runs here: 1, 2, 3, 4, 5, 6)"
+"$rs" compare --db "$db" --group vmoe=3 --group prc=6 2>"$tmp/err" >/dev/null
+expect "other images and views refused" failed_with $? 1 "not on the same images and views: images 0..59 vs 0..19"
+
+# --- report -----------------------------------------------------------------------------------
+"$rs" report --db "$db" --group vmoe=3,5 --group prc=4,6 --out "$tmp/rep" --images 0 --resamples 50 >/dev/null 2>"$tmp/err"
+expect "report --group exits 0" [ $? = 0 ]
+expect "report: a groups section per protocol" sh -c "grep -q '^## Groups of seeds: pair protocol' '$tmp/rep/report.md' &&
+  grep -q '^## Groups of seeds: noise protocol' '$tmp/rep/report.md'"
+expect "report: groups figure and tables" sh -c "[ -s '$tmp/rep/figures/groups-pair.png' ] && [ -s '$tmp/rep/figures/groups-noise.png' ] &&
+  [ -s '$tmp/rep/tables/groups-pair-differences.csv' ] && [ -s '$tmp/rep/tables/groups-noise-seeds.csv' ]"
+expect "report: groups come after the contents, before the headline" awk '
+  /^Contents:/ { c = NR } /^## Groups of seeds: pair/ { g = NR } /^## Headline/ { h = NR } END { exit !(c < g && g < h) }' "$tmp/rep/report.md"
+expect "report: every group run is in the report" has "$tmp/rep/report.md" "Details of run 6"
+"$rs" report --db "$db" --group vmoe=3 --runs 3,4 --out "$tmp/rep2" 2>"$tmp/err" >/dev/null
+expect "report: --group and --runs together refused" failed_with $? 2 "not both"
+"$rs" report --db "$db" --group vmoe=3,5 --group prc=4 --out "$tmp/rep2" 2>"$tmp/err" >/dev/null
+expect "report: unequal groups refused" failed_with $? 2 "group vmoe has 2 runs and group prc 1"
+"$rs" report --db "$db" --group vmoe=3,5 --group prc=4,2 --out "$tmp/rep3" 2>"$tmp/err" >/dev/null
+expect "report: a protocol with different run counts refused" failed_with $? 1 "different numbers of pair runs"
+
+testlib_done groups

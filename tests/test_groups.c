@@ -1,0 +1,413 @@
+/* Groups of runs (analyze/groups.h): the t interval against values worked out by hand,
+ * its coverage over seeds on simulated per-seed effects (and the under-coverage of an
+ * interval that pools the images of all seeds, which is why groups use the t interval),
+ * the whole computation on a hand-made store of two groups of three seeds with every
+ * figure worked out in the comments, the checks that refuse groups that cannot be
+ * paired, and the checkpoint config's optional method / train_seed keys. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+#include "config.h"
+#include "groups.h"
+#include "run.h"
+#include "store.h"
+#include "testutil.h"
+
+static char tmpdir[] = "/tmp/rs_test_groups_XXXXXX";
+static char shmdir[] = "/dev/shm/rs_test_groups_XXXXXX";
+static char *dir = tmpdir;
+
+#define NEAR(x, y, tol) assert_true(fabs((double)(x) - (double)(y)) < (tol))
+
+/* ---- t interval ----------------------------------------------------------------------------- */
+
+/* {1, 2, 3}: mean 2, sd 1, t_{0.975, 2} = 4.302653 -> 2 ∓ 4.302653 / √3 = 2 ∓ 2.484138.
+ * {0, 1}: mean 0.5, sd 0.707107, t_{0.975, 1} = 12.706205 -> 0.5 ∓ 6.353102.
+ * At level 0.9, {1, 2, 3}: t_{0.95, 2} = 2.919986 -> 2 ∓ 1.685854.
+ * One value: its mean, no interval. */
+static void test_t_interval(void **state)
+{
+    (void)state;
+    rs_error err = {0};
+    rs_t_interval t;
+    const double x[3] = {1, 2, 3}, y[2] = {0, 1};
+    assert_int_equal(rs_t_interval_of(x, 3, 0.95, &t, &err), 0);
+    assert_true(t.valid);
+    NEAR(t.mean, 2, 1e-12);
+    NEAR(t.sd, 1, 1e-12);
+    NEAR(t.lo, 2 - 2.484138, 1e-6);
+    NEAR(t.hi, 2 + 2.484138, 1e-6);
+    assert_int_equal(rs_t_interval_of(y, 2, 0.95, &t, &err), 0);
+    NEAR(t.lo, 0.5 - 6.353102, 1e-6);
+    NEAR(t.hi, 0.5 + 6.353102, 1e-6);
+    assert_int_equal(rs_t_interval_of(x, 3, 0.9, &t, &err), 0);
+    NEAR(t.hi - t.mean, 1.685854, 1e-6);
+    assert_int_equal(rs_t_interval_of(x + 2, 1, 0.95, &t, &err), 0);
+    assert_false(t.valid);
+    assert_int_equal(t.n, 1);
+    NEAR(t.mean, 3, 1e-12);
+    assert_int_equal(rs_t_interval_of(x, 0, 0.95, &t, &err), RS_EINVAL);
+    assert_int_equal(rs_t_interval_of(x, 3, 1.0, &t, &err), RS_EINVAL);
+}
+
+/* ---- coverage over seeds -------------------------------------------------------------------- */
+
+/* REPS simulated comparisons of two methods with SEEDS paired seeds of IMAGES images each.
+ * The true difference is DELTA; seed i adds its own effect u_i ~ N(0, SIGMA_SEED²) to every
+ * image's paired difference (initialisation and data order move the whole run), and image
+ * j adds e_ij ~ N(0, SIGMA_IMAGE²). The per-seed difference is the mean over its images.
+ *   t interval: the per-seed differences d_i are i.i.d. normal, so the 95 % t interval on
+ *     n − 1 df covers DELTA in 95 % of the replicates exactly; over 4,000 replicates the
+ *     count's sd is 0.34 points, and [93.5 %, 96.5 %] is more than 4 sd either side.
+ *   pooled images: mean of all images ∓ 1.96 · sd / √(n·m), as if the images of all seeds
+ *     were independent. Its half-width ≈ 1.96 · 0.104 / √600 = 0.0083, the sd of the mean
+ *     √(0.03²/3 + 0.1²/600) = 0.0176: it covers P(|Z| < 0.47) ≈ 36 %.
+ * The GSL seed is fixed, so the counts are the same on every run. */
+static void test_t_coverage(void **state)
+{
+    (void)state;
+    const int reps = 4000, seeds = 3, images = 200;
+    const double delta = 0.05, sigma_seed = 0.03, sigma_image = 0.1;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    assert_non_null(rng);
+    gsl_rng_set(rng, 20240607);
+    int t_covered = 0, pooled_covered = 0;
+    rs_error err = {0};
+    for (int r = 0; r < reps; r++) {
+        double d[3], sum = 0, ss = 0;
+        for (int i = 0; i < seeds; i++) {
+            double u = gsl_ran_gaussian(rng, sigma_seed), seed_sum = 0;
+            for (int j = 0; j < images; j++) {
+                double x = delta + u + gsl_ran_gaussian(rng, sigma_image);
+                seed_sum += x;
+                sum += x;
+                ss += x * x;
+            }
+            d[i] = seed_sum / images;
+        }
+        rs_t_interval t;
+        assert_int_equal(rs_t_interval_of(d, seeds, 0.95, &t, &err), 0);
+        t_covered += t.lo <= delta && delta <= t.hi;
+        double n = (double)seeds * images, mean = sum / n, sd = sqrt((ss - n * mean * mean) / (n - 1));
+        double half = 1.959964 * sd / sqrt(n);
+        pooled_covered += mean - half <= delta && delta <= mean + half;
+    }
+    gsl_rng_free(rng);
+    print_message("  t interval over seeds covers %d/%d, pooled-images interval %d/%d\n", t_covered, reps,
+                  pooled_covered, reps);
+    assert_true(t_covered >= 0.935 * reps && t_covered <= 0.965 * reps);
+    assert_true(pooled_covered < 0.6 * reps);
+}
+
+/* ---- a hand-made store ---------------------------------------------------------------------- */
+
+/* Runs of N = 2 images, views 0 and 1, one MoE layer, 4 patches (identity match), no class
+ * token, R = 2, E = 4, K = 3 classes, labels 0 and 1. View 0 routes (0,1) everywhere; in
+ * view 1 the first DISAGREE[i] patches of image i route (2,3) (Top-1, Top-2 and
+ * order-agnostic all disagree), the others (0,1). View 0 predicts RIGHT[i] ? label : 2. */
+#define N 2
+#define NP 4
+static const char *const views[] = {"crop:area=0.05-1,flip", "crop:area=0.05-1,flip"};
+static const int blocks[] = {1};
+
+static int64_t write_run(const char *path, char sha_char, const char *config, uint64_t view_seed,
+                         const int disagree[N], const int right[N])
+{
+    int32_t labels[N], pred[N * 2], top[N * 2 * NP * 2];
+    float pprob[N * 2], gate[N * 2 * NP * 2], probs[N * 2 * NP * 4];
+    int16_t match[N * 2 * NP];
+    const char *params[N * 2];
+    for (int i = 0; i < N; i++) {
+        labels[i] = i;
+        for (int v = 0; v < 2; v++) {
+            pred[i * 2 + v] = v == 0 && !right[i] ? 2 : i;
+            pprob[i * 2 + v] = 0.5f;
+            params[i * 2 + v] = "{}";
+            for (int j = 0; j < NP; j++) {
+                int q = (i * 2 + v) * NP + j, off = v == 1 && j < disagree[i] ? 2 : 0;
+                match[q] = (int16_t)j;
+                top[q * 2] = off, top[q * 2 + 1] = off + 1;
+                gate[q * 2] = 0.5f, gate[q * 2 + 1] = 0.25f;
+                for (int e = 0; e < 4; e++)
+                    probs[q * 4 + e] = 0.25f;
+            }
+        }
+    }
+    char sha[65];
+    memset(sha, sha_char, 64);
+    sha[64] = '\0';
+    rs_run_spec spec = {
+        .model_path = "models/m.safetensors", .model_sha256 = sha, .model_config = config, .model_params = 1,
+        .data = "fashion-mnist:test", .offset = 0, .count = N, .protocol = "pair", .num_views = 2,
+        .view_specs = views, .seed = view_seed, .num_layers = 1, .layer_blocks = blocks, .tokens = NP,
+        .patches = NP, .grid_h = 2, .grid_w = 2, .record_k = 2, .num_experts = 4, .num_classes = 3, .top_k = 2,
+        .channels = 1, .image_h = 8, .image_w = 8, .has_cls = false, .command = "test", .version = "test",
+    };
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(path, false, &s, &err), 0);
+    int64_t run;
+    assert_int_equal(rs_store_begin_run(s, &spec, &run, &err), 0);
+    rs_batch b = {
+        .first = 0, .count = N, .num_views = 2, .num_layers = 1, .tokens = NP, .record_k = 2, .num_experts = 4,
+        .patches = NP, .labels = labels, .predicted = pred, .pred_prob = pprob, .view_params = params,
+        .match = match, .top_idx = top, .top_gate = gate, .probs = probs,
+    };
+    int rc = rs_store_write_batch(s, run, &b, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    rs_store_close(s);
+    return run;
+}
+
+/* Group vmoe, seeds 0, 1, 2: disagreeing patches {1,1}, {2,1}, {0,1} of 8 pairs ->
+ * Top-1 6/8, 5/8, 7/8 = 0.75, 0.625, 0.875; accuracy 1, 1, 1/2.
+ * Group prc, seeds 0, 1, 2: {2,2}, {2,2}, {4,1} -> 0.5, 0.5, 0.375; accuracy 1/2, 1, 1/2.
+ * (Top-2 and order-agnostic equal Top-1 here.)
+ * vmoe: mean 0.75, sd 0.125 (deviations 0, −0.125, 0.125), min 0.625, max 0.875.
+ * prc − vmoe per seed: −0.25, −0.125, −0.5: mean −0.291667, deviations 0.041667, 0.166667,
+ *   −0.208333, sd √(0.072917 / 2) = 0.190941, half-width 4.302653 · 0.190941 / √3 =
+ *   0.474323: [−0.765990, 0.182656].
+ * accuracy per seed: −0.5, 0, 0: mean −1/6, sd 0.288675, half 0.717109. */
+static const int dis_vmoe[3][N] = {{1, 1}, {2, 1}, {0, 1}}, dis_prc[3][N] = {{2, 2}, {2, 2}, {4, 1}};
+static const int right_vmoe[3][N] = {{1, 1}, {1, 1}, {1, 0}}, right_prc[3][N] = {{1, 0}, {1, 1}, {0, 1}};
+
+static void build_store(const char *path, int64_t vmoe[3], int64_t prc[3])
+{
+    char cfg[128];
+    for (int i = 0; i < 3; i++) {
+        snprintf(cfg, sizeof cfg, "{\"top_k\": 2, \"method\": \"vmoe\", \"train_seed\": %d}", i);
+        vmoe[i] = write_run(path, (char)('a' + i), cfg, 42, dis_vmoe[i], right_vmoe[i]);
+        snprintf(cfg, sizeof cfg, "{\"top_k\": 2, \"method\": \"prc\", \"train_seed\": %d}", i);
+        prc[i] = write_run(path, (char)('d' + i), cfg, 42, dis_prc[i], right_prc[i]);
+    }
+}
+
+static rs_store *open_ro(const char *path)
+{
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(path, true, &s, &err), 0);
+    return s;
+}
+
+static void test_groups_store(void **state)
+{
+    (void)state;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/groups.db", dir);
+    int64_t vmoe[3], prc[3];
+    build_store(path, vmoe, prc);
+    rs_store *s = open_ro(path);
+    const char *names[2] = {"vmoe", "prc"};
+    const int64_t *runs[2] = {vmoe, prc};
+    rs_stats_options opt = {.seed = 7, .resamples = 200, .name = path};
+    rs_groups *g = NULL;
+    rs_error err = {0};
+    int rc = rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err);
+    if (rc)
+        print_message("  %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_false(g->forced);
+    assert_int_equal(rs_run_method(&g->info[0]), RS_METHOD_VMOE);
+    assert_int_equal(rs_run_method(&g->info[rs_groups_at(g, 1, 2)]), RS_METHOD_PRC);
+    assert_int_equal(rs_run_train_seed(&g->info[rs_groups_at(g, 1, 2)]), 2);
+    const rs_group_summary *sv = &g->summary[RS_GROUP_TOP1];
+    assert_true(sv->valid);
+    assert_int_equal(sv->n, 3);
+    NEAR(sv->mean, 0.75, 1e-12);
+    NEAR(sv->sd, 0.125, 1e-12);
+    NEAR(sv->min, 0.625, 1e-12);
+    NEAR(sv->max, 0.875, 1e-12);
+    NEAR(g->summary[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP2_UNORDERED].mean, 0.458333, 1e-6);
+    const rs_t_interval *t = &g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1];
+    assert_true(t->valid);
+    NEAR(t->mean, -0.291667, 1e-6);
+    NEAR(t->sd, 0.190941, 1e-6);
+    NEAR(t->lo, -0.765990, 1e-5);
+    NEAR(t->hi, 0.182656, 1e-5);
+    const rs_t_interval *ta = &g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_ACCURACY];
+    NEAR(ta->mean, -1.0 / 6, 1e-12);
+    NEAR(ta->hi - ta->mean, 0.717109, 1e-5);
+    /* Per seed: seed 1's difference −0.125 with its paired bootstrap over the two images
+     * (per image: vmoe 2/4 and 3/4, prc 2/4 and 2/4, so 0 and −0.25; replicates give 0,
+     * −0.125 or −0.25, and the interval holds −0.125). */
+    const rs_stats_diff *d1 = &g->seed_diff[rs_groups_fig(g, 1, 1, RS_GROUP_TOP1)];
+    assert_true(d1->valid && d1->boot_valid);
+    NEAR(d1->value, -0.125, 1e-12);
+    assert_true(d1->boot_lo <= -0.125 && -0.125 <= d1->boot_hi);
+    assert_false(g->seed_diff[rs_groups_fig(g, 1, 1, RS_GROUP_ACCURACY)].boot_valid);
+    assert_false(g->diff[RS_GROUP_TOP1].valid); /* group 0 has no difference */
+    rs_groups_free(g);
+
+    /* One seed each: the figures, and no between-seed interval. */
+    assert_int_equal(rs_groups_compute(s, names, runs, 2, 1, &opt, &g, &err), 0);
+    assert_false(g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].valid);
+    NEAR(g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].mean, -0.25, 1e-12);
+    rs_groups_free(g);
+    /* One group: its own figures. */
+    assert_int_equal(rs_groups_compute(s, names + 1, runs + 1, 1, 3, &opt, &g, &err), 0);
+    NEAR(g->summary[RS_GROUP_TOP1].mean, 0.458333, 1e-6);
+    rs_groups_free(g);
+    rs_store_close(s);
+}
+
+/* Groups that cannot be paired are refused with what is wrong; --force goes on where the
+ * difference is one it may override. */
+static void test_groups_refused(void **state)
+{
+    (void)state;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/refused.db", dir);
+    int64_t vmoe[3], prc[3];
+    build_store(path, vmoe, prc);
+    const int ok[N] = {1, 1}, none[N] = {0, 0};
+    int64_t other_views = write_run(path, 'g', "{\"method\": \"prc\", \"train_seed\": 0}", 43, none, ok);
+    int64_t again = write_run(path, 'a', "{\"method\": \"vmoe\", \"train_seed\": 0}", 44, none, ok);
+    rs_store *s = open_ro(path);
+    rs_stats_options opt = {.seed = 7, .resamples = 50, .name = path};
+    rs_groups *g = NULL;
+    rs_error err = {0};
+    const char *names[2] = {"vmoe", "prc"};
+
+    /* Seeds out of order: position 1 holds training seeds 0 and 1. */
+    int64_t swapped[3] = {prc[1], prc[0], prc[2]};
+    const int64_t *runs[2] = {vmoe, swapped};
+    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "seeds pair by position"));
+    assert_null(g);
+    opt.force = true;
+    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), 0);
+    assert_true(g->forced);
+    assert_non_null(strstr(g->mismatch, "seeds pair by position"));
+    rs_groups_free(g);
+    opt.force = false;
+
+    /* A method mixed into a group; other views (view seed 43). */
+    int64_t mixed[3] = {vmoe[0], prc[1], vmoe[2]};
+    runs[1] = mixed;
+    const int64_t *one[1] = {mixed};
+    assert_int_equal(rs_groups_compute(s, names, one, 1, 3, &opt, &g, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "mixes V-MoE k=2"));
+    int64_t seeded[3] = {other_views, prc[1], prc[2]};
+    runs[1] = seeded;
+    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "not on the same images and views: view seed 42 vs 43"));
+
+    /* Never, even forced: one checkpoint twice, one run in two groups, a missing run. */
+    opt.force = true;
+    int64_t twice[3] = {vmoe[0], vmoe[1], vmoe[0]};
+    one[0] = twice;
+    assert_int_equal(rs_groups_compute(s, names, one, 1, 3, &opt, &g, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "is twice in group vmoe"));
+    int64_t same_model[3] = {vmoe[0], vmoe[1], again};
+    one[0] = same_model;
+    assert_int_equal(rs_groups_compute(s, names, one, 1, 3, &opt, &g, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "are the same checkpoint"));
+    runs[1] = vmoe;
+    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "is in group vmoe and in group prc"));
+    int64_t missing[3] = {prc[0], prc[1], 99};
+    runs[1] = missing;
+    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "no run 99"));
+    rs_store_close(s);
+}
+
+/* ---- provenance in the config ---------------------------------------------------------------- */
+
+static const char base_config[] =
+    "{\"image_size\": [8, 8], \"channels\": 1, \"patch_size\": 4, \"hidden\": 8, \"depth\": 2, \"heads\": 2,"
+    " \"mlp_dim\": 16, \"num_classes\": 3, \"moe_layers\": [1], \"num_experts\": 4, \"top_k\": 2,"
+    " \"classifier\": \"token\", \"layer_norm_eps\": 1e-6, \"gelu\": \"erf\", \"mean\": [0.5], \"std\": [0.5],"
+    " \"representation\": false";
+
+static int parse_with(const char *extra, rs_config *cfg, rs_error *err)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s}", base_config, extra);
+    return rs_config_parse(text, cfg, err);
+}
+
+static void test_config_provenance(void **state)
+{
+    (void)state;
+    rs_config cfg;
+    rs_error err = {0};
+    assert_int_equal(parse_with("", &cfg, &err), 0);
+    assert_string_equal(cfg.method, "");
+    assert_int_equal(cfg.train_seed, -1);
+    rs_config_free(&cfg);
+    assert_int_equal(parse_with(", \"method\": \"jsd\", \"train_seed\": 2", &cfg, &err), 0);
+    assert_string_equal(cfg.method, "jsd");
+    assert_int_equal(cfg.train_seed, 2);
+    rs_config_free(&cfg);
+    static const char *const bad[] = {", \"method\": 3", ", \"method\": \"\"", ", \"method\": \"a b\"",
+                                      ", \"method\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+                                      ", \"train_seed\": -1", ", \"train_seed\": 1.5", ", \"train_seed\": \"0\""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(parse_with(bad[i], &cfg, &err), RS_EFORMAT);
+        assert_true(strstr(err.msg, "config: method") || strstr(err.msg, "config: train_seed"));
+    }
+}
+
+/* The method of a run: the stored config's, else the file name's. */
+static void test_run_method(void **state)
+{
+    (void)state;
+    rs_run_info r = {.model_path = "models/fmnist-prc-k2.safetensors", .train_seed = -1};
+    assert_int_equal(rs_run_method(&r), RS_METHOD_PRC);
+    r.model_path = "x/fmnist-tiny-vmoe-k2.safetensors";
+    assert_int_equal(rs_run_method(&r), RS_METHOD_VMOE);
+    r.model_path = "fmnist-ADV-k2.safetensors";
+    assert_int_equal(rs_run_method(&r), RS_METHOD_ADV);
+    r.model_path = "net.safetensors";
+    assert_int_equal(rs_run_method(&r), RS_METHOD_OTHER);
+    r.method = "jsd"; /* the config wins over the name */
+    assert_int_equal(rs_run_method(&r), RS_METHOD_JSD);
+    r.method = "moe++";
+    assert_int_equal(rs_run_method(&r), RS_METHOD_OTHER);
+    assert_string_equal(rs_method_name(RS_METHOD_PRC), "V-MoE+PRC");
+    assert_string_equal(rs_method_name(RS_METHOD_ADV), "V-MoE (adv.)");
+    assert_string_equal(rs_method_key(RS_METHOD_JSD), "jsd");
+    assert_int_equal(rs_run_method(NULL), RS_METHOD_OTHER);
+}
+
+int main(void)
+{
+    if (mkdtemp(shmdir))
+        dir = shmdir;
+    else if (mkdtemp(tmpdir))
+        dir = tmpdir;
+    else {
+        perror("mkdtemp");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_t_interval),      cmocka_unit_test(test_t_coverage),
+        cmocka_unit_test(test_groups_store),    cmocka_unit_test(test_groups_refused),
+        cmocka_unit_test(test_config_provenance), cmocka_unit_test(test_run_method),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    tu_remove_dir(dir);
+    return failed;
+}
