@@ -3,12 +3,8 @@
  * The statistics and figures need two facts about a stored view that the routing records do
  * not carry: whether the view moves pixels geometrically (so that token j of the view and
  * token j of view 0 are the same pixels), and the attack budget ε of a `pgd:` operation
- * (the grid of an adversarial run). Both are read here from the spec text alone, in one
- * place: once analyze/view.c parses `base:` and `pgd:` itself, these two functions are the
- * only ones to switch to rs_view_spec_parse.
- *
- * Grammar read: operations separated by '+', each NAME or NAME:KEY=VALUE,... (views.md).
- * Nothing is allocated; nothing is printed. */
+ * (the grid of an adversarial run). Both are read from the spec text with view.h's parser
+ * (the grammar has one owner); nothing is allocated, nothing is printed. */
 #ifndef RS_SPEC_TEXT_H
 #define RS_SPEC_TEXT_H
 
@@ -21,9 +17,8 @@
 bool rs_spec_has_geometric_op(const char *spec);
 
 /* The ε of SPEC's `pgd:` operation into *EPS ([0,1] pixel units; "4/255" and "0.0157"
- * both parse). Returns 1 when SPEC has a pgd operation with an eps key, 0 when it has no
- * pgd operation, RS_EINVAL (message quoting SPEC) when its eps is missing, not a number
- * or fraction, or negative. */
+ * both parse). Returns 1 when SPEC has a pgd operation, 0 when it has none, RS_EINVAL
+ * (rs_view_spec_parse's message quoting SPEC) when SPEC does not parse. */
 int rs_spec_attack_eps(const char *spec, double *eps, rs_error *err);
 
 #endif
