@@ -3,8 +3,10 @@
 # replays the bundled V-MoE and V-MoE+PRC checkpoints (k = 1 and k = 2) on the
 # Fashion-MNIST test set: the pair protocol (two PRC-style augmented views per image) on
 # all 10,000 images and the noise sweep (clean + ImageNet-C severities 1-5) on the first
-# 2,000 (--full: all). Writes the comparison report to out/demo/report/ and prints its
-# headline table. Running it again reuses the finished runs in out/demo/routing.db.
+# 2,000 (--full: all), and the adversarial protocol on the same images (the clean view and
+# a 10-step L-inf PGD attack on the router at eps 1/255, 2/255, 4/255 and 8/255; see
+# docs/attacks.md). Writes the comparison report to out/demo/report/ and prints its
+# headline table and the routing-under-attack summary. Running it again reuses the finished runs in out/demo/routing.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
@@ -24,7 +26,7 @@ run_id() { grep -oE '^run [0-9]+' | head -1 | cut -d' ' -f2; }
 # our own stderr descriptor: `tee /dev/stderr` reopened the log file at offset 0 when
 # stderr was redirected to one, leaving NUL bytes in it.
 replay() { local out; out=$("$rs" replay "$@") || return 1; printf '%s\n' "$out" >&2; printf '%s\n' "$out" | run_id; }
-pair_runs=() noise_runs=()
+pair_runs=() noise_runs=() adv_runs=()
 for model in "${models[@]}"; do
   echo "== $(basename "$model" .safetensors)"
   "$rs" eval "$model" --data fashion-mnist:test | head -1
@@ -32,8 +34,11 @@ for model in "${models[@]}"; do
   pair_runs+=("$id")
   id=$(replay "$model" --data fashion-mnist:test --protocol noise --limit $noise_limit --db "$out/routing.db")
   noise_runs+=("$id")
+  id=$(replay "$model" --data fashion-mnist:test --protocol adversarial --attack 'pgd:steps=10,loss=router' \
+              --limit $noise_limit --db "$out/routing.db")
+  adv_runs+=("$id")
 done
-runs=$(IFS=,; echo "${pair_runs[*]},${noise_runs[*]}")
+runs=$(IFS=,; echo "${pair_runs[*]},${noise_runs[*]},${adv_runs[*]}")
 "$rs" report --db "$out/routing.db" --runs "$runs" --out "$out/report" >/dev/null
 echo
 sed -n -e '/^## Summary/,/^Contents:/p' -e '/^## Headline/,/^## Accuracy/p' "$out/report/report.md" |

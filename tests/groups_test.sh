@@ -86,7 +86,7 @@ expect "a missing run lists the runs" failed_with $? 1 "no run 99 (runs here: 1,
 expect "other images and views refused" failed_with $? 1 "not on the same images and views: images 0..59 vs 0..19"
 
 # --- report -----------------------------------------------------------------------------------
-"$rs" report --db "$db" --group vmoe=3,5 --group prc=4,6 --out "$tmp/rep" --images 0 --resamples 50 >/dev/null 2>"$tmp/err"
+"$rs" report --db "$db" --group vmoe=3,5 --group prc=4,6 --out "$tmp/rep" --images 0 --resamples 50 --detail >/dev/null 2>"$tmp/err"
 expect "report --group exits 0" [ $? = 0 ]
 expect "report: a groups section per protocol" sh -c "grep -q '^## Groups of seeds: pair protocol' '$tmp/rep/report.md' &&
   grep -q '^## Groups of seeds: noise protocol' '$tmp/rep/report.md'"
