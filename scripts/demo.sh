@@ -43,4 +43,5 @@ runs=$(IFS=,; echo "${pair_runs[*]},${noise_runs[*]},${adv_runs[*]}")
 echo
 sed -n -e '/^## Summary/,/^Contents:/p' -e '/^## Headline/,/^## Accuracy/p' "$out/report/report.md" |
   grep -v -e '^Files:' -e '^## Accuracy' -e '^Contents:'
+sed -n '/^### Routing under attack, run by run/,/^Files:/p' "$out/report/report.md" | grep -v '^Files:'
 echo "Full report: $out/report/index.html (also report.md, report.pdf, tables/, figures/)"
