@@ -24,32 +24,37 @@ void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t 
     snprintf(buf, size, "%s/figures/%s", R->opt->out_dir, file);
 }
 
-void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image)
+/* Draws IMAGE of RUN into the figure FILE: the grid (GRID) or the changed-expert heatmap,
+ * with the views' thumbnails when the run's data can still be read (the figure stands
+ * without them). False (R->d set) on an error. */
+static bool draw_image_figure(rs_report_state *R, const rs_run_info *run, int image, bool grid, const char *file)
 {
     if (R->d.rc)
-        return;
-    char file[256], path[4096], caption[1024], rl[200];
-    snprintf(file, sizeof file, "grid-run%" PRId64 "-image%d.png", run->id, image);
+        return false;
+    char path[4096];
     rs_report_fig_path(R, file, path, sizeof path);
     rs_image_routing r;
     int rc = rs_run_image_routing(R->store, run, image, &r, R->d.err);
-    if (rc) {
-        R->d.rc = rc;
-        return;
+    if (!rc) {
+        rs_error no_pixels;
+        float *pixels = NULL;
+        rs_render_context ctx;
+        rs_render_context_of_run(run, image, &ctx, &pixels, &no_pixels);
+        rc = grid ? rs_render_grid(&r, &ctx, path, NULL, R->d.err)
+                  : rs_render_heatmap(&r, &ctx, RS_HEAT_CHANGED, -1, -1, path, R->d.err);
+        free(pixels);
+        rs_image_routing_free(&r);
     }
-    /* The views' thumbnails when the run's data can still be read; the grid stands
-     * without them. */
-    rs_error no_pixels;
-    float *pixels = NULL;
-    rs_render_context ctx;
-    rs_render_context_of_run(run, image, &ctx, &pixels, &no_pixels);
-    rc = rs_render_grid(&r, &ctx, path, NULL, R->d.err);
-    free(pixels);
-    rs_image_routing_free(&r);
-    if (rc) {
-        R->d.rc = rc;
+    R->d.rc = rc;
+    return !rc;
+}
+
+void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image)
+{
+    char file[256], caption[1024], rl[200];
+    snprintf(file, sizeof file, "grid-run%" PRId64 "-image%d.png", run->id, image);
+    if (!draw_image_figure(R, run, image, true, file))
         return;
-    }
     rs_report_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
@@ -79,31 +84,12 @@ void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r,
                      "(row-normalised, 0 to 1), and the PRC matrix S, coloured on one scale shared by all layers.");
 }
 
-
 void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int image)
 {
-    if (R->d.rc)
-        return;
-    char file[256], path[4096], caption[640], rl[200];
+    char file[256], caption[640], rl[200];
     snprintf(file, sizeof file, "heatmap-run%" PRId64 "-image%d.png", run->id, image);
-    rs_report_fig_path(R, file, path, sizeof path);
-    rs_image_routing r;
-    int rc = rs_run_image_routing(R->store, run, image, &r, R->d.err);
-    if (rc) {
-        R->d.rc = rc;
+    if (!draw_image_figure(R, run, image, false, file))
         return;
-    }
-    rs_error no_pixels;
-    float *pixels = NULL;
-    rs_render_context ctx;
-    rs_render_context_of_run(run, image, &ctx, &pixels, &no_pixels);
-    rc = rs_render_heatmap(&r, &ctx, RS_HEAT_CHANGED, -1, -1, path, R->d.err);
-    free(pixels);
-    rs_image_routing_free(&r);
-    if (rc) {
-        R->d.rc = rc;
-        return;
-    }
     rs_report_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Per-patch heatmap of image %d, %s: on view 0's patch grid, the share of the other views whose "
