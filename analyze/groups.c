@@ -43,11 +43,21 @@ const char *rs_groups_figure_name(int figure)
     return figure >= 0 && figure < RS_GROUP_NUM_FIGURES ? names[figure] : "?";
 }
 
+/* The first group after group 0 that has position SEED, or 0 when none has. */
+static int covering_group(const rs_groups *g, int seed)
+{
+    for (int gr = 1; gr < g->num_groups; gr++)
+        if (seed < g->size[gr])
+            return gr;
+    return 0;
+}
+
 const rs_stats *rs_groups_stats(const rs_groups *g, int group, int seed)
 {
-    if (g->num_groups == 1)
-        return g->own[seed];
-    return group == 0 ? g->cmp[rs_groups_at(g, 1, seed)]->a : g->cmp[rs_groups_at(g, group, seed)]->b;
+    if (group > 0)
+        return g->cmp[rs_groups_at(g, group, seed)]->b;
+    int gr = covering_group(g, seed);
+    return gr ? g->cmp[rs_groups_at(g, gr, seed)]->a : g->own[seed];
 }
 
 void rs_groups_free(rs_groups *g)
@@ -61,7 +71,7 @@ void rs_groups_free(rs_groups *g)
         rs_stats_comparison_free(g->cmp[i]);
     for (int i = 0; g->own && i < g->seeds; i++)
         rs_stats_free(g->own[i]);
-    free(g->names), free(g->info), free(g->has), free(g->value), free(g->summary);
+    free(g->size), free(g->names), free(g->info), free(g->has), free(g->value), free(g->summary);
     free(g->seed_diff), free(g->diff), free(g->cmp), free(g->own);
     free(g);
 }
@@ -104,7 +114,7 @@ static int check_group(rs_groups *g, int group, const rs_stats_options *opt, rs_
 {
     const char *name = g->names[group];
     char what[400], diff[300];
-    for (int i = 0; i < g->seeds; i++) {
+    for (int i = 0; i < g->size[group]; i++) {
         const rs_run_info *r = &g->info[rs_groups_at(g, group, i)], *first = &g->info[rs_groups_at(g, group, 0)];
         for (int j = 0; j < i; j++) {
             const rs_run_info *q = &g->info[rs_groups_at(g, group, j)];
@@ -136,7 +146,7 @@ static int check_group(rs_groups *g, int group, const rs_stats_options *opt, rs_
 /* Seeds pair by position: position I of group G and of group 0 have one training seed. */
 static int check_pairing(rs_groups *g, int group, const rs_stats_options *opt, rs_error *err)
 {
-    for (int i = 0; i < g->seeds; i++) {
+    for (int i = 0; i < g->size[group]; i++) {
         const rs_run_info *a = &g->info[rs_groups_at(g, 0, i)], *b = &g->info[rs_groups_at(g, group, i)];
         if (a->train_seed < 0 || b->train_seed < 0 || a->train_seed == b->train_seed)
             continue;
@@ -152,22 +162,31 @@ static int check_pairing(rs_groups *g, int group, const rs_stats_options *opt, r
     return 0;
 }
 
-/* Names and run ids: at least one group, equal sizes, distinct names, each run once. */
-static int check_spec(const char *const *names, const int64_t *const *runs, int num_groups, int seeds,
+/* Names and run ids: at least one group, sizes 1 .. group 0's, distinct names, each run
+ * once. */
+static int check_spec(const char *const *names, const int64_t *const *runs, const int *sizes, int num_groups,
                       rs_error *err)
 {
-    if (num_groups < 1 || num_groups > RS_GROUPS_MAX || seeds < 1)
-        return rs_error_set(err, RS_EINVAL, "groups: want 1 to %d groups of at least one run, got %d of %d",
-                            RS_GROUPS_MAX, num_groups, seeds);
+    if (num_groups < 1 || num_groups > RS_GROUPS_MAX)
+        return rs_error_set(err, RS_EINVAL, "groups: want 1 to %d groups, got %d", RS_GROUPS_MAX, num_groups);
+    for (int g = 0; g < num_groups; g++) {
+        if (sizes[g] < 1)
+            return rs_error_set(err, RS_EINVAL, "groups: group %s holds no run", names[g]);
+        if (sizes[g] > sizes[0])
+            return rs_error_set(err, RS_EINVAL,
+                                "groups: group %s has %d runs, more than the reference group %s's %d: the first "
+                                "group holds every seed position (seeds pair by position)", names[g], sizes[g],
+                                names[0], sizes[0]);
+    }
     for (int g = 0; g < num_groups; g++) {
         if (!names[g][0] || strlen(names[g]) >= RS_GROUP_NAME_MAX)
             return rs_error_set(err, RS_EINVAL, "groups: a group name has 1 to %d characters", RS_GROUP_NAME_MAX - 1);
         for (int h = 0; h < g; h++)
             if (!strcmp(names[g], names[h]))
                 return rs_error_set(err, RS_EINVAL, "groups: two groups are named %s", names[g]);
-        for (int i = 0; i < seeds; i++)
+        for (int i = 0; i < sizes[g]; i++)
             for (int h = 0; h <= g; h++)
-                for (int j = 0; j < (h == g ? i : seeds); j++)
+                for (int j = 0; j < (h == g ? i : sizes[h]); j++)
                     if (runs[g][i] == runs[h][j] && h == g)
                         return rs_error_set(err, RS_EINVAL, "groups: run %" PRId64 " is twice in group %s",
                                             runs[g][i], names[g]);
@@ -178,13 +197,15 @@ static int check_spec(const char *const *names, const int64_t *const *runs, int 
     return 0;
 }
 
-static rs_groups *groups_alloc(int num_groups, int seeds)
+static rs_groups *groups_alloc(const int *sizes, int num_groups)
 {
+    int seeds = sizes[0];
     rs_groups *g = calloc(1, sizeof *g);
     if (!g)
         return NULL;
     size_t runs = (size_t)num_groups * seeds, figs = runs * RS_GROUP_NUM_FIGURES;
     g->num_groups = num_groups, g->seeds = seeds;
+    g->size = malloc(sizeof *g->size * (size_t)num_groups);
     g->names = calloc((size_t)num_groups, sizeof *g->names);
     g->info = calloc(runs, sizeof *g->info);
     g->has = calloc(figs, sizeof *g->has);
@@ -194,11 +215,12 @@ static rs_groups *groups_alloc(int num_groups, int seeds)
     g->diff = calloc((size_t)num_groups * RS_GROUP_NUM_FIGURES, sizeof *g->diff);
     g->cmp = calloc(runs, sizeof *g->cmp);
     g->own = calloc((size_t)seeds, sizeof *g->own);
-    if (!g->names || !g->info || !g->has || !g->value || !g->summary || !g->seed_diff || !g->diff || !g->cmp ||
+    if (!g->size || !g->names || !g->info || !g->has || !g->value || !g->summary || !g->seed_diff || !g->diff || !g->cmp ||
         !g->own) {
         rs_groups_free(g);
         return NULL;
     }
+    memcpy(g->size, sizes, sizeof *g->size * (size_t)num_groups);
     return g;
 }
 
@@ -223,7 +245,7 @@ static void summarise(rs_groups *g)
         for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
             rs_group_summary *s = &g->summary[gr * RS_GROUP_NUM_FIGURES + f];
             double sum = 0, ss = 0;
-            for (int i = 0; i < g->seeds; i++) {
+            for (int i = 0; i < g->size[gr]; i++) {
                 int q = rs_groups_fig(g, gr, i, f);
                 if (!(g->has[q] = figure_of(rs_groups_stats(g, gr, i), f, &g->value[q])))
                     continue;
@@ -237,7 +259,7 @@ static void summarise(rs_groups *g)
                 continue;
             s->valid = true;
             s->mean = sum / s->n;
-            for (int i = 0; i < g->seeds; i++) {
+            for (int i = 0; i < g->size[gr]; i++) {
                 int q = rs_groups_fig(g, gr, i, f);
                 ss += g->has[q] ? (g->value[q] - s->mean) * (g->value[q] - s->mean) : 0;
             }
@@ -245,8 +267,9 @@ static void summarise(rs_groups *g)
         }
 }
 
-/* Per-seed differences of group GR against group 0 and their t interval over seeds: only
- * when every seed has the difference (a seed without it would leave the pairs unbalanced). */
+/* Per-seed differences of group GR against group 0 on GR's positions and their t interval
+ * over those seeds: only when every one of them has the difference (a seed without it
+ * would leave the pairs unbalanced). */
 static int differences(rs_groups *g, int gr, rs_error *err)
 {
     static const int rate[3] = {RS_STATS_TOP1, RS_STATS_TOP2, RS_STATS_TOP2_UNORDERED};
@@ -256,7 +279,7 @@ static int differences(rs_groups *g, int gr, rs_error *err)
     int rc = 0;
     for (int f = 0; f < RS_GROUP_NUM_FIGURES && !rc; f++) {
         int n = 0;
-        for (int i = 0; i < g->seeds; i++) {
+        for (int i = 0; i < g->size[gr]; i++) {
             const rs_stats_comparison *c = g->cmp[rs_groups_at(g, gr, i)];
             rs_stats_diff *sd = &g->seed_diff[rs_groups_fig(g, gr, i, f)];
             if (f == RS_GROUP_ACCURACY) {
@@ -269,23 +292,24 @@ static int differences(rs_groups *g, int gr, rs_error *err)
             if (sd->valid)
                 d[n++] = sd->value;
         }
-        if (n == g->seeds)
+        if (n == g->size[gr])
             rc = rs_t_interval_of(d, n, g->level, &g->diff[gr * RS_GROUP_NUM_FIGURES + f], err);
     }
     free(d);
     return rc;
 }
 
-/* The per-seed statistics: comparisons of every group with group 0, or one group's own. */
+/* The per-seed statistics: comparisons of every group with group 0 at the positions it
+ * has, and group 0's own where no other group has the position. */
 static int compute_stats(rs_store *store, rs_groups *g, const rs_stats_options *opt, rs_error *err)
 {
     rs_stats_options o = *opt;
     o.name_b = NULL;
     for (int i = 0; i < g->seeds; i++) {
         int rc = 0;
-        if (g->num_groups == 1)
+        if (!covering_group(g, i))
             rc = rs_stats_compute(store, g->info[i].id, &o, &g->own[i], err);
-        for (int gr = 1; gr < g->num_groups && !rc; gr++) {
+        for (int gr = 1; gr < g->num_groups && i < g->size[gr] && !rc; gr++) {
             int q = rs_groups_at(g, gr, i);
             rc = rs_stats_compare(store, g->info[i].id, store, g->info[q].id, &o, &g->cmp[q], err);
             if (!rc && g->cmp[q]->forced && !g->mismatch[0])
@@ -298,24 +322,24 @@ static int compute_stats(rs_store *store, rs_groups *g, const rs_stats_options *
     return 0;
 }
 
-int rs_groups_compute(rs_store *store, const char *const *names, const int64_t *const *runs, int num_groups,
-                      int seeds, const rs_stats_options *opt, rs_groups **out, rs_error *err)
+int rs_groups_compute(rs_store *store, const char *const *names, const int64_t *const *runs, const int *sizes,
+                      int num_groups, const rs_stats_options *opt, rs_groups **out, rs_error *err)
 {
     *out = NULL;
     rs_stats_options defaults = {.seed = RS_STATS_DEFAULT_SEED};
     opt = opt ? opt : &defaults;
     const char *db = opt->name ? opt->name : "store";
-    int rc = check_spec(names, runs, num_groups, seeds, err);
+    int rc = check_spec(names, runs, sizes, num_groups, err);
     if (rc)
         return rc;
-    rs_groups *g = groups_alloc(num_groups, seeds);
+    rs_groups *g = groups_alloc(sizes, num_groups);
     if (!g)
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     g->level = opt->level > 0 ? opt->level : 0.95;
     for (int gr = 0; gr < num_groups; gr++)
         snprintf(g->names[gr], RS_GROUP_NAME_MAX, "%s", names[gr]);
     for (int gr = 0; gr < num_groups && !rc; gr++)
-        for (int i = 0; i < seeds && !rc; i++)
+        for (int i = 0; i < sizes[gr] && !rc; i++)
             rc = rs_run_load(store, db, runs[gr][i], &g->info[rs_groups_at(g, gr, i)], err);
     for (int gr = 0; gr < num_groups && !rc; gr++)
         rc = check_group(g, gr, opt, err);

@@ -1,25 +1,28 @@
 /* groups.h — groups of runs: several training seeds of one method against several of
  * another, on the same images and views (docs/groups.md).
  *
- * A group is a name and N run ids of one store, one run per training seed; every group
- * holds the same N, and seeds pair across groups by position (position i of every group
- * is the same training seed: same initialisation and data order). Group 0 is the
- * reference: every other group g is compared with it, seed by seed, B = g, A = group 0.
+ * A group is a name and n_g run ids of one store, one run per training seed; seeds pair
+ * across groups by position (position i of every group is the same training seed: same
+ * initialisation and data order). Group 0 is the reference and holds the most seeds
+ * (n_0 = N >= n_g): every other group g is compared with it on its own n_g positions,
+ * seed by seed, B = g, A = group 0. A method that was trained for fewer seeds (an
+ * expensive one) thus still stands next to the others, its difference over the seeds it
+ * has.
  *
  * Headline figures (RS_GROUP_*), per run: Top-1, Top-2 (ordered) and Top-2 order-agnostic
  * agreement pooled over the non-reference views and all MoE layers, and the accuracy of
  * view 0 (the reference view: the clean image under the noise protocol, the first crop
  * under pair). Per group and figure: the mean over seeds, the sample standard deviation
- * (n − 1; 0 for one seed), min and max. Per group g > 0, figure and seed: the paired
+ * (n_g − 1; 0 for one seed), min and max. Per group g > 0, figure and seed: the paired
  * difference g − group 0 with, for the agreement rates, the paired bootstrap interval over
  * images of that seed's two runs (rs_stats_compare; accuracy has none). Per group g > 0
  * and figure, over seeds: the mean of the per-seed differences and its Student t interval
- * on n − 1 degrees of freedom (rs_t_interval) — seeds are the unit of replication, and the
+ * on n_g − 1 degrees of freedom (rs_t_interval) — seeds are the unit of replication, and the
  * between-seed variance, which an interval over pooled images leaves out, dominates. With
  * one seed there is no between-seed interval (valid = false).
  *
- * Checks (RS_EINVAL naming the groups, positions and runs): at least one group; equal,
- * non-zero sizes; distinct names; a run id once in all groups; within a group distinct
+ * Checks (RS_EINVAL naming the groups, positions and runs): at least one group; non-zero
+ * sizes, none larger than group 0's; distinct names; a run id once in all groups; within a group distinct
  * checkpoints (sha256) and training seeds (where known); and, unless OPT->force (which
  * records what differed in `mismatch`): one method and one k per group, every run on the
  * images and views of group 0's first run (data, slice, images done, protocol, view specs,
@@ -71,20 +74,22 @@ typedef struct rs_t_interval {
 int rs_t_interval_of(const double *x, int n, double level, rs_t_interval *out, rs_error *err);
 
 typedef struct rs_groups {
-    int num_groups, seeds;      /* G, n */
+    int num_groups, seeds;      /* G, N = n_0: the seed positions */
+    int *size;                  /* (G) n_g runs of group g: its positions 0 .. n_g − 1 */
     double level;
     char (*names)[RS_GROUP_NAME_MAX]; /* (G) */
-    rs_run_info *info;          /* (G, n) */
+    rs_run_info *info;          /* (G, N); positions >= n_g unused (zero) */
     bool forced;                /* something differed and options.force went on */
     char mismatch[256];         /* what differed ("" when nothing) */
-    bool *has;                  /* (G, n, F) the run has the figure */
-    double *value;              /* (G, n, F) */
+    bool *has;                  /* (G, N, F) the run has the figure */
+    double *value;              /* (G, N, F) */
     rs_group_summary *summary;  /* (G, F) */
-    rs_stats_diff *seed_diff;   /* (G, n, F) group g − group 0 per seed; g = 0 invalid */
+    rs_stats_diff *seed_diff;   /* (G, N, F) group g − group 0 per seed; g = 0 invalid */
     rs_t_interval *diff;        /* (G, F) over seeds; g = 0 invalid */
-    /* internals: the per-seed comparisons (g > 0) or, with one group, its runs' stats */
-    rs_stats_comparison **cmp;  /* (G, n) */
-    rs_stats **own;             /* (n) */
+    /* internals: the per-seed comparisons (g > 0), and group 0's own stats at the
+     * positions no other group has (all of them with one group) */
+    rs_stats_comparison **cmp;  /* (G, N) */
+    rs_stats **own;             /* (N) */
 } rs_groups;
 
 /* Index helpers. */
@@ -96,15 +101,15 @@ static inline int rs_groups_fig(const rs_groups *g, int group, int seed, int fig
 {
     return (group * g->seeds + seed) * RS_GROUP_NUM_FIGURES + figure;
 }
-/* All figures of run SEED of group GROUP (rs_stats_compute's). */
+/* All figures of run SEED (< size[GROUP]) of group GROUP (rs_stats_compute's). */
 const rs_stats *rs_groups_stats(const rs_groups *g, int group, int seed);
 /* "Top-1", "Top-2", "Top-2 order-agnostic", "accuracy". */
 const char *rs_groups_figure_name(int figure);
 
-/* Groups NAMES[g] with runs RUNS[g][0..SEEDS-1] of STORE (OPT: bootstrap and level as in
- * stats.h, force as above; may be NULL). */
-int rs_groups_compute(rs_store *store, const char *const *names, const int64_t *const *runs, int num_groups,
-                      int seeds, const rs_stats_options *opt, rs_groups **out, rs_error *err);
+/* Groups NAMES[g] with runs RUNS[g][0..SIZES[g]-1] of STORE (OPT: bootstrap and level as
+ * in stats.h, force as above; may be NULL). */
+int rs_groups_compute(rs_store *store, const char *const *names, const int64_t *const *runs, const int *sizes,
+                      int num_groups, const rs_stats_options *opt, rs_groups **out, rs_error *err);
 void rs_groups_free(rs_groups *g);
 
 #endif

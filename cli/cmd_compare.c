@@ -137,7 +137,7 @@ static int print_groups(const compare_args *a, const rs_groups *g, rs_error *err
     for (int gr = 0; gr < g->num_groups; gr++) {
         rs_report_group_label(g, gr, label, sizeof label);
         int len = snprintf(notes[gr], sizeof notes[gr], "group %s, runs", label);
-        for (int i = 0; i < g->seeds && len < (int)sizeof notes[gr]; i++)
+        for (int i = 0; i < g->size[gr] && len < (int)sizeof notes[gr]; i++)
             len += snprintf(notes[gr] + len, sizeof notes[gr] - len, i ? ", %" PRId64 : " %" PRId64,
                             g->info[rs_groups_at(g, gr, i)].id);
         lines[gr] = notes[gr];
@@ -169,7 +169,7 @@ static int compare_groups(compare_args *a)
                             .name = a->db};
     int status = RS_EXIT_OK;
     if (rs_store_open(a->db, true, &store, &err) ||
-        rs_groups_compute(store, names, runs, a->groups.n, a->groups.sizes[0], &opt, &g, &err) ||
+        rs_groups_compute(store, names, runs, a->groups.sizes, a->groups.n, &opt, &g, &err) ||
         print_groups(a, g, &err))
         status = rs_cli_fail(&err);
     rs_groups_free(g);

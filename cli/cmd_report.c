@@ -152,7 +152,7 @@ int cmd_report(int argc, char **argv)
             .command = cmdline,
             .version = version,
             .num_groups = groups.n,
-            .group_size = groups.n ? groups.sizes[0] : 0,
+            .group_sizes = groups.sizes,
             .group_names = group_names,
             .group_runs = group_runs,
             .force = force,

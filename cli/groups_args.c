@@ -38,9 +38,9 @@ bool rs_cli_groups_check(const char *cmd, const rs_cli_groups *g, int min)
         return false;
     }
     for (int i = 1; i < g->n; i++)
-        if (g->sizes[i] != g->sizes[0]) {
-            rs_cli_usage_error(cmd, "groups must hold one run per seed each, the same seeds: group %s has %d runs "
-                               "and group %s %d", g->names[0], g->sizes[0], g->names[i], g->sizes[i]);
+        if (g->sizes[i] > g->sizes[0]) {
+            rs_cli_usage_error(cmd, "seeds pair by position and the first group holds every seed: group %s has %d "
+                               "runs, more than group %s's %d", g->names[i], g->sizes[i], g->names[0], g->sizes[0]);
             return false;
         }
     return true;

@@ -60,11 +60,12 @@ static void panel(cairo_t *cr, const rs_groups *g, int f, const rs_axes *ax)
         const rs_run_info *r0 = &g->info[rs_groups_at(g, gr, 0)];
         rs_method m = rs_run_method(r0);
         double cx = ax->x + SLOT_W * (gr + 0.5), rgb[3];
-        for (int i = 0; i < g->seeds; i++) {
+        int n = g->size[gr];
+        for (int i = 0; i < n; i++) {
             int q = rs_groups_fig(g, gr, i, f);
             if (!g->has[q])
                 continue;
-            double dx = g->seeds > 1 ? (i - (g->seeds - 1) / 2.0) * fmin(8, 36.0 / g->seeds) : 0;
+            double dx = n > 1 ? (i - (n - 1) / 2.0) * fmin(8, 36.0 / n) : 0;
             rs_palette_method(m, seed_shade(i, g->seeds), rgb);
             cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
             marker(cr, g->info[rs_groups_at(g, gr, i)].top_k, cx + dx, rs_axes_y(ax, g->value[q]));
@@ -93,8 +94,12 @@ int rs_render_groups(const rs_groups *g, const char *path, rs_error *err)
     double width = fmax(left + RS_GROUP_NUM_FIGURES * (pw + gap) + MARGIN, 560);
     double height = top + PANEL_H + 24 + 34 + MARGIN;
     char sub[200];
-    snprintf(sub, sizeof sub, "%d group%s of %d seed%s: one point per run (lighter: later seed; marker: k), bar: "
-             "mean over seeds", g->num_groups, g->num_groups == 1 ? "" : "s", g->seeds, g->seeds == 1 ? "" : "s");
+    bool unequal = false;
+    for (int gr = 1; gr < g->num_groups; gr++)
+        unequal |= g->size[gr] != g->seeds;
+    snprintf(sub, sizeof sub, "%d group%s of %s%d seed%s: one point per run (lighter: later seed; marker: k), bar: "
+             "mean over seeds", g->num_groups, g->num_groups == 1 ? "" : "s", unequal ? "up to " : "", g->seeds,
+             g->seeds == 1 ? "" : "s");
     rs_canvas cv;
     int rc = rs_figure_open(&cv, path, width, height, "Headline figures per group of seeds", sub, err);
     if (rc)

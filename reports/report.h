@@ -65,9 +65,11 @@ typedef struct rs_report_options {
     const char *command;        /* the command line that made the report */
     const char *version;        /* routerscope version and commit */
     /* Groups of runs (docs/groups.md), 0 for none: NUM_GROUPS names and GROUP_RUNS[g], each
-     * GROUP_SIZE run ids (all of them also among RUNS). Each protocol's runs form their own
-     * groups, in the section "Groups of seeds" after the contents. */
-    int num_groups, group_size;
+     * GROUP_SIZES[g] run ids (all of them also among RUNS; no group more than the first).
+     * Each protocol's runs form their own groups, in the section "Groups of seeds" after
+     * the contents. */
+    int num_groups;
+    const int *group_sizes;
     const char *const *group_names;
     const int64_t *const *group_runs;
     bool force;                 /* groups that differ go on, flagged (groups.h) */

@@ -75,10 +75,13 @@ rs_table *rs_report_groups_diff_table(const rs_groups *g, const char *run)
     if (!t)
         return NULL;
     char note[900], label[96], base[96];
+    bool single = false;
+    for (int gr = 1; gr < g->num_groups; gr++)
+        single |= g->size[gr] == 1;
     snprintf(note, sizeof note, "%s%s", rs_report_groups_why,
-             g->seeds == 1 ? " With one seed per group there is no between-seed interval: the single seed's "
-                             "difference is shown alone."
-                           : "");
+             single ? " A group with one seed has no between-seed interval: its single seed's difference is shown "
+                      "alone, and it speaks for that seed only."
+                    : "");
     rs_table_set_note(t, note);
     rs_report_group_label(g, 0, base, sizeof base);
     for (int gr = 1; gr < g->num_groups; gr++) {
@@ -145,7 +148,7 @@ rs_table *rs_report_groups_seed_table(const rs_groups *g, const char *run)
     rs_table_set_note(t, "The image bootstrap interval of one seed says nothing about other seeds; accuracy has "
                          "no per-seed interval.");
     for (int gr = 1; gr < g->num_groups; gr++)
-        for (int i = 0; i < g->seeds; i++)
+        for (int i = 0; i < g->size[gr]; i++)
             for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++)
                 seed_row(t, g, gr, i, f);
     return t;

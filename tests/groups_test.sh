@@ -68,8 +68,14 @@ expect "md notes the forced mismatch" has "$tmp/md" "^--force: the groups are no
 expect "no NaN anywhere" sh -c "! grep -qi nan '$tmp/md' '$tmp/csv' '$tmp/json'"
 
 # --- refusals ---------------------------------------------------------------------------------
-"$rs" compare --db "$db" --group vmoe=1,3 --group prc=2 2>"$tmp/err" >/dev/null
-expect "unequal sizes: usage error" failed_with $? 2 "group vmoe has 2 runs and group prc 1"
+"$rs" compare --db "$db" --group vmoe=1 --group prc=2,4 2>"$tmp/err" >/dev/null
+expect "a group larger than the first: usage error" failed_with $? 2 "group prc has 2 runs, more than group vmoe's 1"
+# A group with fewer seeds is compared on the seeds it has: its difference is position 1's.
+"$rs" compare --db "$db" --group vmoe=1,3 --group prc=2 --resamples 50 --force --format csv >"$tmp/fewer" 2>"$tmp/err"
+expect "fewer seeds: exits 0" [ $? = 0 ]
+expect "fewer seeds: the first group keeps both seeds" [ "$(field "$tmp/fewer" vmoe "" top1_mean)" = "$mean" ]
+expect "fewer seeds: the difference is the one seed's" [ "$(field "$tmp/fewer" prc "" top1_diff)" = "$(field "$tmp/fewer" prc "position 1" top1_diff)" ]
+expect "fewer seeds: no position 2 row for prc" [ -z "$(field "$tmp/fewer" prc "position 2" top1_diff)" ]
 "$rs" compare --db "$db" --group 'v m=1' --group prc=2 2>"$tmp/err" >/dev/null
 expect "bad group name: usage error" failed_with $? 2 "--group wants NAME=ID"
 "$rs" compare --db "$db" --group vmoe=1,x --group prc=2,4 2>"$tmp/err" >/dev/null
@@ -98,8 +104,8 @@ expect "report: every group run is in the report" has "$tmp/rep/report.md" "Deta
 "$rs" report --db "$db" --group vmoe=3 --runs 3,4 --out "$tmp/rep2" 2>"$tmp/err" >/dev/null
 expect "report: --group and --runs together refused" failed_with $? 2 "not both"
 "$rs" report --db "$db" --group vmoe=3,5 --group prc=4 --out "$tmp/rep2" 2>"$tmp/err" >/dev/null
-expect "report: unequal groups refused" failed_with $? 2 "group vmoe has 2 runs and group prc 1"
+expect "report: a group without a protocol's runs refused" failed_with $? 1 "group prc holds 0 noise runs and group vmoe 1"
 "$rs" report --db "$db" --group vmoe=3,5 --group prc=4,2 --out "$tmp/rep3" 2>"$tmp/err" >/dev/null
-expect "report: a protocol with different run counts refused" failed_with $? 1 "different numbers of pair runs"
+expect "report: a group with more runs of a protocol than the first refused" failed_with $? 1 "group prc holds 2 pair runs and group vmoe 1"
 
 testlib_done groups

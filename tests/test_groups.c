@@ -203,6 +203,8 @@ static rs_store *open_ro(const char *path)
     return s;
 }
 
+static const int three[2] = {3, 3}, single[2] = {1, 1};
+
 static void test_groups_store(void **state)
 {
     (void)state;
@@ -216,7 +218,7 @@ static void test_groups_store(void **state)
     rs_stats_options opt = {.seed = 7, .resamples = 200, .name = path};
     rs_groups *g = NULL;
     rs_error err = {0};
-    int rc = rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err);
+    int rc = rs_groups_compute(s, names, runs, three, 2, &opt, &g, &err);
     if (rc)
         print_message("  %s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -253,14 +255,36 @@ static void test_groups_store(void **state)
     rs_groups_free(g);
 
     /* One seed each: the figures, and no between-seed interval. */
-    assert_int_equal(rs_groups_compute(s, names, runs, 2, 1, &opt, &g, &err), 0);
+    assert_int_equal(rs_groups_compute(s, names, runs, single, 2, &opt, &g, &err), 0);
     assert_false(g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].valid);
     NEAR(g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].mean, -0.25, 1e-12);
     rs_groups_free(g);
     /* One group: its own figures. */
-    assert_int_equal(rs_groups_compute(s, names + 1, runs + 1, 1, 3, &opt, &g, &err), 0);
+    assert_int_equal(rs_groups_compute(s, names + 1, runs + 1, three, 1, &opt, &g, &err), 0);
     NEAR(g->summary[RS_GROUP_TOP1].mean, 0.458333, 1e-6);
     rs_groups_free(g);
+    /* A group with fewer seeds (prc seeds 0 and 1): compared on its two positions, while
+     * group 0 keeps all three (its seed 2 from its own statistics): Top-1 differences
+     * -0.25 and -0.125, mean -0.1875, sd 0.0883883, t_{0.975,1} = 12.7062. */
+    const int fewer[2] = {3, 2};
+    assert_int_equal(rs_groups_compute(s, names, runs, fewer, 2, &opt, &g, &err), 0);
+    assert_int_equal(g->summary[RS_GROUP_TOP1].n, 3);
+    NEAR(g->summary[RS_GROUP_TOP1].mean, 0.75, 1e-12);
+    assert_int_equal(g->summary[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].n, 2);
+    NEAR(g->summary[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].mean, 0.5, 1e-12);
+    t = &g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1];
+    assert_true(t->valid);
+    assert_int_equal(t->n, 2);
+    NEAR(t->mean, -0.1875, 1e-12);
+    NEAR(t->hi - t->mean, 12.7062 * 0.0883883 / sqrt(2), 1e-3);
+    assert_false(g->seed_diff[rs_groups_fig(g, 1, 2, RS_GROUP_TOP1)].valid);
+    rs_groups_free(g);
+    /* The first group holds every seed position. */
+    const int more[2] = {2, 3};
+    assert_int_equal(rs_groups_compute(s, names, runs, more, 2, &opt, &g, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "more than the reference group vmoe's 2"));
+    assert_null(g);
     rs_store_close(s);
 }
 
@@ -285,12 +309,12 @@ static void test_groups_refused(void **state)
     /* Seeds out of order: position 1 holds training seeds 0 and 1. */
     int64_t swapped[3] = {prc[1], prc[0], prc[2]};
     const int64_t *runs[2] = {vmoe, swapped};
-    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), RS_EINVAL);
+    assert_int_equal(rs_groups_compute(s, names, runs, three, 2, &opt, &g, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "seeds pair by position"));
     assert_null(g);
     opt.force = true;
-    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), 0);
+    assert_int_equal(rs_groups_compute(s, names, runs, three, 2, &opt, &g, &err), 0);
     assert_true(g->forced);
     assert_non_null(strstr(g->mismatch, "seeds pair by position"));
     rs_groups_free(g);
@@ -300,12 +324,12 @@ static void test_groups_refused(void **state)
     int64_t mixed[3] = {vmoe[0], prc[1], vmoe[2]};
     runs[1] = mixed;
     const int64_t *one[1] = {mixed};
-    assert_int_equal(rs_groups_compute(s, names, one, 1, 3, &opt, &g, &err), RS_EINVAL);
+    assert_int_equal(rs_groups_compute(s, names, one, three, 1, &opt, &g, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "mixes V-MoE k=2"));
     int64_t seeded[3] = {other_views, prc[1], prc[2]};
     runs[1] = seeded;
-    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), RS_EINVAL);
+    assert_int_equal(rs_groups_compute(s, names, runs, three, 2, &opt, &g, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "not on the same images and views: view seed 42 vs 43"));
 
@@ -313,21 +337,21 @@ static void test_groups_refused(void **state)
     opt.force = true;
     int64_t twice[3] = {vmoe[0], vmoe[1], vmoe[0]};
     one[0] = twice;
-    assert_int_equal(rs_groups_compute(s, names, one, 1, 3, &opt, &g, &err), RS_EINVAL);
+    assert_int_equal(rs_groups_compute(s, names, one, three, 1, &opt, &g, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "is twice in group vmoe"));
     int64_t same_model[3] = {vmoe[0], vmoe[1], again};
     one[0] = same_model;
-    assert_int_equal(rs_groups_compute(s, names, one, 1, 3, &opt, &g, &err), RS_EINVAL);
+    assert_int_equal(rs_groups_compute(s, names, one, three, 1, &opt, &g, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "are the same checkpoint"));
     runs[1] = vmoe;
-    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), RS_EINVAL);
+    assert_int_equal(rs_groups_compute(s, names, runs, three, 2, &opt, &g, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "is in group vmoe and in group prc"));
     int64_t missing[3] = {prc[0], prc[1], 99};
     runs[1] = missing;
-    assert_int_equal(rs_groups_compute(s, names, runs, 2, 3, &opt, &g, &err), RS_EINVAL);
+    assert_int_equal(rs_groups_compute(s, names, runs, three, 2, &opt, &g, &err), RS_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "no run 99"));
     rs_store_close(s);
