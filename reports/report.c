@@ -167,20 +167,26 @@ static void title(rs_report_state *R)
 }
 
 /* The baseline of run I among the runs before it with its protocol and top-k: a V-MoE
-   run (each method is compared with V-MoE of the same k), else for a run that is not
-   V-MoE the first such run; -1 when there is none (a V-MoE run is never read against
-   another method). */
+   run (each method is compared with V-MoE of the same k) — the one of the same training
+   seed where there is one, as seeds pair (docs/groups.md), else the first — else for a
+   run that is not V-MoE the first such run; -1 when there is none (a V-MoE run is never
+   read against another method). */
 static int find_baseline(const rs_report_state *R, int i)
 {
-    int first = -1;
+    int first = -1, vmoe = -1;
+    long long seed = rs_run_train_seed(&R->info[i]);
     for (int j = 0; j < i; j++) {
         if (strcmp(R->info[i].protocol, R->info[j].protocol) || R->info[i].top_k != R->info[j].top_k)
             continue;
-        if (rs_run_method(&R->info[j]) == RS_METHOD_VMOE)
-            return j;
-        if (first < 0)
-            first = j;
+        if (rs_run_method(&R->info[j]) == RS_METHOD_VMOE) {
+            if (seed >= 0 && rs_run_train_seed(&R->info[j]) == seed)
+                return j;
+            vmoe = vmoe < 0 ? j : vmoe;
+        }
+        first = first < 0 ? j : first;
     }
+    if (vmoe >= 0)
+        return vmoe;
     return rs_run_method(&R->info[i]) == RS_METHOD_VMOE ? -1 : first;
 }
 
