@@ -166,28 +166,34 @@ static void title(rs_report_state *R)
     rs_doc_add(&R->d, RS_DOC_H1, text, NULL);
 }
 
-/* The baseline of run I among the runs before it with its protocol and top-k: a V-MoE
-   run (each method is compared with V-MoE of the same k) — the one of the same training
-   seed where there is one, as seeds pair (docs/groups.md), else the first — else for a
-   run that is not V-MoE the first such run; -1 when there is none (a V-MoE run is never
-   read against another method). */
+/* The baseline of run I among the runs before it with its protocol and top-k. A method's
+   run is read against a V-MoE run (each method is compared with V-MoE of the same k): the
+   one of the same training seed where there is one, as seeds pair (docs/groups.md), else
+   the first; without a V-MoE run, against the first such run. A V-MoE run is read only
+   against an earlier run of its own checkpoint (another view seed, or itself): another
+   training seed of V-MoE is not a method to compare. -1 when there is none. */
 static int find_baseline(const rs_report_state *R, int i)
 {
+    const rs_run_info *r = &R->info[i];
+    bool vmoe_run = rs_run_method(r) == RS_METHOD_VMOE;
     int first = -1, vmoe = -1;
-    long long seed = rs_run_train_seed(&R->info[i]);
     for (int j = 0; j < i; j++) {
-        if (strcmp(R->info[i].protocol, R->info[j].protocol) || R->info[i].top_k != R->info[j].top_k)
+        const rs_run_info *q = &R->info[j];
+        if (strcmp(r->protocol, q->protocol) || r->top_k != q->top_k)
             continue;
-        if (rs_run_method(&R->info[j]) == RS_METHOD_VMOE) {
-            if (seed >= 0 && rs_run_train_seed(&R->info[j]) == seed)
+        if (vmoe_run) {
+            if (!strcmp(q->model_sha256, r->model_sha256))
+                return j;
+            continue;
+        }
+        if (rs_run_method(q) == RS_METHOD_VMOE) {
+            if (r->train_seed >= 0 && q->train_seed == r->train_seed)
                 return j;
             vmoe = vmoe < 0 ? j : vmoe;
         }
         first = first < 0 ? j : first;
     }
-    if (vmoe >= 0)
-        return vmoe;
-    return rs_run_method(&R->info[i]) == RS_METHOD_VMOE ? -1 : first;
+    return vmoe >= 0 ? vmoe : first;
 }
 
 /* Baselines (find_baseline); runs not comparable with theirs are flagged in the document. */

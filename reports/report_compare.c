@@ -135,7 +135,7 @@ static void summary(rs_report_state *R, rs_stats_comparison **cmps)
     }
     rs_doc_add(d, RS_DOC_H2, "Summary", NULL);
     rs_doc_addf(d, RS_DOC_PARA,
-                "Each run against its baseline (the V-MoE run of the same protocol and top-k): the paired "
+                "Each run against its baseline (the V-MoE run of the same protocol, top-k and training seed): the paired "
                 "difference of Top-1 agreement between the two views of each matched patch, all MoE layers and "
                 "views pooled, in percentage points with its %.0f %% paired-bootstrap interval over images%s",
                 100 * R->st[0]->level, n ? "." : ". No run here has a comparable baseline.");
@@ -173,7 +173,7 @@ static void differences(rs_report_state *R, rs_stats_comparison **cmps)
         return;
     rs_doc_add(&R->d, RS_DOC_H2, "Paired differences", NULL);
     rs_doc_add(&R->d, RS_DOC_PARA,
-               "Each run against its baseline, the V-MoE run of the same protocol and top-k, over all MoE layers "
+               "Each run against its baseline, the V-MoE run of the same protocol, top-k and training seed, over all MoE layers "
                "and views: the paired difference of every agreement rate (percentage points, paired bootstrap "
                "over images) and McNemar's p on Top-1.", NULL);
     rs_report_set set = run_set(R);

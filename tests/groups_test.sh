@@ -108,4 +108,16 @@ expect "report: a group without a protocol's runs refused" failed_with $? 1 "gro
 "$rs" report --db "$db" --group vmoe=3,5 --group prc=4,2 --out "$tmp/rep3" 2>"$tmp/err" >/dev/null
 expect "report: a group with more runs of a protocol than the first refused" failed_with $? 1 "group prc holds 2 pair runs and group vmoe 1"
 
+# --- the report reads each method's run against the V-MoE run of its own training seed --------
+if [ -f "$models/fmnist-vmoe-k2-s1.safetensors" ] && [ -f "$models/fmnist-prc-k2-s1.safetensors" ]; then
+  sdb=$tmp/seeds.db
+  for m in vmoe-k2 vmoe-k2-s1 prc-k2 prc-k2-s1; do # runs 1..4
+    "$rs" replay "$models/fmnist-$m.safetensors" --data fashion-mnist:test --limit 30 --db "$sdb" --threads 1 >/dev/null 2>&1
+  done
+  "$rs" report --db "$sdb" --group vmoe=1,2 --group prc=3,4 --out "$tmp/seeds" --images 0 --resamples 50 >/dev/null 2>"$tmp/err"
+  expect "seeds report exits 0" [ $? = 0 ]
+  expect "seed 1's PRC run is read against seed 1's V-MoE run" has "$tmp/seeds/report.md" "V-MoE+PRC k=2 (run 4) vs V-MoE k=2 (run 2)"
+  expect "a V-MoE seed is not read against another V-MoE seed" sh -c "! grep -q 'V-MoE k=2 (run 2) vs V-MoE k=2 (run 1)' '$tmp/seeds/report.md'"
+fi
+
 testlib_done groups
