@@ -39,7 +39,8 @@ int rs_t_interval_of(const double *x, int n, double level, rs_t_interval *out, r
 
 const char *rs_groups_figure_name(int figure)
 {
-    static const char *const names[RS_GROUP_NUM_FIGURES] = {"Top-1", "Top-2", "Top-2 order-agnostic", "accuracy"};
+    static const char *const names[RS_GROUP_NUM_FIGURES] = {"Top-1", "Top-2", "Top-2 order-agnostic", "accuracy",
+                                                                    "accuracy, other views"};
     return figure >= 0 && figure < RS_GROUP_NUM_FIGURES ? names[figure] : "?";
 }
 
@@ -84,7 +85,7 @@ static int differs(rs_groups *g, const rs_stats_options *opt, rs_error *err, con
                             what);
     g->forced = true;
     if (!g->mismatch[0])
-        snprintf(g->mismatch, sizeof g->mismatch, "%s", what);
+        snprintf(g->mismatch, sizeof g->mismatch, "%.*s", (int)sizeof g->mismatch - 1, what);
     return 0;
 }
 
@@ -233,6 +234,13 @@ static bool figure_of(const rs_stats *st, int f, double *value)
         *value = st->accuracy[0].value;
         return st->accuracy[0].valid;
     }
+    if (f == RS_GROUP_ACCURACY_VIEWS) {
+        int64_t correct = 0, labelled = 0;
+        for (int v = 1; v < st->views; v++)
+            correct += st->accuracy[v].correct, labelled += st->accuracy[v].labelled;
+        *value = labelled ? (double)correct / labelled : 0;
+        return labelled > 0;
+    }
     const rs_stats_rate *r = &st->agree[rs_stats_cell(st, st->views, st->layers)].rate[rate[f]];
     *value = r->value;
     return r->valid;
@@ -282,7 +290,7 @@ static int differences(rs_groups *g, int gr, rs_error *err)
         for (int i = 0; i < g->size[gr]; i++) {
             const rs_stats_comparison *c = g->cmp[rs_groups_at(g, gr, i)];
             rs_stats_diff *sd = &g->seed_diff[rs_groups_fig(g, gr, i, f)];
-            if (f == RS_GROUP_ACCURACY) {
+            if (rs_groups_is_accuracy(f)) {
                 int qa = rs_groups_fig(g, 0, i, f), qb = rs_groups_fig(g, gr, i, f);
                 sd->valid = g->has[qa] && g->has[qb];
                 sd->value = sd->valid ? g->value[qb] - g->value[qa] : 0;

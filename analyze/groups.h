@@ -10,9 +10,10 @@
  * has.
  *
  * Headline figures (RS_GROUP_*), per run: Top-1, Top-2 (ordered) and Top-2 order-agnostic
- * agreement pooled over the non-reference views and all MoE layers, and the accuracy of
+ * agreement pooled over the non-reference views and all MoE layers, the accuracy of
  * view 0 (the reference view: the clean image under the noise protocol, the first crop
- * under pair). Per group and figure: the mean over seeds, the sample standard deviation
+ * under pair) and the accuracy of the other views pooled (under noise, under attack, on
+ * the second crop). Per group and figure: the mean over seeds, the sample standard deviation
  * (n_g − 1; 0 for one seed), min and max. Per group g > 0, figure and seed: the paired
  * difference g − group 0 with, for the agreement rates, the paired bootstrap interval over
  * images of that seed's two runs (rs_stats_compare; accuracy has none). Per group g > 0
@@ -47,8 +48,14 @@ enum {
     RS_GROUP_TOP2 = 1,          /* ordered */
     RS_GROUP_TOP2_UNORDERED = 2,
     RS_GROUP_ACCURACY = 3,      /* view 0 */
-    RS_GROUP_NUM_FIGURES = 4,
+    RS_GROUP_ACCURACY_VIEWS = 4, /* the other views pooled: under noise, attack, another crop */
+    RS_GROUP_NUM_FIGURES = 5,
 };
+/* The accuracy figures have no per-seed image interval. */
+static inline bool rs_groups_is_accuracy(int figure)
+{
+    return figure == RS_GROUP_ACCURACY || figure == RS_GROUP_ACCURACY_VIEWS;
+}
 
 #define RS_GROUP_NAME_MAX 32    /* names are shorter (NUL included) */
 #define RS_GROUPS_MAX 16
@@ -103,7 +110,7 @@ static inline int rs_groups_fig(const rs_groups *g, int group, int seed, int fig
 }
 /* All figures of run SEED (< size[GROUP]) of group GROUP (rs_stats_compute's). */
 const rs_stats *rs_groups_stats(const rs_groups *g, int group, int seed);
-/* "Top-1", "Top-2", "Top-2 order-agnostic", "accuracy". */
+/* "Top-1", "Top-2", "Top-2 order-agnostic", "accuracy", "accuracy, other views". */
 const char *rs_groups_figure_name(int figure);
 
 /* Groups NAMES[g] with runs RUNS[g][0..SIZES[g]-1] of STORE (OPT: bootstrap and level as

@@ -7,7 +7,8 @@
 
 #include "run.h"
 
-static const char *const figure_keys[RS_GROUP_NUM_FIGURES] = {"top1", "top2", "top2_unordered", "accuracy"};
+static const char *const figure_keys[RS_GROUP_NUM_FIGURES] = {"top1", "top2", "top2_unordered", "accuracy",
+                                                                  "accuracy_views"};
 
 const char rs_report_groups_why[] =
     "Seeds pair by position across groups (the same training seed: same initialisation and data order). "
@@ -42,7 +43,7 @@ rs_table *rs_report_groups_summary_table(const rs_groups *g, const char *run)
                                   run, 7, keys, heads);
     if (!t)
         return NULL;
-    rs_table_set_note(t, "Agreement: all non-reference views and MoE layers pooled; accuracy: view 0.");
+    rs_table_set_note(t, "Agreement: all non-reference views and MoE layers pooled; accuracy: view 0 (the clean image, or the first crop), and the other views pooled (under noise or attack, the second crop).");
     char label[96];
     for (int gr = 0; gr < g->num_groups; gr++) {
         rs_report_group_label(g, gr, label, sizeof label);
@@ -109,6 +110,12 @@ static int64_t figure_n(const rs_stats *st, int f)
 {
     if (f == RS_GROUP_ACCURACY)
         return st->accuracy[0].labelled;
+    if (f == RS_GROUP_ACCURACY_VIEWS) {
+        int64_t n = 0;
+        for (int v = 1; v < st->views; v++)
+            n += st->accuracy[v].labelled;
+        return n;
+    }
     return st->agree[rs_stats_cell(st, st->views, st->layers)].n.pairs;
 }
 

@@ -1,47 +1,57 @@
 #!/usr/bin/env bash
 # demo.sh [--full] — the quick start's main job. Installs what is missing, builds, then
-# replays the bundled V-MoE and V-MoE+PRC checkpoints (k = 1 and k = 2) on the
-# Fashion-MNIST test set: the pair protocol (two PRC-style augmented views per image) on
-# all 10,000 images and the noise sweep (clean + ImageNet-C severities 1-5) on the first
-# 2,000 (--full: all), and the adversarial protocol on the same images (the clean view and
-# a 10-step L-inf PGD attack on the router at eps 1/255, 2/255, 4/255 and 8/255; see
-# docs/attacks.md). Writes the comparison report to out/demo/report/ and prints its
-# headline table and the routing-under-attack summary. Running it again reuses the finished runs in out/demo/routing.db.
+# replays the bundled k = 2 checkpoints of every training method, with their training
+# seeds grouped (models/README.md): V-MoE (seeds 0-2), V-MoE+PRC (0-2), the JSD
+# consistency loss (0-2) and adversarial training (seed 0), on the Fashion-MNIST test set:
+# the pair protocol (two PRC-style augmented views per image) on all 10,000 images, the
+# noise sweep (clean + ImageNet-C severities 1-5) on the first 2,000 and the adversarial
+# protocol (the clean view and a 10-step L-inf PGD attack on the router at eps 1/255,
+# 2/255, 4/255 and 8/255; docs/attacks.md) on the first 1,000 (--full: all of them).
+# Writes the comparison report, each method against V-MoE over seeds (docs/groups.md),
+# to out/demo/report/ and prints its tables of the groups of seeds. Running it again
+# reuses the finished runs in out/demo/routing.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
 scripts/build.sh build
 rs=build/routerscope
 out=out/demo
-noise_limit=2000
-[ "${1:-}" = --full ] && noise_limit=10000
+noise_limit=2000 attack_limit=1000
+[ "${1:-}" = --full ] && noise_limit=10000 attack_limit=10000
 mkdir -p "$out"
 
-# V-MoE before its PRC partner: the report reads each PRC run against the V-MoE run of its k
-models=(models/fmnist-vmoe-k1.safetensors models/fmnist-prc-k1.safetensors
-        models/fmnist-vmoe-k2.safetensors models/fmnist-prc-k2.safetensors)
-
+# Methods and their training seeds. V-MoE first: it is the reference group, and it holds
+# every seed; the adversarially trained model has one seed (an hour of training each).
+methods=(vmoe prc jsd adv)
+declare -A seeds=([vmoe]="0 1 2" [prc]="0 1 2" [jsd]="0 1 2" [adv]="0")
+model_file() { # METHOD SEED: seed 0 is the file without a suffix
+  if [ "$2" = 0 ]; then echo "models/fmnist-$1-k2.safetensors"; else echo "models/fmnist-$1-k2-s$2.safetensors"; fi
+}
 run_id() { grep -oE '^run [0-9]+' | head -1 | cut -d' ' -f2; }
 # replay ARGS: shows replay's lines on stderr and prints the run id. The lines go through
 # our own stderr descriptor: `tee /dev/stderr` reopened the log file at offset 0 when
 # stderr was redirected to one, leaving NUL bytes in it.
 replay() { local out; out=$("$rs" replay "$@") || return 1; printf '%s\n' "$out" >&2; printf '%s\n' "$out" | run_id; }
-pair_runs=() noise_runs=() adv_runs=()
-for model in "${models[@]}"; do
-  echo "== $(basename "$model" .safetensors)"
-  "$rs" eval "$model" --data fashion-mnist:test | head -1
-  id=$(replay "$model" --data fashion-mnist:test --protocol pair --db "$out/routing.db")
-  pair_runs+=("$id")
-  id=$(replay "$model" --data fashion-mnist:test --protocol noise --limit $noise_limit --db "$out/routing.db")
-  noise_runs+=("$id")
-  id=$(replay "$model" --data fashion-mnist:test --protocol adversarial --attack 'pgd:steps=10,loss=router' \
-              --limit $noise_limit --db "$out/routing.db")
-  adv_runs+=("$id")
+groups=()
+for method in "${methods[@]}"; do
+  ids=()
+  for seed in ${seeds[$method]}; do
+    model=$(model_file "$method" "$seed")
+    echo "== $(basename "$model" .safetensors) ($method, training seed $seed)"
+    "$rs" eval "$model" --data fashion-mnist:test | head -1
+    ids+=("$(replay "$model" --data fashion-mnist:test --protocol pair --db "$out/routing.db")")
+    ids+=("$(replay "$model" --data fashion-mnist:test --protocol noise --limit $noise_limit --db "$out/routing.db")")
+    ids+=("$(replay "$model" --data fashion-mnist:test --protocol adversarial --attack 'pgd:steps=10,loss=router' \
+                    --limit $attack_limit --db "$out/routing.db")")
+  done
+  groups+=(--group "$method=$(IFS=,; echo "${ids[*]}")")
 done
-runs=$(IFS=,; echo "${pair_runs[*]},${noise_runs[*]},${adv_runs[*]}")
-"$rs" report --db "$out/routing.db" --runs "$runs" --out "$out/report" >/dev/null
+"$rs" report --db "$out/routing.db" "${groups[@]}" --out "$out/report" >/dev/null
 echo
-sed -n -e '/^## Summary/,/^Contents:/p' -e '/^## Headline/,/^## Accuracy/p' "$out/report/report.md" |
-  grep -v -e '^Files:' -e '^## Accuracy' -e '^Contents:'
-sed -n '/^### Routing under attack, run by run/,/^Files:/p' "$out/report/report.md" | grep -v '^Files:'
+# The groups' tables of each protocol: mean over seeds with the spread, and each method's
+# difference to V-MoE with its t interval over seeds.
+awk '/^## Groups of seeds/ { on = 1; print; next } /^## / { on = 0 }
+     on && /^### (Groups|Differences)/ { t = 1 } on && /^### Per seed/ { t = 0 }
+     on && t && !/^Files:/ && !/^!\[/ && !/^Headline figures of every run/ && !/^Seeds pair by position/' \
+  "$out/report/report.md" | cat -s
 echo "Full report: $out/report/index.html (also report.md, report.pdf, tables/, figures/)"

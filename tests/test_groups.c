@@ -243,6 +243,13 @@ static void test_groups_store(void **state)
     const rs_t_interval *ta = &g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_ACCURACY];
     NEAR(ta->mean, -1.0 / 6, 1e-12);
     NEAR(ta->hi - ta->mean, 0.717109, 1e-5);
+    /* The other views' accuracy: view 1 is always right (view 0 is not: mean 5/6). */
+    NEAR(g->summary[RS_GROUP_ACCURACY].mean, 5.0 / 6, 1e-12);
+    NEAR(g->summary[RS_GROUP_ACCURACY_VIEWS].mean, 1.0, 1e-12);
+    const rs_t_interval *tv = &g->diff[RS_GROUP_NUM_FIGURES + RS_GROUP_ACCURACY_VIEWS];
+    assert_true(tv->valid);
+    NEAR(tv->mean, 0.0, 1e-12);
+    assert_false(g->seed_diff[rs_groups_fig(g, 1, 1, RS_GROUP_ACCURACY_VIEWS)].boot_valid);
     /* Per seed: seed 1's difference −0.125 with its paired bootstrap over the two images
      * (per image: vmoe 2/4 and 3/4, prc 2/4 and 2/4, so 0 and −0.25; replicates give 0,
      * −0.125 or −0.25, and the interval holds −0.125). */
