@@ -24,16 +24,6 @@ void rs_render_eps_label(double e, char *buf, size_t size)
         snprintf(buf, size, "%.3g", e);
 }
 
-/* Line style of k: solid, dashed, dotted (design notes: line style = k). */
-static void k_dash(cairo_t *cr, int k)
-{
-    static const double dashed[] = {7, 4}, dotted[] = {2, 3};
-    if (k <= 1)
-        cairo_set_dash(cr, NULL, 0, 0);
-    else
-        cairo_set_dash(cr, k == 2 ? dashed : dotted, 2, 0);
-}
-
 /* Hue = training method; every k in the family's full tone (lightness is left for seeds). */
 static void method_colour(const rs_run_info *run, double rgb[3])
 {
@@ -103,7 +93,7 @@ static void curve_series(cairo_t *cr, const rs_axes *ax, const rs_attack_stats *
     }
     cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
     cairo_set_line_width(cr, 1.8);
-    k_dash(cr, run->top_k);
+    rs_axes_k_dash(cr, run->top_k);
     open = false;
     for (int v = 0; v < as->views; v++)
         if (curve_point(as, v, m, &val, &lo, &hi)) {
@@ -197,7 +187,7 @@ int rs_render_attack_curves(const rs_attack_stats *const *as, const rs_run_info 
         method_colour(runs[i], rgb);
         cairo_set_source_rgb(cv.cr, rgb[0], rgb[1], rgb[2]);
         cairo_set_line_width(cv.cr, 1.8);
-        k_dash(cv.cr, runs[i]->top_k);
+        rs_axes_k_dash(cv.cr, runs[i]->top_k);
         cairo_move_to(cv.cr, left, ly - 3);
         cairo_line_to(cv.cr, left + 28, ly - 3);
         cairo_stroke(cv.cr);

@@ -69,3 +69,30 @@ void rs_axes_lines(cairo_t *cr, const rs_axes *ax, bool box)
     }
     cairo_stroke(cr);
 }
+
+void rs_axes_k_dash(cairo_t *cr, int k)
+{
+    static const double dashed[] = {7, 4}, dotted[] = {2, 3};
+    if (k <= 1)
+        cairo_set_dash(cr, NULL, 0, 0);
+    else
+        cairo_set_dash(cr, k == 2 ? dashed : dotted, 2, 0);
+}
+
+void rs_axes_k_marker(cairo_t *cr, int k, double x, double y, double size)
+{
+    /* a square and a triangle inside the disc's circle look smaller than the disc: the
+       square's half side is 0.94 of the radius, the triangle reaches 1.2 above and 1.15 to
+       the sides */
+    if (k <= 1) {
+        cairo_new_sub_path(cr);
+        cairo_arc(cr, x, y, size, 0, 2 * M_PI);
+    } else if (k == 2) {
+        cairo_rectangle(cr, x - 0.94 * size, y - 0.94 * size, 1.88 * size, 1.88 * size);
+    } else {
+        cairo_move_to(cr, x, y - 1.2 * size);
+        cairo_line_to(cr, x + 1.15 * size, y + 0.88 * size);
+        cairo_line_to(cr, x - 1.15 * size, y + 0.88 * size);
+        cairo_close_path(cr);
+    }
+}

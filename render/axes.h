@@ -1,6 +1,6 @@
 /* axes.h — the frame every plot shares (plot.c): opening the figure with its title line,
- * a round axis maximum, a value axis with its grid lines and tick labels, and the axis
- * lines. Drawing only: the caller owns the canvas (render.h); coordinates in points,
+ * a round axis maximum, a value axis with its grid lines and tick labels, the axis lines,
+ * and the line style and marker that stand for a run's top-k. Drawing only: the caller owns the canvas (render.h); coordinates in points,
  * y growing downwards. Nothing here fails except rs_figure_open (as rs_canvas_open). */
 #ifndef RS_AXES_H
 #define RS_AXES_H
@@ -45,5 +45,13 @@ typedef struct rs_ticks {
 void rs_axes_ticks(cairo_t *cr, const rs_axes *ax, const rs_ticks *t);
 /* Black 1 pt axis lines: the left and bottom ones, or with BOX the whole frame. */
 void rs_axes_lines(cairo_t *cr, const rs_axes *ax, bool box);
+
+/* The dash of top-k K's lines (design notes: line style and marker = k): solid for k = 1,
+ * dashed for 2, dotted for 3 or more. */
+void rs_axes_k_dash(cairo_t *cr, int k);
+/* Adds top-k K's marker centred at (X, Y) to the path: a disc of radius SIZE for k = 1, a
+ * square for 2 and a triangle for 3 or more, each about as large as the disc. The caller
+ * fills or strokes it. */
+void rs_axes_k_marker(cairo_t *cr, int k, double x, double y, double size);
 
 #endif

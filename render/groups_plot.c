@@ -28,19 +28,10 @@ static bool value_range(const rs_groups *g, double *lo, double *hi)
     return true;
 }
 
-/* Marker of a run of top-k K at (X, Y): circle, square, triangle. */
+/* Marker of a run of top-k K at (X, Y), outlined: the lightest seeds' shades fade into the white. */
 static void marker(cairo_t *cr, int k, double x, double y)
 {
-    if (k <= 1)
-        cairo_arc(cr, x, y, 3.6, 0, 2 * M_PI);
-    else if (k == 2)
-        cairo_rectangle(cr, x - 3.4, y - 3.4, 6.8, 6.8);
-    else {
-        cairo_move_to(cr, x, y - 4.2);
-        cairo_line_to(cr, x + 4, y + 3);
-        cairo_line_to(cr, x - 4, y + 3);
-        cairo_close_path(cr);
-    }
+    rs_axes_k_marker(cr, k, x, y, 3.6);
     cairo_fill_preserve(cr);
     cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
     cairo_set_line_width(cr, 0.6);

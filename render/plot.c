@@ -10,6 +10,7 @@
 #include "axes.h"
 
 #define MARGIN RS_FIGURE_MARGIN
+#define MARKER_SIZE 3.2 /* a disc's radius; rs_axes_k_marker sizes the other shapes alike */
 
 /* Short tick label of view V's spec. */
 static void view_label(const rs_run_info *run, int v, char *buf, size_t size)
@@ -105,32 +106,6 @@ static double sweep_floor(const rs_stats *const *stats, int num_runs, const swee
     return ylo > 0.9 ? 0.9 : ylo;
 }
 
-/* Line style by top-k (hue is the method): k = 1 solid, 2 dashed, 3 or more dotted. */
-static void k_dash(cairo_t *cr, int k)
-{
-    static const double dashed[] = {7, 4}, dotted[] = {2, 3};
-    if (k <= 1)
-        cairo_set_dash(cr, NULL, 0, 0);
-    else
-        cairo_set_dash(cr, k == 2 ? dashed : dotted, 2, 0);
-}
-
-/* Marker by top-k at (X, Y): k = 1 a disc, 2 a square, 3 or more a triangle. */
-static void k_marker(cairo_t *cr, double x, double y, int k)
-{
-    if (k <= 1)
-        cairo_arc(cr, x, y, 3.2, 0, 2 * M_PI);
-    else if (k == 2)
-        cairo_rectangle(cr, x - 3, y - 3, 6, 6);
-    else {
-        cairo_move_to(cr, x, y - 4);
-        cairo_line_to(cr, x + 3.8, y + 3);
-        cairo_line_to(cr, x - 3.8, y + 3);
-        cairo_close_path(cr);
-    }
-    cairo_fill(cr);
-}
-
 /* One run's band (its intervals), line and points in colour RGB, styled by K. */
 static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, const double rgb[3], int k)
 {
@@ -156,7 +131,7 @@ static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, 
     }
     cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
     cairo_set_line_width(cr, 2);
-    k_dash(cr, k);
+    rs_axes_k_dash(cr, k);
     open = false;
     for (int v = f->first; v < st->views; v++) {
         if (!sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
@@ -168,9 +143,12 @@ static void sweep_series(cairo_t *cr, const sweep_frame *f, const rs_stats *st, 
     }
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0);
-    for (int v = f->first; v < st->views; v++)
-        if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi))
-            k_marker(cr, sweep_x(f, v), rs_axes_y(ax, val), k);
+    for (int v = f->first; v < st->views; v++) {
+        if (sweep_point(st, v, f->layer, f->metric, &val, &lo, &hi)) {
+            rs_axes_k_marker(cr, k, sweep_x(f, v), rs_axes_y(ax, val), MARKER_SIZE);
+            cairo_fill(cr);
+        }
+    }
 }
 
 static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
@@ -238,12 +216,13 @@ static int sweep_plot(const rs_stats *const *stats, const rs_run_info *const *ru
         sweep_series(cr, &f, stats[i], rgb, k);
         double ly = top + ph + 48 + 16 * i;
         cairo_set_line_width(cr, 2);
-        k_dash(cr, k);
+        rs_axes_k_dash(cr, k);
         cairo_move_to(cr, left, ly - 4);
         cairo_line_to(cr, left + 18, ly - 4);
         cairo_stroke(cr);
         cairo_set_dash(cr, NULL, 0, 0);
-        k_marker(cr, left + 9, ly - 4, k);
+        rs_axes_k_marker(cr, k, left + 9, ly - 4, MARKER_SIZE);
+        cairo_fill(cr);
         cairo_set_source_rgb(cr, 0, 0, 0);
         run_title(runs[i], buf, sizeof buf);
         rs_text(cr, left + 24, ly, 10, false, 0, buf);
