@@ -10,10 +10,8 @@ Needs Debian's python3-torch and a built tree (bench_forward sits next to router
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +19,7 @@ sys.path.insert(0, str(ROOT / "pytorch"))
 
 import torch  # noqa: E402
 
+from bench_util import add_common_args, rate, run_c  # noqa: E402
 from export import export, make_model  # noqa: E402
 
 COMMON = dict(classifier="token", gelu="erf", layer_norm_eps=1e-6, representation=False, top_k=2,
@@ -38,31 +37,16 @@ def time_torch(model, config, batch, seconds):
     c, (h, w) = config["channels"], config["image_size"]
     x = torch.rand(batch, c, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
-        model(x)  # warm-up
-        iters, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds or iters < 2:
-            model(x)
-            iters += 1
-    return batch * iters / (time.perf_counter() - t0)
-
-
-def run_c(args, *argv):
-    exe = ROOT / args.build / "bench_forward"
-    out = subprocess.run([str(exe), *map(str, argv)], check=True, capture_output=True, text=True).stdout
-    fields = out.split()
-    return {fields[i]: float(fields[i + 1]) for i in range(0, len(fields), 2)}
+        return rate(lambda: model(x), batch, seconds)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build", default="build", help="meson build folder (default build)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
-    parser.add_argument("--shapes", default="tiny,s32")
+    add_common_args(parser, seconds=10.0)
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sgemm = run_c(args, "--sgemm", 2048, args.threads, args.seconds / 2)["sgemm_gflops"]
+    sgemm = run_c(args, "bench_forward", "--sgemm", 2048, args.threads, args.seconds / 2)["sgemm_gflops"]
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
           f"sgemm 2048^3 {sgemm:.0f} GFLOP/s")
     print(f"{'shape':6} {'PyTorch img/s':>14} {'C img/s':>10} {'C/PyTorch':>10} "
@@ -74,7 +58,7 @@ def main():
             path = os.path.join(tmp, f"{name}.safetensors")
             export(model, config, path)
             torch_rate = time_torch(model, config, args.batch, args.seconds)
-            c = run_c(args, path, args.batch, args.threads, args.seconds)
+            c = run_c(args, "bench_forward", path, args.batch, args.threads, args.seconds)
             c_rate, gflop = c["c_images_per_s"], c["gflop_per_image"]
             print(f"{name:6} {torch_rate:14.1f} {c_rate:10.1f} {c_rate / torch_rate:10.2f} "
                   f"{gflop:10.4f} {c_rate * gflop:10.1f} {100 * c_rate * gflop / sgemm:7.0f}%",

@@ -13,26 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "forward.h"
 #include "model.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fill(float *x, size_t n)
-{
-    uint32_t s = 12345;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        x[i] = (float)(s >> 8) / 16777216.0f * 2.0f - 1.0f;
-    }
-}
 
 /* Multiply-adds of one image's forward pass, counted as 2 flops each. */
 static double flops_per_image(const rs_config *c)
@@ -47,27 +31,51 @@ static double flops_per_image(const rs_config *c)
     return 2 * f;
 }
 
+/* One N x N x N product of A and B into C, the machine's sgemm rate. */
+typedef struct sgemm_call {
+    int n;
+    const float *a, *b;
+    float *c;
+} sgemm_call;
+
+static int sgemm_step(void *ctx)
+{
+    const sgemm_call *g = ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->n, g->n, g->n, 1, g->a, g->n, g->b, g->n, 0, g->c, g->n);
+    return 0;
+}
+
 static int bench_sgemm(int n, int threads, double seconds)
 {
     float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
     if (!a || !b || !c)
         return 1;
-    fill(a, (size_t)n * n);
-    fill(b, (size_t)n * n);
+    bench_fill(a, (size_t)n * n, -1, 1);
+    bench_fill(b, (size_t)n * n, -1, 1);
     rs_blas_set_threads(threads);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-    int iters = 0;
-    double t0 = now();
-    while (now() - t0 < seconds || iters < 3) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        iters++;
-    }
-    double dt = now() - t0;
-    printf("sgemm_gflops %.1f\n", 2.0 * n * n * (double)n * iters / dt / 1e9);
+    sgemm_call g = {n, a, b, c};
+    double per_s;
+    sgemm_step(&g); /* warm-up */
+    bench_rate(sgemm_step, &g, seconds, 3, &per_s);
+    printf("sgemm_gflops %.1f\n", 2.0 * n * n * (double)n * per_s / 1e9);
     free(a);
     free(b);
     free(c);
     return 0;
+}
+
+/* One forward pass of a batch. */
+typedef struct forward_call {
+    rs_forward *f;
+    const float *x;
+    int batch;
+    rs_error err;
+} forward_call;
+
+static int forward_step(void *ctx)
+{
+    forward_call *fc = ctx;
+    return rs_forward_run(fc->f, fc->x, fc->batch, &fc->err);
 }
 
 int main(int argc, char **argv)
@@ -95,16 +103,15 @@ int main(int argc, char **argv)
     float *x = malloc(sizeof(float) * n);
     if (!x)
         return 1;
-    fill(x, n);
-    rs_forward_run(f, x, batch, &err); /* warm-up: page in weights, spin up threads */
-    int iters = 0;
-    double t0 = now();
-    while (now() - t0 < seconds || iters < 2) {
-        rs_forward_run(f, x, batch, &err);
-        iters++;
+    bench_fill(x, n, -1, 1);
+    forward_call fc = {f, x, batch, {0}};
+    double per_s;
+    /* the first call is the warm-up: it pages in the weights and spins up the threads */
+    if (forward_step(&fc) || bench_rate(forward_step, &fc, seconds, 2, &per_s)) {
+        fprintf(stderr, "bench_forward: %s\n", fc.err.msg);
+        return 1;
     }
-    double dt = now() - t0;
-    printf("c_images_per_s %.1f gflop_per_image %.4f\n", (double)batch * iters / dt, flops_per_image(c) / 1e9);
+    printf("c_images_per_s %.1f gflop_per_image %.4f\n", batch * per_s, flops_per_image(c) / 1e9);
     free(x);
     rs_forward_free(f);
     rs_model_close(m);

@@ -7,31 +7,14 @@
  * Driven by bench/bench_grad.py, which times PyTorch autograd on the same weights, batch
  * and threads in the same run. Input is fixed pseudo-random pixels in [0,1]. */
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "forward.h"
 #include "grad.h"
 #include "model.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fill(float *x, size_t n)
-{
-    uint32_t s = 12345;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        x[i] = (float)(s >> 8) / 16777216.0f;
-    }
-}
 
 /* Everything one timed call needs. */
 typedef struct bench {
@@ -43,13 +26,15 @@ typedef struct bench {
     const float *ref[RS_MAX_DEPTH];
     float *value, *grad_out;
     int batch;
+    rs_error err;
 } bench;
 
-static int step(bench *b, rs_error *err)
+static int step(void *ctx)
 {
+    bench *b = ctx;
     if (b->grad)
-        return rs_grad_run(b->g, &b->obj, b->pixels, b->batch, NULL, b->ref, b->value, b->grad_out, err);
-    return rs_forward_run(b->f, b->norm, b->batch, err);
+        return rs_grad_run(b->g, &b->obj, b->pixels, b->batch, NULL, b->ref, b->value, b->grad_out, &b->err);
+    return rs_forward_run(b->f, b->norm, b->batch, &b->err);
 }
 
 int main(int argc, char **argv)
@@ -58,7 +43,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_grad MODEL BATCH THREADS SECONDS grad|forward\n");
         return 2;
     }
-    int batch = atoi(argv[2]), threads = atoi(argv[3]), iters = 0;
+    int batch = atoi(argv[2]), threads = atoi(argv[3]);
     double seconds = atof(argv[4]);
     rs_error err;
     rs_model *m;
@@ -75,7 +60,7 @@ int main(int argc, char **argv)
     float *grad = malloc(sizeof(float) * n), *value = malloc(sizeof(float) * batch);
     if (!pixels || !norm || !grad || !value)
         return 1;
-    fill(pixels, n);
+    bench_fill(pixels, n, 0, 1);
     for (size_t i = 0; i < n; i++)
         norm[i] = (pixels[i] - c->mean[i / plane % c->channels]) / c->std[i / plane % c->channels];
     if (rs_forward_run(f, norm, batch, &err)) {
@@ -83,20 +68,17 @@ int main(int argc, char **argv)
         return 1;
     }
     const rs_forward_out *out = rs_forward_result(f);
-    bench b = {!strcmp(argv[5], "grad"), f, g, {0}, pixels, norm, {NULL}, value, grad, batch};
+    bench b = {!strcmp(argv[5], "grad"), f, g, {0}, pixels, norm, {NULL}, value, grad, batch, {0}};
     for (int s = 0; s < c->num_moe; s++)
         b.ref[s] = out->moe[s].probs; /* grad mode never runs the forward state again */
     rs_objective_init(&b.obj);
-    if (step(&b, &err)) { /* warm-up: page in weights, spin up threads */
-        fprintf(stderr, "bench_grad: %s\n", err.msg);
+    double per_s;
+    /* the first call is the warm-up: it pages in the weights and spins up the threads */
+    if (step(&b) || bench_rate(step, &b, seconds, 2, &per_s)) {
+        fprintf(stderr, "bench_grad: %s\n", b.err.msg);
         return 1;
     }
-    double t0 = now();
-    do {
-        step(&b, &err);
-        iters++;
-    } while (now() - t0 < seconds || iters < 2);
-    printf("images_per_s %.2f\n", (double)batch * iters / (now() - t0));
+    printf("images_per_s %.2f\n", batch * per_s);
     free(pixels);
     free(norm);
     free(grad);

@@ -15,10 +15,8 @@ V-MoE-S/32 "last 2" shape with random weights. Needs a built tree (bench_grad).
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from bench import SHAPES  # noqa: E402
+from bench_util import add_common_args, rate, run_c  # noqa: E402
 from export import export, load_model, make_model  # noqa: E402
 from grad_golden import objective  # noqa: E402
 
@@ -53,27 +52,16 @@ def time_torch(model, config, batch, seconds):
         v = objective(model, config, SPEC, x, None, ref)
         torch.autograd.grad(v.sum(), x)
 
-    step()  # warm-up
-    iters, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or iters < 2:
-        step()
-        iters += 1
-    return batch * iters / (time.perf_counter() - t0)
+    return rate(step, batch, seconds)
 
 
 def time_c(args, path, batch, mode):
-    exe = ROOT / args.build / "bench_grad"
-    out = subprocess.run([str(exe), str(path), str(batch), str(args.threads), str(args.seconds), mode],
-                         check=True, capture_output=True, text=True).stdout.split()
-    return float(out[1])
+    return run_c(args, "bench_grad", path, batch, args.threads, args.seconds, mode)["images_per_s"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build", default="build", help="meson build folder (default build)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
-    parser.add_argument("--shapes", default="tiny,s32")
+    add_common_args(parser, seconds=3.0)
     parser.add_argument("--batch", default="tiny=64,s32=16", help="images per call, per shape")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

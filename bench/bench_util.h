@@ -1,0 +1,20 @@
+/* bench_util.h — what the C benchmarks share (bench_forward, bench_grad): the clock, their
+ * fixed pseudo-random input and the timed loop that turns repeated calls into a rate. */
+#ifndef RS_BENCH_UTIL_H
+#define RS_BENCH_UTIL_H
+
+#include <stddef.h>
+
+/* Seconds on the monotonic clock. */
+double bench_now(void);
+
+/* Fills X[0..N) with values in [LO, HI) from a fixed LCG: the same on every call and every
+ * machine (speed does not depend on them). */
+void bench_fill(float *x, size_t n, float lo, float hi);
+
+/* Calls STEP(CTX) until SECONDS have passed and it ran at least MIN_CALLS times; *PER_S
+ * receives the calls per second. Warm-up is the caller's. Returns 0, or the first non-zero
+ * value STEP returned (the loop stops there). */
+int bench_rate(int (*step)(void *ctx), void *ctx, double seconds, int min_calls, double *per_s);
+
+#endif
