@@ -34,48 +34,81 @@ static void seed_label(const rs_groups *g, int seed, char *buf, size_t size)
         snprintf(buf, size, "position %d", seed + 1);
 }
 
+/* Fills the cells of row R that are particular to a table: group GR's figure F. */
+typedef void figure_cells(rs_table *t, int r, const rs_groups *g, int gr, int f);
+
+/* A table of NC columns with a row per headline figure of each group from FIRST on: the
+ * group's label in column 0 and the figure's name in column 2, the rest by CELLS. NULL when
+ * out of memory. */
+static rs_table *figure_table(const rs_groups *g, const char *run, const char *title, int nc, const char **keys,
+                              const char **heads, const char *note, int first, figure_cells *cells)
+{
+    rs_table *t = rs_table_create(title, run, nc, keys, heads);
+    if (!t)
+        return NULL;
+    rs_table_set_note(t, note);
+    char label[96];
+    for (int gr = first; gr < g->num_groups; gr++) {
+        rs_report_group_label(g, gr, label, sizeof label);
+        for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
+            int r = rs_table_add_row(t, NULL, NULL, figure_keys[f]);
+            rs_table_set_row_run(t, r, g->names[gr]);
+            rs_table_set_text(t, r, 0, label);
+            rs_table_set_text(t, r, 2, rs_groups_figure_name(f));
+            cells(t, r, g, gr, f);
+        }
+    }
+    return t;
+}
+
+/* Seeds, then mean, sd, min and max of the figure over the group's seeds. */
+static void summary_cells(rs_table *t, int r, const rs_groups *g, int gr, int f)
+{
+    const rs_group_summary *s = &g->summary[gr * RS_GROUP_NUM_FIGURES + f];
+    rs_table_set_count(t, r, 1, s->n);
+    if (!s->valid)
+        return;
+    rs_table_set_rate(t, r, 3, s->mean, false, 0, 0, false, 0, 0, s->n);
+    if (s->n > 1)
+        rs_table_set_rate(t, r, 4, s->sd, false, 0, 0, false, 0, 0, s->n);
+    rs_table_set_rate(t, r, 5, s->min, false, 0, 0, false, 0, 0, s->n);
+    rs_table_set_rate(t, r, 6, s->max, false, 0, 0, false, 0, 0, s->n);
+}
+
 rs_table *rs_report_groups_summary_table(const rs_groups *g, const char *run)
 {
     const char *keys[] = {"group", "seeds", "figure", "mean", "sd", "min", "max"};
     const char *heads[] = {"Group", "Seeds", "Figure", "Mean", "SD", "Min", "Max"};
-    rs_table *t = rs_table_create("Groups: each headline figure as the mean over seeds, with the between-seed "
-                                  "standard deviation, minimum and maximum (%)",
-                                  run, 7, keys, heads);
-    if (!t)
-        return NULL;
-    rs_table_set_note(t, "Agreement: all non-reference views and MoE layers pooled; accuracy: view 0 (the clean image, or the first crop), and the other views pooled (under noise or attack, the second crop).");
-    char label[96];
-    for (int gr = 0; gr < g->num_groups; gr++) {
-        rs_report_group_label(g, gr, label, sizeof label);
-        for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
-            const rs_group_summary *s = &g->summary[gr * RS_GROUP_NUM_FIGURES + f];
-            int r = rs_table_add_row(t, NULL, NULL, figure_keys[f]);
-            rs_table_set_row_run(t, r, g->names[gr]);
-            rs_table_set_text(t, r, 0, label);
-            rs_table_set_count(t, r, 1, s->n);
-            rs_table_set_text(t, r, 2, rs_groups_figure_name(f));
-            if (!s->valid)
-                continue;
-            rs_table_set_rate(t, r, 3, s->mean, false, 0, 0, false, 0, 0, s->n);
-            if (s->n > 1)
-                rs_table_set_rate(t, r, 4, s->sd, false, 0, 0, false, 0, 0, s->n);
-            rs_table_set_rate(t, r, 5, s->min, false, 0, 0, false, 0, 0, s->n);
-            rs_table_set_rate(t, r, 6, s->max, false, 0, 0, false, 0, 0, s->n);
-        }
-    }
-    return t;
+    return figure_table(g, run,
+                        "Groups: each headline figure as the mean over seeds, with the between-seed standard "
+                        "deviation, minimum and maximum (%)",
+                        7, keys, heads,
+                        "Agreement: all non-reference views and MoE layers pooled; accuracy: view 0 (the clean "
+                        "image, or the first crop), and the other views pooled (under noise or attack, the second "
+                        "crop).",
+                        0, summary_cells);
+}
+
+/* The first group, then the seed pairs and the mean paired difference with its t interval. */
+static void diff_cells(rs_table *t, int r, const rs_groups *g, int gr, int f)
+{
+    char base[96];
+    rs_report_group_label(g, 0, base, sizeof base);
+    rs_table_set_text(t, r, 1, base);
+    const rs_t_interval *d = &g->diff[gr * RS_GROUP_NUM_FIGURES + f];
+    rs_table_set_count(t, r, 3, d->n);
+    if (d->n < 1)
+        return;
+    rs_table_set_diff(t, r, 4, d->mean, d->valid, d->lo, d->hi);
+    if (d->valid)
+        rs_table_set_rate(t, r, 5, d->sd, false, 0, 0, false, 0, 0, d->n);
 }
 
 rs_table *rs_report_groups_diff_table(const rs_groups *g, const char *run)
 {
     const char *keys[] = {"group", "baseline", "figure", "pairs", "diff", "diff_sd"};
     const char *heads[] = {"Group", "Against", "Figure", "Seed pairs", "Mean difference", "SD over seeds"};
-    rs_table *t = rs_table_create("Differences between groups: mean over seeds of the per-seed paired difference "
-                                  "(points), 95 % t interval over seeds",
-                                  run, 6, keys, heads);
-    if (!t)
-        return NULL;
-    char note[900], label[96], base[96];
+    char note[900];
     bool single = false;
     for (int gr = 1; gr < g->num_groups; gr++)
         single |= g->size[gr] == 1;
@@ -83,26 +116,10 @@ rs_table *rs_report_groups_diff_table(const rs_groups *g, const char *run)
              single ? " A group with one seed has no between-seed interval: its single seed's difference is shown "
                       "alone, and it speaks for that seed only."
                     : "");
-    rs_table_set_note(t, note);
-    rs_report_group_label(g, 0, base, sizeof base);
-    for (int gr = 1; gr < g->num_groups; gr++) {
-        rs_report_group_label(g, gr, label, sizeof label);
-        for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
-            const rs_t_interval *d = &g->diff[gr * RS_GROUP_NUM_FIGURES + f];
-            int r = rs_table_add_row(t, NULL, NULL, figure_keys[f]);
-            rs_table_set_row_run(t, r, g->names[gr]);
-            rs_table_set_text(t, r, 0, label);
-            rs_table_set_text(t, r, 1, base);
-            rs_table_set_text(t, r, 2, rs_groups_figure_name(f));
-            rs_table_set_count(t, r, 3, d->n);
-            if (d->n < 1)
-                continue;
-            rs_table_set_diff(t, r, 4, d->mean, d->valid, d->lo, d->hi);
-            if (d->valid)
-                rs_table_set_rate(t, r, 5, d->sd, false, 0, 0, false, 0, 0, d->n);
-        }
-    }
-    return t;
+    return figure_table(g, run,
+                        "Differences between groups: mean over seeds of the per-seed paired difference (points), "
+                        "95 % t interval over seeds",
+                        6, keys, heads, note, 1, diff_cells);
 }
 
 /* What figure F of ST is a rate of: matched patch pairs, or labelled images. */
