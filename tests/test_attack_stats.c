@@ -25,11 +25,7 @@ static char dir[] = "/tmp/rs_test_attack_XXXXXX";
 
 static const char *scratch(const char *name)
 {
-    static char path[4][1100];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/%s", dir, name);
-    return p;
+    return tu_path(dir, name);
 }
 
 #define NEAR(x, y, tol) assert_true(fabs((double)(x) - (double)(y)) < (tol))

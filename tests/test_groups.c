@@ -22,11 +22,10 @@
 #include "groups.h"
 #include "run.h"
 #include "store.h"
+#include "teststore.h"
 #include "testutil.h"
 
-static char tmpdir[] = "/tmp/rs_test_groups_XXXXXX";
-static char shmdir[] = "/dev/shm/rs_test_groups_XXXXXX";
-static char *dir = tmpdir;
+static char dir[64];
 
 #define NEAR(x, y, tol) assert_true(fabs((double)(x) - (double)(y)) < (tol))
 
@@ -113,62 +112,31 @@ static void test_t_coverage(void **state)
 /* ---- a hand-made store ---------------------------------------------------------------------- */
 
 /* Runs of N = 2 images, views 0 and 1, one MoE layer, 4 patches (identity match), no class
- * token, R = 2, E = 4, K = 3 classes, labels 0 and 1. View 0 routes (0,1) everywhere; in
- * view 1 the first DISAGREE[i] patches of image i route (2,3) (Top-1, Top-2 and
- * order-agnostic all disagree), the others (0,1). View 0 predicts RIGHT[i] ? label : 2. */
+ * token, R = 2, E = 4, K = 3 classes, labels 0 and 1 (tb: teststore.h). View 0 routes (0,1)
+ * everywhere; in view 1 the first DISAGREE[i] patches of image i route (2,3) (Top-1, Top-2
+ * and order-agnostic all disagree), the others (0,1). View 0 predicts RIGHT[i] ? label : 2. */
 #define N 2
 #define NP 4
 static const char *const views[] = {"crop:area=0.05-1,flip", "crop:area=0.05-1,flip"};
-static const int blocks[] = {1};
 
 static int64_t write_run(const char *path, char sha_char, const char *config, uint64_t view_seed,
                          const int disagree[N], const int right[N])
 {
-    int32_t labels[N], pred[N * 2], top[N * 2 * NP * 2];
-    float pprob[N * 2], gate[N * 2 * NP * 2], probs[N * 2 * NP * 4];
-    int16_t match[N * 2 * NP];
-    const char *params[N * 2];
+    tb t = tb_new(N, 2, 1, NP, 0, 2, 4, 3);
     for (int i = 0; i < N; i++) {
-        labels[i] = i;
-        for (int v = 0; v < 2; v++) {
-            pred[i * 2 + v] = v == 0 && !right[i] ? 2 : i;
-            pprob[i * 2 + v] = 0.5f;
-            params[i * 2 + v] = "{}";
-            for (int j = 0; j < NP; j++) {
-                int q = (i * 2 + v) * NP + j, off = v == 1 && j < disagree[i] ? 2 : 0;
-                match[q] = (int16_t)j;
-                top[q * 2] = off, top[q * 2 + 1] = off + 1;
-                gate[q * 2] = 0.5f, gate[q * 2 + 1] = 0.25f;
-                for (int e = 0; e < 4; e++)
-                    probs[q * 4 + e] = 0.25f;
-            }
-        }
+        t.labels[i] = i;
+        t.pred[i * 2] = right[i] ? i : 2;
+        t.pred[i * 2 + 1] = i;
+        for (int j = 0; j < disagree[i]; j++)
+            tb_set_top(&t, i, 1, 0, j, 2, 3);
     }
     char sha[65];
     memset(sha, sha_char, 64);
     sha[64] = '\0';
-    rs_run_spec spec = {
-        .model_path = "models/m.safetensors", .model_sha256 = sha, .model_config = config, .model_params = 1,
-        .data = "fashion-mnist:test", .offset = 0, .count = N, .protocol = "pair", .num_views = 2,
-        .view_specs = views, .seed = view_seed, .num_layers = 1, .layer_blocks = blocks, .tokens = NP,
-        .patches = NP, .grid_h = 2, .grid_w = 2, .record_k = 2, .num_experts = 4, .num_classes = 3, .top_k = 2,
-        .channels = 1, .image_h = 8, .image_w = 8, .has_cls = false, .command = "test", .version = "test",
-    };
-    rs_store *s;
-    rs_error err = {0};
-    assert_int_equal(rs_store_open(path, false, &s, &err), 0);
-    int64_t run;
-    assert_int_equal(rs_store_begin_run(s, &spec, &run, &err), 0);
-    rs_batch b = {
-        .first = 0, .count = N, .num_views = 2, .num_layers = 1, .tokens = NP, .record_k = 2, .num_experts = 4,
-        .patches = NP, .labels = labels, .predicted = pred, .pred_prob = pprob, .view_params = params,
-        .match = match, .top_idx = top, .top_gate = gate, .probs = probs,
-    };
-    int rc = rs_store_write_batch(s, run, &b, &err);
-    if (rc)
-        print_message("  %s\n", err.msg);
-    assert_int_equal(rc, 0);
-    rs_store_close(s);
+    rs_run_spec spec = tb_spec(&t, sha, view_seed, views);
+    spec.model_config = config;
+    int64_t run = tb_write(&t, path, &spec);
+    tb_free(&t);
     return run;
 }
 
@@ -425,11 +393,7 @@ static void test_run_method(void **state)
 
 int main(void)
 {
-    if (mkdtemp(shmdir))
-        dir = shmdir;
-    else if (mkdtemp(tmpdir))
-        dir = tmpdir;
-    else {
+    if (tu_scratch_dir("groups", dir, sizeof dir)) {
         perror("mkdtemp");
         return 1;
     }

@@ -25,6 +25,7 @@
 #include "render.h"
 #include "stats.h"
 #include "store.h"
+#include "testutil.h"
 
 enum { N = 1, V = 2, L = 2, GH = 3, GW = 3, NP = 9, T = 10, R = 2, E = 4, K = 10 };
 
@@ -32,11 +33,7 @@ static char dir[] = "/tmp/rs_test_render_XXXXXX";
 
 static const char *scratch(const char *name)
 {
-    static char path[4][1100];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/%s", dir, name);
-    return p;
+    return tu_path(dir, name);
 }
 
 static int64_t run_id;

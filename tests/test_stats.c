@@ -25,19 +25,14 @@
 
 #include "stats.h"
 #include "store.h"
+#include "teststore.h"
 #include "testutil.h"
 
-static char tmpdir[] = "/tmp/rs_test_stats_XXXXXX";
-static char shmdir[] = "/dev/shm/rs_test_stats_XXXXXX"; /* faster fsync, when there */
-static char *dir = tmpdir;
+static char dir[64];
 
 static const char *scratch(const char *name)
 {
-    static char path[4][1100];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/%s", dir, name);
-    return p;
+    return tu_path(dir, name);
 }
 
 static double seconds(void)
@@ -47,130 +42,12 @@ static double seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* ---- a hand-made run ----------------------------------------------------------------------- */
-
-typedef struct tb {
-    int N, V, L, Np, T, R, E, K, cls;
-    int k;                        /* the model's k (default R) */
-    int16_t *match;               /* (N,V,Np) */
-    int32_t *labels, *pred, *top; /* (N), (N,V), (N,V,L,T,R) */
-    float *pprob, *gate, *probs;  /* (N,V), (N,V,L,T,R), (N,V,L,T,E) */
-    char **params;                /* (N,V) */
-} tb;
-
-/* Defaults: labels -1, predictions 0, identity match maps, every token's top list
- * 0, 1, ..., uniform router distributions. */
-static tb tb_new(int N, int V, int L, int Np, int cls, int R, int E, int K)
-{
-    tb t = {.N = N, .V = V, .L = L, .Np = Np, .T = Np + cls, .R = R, .E = E, .K = K, .cls = cls, .k = R};
-    size_t nv = (size_t)N * V, rows = nv * L * t.T;
-    t.labels = malloc(sizeof *t.labels * (size_t)N);
-    t.match = malloc(sizeof *t.match * nv * Np);
-    t.pred = calloc(nv, sizeof *t.pred);
-    t.pprob = calloc(nv, sizeof *t.pprob);
-    t.params = malloc(sizeof *t.params * nv);
-    t.top = malloc(sizeof *t.top * rows * R);
-    t.gate = malloc(sizeof *t.gate * rows * R);
-    t.probs = malloc(sizeof *t.probs * rows * E);
-    for (int i = 0; i < N; i++)
-        t.labels[i] = -1;
-    for (size_t q = 0; q < nv; q++) {
-        t.params[q] = "{}";
-        for (int j = 0; j < Np; j++)
-            t.match[q * Np + j] = (int16_t)j;
-    }
-    for (size_t r = 0; r < rows; r++) {
-        for (int k = 0; k < R; k++) {
-            t.top[r * R + k] = k;
-            t.gate[r * R + k] = 1.0f / E;
-        }
-        for (int e = 0; e < E; e++)
-            t.probs[r * E + e] = 1.0f / E;
-    }
-    return t;
-}
-
-static void tb_free(tb *t)
-{
-    free(t->labels), free(t->match), free(t->pred), free(t->pprob), free(t->params);
-    free(t->top), free(t->gate), free(t->probs);
-}
-
-static size_t row(const tb *t, int i, int v, int l, int tok)
-{
-    return (((size_t)i * t->V + v) * t->L + l) * t->T + tok;
-}
-
-/* Top-2 of patch J (token J + cls) of image I, view V, layer L. */
-static void set_top(tb *t, int i, int v, int l, int j, int a1, int a2)
-{
-    size_t r = row(t, i, v, l, j + t->cls);
-    t->top[r * t->R] = a1;
-    t->top[r * t->R + 1] = a2;
-}
-
-static void set_cls_top(tb *t, int i, int v, int l, int a1, int a2)
-{
-    size_t r = row(t, i, v, l, 0);
-    t->top[r * t->R] = a1;
-    t->top[r * t->R + 1] = a2;
-}
-
-static void set_probs(tb *t, int i, int v, int l, int j, const float *p)
-{
-    memcpy(t->probs + row(t, i, v, l, j + t->cls) * t->E, p, sizeof *p * (size_t)t->E);
-}
-
-static void set_match(tb *t, int i, int v, const int *m)
-{
-    for (int j = 0; j < t->Np; j++)
-        t->match[((size_t)i * t->V + v) * t->Np + j] = (int16_t)m[j];
-}
+/* ---- hand-made runs (tb: teststore.h) ------------------------------------------------------ */
 
 static const char *const views_pair[] = {"crop:area=0.05-1,flip", "crop:area=0.05-1,flip", "noise:severity=5"};
 static const char *const views_other[] = {"clean", "noise:severity=1", "noise:severity=5"};
-static const int blocks[] = {1, 3, 5, 7};
-
-static rs_run_spec tb_spec(const tb *t, const char *sha, uint64_t seed, const char *const *views)
-{
-    return (rs_run_spec){
-        .model_path = "models/test.safetensors", .model_sha256 = sha, .model_config = "{}",
-        .model_params = 1, .data = "fashion-mnist:test", .offset = 0, .count = t->N,
-        .protocol = "pair", .num_views = t->V, .view_specs = views, .seed = seed,
-        .num_layers = t->L, .layer_blocks = blocks, .tokens = t->T, .patches = t->Np, .grid_h = 1,
-        .grid_w = t->Np, .record_k = t->R, .num_experts = t->E, .num_classes = t->K, .top_k = t->k,
-        .channels = 1, .image_h = 28, .image_w = 28, .has_cls = t->cls != 0, .command = "test", .version = "test",
-    };
-}
-
 static const char sha_a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 static const char sha_b[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-/* Writes T as a new run of the store at PATH (created when missing); returns the run id. */
-static int64_t tb_write_run(const tb *t, const char *path, const char *sha, uint64_t seed, const char *const *views)
-{
-    rs_store *s;
-    rs_error err = {0};
-    assert_int_equal(rs_store_open(path, false, &s, &err), 0);
-    rs_run_spec spec = tb_spec(t, sha, seed, views);
-    int64_t run;
-    int rc = rs_store_begin_run(s, &spec, &run, &err);
-    if (rc)
-        print_message("  %s\n", err.msg);
-    assert_int_equal(rc, 0);
-    rs_batch b = {
-        .first = 0, .count = t->N, .num_views = t->V, .num_layers = t->L, .tokens = t->T, .record_k = t->R,
-        .num_experts = t->E, .patches = t->Np, .labels = t->labels, .predicted = t->pred, .pred_prob = t->pprob,
-        .view_params = (const char *const *)t->params, .match = t->match, .top_idx = t->top, .top_gate = t->gate,
-        .probs = t->probs,
-    };
-    rc = rs_store_write_batch(s, run, &b, &err);
-    if (rc)
-        print_message("  %s\n", err.msg);
-    assert_int_equal(rc, 0);
-    rs_store_close(s);
-    return run;
-}
 
 static rs_stats *compute(const char *path, int64_t run, const rs_stats_options *opt)
 {
@@ -233,14 +110,14 @@ static void test_one_image(void **state)
     tb t = tb_new(1, 2, 2, 4, 1, 2, 4, 10);
     t.labels[0] = 5;
     t.pred[0] = 5, t.pred[1] = 3;
-    set_match(&t, 0, 1, (int[]){1, 0, -1, 3});
-    set_top(&t, 0, 0, 0, 0, 0, 1), set_top(&t, 0, 0, 0, 1, 2, 3), set_top(&t, 0, 0, 0, 2, 1, 0),
-        set_top(&t, 0, 0, 0, 3, 3, 2);
-    set_top(&t, 0, 1, 0, 0, 2, 3), set_top(&t, 0, 1, 0, 1, 1, 0), set_top(&t, 0, 1, 0, 2, 0, 1),
-        set_top(&t, 0, 1, 0, 3, 3, 0);
-    set_top(&t, 0, 1, 1, 0, 2, 3), set_top(&t, 0, 1, 1, 1, 1, 2), set_top(&t, 0, 1, 1, 2, 3, 2),
-        set_top(&t, 0, 1, 1, 3, 0, 1);
-    set_cls_top(&t, 0, 1, 0, 3, 2), set_cls_top(&t, 0, 1, 1, 3, 2);
+    tb_set_match(&t, 0, 1, (int[]){1, 0, -1, 3});
+    tb_set_top(&t, 0, 0, 0, 0, 0, 1), tb_set_top(&t, 0, 0, 0, 1, 2, 3), tb_set_top(&t, 0, 0, 0, 2, 1, 0),
+        tb_set_top(&t, 0, 0, 0, 3, 3, 2);
+    tb_set_top(&t, 0, 1, 0, 0, 2, 3), tb_set_top(&t, 0, 1, 0, 1, 1, 0), tb_set_top(&t, 0, 1, 0, 2, 0, 1),
+        tb_set_top(&t, 0, 1, 0, 3, 3, 0);
+    tb_set_top(&t, 0, 1, 1, 0, 2, 3), tb_set_top(&t, 0, 1, 1, 1, 1, 2), tb_set_top(&t, 0, 1, 1, 2, 3, 2),
+        tb_set_top(&t, 0, 1, 1, 3, 0, 1);
+    tb_set_cls_top(&t, 0, 1, 0, 3, 2), tb_set_cls_top(&t, 0, 1, 1, 3, 2);
     const char *path = scratch("one.db");
     int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
     rs_stats *st = compute(path, run, NULL);
@@ -328,12 +205,12 @@ static void test_k1_ties_load(void **state)
 {
     (void)state;
     tb t = tb_new(2, 2, 1, 2, 0, 2, 3, 4);
-    set_top(&t, 0, 0, 0, 0, 0, 1), set_top(&t, 0, 0, 0, 1, 2, 0);
-    set_top(&t, 0, 1, 0, 0, 0, 2), set_top(&t, 0, 1, 0, 1, 2, 0);
-    set_top(&t, 1, 0, 0, 0, 1, 2), set_top(&t, 1, 1, 0, 0, 1, 2);
-    t.gate[row(&t, 1, 0, 0, 0) * 2] = t.gate[row(&t, 1, 0, 0, 0) * 2 + 1] = 0.5f;
-    t.gate[row(&t, 1, 1, 0, 0) * 2] = t.gate[row(&t, 1, 1, 0, 0) * 2 + 1] = 0.5f;
-    set_match(&t, 1, 1, (int[]){0, -1});
+    tb_set_top(&t, 0, 0, 0, 0, 0, 1), tb_set_top(&t, 0, 0, 0, 1, 2, 0);
+    tb_set_top(&t, 0, 1, 0, 0, 0, 2), tb_set_top(&t, 0, 1, 0, 1, 2, 0);
+    tb_set_top(&t, 1, 0, 0, 0, 1, 2), tb_set_top(&t, 1, 1, 0, 0, 1, 2);
+    t.gate[tb_row(&t, 1, 0, 0, 0) * 2] = t.gate[tb_row(&t, 1, 0, 0, 0) * 2 + 1] = 0.5f;
+    t.gate[tb_row(&t, 1, 1, 0, 0) * 2] = t.gate[tb_row(&t, 1, 1, 0, 0) * 2 + 1] = 0.5f;
+    tb_set_match(&t, 1, 1, (int[]){0, -1});
     const char *path = scratch("k1.db");
     t.k = 1;
     int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
@@ -404,7 +281,7 @@ static void test_zero_pairs(void **state)
     (void)state;
     tb t = tb_new(3, 2, 2, 3, 1, 2, 4, 10);
     for (int i = 0; i < 3; i++)
-        set_match(&t, i, 1, (int[]){-1, -1, -1});
+        tb_set_match(&t, i, 1, (int[]){-1, -1, -1});
     const char *path = scratch("zero.db");
     int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
     rs_stats *st = compute(path, run, NULL);
@@ -490,13 +367,13 @@ static void test_divergences(void **state)
 {
     (void)state;
     tb t = tb_new(1, 2, 2, 2, 0, 2, 2, 2);
-    set_probs(&t, 0, 0, 0, 0, (float[]){1, 0});
-    set_probs(&t, 0, 0, 0, 1, (float[]){0.5f, 0.5f});
-    set_probs(&t, 0, 1, 0, 0, (float[]){0.5f, 0.5f});
-    set_probs(&t, 0, 1, 0, 1, (float[]){0.5f, 0.5f});
+    tb_set_probs(&t, 0, 0, 0, 0, (float[]){1, 0});
+    tb_set_probs(&t, 0, 0, 0, 1, (float[]){0.5f, 0.5f});
+    tb_set_probs(&t, 0, 1, 0, 0, (float[]){0.5f, 0.5f});
+    tb_set_probs(&t, 0, 1, 0, 1, (float[]){0.5f, 0.5f});
     for (int v = 0; v < 2; v++) {
-        set_probs(&t, 0, v, 1, 0, (float[]){1, 0});
-        set_probs(&t, 0, v, 1, 1, (float[]){0, 1});
+        tb_set_probs(&t, 0, v, 1, 0, (float[]){1, 0});
+        tb_set_probs(&t, 0, v, 1, 1, (float[]){0, 1});
     }
     const char *path = scratch("div.db");
     int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
@@ -554,9 +431,9 @@ static void test_bootstrap_coverage(void **state)
             for (int j = 0; j < Np; j++) {
                 m[j] = j < n ? j : -1;
                 if (rnd() >= p)
-                    set_top(&t, i, 1, 0, j, 2, 3); /* disagrees with view 0's (0,1) */
+                    tb_set_top(&t, i, 1, 0, j, 2, 3); /* disagrees with view 0's (0,1) */
             }
-            set_match(&t, i, 1, m);
+            tb_set_match(&t, i, 1, m);
         }
         const char *path = scratch("sim.db");
         unlink(path);
@@ -622,10 +499,10 @@ static void build_pair(tb *ta, tb *tb_)
 {
     *ta = tb_new(2, 2, 1, 2, 1, 2, 4, 3);
     *tb_ = tb_new(2, 2, 1, 2, 0, 2, 4, 3); /* B: a "gap" model without class token */
-    set_top(ta, 1, 1, 0, 1, 2, 3);
-    set_top(tb_, 0, 1, 0, 0, 2, 3);
-    set_top(tb_, 1, 1, 0, 0, 2, 3);
-    set_top(tb_, 1, 1, 0, 1, 3, 2);
+    tb_set_top(ta, 1, 1, 0, 1, 2, 3);
+    tb_set_top(tb_, 0, 1, 0, 0, 2, 3);
+    tb_set_top(tb_, 1, 1, 0, 0, 2, 3);
+    tb_set_top(tb_, 1, 1, 0, 1, 3, 2);
 }
 
 static void test_compare(void **state)
@@ -750,7 +627,7 @@ static void test_benchmark(void **state)
                         t.match[((size_t)i * 2 + v) * 49 + j] = (int16_t)(v && rnd() < 0.2 ? -1 : j);
                     for (int l = 0; l < 2; l++)
                         for (int tok = 0; tok < 50; tok++) {
-                            size_t r = row(&t, i, v, l, tok);
+                            size_t r = tb_row(&t, i, v, l, tok);
                             int a1 = (int)(rnd() * E), a2 = (a1 + 1 + (int)(rnd() * (E - 1))) % E;
                             t.top[r * 2] = a1, t.top[r * 2 + 1] = a2;
                             float sum = 0;
@@ -819,13 +696,13 @@ static tb rc_store(int k)
 {
     tb t = tb_new(2, 3, 2, 2, 1, 2, 4, 10);
     t.k = k;
-    set_top(&t, 0, 0, 0, 1, 2, 3);
-    set_cls_top(&t, 0, 1, 0, 1, 0), set_top(&t, 0, 1, 0, 0, 0, 2), set_top(&t, 0, 1, 0, 1, 0, 1);
-    set_match(&t, 0, 2, (int[]){1, -1});
-    set_top(&t, 0, 2, 0, 0, 3, 2), set_cls_top(&t, 0, 2, 0, 3, 2);
-    set_match(&t, 1, 1, (int[]){0, 0});
-    set_cls_top(&t, 1, 1, 0, 2, 3), set_top(&t, 1, 1, 0, 1, 2, 3);
-    set_cls_top(&t, 1, 2, 0, 2, 3);
+    tb_set_top(&t, 0, 0, 0, 1, 2, 3);
+    tb_set_cls_top(&t, 0, 1, 0, 1, 0), tb_set_top(&t, 0, 1, 0, 0, 0, 2), tb_set_top(&t, 0, 1, 0, 1, 0, 1);
+    tb_set_match(&t, 0, 2, (int[]){1, -1});
+    tb_set_top(&t, 0, 2, 0, 0, 3, 2), tb_set_cls_top(&t, 0, 2, 0, 3, 2);
+    tb_set_match(&t, 1, 1, (int[]){0, 0});
+    tb_set_cls_top(&t, 1, 1, 0, 2, 3), tb_set_top(&t, 1, 1, 0, 1, 2, 3);
+    tb_set_cls_top(&t, 1, 2, 0, 2, 3);
     return t;
 }
 
@@ -873,11 +750,7 @@ static void test_routing_changes(void **state)
 
 int main(void)
 {
-    if (mkdtemp(shmdir))
-        dir = shmdir;
-    else if (mkdtemp(tmpdir))
-        dir = tmpdir;
-    else {
+    if (tu_scratch_dir("stats", dir, sizeof dir)) {
         perror("mkdtemp");
         return 1;
     }

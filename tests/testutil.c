@@ -53,6 +53,26 @@ const char *tu_dir(const char *name, const char *fallback)
     return v && *v ? v : fallback;
 }
 
+int tu_scratch_dir(const char *name, char *dir, size_t size)
+{
+    static const char *const roots[2] = {"/dev/shm", "/tmp"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, size, "%s/rs_test_%s_XXXXXX", roots[i], name);
+        if (mkdtemp(dir))
+            return 0;
+    }
+    return -1;
+}
+
+const char *tu_path(const char *dir, const char *name)
+{
+    static char path[4][1100];
+    static int next;
+    char *p = path[next++ % 4];
+    snprintf(p, sizeof path[0], "%s/%s", dir, name);
+    return p;
+}
+
 void tu_remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);

@@ -15,6 +15,13 @@ unsigned char *tu_read_file(const char *path, size_t *size);
 /* Writes SIZE bytes; 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t size);
 
+/* Makes a new scratch folder for the tests of NAME, /dev/shm/rs_test_NAME_XXXXXX (faster
+ * fsync) or, without /dev/shm, /tmp/rs_test_NAME_XXXXXX; its path into DIR. 0 on success,
+ * -1 (errno set) when neither can be made. */
+int tu_scratch_dir(const char *name, char *dir, size_t size);
+/* "DIR/NAME" in one of four buffers that later calls reuse in turn. */
+const char *tu_path(const char *dir, const char *name);
+
 /* Removes DIR and the plain files directly inside it (the tests' scratch folders). */
 void tu_remove_dir(const char *dir);
 
