@@ -176,8 +176,7 @@ static const int three[2] = {3, 3}, single[2] = {1, 1};
 static void test_groups_store(void **state)
 {
     (void)state;
-    char path[1100];
-    snprintf(path, sizeof path, "%s/groups.db", dir);
+    const char *path = tu_path(dir, "groups.db");
     int64_t vmoe[3], prc[3];
     build_store(path, vmoe, prc);
     rs_store *s = open_ro(path);
@@ -268,8 +267,7 @@ static void test_groups_store(void **state)
 static void test_groups_refused(void **state)
 {
     (void)state;
-    char path[1100];
-    snprintf(path, sizeof path, "%s/refused.db", dir);
+    const char *path = tu_path(dir, "refused.db");
     int64_t vmoe[3], prc[3];
     build_store(path, vmoe, prc);
     const int ok[N] = {1, 1}, none[N] = {0, 0};
