@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attack_plot.h"
+
 enum { MAX_LINES = 24 };
 
 #define MARGIN 16.0
@@ -26,17 +28,25 @@ static cairo_t *scratch_cr(cairo_surface_t **s)
 /* The noise protocol's σ per severity (ImageNet-C), to title its columns. */
 static const double noise_sigma[5] = {0.08, 0.12, 0.18, 0.26, 0.38};
 
-/* View V's column head: its severity and σ for a noise view, else its number. */
+/* View V's column head: its severity and σ for a noise view, its ε for an attacked one,
+   else its number. */
 static void column_head(const rs_run_info *run, int v, char *buf, size_t size)
 {
     int sev = 0;
+    double eps;
+    char eps_text[32];
     const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : NULL;
-    if (spec && sscanf(spec, "noise:severity=%d", &sev) == 1 && sev >= 1 && sev <= 5 && !strchr(spec, '+'))
+    if (spec && sscanf(spec, "noise:severity=%d", &sev) == 1 && sev >= 1 && sev <= 5 && !strchr(spec, '+')) {
         snprintf(buf, size, "\u03c3 = %.2f (severity %d)", noise_sigma[sev - 1], sev);
-    else if (spec && v == 0 && !strcmp(spec, "clean"))
+    } else if (rs_render_view_attacked(run, v, &eps)) {
+        rs_render_eps_label(eps, eps_text, sizeof eps_text);
+        snprintf(buf, size, "\u03b5 = %s%s", eps_text, v == 0 ? " (reference)" : "");
+    }
+    else if (spec && v == 0 && !strcmp(spec, "clean")) {
         snprintf(buf, size, "clean (reference)");
-    else
+    } else {
         snprintf(buf, size, v == 0 ? "view 0 (reference)" : "view %d", v);
+    }
 }
 
 /* Past this share of changed cells in some panel, changes are marked by a red corner
@@ -118,6 +128,20 @@ static void draw_view_boxes(cairo_t *cr, const rs_image_routing *r, const rs_gri
         cairo_set_source_rgb(cr, 1.0, 0.85, 0.1);
         rs_text(cr, x + 5, y + 12, 9, true, 0, label);
     }
+}
+
+/* Along the bottom of an attacked view's thumbnail at (PX, PY): what it shows is the
+   attack's start (rs_render_view_attacked), not the attacked pixels. */
+static void label_start_pixels(cairo_t *cr, const rs_grid_layout *g, double px, double py)
+{
+    double size = 9, w = rs_text_width(cr, size, false, RS_RENDER_START_PIXELS);
+    if (w > g->panel_w - 8)
+        size *= (g->panel_w - 8) / w;
+    cairo_set_source_rgba(cr, 0, 0, 0, 0.7);
+    cairo_rectangle(cr, px, py + g->panel_h - size - 6, g->panel_w, size + 6);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    rs_text(cr, px + g->panel_w / 2, py + g->panel_h - 4, size, false, 0.5, RS_RENDER_START_PIXELS);
 }
 
 /* The marking of a changed cell at (X, Y): a red border (or, with CORNER, a red corner
@@ -240,8 +264,11 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         if (thumbs) {
             double px = g.left + v * (g.panel_w + g.gap_x);
             rs_render_view_image(cr, ctx, v, px, thumb_top, g.panel_w, g.panel_h, 1.0);
+            double eps;
             if (v == 0)
                 draw_view_boxes(cr, r, &g, px, thumb_top);
+            if (rs_render_view_attacked(run, v, &eps))
+                label_start_pixels(cr, &g, px, thumb_top);
             cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
             cairo_set_line_width(cr, 1.0);
             cairo_rectangle(cr, px, thumb_top, g.panel_w, g.panel_h);

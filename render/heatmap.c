@@ -155,8 +155,10 @@ int rs_render_heatmap(const rs_image_routing *r, const rs_render_context *ctx, r
         snprintf(sub, sizeof sub, "on view 0 (%s), over views 1-%d; predicted %s (p = %.2f)", spec, r->views - 1,
                  rs_render_class_name(ctx, r->predicted[0], cls2, sizeof cls2), r->pred_prob[0]);
     else
-        snprintf(sub, sizeof sub, "view %d (%s); predicted %s (p = %.2f)", view, spec,
-                 rs_render_class_name(ctx, r->predicted[view], cls2, sizeof cls2), r->pred_prob[view]);
+        snprintf(sub, sizeof sub, "view %d (%s); predicted %s (p = %.2f)%s", view, spec,
+                 rs_render_class_name(ctx, r->predicted[view], cls2, sizeof cls2), r->pred_prob[view],
+                 ctx && ctx->pixels && rs_render_view_attacked(run, view, &(double){0})
+                     ? "; image: " RS_RENDER_START_PIXELS : "");
 
     double cell = fmin(40.0, fmax(18.0, 260.0 / (gw > gh ? gw : gh)));
     double pw = gw * cell, ph = gh * cell, gap = 20, top = MARGIN + 13 + 6 + 14 + 12 + 11 + 6;

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "spec_text.h"
+
 int rs_render_format_of(const char *path, rs_render_format *fmt, rs_error *err)
 {
     const char *dot = path ? strrchr(path, '.') : NULL;
@@ -184,6 +186,12 @@ double rs_text_width(cairo_t *cr, double size, bool bold, const char *text)
     cairo_select_font_face(cr, RS_RENDER_FONT, CAIRO_FONT_SLANT_NORMAL,
                            bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cr, size);
+    /* unhinted advances scale with the surface: a width measured before the figure's
+       surface exists (at scale 1) holds when drawn on the PNG's 2x surface or in a PDF */
+    cairo_font_options_t *fo = cairo_font_options_create();
+    cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF);
+    cairo_set_font_options(cr, fo);
+    cairo_font_options_destroy(fo);
     cairo_text_extents_t ext;
     cairo_text_extents(cr, text, &ext);
     return ext.x_advance;
@@ -230,6 +238,13 @@ const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *bu
     else
         snprintf(buf, size, "%d", cls);
     return buf;
+}
+
+bool rs_render_view_attacked(const rs_run_info *run, int v, double *eps)
+{
+    rs_error ignored; /* a spec that does not parse is drawn as any other view */
+    return run && run->view_specs && v >= 0 && v < run->num_views &&
+           rs_spec_attack_eps(run->view_specs[v], eps, &ignored) == 1;
 }
 
 void rs_render_view_image(cairo_t *cr, const rs_render_context *ctx, int v, double x, double y, double w,

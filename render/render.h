@@ -93,6 +93,13 @@ int rs_render_context_of_run(const rs_run_info *run, int image, rs_render_contex
 /* "NAME" or the class number as text into BUF. */
 const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *buf, size_t size);
 
+/* True when view V of RUN is attacked (its spec has a pgd operation), with the attack's ε
+ * in *EPS. Its image in CTX is then the pixels the attack started from: rs_run_view_pixels
+ * cannot redo the attack without the model. Figures that draw it say so with
+ * RS_RENDER_START_PIXELS. False for a NULL RUN or a spec that does not parse. */
+bool rs_render_view_attacked(const rs_run_info *run, int v, double *eps);
+#define RS_RENDER_START_PIXELS "start pixels; attack not redrawn"
+
 /* Draws view V's image of CTX (if any) into the rectangle (X, Y, W, H), at ALPHA. */
 void rs_render_view_image(cairo_t *cr, const rs_render_context *ctx, int v, double x, double y, double w,
                           double h, double alpha);
