@@ -16,24 +16,41 @@ static rs_report_set run_set(rs_report_state *R)
     return (rs_report_set){.n = R->n, .info = R->info, .st = R->st, .baseline = R->baseline, .flag = R->flag};
 }
 
-/* The headline shows the pair runs, or all runs when there is none. */
-static bool pairs_only(const rs_report_state *R)
+/* The protocols of the runs that are not noise runs, in the order given, as words ("pair",
+ * "pair and adversarial") into BUF; returns how many there are. The headline shows those
+ * runs, or all runs when there is none. */
+static int other_protocols(const rs_report_state *R, char *buf, size_t size)
 {
-    for (int i = 0; i < R->n; i++)
-        if (!rs_report_is_noise(&R->info[i]))
-            return true;
-    return false;
+    const char *seen[8];
+    int n = 0;
+    for (int i = 0; i < R->n && n < 8; i++) {
+        bool again = rs_report_is_noise(&R->info[i]);
+        for (int j = 0; j < n && !again; j++)
+            again = !strcmp(seen[j], R->info[i].protocol);
+        if (!again)
+            seen[n++] = R->info[i].protocol;
+    }
+    size_t len = 0;
+    buf[0] = 0;
+    for (int j = 0; j < n && len < size; j++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", j == 0 ? "" : j == n - 1 ? " and " : ", ", seen[j]);
+    return n;
 }
 
-static void headline_text(rs_report_state *R, bool any_pair)
+static void headline_text(rs_report_state *R, const char *protocols)
 {
+    char which[128];
+    if (protocols[0])
+        snprintf(which, sizeof which, "%s runs", protocols);
+    else
+        snprintf(which, sizeof which, "all runs (only noise runs given)");
     rs_doc_add(&R->d, RS_DOC_H2, "Headline: routing consistency", NULL);
     rs_doc_addf(&R->d, RS_DOC_PARA,
          "In the form of the PRC work's Table 2: one row per run and MoE layer plus the overall row (all MoE "
          "layers), %s. Rates in percent with %.0f %% bootstrap intervals over images; the last column is the paired "
          "Top-1 difference (paired bootstrap over images) to the run's baseline: the V-MoE run of the same "
          "protocol and top-k given before it, where the runs are comparable.",
-         any_pair ? "pair runs" : "all runs (no pair run given)", 100 * R->st[0]->level);
+         which, 100 * R->st[0]->level);
 }
 
 /* Each run against its comparable baseline (NULL where there is none, or where the
@@ -148,8 +165,9 @@ static void summary(rs_report_state *R, rs_stats_comparison **cmps)
 /* Headline (Table 2 form). */
 static void headline(rs_report_state *R, rs_stats_comparison **cmps)
 {
-    bool any_pair = pairs_only(R);
-    headline_text(R, any_pair);
+    char protocols[96];
+    bool others = other_protocols(R, protocols, sizeof protocols) > 0;
+    headline_text(R, protocols);
     rs_report_set set = run_set(R);
     rs_stats_comparison **shown = calloc((size_t)R->n, sizeof *shown); /* the headline's runs only */
     if (!shown) {
@@ -158,8 +176,8 @@ static void headline(rs_report_state *R, rs_stats_comparison **cmps)
         return;
     }
     for (int i = 0; i < R->n; i++)
-        shown[i] = any_pair && rs_report_is_noise(&R->info[i]) ? NULL : cmps[i];
-    rs_doc_add_table(&R->d, rs_report_headline_table(&set, shown, any_pair), "headline");
+        shown[i] = others && rs_report_is_noise(&R->info[i]) ? NULL : cmps[i];
+    rs_doc_add_table(&R->d, rs_report_headline_table(&set, shown, others), "headline");
     free(shown);
 }
 
@@ -184,11 +202,13 @@ static void differences(rs_report_state *R, rs_stats_comparison **cmps)
    no row is mostly n/a. */
 static void accuracy(rs_report_state *R)
 {
+    char protocols[96];
+    other_protocols(R, protocols, sizeof protocols);
     rs_doc_add(&R->d, RS_DOC_H2, "Accuracy", NULL);
-    rs_doc_add(&R->d, RS_DOC_PARA,
-        "In the form of the PRC work's Table 1: clean accuracy and accuracy per noise severity (noise runs), and "
-        "the accuracy on the augmented views (pair runs), in percent with Wilson intervals.",
-        NULL);
+    rs_doc_addf(&R->d, RS_DOC_PARA,
+        "In the form of the PRC work's Table 1: clean accuracy and accuracy per noise severity (noise runs)%s%s%s, "
+        "in percent with Wilson intervals.",
+        protocols[0] ? ", and the accuracy over all views of the " : "", protocols, protocols[0] ? " runs" : "");
     rs_run_info *info = malloc(sizeof *info * (size_t)R->n); /* shallow copies, owned by R->info */
     rs_stats **st = malloc(sizeof *st * (size_t)R->n);
     if (!info || !st) {
@@ -302,8 +322,8 @@ static void examples(rs_report_state *R)
     rs_doc_add(&R->d, RS_DOC_H2, "Examples", NULL);
     rs_doc_add(&R->d, RS_DOC_PARA,
                "Expert-selection grids of the same images for each run that holds them: the first images on "
-               "which every pair run matched at least half of its patches to view 0. Then per-patch heatmaps "
-               "of the first of them.", NULL);
+               "which every run matched at least half of its patches to view 0 (views that change pixels but not "
+               "geometry match all of them). Then per-patch heatmaps of the first of them.", NULL);
     for (int k = 0; k < m; k++)
         for (int i = 0; i < R->n; i++)
             if (holds(&R->info[i], images[k]))

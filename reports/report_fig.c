@@ -10,6 +10,7 @@
 #include "grid.h"
 #include "heatmap.h"
 #include "report_parts.h"
+#include "spec_text.h"
 #include "stats_tables.h"
 
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption)
@@ -55,12 +56,20 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
     snprintf(file, sizeof file, "grid-run%" PRId64 "-image%d.png", run->id, image);
     if (!draw_image_figure(R, run, image, true, file))
         return;
+    bool moved = false, attacked = false;
+    double eps;
+    for (int v = 1; v < run->num_views; v++) {
+        moved = moved || rs_spec_has_geometric_op(run->view_specs[v]);
+        attacked = attacked || rs_render_view_attacked(run, v, &eps);
+    }
     rs_report_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
              "layer; red borders (or corners, where many cells changed) where the expert differs from view 0's "
-             "matched patch, whose expert follows \"was\"; hatched cells have no match%s.",
-             image, rl, rs_report_is_noise(run) ? "" : "; the dashed box on view 0 shows where the other view's crop lies");
+             "matched patch, whose expert follows \"was\"; hatched cells have no match%s%s.",
+             image, rl, moved ? "; the dashed box on view 0 shows where the other view's crop lies" : "",
+             attacked ? "; an attacked view's thumbnail shows the pixels its attack started from (redoing the "
+                        "attack needs the model, and its at most \u03b5 per pixel would not show at this size)" : "");
     rs_report_figure(R, file, caption);
 }
 
@@ -90,12 +99,19 @@ void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int im
     snprintf(file, sizeof file, "heatmap-run%" PRId64 "-image%d.png", run->id, image);
     if (!draw_image_figure(R, run, image, false, file))
         return;
+    char others[64];
+    if (rs_report_is_noise(run))
+        snprintf(others, sizeof others, "here: the share of the five noise severities");
+    else if (run->num_views == 2)
+        snprintf(others, sizeof others, "0 or 1 with one other view");
+    else
+        snprintf(others, sizeof others, "here: of the %d other views", run->num_views - 1);
     rs_report_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Per-patch heatmap of image %d, %s: on view 0's patch grid, the share of the other views whose "
              "matched patch chose a different top-1 expert (%s), one panel per MoE layer; hatched: no patch "
              "of another view matched it.",
-             image, rl, rs_report_is_noise(run) ? "here: the share of the five noise severities" : "0 or 1 with one other view");
+             image, rl, others);
     rs_report_figure(R, file, caption);
 }
 

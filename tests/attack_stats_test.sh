@@ -54,6 +54,15 @@ done
 expect "attack curves of two runs (pdf)" [ -s "$tmp/curves2.pdf" ]
 "$rs" render min-eps --db "$db" --run 2 --image 7 --layer 3 -o "$tmp/one.svg" 2>"$tmp/err"
 expect "min-eps of one image and block" grep -q "<svg" "$tmp/one.svg"
+# The grid titles an attacked view's column by its eps and says its thumbnail is the start
+# pixels (the attack is not redrawn); a PDF grid keeps its text.
+"$rs" render grid --db "$db" --run 1 --image 3 -o "$tmp/grid.pdf" 2>"$tmp/err"
+if command -v pdftotext >/dev/null; then
+  pdftotext "$tmp/grid.pdf" "$tmp/grid.txt"
+  expect "grid columns say eps" grep -q "^ε = 16/255$" "$tmp/grid.txt"
+  expect "attacked thumbnails say start pixels (5 of them)" \
+    [ "$(grep -c '^start pixels; attack not redrawn$' "$tmp/grid.txt")" = 5 ]
+fi
 "$rs" render min-eps --db "$db" --run 1 --layer 2 -o "$tmp/x.png" 2>"$tmp/err"
 expect "a block without MoE is one line" failed_with $? 1 "no MoE layer at block 2"
 "$rs" render min-eps --db "$db" --run 1 --image 30 -o "$tmp/x.png" 2>"$tmp/err"
@@ -64,6 +73,12 @@ expect "a pair run is not adversarial, one line" failed_with $? 1 "run 3 is not 
 "$rs" report --db "$db" --runs 2,1 --out "$tmp/rep" --images 1 --resamples 50 >/dev/null 2>"$tmp/err"
 expect "report written" [ -s "$tmp/rep/report.md" ]
 expect "report has the attack section" grep -q "^## Routing under attack" "$tmp/rep/report.md"
+# the headline names the runs' protocol (they are not pair runs), and so does the accuracy text
+expect "headline names the adversarial runs" grep -q "overall row (all MoE layers), adversarial runs\." \
+  "$tmp/rep/report.md"
+lacks() { [ -s "$2" ] && ! grep -q "$1" "$2"; }
+expect "no 'pair run' in an adversarial report" lacks "pair run" "$tmp/rep/report.md"
+expect "accuracy pools all views" grep -q "^### Accuracy over all views" "$tmp/rep/report.md"
 expect "one curves chart holds both runs" [ -s "$tmp/rep/figures/attack-curves-1.png" ] && \
   [ ! -e "$tmp/rep/figures/attack-curves-2.png" ]
 for f in min-eps-hist-run1 min-eps-map-run2 objective-run1 objective-run2; do
