@@ -1,7 +1,8 @@
 /* axes.h — the frame every plot shares (plot.c): opening the figure with its title line,
  * a round axis maximum, a value axis with its grid lines and tick labels, the axis lines,
- * and the line style and marker that stand for a run's top-k. Drawing only: the caller owns the canvas (render.h); coordinates in points,
- * y growing downwards. Nothing here fails except rs_figure_open (as rs_canvas_open). */
+ * and the line style and marker that stand for a run's top-k. Drawing only: the caller
+ * owns the canvas (render.h); coordinates in points, y growing downwards. Nothing here
+ * fails except rs_figure_open (as rs_canvas_open). */
 #ifndef RS_AXES_H
 #define RS_AXES_H
 

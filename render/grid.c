@@ -41,8 +41,7 @@ static void column_head(const rs_run_info *run, int v, char *buf, size_t size)
     } else if (rs_render_view_attacked(run, v, &eps)) {
         rs_render_eps_label(eps, eps_text, sizeof eps_text);
         snprintf(buf, size, "\u03b5 = %s%s", eps_text, v == 0 ? " (reference)" : "");
-    }
-    else if (spec && v == 0 && !strcmp(spec, "clean")) {
+    } else if (spec && v == 0 && !strcmp(spec, "clean")) {
         snprintf(buf, size, "clean (reference)");
     } else {
         snprintf(buf, size, v == 0 ? "view 0 (reference)" : "view %d", v);
@@ -264,10 +263,9 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         if (thumbs) {
             double px = g.left + v * (g.panel_w + g.gap_x);
             rs_render_view_image(cr, ctx, v, px, thumb_top, g.panel_w, g.panel_h, 1.0);
-            double eps;
             if (v == 0)
                 draw_view_boxes(cr, r, &g, px, thumb_top);
-            if (rs_render_view_attacked(run, v, &eps))
+            if (rs_render_view_attacked(run, v, NULL))
                 label_start_pixels(cr, &g, px, thumb_top);
             cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
             cairo_set_line_width(cr, 1.0);

@@ -157,7 +157,7 @@ int rs_render_heatmap(const rs_image_routing *r, const rs_render_context *ctx, r
     else
         snprintf(sub, sizeof sub, "view %d (%s); predicted %s (p = %.2f)%s", view, spec,
                  rs_render_class_name(ctx, r->predicted[view], cls2, sizeof cls2), r->pred_prob[view],
-                 ctx && ctx->pixels && rs_render_view_attacked(run, view, &(double){0})
+                 ctx && ctx->pixels && rs_render_view_attacked(run, view, NULL)
                      ? "; image: " RS_RENDER_START_PIXELS : "");
 
     double cell = fmin(40.0, fmax(18.0, 260.0 / (gw > gh ? gw : gh)));

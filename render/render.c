@@ -243,8 +243,12 @@ const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *bu
 bool rs_render_view_attacked(const rs_run_info *run, int v, double *eps)
 {
     rs_error ignored; /* a spec that does not parse is drawn as any other view */
-    return run && run->view_specs && v >= 0 && v < run->num_views &&
-           rs_spec_attack_eps(run->view_specs[v], eps, &ignored) == 1;
+    double e;
+    bool attacked = run && run->view_specs && v >= 0 && v < run->num_views &&
+                    rs_spec_attack_eps(run->view_specs[v], &e, &ignored) == 1;
+    if (attacked && eps)
+        *eps = e;
+    return attacked;
 }
 
 void rs_render_view_image(cairo_t *cr, const rs_render_context *ctx, int v, double x, double y, double w,

@@ -94,9 +94,9 @@ int rs_render_context_of_run(const rs_run_info *run, int image, rs_render_contex
 const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *buf, size_t size);
 
 /* True when view V of RUN is attacked (its spec has a pgd operation), with the attack's ε
- * in *EPS. Its image in CTX is then the pixels the attack started from: rs_run_view_pixels
- * cannot redo the attack without the model. Figures that draw it say so with
- * RS_RENDER_START_PIXELS. False for a NULL RUN or a spec that does not parse. */
+ * in *EPS when EPS is not NULL. Its image in CTX is then the pixels the attack started
+ * from: rs_run_view_pixels cannot redo the attack without the model. Figures that draw it
+ * say so with RS_RENDER_START_PIXELS. False for a NULL RUN or a spec that does not parse. */
 bool rs_render_view_attacked(const rs_run_info *run, int v, double *eps);
 #define RS_RENDER_START_PIXELS "start pixels; attack not redrawn"
 

@@ -220,11 +220,11 @@ static rs_table *accuracy_create(bool noise, int sev, bool aug, bool pairs_only)
         }
         if (aug)
             keys[nc - 1] = "augmented", heads[nc - 1] = pairs_only ? "Augmented views" : "All views";
-        t = rs_table_create(!aug     ? "Accuracy under noise (%, Wilson interval)"
-                            : noise  ? "Accuracy (%, Wilson interval)"
+        const char *title = !aug        ? "Accuracy under noise (%, Wilson interval)"
+                            : noise      ? "Accuracy (%, Wilson interval)"
                             : pairs_only ? "Accuracy on the augmented views (%, Wilson interval)"
-                                     : "Accuracy over all views (%, Wilson interval)",
-                            "", nc, keys, heads);
+                                         : "Accuracy over all views (%, Wilson interval)";
+        t = rs_table_create(title, "", nc, keys, heads);
     }
     free(keys);
     free(heads);

@@ -57,10 +57,9 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
     if (!draw_image_figure(R, run, image, true, file))
         return;
     bool moved = false, attacked = false;
-    double eps;
     for (int v = 1; v < run->num_views; v++) {
         moved = moved || rs_spec_has_geometric_op(run->view_specs[v]);
-        attacked = attacked || rs_render_view_attacked(run, v, &eps);
+        attacked = attacked || rs_render_view_attacked(run, v, NULL);
     }
     rs_report_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
