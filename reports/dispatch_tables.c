@@ -1,6 +1,7 @@
 /* dispatch_tables.c — tables of a run with dispatch (contract in dispatch_tables.h). */
 #include "dispatch_tables.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +10,11 @@
 
 void rs_report_dispatch_note(const rs_run_info *info, char *buf, size_t size)
 {
-    snprintf(buf, size, "dispatch: capacity factor %g, groups of %d images, %s priority", info->capacity_factor,
-             info->group_images, info->bpr ? "batch (BPR)" : "token-order");
+    char order[64] = "data order";
+    if (info->has_group_seed)
+        snprintf(order, sizeof order, "shuffled by group seed %" PRIu64, info->group_seed);
+    snprintf(buf, size, "dispatch: capacity factor %g, groups of %d images (%s), %s priority", info->capacity_factor,
+             info->group_images, order, info->bpr ? "batch (BPR)" : "token-order");
 }
 
 /* Dropped of CHOICES as a rate with its Wilson interval; n/a without choices. */

@@ -10,7 +10,7 @@
 #include "store.h"
 #include "table.h"
 
-/* One note line: capacity factor, group and priority of the run. */
+/* One note line: capacity factor, group, group order and priority of the run. */
 void rs_report_dispatch_note(const rs_run_info *info, char *buf, size_t size);
 
 /* Choices dispatched and the share dropped (Wilson interval), per view slot and layer. */
