@@ -115,3 +115,51 @@ rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats
     }
     return t;
 }
+
+rs_table *rs_report_interference_table(const rs_run_info *info, const rs_interference *d, const char *run)
+{
+    const char *keys[] = {"view", "layer", "tokens", "top1", "top2", "topk_set", "kept_set", "routing_changes_kept"};
+    const char *heads[] = {"View", "Layer", "Tokens", "Top-1 (router)", "Top-2 (router)", "Top-k set (router)",
+                           "Kept set", "routing_changes_kept"};
+    rs_table *t = rs_table_create("Batch interference: run B against run A, each view against the same view (every "
+                                  "token, class token included, against itself; routing_changes_kept: 1 - mean over "
+                                  "images of the kept-set IoU)",
+                                  run, 8, keys, heads);
+    for (int v = d->views > 1 ? 0 : d->views; t && v <= d->views; v++) {
+        for (int l = 0; l <= d->layers; l++) {
+            char view[64], layer[64], lh[64];
+            rs_report_view_label(info, v, view, sizeof view);
+            rs_report_layer_label(info, l, layer, sizeof layer, false);
+            rs_report_layer_label(info, l, lh, sizeof lh, true);
+            int cell = rs_interference_cell(d, v, l), r = rs_table_add_row(t, view, layer, NULL);
+            const rs_stats_rate *x = d->rate + (size_t)cell * RS_INTERF_NUM;
+            rs_table_set_text(t, r, 0, view);
+            rs_table_set_text(t, r, 1, lh);
+            rs_table_set_count(t, r, 2, d->tokens[cell]);
+            for (int m = 0; m < RS_INTERF_CHANGES_KEPT; m++)
+                rs_report_set_rate(t, r, 3 + m, &x[m], d->tokens[cell]);
+            const rs_stats_rate *c = &x[RS_INTERF_CHANGES_KEPT]; /* per image: no Wilson */
+            if (c->valid)
+                rs_table_set_rate(t, r, 7, c->value, c->boot_valid, c->boot_lo, c->boot_hi, false, 0, 0, d->images);
+        }
+    }
+    return t;
+}
+
+rs_table *rs_report_interference_prediction_table(const rs_run_info *info, const rs_interference *d,
+                                                  const char *run)
+{
+    const char *keys[] = {"view", "images", "prediction_same"};
+    const char *heads[] = {"View", "Images", "Same prediction"};
+    rs_table *t = rs_table_create("Batch interference: images whose predicted class is the same in both runs", run, 3,
+                                  keys, heads);
+    for (int v = d->views > 1 ? 0 : d->views; t && v <= d->views; v++) {
+        char view[64];
+        rs_report_view_label(info, v, view, sizeof view);
+        int r = rs_table_add_row(t, view, "all", NULL);
+        rs_table_set_text(t, r, 0, view);
+        rs_table_set_count(t, r, 1, d->views_compared[v]);
+        rs_report_set_rate(t, r, 2, &d->prediction_same[v], d->views_compared[v]);
+    }
+    return t;
+}
