@@ -35,6 +35,13 @@ opts=(--data $data --limit 30 --capacity-factor 0.75 --group-images 4)
 expect "replay with a capacity factor" [ $? = 0 ]
 "$rs" replay "$model" "${opts[@]}" --db "$tmp/b.db" --threads 2 --batch 30 >/dev/null 2>"$tmp/err"
 dump() { sqlite3 "$1" "SELECT image, view, layer, hex(top_idx), hex(top_gate), hex(probs), hex(kept) FROM routing ORDER BY 1, 2, 3"; }
+both() { # CMD... -- CMD... [-- CMD...]: every command succeeds (the checks run in this shell,
+  # where the functions above exist; `sh -c` would not see them)
+  local cmd=()
+  for arg in "$@" --; do
+    if [ "$arg" = -- ]; then "${cmd[@]}" || return 1; cmd=(); else cmd+=("$arg"); fi
+  done
+}
 expect "records and kept masks equal for any batch and thread count" [ "$(dump "$tmp/a.db" | md5sum)" = "$(dump "$tmp/b.db" | md5sum)" ]
 expect "kept masks hold drops" [ "$(sqlite3 "$tmp/a.db" "SELECT sum(length(kept) - length(replace(kept, x'00', '')) > 0) FROM routing")" -gt 0 ]
 expect "the run records its dispatch" [ "$(sqlite3 "$tmp/a.db" "SELECT capacity_factor, group_images, bpr FROM runs")" = "0.75|4|0" ]
@@ -51,17 +58,21 @@ expect "BPR keeps other choices than token order" \
 cp "$tmp/b.db" "$tmp/c.db"
 sqlite3 "$tmp/c.db" "PRAGMA foreign_keys = ON; DELETE FROM samples WHERE image >= 12; UPDATE runs SET images_done = 12, status = 'interrupted'"
 "$rs" replay --db "$tmp/c.db" --resume 1 --threads 1 --batch 8 >"$tmp/out" 2>"$tmp/err"
+same_dump() { [ "$(dump "$1" | md5sum)" = "$(dump "$2" | md5sum)" ]; }
 expect "resume takes the run's dispatch and ends with the same records" \
-  sh -c "grep -q resumed '$tmp/out' && [ \"\$(dump '$tmp/c.db' | md5sum)\" = \"\$(dump '$tmp/b.db' | md5sum)\" ]"
+  both grep -q resumed "$tmp/out" -- same_dump "$tmp/c.db" "$tmp/b.db"
 
 # --- shards: cut at group boundaries, merged into the whole run's records ------------------------
 for i in 0 1; do
   "$rs" replay "$model" "${opts[@]}" --db "$tmp/s$i.db" --shard $i/2 --threads 1 >"$tmp/s$i.out" 2>"$tmp/err"
 done
 "$rs" merge --db "$tmp/m.db" "$tmp/s0.db" "$tmp/s1.db" >/dev/null 2>"$tmp/err"
+same_run_row() { # DB_A DB_B COLUMNS: the runs tables agree in COLUMNS
+  [ "$(sqlite3 "$1" "SELECT $3 FROM runs")" = "$(sqlite3 "$2" "SELECT $3 FROM runs")" ]
+}
 expect "shards start at a group boundary and merge into the whole run's records and identity" \
-  sh -c "grep -q 'images 0..15)' '$tmp/s0.out' && [ \"\$(dump '$tmp/m.db' | md5sum)\" = \"\$(dump '$tmp/b.db' | md5sum)\" ] &&
-         [ \"\$(sqlite3 '$tmp/m.db' 'SELECT identity, capacity_factor FROM runs')\" = \"\$(sqlite3 '$tmp/b.db' 'SELECT identity, capacity_factor FROM runs')\" ]"
+  both grep -q 'images 0..15)' "$tmp/s0.out" -- same_dump "$tmp/m.db" "$tmp/b.db" -- \
+  same_run_row "$tmp/m.db" "$tmp/b.db" "identity, capacity_factor"
 
 # --- stats -----------------------------------------------------------------------------------
 "$rs" stats --db "$tmp/a.db" --run 1 --resamples 50 >"$tmp/stats" 2>"$tmp/err"
@@ -119,7 +130,8 @@ expect "the group seed is stored, part of the identity, and listed" \
   sh -c "[ \"\$(sqlite3 '$tmp/g.db' 'SELECT group_concat(coalesce(group_seed, \"none\")) FROM runs ORDER BY id')\" = 'none,1,2' ] &&
          \"$rs\" runs --db '$tmp/g.db' | grep -q 'group seed 2)'"
 rdump() { sqlite3 "$1" "SELECT image, view, layer, hex(top_idx), hex(top_gate), hex(probs), hex(kept) FROM routing WHERE run_id = $2 ORDER BY 1, 2, 3"; }
-expect "a seeded run's records do not depend on --batch or --threads" [ "$(rdump "$tmp/g.db" 2 | md5sum)" = "$(rdump "$tmp/g1.db" 1 | md5sum)" ]
+same_rdump() { [ "$(rdump "$1" "$2" | md5sum)" = "$(rdump "$3" "$4" | md5sum)" ]; } # DB RUN DB RUN
+expect "a seeded run's records do not depend on --batch or --threads" same_rdump "$tmp/g.db" 2 "$tmp/g1.db" 1
 pairs() { # SQL over the records of runs $2 and $3 that agree in column $4 at MoE slot $5
   sqlite3 "$1" "SELECT count(*) FROM routing x JOIN routing y USING (image, view, layer) WHERE x.run_id = $2 AND y.run_id = $3 AND x.layer = $5 AND x.$4 = y.$4"
 }
@@ -132,19 +144,27 @@ expect "data order and a group seed: likewise" first_layer_same 1 2
 "$rs" replay "$model" --data $data --limit 40 --capacity-factor 0.5 --group-images 1 --group-seed 4 --db "$tmp/one.db" \
   --threads 2 --batch 3 >/dev/null 2>"$tmp/err"
 expect "replay: groups of one image give the data-order records whatever the seed" \
-  [ "$(rdump "$tmp/one.db" 1 | md5sum)" = "$(rdump "$tmp/one.db" 2 | md5sum)" ]
+  same_rdump "$tmp/one.db" 1 "$tmp/one.db" 2
+adv=(--data $data --limit 12 --capacity-factor 0.5 --group-images 1 --protocol adversarial
+     --attack 'pgd:steps=2,loss=router' --eps 2/255 --threads 1)
+"$rs" replay "$model" "${adv[@]}" --db "$tmp/adv.db" >/dev/null 2>"$tmp/err"
+"$rs" replay "$model" "${adv[@]}" --group-seed 4 --db "$tmp/adv.db" >/dev/null 2>"$tmp/err"
+attacks() { sqlite3 "$tmp/adv.db" "SELECT image, view, linf, l2, hex(objective) FROM attacks WHERE run_id = $1 ORDER BY 1, 2"; }
+same_attacks() { [ -n "$(attacks 1)" ] && [ "$(attacks 1 | md5sum)" = "$(attacks 2 | md5sum)" ]; }
+expect "an attack's reference routing follows its images through a shuffled batch" \
+  both same_rdump "$tmp/adv.db" 1 "$tmp/adv.db" 2 -- same_attacks
 for i in 0 1; do
   "$rs" replay "$model" "${gs[@]}" --group-seed 1 --db "$tmp/gs$i.db" --shard $i/2 --threads 1 >"$tmp/gs$i.out" 2>"$tmp/err"
 done
 "$rs" merge --db "$tmp/gm.db" "$tmp/gs0.db" "$tmp/gs1.db" >/dev/null 2>"$tmp/err"
 expect "seeded shards are whole windows and merge into the seeded run's records, identity and seed" \
-  sh -c "grep -q 'images 0..15)' '$tmp/gs0.out' && [ \"\$(rdump '$tmp/gm.db' 1 | md5sum)\" = \"\$(rdump '$tmp/g1.db' 1 | md5sum)\" ] &&
-         [ \"\$(sqlite3 '$tmp/gm.db' 'SELECT identity, group_seed FROM runs')\" = \"\$(sqlite3 '$tmp/g1.db' 'SELECT identity, group_seed FROM runs')\" ]"
+  both grep -q 'images 0..15)' "$tmp/gs0.out" -- same_rdump "$tmp/gm.db" 1 "$tmp/g1.db" 1 -- \
+  same_run_row "$tmp/gm.db" "$tmp/g1.db" "identity, group_seed"
 cp "$tmp/g1.db" "$tmp/gr.db"
 sqlite3 "$tmp/gr.db" "PRAGMA foreign_keys = ON; DELETE FROM samples WHERE image >= 16; UPDATE runs SET images_done = 16, status = 'interrupted'"
 "$rs" replay --db "$tmp/gr.db" --resume 1 --threads 1 --batch 1 >"$tmp/out" 2>"$tmp/err"
 expect "a resumed seeded run takes its seed and ends with the same records" \
-  sh -c "grep -q resumed '$tmp/out' && [ \"\$(rdump '$tmp/gr.db' 1 | md5sum)\" = \"\$(rdump '$tmp/g1.db' 1 | md5sum)\" ]"
+  both grep -q resumed "$tmp/out" -- same_rdump "$tmp/gr.db" 1 "$tmp/g1.db" 1
 "$rs" stats --db "$tmp/g.db" --run 2 --resamples 0 >"$tmp/stats" 2>"$tmp/err"
 expect "stats names the group seed" grep -q "groups of 2 images (shuffled by group seed 1)" "$tmp/stats"
 "$rs" compare --db "$tmp/g.db" 2 3 --interference --resamples 50 >"$tmp/interf" 2>"$tmp/err"
