@@ -27,23 +27,6 @@ static void set_drop(rs_table *t, int r, int c, int64_t dropped, int64_t choices
     rs_table_set_rate(t, r, c, (double)dropped / (double)choices, true, lo, hi, true, lo, hi, choices);
 }
 
-/* Adds the row of view slot V (labelled as an agreement slot when AGREEMENT) and layer slot
- * L, its view and layer in columns 0 and 1; the row index. */
-static int add_view_layer_row(rs_table *t, const rs_run_info *info, int v, int l, bool agreement)
-{
-    char view[64], layer[64], lh[64];
-    if (agreement)
-        rs_report_agreement_label(info, v, view, sizeof view);
-    else
-        rs_report_view_label(info, v, view, sizeof view);
-    rs_report_layer_label(info, l, layer, sizeof layer, false);
-    rs_report_layer_label(info, l, lh, sizeof lh, true);
-    int r = rs_table_add_row(t, view, layer, NULL);
-    rs_table_set_text(t, r, 0, view);
-    rs_table_set_text(t, r, 1, lh);
-    return r;
-}
-
 rs_table *rs_report_drop_table(const rs_run_info *info, const rs_stats_dispatch *d, const char *run)
 {
     const char *keys[] = {"view", "layer", "choices", "dropped"};
@@ -54,7 +37,7 @@ rs_table *rs_report_drop_table(const rs_run_info *info, const rs_stats_dispatch 
     for (int v = d->views > 1 ? 0 : d->views; t && v <= d->views; v++) {
         for (int l = 0; l <= d->layers; l++) {
             size_t at = (size_t)rs_stats_dispatch_cell(d, v, l) * (E + 1) + E;
-            int r = add_view_layer_row(t, info, v, l, false);
+            int r = rs_report_add_view_layer_row(t, info, v, l, false);
             rs_table_set_count(t, r, 2, d->choices[at]);
             set_drop(t, r, 3, d->dropped[at], d->choices[at]);
         }
@@ -108,7 +91,7 @@ rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats
     for (int i = 0; t && i < rs_report_agreement_slot_count(d->views); i++) {
         int v = rs_report_agreement_slot(d->views, i);
         for (int l = 0; l <= d->layers; l++) {
-            int cell = rs_stats_dispatch_cell(d, v, l), r = add_view_layer_row(t, info, v, l, true);
+            int cell = rs_stats_dispatch_cell(d, v, l), r = rs_report_add_view_layer_row(t, info, v, l, true);
             rs_report_set_rate(t, r, 2, &d->topk_set[cell], d->kept_iou[cell].n);
             rs_report_set_rate(t, r, 3, &d->kept_set[cell], d->kept_iou[cell].n);
             if (d->kept_iou[cell].valid)
@@ -132,7 +115,7 @@ rs_table *rs_report_interference_table(const rs_run_info *info, const rs_interfe
                                   run, 8, keys, heads);
     for (int v = d->views > 1 ? 0 : d->views; t && v <= d->views; v++) {
         for (int l = 0; l <= d->layers; l++) {
-            int cell = rs_interference_cell(d, v, l), r = add_view_layer_row(t, info, v, l, false);
+            int cell = rs_interference_cell(d, v, l), r = rs_report_add_view_layer_row(t, info, v, l, false);
             const rs_stats_rate *x = d->rate + (size_t)cell * RS_INTERF_NUM;
             rs_table_set_count(t, r, 2, d->tokens[cell]);
             for (int m = 0; m < RS_INTERF_CHANGES_KEPT; m++)
