@@ -115,7 +115,7 @@ bool rs_cli_dispatch_check(const char *cmd, rs_cli_dispatch *d)
                                 "--group-images, --group-size and --bpr");
         return false;
     }
-    if (d->capacity_factor == 0 && !d->from_model && (d->group_images || d->group_tokens || d->bpr)) {
+    if (d->capacity_factor == 0 && (d->group_images || d->group_tokens || d->bpr)) {
         rs_cli_usage_error(cmd, "--group-images, --group-size and --bpr belong to --capacity-factor");
         return false;
     }
