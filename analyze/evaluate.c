@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "forward.h"
+#include "group_order.h"
 
 static double now(void)
 {
@@ -40,13 +41,13 @@ static void count_drops(const rs_config *c, const rs_forward_out *out, rs_eval_s
 }
 
 /* Counts batch BATCH's N predictions starting at source index FIRST into SUM, and writes
- * them to PRED when set. */
-static void score(const rs_config *c, rs_source *src, const float *logits, int first, int n, FILE *pred,
-                  rs_eval_summary *sum)
+ * them to PRED when set. Image i's logits are in row SLOT[i] (NULL: row i). */
+static void score(const rs_config *c, rs_source *src, const float *logits, const int32_t *slot, int first, int n,
+                  FILE *pred, rs_eval_summary *sum)
 {
     for (int i = 0; i < n; i++) {
         int label = rs_source_label(src, first + i);
-        int predicted = argmax(logits + (size_t)i * c->num_classes, c->num_classes);
+        int predicted = argmax(logits + (size_t)(slot ? slot[i] : i) * c->num_classes, c->num_classes);
         if (label >= 0) {
             sum->labelled++;
             sum->correct += predicted == label;
@@ -68,16 +69,24 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
     int total = count - opt->offset;
     if (opt->limit > 0 && opt->limit < total)
         total = opt->limit;
+    if (opt->has_group_seed && !(opt->dispatch.capacity_factor > 0))
+        return rs_error_set(err, RS_EINVAL, "a group seed shuffles dispatch groups: it needs a capacity factor");
     int batch = opt->batch < total ? opt->batch : total;
     int group = opt->dispatch.capacity_factor > 0 ? opt->dispatch.group_images : 1;
+    if (opt->has_group_seed && group > 0)
+        group = rs_group_window(group);
     if (group > 0)
-        batch = (batch + group - 1) / group * group; /* whole dispatch groups */
+        batch = (batch + group - 1) / group * group; /* whole dispatch groups (or windows) */
     rs_forward *f = NULL;
     size_t image_size = (size_t)c->channels * c->image_h * c->image_w;
-    float *input = NULL;
+    float *input = NULL, *ordered = NULL; /* (batch, C,H,W); ORDERED: the forward order */
+    int32_t *order = NULL, *slot = NULL;  /* (batch) with a group seed */
     FILE *pred = NULL;
     int rc = rs_forward_create_dispatch(model, batch, opt->threads, &opt->dispatch, &f, err);
-    if (!rc && !(input = malloc(sizeof(float) * (size_t)batch * image_size)))
+    if (!rc && (!(input = malloc(sizeof(float) * (size_t)batch * image_size)) ||
+                (opt->has_group_seed && (!(ordered = malloc(sizeof(float) * (size_t)batch * image_size)) ||
+                                         !(order = malloc(sizeof(int32_t) * (size_t)batch)) ||
+                                         !(slot = malloc(sizeof(int32_t) * (size_t)batch))))))
         rc = rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", batch);
     if (!rc && opt->predictions && !(pred = fopen(opt->predictions, "w")))
         rc = rs_error_set(err, RS_EIO, "%s: cannot write: %s", opt->predictions, strerror(errno));
@@ -89,11 +98,16 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
             break;
         for (int i = 0; i < n; i++)
             rs_normalize(c, input + (size_t)i * image_size);
+        if (order && (rc = rs_group_order(opt->group_seed, group, done, n, total, order, slot, err)))
+            break;
+        for (int i = 0; order && i < n; i++)
+            memcpy(ordered + (size_t)i * image_size, input + (size_t)order[i] * image_size,
+                   sizeof(float) * image_size);
         double t1 = now();
-        rc = rs_forward_run(f, input, n, err);
+        rc = rs_forward_run(f, order ? ordered : input, n, err);
         sum->forward_seconds += now() - t1;
         if (!rc) {
-            score(c, src, rs_forward_result(f)->logits, first, n, pred, sum);
+            score(c, src, rs_forward_result(f)->logits, slot, first, n, pred, sum);
             count_drops(c, rs_forward_result(f), sum);
         }
         if (!rc && opt->progress)
@@ -106,6 +120,9 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
     if (pred && (ferror(pred) | fclose(pred)) && !rc)
         rc = rs_error_set(err, RS_EIO, "%s: write failed: %s", opt->predictions, strerror(errno));
     free(input);
+    free(ordered);
+    free(order);
+    free(slot);
     rs_forward_free(f);
     return rc;
 }

@@ -10,13 +10,18 @@
  * With a capacity factor (DISPATCH, dispatch.h) every MoE layer dispatches groups of
  * group_images consecutive images of the slice; batches are rounded up to whole groups, so
  * results do not depend on the batch size, and the summary counts the top-k choices dropped.
+ * With a group seed the groups come from shuffled windows of the slice (group_order.h) and
+ * batches are rounded up to whole windows.
  *
  * Errors: 0 or a negative RS_E* code with one line naming the file: RS_EINVAL for an offset
- * past the source's end, the source's and forward pass's own errors, RS_EIO when the
+ * past the source's end or a group seed without a capacity factor, the source's and forward pass's own errors, RS_EIO when the
  * predictions file cannot be written. Nothing is printed; progress goes through the
  * callback. */
 #ifndef RS_EVALUATE_H
 #define RS_EVALUATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "dispatch.h"
 #include "model.h"
@@ -31,6 +36,8 @@ typedef struct rs_eval_options {
     int offset, limit;          /* the slice; limit <= 0: to the end */
     const char *predictions;    /* file for the predicted classes, or NULL */
     rs_dispatch dispatch;       /* capacity_factor 0: none */
+    bool has_group_seed;        /* shuffled group composition; needs a capacity factor */
+    uint64_t group_seed;
     rs_eval_progress progress;  /* may be NULL */
     void *progress_ctx;
 } rs_eval_options;

@@ -12,6 +12,7 @@
 #include "attack.h"
 #include "forward.h"
 #include "grad.h"
+#include "group_order.h"
 #include "model.h"
 #include "shard.h"
 #include "source.h"
@@ -35,7 +36,9 @@ typedef struct engine {
     char *config_json;     /* the model's config text, for the store */
     char *labels_json;     /* its class names as a JSON array, or NULL */
     rs_run_info run;
-    int group;             /* the forward pass's group size G (the dispatch group with capacity) */
+    int group;             /* what batches and shards are cut in: the forward pass's group size
+                              G (the dispatch group with capacity), or with a group seed the
+                              seed's window of several dispatch groups */
     rs_dispatch dispatch;  /* as run: capacity_factor 0 = none */
     double decode_s, forward_s; /* time in decoding + fitting images and in the forward pass */
     double attack_s;       /* time in attacks (their forward + backward passes) */
@@ -59,6 +62,8 @@ typedef struct engine {
     float *top_gate;       /* (B, V, L, T, R) */
     float *probs;          /* (B, V, L, T, E) */
     uint8_t *kept;         /* (B, V, L, T, R), NULL without capacity */
+    int32_t *order, *slot; /* (B) with a group seed: the batch's forward order (slot i runs
+                              image order[i]) and its inverse; NULL in data order */
     /* Attacks (allocated only when a view has one). */
     float *attack_px;      /* (B, C,H,W) the attack's final pixels */
     float *ref_probs;      /* (L, B, T, E) router softmax of the attacked view's start pixels */
@@ -84,7 +89,7 @@ static void engine_close(engine *e)
                     e->match, e->top_idx, e->top_gate, e->probs, e->kept, e->parsed, e->config_json, e->labels_json,
                     e->raw_px, e->kept_px, e->keep_slot, e->attack_steps, e->attack_px, e->ref_probs,
                     e->seeds, e->attack_linf, e->attack_l2, e->attack_obj, e->tmp_linf, e->tmp_l2,
-                    e->tmp_obj};
+                    e->tmp_obj, e->order, e->slot};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     for (int i = 0; i < e->num_views; i++)
@@ -133,6 +138,8 @@ static int alloc_buffers(engine *e, rs_error *err)
               (e->top_gate = malloc(sizeof(float) * B * V * L * T * R)) &&
               (e->probs = malloc(sizeof(float) * B * V * L * T * E)) &&
               (e->dispatch.capacity_factor == 0 || (e->kept = malloc(B * V * L * T * R))) &&
+              (!e->opt->has_group_seed ||
+               ((e->order = malloc(sizeof(int32_t) * B)) && (e->slot = malloc(sizeof(int32_t) * B)))) &&
               (e->raw_px = malloc(sizeof(float) * B * img)) &&
               (e->kept_px = malloc(sizeof(float) * B * img * (size_t)(e->num_kept ? e->num_kept : 1)));
     if (ok && e->attack_steps) {
@@ -179,7 +186,7 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         .record_k = rs_config_record_k(c), .num_experts = c->num_experts, .num_classes = c->num_classes,
         .has_cls = c->classifier == RS_CLASSIFIER_TOKEN, .command = o->command, .version = o->version,
         .capacity_factor = e->dispatch.capacity_factor, .group_images = e->dispatch.group_images,
-        .bpr = e->dispatch.bpr};
+        .bpr = e->dispatch.bpr, .has_group_seed = o->has_group_seed, .group_seed = o->group_seed};
     int found = rs_store_find_run(e->store, &spec, &e->run, err);
     if (found < 0)
         return found;
@@ -211,15 +218,23 @@ static int grad_oracle(void *ctx, const float *pixels, int batch, float *value, 
     return rs_grad_run(o->grad, o->objective, pixels, batch, o->labels, o->ref, value, grad, err);
 }
 
-/* The forward pass of E->raw_px (N images) through E->view_px. */
+/* The slot of the last forward pass that holds image I of the batch. */
+static size_t image_slot(const engine *e, int i)
+{
+    return (size_t)(e->slot ? e->slot[i] : i);
+}
+
+/* The forward pass of E->raw_px (N images) through E->view_px, in the batch's forward
+ * order: image i's outputs are in slot image_slot(e, i). */
 static int forward_raw(engine *e, int n, rs_error *err)
 {
     const rs_config *c = &e->model->cfg;
     size_t img = (size_t)c->channels * c->image_h * c->image_w;
-    memcpy(e->view_px, e->raw_px, sizeof(float) * img * (size_t)n);
     #pragma omp parallel for num_threads(e->opt->threads) schedule(static)
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        memcpy(e->view_px + i * img, e->raw_px + (e->order ? e->order[i] : i) * img, sizeof(float) * img);
         rs_normalize(c, e->view_px + i * img);
+    }
     double t = now();
     int rc = rs_forward_run(e->forward, e->view_px, n, err);
     e->forward_s += now() - t;
@@ -245,7 +260,9 @@ static int attack_view(engine *e, int v, int first, int n, rs_error *err)
             return rc;
         const rs_forward_out *out = rs_forward_result(e->forward);
         for (int l = 0; l < L; l++)
-            memcpy(e->ref_probs + l * e->batch * te, out->moe[l].probs, sizeof(float) * n * te);
+            for (int i = 0; i < n; i++)
+                memcpy(e->ref_probs + (l * e->batch + i) * te, out->moe[l].probs + image_slot(e, i) * te,
+                       sizeof(float) * te);
     }
     for (int i = 0; i < n && needs_labels; i++)
         if (e->labels[i] < 0)
@@ -299,8 +316,8 @@ static int record_view(engine *e, int v, int n, rs_error *err)
     int E = c->num_experts, K = c->num_classes;
     const rs_forward_out *out = rs_forward_result(e->forward);
     for (int i = 0; i < n; i++) {
-        size_t iv = (size_t)i * V + v;
-        const float *logits = out->logits + (size_t)i * K;
+        size_t iv = (size_t)i * V + v, at = image_slot(e, i);
+        const float *logits = out->logits + at * K;
         int best = 0;
         for (int k = 1; k < K; k++)
             if (logits[k] > logits[best])
@@ -315,7 +332,7 @@ static int record_view(engine *e, int v, int n, rs_error *err)
             return rs_error_set(err, RS_ENOMEM, "out of memory");
         for (int l = 0; l < L; l++) {
             const rs_moe_routing *r = &out->moe[l];
-            size_t dst = (iv * L + l) * T, src = (size_t)i * T;
+            size_t dst = (iv * L + l) * T, src = at * T;
             memcpy(e->top_idx + dst * R, r->top_idx + src * R, sizeof(int32_t) * T * R);
             memcpy(e->top_gate + dst * R, r->top_gate + src * R, sizeof(float) * T * R);
             memcpy(e->probs + dst * E, r->probs + src * E, sizeof(float) * T * E);
@@ -333,8 +350,14 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
     const rs_config *c = &e->model->cfg;
     int V = e->num_views, C = c->channels, H = c->image_h, W = c->image_w;
     size_t img = (size_t)C * H * W;
+    const rs_run_info *run = &e->run;
+    int job_first = run->shard_count > 0 ? run->job_offset : run->offset;
+    int rc = e->order ? rs_group_order(e->opt->group_seed, e->group, first - job_first, n,
+                                       run->shard_count > 0 ? run->job_count : run->count, e->order, e->slot, err)
+                      : 0;
     double t0 = now();
-    int rc = rs_source_load_batch(e->source, first, n, C, H, W, e->opt->threads, e->source_px, err);
+    if (!rc)
+        rc = rs_source_load_batch(e->source, first, n, C, H, W, e->opt->threads, e->source_px, err);
     e->decode_s += now() - t0;
     if (rc)
         return rc;
@@ -430,6 +453,9 @@ static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_o
     resumed->dispatch = (rs_dispatch){.capacity_factor = e->run.capacity_factor,
                                       .group_images = e->run.group_images, .bpr = e->run.bpr};
     resumed->dispatch_model = false;
+    resumed->group_tokens = 0;
+    resumed->has_group_seed = e->run.has_group_seed;
+    resumed->group_seed = e->run.group_seed;
     if (!(e->specs = calloc((size_t)e->run.num_views, sizeof *e->specs)))
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     e->num_views = e->run.num_views;
@@ -503,10 +529,15 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
                           opt->model_path);
     if (!rc)
         e->dispatch = opt->dispatch_model ? e->model->cfg.dispatch : opt->dispatch;
+    if (!rc && opt->group_tokens > 0)
+        rc = rs_group_images_of_tokens(&e->model->cfg, opt->group_tokens, &e->dispatch.group_images, err);
+    if (!rc && opt->has_group_seed && !(e->dispatch.capacity_factor > 0))
+        rc = rs_error_set(err, RS_EINVAL, "a group seed shuffles dispatch groups: it needs a capacity factor");
     return rc;
 }
 
-/* The forward pass's group size G, which batches and shards are cut in. */
+/* What batches and shards are cut in: the forward pass's group size G, or with a group seed
+ * its window (group_order.h). */
 static int find_group(engine *e, rs_error *err)
 {
     rs_forward *probe;
@@ -514,6 +545,8 @@ static int find_group(engine *e, rs_error *err)
     if (!rc)
         e->group = rs_forward_group_size(probe);
     rs_forward_free(probe);
+    if (!rc && e->opt->has_group_seed)
+        e->group = rs_group_window(e->group);
     return rc;
 }
 

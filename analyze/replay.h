@@ -24,8 +24,10 @@
  *
  * Dispatch: with a capacity factor (dispatch.h, docs/dispatch.md) every MoE layer dispatches
  * groups of group_images consecutive images of the run (the last group holds what remains),
- * batches and shards are whole groups, and the store records which choices were kept. The
- * settings are part of the run's identity.
+ * batches and shards are whole groups, and the store records which choices were kept. With
+ * a group seed the groups are drawn from shuffled windows of images instead
+ * (group_order.h); batches and shards are then whole windows. The settings are part of the
+ * run's identity.
  *
  * Shards: with shard_count, the run covers only the shard's images (shard.h) and records
  * the job's identity and its shard, so that merge.h can join the shards into the job's run;
@@ -72,6 +74,13 @@ typedef struct rs_replay_options {
                                     resume_run, which takes the run's own */
     bool dispatch_model;         /* take the dispatch in the model's config instead
                                     (RS_EINVAL when it has none) */
+    long long group_tokens;      /* > 0 (--group-size): dispatch.group_images is this many
+                                    tokens' worth of images (RS_EINVAL unless a multiple of
+                                    the model's tokens per image; group_order.h) */
+    bool has_group_seed;         /* shuffled group composition (group_order.h); needs a
+                                    capacity factor (RS_EINVAL otherwise); ignored with
+                                    resume_run, which takes the run's own */
+    uint64_t group_seed;
     const char *command, *version; /* provenance, stored with the run */
     rs_replay_progress progress; /* may be NULL */
     void *progress_ctx;

@@ -718,8 +718,7 @@ static void replicate_sums(const int32_t *cnt, const unsigned *w, int N, int V, 
     pool_i64(out, V, L, NC);
 }
 
-/* Percentile interval of the N values in X (sorted here). */
-static void percentile(double *x, size_t n, double level, bool *valid, double *lo, double *hi)
+void rs_stats_percentile(double *x, size_t n, double level, bool *valid, double *lo, double *hi)
 {
     *valid = n >= 2;
     *lo = *hi = 0;
@@ -745,7 +744,7 @@ static void rc_intervals(acc *a, double *vals, const size_t *n, size_t nr, doubl
     for (size_t c = 0; c < (size_t)a->cells; c++) {
         rs_stats_rate *r = &a->st->routing_changes[c];
         if (r->valid)
-            percentile(vals + c * nr, n[c], level, &r->boot_valid, &r->boot_lo, &r->boot_hi);
+            rs_stats_percentile(vals + c * nr, n[c], level, &r->boot_valid, &r->boot_lo, &r->boot_hi);
     }
 }
 
@@ -811,10 +810,10 @@ static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level,
                 if (r < 2) {
                     rs_stats_rate *rt = &(r == 0 ? A : B)->st->agree[c].rate[m];
                     if (rt->valid)
-                        percentile(x, n, level, &rt->boot_valid, &rt->boot_lo, &rt->boot_hi);
+                        rs_stats_percentile(x, n, level, &rt->boot_valid, &rt->boot_lo, &rt->boot_hi);
                 } else if (diff[c * RS_STATS_NUM_RATES + m].valid) {
                     rs_stats_diff *df = &diff[c * RS_STATS_NUM_RATES + m];
-                    percentile(x, n, level, &df->boot_valid, &df->boot_lo, &df->boot_hi);
+                    rs_stats_percentile(x, n, level, &df->boot_valid, &df->boot_lo, &df->boot_hi);
                 }
             }
     rc_intervals(A, rcv, rcn, nr, level);
@@ -924,8 +923,7 @@ static void note(char *buf, size_t size, const char *fmt, const char *what, cons
         snprintf(buf + len, size - len, fmt, len ? "; " : "", what, x, y);
 }
 
-/* What differs in the runs' identities, into BUF ("" when nothing). */
-static void identity_diff(const rs_run_info *a, const rs_run_info *b, char *buf, size_t size)
+void rs_stats_identity_diff(const rs_run_info *a, const rs_run_info *b, char *buf, size_t size)
 {
     buf[0] = 0;
     char x[64], y[64];
@@ -983,7 +981,7 @@ int rs_stats_compare(rs_store *store_a, int64_t run_a, rs_store *store_b, int64_
         return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", name_a, run_a);
     if ((rc = rs_store_get_run(store_a, run_a, &ia, err)) || (rc = rs_store_get_run(store_b, run_b, &ib, err)))
         goto fail;
-    identity_diff(&ia, &ib, cmp->mismatch, sizeof cmp->mismatch);
+    rs_stats_identity_diff(&ia, &ib, cmp->mismatch, sizeof cmp->mismatch);
     if (cmp->mismatch[0] && !(opt && opt->force)) {
         rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " are not comparable: %s (--force "
                           "compares anyway)", name_a, run_a, name_b, run_b, cmp->mismatch);

@@ -223,6 +223,14 @@ void rs_stats_comparison_free(rs_stats_comparison *cmp);
  * documented above; returns 0 or RS_EINVAL for negative counts. */
 int rs_stats_mcnemar_test(int64_t b, int64_t c, double *chi2, double *p, rs_error *err);
 
+/* What differs in what makes two runs comparable (data, offset, count, protocol, view specs,
+ * seed), as "what 'x' vs 'y'" parts joined by "; " into BUF ("" when nothing). */
+void rs_stats_identity_diff(const rs_run_info *a, const rs_run_info *b, char *buf, size_t size);
+
+/* Percentile interval at LEVEL of the N values in X (sorted here); *VALID false (and 0, 0)
+ * when N < 2. */
+void rs_stats_percentile(double *x, size_t n, double level, bool *valid, double *lo, double *hi);
+
 /* Wilson score interval for SUCCESSES of N at LEVEL; [0,0] when N is 0. */
 void rs_stats_wilson(double successes, double n, double level, double *lo, double *hi);
 

@@ -27,8 +27,7 @@ typedef struct pass {
     int64_t *img_n;                /* (images, cells) tokens summed */
 } pass;
 
-/* Whether the first K ids of A appear among the first K of B, as sets. */
-static bool same_set(const uint8_t *a, const uint8_t *kept_a, const uint8_t *b, const uint8_t *kept_b, int k)
+bool rs_stats_same_set(const uint8_t *a, const uint8_t *kept_a, const uint8_t *b, const uint8_t *kept_b, int k)
 {
     int na = 0, nb = 0, inter = 0;
     for (int i = 0; i < k; i++) {
@@ -92,7 +91,7 @@ static void compare_token(pass *p, const rs_routing_record *rec, int ta, int tb,
     const uint8_t *ka = p->ref_kept + ((size_t)rec->layer * p->T + ta) * p->R;
     const uint8_t *ib = rec->top_idx + (size_t)tb * p->R, *kb = rec->kept + (size_t)tb * p->R;
     double iou = rs_stats_kept_iou(ia, ka, ib, kb, k);
-    bool topk = pair && same_set(ia, NULL, ib, NULL, k), kept = pair && same_set(ia, ka, ib, kb, k);
+    bool topk = pair && rs_stats_same_set(ia, NULL, ib, NULL, k), kept = pair && rs_stats_same_set(ia, ka, ib, kb, k);
     cells_of(d, rec->view, rec->layer, cell);
     for (int c = 0; c < 4; c++) {
         if (pair) {

@@ -49,6 +49,11 @@ static inline int rs_stats_dispatch_cell(const rs_stats_dispatch *d, int view_sl
     return view_slot * (d->layers + 1) + layer_slot;
 }
 
+/* Whether two tokens' sets are equal: A's ids A (R), of which the first K were dispatched,
+ * restricted to those KEPT_A marks (NULL: all K), against B's likewise. Two empty sets are
+ * equal. */
+bool rs_stats_same_set(const uint8_t *a, const uint8_t *kept_a, const uint8_t *b, const uint8_t *kept_b, int k);
+
 /* IoU of the kept sets of two tokens: A's ids IDX_A (R) with KEPT_A (R), the first K ranks
  * dispatched; likewise B. 0 when both sets are empty. */
 double rs_stats_kept_iou(const uint8_t *idx_a, const uint8_t *kept_a, const uint8_t *idx_b, const uint8_t *kept_b,

@@ -157,10 +157,10 @@ static const char schema_v3[] =
 #define V2_SHARD_COLUMNS "NULL, NULL, NULL, NULL, NULL"
 
 /* migrations[n] turns schema version n into n + 1; version 0 is an empty database. From
- * version 4 on, a step is a function (migrate_v4 below) so that several features can each
- * add their part to one version. */
+ * version 4 on, a step is a function (migrate_v4, migrate_v5 below) so that several
+ * features can each add their part to one version. */
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
-_Static_assert(sizeof migrations / sizeof *migrations + 1 == RS_STORE_SCHEMA,
+_Static_assert(sizeof migrations / sizeof *migrations + 2 == RS_STORE_SCHEMA,
                "one migration step per schema version");
 
 /* Schema version 4, attacks: per image and attacked view (a view with a pgd: operation,
@@ -369,6 +369,20 @@ static int migrate_v4(rs_store *s, rs_error *err)
     return rc ? rc : migrate_v4_attack(s, err);
 }
 
+/* Schema 5, group seed: the seed of a run's shuffled group composition (group_order.h);
+ * NULL for data order, which is what every older run had. */
+static int migrate_v5_group_seed(rs_store *s, rs_error *err)
+{
+    return exec(s, "ALTER TABLE runs ADD COLUMN group_seed INTEGER;", "upgrading the schema to version 5 (group seed)",
+                err);
+}
+
+/* Version 4 -> 5: each feature's part of the step. */
+static int migrate_v5(rs_store *s, rs_error *err)
+{
+    return migrate_v5_group_seed(s, err);
+}
+
 /* Brings a database of an older schema version up to date in one transaction. The version is read again under the write lock: another process may have
  * migrated the file since we looked. */
 static int migrate(rs_store *s, rs_error *err)
@@ -382,7 +396,7 @@ static int migrate(rs_store *s, rs_error *err)
     for (int64_t v = version; v < RS_STORE_SCHEMA; v++) {
         char what[64];
         snprintf(what, sizeof what, "upgrading the schema to version %d", (int)v + 1);
-        if ((rc = v < 3 ? exec(s, migrations[v], what, err) : migrate_v4(s, err)))
+        if ((rc = v < 3 ? exec(s, migrations[v], what, err) : v == 3 ? migrate_v4(s, err) : migrate_v5(s, err)))
             goto fail;
     }
     if (version < RS_STORE_SCHEMA) {
@@ -660,6 +674,8 @@ static char *run_identity(const rs_run_spec *spec, bool job_only)
         sb_field(&b, "capacity_factor", text);
         sb_number(&b, "group_images", (uint64_t)spec->group_images);
         sb_number(&b, "bpr", spec->bpr);
+        if (spec->has_group_seed)
+            sb_number(&b, "group_seed", spec->group_seed);
     }
     if (shard && !job_only) {
         char text[32];
@@ -692,6 +708,8 @@ static const char *bad_identity(const rs_run_spec *spec)
         return "the shard lies outside its job";
     if (spec->capacity_factor < 0 || (spec->capacity_factor > 0 && spec->group_images < 1))
         return "a capacity factor needs a dispatch group";
+    if (spec->has_group_seed && !(spec->capacity_factor > 0))
+        return "a group seed needs a capacity factor";
     return NULL;
 }
 
@@ -856,12 +874,14 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
 
     what = "recording the run's dispatch";
     if (spec->capacity_factor > 0 &&
-        (rc = sqlite3_prepare_v2(store->db, "UPDATE runs SET capacity_factor = ?, group_images = ?, bpr = ?"
-                                            " WHERE id = ?", -1, &st, NULL)) == SQLITE_OK) {
+        (rc = sqlite3_prepare_v2(store->db, "UPDATE runs SET capacity_factor = ?, group_images = ?, bpr = ?,"
+                                            " group_seed = ? WHERE id = ?", -1, &st, NULL)) == SQLITE_OK) {
         sqlite3_bind_double(st, 1, spec->capacity_factor);
         sqlite3_bind_int(st, 2, spec->group_images);
         sqlite3_bind_int(st, 3, spec->bpr);
-        sqlite3_bind_int64(st, 4, id);
+        if (spec->has_group_seed) /* unbound: NULL, data order */
+            sqlite3_bind_int64(st, 4, (int64_t)spec->group_seed);
+        sqlite3_bind_int64(st, 5, id);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
         sqlite3_finalize(st);
         st = NULL;
@@ -954,14 +974,18 @@ static int parse_labels(const char *text, rs_run_info *info)
     return rc;
 }
 
-/* The run's dispatch settings (schema 4; older stores have none: no capacity). */
+/* The run's dispatch settings (schema 4; older stores have none: no capacity) and group
+ * seed (schema 5; older stores: data order). */
 static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_error *err)
 {
     if (s->schema < 4)
         return 0;
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT capacity_factor, group_images, bpr FROM runs WHERE id = ?", -1, &st,
-                                NULL);
+    int rc = sqlite3_prepare_v2(s->db,
+                                s->schema < 5 ? "SELECT capacity_factor, group_images, bpr, NULL FROM runs WHERE id = ?"
+                                              : "SELECT capacity_factor, group_images, bpr, group_seed FROM runs"
+                                                " WHERE id = ?",
+                                -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_fail(s, rc, "reading a run's dispatch", err);
     sqlite3_bind_int64(st, 1, run_id);
@@ -970,6 +994,8 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
         info->capacity_factor = sqlite3_column_double(st, 0);
         info->group_images = sqlite3_column_int(st, 1);
         info->bpr = sqlite3_column_int(st, 2) != 0;
+        info->has_group_seed = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        info->group_seed = (uint64_t)sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(s, rc, "reading a run's dispatch", err);
@@ -996,8 +1022,8 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM};
-    _Static_assert(RS_STORE_SCHEMA == 4, "get_run reads schemas 1, 2 and 3 or later (schema 4 adds only what "
-                                         "read_dispatch reads)");
+    _Static_assert(RS_STORE_SCHEMA == 5, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
+                                         "what read_dispatch reads)");
     int version = store->schema < 1 ? 1 : store->schema > 3 ? 3 : store->schema;
     int rc = sqlite3_prepare_v2(store->db, select[version - 1], -1, &st, NULL);
     if (rc != SQLITE_OK)
@@ -1460,6 +1486,26 @@ static const char merge_run_sql[] =
     " 0, ?4, r.top_k, r.channels, r.image_h, r.image_w, r.capacity_factor, r.group_images, r.bpr"
     " FROM shard.runs r JOIN shard.models m ON m.id = r.model_id WHERE r.id = ?1";
 
+/* Run SHARD_RUN's group seed into the merged run RUN_ID. Shards older than schema 5 have
+ * no such column: they ran in data order, which the merged run's NULL already says. */
+static int merge_group_seed(rs_store *s, int64_t run_id, int64_t shard_run)
+{
+    sqlite3_stmt *st;
+    int64_t version = 0;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA shard.user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        version = sqlite3_column_int64(st, 0);
+        rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK || version < 5)
+        return rc;
+    return exec_ids(s, "UPDATE main.runs SET group_seed = (SELECT group_seed FROM shard.runs WHERE id = ?2)"
+                       " WHERE id = ?1",
+                    run_id, shard_run, 0, 0);
+}
+
 static int create_merged_run(rs_store *s, int64_t shard_run, const char *command, const char *version,
                              int64_t *run_id)
 {
@@ -1481,9 +1527,10 @@ static int create_merged_run(rs_store *s, int64_t shard_run, const char *command
     if (rc != SQLITE_OK)
         return rc;
     *run_id = sqlite3_last_insert_rowid(s->db);
-    return exec_ids(s, "INSERT INTO views (run_id, view, spec) SELECT ?1, view, spec FROM shard.views"
-                       " WHERE run_id = ?2 ORDER BY view",
-                    *run_id, shard_run, 0, 0);
+    rc = exec_ids(s, "INSERT INTO views (run_id, view, spec) SELECT ?1, view, spec FROM shard.views"
+                     " WHERE run_id = ?2 ORDER BY view",
+                  *run_id, shard_run, 0, 0);
+    return rc == SQLITE_OK ? merge_group_seed(s, *run_id, shard_run) : rc;
 }
 
 int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_run, const char *command,

@@ -5,7 +5,8 @@
  *   models      one row per checkpoint (sha256 unique): path, config JSON, parameter count
  *   runs        one row per replay job: model, data source and slice, protocol, view specs,
  *               seed, identity (unique), status, images_total / images_done, shapes,
- *               provenance (command line, routerscope version and commit), times, error
+ *               provenance (command line, routerscope version and commit), times, error,
+ *               dispatch settings (schema 4) and group seed (schema 5)
  *   views       (run, view) -> spec text
  *   samples     (run, image) -> label
  *   predictions (run, image, view) -> predicted class, its probability, the view's drawn
@@ -46,7 +47,7 @@
 
 #include "rs_error.h"
 
-#define RS_STORE_SCHEMA 4
+#define RS_STORE_SCHEMA 5
 
 typedef struct rs_store rs_store;
 
@@ -91,6 +92,10 @@ typedef struct rs_run_spec {
     double capacity_factor;
     int group_images;
     bool bpr;
+    /* Group composition (analyze/group_order.h), only with a capacity factor: false = data
+     * order; otherwise shuffled windows of group_seed (schema 5), part of the identity. */
+    bool has_group_seed;
+    uint64_t group_seed;
 } rs_run_spec;
 
 typedef enum rs_run_status { RS_RUN_RUNNING, RS_RUN_DONE, RS_RUN_FAILED, RS_RUN_INTERRUPTED } rs_run_status;
@@ -122,6 +127,10 @@ typedef struct rs_run_info {
     double capacity_factor;
     int group_images;
     bool bpr;
+    /* Group composition: has_group_seed false (data order) without one, and for every run of
+     * a store older than schema 5. */
+    bool has_group_seed;
+    uint64_t group_seed;
     /* The model's provenance from its stored config JSON (docs/checkpoint.md): "method"
      * (owned; NULL when absent or not a string of at most 31 bytes) and "train_seed" (-1
      * when absent). analyze/run.h's rs_run_method reads the method with its fallback. */

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rs_seed.h"
+
 static const double severity_sigma[5] = {0.08, 0.12, 0.18, 0.26, 0.38};
 
 /* ---- parsing ---------------------------------------------------------------------- */
@@ -394,18 +396,12 @@ int rs_view_spec_check_base(const rs_view_spec *spec, int index, rs_error *err)
 
 /* ---- drawing ---------------------------------------------------------------------- */
 
-/* splitmix64: turns (seed, image, view, stream) into well-mixed generator seeds. */
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
+/* The generator seed of draw STREAM of (seed, image, view). */
 static uint64_t stream_seed(uint64_t run_seed, int image, int view, int stream)
 {
-    return mix(mix(mix(mix(run_seed) ^ (uint64_t)(uint32_t)image) ^ (uint64_t)(uint32_t)view) ^ (uint64_t)stream);
+    return rs_seed_mix(rs_seed_mix(rs_seed_mix(rs_seed_mix(run_seed) ^ (uint64_t)(uint32_t)image) ^
+                                   (uint64_t)(uint32_t)view) ^
+                       (uint64_t)stream);
 }
 
 /* 3x3 affine as [a b c; d e f; 0 0 1]: out = m * n. */

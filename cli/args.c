@@ -90,6 +90,11 @@ bool rs_cli_dispatch_option(const char *cmd, int c, const char *text, rs_cli_dis
         return true;
     case RS_OPT_GROUP_IMAGES:
         return rs_cli_parse_int(cmd, "--group-images", text, 1, RS_DISPATCH_MAX_GROUP_IMAGES, &d->group_images);
+    case RS_OPT_GROUP_SIZE:
+        return rs_cli_parse_int(cmd, "--group-size", text, 1, INT_MAX, &d->group_tokens);
+    case RS_OPT_GROUP_SEED:
+        d->has_group_seed = true;
+        return rs_cli_parse_u64(cmd, "--group-seed", text, &d->group_seed);
     case RS_OPT_BPR:
         d->bpr = true;
         return true;
@@ -105,16 +110,25 @@ bool rs_cli_dispatch_option(const char *cmd, int c, const char *text, rs_cli_dis
 
 bool rs_cli_dispatch_check(const char *cmd, rs_cli_dispatch *d)
 {
-    if (d->from_model && (d->capacity_factor > 0 || d->group_images || d->bpr)) {
+    if (d->from_model && (d->capacity_factor > 0 || d->group_images || d->group_tokens || d->bpr)) {
         rs_cli_usage_error(cmd, "--dispatch model takes the model's own settings: leave out --capacity-factor, "
-                                "--group-images and --bpr");
+                                "--group-images, --group-size and --bpr");
         return false;
     }
-    if (d->capacity_factor == 0 && (d->group_images || d->bpr)) {
-        rs_cli_usage_error(cmd, "--group-images and --bpr belong to --capacity-factor");
+    if (d->capacity_factor == 0 && (d->group_images || d->group_tokens || d->bpr)) {
+        rs_cli_usage_error(cmd, "--group-images, --group-size and --bpr belong to --capacity-factor");
         return false;
     }
-    if (d->capacity_factor > 0 && !d->group_images)
+    if (d->capacity_factor == 0 && !d->from_model && d->has_group_seed) {
+        rs_cli_usage_error(cmd, "--group-seed shuffles dispatch groups, and without --capacity-factor (or "
+                                "--dispatch model) there are none");
+        return false;
+    }
+    if (d->group_images && d->group_tokens) {
+        rs_cli_usage_error(cmd, "--group-images and --group-size both set the group: give one");
+        return false;
+    }
+    if (d->capacity_factor > 0 && !d->group_images && !d->group_tokens)
         d->group_images = RS_CLI_DEFAULT_GROUP_IMAGES;
     return true;
 }

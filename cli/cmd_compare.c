@@ -6,7 +6,9 @@
 
 #include "cli.h"
 #include "compare_tables.h"
+#include "dispatch_tables.h"
 #include "groups.h"
+#include "interference.h"
 #include "report_groups.h"
 #include "run.h"
 #include "stats.h"
@@ -14,7 +16,7 @@
 #include "table.h"
 
 static const char usage_text[] =
-    "usage: routerscope compare --db FILE RUN_A RUN_B [--db-b FILE_B] [--force]\n"
+    "usage: routerscope compare --db FILE RUN_A RUN_B [--db-b FILE_B] [--interference] [--force]\n"
     "                           [--format md|csv|tex|json] [--resamples N] [--seed S]\n"
     "       routerscope compare --db FILE --group NAME=ID,ID,... --group NAME2=ID,ID,... [...]\n"
     "\n"
@@ -25,6 +27,12 @@ static const char usage_text[] =
     "so its p-value is optimistic). The runs must cover the same images with the same\n"
     "protocol, view specs and seed.\n"
     "\n"
+    "With --interference: batch interference between two runs of the same job with dispatch\n"
+    "that differ only in --group-seed (docs/dispatch.md): each view of each image in B against\n"
+    "the same view in A, every token against itself: the router's Top-1, Top-2 and top-k\n"
+    "set, the kept set and routing_changes_kept, per view and MoE layer, and the share of\n"
+    "predictions that stay the same, with 95 % bootstrap intervals over images.\n"
+    "\n"
     "With --group: groups of runs, one run per training seed, seeds paired by position\n"
     "(docs/groups.md). Every headline figure (Top-1, Top-2, Top-2 order-agnostic, the\n"
     "accuracy of view 0 and of the other views) as the mean over seeds with its\n"
@@ -34,7 +42,9 @@ static const char usage_text[] =
     "\n"
     "  --group NAME=IDS a group of run ids of FILE (at least two groups, equal sizes)\n"
     "  --db-b FILE_B    RUN_B lives in FILE_B\n"
+    "  --interference   batch interference of RUN_B against RUN_A (see above)\n"
     "  --force          compare even when the runs' data, protocol, views or seed differ\n"
+    "                   (with --interference: anything but the group seed)\n"
     "  --format F       md (default), csv, tex or json\n"
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n"
     "  --seed S         bootstrap seed (default 20240607)\n";
@@ -48,7 +58,7 @@ static bool parse_run(const char *what, const char *text, int *out)
 /* What the options ask for. */
 typedef struct compare_args {
     const char *db, *db_b;  /* RUN_B lives in DB_B when given */
-    bool force;
+    bool force, interference;
     int resamples;
     uint64_t seed;
     rs_table_format format;
@@ -62,6 +72,7 @@ static int parse(int argc, char **argv, compare_args *a)
     static const struct option opts[] = {{"db", required_argument, NULL, 'D'},
                                          {"db-b", required_argument, NULL, 'B'},
                                          {"force", no_argument, NULL, 'F'},
+                                         {"interference", no_argument, NULL, 'I'},
                                          {"format", required_argument, NULL, 'f'},
                                          {"resamples", required_argument, NULL, 'n'},
                                          {"seed", required_argument, NULL, 's'},
@@ -77,6 +88,7 @@ static int parse(int argc, char **argv, compare_args *a)
         case 'D': a->db = optarg; break;
         case 'B': a->db_b = optarg; break;
         case 'F': a->force = true; break;
+        case 'I': a->interference = true; break;
         case 'f':
             if (rs_table_parse_format(optarg, &a->format))
                 return rs_cli_usage_error("compare", "--format wants md, csv, tex or json, got '%s'", optarg);
@@ -95,6 +107,8 @@ static int parse(int argc, char **argv, compare_args *a)
     if (a->db_b && !*a->db_b)
         return rs_cli_usage_error("compare", "--db-b wants a file");
     if (a->groups.n) {
+        if (a->interference)
+            return rs_cli_usage_error("compare", "--interference compares two runs, RUN_A and RUN_B (no --group)");
         if (a->db_b)
             return rs_cli_usage_error("compare", "--group takes the runs of one --db (no --db-b)");
         if (argc != optind)
@@ -127,6 +141,39 @@ static int print_tables(const compare_args *a, const rs_run_info *ia, const rs_r
                                       : rs_table_write(stdout, tables, 2, notes, cmp->forced ? 3 : 2, a->format, err);
     rs_table_free(tables[0]);
     rs_table_free(tables[1]);
+    return rc;
+}
+
+/* Prints batch interference D of run IB against run IA as A asks, with a note on each run
+ * and its group composition. */
+static int print_interference(const compare_args *a, const rs_run_info *ia, const rs_run_info *ib,
+                              const rs_interference *d, rs_error *err)
+{
+    char run_name[48], line[400], dispatch[160], notes[5][640];
+    const rs_run_info *runs[2] = {ia, ib};
+    const char *dbs[2] = {a->db, a->db_b};
+    snprintf(run_name, sizeof run_name, "%d vs %d", a->run_a, a->run_b);
+    for (int i = 0; i < 2; i++) {
+        rs_report_run_note(runs[i], line, sizeof line);
+        dispatch[0] = 0;
+        if (runs[i]->capacity_factor > 0)
+            rs_report_dispatch_note(runs[i], dispatch, sizeof dispatch);
+        snprintf(notes[i], sizeof notes[i], "%s: %s%s%s; %s", i ? "B" : "A", line, a->db_b ? " in " : "",
+                 a->db_b ? dbs[i] : "", dispatch[0] ? dispatch : "no capacity (every top-k choice kept)");
+    }
+    if (d->resamples > 0)
+        snprintf(notes[2], sizeof notes[2], "bootstrap over images: %d resamples, seed %" PRIu64 ", level %.0f %%",
+                 d->resamples, d->seed, 100 * d->level);
+    else
+        snprintf(notes[2], sizeof notes[2], "no bootstrap (--resamples 0)");
+    snprintf(notes[3], sizeof notes[3], "--force: the runs differ in more than the group seed (%s)", d->mismatch);
+    const char *lines[] = {notes[0], notes[1], notes[2], notes[3]};
+    rs_table *t[2] = {rs_report_interference_table(ia, d, run_name),
+                      rs_report_interference_prediction_table(ia, d, run_name)};
+    int rc = !t[0] || !t[1] ? rs_error_set(err, RS_ENOMEM, "out of memory")
+                            : rs_table_write(stdout, t, 2, lines, d->forced ? 4 : 3, a->format, err);
+    rs_table_free(t[0]);
+    rs_table_free(t[1]);
     return rc;
 }
 
@@ -193,6 +240,7 @@ int cmd_compare(int argc, char **argv)
     rs_store *sa = NULL, *sb = NULL;
     rs_run_info ia = {0}, ib = {0};
     rs_stats_comparison *cmp = NULL;
+    rs_interference *interf = NULL;
     status = RS_EXIT_OK;
     if (rs_store_open(a.db, true, &sa, &err) || (a.db_b && rs_store_open(a.db_b, true, &sb, &err))) {
         status = rs_cli_fail(&err);
@@ -206,12 +254,15 @@ int cmd_compare(int argc, char **argv)
         .name = a.db,
         .name_b = a.db_b,
     };
-    if (rs_run_load(sa, a.db, a.run_a, &ia, &err) ||
-        rs_run_load(store_b, a.db_b ? a.db_b : a.db, a.run_b, &ib, &err) ||
-        rs_stats_compare(sa, a.run_a, store_b, a.run_b, &opt, &cmp, &err) ||
-        print_tables(&a, &ia, &ib, cmp, &err))
+    if (rs_run_load(sa, a.db, a.run_a, &ia, &err) || rs_run_load(store_b, a.db_b ? a.db_b : a.db, a.run_b, &ib, &err))
+        status = rs_cli_fail(&err);
+    else if (a.interference ? rs_interference_compute(sa, a.run_a, store_b, a.run_b, &opt, &interf, &err) ||
+                                  print_interference(&a, &ia, &ib, interf, &err)
+                            : rs_stats_compare(sa, a.run_a, store_b, a.run_b, &opt, &cmp, &err) ||
+                                  print_tables(&a, &ia, &ib, cmp, &err))
         status = rs_cli_fail(&err);
 done:
+    rs_interference_free(interf);
     rs_stats_comparison_free(cmp);
     rs_run_info_clear(&ia);
     rs_run_info_clear(&ib);

@@ -1,5 +1,6 @@
 /* routerscope eval MODEL --data SRC — accuracy and speed of the C forward pass. */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,12 +8,14 @@
 
 #include "cli.h"
 #include "evaluate.h"
+#include "group_order.h"
 #include "model.h"
 #include "source.h"
 
 static const char usage_text[] =
     "usage: routerscope eval MODEL --data SRC [--threads N] [--batch N] [--offset N] [--limit N]\n"
-    "                        [--capacity-factor F [--group-images N] [--bpr] | --dispatch model]\n"
+    "                        [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
+    "                         | --dispatch model] [--group-seed N]\n"
     "\n"
     "Classify the images of SRC with MODEL and print the accuracy and images/s. Images\n"
     "are scaled (shorter side, bilinear) and centre-cropped to the model's input.\n"
@@ -52,7 +55,7 @@ static int parse(int argc, char **argv, eval_options *o)
         case 'l': ok = rs_cli_parse_int("eval", "--limit", optarg, 1, INT_MAX, &o->limit); break;
         case 'p': o->predictions = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
-        case RS_OPT_CAPACITY: case RS_OPT_GROUP_IMAGES: case RS_OPT_BPR: case RS_OPT_DISPATCH:
+        RS_CLI_DISPATCH_OPTION_CASES:
             ok = rs_cli_dispatch_option("eval", c, optarg, &o->dispatch);
             break;
         default: return RS_EXIT_USAGE;
@@ -90,11 +93,15 @@ static void print_summary(const eval_options *o, const rs_source *src, const rs_
            s->images / (s->forward_seconds > 0 ? s->forward_seconds : 1e-9), s->seconds, s->batch, o->threads);
 }
 
-static void print_dispatch(const rs_dispatch *d, const rs_eval_summary *s)
+static void print_dispatch(const rs_eval_options *eo, const rs_eval_summary *s)
 {
+    const rs_dispatch *d = &eo->dispatch;
+    char seed[48] = "";
+    if (eo->has_group_seed)
+        snprintf(seed, sizeof seed, ", group seed %" PRIu64, eo->group_seed);
     if (d->capacity_factor > 0)
-        printf("dispatch: capacity factor %g, groups of %d images%s: %lld of %lld top-k choices dropped (%.2f%%)\n",
-               d->capacity_factor, d->group_images, d->bpr ? ", BPR" : "", s->dropped, s->choices,
+        printf("dispatch: capacity factor %g, groups of %d images%s%s: %lld of %lld top-k choices dropped (%.2f%%)\n",
+               d->capacity_factor, d->group_images, d->bpr ? ", BPR" : "", seed, s->dropped, s->choices,
                s->choices ? 100.0 * s->dropped / s->choices : 0.0);
 }
 
@@ -114,7 +121,8 @@ int cmd_eval(int argc, char **argv)
                           .limit = o.limit == INT_MAX ? 0 : o.limit, .predictions = o.predictions,
                           .progress = show ? progress : NULL,
                           .dispatch = {.capacity_factor = o.dispatch.capacity_factor,
-                                       .group_images = o.dispatch.group_images, .bpr = o.dispatch.bpr}};
+                                       .group_images = o.dispatch.group_images, .bpr = o.dispatch.bpr},
+                          .has_group_seed = o.dispatch.has_group_seed, .group_seed = o.dispatch.group_seed};
     if (o.dispatch.from_model && m->cfg.dispatch.capacity_factor == 0) {
         fprintf(stderr, "routerscope: %s: --dispatch model, but its config carries no dispatch settings\n", o.model);
         rs_model_close(m);
@@ -123,6 +131,11 @@ int cmd_eval(int argc, char **argv)
     if (o.dispatch.from_model)
         eo.dispatch = m->cfg.dispatch;
     rs_eval_summary sum;
+    if (o.dispatch.group_tokens &&
+        (rc = rs_group_images_of_tokens(&m->cfg, o.dispatch.group_tokens, &eo.dispatch.group_images, &err))) {
+        rs_model_close(m);
+        return rs_cli_fail(&err);
+    }
     if (!(rc = rs_source_open(o.data, &src, &err)))
         rc = rs_evaluate(m, src, &eo, &sum, &err);
     if (show)
@@ -131,7 +144,7 @@ int cmd_eval(int argc, char **argv)
         rs_cli_fail(&err);
     else {
         print_summary(&o, src, &sum);
-        print_dispatch(&eo.dispatch, &sum);
+        print_dispatch(&eo, &sum);
     }
     rs_source_close(src);
     rs_model_close(m);

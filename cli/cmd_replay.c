@@ -20,7 +20,8 @@ static const char usage_text[] =
     "                          [--eps LIST] [--seed S]\n"
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
     "                          [--shard-dir DIR]\n"
-    "                          [--capacity-factor F [--group-images N] [--bpr] | --dispatch model]\n"
+    "                          [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
+    "                           | --dispatch model] [--group-seed N]\n"
     "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
     "\n"
     "Replay images clean, noisy or augmented through MODEL and record every MoE layer's\n"
@@ -47,7 +48,8 @@ static const char usage_text[] =
     "                   stores with 'routerscope merge' (docs/scale-out.md)\n"
     RS_CLI_DISPATCH_USAGE
     "                   With a capacity factor, batches and shards are whole dispatch groups\n"
-    "                   and the store records which choices were kept.\n"
+    "                   (with --group-seed, whole windows of 8 groups) and the store records\n"
+    "                   which choices were kept.\n"
     "\n"
     "Under mpirun (or srun) with N ranks, rank I replays shard I/N into FILE.shard-I-of-N\n"
     "and rank 0 merges the shards into FILE; --threads defaults to CPUs / ranks per node.\n"
@@ -136,7 +138,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         case 'S': ok = parse_shard(optarg, o), set++; break;
         case 'L': *shard_dir = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
-        case RS_OPT_CAPACITY: case RS_OPT_GROUP_IMAGES: case RS_OPT_BPR: case RS_OPT_DISPATCH:
+        RS_CLI_DISPATCH_OPTION_CASES:
             ok = rs_cli_dispatch_option("replay", c, optarg, &dispatch), set++;
             break;
         default: return RS_EXIT_USAGE;
@@ -149,6 +151,9 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
     o->dispatch = (rs_dispatch){.capacity_factor = dispatch.capacity_factor, .group_images = dispatch.group_images,
                                 .bpr = dispatch.bpr};
     o->dispatch_model = dispatch.from_model;
+    o->group_tokens = dispatch.group_tokens;
+    o->has_group_seed = dispatch.has_group_seed;
+    o->group_seed = dispatch.group_seed;
     o->resume_run = resume;
     if (!o->db_path)
         return rs_cli_usage_error("replay", "--db is required");

@@ -72,6 +72,8 @@ int cmd_runs(int argc, char **argv)
         if (r->capacity_factor > 0) /* dispatch settings tell otherwise identical runs apart */
             printf(", capacity factor %g, groups of %d images%s", r->capacity_factor, r->group_images,
                    r->bpr ? ", BPR" : "");
+        if (r->has_group_seed)
+            printf(", group seed %" PRIu64, r->group_seed);
         printf(")\n");
         if (r->status == RS_RUN_FAILED && r->error)
             printf("     error: %s\n", r->error);

@@ -23,13 +23,7 @@ rs_table *rs_report_routing_changes_table(const rs_run_info *info, const rs_stat
     for (int l = 0; l <= st->layers; l++)
         for (int i = 0; i < ns; i++) {
             int v = rs_report_agreement_slot(st->views, i), cell = rs_stats_cell(st, v, l);
-            char view[64], layer[64], lh[64];
-            rs_report_agreement_label(info, v, view, sizeof view);
-            rs_report_layer_label(info, l, layer, sizeof layer, false);
-            rs_report_layer_label(info, l, lh, sizeof lh, true);
-            int r = rs_table_add_row(t, view, layer, NULL);
-            rs_table_set_text(t, r, 0, view);
-            rs_table_set_text(t, r, 1, lh);
+            int r = rs_report_add_view_layer_row(t, info, v, l, true);
             const rs_stats_rate *x = &st->routing_changes[cell];
             if (x->valid)
                 rs_table_set_rate(t, r, 2, x->value, x->boot_valid, x->boot_lo, x->boot_hi, false, 0, 0,

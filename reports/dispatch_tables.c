@@ -1,6 +1,7 @@
 /* dispatch_tables.c — tables of a run with dispatch (contract in dispatch_tables.h). */
 #include "dispatch_tables.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +10,11 @@
 
 void rs_report_dispatch_note(const rs_run_info *info, char *buf, size_t size)
 {
-    snprintf(buf, size, "dispatch: capacity factor %g, groups of %d images, %s priority", info->capacity_factor,
-             info->group_images, info->bpr ? "batch (BPR)" : "token-order");
+    char order[64] = "data order";
+    if (info->has_group_seed)
+        snprintf(order, sizeof order, "shuffled by group seed %" PRIu64, info->group_seed);
+    snprintf(buf, size, "dispatch: capacity factor %g, groups of %d images (%s), %s priority", info->capacity_factor,
+             info->group_images, order, info->bpr ? "batch (BPR)" : "token-order");
 }
 
 /* Dropped of CHOICES as a rate with its Wilson interval; n/a without choices. */
@@ -32,14 +36,8 @@ rs_table *rs_report_drop_table(const rs_run_info *info, const rs_stats_dispatch 
     int E = d->experts;
     for (int v = d->views > 1 ? 0 : d->views; t && v <= d->views; v++) {
         for (int l = 0; l <= d->layers; l++) {
-            char view[64], layer[64], lh[64];
-            rs_report_view_label(info, v, view, sizeof view);
-            rs_report_layer_label(info, l, layer, sizeof layer, false);
-            rs_report_layer_label(info, l, lh, sizeof lh, true);
             size_t at = (size_t)rs_stats_dispatch_cell(d, v, l) * (E + 1) + E;
-            int r = rs_table_add_row(t, view, layer, NULL);
-            rs_table_set_text(t, r, 0, view);
-            rs_table_set_text(t, r, 1, lh);
+            int r = rs_report_add_view_layer_row(t, info, v, l, false);
             rs_table_set_count(t, r, 2, d->choices[at]);
             set_drop(t, r, 3, d->dropped[at], d->choices[at]);
         }
@@ -93,13 +91,7 @@ rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats
     for (int i = 0; t && i < rs_report_agreement_slot_count(d->views); i++) {
         int v = rs_report_agreement_slot(d->views, i);
         for (int l = 0; l <= d->layers; l++) {
-            char view[64], layer[64], lh[64];
-            rs_report_agreement_label(info, v, view, sizeof view);
-            rs_report_layer_label(info, l, layer, sizeof layer, false);
-            rs_report_layer_label(info, l, lh, sizeof lh, true);
-            int cell = rs_stats_dispatch_cell(d, v, l), r = rs_table_add_row(t, view, layer, NULL);
-            rs_table_set_text(t, r, 0, view);
-            rs_table_set_text(t, r, 1, lh);
+            int cell = rs_stats_dispatch_cell(d, v, l), r = rs_report_add_view_layer_row(t, info, v, l, true);
             rs_report_set_rate(t, r, 2, &d->topk_set[cell], d->kept_iou[cell].n);
             rs_report_set_rate(t, r, 3, &d->kept_set[cell], d->kept_iou[cell].n);
             if (d->kept_iou[cell].valid)
@@ -108,6 +100,48 @@ rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats
             if (x->valid)
                 rs_table_set_rate(t, r, 5, x->value, x->boot_valid, x->boot_lo, x->boot_hi, false, 0, 0, d->images);
         }
+    }
+    return t;
+}
+
+rs_table *rs_report_interference_table(const rs_run_info *info, const rs_interference *d, const char *run)
+{
+    const char *keys[] = {"view", "layer", "tokens", "top1", "top2", "topk_set", "kept_set", "routing_changes_kept"};
+    const char *heads[] = {"View", "Layer", "Tokens", "Top-1 (router)", "Top-2 (router)", "Top-k set (router)",
+                           "Kept set", "routing_changes_kept"};
+    rs_table *t = rs_table_create("Batch interference: run B against run A, each view against the same view (every "
+                                  "token, class token included, against itself; routing_changes_kept: 1 - mean over "
+                                  "images of the kept-set IoU)",
+                                  run, 8, keys, heads);
+    for (int v = d->views > 1 ? 0 : d->views; t && v <= d->views; v++) {
+        for (int l = 0; l <= d->layers; l++) {
+            int cell = rs_interference_cell(d, v, l), r = rs_report_add_view_layer_row(t, info, v, l, false);
+            const rs_stats_rate *x = d->rate + (size_t)cell * RS_INTERF_NUM;
+            rs_table_set_count(t, r, 2, d->tokens[cell]);
+            for (int m = 0; m < RS_INTERF_CHANGES_KEPT; m++)
+                rs_report_set_rate(t, r, 3 + m, &x[m], d->tokens[cell]);
+            const rs_stats_rate *c = &x[RS_INTERF_CHANGES_KEPT]; /* per image: no Wilson */
+            if (c->valid)
+                rs_table_set_rate(t, r, 7, c->value, c->boot_valid, c->boot_lo, c->boot_hi, false, 0, 0, d->images);
+        }
+    }
+    return t;
+}
+
+rs_table *rs_report_interference_prediction_table(const rs_run_info *info, const rs_interference *d,
+                                                  const char *run)
+{
+    const char *keys[] = {"view", "images", "prediction_same"};
+    const char *heads[] = {"View", "Images", "Same prediction"};
+    rs_table *t = rs_table_create("Batch interference: images whose predicted class is the same in both runs", run, 3,
+                                  keys, heads);
+    for (int v = d->views > 1 ? 0 : d->views; t && v <= d->views; v++) {
+        char view[64];
+        rs_report_view_label(info, v, view, sizeof view);
+        int r = rs_table_add_row(t, view, "all", NULL);
+        rs_table_set_text(t, r, 0, view);
+        rs_table_set_count(t, r, 1, d->views_compared[v]);
+        rs_report_set_rate(t, r, 2, &d->prediction_same[v], d->views_compared[v]);
     }
     return t;
 }

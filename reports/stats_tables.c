@@ -68,16 +68,25 @@ void rs_report_set_rate(rs_table *t, int r, int c, const rs_stats_rate *x, int64
                           x->wilson_hi, n);
 }
 
-static void consistency_row(rs_table *t, const rs_run_info *info, const rs_stats *st, int v, int l)
+int rs_report_add_view_layer_row(rs_table *t, const rs_run_info *info, int v, int l, bool agreement)
 {
     char view[64], layer[64], lh[64];
-    rs_report_agreement_label(info, v, view, sizeof view);
+    if (agreement)
+        rs_report_agreement_label(info, v, view, sizeof view);
+    else
+        rs_report_view_label(info, v, view, sizeof view);
     rs_report_layer_label(info, l, layer, sizeof layer, false);
     rs_report_layer_label(info, l, lh, sizeof lh, true);
-    const rs_stats_agreement *a = &st->agree[rs_stats_cell(st, v, l)];
     int r = rs_table_add_row(t, view, layer, NULL);
     rs_table_set_text(t, r, 0, view);
     rs_table_set_text(t, r, 1, lh);
+    return r;
+}
+
+static void consistency_row(rs_table *t, const rs_run_info *info, const rs_stats *st, int v, int l)
+{
+    const rs_stats_agreement *a = &st->agree[rs_stats_cell(st, v, l)];
+    int r = rs_report_add_view_layer_row(t, info, v, l, true);
     for (int k = 0; k < RS_STATS_NUM_RATES; k++)
         rs_report_set_rate(t, r, 2 + k, &a->rate[k], a->n.pairs);
     rs_table_set_count(t, r, 6, a->n.pairs);
@@ -217,14 +226,8 @@ rs_table *rs_report_layer_table(const rs_run_info *info, const rs_stats *st, con
     /* Every view slot (reference included) when there are more than two, else the pool. */
     for (int v = st->views > 2 ? 0 : st->views; v <= st->views; v++) {
         for (int l = 0; l <= st->layers; l++) {
-            char view[64], layer[64], lh[64];
-            rs_report_view_label(info, v, view, sizeof view);
-            rs_report_layer_label(info, l, layer, sizeof layer, false);
-            rs_report_layer_label(info, l, lh, sizeof lh, true);
             int cell = rs_stats_cell(st, v, l);
-            int r = rs_table_add_row(t, view, layer, NULL);
-            rs_table_set_text(t, r, 0, view);
-            rs_table_set_text(t, r, 1, lh);
+            int r = rs_report_add_view_layer_row(t, info, v, l, false);
             if (v == st->views && l < st->layers)
                 set_mean(t, r, 2, &st->prc_norm[l], 4);
             set_mean(t, r, 3, &st->jsd[cell], 4);

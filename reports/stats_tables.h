@@ -31,6 +31,10 @@ void rs_report_model_label(const rs_run_info *r, char *buf, size_t size);
 /* True for a run of the noise protocol (clean view, then the severities). */
 bool rs_report_is_noise(const rs_run_info *r);
 
+/* Adds the row of view slot V (labelled as an agreement slot when AGREEMENT) and layer slot
+ * L to T, with the view and the layer ("block B") in columns 0 and 1; the row index. */
+int rs_report_add_view_layer_row(rs_table *t, const rs_run_info *info, int v, int l, bool agreement);
+
 /* Rate X over N pairs with its bootstrap and Wilson intervals into cell (R, C) of T;
  * n/a when X is not valid. */
 void rs_report_set_rate(rs_table *t, int r, int c, const rs_stats_rate *x, int64_t n);

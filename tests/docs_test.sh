@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The examples of docs/ run as written: checkpoint.md's Python blocks write a checkpoint
 # (F32 and F16) that `inspect` and `eval` accept, store.md's Python block decodes a real
-# replay's BLOBs, views.md's example specs parse and its error message is the one printed;
+# replay's BLOBs, views.md's example specs parse and its error message is the one printed,
+# as is dispatch.md's --group-size refusal;
 # no file points users at notes they do not have (../shared).
 # usage: docs_test.sh ROUTERSCOPE SOURCE_ROOT MODEL
 set -u
@@ -65,6 +66,11 @@ if [ -r "$fmnist" ]; then
   expect "a bad spec fails with the message views.md shows" \
     failed_with $? 1 "view 'noise:sigma=abc': sigma 'abc' is not a number"
   expect "views.md shows that message" grep -q "view 'noise:sigma=abc': sigma 'abc' is not a number" "$docs/views.md"
+
+  # --- dispatch.md: the --group-size refusal it shows is the one printed ------------------
+  "$rs" eval "$model" --data fashion-mnist:test --capacity-factor 1 --group-size 120 >/dev/null 2>"$tmp/err"
+  expect "a --group-size that splits images fails with one line" failed_with $? 1 "S must be a multiple of 50"
+  expect "dispatch.md shows that line" grep -qxF "$(cat "$tmp/err")" "$docs/dispatch.md"
 
   # --- store.md: decode a replay's BLOBs with the standard library -----------------------
   "$rs" replay "$model" --data fashion-mnist:test --limit 4 --db "$tmp/r.db" --threads 1 >/dev/null 2>"$tmp/err"

@@ -8,7 +8,10 @@
  * and 2, the last group short of a full one; outputs bit-identical for any batch split into
  * whole groups and any thread count. A factor that drops nothing reproduces the plain
  * forward pass's reference, and capacity factor 0 is the plain forward pass bit for bit.
- * The config's optional "dispatch" key is read and checked. */
+ * The config's optional "dispatch" key is read and checked.
+ * Group order (analyze/group_order.h): each window is a permutation of its own images, the
+ * same for a seed whatever the batch split, pinned for seed 1 so that stored runs replay
+ * alike across builds; batches that cut a window are refused; --group-size in tokens. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +25,7 @@
 
 #include "dispatch.h"
 #include "forward.h"
+#include "group_order.h"
 #include "model.h"
 #include "testutil.h"
 
@@ -332,6 +336,69 @@ static void config_dispatch(void **state)
     rs_model_close(m);
 }
 
+/* Windows of 6 over a job of 20 images: [0,6) [6,12) [12,18) [18,20). */
+static void group_order_windows(void **state)
+{
+    (void)state;
+    enum { N = 20, W = 6 };
+    int32_t order[N], slot[N], again[N], part_order[N], part_slot[N];
+    rs_error err;
+    assert_int_equal(rs_group_order(1, W, 0, N, N, order, slot, &err), 0);
+    /* Pinned: GSL mt19937 seeded through rs_seed_mix(rs_seed_mix(1) ^ window). */
+    static const int32_t seed1[N] = {2, 5, 4, 3, 0, 1, 9, 7, 8, 6, 10, 11, 14, 16, 17, 15, 12, 13, 19, 18};
+    assert_memory_equal(order, seed1, sizeof order);
+    bool seen[N] = {0};
+    for (int i = 0; i < N; i++) {
+        assert_true(order[i] / W == i / W); /* an image stays in its window */
+        assert_false(seen[order[i]]);
+        seen[order[i]] = true;
+        assert_int_equal(slot[order[i]], i);
+    }
+    assert_int_equal(rs_group_order(1, W, 0, N, N, again, slot, &err), 0);
+    assert_memory_equal(order, again, sizeof order);
+    /* Batch independence: two windows, then the rest, give the whole job's order. */
+    assert_int_equal(rs_group_order(1, W, 0, 12, N, part_order, part_slot, &err), 0);
+    assert_int_equal(rs_group_order(1, W, 12, 8, N, part_order + 12, part_slot + 12, &err), 0);
+    for (int i = 12; i < N; i++)
+        part_order[i] += 12;
+    assert_memory_equal(order, part_order, sizeof order);
+    assert_int_equal(rs_group_order(2, W, 0, N, N, again, slot, &err), 0);
+    assert_memory_not_equal(order, again, sizeof order);
+    /* A batch must start and end on window boundaries (or at the job's end). */
+    assert_int_equal(rs_group_order(1, W, 3, 6, N, order, slot, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "whole windows of 6"));
+    assert_int_equal(rs_group_order(1, W, 0, 10, N, order, slot, &err), RS_EINVAL);
+    assert_int_equal(rs_group_order(1, W, 18, 3, N, order, slot, &err), RS_EINVAL);
+    assert_int_equal(rs_group_order(1, W, 18, 2, N, order, slot, &err), 0);
+    assert_int_equal(rs_group_window(8), 64);
+}
+
+/* --group-size: whole images only. */
+static void group_size_tokens(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/token_k2_e4.safetensors", golden_dir);
+    rs_model *m = open_model(path);
+    int T = rs_config_tokens(&m->cfg), images = 0;
+    rs_error err;
+    assert_true(T > rs_config_patches(&m->cfg)); /* a class token: its message names it */
+    assert_int_equal(rs_group_images_of_tokens(&m->cfg, 3LL * T, &images, &err), 0);
+    assert_int_equal(images, 3);
+    assert_int_equal(rs_group_images_of_tokens(&m->cfg, T, &images, &err), 0);
+    assert_int_equal(images, 1);
+    char want[64];
+    snprintf(want, sizeof want, "must be a multiple of %d", T);
+    assert_int_equal(rs_group_images_of_tokens(&m->cfg, 2LL * T + 1, &images, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, want));
+    assert_non_null(strstr(err.msg, "class token"));
+    assert_int_equal(rs_group_images_of_tokens(&m->cfg, T - 1, &images, &err), RS_EINVAL);
+    assert_int_equal(rs_group_images_of_tokens(&m->cfg, (RS_DISPATCH_MAX_GROUP_IMAGES + 1LL) * T, &images, &err),
+                     RS_EINVAL);
+    assert_int_equal(images, 1);
+    rs_model_close(m);
+}
+
 int main(void)
 {
     golden_dir = tu_dir("RS_GOLDEN_DIR", "tests/golden");
@@ -348,6 +415,8 @@ int main(void)
         cmocka_unit_test(no_drop_is_plain),
         cmocka_unit_test(bad_dispatch),
         cmocka_unit_test(config_dispatch),
+        cmocka_unit_test(group_order_windows),
+        cmocka_unit_test(group_size_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
  * routing-vs-prediction change table, transitions and breakdowns; interval sanity (the
  * 95 % bootstrap interval covers a known rate in 90–99 % of 200 simulated stores);
  * McNemar against the formula; the paired comparison and its refusal of runs that are not
- * comparable.
+ * comparable; batch interference between two runs and its refusal of other jobs.
  * test_benchmark times rs_stats_compute and rs_stats_compare on a synthetic run of
  * RS_STATS_BENCH_IMAGES images (unset: skipped) × 2 views × 2 layers, T = 50 (class token
  * + 7×7 patches), E = 8. */
@@ -23,6 +23,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "interference.h"
 #include "stats.h"
 #include "store.h"
 #include "teststore.h"
@@ -748,6 +749,90 @@ static void test_routing_changes(void **state)
     tb_free(&t);
 }
 
+/* Batch interference (interference.h) by hand: 2 images x 2 views x 2 layers x 3 tokens
+ * (class token + 2 patches), k = 2, every top list (0, 1) and every choice kept in A. B
+ * differs in:
+ *   image 0 view 0 layer 1 patch 0: top (1, 0)   Top-1 and Top-2 differ; sets equal
+ *   image 1 view 1 layer 1 patch 1: top (0, 2)   Top-2 and the sets differ; kept IoU 1/3
+ *   image 0 view 0 layer 0 class token: nothing kept          kept IoU 0
+ *   image 1 view 0 layer 0 patch 0: only rank 1 kept          kept IoU 1/2
+ *   image 1 view 1 layer 0 patch 1: nothing kept in A and B   kept sets equal, IoU 0
+ *   image 1 view 1 predicts 3 (A: 0).
+ * Over all 24 tokens: Top-1 23/24, Top-2 22/24, top-k set 23/24, kept set 21/24; image 0's
+ * mean IoU 11/12, image 1's (9 + 1/2 + 0 + 1/3)/12 = 59/72, routing_changes_kept
+ * 1 − (11/12 + 59/72)/2 = 19/144; predictions 3 of 4 the same. */
+static void test_interference(void **state)
+{
+    (void)state;
+    tb a = tb_new(2, 2, 2, 2, 1, 2, 4, 10), b = tb_new(2, 2, 2, 2, 1, 2, 4, 10);
+    size_t n = (size_t)2 * 2 * 2 * a.T * a.R;
+    a.kept = malloc(n), b.kept = malloc(n);
+    memset(a.kept, 1, n), memset(b.kept, 1, n);
+    b.has_group_seed = true, b.group_seed = 7;
+    tb_set_top(&b, 0, 0, 1, 0, 1, 0);
+    tb_set_top(&b, 1, 1, 1, 1, 0, 2);
+    memset(b.kept + tb_row(&b, 0, 0, 0, 0) * b.R, 0, 2);
+    b.kept[tb_row(&b, 1, 0, 0, 1) * b.R + 1] = 0;
+    memset(a.kept + tb_row(&a, 1, 1, 0, 2) * a.R, 0, 2), memset(b.kept + tb_row(&b, 1, 1, 0, 2) * b.R, 0, 2);
+    b.pred[1 * 2 + 1] = 3;
+    const char *path = scratch("interference.db");
+    int64_t ra = tb_write_run(&a, path, sha_a, 1, views_other), rb = tb_write_run(&b, path, sha_a, 1, views_other);
+    rs_store *s;
+    rs_error err = {0};
+    assert_int_equal(rs_store_open(path, true, &s, &err), 0);
+    rs_interference *d;
+    rs_stats_options opt = {.resamples = 200, .seed = 3, .name = path};
+    assert_int_equal(rs_interference_compute(s, ra, s, rb, &opt, &d, &err), 0);
+    assert_false(d->forced);
+    int all = rs_interference_cell(d, 2, 2);
+    const rs_stats_rate *x = d->rate + (size_t)all * RS_INTERF_NUM;
+    assert_int_equal(d->tokens[all], 24);
+    expect_rate(&x[RS_INTERF_TOP1], 23.0 / 24);
+    expect_rate(&x[RS_INTERF_TOP2], 22.0 / 24);
+    expect_rate(&x[RS_INTERF_TOPK_SET], 23.0 / 24);
+    expect_rate(&x[RS_INTERF_KEPT_SET], 21.0 / 24);
+    expect_rate(&x[RS_INTERF_CHANGES_KEPT], 19.0 / 144);
+    assert_true(x[RS_INTERF_CHANGES_KEPT].boot_valid && x[RS_INTERF_CHANGES_KEPT].boot_lo >= 1.0 / 12 - 1e-12 &&
+                x[RS_INTERF_CHANGES_KEPT].boot_hi <= 13.0 / 72 + 1e-12); /* between the two images' */
+    expect_rate(&d->prediction_same[2], 0.75);
+    expect_rate(&d->prediction_same[1], 0.5);
+    assert_int_equal(d->views_compared[2], 4);
+    /* View 0, layer 0: 6 tokens, the class token (IoU 0) and image 1's patch 0 (1/2). */
+    x = d->rate + (size_t)rs_interference_cell(d, 0, 0) * RS_INTERF_NUM;
+    expect_rate(&x[RS_INTERF_TOP1], 1);
+    expect_rate(&x[RS_INTERF_KEPT_SET], 4.0 / 6);
+    expect_rate(&x[RS_INTERF_CHANGES_KEPT], 1 - (2.0 / 3 + 2.5 / 3) / 2);
+    rs_interference_free(d);
+    /* A run against itself: everything agrees, but a token dropped in both still counts as
+     * a change (vmoe's convention): 1 of image 1's 12 tokens, so 1/24. */
+    assert_int_equal(rs_interference_compute(s, ra, s, ra, &opt, &d, &err), 0);
+    x = d->rate + (size_t)all * RS_INTERF_NUM;
+    expect_rate(&x[RS_INTERF_KEPT_SET], 1);
+    expect_rate(&x[RS_INTERF_CHANGES_KEPT], 1.0 / 24);
+    rs_interference_free(d);
+    rs_store_close(s);
+
+    /* Another job (seed 2) or other dispatch is refused, and forced on request. */
+    int64_t rc2 = tb_write_run(&a, path, sha_a, 2, views_other);
+    free(b.kept), b.kept = NULL, b.has_group_seed = false;
+    int64_t rplain = tb_write_run(&b, path, sha_a, 1, views_other);
+    assert_int_equal(rs_store_open(path, true, &s, &err), 0);
+    assert_int_equal(rs_interference_compute(s, ra, s, rc2, &opt, &d, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "not the same job in another group composition: seed 1 vs 2"));
+    assert_int_equal(rs_interference_compute(s, ra, s, rplain, &opt, &d, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "dispatch capacity factor 0.5"));
+    opt.force = true;
+    assert_int_equal(rs_interference_compute(s, ra, s, rplain, &opt, &d, &err), 0);
+    assert_true(d->forced);
+    /* Without capacity every top-k choice of B counts as kept: A's empty set (image 1 view 1
+     * layer 0) and B's changed top-k set differ, 22 of 24 equal. */
+    expect_rate(&d->rate[(size_t)all * RS_INTERF_NUM + RS_INTERF_KEPT_SET], 22.0 / 24);
+    rs_interference_free(d);
+    rs_store_close(s);
+    tb_free(&a);
+    tb_free(&b);
+}
+
 int main(void)
 {
     if (tu_scratch_dir("stats", dir, sizeof dir)) {
@@ -757,7 +842,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_image),   cmocka_unit_test(test_routing_changes),   cmocka_unit_test(test_k1_ties_load),
         cmocka_unit_test(test_zero_pairs),  cmocka_unit_test(test_bad_records),  cmocka_unit_test(test_divergences),
-        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),
         cmocka_unit_test(test_bootstrap_coverage), cmocka_unit_test(test_benchmark),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -361,7 +361,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version 99, this routerscope reads 4");
+        expect_message(&err, path, "schema version 99, this routerscope reads 5");
     }
     /* A negative version (found by fuzzing: it indexed the migration steps backwards). */
     sql_exec(path, "PRAGMA user_version = -5");
@@ -370,7 +370,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version -5, this routerscope reads 4");
+        expect_message(&err, path, "schema version -5, this routerscope reads 5");
     }
 
     /* A database of another program: version 0, but tables we do not know. */
@@ -379,7 +379,7 @@ static void test_schema_version(void **state)
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(other, false, &s, &err), RS_EFORMAT);
-    expect_message(&err, other, "schema version 0, this routerscope reads 4");
+    expect_message(&err, other, "schema version 0, this routerscope reads 5");
     assert_int_equal(sql_int(other, "SELECT count(*) FROM t"), 1); /* untouched, */
     assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
 }
@@ -771,6 +771,53 @@ static void test_dispatch_run(void **state)
                      2 * spec.num_views * spec.num_layers);
 }
 
+/* A group seed is part of the identity (none, 0 and 7 are three runs) and comes back; a
+ * store of schema 4 reads in place as data order, and a writer adds the column. */
+static void test_group_seed_run(void **state)
+{
+    (void)state;
+    const char *path = scratch("group_seed.db");
+    rs_run_spec data_order = small_spec();
+    data_order.capacity_factor = 0.5;
+    data_order.group_images = 4;
+    rs_run_spec seed0 = data_order, seed7 = data_order;
+    seed0.has_group_seed = true;
+    seed7.has_group_seed = true;
+    seed7.group_seed = 7;
+    rs_store *s = open_ok(path, false);
+    int64_t r0 = begin_ok(s, &data_order), r1 = begin_ok(s, &seed0), r2 = begin_ok(s, &seed7);
+    assert_true(r0 != r1 && r1 != r2 && r0 != r2);
+    rs_run_info info = {0};
+    rs_error err = {0};
+    assert_int_equal(rs_store_find_run(s, &seed7, &info, &err), 1);
+    assert_int_equal(info.id, r2);
+    assert_true(info.has_group_seed && info.group_seed == 7 && info.capacity_factor == 0.5);
+    assert_int_equal(rs_store_find_run(s, &seed0, &info, &err), 1);
+    assert_true(info.id == r1 && info.has_group_seed && info.group_seed == 0);
+    assert_int_equal(rs_store_get_run(s, r0, &info, &err), 0);
+    assert_false(info.has_group_seed);
+    rs_run_spec no_capacity = small_spec();
+    no_capacity.has_group_seed = true;
+    int64_t id;
+    assert_int_equal(rs_store_begin_run(s, &no_capacity, &id, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "a group seed needs a capacity factor"));
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM runs WHERE group_seed IS NULL"), 1);
+
+    /* Schema 4: no group_seed column. Read in place, then upgraded by a writer. */
+    sql_exec(path, "ALTER TABLE runs DROP COLUMN group_seed; PRAGMA user_version = 4");
+    s = open_ok(path, true);
+    assert_int_equal(rs_store_get_run(s, r2, &info, &err), 0);
+    assert_true(!info.has_group_seed && info.capacity_factor == 0.5);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), 4);
+    s = open_ok(path, false);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), RS_STORE_SCHEMA);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM runs WHERE group_seed IS NULL"), 3);
+    rs_run_info_clear(&info);
+}
+
 /* Attacks: view 1 of small_spec attacked with 3 steps; the values are a function of
  * (image, view, step) so that a mix-up shows. */
 static float exp_objective(int image, int t) { return unit(mix((uint32_t)image, 1, (uint32_t)t, 7)) - 0.5f; }
@@ -1029,6 +1076,7 @@ int main(void)
         cmocka_unit_test(test_create_reopen),  cmocka_unit_test(test_schema_version),
         cmocka_unit_test(test_not_a_database), cmocka_unit_test(test_read_only),
         cmocka_unit_test(test_schema1_store),   cmocka_unit_test(test_dispatch_run),
+        cmocka_unit_test(test_group_seed_run),
         cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
         cmocka_unit_test(test_write_read),     cmocka_unit_test(test_attacks),
         cmocka_unit_test(test_wrong_position),

@@ -43,7 +43,7 @@ tb tb_new(int N, int V, int L, int Np, int cls, int R, int E, int K)
 void tb_free(tb *t)
 {
     free(t->labels), free(t->match), free(t->pred), free(t->pprob), free(t->params);
-    free(t->top), free(t->gate), free(t->probs);
+    free(t->top), free(t->gate), free(t->probs), free(t->kept);
 }
 
 size_t tb_row(const tb *t, int i, int v, int l, int tok)
@@ -87,6 +87,8 @@ rs_run_spec tb_spec(const tb *t, const char *sha, uint64_t seed, const char *con
         .num_layers = t->L, .layer_blocks = blocks, .tokens = t->T, .patches = t->Np, .grid_h = 1,
         .grid_w = t->Np, .record_k = t->R, .num_experts = t->E, .num_classes = t->K, .top_k = t->k,
         .channels = 1, .image_h = 28, .image_w = 28, .has_cls = t->cls != 0, .command = "test", .version = "test",
+        .capacity_factor = t->kept ? 0.5 : 0, .group_images = t->kept ? 2 : 0, .has_group_seed = t->has_group_seed,
+        .group_seed = t->group_seed,
     };
 }
 
@@ -104,7 +106,7 @@ int64_t tb_write(const tb *t, const char *path, const rs_run_spec *spec)
         .first = 0, .count = t->N, .num_views = t->V, .num_layers = t->L, .tokens = t->T, .record_k = t->R,
         .num_experts = t->E, .patches = t->Np, .labels = t->labels, .predicted = t->pred, .pred_prob = t->pprob,
         .view_params = (const char *const *)t->params, .match = t->match, .top_idx = t->top, .top_gate = t->gate,
-        .probs = t->probs,
+        .probs = t->probs, .kept = t->kept,
     };
     rc = rs_store_write_batch(s, run, &b, &err);
     if (rc)

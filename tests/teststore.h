@@ -9,6 +9,7 @@
 #ifndef RS_TESTSTORE_H
 #define RS_TESTSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,10 @@ typedef struct tb {
     int32_t *labels, *pred, *top; /* (N), (N,V), (N,V,L,T,R) */
     float *pprob, *gate, *probs;  /* (N,V), (N,V,L,T,R), (N,V,L,T,E) */
     char **params;                /* (N,V) */
+    uint8_t *kept;                /* (N,V,L,T,R) kept masks, or NULL: a run without capacity
+                                     (owned: tb_free frees it; tests malloc it) */
+    bool has_group_seed;          /* with kept: the run's group seed (else data order) */
+    uint64_t group_seed;
 } tb;
 
 /* CLS is 1 with a class token (token 0), else 0. Free with tb_free. */
@@ -41,7 +46,8 @@ void tb_set_match(tb *t, int i, int v, const int *m);
 
 /* A pair-protocol spec of T's shape: model models/test.safetensors with sha256 SHA and
  * config "{}", fashion-mnist:test from 0, view seed SEED, VIEWS (V specs), MoE layers in
- * blocks 1, 3, 5, 7 (L <= 4), a 1 x Np grid of 28 x 28 x 1 images. Callers change fields
+ * blocks 1, 3, 5, 7 (L <= 4), a 1 x Np grid of 28 x 28 x 1 images; with kept masks,
+ * capacity factor 0.5 in groups of 2 images and T's group seed. Callers change fields
  * before writing it with tb_write. */
 rs_run_spec tb_spec(const tb *t, const char *sha, uint64_t seed, const char *const *views);
 /* Writes T as a new run of SPEC into the store at PATH (created when missing); returns the

@@ -1,0 +1,51 @@
+/* group_order.c — seeded group composition (contract in group_order.h). */
+#include "group_order.h"
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <stdio.h>
+
+#include "dispatch.h"
+#include "rs_seed.h"
+
+int rs_group_order(uint64_t seed, int window, int first, int n, int count, int32_t *order, int32_t *slot,
+                   rs_error *err)
+{
+    if (window < 1 || first < 0 || n < 1 || first % window || first + (int64_t)n > count ||
+        (first + n < count && (first + n) % window))
+        return rs_error_set(err, RS_EINVAL,
+                            "group seed: images %d..%d of a job of %d do not cover whole windows of %d images", first,
+                            first + n - 1, count, window);
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!rng)
+        return rs_error_set(err, RS_ENOMEM, "group seed: out of memory");
+    for (int start = 0; start < n; start += window) {
+        int len = n - start < window ? n - start : window;
+        for (int i = 0; i < len; i++)
+            order[start + i] = start + i;
+        uint64_t w = (uint64_t)((first + start) / window);
+        gsl_rng_set(rng, (unsigned long)rs_seed_mix(rs_seed_mix(seed) ^ w));
+        gsl_ran_shuffle(rng, order + start, (size_t)len, sizeof *order);
+    }
+    gsl_rng_free(rng);
+    for (int i = 0; i < n; i++)
+        slot[order[i]] = i;
+    return 0;
+}
+
+int rs_group_images_of_tokens(const rs_config *c, long long group_tokens, int *group_images, rs_error *err)
+{
+    int T = rs_config_tokens(c), Np = rs_config_patches(c);
+    char tokens[96];
+    if (T > Np)
+        snprintf(tokens, sizeof tokens, "%d tokens (%d patches and the class token)", T, Np);
+    else
+        snprintf(tokens, sizeof tokens, "%d tokens (%d patches)", T, Np);
+    if (group_tokens < T || group_tokens % T || group_tokens / T > RS_DISPATCH_MAX_GROUP_IMAGES)
+        return rs_error_set(err, RS_EINVAL,
+                            "--group-size %lld: dispatch groups are whole images and this model's images have %s, "
+                            "so S must be a multiple of %d up to %lld (%d, %d, %d, ...; S = %d x --group-images)",
+                            group_tokens, tokens, T, (long long)T * RS_DISPATCH_MAX_GROUP_IMAGES, T, 2 * T, 3 * T, T);
+    *group_images = (int)(group_tokens / T);
+    return 0;
+}
