@@ -361,7 +361,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version 99, this routerscope reads 4");
+        expect_message(&err, path, "schema version 99, this routerscope reads 5");
     }
     /* A negative version (found by fuzzing: it indexed the migration steps backwards). */
     sql_exec(path, "PRAGMA user_version = -5");
@@ -370,7 +370,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version -5, this routerscope reads 4");
+        expect_message(&err, path, "schema version -5, this routerscope reads 5");
     }
 
     /* A database of another program: version 0, but tables we do not know. */
@@ -379,7 +379,7 @@ static void test_schema_version(void **state)
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(other, false, &s, &err), RS_EFORMAT);
-    expect_message(&err, other, "schema version 0, this routerscope reads 4");
+    expect_message(&err, other, "schema version 0, this routerscope reads 5");
     assert_int_equal(sql_int(other, "SELECT count(*) FROM t"), 1); /* untouched, */
     assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
 }
@@ -437,6 +437,55 @@ static void test_schema1_store(void **state)
     assert_int_equal(sql_int(path, "SELECT top_k FROM runs WHERE id = 2"), 1);
     assert_int_equal(sql_int(path, "SELECT image_w FROM runs WHERE id = 1"), 28);
     assert_int_equal(sql_int(path, "SELECT json_array_length(labels) FROM models WHERE id = 1"), 10);
+}
+
+/* A store written at schema 4, before routing interventions (tests/golden/store-v4.db: the
+ * tiny k = 2 model, run 1 without capacity, run 2 with a capacity factor): readers take it
+ * in place, every record reading as not forced (what ran is the router's top-k); a writer
+ * upgrades it to schema 5 and leaves every record as it was. */
+static void test_schema4_store(void **state)
+{
+    (void)state;
+    const char *path = scratch("v4.db");
+    char golden[4096];
+    snprintf(golden, sizeof golden, "%s/store-v4.db", tu_dir("RS_GOLDEN_DIR", "tests/golden"));
+    size_t size;
+    unsigned char *bytes = tu_read_file(golden, &size);
+    assert_non_null(bytes);
+    assert_int_equal(tu_write_file(path, bytes, size), 0);
+    free(bytes);
+    int64_t records[2] = {0}, kept[2] = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        rs_store *s = open_ok(path, pass == 0);
+        assert_int_equal(sql_int(path, "PRAGMA user_version"), pass == 0 ? 4 : RS_STORE_SCHEMA);
+        rs_error err = {0};
+        for (int64_t run = 1; run <= 2; run++) {
+            rs_store_cursor *cur;
+            rs_routing_record rec;
+            assert_int_equal(rs_store_cursor_open(s, run, &cur, &err), 0);
+            int rc;
+            int64_t n = 0, k = 0;
+            while ((rc = rs_store_cursor_next(cur, &rec, &err)) == 1) {
+                assert_false(rec.forced);
+                assert_ptr_equal(rec.executed, rec.top_idx);
+                assert_true((rec.kept != NULL) == (run == 2));
+                for (int q = 0; rec.kept && q < 50 * 2; q++)
+                    k += rec.kept[q];
+                n++;
+            }
+            assert_int_equal(rc, 0);
+            rs_store_cursor_close(cur);
+            if (pass == 0)
+                records[run - 1] = n, kept[run - 1] = k;
+            assert_int_equal(n, records[run - 1]);
+            assert_int_equal(k, kept[run - 1]);
+        }
+        rs_store_close(s);
+    }
+    assert_int_equal(records[0], 3 * 3 * 2);
+    assert_int_equal(records[1], 4 * 2 * 2);
+    assert_true(kept[1] > 0 && kept[1] < 4 * 2 * 2 * 50 * 2);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing WHERE executed IS NULL"), 3 * 3 * 2 + 4 * 2 * 2);
 }
 
 static void test_not_a_database(void **state)
@@ -771,6 +820,66 @@ static void test_dispatch_run(void **state)
                      2 * spec.num_views * spec.num_layers);
 }
 
+/* Forced routing: view 1 forces layer 0 (top_k 1): its rows carry what ran, every other
+ * record reads what ran as its router's ids. */
+static void test_forced_run(void **state)
+{
+    (void)state;
+    const char *path = scratch("forced.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    const int V = spec.num_views, L = spec.num_layers, T = spec.tokens, R = spec.record_k, k = spec.top_k;
+    tbatch t = make_batch(&spec, 10, 2);
+    uint8_t forced[4] = {0, 0, 1, 0}; /* (V, L) */
+    size_t n = (size_t)2 * V * L * T * k;
+    int32_t *executed = malloc(sizeof *executed * n);
+    for (size_t i = 0; i < n; i++)
+        executed[i] = (int32_t)((i * 5 + 1) % (size_t)spec.num_experts);
+    t.b.top_k = k;
+    t.b.forced = forced;
+    t.b.executed = executed;
+    rs_error err = {0};
+    executed[0] = spec.num_experts; /* image 10, view 0, layer 0: not forced, never read */
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), 0);
+    rs_store_close(s);
+    s = open_ok(path, true);
+    rs_store_cursor *c;
+    rs_routing_record rec;
+    assert_int_equal(rs_store_cursor_open(s, run, &c, &err), 0);
+    for (int row = 0; row < 2 * V * L; row++) {
+        assert_int_equal(rs_store_cursor_next(c, &rec, &err), 1);
+        bool want = forced[(size_t)rec.view * L + rec.layer];
+        assert_int_equal(rec.forced, want);
+        if (!want) {
+            assert_ptr_equal(rec.executed, rec.top_idx);
+            continue;
+        }
+        for (int tok = 0; tok < T; tok++) {
+            assert_int_equal(rec.executed[tok * R], executed[(size_t)row * T * k + tok]);
+            assert_int_equal(rec.executed[tok * R + 1], rec.top_idx[tok * R + 1]); /* beyond k: the router's */
+        }
+    }
+    assert_int_equal(rs_store_cursor_next(c, &rec, &err), 0);
+    rs_store_cursor_close(c);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing WHERE executed IS NOT NULL"), 2);
+    assert_int_equal(sql_int(path, "SELECT max(length(executed)) FROM routing"), T * k);
+
+    /* An executed id out of range is refused, naming it; the batch leaves nothing behind. */
+    s = open_ok(path, false);
+    rs_run_spec spec2 = spec;
+    spec2.seed = 1;
+    int64_t run2 = begin_ok(s, &spec2);
+    executed[(size_t)(1 * L + 0) * T * k + 2] = spec.num_experts; /* image 10, view 1, layer 0, token 2 */
+    assert_int_equal(rs_store_write_batch(s, run2, &t.b, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "executed expert id 4, the model has 4"));
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing WHERE run_id = 2"), 0);
+    free(executed);
+    free_batch(&t, 2, V);
+}
+
 /* Attacks: view 1 of small_spec attacked with 3 steps; the values are a function of
  * (image, view, step) so that a mix-up shows. */
 static float exp_objective(int image, int t) { return unit(mix((uint32_t)image, 1, (uint32_t)t, 7)) - 0.5f; }
@@ -1029,6 +1138,7 @@ int main(void)
         cmocka_unit_test(test_create_reopen),  cmocka_unit_test(test_schema_version),
         cmocka_unit_test(test_not_a_database), cmocka_unit_test(test_read_only),
         cmocka_unit_test(test_schema1_store),   cmocka_unit_test(test_dispatch_run),
+        cmocka_unit_test(test_schema4_store),   cmocka_unit_test(test_forced_run),
         cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
         cmocka_unit_test(test_write_read),     cmocka_unit_test(test_attacks),
         cmocka_unit_test(test_wrong_position),
