@@ -66,6 +66,15 @@ if [ -r "$fmnist" ]; then
     failed_with $? 1 "view 'noise:sigma=abc': sigma 'abc' is not a number"
   expect "views.md shows that message" grep -q "view 'noise:sigma=abc': sigma 'abc' is not a number" "$docs/views.md"
 
+  # --- dispatch.md: the routing-interventions recipe replays as the intervene protocol ----
+  recipe=$(grep -o "\-\-views '[^']*route:[^']*'" "$docs/dispatch.md" | head -1 | sed "s/^--views '//; s/'$//")
+  "$rs" replay "$model" --data fashion-mnist:test --limit 2 --db "$tmp/iv.db" --threads 1 --protocol custom \
+    --views "$recipe" >/dev/null 2>"$tmp/err"
+  "$rs" replay "$model" --data fashion-mnist:test --limit 2 --db "$tmp/iv.db" --threads 1 --protocol intervene \
+    >/dev/null 2>"$tmp/err"
+  expect "dispatch.md's --views recipe replays the views of the intervene protocol" \
+    [ "$(sqlite3 "$tmp/iv.db" "SELECT count(DISTINCT spec), count(*) FROM views")" = "5|10" ]
+
   # --- store.md: decode a replay's BLOBs with the standard library -----------------------
   "$rs" replay "$model" --data fashion-mnist:test --limit 4 --db "$tmp/r.db" --threads 1 >/dev/null 2>"$tmp/err"
   python_blocks "$docs/store.md" >"$tmp/read.py"
