@@ -15,11 +15,15 @@
  *                                  [1-x, 1+x], applied in that order, each clipped to [0,1]
  *   base:view=V                    only as the first operation: start from the final pixels
  *                                  and the geometry of the earlier view V (its match to view
- *                                  0 is V's); only photometric, noise and pgd may follow
+ *                                  0 is V's); only photometric, noise, pgd and route may follow
  *   pgd:eps=E,steps=N,alpha=A,norm=linf|l2,start=random|zero,mode=pgd|vmoe,
  *       loss=...,beta=B,target=T,layers=B1/B2
  *                                  an adversarial attack on the model (analyze/attack.h),
  *                                  always applied last; docs/attacks.md
+ *   route:from=F,layers=B1/B2      a routing intervention, the last operation: no pixel
+ *                                  changes, but each matched patch runs the experts the
+ *                                  earlier view F ran there (forward.h, forced routing), in
+ *                                  the MoE blocks of layers= (default all); never with pgd
  * Geometric operations compose into one affine map from view pixel coordinates to source
  * coordinates (continuous, pixel centres at i + 0.5); the view is rendered by bilinear
  * sampling of the model-sized source (zero outside it). Photometric operations follow,
@@ -41,7 +45,7 @@
 
 typedef enum rs_op_kind {
     RS_OP_CLEAN, RS_OP_NOISE, RS_OP_CROP, RS_OP_FLIP, RS_OP_ROTATE, RS_OP_TRANSLATE, RS_OP_JITTER,
-    RS_OP_BASE, RS_OP_PGD
+    RS_OP_BASE, RS_OP_PGD, RS_OP_ROUTE
 } rs_op_kind;
 
 typedef enum rs_attack_norm { RS_ATTACK_LINF, RS_ATTACK_L2 } rs_attack_norm;
@@ -75,14 +79,18 @@ typedef struct rs_view_spec {
     int base;                   /* base:view=V: V, else -1 */
     bool attack;                /* has a pgd: operation (at most one), described by pgd */
     rs_attack_spec pgd;
+    int route_from;             /* route:from=F: F, else -1 */
+    unsigned route_blocks;      /* route's layers=: bit b = block b; 0 = every MoE block
+                                 * (checked against the model with rs_config_check_moe_blocks) */
 } rs_view_spec;
 
 /* Parses TEXT. Errors quote the spec and the part at fault:
- * "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view is an
- * earlier view is checked by rs_view_spec_check_base, which knows the view's index. */
+ * "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view and a route
+ * source are earlier views is checked by rs_view_spec_check_base, which knows the view's
+ * index. */
 int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err);
 
-/* RS_EINVAL unless SPEC's base (if any) is a view before INDEX. */
+/* RS_EINVAL unless SPEC's base and route source (if any) are views before INDEX. */
 int rs_view_spec_check_base(const rs_view_spec *spec, int index, rs_error *err);
 
 /* One drawn view of one image. */
@@ -124,18 +132,24 @@ char *rs_view_params_json(const rs_view *v);
 
 /* The view specs of a protocol: "pair" (two views of AUGMENT, default
  * RS_PAIR_AUGMENT), "noise" (clean and severities 1..5), "custom" (CUSTOM: specs
- * separated by ';', the first the reference) or "adversarial" (view 0 "clean", then
+ * separated by ';', the first the reference), "adversarial" (view 0 "clean", then
  * "base:view=0+pgd:eps=E,KEYS" for each E of EPS, a ','-separated list of numbers or
  * fractions (default RS_ADVERSARIAL_EPS), KEYS the keys of ATTACK, a "pgd:..." spec
- * without eps (default RS_ADVERSARIAL_ATTACK)). Every spec is parsed before returning.
- * *SPECS: owned array of *COUNT owned strings (free each, then the array). */
+ * without eps (default RS_ADVERSARIAL_ATTACK)) or "intervene" (view 0 "clean", view 1 the
+ * perturbation AUGMENT (default RS_INTERVENE_PERTURB; no base or route of its own), view 2
+ * "base:view=1+route:from=0", then with two or more MOE_BLOCKS one
+ * "base:view=1+route:from=0,layers=B" per MoE block B). Every spec is parsed before
+ * returning. *SPECS: owned array of *COUNT owned strings (free each, then the array). */
 #define RS_PAIR_AUGMENT "crop:area=0.05-1,ratio=0.75-1.333+flip:p=0.5"
 #define RS_ADVERSARIAL_ATTACK "pgd:steps=10,loss=router"
 #define RS_ADVERSARIAL_EPS "1/255,2/255,4/255,8/255"
+#define RS_INTERVENE_PERTURB "noise:severity=1"
 typedef struct rs_protocol_args {
-    const char *augment;        /* pair */
+    const char *augment;        /* pair: both views; intervene: the perturbation */
     const char *custom;         /* custom */
     const char *attack, *eps;   /* adversarial; NULL: the defaults */
+    const int *moe_blocks;      /* intervene: the model's MoE blocks (NULL: none named) */
+    int num_moe;
 } rs_protocol_args;
 int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char ***specs, int *count,
                       rs_error *err);
