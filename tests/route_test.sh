@@ -97,6 +97,14 @@ expect "capacity: the perturbed view drops choices" [ "$(awk -F, '$4 == 1 && $13
 expect "capacity: no forced choice is dropped" [ "$(awk -F, '$4 == 2 && $8 == 0 && $13 < 2 && $19 == 0' "$tmp/k.csv" | wc -l)" = 0 ]
 cls_kept() { awk -F, -v v="$1" '$4 == v && $5 == 0 && $8 == 1 { printf "%s", $19 }' "$tmp/k.csv"; }
 expect "capacity: at block 1 the class tokens are kept or dropped as in the view forced" [ "$(cls_kept 1)" = "$(cls_kept 2)" ]
+# A group seed runs a batch in a shuffled order: forced rows must follow their image there.
+# View 2 forced to view 1's own routing runs, patch for patch, the experts view 1 chose (the
+# class token keeps its own choice, which at block 3 follows block 1's undropped output).
+"$rs" replay "$model" --data $data --limit 16 --protocol custom --views 'clean;noise:severity=2;base:view=1+route:from=1' \
+  --capacity-factor 0.5 --group-images 4 --group-seed 3 --db "$tmp/gs.db" --threads 1 >/dev/null 2>"$tmp/err"
+expect "group seed: forced rows follow their image through the shuffled batch" \
+  [ "$(q "$tmp/gs.db" "SELECT count(*) FROM routing a JOIN routing b USING (run_id, image, layer)
+       WHERE a.view = 2 AND b.view = 1 AND substr(a.executed, 3) = substr(b.top_idx, 3)")" = 32 ]
 
 # --- stats ---------------------------------------------------------------------------------------
 "$rs" stats --db "$tmp/a.db" --format csv --resamples 200 >"$tmp/stats.csv" 2>"$tmp/err"
