@@ -13,12 +13,13 @@
 static const char *const routing_columns[] = {"export_v", "run", "image", "view", "layer", "block",
                                               "token", "is_cls", "patch", "row", "col", "match",
                                               "rank", "expert", "gate", "label", "predicted", "pred_prob",
-                                              "kept"};
+                                              "kept", "executed"};
 static const char *const probs_columns[] = {"export_v", "run", "image", "view", "layer", "block",
                                             "token", "is_cls", "patch", "row", "col", "match",
-                                            "expert", "prob", "rank", "label", "predicted", "pred_prob", "kept"};
+                                            "expert", "prob", "rank", "label", "predicted", "pred_prob", "kept",
+                                            "executed"};
 enum { NUM_COLUMNS = sizeof routing_columns / sizeof *routing_columns };
-_Static_assert(sizeof probs_columns / sizeof *probs_columns == NUM_COLUMNS, "both row kinds have 19 columns");
+_Static_assert(sizeof probs_columns / sizeof *probs_columns == NUM_COLUMNS, "both row kinds have 20 columns");
 
 /* Per-record and per-token text, and what a row needs to name its columns. */
 typedef struct exporter {
@@ -28,8 +29,8 @@ typedef struct exporter {
     const char *const *names;   /* the column names of this row kind */
     char head[192];             /* export_v .. block, with the separator after it */
     char token[192];            /* token .. match, with the separator after it */
-    char tail[192];             /* separator, label .. pred_prob, separator (kept and the end of
-                                 * the row follow per row) */
+    char tail[192];             /* separator, label .. pred_prob, separator (kept, executed and
+                                 * the end of the row follow per row) */
     int rank_of[256];           /* probs rows: expert -> rank in the top-R, -1 */
     int64_t rows;
 } exporter;
@@ -83,7 +84,7 @@ static void format_record(exporter *x, const rs_routing_record *rec)
     put_float(v[2], sizeof v[2], rec->pred_prob, 9, json);
     x->tail[0] = ',';
     len = 1;
-    for (int i = 15; i < NUM_COLUMNS - 1; i++)
+    for (int i = 15; i < NUM_COLUMNS - 2; i++)
         put_column(x, x->tail, sizeof x->tail, &len, i, v[i - 15]);
 }
 
@@ -103,33 +104,44 @@ static void format_token(exporter *x, const rs_routing_record *rec, int t)
     }
 }
 
-/* The three row-specific columns (12..14) of one row, then the whole row ending in KEPT. */
-static void write_row(exporter *x, int a, int b, double f, int f_digits, bool float_middle, int kept)
+/* The three row-specific columns (12..14) of one row, then the whole row ending in KEPT and
+ * EXECUTED. */
+static void write_row(exporter *x, int a, int b, double f, int f_digits, bool float_middle, int kept, int executed)
 {
     bool json = x->opt->format == RS_EXPORT_JSONL;
     char fv[32];
     put_float(fv, sizeof fv, f, f_digits, json);
     const char *const *n = x->names;
     if (json && float_middle)
-        fprintf(x->out, "%s%s\"%s\":%d,\"%s\":%s,\"%s\":%d%s\"%s\":%d}\n", x->head, x->token, n[12], a, n[13], fv,
-                n[14], b, x->tail, n[18], kept);
+        fprintf(x->out, "%s%s\"%s\":%d,\"%s\":%s,\"%s\":%d%s\"%s\":%d,\"%s\":%d}\n", x->head, x->token, n[12], a,
+                n[13], fv, n[14], b, x->tail, n[18], kept, n[19], executed);
     else if (json)
-        fprintf(x->out, "%s%s\"%s\":%d,\"%s\":%d,\"%s\":%s%s\"%s\":%d}\n", x->head, x->token, n[12], a, n[13], b,
-                n[14], fv, x->tail, n[18], kept);
+        fprintf(x->out, "%s%s\"%s\":%d,\"%s\":%d,\"%s\":%s%s\"%s\":%d,\"%s\":%d}\n", x->head, x->token, n[12], a,
+                n[13], b, n[14], fv, x->tail, n[18], kept, n[19], executed);
     else if (float_middle)
-        fprintf(x->out, "%s%s%d,%s,%d%s%d\n", x->head, x->token, a, fv, b, x->tail, kept);
+        fprintf(x->out, "%s%s%d,%s,%d%s%d,%d\n", x->head, x->token, a, fv, b, x->tail, kept, executed);
     else
-        fprintf(x->out, "%s%s%d,%d,%s%s%d\n", x->head, x->token, a, b, fv, x->tail, kept);
+        fprintf(x->out, "%s%s%d,%d,%s%s%d,%d\n", x->head, x->token, a, b, fv, x->tail, kept, executed);
     x->rows++;
 }
 
-/* Whether rank K of token T ran: a rank below top_k, kept by dispatch when the run has a
- * capacity factor. */
+/* Whether the choice at rank K of token T ran (the expert of that rank in rec->executed): a
+ * rank below top_k, kept by dispatch when the run has a capacity factor. */
 static int kept_at(const exporter *x, const rs_routing_record *rec, int t, int k)
 {
     if (k < 0 || k >= x->run->top_k)
         return 0;
     return rec->kept ? rec->kept[(size_t)t * x->run->record_k + k] : 1;
+}
+
+/* The rank at which token T ran expert E (rec->executed), -1 when it did not run it there. */
+static int executed_rank(const exporter *x, const rs_routing_record *rec, int t, int e)
+{
+    const uint8_t *ran = rec->executed + (size_t)t * x->run->record_k;
+    for (int k = 0; k < x->run->top_k; k++)
+        if (ran[k] == e)
+            return k;
+    return -1;
 }
 
 static void write_record(exporter *x, const rs_routing_record *rec)
@@ -139,10 +151,11 @@ static void write_record(exporter *x, const rs_routing_record *rec)
     format_record(x, rec);
     for (int t = 0; t < T; t++) {
         format_token(x, rec, t);
-        const uint8_t *idx = rec->top_idx + (size_t)t * R;
+        const uint8_t *idx = rec->top_idx + (size_t)t * R, *ran = rec->executed + (size_t)t * R;
         if (!x->opt->probs) {
             for (int k = 0; k < R; k++)
-                write_row(x, k, idx[k], rec->top_gate[(size_t)t * R + k], 9, false, kept_at(x, rec, t, k));
+                write_row(x, k, idx[k], rec->top_gate[(size_t)t * R + k], 9, false, kept_at(x, rec, t, k),
+                          k < r->top_k ? ran[k] : -1);
             continue;
         }
         for (int e = 0; e < E; e++)
@@ -150,8 +163,10 @@ static void write_record(exporter *x, const rs_routing_record *rec)
         for (int k = R - 1; k >= 0; k--)
             x->rank_of[idx[k]] = k;
         /* Half floats need 5 significant digits to round-trip; 6 leaves no doubt. */
-        for (int e = 0; e < E; e++)
-            write_row(x, e, x->rank_of[e], rec->probs[(size_t)t * E + e], 6, true, kept_at(x, rec, t, x->rank_of[e]));
+        for (int e = 0; e < E; e++) {
+            int ran_at = executed_rank(x, rec, t, e);
+            write_row(x, e, x->rank_of[e], rec->probs[(size_t)t * E + e], 6, true, kept_at(x, rec, t, ran_at), ran_at);
+        }
     }
 }
 

@@ -9,9 +9,12 @@
  * Both carry the run, image (source index), view, MoE slot `layer` and its `block` index,
  * the token (sequence index), is_cls, patch / row / col (-1 for the class token), `match`
  * (the view-0 patch this patch matches, -1 when none or for the class token), the image's
- * label (empty / null when unknown), the view's predicted class and its probability, and
+ * label (empty / null when unknown), the view's predicted class and its probability,
  * (version 2) `kept`: 1 when that choice / expert ran for the token — a rank below top_k,
- * kept by dispatch when the run has a capacity factor — else 0.
+ * kept by dispatch when the run has a capacity factor — else 0, and (version 3)
+ * `executed`: in routing rows the expert the token ran at that rank (the router's own
+ * unless the view forced the layer, route:; -1 for a rank beyond top_k), in probs rows the
+ * rank at which the token ran that expert (-1: it did not). `kept` refers to what ran.
  * Rows come in (image, view, layer, token, rank|expert) order.
  *
  * Versioning: the first column, `export_v`, holds RS_EXPORT_VERSION in every row, so a plain
@@ -34,7 +37,7 @@
 #include "rs_error.h"
 #include "store.h"
 
-#define RS_EXPORT_VERSION 2
+#define RS_EXPORT_VERSION 3
 
 typedef enum rs_export_format { RS_EXPORT_CSV, RS_EXPORT_JSONL } rs_export_format;
 

@@ -47,6 +47,7 @@ typedef struct engine {
     int num_kept;
     int *attack_steps;     /* (V) steps of view v's attack, 0 without one; NULL: no attacks */
     int attack_stride;     /* max steps + 1 */
+    uint8_t *forced;       /* (V, L) 1 where view v forces MoE layer l (route:); NULL: no view forces */
     /* Per-batch buffers, sized for `batch` images. */
     float *source_px;      /* (B, C,H,W) fitted source images, [0,1] */
     float *raw_px;         /* (B, C,H,W) one view of every image, [0,1] */
@@ -64,6 +65,10 @@ typedef struct engine {
     uint8_t *kept;         /* (B, V, L, T, R), NULL without capacity */
     int32_t *order, *slot; /* (B) with a group seed: the batch's forward order (slot i runs
                               image order[i]) and its inverse; NULL in data order */
+    /* Forced routing (allocated only when a view forces). */
+    int32_t *executed;     /* (B, V, L, T, k) the experts each token ran */
+    int32_t *forced_ids;   /* (L, B, T, k) the forced rows of the view being run */
+    int16_t *from_match;   /* (B, Np) its patches matched in its route source */
     /* Attacks (allocated only when a view has one). */
     float *attack_px;      /* (B, C,H,W) the attack's final pixels */
     float *ref_probs;      /* (L, B, T, E) router softmax of the attacked view's start pixels */
@@ -89,7 +94,8 @@ static void engine_close(engine *e)
                     e->match, e->top_idx, e->top_gate, e->probs, e->kept, e->parsed, e->config_json, e->labels_json,
                     e->raw_px, e->kept_px, e->keep_slot, e->attack_steps, e->attack_px, e->ref_probs,
                     e->seeds, e->attack_linf, e->attack_l2, e->attack_obj, e->tmp_linf, e->tmp_l2,
-                    e->tmp_obj, e->order, e->slot};
+                    e->tmp_obj, e->order, e->slot, e->forced, e->executed, e->forced_ids,
+                    e->from_match};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     for (int i = 0; i < e->num_views; i++)
@@ -142,6 +148,12 @@ static int alloc_buffers(engine *e, rs_error *err)
                ((e->order = malloc(sizeof(int32_t) * B)) && (e->slot = malloc(sizeof(int32_t) * B)))) &&
               (e->raw_px = malloc(sizeof(float) * B * img)) &&
               (e->kept_px = malloc(sizeof(float) * B * img * (size_t)(e->num_kept ? e->num_kept : 1)));
+    if (ok && e->forced) {
+        size_t k = (size_t)c->top_k;
+        ok = (e->executed = malloc(sizeof(int32_t) * B * V * L * T * k)) &&
+             (e->forced_ids = malloc(sizeof(int32_t) * L * B * T * k)) &&
+             (e->from_match = malloc(sizeof(int16_t) * B * Np));
+    }
     if (ok && e->attack_steps) {
         size_t S = (size_t)e->attack_stride;
         ok = (e->attack_px = malloc(sizeof(float) * B * img)) &&
@@ -225,8 +237,9 @@ static size_t image_slot(const engine *e, int i)
 }
 
 /* The forward pass of E->raw_px (N images) through E->view_px, in the batch's forward
- * order: image i's outputs are in slot image_slot(e, i). */
-static int forward_raw(engine *e, int n, rs_error *err)
+ * order: image i's outputs are in slot image_slot(e, i). FORCED as in
+ * rs_forward_run_forced, rows in that order (NULL: the router's own routing). */
+static int forward_raw(engine *e, int n, const int32_t *const *forced, rs_error *err)
 {
     const rs_config *c = &e->model->cfg;
     size_t img = (size_t)c->channels * c->image_h * c->image_w;
@@ -236,7 +249,7 @@ static int forward_raw(engine *e, int n, rs_error *err)
         rs_normalize(c, e->view_px + i * img);
     }
     double t = now();
-    int rc = rs_forward_run(e->forward, e->view_px, n, err);
+    int rc = rs_forward_run_forced(e->forward, e->view_px, n, forced, err);
     e->forward_s += now() - t;
     return rc;
 }
@@ -255,7 +268,7 @@ static int attack_view(engine *e, int v, int first, int n, rs_error *err)
     for (int l = 0; l < L; l++)
         ref[l] = e->ref_probs + l * e->batch * te;
     if (needs_ref) {
-        int rc = forward_raw(e, n, err);
+        int rc = forward_raw(e, n, NULL, err);
         if (rc)
             return rc;
         const rs_forward_out *out = rs_forward_result(e->forward);
@@ -338,13 +351,47 @@ static int record_view(engine *e, int v, int n, rs_error *err)
             memcpy(e->probs + dst * E, r->probs + src * E, sizeof(float) * T * E);
             if (e->kept)
                 memcpy(e->kept + dst * R, r->kept + src * R, (size_t)T * R);
+            if (e->executed)
+                memcpy(e->executed + dst * c->top_k, r->executed + src * c->top_k, sizeof(int32_t) * T * c->top_k);
         }
     }
     return 0;
 }
 
+/* The forced rows of view V (route:from=F) for its N images into FORCED (L pointers, NULL for
+ * a layer it leaves to the router): each patch whose centre falls in view F runs the experts
+ * F ran at the patch it falls in; unmatched patches and the class token keep their own. */
+static void build_forced(engine *e, int v, int n, const int32_t **forced)
+{
+    const rs_config *c = &e->model->cfg;
+    int V = e->num_views, L = c->num_moe, T = rs_config_tokens(c), k = c->top_k, Np = rs_config_patches(c);
+    int F = e->parsed[v].route_from, cls = T - Np;
+    for (int i = 0; i < n; i++)
+        rs_view_match(&e->drawn[(size_t)i * V + F], &e->drawn[(size_t)i * V + v], c->image_h, c->image_w,
+                      c->patch_size, e->from_match + (size_t)i * Np);
+    for (int l = 0; l < L; l++) {
+        forced[l] = NULL;
+        if (!e->forced[(size_t)v * L + l])
+            continue;
+        int32_t *rows = e->forced_ids + (size_t)l * e->batch * T * k;
+        forced[l] = rows;
+        for (int i = 0; i < n; i++) {
+            const int32_t *from = e->executed + (((size_t)i * V + F) * L + l) * T * k;
+            for (int t = 0; t < T; t++) {
+                int32_t *row = rows + (image_slot(e, i) * T + (size_t)t) * k; /* forward order */
+                int m = t < cls ? -1 : e->from_match[(size_t)i * Np + t - cls];
+                if (m < 0)
+                    row[0] = -1;
+                else
+                    memcpy(row, from + (size_t)(m + cls) * k, sizeof(int32_t) * (size_t)k);
+            }
+        }
+    }
+}
+
 /* Decodes, views and runs one batch of N images starting at source index FIRST. Views run
- * in order, so a view's base (an earlier view) has its final pixels kept by then. */
+ * in order, so a view's base (an earlier view) has its final pixels kept by then, and a
+ * forced view's route source its executed experts. */
 static int compute_batch(engine *e, int first, int n, rs_error *err)
 {
     const rs_config *c = &e->model->cfg;
@@ -374,8 +421,12 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
             for (int i = 0; i < n; i++)
                 memcpy(e->kept_px + ((size_t)i * e->num_kept + e->keep_slot[v]) * img, e->raw_px + i * img,
                        sizeof(float) * img);
+        const int32_t *forced[RS_MAX_DEPTH];
+        bool route = e->parsed[v].route_from >= 0;
+        if (!rc && route)
+            build_forced(e, v, n, forced);
         if (!rc)
-            rc = forward_raw(e, n, err);
+            rc = forward_raw(e, n, route ? forced : NULL, err);
         if (!rc)
             rc = record_view(e, v, n, err);
     }
@@ -409,7 +460,8 @@ static int run_batches(engine *e, rs_replay_summary *sum, rs_error *err)
                       .num_experts = c->num_experts, .patches = rs_config_patches(c), .labels = e->labels,
                       .predicted = e->predicted, .pred_prob = e->pred_prob,
                       .view_params = (const char *const *)e->params, .match = e->match, .top_idx = e->top_idx,
-                      .top_gate = e->top_gate, .probs = e->probs, .kept = e->kept, .attack_steps = e->attack_steps,
+                      .top_gate = e->top_gate, .probs = e->probs, .kept = e->kept, .top_k = c->top_k,
+                      .forced = e->forced, .executed = e->executed, .attack_steps = e->attack_steps,
                       .attack_stride = e->attack_stride, .attack_linf = e->attack_linf, .attack_l2 = e->attack_l2,
                       .attack_objective = e->attack_obj};
         double t_store = now();
@@ -465,8 +517,32 @@ static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_o
     return 0;
 }
 
+/* Which MoE layers each forced view (route:) forces, its layers= checked against the model. */
+static int plan_routes(engine *e, rs_error *err)
+{
+    const rs_config *c = &e->model->cfg;
+    int V = e->num_views, L = c->num_moe;
+    for (int v = 0; v < V; v++) {
+        const rs_view_spec *p = &e->parsed[v];
+        rs_error why;
+        if (p->route_from < 0)
+            continue;
+        if (L == 0)
+            return rs_error_set(err, RS_EINVAL, "view '%s': the model has no MoE block to force", p->text);
+        if (rs_config_check_moe_blocks(c, p->route_blocks, &why))
+            return rs_error_set(err, RS_EINVAL, "view '%s': %s", p->text, why.msg);
+        if (!e->forced && !(e->forced = calloc((size_t)V * L, 1)))
+            return rs_error_set(err, RS_ENOMEM, "out of memory");
+        for (int l = 0; l < L; l++)
+            e->forced[(size_t)v * L + l] =
+                !p->route_blocks || (c->moe_layers[l] < 32 && (p->route_blocks >> c->moe_layers[l] & 1u));
+    }
+    return 0;
+}
+
 /* What the views need beyond rendering: which are bases of others (their final pixels are
- * kept), and the attacks' steps, each objective checked against the model. */
+ * kept), which force routing, and the attacks' steps, each objective checked against the
+ * model. */
 static int plan_views(engine *e, rs_error *err)
 {
     int V = e->num_views;
@@ -485,8 +561,9 @@ static int plan_views(engine *e, rs_error *err)
         if (base >= 0 && e->keep_slot[base] < 0)
             e->keep_slot[base] = e->num_kept++;
     }
-    if (!any_attack)
-        return 0;
+    int rc = plan_routes(e, err);
+    if (rc || !any_attack)
+        return rc;
     if (!(e->attack_steps = calloc((size_t)V, sizeof(int))))
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     for (int v = 0; v < V; v++) {

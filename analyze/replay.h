@@ -11,6 +11,11 @@
  * model/grad.h; its routing and prediction are then the ordinary forward pass of the
  * attacked pixels (so eps = 0 records exactly what the unattacked view records), and the
  * attack's norms and objective per step go to the attacks table in the same transaction.
+ * A view with route:from=F (a routing intervention) runs its forward pass with forced
+ * routing (forward.h): in each MoE layer it forces (layers=, default all), each patch whose
+ * centre falls in view F (rs_view_match against F; with base:view=V the geometry is V's)
+ * runs the experts F ran at that patch, the class token and unmatched patches their own;
+ * the store records the router's own top-R as always and the experts that ran.
  *
  * Identity and resumption: a run is identified by model sha256, data, slice, protocol,
  * view specs and seed. Asking for an identical run that finished reports it and computes

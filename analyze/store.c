@@ -161,7 +161,7 @@ static const char schema_v3[] =
  * features can each add their part to one version. */
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
 _Static_assert(sizeof migrations / sizeof *migrations + 2 == RS_STORE_SCHEMA,
-               "one migration step per schema version");
+               "one migration step per schema version: three texts, then migrate_v4 and migrate_v5");
 
 /* Schema version 4, attacks: per image and attacked view (a view with a pgd: operation,
  * analyze/attack.h) the perturbation's norms and the objective at every iterate. Stores of
@@ -194,8 +194,8 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_SAMPLE] = "INSERT INTO samples (run_id, image, label) VALUES (?, ?, ?)",
     [ST_PREDICTION] = "INSERT INTO predictions (run_id, image, view, predicted, prob, params, match)"
                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
-    [ST_ROUTING] = "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs, kept)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_ROUTING] = "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs, kept, executed)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_PROGRESS] = "UPDATE runs SET images_done = ? WHERE id = ?",
     [ST_ATTACK] = "INSERT INTO attacks (run_id, image, view, linf, l2, steps, objective) VALUES (?, ?, ?, ?, ?, ?, ?)",
 };
@@ -220,8 +220,9 @@ struct rs_store_cursor {
     int match_image, match_view; /* whose match map is decoded in match */
     bool at_end;                 /* SQLite would restart a finished statement on the next step */
     int16_t *match;
-    uint8_t *top_idx, *kept;
+    uint8_t *top_idx, *kept, *executed;
     float *top_gate, *probs;
+    int top_k;
 };
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -377,10 +378,20 @@ static int migrate_v5_group_seed(rs_store *s, rs_error *err)
                 err);
 }
 
+/* Schema 5, routing interventions: the experts each token ran (routing.executed, T*k uint8
+ * by rank) where its view forced that layer (a route: view), NULL elsewhere, where the
+ * router's own top-k ran. Older stores hold no forced views and read as all NULL. */
+static int migrate_v5_route(rs_store *s, rs_error *err)
+{
+    return exec(s, "ALTER TABLE routing ADD COLUMN executed BLOB;",
+                "upgrading the schema to version 5 (routing interventions)", err);
+}
+
 /* Version 4 -> 5: each feature's part of the step. */
 static int migrate_v5(rs_store *s, rs_error *err)
 {
-    return migrate_v5_group_seed(s, err);
+    int rc = migrate_v5_group_seed(s, err);
+    return rc ? rc : migrate_v5_route(s, err);
 }
 
 /* Brings a database of an older schema version up to date in one transaction. The version is read again under the write lock: another process may have
@@ -1023,7 +1034,7 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM};
     _Static_assert(RS_STORE_SCHEMA == 5, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
-                                         "what read_dispatch reads)");
+                                         "what read_dispatch reads, and schema 5 routing.executed)");
     int version = store->schema < 1 ? 1 : store->schema > 3 ? 3 : store->schema;
     int rc = sqlite3_prepare_v2(store->db, select[version - 1], -1, &st, NULL);
     if (rc != SQLITE_OK)
@@ -1292,6 +1303,21 @@ static int insert_attack(rs_store *s, int64_t run_id, const rs_batch *b, int i, 
     return step_done(s, st, "writing an attack", err);
 }
 
+/* Row ROW (image, view, layer) of B's executed experts as T*k bytes into OUT. */
+static int encode_executed(const rs_store *s, int64_t run_id, const rs_batch *b, size_t row, uint8_t *out,
+                           rs_error *err)
+{
+    size_t n = (size_t)b->tokens * b->top_k;
+    const int32_t *ids = b->executed + row * n;
+    for (size_t q = 0; q < n; q++) {
+        if (ids[q] < 0 || ids[q] >= b->num_experts)
+            return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": batch row %zu: executed expert id %d, the "
+                                "model has %d", s->path, run_id, row, (int)ids[q], b->num_experts);
+        out[q] = (uint8_t)ids[q];
+    }
+    return 0;
+}
+
 /* Inserts the rows of BATCH; the caller holds the transaction. */
 static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error *err)
 {
@@ -1299,14 +1325,15 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
               Np = b->patches;
     size_t n_idx = (size_t)T * R, n_gate = (size_t)T * R * 4, n_probs = (size_t)T * E * 2,
            n_match = (size_t)Np * 2;
-    size_t need = n_idx + n_gate + n_probs, n_objective = 4 * (size_t)(b->attack_steps ? b->attack_stride : 0);
+    size_t n_exec = b->executed ? (size_t)T * b->top_k : 0;
+    size_t need = n_idx + n_gate + n_probs + n_exec, n_objective = 4 * (size_t)(b->attack_steps ? b->attack_stride : 0);
     if (need < n_match)
         need = n_match;
     if (need < n_objective)
         need = n_objective;
     if (!grow(&s->buf, &s->buf_size, need))
         return rs_error_set(err, RS_ENOMEM, "%s: out of memory", s->path);
-    uint8_t *idx = s->buf, *gate = idx + n_idx, *probs = gate + n_gate, *match = s->buf;
+    uint8_t *idx = s->buf, *gate = idx + n_idx, *probs = gate + n_gate, *exec_ids = probs + n_probs, *match = s->buf;
 
     sqlite3_stmt *sample, *pred, *routing;
     int rc;
@@ -1375,6 +1402,12 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
                     sqlite3_bind_blob(routing, 8, b->kept + row * n_idx, (int)n_idx, SQLITE_STATIC);
                 else
                     sqlite3_bind_null(routing, 8);
+                sqlite3_bind_null(routing, 9);
+                if (b->executed && b->forced[(size_t)v * L + l]) {
+                    if ((rc = encode_executed(s, run_id, b, row, exec_ids, err)))
+                        return rc;
+                    sqlite3_bind_blob(routing, 9, exec_ids, (int)n_exec, SQLITE_STATIC);
+                }
                 if ((rc = step_done(s, routing, "writing routing", err)))
                     return rc;
             }
@@ -1392,6 +1425,7 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
     const rs_batch *b = batch;
     if (b->count < 0 || !b->predicted || !b->pred_prob || !b->view_params || !b->match || !b->top_idx ||
         !b->top_gate || !b->probs ||
+        (b->executed && (!b->forced || b->top_k < 1 || b->top_k > b->record_k)) ||
         (b->attack_steps && (!b->attack_linf || !b->attack_l2 || !b->attack_objective)))
         return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": incomplete batch", store->path, run_id);
 
@@ -1574,20 +1608,28 @@ int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_
     return rc;
 }
 
-/* Copies images FIRST .. LAST in one transaction and advances the run to LAST. ATTACKS: the
- * shard has an attacks table (schema 4). */
-static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int first, int last, bool attacks,
-                            rs_error *err)
+/* What an attached shard's schema holds beyond schema 3. */
+typedef struct shard_schema {
+    bool attacks;       /* the attacks table (schema 4) */
+    bool executed;      /* routing.executed (schema 5) */
+} shard_schema;
+
+#define COPY_ROUTING(executed)                                                                             \
+    "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs, kept, executed)"              \
+    " SELECT ?1, image, view, layer, top_idx, top_gate, probs, kept, " executed " FROM shard.routing"        \
+    " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view, layer"
+
+/* Copies images FIRST .. LAST in one transaction and advances the run to LAST. */
+static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int first, int last,
+                            const shard_schema *schema, rs_error *err)
 {
-    static const char *const copies[] = {
+    const char *copies[] = {
         "INSERT INTO samples (run_id, image, label) SELECT ?1, image, label FROM shard.samples"
         " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image",
         "INSERT INTO predictions (run_id, image, view, predicted, prob, params, match)"
         " SELECT ?1, image, view, predicted, prob, params, match FROM shard.predictions"
         " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view",
-        "INSERT INTO routing (run_id, image, view, layer, top_idx, top_gate, probs, kept)"
-        " SELECT ?1, image, view, layer, top_idx, top_gate, probs, kept FROM shard.routing"
-        " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view, layer",
+        schema->executed ? COPY_ROUTING("executed") : COPY_ROUTING("NULL"),
         "UPDATE runs SET images_done = ?4 - first_image + 1 WHERE id = ?1",
         "INSERT INTO attacks (run_id, image, view, linf, l2, steps, objective)"
         " SELECT ?1, image, view, linf, l2, steps, objective FROM shard.attacks"
@@ -1595,7 +1637,7 @@ static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int 
     int rc = run_cached(s, ST_BEGIN, "copying a shard", err);
     if (rc)
         return rc;
-    size_t n = sizeof copies / sizeof *copies - !attacks;
+    size_t n = sizeof copies / sizeof *copies - !schema->attacks;
     for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
         rc = exec_ids(s, copies[i], run_id, shard_run, first, last);
     if (rc == SQLITE_OK)
@@ -1605,13 +1647,17 @@ static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int 
     return rc;
 }
 
-/* 1 when the attached shard has an attacks table (schema 4 and later), 0 when not. */
-static int shard_has_attacks(rs_store *s, rs_error *err)
+/* What the attached shard's schema holds (shard stores of an older routerscope read in place). */
+static int read_shard_schema(rs_store *s, shard_schema *schema, rs_error *err)
 {
-    int64_t n = 0;
+    int64_t attacks = 0, executed = 0;
     int rc = query_int(s, "SELECT count(*) FROM shard.sqlite_master WHERE type = 'table' AND name = 'attacks'",
-                       "reading the shard's schema", &n, err);
-    return rc ? rc : n > 0;
+                       "reading the shard's schema", &attacks, err);
+    if (!rc)
+        rc = query_int(s, "SELECT count(*) FROM pragma_table_info('routing', 'shard') WHERE name = 'executed'",
+                       "reading the shard's schema", &executed, err);
+    *schema = (shard_schema){.attacks = attacks > 0, .executed = executed > 0};
+    return rc;
 }
 
 int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path, int64_t shard_run, int first,
@@ -1628,11 +1674,11 @@ int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path
                             store->path, run_id, first, last, rs.offset + rs.done, rs.offset, rs.offset + rs.count - 1);
     if ((rc = attach_shard(store, shard_path, err)))
         return rc;
-    int attacks = shard_has_attacks(store, err);
-    rc = attacks < 0 ? attacks : 0;
+    shard_schema schema;
+    rc = read_shard_schema(store, &schema, err);
     for (int64_t from = first; from <= last && !rc; from += batch) {
         int64_t to = from + batch - 1 < last ? from + batch - 1 : last;
-        rc = copy_image_range(store, run_id, shard_run, (int)from, (int)to, attacks > 0, err);
+        rc = copy_image_range(store, run_id, shard_run, (int)from, (int)to, &schema, err);
     }
     detach_shard(store);
     return rc;
@@ -1683,29 +1729,35 @@ int rs_store_cursor_open_images(rs_store *store, int64_t run_id, int first, int 
     c->record_k = info.record_k;
     c->num_experts = info.num_experts;
     c->patches = info.patches;
+    c->top_k = info.top_k;
     c->match_image = c->match_view = -1;
     rs_run_info_clear(&info);
     size_t tr = (size_t)c->tokens * c->record_k;
     c->match = malloc(sizeof *c->match * (size_t)c->patches);
     c->top_idx = malloc(tr);
     c->kept = malloc(tr);
+    c->executed = malloc(tr);
     c->top_gate = malloc(sizeof *c->top_gate * tr);
     c->probs = malloc(sizeof *c->probs * (size_t)c->tokens * c->num_experts);
-    if (!c->match || !c->top_idx || !c->kept || !c->top_gate || !c->probs) {
+    if (!c->match || !c->top_idx || !c->kept || !c->executed || !c->top_gate || !c->probs) {
         rs_store_cursor_close(c);
         return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
     }
     /* One pass over routing in key order (the UNIQUE index): no sort, no temporary table,
      * whatever the size of the run. */
-#define CURSOR_SQL(kept)                                                                                   \
-    "SELECT r.image, r.view, r.layer, s.label, p.predicted, p.prob, p.match, r.top_idx, r.top_gate, r.probs, " kept \
+#define CURSOR_SQL(kept, executed)                                                                         \
+    "SELECT r.image, r.view, r.layer, s.label, p.predicted, p.prob, p.match, r.top_idx, r.top_gate, r.probs, " \
+    kept ", " executed                                                                                       \
     " FROM routing r"                                                                                      \
     " JOIN predictions p ON p.run_id = r.run_id AND p.image = r.image AND p.view = r.view"                 \
     " JOIN samples s ON s.run_id = r.run_id AND s.image = r.image"                                         \
     " WHERE r.run_id = ? AND r.image BETWEEN ? AND ? ORDER BY r.image, r.view, r.layer"
-    /* Stores before schema 4 have no kept column: their runs had no capacity. */
-    rc = sqlite3_prepare_v2(store->db, store->schema >= 4 ? CURSOR_SQL("r.kept") : CURSOR_SQL("NULL"), -1,
-                            &c->stmt, NULL);
+    /* Stores before schema 4 have no kept column (their runs had no capacity), before schema 5
+     * no executed column (they forced nothing). */
+    const char *sql = store->schema >= 5   ? CURSOR_SQL("r.kept", "r.executed")
+                      : store->schema >= 4 ? CURSOR_SQL("r.kept", "NULL")
+                                           : CURSOR_SQL("NULL", "NULL");
+    rc = sqlite3_prepare_v2(store->db, sql, -1, &c->stmt, NULL);
     if (rc != SQLITE_OK) {
         rs_store_cursor_close(c);
         return db_fail(store, rc, "reading routing", err);
@@ -1714,6 +1766,32 @@ int rs_store_cursor_open_images(rs_store *store, int64_t run_id, int first, int 
     sqlite3_bind_int(c->stmt, 2, first);
     sqlite3_bind_int(c->stmt, 3, last);
     *out = c;
+    return 0;
+}
+
+/* Column 11 of the cursor's row into REC->executed: the router's ids where it is NULL, else
+ * its T*k ids over the first k ranks of a copy of them. */
+static int read_executed(rs_store_cursor *c, rs_routing_record *rec, rs_error *err)
+{
+    sqlite3_stmt *st = c->stmt;
+    size_t T = (size_t)c->tokens, R = (size_t)c->record_k, k = (size_t)c->top_k;
+    rec->executed = c->top_idx;
+    rec->forced = sqlite3_column_type(st, 11) != SQLITE_NULL;
+    if (!rec->forced)
+        return 0;
+    const uint8_t *ids = sqlite3_column_blob(st, 11);
+    size_t n = (size_t)sqlite3_column_bytes(st, 11);
+    bool ok = ids && n == T * k;
+    for (size_t q = 0; ok && q < n; q++)
+        ok = ids[q] < c->num_experts;
+    if (!ok)
+        return rs_error_set(err, RS_EFORMAT, "%s: run %" PRId64 " image %d view %d layer %d: executed blob of %zu "
+                            "bytes or an expert id >= %d, expected %zu ids", c->store->path, c->run_id, rec->image,
+                            rec->view, rec->layer, n, c->num_experts, T * k);
+    memcpy(c->executed, c->top_idx, T * R);
+    for (size_t t = 0; t < T; t++)
+        memcpy(c->executed + t * R, ids + t * k, k);
+    rec->executed = c->executed;
     return 0;
 }
 
@@ -1773,6 +1851,8 @@ int rs_store_cursor_next(rs_store_cursor *c, rs_routing_record *rec, rs_error *e
             c->kept[k] = kept[k] != 0;
         rec->kept = c->kept;
     }
+    if ((rc = read_executed(c, rec, err)))
+        return rc;
     rec->match = c->match;
     rec->top_idx = c->top_idx;
     rec->top_gate = c->top_gate;
@@ -1788,6 +1868,7 @@ void rs_store_cursor_close(rs_store_cursor *cursor)
     free(cursor->match);
     free(cursor->top_idx);
     free(cursor->kept);
+    free(cursor->executed);
     free(cursor->top_gate);
     free(cursor->probs);
     free(cursor);

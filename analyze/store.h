@@ -17,7 +17,13 @@
  *               probs    T*E float16 little-endian (IEEE half, model/half.h), the
  *                        full router softmax
  *               kept     T*R uint8 0/1 (schema 4): whether dispatch kept each choice;
- *                        NULL when the run has no capacity factor (every top-k choice ran)
+ *                        NULL when the run has no capacity factor (every top-k choice ran).
+ *                        Where the view forced the layer, a forced token's row is the
+ *                        forced choices' (1 below k: forced choices are never dropped)
+ *               executed T*k uint8 (schema 5): the experts each token ran, by rank, where
+ *                        the view forced that layer (a route: view, forward.h); NULL where
+ *                        it did not (the router's top-k ran). Stores of schemas 1-4 read as
+ *                        NULL everywhere
  *   attacks     (run, image, view) of attacked views (a pgd: operation, analyze/attack.h) ->
  *               linf, l2 (the perturbation in [0,1] pixel units), steps and objective:
  *               (steps+1) float32 little-endian, the objective at each iterate (attack.h).
@@ -175,6 +181,10 @@ typedef struct rs_batch {
     const float *top_gate;      /* (count, V, L, T, R) */
     const float *probs;         /* (count, V, L, T, E), stored as float16 */
     const uint8_t *kept;        /* (count, V, L, T, R) 0/1, or NULL when the run has no capacity */
+    /* Forced routing (route: views); executed NULL when no view of the run forces a layer. */
+    int top_k;                  /* the model's k: executed rows are k wide */
+    const uint8_t *forced;      /* (V, L) 1 where view v forces MoE layer l */
+    const int32_t *executed;    /* (count, V, L, T, top_k) the experts each token ran */
     /* Attacked views; attack_steps NULL when no view of the run has an attack. */
     const int *attack_steps;    /* (V) the attack's steps, 0 for a view without one */
     int attack_stride;          /* objective values per (image, view): >= max steps + 1 */
@@ -234,6 +244,11 @@ typedef struct rs_routing_record {
     const float *probs;         /* (T, E), widened from float16 */
     const uint8_t *kept;        /* (T, R) 0/1 kept by dispatch, or NULL: no capacity (every
                                    top-k choice ran; also every record of a store before schema 4) */
+    const uint8_t *executed;    /* (T, R) what ran: where the view forced this layer, the first k
+                                   ranks of each token are the experts it ran and the others its
+                                   router's; elsewhere the very pointer top_idx (what ran is the
+                                   router's top-k). kept applies to these ids */
+    bool forced;                /* the view forced this layer (executed != top_idx) */
 } rs_routing_record;
 
 typedef struct rs_store_cursor rs_store_cursor;

@@ -126,8 +126,9 @@ static int parse_param(const char *spec, rs_view_op *op, const char *key, const 
         op->p[key[0] == 'b' ? 0 : key[0] == 'c' ? 1 : 2] = v;
         return 0;
     case RS_OP_CLEAN:
-    case RS_OP_BASE: /* parsed by parse_base and parse_pgd */
+    case RS_OP_BASE: /* parsed by parse_base, parse_pgd and parse_route */
     case RS_OP_PGD:
+    case RS_OP_ROUTE:
         break;
     }
     return rs_error_set(err, RS_EINVAL, "view '%s': unexpected parameter '%s'", spec, key);
@@ -292,6 +293,45 @@ static int parse_base(const char *spec, char *params, rs_view_op *op, rs_error *
     return 0;
 }
 
+/* route's "from=F[,layers=B1/B2]" (modified in place) into OUT. */
+static int parse_route(const char *spec, char *params, rs_view_spec *out, rs_error *err)
+{
+    if (out->route_from >= 0)
+        return rs_error_set(err, RS_EINVAL, "view '%s': more than one route operation", spec);
+    bool have_layers = false;
+    char *save = NULL;
+    for (char *kv = params ? strtok_r(params, ",", &save) : NULL; kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            return rs_error_set(err, RS_EINVAL, "view '%s': '%s' is not KEY=VALUE", spec, kv);
+        *eq = '\0';
+        bool from = !strcmp(kv, "from");
+        if (!from && strcmp(kv, "layers"))
+            return rs_error_set(err, RS_EINVAL, "view '%s': route has no parameter '%s' (want from, layers)", spec,
+                                kv);
+        if (from ? out->route_from >= 0 : have_layers)
+            return rs_error_set(err, RS_EINVAL, "view '%s': route's %s is given twice", spec, kv);
+        if (!from) {
+            rs_error why;
+            if (rs_parse_block_list(eq + 1, &out->route_blocks, &why))
+                return rs_error_set(err, RS_EINVAL, "view '%s': %s", spec, why.msg);
+            have_layers = true;
+            continue;
+        }
+        double v = 0;
+        int rc = parse_number(spec, "from", eq + 1, &v, err);
+        if (rc)
+            return rc;
+        if (v != floor(v) || v < 0 || v > 1e6)
+            return rs_error_set(err, RS_EINVAL, "view '%s': route's from '%s' is not a view index", spec, eq + 1);
+        out->route_from = (int)v;
+    }
+    if (out->route_from < 0)
+        return rs_error_set(err, RS_EINVAL, "view '%s': route needs from=F (the view whose routing to run, e.g. 0)",
+                            spec);
+    return 0;
+}
+
 /* One operation "name[:k=v,...]" (modified in place). */
 static int parse_op(const char *spec, char *text, rs_view_spec *out, rs_error *err)
 {
@@ -302,6 +342,10 @@ static int parse_op(const char *spec, char *text, rs_view_spec *out, rs_error *e
     if (!strcmp(text, "pgd")) {
         op->kind = RS_OP_PGD;
         return parse_pgd(spec, colon ? colon + 1 : NULL, out, err);
+    }
+    if (!strcmp(text, "route")) {
+        op->kind = RS_OP_ROUTE;
+        return parse_route(spec, colon ? colon + 1 : NULL, out, err);
     }
     if (!strcmp(text, "base")) {
         op->kind = RS_OP_BASE;
@@ -316,7 +360,7 @@ static int parse_op(const char *spec, char *text, rs_view_spec *out, rs_error *e
     if (!syn)
         return rs_error_set(err, RS_EINVAL,
                             "view '%s': unknown operation '%s' (want clean, noise, crop, flip, rotate, translate, "
-                            "jitter, base, pgd)",
+                            "jitter, base, pgd, route)",
                             spec, text);
     op->kind = syn->kind;
     op_defaults(op);
@@ -353,6 +397,7 @@ int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err)
 {
     memset(out, 0, sizeof *out);
     out->base = -1;
+    out->route_from = -1;
     if (!text[0] || strlen(text) >= sizeof out->text)
         return rs_error_set(err, RS_EINVAL, "view '%s': empty or longer than %zu characters", text,
                             sizeof out->text - 1);
@@ -373,6 +418,14 @@ int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err)
     }
     if (out->num_ops == 0)
         return rs_error_set(err, RS_EINVAL, "view '%s': no operation", text);
+    if (out->route_from >= 0 && out->ops[out->num_ops - 1].kind != RS_OP_ROUTE)
+        return rs_error_set(err, RS_EINVAL, "view '%s': route must be the last operation", text);
+    /* The attack's gradient runs the router's own choices (grad.h), so an attack in a
+     * forced view would optimise another network than the one recorded. */
+    if (out->route_from >= 0 && out->attack)
+        return rs_error_set(err, RS_EINVAL,
+                            "view '%s': a forced view cannot be attacked; attack view V and force it in a later "
+                            "view with base:view=V+route:from=F", text);
     if (out->ops[0].kind == RS_OP_BASE) {
         out->base = (int)out->ops[0].p[0];
         /* The base view's geometry is the view's geometry: a further crop or rotation would
@@ -391,6 +444,9 @@ int rs_view_spec_check_base(const rs_view_spec *spec, int index, rs_error *err)
     if (spec->base >= index)
         return rs_error_set(err, RS_EINVAL, "view '%s': base view %d is not an earlier view (this is view %d)",
                             spec->text, spec->base, index);
+    if (spec->route_from >= index)
+        return rs_error_set(err, RS_EINVAL, "view '%s': route's from=%d is not an earlier view (this is view %d)",
+                            spec->text, spec->route_from, index);
     return 0;
 }
 
@@ -492,6 +548,7 @@ void rs_view_draw(const rs_view_spec *spec, int width, int height, uint64_t run_
         case RS_OP_CLEAN:
         case RS_OP_BASE: /* out->base above; the geometry comes with rs_view_inherit */
         case RS_OP_PGD:  /* applied by the replay on the rendered pixels */
+        case RS_OP_ROUTE: /* changes the forward pass, not the pixels */
             break;
         }
     }

@@ -20,6 +20,10 @@
  *       loss=...,beta=B,target=T,layers=B1/B2
  *                                  an adversarial attack on the model (analyze/attack.h),
  *                                  always applied last; docs/attacks.md
+ *   route:from=F,layers=B1/B2      a routing intervention, the last operation: no pixel
+ *                                  changes, but each matched patch runs the experts the
+ *                                  earlier view F ran there (forward.h, forced routing), in
+ *                                  the MoE blocks of layers= (default all); never with pgd
  * Geometric operations compose into one affine map from view pixel coordinates to source
  * coordinates (continuous, pixel centres at i + 0.5); the view is rendered by bilinear
  * sampling of the model-sized source (zero outside it). Photometric operations follow,
@@ -41,7 +45,7 @@
 
 typedef enum rs_op_kind {
     RS_OP_CLEAN, RS_OP_NOISE, RS_OP_CROP, RS_OP_FLIP, RS_OP_ROTATE, RS_OP_TRANSLATE, RS_OP_JITTER,
-    RS_OP_BASE, RS_OP_PGD
+    RS_OP_BASE, RS_OP_PGD, RS_OP_ROUTE
 } rs_op_kind;
 
 typedef enum rs_attack_norm { RS_ATTACK_LINF, RS_ATTACK_L2 } rs_attack_norm;
@@ -75,14 +79,18 @@ typedef struct rs_view_spec {
     int base;                   /* base:view=V: V, else -1 */
     bool attack;                /* has a pgd: operation (at most one), described by pgd */
     rs_attack_spec pgd;
+    int route_from;             /* route:from=F: F, else -1 */
+    unsigned route_blocks;      /* route's layers=: bit b = block b; 0 = every MoE block
+                                 * (checked against the model with rs_config_check_moe_blocks) */
 } rs_view_spec;
 
 /* Parses TEXT. Errors quote the spec and the part at fault:
- * "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view is an
- * earlier view is checked by rs_view_spec_check_base, which knows the view's index. */
+ * "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view and a route
+ * source are earlier views is checked by rs_view_spec_check_base, which knows the view's
+ * index. */
 int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err);
 
-/* RS_EINVAL unless SPEC's base (if any) is a view before INDEX. */
+/* RS_EINVAL unless SPEC's base and route source (if any) are views before INDEX. */
 int rs_view_spec_check_base(const rs_view_spec *spec, int index, rs_error *err);
 
 /* One drawn view of one image. */

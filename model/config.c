@@ -1,9 +1,11 @@
 #include "config.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <ctype.h>
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,4 +273,38 @@ int rs_config_moe_slot(const rs_config *c, int block)
             return i;
     }
     return -1;
+}
+
+int rs_parse_block_list(const char *text, unsigned *mask, rs_error *err)
+{
+    unsigned m = 0;
+    const char *s = text;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long b = strtol(s, &end, 10);
+        if (!isdigit((unsigned char)*s) || errno || b > 31 || (*end && *end != '/'))
+            return rs_error_set(err, RS_EINVAL, "layers: '%s' is not block indices 0..31 separated by '/'", text);
+        m |= 1u << b;
+        if (!*end)
+            break;
+        s = end + 1;
+    }
+    *mask = m;
+    return 0;
+}
+
+int rs_config_check_moe_blocks(const rs_config *c, unsigned mask, rs_error *err)
+{
+    for (int b = 0; b < 32; b++) {
+        if (!(mask >> b & 1u) || (b < c->depth && rs_config_moe_slot(c, b) >= 0))
+            continue;
+        char blocks[256] = "";
+        size_t len = 0;
+        for (int s = 0; s < c->num_moe && len < sizeof blocks; s++)
+            len += (size_t)snprintf(blocks + len, sizeof blocks - len, "%s%d", s ? ", " : "", c->moe_layers[s]);
+        return rs_error_set(err, RS_EINVAL, "layers: block %d is not a MoE block (MoE blocks: %s)", b,
+                            c->num_moe ? blocks : "none");
+    }
+    return 0;
 }

@@ -35,8 +35,18 @@ void rs_blas_set_threads(int threads)
     openblas_set_num_threads(threads);
 }
 
-/* The whole network for images FIRST .. FIRST+G-1 of the batch. */
-static void forward_group(rs_forward *f, workspace *ws, const float *images, int first, int G)
+/* What token rows ROW0 .. ROW0+N-1 of MoE slot R ran: rs_moe_choices of each. */
+static void record_executed(const rs_config *c, const rs_block_bufs *bb, rs_moe_routing *r, size_t row0, int N)
+{
+    int k = c->top_k, R = rs_config_record_k(c);
+    for (int n = 0; n < N; n++)
+        memcpy(r->executed + (row0 + (size_t)n) * k, rs_moe_choices(bb, n, R, k), sizeof(int32_t) * (size_t)k);
+}
+
+/* The whole network for images FIRST .. FIRST+G-1 of the batch, FORCED as in
+ * rs_forward_run_forced (NULL: none). */
+static void forward_group(rs_forward *f, workspace *ws, const float *images, const int32_t *const *forced,
+                          int first, int G)
 {
     const rs_model *m = f->m;
     const rs_config *c = &m->cfg;
@@ -57,16 +67,54 @@ static void forward_group(rs_forward *f, workspace *ws, const float *images, int
             ws->b.top_idx = r->top_idx + row0 * R;
             ws->b.top_gate = r->top_gate + row0 * R;
             ws->b.kept = r->kept ? r->kept + row0 * R : NULL;
+            ws->b.forced = forced && forced[w->moe_slot] ? forced[w->moe_slot] + row0 * (size_t)c->top_k : NULL;
             rs_layer_moe(c, &ws->g, &ws->b, w, N, ws->b.kept ? &f->dispatch : NULL, ws->order);
+            record_executed(c, &ws->b, r, row0, N);
         }
     }
     rs_layer_head(m, &ws->g, G, f->out.logits + (size_t)first * c->num_classes);
 }
 
+/* RS_EINVAL unless every row of FORCED (batch*T rows of k) is -1 first or k distinct experts. */
+static int check_forced(const rs_config *c, const int32_t *forced, int batch, int slot, rs_error *err)
+{
+    int k = c->top_k, E = c->num_experts;
+    size_t rows = (size_t)batch * rs_config_tokens(c);
+    for (size_t n = 0; n < rows; n++) {
+        const int32_t *ids = forced + n * k;
+        if (ids[0] < 0 && ids[0] != -1)
+            return rs_error_set(err, RS_EINVAL, "forward: forced expert %d at block %d, token row %zu", ids[0],
+                                c->moe_layers[slot], n);
+        for (int a = 0; ids[0] >= 0 && a < k; a++) {
+            bool twice = false;
+            for (int b = 0; b < a; b++)
+                twice |= ids[b] == ids[a];
+            if (ids[a] < 0 || ids[a] >= E || twice)
+                return rs_error_set(err, RS_EINVAL, "forward: forced experts of token row %zu at block %d are not "
+                                    "%d distinct experts of 0..%d", n, c->moe_layers[slot], k, E - 1);
+        }
+    }
+    return 0;
+}
+
 int rs_forward_run(rs_forward *f, const float *images, int batch, rs_error *err)
+{
+    return rs_forward_run_forced(f, images, batch, NULL, err);
+}
+
+int rs_forward_run_forced(rs_forward *f, const float *images, int batch, const int32_t *const *forced,
+                          rs_error *err)
 {
     if (batch < 1 || batch > f->max_batch)
         return rs_error_set(err, RS_EINVAL, "forward: batch %d outside [1, %d]", batch, f->max_batch);
+    const rs_config *c = &f->m->cfg;
+    for (int s = 0; forced && s < c->num_moe; s++) {
+        int rc = forced[s] ? check_forced(c, forced[s], batch, s, err) : 0;
+        if (rc)
+            return rc;
+    }
+    for (int s = 0; s < c->num_moe; s++)
+        f->out.moe[s].forced = forced && forced[s];
     int groups = (batch + f->group - 1) / f->group;
     /* Dynamic: groups cost the same, but a thread may lose its core for a while. */
     #pragma omp parallel for num_threads(f->threads) schedule(dynamic, 1) if(f->threads > 1 && groups > 1)
@@ -77,7 +125,7 @@ int rs_forward_run(rs_forward *f, const float *images, int batch, rs_error *err)
 #endif
         int first = g * f->group;
         int n = batch - first < f->group ? batch - first : f->group;
-        forward_group(f, &f->ws[tid], images, first, n);
+        forward_group(f, &f->ws[tid], images, forced, first, n);
     }
     f->out.batch = batch;
     return 0;
@@ -134,6 +182,7 @@ void rs_forward_free(rs_forward *f)
         free(f->out.moe[s].top_idx);
         free(f->out.moe[s].top_gate);
         free(f->out.moe[s].kept);
+        free(f->out.moe[s].executed);
     }
     free(f->out.moe);
     free(f->out.logits);
@@ -216,10 +265,11 @@ int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads
         rs_moe_routing *r = &f->out.moe[s];
         r->block = c->moe_layers[s];
         ok = (r->probs = malloc(sizeof(float) * N * E)) && (r->top_idx = malloc(sizeof(int32_t) * N * R)) &&
-             (r->top_gate = malloc(sizeof(float) * N * R)) && (!capacity || (r->kept = malloc(N * R)));
+             (r->top_gate = malloc(sizeof(float) * N * R)) && (!capacity || (r->kept = malloc(N * R))) &&
+             (r->executed = malloc(sizeof(int32_t) * N * (size_t)c->top_k));
     }
     if (!ok) {
-        size_t mb = ((sizeof(float) * N * (E + 2 * R) * (size_t)c->num_moe) >> 20) + 1;
+        size_t mb = ((sizeof(float) * N * (E + 2 * R + (size_t)c->top_k) * (size_t)c->num_moe) >> 20) + 1;
         rs_forward_free(f);
         return rs_error_set(err, RS_ENOMEM,
                             "%s: out of memory for the routing of a batch of %d images (about %zu MB); "

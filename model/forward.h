@@ -27,6 +27,7 @@
 #ifndef RS_FORWARD_H
 #define RS_FORWARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dispatch.h"
@@ -38,7 +39,12 @@ typedef struct rs_moe_routing {
     int32_t *top_idx;   /* (B,T,R) experts by decreasing probability, R = max(2, top_k) */
     float *top_gate;    /* (B,T,R) their probabilities */
     uint8_t *kept;      /* (B,T,R) 1 where dispatch kept the choice, 0 where it dropped it or
-                           the rank is beyond top_k; NULL without a capacity factor */
+                           the rank is beyond top_k; NULL without a capacity factor. For a
+                           forced token it is the forced choice's: 1 below top_k */
+    int32_t *executed;  /* (B,T,k) the experts each token ran, by rank: its forced row where
+                           the run forced it, else the first k of top_idx (with a capacity,
+                           kept says which of them ran) */
+    bool forced;        /* the last run forced this layer (rs_forward_run_forced) */
 } rs_moe_routing;
 
 typedef struct rs_forward_out {
@@ -66,6 +72,19 @@ void rs_forward_free(rs_forward *f);
 /* IMAGES: (batch, C, H, W), already normalised with the config's mean/std.
  * 1 <= batch <= max_batch, else RS_EINVAL. */
 int rs_forward_run(rs_forward *f, const float *images, int batch, rs_error *err);
+
+/* Forced routing (routing interventions, docs/dispatch.md): the same pass, but FORCED
+ * (num_moe entries) may override the router's choice. FORCED[s] NULL leaves MoE slot s to
+ * its router; otherwise FORCED[s] is (batch,T,k) int32: for each image and token either k
+ * distinct experts to run in place of its top-k, each gated by this pass's own router
+ * probability for it (not renormalised), or -1 in the first place (its own choice). The
+ * recorded routing (probs, top_idx, top_gate) stays the router's; executed says what ran.
+ * With a capacity, forced choices are never dropped, and dispatch still places the forced
+ * tokens' router choices, so every other token is kept or dropped as without forcing.
+ * FORCED NULL, or every entry NULL, is rs_forward_run bit for bit. RS_EINVAL (nothing run)
+ * for an id outside -1..E-1, or a forced row holding -1 or an expert twice. */
+int rs_forward_run_forced(rs_forward *f, const float *images, int batch, const int32_t *const *forced,
+                          rs_error *err);
 
 /* G: images per group (see above). */
 int rs_forward_group_size(const rs_forward *f);

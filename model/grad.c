@@ -90,21 +90,8 @@ static int parse_loss(rs_objective *obj, const char *value, rs_error *err)
 
 static int parse_layers(rs_objective *obj, const char *value, rs_error *err)
 {
-    unsigned mask = 0;
-    const char *s = value;
-    for (;;) {
-        char *end;
-        errno = 0;
-        long b = strtol(s, &end, 10);
-        if (!isdigit((unsigned char)*s) || errno || b > 31 || (*end && *end != '/'))
-            return rs_error_set(err, RS_EINVAL, "layers: '%s' is not block indices 0..31 separated by '/'", value);
-        mask |= 1u << b;
-        if (!*end)
-            break;
-        s = end + 1;
-    }
-    obj->block_mask = mask;
-    return 1;
+    int rc = rs_parse_block_list(value, &obj->block_mask, err);
+    return rc ? rc : 1;
 }
 
 int rs_objective_set(rs_objective *obj, const char *key, const char *value, rs_error *err)
@@ -174,10 +161,7 @@ int rs_objective_check(const rs_objective *obj, const rs_config *cfg, rs_error *
                             cfg->num_experts, cfg->num_experts - 1);
     if (router && cfg->num_moe == 0)
         return rs_error_set(err, RS_EINVAL, "loss: the model has no MoE block for a router term");
-    for (int b = 0; b < 32; b++)
-        if ((obj->block_mask >> b & 1u) && (b >= cfg->depth || rs_config_moe_slot(cfg, b) < 0))
-            return rs_error_set(err, RS_EINVAL, "layers: block %d is not a MoE block of the model", b);
-    return 0;
+    return rs_config_check_moe_blocks(cfg, obj->block_mask, err);
 }
 
 static bool block_selected(const rs_objective *obj, int block)

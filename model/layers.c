@@ -75,17 +75,30 @@ static void route(const rs_config *c, const rs_block_bufs *bb, int N)
     int E = c->num_experts, k = c->top_k, R = rs_config_record_k(c);
     int32_t *start = bb->route_start, *cursor = bb->route_start + E + 1;
     memset(start, 0, sizeof *start * (size_t)(E + 1));
-    for (int n = 0; n < N; n++)
+    for (int n = 0; n < N; n++) {
+        const int32_t *ids = rs_moe_choices(bb, n, R, k);
         for (int s = 0; s < k; s++)
             if (!bb->kept || bb->kept[(size_t)n * R + s])
-                start[bb->top_idx[(size_t)n * R + s] + 1]++;
+                start[ids[s] + 1]++;
+    }
     for (int e = 0; e < E; e++)
         start[e + 1] += start[e];
     memcpy(cursor, start, sizeof *cursor * (size_t)E);
-    for (int n = 0; n < N; n++)
+    for (int n = 0; n < N; n++) {
+        const int32_t *ids = rs_moe_choices(bb, n, R, k);
         for (int s = 0; s < k; s++)
             if (!bb->kept || bb->kept[(size_t)n * R + s])
-                bb->route_rows[cursor[bb->top_idx[(size_t)n * R + s]]++] = n;
+                bb->route_rows[cursor[ids[s]]++] = n;
+    }
+}
+
+/* Forced choices bypass capacity: each forced token's ranks below k read kept. */
+static void keep_forced(const rs_config *c, const rs_block_bufs *bb, int N)
+{
+    int k = c->top_k, R = rs_config_record_k(c);
+    for (int n = 0; n < N; n++)
+        if (bb->forced[(size_t)n * k] >= 0)
+            memset(bb->kept + (size_t)n * R, 1, (size_t)k);
 }
 
 void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,
@@ -101,6 +114,8 @@ void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_buf
         rs_dispatch_assign(bb->top_idx, bb->top_gate, N, R, c->top_k, E,
                            rs_dispatch_capacity(N, c->top_k, E, dispatch->capacity_factor), dispatch->bpr, order,
                            bb->route_start, bb->kept);
+    if (bb->forced && bb->kept)
+        keep_forced(c, bb, N);
     route(c, bb, N);
     /* Experts in increasing index order, so every token sums its experts in that order. */
     const int32_t *start = bb->route_start;

@@ -97,7 +97,18 @@ typedef struct rs_block_bufs {
     int32_t *route_rows;  /* MoE: (N*k) token rows grouped by expert */
     int32_t *route_start; /* MoE: (E+1) start of each expert's rows, then (E) fill cursors */
     uint8_t *kept;       /* MoE with a capacity: (N,R) dispatch's kept mask; NULL: every top-k choice runs */
+    const int32_t *forced; /* MoE: NULL, or (N,k) forced routing (forward.h): a row of k experts to run
+                              instead of the router's top-k, or a row starting with -1 (its own) */
 } rs_block_bufs;
+
+/* The k experts token N runs at the MoE layer of BB, by rank: its forced row, or the first k
+ * of its router's top-R. */
+static inline const int32_t *rs_moe_choices(const rs_block_bufs *bb, int n, int R, int k)
+{
+    if (bb->forced && bb->forced[(size_t)n * k] >= 0)
+        return bb->forced + (size_t)n * k;
+    return bb->top_idx + (size_t)n * R;
+}
 
 /* x (G,T,D) = [cls] + patches @ W^T + b, + pos_embed. IMAGES (G,C,H,W): normalised, or
  * [0,1] pixels normalised here as rs_normalize does when NORMALISE. */
@@ -111,7 +122,11 @@ void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_b
 /* Routes xn and adds each token's top_k expert outputs, weighted by their probabilities,
  * to x; experts in increasing index order. With DISPATCH (and bb->kept) the N tokens are
  * one dispatch group (dispatch.h): bb->kept receives the kept mask and only kept choices
- * run; ORDER (2N) is its scratch. DISPATCH NULL: every top-k choice runs. */
+ * run; ORDER (2N) is its scratch. DISPATCH NULL: every top-k choice runs. With bb->forced,
+ * a forced token runs its forced experts instead (rs_moe_choices), gated by its own
+ * probabilities and never dropped: dispatch still places its router's choices, so the
+ * other tokens are kept or dropped as without forcing, and its kept row reads 1 for the
+ * forced ranks. */
 void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,
                   int N, const rs_dispatch *dispatch, int32_t *order);
 /* LOGITS (G,K) from the final residual stream (x is left as it is). */

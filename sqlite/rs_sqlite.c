@@ -15,7 +15,8 @@
  * Reads only the tables runs (tokens, patches, grid_h, grid_w, record_k, num_experts,
  * num_layers, layers, has_cls), routing, predictions and samples, which every store schema
  * version has, and where the store has them runs.top_k (schema 2; before it the model
- * config's top_k) and routing.kept (schema 4; before it no run had a capacity). Every BLOB's size is checked against the run's shapes, and expert ids and
+ * config's top_k), routing.kept (schema 4; before it no run had a capacity) and
+ * routing.executed (schema 5; before it no view forced its routing). Every BLOB's size is checked against the run's shapes, and expert ids and
  * match targets against their ranges: a corrupt row ends the query with an SQL error that
  * names the run, image, view and layer, never a crash. A missing run is an error that
  * lists the runs there are.
@@ -31,23 +32,24 @@ SQLITE_EXTENSION_INIT1
 
 #include "half.h"
 
-#define EXPORT_VERSION 2 /* analyze/export.h's RS_EXPORT_VERSION: the columns are the same */
+#define EXPORT_VERSION 3 /* analyze/export.h's RS_EXPORT_VERSION: the columns are the same */
 
 enum {
     COL_EXPORT_V, COL_RUN, COL_IMAGE, COL_VIEW, COL_LAYER, COL_BLOCK, COL_TOKEN, COL_IS_CLS, COL_PATCH,
-    COL_ROW, COL_COL, COL_MATCH, COL_A, COL_B, COL_C, COL_LABEL, COL_PREDICTED, COL_PRED_PROB, COL_KEPT, COL_RUN_ID
+    COL_ROW, COL_COL, COL_MATCH, COL_A, COL_B, COL_C, COL_LABEL, COL_PREDICTED, COL_PRED_PROB, COL_KEPT,
+    COL_EXECUTED, COL_RUN_ID
 };
 
 static const char routing_schema[] =
     "CREATE TABLE x(export_v INTEGER, run INTEGER, image INTEGER, view INTEGER, layer INTEGER, block INTEGER,"
     " token INTEGER, is_cls INTEGER, patch INTEGER, row INTEGER, col INTEGER, match INTEGER,"
     " rank INTEGER, expert INTEGER, gate REAL,"
-    " label INTEGER, predicted INTEGER, pred_prob REAL, kept INTEGER, run_id HIDDEN)";
+    " label INTEGER, predicted INTEGER, pred_prob REAL, kept INTEGER, executed INTEGER, run_id HIDDEN)";
 static const char probs_schema[] =
     "CREATE TABLE x(export_v INTEGER, run INTEGER, image INTEGER, view INTEGER, layer INTEGER, block INTEGER,"
     " token INTEGER, is_cls INTEGER, patch INTEGER, row INTEGER, col INTEGER, match INTEGER,"
     " expert INTEGER, prob REAL, rank INTEGER,"
-    " label INTEGER, predicted INTEGER, pred_prob REAL, kept INTEGER, run_id HIDDEN)";
+    " label INTEGER, predicted INTEGER, pred_prob REAL, kept INTEGER, executed INTEGER, run_id HIDDEN)";
 
 /* idxNum bits: which constraints xFilter receives, in this order. */
 enum { HAVE_RUN = 1, HAVE_IMAGE = 2 };
@@ -65,6 +67,7 @@ typedef struct run_shape {
     int tokens, patches, grid_h, grid_w, R, E, cls, L;
     int k;              /* the model's top_k */
     int kept_column;    /* the store has routing.kept (schema 4) */
+    int executed_column; /* the store has routing.executed (schema 5) */
     int blocks[64];
 } run_shape;
 
@@ -80,6 +83,7 @@ typedef struct rs_cursor {
     double pred_prob;
     const unsigned char *match, *idx, *gate, *probs;
     const unsigned char *kept;  /* NULL: the run has no capacity */
+    const unsigned char *executed; /* (T, k) what ran, or NULL: the view did not force this layer */
 } rs_cursor;
 
 static int vtab_error(sqlite3_vtab *vt, int rc, char *msg)
@@ -220,7 +224,8 @@ static int load_top_k(rs_vtab *vt, run_shape *r)
 {
     int column = has_column(vt->db, "runs", "top_k");
     r->kept_column = has_column(vt->db, "routing", "kept");
-    if (column < 0 || r->kept_column < 0)
+    r->executed_column = has_column(vt->db, "routing", "executed");
+    if (column < 0 || r->kept_column < 0 || r->executed_column < 0)
         return vtab_error(&vt->base, SQLITE_ERROR, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
     sqlite3_stmt *st;
     const char *sql = column ? "SELECT top_k FROM main.runs WHERE id = ?"
@@ -295,6 +300,7 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
     c->match = sqlite3_column_blob(st, 6), c->idx = sqlite3_column_blob(st, 7);
     c->gate = sqlite3_column_blob(st, 8), c->probs = sqlite3_column_blob(st, 9);
     c->kept = sqlite3_column_type(st, 10) == SQLITE_NULL ? NULL : sqlite3_column_blob(st, 10);
+    c->executed = sqlite3_column_type(st, 11) == SQLITE_NULL ? NULL : sqlite3_column_blob(st, 11);
     size_t tr = (size_t)r->tokens * r->R, te = (size_t)r->tokens * r->E;
     /* (SQLite's printf has no %zu: its %z is a string it frees.) */
     size_t want[4] = {2 * (size_t)r->patches, tr, 4 * tr, 2 * te}, got[4];
@@ -309,6 +315,12 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
         problem = "layer slot";
     if (sqlite3_column_type(st, 10) != SQLITE_NULL && ((size_t)sqlite3_column_bytes(st, 10) != tr || !c->kept))
         problem = "kept mask size";
+    size_t tk = (size_t)r->tokens * r->k;
+    if (sqlite3_column_type(st, 11) != SQLITE_NULL && ((size_t)sqlite3_column_bytes(st, 11) != tk || !c->executed))
+        problem = "executed size";
+    for (size_t q = 0; !problem && c->executed && q < tk; q++)
+        if (c->executed[q] >= r->E)
+            problem = "executed expert id";
     for (size_t q = 0; !problem && q < tr; q++)
         if (c->idx[q] >= r->E)
             problem = "expert id";
@@ -360,12 +372,13 @@ static int rs_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
      * without a sort, as the store's own cursor reads it. */
     int by_image = (idx_num & HAVE_IMAGE) && argc >= 2;
     char *sql = sqlite3_mprintf("SELECT r.image, r.view, r.layer, s.label, p.predicted, p.prob, p.match,"
-                                " r.top_idx, r.top_gate, r.probs, %s FROM main.routing r"
+                                " r.top_idx, r.top_gate, r.probs, %s, %s FROM main.routing r"
                                 " JOIN main.predictions p ON p.run_id = r.run_id AND p.image = r.image"
                                 "  AND p.view = r.view"
                                 " JOIN main.samples s ON s.run_id = r.run_id AND s.image = r.image"
                                 " WHERE r.run_id = ?1%s ORDER BY r.image, r.view, r.layer",
-                                c->run.kept_column ? "r.kept" : "NULL", by_image ? " AND r.image = ?2" : "");
+                                c->run.kept_column ? "r.kept" : "NULL", c->run.executed_column ? "r.executed" : "NULL",
+                                by_image ? " AND r.image = ?2" : "");
     if (!sql)
         return SQLITE_NOMEM;
     rc = sqlite3_prepare_v2(vt->db, sql, -1, &c->stmt, NULL);
@@ -403,13 +416,31 @@ static int rs_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid)
     return SQLITE_OK;
 }
 
-/* Whether rank RANK of the current token ran: below top_k, and kept by dispatch when the
- * run has a capacity (export.h's `kept`). */
+/* Whether the choice at rank RANK of the current token ran: below top_k, and kept by
+ * dispatch when the run has a capacity (export.h's `kept`). */
 static int kept_rank(const rs_cursor *c, int rank)
 {
     if (rank < 0 || rank >= c->run.k)
         return 0;
     return c->kept ? c->kept[(size_t)c->t * c->run.R + (size_t)rank] != 0 : 1;
+}
+
+/* The expert the current token ran at rank RANK (< k): its forced one, else its router's. */
+static int executed_at(const rs_cursor *c, int rank)
+{
+    if (c->executed)
+        return c->executed[(size_t)c->t * c->run.k + (size_t)rank];
+    return c->idx[(size_t)c->t * c->run.R + (size_t)rank];
+}
+
+/* The rank at which the current token ran expert J, -1 when it did not (export.h's probs
+ * rows' `executed`). */
+static int executed_rank(const rs_cursor *c, int j)
+{
+    for (int k = 0; k < c->run.k; k++)
+        if (executed_at(c, k) == j)
+            return k;
+    return -1;
 }
 
 /* The rank of expert J among the current token's recorded ids, -1 when absent. */
@@ -473,7 +504,13 @@ static int rs_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i)
     case COL_PREDICTED: sqlite3_result_int(ctx, c->predicted); break;
     case COL_PRED_PROB: sqlite3_result_double(ctx, (float)c->pred_prob); break;
     case COL_KEPT:
-        sqlite3_result_int(ctx, kept_rank(c, ((const rs_vtab *)cur->pVtab)->probs ? rank_of(c, c->j) : c->j));
+        sqlite3_result_int(ctx, kept_rank(c, ((const rs_vtab *)cur->pVtab)->probs ? executed_rank(c, c->j) : c->j));
+        break;
+    case COL_EXECUTED:
+        if (((const rs_vtab *)cur->pVtab)->probs)
+            sqlite3_result_int(ctx, executed_rank(c, c->j));
+        else
+            sqlite3_result_int(ctx, c->j < r->k ? executed_at(c, c->j) : -1);
         break;
     default: row_column(c, ((const rs_vtab *)cur->pVtab)->probs, i, ctx); break;
     }
