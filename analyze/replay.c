@@ -585,6 +585,8 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
 {
     int rc = rs_model_open(opt->model_path, &e->model, err);
     rs_protocol_args args = {.augment = opt->augment, .custom = opt->views, .attack = opt->attack, .eps = opt->eps};
+    if (!rc)
+        args.moe_blocks = e->model->cfg.moe_layers, args.num_moe = e->model->cfg.num_moe;
     if (!rc && !e->specs)
         rc = rs_protocol_views(opt->protocol, &args, &e->specs, &e->num_views, err);
     if (!rc && !(e->parsed = calloc((size_t)e->num_views, sizeof *e->parsed)))

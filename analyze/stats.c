@@ -729,6 +729,38 @@ void rs_stats_percentile(double *x, size_t n, double level, bool *valid, double 
     *hi = gsl_stats_quantile_from_sorted_data(x, 1, n, (1 + level) / 2);
 }
 
+int rs_stats_boot_ratio(const int32_t *num, const int32_t *den, int n, int resamples, uint64_t seed, double level,
+                        rs_stats_rate *r, rs_error *err)
+{
+    r->boot_valid = false;
+    r->boot_lo = r->boot_hi = 0;
+    if (resamples <= 0 || n < 1)
+        return 0;
+    unsigned *w = malloc(sizeof *w * (size_t)n);
+    double *vals = malloc(sizeof *vals * (size_t)resamples);
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    size_t nv = 0;
+    if (w && vals && rng) {
+        gsl_rng_set(rng, (unsigned long)seed);
+        for (int b = 0; b < resamples; b++) {
+            memset(w, 0, sizeof *w * (size_t)n);
+            for (int d = 0; d < n; d++)
+                w[gsl_rng_uniform_int(rng, (unsigned long)n)]++;
+            double a = 0, z = 0;
+            for (int i = 0; i < n; i++)
+                a += (double)w[i] * num[i], z += (double)w[i] * den[i];
+            if (z > 0)
+                vals[nv++] = a / z;
+        }
+        percentile(vals, nv, level, &r->boot_valid, &r->boot_lo, &r->boot_hi);
+    }
+    int rc = w && vals && rng ? 0 : rs_error_set(err, RS_ENOMEM, "out of memory for the bootstrap");
+    gsl_rng_free(rng);
+    free(w);
+    free(vals);
+    return rc;
+}
+
 /* Appends the routing changes of A's cells under image weights W to VALS (cells, NR),
  * N counting the values of each cell. */
 static void rc_collect(acc *a, const unsigned *w, double *vals, size_t *n, size_t nr)

@@ -234,4 +234,13 @@ void rs_stats_percentile(double *x, size_t n, double level, bool *valid, double 
 /* Wilson score interval for SUCCESSES of N at LEVEL; [0,0] when N is 0. */
 void rs_stats_wilson(double successes, double n, double level, double *lo, double *hi);
 
+/* Percentile bootstrap at LEVEL of the ratio sum(NUM) / sum(DEN) of per-image counts over
+ * N images (e.g. images restored of images changed) into R's boot fields. Images are drawn
+ * as rs_stats_compute draws them (RESAMPLES replicates of N draws with replacement, GSL
+ * mt19937 seeded with SEED), so one seed gives the same resampled images as the run's other
+ * intervals. Replicates with sum(DEN) = 0 are left out; boot_valid is false when fewer than
+ * 2 remain, or with RESAMPLES <= 0. 0 or RS_ENOMEM. */
+int rs_stats_boot_ratio(const int32_t *num, const int32_t *den, int n, int resamples, uint64_t seed, double level,
+                        rs_stats_rate *r, rs_error *err);
+
 #endif

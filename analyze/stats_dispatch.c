@@ -71,7 +71,7 @@ static void count_drops(pass *p, const rs_routing_record *rec)
     for (int t = 0; t < p->T; t++)
         for (int r = 0; r < d->top_k; r++) {
             size_t at = (size_t)t * p->R + r;
-            int e = rec->top_idx[at], drop = !rec->kept[at];
+            int e = rec->executed[at], drop = !rec->kept[at];
             for (int c = 0; c < 4; c++) {
                 int64_t *choices = d->choices + (size_t)cell[c] * (E + 1), *dropped = d->dropped + (size_t)cell[c] * (E + 1);
                 choices[e]++, choices[E]++;
@@ -89,9 +89,12 @@ static void compare_token(pass *p, const rs_routing_record *rec, int ta, int tb,
     size_t cells = (size_t)p->cells;
     const uint8_t *ia = p->ref_idx + ((size_t)rec->layer * p->T + ta) * p->R;
     const uint8_t *ka = p->ref_kept + ((size_t)rec->layer * p->T + ta) * p->R;
+    /* The router's sets from top_idx, the kept sets from what ran (a forced view's forced
+     * experts); view 0 is never forced. */
     const uint8_t *ib = rec->top_idx + (size_t)tb * p->R, *kb = rec->kept + (size_t)tb * p->R;
-    double iou = rs_stats_kept_iou(ia, ka, ib, kb, k);
-    bool topk = pair && rs_stats_same_set(ia, NULL, ib, NULL, k), kept = pair && rs_stats_same_set(ia, ka, ib, kb, k);
+    const uint8_t *ran = rec->executed + (size_t)tb * p->R;
+    double iou = rs_stats_kept_iou(ia, ka, ran, kb, k);
+    bool topk = pair && rs_stats_same_set(ia, NULL, ib, NULL, k), kept = pair && rs_stats_same_set(ia, ka, ran, kb, k);
     cells_of(d, rec->view, rec->layer, cell);
     for (int c = 0; c < 4; c++) {
         if (pair) {

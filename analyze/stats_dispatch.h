@@ -4,6 +4,8 @@
  * For a run with a capacity factor (its records carry kept masks), in one streaming pass:
  *   drops: top-k choices dispatched and dropped, over every token (class token included),
  *     per view slot, layer slot and expert slot (the expert of the choice).
+ * A view that forces routing (route:) dispatched the experts it ran (rs_routing_record's
+ * executed): its drops and kept sets are those; its router top-k sets stay the router's.
  *   agreement per non-reference view against view 0 over matched patch pairs (the pairs of
  *     stats.h): router top-k sets equal; kept sets equal (two empty sets are equal); mean
  *     IoU of the kept sets.

@@ -763,6 +763,29 @@ static int adversarial_views(const char *attack, const char *eps, char ***specs,
     return fail;
 }
 
+/* intervene: "clean", the perturbation, the perturbation forced to view 0's routing in
+ * every MoE block, then in each MoE block alone (when there are several). */
+static int intervene_views(const rs_protocol_args *args, char ***specs, int *count, rs_error *err)
+{
+    const char *perturb = args->augment ? args->augment : RS_INTERVENE_PERTURB;
+    rs_view_spec p;
+    int rc = rs_view_spec_parse(perturb, &p, err);
+    if (rc)
+        return rc;
+    if (p.base >= 0 || p.route_from >= 0)
+        return rs_error_set(err, RS_EINVAL, "--augment '%s': the intervene protocol writes base: and route: itself; "
+                            "give the perturbation alone (e.g. %s)", perturb, RS_INTERVENE_PERTURB);
+    if (push(specs, count, "clean") || push(specs, count, perturb) || push(specs, count, "base:view=1+route:from=0"))
+        return RS_ENOMEM;
+    for (int i = 0; args->num_moe > 1 && i < args->num_moe && args->moe_blocks[i] < 32; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "base:view=1+route:from=0,layers=%d", args->moe_blocks[i]);
+        if (push(specs, count, text))
+            return RS_ENOMEM;
+    }
+    return 0;
+}
+
 int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char ***specs, int *count,
                       rs_error *err)
 {
@@ -789,6 +812,13 @@ int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char *
             return rc;
         }
         fail = rc;
+    } else if (!strcmp(protocol, "intervene")) {
+        int rc = intervene_views(args, specs, count, err);
+        if (rc == RS_EINVAL) {
+            free_specs(specs, count);
+            return rc;
+        }
+        fail = rc;
     } else if (!strcmp(protocol, "custom")) {
         if (!custom || !custom[0])
             return rs_error_set(err, RS_EINVAL, "protocol custom needs --views 'SPEC;SPEC;...'");
@@ -806,8 +836,8 @@ int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char *
             return rs_error_set(err, RS_EINVAL, "protocol custom needs at least two views, got '%s'", custom);
         }
     } else {
-        return rs_error_set(err, RS_EINVAL, "unknown protocol '%s' (want pair, noise, custom or adversarial)",
-                            protocol);
+        return rs_error_set(err, RS_EINVAL,
+                            "unknown protocol '%s' (want pair, noise, custom, adversarial or intervene)", protocol);
     }
     if (fail) {
         free_specs(specs, count);

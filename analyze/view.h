@@ -132,18 +132,24 @@ char *rs_view_params_json(const rs_view *v);
 
 /* The view specs of a protocol: "pair" (two views of AUGMENT, default
  * RS_PAIR_AUGMENT), "noise" (clean and severities 1..5), "custom" (CUSTOM: specs
- * separated by ';', the first the reference) or "adversarial" (view 0 "clean", then
+ * separated by ';', the first the reference), "adversarial" (view 0 "clean", then
  * "base:view=0+pgd:eps=E,KEYS" for each E of EPS, a ','-separated list of numbers or
  * fractions (default RS_ADVERSARIAL_EPS), KEYS the keys of ATTACK, a "pgd:..." spec
- * without eps (default RS_ADVERSARIAL_ATTACK)). Every spec is parsed before returning.
- * *SPECS: owned array of *COUNT owned strings (free each, then the array). */
+ * without eps (default RS_ADVERSARIAL_ATTACK)) or "intervene" (view 0 "clean", view 1 the
+ * perturbation AUGMENT (default RS_INTERVENE_PERTURB; no base or route of its own), view 2
+ * "base:view=1+route:from=0", then with two or more MOE_BLOCKS one
+ * "base:view=1+route:from=0,layers=B" per MoE block B). Every spec is parsed before
+ * returning. *SPECS: owned array of *COUNT owned strings (free each, then the array). */
 #define RS_PAIR_AUGMENT "crop:area=0.05-1,ratio=0.75-1.333+flip:p=0.5"
 #define RS_ADVERSARIAL_ATTACK "pgd:steps=10,loss=router"
 #define RS_ADVERSARIAL_EPS "1/255,2/255,4/255,8/255"
+#define RS_INTERVENE_PERTURB "noise:severity=1"
 typedef struct rs_protocol_args {
-    const char *augment;        /* pair */
+    const char *augment;        /* pair: both views; intervene: the perturbation */
     const char *custom;         /* custom */
     const char *attack, *eps;   /* adversarial; NULL: the defaults */
+    const int *moe_blocks;      /* intervene: the model's MoE blocks (NULL: none named) */
+    int num_moe;
 } rs_protocol_args;
 int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char ***specs, int *count,
                       rs_error *err);

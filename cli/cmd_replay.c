@@ -15,7 +15,7 @@
 
 static const char usage_text[] =
     "usage: routerscope replay MODEL --data SRC --db FILE\n"
-    "                          [--protocol pair|noise|custom|adversarial]\n"
+    "                          [--protocol pair|noise|custom|adversarial|intervene]\n"
     "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--attack SPEC]\n"
     "                          [--eps LIST] [--seed S]\n"
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
@@ -31,8 +31,11 @@ static const char usage_text[] =
     "                   cifar100:DIR[,train], png:DIR, list:FILE\n"
     "  --protocol P     pair (default): two views of --augment per image;\n"
     "                   noise: clean and ImageNet-C severities 1-5; custom: --views;\n"
-    "                   adversarial: clean and one --attack view per --eps value\n"
-    "  --augment SPEC   pair's view (default " RS_PAIR_AUGMENT ")\n"
+    "                   adversarial: clean and one --attack view per --eps value;\n"
+    "                   intervene: clean, --augment, and --augment run with the clean view's\n"
+    "                   routing forced in all MoE blocks, then in each alone (docs/dispatch.md)\n"
+    "  --augment SPEC   pair's view (default " RS_PAIR_AUGMENT "),\n"
+    "                   intervene's perturbation (default " RS_INTERVENE_PERTURB ")\n"
     "  --views LIST     custom's views separated by ';', the first is the reference\n"
     "  --attack SPEC    adversarial's attack, a pgd: spec without eps\n"
     "                   (default " RS_ADVERSARIAL_ATTACK "; docs/attacks.md)\n"
@@ -60,7 +63,8 @@ static const char usage_text[] =
     "View specs chain operations with '+': clean, noise:sigma=S, noise:severity=1..5,\n"
     "crop:area=A-B,ratio=R1-R2, flip:p=P, rotate:deg=D, translate:px=P, jitter:b=B,c=C,s=S,\n"
     "base:view=V (first; start from view V), pgd:eps=E,steps=N,alpha=A,loss=L,... (an attack,\n"
-    "applied last; docs/attacks.md).\n"
+    "applied last; docs/attacks.md), route:from=F,layers=B1/B2 (last: run the experts view F\n"
+    "ran on each matched patch; docs/dispatch.md).\n"
     "Running an identical job again reports the finished run or resumes an unfinished one.\n"
     "Ctrl-C finishes the current batch, commits it and stops; resume later with --resume.\n";
 
@@ -176,15 +180,16 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
     if (!o->protocol)
         o->protocol = "pair";
     if (strcmp(o->protocol, "pair") && strcmp(o->protocol, "noise") && strcmp(o->protocol, "custom") &&
-        strcmp(o->protocol, "adversarial"))
-        return rs_cli_usage_error("replay", "unknown protocol '%s' (want pair, noise, custom or adversarial)",
+        strcmp(o->protocol, "adversarial") && strcmp(o->protocol, "intervene"))
+        return rs_cli_usage_error("replay",
+                                  "unknown protocol '%s' (want pair, noise, custom, adversarial or intervene)",
                                   o->protocol);
     if (!strcmp(o->protocol, "custom") && !o->views)
         return rs_cli_usage_error("replay", "--protocol custom needs --views 'SPEC;SPEC;...'");
     if (o->views && strcmp(o->protocol, "custom"))
         return rs_cli_usage_error("replay", "--views belongs to --protocol custom");
-    if (o->augment && strcmp(o->protocol, "pair"))
-        return rs_cli_usage_error("replay", "--augment belongs to --protocol pair");
+    if (o->augment && strcmp(o->protocol, "pair") && strcmp(o->protocol, "intervene"))
+        return rs_cli_usage_error("replay", "--augment belongs to --protocol pair or intervene");
     if ((o->attack || o->eps) && strcmp(o->protocol, "adversarial"))
         return rs_cli_usage_error("replay", "%s belongs to --protocol adversarial", o->attack ? "--attack" : "--eps");
     return 0;

@@ -7,6 +7,7 @@
 #include "attack_tables.h"
 #include "cli.h"
 #include "dispatch_tables.h"
+#include "route_tables.h"
 #include "run.h"
 #include "stats.h"
 #include "stats_tables.h"
@@ -25,7 +26,9 @@ static const char usage_text[] =
     "change per image, and per layer the PRC score ||S - I||_F, mean JSD and entropy (bits)\n"
     "and the coefficient of variation of expert load. A run with a capacity factor adds the\n"
     "choices dropped per view, layer and expert, agreement on the kept sets next to the\n"
-    "router's top-k sets, and routing_changes_kept (docs/dispatch.md).\n"
+    "router's top-k sets, and routing_changes_kept (docs/dispatch.md). A run with forced views\n"
+    "(route:from=F) adds, per forced view, the share of the perturbation's prediction changes\n"
+    "that the forced routing undoes (routing-attributable, docs/dispatch.md).\n"
     "\n"
     "  --run R          run id (see 'routerscope runs')\n"
     "  --by KEY         layer (default): rows by layer, then view; view: by view, then layer;\n"
@@ -88,10 +91,10 @@ static int parse(int argc, char **argv, stats_args *a)
     return -1;
 }
 
-/* Prints the tables of run INFO's statistics ST (and DS, its dispatch figures, or NULL) as A
- * asks. */
+/* Prints the tables of run INFO's statistics ST (DS, its dispatch figures, or NULL; RS, its
+ * routing interventions) as A asks. */
 static int print_tables(const stats_args *a, const rs_run_info *info, const rs_stats *st,
-                        const rs_stats_dispatch *ds, rs_error *err)
+                        const rs_stats_dispatch *ds, const rs_route_stats *rs, rs_error *err)
 {
     char run_name[32], note[512], boot[160], dispatch[160] = "";
     snprintf(run_name, sizeof run_name, "%" PRId64, info->id);
@@ -104,7 +107,7 @@ static int print_tables(const stats_args *a, const rs_run_info *info, const rs_s
     if (ds)
         rs_report_dispatch_note(info, dispatch, sizeof dispatch);
     const char *notes[] = {note, boot, dispatch};
-    rs_table *tables[10] = {0};
+    rs_table *tables[12] = {0};
     int nt = 0;
     if (a->by_class || a->by_expert)
         tables[nt++] = rs_report_split_table(info, st, run_name, a->by_class);
@@ -119,6 +122,8 @@ static int print_tables(const stats_args *a, const rs_run_info *info, const rs_s
         tables[nt++] = rs_report_drop_expert_table(info, ds, run_name);
         tables[nt++] = rs_report_kept_agreement_table(info, ds, run_name);
     }
+    if (rs->rows > 0)
+        tables[nt++] = rs_report_route_table(&rs, &info, 1);
     int rc = 0;
     for (int i = 0; i < nt && !rc; i++)
         if (!tables[i])
@@ -143,12 +148,14 @@ int cmd_stats(int argc, char **argv)
     rs_run_info info = {0};
     rs_stats *st = NULL;
     rs_stats_dispatch *ds = NULL;
+    rs_route_stats *rs = NULL;
     rs_stats_options opt = {.resamples = a.resamples ? a.resamples : -1, .seed = a.seed, .name = a.db};
     status = RS_EXIT_OK;
     if (rs_run_load(store, a.db, a.run, &info, &err) || rs_stats_compute(store, info.id, &opt, &st, &err) ||
         (info.capacity_factor > 0 && rs_stats_dispatch_compute(store, info.id, &opt, &ds, &err)) ||
-        print_tables(&a, &info, st, ds, &err))
+        rs_route_stats_compute(store, &info, st, &opt, &rs, &err) || print_tables(&a, &info, st, ds, rs, &err))
         status = rs_cli_fail(&err);
+    rs_route_stats_free(rs);
     rs_stats_dispatch_free(ds);
     rs_stats_free(st);
     rs_run_info_clear(&info);

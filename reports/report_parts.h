@@ -8,6 +8,7 @@
  *   report_fig.c      figures: file names, captions, grids and the grids' context,
  *                     heatmaps, the example images
  *   report_attack.c   the "Routing under attack" section of adversarial-style runs
+ *   report_route.c    the "Routing interventions" section of runs with forced views
  * Sections add to R->d and keep its first error (doc.h); they never stop midway. */
 #ifndef RS_REPORT_PARTS_H
 #define RS_REPORT_PARTS_H
@@ -58,6 +59,8 @@ void rs_report_comparison(rs_report_state *R);
 void rs_report_largest_differences(rs_report_state *R);
 /* Adds the "Routing under attack" section when some runs are adversarial-style; nothing otherwise. */
 void rs_report_attack(rs_report_state *R);
+/* Adds the "Routing interventions" section when some runs have forced views; nothing otherwise. */
+void rs_report_route(rs_report_state *R);
 /* The groups section (report_groups_section.c), when the options name groups. */
 void rs_report_groups_section(rs_report_state *R);
 
