@@ -23,10 +23,12 @@ L=2 T=50 R=2 E=8
 # --- csv ---------------------------------------------------------------------------------
 "$rs" export --db "$db" --run 1 >"$tmp/r.csv" 2>"$tmp/err"
 expect "csv export exits 0" [ $? = 0 ]
-header=export_v,run,image,view,layer,block,token,is_cls,patch,row,col,match,rank,expert,gate,label,predicted,pred_prob,kept
+header=export_v,run,image,view,layer,block,token,is_cls,patch,row,col,match,rank,expert,gate,label,predicted,pred_prob,kept,executed
 expect "csv header row" [ "$(head -1 "$tmp/r.csv")" = "$header" ]
 expect "csv rows = images x views x layers x tokens x R" [ "$(($(wc -l <"$tmp/r.csv") - 1))" = $((4 * 2 * L * T * R)) ]
-expect "every row has 19 fields and export_v 2" [ "$(awk -F, 'NR > 1 && (NF != 19 || $1 != 2)' "$tmp/r.csv" | wc -l)" = 0 ]
+expect "every row has 20 fields and export_v 3" [ "$(awk -F, 'NR > 1 && (NF != 20 || $1 != 3)' "$tmp/r.csv" | wc -l)" = 0 ]
+expect "nothing forced: executed is the router's expert for the top_k ranks, -1 beyond" \
+  [ "$(awk -F, 'NR > 1 && $20 != ($13 < 2 ? $14 : -1)' "$tmp/r.csv" | wc -l)" = 0 ]
 expect "no capacity: kept = 1 exactly for the top_k ranks" [ "$(awk -F, 'NR > 1 && $19 != ($13 < 2)' "$tmp/r.csv" | wc -l)" = 0 ]
 expect "blocks are the MoE blocks 1 and 3" [ "$(tail -n +2 "$tmp/r.csv" | cut -d, -f6 | sort -u | tr '\n' ' ')" = "1 3 " ]
 expect "class token: token 0, patch/row/col/match -1" \
@@ -91,7 +93,7 @@ sql "$db" -header "SELECT * FROM rs_routing(1)" >"$tmp/sql.csv" 2>"$tmp/err"
 expect "rs_routing(1) runs" [ $? = 0 ]
 expect "rs_routing has the export's header" [ "$(head -1 "$tmp/sql.csv" | tr -d '\r')" = "$header" ]
 sql_same() { # SQL EXPORT ROWS TOL: same rows in the same order, integers equal, floats to relative TOL
-  paste -d, <(tr -d '\r' <"$1") "$2" | awk -F, -v n=19 -v rows="$3" -v tol="$4" 'NR > 1 {
+  paste -d, <(tr -d '\r' <"$1") "$2" | awk -F, -v n=20 -v rows="$3" -v tol="$4" 'NR > 1 {
     for (i = 1; i <= n; i++) { a = $i; b = $(i + n)
       if (a == b) continue
       if (a == "" || b == "" || (a - b) ^ 2 > tol * tol * b * b + 1e-24) exit 1 } c++ } END { exit c != rows }'

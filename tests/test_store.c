@@ -439,6 +439,55 @@ static void test_schema1_store(void **state)
     assert_int_equal(sql_int(path, "SELECT json_array_length(labels) FROM models WHERE id = 1"), 10);
 }
 
+/* A store written at schema 4, before routing interventions (tests/golden/store-v4.db: the
+ * tiny k = 2 model, run 1 without capacity, run 2 with a capacity factor): readers take it
+ * in place, every record reading as not forced (what ran is the router's top-k); a writer
+ * upgrades it to schema 5 and leaves every record as it was. */
+static void test_schema4_store(void **state)
+{
+    (void)state;
+    const char *path = scratch("v4.db");
+    char golden[4096];
+    snprintf(golden, sizeof golden, "%s/store-v4.db", tu_dir("RS_GOLDEN_DIR", "tests/golden"));
+    size_t size;
+    unsigned char *bytes = tu_read_file(golden, &size);
+    assert_non_null(bytes);
+    assert_int_equal(tu_write_file(path, bytes, size), 0);
+    free(bytes);
+    int64_t records[2] = {0}, kept[2] = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        rs_store *s = open_ok(path, pass == 0);
+        assert_int_equal(sql_int(path, "PRAGMA user_version"), pass == 0 ? 4 : RS_STORE_SCHEMA);
+        rs_error err = {0};
+        for (int64_t run = 1; run <= 2; run++) {
+            rs_store_cursor *cur;
+            rs_routing_record rec;
+            assert_int_equal(rs_store_cursor_open(s, run, &cur, &err), 0);
+            int rc;
+            int64_t n = 0, k = 0;
+            while ((rc = rs_store_cursor_next(cur, &rec, &err)) == 1) {
+                assert_false(rec.forced);
+                assert_ptr_equal(rec.executed, rec.top_idx);
+                assert_true((rec.kept != NULL) == (run == 2));
+                for (int q = 0; rec.kept && q < 50 * 2; q++)
+                    k += rec.kept[q];
+                n++;
+            }
+            assert_int_equal(rc, 0);
+            rs_store_cursor_close(cur);
+            if (pass == 0)
+                records[run - 1] = n, kept[run - 1] = k;
+            assert_int_equal(n, records[run - 1]);
+            assert_int_equal(k, kept[run - 1]);
+        }
+        rs_store_close(s);
+    }
+    assert_int_equal(records[0], 3 * 3 * 2);
+    assert_int_equal(records[1], 4 * 2 * 2);
+    assert_true(kept[1] > 0 && kept[1] < 4 * 2 * 2 * 50 * 2);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing WHERE executed IS NULL"), 3 * 3 * 2 + 4 * 2 * 2);
+}
+
 static void test_not_a_database(void **state)
 {
     (void)state;
@@ -805,7 +854,8 @@ static void test_group_seed_run(void **state)
     assert_int_equal(sql_int(path, "SELECT count(*) FROM runs WHERE group_seed IS NULL"), 1);
 
     /* Schema 4: no group_seed column. Read in place, then upgraded by a writer. */
-    sql_exec(path, "ALTER TABLE runs DROP COLUMN group_seed; PRAGMA user_version = 4");
+    sql_exec(path, "ALTER TABLE runs DROP COLUMN group_seed; ALTER TABLE routing DROP COLUMN executed; "
+                   "PRAGMA user_version = 4");
     s = open_ok(path, true);
     assert_int_equal(rs_store_get_run(s, r2, &info, &err), 0);
     assert_true(!info.has_group_seed && info.capacity_factor == 0.5);
@@ -816,6 +866,66 @@ static void test_group_seed_run(void **state)
     assert_int_equal(sql_int(path, "PRAGMA user_version"), RS_STORE_SCHEMA);
     assert_int_equal(sql_int(path, "SELECT count(*) FROM runs WHERE group_seed IS NULL"), 3);
     rs_run_info_clear(&info);
+}
+
+/* Forced routing: view 1 forces layer 0 (top_k 1): its rows carry what ran, every other
+ * record reads what ran as its router's ids. */
+static void test_forced_run(void **state)
+{
+    (void)state;
+    const char *path = scratch("forced.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    const int V = spec.num_views, L = spec.num_layers, T = spec.tokens, R = spec.record_k, k = spec.top_k;
+    tbatch t = make_batch(&spec, 10, 2);
+    uint8_t forced[4] = {0, 0, 1, 0}; /* (V, L) */
+    size_t n = (size_t)2 * V * L * T * k;
+    int32_t *executed = malloc(sizeof *executed * n);
+    for (size_t i = 0; i < n; i++)
+        executed[i] = (int32_t)((i * 5 + 1) % (size_t)spec.num_experts);
+    t.b.top_k = k;
+    t.b.forced = forced;
+    t.b.executed = executed;
+    rs_error err = {0};
+    executed[0] = spec.num_experts; /* image 10, view 0, layer 0: not forced, never read */
+    assert_int_equal(rs_store_write_batch(s, run, &t.b, &err), 0);
+    rs_store_close(s);
+    s = open_ok(path, true);
+    rs_store_cursor *c;
+    rs_routing_record rec;
+    assert_int_equal(rs_store_cursor_open(s, run, &c, &err), 0);
+    for (int row = 0; row < 2 * V * L; row++) {
+        assert_int_equal(rs_store_cursor_next(c, &rec, &err), 1);
+        bool want = forced[(size_t)rec.view * L + rec.layer];
+        assert_int_equal(rec.forced, want);
+        if (!want) {
+            assert_ptr_equal(rec.executed, rec.top_idx);
+            continue;
+        }
+        for (int tok = 0; tok < T; tok++) {
+            assert_int_equal(rec.executed[tok * R], executed[(size_t)row * T * k + tok]);
+            assert_int_equal(rec.executed[tok * R + 1], rec.top_idx[tok * R + 1]); /* beyond k: the router's */
+        }
+    }
+    assert_int_equal(rs_store_cursor_next(c, &rec, &err), 0);
+    rs_store_cursor_close(c);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing WHERE executed IS NOT NULL"), 2);
+    assert_int_equal(sql_int(path, "SELECT max(length(executed)) FROM routing"), T * k);
+
+    /* An executed id out of range is refused, naming it; the batch leaves nothing behind. */
+    s = open_ok(path, false);
+    rs_run_spec spec2 = spec;
+    spec2.seed = 1;
+    int64_t run2 = begin_ok(s, &spec2);
+    executed[(size_t)(1 * L + 0) * T * k + 2] = spec.num_experts; /* image 10, view 1, layer 0, token 2 */
+    assert_int_equal(rs_store_write_batch(s, run2, &t.b, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "executed expert id 4, the model has 4"));
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM routing WHERE run_id = 2"), 0);
+    free(executed);
+    free_batch(&t, 2, V);
 }
 
 /* Attacks: view 1 of small_spec attacked with 3 steps; the values are a function of
@@ -1077,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_not_a_database), cmocka_unit_test(test_read_only),
         cmocka_unit_test(test_schema1_store),   cmocka_unit_test(test_dispatch_run),
         cmocka_unit_test(test_group_seed_run),
+        cmocka_unit_test(test_schema4_store),   cmocka_unit_test(test_forced_run),
         cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
         cmocka_unit_test(test_write_read),     cmocka_unit_test(test_attacks),
         cmocka_unit_test(test_wrong_position),

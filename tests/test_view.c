@@ -179,6 +179,51 @@ static void test_parse_base(void **state)
     free(json);
 }
 
+static void test_parse_route(void **state)
+{
+    (void)state;
+    rs_view_spec s;
+    rs_error err;
+    assert_int_equal(rs_view_spec_parse("clean", &s, &err), 0);
+    assert_int_equal(s.route_from, -1);
+    assert_int_equal(rs_view_spec_parse("base:view=1+route:from=0", &s, &err), 0);
+    assert_int_equal(s.base, 1);
+    assert_int_equal(s.route_from, 0);
+    assert_int_equal(s.route_blocks, 0u); /* every MoE block */
+    assert_int_equal(rs_view_spec_parse("base:view=2+noise:severity=1+route:layers=3/1,from=1", &s, &err), 0);
+    assert_int_equal(s.route_from, 1);
+    assert_int_equal(s.route_blocks, (1u << 1) | (1u << 3));
+    assert_int_equal(rs_view_spec_check_base(&s, 3, &err), 0);
+    /* A route source is an earlier view, like a base. */
+    assert_int_equal(rs_view_spec_parse("base:view=0+route:from=1", &s, &err), 0);
+    assert_int_equal(rs_view_spec_check_base(&s, 1, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "route's from=1 is not an earlier view (this is view 1)"));
+    /* Route moves no pixels: the view draws as its other operations say. */
+    rs_view v;
+    assert_int_equal(rs_view_spec_parse("route:from=0", &s, &err), 0);
+    rs_view_draw(&s, 28, 28, 1, 2, 3, &v);
+    assert_true(v.identity && v.noise_sigma == 0 && !v.attacked);
+
+    expect_parse_error("base:view=1+route", "route needs from=F");
+    expect_parse_error("base:view=1+route:layers=1", "route needs from=F");
+    expect_parse_error("base:view=1+route:from=x", "from 'x' is not a number");
+    expect_parse_error("base:view=1+route:from=-1", "route's from '-1' is not a view index");
+    expect_parse_error("base:view=1+route:from=0.5", "route's from '0.5' is not a view index");
+    expect_parse_error("base:view=1+route:from=0,from=0", "route's from is given twice");
+    expect_parse_error("base:view=1+route:from=0,layers=1,layers=3", "route's layers is given twice");
+    expect_parse_error("base:view=1+route:from=0,layers=1-3", "layers: '1-3' is not block indices 0..31");
+    expect_parse_error("base:view=1+route:from=0,layers=32", "layers: '32' is not block indices 0..31");
+    expect_parse_error("base:view=1+route:from=0,layers=", "layers: '' is not block indices");
+    expect_parse_error("base:view=1+route:from=0,k=2", "route has no parameter 'k' (want from, layers)");
+    expect_parse_error("base:view=1+route:from=0,2", "'2' is not KEY=VALUE");
+    expect_parse_error("base:view=1+route:from=0+route:from=0", "more than one route operation");
+    expect_parse_error("route:from=0+noise:severity=1", "route must be the last operation");
+    expect_parse_error("base:view=0+pgd:eps=1/255+route:from=0", "a forced view cannot be attacked");
+    expect_parse_error("base:view=0+route:from=0+pgd:eps=1/255", "route must be the last operation");
+    expect_parse_error("rout:from=0", "unknown operation 'rout' (want clean, noise, crop, flip, rotate, translate, "
+                                      "jitter, base, pgd, route)");
+}
+
 static void test_flip_maps_columns(void **state)
 {
     (void)state;
@@ -377,6 +422,32 @@ static void test_protocols(void **state)
                                        &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "base view 1 is not an earlier view (this is view 1)"));
 
+    /* intervene: clean, the perturbation, forced in all MoE blocks, then in each. */
+    const int blocks[] = {1, 3};
+    rs_protocol_args iv = {.moe_blocks = blocks, .num_moe = 2};
+    assert_int_equal(rs_protocol_views("intervene", &iv, &specs, &n, &err), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(specs[1], RS_INTERVENE_PERTURB);
+    assert_string_equal(specs[2], "base:view=1+route:from=0");
+    assert_string_equal(specs[3], "base:view=1+route:from=0,layers=1");
+    assert_string_equal(specs[4], "base:view=1+route:from=0,layers=3");
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    iv = (rs_protocol_args){.augment = "crop:area=0.5-1", .moe_blocks = blocks, .num_moe = 1};
+    assert_int_equal(rs_protocol_views("intervene", &iv, &specs, &n, &err), 0);
+    assert_int_equal(n, 3); /* one MoE block: no per-block views */
+    assert_string_equal(specs[1], "crop:area=0.5-1");
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    iv.augment = "base:view=0+noise:severity=2";
+    assert_int_equal(rs_protocol_views("intervene", &iv, &specs, &n, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "the intervene protocol writes base: and route: itself"));
+    iv.augment = "noise:sigma=x";
+    assert_int_equal(rs_protocol_views("intervene", &iv, &specs, &n, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "sigma 'x' is not a number"));
+
     /* adversarial: clean, then one attacked view per eps, on top of view 0. */
     assert_int_equal(rs_protocol_views("adversarial", NULL, &specs, &n, &err), 0);
     assert_int_equal(n, 5);
@@ -473,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_parse_pgd),
         cmocka_unit_test(test_parse_base),
+        cmocka_unit_test(test_parse_route),
         cmocka_unit_test(test_flip_maps_columns),
         cmocka_unit_test(test_quarter_crop_at_twice_the_scale),
         cmocka_unit_test(test_boundary_goes_right_and_outside_is_unmatched),
