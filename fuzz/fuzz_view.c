@@ -57,10 +57,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char **specs = NULL;
         int count = 0;
         rs_error err;
-        /* The second part is pair's augment and adversarial's attack, the third custom's views
-         * and adversarial's eps list. */
+        /* The second part is pair's augment, intervene's perturbation and adversarial's attack,
+         * the third custom's views and adversarial's eps list; intervene sees MoE blocks 1 and 3. */
+        static const int blocks[] = {1, 3};
         rs_protocol_args args = {.augment = text[1], .custom = n > 2 ? text[2] : NULL, .attack = text[1],
-                                 .eps = n > 2 ? text[2] : NULL};
+                                 .eps = n > 2 ? text[2] : NULL, .moe_blocks = blocks, .num_moe = 2};
         if (rs_protocol_views(text[0], &args, &specs, &count, &err) == 0) {
             exercise(specs, count);
             for (int i = 0; i < count; i++)

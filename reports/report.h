@@ -34,7 +34,9 @@
  * top-k; a V-MoE run without an earlier V-MoE run has none. Baselines never cross k: with
  * --runs VMOE_K1,PRC_K1,VMOE_K2,PRC_K2 each PRC run is read against its V-MoE run. Runs
  * that are not comparable with their baseline (data, slice, protocol, views or seed
- * differ) are shown side by side and flagged. Every output carries the provenance: routerscope version and
+ * differ) are shown side by side and flagged. Adversarial runs add "Routing under attack",
+ * then runs with forced views (route:) "Routing interventions": one table of every such
+ * run's forced views (analyze/route_stats.h). Every output carries the provenance: routerscope version and
  * commit, the report's command line, each run's model path and sha256, data, protocol,
  * view specs, seed and the command that replayed it. Same input, same bytes: nothing
  * depends on the time or the output folder's name.

@@ -72,6 +72,15 @@ if [ -r "$fmnist" ]; then
   expect "a --group-size that splits images fails with one line" failed_with $? 1 "S must be a multiple of 50"
   expect "dispatch.md shows that line" grep -qxF "$(cat "$tmp/err")" "$docs/dispatch.md"
 
+  # --- dispatch.md: the routing-interventions recipe replays as the intervene protocol ----
+  recipe=$(grep -o "\-\-views '[^']*route:[^']*'" "$docs/dispatch.md" | head -1 | sed "s/^--views '//; s/'$//")
+  "$rs" replay "$model" --data fashion-mnist:test --limit 2 --db "$tmp/iv.db" --threads 1 --protocol custom \
+    --views "$recipe" >/dev/null 2>"$tmp/err"
+  "$rs" replay "$model" --data fashion-mnist:test --limit 2 --db "$tmp/iv.db" --threads 1 --protocol intervene \
+    >/dev/null 2>"$tmp/err"
+  expect "dispatch.md's --views recipe replays the views of the intervene protocol" \
+    [ "$(sqlite3 "$tmp/iv.db" "SELECT count(DISTINCT spec), count(*) FROM views")" = "5|10" ]
+
   # --- store.md: decode a replay's BLOBs with the standard library -----------------------
   "$rs" replay "$model" --data fashion-mnist:test --limit 4 --db "$tmp/r.db" --threads 1 >/dev/null 2>"$tmp/err"
   python_blocks "$docs/store.md" >"$tmp/read.py"
