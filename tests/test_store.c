@@ -384,20 +384,27 @@ static void test_schema_version(void **state)
     assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
 }
 
+/* A scratch copy NAME of the golden file GOLDEN (the test may write it). */
+static const char *scratch_golden(const char *golden, const char *name)
+{
+    const char *path = scratch(name);
+    char from[4096];
+    snprintf(from, sizeof from, "%s/%s", tu_dir("RS_GOLDEN_DIR", "tests/golden"), golden);
+    size_t size;
+    unsigned char *bytes = tu_read_file(from, &size);
+    assert_non_null(bytes);
+    assert_int_equal(tu_write_file(path, bytes, size), 0);
+    free(bytes);
+    return path;
+}
+
 /* A store written by routerscope before schema 2 (tests/golden/store-v1.db: the tiny k = 2
  * model's pair run on 3 images, then fmnist-prc-k1's noise run on 2): readers take it in
  * place, with k, input shape and class names from the stored config; a writer upgrades it. */
 static void test_schema1_store(void **state)
 {
     (void)state;
-    const char *path = scratch("v1.db");
-    char golden[4096];
-    snprintf(golden, sizeof golden, "%s/store-v1.db", tu_dir("RS_GOLDEN_DIR", "tests/golden"));
-    size_t size;
-    unsigned char *bytes = tu_read_file(golden, &size);
-    assert_non_null(bytes);
-    assert_int_equal(tu_write_file(path, bytes, size), 0);
-    free(bytes);
+    const char *path = scratch_golden("store-v1.db", "v1.db");
     for (int pass = 0; pass < 2; pass++) {
         rs_store *s = open_ok(path, pass == 0);
         assert_int_equal(sql_int(path, "PRAGMA user_version"), pass == 0 ? 1 : RS_STORE_SCHEMA);
@@ -446,14 +453,7 @@ static void test_schema1_store(void **state)
 static void test_schema4_store(void **state)
 {
     (void)state;
-    const char *path = scratch("v4.db");
-    char golden[4096];
-    snprintf(golden, sizeof golden, "%s/store-v4.db", tu_dir("RS_GOLDEN_DIR", "tests/golden"));
-    size_t size;
-    unsigned char *bytes = tu_read_file(golden, &size);
-    assert_non_null(bytes);
-    assert_int_equal(tu_write_file(path, bytes, size), 0);
-    free(bytes);
+    const char *path = scratch_golden("store-v4.db", "v4.db");
     int64_t records[2] = {0}, kept[2] = {0};
     for (int pass = 0; pass < 2; pass++) {
         rs_store *s = open_ok(path, pass == 0);
