@@ -360,7 +360,8 @@ static int record_view(engine *e, int v, int n, rs_error *err)
 
 /* The forced rows of view V (route:from=F) for its N images into FORCED (L pointers, NULL for
  * a layer it leaves to the router): each patch whose centre falls in view F runs the experts
- * F ran at the patch it falls in; unmatched patches and the class token keep their own. */
+ * F chose at the patch it falls in (F's executed ids, whether or not F's capacity kept them);
+ * unmatched patches and the class token keep their own. */
 static void build_forced(engine *e, int v, int n, const int32_t **forced)
 {
     const rs_config *c = &e->model->cfg;

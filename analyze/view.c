@@ -433,7 +433,7 @@ int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err)
         for (int i = 1; i < out->num_ops; i++)
             if (geometric(out->ops[i].kind))
                 return rs_error_set(err, RS_EINVAL,
-                                    "view '%s': after base, only jitter, noise and pgd may follow (the view keeps "
+                                    "view '%s': after base, only jitter, noise, pgd and route may follow (the view keeps "
                                     "the geometry of view %d)", text, out->base);
     }
     return 0;

@@ -15,7 +15,7 @@
  *                                  [1-x, 1+x], applied in that order, each clipped to [0,1]
  *   base:view=V                    only as the first operation: start from the final pixels
  *                                  and the geometry of the earlier view V (its match to view
- *                                  0 is V's); only photometric, noise and pgd may follow
+ *                                  0 is V's); only photometric, noise, pgd and route may follow
  *   pgd:eps=E,steps=N,alpha=A,norm=linf|l2,start=random|zero,mode=pgd|vmoe,
  *       loss=...,beta=B,target=T,layers=B1/B2
  *                                  an adversarial attack on the model (analyze/attack.h),
