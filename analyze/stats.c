@@ -752,7 +752,7 @@ int rs_stats_boot_ratio(const int32_t *num, const int32_t *den, int n, int resam
             if (z > 0)
                 vals[nv++] = a / z;
         }
-        percentile(vals, nv, level, &r->boot_valid, &r->boot_lo, &r->boot_hi);
+        rs_stats_percentile(vals, nv, level, &r->boot_valid, &r->boot_lo, &r->boot_hi);
     }
     int rc = w && vals && rng ? 0 : rs_error_set(err, RS_ENOMEM, "out of memory for the bootstrap");
     gsl_rng_free(rng);

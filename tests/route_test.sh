@@ -97,6 +97,20 @@ expect "capacity: the perturbed view drops choices" [ "$(awk -F, '$4 == 1 && $13
 expect "capacity: no forced choice is dropped" [ "$(awk -F, '$4 == 2 && $8 == 0 && $13 < 2 && $19 == 0' "$tmp/k.csv" | wc -l)" = 0 ]
 cls_kept() { awk -F, -v v="$1" '$4 == v && $5 == 0 && $8 == 1 { printf "%s", $19 }' "$tmp/k.csv"; }
 expect "capacity: at block 1 the class tokens are kept or dropped as in the view forced" [ "$(cls_kept 1)" = "$(cls_kept 2)" ]
+# With a group seed the forward pass runs images in a shuffled order: the forced rows follow.
+seeded=(--data $data --limit 12 --protocol custom --views 'clean;noise:severity=2;base:view=1+route:from=0;base:view=1+route:from=1'
+        --capacity-factor 0.5 --group-images 2 --group-seed 3)
+"$rs" replay "$model" "${seeded[@]}" --db "$tmp/q1.db" --threads 1 --batch 2 >/dev/null 2>"$tmp/err"
+"$rs" replay "$model" "${seeded[@]}" --db "$tmp/q2.db" --threads 2 --batch 64 >/dev/null 2>"$tmp/err"
+expect "group seed: forced records do not depend on --batch or --threads" \
+  [ "$(dump "$tmp/q1.db" | md5sum)" = "$(dump "$tmp/q2.db" | md5sum)" ]
+expect "group seed: forcing view 1's own routing reproduces its records" \
+  [ "$(q "$tmp/q1.db" "SELECT count(*) FROM routing a JOIN routing b USING (run_id, image, layer)
+        WHERE a.view = 1 AND b.view = 3 AND a.top_idx = b.top_idx AND a.probs = b.probs AND a.kept = b.kept")" = 24 ]
+"$rs" export --db "$tmp/q1.db" --run 1 >"$tmp/q.csv" 2>"$tmp/err"
+expect "group seed: matched patches ran view 0's experts" \
+  awk -F, 'NR > 1 && $13 < 2 { if ($4 == 0) { ran[$3 " " $5 " " $9 " " $13] = $20; next }
+      if ($4 == 2 && $8 == 0 && $20 != ran[$3 " " $5 " " $12 " " $13]) bad++ } END { exit bad > 0 }' "$tmp/q.csv"
 
 # --- stats ---------------------------------------------------------------------------------------
 "$rs" stats --db "$tmp/a.db" --format csv --resamples 200 >"$tmp/stats.csv" 2>"$tmp/err"
