@@ -82,11 +82,13 @@ static void count_token(pass *p, const rs_routing_record *ra, const rs_routing_r
                         const uint8_t *kb, int i, int t)
 {
     const rs_interference *d = p->d;
+    /* Router sets from top_idx; kept sets from what ran (a forced view's forced experts). */
     const uint8_t *a = ra->top_idx + (size_t)t * p->R, *b = rb->top_idx + (size_t)t * p->R;
+    const uint8_t *ea = ra->executed + (size_t)t * p->R, *eb = rb->executed + (size_t)t * p->R;
     ka += (size_t)t * p->R, kb += (size_t)t * p->R;
     int32_t add[NCOUNT] = {1, a[0] == b[0], a[0] == b[0] && a[1] == b[1],
-                           rs_stats_same_set(a, NULL, b, NULL, d->top_k), rs_stats_same_set(a, ka, b, kb, d->top_k)};
-    double iou = rs_stats_kept_iou(a, ka, b, kb, d->top_k);
+                           rs_stats_same_set(a, NULL, b, NULL, d->top_k), rs_stats_same_set(ea, ka, eb, kb, d->top_k)};
+    double iou = rs_stats_kept_iou(ea, ka, eb, kb, d->top_k);
     int cell[4] = {rs_interference_cell(d, ra->view, ra->layer), rs_interference_cell(d, d->views, ra->layer),
                    rs_interference_cell(d, ra->view, d->layers), rs_interference_cell(d, d->views, d->layers)};
     for (int c = 0; c < 4; c++) {

@@ -67,7 +67,8 @@ typedef struct engine {
                               image order[i]) and its inverse; NULL in data order */
     /* Forced routing (allocated only when a view forces). */
     int32_t *executed;     /* (B, V, L, T, k) the experts each token ran */
-    int32_t *forced_ids;   /* (L, B, T, k) the forced rows of the view being run, by forward slot */
+    int32_t *forced_ids;   /* (L, B, T, k) the forced rows of the view being run, forward order */
+    uint8_t *forced_run;   /* (L, B, T, k) which of them run (their source's kept), with capacity */
     int16_t *from_match;   /* (B, Np) its patches matched in its route source */
     /* Attacks (allocated only when a view has one). */
     float *attack_px;      /* (B, C,H,W) the attack's final pixels */
@@ -94,7 +95,8 @@ static void engine_close(engine *e)
                     e->match, e->top_idx, e->top_gate, e->probs, e->kept, e->parsed, e->config_json, e->labels_json,
                     e->raw_px, e->kept_px, e->keep_slot, e->attack_steps, e->attack_px, e->ref_probs,
                     e->seeds, e->attack_linf, e->attack_l2, e->attack_obj, e->tmp_linf, e->tmp_l2,
-                    e->tmp_obj, e->order, e->slot, e->forced, e->executed, e->forced_ids, e->from_match};
+                    e->tmp_obj, e->order, e->slot, e->forced, e->executed, e->forced_ids,
+                    e->forced_run, e->from_match};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     for (int i = 0; i < e->num_views; i++)
@@ -151,6 +153,7 @@ static int alloc_buffers(engine *e, rs_error *err)
         size_t k = (size_t)c->top_k;
         ok = (e->executed = malloc(sizeof(int32_t) * B * V * L * T * k)) &&
              (e->forced_ids = malloc(sizeof(int32_t) * L * B * T * k)) &&
+             (!e->kept || (e->forced_run = malloc(L * B * T * k))) &&
              (e->from_match = malloc(sizeof(int16_t) * B * Np));
     }
     if (ok && e->attack_steps) {
@@ -236,9 +239,9 @@ static size_t image_slot(const engine *e, int i)
 }
 
 /* The forward pass of E->raw_px (N images) through E->view_px, in the batch's forward
- * order (image i's outputs are in slot image_slot(e, i)), FORCED as in
- * rs_forward_run_forced (rows by slot; NULL: the router's own routing). */
-static int forward_raw(engine *e, int n, const int32_t *const *forced, rs_error *err)
+ * order: image i's outputs are in slot image_slot(e, i). FORCED as in
+ * rs_forward_run_forced, rows in that order (NULL: the router's own routing). */
+static int forward_raw(engine *e, int n, const rs_forced *forced, rs_error *err)
 {
     const rs_config *c = &e->model->cfg;
     size_t img = (size_t)c->channels * c->image_h * c->image_w;
@@ -357,33 +360,37 @@ static int record_view(engine *e, int v, int n, rs_error *err)
     return 0;
 }
 
-/* The forced rows of view V (route:from=F) for its N images into FORCED (L pointers, NULL for
- * a layer it leaves to the router): each patch whose centre falls in view F runs the experts
- * F chose at the patch it falls in (F's executed ids, whether or not F's capacity kept them);
- * unmatched patches and the class token keep their own. */
-static void build_forced(engine *e, int v, int n, const int32_t **forced)
+/* The forced rows of view V (route:from=F) for its N images into FORCED (L entries, experts
+ * NULL for a layer it leaves to the router), in forward order: each patch whose centre falls
+ * in view F runs the experts F ran at the patch it falls in (F's executed ids; with a
+ * capacity, those F dropped stay dropped); unmatched patches and the class token keep their
+ * own. */
+static void build_forced(engine *e, int v, int n, rs_forced *forced)
 {
     const rs_config *c = &e->model->cfg;
     int V = e->num_views, L = c->num_moe, T = rs_config_tokens(c), k = c->top_k, Np = rs_config_patches(c);
-    int F = e->parsed[v].route_from, cls = T - Np;
+    int F = e->parsed[v].route_from, cls = T - Np, R = rs_config_record_k(c);
     for (int i = 0; i < n; i++)
         rs_view_match(&e->drawn[(size_t)i * V + F], &e->drawn[(size_t)i * V + v], c->image_h, c->image_w,
                       c->patch_size, e->from_match + (size_t)i * Np);
     for (int l = 0; l < L; l++) {
-        forced[l] = NULL;
+        forced[l] = (rs_forced){0};
         if (!e->forced[(size_t)v * L + l])
             continue;
-        int32_t *rows = e->forced_ids + (size_t)l * e->batch * T * k;
-        forced[l] = rows;
+        size_t at = (size_t)l * e->batch * T * k;
+        forced[l] = (rs_forced){e->forced_ids + at, e->forced_run ? e->forced_run + at : NULL};
         for (int i = 0; i < n; i++) {
-            const int32_t *from = e->executed + (((size_t)i * V + F) * L + l) * T * k;
+            size_t src = (((size_t)i * V + F) * L + l) * T;
             for (int t = 0; t < T; t++) {
-                int32_t *row = rows + (image_slot(e, i) * T + t) * k;
+                size_t row = (image_slot(e, i) * T + (size_t)t) * k;
                 int m = t < cls ? -1 : e->from_match[(size_t)i * Np + t - cls];
-                if (m < 0)
-                    row[0] = -1;
-                else
-                    memcpy(row, from + (size_t)(m + cls) * k, sizeof(int32_t) * (size_t)k);
+                if (m < 0) {
+                    e->forced_ids[at + row] = -1;
+                    continue;
+                }
+                memcpy(e->forced_ids + at + row, e->executed + (src + (size_t)(m + cls)) * k, sizeof(int32_t) * k);
+                if (e->forced_run)
+                    memcpy(e->forced_run + at + row, e->kept + (src + (size_t)(m + cls)) * R, (size_t)k);
             }
         }
     }
@@ -421,7 +428,7 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
             for (int i = 0; i < n; i++)
                 memcpy(e->kept_px + ((size_t)i * e->num_kept + e->keep_slot[v]) * img, e->raw_px + i * img,
                        sizeof(float) * img);
-        const int32_t *forced[RS_MAX_DEPTH];
+        rs_forced forced[RS_MAX_DEPTH];
         bool route = e->parsed[v].route_from >= 0;
         if (!rc && route)
             build_forced(e, v, n, forced);

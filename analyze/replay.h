@@ -14,8 +14,8 @@
  * A view with route:from=F (a routing intervention) runs its forward pass with forced
  * routing (forward.h): in each MoE layer it forces (layers=, default all), each patch whose
  * centre falls in view F (rs_view_match against F; with base:view=V the geometry is V's)
- * runs the experts F chose there (its executed ids, kept by F's capacity or not), the
- * class token and unmatched patches their own;
+ * runs the experts F ran there (F's executed ids; with a capacity, those F dropped stay
+ * dropped), the class token and unmatched patches their own;
  * the store records the router's own top-R as always and the experts that ran.
  *
  * Identity and resumption: a run is identified by model sha256, data, slice, protocol,

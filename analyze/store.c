@@ -1034,7 +1034,7 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM};
     _Static_assert(RS_STORE_SCHEMA == 5, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
-                                         "what read_dispatch reads, and routing.executed)");
+                                         "what read_dispatch reads, and schema 5 routing.executed)");
     int version = store->schema < 1 ? 1 : store->schema > 3 ? 3 : store->schema;
     int rc = sqlite3_prepare_v2(store->db, select[version - 1], -1, &st, NULL);
     if (rc != SQLITE_OK)

@@ -18,8 +18,8 @@
  *                        full router softmax
  *               kept     T*R uint8 0/1 (schema 4): whether dispatch kept each choice;
  *                        NULL when the run has no capacity factor (every top-k choice ran).
- *                        Where the view forced the layer, a forced token's row is the
- *                        forced choices' (1 below k: forced choices are never dropped)
+ *                        Where the view forced the layer, a forced token's row is about
+ *                        its forced choices (as the view it was forced from kept them)
  *               executed T*k uint8 (schema 5): the experts each token ran, by rank, where
  *                        the view forced that layer (a route: view, forward.h); NULL where
  *                        it did not (the router's top-k ran). Stores of schemas 1-4 read as

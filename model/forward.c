@@ -45,8 +45,8 @@ static void record_executed(const rs_config *c, const rs_block_bufs *bb, rs_moe_
 
 /* The whole network for images FIRST .. FIRST+G-1 of the batch, FORCED as in
  * rs_forward_run_forced (NULL: none). */
-static void forward_group(rs_forward *f, workspace *ws, const float *images, const int32_t *const *forced,
-                          int first, int G)
+static void forward_group(rs_forward *f, workspace *ws, const float *images, const rs_forced *forced, int first,
+                          int G)
 {
     const rs_model *m = f->m;
     const rs_config *c = &m->cfg;
@@ -67,7 +67,10 @@ static void forward_group(rs_forward *f, workspace *ws, const float *images, con
             ws->b.top_idx = r->top_idx + row0 * R;
             ws->b.top_gate = r->top_gate + row0 * R;
             ws->b.kept = r->kept ? r->kept + row0 * R : NULL;
-            ws->b.forced = forced && forced[w->moe_slot] ? forced[w->moe_slot] + row0 * (size_t)c->top_k : NULL;
+            const rs_forced *fs = forced && forced[w->moe_slot].experts ? &forced[w->moe_slot] : NULL;
+            size_t frow = row0 * (size_t)c->top_k;
+            ws->b.forced = fs ? fs->experts + frow : NULL;
+            ws->b.forced_run = fs && fs->run ? fs->run + frow : NULL;
             rs_layer_moe(c, &ws->g, &ws->b, w, N, ws->b.kept ? &f->dispatch : NULL, ws->order);
             record_executed(c, &ws->b, r, row0, N);
         }
@@ -102,19 +105,18 @@ int rs_forward_run(rs_forward *f, const float *images, int batch, rs_error *err)
     return rs_forward_run_forced(f, images, batch, NULL, err);
 }
 
-int rs_forward_run_forced(rs_forward *f, const float *images, int batch, const int32_t *const *forced,
-                          rs_error *err)
+int rs_forward_run_forced(rs_forward *f, const float *images, int batch, const rs_forced *forced, rs_error *err)
 {
     if (batch < 1 || batch > f->max_batch)
         return rs_error_set(err, RS_EINVAL, "forward: batch %d outside [1, %d]", batch, f->max_batch);
     const rs_config *c = &f->m->cfg;
     for (int s = 0; forced && s < c->num_moe; s++) {
-        int rc = forced[s] ? check_forced(c, forced[s], batch, s, err) : 0;
+        int rc = forced[s].experts ? check_forced(c, forced[s].experts, batch, s, err) : 0;
         if (rc)
             return rc;
     }
     for (int s = 0; s < c->num_moe; s++)
-        f->out.moe[s].forced = forced && forced[s];
+        f->out.moe[s].forced = forced && forced[s].experts;
     int groups = (batch + f->group - 1) / f->group;
     /* Dynamic: groups cost the same, but a thread may lose its core for a while. */
     #pragma omp parallel for num_threads(f->threads) schedule(dynamic, 1) if(f->threads > 1 && groups > 1)

@@ -40,7 +40,7 @@ typedef struct rs_moe_routing {
     float *top_gate;    /* (B,T,R) their probabilities */
     uint8_t *kept;      /* (B,T,R) 1 where dispatch kept the choice, 0 where it dropped it or
                            the rank is beyond top_k; NULL without a capacity factor. For a
-                           forced token it is the forced choice's: 1 below top_k */
+                           forced token it is about the forced choice (rs_forced's run) */
     int32_t *executed;  /* (B,T,k) the experts each token ran, by rank: its forced row where
                            the run forced it, else the first k of top_idx (with a capacity,
                            kept says which of them ran) */
@@ -73,18 +73,25 @@ void rs_forward_free(rs_forward *f);
  * 1 <= batch <= max_batch, else RS_EINVAL. */
 int rs_forward_run(rs_forward *f, const float *images, int batch, rs_error *err);
 
+/* Forced routing of one MoE layer (rs_forward_run_forced). */
+typedef struct rs_forced {
+    const int32_t *experts;  /* NULL: the layer routes as usual. Else (batch,T,k): for each image
+                                and token either k distinct experts to run in place of its top-k,
+                                by rank, or -1 in the first place (its own choice) */
+    const uint8_t *run;      /* NULL: every forced choice runs. Else (batch,T,k): 0 where a forced
+                                choice stays dropped (as the view it comes from dropped it) */
+} rs_forced;
+
 /* Forced routing (routing interventions, docs/dispatch.md): the same pass, but FORCED
- * (num_moe entries) may override the router's choice. FORCED[s] NULL leaves MoE slot s to
- * its router; otherwise FORCED[s] is (batch,T,k) int32: for each image and token either k
- * distinct experts to run in place of its top-k, each gated by this pass's own router
- * probability for it (not renormalised), or -1 in the first place (its own choice). The
- * recorded routing (probs, top_idx, top_gate) stays the router's; executed says what ran.
- * With a capacity, forced choices are never dropped, and dispatch still places the forced
- * tokens' router choices, so every other token is kept or dropped as without forcing.
- * FORCED NULL, or every entry NULL, is rs_forward_run bit for bit. RS_EINVAL (nothing run)
- * for an id outside -1..E-1, or a forced row holding -1 or an expert twice. */
-int rs_forward_run_forced(rs_forward *f, const float *images, int batch, const int32_t *const *forced,
-                          rs_error *err);
+ * (num_moe entries, or NULL: none) may override the router's choice per MoE slot. A forced
+ * choice is gated by this pass's own router probability for its expert (not renormalised).
+ * The recorded routing (probs, top_idx, top_gate) stays the router's; executed says what a
+ * token was given to run, and kept which of it ran. With a capacity, forced choices run as
+ * FORCED's run says, never dropped by this pass's capacity, and dispatch still places the
+ * forced tokens' router choices, so every other token is kept or dropped as without
+ * forcing. FORCED NULL, or every experts NULL, is rs_forward_run bit for bit. RS_EINVAL
+ * (nothing run) for an id outside -1..E-1, or a forced row holding -1 or an expert twice. */
+int rs_forward_run_forced(rs_forward *f, const float *images, int batch, const rs_forced *forced, rs_error *err);
 
 /* G: images per group (see above). */
 int rs_forward_group_size(const rs_forward *f);

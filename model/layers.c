@@ -69,6 +69,15 @@ void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_b
     rs_gemm_bias(N, D, M, g->hidden, M, w->fc2_w, M, w->fc2_b, true, g->x, D);
 }
 
+/* Whether choice S of token N runs: a forced choice as forced_run says (all without it),
+ * any other as dispatch kept it (all without a capacity). */
+static bool choice_runs(const rs_block_bufs *bb, int n, int s, int R, int k)
+{
+    if (bb->forced && bb->forced[(size_t)n * k] >= 0)
+        return !bb->forced_run || bb->forced_run[(size_t)n * k + s];
+    return !bb->kept || bb->kept[(size_t)n * R + s];
+}
+
 /* Counting sort of the kept (token, slot) pairs by expert, tokens ascending inside a group. */
 static void route(const rs_config *c, const rs_block_bufs *bb, int N)
 {
@@ -78,7 +87,7 @@ static void route(const rs_config *c, const rs_block_bufs *bb, int N)
     for (int n = 0; n < N; n++) {
         const int32_t *ids = rs_moe_choices(bb, n, R, k);
         for (int s = 0; s < k; s++)
-            if (!bb->kept || bb->kept[(size_t)n * R + s])
+            if (choice_runs(bb, n, s, R, k))
                 start[ids[s] + 1]++;
     }
     for (int e = 0; e < E; e++)
@@ -87,18 +96,19 @@ static void route(const rs_config *c, const rs_block_bufs *bb, int N)
     for (int n = 0; n < N; n++) {
         const int32_t *ids = rs_moe_choices(bb, n, R, k);
         for (int s = 0; s < k; s++)
-            if (!bb->kept || bb->kept[(size_t)n * R + s])
+            if (choice_runs(bb, n, s, R, k))
                 bb->route_rows[cursor[ids[s]]++] = n;
     }
 }
 
-/* Forced choices bypass capacity: each forced token's ranks below k read kept. */
+/* Forced choices bypass this group's capacity: a forced token's ranks below k read kept as
+ * its choices run. */
 static void keep_forced(const rs_config *c, const rs_block_bufs *bb, int N)
 {
     int k = c->top_k, R = rs_config_record_k(c);
     for (int n = 0; n < N; n++)
-        if (bb->forced[(size_t)n * k] >= 0)
-            memset(bb->kept + (size_t)n * R, 1, (size_t)k);
+        for (int s = 0; bb->forced[(size_t)n * k] >= 0 && s < k; s++)
+            bb->kept[(size_t)n * R + s] = choice_runs(bb, n, s, R, k);
 }
 
 void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,

@@ -99,6 +99,8 @@ typedef struct rs_block_bufs {
     uint8_t *kept;       /* MoE with a capacity: (N,R) dispatch's kept mask; NULL: every top-k choice runs */
     const int32_t *forced; /* MoE: NULL, or (N,k) forced routing (forward.h): a row of k experts to run
                               instead of the router's top-k, or a row starting with -1 (its own) */
+    const uint8_t *forced_run; /* with forced: NULL (every forced choice runs), or (N,k) 0 where a
+                              forced choice stays dropped (its source's capacity dropped it) */
 } rs_block_bufs;
 
 /* The k experts token N runs at the MoE layer of BB, by rank: its forced row, or the first k
@@ -124,9 +126,9 @@ void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_b
  * one dispatch group (dispatch.h): bb->kept receives the kept mask and only kept choices
  * run; ORDER (2N) is its scratch. DISPATCH NULL: every top-k choice runs. With bb->forced,
  * a forced token runs its forced experts instead (rs_moe_choices), gated by its own
- * probabilities and never dropped: dispatch still places its router's choices, so the
- * other tokens are kept or dropped as without forcing, and its kept row reads 1 for the
- * forced ranks. */
+ * probabilities, as bb->forced_run says and never dropped by this group's capacity:
+ * dispatch still places its router's choices, so the other tokens are kept or dropped as
+ * without forcing, and its kept row reads what forced_run says (1 without it). */
 void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,
                   int N, const rs_dispatch *dispatch, int32_t *order);
 /* LOGITS (G,K) from the final residual stream (x is left as it is). */

@@ -94,17 +94,29 @@ expect "shards merge into the single-process records, what ran included" \
   --capacity-factor 0.5 --group-images 4 --db "$tmp/k.db" --threads 1 >/dev/null 2>"$tmp/err"
 "$rs" export --db "$tmp/k.db" --run 1 >"$tmp/k.csv" 2>"$tmp/err"
 expect "capacity: the perturbed view drops choices" [ "$(awk -F, '$4 == 1 && $13 < 2 && $19 == 0' "$tmp/k.csv" | wc -l)" -gt 0 ]
-expect "capacity: no forced choice is dropped" [ "$(awk -F, '$4 == 2 && $8 == 0 && $13 < 2 && $19 == 0' "$tmp/k.csv" | wc -l)" = 0 ]
+forced_kept() { # a forced patch ran what view 0 ran there: its experts, kept or dropped as view 0's
+  awk -F, 'NR > 1 && $13 < 2 { key = $3 " " $5 " " $13
+      if ($4 == 0) { e[key " " $9] = $20; k[key " " $9] = $19; drops += $19 == 0; next }
+      if ($4 == 2 && $8 == 0 && ($20 != e[key " " $12] || $19 != k[key " " $12])) bad++ }
+    END { exit bad > 0 || drops == 0 }' "$tmp/k.csv"
+}
+expect "capacity: forced patches run view 0's experts, kept or dropped as view 0 had them" forced_kept
 cls_kept() { awk -F, -v v="$1" '$4 == v && $5 == 0 && $8 == 1 { printf "%s", $19 }' "$tmp/k.csv"; }
 expect "capacity: at block 1 the class tokens are kept or dropped as in the view forced" [ "$(cls_kept 1)" = "$(cls_kept 2)" ]
-# A group seed runs a batch in a shuffled order: forced rows must follow their image there.
-# View 2 forced to view 1's own routing runs, patch for patch, the experts view 1 chose (the
-# class token keeps its own choice, which at block 3 follows block 1's undropped output).
-"$rs" replay "$model" --data $data --limit 16 --protocol custom --views 'clean;noise:severity=2;base:view=1+route:from=1' \
-  --capacity-factor 0.5 --group-images 4 --group-seed 3 --db "$tmp/gs.db" --threads 1 >/dev/null 2>"$tmp/err"
-expect "group seed: forced rows follow their image through the shuffled batch" \
-  [ "$(q "$tmp/gs.db" "SELECT count(*) FROM routing a JOIN routing b USING (run_id, image, layer)
-       WHERE a.view = 2 AND b.view = 1 AND substr(a.executed, 3) = substr(b.top_idx, 3)")" = 32 ]
+# With a group seed the forward pass runs images in a shuffled order: the forced rows follow.
+seeded=(--data $data --limit 12 --protocol custom --views 'clean;noise:severity=2;base:view=1+route:from=0;base:view=1+route:from=1'
+        --capacity-factor 0.5 --group-images 2 --group-seed 3)
+"$rs" replay "$model" "${seeded[@]}" --db "$tmp/q1.db" --threads 1 --batch 2 >/dev/null 2>"$tmp/err"
+"$rs" replay "$model" "${seeded[@]}" --db "$tmp/q2.db" --threads 2 --batch 64 >/dev/null 2>"$tmp/err"
+expect "group seed: forced records do not depend on --batch or --threads" \
+  [ "$(dump "$tmp/q1.db" | md5sum)" = "$(dump "$tmp/q2.db" | md5sum)" ]
+expect "group seed: forcing view 1's own routing reproduces its records" \
+  [ "$(q "$tmp/q1.db" "SELECT count(*) FROM routing a JOIN routing b USING (run_id, image, layer)
+        WHERE a.view = 1 AND b.view = 3 AND a.top_idx = b.top_idx AND a.probs = b.probs AND a.kept = b.kept")" = 24 ]
+"$rs" export --db "$tmp/q1.db" --run 1 >"$tmp/q.csv" 2>"$tmp/err"
+expect "group seed: matched patches ran view 0's experts" \
+  awk -F, 'NR > 1 && $13 < 2 { if ($4 == 0) { ran[$3 " " $5 " " $9 " " $13] = $20; next }
+      if ($4 == 2 && $8 == 0 && $20 != ran[$3 " " $5 " " $12 " " $13]) bad++ } END { exit bad > 0 }' "$tmp/q.csv"
 
 # --- stats ---------------------------------------------------------------------------------------
 "$rs" stats --db "$tmp/a.db" --format csv --resamples 200 >"$tmp/stats.csv" 2>"$tmp/err"

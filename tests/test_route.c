@@ -4,7 +4,8 @@
  * GELU(0) = 0), so each token's update is the sum of p_e * bias_e over the experts it ran:
  * a forced expert runs with the token's own gate, a token with -1 keeps its router's choice,
  * the recorded top-k stays the router's, and under a capacity forced choices are never
- * dropped while the router's choices of forced tokens still take their places.
+ * dropped by it (only as their run mask says) while the router's choices of forced tokens
+ * still take their places.
  * On a golden model: forcing nothing (NULL, or every row -1) is the plain pass bit for bit,
  * forcing every token's own top-k gives the same bits, forcing one block leaves the blocks
  * before it untouched and records what ran, forcing the last block's patches leaves a
@@ -52,8 +53,8 @@ static void hand_init(hand_layer *h, int k)
 
 /* Runs the layer on N tokens XN (N,D) with FORCED (N,k or NULL) and DISPATCH (or NULL); X
  * starts at zero, so it ends as each token's expert update. PROBS, TOP_IDX, KEPT out. */
-static void hand_run(const hand_layer *h, const float *xn_in, int N, const int32_t *forced, const rs_dispatch *dispatch,
-                     float *x, float *probs, int32_t *top_idx, uint8_t *kept)
+static void hand_run(const hand_layer *h, const float *xn_in, int N, const int32_t *forced, const uint8_t *run,
+                     const rs_dispatch *dispatch, float *x, float *probs, int32_t *top_idx, uint8_t *kept)
 {
     int R = rs_config_record_k(&h->c);
     float xn[MAX_N * D], hidden[MAX_N * M], gathered[MAX_N * D], y[MAX_N * D], top_gate[MAX_N * 2];
@@ -62,7 +63,7 @@ static void hand_run(const hand_layer *h, const float *xn_in, int N, const int32
     memset(x, 0, sizeof(float) * (size_t)N * D);
     rs_group_bufs g = {.x = x, .xn = xn, .hidden = hidden, .gathered = gathered};
     rs_block_bufs bb = {.y = y, .probs = probs, .top_idx = top_idx, .top_gate = top_gate, .route_rows = rows,
-                        .route_start = start, .kept = kept, .forced = forced};
+                        .route_start = start, .kept = kept, .forced = forced, .forced_run = run};
     assert_true(R == 2);
     rs_layer_moe(&h->c, &g, &bb, &h->w, N, dispatch, order);
 }
@@ -77,7 +78,7 @@ static void forced_expert_runs_with_own_gate(void **state)
     const int32_t forced[3] = {2, -1, 1};
     float x[3 * D], probs[3 * E];
     int32_t top_idx[3 * 2];
-    hand_run(&h, xn, 3, forced, NULL, x, probs, top_idx, NULL);
+    hand_run(&h, xn, 3, forced, NULL, NULL, x, probs, top_idx, NULL);
     /* The router's own choice stays recorded. */
     assert_int_equal(top_idx[0], 0);
     assert_int_equal(top_idx[2], 1);
@@ -104,7 +105,7 @@ static void k2_forced_pair(void **state)
     const int32_t forced[2 * 2] = {2, 1, -1, 0}; /* token 1: -1 first, the rest is ignored */
     float x[2 * D], probs[2 * E];
     int32_t top_idx[2 * 2];
-    hand_run(&h, xn, 2, forced, NULL, x, probs, top_idx, NULL);
+    hand_run(&h, xn, 2, forced, NULL, NULL, x, probs, top_idx, NULL);
     /* Token 0 ran e2 and e1: p_2 (10, 100) + p_1 (0, 1). */
     assert_float_equal(x[0], 10 * probs[2], 1e-5);
     assert_float_equal(x[1], 100 * probs[2] + probs[1], 1e-4);
@@ -129,18 +130,29 @@ static void forced_bypass_capacity(void **state)
     float x[MAX_N * D], probs[MAX_N * E];
     int32_t top_idx[MAX_N * 2];
     uint8_t kept[MAX_N * 2];
-    hand_run(&h, xn, MAX_N, NULL, &d, x, probs, top_idx, kept);
+    hand_run(&h, xn, MAX_N, NULL, NULL, &d, x, probs, top_idx, kept);
     assert_memory_equal(kept, ((uint8_t[]){1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0}), MAX_N * 2);
     assert_float_equal(x[4 * D], 0, 0); /* dropped: no expert output */
     /* Token 0 forced to e2 and token 5 to e1: both run, whatever capacity says; token 0's
      * router choice (e0) still takes its place, so tokens 1-3 are kept and 4 dropped as
      * before. */
     int32_t forced[MAX_N] = {2, -1, -1, -1, -1, 1};
-    hand_run(&h, xn, MAX_N, forced, &d, x, probs, top_idx, kept);
+    hand_run(&h, xn, MAX_N, forced, NULL, &d, x, probs, top_idx, kept);
     assert_memory_equal(kept, ((uint8_t[]){1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0}), MAX_N * 2);
     assert_float_equal(x[0], 10 * probs[2], 1e-5);
     assert_float_equal(x[4 * D], 0, 0);
     assert_float_equal(x[5 * D + 1], probs[5 * E + 1], 1e-7);
+    /* A forced choice its source dropped stays dropped (run 0), whatever room there is:
+     * token 5's e1 does not run, token 0's e2 does. */
+    const uint8_t run[MAX_N] = {1, 1, 1, 1, 1, 0};
+    hand_run(&h, xn, MAX_N, forced, run, &d, x, probs, top_idx, kept);
+    assert_memory_equal(kept, ((uint8_t[]){1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0}), MAX_N * 2);
+    assert_float_equal(x[0], 10 * probs[2], 1e-5);
+    assert_float_equal(x[5 * D + 1], 0, 0);
+    /* Without a capacity the mask still holds: token 5 runs nothing. */
+    hand_run(&h, xn, MAX_N, forced, run, NULL, x, probs, top_idx, NULL);
+    assert_float_equal(x[5 * D + 1], 0, 0);
+    assert_float_equal(x[4 * D], probs[4 * E], 1e-7); /* token 4 keeps its own e0: no capacity, it runs */
 }
 
 /* ---- the whole forward pass on a golden model --------------------------------------------- */
@@ -235,16 +247,17 @@ static void forcing_nothing_or_own_choice_is_plain(void **state)
             assert_memory_equal(plain.executed[l] + n * k, plain.top_idx[l] + n * R, sizeof(int32_t) * k);
     }
     /* NULL everywhere. */
-    const int32_t *none[4] = {NULL};
+    const rs_forced none[4] = {{0}};
     assert_int_equal(rs_forward_run_forced(f, g.input, g.B, none, &err), 0);
     snapshot s = take(f, c, g.B);
     same_bits(&plain, &s, c, g.B);
     drop(&s, c->num_moe);
     /* Every row -1: every token keeps its own choice. */
-    int32_t *own = malloc(sizeof(int32_t) * g.B * T * k), *self[4] = {NULL};
+    int32_t *own = malloc(sizeof(int32_t) * g.B * T * k);
+    rs_forced self[4] = {{0}};
     for (size_t i = 0; i < g.B * T * k; i++)
         own[i] = -1;
-    const int32_t *all_own[4] = {own, own};
+    const rs_forced all_own[4] = {{own, NULL}, {own, NULL}};
     assert_int_equal(rs_forward_run_forced(f, g.input, g.B, all_own, &err), 0);
     s = take(f, c, g.B);
     assert_true(s.forced[0] && s.forced[1]);
@@ -252,8 +265,8 @@ static void forcing_nothing_or_own_choice_is_plain(void **state)
     drop(&s, c->num_moe);
     /* Forcing each token's own top-k (as a route from the view itself does) gives the same bits. */
     for (int l = 0; l < c->num_moe; l++)
-        self[l] = plain.executed[l];
-    assert_int_equal(rs_forward_run_forced(f, g.input, g.B, (const int32_t *const *)self, &err), 0);
+        self[l].experts = plain.executed[l];
+    assert_int_equal(rs_forward_run_forced(f, g.input, g.B, self, &err), 0);
     s = take(f, c, g.B);
     same_bits(&plain, &s, c, g.B);
     drop(&s, c->num_moe);
@@ -305,7 +318,7 @@ static void forcing_one_block(void **state)
     /* Block 1 (slot 0) forced: its router is computed before its experts and stays as it
      * was; what ran is the forced rows (the class token its own); block 2 and the logits move. */
     int32_t *rows = other_experts(&plain, c, g.B, 0);
-    const int32_t *first[4] = {rows, NULL};
+    const rs_forced first[4] = {{rows, NULL}};
     assert_int_equal(rs_forward_run_forced(f, g.input, g.B, first, &err), 0);
     snapshot s = take(f, c, g.B);
     assert_true(s.forced[0]);
@@ -324,7 +337,7 @@ static void forcing_one_block(void **state)
      * attends to no patch after this block: the logits stay (up to the rounding of the
      * class token's row in other expert GEMMs). */
     rows = other_experts(&plain, c, g.B, 1);
-    const int32_t *last[4] = {NULL, rows};
+    const rs_forced last[4] = {{0}, {rows, NULL}};
     assert_int_equal(rs_forward_run_forced(f, g.input, g.B, last, &err), 0);
     s = take(f, c, g.B);
     assert_memory_equal(s.probs[0], plain.probs[0], sizeof(float) * g.B * TE);
@@ -349,7 +362,7 @@ static void bad_rows_refused(void **state)
     rs_forward *f;
     rs_error err;
     assert_int_equal(rs_forward_create(g.m, g.B, 1, &f, &err), 0);
-    const int32_t *forced[4] = {rows, NULL};
+    const rs_forced forced[4] = {{rows, NULL}};
     const int32_t cases[][2] = {{4, 0}, {1, 1}, {0, -1}, {-2, 0}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         for (size_t q = 0; q < n; q += 2)
