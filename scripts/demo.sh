@@ -8,7 +8,9 @@
 # protocol (the clean view and a 10-step L-inf PGD attack on the router at eps 1/255,
 # 2/255, 4/255 and 8/255; docs/attacks.md) on the first 1,000 (--full: all of them).
 # Writes the comparison report, each method against V-MoE over seeds (docs/groups.md),
-# to out/demo/report/ and prints its tables of the groups of seeds. Running it again
+# to out/demo/report/ and prints its tables of the groups of seeds, then replays light noise
+# with the clean routing forced (the intervene protocol, docs/dispatch.md) on seed 0 of
+# each method and prints how many changed predictions that restores. Running it again
 # reuses the finished runs in out/demo/routing.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,4 +56,16 @@ awk '/^## Groups of seeds/ { on = 1; print; next } /^## / { on = 0 }
      on && /^### (Groups|Differences)/ { t = 1 } on && /^### Per seed/ { t = 0 }
      on && t && !/^Files:/ && !/^!\[/ && !/^Headline figures of every run/ && !/^Seeds pair by position/' \
   "$out/report/report.md" | cat -s
+# Routing interventions (docs/dispatch.md): under light noise, the share of changed
+# predictions that forcing the clean routing restores, for seed 0 of every method.
+echo
+echo "## Routing interventions: light noise (severity 1), first $attack_limit test images, seed 0 of each method"
+for method in "${methods[@]}"; do
+  model=$(model_file "$method" 0)
+  id=$(replay "$model" --data fashion-mnist:test --protocol intervene --limit $attack_limit --db "$out/routing.db" 2>/dev/null)
+  echo
+  echo "$(basename "$model" .safetensors):"
+  "$rs" stats --db "$out/routing.db" --run "$id" | awk '/^### / { on = /^### Routing interventions/ } on && /^\|/'
+done
+echo
 echo "Full report: $out/report/index.html (also report.md, report.pdf, tables/, figures/)"
