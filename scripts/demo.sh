@@ -60,6 +60,7 @@ awk '/^## Groups of seeds/ { on = 1; print; next } /^## / { on = 0 }
 # predictions that forcing the clean routing restores, for seed 0 of every method.
 echo
 echo "## Routing interventions: light noise (severity 1), first $attack_limit test images, seed 0 of each method"
+echo "(block 3 is the last block: forcing it alone cannot change a prediction, which the class token makes)"
 for method in "${methods[@]}"; do
   model=$(model_file "$method" 0)
   id=$(replay "$model" --data fashion-mnist:test --protocol intervene --limit $attack_limit --db "$out/routing.db" 2>/dev/null)
