@@ -225,25 +225,33 @@ static rs_groups *groups_alloc(const int *sizes, int num_groups)
     return g;
 }
 
-/* Figure F of stats ST: *VALUE, false when the run has none. */
-static bool figure_of(const rs_stats *st, int f, double *value)
+bool rs_groups_figure(const rs_stats *st, int figure, double *value, int64_t *n)
 {
     static const int rate[3] = {RS_STATS_TOP1, RS_STATS_TOP2, RS_STATS_TOP2_UNORDERED};
-    *value = 0;
-    if (f == RS_GROUP_ACCURACY) {
-        *value = st->accuracy[0].value;
-        return st->accuracy[0].valid;
+    double v = 0;
+    int64_t count = 0;
+    bool valid;
+    if (figure == RS_GROUP_ACCURACY) {
+        v = st->accuracy[0].value;
+        count = st->accuracy[0].labelled;
+        valid = st->accuracy[0].valid;
+    } else if (figure == RS_GROUP_ACCURACY_VIEWS) {
+        int64_t correct = 0;
+        for (int view = 1; view < st->views; view++)
+            correct += st->accuracy[view].correct, count += st->accuracy[view].labelled;
+        v = count ? (double)correct / count : 0;
+        valid = count > 0;
+    } else {
+        const rs_stats_agreement *c = &st->agree[rs_stats_cell(st, st->views, st->layers)];
+        v = c->rate[rate[figure]].value;
+        count = c->n.pairs;
+        valid = c->rate[rate[figure]].valid;
     }
-    if (f == RS_GROUP_ACCURACY_VIEWS) {
-        int64_t correct = 0, labelled = 0;
-        for (int v = 1; v < st->views; v++)
-            correct += st->accuracy[v].correct, labelled += st->accuracy[v].labelled;
-        *value = labelled ? (double)correct / labelled : 0;
-        return labelled > 0;
-    }
-    const rs_stats_rate *r = &st->agree[rs_stats_cell(st, st->views, st->layers)].rate[rate[f]];
-    *value = r->value;
-    return r->valid;
+    if (value)
+        *value = v;
+    if (n)
+        *n = count;
+    return valid;
 }
 
 /* Per-seed figures and their summaries over seeds. */
@@ -255,7 +263,7 @@ static void summarise(rs_groups *g)
             double sum = 0, ss = 0;
             for (int i = 0; i < g->size[gr]; i++) {
                 int q = rs_groups_fig(g, gr, i, f);
-                if (!(g->has[q] = figure_of(rs_groups_stats(g, gr, i), f, &g->value[q])))
+                if (!(g->has[q] = rs_groups_figure(rs_groups_stats(g, gr, i), f, &g->value[q], NULL)))
                     continue;
                 double x = g->value[q];
                 s->min = s->n && s->min < x ? s->min : x;

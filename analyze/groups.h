@@ -110,6 +110,10 @@ static inline int rs_groups_fig(const rs_groups *g, int group, int seed, int fig
 }
 /* All figures of run SEED (< size[GROUP]) of group GROUP (rs_stats_compute's). */
 const rs_stats *rs_groups_stats(const rs_groups *g, int group, int seed);
+/* Figure FIGURE of the stats of one run: *VALUE (a fraction) and *N, what it is a rate of
+ * (matched patch pairs of every view and layer, or labelled images); false when the run
+ * has none. VALUE and N may be NULL. */
+bool rs_groups_figure(const rs_stats *st, int figure, double *value, int64_t *n);
 /* "Top-1", "Top-2", "Top-2 order-agnostic", "accuracy", "accuracy, other views". */
 const char *rs_groups_figure_name(int figure);
 

@@ -147,7 +147,7 @@ typedef struct rs_run_info {
 void rs_run_info_clear(rs_run_info *info);
 
 /* How figures and tables name the run's model: the checkpoint's file name without
- * ".safetensors" and the sha256 prefix, e.g. "fmnist-prc-k2 (a28e0c3afc92)" (readers know
+ * ".safetensors" and the sha256 prefix, e.g. "fmnist-prc-k2 (39c0917602db)" (readers know
  * models by name, the hash ties the name to the bytes); "?" parts when INFO lacks them. */
 void rs_run_model_label(const rs_run_info *info, char *buf, size_t size);
 

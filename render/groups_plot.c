@@ -10,6 +10,8 @@
 #define MARGIN RS_FIGURE_MARGIN
 #define PANEL_H 220.0
 #define SLOT_W 64.0
+#define MAX_WIDTH 980.0
+#define ROW_GAP 50.0 /* group names below a panel, the next row's panel titles */
 
 /* The shared y range: the values' span padded by 2 points, on multiples of 5 %. */
 static bool value_range(const rs_groups *g, double *lo, double *hi)
@@ -82,8 +84,12 @@ int rs_render_groups(const rs_groups *g, const char *path, rs_error *err)
     if (!g || !value_range(g, &lo, &hi))
         return rs_error_set(err, RS_EINVAL, "groups figure: no group has a figure to draw");
     double pw = SLOT_W * g->num_groups, left = MARGIN + 44, top = MARGIN + 13 + 8 + 14 + 20, gap = 36;
-    double width = fmax(left + RS_GROUP_NUM_FIGURES * (pw + gap) + MARGIN, 560);
-    double height = top + PANEL_H + 24 + 34 + MARGIN;
+    /* Panels wrap onto further rows past MAX_WIDTH: one wide row prints too small on a page. */
+    int cols = (int)floor((MAX_WIDTH - left - MARGIN + gap) / (pw + gap));
+    cols = cols < 1 ? 1 : cols > RS_GROUP_NUM_FIGURES ? RS_GROUP_NUM_FIGURES : cols;
+    int rows = (RS_GROUP_NUM_FIGURES + cols - 1) / cols;
+    double width = fmax(left + cols * (pw + gap) + MARGIN, 560);
+    double height = top + rows * PANEL_H + (rows - 1) * ROW_GAP + 24 + 34 + MARGIN;
     char sub[200];
     bool unequal = false;
     for (int gr = 1; gr < g->num_groups; gr++)
@@ -98,7 +104,8 @@ int rs_render_groups(const rs_groups *g, const char *path, rs_error *err)
     cairo_t *cr = cv.cr;
     int nt = (int)lround((hi - lo) * 20);
     for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
-        rs_axes ax = {.x = left + f * (pw + gap), .y = top, .w = pw, .h = PANEL_H, .lo = lo, .hi = hi};
+        rs_axes ax = {.x = left + f % cols * (pw + gap), .y = top + f / cols * (PANEL_H + ROW_GAP), .w = pw,
+                      .h = PANEL_H, .lo = lo, .hi = hi};
         rs_axes_ticks(cr, &ax, &(rs_ticks){.step = 0.05, .count = nt, .grid = 0.88,
                                            .label_every = nt <= 8 ? 1 : 2, .fmt = "%.2f", .size = 8.5,
                                            .grey = 0, .dx = 4, .dy = 3});
@@ -106,7 +113,7 @@ int rs_render_groups(const rs_groups *g, const char *path, rs_error *err)
         panel(cr, g, f, &ax);
     }
     /* the legend of markers: k */
-    double ly = top + PANEL_H + 40, rgb[3] = {0.6, 0.6, 0.6};
+    double ly = top + rows * PANEL_H + (rows - 1) * ROW_GAP + 40, rgb[3] = {0.6, 0.6, 0.6};
     static const char *const ks[3] = {"k = 1", "k = 2", "k \u2265 3"};
     for (int k = 1; k <= 3; k++) {
         cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);

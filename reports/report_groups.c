@@ -125,15 +125,9 @@ rs_table *rs_report_groups_diff_table(const rs_groups *g, const char *run)
 /* What figure F of ST is a rate of: matched patch pairs, or labelled images. */
 static int64_t figure_n(const rs_stats *st, int f)
 {
-    if (f == RS_GROUP_ACCURACY)
-        return st->accuracy[0].labelled;
-    if (f == RS_GROUP_ACCURACY_VIEWS) {
-        int64_t n = 0;
-        for (int v = 1; v < st->views; v++)
-            n += st->accuracy[v].labelled;
-        return n;
-    }
-    return st->agree[rs_stats_cell(st, st->views, st->layers)].n.pairs;
+    int64_t n = 0;
+    rs_groups_figure(st, f, NULL, &n);
+    return n;
 }
 
 /* One row of the per-seed table: group GR's seed I, figure F. */

@@ -26,7 +26,7 @@ int rs_report_agreement_slot(int views, int i);
 extern const char *const rs_report_rate_headers[RS_STATS_NUM_RATES];
 /* One line describing a run, for notes above tables. */
 void rs_report_run_note(const rs_run_info *info, char *buf, size_t size);
-/* "NAME (sha256 prefix, k=K)", e.g. "fmnist-prc-k2 (a28e0c3afc92, k=2)". */
+/* "NAME (sha256 prefix, k=K)", e.g. "fmnist-prc-k2 (39c0917602db, k=2)". */
 void rs_report_model_label(const rs_run_info *r, char *buf, size_t size);
 /* True for a run of the noise protocol (clean view, then the severities). */
 bool rs_report_is_noise(const rs_run_info *r);

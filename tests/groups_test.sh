@@ -6,8 +6,8 @@
 # seed says it has no between-seed interval; every format; the checks that refuse groups
 # (sizes, names, mixed k, a run twice, a missing run) with one line and the right status;
 # the report's groups section per protocol with its figure and tables.
-# The bundled checkpoints have one training seed per method, so the two-"seed" groups here
-# pair k = 1 with k = 2 under --force: the arithmetic is what is tested, not the science.
+# The two-"seed" groups here pair k = 1 (seed unknown: "position 1") with k = 2 (training
+# seed 0, from the config) under --force: the arithmetic is what is tested, not the science.
 # usage: groups_test.sh ROUTERSCOPE MODELS_DIR
 set -u
 rs=$(realpath "$1") models=$(realpath "$2")
@@ -36,7 +36,7 @@ expect "one seed: the three tables" sh -c "grep -q '### Groups: each headline fi
 expect "one seed: says there is no between-seed interval" has "$tmp/one" "no between-seed interval"
 expect "one seed: groups named with method and k" sh -c "grep -q 'vmoe: V-MoE k=2' '$tmp/one' && grep -q 'prc: V-MoE+PRC k=2' '$tmp/one'"
 expect "one seed: the seed's image bootstrap interval" \
-  grep -Eq '^\| prc: V-MoE\+PRC k=2 \| position 1 \| 4 vs 3 +\| Top-1 .*\[[-+][0-9.]+, [-+][0-9.]+\] \|$' "$tmp/one"
+  grep -Eq '^\| prc: V-MoE\+PRC k=2 \| seed 0 \| 4 vs 3 +\| Top-1 .*\[[-+][0-9.]+, [-+][0-9.]+\] \|$' "$tmp/one"
 
 # --- two "seeds" (k = 1 and k = 2, forced) -------------------------------------------------------
 "$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 100 >"$tmp/out" 2>"$tmp/err"
@@ -53,7 +53,7 @@ expect "group mean = mean of the runs' stats Top-1 ($t1, $t3 -> $mean)" \
 expect "group min and max are the runs' figures" awk -v a="$t1" -v b="$t3" -v lo="$(field "$tmp/csv" vmoe "" top1_min)" \
   -v hi="$(field "$tmp/csv" vmoe "" top1_max)" 'BEGIN { mn = a < b ? a : b; mx = a < b ? b : a; exit !((mn - lo) ^ 2 < 1e-18 && (mx - hi) ^ 2 < 1e-18) }'
 # t interval over 2 seeds: mean of d1, d2 -+ t(0.975, 1) * sd / sqrt(2), t = 12.7062047
-d1=$(field "$tmp/csv" prc "position 1" top1_diff) d2=$(field "$tmp/csv" prc "position 2" top1_diff)
+d1=$(field "$tmp/csv" prc "position 1" top1_diff) d2=$(field "$tmp/csv" prc "seed 0" top1_diff)
 row=$(awk -F, '$1 == "prc" && $2 == "" && $4 == "top1_diff" { print $5, $6, $7 }' "$tmp/csv")
 t_ok() {
   awk -v d1="$d1" -v d2="$d2" -v row="$row" 'BEGIN { split(row, x, " "); m = (d1 + d2) / 2;
@@ -75,7 +75,7 @@ expect "a group larger than the first: usage error" failed_with $? 2 "group prc 
 expect "fewer seeds: exits 0" [ $? = 0 ]
 expect "fewer seeds: the first group keeps both seeds" [ "$(field "$tmp/fewer" vmoe "" top1_mean)" = "$mean" ]
 expect "fewer seeds: the difference is the one seed's" [ "$(field "$tmp/fewer" prc "" top1_diff)" = "$(field "$tmp/fewer" prc "position 1" top1_diff)" ]
-expect "fewer seeds: no position 2 row for prc" [ -z "$(field "$tmp/fewer" prc "position 2" top1_diff)" ]
+expect "fewer seeds: no seed 0 row for prc" [ -z "$(field "$tmp/fewer" prc "seed 0" top1_diff)" ]
 "$rs" compare --db "$db" --group 'v m=1' --group prc=2 2>"$tmp/err" >/dev/null
 expect "bad group name: usage error" failed_with $? 2 "--group wants NAME=ID"
 "$rs" compare --db "$db" --group vmoe=1,x --group prc=2,4 2>"$tmp/err" >/dev/null
