@@ -10,8 +10,9 @@
 #define MARGIN RS_FIGURE_MARGIN
 #define PANEL_H 220.0
 #define SLOT_W 64.0
-#define MAX_WIDTH 980.0
 #define ROW_GAP 50.0 /* group names below a panel, the next row's panel titles */
+#define LEFT (MARGIN + 44)
+#define GAP 36.0
 
 /* The shared y range: the values' span padded by 2 points, on multiples of 5 %. */
 static bool value_range(const rs_groups *g, double *lo, double *hi)
@@ -78,16 +79,23 @@ static void panel(cairo_t *cr, const rs_groups *g, int f, const rs_axes *ax)
     rs_text(cr, ax->x + ax->w / 2, ax->y - 6, 10, true, 0.5, rs_groups_figure_name(f));
 }
 
+void rs_render_groups_layout(int num_groups, int *cols, int *rows)
+{
+    double pw = SLOT_W * num_groups;
+    int c = (int)floor((RS_GROUPS_FIGURE_MAX_WIDTH - LEFT - MARGIN + GAP) / (pw + GAP));
+    *cols = c < 1 ? 1 : c > RS_GROUP_NUM_FIGURES ? RS_GROUP_NUM_FIGURES : c;
+    *rows = (RS_GROUP_NUM_FIGURES + *cols - 1) / *cols;
+    *cols = (RS_GROUP_NUM_FIGURES + *rows - 1) / *rows; /* balanced: 3 + 2, not 4 + 1 */
+}
+
 int rs_render_groups(const rs_groups *g, const char *path, rs_error *err)
 {
     double lo, hi;
     if (!g || !value_range(g, &lo, &hi))
         return rs_error_set(err, RS_EINVAL, "groups figure: no group has a figure to draw");
-    double pw = SLOT_W * g->num_groups, left = MARGIN + 44, top = MARGIN + 13 + 8 + 14 + 20, gap = 36;
-    /* Panels wrap onto further rows past MAX_WIDTH: one wide row prints too small on a page. */
-    int cols = (int)floor((MAX_WIDTH - left - MARGIN + gap) / (pw + gap));
-    cols = cols < 1 ? 1 : cols > RS_GROUP_NUM_FIGURES ? RS_GROUP_NUM_FIGURES : cols;
-    int rows = (RS_GROUP_NUM_FIGURES + cols - 1) / cols;
+    double pw = SLOT_W * g->num_groups, left = LEFT, top = MARGIN + 13 + 8 + 14 + 20, gap = GAP;
+    int cols, rows;
+    rs_render_groups_layout(g->num_groups, &cols, &rows);
     double width = fmax(left + cols * (pw + gap) + MARGIN, 560);
     double height = top + rows * PANEL_H + (rows - 1) * ROW_GAP + 24 + 34 + MARGIN;
     char sub[200];

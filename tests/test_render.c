@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "grid.h"
+#include "groups_plot.h"
 #include "heatmap.h"
 #include "plot.h"
 #include "render.h"
@@ -435,6 +436,20 @@ static void test_plots_and_errors(void **state)
     rs_store_close(s);
 }
 
+/* The groups figure's panels: one row while five fit in the width, then balanced rows. */
+static void test_groups_layout(void **state)
+{
+    (void)state;
+    static const int want[][3] = {{1, 5, 1}, {2, 5, 1}, {3, 3, 2}, {4, 3, 2}, {5, 2, 3}, {16, 1, 5}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        int cols = 0, rows = 0;
+        rs_render_groups_layout(want[i][0], &cols, &rows);
+        assert_int_equal(cols, want[i][1]);
+        assert_int_equal(rows, want[i][2]);
+        assert_true(cols * rows >= RS_GROUP_NUM_FIGURES);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -446,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_grid_pdf),
         cmocka_unit_test(test_heatmap),
         cmocka_unit_test(test_plots_and_errors),
+        cmocka_unit_test(test_groups_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
