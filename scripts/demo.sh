@@ -2,7 +2,7 @@
 # demo.sh [--full] — the quick start's main job. Installs what is missing, builds, then
 # replays the bundled k = 2 checkpoints of every training method, with their training
 # seeds grouped (models/README.md): V-MoE (seeds 0-2), V-MoE+PRC (0-2), the JSD
-# consistency loss (0-1) and adversarial training (seed 0), on the Fashion-MNIST test set:
+# consistency loss (0-2) and adversarial training (seed 0), on the Fashion-MNIST test set:
 # the pair protocol (two PRC-style augmented views per image) on all 10,000 images, the
 # noise sweep (clean + ImageNet-C severities 1-5) on the first 2,000 and the adversarial
 # protocol (the clean view and a 10-step L-inf PGD attack on the router at eps 1/255,
@@ -25,7 +25,7 @@ mkdir -p "$out"
 # Methods and their training seeds. V-MoE first: it is the reference group, and it holds
 # every seed; the adversarially trained model has one seed (an hour of training each).
 methods=(vmoe prc jsd adv)
-declare -A seeds=([vmoe]="0 1 2" [prc]="0 1 2" [jsd]="0 1" [adv]="0")
+declare -A seeds=([vmoe]="0 1 2" [prc]="0 1 2" [jsd]="0 1 2" [adv]="0")
 model_file() { # METHOD SEED: seed 0 is the file without a suffix
   if [ "$2" = 0 ]; then echo "models/fmnist-$1-k2.safetensors"; else echo "models/fmnist-$1-k2-s$2.safetensors"; fi
 }
