@@ -69,8 +69,9 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
     int total = count - opt->offset;
     if (opt->limit > 0 && opt->limit < total)
         total = opt->limit;
-    if (opt->has_group_seed && !(opt->dispatch.capacity_factor > 0))
-        return rs_error_set(err, RS_EINVAL, "a group seed shuffles dispatch groups: it needs a capacity factor");
+    int rc = rs_group_seed_check(opt->has_group_seed, &opt->dispatch, err);
+    if (rc)
+        return rc;
     int batch = opt->batch < total ? opt->batch : total;
     int group = opt->dispatch.capacity_factor > 0 ? opt->dispatch.group_images : 1;
     if (opt->has_group_seed && group > 0)
@@ -82,7 +83,7 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
     float *input = NULL, *ordered = NULL; /* (batch, C,H,W); ORDERED: the forward order */
     int32_t *order = NULL, *slot = NULL;  /* (batch) with a group seed */
     FILE *pred = NULL;
-    int rc = rs_forward_create_dispatch(model, batch, opt->threads, &opt->dispatch, &f, err);
+    rc = rs_forward_create_dispatch(model, batch, opt->threads, &opt->dispatch, &f, err);
     if (!rc && (!(input = malloc(sizeof(float) * (size_t)batch * image_size)) ||
                 (opt->has_group_seed && (!(ordered = malloc(sizeof(float) * (size_t)batch * image_size)) ||
                                          !(order = malloc(sizeof(int32_t) * (size_t)batch)) ||

@@ -5,7 +5,6 @@
 #include <gsl/gsl_rng.h>
 #include <stdio.h>
 
-#include "dispatch.h"
 #include "rs_seed.h"
 
 int rs_group_order(uint64_t seed, int window, int first, int n, int count, int32_t *order, int32_t *slot,
@@ -48,4 +47,22 @@ int rs_group_images_of_tokens(const rs_config *c, long long group_tokens, int *g
                             group_tokens, tokens, T, (long long)T * RS_DISPATCH_MAX_GROUP_IMAGES, T, 2 * T, 3 * T, T);
     *group_images = (int)(group_tokens / T);
     return 0;
+}
+
+int rs_group_seed_check(bool has_group_seed, const rs_dispatch *d, rs_error *err)
+{
+    if (has_group_seed && !(d->capacity_factor > 0))
+        return rs_error_set(err, RS_EINVAL, "a group seed shuffles dispatch groups: it needs a capacity factor");
+    return 0;
+}
+
+int rs_group_dispatch_resolve(const rs_config *c, const char *model_name, bool from_model, const rs_dispatch *given,
+                              long long group_tokens, bool has_group_seed, rs_dispatch *out, rs_error *err)
+{
+    if (from_model && c->dispatch.capacity_factor == 0)
+        return rs_error_set(err, RS_EINVAL, "%s: --dispatch model, but its config carries no dispatch settings",
+                            model_name);
+    *out = from_model ? c->dispatch : *given;
+    int rc = group_tokens > 0 ? rs_group_images_of_tokens(c, group_tokens, &out->group_images, err) : 0;
+    return rc ? rc : rs_group_seed_check(has_group_seed, out, err);
 }

@@ -17,7 +17,10 @@
 
 #include <stdint.h>
 
+#include <stdbool.h>
+
 #include "config.h"
+#include "dispatch.h"
 #include "rs_error.h"
 
 /* Dispatch groups per shuffled window: an image's batch-mates come from 8 groups' worth of
@@ -44,5 +47,16 @@ int rs_group_order(uint64_t seed, int window, int first, int n, int count, int32
  * model's tokens per image T; then *GROUP_IMAGES = S / T. RS_EINVAL otherwise, with one line
  * that says why and which sizes work. */
 int rs_group_images_of_tokens(const rs_config *c, long long group_tokens, int *group_images, rs_error *err);
+
+/* A group seed shuffles dispatch groups, which only a capacity factor makes: RS_EINVAL when
+ * HAS_GROUP_SEED and D has none, else 0. */
+int rs_group_seed_check(bool has_group_seed, const rs_dispatch *d, rs_error *err);
+
+/* The dispatch a job of model C (MODEL_NAME, for messages) runs with, into *OUT: the
+ * model's own settings when FROM_MODEL (RS_EINVAL when its config carries none), else
+ * GIVEN; GROUP_TOKENS > 0 (--group-size) replaces its group_images
+ * (rs_group_images_of_tokens); then rs_group_seed_check. One place for eval and replay. */
+int rs_group_dispatch_resolve(const rs_config *c, const char *model_name, bool from_model, const rs_dispatch *given,
+                              long long group_tokens, bool has_group_seed, rs_dispatch *out, rs_error *err);
 
 #endif

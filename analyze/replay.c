@@ -610,15 +610,9 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
         rs_safetensors_sha256(e->model->file, e->sha256);
         rc = copy_config(e, err);
     }
-    if (!rc && opt->dispatch_model && e->model->cfg.dispatch.capacity_factor == 0)
-        rc = rs_error_set(err, RS_EINVAL, "%s: --dispatch model, but its config carries no dispatch settings",
-                          opt->model_path);
     if (!rc)
-        e->dispatch = opt->dispatch_model ? e->model->cfg.dispatch : opt->dispatch;
-    if (!rc && opt->group_tokens > 0)
-        rc = rs_group_images_of_tokens(&e->model->cfg, opt->group_tokens, &e->dispatch.group_images, err);
-    if (!rc && opt->has_group_seed && !(e->dispatch.capacity_factor > 0))
-        rc = rs_error_set(err, RS_EINVAL, "a group seed shuffles dispatch groups: it needs a capacity factor");
+        rc = rs_group_dispatch_resolve(&e->model->cfg, opt->model_path, opt->dispatch_model, &opt->dispatch,
+                                       opt->group_tokens, opt->has_group_seed, &e->dispatch, err);
     return rc;
 }
 

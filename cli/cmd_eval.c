@@ -120,22 +120,15 @@ int cmd_eval(int argc, char **argv)
     rs_eval_options eo = {.threads = o.threads, .batch = o.batch, .offset = o.offset,
                           .limit = o.limit == INT_MAX ? 0 : o.limit, .predictions = o.predictions,
                           .progress = show ? progress : NULL,
-                          .dispatch = {.capacity_factor = o.dispatch.capacity_factor,
-                                       .group_images = o.dispatch.group_images, .bpr = o.dispatch.bpr},
                           .has_group_seed = o.dispatch.has_group_seed, .group_seed = o.dispatch.group_seed};
-    if (o.dispatch.from_model && m->cfg.dispatch.capacity_factor == 0) {
-        fprintf(stderr, "routerscope: %s: --dispatch model, but its config carries no dispatch settings\n", o.model);
-        rs_model_close(m);
-        return RS_EXIT_FAIL;
-    }
-    if (o.dispatch.from_model)
-        eo.dispatch = m->cfg.dispatch;
-    rs_eval_summary sum;
-    if (o.dispatch.group_tokens &&
-        (rc = rs_group_images_of_tokens(&m->cfg, o.dispatch.group_tokens, &eo.dispatch.group_images, &err))) {
+    const rs_dispatch given = {.capacity_factor = o.dispatch.capacity_factor,
+                               .group_images = o.dispatch.group_images, .bpr = o.dispatch.bpr};
+    if (rs_group_dispatch_resolve(&m->cfg, o.model, o.dispatch.from_model, &given, o.dispatch.group_tokens,
+                                  o.dispatch.has_group_seed, &eo.dispatch, &err)) {
         rs_model_close(m);
         return rs_cli_fail(&err);
     }
+    rs_eval_summary sum;
     if (!(rc = rs_source_open(o.data, &src, &err)))
         rc = rs_evaluate(m, src, &eo, &sum, &err);
     if (show)
