@@ -11,7 +11,7 @@
 
 #include <jpeglib.h> /* after stdio.h: it uses size_t and FILE without including them */
 
-#include "source.h"
+#include "input/source.h"
 
 static int write_jpeg(const char *path, const unsigned char *rgb, int w, int h)
 {

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "source.h"
+#include "input/source.h"
 
 static int write_png(const char *path, const unsigned char *rgb, int size)
 {

@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "cli.h"
-#include "evaluate.h"
-#include "group_order.h"
+#include "replay/evaluate.h"
+#include "replay/group_order.h"
 #include "model.h"
-#include "source.h"
+#include "input/source.h"
 
 static const char usage_text[] =
     "usage: routerscope eval MODEL --data SRC [--threads N] [--batch N] [--offset N] [--limit N]\n"

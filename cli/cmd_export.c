@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "export.h"
-#include "run.h"
-#include "store.h"
+#include "store/export.h"
+#include "store/run.h"
+#include "store/store.h"
 
 static const char usage_text[] =
     "usage: routerscope export --db FILE --run ID [--format csv|jsonl] [--probs] [-o OUT]\n"

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "merge.h"
+#include "store/merge.h"
 #include "version.h"
 
 static const char usage_text[] =

@@ -5,14 +5,14 @@
 #include <string.h>
 
 #include "attack_plot.h"
-#include "attack_stats.h"
+#include "stats/attack_stats.h"
 #include "cli.h"
 #include "grid.h"
 #include "heatmap.h"
 #include "plot.h"
-#include "run.h"
-#include "stats.h"
-#include "store.h"
+#include "store/run.h"
+#include "stats/stats.h"
+#include "store/store.h"
 
 static const char usage_text[] =
     "usage: routerscope render grid|heatmap|sweep|accuracy|load|transition|attack-curves|\n"

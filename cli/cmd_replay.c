@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "replay.h"
-#include "view.h"
+#include "replay/replay.h"
+#include "input/view.h"
 #include "version.h"
 
 static const char usage_text[] =

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "stats_tables.h"
-#include "store.h"
+#include "store/store.h"
 
 static const char usage_text[] =
     "usage: routerscope runs --db FILE\n"

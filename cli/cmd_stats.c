@@ -8,8 +8,8 @@
 #include "cli.h"
 #include "dispatch_tables.h"
 #include "route_tables.h"
-#include "run.h"
-#include "stats.h"
+#include "store/run.h"
+#include "stats/stats.h"
 #include "stats_tables.h"
 #include "table.h"
 

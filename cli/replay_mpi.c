@@ -32,9 +32,9 @@
 #endif
 
 #include "cli.h"
-#include "merge.h"
-#include "replay.h"
-#include "store.h"
+#include "store/merge.h"
+#include "replay/replay.h"
+#include "store/store.h"
 
 /* The ranks the launcher announced (OpenMPI's mpirun, PMI/PMIx as srun sets them), or 0. */
 static int launched_ranks(void)

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_util.h"
-#include "source.h"
+#include "input/source.h"
 
 #define MAX_PARTS 4
 

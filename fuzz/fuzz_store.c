@@ -3,7 +3,7 @@
 #include <stdio.h>
 
 #include "fuzz_util.h"
-#include "store.h"
+#include "store/store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

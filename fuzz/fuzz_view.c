@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "view.h"
+#include "input/view.h"
 
 enum { H = 16, W = 12, C = 3, P = 4 };
 

@@ -1,6 +1,6 @@
 """Shared test vectors for the patch-correspondence rule (docs/views.md).
 
-PyTorch training (train.py's patch_correspondence) and the C replay (analyze/view.c's
+PyTorch training (train.py's patch_correspondence) and the C replay (analyze/input/view.c's
 rs_view_match) must map patches identically; this script writes cases computed by the
 PyTorch side to tests/golden/correspondence.json, and tests/test_view.c checks that C
 gives the same matches. Views are crop boxes (x0, y0, w, h in source pixels) resized to

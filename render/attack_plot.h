@@ -1,4 +1,4 @@
-/* attack_plot.h — figures of adversarial-style runs (analyze/attack_stats.h), each one
+/* attack_plot.h — figures of adversarial-style runs (analyze/stats/attack_stats.h), each one
  * figure to PATH (render.h; format by extension).
  *
  *   curves     four panels against ε: Top-1, Top-2 and Top-2 (order-agnostic) agreement
@@ -22,7 +22,7 @@
 #ifndef RS_ATTACK_PLOT_H
 #define RS_ATTACK_PLOT_H
 
-#include "attack_stats.h"
+#include "stats/attack_stats.h"
 #include "render.h"
 
 int rs_render_attack_curves(const rs_attack_stats *const *as, const rs_run_info *const *runs, int num_runs,

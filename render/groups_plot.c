@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "axes.h"
-#include "run.h"
+#include "store/run.h"
 
 #define MARGIN RS_FIGURE_MARGIN
 #define PANEL_H 220.0

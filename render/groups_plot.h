@@ -1,4 +1,4 @@
-/* groups_plot.h — the figure of groups of runs (analyze/groups.h), to PATH (render.h).
+/* groups_plot.h — the figure of groups of runs (analyze/stats/groups.h), to PATH (render.h).
  *
  * One panel per headline figure (Top-1, Top-2, Top-2 order-agnostic, accuracy of view 0,
  * accuracy of the other views); in each, one column per group: every seed's run as a point
@@ -11,7 +11,7 @@
 #ifndef RS_GROUPS_PLOT_H
 #define RS_GROUPS_PLOT_H
 
-#include "groups.h"
+#include "stats/groups.h"
 #include "render.h"
 
 #define RS_GROUPS_FIGURE_MAX_WIDTH 980.0

@@ -27,7 +27,7 @@
 #define RS_PLOT_H
 
 #include "render.h"
-#include "stats.h"
+#include "stats/stats.h"
 
 int rs_render_sweep(const rs_stats *const *stats, const rs_run_info *const *runs, int num_runs, int layer,
                     const char *path, rs_error *err);

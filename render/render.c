@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "spec_text.h"
+#include "input/spec_text.h"
 
 int rs_render_format_of(const char *path, rs_render_format *fmt, rs_error *err)
 {

@@ -5,7 +5,7 @@
  * .pdf (one page; creation date pinned so the same input gives the same bytes) or .svg.
  * Drawing units are PDF points. Text uses cairo's toy font API with "DejaVu Sans" (the
  * Debian package fonts-dejavu-core; fontconfig falls back to any sans-serif face).
- * One image's records come from analyze/run.h (rs_image_routing).
+ * One image's records come from analyze/store/run.h (rs_image_routing).
  *
  * Errors: RS_EINVAL for an unknown extension, RS_EIO when the file cannot be written (the
  * message names it), RS_ENOMEM. Nothing is printed. */
@@ -18,8 +18,8 @@
 #include <stdint.h>
 
 #include "rs_error.h"
-#include "run.h"
-#include "store.h"
+#include "store/run.h"
+#include "store/store.h"
 
 #define RS_RENDER_PNG_SCALE 2.0
 #define RS_RENDER_FONT "DejaVu Sans"
@@ -56,7 +56,7 @@ void rs_palette_expert(int e, int num_experts, double rgb[3]);
  * without the pale grey; rs_palette_expert's hues beyond nine. */
 void rs_palette_series(int i, int n, double rgb[3]);
 /* Colour of a run in a plot, the one palette of runs: hue = training method
- * (analyze/run.h rs_run_method: V-MoE blue, PRC orange, JSD green, adversarial purple,
+ * (analyze/store/run.h rs_run_method: V-MoE blue, PRC orange, JSD green, adversarial purple,
  * other grey; apart from the expert colours), SHADE in [0,1] from its darkest (0) to its
  * lightest (1) tone (clamped). Plots of single runs shade by k, plots of groups by seed. */
 void rs_palette_method(rs_method m, double shade, double rgb[3]);
@@ -84,7 +84,7 @@ typedef struct rs_render_context {
 } rs_render_context;
 
 /* CTX for image IMAGE of RUN: the run, its class names, and the pixels of its views redrawn
- * from the run's data (analyze/run.h, rs_run_view_pixels) into *PIXELS, owned by the caller
+ * from the run's data (analyze/store/run.h, rs_run_view_pixels) into *PIXELS, owned by the caller
  * (free()). When the data cannot be read, *PIXELS stays NULL, CTX is still usable (figures
  * are drawn without the image) and the error says why. */
 int rs_render_context_of_run(const rs_run_info *run, int image, rs_render_context *ctx, float **pixels,

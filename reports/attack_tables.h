@@ -1,13 +1,13 @@
 /* attack_tables.h — tables of routing changes (every run) and of adversarial-style runs'
- * figures (analyze/attack_stats.h), as rs_table models (table.h), shared by `stats` and the
+ * figures (analyze/stats/attack_stats.h), as rs_table models (table.h), shared by `stats` and the
  * report. Each builder returns a new table (free with rs_table_free) or NULL when out of
  * memory; RUN names the run in csv/json. */
 #ifndef RS_ATTACK_TABLES_H
 #define RS_ATTACK_TABLES_H
 
-#include "attack_stats.h"
-#include "stats.h"
-#include "store.h"
+#include "stats/attack_stats.h"
+#include "stats/stats.h"
+#include "store/store.h"
 #include "table.h"
 
 /* vmoe's routing_changes per view and MoE layer (percent, bootstrap interval), the tokens

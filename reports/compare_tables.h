@@ -8,8 +8,8 @@
 
 #include <stdbool.h>
 
-#include "stats.h"
-#include "store.h"
+#include "stats/stats.h"
+#include "store/store.h"
 #include "table.h"
 
 #define RS_REPORT_FLAG_LEN 320

@@ -7,9 +7,9 @@
 
 #include <stddef.h>
 
-#include "interference.h"
-#include "stats_dispatch.h"
-#include "store.h"
+#include "stats/interference.h"
+#include "stats/stats_dispatch.h"
+#include "store/store.h"
 #include "table.h"
 
 /* One note line: capacity factor, group, group order and priority of the run. */

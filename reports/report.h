@@ -36,7 +36,7 @@
  * that are not comparable with their baseline (data, slice, protocol, views or seed
  * differ) are shown side by side and flagged. Adversarial runs add "Routing under attack",
  * then runs with forced views (route:) "Routing interventions": one table of every such
- * run's forced views (analyze/route_stats.h). Every output carries the provenance: routerscope version and
+ * run's forced views (analyze/stats/route_stats.h). Every output carries the provenance: routerscope version and
  * commit, the report's command line, each run's model path and sha256, data, protocol,
  * view specs, seed and the command that replayed it. Same input, same bytes: nothing
  * depends on the time or the output folder's name.
@@ -51,8 +51,8 @@
 
 #include "plot.h"
 #include "render.h"
-#include "stats.h"
-#include "store.h"
+#include "stats/stats.h"
+#include "store/store.h"
 
 #define RS_REPORT_DEFAULT_IMAGES 2
 

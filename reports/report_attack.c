@@ -1,5 +1,5 @@
 /* report_attack.c — the report's "Routing under attack" section (report.h): when some of
- * the report's runs are adversarial-style (analyze/attack_stats.h), their curves against ε
+ * the report's runs are adversarial-style (analyze/stats/attack_stats.h), their curves against ε
  * side by side (V-MoE and V-MoE+PRC of each k in one chart: hue = method, line style = k),
  * a table per run, the min-ε histograms and median maps, grids of the images the largest
  * ε changed most, and the attack objective's convergence where the store records it. */

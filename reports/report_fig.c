@@ -10,7 +10,7 @@
 #include "grid.h"
 #include "heatmap.h"
 #include "report_parts.h"
-#include "spec_text.h"
+#include "input/spec_text.h"
 #include "stats_tables.h"
 
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption)

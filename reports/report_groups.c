@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "run.h"
+#include "store/run.h"
 
 static const char *const figure_keys[RS_GROUP_NUM_FIGURES] = {"top1", "top2", "top2_unordered", "accuracy",
                                                                   "accuracy_views"};

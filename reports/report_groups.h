@@ -1,4 +1,4 @@
-/* report_groups.h — groups of runs (analyze/groups.h) as tables, shared by `compare
+/* report_groups.h — groups of runs (analyze/stats/groups.h) as tables, shared by `compare
  * --group` and the report's groups section (docs/groups.md).
  *
  *   summary      per group and headline figure: mean over seeds, between-seed sd, min, max
@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#include "groups.h"
+#include "stats/groups.h"
 #include "table.h"
 
 /* "NAME: V-MoE+PRC k=2" (the method and k of the group's first run). */

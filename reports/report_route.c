@@ -1,5 +1,5 @@
 /* report_route.c — the report's "Routing interventions" section (report.h): when some of the
- * report's runs have forced views (route:, analyze/route_stats.h), one table of every such
+ * report's runs have forced views (route:, analyze/stats/route_stats.h), one table of every such
  * run's forced views. */
 #include <stdlib.h>
 

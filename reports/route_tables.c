@@ -4,7 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "run.h"
+#include "store/run.h"
 #include "stats_tables.h"
 
 /* "all" for every MoE block, else "block 1/3". */

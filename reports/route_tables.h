@@ -1,11 +1,11 @@
-/* route_tables.h — the table of routing interventions (analyze/route_stats.h) as an rs_table
+/* route_tables.h — the table of routing interventions (analyze/stats/route_stats.h) as an rs_table
  * model (table.h), shared by `stats` and the report. Returns a new table (free with
  * rs_table_free) or NULL when out of memory. */
 #ifndef RS_ROUTE_TABLES_H
 #define RS_ROUTE_TABLES_H
 
-#include "route_stats.h"
-#include "store.h"
+#include "stats/route_stats.h"
+#include "store/store.h"
 #include "table.h"
 
 /* One row per forced view of each of the N runs (RS[i] of RUNS[i], in the order given): the

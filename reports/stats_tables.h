@@ -12,8 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "stats.h"
-#include "store.h"
+#include "stats/stats.h"
+#include "store/store.h"
 #include "table.h"
 
 void rs_report_view_label(const rs_run_info *info, int slot, char *buf, size_t size);

@@ -32,7 +32,7 @@ SQLITE_EXTENSION_INIT1
 
 #include "half.h"
 
-#define EXPORT_VERSION 3 /* analyze/export.h's RS_EXPORT_VERSION: the columns are the same */
+#define EXPORT_VERSION 3 /* analyze/store/export.h's RS_EXPORT_VERSION: the columns are the same */
 
 enum {
     COL_EXPORT_V, COL_RUN, COL_IMAGE, COL_VIEW, COL_LAYER, COL_BLOCK, COL_TOKEN, COL_IS_CLS, COL_PATCH,

@@ -1,4 +1,4 @@
-/* The attack engine (analyze/attack.h) against closed-form oracles: every attack stays in its
+/* The attack engine (analyze/replay/attack.h) against closed-form oracles: every attack stays in its
  * ε-ball and in [0,1] (vmoe mode excepted), vmoe mode matches a two-step case worked out by
  * hand, ε = 0 returns the start pixels bit for bit, and random starts depend on the seed
  * only (not on the batch or the image's place in it). */
@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "attack.h"
-#include "view.h"
+#include "replay/attack.h"
+#include "input/view.h"
 
 enum { NUMEL = 48, MAX_B = 4, MAX_STEPS = 64 };
 

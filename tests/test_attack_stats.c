@@ -17,8 +17,8 @@
 #include <sqlite3.h>
 
 #include "attack_plot.h"
-#include "attack_stats.h"
-#include "spec_text.h"
+#include "stats/attack_stats.h"
+#include "input/spec_text.h"
 #include "testutil.h"
 
 static char dir[] = "/tmp/rs_test_attack_XXXXXX";

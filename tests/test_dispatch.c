@@ -9,7 +9,7 @@
  * whole groups and any thread count. A factor that drops nothing reproduces the plain
  * forward pass's reference, and capacity factor 0 is the plain forward pass bit for bit.
  * The config's optional "dispatch" key is read and checked.
- * Group order (analyze/group_order.h): each window is a permutation of its own images, the
+ * Group order (analyze/replay/group_order.h): each window is a permutation of its own images, the
  * same for a seed whatever the batch split, pinned for seed 1 so that stored runs replay
  * alike across builds; batches that cut a window are refused; --group-size in tokens. */
 #include <math.h>
@@ -25,7 +25,7 @@
 
 #include "dispatch.h"
 #include "forward.h"
-#include "group_order.h"
+#include "replay/group_order.h"
 #include "model.h"
 #include "testutil.h"
 

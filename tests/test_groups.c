@@ -1,4 +1,4 @@
-/* Groups of runs (analyze/groups.h): the t interval against values worked out by hand,
+/* Groups of runs (analyze/stats/groups.h): the t interval against values worked out by hand,
  * its coverage over seeds on simulated per-seed effects (and the under-coverage of an
  * interval that pools the images of all seeds, which is why groups use the t interval),
  * the whole computation on a hand-made store of two groups of three seeds with every
@@ -19,9 +19,9 @@
 #include <gsl/gsl_rng.h>
 
 #include "config.h"
-#include "groups.h"
-#include "run.h"
-#include "store.h"
+#include "stats/groups.h"
+#include "store/run.h"
+#include "store/store.h"
 #include "teststore.h"
 #include "testutil.h"
 

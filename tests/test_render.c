@@ -24,8 +24,8 @@
 #include "heatmap.h"
 #include "plot.h"
 #include "render.h"
-#include "stats.h"
-#include "store.h"
+#include "stats/stats.h"
+#include "store/store.h"
 #include "testutil.h"
 
 enum { N = 1, V = 2, L = 2, GH = 3, GW = 3, NP = 9, T = 10, R = 2, E = 4, K = 10 };

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "shard.h"
+#include "replay/shard.h"
 
 static void expect_slice(int count, int group, int index, int shards, int first, int len)
 {

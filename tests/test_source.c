@@ -1,4 +1,4 @@
-/* Image sources (analyze/source.h, analyze/image.h): the IDX reader, CIFAR binaries, PNG
+/* Image sources (analyze/input/source.h, analyze/input/image.h): the IDX reader, CIFAR binaries, PNG
  * and JPEG files written here with libpng and libjpeg, png: folders and list: files.
  * Pixels are checked exactly where the size matches, resizing against cases computed by
  * hand, normalisation by hand, concurrent loads against sequential ones, and every bad
@@ -23,9 +23,9 @@
 #include <jpeglib.h>
 #include <png.h>
 
-#include "idx.h"
-#include "image.h"
-#include "source.h"
+#include "input/idx.h"
+#include "input/image.h"
+#include "input/source.h"
 #include "testutil.h"
 
 static char tmpdir[] = "/tmp/rs_test_source_XXXXXX";

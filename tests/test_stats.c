@@ -23,9 +23,9 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#include "interference.h"
-#include "stats.h"
-#include "store.h"
+#include "stats/interference.h"
+#include "stats/stats.h"
+#include "store/store.h"
 #include "teststore.h"
 #include "testutil.h"
 

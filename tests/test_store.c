@@ -21,7 +21,7 @@
 #include <sqlite3.h>
 
 #include "half.h"
-#include "store.h"
+#include "store/store.h"
 #include "testutil.h"
 
 /* Test hook in store.c: a shorter busy timeout so the locked case fails quickly. */

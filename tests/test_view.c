@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "testutil.h"
-#include "view.h"
+#include "input/view.h"
 
 static rs_view identity_view(void)
 {

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "store/store.h"
 
 typedef struct tb {
     int N, V, L, Np, T, R, E, K, cls;

@@ -164,7 +164,7 @@ _Static_assert(sizeof migrations / sizeof *migrations + 2 == RS_STORE_SCHEMA,
                "one migration step per schema version: three texts, then migrate_v4 and migrate_v5");
 
 /* Schema version 4, attacks: per image and attacked view (a view with a pgd: operation,
- * analyze/attack.h) the perturbation's norms and the objective at every iterate. Stores of
+ * analyze/replay/attack.h) the perturbation's norms and the objective at every iterate. Stores of
  * schema 1-3 hold no attacked views; read in place they have no such table, which readers
  * take as no rows. */
 static const char schema_v4_attack[] =

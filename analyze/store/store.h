@@ -24,7 +24,7 @@
  *                        the view forced that layer (a route: view, forward.h); NULL where
  *                        it did not (the router's top-k ran). Stores of schemas 1-4 read as
  *                        NULL everywhere
- *   attacks     (run, image, view) of attacked views (a pgd: operation, analyze/attack.h) ->
+ *   attacks     (run, image, view) of attacked views (a pgd: operation, analyze/replay/attack.h) ->
  *               linf, l2 (the perturbation in [0,1] pixel units), steps and objective:
  *               (steps+1) float32 little-endian, the objective at each iterate (attack.h).
  *               Schema 4; stores of schemas 1-3 have no such table and read as no rows
@@ -91,14 +91,14 @@ typedef struct rs_run_spec {
     const char *version;        /* routerscope version and commit */
     /* A shard (shard_count > 0): shard shard_index of shard_count of the job whose slice is
      * job_offset .. job_offset+job_count-1; offset and count are then the shard's own slice
-     * (analyze/shard.h). The identity is the job's identity plus the shard. */
+     * (analyze/replay/shard.h). The identity is the job's identity plus the shard. */
     int shard_index, shard_count, job_offset, job_count;
     /* Dispatch (model/dispatch.h): capacity_factor 0 = none, and then group_images and bpr
      * are 0. Part of the identity only when set, so runs without it keep theirs. */
     double capacity_factor;
     int group_images;
     bool bpr;
-    /* Group composition (analyze/group_order.h), only with a capacity factor: false = data
+    /* Group composition (analyze/replay/group_order.h), only with a capacity factor: false = data
      * order; otherwise shuffled windows of group_seed (schema 5), part of the identity. */
     bool has_group_seed;
     uint64_t group_seed;
@@ -139,7 +139,7 @@ typedef struct rs_run_info {
     uint64_t group_seed;
     /* The model's provenance from its stored config JSON (docs/checkpoint.md): "method"
      * (owned; NULL when absent or not a string of at most 31 bytes) and "train_seed" (-1
-     * when absent). analyze/run.h's rs_run_method reads the method with its fallback. */
+     * when absent). analyze/store/run.h's rs_run_method reads the method with its fallback. */
     char *method;
     long long train_seed;
 } rs_run_info;
@@ -197,7 +197,7 @@ typedef struct rs_batch {
  * transaction. The batch must start where the run stands (images_done), else RS_EINVAL. */
 int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch, rs_error *err);
 
-/* Merging shard stores (analyze/merge.h drives these).
+/* Merging shard stores (analyze/store/merge.h drives these).
  * rs_store_begin_merge: finds in STORE the run with the job identity of shard run
  * SHARD_RUN of the store file SHARD_PATH, or creates it (status running, nothing done) by
  * copying the shard's model, run row and views with the job's slice and identity and the

@@ -18,7 +18,7 @@
  *                                  0 is V's); only photometric, noise, pgd and route may follow
  *   pgd:eps=E,steps=N,alpha=A,norm=linf|l2,start=random|zero,mode=pgd|vmoe,
  *       loss=...,beta=B,target=T,layers=B1/B2
- *                                  an adversarial attack on the model (analyze/attack.h),
+ *                                  an adversarial attack on the model (analyze/replay/attack.h),
  *                                  always applied last; docs/attacks.md
  *   route:from=F,layers=B1/B2      a routing intervention, the last operation: no pixel
  *                                  changes, but each matched patch runs the experts the
@@ -118,7 +118,7 @@ void rs_view_inherit(rs_view *v, const rs_view *base);
 
 /* OUT (C,H,W) = the view of SRC (C,H,W), both [0,1] pixels; OUT must not alias SRC. For a
  * view with a base, SRC is the base view's final pixels. The pgd operation is not applied
- * here (it needs the model: replay.c runs analyze/attack.h on the rendered pixels). */
+ * here (it needs the model: replay.c runs analyze/replay/attack.h on the rendered pixels). */
 void rs_view_render(const rs_view *v, const float *src, int channels, int height, int width, float *out);
 
 /* For every patch j of view B (raster order over the H/P x W/P grid), the patch of view A

@@ -15,9 +15,9 @@
 #include "group_order.h"
 #include "model.h"
 #include "shard.h"
-#include "source.h"
-#include "store.h"
-#include "view.h"
+#include "input/source.h"
+#include "store/store.h"
+#include "input/view.h"
 
 /* Everything one replay holds; owned, released by engine_close. */
 typedef struct engine {

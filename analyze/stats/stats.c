@@ -7,7 +7,7 @@
  * the five agreement counts per (non-reference view, layer) are kept, for the bootstrap. */
 #include "stats.h"
 
-#include "spec_text.h"
+#include "input/spec_text.h"
 
 #include <cblas.h>
 #include <gsl/gsl_cdf.h>

@@ -72,7 +72,7 @@
 #include <stdint.h>
 
 #include "rs_error.h"
-#include "store.h"
+#include "store/store.h"
 
 enum {
     RS_STATS_TOP1 = 0,

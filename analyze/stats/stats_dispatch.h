@@ -31,7 +31,7 @@
 
 #include "rs_error.h"
 #include "stats.h"
-#include "store.h"
+#include "store/store.h"
 
 typedef struct rs_stats_dispatch {
     int views, layers, experts, top_k, images;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec_text.h"
+#include "input/spec_text.h"
 
 int rs_attack_grid(const rs_run_info *run, double **eps, rs_error *err)
 {

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source.h"
-#include "view.h"
+#include "input/source.h"
+#include "input/view.h"
 
 /* "1, 2, 5" (at most the first 20 ids) into BUF. */
 static void list_ids(const rs_run_info *runs, int n, char *buf, size_t size)

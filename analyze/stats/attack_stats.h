@@ -31,7 +31,7 @@
 
 #include "rs_error.h"
 #include "stats.h"
-#include "store.h"
+#include "store/store.h"
 
 enum { RS_ATTACK_TOP1 = 0, RS_ATTACK_TOP2 = 1, RS_ATTACK_TOP2_UNORDERED = 2, RS_ATTACK_ACCURACY = 3,
        RS_ATTACK_NUM_CURVES = 4 };

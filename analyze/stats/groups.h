@@ -41,7 +41,7 @@
 
 #include "rs_error.h"
 #include "stats.h"
-#include "store.h"
+#include "store/store.h"
 
 enum {
     RS_GROUP_TOP1 = 0,

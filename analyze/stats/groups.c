@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "run.h"
+#include "store/run.h"
 
 int rs_t_interval_of(const double *x, int n, double level, rs_t_interval *out, rs_error *err)
 {

@@ -26,7 +26,7 @@
 #include "dispatch.h"
 #include "model.h"
 #include "rs_error.h"
-#include "source.h"
+#include "input/source.h"
 
 /* DONE of TOTAL images classified in SECONDS. */
 typedef void (*rs_eval_progress)(void *ctx, int done, int total, double seconds);

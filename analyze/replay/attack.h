@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #include "rs_error.h"
-#include "view.h"
+#include "input/view.h"
 
 /* Fills VALUE (B) and GRAD (B, numel) = d value / d pixels for PIXELS (B, numel) in [0,1]
  * (vmoe mode may step outside); returns 0 or a negative RS_E* code with ERR filled. */

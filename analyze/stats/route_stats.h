@@ -26,7 +26,7 @@
 
 #include "rs_error.h"
 #include "stats.h"
-#include "store.h"
+#include "store/store.h"
 
 typedef struct rs_route_row {
     int view, base, from;       /* the forced view, the view it forces, the view whose routing it runs */

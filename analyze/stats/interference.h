@@ -35,7 +35,7 @@
 
 #include "rs_error.h"
 #include "stats.h"
-#include "store.h"
+#include "store/store.h"
 
 enum {
     RS_INTERF_TOP1,

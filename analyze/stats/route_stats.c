@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "view.h"
+#include "input/view.h"
 
 void rs_route_stats_free(rs_route_stats *rs)
 {
