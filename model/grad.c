@@ -11,6 +11,7 @@
 #include "forward.h"
 #include "kernels.h"
 #include "layers.h"
+#include "predict.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -435,11 +436,9 @@ static void embed_back(const rs_model *m, workspace *ws, int G, float *grad)
         int b = bp / Np, p = bp % Np, r0 = (p / gw) * P, c0 = (p % gw) * P;
         const float *src = ws->g.patches + (size_t)bp * K;
         for (int ch = 0; ch < C; ch++)
-            for (int py = 0; py < P; py++) {
-                float *dst = grad + (((size_t)b * C + ch) * H + r0 + py) * W + c0;
-                for (int px = 0; px < P; px++)
-                    dst[px] = src[(ch * P + py) * P + px] / c->std[ch];
-            }
+            for (int py = 0; py < P; py++)
+                rs_model_normalize_backward_span(c, ch, src + (ch * P + py) * P,
+                                                 grad + (((size_t)b * C + ch) * H + r0 + py) * W + c0, (size_t)P);
     }
 }
 

@@ -70,8 +70,8 @@ void rs_grad_free(rs_grad *g);
 /* G: images per group, the same as rs_forward_group_size for this model. */
 int rs_grad_group_size(const rs_grad *g);
 
-/* PIXELS (B,C,H,W) in [0,1] pixel units (normalised here with the config's mean/std, as
- * rs_normalize does). LABELS (B) in 0..K-1 for CE (may be NULL when no term needs it).
+/* PIXELS (B,C,H,W) in [0,1] pixel units (normalised here with the config's mean/std:
+ * predict.h's rule). LABELS (B) in 0..K-1 for CE (may be NULL when no term needs it).
  * REF_PROBS: num_moe pointers, each (B,T,E) router softmax of the reference (unattacked)
  * pass in the layout of rs_forward_out.moe[l].probs (may be NULL when no term needs it).
  * Writes VALUE (B) and GRAD (B,C,H,W) = d value / d pixels (pixel units).

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "predict.h"
+
 void rs_layer_embed(const rs_model *m, const rs_group_bufs *g, const float *images, int G, bool normalise)
 {
     const rs_config *c = &m->cfg;
@@ -17,12 +19,10 @@ void rs_layer_embed(const rs_model *m, const rs_group_bufs *g, const float *imag
             for (int py = 0; py < P; py++) {
                 const float *src = images + (((size_t)b * C + ch) * H + r0 + py) * W + c0;
                 float *d = dst + (ch * P + py) * P;
-                if (!normalise) {
+                if (normalise)
+                    rs_model_normalize_span(c, ch, src, d, (size_t)P);
+                else
                     memcpy(d, src, sizeof(float) * P);
-                    continue;
-                }
-                for (int px = 0; px < P; px++)
-                    d[px] = (src[px] - c->mean[ch]) / c->std[ch];
             }
     }
     rs_gemm_bias(G * Np, D, K, g->patches, K, m->patch_w, K, m->patch_b, false, g->xn, D);

@@ -113,7 +113,7 @@ static inline const int32_t *rs_moe_choices(const rs_block_bufs *bb, int n, int 
 }
 
 /* x (G,T,D) = [cls] + patches @ W^T + b, + pos_embed. IMAGES (G,C,H,W): normalised, or
- * [0,1] pixels normalised here as rs_normalize does when NORMALISE. */
+ * [0,1] pixels normalised here (rs_model_normalize_span, predict.h) when NORMALISE. */
 void rs_layer_embed(const rs_model *m, const rs_group_bufs *g, const float *images, int G, bool normalise);
 /* x += proj(MHSA(norm1(x))). */
 void rs_layer_attention(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb,

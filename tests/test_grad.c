@@ -165,7 +165,7 @@ static void grad_forward_identical(void **state)
     size_t img = (size_t)c->channels * c->image_h * c->image_w, plane = (size_t)c->image_h * c->image_w;
     float *norm = malloc(sizeof(float) * B * img), *value = malloc(sizeof(float) * B);
     float *grad = malloc(sizeof(float) * B * img);
-    for (size_t i = 0; i < B * img; i++) /* rs_normalize's formula */
+    for (size_t i = 0; i < B * img; i++) /* rs_model_normalize's formula */
         norm[i] = (gc.pixels[i] - c->mean[i / plane % c->channels]) / c->std[i / plane % c->channels];
     rs_forward *f;
     rs_grad *g;

@@ -26,6 +26,7 @@
 #include "input/idx.h"
 #include "input/image.h"
 #include "input/source.h"
+#include "predict.h"
 #include "testutil.h"
 
 static char tmpdir[] = "/tmp/rs_test_source_XXXXXX";
@@ -251,7 +252,7 @@ static void test_normalisation_by_hand(void **state)
     assert_int_equal(rs_source_label(src, 1), -1);
     rs_config cfg = {.image_h = 2, .image_w = 4, .channels = 3, .mean = {0.5f, 0.0f, 0.2f}, .std = {0.5f, 1.0f, 0.4f}};
     float *out = load(src, 0, 3, 2, 4); /* grey goes to all three channels */
-    rs_normalize(&cfg, out);
+    rs_model_normalize(&cfg, out);
     /* Pixel 0 -> -1 / 0 / -0.5; 255 -> 1 / 1 / 2; 51 = 0.2 -> -0.6 / 0.2 / 0. */
     assert_float_equal(out[0], -1.0f, 1e-6);
     assert_float_equal(out[1], 1.0f, 1e-6);

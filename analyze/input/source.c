@@ -585,17 +585,6 @@ int rs_source_load(rs_source *src, int index, int channels, int height, int widt
     return rs_image_read_fit(src->paths[index], channels, height, width, out, err);
 }
 
-void rs_normalize(const rs_config *cfg, float *image)
-{
-    size_t plane = (size_t)cfg->image_h * cfg->image_w;
-    for (int c = 0; c < cfg->channels; c++) {
-        float *p = image + (size_t)c * plane;
-        float m = cfg->mean[c], s = cfg->std[c];
-        for (size_t i = 0; i < plane; i++)
-            p[i] = (p[i] - m) / s;
-    }
-}
-
 int rs_source_load_batch(rs_source *src, int first, int n, int channels, int height, int width, int threads,
                          float *out, rs_error *err)
 {

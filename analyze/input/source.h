@@ -37,7 +37,6 @@
 
 #include <stddef.h>
 
-#include "config.h"
 #include "rs_error.h"
 
 #define RS_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
@@ -67,10 +66,11 @@ int rs_source_shape(const rs_source *src, int *channels, int *height, int *width
 
 /* Decodes image INDEX and fits it to the model input (CHANNELS, HEIGHT, WIDTH): OUT, a
  * caller-owned array of CHANNELS·HEIGHT·WIDTH floats, receives pixels in [0,1], NOT
- * normalised (call rs_normalize). Fitting is rs_image_fit's (image.h): grey replicated,
- * RGB to luma for one channel, alpha dropped, 8-bit v/255 and 16-bit v/65535, shorter
- * side scaled to cover the target with align_corners=False bilinear sampling, then the
- * centred window; an image already of the target size is copied exactly.
+ * normalised (the model normalises: rs_model_normalize, predict.h). Fitting is
+ * rs_image_fit's (image.h): grey replicated, RGB to luma for one channel, alpha dropped,
+ * 8-bit v/255 and 16-bit v/65535, shorter side scaled to cover the target with
+ * align_corners=False bilinear sampling, then the centred window; an image already of the
+ * target size is copied exactly.
  * Thread safety: SRC is only read, so any number of threads may call this at once for
  * any indices (the same or different) with their own OUT and ERR. */
 int rs_source_load(rs_source *src, int index, int channels, int height, int width, float *out, rs_error *err);
@@ -85,9 +85,5 @@ int rs_source_load_batch(rs_source *src, int first, int n, int channels, int hei
  * always means the same files: the run identity in the store uses it. Paths that do not
  * resolve are kept as written (opening them fails anyway). */
 int rs_source_canonical_spec(const char *spec, char *out, size_t size, rs_error *err);
-
-/* In place, IMAGE (C,H,W) with CFG's channels and image size: x = (x - mean[c]) / std[c],
- * the same float operations as PyTorch's (x - m) / s. */
-void rs_normalize(const rs_config *cfg, float *image);
 
 #endif

@@ -9,21 +9,13 @@
 
 #include "forward.h"
 #include "group_order.h"
+#include "predict.h"
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int argmax(const float *v, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
 }
 
 /* Counts the top-k choices of the last forward run and those dispatch dropped. */
@@ -47,7 +39,7 @@ static void score(const rs_config *c, rs_source *src, const float *logits, const
 {
     for (int i = 0; i < n; i++) {
         int label = rs_source_label(src, first + i);
-        int predicted = argmax(logits + (size_t)(slot ? slot[i] : i) * c->num_classes, c->num_classes);
+        int predicted = rs_model_predict(logits + (size_t)(slot ? slot[i] : i) * c->num_classes, c->num_classes, NULL);
         if (label >= 0) {
             sum->labelled++;
             sum->correct += predicted == label;
@@ -98,7 +90,7 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
                                        err)))
             break;
         for (int i = 0; i < n; i++)
-            rs_normalize(c, input + (size_t)i * image_size);
+            rs_model_normalize(c, input + (size_t)i * image_size);
         if (order && (rc = rs_group_order(opt->group_seed, group, done, n, total, order, slot, err)))
             break;
         for (int i = 0; order && i < n; i++)

@@ -3,7 +3,8 @@
  *
  * Images OFFSET .. OFFSET+N-1 of the source (N = min(LIMIT, what remains)) are decoded and
  * fitted to the model's input (source.h), normalised, and run in batches of BATCH through
- * the forward pass; the prediction is the argmax of the logits (ties to the lower class).
+ * the forward pass; the prediction is the model's (rs_model_predict: the argmax of the
+ * logits, ties to the lower class).
  * Accuracy counts the images whose label is known (>= 0). When PREDICTIONS is set, each
  * image's predicted class is written there, one per line, in source order.
  *

@@ -1,6 +1,5 @@
 #include "replay.h"
 
-#include <math.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "grad.h"
 #include "group_order.h"
 #include "model.h"
+#include "predict.h"
 #include "shard.h"
 #include "input/source.h"
 #include "store/store.h"
@@ -248,7 +248,7 @@ static int forward_raw(engine *e, int n, const rs_forced *forced, rs_error *err)
     #pragma omp parallel for num_threads(e->opt->threads) schedule(static)
     for (int i = 0; i < n; i++) {
         memcpy(e->view_px + i * img, e->raw_px + (e->order ? e->order[i] : i) * img, sizeof(float) * img);
-        rs_normalize(c, e->view_px + i * img);
+        rs_model_normalize(c, e->view_px + i * img);
     }
     double t = now();
     int rc = rs_forward_run_forced(e->forward, e->view_px, n, forced, err);
@@ -332,16 +332,7 @@ static int record_view(engine *e, int v, int n, rs_error *err)
     const rs_forward_out *out = rs_forward_result(e->forward);
     for (int i = 0; i < n; i++) {
         size_t iv = (size_t)i * V + v, at = image_slot(e, i);
-        const float *logits = out->logits + at * K;
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            if (logits[k] > logits[best])
-                best = k;
-        double z = 0;
-        for (int k = 0; k < K; k++)
-            z += exp((double)logits[k] - logits[best]);
-        e->predicted[iv] = best;
-        e->pred_prob[iv] = (float)(1.0 / z);
+        e->predicted[iv] = rs_model_predict(out->logits + at * K, K, &e->pred_prob[iv]);
         free(e->params[iv]);
         if (!(e->params[iv] = rs_view_params_json(&e->drawn[iv])))
             return rs_error_set(err, RS_ENOMEM, "out of memory");
