@@ -6,12 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "group.h"
 #include "kernels.h"
 #include "layers.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* One thread's scratch space for one group of up to G images, N = G * T rows: the
  * group's buffers, and one set of block buffers reused by every block (the routing
@@ -78,6 +75,19 @@ static void forward_group(rs_forward *f, workspace *ws, const float *images, con
     rs_layer_head(m, &ws->g, G, f->out.logits + (size_t)first * c->num_classes);
 }
 
+/* What every group of one rs_forward_run_forced reads. */
+typedef struct run_ctx {
+    rs_forward *f;
+    const float *images;
+    const rs_forced *forced;
+} run_ctx;
+
+static void run_group(void *ctx, int thread, int first, int n)
+{
+    run_ctx *r = ctx;
+    forward_group(r->f, &r->f->ws[thread], r->images, r->forced, first, n);
+}
+
 /* RS_EINVAL unless every row of FORCED (batch*T rows of k) is -1 first or k distinct experts. */
 static int check_forced(const rs_config *c, const int32_t *forced, int batch, int slot, rs_error *err)
 {
@@ -117,18 +127,8 @@ int rs_forward_run_forced(rs_forward *f, const float *images, int batch, const r
     }
     for (int s = 0; s < c->num_moe; s++)
         f->out.moe[s].forced = forced && forced[s].experts;
-    int groups = (batch + f->group - 1) / f->group;
-    /* Dynamic: groups cost the same, but a thread may lose its core for a while. */
-    #pragma omp parallel for num_threads(f->threads) schedule(dynamic, 1) if(f->threads > 1 && groups > 1)
-    for (int g = 0; g < groups; g++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        int first = g * f->group;
-        int n = batch - first < f->group ? batch - first : f->group;
-        forward_group(f, &f->ws[tid], images, forced, first, n);
-    }
+    run_ctx ctx = {f, images, forced};
+    rs_group_run(batch, f->group, f->threads, run_group, &ctx);
     f->out.batch = batch;
     return 0;
 }
@@ -240,9 +240,7 @@ int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads
     if (capacity)
         f->dispatch = *dispatch;
     f->max_batch = max_batch;
-    /* More threads than groups would only hold memory. */
-    int groups = (max_batch + group - 1) / group;
-    f->threads = threads < groups ? threads : groups;
+    f->threads = rs_group_threads(max_batch, group, threads);
     f->group = group;
     f->out.tokens = (int)T;
     f->out.record_k = (int)R;

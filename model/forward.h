@@ -9,12 +9,9 @@
  *
  * Groups and determinism: a batch is cut into groups of G consecutive images (G fixed by
  * the model: about 1024 tokens, rs_forward_group_size), and each group runs the whole
- * network as one unit: every dense layer is one GEMM over the group's tokens, and the
- * MoE dispatch gathers the group's tokens by expert so that each expert is one GEMM.
- * Threads take whole groups. OpenBLAS rounds a row of a product differently depending on
- * where it sits in the call, so this is what makes outputs independent of the thread
- * count, and of the batch size too when batches start at multiples of G: every product
- * then sees exactly the same rows.
+ * network as one unit on one thread (group.h states the rule and runs the loop), so
+ * outputs do not depend on the thread count, nor on the batch size when batches start at
+ * multiples of G.
  *
  * Ownership: rs_forward_create allocates every buffer for up to max_batch images; the
  * outputs (logits, routing) belong to the rs_forward and are overwritten by the next

@@ -9,13 +9,10 @@
 #include <string.h>
 
 #include "forward.h"
+#include "group.h"
 #include "kernels.h"
 #include "layers.h"
 #include "predict.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* What one block's backward needs from its forward, for one group (N = G*T rows). */
 typedef struct tape_block {
@@ -538,14 +535,14 @@ int rs_grad_create(const rs_model *model, int max_batch, int threads, rs_grad **
     if (max_batch < 1 || threads < 1)
         return rs_error_set(err, RS_EINVAL, "grad: max_batch %d and threads %d must be >= 1", max_batch, threads);
     const rs_config *c = &model->cfg;
-    int group = rs_group_images(c), groups = (max_batch + group - 1) / group;
+    int group = rs_group_images(c);
     rs_grad *g = calloc(1, sizeof *g);
     if (!g)
         return rs_error_set(err, RS_ENOMEM, "grad: out of memory");
     g->m = model;
     g->max_batch = max_batch;
     g->group = group;
-    g->threads = threads < groups ? threads : groups;
+    g->threads = rs_group_threads(max_batch, group, threads);
     workspace probe;
     size_t floats = layout(&probe, c, group, NULL);
     bool ok = (g->ws = calloc((size_t)g->threads, sizeof *g->ws)) != NULL;
@@ -595,6 +592,35 @@ static int check_run(const rs_grad *g, const rs_objective *obj, int batch, const
     return 0;
 }
 
+/* What every group of one rs_grad_run reads and writes (rs_grad_run's arguments). */
+typedef struct run_ctx {
+    rs_grad *g;
+    const rs_objective *obj;
+    const float *pixels;
+    const int32_t *labels;
+    const float *const *ref_probs;
+    float *value, *grad;
+    int nsel;
+} run_ctx;
+
+/* Images FIRST .. FIRST+N-1: the taped forward and the backward on THREAD's workspace. */
+static void run_group(void *ctx, int thread, int first, int n)
+{
+    const run_ctx *r = ctx;
+    const rs_config *c = &r->g->m->cfg;
+    size_t img = (size_t)c->channels * c->image_h * c->image_w, T = (size_t)rs_config_tokens(c);
+    size_t E = (size_t)c->num_experts;
+    workspace *ws = &r->g->ws[thread];
+    const float *ref[RS_MAX_DEPTH];
+    for (int s = 0; r->ref_probs && s < c->num_moe; s++)
+        ref[s] = r->ref_probs[s] + (size_t)first * T * E;
+    group_in in = {r->obj, r->labels ? r->labels + first : NULL, r->ref_probs ? ref : NULL, r->nsel};
+    forward_group(r->g->m, ws, r->pixels + first * img, n);
+    backward_group(r->g->m, ws, &in, n, r->grad + first * img);
+    for (int b = 0; b < n; b++)
+        r->value[first + b] = (float)ws->value[b];
+}
+
 int rs_grad_run(rs_grad *g, const rs_objective *obj, const float *pixels, int batch, const int32_t *labels,
                 const float *const *ref_probs, float *value, float *grad, rs_error *err)
 {
@@ -602,28 +628,10 @@ int rs_grad_run(rs_grad *g, const rs_objective *obj, const float *pixels, int ba
     if (rc)
         return rc;
     const rs_config *c = &g->m->cfg;
-    size_t img = (size_t)c->channels * c->image_h * c->image_w, T = (size_t)rs_config_tokens(c);
-    size_t E = (size_t)c->num_experts;
     int nsel = 0;
     for (int s = 0; s < c->num_moe; s++)
         nsel += block_selected(obj, c->moe_layers[s]);
-    int groups = (batch + g->group - 1) / g->group;
-    #pragma omp parallel for num_threads(g->threads) schedule(dynamic, 1) if(g->threads > 1 && groups > 1)
-    for (int gi = 0; gi < groups; gi++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        workspace *ws = &g->ws[tid];
-        int first = gi * g->group, n = batch - first < g->group ? batch - first : g->group;
-        const float *ref[RS_MAX_DEPTH];
-        for (int s = 0; ref_probs && s < c->num_moe; s++)
-            ref[s] = ref_probs[s] + (size_t)first * T * E;
-        group_in in = {obj, labels ? labels + first : NULL, ref_probs ? ref : NULL, nsel};
-        forward_group(g->m, ws, pixels + first * img, n);
-        backward_group(g->m, ws, &in, n, grad + first * img);
-        for (int b = 0; b < n; b++)
-            value[first + b] = (float)ws->value[b];
-    }
+    run_ctx ctx = {g, obj, pixels, labels, ref_probs, value, grad, nsel};
+    rs_group_run(batch, g->group, g->threads, run_group, &ctx);
     return 0;
 }

@@ -13,10 +13,11 @@
  * gradient through the gates and through the objective's router terms.
  *
  * Determinism, threads and ownership are those of forward.h: groups of
- * rs_grad_group_size images run whole on one thread, so results do not depend on the
- * thread count, nor on the batch size when batches start at multiples of G. The model
- * must outlive the rs_grad; one rs_grad serves one caller thread at a time;
- * rs_grad_create sets OpenBLAS's process-wide thread count to 1. */
+ * rs_grad_group_size images run whole on one thread (the forward pass's own group loop,
+ * group.h), so results do not depend on the thread count, nor on the batch size when
+ * batches start at multiples of G. The model must outlive the rs_grad; one rs_grad serves
+ * one caller thread at a time; rs_grad_create sets OpenBLAS's process-wide thread count
+ * to 1. */
 #ifndef RS_GRAD_H
 #define RS_GRAD_H
 

@@ -16,17 +16,6 @@
 #include "kernels.h"
 #include "model.h"
 
-/* Tokens per group: enough rows for an efficient GEMM, few enough that a group's
- * activations stay near the caches and a batch splits into many groups for the threads. */
-#define RS_GROUP_TOKENS 1024
-
-/* G: images per group for this model (see forward.h, "Groups and determinism"). */
-static inline int rs_group_images(const rs_config *c)
-{
-    int T = rs_config_tokens(c);
-    return RS_GROUP_TOKENS / T > 1 ? RS_GROUP_TOKENS / T : 1;
-}
-
 /* C (m,n) = [C +] bias + A (m,k) * W (n,k)^T — every dense layer, weights stored (out,
  * in). With ACCUMULATE the product adds to C (the residual stream), else it replaces C.
  * BIAS (n) may be NULL. The bias goes into C first, so OpenBLAS runs with beta = 1 and

@@ -1,0 +1,44 @@
+/* group.h — how a batch is cut into groups and the groups spread over threads: the one
+ * loop that the forward pass (forward.c) and its gradient (grad.c) both run; internal to
+ * model/.
+ *
+ * The determinism rule: a batch is cut into groups of G consecutive images (the last may
+ * hold fewer), G fixed by the model (about RS_GROUP_TOKENS tokens, rs_group_images) or by
+ * the dispatch group, and each group runs the whole network as one unit on one thread:
+ * every dense layer is one GEMM over the group's tokens, and the MoE dispatch gathers the
+ * group's tokens by expert so that each expert is one GEMM. OpenBLAS rounds a row of a
+ * product differently depending on where it sits in the call, so this is what makes
+ * outputs independent of the thread count, and of the batch size too when batches start
+ * at multiples of G: every product then sees exactly the same rows. Hence: threads take
+ * whole groups, each with its own workspace, and BLAS itself runs single-threaded inside
+ * them (the callers set OpenBLAS to one thread, rs_blas_set_threads in forward.h). */
+#ifndef RS_GROUP_H
+#define RS_GROUP_H
+
+#include "config.h"
+
+/* Tokens per group: enough rows for an efficient GEMM, few enough that a group's
+ * activations stay near the caches and a batch splits into many groups for the threads. */
+#define RS_GROUP_TOKENS 1024
+
+/* G: images per group for this model when no dispatch group sets it. */
+static inline int rs_group_images(const rs_config *c)
+{
+    int T = rs_config_tokens(c);
+    return RS_GROUP_TOKENS / T > 1 ? RS_GROUP_TOKENS / T : 1;
+}
+
+/* Threads worth a workspace for batches of up to MAX_BATCH images in groups of GROUP:
+ * THREADS, but no more than there are groups (more would only hold memory). */
+int rs_group_threads(int max_batch, int group, int threads);
+
+/* Runs one group: images FIRST .. FIRST+N-1 of the batch, on the thread with index
+ * THREAD (0 .. threads-1, the workspace to use). CTX is the caller's. */
+typedef void rs_group_fn(void *ctx, int thread, int first, int n);
+
+/* Calls FN for every group of GROUP consecutive images of BATCH, on up to THREADS OpenMP
+ * threads; no two concurrent calls get the same THREAD. Each group runs whole on one
+ * thread, groups in any order. */
+void rs_group_run(int batch, int group, int threads, rs_group_fn *fn, void *ctx);
+
+#endif
