@@ -151,7 +151,7 @@ static const char *const statement_sql[ST_COUNT] = {
 /* ---- errors ---------------------------------------------------------------------------- */
 
 /* Turns SQLite result RC into one line naming the file; WHAT says what we were doing. */
-int db_fail(const rs_store *s, int rc, const char *what, rs_error *err)
+int store_db_fail(const rs_store *s, int rc, const char *what, rs_error *err)
 {
     const char *msg = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
     switch (rc & 0xff) {
@@ -179,74 +179,74 @@ int db_fail(const rs_store *s, int rc, const char *what, rs_error *err)
     }
 }
 
-int read_only_fail(const rs_store *s, rs_error *err)
+int store_read_only_fail(const rs_store *s, rs_error *err)
 {
     return rs_error_set(err, RS_EINVAL, "%s: opened read-only, cannot write", s->path);
 }
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
-double now_seconds(void)
+double store_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int exec(rs_store *s, const char *sql, const char *what, rs_error *err)
+int store_exec(rs_store *s, const char *sql, const char *what, rs_error *err)
 {
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : db_fail(s, rc, what, err);
+    return rc == SQLITE_OK ? 0 : store_db_fail(s, rc, what, err);
 }
 
 /* The first column of the one-row result of SQL, an integer. */
-int query_int(rs_store *s, const char *sql, const char *what, int64_t *out, rs_error *err)
+int store_query_int(rs_store *s, const char *sql, const char *what, int64_t *out, rs_error *err)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return db_fail(s, rc, what, err);
+        return store_db_fail(s, rc, what, err);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         *out = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 0 : db_fail(s, rc, what, err);
+    return rc == SQLITE_ROW ? 0 : store_db_fail(s, rc, what, err);
 }
 
 /* Statement ID, prepared on first use and kept for the life of the store. */
-int stmt(rs_store *s, int id, sqlite3_stmt **out, rs_error *err)
+int store_stmt(rs_store *s, int id, sqlite3_stmt **out, rs_error *err)
 {
     *out = NULL;
     if (!s->st[id]) {
         int rc = sqlite3_prepare_v3(s->db, statement_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->st[id], NULL);
         if (rc != SQLITE_OK)
-            return db_fail(s, rc, "preparing a statement", err);
+            return store_db_fail(s, rc, "preparing a statement", err);
     }
     *out = s->st[id];
     return 0;
 }
 
 /* Runs a cached statement that returns no rows, and resets it so it holds no lock. */
-int step_done(rs_store *s, sqlite3_stmt *st, const char *what, rs_error *err)
+int store_step_done(rs_store *s, sqlite3_stmt *st, const char *what, rs_error *err)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(s, rc, what, err);
+    return rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, what, err);
 }
 
-int run_cached(rs_store *s, int id, const char *what, rs_error *err)
+int store_run_cached(rs_store *s, int id, const char *what, rs_error *err)
 {
     sqlite3_stmt *st;
-    int rc = stmt(s, id, &st, err);
-    return rc ? rc : step_done(s, st, what, err);
+    int rc = store_stmt(s, id, &st, err);
+    return rc ? rc : store_step_done(s, st, what, err);
 }
 
 /* Ends a failed transaction. SQLite rolls some errors (I/O, disk full) back by itself, after
  * which an explicit ROLLBACK would fail; the error already reported is the one that counts. */
-void rollback(rs_store *s)
+void store_rollback(rs_store *s)
 {
     if (!sqlite3_get_autocommit(s->db))
-        run_cached(s, ST_ROLLBACK, "rolling back", NULL);
+        store_run_cached(s, ST_ROLLBACK, "rolling back", NULL);
 }
 
 /* ---- open / close ---------------------------------------------------------------------- */
@@ -256,7 +256,7 @@ void rollback(rs_store *s)
  * as runs without capacity, which is what they were. */
 static int migrate_v4_dispatch(rs_store *s, rs_error *err)
 {
-    return exec(s,
+    return store_exec(s,
                 "ALTER TABLE routing ADD COLUMN kept BLOB;"            /* T*R uint8 0/1 */
                 "ALTER TABLE runs ADD COLUMN capacity_factor REAL;"
                 "ALTER TABLE runs ADD COLUMN group_images INTEGER;"
@@ -266,7 +266,7 @@ static int migrate_v4_dispatch(rs_store *s, rs_error *err)
 
 static int migrate_v4_attack(rs_store *s, rs_error *err)
 {
-    return exec(s, schema_v4_attack, "upgrading the schema to version 4 (attacks)", err);
+    return store_exec(s, schema_v4_attack, "upgrading the schema to version 4 (attacks)", err);
 }
 
 /* Version 3 -> 4: each feature's part of the step. */
@@ -280,8 +280,8 @@ static int migrate_v4(rs_store *s, rs_error *err)
  * NULL for data order, which is what every older run had. */
 static int migrate_v5_group_seed(rs_store *s, rs_error *err)
 {
-    return exec(s, "ALTER TABLE runs ADD COLUMN group_seed INTEGER;", "upgrading the schema to version 5 (group seed)",
-                err);
+    return store_exec(s, "ALTER TABLE runs ADD COLUMN group_seed INTEGER;",
+                      "upgrading the schema to version 5 (group seed)", err);
 }
 
 /* Schema 5, routing interventions: the experts each token ran (routing.executed, T*k uint8
@@ -289,7 +289,7 @@ static int migrate_v5_group_seed(rs_store *s, rs_error *err)
  * router's own top-k ran. Older stores hold no forced views and read as all NULL. */
 static int migrate_v5_route(rs_store *s, rs_error *err)
 {
-    return exec(s, "ALTER TABLE routing ADD COLUMN executed BLOB;",
+    return store_exec(s, "ALTER TABLE routing ADD COLUMN executed BLOB;",
                 "upgrading the schema to version 5 (routing interventions)", err);
 }
 
@@ -300,30 +300,30 @@ static int migrate_v5(rs_store *s, rs_error *err)
     return rc ? rc : migrate_v5_route(s, err);
 }
 
-/* Brings a database of an older schema version up to date in one transaction. The version is read again under the write lock: another process may have
- * migrated the file since we looked. */
+/* Brings a database of an older schema version up to date in one transaction. The version is
+ * read again under the write lock: another process may have migrated the file since we looked. */
 static int migrate(rs_store *s, rs_error *err)
 {
-    int rc = exec(s, "BEGIN IMMEDIATE", "creating the schema", err);
+    int rc = store_exec(s, "BEGIN IMMEDIATE", "creating the schema", err);
     if (rc)
         return rc;
     int64_t version;
-    if ((rc = query_int(s, "PRAGMA user_version", "reading the schema version", &version, err)))
+    if ((rc = store_query_int(s, "PRAGMA user_version", "reading the schema version", &version, err)))
         goto fail;
     for (int64_t v = version; v < RS_STORE_SCHEMA; v++) {
         char what[64];
         snprintf(what, sizeof what, "upgrading the schema to version %d", (int)v + 1);
-        if ((rc = v < 3 ? exec(s, migrations[v], what, err) : v == 3 ? migrate_v4(s, err) : migrate_v5(s, err)))
+        if ((rc = v < 3 ? store_exec(s, migrations[v], what, err) : v == 3 ? migrate_v4(s, err) : migrate_v5(s, err)))
             goto fail;
     }
     if (version < RS_STORE_SCHEMA) {
         char sql[96];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d", RS_STORE_SCHEMA,
                  RS_STORE_APP_ID);
-        if ((rc = exec(s, sql, "setting the schema version", err)))
+        if ((rc = store_exec(s, sql, "setting the schema version", err)))
             goto fail;
     }
-    if ((rc = exec(s, "COMMIT", "creating the schema", err)))
+    if ((rc = store_exec(s, "COMMIT", "creating the schema", err)))
         goto fail;
     return 0;
 fail:
@@ -337,11 +337,11 @@ static int check_schema(rs_store *s, rs_error *err)
     /* One read transaction, so that the three values come from the same snapshot even while
      * another process creates the schema. */
     int64_t version = 0, tables = 0, app_id = 0;
-    int rc = exec(s, "BEGIN", "reading the schema", err);
-    if (!rc && !(rc = query_int(s, "PRAGMA user_version", "reading the schema version", &version, err)) &&
-        !(rc = query_int(s, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    int rc = store_exec(s, "BEGIN", "reading the schema", err);
+    if (!rc && !(rc = store_query_int(s, "PRAGMA user_version", "reading the schema version", &version, err)) &&
+        !(rc = store_query_int(s, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
                          "reading the schema", &tables, err)))
-        rc = query_int(s, "PRAGMA application_id", "reading the schema", &app_id, err);
+        rc = store_query_int(s, "PRAGMA application_id", "reading the schema", &app_id, err);
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc)
@@ -433,7 +433,7 @@ int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *er
         goto fail;
     }
     if (rc != SQLITE_OK) {
-        rc = db_fail(s, rc, "opening", err);
+        rc = store_db_fail(s, rc, "opening", err);
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
@@ -446,7 +446,7 @@ int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *er
     }
     /* The schema check is the first read of the file (a file that is not SQLite fails there)
      * and comes before the switch to WAL, which would change a file we then refuse. */
-    if ((rc = exec(s, "PRAGMA foreign_keys = ON", "enabling foreign keys", err)) || (rc = check_schema(s, err)))
+    if ((rc = store_exec(s, "PRAGMA foreign_keys = ON", "enabling foreign keys", err)) || (rc = check_schema(s, err)))
         goto fail;
     if (!read_only) {
         /* WAL: readers (stats, reports) never block the writer, and a commit appends to one
@@ -454,7 +454,7 @@ int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *er
          * still survives the process being killed (the durability the replay promises); only
          * an OS crash or power loss may lose the last batches, never corrupt the file, and
          * a resumed run then redoes them. */
-        if ((rc = exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL", "switching to WAL", err)))
+        if ((rc = store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL", "switching to WAL", err)))
             goto fail;
     }
     *out = s;

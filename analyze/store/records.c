@@ -1,7 +1,6 @@
 /* records.c — the per-image records: the batch writer, the BLOB codec, and the cursors that read
  * routing and attacks back (contract in store.h).
  *
- *
  * Measured with `RS_STORE_BENCH_IMAGES=20000 build/tests/test_store` (test_benchmark: shape
  * T=50 tokens, R=2, E=8, L=2 MoE layers, V=2 views, 49 patches, ~150-byte view parameters,
  * batches of 100 images; release build, 2 cores shared with other work, ext4 on a virtual
@@ -90,10 +89,10 @@ static float get_f32(const uint8_t *p)
     return f;
 }
 
-int read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *err)
+int store_read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *err)
 {
     sqlite3_stmt *st;
-    int rc = stmt(s, ST_RUN_STATE, &st, err);
+    int rc = store_stmt(s, ST_RUN_STATE, &st, err);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, run_id);
@@ -107,7 +106,7 @@ int read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *err)
     sqlite3_reset(st);
     if (rc == SQLITE_DONE)
         return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64, s->path, run_id);
-    return rc == SQLITE_ROW ? 0 : db_fail(s, rc, "reading the run's progress", err);
+    return rc == SQLITE_ROW ? 0 : store_db_fail(s, rc, "reading the run's progress", err);
 }
 
 /* The attacks row of image I, view V of B (which has an attack there), its objective encoded
@@ -123,7 +122,7 @@ static int insert_attack(rs_store *s, int64_t run_id, const rs_batch *b, int i, 
     for (int t = 0; t <= steps; t++)
         put_f32(buf + 4 * (size_t)t, obj[t]);
     sqlite3_stmt *st;
-    int rc = stmt(s, ST_ATTACK, &st, err);
+    int rc = store_stmt(s, ST_ATTACK, &st, err);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, run_id);
@@ -133,7 +132,7 @@ static int insert_attack(rs_store *s, int64_t run_id, const rs_batch *b, int i, 
     sqlite3_bind_double(st, 5, b->attack_l2[iv]);
     sqlite3_bind_int(st, 6, steps);
     sqlite3_bind_blob(st, 7, buf, 4 * (steps + 1), SQLITE_STATIC);
-    return step_done(s, st, "writing an attack", err);
+    return store_step_done(s, st, "writing an attack", err);
 }
 
 /* Row ROW (image, view, layer) of B's executed experts as T*k bytes into OUT. */
@@ -170,8 +169,8 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
 
     sqlite3_stmt *sample, *pred, *routing;
     int rc;
-    if ((rc = stmt(s, ST_SAMPLE, &sample, err)) || (rc = stmt(s, ST_PREDICTION, &pred, err)) ||
-        (rc = stmt(s, ST_ROUTING, &routing, err)))
+    if ((rc = store_stmt(s, ST_SAMPLE, &sample, err)) || (rc = store_stmt(s, ST_PREDICTION, &pred, err)) ||
+        (rc = store_stmt(s, ST_ROUTING, &routing, err)))
         return rc;
     sqlite3_bind_int64(sample, 1, run_id);
     sqlite3_bind_int64(pred, 1, run_id);
@@ -184,7 +183,7 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
             sqlite3_bind_int(sample, 3, b->labels[i]);
         else
             sqlite3_bind_null(sample, 3);
-        if ((rc = step_done(s, sample, "writing a sample", err)))
+        if ((rc = store_step_done(s, sample, "writing a sample", err)))
             return rc;
 
         sqlite3_bind_int(pred, 2, image);
@@ -207,7 +206,7 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
             sqlite3_bind_double(pred, 5, b->pred_prob[iv]);
             sqlite3_bind_text(pred, 6, b->view_params[iv], -1, SQLITE_STATIC);
             sqlite3_bind_blob(pred, 7, match, (int)n_match, SQLITE_STATIC);
-            if ((rc = step_done(s, pred, "writing a prediction", err)))
+            if ((rc = store_step_done(s, pred, "writing a prediction", err)))
                 return rc;
 
             sqlite3_bind_int(routing, 3, v);
@@ -241,7 +240,7 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
                         return rc;
                     sqlite3_bind_blob(routing, 9, exec_ids, (int)n_exec, SQLITE_STATIC);
                 }
-                if ((rc = step_done(s, routing, "writing routing", err)))
+                if ((rc = store_step_done(s, routing, "writing routing", err)))
                     return rc;
             }
             if (b->attack_steps && b->attack_steps[v] && (rc = insert_attack(s, run_id, b, i, v, s->buf, err)))
@@ -254,7 +253,7 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
 int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch, rs_error *err)
 {
     if (store->read_only)
-        return read_only_fail(store, err);
+        return store_read_only_fail(store, err);
     const rs_batch *b = batch;
     if (b->count < 0 || !b->predicted || !b->pred_prob || !b->view_params || !b->match || !b->top_idx ||
         !b->top_gate || !b->probs ||
@@ -263,11 +262,11 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
         return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": incomplete batch", store->path, run_id);
 
     /* Under the write lock, so the position checked is the position written after. */
-    int rc = run_cached(store, ST_BEGIN, "starting a batch", err);
+    int rc = store_run_cached(store, ST_BEGIN, "starting a batch", err);
     if (rc)
         return rc;
     run_state rs;
-    if ((rc = read_run_state(store, run_id, &rs, err)))
+    if ((rc = store_read_run_state(store, run_id, &rs, err)))
         goto fail;
     if (b->num_views != rs.views || b->num_layers != rs.layers || b->tokens != rs.tokens ||
         b->record_k != rs.record_k || b->num_experts != rs.experts || b->patches != rs.patches) {
@@ -289,16 +288,16 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
     if ((rc = insert_batch(store, run_id, b, err)))
         goto fail;
     sqlite3_stmt *st;
-    if ((rc = stmt(store, ST_PROGRESS, &st, err)))
+    if ((rc = store_stmt(store, ST_PROGRESS, &st, err)))
         goto fail;
     sqlite3_bind_int(st, 1, rs.done + b->count);
     sqlite3_bind_int64(st, 2, run_id);
-    if ((rc = step_done(store, st, "recording progress", err)) ||
-        (rc = run_cached(store, ST_COMMIT, "committing a batch", err)))
+    if ((rc = store_step_done(store, st, "recording progress", err)) ||
+        (rc = store_run_cached(store, ST_COMMIT, "committing a batch", err)))
         goto fail;
     return 0;
 fail:
-    rollback(store);
+    store_rollback(store);
     return rc;
 }
 
@@ -359,7 +358,7 @@ int rs_store_cursor_open_images(rs_store *store, int64_t run_id, int first, int 
     rc = sqlite3_prepare_v2(store->db, sql, -1, &c->stmt, NULL);
     if (rc != SQLITE_OK) {
         rs_store_cursor_close(c);
-        return db_fail(store, rc, "reading routing", err);
+        return store_db_fail(store, rc, "reading routing", err);
     }
     sqlite3_bind_int64(c->stmt, 1, run_id);
     sqlite3_bind_int(c->stmt, 2, first);
@@ -405,7 +404,7 @@ int rs_store_cursor_next(rs_store_cursor *c, rs_routing_record *rec, rs_error *e
         return 0;
     }
     if (rc != SQLITE_ROW)
-        return db_fail(s, rc, "reading routing", err);
+        return store_db_fail(s, rc, "reading routing", err);
     sqlite3_stmt *st = c->stmt;
     rec->image = sqlite3_column_int(st, 0);
     rec->view = sqlite3_column_int(st, 1);
@@ -499,7 +498,7 @@ int rs_store_attack_cursor_open(rs_store *store, int64_t run_id, int first, int 
                                     -1, &c->stmt, NULL);
         if (rc != SQLITE_OK) {
             rs_store_attack_cursor_close(c);
-            return db_fail(store, rc, "reading attacks", err);
+            return store_db_fail(store, rc, "reading attacks", err);
         }
         sqlite3_bind_int64(c->stmt, 1, run_id);
         sqlite3_bind_int(c->stmt, 2, first);
@@ -520,7 +519,7 @@ int rs_store_attack_cursor_next(rs_store_attack_cursor *c, rs_attack_row *row, r
         return 0;
     }
     if (rc != SQLITE_ROW)
-        return db_fail(c->store, rc, "reading attacks", err);
+        return store_db_fail(c->store, rc, "reading attacks", err);
     sqlite3_stmt *st = c->stmt;
     row->image = sqlite3_column_int(st, 0);
     row->view = sqlite3_column_int(st, 1);

@@ -18,7 +18,7 @@ static char *dup_text(const unsigned char *s)
 
 static const char *const status_names[] = {"running", "done", "failed", "interrupted"};
 
-rs_run_status status_from_name(const char *name)
+rs_run_status store_status_from_name(const char *name)
 {
     for (int i = 0; i < 4; i++)
         if (name && !strcmp(name, status_names[i]))
@@ -179,7 +179,7 @@ int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *inf
     rc = sqlite3_prepare_v2(store->db, "SELECT id FROM runs WHERE identity = ?", -1, &st, NULL);
     if (rc != SQLITE_OK) {
         free(identity);
-        return db_fail(store, rc, "looking up a run", err);
+        return store_db_fail(store, rc, "looking up a run", err);
     }
     sqlite3_bind_text(st, 1, identity, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
@@ -189,7 +189,7 @@ int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *inf
     if (rc == SQLITE_DONE)
         return 0;
     if (rc != SQLITE_ROW)
-        return db_fail(store, rc, "looking up a run", err);
+        return store_db_fail(store, rc, "looking up a run", err);
     rc = rs_store_get_run(store, id, info, err);
     return rc ? rc : 1;
 }
@@ -197,7 +197,7 @@ int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *inf
 int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id, rs_error *err)
 {
     if (store->read_only)
-        return read_only_fail(store, err);
+        return store_read_only_fail(store, err);
     int rc = check_spec(store, spec, true, err);
     if (rc)
         return rc;
@@ -213,7 +213,7 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
 
     sqlite3_stmt *st = NULL;
     const char *what = "starting a run";
-    if ((rc = run_cached(store, ST_BEGIN, what, err))) {
+    if ((rc = store_run_cached(store, ST_BEGIN, what, err))) {
         free(identity);
         free(job);
         return rc;
@@ -270,7 +270,7 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
         sqlite3_bind_int(st, 19, spec->has_cls);
         sqlite3_bind_text(st, 20, spec->command, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 21, spec->version, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 22, now_seconds());
+        sqlite3_bind_double(st, 22, store_now());
         sqlite3_bind_int(st, 23, spec->top_k);
         sqlite3_bind_int(st, 24, spec->channels);
         sqlite3_bind_int(st, 25, spec->image_h);
@@ -289,7 +289,7 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
     free(job);
     job = NULL;
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-        rollback(store);
+        store_rollback(store);
         free(identity);
         return rs_error_set(err, RS_EINVAL, "%s: an identical run is recorded already (find it with rs_store_find_run)",
                             store->path);
@@ -330,8 +330,8 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
         goto fail;
     free(identity);
     identity = NULL;
-    if ((rc = run_cached(store, ST_COMMIT, "committing the new run", err))) {
-        rollback(store);
+    if ((rc = store_run_cached(store, ST_COMMIT, "committing the new run", err))) {
+        store_rollback(store);
         return rc;
     }
     *run_id = id;
@@ -339,8 +339,8 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
 fail:
     free(identity);
     free(job);
-    rc = db_fail(store, rc, what, err);
-    rollback(store);
+    rc = store_db_fail(store, rc, what, err);
+    store_rollback(store);
     return rc;
 }
 
@@ -413,7 +413,7 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
                                                 " WHERE id = ?",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return db_fail(s, rc, "reading a run's dispatch", err);
+        return store_db_fail(s, rc, "reading a run's dispatch", err);
     sqlite3_bind_int64(st, 1, run_id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
@@ -424,7 +424,7 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
         info->group_seed = (uint64_t)sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(s, rc, "reading a run's dispatch", err);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's dispatch", err);
 }
 
 int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err)
@@ -453,17 +453,17 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     int version = store->schema < 1 ? 1 : store->schema > 3 ? 3 : store->schema;
     int rc = sqlite3_prepare_v2(store->db, select[version - 1], -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return db_fail(store, rc, "reading a run", err);
+        return store_db_fail(store, rc, "reading a run", err);
     sqlite3_bind_int64(st, 1, run_id);
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(st);
         if (rc == SQLITE_DONE)
             return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64, store->path, run_id);
-        return db_fail(store, rc, "reading a run", err);
+        return store_db_fail(store, rc, "reading a run", err);
     }
     info->id = run_id;
-    info->status = status_from_name((const char *)sqlite3_column_text(st, 0));
+    info->status = store_status_from_name((const char *)sqlite3_column_text(st, 0));
     info->images_total = sqlite3_column_int(st, 1);
     info->images_done = sqlite3_column_int(st, 2);
     info->model_path = dup_text(sqlite3_column_text(st, 3));
@@ -529,7 +529,7 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     rc = sqlite3_prepare_v2(store->db, "SELECT view, spec FROM views WHERE run_id = ? ORDER BY view", -1, &st, NULL);
     if (rc != SQLITE_OK) {
         rs_run_info_clear(info);
-        return db_fail(store, rc, "reading a run's views", err);
+        return store_db_fail(store, rc, "reading a run's views", err);
     }
     sqlite3_bind_int64(st, 1, run_id);
     int found = 0;
@@ -546,7 +546,7 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         rs_run_info_clear(info);
-        return db_fail(store, rc, "reading a run's views", err);
+        return store_db_fail(store, rc, "reading a run's views", err);
     }
     if (found != num_views) {
         rs_run_info_clear(info);
@@ -560,7 +560,7 @@ int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, c
                         rs_error *err)
 {
     if (store->read_only)
-        return read_only_fail(store, err);
+        return store_read_only_fail(store, err);
     if ((int)status < 0 || status > RS_RUN_INTERRUPTED)
         return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": unknown status %d", store->path, run_id,
                             (int)status);
@@ -570,12 +570,12 @@ int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, c
     int rc = sqlite3_prepare_v2(store->db, "UPDATE runs SET status = ?, finished = ?, error = ? WHERE id = ?", -1,
                                 &st, NULL);
     if (rc != SQLITE_OK)
-        return db_fail(store, rc, "setting a run's status", err);
+        return store_db_fail(store, rc, "setting a run's status", err);
     sqlite3_bind_text(st, 1, status_names[status], -1, SQLITE_STATIC);
     if (status == RS_RUN_RUNNING)
         sqlite3_bind_null(st, 2);
     else
-        sqlite3_bind_double(st, 2, now_seconds());
+        sqlite3_bind_double(st, 2, store_now());
     if (status == RS_RUN_FAILED || status == RS_RUN_INTERRUPTED)
         sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
     else
@@ -584,7 +584,7 @@ int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, c
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
-        return db_fail(store, rc, "setting a run's status", err);
+        return store_db_fail(store, rc, "setting a run's status", err);
     if (sqlite3_changes(store->db) == 0)
         return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64, store->path, run_id);
     return 0;
@@ -597,7 +597,7 @@ int rs_store_list_runs(rs_store *store, rs_run_info **runs, int *count, rs_error
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(store->db, "SELECT id FROM runs ORDER BY id", -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return db_fail(store, rc, "listing runs", err);
+        return store_db_fail(store, rc, "listing runs", err);
     int64_t *ids = NULL;
     int n = 0, cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -614,7 +614,7 @@ int rs_store_list_runs(rs_store *store, rs_run_info **runs, int *count, rs_error
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         free(ids);
-        return db_fail(store, rc, "listing runs", err);
+        return store_db_fail(store, rc, "listing runs", err);
     }
     rs_run_info *list = calloc((size_t)(n ? n : 1), sizeof *list);
     if (!list) {

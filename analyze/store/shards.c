@@ -90,7 +90,7 @@ static int create_merged_run(rs_store *s, int64_t shard_run, const char *command
         sqlite3_bind_int64(st, 1, shard_run);
         sqlite3_bind_text(st, 2, command, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, version, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 4, now_seconds());
+        sqlite3_bind_double(st, 4, store_now());
         rc = sqlite3_step(st);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
@@ -108,11 +108,11 @@ int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_
                          const char *version, int64_t *run_id, rs_run_status *status, rs_error *err)
 {
     if (store->read_only)
-        return read_only_fail(store, err);
+        return store_read_only_fail(store, err);
     int rc = attach_shard(store, shard_path, err);
     if (rc)
         return rc;
-    if ((rc = run_cached(store, ST_BEGIN, "starting the merged run", err))) {
+    if ((rc = store_run_cached(store, ST_BEGIN, "starting the merged run", err))) {
         detach_shard(store);
         return rc;
     }
@@ -126,7 +126,7 @@ int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             *run_id = sqlite3_column_int64(st, 0);
-            *status = status_from_name((const char *)sqlite3_column_text(st, 1));
+            *status = store_status_from_name((const char *)sqlite3_column_text(st, 1));
         }
         sqlite3_finalize(st);
         if (rc == SQLITE_DONE) {
@@ -136,11 +136,11 @@ int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_
         rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
     }
     if (rc == SQLITE_OK)
-        rc = run_cached(store, ST_COMMIT, "committing the merged run", err);
+        rc = store_run_cached(store, ST_COMMIT, "committing the merged run", err);
     else
-        rc = db_fail(store, rc, "starting the merged run", err);
+        rc = store_db_fail(store, rc, "starting the merged run", err);
     if (rc)
-        rollback(store);
+        store_rollback(store);
     detach_shard(store);
     return rc;
 }
@@ -171,16 +171,16 @@ static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int 
         "INSERT INTO attacks (run_id, image, view, linf, l2, steps, objective)"
         " SELECT ?1, image, view, linf, l2, steps, objective FROM shard.attacks"
         " WHERE run_id = ?2 AND image BETWEEN ?3 AND ?4 ORDER BY image, view"};
-    int rc = run_cached(s, ST_BEGIN, "copying a shard", err);
+    int rc = store_run_cached(s, ST_BEGIN, "copying a shard", err);
     if (rc)
         return rc;
     size_t n = sizeof copies / sizeof *copies - !schema->attacks;
     for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
         rc = exec_ids(s, copies[i], run_id, shard_run, first, last);
     if (rc == SQLITE_OK)
-        return run_cached(s, ST_COMMIT, "committing a copied batch", err);
-    rc = db_fail(s, rc, "copying a shard", err);
-    rollback(s);
+        return store_run_cached(s, ST_COMMIT, "committing a copied batch", err);
+    rc = store_db_fail(s, rc, "copying a shard", err);
+    store_rollback(s);
     return rc;
 }
 
@@ -188,10 +188,10 @@ static int copy_image_range(rs_store *s, int64_t run_id, int64_t shard_run, int 
 static int read_shard_schema(rs_store *s, shard_schema *schema, rs_error *err)
 {
     int64_t attacks = 0, executed = 0;
-    int rc = query_int(s, "SELECT count(*) FROM shard.sqlite_master WHERE type = 'table' AND name = 'attacks'",
+    int rc = store_query_int(s, "SELECT count(*) FROM shard.sqlite_master WHERE type = 'table' AND name = 'attacks'",
                        "reading the shard's schema", &attacks, err);
     if (!rc)
-        rc = query_int(s, "SELECT count(*) FROM pragma_table_info('routing', 'shard') WHERE name = 'executed'",
+        rc = store_query_int(s, "SELECT count(*) FROM pragma_table_info('routing', 'shard') WHERE name = 'executed'",
                        "reading the shard's schema", &executed, err);
     *schema = (shard_schema){.attacks = attacks > 0, .executed = executed > 0};
     return rc;
@@ -201,9 +201,9 @@ int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path
                          int last, int batch, rs_error *err)
 {
     if (store->read_only)
-        return read_only_fail(store, err);
+        return store_read_only_fail(store, err);
     run_state rs;
-    int rc = read_run_state(store, run_id, &rs, err);
+    int rc = store_read_run_state(store, run_id, &rs, err);
     if (rc)
         return rc;
     if (first != rs.offset + rs.done || last >= rs.offset + rs.count || batch < 1)

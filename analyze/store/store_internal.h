@@ -4,10 +4,12 @@
  *
  * Holds the rs_store object (connection, path, schema version, the cache of prepared
  * statements, the batch writer's encoding buffer), the column expressions that read older
- * schemas in place, and the small helpers every part uses: db_fail turns an SQLite result
- * into one rs_error line naming the file; stmt/step_done/run_cached run the cached
- * statements; rollback ends a failed transaction. Same error contract as store.h: 0 or a
- * negative RS_E* code with ERR filled. */
+ * schemas in place, and the small helpers every part uses: store_db_fail turns an SQLite
+ * result into one rs_error line naming the file; store_stmt / store_step_done /
+ * store_run_cached run the cached statements; store_rollback ends a failed transaction.
+ * The helpers are named store_*: external symbols of the rsstore library, never part of its
+ * API. Same error contract as store.h: 0 or a negative RS_E* code with ERR filled; nothing
+ * prints. */
 #ifndef RS_STORE_INTERNAL_H
 #define RS_STORE_INTERNAL_H
 
@@ -66,33 +68,37 @@ typedef struct run_state {
 /* ---- shared helpers (db.c unless said otherwise) ---- */
 
 /* Turns SQLite result RC into one line naming the file; WHAT says what we were doing. */
-int db_fail(const rs_store *s, int rc, const char *what, rs_error *err);
+int store_db_fail(const rs_store *s, int rc, const char *what, rs_error *err);
 
-int read_only_fail(const rs_store *s, rs_error *err);
+/* RS_EINVAL: the store was opened read-only. */
+int store_read_only_fail(const rs_store *s, rs_error *err);
 
-double now_seconds(void);
+/* The wall clock in Unix seconds (runs.started, runs.finished). */
+double store_now(void);
 
-int exec(rs_store *s, const char *sql, const char *what, rs_error *err);
+/* Runs SQL (any number of statements, no result rows); WHAT names the step in errors. */
+int store_exec(rs_store *s, const char *sql, const char *what, rs_error *err);
 
 /* The first column of the one-row result of SQL, an integer. */
-int query_int(rs_store *s, const char *sql, const char *what, int64_t *out, rs_error *err);
+int store_query_int(rs_store *s, const char *sql, const char *what, int64_t *out, rs_error *err);
 
 /* Statement ID, prepared on first use and kept for the life of the store. */
-int stmt(rs_store *s, int id, sqlite3_stmt **out, rs_error *err);
+int store_stmt(rs_store *s, int id, sqlite3_stmt **out, rs_error *err);
 
 /* Runs a cached statement that returns no rows, and resets it so it holds no lock. */
-int step_done(rs_store *s, sqlite3_stmt *st, const char *what, rs_error *err);
+int store_step_done(rs_store *s, sqlite3_stmt *st, const char *what, rs_error *err);
 
-int run_cached(rs_store *s, int id, const char *what, rs_error *err);
+/* store_stmt and store_step_done for cached statement ID (BEGIN, COMMIT, ROLLBACK). */
+int store_run_cached(rs_store *s, int id, const char *what, rs_error *err);
 
 /* Ends a failed transaction. SQLite rolls some errors (I/O, disk full) back by itself, after
  * which an explicit ROLLBACK would fail; the error already reported is the one that counts. */
-void rollback(rs_store *s);
+void store_rollback(rs_store *s);
 
 /* runs.c: the status of a runs.status text ("failed" for an unknown one). */
-rs_run_status status_from_name(const char *name);
+rs_run_status store_status_from_name(const char *name);
 
 /* records.c: RUN_ID's run_state; RS_EINVAL when there is no such run. */
-int read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *err);
+int store_read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *err);
 
 #endif
