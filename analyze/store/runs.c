@@ -194,52 +194,38 @@ int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *inf
     return rc ? rc : 1;
 }
 
-int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id, rs_error *err)
+/* The model row, shared by every run of the same checkpoint: inserted once per sha256.
+ * SQLite's result code. */
+static int insert_model(rs_store *s, const rs_run_spec *spec)
 {
-    if (store->read_only)
-        return store_read_only_fail(store, err);
-    int rc = check_spec(store, spec, true, err);
-    if (rc)
-        return rc;
-    char *identity = run_identity(spec, false), *job = spec->shard_count > 0 ? run_identity(spec, true) : NULL;
-    char layers[1024] = ""; /* 64 ints and commas at most */
-    for (int l = 0, n = 0; l < spec->num_layers; l++)
-        n += snprintf(layers + n, sizeof layers - (size_t)n, l ? ",%d" : "%d", spec->layer_blocks[l]);
-    if (!identity || (spec->shard_count > 0 && !job)) {
-        free(identity);
-        free(job);
-        return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
-    }
-
     sqlite3_stmt *st = NULL;
-    const char *what = "starting a run";
-    if ((rc = store_run_cached(store, ST_BEGIN, what, err))) {
-        free(identity);
-        free(job);
-        return rc;
-    }
-    /* The model row is shared by every run of the same checkpoint. */
-    what = "recording the model";
-    rc = sqlite3_prepare_v2(store->db,
-                            "INSERT INTO models (sha256, path, config, params, labels) VALUES (?, ?, ?, ?, ?)"
-                            " ON CONFLICT (sha256) DO NOTHING",
-                            -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO models (sha256, path, config, params, labels) VALUES (?, ?, ?, ?, ?)"
+                                " ON CONFLICT (sha256) DO NOTHING",
+                                -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, spec->model_sha256, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, spec->model_path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, spec->model_config, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, spec->model_params);
         sqlite3_bind_text(st, 5, spec->model_labels, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
     }
     sqlite3_finalize(st);
-    st = NULL;
-    if (rc != SQLITE_OK)
-        goto fail;
+    return rc;
+}
 
-    what = "recording the run";
-    rc = sqlite3_prepare_v2(
-        store->db,
+/* The run row of SPEC, status running with nothing done, under IDENTITY; JOB is the job's
+ * identity for a shard run, NULL otherwise. SQLite's (extended) result code:
+ * SQLITE_CONSTRAINT_UNIQUE when a run of that identity exists. */
+static int insert_run(rs_store *s, const rs_run_spec *spec, const char *identity, const char *job)
+{
+    char layers[1024] = ""; /* 64 ints and commas at most */
+    for (int l = 0, n = 0; l < spec->num_layers; l++)
+        n += snprintf(layers + n, sizeof layers - (size_t)n, l ? ",%d" : "%d", spec->layer_blocks[l]);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        s->db,
         "INSERT INTO runs (model_id, identity, model_path, data, first_image, image_count, protocol,"
         " num_views, seed, num_layers, layers, tokens, patches, grid_h, grid_w, record_k, num_experts,"
         " num_classes, has_cls, command, version, status, images_total, images_done, started, top_k, channels,"
@@ -282,66 +268,109 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
             sqlite3_bind_int(st, 30, spec->job_count);
             sqlite3_bind_text(st, 31, job, -1, SQLITE_STATIC);
         }
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
     }
     sqlite3_finalize(st);
-    st = NULL;
-    free(job);
-    job = NULL;
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-        store_rollback(store);
-        free(identity);
-        return rs_error_set(err, RS_EINVAL, "%s: an identical run is recorded already (find it with rs_store_find_run)",
-                            store->path);
-    }
-    if (rc != SQLITE_OK)
-        goto fail;
-    int64_t id = sqlite3_last_insert_rowid(store->db);
+    return rc;
+}
 
-    what = "recording the run's dispatch";
-    if (spec->capacity_factor > 0 &&
-        (rc = sqlite3_prepare_v2(store->db, "UPDATE runs SET capacity_factor = ?, group_images = ?, bpr = ?,"
-                                            " group_seed = ? WHERE id = ?", -1, &st, NULL)) == SQLITE_OK) {
+/* Run RUN_ID's dispatch settings and group seed, when SPEC has a capacity factor (the
+ * columns stay NULL otherwise). SQLite's result code. */
+static int update_dispatch(rs_store *s, const rs_run_spec *spec, int64_t run_id)
+{
+    if (!(spec->capacity_factor > 0))
+        return SQLITE_OK;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET capacity_factor = ?, group_images = ?, bpr = ?,"
+                                       " group_seed = ? WHERE id = ?", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
         sqlite3_bind_double(st, 1, spec->capacity_factor);
         sqlite3_bind_int(st, 2, spec->group_images);
         sqlite3_bind_int(st, 3, spec->bpr);
         if (spec->has_group_seed) /* unbound: NULL, data order */
             sqlite3_bind_int64(st, 4, (int64_t)spec->group_seed);
-        sqlite3_bind_int64(st, 5, id);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
-        sqlite3_finalize(st);
-        st = NULL;
+        sqlite3_bind_int64(st, 5, run_id);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
     }
-    if (rc != SQLITE_OK)
-        goto fail;
+    sqlite3_finalize(st);
+    return rc;
+}
 
-    what = "recording the views";
-    rc = sqlite3_prepare_v2(store->db, "INSERT INTO views (run_id, view, spec) VALUES (?, ?, ?)", -1, &st, NULL);
+/* Run RUN_ID's view specs. SQLite's result code. */
+static int insert_views(rs_store *s, const rs_run_spec *spec, int64_t run_id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "INSERT INTO views (run_id, view, spec) VALUES (?, ?, ?)", -1, &st, NULL);
     for (int v = 0; rc == SQLITE_OK && v < spec->num_views; v++) {
-        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 1, run_id);
         sqlite3_bind_int(st, 2, v);
         sqlite3_bind_text(st, 3, spec->view_specs[v], -1, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(store->db);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
-    st = NULL;
+    return rc;
+}
+
+/* The rows of a new run, inside the caller's transaction: model, run row, dispatch, views.
+ * SQLite's result code; *WHAT names the step it stopped at, *RUN_ID is the new run. */
+static int insert_run_rows(rs_store *s, const rs_run_spec *spec, const char *identity, const char *job,
+                           int64_t *run_id, const char **what)
+{
+    *what = "recording the model";
+    int rc = insert_model(s, spec);
     if (rc != SQLITE_OK)
-        goto fail;
+        return rc;
+    *what = "recording the run";
+    if ((rc = insert_run(s, spec, identity, job)) != SQLITE_OK)
+        return rc;
+    *run_id = sqlite3_last_insert_rowid(s->db);
+    *what = "recording the run's dispatch";
+    if ((rc = update_dispatch(s, spec, *run_id)) != SQLITE_OK)
+        return rc;
+    *what = "recording the views";
+    return insert_views(s, spec, *run_id);
+}
+
+int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id, rs_error *err)
+{
+    if (store->read_only)
+        return store_read_only_fail(store, err);
+    int rc = check_spec(store, spec, true, err);
+    if (rc)
+        return rc;
+    char *identity = run_identity(spec, false), *job = spec->shard_count > 0 ? run_identity(spec, true) : NULL;
+    if (!identity || (spec->shard_count > 0 && !job)) {
+        free(identity);
+        free(job);
+        return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
+    }
+    if ((rc = store_run_cached(store, ST_BEGIN, "starting a run", err))) {
+        free(identity);
+        free(job);
+        return rc;
+    }
+    int64_t id = 0;
+    const char *what;
+    rc = insert_run_rows(store, spec, identity, job, &id, &what);
     free(identity);
-    identity = NULL;
+    free(job);
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) { /* the run's identity; nothing else is UNIQUE without a fallback */
+        store_rollback(store);
+        return rs_error_set(err, RS_EINVAL, "%s: an identical run is recorded already (find it with rs_store_find_run)",
+                            store->path);
+    }
+    if (rc != SQLITE_OK) {
+        rc = store_db_fail(store, rc, what, err); /* before the rollback, which replaces SQLite's message */
+        store_rollback(store);
+        return rc;
+    }
     if ((rc = store_run_cached(store, ST_COMMIT, "committing the new run", err))) {
         store_rollback(store);
         return rc;
     }
     *run_id = id;
     return 0;
-fail:
-    free(identity);
-    free(job);
-    rc = store_db_fail(store, rc, what, err);
-    store_rollback(store);
-    return rc;
 }
 
 void rs_run_model_label(const rs_run_info *info, char *buf, size_t size)
@@ -427,10 +456,6 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's dispatch", err);
 }
 
-int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err)
-{
-    rs_run_info_clear(info);
-    sqlite3_stmt *st;
 #define RUN_COMMON_COLUMNS                                                                                 \
     "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"    \
     " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"    \
@@ -444,25 +469,24 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     " THEN json_extract(m.config, '$.method') END)"                                                        \
     ", (CASE WHEN json_valid(m.config) AND json_type(m.config, '$.train_seed') = 'integer'"                 \
     " AND json_extract(m.config, '$.train_seed') >= 0 THEN json_extract(m.config, '$.train_seed') ELSE -1 END)"
+
+/* The SELECT of one run row (bound: its id) for a store of schema SCHEMA: fill_run reads
+ * its columns. Older schemas read in place, their missing columns computed or NULL. */
+static const char *run_select(int schema)
+{
     static const char *const select[3] = {
         RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM};
     _Static_assert(RS_STORE_SCHEMA == 5, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
                                          "what read_dispatch reads, and schema 5 routing.executed)");
-    int version = store->schema < 1 ? 1 : store->schema > 3 ? 3 : store->schema;
-    int rc = sqlite3_prepare_v2(store->db, select[version - 1], -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return store_db_fail(store, rc, "reading a run", err);
-    sqlite3_bind_int64(st, 1, run_id);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        if (rc == SQLITE_DONE)
-            return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64, store->path, run_id);
-        return store_db_fail(store, rc, "reading a run", err);
-    }
-    info->id = run_id;
+    return select[(schema < 1 ? 1 : schema > 3 ? 3 : schema) - 1];
+}
+
+/* The current row of ST (run_select) into INFO, all but its views and dispatch; *NUM_VIEWS
+ * its number of views. false when out of memory (INFO holds what was copied). */
+static bool fill_run(sqlite3_stmt *st, rs_run_info *info, int *num_views)
+{
     info->status = store_status_from_name((const char *)sqlite3_column_text(st, 0));
     info->images_total = sqlite3_column_int(st, 1);
     info->images_done = sqlite3_column_int(st, 2);
@@ -473,7 +497,7 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     info->error = dup_text(sqlite3_column_text(st, 7));
     info->command = dup_text(sqlite3_column_text(st, 8));
     info->version = dup_text(sqlite3_column_text(st, 9));
-    int num_views = sqlite3_column_int(st, 10);
+    *num_views = sqlite3_column_int(st, 10);
     info->offset = sqlite3_column_int(st, 11);
     info->count = sqlite3_column_int(st, 12);
     info->num_layers = sqlite3_column_int(st, 13);
@@ -509,28 +533,46 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     }
     info->method = dup_text(sqlite3_column_text(st, 36));
     info->train_seed = sqlite3_column_int64(st, 37);
-    bool oom = parse_labels((const char *)sqlite3_column_text(st, 30), info) != 0 || !info->model_path || !info->model_sha256 || !info->data || !info->protocol ||
+    bool oom = parse_labels((const char *)sqlite3_column_text(st, 30), info) != 0 || !info->model_path ||
+               !info->model_sha256 || !info->data || !info->protocol ||
                (sqlite3_column_type(st, 7) != SQLITE_NULL && !info->error) ||
                (sqlite3_column_type(st, 8) != SQLITE_NULL && !info->command) ||
                (sqlite3_column_type(st, 9) != SQLITE_NULL && !info->version) ||
                (sqlite3_column_type(st, 35) != SQLITE_NULL && !info->job_identity) ||
                (sqlite3_column_type(st, 36) != SQLITE_NULL && !info->method);
-    sqlite3_finalize(st);
-    if (oom || !(info->view_specs = calloc((size_t)(num_views > 0 ? num_views : 1), sizeof *info->view_specs))) {
-        rs_run_info_clear(info);
-        return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
-    }
-    info->num_views = num_views;
-    if ((rc = read_dispatch(store, run_id, info, err))) {
-        rs_run_info_clear(info);
-        return rc;
-    }
+    return !oom;
+}
 
-    rc = sqlite3_prepare_v2(store->db, "SELECT view, spec FROM views WHERE run_id = ? ORDER BY view", -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        rs_run_info_clear(info);
-        return store_db_fail(store, rc, "reading a run's views", err);
+/* The run row of RUN_ID into INFO (fill_run). */
+static int read_run_row(rs_store *store, int64_t run_id, rs_run_info *info, int *num_views, rs_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(store->db, run_select(store->schema), -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return store_db_fail(store, rc, "reading a run", err);
+    sqlite3_bind_int64(st, 1, run_id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        if (rc == SQLITE_DONE)
+            return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64, store->path, run_id);
+        return store_db_fail(store, rc, "reading a run", err);
     }
+    info->id = run_id;
+    bool ok = fill_run(st, info, num_views);
+    sqlite3_finalize(st);
+    return ok ? 0 : rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
+}
+
+/* The view specs of run RUN_ID into INFO->view_specs (INFO->num_views entries, allocated). */
+static int read_views(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err)
+{
+    const int num_views = info->num_views;
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(store->db, "SELECT view, spec FROM views WHERE run_id = ? ORDER BY view", -1, &st,
+                                NULL);
+    if (rc != SQLITE_OK)
+        return store_db_fail(store, rc, "reading a run's views", err);
     sqlite3_bind_int64(st, 1, run_id);
     int found = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -544,16 +586,29 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         }
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        rs_run_info_clear(info);
+    if (rc != SQLITE_DONE)
         return store_db_fail(store, rc, "reading a run's views", err);
-    }
-    if (found != num_views) {
-        rs_run_info_clear(info);
+    if (found != num_views)
         return rs_error_set(err, RS_EFORMAT, "%s: run %" PRId64 " has %d of its %d view specs", store->path,
                             run_id, found, num_views);
-    }
     return 0;
+}
+
+int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err)
+{
+    rs_run_info_clear(info);
+    int num_views = 0;
+    int rc = read_run_row(store, run_id, info, &num_views, err);
+    if (!rc && !(info->view_specs = calloc((size_t)(num_views > 0 ? num_views : 1), sizeof *info->view_specs)))
+        rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
+    if (!rc) {
+        info->num_views = num_views;
+        if (!(rc = read_dispatch(store, run_id, info, err)))
+            rc = read_views(store, run_id, info, err);
+    }
+    if (rc)
+        rs_run_info_clear(info);
+    return rc;
 }
 
 int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, const char *error,
