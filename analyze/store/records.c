@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "half.h"
+#include "rs_le.h"
 
 struct rs_store_cursor {
     rs_store *store;
@@ -59,35 +60,6 @@ static bool grow(uint8_t **buf, size_t *size, size_t need)
 }
 
 /* ---- batches ----------------------------------------------------------------------------- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_f32(uint8_t *p, float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    p[0] = (uint8_t)u;
-    p[1] = (uint8_t)(u >> 8);
-    p[2] = (uint8_t)(u >> 16);
-    p[3] = (uint8_t)(u >> 24);
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static float get_f32(const uint8_t *p)
-{
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 int store_read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *err)
 {
@@ -120,7 +92,7 @@ static int insert_attack(rs_store *s, int64_t run_id, const rs_batch *b, int i, 
                             run_id, v, steps, b->attack_stride);
     const float *obj = b->attack_objective + iv * (size_t)b->attack_stride;
     for (int t = 0; t <= steps; t++)
-        put_f32(buf + 4 * (size_t)t, obj[t]);
+        rs_le_put_f32(buf + 4 * (size_t)t, obj[t]);
     sqlite3_stmt *st;
     int rc = store_stmt(s, ST_ATTACK, &st, err);
     if (rc)
@@ -199,7 +171,7 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
                     return rs_error_set(err, RS_EINVAL,
                                         "%s: run %" PRId64 ": image %d view %d: patch %d matches patch %d of %d",
                                         s->path, run_id, image, v, p, m, Np);
-                put_u16(match + 2 * (size_t)p, (uint16_t)m);
+                rs_le_put_u16(match + 2 * (size_t)p, (uint16_t)m);
             }
             sqlite3_bind_int(pred, 3, v);
             sqlite3_bind_int(pred, 4, b->predicted[iv]);
@@ -222,10 +194,10 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
                                             "the model has %d",
                                             s->path, run_id, image, v, l, (int)ti[k], E);
                     idx[k] = (uint8_t)ti[k];
-                    put_f32(gate + 4 * k, tg[k]);
+                    rs_le_put_f32(gate + 4 * k, tg[k]);
                 }
                 for (size_t k = 0; k < (size_t)T * E; k++)
-                    put_u16(probs + 2 * k, rs_float_to_half(pr[k]));
+                    rs_le_put_u16(probs + 2 * k, rs_float_to_half(pr[k]));
                 sqlite3_bind_int(routing, 4, l);
                 sqlite3_bind_blob(routing, 5, idx, (int)n_idx, SQLITE_STATIC);
                 sqlite3_bind_blob(routing, 6, gate, (int)n_gate, SQLITE_STATIC);
@@ -428,16 +400,16 @@ int rs_store_cursor_next(rs_store_cursor *c, rs_routing_record *rec, rs_error *e
     /* The match map belongs to (image, view): decode it once for all its layers. */
     if (rec->image != c->match_image || rec->view != c->match_view) {
         for (int p = 0; p < c->patches; p++)
-            c->match[p] = (int16_t)get_u16(match + 2 * (size_t)p);
+            c->match[p] = (int16_t)rs_le_get_u16(match + 2 * (size_t)p);
         c->match_image = rec->image;
         c->match_view = rec->view;
     }
     for (size_t k = 0; k < tr; k++) {
         c->top_idx[k] = idx[k];
-        c->top_gate[k] = get_f32(gate + 4 * k);
+        c->top_gate[k] = rs_le_get_f32(gate + 4 * k);
     }
     for (size_t k = 0; k < te; k++)
-        c->probs[k] = rs_half_to_float(get_u16(probs + 2 * k));
+        c->probs[k] = rs_half_to_float(rs_le_get_u16(probs + 2 * k));
     rec->kept = NULL;
     if (sqlite3_column_type(st, 10) != SQLITE_NULL) {
         const uint8_t *kept = sqlite3_column_blob(st, 10);
@@ -541,7 +513,7 @@ int rs_store_attack_cursor_next(rs_store_attack_cursor *c, rs_attack_row *row, r
         c->capacity = n;
     }
     for (size_t t = 0; t < n; t++)
-        c->objective[t] = get_f32(blob + 4 * t);
+        c->objective[t] = rs_le_get_f32(blob + 4 * t);
     row->objective = c->objective;
     return 1;
 }
