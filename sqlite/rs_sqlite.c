@@ -21,9 +21,10 @@
  * names the run, image, view and layer, never a crash. A missing run is an error that
  * lists the runs there are.
  *
- * Uses only the sqlite3ext.h API (the host's SQLite, whatever links it) and base/half.c; it
- * must not link libsqlite3 or the analyze library. No global mutable state: the modules
- * are constant, everything else lives in the vtab and cursor objects. */
+ * Uses only the sqlite3ext.h API (the host's SQLite, whatever links it), base/half.c and the
+ * header-only base/rs_le.h (the store's byte order, shared with analyze/store/); it must not
+ * link libsqlite3 or the analyze library. No global mutable state: the modules are constant,
+ * everything else lives in the vtab and cursor objects. */
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 
@@ -31,6 +32,7 @@ SQLITE_EXTENSION_INIT1
 #include <string.h>
 
 #include "half.h"
+#include "rs_le.h"
 
 #define EXPORT_VERSION 3 /* analyze/store/export.h's RS_EXPORT_VERSION: the columns are the same */
 
@@ -276,19 +278,6 @@ static int load_run(rs_vtab *vt, rs_cursor *c, sqlite3_int64 run)
     return load_top_k(vt, r);
 }
 
-static unsigned get_u16(const unsigned char *p)
-{
-    return (unsigned)p[0] | (unsigned)p[1] << 8;
-}
-
-static float get_f32(const unsigned char *p)
-{
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* Takes the statement's current row as the record, after checking it against the run. */
 static int load_record(rs_vtab *vt, rs_cursor *c)
 {
@@ -325,7 +314,7 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
         if (c->idx[q] >= r->E)
             problem = "expert id";
     for (int p = 0; !problem && p < r->patches; p++) {
-        int m = (int16_t)get_u16(c->match + 2 * (size_t)p);
+        int m = (int16_t)rs_le_get_u16(c->match + 2 * (size_t)p);
         if (m < -1 || m >= r->patches)
             problem = "match target";
     }
@@ -465,13 +454,13 @@ static void row_column(const rs_cursor *c, int probs, int i, sqlite3_context *ct
         else if (i == COL_B)
             sqlite3_result_int(ctx, idx[c->j]);
         else
-            sqlite3_result_double(ctx, get_f32(c->gate + 4 * ((size_t)c->t * r->R + (size_t)c->j)));
+            sqlite3_result_double(ctx, rs_le_get_f32(c->gate + 4 * ((size_t)c->t * r->R + (size_t)c->j)));
         return;
     }
     if (i == COL_A) {
         sqlite3_result_int(ctx, c->j);
     } else if (i == COL_B) {
-        sqlite3_result_double(ctx, rs_half_to_float((uint16_t)get_u16(c->probs + 2 * ((size_t)c->t * r->E + (size_t)c->j))));
+        sqlite3_result_double(ctx, rs_half_to_float(rs_le_get_u16(c->probs + 2 * ((size_t)c->t * r->E + (size_t)c->j))));
     } else {
         sqlite3_result_int(ctx, rank_of(c, c->j));
     }
@@ -494,7 +483,7 @@ static int rs_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i)
     case COL_PATCH: sqlite3_result_int(ctx, is_cls ? -1 : p); break;
     case COL_ROW: sqlite3_result_int(ctx, is_cls ? -1 : p / r->grid_w); break;
     case COL_COL: sqlite3_result_int(ctx, is_cls ? -1 : p % r->grid_w); break;
-    case COL_MATCH: sqlite3_result_int(ctx, is_cls ? -1 : (int16_t)get_u16(c->match + 2 * (size_t)p)); break;
+    case COL_MATCH: sqlite3_result_int(ctx, is_cls ? -1 : (int16_t)rs_le_get_u16(c->match + 2 * (size_t)p)); break;
     case COL_LABEL:
         if (c->has_label && c->label >= 0)
             sqlite3_result_int(ctx, c->label);

@@ -24,7 +24,7 @@
 #include "store/store.h"
 #include "testutil.h"
 
-/* Test hook in store.c: a shorter busy timeout so the locked case fails quickly. */
+/* Test hook in analyze/store/db.c: a shorter busy timeout so the locked case fails quickly. */
 int rs_store_set_busy_timeout(rs_store *store, int ms);
 
 static char tmpdir[] = "/tmp/rs_test_store_XXXXXX";

@@ -5,8 +5,8 @@
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -305,77 +305,68 @@ void rs_attack_min_eps(const rs_attack_stats *as, int image, int layer, double *
     }
 }
 
-/* Adds one attacks row (its objective BLOB) to the per-view sums. */
-static int add_objective(const void *blob, int bytes, int steps, double *sum, int64_t *n)
+/* One pass over RUN's attacks rows through the store's attack cursor. Without SUM: the largest
+ * step count into *MAX_STEPS. With SUM and N ((V, *MAX_STEPS + 1) each): adds every row's
+ * objective to its view's sums and counts. NAME names the database in messages. */
+static int objective_pass(rs_store *store, const char *name, const rs_run_info *run, double *sum, int64_t *n,
+                          int *max_steps, rs_error *err)
 {
-    if (steps < 0 || bytes != 4 * (steps + 1))
-        return -1;
-    const unsigned char *b = blob;
-    for (int s = 0; s <= steps; s++) {
-        uint32_t u = (uint32_t)b[4 * s] | (uint32_t)b[4 * s + 1] << 8 | (uint32_t)b[4 * s + 2] << 16 |
-                     (uint32_t)b[4 * s + 3] << 24;
-        float f;
-        memcpy(&f, &u, sizeof f);
-        sum[s] += f;
-        n[s]++;
+    rs_store_attack_cursor *c;
+    int rc = rs_store_attack_cursor_open(store, run->id, INT_MIN, INT_MAX, &c, err);
+    if (rc)
+        return rc;
+    const size_t S = (size_t)*max_steps + 1;
+    rs_attack_row row;
+    while ((rc = rs_store_attack_cursor_next(c, &row, err)) == 1) {
+        if (row.view < 0 || row.view >= run->num_views || (sum && row.steps > *max_steps)) {
+            rc = rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": attacks row of image %d view %d (%d steps) outside "
+                              "the run's %d views and %d steps", name, run->id, row.image, row.view, row.steps,
+                              run->num_views, *max_steps);
+            break;
+        }
+        if (!sum) {
+            if (row.steps > *max_steps)
+                *max_steps = row.steps;
+            continue;
+        }
+        for (int t = 0; t <= row.steps; t++) {
+            sum[(size_t)row.view * S + t] += row.objective[t];
+            n[(size_t)row.view * S + t]++;
+        }
     }
-    return 0;
+    rs_store_attack_cursor_close(c);
+    return rc;
 }
 
 int rs_attack_objective(const char *db_path, const rs_run_info *run, double **mean, int *steps, rs_error *err)
 {
     *mean = NULL;
     *steps = 0;
-    sqlite3 *db = NULL;
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        int rc = rs_error_set(err, RS_EIO, "%s: cannot open: %s", db_path, db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
+    rs_store *store;
+    int rc = rs_store_open(db_path, true, &store, err);
+    if (rc)
         return rc;
+    /* Two passes: the largest step count, then the sums. No rows: nothing to draw. */
+    int max_steps = 0;
+    rc = objective_pass(store, db_path, run, NULL, NULL, &max_steps, err);
+    const size_t VS = (size_t)run->num_views * ((size_t)max_steps + 1);
+    double *sum = NULL;
+    int64_t *n = NULL;
+    if (!rc && max_steps > 0) {
+        sum = calloc(VS, sizeof *sum);
+        n = calloc(VS, sizeof *n);
+        rc = !sum || !n ? rs_error_set(err, RS_ENOMEM, "%s: out of memory", db_path)
+                        : objective_pass(store, db_path, run, sum, n, &max_steps, err);
     }
-    sqlite3_busy_timeout(db, 5000);
-    const int V = run->num_views;
-    int rc = 0, max_steps = 0;
-    /* Two passes: the largest step count, then the sums. No attacks table: nothing to draw. */
-    if (sqlite3_prepare_v2(db, "SELECT max(steps) FROM attacks WHERE run_id = ?1", -1, &q, NULL) != SQLITE_OK)
-        goto done;
-    sqlite3_bind_int64(q, 1, run->id);
-    if (sqlite3_step(q) == SQLITE_ROW)
-        max_steps = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
-    q = NULL;
-    if (max_steps <= 0 || max_steps > 1000000)
-        goto done;
-    const size_t S = (size_t)max_steps + 1;
-    double *sum = calloc((size_t)V * S, sizeof *sum);
-    int64_t *n = calloc((size_t)V * S, sizeof *n);
-    if (!sum || !n || sqlite3_prepare_v2(db, "SELECT view, steps, objective FROM attacks WHERE run_id = ?1", -1, &q,
-                                         NULL) != SQLITE_OK) {
-        rc = rs_error_set(err, !sum || !n ? RS_ENOMEM : RS_EIO, "%s: attacks table: %s", db_path, sqlite3_errmsg(db));
-        free(sum), free(n);
-        goto done;
-    }
-    sqlite3_bind_int64(q, 1, run->id);
-    int step;
-    while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
-        int v = sqlite3_column_int(q, 0), k = sqlite3_column_int(q, 1);
-        if (v < 0 || v >= V || k > max_steps ||
-            add_objective(sqlite3_column_blob(q, 2), sqlite3_column_bytes(q, 2), k, sum + (size_t)v * S,
-                          n + (size_t)v * S))
-            rc = rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": attacks row of view %d holds %d bytes of objective "
-                              "for %d steps", db_path, run->id, v, sqlite3_column_bytes(q, 2), k);
-    }
-    if (!rc && step != SQLITE_DONE)
-        rc = rs_error_set(err, RS_EIO, "%s: attacks table: %s", db_path, sqlite3_errmsg(db));
-    for (size_t x = 0; !rc && x < (size_t)V * S; x++)
+    rs_store_close(store);
+    for (size_t x = 0; !rc && sum && x < VS; x++)
         sum[x] = n[x] ? sum[x] / (double)n[x] : NAN;
     free(n);
-    if (rc)
+    if (rc || !sum) {
         free(sum);
-    else
-        *mean = sum, *steps = max_steps;
-done:
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return rc;
+        return rc;
+    }
+    *mean = sum;
+    *steps = max_steps;
+    return 0;
 }

@@ -73,13 +73,14 @@ void rs_attack_stats_free(rs_attack_stats *as);
  * never counting as above every ε). A value is ε, or INFINITY for never. */
 void rs_attack_min_eps(const rs_attack_stats *as, int image, int layer, double *values);
 
-/* The attack objective per step, averaged over images, of each view of RUN, from the
- * `attacks` table (store schema 4: run_id, image, view, linf, l2, steps, objective BLOB of
- * steps+1 float32 little-endian) of the database file DB_PATH, opened read-only.
+/* The attack objective per step, averaged over images, of each view of RUN, from the store
+ * at DB_PATH (opened read-only for the call) through its attack cursor
+ * (rs_store_attack_cursor_*: the attacks of store schema 4, steps+1 objective values per row).
  * *MEAN (owned; (V, *STEPS + 1), NaN where a view has no row for a step) and *STEPS (the
- * largest step count); *STEPS = 0 and *MEAN = NULL when the file has no such table or no
- * row of the run (older stores, runs without attacks). RS_EFORMAT for a blob whose length
- * is not 4·(steps+1), RS_EIO when the file cannot be opened. */
+ * largest step count); *STEPS = 0 and *MEAN = NULL when the run has no attacks row (stores
+ * before schema 4, runs without attacks). RS_EFORMAT for a malformed row (an objective of
+ * other than steps+1 values, a view outside the run), rs_store_open's errors when the store
+ * cannot be opened (RS_EIO, RS_EFORMAT). */
 int rs_attack_objective(const char *db_path, const rs_run_info *run, double **mean, int *steps, rs_error *err);
 
 #endif

@@ -1,7 +1,7 @@
 /* store.h — the SQLite routing store: runs, views, samples and per-token routing.
  *
  * One database file, WAL journal, foreign keys on, schema version in PRAGMA user_version
- * (RS_STORE_SCHEMA). Tables (see store.c for the DDL):
+ * (RS_STORE_SCHEMA). Tables (see db.c for the DDL):
  *   models      one row per checkpoint (sha256 unique): path, config JSON, parameter count
  *   runs        one row per replay job: model, data source and slice, protocol, view specs,
  *               seed, identity (unique), status, images_total / images_done, shapes,
