@@ -52,7 +52,7 @@ static const char usage_text[] =
 
 
 /* grid / heatmap of one image of RUN. */
-static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int image, rs_heat_metric metric,
+static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int image, rs_patch_metric metric,
                       int view, int layer, const char *out, rs_error *err)
 {
     if (image < 0)
@@ -271,9 +271,9 @@ int cmd_render(int argc, char **argv)
     rs_render_format fmt;
     if (rs_render_format_of(o.out, &fmt, &err))
         return rs_cli_usage_error("render", "%s", err.msg);
-    rs_heat_metric metric = RS_HEAT_GATE;
+    rs_patch_metric metric = RS_PATCH_GATE;
     bool is_grid = !strcmp(o.kind, "grid"), is_heat = !strcmp(o.kind, "heatmap");
-    if (is_heat && rs_heat_metric_parse(o.metric_text, &metric, &err))
+    if (is_heat && rs_patch_metric_parse(o.metric_text, &metric, &err))
         return rs_cli_usage_error("render", "%s", err.msg);
     int64_t one = o.run_id, *ids = &one;
     int nids = 1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "attack_plot.h"
+#include "stats/patch.h"
 
 enum { MAX_LINES = 24 };
 
@@ -17,6 +18,7 @@ enum { MAX_LINES = 24 };
 #define LINE_H 14.0
 #define HEAD_SIZE 11.0
 #define LABEL_W 78.0
+#define SWATCH 14.0 /* a legend swatch's side */
 
 /* Measuring text before the surface exists. */
 static cairo_t *scratch_cr(cairo_surface_t **s)
@@ -62,14 +64,12 @@ static void column_head(const rs_run_info *run, int v, char *buf, size_t size)
 static bool many_changes(const rs_image_routing *r)
 {
     for (int v = 1; v < r->views; v++) {
-        const int16_t *match = r->match + (size_t)v * r->patches;
         for (int l = 0; l < r->layers; l++) {
             int matched = 0, changed = 0;
             for (int j = 0; j < r->patches; j++) {
-                if (match[j] < 0)
-                    continue;
-                matched++;
-                changed += rs_image_top1(r, v, l, j) != rs_image_top1(r, 0, l, match[j]);
+                int c = rs_patch_top1_changed(r, v, l, j);
+                matched += c >= 0;
+                changed += c > 0;
             }
             if (matched && changed > CORNER_SHARE * matched)
                 return true;
@@ -167,50 +167,46 @@ static void mark_changed(cairo_t *cr, const rs_grid_layout *g, double x, double 
     rs_text(cr, x + c / 2, y + c - w - 1.5, c * 0.2, false, 0.5, buf);
 }
 
-int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, const char *path,
-                   rs_grid_layout *layout, rs_error *err)
-{
-    if (!r || r->views < 1 || r->layers < 1 || r->grid_w < 1 || r->grid_h < 1 || r->patches != r->grid_w * r->grid_h)
-        return rs_error_set(err, RS_EINVAL, "%s: nothing to draw (empty or inconsistent routing)", path);
-    const rs_run_info *run = ctx ? ctx->run : NULL;
-    int V = r->views, L = r->layers, gw = r->grid_w, gh = r->grid_h, E = r->experts;
+/* Everything rs_render_grid decides before it draws. */
+typedef struct grid_plan {
+    rs_grid_layout g;
+    char lines[MAX_LINES][320]; /* title, then one line per view */
+    int n;                      /* lines used */
+    double thumb_top;           /* the thumbnails' row (the column heads sit on it) */
+    double legend_top, item_w;  /* the legend and the width of one expert's swatch */
+    int per_row, legend_rows;   /* experts per legend row, legend rows */
+    bool thumbs, corner, boxes; /* thumbnails; corners instead of borders; crop boxes */
+} grid_plan;
 
-    /* Title lines. */
-    char lines[MAX_LINES][320], cls[96], cls2[96], model[256];
+/* The title line and one line per view (spec, prediction) into P. */
+static void grid_title(const rs_image_routing *r, const rs_render_context *ctx, grid_plan *p)
+{
+    const rs_run_info *run = ctx ? ctx->run : NULL;
+    char cls[96], cls2[96], model[256];
     int n = 0;
     rs_run_model_label(run, model, sizeof model);
-    snprintf(lines[n++], sizeof lines[0], "Top-1 expert per patch — %s, run %lld, image %d (label %s)", model,
-             run ? (long long)run->id : 0LL, r->image,
-             rs_render_class_name(ctx, r->label, cls, sizeof cls));
-    for (int v = 0; v < V && n < MAX_LINES; v++) {
+    snprintf(p->lines[n++], sizeof p->lines[0], "Top-1 expert per patch — %s, run %lld, image %d (label %s)", model,
+             run ? (long long)run->id : 0LL, r->image, rs_render_class_name(ctx, r->label, cls, sizeof cls));
+    for (int v = 0; v < r->views && n < MAX_LINES; v++) {
         const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : "?";
-        snprintf(lines[n++], sizeof lines[0], "view %d%s: %s — predicted %s (p = %.2f)%s", v,
+        snprintf(p->lines[n++], sizeof p->lines[0], "view %d%s: %s — predicted %s (p = %.2f)%s", v,
                  v == 0 ? " (reference)" : "", spec, rs_render_class_name(ctx, r->predicted[v], cls2, sizeof cls2),
                  r->pred_prob[v], r->label >= 0 ? (r->predicted[v] == r->label ? ", correct" : ", wrong") : "");
     }
+    p->n = n;
+}
 
-    rs_grid_layout g = {0};
-    g.cell = fmin(36.0, fmax(18.0, 240.0 / (gw > gh ? gw : gh)));
-    g.panel_w = gw * g.cell;
-    g.panel_h = gh * g.cell;
-    g.gap_x = 18;
-    g.gap_y = 16;
-    g.left = MARGIN + LABEL_W;
-    g.top = MARGIN + TITLE_SIZE + 6 + (n - 1) * LINE_H + 10 + HEAD_SIZE + 6;
-    /* the views' pixels get a row of their own above the cells, so no cell's colour is
-       ever mixed with the image */
-    bool thumbs = ctx && ctx->pixels, corner = many_changes(r);
-    double thumb_top = g.top;
-    if (thumbs)
-        g.top += g.panel_h + g.gap_y;
-
-    /* Legend: one swatch per expert, wrapped; then the two markings. */
+/* The drawing's width: the panels, the title and the legend's lines fit; the width of one
+   legend item into P->item_w. */
+static double grid_width(const rs_image_routing *r, grid_plan *p)
+{
+    const rs_grid_layout *g = &p->g;
     cairo_surface_t *ss;
     cairo_t *m = scratch_cr(&ss);
-    double width = g.left + V * g.panel_w + (V - 1) * g.gap_x + MARGIN;
-    double title_w = rs_text_width(m, TITLE_SIZE, true, lines[0]);
-    for (int i = 1; i < n; i++)
-        title_w = fmax(title_w, rs_text_width(m, LINE_SIZE, false, lines[i]));
+    double width = g->left + r->views * g->panel_w + (r->views - 1) * g->gap_x + MARGIN;
+    double title_w = rs_text_width(m, TITLE_SIZE, true, p->lines[0]);
+    for (int i = 1; i < p->n; i++)
+        title_w = fmax(title_w, rs_text_width(m, LINE_SIZE, false, p->lines[i]));
     width = fmax(width, title_w + 2 * MARGIN);
     width = fmax(width, 420.0);
     /* the legend's lines fit too (a swatch, a gap, the text) */
@@ -218,153 +214,209 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         const char *legend[3] = {LEGEND_BORDER, LEGEND_CORNER, LEGEND_BOX};
         width = fmax(width, 2 * MARGIN + 20 + rs_text_width(m, LINE_SIZE, false, legend[i]));
     }
-    double sw = 14, item_w = 0;
     char buf[64];
-    for (int e = 0; e < E; e++) {
+    p->item_w = 0;
+    for (int e = 0; e < r->experts; e++) {
         snprintf(buf, sizeof buf, "%d", e);
-        item_w = fmax(item_w, sw + 4 + rs_text_width(m, LINE_SIZE, false, buf) + 10);
+        p->item_w = fmax(p->item_w, SWATCH + 4 + rs_text_width(m, LINE_SIZE, false, buf) + 10);
     }
     cairo_destroy(m);
     cairo_surface_destroy(ss);
+    return width;
+}
+
+/* Title, cells, thumbnails and legend of R placed into P. */
+static void grid_plan_make(const rs_image_routing *r, const rs_render_context *ctx, grid_plan *p)
+{
+    int gw = r->grid_w, gh = r->grid_h;
+    grid_title(r, ctx, p);
+    rs_grid_layout *g = &p->g;
+    *g = (rs_grid_layout){0};
+    g->cell = fmin(36.0, fmax(18.0, 240.0 / (gw > gh ? gw : gh)));
+    g->panel_w = gw * g->cell;
+    g->panel_h = gh * g->cell;
+    g->gap_x = 18;
+    g->gap_y = 16;
+    g->left = MARGIN + LABEL_W;
+    g->top = MARGIN + TITLE_SIZE + 6 + (p->n - 1) * LINE_H + 10 + HEAD_SIZE + 6;
+    /* the views' pixels get a row of their own above the cells, so no cell's colour is
+       ever mixed with the image */
+    p->thumbs = ctx && ctx->pixels;
+    p->corner = many_changes(r);
+    p->thumb_top = g->top;
+    if (p->thumbs)
+        g->top += g->panel_h + g->gap_y;
+    double width = grid_width(r, p);
     double avail = width - 2 * MARGIN - 50;
-    int per_row = (int)fmax(1, floor(avail / item_w));
-    int legend_rows = (E + per_row - 1) / per_row;
-    double grid_bottom = g.top + L * g.panel_h + (L - 1) * g.gap_y;
-    double legend_top = grid_bottom + 18;
-    g.width = ceil(width);
-    bool boxes = false;
-    for (int v = 1; v < V; v++) {
+    p->per_row = (int)fmax(1, floor(avail / p->item_w));
+    p->legend_rows = (r->experts + p->per_row - 1) / p->per_row;
+    double grid_bottom = g->top + r->layers * g->panel_h + (r->layers - 1) * g->gap_y;
+    p->legend_top = grid_bottom + 18;
+    g->width = ceil(width);
+    p->boxes = false;
+    for (int v = 1; v < r->views; v++) {
         int b[4];
         bool flipped;
-        boxes = boxes || (thumbs && view_box(r, v, b, &flipped)); /* drawn on the thumbnail, never on cells */
+        p->boxes = p->boxes || (p->thumbs && view_box(r, v, b, &flipped)); /* on the thumbnail, never on cells */
     }
-    g.height = ceil(legend_top + legend_rows * 18 + 8 + (boxes ? 3 : 2) * 18 + MARGIN);
+    g->height = ceil(p->legend_top + p->legend_rows * 18 + 8 + (p->boxes ? 3 : 2) * 18 + MARGIN);
+}
 
-    rs_canvas cv;
-    int rc = rs_canvas_open(&cv, path, g.width, g.height, err);
-    if (rc)
-        return rc;
-    g.scale = cv.scale;
-    cairo_t *cr = cv.cr;
-
-    /* Title. */
+static void draw_title(cairo_t *cr, const grid_plan *p)
+{
     cairo_set_source_rgb(cr, 0, 0, 0);
     double y = MARGIN + TITLE_SIZE;
-    rs_text(cr, MARGIN, y, TITLE_SIZE, true, 0, lines[0]);
+    rs_text(cr, MARGIN, y, TITLE_SIZE, true, 0, p->lines[0]);
     y += 6;
-    for (int i = 1; i < n; i++) {
+    for (int i = 1; i < p->n; i++) {
         y += LINE_H;
-        rs_text(cr, MARGIN, y, LINE_SIZE, false, 0, lines[i]);
+        rs_text(cr, MARGIN, y, LINE_SIZE, false, 0, p->lines[i]);
     }
-    /* Column heads, over the thumbnails when there are some. */
-    for (int v = 0; v < V; v++) {
+}
+
+/* Column heads, over the thumbnails when there are some. */
+static void draw_heads(cairo_t *cr, const rs_image_routing *r, const rs_render_context *ctx, const grid_plan *p)
+{
+    const rs_run_info *run = ctx ? ctx->run : NULL;
+    const rs_grid_layout *g = &p->g;
+    char buf[64];
+    for (int v = 0; v < r->views; v++) {
         column_head(run, v, buf, sizeof buf);
-        rs_text(cr, g.left + v * (g.panel_w + g.gap_x) + g.panel_w / 2, thumb_top - 7, HEAD_SIZE, true, 0.5, buf);
-        if (thumbs) {
-            double px = g.left + v * (g.panel_w + g.gap_x);
-            rs_render_view_image(cr, ctx, v, px, thumb_top, g.panel_w, g.panel_h, 1.0);
+        rs_text(cr, g->left + v * (g->panel_w + g->gap_x) + g->panel_w / 2, p->thumb_top - 7, HEAD_SIZE, true, 0.5,
+                buf);
+        if (p->thumbs) {
+            double px = g->left + v * (g->panel_w + g->gap_x);
+            rs_render_view_image(cr, ctx, v, px, p->thumb_top, g->panel_w, g->panel_h, 1.0);
             if (v == 0)
-                draw_view_boxes(cr, r, &g, px, thumb_top);
+                draw_view_boxes(cr, r, g, px, p->thumb_top);
             if (rs_render_view_attacked(run, v, NULL))
-                label_start_pixels(cr, &g, px, thumb_top);
+                label_start_pixels(cr, g, px, p->thumb_top);
             cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
             cairo_set_line_width(cr, 1.0);
-            cairo_rectangle(cr, px, thumb_top, g.panel_w, g.panel_h);
+            cairo_rectangle(cr, px, p->thumb_top, g->panel_w, g->panel_h);
             cairo_stroke(cr);
         }
     }
-    if (thumbs) {
+    if (p->thumbs) {
         cairo_set_source_rgb(cr, 0, 0, 0);
-        rs_text(cr, MARGIN, thumb_top + g.panel_h / 2 + 4, HEAD_SIZE, true, 0, "the view");
+        rs_text(cr, MARGIN, p->thumb_top + g->panel_h / 2 + 4, HEAD_SIZE, true, 0, "the view");
     }
-    /* Rows. */
-    for (int l = 0; l < L; l++) {
-        double py = g.top + l * (g.panel_h + g.gap_y);
+}
+
+/* The cells of view V, layer L: the top-1 expert's colour and id, hatched grey without a
+   match in view 0. */
+static void draw_cells(cairo_t *cr, const rs_image_routing *r, const rs_grid_layout *g, int v, int l)
+{
+    const int16_t *match = r->match + (size_t)v * r->patches;
+    char buf[24];
+    for (int j = 0; j < r->patches; j++) {
+        double x, yy, rgb[3], txt[3];
+        rs_grid_cell_xy(g, r->grid_w, v, l, j, &x, &yy);
+        int e = rs_image_top1(r, v, l, j);
+        rs_palette_expert(e, r->experts, rgb);
+        bool unmatched = v > 0 && match[j] < 0;
+        cairo_rectangle(cr, x, yy, g->cell, g->cell);
+        if (unmatched)
+            cairo_set_source_rgb(cr, 0.82, 0.82, 0.82);
+        else
+            cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_fill(cr);
+        if (unmatched) {
+            cairo_set_source_rgb(cr, 0.45, 0.45, 0.45);
+            cairo_set_line_width(cr, 1.0);
+            rs_hatch(cr, x, yy, g->cell, g->cell, 5);
+            txt[0] = txt[1] = txt[2] = 0.25;
+        } else {
+            rs_palette_text_on(rgb, txt);
+        }
+        snprintf(buf, sizeof buf, "%d", e);
+        cairo_set_source_rgb(cr, txt[0], txt[1], txt[2]);
+        double fs = g->cell * 0.42;
+        rs_text(cr, x + g->cell / 2, yy + g->cell / 2 + fs * 0.36, fs, true, 0.5, buf);
+    }
+}
+
+/* One panel at (PX, PY): cells, thin white grid lines, then the changed cells' marks on
+   top and a frame. */
+static void draw_panel(cairo_t *cr, const rs_image_routing *r, const grid_plan *p, int v, int l, double px, double py)
+{
+    const rs_grid_layout *g = &p->g;
+    draw_cells(cr, r, g, v, l);
+    cairo_set_source_rgba(cr, 1, 1, 1, 0.8);
+    cairo_set_line_width(cr, 0.75);
+    for (int i = 0; i <= r->grid_h; i++) {
+        cairo_move_to(cr, px, py + i * g->cell);
+        cairo_line_to(cr, px + g->panel_w, py + i * g->cell);
+    }
+    for (int i = 0; i <= r->grid_w; i++) {
+        cairo_move_to(cr, px + i * g->cell, py);
+        cairo_line_to(cr, px + i * g->cell, py + g->panel_h);
+    }
+    cairo_stroke(cr);
+    for (int j = 0; v > 0 && j < r->patches; j++) {
+        if (rs_patch_top1_changed(r, v, l, j) <= 0)
+            continue;
+        double x, yy, rgb[3], txt[3];
+        rs_grid_cell_xy(g, r->grid_w, v, l, j, &x, &yy);
+        rs_palette_expert(rs_image_top1(r, v, l, j), r->experts, rgb);
+        rs_palette_text_on(rgb, txt);
+        mark_changed(cr, g, x, yy, rs_image_top1(r, 0, l, r->match[(size_t)v * r->patches + j]), p->corner, txt);
+    }
+    cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+    cairo_set_line_width(cr, 1.0);
+    cairo_rectangle(cr, px, py, g->panel_w, g->panel_h);
+    cairo_stroke(cr);
+}
+
+/* One row per MoE layer: its label (slot, block) and a panel per view. */
+static void draw_rows(cairo_t *cr, const rs_image_routing *r, const rs_run_info *run, const grid_plan *p)
+{
+    const rs_grid_layout *g = &p->g;
+    char buf[64];
+    for (int l = 0; l < r->layers; l++) {
+        double py = g->top + l * (g->panel_h + g->gap_y);
         cairo_set_source_rgb(cr, 0, 0, 0);
         snprintf(buf, sizeof buf, "MoE layer %d", l);
-        rs_text(cr, MARGIN, py + g.panel_h / 2 - 2, HEAD_SIZE, true, 0, buf);
+        rs_text(cr, MARGIN, py + g->panel_h / 2 - 2, HEAD_SIZE, true, 0, buf);
         if (run && l < 64) {
             snprintf(buf, sizeof buf, "block %d", run->layer_blocks[l]);
-            rs_text(cr, MARGIN, py + g.panel_h / 2 + 12, LINE_SIZE, false, 0, buf);
+            rs_text(cr, MARGIN, py + g->panel_h / 2 + 12, LINE_SIZE, false, 0, buf);
         }
-        for (int v = 0; v < V; v++) {
-            double px = g.left + v * (g.panel_w + g.gap_x);
-            const int16_t *match = r->match + (size_t)v * r->patches;
-            for (int j = 0; j < r->patches; j++) {
-                double x, yy, rgb[3], txt[3];
-                rs_grid_cell_xy(&g, gw, v, l, j, &x, &yy);
-                int e = rs_image_top1(r, v, l, j);
-                rs_palette_expert(e, E, rgb);
-                bool unmatched = v > 0 && match[j] < 0;
-                cairo_rectangle(cr, x, yy, g.cell, g.cell);
-                if (unmatched)
-                    cairo_set_source_rgb(cr, 0.82, 0.82, 0.82);
-                else
-                    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
-                cairo_fill(cr);
-                if (unmatched) {
-                    cairo_set_source_rgb(cr, 0.45, 0.45, 0.45);
-                    cairo_set_line_width(cr, 1.0);
-                    rs_hatch(cr, x, yy, g.cell, g.cell, 5);
-                    txt[0] = txt[1] = txt[2] = 0.25;
-                } else {
-                    rs_palette_text_on(rgb, txt);
-                }
-                snprintf(buf, sizeof buf, "%d", e);
-                cairo_set_source_rgb(cr, txt[0], txt[1], txt[2]);
-                double fs = g.cell * 0.42;
-                rs_text(cr, x + g.cell / 2, yy + g.cell / 2 + fs * 0.36, fs, true, 0.5, buf);
-            }
-            /* Thin white grid lines, then the red borders on top. */
-            cairo_set_source_rgba(cr, 1, 1, 1, 0.8);
-            cairo_set_line_width(cr, 0.75);
-            for (int i = 0; i <= gh; i++) {
-                cairo_move_to(cr, px, py + i * g.cell);
-                cairo_line_to(cr, px + g.panel_w, py + i * g.cell);
-            }
-            for (int i = 0; i <= gw; i++) {
-                cairo_move_to(cr, px + i * g.cell, py);
-                cairo_line_to(cr, px + i * g.cell, py + g.panel_h);
-            }
-            cairo_stroke(cr);
-            for (int j = 0; v > 0 && j < r->patches; j++) {
-                int was = match[j] < 0 ? -1 : rs_image_top1(r, 0, l, match[j]);
-                int e = rs_image_top1(r, v, l, j);
-                if (was < 0 || e == was)
-                    continue;
-                double x, yy, rgb[3], txt[3];
-                rs_grid_cell_xy(&g, gw, v, l, j, &x, &yy);
-                rs_palette_expert(e, E, rgb);
-                rs_palette_text_on(rgb, txt);
-                mark_changed(cr, &g, x, yy, was, corner, txt);
-            }
-            cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
-            cairo_set_line_width(cr, 1.0);
-            cairo_rectangle(cr, px, py, g.panel_w, g.panel_h);
-            cairo_stroke(cr);
-        }
+        for (int v = 0; v < r->views; v++)
+            draw_panel(cr, r, p, v, l, g->left + v * (g->panel_w + g->gap_x), py);
     }
+}
 
-    /* Legend. */
-    y = legend_top;
+/* The legend's expert swatches, wrapped P->per_row to a row. */
+static void draw_legend_experts(cairo_t *cr, int E, const grid_plan *p)
+{
+    double y = p->legend_top;
+    char buf[24];
     cairo_set_source_rgb(cr, 0, 0, 0);
     rs_text(cr, MARGIN, y + 11, LINE_SIZE, true, 0, "expert");
     for (int e = 0; e < E; e++) {
-        double rgb[3], x = MARGIN + 50 + (e % per_row) * item_w, yy = y + (e / per_row) * 18;
+        double rgb[3], x = MARGIN + 50 + (e % p->per_row) * p->item_w, yy = y + (e / p->per_row) * 18;
         rs_palette_expert(e, E, rgb);
         cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
-        cairo_rectangle(cr, x, yy, sw, sw);
+        cairo_rectangle(cr, x, yy, SWATCH, SWATCH);
         cairo_fill(cr);
         cairo_set_source_rgb(cr, 0, 0, 0);
         snprintf(buf, sizeof buf, "%d", e);
-        rs_text(cr, x + sw + 4, yy + 11, LINE_SIZE, false, 0, buf);
+        rs_text(cr, x + SWATCH + 4, yy + 11, LINE_SIZE, false, 0, buf);
     }
-    y += legend_rows * 18 + 8;
+}
+
+/* The legend's markings under the swatches: changed (border or corner), hatched, and the
+   crop boxes when there are some. */
+static void draw_legend_marks(cairo_t *cr, const grid_plan *p)
+{
+    const double sw = SWATCH;
+    double y = p->legend_top + p->legend_rows * 18 + 8;
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_rectangle(cr, MARGIN, y, sw, sw);
     cairo_fill(cr);
     cairo_set_source_rgb(cr, RS_GRID_CHANGED_R, RS_GRID_CHANGED_G, RS_GRID_CHANGED_B);
-    if (corner) {
+    if (p->corner) {
         cairo_move_to(cr, MARGIN + sw, y);
         cairo_line_to(cr, MARGIN + 0.55 * sw, y);
         cairo_line_to(cr, MARGIN + sw, y + 0.45 * sw);
@@ -376,8 +428,7 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         cairo_stroke(cr);
     }
     cairo_set_source_rgb(cr, 0, 0, 0);
-    rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0,
-            corner ? LEGEND_CORNER : LEGEND_BORDER);
+    rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0, p->corner ? LEGEND_CORNER : LEGEND_BORDER);
     y += 18;
     cairo_set_source_rgb(cr, 0.82, 0.82, 0.82);
     cairo_rectangle(cr, MARGIN, y, sw, sw);
@@ -387,7 +438,7 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
     rs_hatch(cr, MARGIN, y, sw, sw, 5);
     cairo_set_source_rgb(cr, 0, 0, 0);
     rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0, "hatched: patch has no match in view 0 (outside it)");
-    if (boxes) {
+    if (p->boxes) {
         y += 18;
         static const double dash[] = {4.0, 2.0};
         cairo_set_dash(cr, dash, 2, 0);
@@ -399,8 +450,26 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         cairo_set_source_rgb(cr, 0, 0, 0);
         rs_text(cr, MARGIN + sw + 6, y + 11, LINE_SIZE, false, 0, LEGEND_BOX);
     }
+}
 
+int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, const char *path,
+                   rs_grid_layout *layout, rs_error *err)
+{
+    if (!r || r->views < 1 || r->layers < 1 || r->grid_w < 1 || r->grid_h < 1 || r->patches != r->grid_w * r->grid_h)
+        return rs_error_set(err, RS_EINVAL, "%s: nothing to draw (empty or inconsistent routing)", path);
+    grid_plan p;
+    grid_plan_make(r, ctx, &p);
+    rs_canvas cv;
+    int rc = rs_canvas_open(&cv, path, p.g.width, p.g.height, err);
+    if (rc)
+        return rc;
+    p.g.scale = cv.scale;
+    draw_title(cv.cr, &p);
+    draw_heads(cv.cr, r, ctx, &p);
+    draw_rows(cv.cr, r, ctx ? ctx->run : NULL, &p);
+    draw_legend_experts(cv.cr, r->experts, &p);
+    draw_legend_marks(cv.cr, &p);
     if (layout)
-        *layout = g;
+        *layout = p.g;
     return rs_canvas_close(&cv, err);
 }

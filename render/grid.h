@@ -5,8 +5,8 @@
  * the views' images, then one row per MoE layer. Each panel is a grid_h x grid_w grid of
  * cells: a cell is filled with exactly its patch's top-1 expert colour (rs_palette_expert,
  * the legend's colour; nothing is blended under it) and shows the expert id.
- * In the other views, a cell whose top-1 differs from the matched patch of view 0 has a
- * thick red border drawn inside the cell (RS_GRID_CHANGED_R, _G, _B) and, along its
+ * In the other views, a cell whose top-1 differs from the matched patch of view 0
+ * (rs_patch_top1_changed, stats/patch.h) has a thick red border drawn inside the cell (RS_GRID_CHANGED_R, _G, _B) and, along its
  * bottom, "was N" (view 0's expert there); when some panel has more than 40 % of its
  * matched cells changed, every changed cell gets a red corner triangle (top right) instead
  * of a border, so the figure does not turn into a red mesh. A patch without a match in

@@ -42,7 +42,7 @@ static bool draw_image_figure(rs_report_state *R, const rs_run_info *run, int im
         rs_render_context ctx;
         rs_render_context_of_run(run, image, &ctx, &pixels, &no_pixels);
         rc = grid ? rs_render_grid(&r, &ctx, path, NULL, R->d.err)
-                  : rs_render_heatmap(&r, &ctx, RS_HEAT_CHANGED, -1, -1, path, R->d.err);
+                  : rs_render_heatmap(&r, &ctx, RS_PATCH_CHANGED, -1, -1, path, R->d.err);
         free(pixels);
         rs_image_routing_free(&r);
     }

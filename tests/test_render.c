@@ -380,31 +380,31 @@ static void test_heatmap(void **state)
     load(&r);
     rs_error err = {0};
     double v[NP];
-    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_CHANGED, 0, 0, v, &err), 0);
+    assert_int_equal(rs_patch_values(&r, RS_PATCH_CHANGED, 0, 0, v, &err), 0);
     for (int j = 0; j < NP; j++) {
         if (j == 8)
             assert_true(isnan(v[j])); /* no patch of view 1 matches it */
         else
             assert_true(v[j] == (j == 4 ? 1.0 : 0.0));
     }
-    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_GATE, 1, 1, v, &err), 0);
+    assert_int_equal(rs_patch_values(&r, RS_PATCH_GATE, 1, 1, v, &err), 0);
     assert_true(fabs(v[0] - 0.7) < 1e-6);
     /* entropy of (0.7, 0.1, 0.1, 0.1) */
     double h = -(0.7 * log2(0.7) + 3 * 0.1 * log2(0.1));
-    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_ENTROPY, 0, 0, v, &err), 0);
+    assert_int_equal(rs_patch_values(&r, RS_PATCH_ENTROPY, 0, 0, v, &err), 0);
     assert_true(fabs(v[3] - h) < 1e-3);
     /* JSD: patch 4 of view 1 (layer 0) has its 0.7 on another expert: JSD of
      * (0.7,.1,.1,.1) and (.1,.7,.1,.1) = H(.4,.4,.1,.1) - H(.7,.1,.1,.1). */
-    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_JSD, 1, 0, v, &err), 0);
+    assert_int_equal(rs_patch_values(&r, RS_PATCH_JSD, 1, 0, v, &err), 0);
     double hm = -(2 * 0.4 * log2(0.4) + 2 * 0.1 * log2(0.1));
     assert_true(fabs(v[4] - (hm - h)) < 1e-3);
     assert_true(fabs(v[3]) < 1e-6);
     assert_true(isnan(v[8]));
-    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_JSD, 0, 0, v, &err), RS_EINVAL);
-    assert_int_equal(rs_heatmap_values(&r, RS_HEAT_GATE, 0, 2, v, &err), RS_EINVAL);
+    assert_int_equal(rs_patch_values(&r, RS_PATCH_JSD, 0, 0, v, &err), RS_EINVAL);
+    assert_int_equal(rs_patch_values(&r, RS_PATCH_GATE, 0, 2, v, &err), RS_EINVAL);
     for (int m = 0; m < 4; m++)
-        assert_int_equal(rs_render_heatmap(&r, NULL, (rs_heat_metric)m, -1, -1, scratch("h.png"), &err), 0);
-    assert_int_equal(rs_render_heatmap(&r, NULL, RS_HEAT_GATE, 0, 1, scratch("h.svg"), &err), 0);
+        assert_int_equal(rs_render_heatmap(&r, NULL, (rs_patch_metric)m, -1, -1, scratch("h.png"), &err), 0);
+    assert_int_equal(rs_render_heatmap(&r, NULL, RS_PATCH_GATE, 0, 1, scratch("h.svg"), &err), 0);
     rs_image_routing_free(&r);
 }
 

@@ -5,7 +5,8 @@
  * routing-vs-prediction change table, transitions and breakdowns; interval sanity (the
  * 95 % bootstrap interval covers a known rate in 90–99 % of 200 simulated stores);
  * McNemar against the formula; the paired comparison and its refusal of runs that are not
- * comparable; batch interference between two runs and its refusal of other jobs.
+ * comparable; batch interference between two runs and its refusal of other jobs; the
+ * heatmap's per-patch cells (stats/patch.h) against the run's statistics, bit for bit.
  * test_benchmark times rs_stats_compute and rs_stats_compare on a synthetic run of
  * RS_STATS_BENCH_IMAGES images (unset: skipped) × 2 views × 2 layers, T = 50 (class token
  * + 7×7 patches), E = 8. */
@@ -24,7 +25,9 @@
 #include <sqlite3.h>
 
 #include "stats/interference.h"
+#include "stats/patch.h"
 #include "stats/stats.h"
+#include "store/run.h"
 #include "store/store.h"
 #include "teststore.h"
 #include "testutil.h"
@@ -833,6 +836,161 @@ static void test_interference(void **state)
     tb_free(&b);
 }
 
+/* ---- heatmap cells against the statistics -------------------------------------------------- */
+
+/* A run of 3 images x 3 views x 2 MoE layers x 6 patches (+ class token), E = 4, with
+ * random router distributions, top lists and gates, crop-like match maps (unmatched and
+ * repeated patches), and the corner cases of the per-patch values in image 0, layer 0:
+ *   patch 0  no probability mass in view 0 and view 1 (entropy 0 both; JSD 0)
+ *   patch 1  no mass in view 1 only, matched to view 0's patch 1 (JSD 1/2)
+ *   patch 2  one-hot on different experts in views 0 and 1 (JSD 1, uncapped)
+ * The heatmap's cells (rs_patch_values) summed in the order rs_stats_compute sums them give
+ * its entropy and JSD bit for bit; the changed cells' counts give its Top-1 agreement;
+ * the gate cells are the records' top-1 gates. */
+static tb patch_store(void)
+{
+    tb t = tb_new(3, 3, 2, 6, 1, 2, 4, 10);
+    rng_state = 23;
+    static const int maps[3][6] = {{0, 1, 2, 3, 4, 5}, {1, 1, 2, -1, 4, 0}, {5, 4, -1, 2, 2, 0}};
+    for (int i = 0; i < t.N; i++) {
+        t.labels[i] = i % t.K;
+        for (int v = 0; v < t.V; v++) {
+            tb_set_match(&t, i, v, maps[v == 0 ? 0 : 1 + (i + v) % 2]);
+            for (int l = 0; l < t.L; l++)
+                for (int tok = 0; tok < t.T; tok++) {
+                    size_t row = tb_row(&t, i, v, l, tok);
+                    int a1 = (int)(rnd() * t.E), a2 = (a1 + 1 + (int)(rnd() * (t.E - 1))) % t.E;
+                    t.top[row * t.R] = a1, t.top[row * t.R + 1] = a2;
+                    t.gate[row * t.R] = (float)(0.5 + 0.5 * rnd()), t.gate[row * t.R + 1] = (float)(0.5 * rnd());
+                    for (int e = 0; e < t.E; e++)
+                        t.probs[row * t.E + e] = (float)(rnd() * rnd()); /* not normalised, as stored */
+                }
+        }
+    }
+    tb_set_probs(&t, 0, 0, 0, 0, (float[]){0, 0, 0, 0});
+    tb_set_probs(&t, 0, 1, 0, 0, (float[]){0, 0, 0, 0});
+    tb_set_probs(&t, 0, 1, 0, 1, (float[]){0, 0, 0, 0});
+    tb_set_probs(&t, 0, 0, 0, 2, (float[]){1, 0, 0, 0});
+    tb_set_probs(&t, 0, 1, 0, 2, (float[]){0, 0, 0.25f, 0});
+    tb_set_match(&t, 0, 0, (int[]){0, 1, 2, 3, 4, 5});
+    tb_set_match(&t, 0, 1, (int[]){0, 1, 2, -1, 2, 5});
+    return t;
+}
+
+/* The heatmap's cells of every image, view and layer, summed per statistics cell as
+   rs_stats_compute sums them: entropy over patches, JSD per record then over records. */
+typedef struct patch_sums {
+    double ent[4 * 3], jsd[4 * 3];  /* (V+1, L+1) cells, base cells only */
+    int64_t ent_n[4 * 3], jsd_n[4 * 3];
+    int64_t pairs[3], changed[3];   /* (L) over the non-reference views */
+} patch_sums;
+
+static void add_image_cells(const rs_image_routing *r, const rs_stats *st, patch_sums *ps)
+{
+    rs_error err = {0};
+    double v[6];
+    int pairs[6], changed[6];
+    for (int view = 0; view < r->views; view++)
+        for (int l = 0; l < r->layers; l++) {
+            int cell = rs_stats_cell(st, view, l);
+            assert_int_equal(rs_patch_values(r, RS_PATCH_ENTROPY, view, l, v, &err), 0);
+            for (int j = 0; j < r->patches; j++, ps->ent_n[cell]++)
+                ps->ent[cell] += v[j];
+            if (view == 0)
+                continue;
+            assert_int_equal(rs_patch_values(r, RS_PATCH_JSD, view, l, v, &err), 0);
+            double jsd = 0;
+            for (int j = 0; j < r->patches; j++)
+                if (!isnan(v[j]))
+                    jsd += v[j], ps->jsd_n[cell]++;
+            ps->jsd[cell] += jsd;
+        }
+    for (int l = 0; l < r->layers; l++) {
+        assert_int_equal(rs_patch_values(r, RS_PATCH_CHANGED, 0, l, v, &err), 0);
+        rs_patch_change_counts(r, l, pairs, changed);
+        for (int m = 0; m < r->patches; m++) {
+            ps->pairs[l] += pairs[m], ps->changed[l] += changed[m];
+            if (pairs[m])
+                assert_true(v[m] == (double)changed[m] / pairs[m]);
+            else
+                assert_true(isnan(v[m]));
+        }
+    }
+}
+
+/* Every gate cell equals the top-1 gate of its record (the store's cursor). */
+static void expect_gates(rs_store *s, int64_t run, const rs_image_routing *imgs)
+{
+    rs_error err = {0};
+    rs_store_cursor *c;
+    rs_routing_record rec;
+    assert_int_equal(rs_store_cursor_open(s, run, &c, &err), 0);
+    int n = 0;
+    while (rs_store_cursor_next(c, &rec, &err) == 1) {
+        const rs_image_routing *r = &imgs[rec.image];
+        double v[6];
+        assert_int_equal(rs_patch_values(r, RS_PATCH_GATE, rec.view, rec.layer, v, &err), 0);
+        for (int j = 0; j < r->patches; j++)
+            assert_true(v[j] == (double)rec.top_gate[(size_t)(j + r->has_cls) * r->record_k]);
+        n++;
+    }
+    assert_int_equal(n, 3 * 3 * 2);
+    rs_store_cursor_close(c);
+}
+
+static void test_heatmap_cells(void **state)
+{
+    (void)state;
+    tb t = patch_store();
+    const char *path = scratch("patch.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_other);
+    rs_stats_options opt = {.resamples = -1};
+    rs_stats *st = compute(path, run, &opt);
+    rs_store *s;
+    rs_error err = {0};
+    rs_run_info info = {0};
+    assert_int_equal(rs_store_open(path, true, &s, &err), 0);
+    assert_int_equal(rs_run_load(s, path, run, &info, &err), 0);
+    rs_image_routing imgs[3];
+    patch_sums ps = {0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rs_run_image_routing(s, &info, i, &imgs[i], &err), 0);
+        add_image_cells(&imgs[i], st, &ps);
+    }
+    for (int v = 0; v < 3; v++)
+        for (int l = 0; l < 2; l++) {
+            int c = rs_stats_cell(st, v, l);
+            assert_int_equal(st->entropy[c].n, ps.ent_n[c]);
+            assert_true(st->entropy[c].mean == ps.ent[c] / (double)ps.ent_n[c]); /* same bits */
+            if (v == 0)
+                continue;
+            assert_int_equal(st->jsd[c].n, ps.jsd_n[c]);
+            assert_true(st->jsd[c].mean == ps.jsd[c] / (double)ps.jsd_n[c]);
+        }
+    for (int l = 0; l < 2; l++) {
+        const rs_stats_counts *n = &ag(st, 3, l)->n;
+        assert_int_equal(ps.pairs[l], n->pairs);
+        assert_int_equal(ps.changed[l], n->pairs - n->top1);
+    }
+    /* The corner cases, as the statistics count them. */
+    double v[6];
+    assert_int_equal(rs_patch_values(&imgs[0], RS_PATCH_ENTROPY, 0, 0, v, &err), 0);
+    assert_true(v[0] == 0 && v[2] == 0 && v[1] > 0);
+    assert_int_equal(rs_patch_values(&imgs[0], RS_PATCH_ENTROPY, 1, 0, v, &err), 0);
+    assert_true(v[0] == 0 && v[1] == 0);
+    assert_int_equal(rs_patch_values(&imgs[0], RS_PATCH_JSD, 1, 0, v, &err), 0);
+    assert_true(v[0] == 0 && isnan(v[3]));
+    NEAR(v[1], 0.5, 1e-6); /* the other side sums to 1 up to float rounding */
+    assert_true(v[2] == 1);
+    expect_gates(s, run, imgs);
+    for (int i = 0; i < 3; i++)
+        rs_image_routing_free(&imgs[i]);
+    rs_run_info_clear(&info);
+    rs_store_close(s);
+    rs_stats_free(st);
+    tb_free(&t);
+}
+
 int main(void)
 {
     if (tu_scratch_dir("stats", dir, sizeof dir)) {
@@ -843,7 +1001,8 @@ int main(void)
         cmocka_unit_test(test_one_image),   cmocka_unit_test(test_routing_changes),   cmocka_unit_test(test_k1_ties_load),
         cmocka_unit_test(test_zero_pairs),  cmocka_unit_test(test_bad_records),  cmocka_unit_test(test_divergences),
         cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),
-        cmocka_unit_test(test_bootstrap_coverage), cmocka_unit_test(test_benchmark),
+        cmocka_unit_test(test_heatmap_cells), cmocka_unit_test(test_bootstrap_coverage),
+        cmocka_unit_test(test_benchmark),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     tu_remove_dir(dir);

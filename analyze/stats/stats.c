@@ -6,6 +6,7 @@
  * the pass; pooled cells (slot V, slot L) are summed from them at the end. Per image only
  * the five agreement counts per (non-reference view, layer) are kept, for the bootstrap. */
 #include "stats.h"
+#include "patch.h"
 
 #include "input/spec_text.h"
 
@@ -79,15 +80,6 @@ int rs_stats_mcnemar_test(int64_t b, int64_t c, double *chi2, double *p, rs_erro
     if (!isfinite(*p))
         return rs_error_set(err, RS_EINVAL, "McNemar: chi-square tail failed for %g", *chi2);
     return 0;
-}
-
-static double entropy_bits(const float *p, int E)
-{
-    double h = 0;
-    for (int e = 0; e < E; e++)
-        if (p[e] > 0)
-            h -= (double)p[e] * log2((double)p[e]);
-    return h;
 }
 
 /* ---- the accumulator of one run ----------------------------------------------------------- */
@@ -314,19 +306,14 @@ static int finish_image(acc *a, rs_error *err)
     return 0;
 }
 
-/* Copies the T×E distributions of SRC into DST renormalised, entropies of tokens into H. */
+/* Copies the T×E distributions of SRC into DST renormalised, entropies of tokens into H
+   (patch.h). */
 static void normalise(const float *src, float *dst, double *h, int T, int E)
 {
     for (int t = 0; t < T; t++) {
-        const float *p = src + (size_t)t * E;
         float *q = dst + (size_t)t * E;
-        double s = 0;
-        for (int e = 0; e < E; e++)
-            s += p[e] > 0 ? p[e] : 0;
-        float inv = s > 0 ? (float)(1 / s) : 0;
-        for (int e = 0; e < E; e++)
-            q[e] = p[e] > 0 ? p[e] * inv : 0;
-        h[t] = entropy_bits(q, E);
+        rs_patch_dist(src + (size_t)t * E, q, E);
+        h[t] = rs_patch_entropy(q, E);
     }
 }
 
@@ -462,16 +449,8 @@ static int acc_record(acc *a, const rs_routing_record *rec, rs_error *err)
         a->any_pair[v] = true;
         if (!t1)
             a->changed[v] = true;
-        /* JSD = H(M) − (H(P) + H(Q)) / 2 with M the mixture. */
         const float *pa = rprobs + (size_t)(m + cls) * E, *pb = probs + (size_t)(j + cls) * E;
-        double hm = 0;
-        for (int e = 0; e < E; e++) {
-            double x = 0.5 * ((double)pa[e] + (double)pb[e]);
-            if (x > 0)
-                hm -= x * log2(x);
-        }
-        double d = hm - 0.5 * (rh[m + cls] + h[j + cls]);
-        jsd += d > 0 ? d : 0;
+        jsd += rs_patch_jsd(pa, pb, rh[m + cls], h[j + cls], E);
         memcpy(a->ga + (size_t)n * E, pa, sizeof *pa * (size_t)E);
         memcpy(a->gb + (size_t)n * E, pb, sizeof *pb * (size_t)E);
         n++;

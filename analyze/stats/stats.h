@@ -49,7 +49,8 @@
  *   by class / by reference expert: agreement counts per label (0..K-1) and per top-1
  *     expert of view 0, per cell.
  * Router distributions are read as stored (float16) and renormalised to sum 1 per token
- * before entropy, JSD and S (stored values do not sum to 1 exactly).
+ * before entropy, JSD and S (stored values do not sum to 1 exactly); renormalisation,
+ * entropy and JSD are patch.h's, the functions the heatmap's cells come from.
  *
  * Memory: one streaming pass over the store's cursor; what is kept is O(images × views ×
  * layers) per-image counts plus one image's reference routing, never all records.
