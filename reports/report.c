@@ -8,8 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "report_parts.h"
-#include "stats_tables.h"
+#include "sections/sections.h"
+#include "tables/stats_tables.h"
 
 static int make_dir(const char *path, rs_error *err)
 {

@@ -20,7 +20,7 @@
  * runs, in this order: a summary (each run against its baseline: the paired Top-1
  * difference with its interval and sign, and reversals between the pair and noise
  * protocols), the contents, with groups (options) the groups of seeds per protocol
- * (report_groups.h: tables and figure, docs/groups.md), the headline table (rows = runs x MoE layers + overall; Top-1,
+ * (tables/groups_tables.h: tables and figure, docs/groups.md), the headline table (rows = runs x MoE layers + overall; Top-1,
  * Top-2, Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to
  * the baseline), the paired differences of every rate with McNemar's p on Top-1, the
  * accuracy table, the severity sweep of all noise runs, router figures per protocol (pair

@@ -1,6 +1,6 @@
-/* report_fig.c — the report's figures: their files and captions, the grids, and the
+/* figures.c — the report's figures: their files and captions, the grids, and the
  * context (class names, view pixels) under a grid, the per-patch heatmaps and the choice
- * of example images. See report_parts.h and report.h. */
+ * of example images. See sections.h and report.h. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,9 +9,9 @@
 
 #include "grid.h"
 #include "heatmap.h"
-#include "report_parts.h"
+#include "sections.h"
 #include "input/spec_text.h"
-#include "stats_tables.h"
+#include "tables/stats_tables.h"
 
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption)
 {

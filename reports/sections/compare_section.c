@@ -1,15 +1,15 @@
-/* report_compare.c — the comparison report of several runs (report.h), section by section:
+/* compare_section.c — the comparison report of several runs (report.h), section by section:
  * the summary (each method against V-MoE of the same k), the contents, headline, paired
  * differences, accuracy, severity curves, router figures, examples (grids, heatmaps),
- * largest differences (report_largest.c), and per-run detail when asked for. */
+ * largest differences (largest_section.c), and per-run detail when asked for. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "report_parts.h"
-#include "stats_tables.h"
+#include "sections.h"
+#include "tables/stats_tables.h"
 
 static rs_report_set run_set(rs_report_state *R)
 {

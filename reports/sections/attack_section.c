@@ -1,4 +1,4 @@
-/* report_attack.c — the report's "Routing under attack" section (report.h): when some of
+/* attack_section.c — the report's "Routing under attack" section (report.h): when some of
  * the report's runs are adversarial-style (analyze/stats/attack_stats.h), their curves against ε
  * side by side (V-MoE and V-MoE+PRC of each k in one chart: hue = method, line style = k),
  * a table per run, the min-ε histograms and median maps, grids of the images the largest
@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "attack_plot.h"
-#include "attack_tables.h"
-#include "report_parts.h"
+#include "tables/attack_tables.h"
+#include "sections.h"
 
 #define ATTACK_GRIDS 2 /* most changed images drawn per run */
 

@@ -1,4 +1,4 @@
-/* report_largest.c — the comparison report's largest differences: the images whose
+/* largest_section.c — the comparison report's largest differences: the images whose
  * per-image Top-1 agreement differs most between two runs over the same images, as a
  * table and as grids. See report.h. */
 #include <inttypes.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "report_parts.h"
+#include "sections.h"
 
 #define DIFF_IMAGES 5   /* rows of the largest-differences table */
 #define DIFF_GRIDS 2    /* of which drawn as grids */

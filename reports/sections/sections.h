@@ -1,22 +1,23 @@
-/* report_parts.h — what the files of rs_report_write (report.h) share: the report being
- * built and its pieces. Internal to reports/.
+/* sections.h — what the files of rs_report_write (report.h) share: the report being built
+ * and its pieces. Internal to reports/.
  *
- *   report.c          loading the runs, baselines, provenance, title; the writers' calls
- *   report_single.c   the report of one run
- *   report_compare.c  the comparison report's sections, in order
- *   report_largest.c  its largest per-image differences
- *   report_fig.c      figures: file names, captions, grids and the grids' context,
- *                     heatmaps, the example images
- *   report_attack.c   the "Routing under attack" section of adversarial-style runs
- *   report_route.c    the "Routing interventions" section of runs with forced views
- * Sections add to R->d and keep its first error (doc.h); they never stop midway. */
-#ifndef RS_REPORT_PARTS_H
-#define RS_REPORT_PARTS_H
+ *   report.c                    loading the runs, baselines, provenance, title; the writers' calls
+ *   sections/single_section.c   the report of one run
+ *   sections/compare_section.c  the comparison report's sections, in order
+ *   sections/largest_section.c  its largest per-image differences
+ *   sections/groups_section.c   its "Groups of seeds" section
+ *   sections/figures.c          figures: file names, captions, grids and the grids' context,
+ *                               heatmaps, the example images
+ *   sections/attack_section.c   the "Routing under attack" section of adversarial-style runs
+ *   sections/route_section.c    the "Routing interventions" section of runs with forced views
+ * Sections add to R->d and keep its first error (doc/doc.h); they never stop midway. */
+#ifndef RS_SECTIONS_H
+#define RS_SECTIONS_H
 
 #include <stddef.h>
 
-#include "compare_tables.h"
-#include "doc.h"
+#include "tables/compare_tables.h"
+#include "doc/doc.h"
 #include "report.h"
 
 typedef struct rs_report_state {
@@ -61,7 +62,7 @@ void rs_report_largest_differences(rs_report_state *R);
 void rs_report_attack(rs_report_state *R);
 /* Adds the "Routing interventions" section when some runs have forced views; nothing otherwise. */
 void rs_report_route(rs_report_state *R);
-/* The groups section (report_groups_section.c), when the options name groups. */
+/* The groups section (groups_section.c), when the options name groups. */
 void rs_report_groups_section(rs_report_state *R);
 
 #endif

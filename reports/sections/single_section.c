@@ -1,12 +1,12 @@
-/* report_single.c — the report of one run (report.h): consistency, accuracy, router
+/* single_section.c — the report of one run (report.h): consistency, accuracy, router
  * figures, the severity sweep of a noise run, load and transitions, examples (grids and a
  * per-patch heatmap). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "report_parts.h"
-#include "stats_tables.h"
+#include "sections.h"
+#include "tables/stats_tables.h"
 
 void rs_report_single(rs_report_state *R)
 {
