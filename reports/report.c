@@ -21,45 +21,11 @@ static int make_dir(const char *path, rs_error *err)
     return 0;
 }
 
-/* Why A and B are not comparable (same images, views and seed), or "" when they are. */
-static void comparable(const rs_run_info *a, const rs_run_info *b, char *why, size_t size)
-{
-    why[0] = 0;
-    if (strcmp(a->data, b->data) || a->offset != b->offset || a->count != b->count)
-        snprintf(why, size, "data differs (%s [%d..%d) vs %s [%d..%d))", a->data, a->offset, a->offset + a->count,
-                 b->data, b->offset, b->offset + b->count);
-    else if (strcmp(a->protocol, b->protocol))
-        snprintf(why, size, "protocol differs (%s vs %s)", a->protocol, b->protocol);
-    else if (a->num_views != b->num_views)
-        snprintf(why, size, "number of views differs (%d vs %d)", a->num_views, b->num_views);
-    else if (a->seed != b->seed)
-        snprintf(why, size, "seed differs (%" PRIu64 " vs %" PRIu64 ": different augmented views)", a->seed, b->seed);
-    else if (a->images_done != b->images_done)
-        snprintf(why, size, "images done differ (%d vs %d)", a->images_done, b->images_done);
-    else if (a->num_layers != b->num_layers || a->patches != b->patches)
-        snprintf(why, size, "MoE layers or patch grid differ");
-    else {
-        for (int v = 0; v < a->num_views; v++) {
-            if (strcmp(a->view_specs[v], b->view_specs[v])) {
-                snprintf(why, size, "view %d differs (%s vs %s)", v, a->view_specs[v], b->view_specs[v]);
-                break;
-            }
-        }
-    }
-}
-
-void rs_report_run_label(const rs_run_info *r, char *buf, size_t size)
-{
-    char model[256];
-    rs_run_model_label(r, model, sizeof model);
-    snprintf(buf, size, "run %" PRId64 ": %.120s, k=%d, %s, seed %" PRIu64, r->id, model, r->top_k, r->protocol,
-             r->seed);
-}
-
-void rs_report_run_name(const rs_run_info *r, char *buf, size_t size)
-{
-    snprintf(buf, size, "%" PRId64, r->id);
-}
+/* What a run and its baseline must share to be compared: the same images of the same data
+ * under the same views, and the same MoE layers and patch grid. */
+#define REPORT_DIFF                                                                                              \
+    (RS_RUN_DIFF_DATA | RS_RUN_DIFF_SLICE | RS_RUN_DIFF_IMAGES | RS_RUN_DIFF_PROTOCOL | RS_RUN_DIFF_VIEWS |      \
+     RS_RUN_DIFF_SEED | RS_RUN_DIFF_SHAPES)
 
 static void provenance(rs_report_state *R, char ***lines_out, int *nlines)
 {
@@ -130,14 +96,6 @@ static int load(rs_report_state *R, rs_error *err)
     return rc;
 }
 
-void rs_report_model_stem(const rs_run_info *r, char *buf, size_t size)
-{
-    const char *base = strrchr(r->model_path, '/');
-    base = base ? base + 1 : r->model_path;
-    const char *dot = strstr(base, ".safetensors");
-    snprintf(buf, size, "%.*s", (int)(dot ? dot - base : (long)strlen(base)), base);
-}
-
 /* Appends ITEM to the comma-separated list BUF unless it is there already. */
 static void add_once(char *buf, size_t size, const char *item)
 {
@@ -153,7 +111,7 @@ static void title(rs_report_state *R)
 {
     char models[1024] = "", protocols[128] = "", stem[256], text[1400];
     for (int i = 0; i < R->n; i++) {
-        rs_report_model_stem(&R->info[i], stem, sizeof stem);
+        rs_run_model_stem(&R->info[i], stem, sizeof stem);
         add_once(models, sizeof models, stem);
         add_once(protocols, sizeof protocols, R->info[i].protocol);
     }
@@ -204,7 +162,7 @@ static void baselines(rs_report_state *R)
         R->baseline[i] = b;
         if (b < 0)
             continue;
-        comparable(&R->info[b], &R->info[i], R->flag[i], sizeof R->flag[i]);
+        rs_run_difference(&R->info[b], &R->info[i], REPORT_DIFF, RS_RUN_DIFF_SENTENCE, R->flag[i], sizeof R->flag[i]);
         if (R->flag[i][0]) {
             char line[512];
             snprintf(line, sizeof line,

@@ -25,6 +25,7 @@
 
 #include "stats/interference.h"
 #include "stats/stats.h"
+#include "store/run.h"
 #include "store/store.h"
 #include "teststore.h"
 #include "testutil.h"
@@ -506,6 +507,47 @@ static void build_pair(tb *ta, tb *tb_)
     tb_set_top(tb_, 1, 1, 0, 1, 3, 2);
 }
 
+/* rs_run_difference: one test of what two runs share, in the three forms its callers print
+ * (compare's list, the groups' first difference, a report's sentence). */
+static void test_run_difference(void **state)
+{
+    (void)state;
+    char *va[2] = {"clean", "crop:area=0.05-1,flip"}, *vb[2] = {"clean", "noise:sigma=0.1"};
+    rs_run_info a = {.data = "fashion-mnist:test", .protocol = "pair", .view_specs = va, .num_views = 2,
+                     .offset = 0, .count = 60, .images_done = 60, .num_layers = 2, .patches = 16, .seed = 42};
+    rs_run_info b = a;
+    char buf[256];
+    assert_int_equal(rs_run_difference(&a, &b, ~0u, RS_RUN_DIFF_LIST, buf, sizeof buf), 0);
+    assert_string_equal(buf, "");
+
+    b.seed = 43;
+    assert_int_equal(rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_LIST, buf, sizeof buf),
+                     RS_RUN_DIFF_SEED);
+    assert_string_equal(buf, "seed 42 vs 43");
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_FIRST, buf, sizeof buf);
+    assert_string_equal(buf, "view seed 42 vs 43");
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_SENTENCE, buf, sizeof buf);
+    assert_string_equal(buf, "seed differs (42 vs 43: different augmented views)");
+    /* fields not asked for are not looked at */
+    assert_int_equal(rs_run_difference(&a, &b, RS_RUN_DIFF_DATA, RS_RUN_DIFF_LIST, NULL, 0), 0);
+
+    /* the list says everything in the fields' order; the other forms the first */
+    b.count = 20, b.images_done = 20, b.view_specs = vb;
+    assert_int_equal(rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY | RS_RUN_DIFF_IMAGES, RS_RUN_DIFF_LIST, buf,
+                                       sizeof buf),
+                     RS_RUN_DIFF_SLICE | RS_RUN_DIFF_IMAGES | RS_RUN_DIFF_VIEWS | RS_RUN_DIFF_SEED);
+    assert_string_equal(buf, "count 60 vs 20; images 0..59 vs 0..19; view 1 spec 'crop:area=0.05-1,flip' vs "
+                             "'noise:sigma=0.1'; seed 42 vs 43");
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IMAGES | RS_RUN_DIFF_VIEWS, RS_RUN_DIFF_FIRST, buf, sizeof buf);
+    assert_string_equal(buf, "images 0..59 vs 0..19");
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_SENTENCE, buf, sizeof buf);
+    assert_string_equal(buf, "data differs (fashion-mnist:test [0..60) vs fashion-mnist:test [0..20))");
+    /* a short buffer is cut, never overrun */
+    char small[12];
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_LIST, small, sizeof small);
+    assert_string_equal(small, "count 60 vs");
+}
+
 static void test_compare(void **state)
 {
     (void)state;
@@ -842,7 +884,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_image),   cmocka_unit_test(test_routing_changes),   cmocka_unit_test(test_k1_ties_load),
         cmocka_unit_test(test_zero_pairs),  cmocka_unit_test(test_bad_records),  cmocka_unit_test(test_divergences),
-        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),
+        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_run_difference), cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),
         cmocka_unit_test(test_bootstrap_coverage), cmocka_unit_test(test_benchmark),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

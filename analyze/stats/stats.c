@@ -8,6 +8,7 @@
 #include "stats.h"
 
 #include "input/spec_text.h"
+#include "store/run.h"
 
 #include <cblas.h>
 #include <gsl/gsl_cdf.h>
@@ -948,49 +949,6 @@ void rs_stats_comparison_free(rs_stats_comparison *cmp)
     free(cmp);
 }
 
-static void note(char *buf, size_t size, const char *fmt, const char *what, const char *x, const char *y)
-{
-    size_t len = strlen(buf);
-    if (len + 2 < size)
-        snprintf(buf + len, size - len, fmt, len ? "; " : "", what, x, y);
-}
-
-void rs_stats_identity_diff(const rs_run_info *a, const rs_run_info *b, char *buf, size_t size)
-{
-    buf[0] = 0;
-    char x[64], y[64];
-    if (strcmp(a->data ? a->data : "", b->data ? b->data : ""))
-        note(buf, size, "%s%s '%s' vs '%s'", "data", a->data ? a->data : "", b->data ? b->data : "");
-    if (a->offset != b->offset) {
-        snprintf(x, sizeof x, "%d", a->offset), snprintf(y, sizeof y, "%d", b->offset);
-        note(buf, size, "%s%s %s vs %s", "offset", x, y);
-    }
-    if (a->count != b->count) {
-        snprintf(x, sizeof x, "%d", a->count), snprintf(y, sizeof y, "%d", b->count);
-        note(buf, size, "%s%s %s vs %s", "count", x, y);
-    }
-    if (strcmp(a->protocol ? a->protocol : "", b->protocol ? b->protocol : ""))
-        note(buf, size, "%s%s '%s' vs '%s'", "protocol", a->protocol ? a->protocol : "",
-             b->protocol ? b->protocol : "");
-    if (a->num_views != b->num_views) {
-        snprintf(x, sizeof x, "%d", a->num_views), snprintf(y, sizeof y, "%d", b->num_views);
-        note(buf, size, "%s%s: %s vs %s views", "view specs", x, y);
-    } else
-        for (int v = 0; v < a->num_views; v++) {
-            const char *va = a->view_specs[v] ? a->view_specs[v] : "", *vb = b->view_specs[v] ? b->view_specs[v] : "";
-            if (strcmp(va, vb)) {
-                char what[32];
-                snprintf(what, sizeof what, "view %d spec", v);
-                note(buf, size, "%s%s '%s' vs '%s'", what, va, vb);
-                break;
-            }
-        }
-    if (a->seed != b->seed) {
-        snprintf(x, sizeof x, "%" PRIu64, a->seed), snprintf(y, sizeof y, "%" PRIu64, b->seed);
-        note(buf, size, "%s%s %s vs %s", "seed", x, y);
-    }
-}
-
 int rs_stats_compare(rs_store *store_a, int64_t run_a, rs_store *store_b, int64_t run_b,
                      const rs_stats_options *opt, rs_stats_comparison **out, rs_error *err)
 {
@@ -1013,7 +971,7 @@ int rs_stats_compare(rs_store *store_a, int64_t run_a, rs_store *store_b, int64_
         return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", name_a, run_a);
     if ((rc = rs_store_get_run(store_a, run_a, &ia, err)) || (rc = rs_store_get_run(store_b, run_b, &ib, err)))
         goto fail;
-    rs_stats_identity_diff(&ia, &ib, cmp->mismatch, sizeof cmp->mismatch);
+    rs_run_difference(&ia, &ib, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_LIST, cmp->mismatch, sizeof cmp->mismatch);
     if (cmp->mismatch[0] && !(opt && opt->force)) {
         rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " are not comparable: %s (--force "
                           "compares anyway)", name_a, run_a, name_b, run_b, cmp->mismatch);

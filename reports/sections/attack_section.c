@@ -133,8 +133,8 @@ static void run_figures(rs_report_state *R, const rs_run_info *r, const rs_attac
 {
     rs_doc *d = &R->d;
     char file[128], path[4096], rn[32], rl[200], cap[512];
-    rs_report_run_name(r, rn, sizeof rn);
-    rs_report_run_label(r, rl, sizeof rl);
+    rs_run_name(r, rn, sizeof rn);
+    rs_run_label(r, rl, sizeof rl);
     rs_doc_addf(d, RS_DOC_PARA, "%s.", rl);
     char name[64];
     snprintf(name, sizeof name, "attack-run%s", rn);

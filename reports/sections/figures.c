@@ -61,7 +61,7 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
         moved = moved || rs_spec_has_geometric_op(run->view_specs[v]);
         attacked = attacked || rs_render_view_attacked(run, v, NULL);
     }
-    rs_report_run_label(run, rl, sizeof rl);
+    rs_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
              "layer; red borders (or corners, where many cells changed) where the expert differs from view 0's "
@@ -99,13 +99,13 @@ void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int im
     if (!draw_image_figure(R, run, image, false, file))
         return;
     char others[64];
-    if (rs_report_is_noise(run))
+    if (rs_run_is_noise(run))
         snprintf(others, sizeof others, "here: the share of the five noise severities");
     else if (run->num_views == 2)
         snprintf(others, sizeof others, "0 or 1 with one other view");
     else
         snprintf(others, sizeof others, "here: of the %d other views", run->num_views - 1);
-    rs_report_run_label(run, rl, sizeof rl);
+    rs_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Per-patch heatmap of image %d, %s: on view 0's patch grid, the share of the other views whose "
              "matched patch chose a different top-1 expert (%s), one panel per MoE layer; hatched: no patch "
@@ -139,7 +139,7 @@ int rs_report_example_images(rs_report_state *R, int *images, int want)
         return 0;
     }
     for (int i = 0; !R->d.rc && i < R->n; i++) {
-        if (rs_report_is_noise(&R->info[i]) || R->info[i].num_views < 2)
+        if (rs_run_is_noise(&R->info[i]) || R->info[i].num_views < 2)
             continue; /* noise views match patch for patch */
         R->d.rc = rs_run_image_top1(R->store, &R->info[i], &pairs[i], &agree, R->d.err);
         free(agree);

@@ -16,9 +16,10 @@
 
 #include <stddef.h>
 
-#include "tables/compare_tables.h"
 #include "doc/doc.h"
 #include "report.h"
+#include "store/run.h"
+#include "tables/compare_tables.h"
 
 typedef struct rs_report_state {
     rs_store *store;
@@ -30,13 +31,6 @@ typedef struct rs_report_state {
     char (*flag)[RS_REPORT_FLAG_LEN]; /* per run: why it is not comparable with its baseline, or "" */
     rs_doc d;
 } rs_report_state;
-
-/* "run ID: MODEL, k=K, PROTOCOL, seed S" */
-void rs_report_run_label(const rs_run_info *r, char *buf, size_t size);
-/* The model's file name without folder and extension ("fmnist-prc-k1"). */
-void rs_report_model_stem(const rs_run_info *r, char *buf, size_t size);
-/* The run id alone, as it names files and csv/json rows. */
-void rs_report_run_name(const rs_run_info *r, char *buf, size_t size);
 
 /* OUT_DIR/figures/FILE */
 void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t size);
