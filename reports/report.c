@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "sections/sections.h"
-#include "tables/stats_tables.h"
+#include "stats/baselines.h"
 
 static int make_dir(const char *path, rs_error *err)
 {
@@ -20,12 +20,6 @@ static int make_dir(const char *path, rs_error *err)
         return rs_error_set(err, RS_EIO, "%s: not a folder", path);
     return 0;
 }
-
-/* What a run and its baseline must share to be compared: the same images of the same data
- * under the same views, and the same MoE layers and patch grid. */
-#define REPORT_DIFF                                                                                              \
-    (RS_RUN_DIFF_DATA | RS_RUN_DIFF_SLICE | RS_RUN_DIFF_IMAGES | RS_RUN_DIFF_PROTOCOL | RS_RUN_DIFF_VIEWS |      \
-     RS_RUN_DIFF_SEED | RS_RUN_DIFF_SHAPES)
 
 static void provenance(rs_report_state *R, char ***lines_out, int *nlines)
 {
@@ -124,46 +118,13 @@ static void title(rs_report_state *R)
     rs_doc_add(&R->d, RS_DOC_H1, text, NULL);
 }
 
-/* The baseline of run I among the runs before it with its protocol and top-k. A method's
-   run is read against a V-MoE run (each method is compared with V-MoE of the same k): the
-   one of the same training seed where there is one, as seeds pair (docs/groups.md), else
-   the first; without a V-MoE run, against the first such run. A V-MoE run is read only
-   against an earlier run of its own checkpoint (another view seed, or itself): another
-   training seed of V-MoE is not a method to compare. -1 when there is none. */
-static int find_baseline(const rs_report_state *R, int i)
-{
-    const rs_run_info *r = &R->info[i];
-    bool vmoe_run = rs_run_method(r) == RS_METHOD_VMOE;
-    int first = -1, vmoe = -1;
-    for (int j = 0; j < i; j++) {
-        const rs_run_info *q = &R->info[j];
-        if (strcmp(r->protocol, q->protocol) || r->top_k != q->top_k)
-            continue;
-        if (vmoe_run) {
-            if (!strcmp(q->model_sha256, r->model_sha256))
-                return j;
-            continue;
-        }
-        if (rs_run_method(q) == RS_METHOD_VMOE) {
-            if (r->train_seed >= 0 && q->train_seed == r->train_seed)
-                return j;
-            vmoe = vmoe < 0 ? j : vmoe;
-        }
-        first = first < 0 ? j : first;
-    }
-    return vmoe >= 0 ? vmoe : first;
-}
-
-/* Baselines (find_baseline); runs not comparable with theirs are flagged in the document. */
+/* Baselines (stats/baselines.h); runs not comparable with theirs are flagged in the document. */
 static void baselines(rs_report_state *R)
 {
     for (int i = 0; i < R->n; i++) {
-        int b = find_baseline(R, i);
+        int b = rs_baseline_of(R->info, i);
         R->baseline[i] = b;
-        if (b < 0)
-            continue;
-        rs_run_difference(&R->info[b], &R->info[i], REPORT_DIFF, RS_RUN_DIFF_SENTENCE, R->flag[i], sizeof R->flag[i]);
-        if (R->flag[i][0]) {
+        if (b >= 0 && !rs_baseline_comparable(&R->info[b], &R->info[i], R->flag[i], sizeof R->flag[i])) {
             char line[512];
             snprintf(line, sizeof line,
                      "Flag: run %" PRId64 " is not comparable with run %" PRId64

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "stats/baselines.h"
 #include "stats/interference.h"
 #include "stats/stats.h"
 #include "store/run.h"
@@ -548,6 +549,29 @@ static void test_run_difference(void **state)
     assert_string_equal(small, "count 60 vs");
 }
 
+/* rs_baseline_of on hand-made runs: methods against V-MoE of their k and training seed, a
+ * V-MoE run only against its own checkpoint, never across k or protocol. */
+static void test_baselines(void **state)
+{
+    (void)state;
+    rs_run_info r[7] = {
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "a", .method = "vmoe", .train_seed = 0},
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "b", .method = "prc", .train_seed = 0},
+        {.protocol = "pair", .top_k = 2, .model_sha256 = "c", .method = "prc", .train_seed = 0},
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "d", .method = "vmoe", .train_seed = 1},
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "e", .method = "prc", .train_seed = 1},
+        {.protocol = "noise", .top_k = 1, .model_sha256 = "b", .method = "prc", .train_seed = 0},
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "a", .method = "vmoe", .train_seed = 0},
+    };
+    assert_int_equal(rs_baseline_of(r, 0), -1);
+    assert_int_equal(rs_baseline_of(r, 1), 0);  /* PRC seed 0 against V-MoE seed 0 */
+    assert_int_equal(rs_baseline_of(r, 2), -1); /* no run of k=2 before it */
+    assert_int_equal(rs_baseline_of(r, 3), -1); /* another V-MoE seed is not a method */
+    assert_int_equal(rs_baseline_of(r, 4), 3);  /* PRC seed 1 against V-MoE seed 1 */
+    assert_int_equal(rs_baseline_of(r, 5), -1); /* no noise run before it */
+    assert_int_equal(rs_baseline_of(r, 6), 0);  /* the same checkpoint again */
+}
+
 static void test_compare(void **state)
 {
     (void)state;
@@ -884,7 +908,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_image),   cmocka_unit_test(test_routing_changes),   cmocka_unit_test(test_k1_ties_load),
         cmocka_unit_test(test_zero_pairs),  cmocka_unit_test(test_bad_records),  cmocka_unit_test(test_divergences),
-        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_run_difference), cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),
+        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_run_difference), cmocka_unit_test(test_baselines),
+        cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),
         cmocka_unit_test(test_bootstrap_coverage), cmocka_unit_test(test_benchmark),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
-/* figures.c — the report's figures: their files and captions, the grids, and the
- * context (class names, view pixels) under a grid, the per-patch heatmaps and the choice
- * of example images. See sections.h and report.h. */
+/* figures.c — the report's figures, shared by its sections: their files and captions, the
+ * grids, and the context (class names, view pixels) under a grid, the per-patch heatmaps,
+ * and the example images (chosen by stats/examples.h). Calls nothing of the sections or of
+ * report.c. See sections.h and report.h. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,8 +11,8 @@
 #include "grid.h"
 #include "heatmap.h"
 #include "sections.h"
+#include "stats/examples.h"
 #include "input/spec_text.h"
-#include "tables/stats_tables.h"
 
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption)
 {
@@ -114,44 +115,10 @@ void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int im
     rs_report_figure(R, file, caption);
 }
 
-/* True when every run with geometric views (not noise) that holds IMAGE matched at
-   least half of its possible patch pairs there (PAIRS: per run, its per-image counts). */
-static bool well_matched(const rs_report_state *R, int64_t **pairs, int image)
-{
-    for (int i = 0; i < R->n; i++) {
-        const rs_run_info *r = &R->info[i];
-        if (!pairs[i] || image < r->offset || image >= r->offset + r->images_done)
-            continue;
-        int64_t most = (int64_t)r->patches * r->num_layers * (r->num_views - 1);
-        if (2 * pairs[i][image - r->offset] < most)
-            return false;
-    }
-    return true;
-}
-
 int rs_report_example_images(rs_report_state *R, int *images, int want)
 {
-    if (R->d.rc || want <= 0)
-        return 0;
-    int64_t **pairs = calloc((size_t)R->n, sizeof *pairs), *agree = NULL;
-    if (!pairs) {
-        R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
-        return 0;
-    }
-    for (int i = 0; !R->d.rc && i < R->n; i++) {
-        if (rs_run_is_noise(&R->info[i]) || R->info[i].num_views < 2)
-            continue; /* noise views match patch for patch */
-        R->d.rc = rs_run_image_top1(R->store, &R->info[i], &pairs[i], &agree, R->d.err);
-        free(agree);
-        agree = NULL;
-    }
     int n = 0;
-    const rs_run_info *r0 = &R->info[0];
-    for (int k = 0; !R->d.rc && k < r0->images_done && n < want; k++)
-        if (well_matched(R, pairs, r0->offset + k))
-            images[n++] = r0->offset + k;
-    for (int i = 0; i < R->n; i++)
-        free(pairs[i]);
-    free(pairs);
-    return n;
+    if (!R->d.rc)
+        R->d.rc = rs_examples_well_matched(R->store, R->info, R->n, want, images, &n, R->d.err);
+    return R->d.rc ? 0 : n;
 }

@@ -41,9 +41,8 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
 /* Draws and adds RUN's per-patch heatmap of IMAGE: how often each patch of view 0 changed
  * top-1 expert in the other views (heatmap.h, "changed"). */
 void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int image);
-/* Up to WANT example images into IMAGES, from the first run's first image on: those on
- * which every run with geometric views (not noise) holding them matched at least half of
- * its possible patch pairs to view 0. Returns how many (0 after an error, kept in R->d). */
+/* Up to WANT example images of the report's runs into IMAGES (stats/examples.h's
+ * rs_examples_well_matched). Returns how many (0 after an error, kept in R->d). */
 int rs_report_example_images(rs_report_state *R, int *images, int want);
 /* The run's expert load and its transition / S matrices, as two figures (RN: run name). */
 void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r, const rs_stats *st,
