@@ -1,16 +1,19 @@
 /* sections.h — what the files of rs_report_write (report.h) share: the report being built
  * and its pieces. Internal to reports/.
  *
- *   report.c                    loading the runs, baselines, provenance, title; the writers' calls
+ *   report.c                    loading the runs, baselines (analyze/stats/baselines.h),
+ *                               provenance, title; calls the sections, then the writers
  *   sections/single_section.c   the report of one run
  *   sections/compare_section.c  the comparison report's sections, in order
  *   sections/largest_section.c  its largest per-image differences
  *   sections/groups_section.c   its "Groups of seeds" section
- *   sections/figures.c          figures: file names, captions, grids and the grids' context,
- *                               heatmaps, the example images
  *   sections/attack_section.c   the "Routing under attack" section of adversarial-style runs
  *   sections/route_section.c    the "Routing interventions" section of runs with forced views
- * Sections add to R->d and keep its first error (doc/doc.h); they never stop midway. */
+ *   sections/figures.c          what the sections share: figures' files and captions, grids
+ *                               and the grids' context, heatmaps, the example images
+ * Calls go one way: report.c -> sections -> figures.c -> tables/, doc/, render/, analyze/
+ * (a run's names and labels are store/run.h's); nothing calls back up. Sections add to R->d
+ * and keep its first error (doc/doc.h); they never stop midway. */
 #ifndef RS_SECTIONS_H
 #define RS_SECTIONS_H
 
