@@ -5,15 +5,15 @@
 #include <string.h>
 
 #include "cli.h"
-#include "compare_tables.h"
-#include "dispatch_tables.h"
+#include "tables/compare_tables.h"
+#include "tables/dispatch_tables.h"
 #include "stats/groups.h"
 #include "stats/interference.h"
-#include "report_groups.h"
+#include "tables/groups_tables.h"
 #include "store/run.h"
 #include "stats/stats.h"
-#include "stats_tables.h"
-#include "table.h"
+#include "tables/stats_tables.h"
+#include "tables/table.h"
 
 static const char usage_text[] =
     "usage: routerscope compare --db FILE RUN_A RUN_B [--db-b FILE_B] [--interference] [--force]\n"

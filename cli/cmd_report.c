@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "outdir.h"
+#include "doc/outdir.h"
 #include "report.h"
 #include "version.h"
 

@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "stats_tables.h"
+#include "tables/stats_tables.h"
 #include "store/store.h"
 
 static const char usage_text[] =

@@ -4,14 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attack_tables.h"
+#include "tables/attack_tables.h"
 #include "cli.h"
-#include "dispatch_tables.h"
-#include "route_tables.h"
+#include "tables/dispatch_tables.h"
+#include "tables/route_tables.h"
 #include "store/run.h"
 #include "stats/stats.h"
-#include "stats_tables.h"
-#include "table.h"
+#include "tables/stats_tables.h"
+#include "tables/table.h"
 
 static const char usage_text[] =
     "usage: routerscope stats --db FILE [--run R] [--by layer|view|class|expert]\n"

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "report_parts.h"
-#include "stats_tables.h"
+#include "sections/sections.h"
+#include "stats/baselines.h"
 
 static int make_dir(const char *path, rs_error *err)
 {
@@ -19,46 +19,6 @@ static int make_dir(const char *path, rs_error *err)
     if (stat(path, &sb) || !S_ISDIR(sb.st_mode))
         return rs_error_set(err, RS_EIO, "%s: not a folder", path);
     return 0;
-}
-
-/* Why A and B are not comparable (same images, views and seed), or "" when they are. */
-static void comparable(const rs_run_info *a, const rs_run_info *b, char *why, size_t size)
-{
-    why[0] = 0;
-    if (strcmp(a->data, b->data) || a->offset != b->offset || a->count != b->count)
-        snprintf(why, size, "data differs (%s [%d..%d) vs %s [%d..%d))", a->data, a->offset, a->offset + a->count,
-                 b->data, b->offset, b->offset + b->count);
-    else if (strcmp(a->protocol, b->protocol))
-        snprintf(why, size, "protocol differs (%s vs %s)", a->protocol, b->protocol);
-    else if (a->num_views != b->num_views)
-        snprintf(why, size, "number of views differs (%d vs %d)", a->num_views, b->num_views);
-    else if (a->seed != b->seed)
-        snprintf(why, size, "seed differs (%" PRIu64 " vs %" PRIu64 ": different augmented views)", a->seed, b->seed);
-    else if (a->images_done != b->images_done)
-        snprintf(why, size, "images done differ (%d vs %d)", a->images_done, b->images_done);
-    else if (a->num_layers != b->num_layers || a->patches != b->patches)
-        snprintf(why, size, "MoE layers or patch grid differ");
-    else {
-        for (int v = 0; v < a->num_views; v++) {
-            if (strcmp(a->view_specs[v], b->view_specs[v])) {
-                snprintf(why, size, "view %d differs (%s vs %s)", v, a->view_specs[v], b->view_specs[v]);
-                break;
-            }
-        }
-    }
-}
-
-void rs_report_run_label(const rs_run_info *r, char *buf, size_t size)
-{
-    char model[256];
-    rs_run_model_label(r, model, sizeof model);
-    snprintf(buf, size, "run %" PRId64 ": %.120s, k=%d, %s, seed %" PRIu64, r->id, model, r->top_k, r->protocol,
-             r->seed);
-}
-
-void rs_report_run_name(const rs_run_info *r, char *buf, size_t size)
-{
-    snprintf(buf, size, "%" PRId64, r->id);
 }
 
 static void provenance(rs_report_state *R, char ***lines_out, int *nlines)
@@ -130,14 +90,6 @@ static int load(rs_report_state *R, rs_error *err)
     return rc;
 }
 
-void rs_report_model_stem(const rs_run_info *r, char *buf, size_t size)
-{
-    const char *base = strrchr(r->model_path, '/');
-    base = base ? base + 1 : r->model_path;
-    const char *dot = strstr(base, ".safetensors");
-    snprintf(buf, size, "%.*s", (int)(dot ? dot - base : (long)strlen(base)), base);
-}
-
 /* Appends ITEM to the comma-separated list BUF unless it is there already. */
 static void add_once(char *buf, size_t size, const char *item)
 {
@@ -153,7 +105,7 @@ static void title(rs_report_state *R)
 {
     char models[1024] = "", protocols[128] = "", stem[256], text[1400];
     for (int i = 0; i < R->n; i++) {
-        rs_report_model_stem(&R->info[i], stem, sizeof stem);
+        rs_run_model_stem(&R->info[i], stem, sizeof stem);
         add_once(models, sizeof models, stem);
         add_once(protocols, sizeof protocols, R->info[i].protocol);
     }
@@ -166,46 +118,13 @@ static void title(rs_report_state *R)
     rs_doc_add(&R->d, RS_DOC_H1, text, NULL);
 }
 
-/* The baseline of run I among the runs before it with its protocol and top-k. A method's
-   run is read against a V-MoE run (each method is compared with V-MoE of the same k): the
-   one of the same training seed where there is one, as seeds pair (docs/groups.md), else
-   the first; without a V-MoE run, against the first such run. A V-MoE run is read only
-   against an earlier run of its own checkpoint (another view seed, or itself): another
-   training seed of V-MoE is not a method to compare. -1 when there is none. */
-static int find_baseline(const rs_report_state *R, int i)
-{
-    const rs_run_info *r = &R->info[i];
-    bool vmoe_run = rs_run_method(r) == RS_METHOD_VMOE;
-    int first = -1, vmoe = -1;
-    for (int j = 0; j < i; j++) {
-        const rs_run_info *q = &R->info[j];
-        if (strcmp(r->protocol, q->protocol) || r->top_k != q->top_k)
-            continue;
-        if (vmoe_run) {
-            if (!strcmp(q->model_sha256, r->model_sha256))
-                return j;
-            continue;
-        }
-        if (rs_run_method(q) == RS_METHOD_VMOE) {
-            if (r->train_seed >= 0 && q->train_seed == r->train_seed)
-                return j;
-            vmoe = vmoe < 0 ? j : vmoe;
-        }
-        first = first < 0 ? j : first;
-    }
-    return vmoe >= 0 ? vmoe : first;
-}
-
-/* Baselines (find_baseline); runs not comparable with theirs are flagged in the document. */
+/* Baselines (stats/baselines.h); runs not comparable with theirs are flagged in the document. */
 static void baselines(rs_report_state *R)
 {
     for (int i = 0; i < R->n; i++) {
-        int b = find_baseline(R, i);
+        int b = rs_baseline_of(R->info, i);
         R->baseline[i] = b;
-        if (b < 0)
-            continue;
-        comparable(&R->info[b], &R->info[i], R->flag[i], sizeof R->flag[i]);
-        if (R->flag[i][0]) {
+        if (b >= 0 && !rs_baseline_comparable(&R->info[b], &R->info[i], R->flag[i], sizeof R->flag[i])) {
             char line[512];
             snprintf(line, sizeof line,
                      "Flag: run %" PRId64 " is not comparable with run %" PRId64

@@ -13,14 +13,15 @@
  *   figures/NAME.png                   every figure
  * The title names the models and protocols; the provenance is the last section (an
  * appendix). Example images: the first IMAGES images of the first run (in order) on which
- * every pair run holding them matched at least half of its patches to view 0 (so a shown
- * pair is mostly comparable cells, not hatching). One run: contents, consistency,
+ * every pair run holding them matched at least half of its patches to view 0, so a shown
+ * pair is mostly comparable cells, not hatching (analyze/stats/examples.h, which also
+ * ranks the largest differences). One run: contents, consistency,
  * accuracy, change and router tables; router, load, transition figures, the severity
  * sweep for a noise run, grids and a per-patch heatmap of the example images. Several
  * runs, in this order: a summary (each run against its baseline: the paired Top-1
  * difference with its interval and sign, and reversals between the pair and noise
  * protocols), the contents, with groups (options) the groups of seeds per protocol
- * (report_groups.h: tables and figure, docs/groups.md), the headline table (rows = runs x MoE layers + overall; Top-1,
+ * (tables/groups_tables.h: tables and figure, docs/groups.md), the headline table (rows = runs x MoE layers + overall; Top-1,
  * Top-2, Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to
  * the baseline), the paired differences of every rate with McNemar's p on Top-1, the
  * accuracy table, the severity sweep of all noise runs, router figures per protocol (pair
@@ -28,13 +29,11 @@
  * per-patch heatmaps of how often each patch changed expert for the first example under
  * the first run and its baseline), the images whose per-image Top-1 agreement differs
  * most between the first run and its baseline, and, only with DETAIL, each run's own
- * tables and figures. A run's baseline is the first run given before it with the same
- * protocol and top-k whose model is V-MoE (rs_run_method: the checkpoint's method, or its
- * file name); a run that is not V-MoE falls back to the first run of its protocol and
- * top-k; a V-MoE run without an earlier V-MoE run has none. Baselines never cross k: with
- * --runs VMOE_K1,PRC_K1,VMOE_K2,PRC_K2 each PRC run is read against its V-MoE run. Runs
- * that are not comparable with their baseline (data, slice, protocol, views or seed
- * differ) are shown side by side and flagged. Adversarial runs add "Routing under attack",
+ * tables and figures. A run's baseline is an earlier run of its protocol and top-k, a V-MoE
+ * run for other methods (analyze/stats/baselines.h; baselines never cross k: with --runs
+ * VMOE_K1,PRC_K1,VMOE_K2,PRC_K2 each PRC run is read against its V-MoE run). Runs that are
+ * not comparable with their baseline (data, slice, images, protocol, views, seed, MoE
+ * layers or patch grid differ) are shown side by side and flagged. Adversarial runs add "Routing under attack",
  * then runs with forced views (route:) "Routing interventions": one table of every such
  * run's forced views (analyze/stats/route_stats.h). Every output carries the provenance: routerscope version and
  * commit, the report's command line, each run's model path and sha256, data, protocol,

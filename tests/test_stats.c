@@ -24,6 +24,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "stats/baselines.h"
 #include "stats/interference.h"
 #include "stats/patch.h"
 #include "stats/stats.h"
@@ -507,6 +508,70 @@ static void build_pair(tb *ta, tb *tb_)
     tb_set_top(tb_, 0, 1, 0, 0, 2, 3);
     tb_set_top(tb_, 1, 1, 0, 0, 2, 3);
     tb_set_top(tb_, 1, 1, 0, 1, 3, 2);
+}
+
+/* rs_run_difference: one test of what two runs share, in the three forms its callers print
+ * (compare's list, the groups' first difference, a report's sentence). */
+static void test_run_difference(void **state)
+{
+    (void)state;
+    char *va[2] = {"clean", "crop:area=0.05-1,flip"}, *vb[2] = {"clean", "noise:sigma=0.1"};
+    rs_run_info a = {.data = "fashion-mnist:test", .protocol = "pair", .view_specs = va, .num_views = 2,
+                     .offset = 0, .count = 60, .images_done = 60, .num_layers = 2, .patches = 16, .seed = 42};
+    rs_run_info b = a;
+    char buf[256];
+    assert_int_equal(rs_run_difference(&a, &b, ~0u, RS_RUN_DIFF_LIST, buf, sizeof buf), 0);
+    assert_string_equal(buf, "");
+
+    b.seed = 43;
+    assert_int_equal(rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_LIST, buf, sizeof buf),
+                     RS_RUN_DIFF_SEED);
+    assert_string_equal(buf, "seed 42 vs 43");
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_FIRST, buf, sizeof buf);
+    assert_string_equal(buf, "view seed 42 vs 43");
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_SENTENCE, buf, sizeof buf);
+    assert_string_equal(buf, "seed differs (42 vs 43: different augmented views)");
+    /* fields not asked for are not looked at */
+    assert_int_equal(rs_run_difference(&a, &b, RS_RUN_DIFF_DATA, RS_RUN_DIFF_LIST, NULL, 0), 0);
+
+    /* the list says everything in the fields' order; the other forms the first */
+    b.count = 20, b.images_done = 20, b.view_specs = vb;
+    assert_int_equal(rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY | RS_RUN_DIFF_IMAGES, RS_RUN_DIFF_LIST, buf,
+                                       sizeof buf),
+                     RS_RUN_DIFF_SLICE | RS_RUN_DIFF_IMAGES | RS_RUN_DIFF_VIEWS | RS_RUN_DIFF_SEED);
+    assert_string_equal(buf, "count 60 vs 20; images 0..59 vs 0..19; view 1 spec 'crop:area=0.05-1,flip' vs "
+                             "'noise:sigma=0.1'; seed 42 vs 43");
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IMAGES | RS_RUN_DIFF_VIEWS, RS_RUN_DIFF_FIRST, buf, sizeof buf);
+    assert_string_equal(buf, "images 0..59 vs 0..19");
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_SENTENCE, buf, sizeof buf);
+    assert_string_equal(buf, "data differs (fashion-mnist:test [0..60) vs fashion-mnist:test [0..20))");
+    /* a short buffer is cut, never overrun */
+    char small[12];
+    rs_run_difference(&a, &b, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_LIST, small, sizeof small);
+    assert_string_equal(small, "count 60 vs");
+}
+
+/* rs_baseline_of on hand-made runs: methods against V-MoE of their k and training seed, a
+ * V-MoE run only against its own checkpoint, never across k or protocol. */
+static void test_baselines(void **state)
+{
+    (void)state;
+    rs_run_info r[7] = {
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "a", .method = "vmoe", .train_seed = 0},
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "b", .method = "prc", .train_seed = 0},
+        {.protocol = "pair", .top_k = 2, .model_sha256 = "c", .method = "prc", .train_seed = 0},
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "d", .method = "vmoe", .train_seed = 1},
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "e", .method = "prc", .train_seed = 1},
+        {.protocol = "noise", .top_k = 1, .model_sha256 = "b", .method = "prc", .train_seed = 0},
+        {.protocol = "pair", .top_k = 1, .model_sha256 = "a", .method = "vmoe", .train_seed = 0},
+    };
+    assert_int_equal(rs_baseline_of(r, 0), -1);
+    assert_int_equal(rs_baseline_of(r, 1), 0);  /* PRC seed 0 against V-MoE seed 0 */
+    assert_int_equal(rs_baseline_of(r, 2), -1); /* no run of k=2 before it */
+    assert_int_equal(rs_baseline_of(r, 3), -1); /* another V-MoE seed is not a method */
+    assert_int_equal(rs_baseline_of(r, 4), 3);  /* PRC seed 1 against V-MoE seed 1 */
+    assert_int_equal(rs_baseline_of(r, 5), -1); /* no noise run before it */
+    assert_int_equal(rs_baseline_of(r, 6), 0);  /* the same checkpoint again */
 }
 
 static void test_compare(void **state)
@@ -1000,9 +1065,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_image),   cmocka_unit_test(test_routing_changes),   cmocka_unit_test(test_k1_ties_load),
         cmocka_unit_test(test_zero_pairs),  cmocka_unit_test(test_bad_records),  cmocka_unit_test(test_divergences),
-        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),
-        cmocka_unit_test(test_heatmap_cells), cmocka_unit_test(test_bootstrap_coverage),
-        cmocka_unit_test(test_benchmark),
+        cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_run_difference), cmocka_unit_test(test_baselines),
+        cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),   cmocka_unit_test(test_heatmap_cells),
+        cmocka_unit_test(test_bootstrap_coverage), cmocka_unit_test(test_benchmark),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     tu_remove_dir(dir);

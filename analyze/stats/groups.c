@@ -89,26 +89,6 @@ static int differs(rs_groups *g, const rs_stats_options *opt, rs_error *err, con
     return 0;
 }
 
-/* What differs between the images and views of runs A and B ("" when nothing). */
-static void image_mismatch(const rs_run_info *a, const rs_run_info *b, char *buf, size_t size)
-{
-    buf[0] = '\0';
-    if (strcmp(a->data, b->data))
-        snprintf(buf, size, "data '%s' vs '%s'", a->data, b->data);
-    else if (a->offset != b->offset || a->images_done != b->images_done)
-        snprintf(buf, size, "images %d..%d vs %d..%d", a->offset, a->offset + a->images_done - 1, b->offset,
-                 b->offset + b->images_done - 1);
-    else if (strcmp(a->protocol, b->protocol))
-        snprintf(buf, size, "protocol %s vs %s", a->protocol, b->protocol);
-    else if (a->seed != b->seed)
-        snprintf(buf, size, "view seed %" PRIu64 " vs %" PRIu64, a->seed, b->seed);
-    else if (a->num_views != b->num_views)
-        snprintf(buf, size, "%d views vs %d", a->num_views, b->num_views);
-    for (int v = 0; !buf[0] && v < a->num_views; v++)
-        if (strcmp(a->view_specs[v], b->view_specs[v]))
-            snprintf(buf, size, "view %d spec '%s' vs '%s'", v, a->view_specs[v], b->view_specs[v]);
-}
-
 /* Within group G: distinct checkpoints and training seeds (always), one method and k
  * (unless forced), and the images and views of the first group's first run. */
 static int check_group(rs_groups *g, int group, const rs_stats_options *opt, rs_error *err)
@@ -132,7 +112,8 @@ static int check_group(rs_groups *g, int group, const rs_stats_options *opt, rs_
                      rs_method_name(rs_run_method(r)), r->top_k, r->id);
             rc = differs(g, opt, err, what);
         }
-        image_mismatch(&g->info[0], r, diff, sizeof diff);
+        rs_run_difference(&g->info[0], r, RS_RUN_DIFF_DATA | RS_RUN_DIFF_IMAGES | RS_RUN_DIFF_PROTOCOL |
+                          RS_RUN_DIFF_VIEWS | RS_RUN_DIFF_SEED, RS_RUN_DIFF_FIRST, diff, sizeof diff);
         if (!rc && diff[0]) {
             snprintf(what, sizeof what, "runs %" PRId64 " (group %s) and %" PRId64 " (group %s) are not on the same "
                      "images and views: %s", g->info[0].id, g->names[0], r->id, name, diff);

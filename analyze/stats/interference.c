@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "stats_dispatch.h"
+#include "store/run.h"
 
 enum { C_TOKENS, C_TOP1, C_TOP2, C_TOPK, C_KEPT, NCOUNT }; /* per image and cell */
 enum { P_VIEWS, P_SAME, NPRED };                           /* per image and view slot */
@@ -210,21 +211,12 @@ static int finish(pass *p, rs_error *err)
     return rc;
 }
 
-/* What differs between the runs beyond the group seed, into D->mismatch. */
+/* What differs between the runs beyond the group seed, into D->mismatch: the identity
+ * compare requires, the checkpoint and the dispatch. */
 static void mismatch(const rs_run_info *a, const rs_run_info *b, rs_interference *d)
 {
-    char *buf = d->mismatch;
-    size_t size = sizeof d->mismatch;
-    rs_stats_identity_diff(a, b, buf, size);
-    size_t len = strlen(buf);
-    if (strcmp(a->model_sha256 ? a->model_sha256 : "", b->model_sha256 ? b->model_sha256 : "") && len + 2 < size)
-        len += (size_t)snprintf(buf + len, size - len, "%smodel %.12s vs %.12s", len ? "; " : "",
-                                a->model_sha256 ? a->model_sha256 : "?", b->model_sha256 ? b->model_sha256 : "?");
-    if ((a->capacity_factor != b->capacity_factor || a->group_images != b->group_images || a->bpr != b->bpr) &&
-        len + 2 < size)
-        snprintf(buf + len, size - len, "%sdispatch capacity factor %g, groups of %d%s vs %g, groups of %d%s",
-                 len ? "; " : "", a->capacity_factor, a->group_images, a->bpr ? ", BPR" : "", b->capacity_factor,
-                 b->group_images, b->bpr ? ", BPR" : "");
+    rs_run_difference(a, b, RS_RUN_DIFF_IDENTITY | RS_RUN_DIFF_MODEL | RS_RUN_DIFF_DISPATCH, RS_RUN_DIFF_LIST,
+                      d->mismatch, sizeof d->mismatch);
 }
 
 static int alloc_pass(pass *p, const rs_run_info *ia)

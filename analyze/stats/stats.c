@@ -9,6 +9,7 @@
 #include "patch.h"
 
 #include "input/spec_text.h"
+#include "store/run.h"
 
 #include <cblas.h>
 #include <gsl/gsl_cdf.h>
@@ -927,47 +928,151 @@ void rs_stats_comparison_free(rs_stats_comparison *cmp)
     free(cmp);
 }
 
-static void note(char *buf, size_t size, const char *fmt, const char *what, const char *x, const char *y)
+/* A comparison being built: both runs' accumulators and the paired McNemar counts. */
+typedef struct pairing {
+    const char *name_a, *name_b;
+    int64_t run_a, run_b;
+    rs_run_info ia, ib;
+    acc A, B;
+    bool have_a, have_b;
+    int64_t *mc;                /* (cells, 3): pairs, b (only A agrees), c (only B agrees) */
+    rs_stats_comparison *cmp;
+} pairing;
+
+static void pairing_free(pairing *p)
 {
-    size_t len = strlen(buf);
-    if (len + 2 < size)
-        snprintf(buf + len, size - len, fmt, len ? "; " : "", what, x, y);
+    if (p->have_a) {
+        rs_stats_free(p->A.st);
+        acc_free(&p->A);
+    }
+    if (p->have_b) {
+        rs_stats_free(p->B.st);
+        acc_free(&p->B);
+    }
+    free(p->mc);
+    rs_run_info_clear(&p->ia);
+    rs_run_info_clear(&p->ib);
+    rs_stats_comparison_free(p->cmp);
 }
 
-void rs_stats_identity_diff(const rs_run_info *a, const rs_run_info *b, char *buf, size_t size)
+/* Both runs, refused when their identities differ (unless FORCE) or when their records
+ * cannot be paired at all. */
+static int pairing_check(pairing *p, rs_store *store_a, rs_store *store_b, bool force, rs_error *err)
 {
-    buf[0] = 0;
-    char x[64], y[64];
-    if (strcmp(a->data ? a->data : "", b->data ? b->data : ""))
-        note(buf, size, "%s%s '%s' vs '%s'", "data", a->data ? a->data : "", b->data ? b->data : "");
-    if (a->offset != b->offset) {
-        snprintf(x, sizeof x, "%d", a->offset), snprintf(y, sizeof y, "%d", b->offset);
-        note(buf, size, "%s%s %s vs %s", "offset", x, y);
+    const rs_run_info *ia = &p->ia, *ib = &p->ib;
+    int rc = rs_store_get_run(store_a, p->run_a, &p->ia, err);
+    if (rc || (rc = rs_store_get_run(store_b, p->run_b, &p->ib, err)))
+        return rc;
+    rs_stats_comparison *cmp = p->cmp;
+    rs_run_difference(ia, ib, RS_RUN_DIFF_IDENTITY, RS_RUN_DIFF_LIST, cmp->mismatch, sizeof cmp->mismatch);
+    if (cmp->mismatch[0] && !force)
+        return rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " are not comparable: %s "
+                            "(--force compares anyway)", p->name_a, p->run_a, p->name_b, p->run_b, cmp->mismatch);
+    cmp->forced = cmp->mismatch[0] != 0;
+    if (ia->images_done != ib->images_done || ia->num_views != ib->num_views || ia->num_layers != ib->num_layers ||
+        ia->patches != ib->patches)
+        return rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " cannot be paired: images "
+                            "done %d/%d, views %d/%d, MoE layers %d/%d, patches %d/%d", p->name_a, p->run_a,
+                            p->name_b, p->run_b, ia->images_done, ib->images_done, ia->num_views, ib->num_views,
+                            ia->num_layers, ib->num_layers, ia->patches, ib->patches);
+    return 0;
+}
+
+/* Both accumulators and the comparison's arrays. */
+static int pairing_alloc(pairing *p, rs_error *err)
+{
+    int rc = acc_init(&p->A, &p->ia, p->name_a, err);
+    if (rc)
+        return rc;
+    p->have_a = true;
+    if ((rc = acc_init(&p->B, &p->ib, p->name_b, err)))
+        return rc;
+    p->have_b = true;
+    const size_t cells = (size_t)p->A.cells;
+    rs_stats_comparison *cmp = p->cmp;
+    cmp->views = p->A.V, cmp->layers = p->A.L;
+    cmp->diff = calloc(cells * RS_STATS_NUM_RATES, sizeof *cmp->diff);
+    cmp->mcnemar = calloc(cells, sizeof *cmp->mcnemar);
+    p->mc = calloc(cells * 3, sizeof *p->mc);
+    if (!cmp->diff || !cmp->mcnemar || !p->mc)
+        return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", p->name_a, p->run_a);
+    return 0;
+}
+
+/* McNemar's counts of one pair of records (same image, view, layer): over the patches
+ * matched to the same view-0 patch in both runs, whether each run's top-1 agrees there. */
+static void count_discordant(pairing *p, const rs_routing_record *ra, const rs_routing_record *rb)
+{
+    const acc *A = &p->A, *B = &p->B;
+    int64_t *m3 = p->mc + (size_t)(ra->view * (A->L + 1) + ra->layer) * 3;
+    const uint8_t *refa = A->ref_top + (size_t)ra->layer * A->T * A->R;
+    const uint8_t *refb = B->ref_top + (size_t)rb->layer * B->T * B->R;
+    for (int j = 0; j < A->Np; j++) {
+        int m = ra->match[j];
+        if (m < 0 || rb->match[j] != m)
+            continue;
+        bool ga = refa[(size_t)(m + A->cls) * A->R] == ra->top_idx[(size_t)(j + A->cls) * A->R];
+        bool gb = refb[(size_t)(m + B->cls) * B->R] == rb->top_idx[(size_t)(j + B->cls) * B->R];
+        m3[0]++;
+        m3[1] += ga && !gb;
+        m3[2] += !ga && gb;
     }
-    if (a->count != b->count) {
-        snprintf(x, sizeof x, "%d", a->count), snprintf(y, sizeof y, "%d", b->count);
-        note(buf, size, "%s%s %s vs %s", "count", x, y);
-    }
-    if (strcmp(a->protocol ? a->protocol : "", b->protocol ? b->protocol : ""))
-        note(buf, size, "%s%s '%s' vs '%s'", "protocol", a->protocol ? a->protocol : "",
-             b->protocol ? b->protocol : "");
-    if (a->num_views != b->num_views) {
-        snprintf(x, sizeof x, "%d", a->num_views), snprintf(y, sizeof y, "%d", b->num_views);
-        note(buf, size, "%s%s: %s vs %s views", "view specs", x, y);
-    } else
-        for (int v = 0; v < a->num_views; v++) {
-            const char *va = a->view_specs[v] ? a->view_specs[v] : "", *vb = b->view_specs[v] ? b->view_specs[v] : "";
-            if (strcmp(va, vb)) {
-                char what[32];
-                snprintf(what, sizeof what, "view %d spec", v);
-                note(buf, size, "%s%s '%s' vs '%s'", what, va, vb);
-                break;
-            }
+}
+
+/* Both runs' records in lockstep, into both accumulators and the McNemar counts. */
+static int paired_pass(pairing *p, rs_store *store_a, rs_store *store_b, rs_error *err)
+{
+    rs_store_cursor *ca = NULL, *cb = NULL;
+    int rc = rs_store_cursor_open(store_a, p->run_a, &ca, err);
+    if (!rc)
+        rc = rs_store_cursor_open(store_b, p->run_b, &cb, err);
+    while (!rc) {
+        rs_routing_record ra, rb;
+        int ka = rs_store_cursor_next(ca, &ra, err), kb = ka < 0 ? 0 : rs_store_cursor_next(cb, &rb, err);
+        if (ka < 0 || kb < 0) {
+            rc = ka < 0 ? ka : kb;
+            break;
         }
-    if (a->seed != b->seed) {
-        snprintf(x, sizeof x, "%" PRIu64, a->seed), snprintf(y, sizeof y, "%" PRIu64, b->seed);
-        note(buf, size, "%s%s %s vs %s", "seed", x, y);
+        if (ka == 0 && kb == 0)
+            break;
+        if (ka != kb || ra.image != rb.image || ra.view != rb.view || ra.layer != rb.layer) {
+            rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " cannot be paired: "
+                              "records differ at %s", p->name_a, p->run_a, p->name_b, p->run_b,
+                              ka != kb ? "the end of one run" : "an image, view or layer");
+            break;
+        }
+        if ((rc = acc_record(&p->A, &ra, err)) || (rc = acc_record(&p->B, &rb, err)))
+            break;
+        if (ra.view != 0)
+            count_discordant(p, &ra, &rb);
     }
+    rs_store_cursor_close(ca);
+    rs_store_cursor_close(cb);
+    return rc;
+}
+
+/* Each run's own figures, McNemar's test per cell and the differences B - A. */
+static int paired_finish(pairing *p, double level, rs_error *err)
+{
+    int rc = acc_finish(&p->A, level, err);
+    if (rc || (rc = acc_finish(&p->B, level, err)))
+        return rc;
+    rs_stats_comparison *cmp = p->cmp;
+    pool_i64(p->mc, p->A.V, p->A.L, 3);
+    for (size_t c = 0; c < (size_t)p->A.cells; c++) {
+        rs_stats_mcnemar *t = &cmp->mcnemar[c];
+        t->pairs = p->mc[c * 3], t->b = p->mc[c * 3 + 1], t->c = p->mc[c * 3 + 2];
+        t->valid = t->pairs > 0;
+        if (t->valid && (rc = rs_stats_mcnemar_test(t->b, t->c, &t->chi2, &t->p, err)))
+            return rc;
+        for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
+            const rs_stats_rate *xa = &p->A.st->agree[c].rate[m], *xb = &p->B.st->agree[c].rate[m];
+            rs_stats_diff *d = &cmp->diff[c * RS_STATS_NUM_RATES + m];
+            d->valid = xa->valid && xb->valid;
+            d->value = d->valid ? xb->value - xa->value : 0;
+        }
+    }
+    return 0;
 }
 
 int rs_stats_compare(rs_store *store_a, int64_t run_a, rs_store *store_b, int64_t run_b,
@@ -975,143 +1080,33 @@ int rs_stats_compare(rs_store *store_a, int64_t run_a, rs_store *store_b, int64_
 {
     *out = NULL;
     gsl_set_error_handler_off();
-    const char *name_a = opt && opt->name ? opt->name : "store";
-    const char *name_b = opt && opt->name_b ? opt->name_b : name_a;
     int resamples;
     double level;
     int rc = check_options(opt, &resamples, &level, err);
     if (rc)
         return rc;
     uint64_t seed = opt ? opt->seed : 0;
-    rs_run_info ia = {0}, ib = {0};
-    acc A = {0}, B = {0};
-    bool have_a = false, have_b = false;
-    rs_store_cursor *ca = NULL, *cb = NULL;
-    rs_stats_comparison *cmp = calloc(1, sizeof *cmp);
-    if (!cmp)
-        return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", name_a, run_a);
-    if ((rc = rs_store_get_run(store_a, run_a, &ia, err)) || (rc = rs_store_get_run(store_b, run_b, &ib, err)))
-        goto fail;
-    rs_stats_identity_diff(&ia, &ib, cmp->mismatch, sizeof cmp->mismatch);
-    if (cmp->mismatch[0] && !(opt && opt->force)) {
-        rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " are not comparable: %s (--force "
-                          "compares anyway)", name_a, run_a, name_b, run_b, cmp->mismatch);
-        goto fail;
+    pairing p = {.name_a = opt && opt->name ? opt->name : "store", .run_a = run_a, .run_b = run_b};
+    p.name_b = opt && opt->name_b ? opt->name_b : p.name_a;
+    if (!(p.cmp = calloc(1, sizeof *p.cmp)))
+        return rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", p.name_a, run_a);
+    if (!(rc = pairing_check(&p, store_a, store_b, opt && opt->force, err)) && !(rc = pairing_alloc(&p, err)) &&
+        !(rc = paired_pass(&p, store_a, store_b, err)) && !(rc = paired_finish(&p, level, err))) {
+        free(p.mc);
+        p.mc = NULL;
+        rc = bootstrap(&p.A, &p.B, resamples, seed, level, p.cmp->diff, err);
     }
-    cmp->forced = cmp->mismatch[0] != 0;
-    if (ia.images_done != ib.images_done || ia.num_views != ib.num_views || ia.num_layers != ib.num_layers ||
-        ia.patches != ib.patches) {
-        rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " cannot be paired: images done "
-                          "%d/%d, views %d/%d, MoE layers %d/%d, patches %d/%d", name_a, run_a, name_b, run_b,
-                          ia.images_done, ib.images_done, ia.num_views, ib.num_views, ia.num_layers, ib.num_layers,
-                          ia.patches, ib.patches);
-        goto fail;
+    if (rc) {
+        pairing_free(&p);
+        return rc;
     }
-    if ((rc = acc_init(&A, &ia, name_a, err)))
-        goto fail;
-    have_a = true;
-    if ((rc = acc_init(&B, &ib, name_b, err)))
-        goto fail;
-    have_b = true;
-    const int V = A.V, L = A.L, Np = A.Np;
-    const size_t cells = (size_t)A.cells;
-    cmp->views = V, cmp->layers = L;
-    cmp->diff = calloc(cells * RS_STATS_NUM_RATES, sizeof *cmp->diff);
-    cmp->mcnemar = calloc(cells, sizeof *cmp->mcnemar);
-    int64_t *mc = calloc(cells * 3, sizeof *mc); /* pairs, b, c */
-    if (!cmp->diff || !cmp->mcnemar || !mc) {
-        free(mc);
-        rc = rs_error_set(err, RS_ENOMEM, "%s run %" PRId64 ": out of memory", name_a, run_a);
-        goto fail;
-    }
-    if ((rc = rs_store_cursor_open(store_a, run_a, &ca, err)) || (rc = rs_store_cursor_open(store_b, run_b, &cb, err)))
-        goto fail_mc;
-    for (;;) {
-        rs_routing_record ra, rb;
-        int ka = rs_store_cursor_next(ca, &ra, err);
-        if (ka < 0) {
-            rc = ka;
-            goto fail_mc;
-        }
-        int kb = rs_store_cursor_next(cb, &rb, err);
-        if (kb < 0) {
-            rc = kb;
-            goto fail_mc;
-        }
-        if (ka == 0 && kb == 0)
-            break;
-        if (ka != kb || ra.image != rb.image || ra.view != rb.view || ra.layer != rb.layer) {
-            rc = rs_error_set(err, RS_EINVAL, "%s run %" PRId64 " and %s run %" PRId64 " cannot be paired: records "
-                              "differ at %s", name_a, run_a, name_b, run_b,
-                              ka != kb ? "the end of one run" : "an image, view or layer");
-            goto fail_mc;
-        }
-        if ((rc = acc_record(&A, &ra, err)) || (rc = acc_record(&B, &rb, err)))
-            goto fail_mc;
-        if (ra.view == 0)
-            continue;
-        int64_t *m3 = mc + (size_t)(ra.view * (L + 1) + ra.layer) * 3;
-        const uint8_t *refa = A.ref_top + (size_t)ra.layer * A.T * A.R, *refb = B.ref_top + (size_t)rb.layer * B.T * B.R;
-        for (int j = 0; j < Np; j++) {
-            int m = ra.match[j];
-            if (m < 0 || rb.match[j] != m)
-                continue;
-            bool ga = refa[(size_t)(m + A.cls) * A.R] == ra.top_idx[(size_t)(j + A.cls) * A.R];
-            bool gb = refb[(size_t)(m + B.cls) * B.R] == rb.top_idx[(size_t)(j + B.cls) * B.R];
-            m3[0]++;
-            m3[1] += ga && !gb;
-            m3[2] += !ga && gb;
-        }
-    }
-    rs_store_cursor_close(ca);
-    rs_store_cursor_close(cb);
-    ca = cb = NULL;
-    if ((rc = acc_finish(&A, level, err)) || (rc = acc_finish(&B, level, err)))
-        goto fail_mc;
-    pool_i64(mc, V, L, 3);
-    for (size_t c = 0; c < cells; c++) {
-        rs_stats_mcnemar *t = &cmp->mcnemar[c];
-        t->pairs = mc[c * 3], t->b = mc[c * 3 + 1], t->c = mc[c * 3 + 2];
-        t->valid = t->pairs > 0;
-        if (t->valid && (rc = rs_stats_mcnemar_test(t->b, t->c, &t->chi2, &t->p, err)))
-            goto fail_mc;
-        for (int m = 0; m < RS_STATS_NUM_RATES; m++) {
-            const rs_stats_rate *xa = &A.st->agree[c].rate[m], *xb = &B.st->agree[c].rate[m];
-            rs_stats_diff *d = &cmp->diff[c * RS_STATS_NUM_RATES + m];
-            d->valid = xa->valid && xb->valid;
-            d->value = d->valid ? xb->value - xa->value : 0;
-        }
-    }
-    free(mc);
-    mc = NULL;
-    if ((rc = bootstrap(&A, &B, resamples, seed, level, cmp->diff, err)))
-        goto fail;
-    set_meta(A.st, A.n_img && V > 1 ? resamples : 0, seed, level);
-    set_meta(B.st, B.n_img && V > 1 ? resamples : 0, seed, level);
-    cmp->a = A.st;
-    cmp->b = B.st;
-    A.st = B.st = NULL;
-    acc_free(&A);
-    acc_free(&B);
-    rs_run_info_clear(&ia);
-    rs_run_info_clear(&ib);
-    *out = cmp;
+    set_meta(p.A.st, p.A.n_img && p.A.V > 1 ? resamples : 0, seed, level);
+    set_meta(p.B.st, p.B.n_img && p.B.V > 1 ? resamples : 0, seed, level);
+    p.cmp->a = p.A.st;
+    p.cmp->b = p.B.st;
+    p.A.st = p.B.st = NULL;
+    *out = p.cmp;
+    p.cmp = NULL;
+    pairing_free(&p);
     return 0;
-fail_mc:
-    free(mc);
-fail:
-    rs_store_cursor_close(ca);
-    rs_store_cursor_close(cb);
-    if (have_a) {
-        rs_stats_free(A.st);
-        acc_free(&A);
-    }
-    if (have_b) {
-        rs_stats_free(B.st);
-        acc_free(&B);
-    }
-    rs_run_info_clear(&ia);
-    rs_run_info_clear(&ib);
-    rs_stats_comparison_free(cmp);
-    return rc;
 }

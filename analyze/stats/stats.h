@@ -211,7 +211,8 @@ typedef struct rs_stats_comparison {
 
 /* Compares run RUN_A of STORE_A with run RUN_B of STORE_B (the same store may be passed
  * twice). The runs must be comparable: same data, offset, count, protocol, view specs and
- * seed (else RS_EINVAL naming both runs and what differs, unless OPT->force), and in any
+ * seed (store/run.h's RS_RUN_DIFF_IDENTITY; else RS_EINVAL naming both runs and what
+ * differs, in rs_run_difference's list, unless OPT->force), and in any
  * case the same images done, views, MoE layers and patch grid, with records in lockstep.
  * Both cursors are read in lockstep in one pass.
  * The bootstrap of each run uses OPT's seed (so a and b equal rs_stats_compute's figures);
@@ -223,10 +224,6 @@ void rs_stats_comparison_free(rs_stats_comparison *cmp);
 /* McNemar from discordant counts (exposed for tests and reports): fills chi2 and p as
  * documented above; returns 0 or RS_EINVAL for negative counts. */
 int rs_stats_mcnemar_test(int64_t b, int64_t c, double *chi2, double *p, rs_error *err);
-
-/* What differs in what makes two runs comparable (data, offset, count, protocol, view specs,
- * seed), as "what 'x' vs 'y'" parts joined by "; " into BUF ("" when nothing). */
-void rs_stats_identity_diff(const rs_run_info *a, const rs_run_info *b, char *buf, size_t size);
 
 /* Percentile interval at LEVEL of the N values in X (sorted here); *VALID false (and 0, 0)
  * when N < 2. */

@@ -2,6 +2,7 @@
 #include "run.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,186 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
         return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64 " (runs here: %s)", name, run_id, ids);
     return rs_error_set(err, RS_EINVAL, "%s: no finished run (runs here: %s; see 'routerscope runs --db %s')", name,
                         ids, name);
+}
+
+void rs_run_model_stem(const rs_run_info *run, char *buf, size_t size)
+{
+    const char *path = run && run->model_path ? run->model_path : "?";
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    size_t len = strlen(name), ext = strlen(".safetensors");
+    if (len > ext && !strcmp(name + len - ext, ".safetensors"))
+        len -= ext;
+    snprintf(buf, size, "%.*s", (int)len, name);
+}
+
+void rs_run_label(const rs_run_info *run, char *buf, size_t size)
+{
+    char model[256];
+    rs_run_model_label(run, model, sizeof model);
+    snprintf(buf, size, "run %" PRId64 ": %.120s, k=%d, %s, seed %" PRIu64, run->id, model, run->top_k,
+             run->protocol, run->seed);
+}
+
+void rs_run_name(const rs_run_info *run, char *buf, size_t size)
+{
+    snprintf(buf, size, "%" PRId64, run->id);
+}
+
+bool rs_run_is_noise(const rs_run_info *run)
+{
+    return run && run->protocol && !strcmp(run->protocol, "noise");
+}
+
+/* ---- what differs between two runs -------------------------------------------------------- */
+
+/* The text rs_run_difference builds and the fields found so far. */
+typedef struct diff_text {
+    char *buf;
+    size_t size;
+    rs_run_diff_form form;
+    unsigned found;
+} diff_text;
+
+static const char *str(const char *s)
+{
+    return s ? s : "";
+}
+
+/* Records FIELDS as differing and adds their words: the list joins every part with "; ", the
+ * other forms keep the first. A part that would not fit is cut at the end of BUF. */
+static void differ(diff_text *t, unsigned fields, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void differ(diff_text *t, unsigned fields, const char *fmt, ...)
+{
+    bool first = !t->found;
+    t->found |= fields;
+    if (!t->size || (!first && t->form != RS_RUN_DIFF_LIST))
+        return;
+    size_t len = strlen(t->buf);
+    if (len + 2 >= t->size)
+        return;
+    if (len)
+        len += (size_t)snprintf(t->buf + len, t->size - len, "; ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->buf + len, t->size - len, fmt, ap);
+    va_end(ap);
+}
+
+/* The data and the slice asked for: one sentence covers both. */
+static void differ_data(diff_text *t, const rs_run_info *a, const rs_run_info *b, unsigned what)
+{
+    bool data = (what & RS_RUN_DIFF_DATA) && strcmp(str(a->data), str(b->data));
+    bool offset = (what & RS_RUN_DIFF_SLICE) && a->offset != b->offset;
+    bool count = (what & RS_RUN_DIFF_SLICE) && a->count != b->count;
+    if (t->form == RS_RUN_DIFF_SENTENCE && (data || offset || count)) {
+        differ(t, (data ? RS_RUN_DIFF_DATA : 0) | (offset || count ? RS_RUN_DIFF_SLICE : 0),
+               "data differs (%s [%d..%d) vs %s [%d..%d))", str(a->data), a->offset, a->offset + a->count,
+               str(b->data), b->offset, b->offset + b->count);
+        return;
+    }
+    if (data)
+        differ(t, RS_RUN_DIFF_DATA, "data '%s' vs '%s'", str(a->data), str(b->data));
+    if (offset)
+        differ(t, RS_RUN_DIFF_SLICE, "offset %d vs %d", a->offset, b->offset);
+    if (count)
+        differ(t, RS_RUN_DIFF_SLICE, "count %d vs %d", a->count, b->count);
+}
+
+static void differ_images(diff_text *t, const rs_run_info *a, const rs_run_info *b)
+{
+    if (a->offset == b->offset && a->images_done == b->images_done)
+        return;
+    if (t->form != RS_RUN_DIFF_SENTENCE)
+        differ(t, RS_RUN_DIFF_IMAGES, "images %d..%d vs %d..%d", a->offset, a->offset + a->images_done - 1,
+               b->offset, b->offset + b->images_done - 1);
+    else if (a->offset == b->offset)
+        differ(t, RS_RUN_DIFF_IMAGES, "images done differ (%d vs %d)", a->images_done, b->images_done);
+    else
+        differ(t, RS_RUN_DIFF_IMAGES, "images done differ (%d..%d vs %d..%d)", a->offset,
+               a->offset + a->images_done - 1, b->offset, b->offset + b->images_done - 1);
+}
+
+/* The number of views, else the first view whose spec differs. */
+static void differ_views(diff_text *t, const rs_run_info *a, const rs_run_info *b)
+{
+    bool sentence = t->form == RS_RUN_DIFF_SENTENCE;
+    if (a->num_views != b->num_views) {
+        differ(t, RS_RUN_DIFF_VIEWS, sentence ? "number of views differs (%d vs %d)" : "view specs: %d vs %d views",
+               a->num_views, b->num_views);
+        return;
+    }
+    for (int v = 0; v < a->num_views; v++) {
+        const char *va = str(a->view_specs[v]), *vb = str(b->view_specs[v]);
+        if (strcmp(va, vb)) {
+            differ(t, RS_RUN_DIFF_VIEWS, sentence ? "view %d differs (%s vs %s)" : "view %d spec '%s' vs '%s'", v,
+                   va, vb);
+            return;
+        }
+    }
+}
+
+static void differ_seed(diff_text *t, const rs_run_info *a, const rs_run_info *b)
+{
+    if (a->seed == b->seed)
+        return;
+    if (t->form == RS_RUN_DIFF_SENTENCE)
+        differ(t, RS_RUN_DIFF_SEED, "seed differs (%" PRIu64 " vs %" PRIu64 ": different augmented views)", a->seed,
+               b->seed);
+    else
+        differ(t, RS_RUN_DIFF_SEED, "%s %" PRIu64 " vs %" PRIu64, t->form == RS_RUN_DIFF_FIRST ? "view seed" : "seed",
+               a->seed, b->seed);
+}
+
+static void differ_shapes(diff_text *t, const rs_run_info *a, const rs_run_info *b)
+{
+    if (t->form == RS_RUN_DIFF_SENTENCE) {
+        if (a->num_layers != b->num_layers || a->patches != b->patches)
+            differ(t, RS_RUN_DIFF_SHAPES, "MoE layers or patch grid differ");
+        return;
+    }
+    if (a->num_layers != b->num_layers)
+        differ(t, RS_RUN_DIFF_SHAPES, "MoE layers %d vs %d", a->num_layers, b->num_layers);
+    if (a->patches != b->patches)
+        differ(t, RS_RUN_DIFF_SHAPES, "patches %d vs %d", a->patches, b->patches);
+}
+
+static void differ_dispatch(diff_text *t, const rs_run_info *a, const rs_run_info *b)
+{
+    if (a->capacity_factor == b->capacity_factor && a->group_images == b->group_images && a->bpr == b->bpr)
+        return;
+    differ(t, RS_RUN_DIFF_DISPATCH,
+           t->form == RS_RUN_DIFF_SENTENCE ? "dispatch differs (capacity factor %g, groups of %d%s vs %g, groups of %d%s)"
+                                           : "dispatch capacity factor %g, groups of %d%s vs %g, groups of %d%s",
+           a->capacity_factor, a->group_images, a->bpr ? ", BPR" : "", b->capacity_factor, b->group_images,
+           b->bpr ? ", BPR" : "");
+}
+
+unsigned rs_run_difference(const rs_run_info *a, const rs_run_info *b, unsigned what, rs_run_diff_form form,
+                           char *buf, size_t size)
+{
+    diff_text t = {.buf = buf, .size = buf ? size : 0, .form = form};
+    if (t.size)
+        buf[0] = '\0';
+    bool sentence = form == RS_RUN_DIFF_SENTENCE;
+    differ_data(&t, a, b, what);
+    if (what & RS_RUN_DIFF_IMAGES)
+        differ_images(&t, a, b);
+    if ((what & RS_RUN_DIFF_PROTOCOL) && strcmp(str(a->protocol), str(b->protocol)))
+        differ(&t, RS_RUN_DIFF_PROTOCOL, sentence ? "protocol differs (%s vs %s)" : "protocol '%s' vs '%s'",
+               str(a->protocol), str(b->protocol));
+    if (what & RS_RUN_DIFF_VIEWS)
+        differ_views(&t, a, b);
+    if (what & RS_RUN_DIFF_SEED)
+        differ_seed(&t, a, b);
+    if (what & RS_RUN_DIFF_SHAPES)
+        differ_shapes(&t, a, b);
+    if ((what & RS_RUN_DIFF_MODEL) && strcmp(str(a->model_sha256), str(b->model_sha256)))
+        differ(&t, RS_RUN_DIFF_MODEL, sentence ? "model differs (%.12s vs %.12s)" : "model %.12s vs %.12s",
+               a->model_sha256 ? a->model_sha256 : "?", b->model_sha256 ? b->model_sha256 : "?");
+    if (what & RS_RUN_DIFF_DISPATCH)
+        differ_dispatch(&t, a, b);
+    return t.found;
 }
 
 const char *rs_run_class_name(const rs_run_info *run, int cls, char *buf, size_t size)

@@ -7,6 +7,10 @@
  * several callers used to rebuild each on their own:
  *   - loading a run by id, or the last finished one, with a message that lists the valid
  *     ids when the run does not exist;
+ *   - its names and labels: the model's file-name stem, the one-line label of figures and
+ *     headings, the name of its files and csv/json rows, whether it is a noise run;
+ *   - what differs between two runs (rs_run_difference), the one test of "comparable" that
+ *     compare, groups and reports share;
  *   - the class name of a label;
  *   - the training method and seed of the run's model (its stored config, with a fallback
  *     to the checkpoint's file name for checkpoints that predate them);
@@ -35,6 +39,51 @@
  * run whose status is done. NAME is the database's name in messages. RS_EINVAL when there
  * is no such run (the message lists the runs there are) or no finished run. */
 int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *info, rs_error *err);
+
+/* The model's file name without folder and ".safetensors" ("fmnist-prc-k1"); "?" when the
+ * run has no model path. The one place that strips the extension. */
+void rs_run_model_stem(const rs_run_info *run, char *buf, size_t size);
+/* "run ID: MODEL, k=K, PROTOCOL, seed S" (MODEL: rs_run_model_label), as figures and
+ * headings name a run. */
+void rs_run_label(const rs_run_info *run, char *buf, size_t size);
+/* The run id alone, as it names files and csv/json rows. */
+void rs_run_name(const rs_run_info *run, char *buf, size_t size);
+/* True for a run of the noise protocol (the clean view, then the severities). */
+bool rs_run_is_noise(const rs_run_info *run);
+
+/* The fields that make two runs comparable (rs_run_difference's WHAT), in the order they
+ * are checked and listed. */
+enum {
+    RS_RUN_DIFF_DATA = 1u << 0,      /* the data source */
+    RS_RUN_DIFF_SLICE = 1u << 1,     /* the offset and count asked for */
+    RS_RUN_DIFF_IMAGES = 1u << 2,    /* the images done: first and last */
+    RS_RUN_DIFF_PROTOCOL = 1u << 3,
+    RS_RUN_DIFF_VIEWS = 1u << 4,     /* the number of views, then each view's spec */
+    RS_RUN_DIFF_SEED = 1u << 5,      /* the view seed (same seed, same augmented views) */
+    RS_RUN_DIFF_SHAPES = 1u << 6,    /* the MoE layers and the patch grid */
+    RS_RUN_DIFF_MODEL = 1u << 7,     /* the checkpoint (sha256) */
+    RS_RUN_DIFF_DISPATCH = 1u << 8,  /* capacity factor, images per group, BPR */
+    /* What `compare` requires: the same images of the same data under the same views. */
+    RS_RUN_DIFF_IDENTITY = RS_RUN_DIFF_DATA | RS_RUN_DIFF_SLICE | RS_RUN_DIFF_PROTOCOL | RS_RUN_DIFF_VIEWS |
+                           RS_RUN_DIFF_SEED,
+};
+
+/* How rs_run_difference words what it finds. Each caller's words are those its users (and
+ * tests) already read. */
+typedef enum rs_run_diff_form {
+    RS_RUN_DIFF_LIST,       /* every difference, joined by "; ": "data 'a' vs 'b'; seed 0 vs 1"
+                             * (compare's refusal, the interference mismatch) */
+    RS_RUN_DIFF_FIRST,      /* the first difference in the list's words, the seed named "view
+                             * seed 0 vs 1" (the groups' refusal) */
+    RS_RUN_DIFF_SENTENCE,   /* the first difference as "seed differs (0 vs 1: different augmented
+                             * views)" (a report's flag on a run and its baseline) */
+} rs_run_diff_form;
+
+/* What differs between runs A and B among the fields WHAT (RS_RUN_DIFF_* bits), checked in
+ * the enum's order, worded as FORM into BUF ("" when nothing; BUF may be NULL with SIZE 0).
+ * Returns the bits of the fields that differ: 0 when A and B are comparable in WHAT. */
+unsigned rs_run_difference(const rs_run_info *a, const rs_run_info *b, unsigned what, rs_run_diff_form form,
+                           char *buf, size_t size);
 
 /* "CLS NAME" when the run knows class CLS's name, "CLS" otherwise, "?" for CLS < 0. */
 const char *rs_run_class_name(const rs_run_info *run, int cls, char *buf, size_t size);

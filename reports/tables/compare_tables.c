@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "stats_tables.h"
+#include "store/run.h"
 
 static const char *const mcnemar_note =
     "McNemar treats matched patches as independent; patches of one image are correlated, so its "
@@ -144,7 +145,7 @@ rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison
     rs_table *t = rs_table_create("Routing consistency per run (%, view 1 vs view 0 / all views pooled)",
                                   "", 8, keys, heads);
     for (int i = 0; t && i < set->n; i++)
-        if (!pairs_only || !rs_report_is_noise(&set->info[i]))
+        if (!pairs_only || !rs_run_is_noise(&set->info[i]))
             headline_rows(t, set, i, cmps[i]);
     return t;
 }
@@ -248,9 +249,9 @@ static void accuracy_row(rs_table *t, int nc, int aug_col, const rs_run_info *r,
     rs_table_set_text(t, row, 2, r->protocol);
     for (int c = 3; c < nc; c++) {
         const rs_stats_accuracy *a = NULL;
-        if (rs_report_is_noise(r) && c - 3 < st->views && c != aug_col)
+        if (rs_run_is_noise(r) && c - 3 < st->views && c != aug_col)
             a = &st->accuracy[c - 3];
-        else if (!rs_report_is_noise(r) && c == aug_col)
+        else if (!rs_run_is_noise(r) && c == aug_col)
             a = &st->accuracy[st->views];
         if (a && a->valid)
             rs_table_set_rate(t, row, c, a->value, true, a->wilson_lo, a->wilson_hi, true, a->wilson_lo,
@@ -263,7 +264,7 @@ rs_table *rs_report_runs_accuracy_table(const rs_report_set *set)
     int sev = 0;
     bool noise = false, aug = false, pair = false, other = false;
     for (int i = 0; i < set->n; i++) {
-        bool is_noise = rs_report_is_noise(&set->info[i]), is_pair = !strcmp(set->info[i].protocol, "pair");
+        bool is_noise = rs_run_is_noise(&set->info[i]), is_pair = !strcmp(set->info[i].protocol, "pair");
         noise = noise || is_noise;
         aug = aug || !is_noise;
         pair = pair || is_pair;

@@ -1,6 +1,7 @@
-/* report_fig.c — the report's figures: their files and captions, the grids, and the
- * context (class names, view pixels) under a grid, the per-patch heatmaps and the choice
- * of example images. See report_parts.h and report.h. */
+/* figures.c — the report's figures, shared by its sections: their files and captions, the
+ * grids, and the context (class names, view pixels) under a grid, the per-patch heatmaps,
+ * and the example images (chosen by stats/examples.h). Calls nothing of the sections or of
+ * report.c. See sections.h and report.h. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,9 +10,9 @@
 
 #include "grid.h"
 #include "heatmap.h"
-#include "report_parts.h"
+#include "sections.h"
+#include "stats/examples.h"
 #include "input/spec_text.h"
-#include "stats_tables.h"
 
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption)
 {
@@ -61,7 +62,7 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
         moved = moved || rs_spec_has_geometric_op(run->view_specs[v]);
         attacked = attacked || rs_render_view_attacked(run, v, NULL);
     }
-    rs_report_run_label(run, rl, sizeof rl);
+    rs_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
              "layer; red borders (or corners, where many cells changed) where the expert differs from view 0's "
@@ -99,13 +100,13 @@ void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int im
     if (!draw_image_figure(R, run, image, false, file))
         return;
     char others[64];
-    if (rs_report_is_noise(run))
+    if (rs_run_is_noise(run))
         snprintf(others, sizeof others, "here: the share of the five noise severities");
     else if (run->num_views == 2)
         snprintf(others, sizeof others, "0 or 1 with one other view");
     else
         snprintf(others, sizeof others, "here: of the %d other views", run->num_views - 1);
-    rs_report_run_label(run, rl, sizeof rl);
+    rs_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Per-patch heatmap of image %d, %s: on view 0's patch grid, the share of the other views whose "
              "matched patch chose a different top-1 expert (%s), one panel per MoE layer; hatched: no patch "
@@ -114,44 +115,10 @@ void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int im
     rs_report_figure(R, file, caption);
 }
 
-/* True when every run with geometric views (not noise) that holds IMAGE matched at
-   least half of its possible patch pairs there (PAIRS: per run, its per-image counts). */
-static bool well_matched(const rs_report_state *R, int64_t **pairs, int image)
-{
-    for (int i = 0; i < R->n; i++) {
-        const rs_run_info *r = &R->info[i];
-        if (!pairs[i] || image < r->offset || image >= r->offset + r->images_done)
-            continue;
-        int64_t most = (int64_t)r->patches * r->num_layers * (r->num_views - 1);
-        if (2 * pairs[i][image - r->offset] < most)
-            return false;
-    }
-    return true;
-}
-
 int rs_report_example_images(rs_report_state *R, int *images, int want)
 {
-    if (R->d.rc || want <= 0)
-        return 0;
-    int64_t **pairs = calloc((size_t)R->n, sizeof *pairs), *agree = NULL;
-    if (!pairs) {
-        R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
-        return 0;
-    }
-    for (int i = 0; !R->d.rc && i < R->n; i++) {
-        if (rs_report_is_noise(&R->info[i]) || R->info[i].num_views < 2)
-            continue; /* noise views match patch for patch */
-        R->d.rc = rs_run_image_top1(R->store, &R->info[i], &pairs[i], &agree, R->d.err);
-        free(agree);
-        agree = NULL;
-    }
     int n = 0;
-    const rs_run_info *r0 = &R->info[0];
-    for (int k = 0; !R->d.rc && k < r0->images_done && n < want; k++)
-        if (well_matched(R, pairs, r0->offset + k))
-            images[n++] = r0->offset + k;
-    for (int i = 0; i < R->n; i++)
-        free(pairs[i]);
-    free(pairs);
-    return n;
+    if (!R->d.rc)
+        R->d.rc = rs_examples_well_matched(R->store, R->info, R->n, want, images, &n, R->d.err);
+    return R->d.rc ? 0 : n;
 }

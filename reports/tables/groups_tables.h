@@ -1,4 +1,4 @@
-/* report_groups.h — groups of runs (analyze/stats/groups.h) as tables, shared by `compare
+/* groups_tables.h — groups of runs (analyze/stats/groups.h) as tables, shared by `compare
  * --group` and the report's groups section (docs/groups.md).
  *
  *   summary      per group and headline figure: mean over seeds, between-seed sd, min, max
@@ -9,8 +9,8 @@
  *                with that seed's paired bootstrap interval over images
  * Rates and differences print in percent / points (table.h). Each builder returns a new
  * table (rs_table_free) or NULL when out of memory; figures are as rs_groups holds them. */
-#ifndef RS_REPORT_GROUPS_H
-#define RS_REPORT_GROUPS_H
+#ifndef RS_GROUPS_TABLES_H
+#define RS_GROUPS_TABLES_H
 
 #include <stddef.h>
 

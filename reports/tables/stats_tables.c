@@ -54,11 +54,6 @@ void rs_report_model_label(const rs_run_info *r, char *buf, size_t size)
     snprintf(buf, size, "%.*s, k=%d)", (int)(len ? len - 1 : 0), name, r->top_k);
 }
 
-bool rs_report_is_noise(const rs_run_info *r)
-{
-    return !strcmp(r->protocol, "noise");
-}
-
 void rs_report_set_rate(rs_table *t, int r, int c, const rs_stats_rate *x, int64_t n)
 {
     if (!x->valid)

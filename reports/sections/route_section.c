@@ -1,10 +1,10 @@
-/* report_route.c — the report's "Routing interventions" section (report.h): when some of the
+/* route_section.c — the report's "Routing interventions" section (report.h): when some of the
  * report's runs have forced views (route:, analyze/stats/route_stats.h), one table of every such
  * run's forced views. */
 #include <stdlib.h>
 
-#include "report_parts.h"
-#include "route_tables.h"
+#include "sections.h"
+#include "tables/route_tables.h"
 
 void rs_report_route(rs_report_state *R)
 {

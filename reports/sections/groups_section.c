@@ -1,13 +1,13 @@
-/* report_groups_section.c — the comparison report's "Groups of seeds" section (report.h):
- * per protocol, the groups' tables (report_groups.h) and their figure (groups_plot.h). */
+/* groups_section.c — the comparison report's "Groups of seeds" section (report.h):
+ * per protocol, the groups' tables (tables/groups_tables.h) and their figure (groups_plot.h). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "groups_plot.h"
-#include "report_groups.h"
-#include "report_parts.h"
+#include "tables/groups_tables.h"
+#include "sections.h"
 
 /* The runs of group GR (options) whose protocol is PROTOCOL, in order, into IDS; returns how
  * many. */

@@ -1,12 +1,12 @@
-/* report_single.c — the report of one run (report.h): consistency, accuracy, router
+/* single_section.c — the report of one run (report.h): consistency, accuracy, router
  * figures, the severity sweep of a noise run, load and transitions, examples (grids and a
  * per-patch heatmap). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "report_parts.h"
-#include "stats_tables.h"
+#include "sections.h"
+#include "tables/stats_tables.h"
 
 void rs_report_single(rs_report_state *R)
 {
@@ -14,8 +14,8 @@ void rs_report_single(rs_report_state *R)
     const rs_run_info *r = &R->info[0];
     const rs_stats *st = R->st[0];
     char name[64], file[128], path[4096], rl[200], rn[32];
-    rs_report_run_label(r, rl, sizeof rl);
-    rs_report_run_name(r, rn, sizeof rn);
+    rs_run_label(r, rl, sizeof rl);
+    rs_run_name(r, rn, sizeof rn);
 
     rs_doc_add(d, RS_DOC_TOC, NULL, NULL);
     rs_doc_add(d, RS_DOC_H2, "Routing consistency", NULL);
@@ -28,7 +28,7 @@ void rs_report_single(rs_report_state *R)
     rs_doc_add_table(d, rs_report_consistency_table(r, st, rn, false), name);
 
     rs_doc_add(d, RS_DOC_H2, "Accuracy", NULL);
-    if (!rs_report_is_noise(r) && r->num_views > 1 && strstr(r->view_specs[1], "area=0.05-"))
+    if (!rs_run_is_noise(r) && r->num_views > 1 && strstr(r->view_specs[1], "area=0.05-"))
         rs_doc_add(d, RS_DOC_PARA,
                    "The views are crops keeping 5-100 % of the image area (the PRC work's augmentation), harsher "
                    "than the 25-100 % the bundled models were trained with, so accuracy on them is below clean "
@@ -47,7 +47,7 @@ void rs_report_single(rs_report_state *R)
         d->rc = rs_render_router((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, path, d->err);
     rs_report_figure(R, file, "PRC score, JSD, routing entropy and load CV per MoE layer.");
 
-    if (rs_report_is_noise(r) && r->num_views > 1) {
+    if (rs_run_is_noise(r) && r->num_views > 1) {
         rs_doc_add(d, RS_DOC_H2, "Severity sweep", NULL);
         snprintf(file, sizeof file, "sweep-run%s.png", rn);
         rs_report_fig_path(R, file, path, sizeof path);

@@ -1,23 +1,28 @@
-/* report_parts.h — what the files of rs_report_write (report.h) share: the report being
- * built and its pieces. Internal to reports/.
+/* sections.h — what the files of rs_report_write (report.h) share: the report being built
+ * and its pieces. Internal to reports/.
  *
- *   report.c          loading the runs, baselines, provenance, title; the writers' calls
- *   report_single.c   the report of one run
- *   report_compare.c  the comparison report's sections, in order
- *   report_largest.c  its largest per-image differences
- *   report_fig.c      figures: file names, captions, grids and the grids' context,
- *                     heatmaps, the example images
- *   report_attack.c   the "Routing under attack" section of adversarial-style runs
- *   report_route.c    the "Routing interventions" section of runs with forced views
- * Sections add to R->d and keep its first error (doc.h); they never stop midway. */
-#ifndef RS_REPORT_PARTS_H
-#define RS_REPORT_PARTS_H
+ *   report.c                    loading the runs, baselines (analyze/stats/baselines.h),
+ *                               provenance, title; calls the sections, then the writers
+ *   sections/single_section.c   the report of one run
+ *   sections/compare_section.c  the comparison report's sections, in order
+ *   sections/largest_section.c  its largest per-image differences
+ *   sections/groups_section.c   its "Groups of seeds" section
+ *   sections/attack_section.c   the "Routing under attack" section of adversarial-style runs
+ *   sections/route_section.c    the "Routing interventions" section of runs with forced views
+ *   sections/figures.c          what the sections share: figures' files and captions, grids
+ *                               and the grids' context, heatmaps, the example images
+ * Calls go one way: report.c -> sections -> figures.c -> tables/, doc/, render/, analyze/
+ * (a run's names and labels are store/run.h's); nothing calls back up. Sections add to R->d
+ * and keep its first error (doc/doc.h); they never stop midway. */
+#ifndef RS_SECTIONS_H
+#define RS_SECTIONS_H
 
 #include <stddef.h>
 
-#include "compare_tables.h"
-#include "doc.h"
+#include "doc/doc.h"
 #include "report.h"
+#include "store/run.h"
+#include "tables/compare_tables.h"
 
 typedef struct rs_report_state {
     rs_store *store;
@@ -30,13 +35,6 @@ typedef struct rs_report_state {
     rs_doc d;
 } rs_report_state;
 
-/* "run ID: MODEL, k=K, PROTOCOL, seed S" */
-void rs_report_run_label(const rs_run_info *r, char *buf, size_t size);
-/* The model's file name without folder and extension ("fmnist-prc-k1"). */
-void rs_report_model_stem(const rs_run_info *r, char *buf, size_t size);
-/* The run id alone, as it names files and csv/json rows. */
-void rs_report_run_name(const rs_run_info *r, char *buf, size_t size);
-
 /* OUT_DIR/figures/FILE */
 void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t size);
 /* Adds figures/FILE with CAPTION to the document. */
@@ -46,9 +44,8 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
 /* Draws and adds RUN's per-patch heatmap of IMAGE: how often each patch of view 0 changed
  * top-1 expert in the other views (heatmap.h, "changed"). */
 void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int image);
-/* Up to WANT example images into IMAGES, from the first run's first image on: those on
- * which every run with geometric views (not noise) holding them matched at least half of
- * its possible patch pairs to view 0. Returns how many (0 after an error, kept in R->d). */
+/* Up to WANT example images of the report's runs into IMAGES (stats/examples.h's
+ * rs_examples_well_matched). Returns how many (0 after an error, kept in R->d). */
 int rs_report_example_images(rs_report_state *R, int *images, int want);
 /* The run's expert load and its transition / S matrices, as two figures (RN: run name). */
 void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r, const rs_stats *st,
@@ -61,7 +58,7 @@ void rs_report_largest_differences(rs_report_state *R);
 void rs_report_attack(rs_report_state *R);
 /* Adds the "Routing interventions" section when some runs have forced views; nothing otherwise. */
 void rs_report_route(rs_report_state *R);
-/* The groups section (report_groups_section.c), when the options name groups. */
+/* The groups section (groups_section.c), when the options name groups. */
 void rs_report_groups_section(rs_report_state *R);
 
 #endif

@@ -1,15 +1,15 @@
-/* report_compare.c — the comparison report of several runs (report.h), section by section:
+/* compare_section.c — the comparison report of several runs (report.h), section by section:
  * the summary (each method against V-MoE of the same k), the contents, headline, paired
  * differences, accuracy, severity curves, router figures, examples (grids, heatmaps),
- * largest differences (report_largest.c), and per-run detail when asked for. */
+ * largest differences (largest_section.c), and per-run detail when asked for. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "report_parts.h"
-#include "stats_tables.h"
+#include "sections.h"
+#include "tables/stats_tables.h"
 
 static rs_report_set run_set(rs_report_state *R)
 {
@@ -24,7 +24,7 @@ static int other_protocols(const rs_report_state *R, char *buf, size_t size)
     const char *seen[8];
     int n = 0;
     for (int i = 0; i < R->n && n < 8; i++) {
-        bool again = rs_report_is_noise(&R->info[i]);
+        bool again = rs_run_is_noise(&R->info[i]);
         for (int j = 0; j < n && !again; j++)
             again = !strcmp(seen[j], R->info[i].protocol);
         if (!again)
@@ -89,7 +89,7 @@ static void short_label(const rs_run_info *r, char *buf, size_t size)
 {
     rs_method m = rs_run_method(r);
     char stem[160];
-    rs_report_model_stem(r, stem, sizeof stem);
+    rs_run_model_stem(r, stem, sizeof stem);
     snprintf(buf, size, "%s k=%d (run %" PRId64 ")", m == RS_METHOD_OTHER ? stem : rs_method_name(m),
              r->top_k, r->id);
 }
@@ -115,12 +115,12 @@ static void reversal_line(rs_report_state *R, int i, rs_stats_comparison **cmps,
 {
     buf[0] = 0;
     const rs_stats_diff *df = top1_diff(cmps[i]);
-    if (!df || !rs_report_is_noise(&R->info[i]))
+    if (!df || !rs_run_is_noise(&R->info[i]))
         return;
     const char *mi = R->info[i].model_sha256, *mb = R->info[R->baseline[i]].model_sha256;
     for (int j = 0; j < R->n; j++) {
         const rs_stats_diff *pj = top1_diff(cmps[j]);
-        if (!pj || rs_report_is_noise(&R->info[j]) || strcmp(R->info[j].model_sha256, mi) ||
+        if (!pj || rs_run_is_noise(&R->info[j]) || strcmp(R->info[j].model_sha256, mi) ||
             strcmp(R->info[R->baseline[j]].model_sha256, mb) || sign_of(pj) == 0 || sign_of(pj) == sign_of(df))
             continue;
         char rl[200];
@@ -176,7 +176,7 @@ static void headline(rs_report_state *R, rs_stats_comparison **cmps)
         return;
     }
     for (int i = 0; i < R->n; i++)
-        shown[i] = others && rs_report_is_noise(&R->info[i]) ? NULL : cmps[i];
+        shown[i] = others && rs_run_is_noise(&R->info[i]) ? NULL : cmps[i];
     rs_doc_add_table(&R->d, rs_report_headline_table(&set, shown, others), "headline");
     free(shown);
 }
@@ -218,7 +218,7 @@ static void accuracy(rs_report_state *R)
     for (int noise = 1; info && st && noise >= 0; noise--) {
         int n = 0;
         for (int i = 0; i < R->n; i++)
-            if (rs_report_is_noise(&R->info[i]) == (bool)noise)
+            if (rs_run_is_noise(&R->info[i]) == (bool)noise)
                 info[n] = R->info[i], st[n++] = R->st[i];
         rs_report_set set = {.n = n, .info = info, .st = st};
         if (n)
@@ -237,7 +237,7 @@ static void curves(rs_report_state *R)
     const rs_stats *nst[64];
     const rs_run_info *nri[64];
     for (int i = 0; i < R->n && nn < 64; i++)
-        if (rs_report_is_noise(&R->info[i]) && R->info[i].num_views > 1)
+        if (rs_run_is_noise(&R->info[i]) && R->info[i].num_views > 1)
             nst[nn] = R->st[i], nri[nn++] = &R->info[i];
     if (!nn)
         return;
@@ -300,9 +300,9 @@ static void heatmaps(rs_report_state *R, int image)
 {
     bool any_noise = false;
     for (int i = 0; i < R->n; i++)
-        any_noise = any_noise || (rs_report_is_noise(&R->info[i]) && R->info[i].num_views > 1);
+        any_noise = any_noise || (rs_run_is_noise(&R->info[i]) && R->info[i].num_views > 1);
     for (int i = 0; i < R->n; i++)
-        if (holds(&R->info[i], image) && rs_report_is_noise(&R->info[i]) == any_noise)
+        if (holds(&R->info[i], image) && rs_run_is_noise(&R->info[i]) == any_noise)
             rs_report_heatmap_figure(R, &R->info[i], image);
 }
 
@@ -340,15 +340,15 @@ static void details(rs_report_state *R)
     for (int i = 0; i < R->n; i++) {
         const rs_run_info *r = &R->info[i];
         char rl[200], rn[32], name[64], buf[512];
-        rs_report_run_label(r, rl, sizeof rl);
-        rs_report_run_name(r, rn, sizeof rn);
+        rs_run_label(r, rl, sizeof rl);
+        rs_run_name(r, rn, sizeof rn);
         snprintf(buf, sizeof buf, "Details of %s", rl);
         rs_doc_add(d, RS_DOC_H2, buf, NULL);
         snprintf(name, sizeof name, "consistency-run%s", rn);
         rs_doc_add_table(d, rs_report_consistency_table(r, R->st[i], rn, false), name);
         snprintf(name, sizeof name, "router-run%s", rn);
         rs_doc_add_table(d, rs_report_layer_table(r, R->st[i], rn), name);
-        if (!rs_report_is_noise(r))  /* a noise run pools its severities into one matrix: less telling */
+        if (!rs_run_is_noise(r))  /* a noise run pools its severities into one matrix: less telling */
             rs_report_load_transition_figures(R, r, R->st[i], rn);
     }
 }

@@ -1,4 +1,4 @@
-/* report_attack.c — the report's "Routing under attack" section (report.h): when some of
+/* attack_section.c — the report's "Routing under attack" section (report.h): when some of
  * the report's runs are adversarial-style (analyze/stats/attack_stats.h), their curves against ε
  * side by side (V-MoE and V-MoE+PRC of each k in one chart: hue = method, line style = k),
  * a table per run, the min-ε histograms and median maps, grids of the images the largest
@@ -10,8 +10,9 @@
 #include <string.h>
 
 #include "attack_plot.h"
-#include "attack_tables.h"
-#include "report_parts.h"
+#include "tables/attack_tables.h"
+#include "sections.h"
+#include "stats/examples.h"
 
 #define ATTACK_GRIDS 2 /* most changed images drawn per run */
 
@@ -133,8 +134,8 @@ static void run_figures(rs_report_state *R, const rs_run_info *r, const rs_attac
 {
     rs_doc *d = &R->d;
     char file[128], path[4096], rn[32], rl[200], cap[512];
-    rs_report_run_name(r, rn, sizeof rn);
-    rs_report_run_label(r, rl, sizeof rl);
+    rs_run_name(r, rn, sizeof rn);
+    rs_run_label(r, rl, sizeof rl);
     rs_doc_addf(d, RS_DOC_PARA, "%s.", rl);
     char name[64];
     snprintf(name, sizeof name, "attack-run%s", rn);
@@ -166,25 +167,13 @@ static void run_figures(rs_report_state *R, const rs_run_info *r, const rs_attac
     free(mean);
 }
 
-/* The images the largest ε changed most (ties: the lower index), as grids. */
+/* The images the largest ε changed most (stats/examples.h), as grids. */
 static void most_changed(rs_report_state *R, const rs_run_info *r, const rs_attack_stats *as)
 {
-    int64_t last_best = INT64_MAX;
-    int last_img = -1;
-    for (int k = 0; k < ATTACK_GRIDS && !R->d.rc; k++) {
-        /* the next image in the order (changes descending, index ascending) */
-        int best = -1;
-        for (int i = 0; i < as->images; i++) {
-            int64_t c = as->changed_last[i];
-            bool after = c < last_best || (c == last_best && i > last_img);
-            if (after && c > 0 && (best < 0 || c > as->changed_last[best]))
-                best = i;
-        }
-        if (best < 0)
-            return;
-        rs_report_grid_figure(R, r, as->first_image + best);
-        last_best = as->changed_last[best], last_img = best;
-    }
+    int images[ATTACK_GRIDS];
+    int n = rs_examples_attacked(as, ATTACK_GRIDS, images);
+    for (int k = 0; k < n && !R->d.rc; k++)
+        rs_report_grid_figure(R, r, as->first_image + images[k]);
 }
 
 void rs_report_attack(rs_report_state *R)

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #include "rs_error.h"
-#include "table.h"
+#include "tables/table.h"
 
 /* RS_DOC_TOC: the table of contents, drawn by each writer from the RS_DOC_H2 items. */
 typedef enum { RS_DOC_H1, RS_DOC_H2, RS_DOC_PARA, RS_DOC_LIST, RS_DOC_TABLE, RS_DOC_FIGURE, RS_DOC_TOC } rs_doc_kind;

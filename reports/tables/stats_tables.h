@@ -28,8 +28,6 @@ extern const char *const rs_report_rate_headers[RS_STATS_NUM_RATES];
 void rs_report_run_note(const rs_run_info *info, char *buf, size_t size);
 /* "NAME (sha256 prefix, k=K)", e.g. "fmnist-prc-k2 (39c0917602db, k=2)". */
 void rs_report_model_label(const rs_run_info *r, char *buf, size_t size);
-/* True for a run of the noise protocol (clean view, then the severities). */
-bool rs_report_is_noise(const rs_run_info *r);
 
 /* Adds the row of view slot V (labelled as an agreement slot when AGREEMENT) and layer slot
  * L to T, with the view and the layer ("block B") in columns 0 and 1; the row index. */

@@ -1,5 +1,5 @@
-/* report_groups.c — tables of groups of runs (report_groups.h). */
-#include "report_groups.h"
+/* groups_tables.c — tables of groups of runs (groups_tables.h). */
+#include "groups_tables.h"
 
 #include <inttypes.h>
 #include <stdio.h>
