@@ -167,7 +167,7 @@ int rs_render_heatmap(const rs_image_routing *r, const rs_render_context *ctx, r
     if (layer >= r->layers)
         return rs_error_set(err, RS_EINVAL, "layer %d out of range (the run has %d MoE layers)", layer, r->layers);
     int nl = l1 - l0;
-    double *vals, hi;
+    double *vals = NULL, hi = 1;
     int rc = heat_values(r, metric, view, l0, nl, &vals, &hi, err);
     if (rc)
         return rc;

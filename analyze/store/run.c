@@ -69,6 +69,13 @@ void rs_run_model_stem(const rs_run_info *run, char *buf, size_t size)
     snprintf(buf, size, "%.*s", (int)len, name);
 }
 
+void rs_run_model_label(const rs_run_info *run, char *buf, size_t size)
+{
+    char stem[256];
+    rs_run_model_stem(run, stem, sizeof stem);
+    snprintf(buf, size, "%s (%.12s)", stem, run && run->model_sha256 ? run->model_sha256 : "?");
+}
+
 void rs_run_label(const rs_run_info *run, char *buf, size_t size)
 {
     char model[256];

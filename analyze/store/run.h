@@ -43,6 +43,10 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
 /* The model's file name without folder and ".safetensors" ("fmnist-prc-k1"); "?" when the
  * run has no model path. The one place that strips the extension. */
 void rs_run_model_stem(const rs_run_info *run, char *buf, size_t size);
+/* How figures and tables name the run's model: its stem and the sha256 prefix, e.g.
+ * "fmnist-prc-k2 (39c0917602db)" (readers know models by name, the hash ties the name to
+ * the bytes); "?" parts when RUN lacks them. */
+void rs_run_model_label(const rs_run_info *run, char *buf, size_t size);
 /* "run ID: MODEL, k=K, PROTOCOL, seed S" (MODEL: rs_run_model_label), as figures and
  * headings name a run. */
 void rs_run_label(const rs_run_info *run, char *buf, size_t size);

@@ -373,18 +373,6 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
     return 0;
 }
 
-void rs_run_model_label(const rs_run_info *info, char *buf, size_t size)
-{
-    const char *path = info && info->model_path ? info->model_path : "?";
-    const char *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
-    size_t len = strlen(name);
-    const char *ext = ".safetensors";
-    if (len > strlen(ext) && !strcmp(name + len - strlen(ext), ext))
-        len -= strlen(ext);
-    snprintf(buf, size, "%.*s (%.12s)", (int)len, name, info && info->model_sha256 ? info->model_sha256 : "?");
-}
-
 void rs_run_info_clear(rs_run_info *info)
 {
     if (!info)

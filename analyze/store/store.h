@@ -146,11 +146,6 @@ typedef struct rs_run_info {
 
 void rs_run_info_clear(rs_run_info *info);
 
-/* How figures and tables name the run's model: the checkpoint's file name without
- * ".safetensors" and the sha256 prefix, e.g. "fmnist-prc-k2 (39c0917602db)" (readers know
- * models by name, the hash ties the name to the bytes); "?" parts when INFO lacks them. */
-void rs_run_model_label(const rs_run_info *info, char *buf, size_t size);
-
 /* Looks for a run with SPEC's identity: 1 and fills INFO when found, 0 when not. */
 int rs_store_find_run(rs_store *store, const rs_run_spec *spec, rs_run_info *info, rs_error *err);
 /* Inserts the model (once per sha256) and a new run with status running, 0 images done. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "stats_tables.h"
+#include "store/run.h"
 
 void rs_report_view_label(const rs_run_info *info, int slot, char *buf, size_t size)
 {
