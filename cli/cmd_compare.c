@@ -128,9 +128,9 @@ static int print_tables(const compare_args *a, const rs_run_info *ia, const rs_r
 {
     char run_name[48], note_a[512], note_b[512], line[400];
     snprintf(run_name, sizeof run_name, "%d vs %d", a->run_a, a->run_b);
-    rs_report_run_note(ia, line, sizeof line);
+    rs_run_note(ia, line, sizeof line);
     snprintf(note_a, sizeof note_a, "A: %s%s%s", line, a->db_b ? " in " : "", a->db_b ? a->db : "");
-    rs_report_run_note(ib, line, sizeof line);
+    rs_run_note(ib, line, sizeof line);
     snprintf(note_b, sizeof note_b, "B: %s%s%s", line, a->db_b ? " in " : "", a->db_b ? a->db_b : "");
     char forced[320] = "";
     if (cmp->forced)
@@ -154,7 +154,7 @@ static int print_interference(const compare_args *a, const rs_run_info *ia, cons
     const char *dbs[2] = {a->db, a->db_b};
     snprintf(run_name, sizeof run_name, "%d vs %d", a->run_a, a->run_b);
     for (int i = 0; i < 2; i++) {
-        rs_report_run_note(runs[i], line, sizeof line);
+        rs_run_note(runs[i], line, sizeof line);
         dispatch[0] = 0;
         if (runs[i]->capacity_factor > 0)
             rs_report_dispatch_note(runs[i], dispatch, sizeof dispatch);

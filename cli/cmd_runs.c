@@ -5,8 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "tables/stats_tables.h"
-#include "store/store.h"
+#include "store/run.h"
 
 static const char usage_text[] =
     "usage: routerscope runs --db FILE\n"
@@ -58,7 +57,7 @@ int cmd_runs(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         const rs_run_info *r = &runs[i];
         char when[32] = "-", images[32], label[300];
-        rs_report_model_label(r, label, sizeof label);
+        rs_run_model_k_label(r, label, sizeof label);
         time_t t = (time_t)r->started;
         struct tm tm;
         if (t > 0 && gmtime_r(&t, &tm))

@@ -98,7 +98,7 @@ static int print_tables(const stats_args *a, const rs_run_info *info, const rs_s
 {
     char run_name[32], note[512], boot[160], dispatch[160] = "";
     snprintf(run_name, sizeof run_name, "%" PRId64, info->id);
-    rs_report_run_note(info, note, sizeof note);
+    rs_run_note(info, note, sizeof note);
     if (st->resamples > 0)
         snprintf(boot, sizeof boot, "bootstrap over images: %d resamples, seed %" PRIu64 ", level %.0f %%",
                  st->resamples, st->seed, 100 * st->level);

@@ -76,6 +76,33 @@ void rs_run_model_label(const rs_run_info *run, char *buf, size_t size)
     snprintf(buf, size, "%s (%.12s)", stem, run && run->model_sha256 ? run->model_sha256 : "?");
 }
 
+void rs_run_model_k_label(const rs_run_info *run, char *buf, size_t size)
+{
+    char stem[256];
+    rs_run_model_stem(run, stem, sizeof stem);
+    snprintf(buf, size, "%s (%.12s, k=%d)", stem, run->model_sha256 ? run->model_sha256 : "?", run->top_k);
+}
+
+void rs_run_short_label(const rs_run_info *run, char *buf, size_t size)
+{
+    rs_method m = rs_run_method(run);
+    char stem[160];
+    rs_run_model_stem(run, stem, sizeof stem);
+    snprintf(buf, size, "%s k=%d (run %" PRId64 ")", m == RS_METHOD_OTHER ? stem : rs_method_name(m),
+             run->top_k, run->id);
+}
+
+void rs_run_note(const rs_run_info *run, char *buf, size_t size)
+{
+    char model[320];
+    rs_run_model_k_label(run, model, sizeof model);
+    snprintf(buf, size,
+             "run %" PRId64 ": model %s, data %s [%d..%d), protocol %s, %d views, %d of %d images, "
+             "seed %" PRIu64,
+             run->id, model, run->data, run->offset, run->offset + run->count,
+             run->protocol, run->num_views, run->images_done, run->count, run->seed);
+}
+
 void rs_run_label(const rs_run_info *run, char *buf, size_t size)
 {
     char model[256];

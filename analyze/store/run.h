@@ -47,6 +47,14 @@ void rs_run_model_stem(const rs_run_info *run, char *buf, size_t size);
  * "fmnist-prc-k2 (39c0917602db)" (readers know models by name, the hash ties the name to
  * the bytes); "?" parts when RUN lacks them. */
 void rs_run_model_label(const rs_run_info *run, char *buf, size_t size);
+/* The same with the model's k: "fmnist-prc-k2 (39c0917602db, k=2)". */
+void rs_run_model_k_label(const rs_run_info *run, char *buf, size_t size);
+/* "PRC k=1 (run 3)": the training method (the model's stem when it is not known), k and
+ * the run id, where a table has little room. */
+void rs_run_short_label(const rs_run_info *run, char *buf, size_t size);
+/* One line describing the run for notes above tables: model, data and slice, protocol,
+ * views, images done and seed. */
+void rs_run_note(const rs_run_info *run, char *buf, size_t size);
 /* "run ID: MODEL, k=K, PROTOCOL, seed S" (MODEL: rs_run_model_label), as figures and
  * headings name a run. */
 void rs_run_label(const rs_run_info *run, char *buf, size_t size);

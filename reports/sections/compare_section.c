@@ -84,22 +84,12 @@ static int sign_of(const rs_stats_diff *df)
     return df->boot_valid && df->boot_lo > 0 ? 1 : df->boot_valid && df->boot_hi < 0 ? -1 : 0;
 }
 
-/* "PRC k=1 (run 3)", or the model's file name when its method is not known. */
-static void short_label(const rs_run_info *r, char *buf, size_t size)
-{
-    rs_method m = rs_run_method(r);
-    char stem[160];
-    rs_run_model_stem(r, stem, sizeof stem);
-    snprintf(buf, size, "%s k=%d (run %" PRId64 ")", m == RS_METHOD_OTHER ? stem : rs_method_name(m),
-             r->top_k, r->id);
-}
-
 static void summary_line(rs_report_state *R, int i, const rs_stats_diff *df, char *buf, size_t size)
 {
     const rs_run_info *r = &R->info[i], *b = &R->info[R->baseline[i]];
     char rl[200], bl[200];
-    short_label(r, rl, sizeof rl);
-    short_label(b, bl, sizeof bl);
+    rs_run_short_label(r, rl, sizeof rl);
+    rs_run_short_label(b, bl, sizeof bl);
     static const char *const says[3] = {"lower: less consistent routing",
                                         "no clear difference (the interval includes 0)",
                                         "higher: more consistent routing"};
@@ -124,7 +114,7 @@ static void reversal_line(rs_report_state *R, int i, rs_stats_comparison **cmps,
             strcmp(R->info[R->baseline[j]].model_sha256, mb) || sign_of(pj) == 0 || sign_of(pj) == sign_of(df))
             continue;
         char rl[200];
-        short_label(&R->info[i], rl, sizeof rl);
+        rs_run_short_label(&R->info[i], rl, sizeof rl);
         snprintf(buf, size, "Reversal: under noise the difference %s (%s, %+.2f points, against %+.2f points "
                  "on the %s protocol, run %" PRId64 ").", sign_of(df) ? "goes the other way" : "vanishes", rl,
                  100 * df->value, 100 * pj->value, R->info[j].protocol, R->info[j].id);

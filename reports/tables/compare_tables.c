@@ -111,7 +111,7 @@ static void headline_rows(rs_table *t, const rs_report_set *set, int i, const rs
     for (int l = 0; l <= st->layers; l++) {
         char rn[32], model[64], lh[64], lk[64];
         snprintf(rn, sizeof rn, "%" PRId64, r->id);
-        rs_report_model_label(r, model, sizeof model);
+        rs_run_model_k_label(r, model, sizeof model);
         rs_report_layer_label(r, l, lh, sizeof lh, true);
         rs_report_layer_label(r, l, lk, sizeof lk, false);
         if (l == st->layers)
@@ -154,7 +154,7 @@ rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison
 static void run_model(const rs_run_info *r, char *buf, size_t size)
 {
     char model[160];
-    rs_report_model_label(r, model, sizeof model);
+    rs_run_model_k_label(r, model, sizeof model);
     snprintf(buf, size, "run %" PRId64 " %s", r->id, model);
 }
 
@@ -241,7 +241,7 @@ static void accuracy_row(rs_table *t, int nc, int aug_col, const rs_run_info *r,
     char id[32], rn[32], model[64];
     snprintf(id, sizeof id, "%" PRId64, r->id);
     snprintf(rn, sizeof rn, "run %" PRId64, r->id);
-    rs_report_model_label(r, model, sizeof model);
+    rs_run_model_k_label(r, model, sizeof model);
     int row = rs_table_add_row(t, NULL, NULL, NULL);
     rs_table_set_row_run(t, row, id);
     rs_table_set_text(t, row, 0, rn);

@@ -47,14 +47,6 @@ int rs_report_agreement_slot(int views, int i)
 const char *const rs_report_rate_headers[RS_STATS_NUM_RATES] = {"Top-1", "Top-2", "Top-2 (order-agnostic)",
                                                              "Top-2 overlap"};
 
-void rs_report_model_label(const rs_run_info *r, char *buf, size_t size)
-{
-    char name[256];
-    rs_run_model_label(r, name, sizeof name);
-    size_t len = strlen(name);
-    snprintf(buf, size, "%.*s, k=%d)", (int)(len ? len - 1 : 0), name, r->top_k);
-}
-
 void rs_report_set_rate(rs_table *t, int r, int c, const rs_stats_rate *x, int64_t n)
 {
     if (!x->valid)
@@ -278,14 +270,4 @@ rs_table *rs_report_transition_table(const rs_run_info *info, const rs_stats *st
     return t;
 }
 
-void rs_report_run_note(const rs_run_info *info, char *buf, size_t size)
-{
-    char model[256];
-    rs_report_model_label(info, model, sizeof model);
-    snprintf(buf, size,
-             "run %" PRId64 ": model %s, data %s [%d..%d), protocol %s, %d views, %d of %d images, "
-             "seed %" PRIu64,
-             info->id, model, info->data, info->offset, info->offset + info->count,
-             info->protocol, info->num_views, info->images_done, info->count, info->seed);
-}
 

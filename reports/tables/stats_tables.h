@@ -24,10 +24,6 @@ void rs_report_layer_label(const rs_run_info *info, int slot, char *buf, size_t 
 int rs_report_agreement_slot_count(int views);
 int rs_report_agreement_slot(int views, int i);
 extern const char *const rs_report_rate_headers[RS_STATS_NUM_RATES];
-/* One line describing a run, for notes above tables. */
-void rs_report_run_note(const rs_run_info *info, char *buf, size_t size);
-/* "NAME (sha256 prefix, k=K)", e.g. "fmnist-prc-k2 (39c0917602db, k=2)". */
-void rs_report_model_label(const rs_run_info *r, char *buf, size_t size);
 
 /* Adds the row of view slot V (labelled as an agreement slot when AGREEMENT) and layer slot
  * L to T, with the view and the layer ("block B") in columns 0 and 1; the row index. */
