@@ -1,5 +1,6 @@
 /* Kernel tests: the vectorised exp and GELUs against libm in double precision, and the
- * row kernels against small cases worked out by hand. */
+ * row kernels against small cases worked out by hand (LayerNorm also on rows whose
+ * variance is of the order of its epsilon). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -105,6 +106,47 @@ static void test_layer_norm_by_hand(void **state)
     assert_float_equal(y[7], 1, 1e-6);
 }
 
+/* Rows whose variance is of the order of epsilon, where epsilon changes the result by tens of
+ * percent (the row above, variance 1.25, cannot tell 1e-6 from 0). Each row is 0.5 +
+ * k_i / 1024 with integer k_i summing to 0, so its mean is 0.5 exactly in float and its
+ * variance sum(k_i²) / d / 2^20 (about 1e-6 to 1e-5); lengths 4, 11 and 19 leave remainders
+ * after the vector lanes. Expected values in double: (x − mean) / sqrt(var + eps) · w + b,
+ * for the epsilons of the configs (1e-6: V-MoE and timm; 1e-5: a golden model) and 1e-2. */
+static void test_layer_norm_small_variance(void **state)
+{
+    (void)state;
+    static const int k4[4] = {-1, 2, 0, -1}, k11[11] = {3, -1, 0, 2, -4, 1, 0, -2, 1, 1, -1},
+                     k19[19] = {1, -2, 3, 0, -1, 2, -3, 1, 0, 4, -4, 2, -1, 0, 1, -2, 1, 0, -2};
+    const int *rows[3] = {k4, k11, k19};
+    const int lens[3] = {4, 11, 19};
+    const float eps[3] = {1e-6f, 1e-5f, 1e-2f};
+    for (int r = 0; r < 3; r++) {
+        int d = lens[r];
+        float x[19], w[19], b[19], y[19];
+        int sum = 0;
+        double ss = 0;
+        for (int i = 0; i < d; i++) {
+            x[i] = 0.5f + (float)rows[r][i] / 1024;
+            w[i] = 1 + 0.25f * (float)(i % 3);
+            b[i] = 0.125f * (float)(i % 2);
+            sum += rows[r][i];
+            ss += (double)rows[r][i] * rows[r][i];
+        }
+        assert_int_equal(sum, 0);
+        double var = ss / d / 1048576.0;
+        for (int e = 0; e < 3; e++) {
+            rs_layer_norm(y, x, w, b, 1, (size_t)d, eps[e]);
+            double s = 1 / sqrt(var + (double)eps[e]);
+            for (int i = 0; i < d; i++) {
+                double want = rows[r][i] / 1024.0 * s * w[i] + b[i];
+                if (fabs(y[i] - want) > 1e-4 * fmax(1, fabs(want)))
+                    fail_msg("d %d eps %g (variance %.3g): y[%d] = %.7g, want %.7g", d, (double)eps[e], var, i,
+                             (double)y[i], want);
+            }
+        }
+    }
+}
+
 static void test_bias_rows_by_hand(void **state)
 {
     (void)state;
@@ -165,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_gelu_tanh),          cmocka_unit_test(test_gelu_by_hand),
         cmocka_unit_test(test_layer_norm_by_hand), cmocka_unit_test(test_softmax_by_hand),
         cmocka_unit_test(test_bias_rows_by_hand), cmocka_unit_test(test_non_finite_inputs),
+        cmocka_unit_test(test_layer_norm_small_variance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,6 +116,50 @@ static void k2_forced_pair(void **state)
     assert_float_equal(x[3], probs[E + 1], 1e-7);
 }
 
+/* k = 2 with run masks that differ between the two slots. Six tokens, all (2, 1): router
+ * logits (2, 1, 0), top-2 (e0, e1). Token 0 is forced to (e2, e1) with run (1, 0) and token
+ * 5 to (e1, e2) with run (0, 1): each runs e2 alone, p_2 (10, 100), whichever slot holds it.
+ * Capacity ceil(6 · 2 · 0.1 / 3) = 1, raised to 4: the router's rank-1 choices (all e0)
+ * keep tokens 0-3, its rank-2 choices (all e1) tokens 0-3 again; forced tokens' router
+ * choices still take their places, so tokens 1-3 run e0 and e1, token 4 nothing. The kept
+ * rows of the forced tokens read their run masks, (1, 0) and (0, 1). Without a capacity the
+ * masks hold the same and token 4 runs both. */
+static void k2_forced_run_masks(void **state)
+{
+    (void)state;
+    hand_layer h;
+    hand_init(&h, 2);
+    float xn[MAX_N * D];
+    for (int n = 0; n < MAX_N; n++)
+        xn[n * D] = 2, xn[n * D + 1] = 1;
+    const int32_t forced[MAX_N * 2] = {2, 1, -1, 0, -1, 0, -1, 0, -1, 0, 1, 2};
+    const uint8_t run[MAX_N * 2] = {1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1};
+    rs_dispatch d = {.capacity_factor = 0.1, .group_images = 1};
+    float x[MAX_N * D], probs[MAX_N * E];
+    int32_t top_idx[MAX_N * 2];
+    uint8_t kept[MAX_N * 2];
+    for (int with_capacity = 1; with_capacity >= 0; with_capacity--) {
+        hand_run(&h, xn, MAX_N, forced, run, with_capacity ? &d : NULL, x, probs, top_idx, with_capacity ? kept : NULL);
+        double z = exp(2.0) + exp(1.0) + 1, p0 = exp(2.0) / z, p1 = exp(1.0) / z, p2 = 1 / z;
+        for (int n = 0; n < MAX_N; n++) {
+            if (top_idx[n * 2] != 0 || top_idx[n * 2 + 1] != 1)
+                fail_msg("token %d: router top-2 (%d, %d), want (0, 1)", n, top_idx[n * 2], top_idx[n * 2 + 1]);
+            bool forced_e2 = n == 0 || n == 5, both = !forced_e2 && (n < 4 || !with_capacity);
+            double want[D] = {forced_e2 ? 10 * p2 : both ? p0 : 0, forced_e2 ? 100 * p2 : both ? p1 : 0};
+            for (int i = 0; i < D; i++)
+                if (fabs(x[n * D + i] - want[i]) > 1e-4)
+                    fail_msg("%s capacity: token %d update[%d] = %.6g, want %.6g", with_capacity ? "with" : "without",
+                             n, i, (double)x[n * D + i], want[i]);
+        }
+        if (with_capacity) {
+            static const uint8_t want_kept[MAX_N * 2] = {1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1};
+            for (int q = 0; q < MAX_N * 2; q++)
+                if (kept[q] != want_kept[q])
+                    fail_msg("token %d slot %d: kept %d, want %d", q / 2, q % 2, kept[q], want_kept[q]);
+        }
+    }
+}
+
 static void forced_bypass_capacity(void **state)
 {
     (void)state;
@@ -277,6 +321,62 @@ static void forcing_nothing_or_own_choice_is_plain(void **state)
     rs_model_close(g.m);
 }
 
+/* A k = 1 model over several groups: forced rows are (batch, T, k), so a group starting at
+ * token row ROW0 reads them from ROW0 · k (k = 1 here, where R = 2 records). Forcing every
+ * token's own expert over 2G + 3 images (G the group size) gives the plain pass bit for
+ * bit; forcing one expert everywhere runs it in every group. The rows are followed by as
+ * many rows of -1, so that rows read at a wrong offset (ROW0 · R) fail an assertion
+ * instead of reading past the end. */
+static void k1_forced_across_groups(void **state)
+{
+    (void)state;
+    golden g = open_golden("token_k1_e16_bias_fmnist");
+    const rs_config *c = &g.m->cfg;
+    assert_int_equal(c->top_k, 1);
+    size_t T = (size_t)rs_config_tokens(c), img = (size_t)c->channels * c->image_h * c->image_w;
+    rs_forward *f;
+    rs_error err;
+    assert_int_equal(rs_forward_create(g.m, 1, 1, &f, &err), 0);
+    int G = rs_forward_group_size(f), B = 2 * G + 3;
+    rs_forward_free(f);
+    float *tiled = malloc(sizeof(float) * B * img);
+    for (int i = 0; i < B; i++) /* the golden images, each tile scaled its own way: no two alike */
+        for (size_t q = 0; q < img; q++)
+            tiled[i * img + q] = g.input[(size_t)(i % g.B) * img + q] * (1 + 0.05f * (float)i);
+    assert_int_equal(rs_forward_create(g.m, B, 1, &f, &err), 0);
+    assert_int_equal(rs_forward_run(f, tiled, B, &err), 0);
+    snapshot plain = take(f, c, B);
+    rs_forced self[4] = {{0}};
+    int32_t *rows[4] = {NULL};
+    for (int l = 0; l < c->num_moe; l++) {
+        rows[l] = malloc(sizeof(int32_t) * 2 * B * T);
+        for (size_t n = 0; n < 2 * B * T; n++)
+            rows[l][n] = n < B * T ? plain.executed[l][n] : -1;
+        self[l].experts = rows[l];
+    }
+    assert_int_equal(rs_forward_run_forced(f, tiled, B, self, &err), 0);
+    snapshot s = take(f, c, B);
+    same_bits(&plain, &s, c, B);
+    drop(&s, c->num_moe);
+    /* Every token of slot 0 forced to expert 3: what ran is 3 in every group. */
+    int32_t *three = rows[0];
+    for (size_t n = 0; n < B * T; n++)
+        three[n] = 3;
+    const rs_forced all3[4] = {{three, NULL}};
+    assert_int_equal(rs_forward_run_forced(f, tiled, B, all3, &err), 0);
+    const rs_forward_out *o = rs_forward_result(f);
+    for (size_t n = 0; n < B * T; n++)
+        if (o->moe[0].executed[n] != 3)
+            fail_msg("token row %zu (group %zu) ran expert %d, want 3", n, n / (T * G), o->moe[0].executed[n]);
+    for (int l = 0; l < c->num_moe; l++)
+        free(rows[l]);
+    drop(&plain, c->num_moe);
+    rs_forward_free(f);
+    free(tiled);
+    free(g.input);
+    rs_model_close(g.m);
+}
+
 /* Rows that run, for every patch token, the two experts it did not choose at slot L of
  * PLAIN; the class token (token 0) keeps its own. */
 static int32_t *other_experts(const snapshot *plain, const rs_config *c, int B, int l)
@@ -384,8 +484,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(forced_expert_runs_with_own_gate),
         cmocka_unit_test(k2_forced_pair),
+        cmocka_unit_test(k2_forced_run_masks),
         cmocka_unit_test(forced_bypass_capacity),
         cmocka_unit_test(forcing_nothing_or_own_choice_is_plain),
+        cmocka_unit_test(k1_forced_across_groups),
         cmocka_unit_test(forcing_one_block),
         cmocka_unit_test(bad_rows_refused),
     };

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <gsl/gsl_rng.h>
 #include <sqlite3.h>
 
 #include "stats/baselines.h"
@@ -189,6 +190,36 @@ static void test_one_image(void **state)
     assert_int_equal(st->change[1 * 4 + 1 * 2 + 1], 1);
     assert_int_equal(st->change[1 * 4 + 0] + st->change[1 * 4 + 1] + st->change[1 * 4 + 2], 0);
     assert_int_equal(st->change_no_pairs[1], 0);
+    rs_stats_free(st);
+    tb_free(&t);
+}
+
+/* ---- Top-2 orders that agree in one place only ----------------------------------------------- */
+
+/* One image, one layer, four patches, no class token, E = 4; view 0 routes every patch to
+ * (a1, a2) = (1, 2), view 1 (identity match) to:
+ *   j0 (3, 1): a1 == b2 but a2 != b1 — not the same pair in any order: N N N, overlap 1
+ *   j1 (2, 3): a2 == b1 but a1 != b2 — the mirror case:                 N N N, overlap 1
+ *   j2 (2, 1): the same pair swapped:                                   N N Y, overlap 2
+ *   j3 (1, 3): Top-1 only:                                              Y N N, overlap 1
+ * -> pairs 4, top1 1, top2 0, unordered 1 (j2 alone), overlap halves 5. The order-agnostic
+ * test must need both crossings (a1 == b2 and a2 == b1): j0 and j1 each have only one. */
+static void test_top2_one_crossing(void **state)
+{
+    (void)state;
+    tb t = tb_new(1, 2, 1, 4, 0, 2, 4, 10);
+    for (int j = 0; j < 4; j++)
+        tb_set_top(&t, 0, 0, 0, j, 1, 2);
+    tb_set_top(&t, 0, 1, 0, 0, 3, 1), tb_set_top(&t, 0, 1, 0, 1, 2, 3), tb_set_top(&t, 0, 1, 0, 2, 2, 1),
+        tb_set_top(&t, 0, 1, 0, 3, 1, 3);
+    const char *path = scratch("crossing.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+    rs_stats *st = compute(path, run, &(rs_stats_options){.resamples = -1});
+    expect_counts(&ag(st, 1, 0)->n, 4, 1, 0, 1, 5);
+    expect_counts(&ag(st, 2, 1)->n, 4, 1, 0, 1, 5); /* all views, all layers */
+    expect_rate(&ag(st, 1, 0)->rate[RS_STATS_TOP2_UNORDERED], 0.25);
+    /* Every pair has reference expert 1, so its breakdown holds them all. */
+    expect_counts(&st->by_expert[(size_t)rs_stats_cell(st, 1, 0) * 4 + 1], 4, 1, 0, 1, 5);
     rs_stats_free(st);
     tb_free(&t);
 }
@@ -460,6 +491,125 @@ static void test_bootstrap_coverage(void **state)
     print_message("  bootstrap covers %d/%d, Wilson (patches independent) %d/%d\n", covered, sims, wilson_covered,
                   sims);
     assert_true(covered >= 180 && covered <= 198);
+}
+
+/* ---- exact bootstrap percentiles ----------------------------------------------------------- */
+
+/* The percentile rule itself on values whose quantiles fall on data points: 0, 1, ..., 100
+ * (shuffled), at 90 % the 5th and 95th percentiles, 5 and 95; at 50 %, 25 and 75. */
+static void test_percentile_exact(void **state)
+{
+    (void)state;
+    double x[101];
+    for (int i = 0; i <= 100; i++)
+        x[i] = (double)((i * 37) % 101); /* 37 is prime to 101: a permutation of 0..100 */
+    bool valid;
+    double lo, hi;
+    rs_stats_percentile(x, 101, 0.9, &valid, &lo, &hi);
+    assert_true(valid);
+    NEAR(lo, 5, 1e-9);
+    NEAR(hi, 95, 1e-9);
+    rs_stats_percentile(x, 101, 0.5, &valid, &lo, &hi);
+    NEAR(lo, 25, 1e-9);
+    NEAR(hi, 75, 1e-9);
+}
+
+/* Two images, one matched pair each: image 0's agrees at Top-1, image 1's does not. A
+ * resample draws two images with replacement, so its Top-1 rate is 0 (image 1 twice,
+ * probability 1/4), 1/2 (one of each, 1/2) or 1 (image 0 twice, 1/4). Over 4000 replicates
+ * the empirical quantile q is 0 for q < ~1/4 and 1 for q > ~3/4, 1/2 between, with the
+ * counts of each value within ±5 % of their expectation (binomial sd 0.7 %), so:
+ *   level 0.6:  [q(0.2), q(0.8)]   = [0, 1]
+ *   level 0.2:  [q(0.4), q(0.6)]   = [1/2, 1/2]
+ *   level 0.95: [q(0.025), q(0.975)] = [0, 1]
+ * (An upper bound taken at q(level) would give 1/2 at level 0.6 and 0 at level 0.2; a
+ * lower one at q(1 − level), 1/2 at level 0.6.) The same for rs_stats_boot_ratio with the
+ * counts as numerator and denominator. */
+static void test_bootstrap_exact_two_images(void **state)
+{
+    (void)state;
+    tb t = tb_new(2, 2, 1, 1, 0, 2, 4, 2);
+    tb_set_top(&t, 1, 1, 0, 0, 2, 3);
+    const char *path = scratch("boot2.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_pair);
+    static const struct {
+        double level, lo, hi;
+    } want[] = {{0.6, 0, 1}, {0.2, 0.5, 0.5}, {0.95, 0, 1}};
+    const int32_t num[2] = {1, 0}, den[2] = {1, 1};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        rs_stats_options opt = {.resamples = 4000, .seed = 17 + i, .level = want[i].level};
+        rs_stats *st = compute(path, run, &opt);
+        const rs_stats_rate *r = &ag(st, 1, 0)->rate[RS_STATS_TOP1];
+        expect_rate(r, 0.5);
+        assert_true(r->boot_valid);
+        if (fabs(r->boot_lo - want[i].lo) > 1e-12 || fabs(r->boot_hi - want[i].hi) > 1e-12)
+            fail_msg("level %g: bootstrap [%g, %g], want [%g, %g]", want[i].level, r->boot_lo, r->boot_hi,
+                     want[i].lo, want[i].hi);
+        rs_stats_free(st);
+        rs_stats_rate ratio = {0};
+        rs_error err = {0};
+        assert_int_equal(rs_stats_boot_ratio(num, den, 2, 4000, 17 + i, want[i].level, &ratio, &err), 0);
+        assert_true(ratio.boot_valid);
+        if (fabs(ratio.boot_lo - want[i].lo) > 1e-12 || fabs(ratio.boot_hi - want[i].hi) > 1e-12)
+            fail_msg("level %g: ratio bootstrap [%g, %g], want [%g, %g]", want[i].level, ratio.boot_lo,
+                     ratio.boot_hi, want[i].lo, want[i].hi);
+    }
+    tb_free(&t);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Quantile Q of N sorted values by linear interpolation between order statistics
+ * (Hyndman & Fan's type 7: position Q (N − 1), counted from 0). */
+static double quantile_sorted(const double *x, size_t n, double q)
+{
+    double h = q * (double)(n - 1);
+    size_t i = (size_t)floor(h);
+    return i + 1 < n ? x[i] + (h - (double)i) * (x[i + 1] - x[i]) : x[n - 1];
+}
+
+/* rs_stats_boot_ratio against the draw its header states, computed here: RESAMPLES
+ * replicates, each N draws of gsl_rng_uniform_int(N) from mt19937 seeded with SEED,
+ * replicates with a zero denominator left out, then the ((1 − level)/2, (1 + level)/2)
+ * quantiles of the replicate ratios. Seven images of uneven counts, levels 0.95 and 0.6. */
+static void test_boot_ratio_fixed_seed(void **state)
+{
+    (void)state;
+    enum { N = 7, B = 500 };
+    const int32_t num[N] = {3, 0, 2, 5, 1, 4, 0}, den[N] = {5, 2, 4, 6, 3, 5, 0};
+    const uint64_t seed = 11;
+    double vals[B];
+    size_t nv = 0;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    assert_non_null(rng);
+    gsl_rng_set(rng, (unsigned long)seed);
+    for (int b = 0; b < B; b++) {
+        double a = 0, z = 0;
+        for (int d = 0; d < N; d++) {
+            unsigned long i = gsl_rng_uniform_int(rng, N);
+            a += num[i], z += den[i];
+        }
+        if (z > 0)
+            vals[nv++] = a / z;
+    }
+    gsl_rng_free(rng);
+    qsort(vals, nv, sizeof *vals, cmp_double);
+    const double levels[2] = {0.95, 0.6};
+    for (int i = 0; i < 2; i++) {
+        double lo = quantile_sorted(vals, nv, (1 - levels[i]) / 2), hi = quantile_sorted(vals, nv, (1 + levels[i]) / 2);
+        rs_stats_rate r = {0};
+        rs_error err = {0};
+        assert_int_equal(rs_stats_boot_ratio(num, den, N, B, seed, levels[i], &r, &err), 0);
+        assert_true(r.boot_valid);
+        if (fabs(r.boot_lo - lo) > 1e-12 || fabs(r.boot_hi - hi) > 1e-12)
+            fail_msg("level %g: bootstrap [%.15g, %.15g], want [%.15g, %.15g]", levels[i], r.boot_lo, r.boot_hi, lo,
+                     hi);
+        assert_true(lo < hi); /* the interval has width: the two quantiles are told apart */
+    }
 }
 
 /* ---- McNemar -------------------------------------------------------------------------------- */
@@ -1068,6 +1218,8 @@ int main(void)
         cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_run_difference), cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),   cmocka_unit_test(test_heatmap_cells),
         cmocka_unit_test(test_bootstrap_coverage), cmocka_unit_test(test_benchmark),
+        cmocka_unit_test(test_top2_one_crossing), cmocka_unit_test(test_percentile_exact),
+        cmocka_unit_test(test_bootstrap_exact_two_images), cmocka_unit_test(test_boot_ratio_fixed_seed),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     tu_remove_dir(dir);

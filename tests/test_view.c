@@ -244,6 +244,78 @@ static void test_flip_maps_columns(void **state)
         assert_int_equal(match[j], j);
 }
 
+/* A drawn flip (rs_view_draw of "flip:p=1") on W x H = 5 x 3 and 4 x 3 (odd and even
+ * widths), two channels. Pixel centre x + 0.5 maps to W − (x + 0.5) (docs/views.md: the
+ * map sends view coordinates to source coordinates, pixel centres at i + 0.5), which is
+ * the centre of source column W − 1 − x, so the map is exactly [−1 0 W; 0 1 0] and every
+ * rendered pixel is its mirror's value, bit for bit (the bilinear weights are 1 and 0). A
+ * map one pixel off (W − 1 for W) lands on column W − 2 − x: wrong values everywhere and
+ * a zero in the last column. A flip after a crop mirrors the crop's output. */
+static void test_flip_pixel_exact(void **state)
+{
+    (void)state;
+    rs_view_spec spec;
+    rs_error err;
+    assert_int_equal(rs_view_spec_parse("flip:p=1", &spec, &err), 0);
+    enum { H = 3, C = 2 };
+    for (int W = 4; W <= 5; W++) {
+        rs_view v;
+        rs_view_draw(&spec, W, H, 7, 0, 1, &v);
+        assert_true(v.flipped && !v.identity);
+        const double want[6] = {-1, 0, W, 0, 1, 0};
+        for (int q = 0; q < 6; q++)
+            if (v.affine[q] != want[q])
+                fail_msg("W %d: affine[%d] = %g, want %g", W, q, v.affine[q], want[q]);
+        /* Source coordinates of every pixel centre. */
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                double xv = x + 0.5, yv = y + 0.5;
+                double xs = v.affine[0] * xv + v.affine[1] * yv + v.affine[2];
+                double ys = v.affine[3] * xv + v.affine[4] * yv + v.affine[5];
+                if (xs != W - 1 - x + 0.5 || ys != yv)
+                    fail_msg("W %d: centre (%d, %d) maps to (%g, %g), want (%g, %g)", W, x, y, xs, ys,
+                             W - 1 - x + 0.5, yv);
+            }
+        /* An asymmetric image: every value distinct and nonzero. */
+        float src[C * H * 5], out[C * H * 5];
+        for (int i = 0; i < C * H * W; i++)
+            src[i] = (float)(i + 1) / 64;
+        rs_view_render(&v, src, C, H, W, out);
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    float got = out[(c * H + y) * W + x], mirror = src[(c * H + y) * W + (W - 1 - x)];
+                    if (got != mirror)
+                        fail_msg("W %d: channel %d pixel (%d, %d) is %g, its mirror %g", W, c, x, y, got, mirror);
+                }
+        /* Patches of one pixel: view pixel (r, c) shows source pixel (r, W − 1 − c). */
+        rs_view a = identity_view();
+        int16_t match[H * 5];
+        assert_int_equal(rs_view_match(&a, &v, H, W, 1, match), 0);
+        for (int r = 0; r < H; r++)
+            for (int c = 0; c < W; c++)
+                if (match[r * W + c] != r * W + (W - 1 - c))
+                    fail_msg("W %d: pixel patch (%d, %d) matches %d, want %d", W, r, c, match[r * W + c],
+                             r * W + (W - 1 - c));
+        /* Flipped twice: the identity, bit for bit. */
+        rs_view_spec twice;
+        assert_int_equal(rs_view_spec_parse("flip:p=1+flip:p=1", &twice, &err), 0);
+        rs_view vv;
+        rs_view_draw(&twice, W, H, 7, 0, 1, &vv);
+        assert_true(vv.identity && !vv.flipped);
+    }
+    /* After a crop the flip mirrors the crop's output: a 4 x 4 box (x0, y0) of an 8 x 8
+     * image, flipped, maps x to x0 + (8 − x) · 4/8 (docs/views.md), exactly. */
+    assert_int_equal(rs_view_spec_parse("crop:area=0.25-0.25,ratio=1-1+flip:p=1", &spec, &err), 0);
+    rs_view v;
+    rs_view_draw(&spec, 8, 8, 7, 0, 1, &v);
+    assert_true(v.flipped && v.crop[2] == 4 && v.crop[3] == 4);
+    const double want[6] = {-0.5, 0, v.crop[0] + 4, 0, 0.5, v.crop[1]};
+    for (int q = 0; q < 6; q++)
+        if (v.affine[q] != want[q])
+            fail_msg("crop + flip: affine[%d] = %g, want %g", q, v.affine[q], want[q]);
+}
+
 static void test_quarter_crop_at_twice_the_scale(void **state)
 {
     (void)state;
@@ -546,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_parse_base),
         cmocka_unit_test(test_parse_route),
         cmocka_unit_test(test_flip_maps_columns),
+        cmocka_unit_test(test_flip_pixel_exact),
         cmocka_unit_test(test_quarter_crop_at_twice_the_scale),
         cmocka_unit_test(test_boundary_goes_right_and_outside_is_unmatched),
         cmocka_unit_test(test_noise_only_views_match_identically),
