@@ -96,5 +96,11 @@ else
   echo "skip eval on Fashion-MNIST: dataset-fashion-mnist is not installed"
 fi
 
+# --- long messages keep their reason: the quoted path is what gets cut ---------------------
+dir100=$(printf 'd%.0s' $(seq 100))
+long=$tmp/$dir100/$dir100/$dir100/model.safetensors
+check "a 300-byte path: the message ends with its reason" 1 "" "/model.safetensors: cannot open: No such file or directory\$" -- \
+  "$rs" inspect "$long"
+
 echo "cli: $pass passed, $fail failed"
 [ $fail = 0 ]

@@ -75,6 +75,33 @@ static void test_parse(void **state)
     assert_float_equal(s.ops[0].p[3], 10, 1e-12);
 }
 
+/* A message too long for rs_error keeps its reason: the quoted spec is what gets cut. */
+static void test_long_spec_keeps_its_reason(void **state)
+{
+    (void)state;
+    char text[512] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(text, i ? "+flip:p=0.5" : "flip:p=0.5");
+    rs_view_spec s;
+    rs_error err = {0};
+    assert_int_equal(rs_view_spec_parse(text, &s, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "view 'flip:p=0.5+flip:p=0.5+"));
+    const char *reason = "': empty or longer than 255 characters";
+    size_t n = strlen(err.msg), r = strlen(reason);
+    assert_true(n >= r && !strcmp(err.msg + n - r, reason));
+    /* A long value quoted after a long spec: the reason survives too. */
+    memset(text, 0, sizeof text);
+    strcpy(text, "noise:sigma=");
+    memset(text + strlen(text), '7', 200);
+    strcat(text, "x");
+    assert_int_equal(rs_view_spec_parse(text, &s, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    reason = "7x' is not a number";
+    n = strlen(err.msg), r = strlen(reason);
+    assert_true(n >= r && !strcmp(err.msg + n - r, reason));
+}
+
 static void test_parse_pgd(void **state)
 {
     (void)state;
@@ -542,6 +569,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_long_spec_keeps_its_reason),
         cmocka_unit_test(test_parse_pgd),
         cmocka_unit_test(test_parse_base),
         cmocka_unit_test(test_parse_route),
