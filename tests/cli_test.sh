@@ -96,6 +96,22 @@ else
   echo "skip eval on Fashion-MNIST: dataset-fashion-mnist is not installed"
 fi
 
+# --- numbers are decimal, with no blanks around them --------------------------------------
+check "eval hex capacity factor" 2 "" "--capacity-factor wants a number in \\(0, 1000\\], got '0x1'" -- \
+  "$rs" eval "$m2" --data fashion-mnist:test --capacity-factor 0x1
+check "eval blank before a number" 2 "" "--threads wants an integer in \\[1, 256\\], got ' 2'" -- \
+  "$rs" eval "$m2" --data fashion-mnist:test --threads ' 2'
+check "eval sign before a number" 2 "" "--limit wants an integer in \\[1, [0-9]+\\], got '\\+5'" -- \
+  "$rs" eval "$m2" --data fashion-mnist:test --limit +5
+check "eval blank after a seed" 2 "" "--group-seed wants an unsigned integer, got '3 '" -- \
+  "$rs" eval "$m2" --data fashion-mnist:test --capacity-factor 1 --group-seed '3 '
+check "replay blank in a shard" 2 "" "--shard wants I/N with 0 <= I < N, got '0/ 2'" -- \
+  "$rs" replay "$m2" --data fashion-mnist:test --db "$tmp/never.db" --shard '0/ 2'
+check "report blank in --runs" 2 "" "--runs wants run ids separated by commas, got '1, 2'" -- \
+  "$rs" report --db "$tmp/never.db" --runs '1, 2' --out "$tmp/never"
+check "render hex in --runs" 2 "" "--runs wants run ids separated by commas, got '0x1'" -- \
+  "$rs" render attack-curves --db "$tmp/never.db" --runs 0x1 -o "$tmp/never.png"
+
 # --- long messages keep their reason: the quoted path is what gets cut ---------------------
 dir100=$(printf 'd%.0s' $(seq 100))
 long=$tmp/$dir100/$dir100/$dir100/model.safetensors

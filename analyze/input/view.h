@@ -84,8 +84,8 @@ typedef struct rs_view_spec {
                                  * (checked against the model with rs_config_check_moe_blocks) */
 } rs_view_spec;
 
-/* Parses TEXT. Errors quote the spec and the part at fault:
- * "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view and a route
+/* Parses TEXT. Numbers are read by rs_number.h (decimal only, no blanks). Errors quote
+ * the spec and the part at fault: "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view and a route
  * source are earlier views is checked by rs_view_spec_check_base, which knows the view's
  * index. */
 int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err);
