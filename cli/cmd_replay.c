@@ -38,7 +38,7 @@ static const char usage_text[] =
     "  --views LIST     custom's views separated by ';', the first is the reference\n"
     "  --attack SPEC    adversarial's attack, a pgd: spec without eps\n"
     "                   (default " RS_ADVERSARIAL_ATTACK "; docs/attacks.md)\n"
-    "  --eps LIST       adversarial's radii on [0,1] pixels, separated by ','\n"
+    "  --eps LIST       adversarial's radii on [0,1] pixels, increasing, separated by ','\n"
     "                   (default " RS_ADVERSARIAL_EPS ")\n"
     "  --seed S         seed of every random draw (default 0)\n"
     "  --offset N, --limit N   a slice of the source\n"

@@ -529,6 +529,10 @@ static void test_protocols(void **state)
         {"pgdx", NULL, "want one pgd operation"},
         {NULL, "1/255,,2/255", "--eps '1/255,,2/255': an empty value"},
         {NULL, "-1", "eps -1 outside"},
+        /* The protocol's radii grow strictly: the statistics read them as a grid. */
+        {NULL, "8/255,1/255", "--eps '8/255,1/255': the radii must increase strictly (1/255 after 8/255)"},
+        {NULL, "1/255,2/255,2/255", "--eps '1/255,2/255,2/255': the radii must increase strictly (2/255 after 2/255)"},
+        {NULL, "0.5,1/2", "--eps '0.5,1/2': the radii must increase strictly (1/2 after 0.5)"},
         {NULL, "0x10", "eps '0x10' is not a number"},
         {NULL, " 1/255", "eps ' 1/255' is not a number"},
         {"pgd:loss=foo", NULL, "foo"},

@@ -737,12 +737,24 @@ static int adversarial_views(const char *attack, const char *eps, char ***specs,
     if (!buf)
         return RS_ENOMEM;
     int fail = 0;
+    const char *prev = NULL;
+    double prev_eps = 0;
     for (char *e = strtok_r(buf, ",", &save); e && !fail; e = strtok_r(NULL, ",", &save)) {
         char text[512];
         int n = snprintf(text, sizeof text, "base:view=0+pgd:eps=%s%s%s", e, keys[0] ? "," : "", keys);
         fail = n < 0 || (size_t)n >= sizeof text ? RS_EINVAL : push(specs, count, text) ? RS_ENOMEM : 0;
         if (fail == RS_EINVAL)
             rs_error_set(err, RS_EINVAL, "--attack '%s': too long", attack);
+        /* The statistics read the views as a grid of growing eps (attack_stats.h): a run
+         * whose radii do not grow would be recorded and then refused by every figure. */
+        rs_view_spec parsed;
+        if (!fail && !(fail = rs_view_spec_parse(text, &parsed, err))) {
+            if (prev && !(parsed.pgd.eps > prev_eps))
+                fail = rs_error_set(err, RS_EINVAL, "--eps '%s': the radii must increase strictly (%s after %s)",
+                                    eps, e, prev);
+            prev = e;
+            prev_eps = parsed.pgd.eps;
+        }
     }
     free(buf);
     return fail;
