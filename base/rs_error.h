@@ -20,13 +20,20 @@ typedef struct rs_error {
     char msg[256];
 } rs_error;
 
+/* A message names its context first (a path, a quoted spec, "run 3") and its reason last.
+ * One longer than msg's 255 bytes keeps its first 64 bytes and its end, joined by "…"
+ * (cut between UTF-8 characters): the cut falls in the quoted context, never in the reason
+ * ("view 'flip:p=0.5+flip:p=0.5+…+flip:p=0.5': empty or longer than 255 characters").
+ * Only when memory runs out is a long message cut at its end instead. */
+
 /* Formats msg, stores code, and returns code so that callers can write
  * `return rs_error_set(err, RS_EFORMAT, "%s: ...", path);`. */
 int rs_error_set(rs_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Prepends "prefix: " to an existing message (used to add the file name to an error
- * raised by a lower layer that did not know it). Returns err->code. */
+ * raised by a lower layer that did not know it); a long prefix is cut as above. Returns
+ * err->code. */
 int rs_error_prefix(rs_error *err, const char *prefix);
 
 #endif

@@ -1,4 +1,3 @@
-#include <errno.h>
 #include <stdint.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -10,6 +9,7 @@
 
 #include "cli.h"
 #include "dispatch.h"
+#include "rs_number.h"
 
 /* vmoe's configs dispatch groups of 8 images' tokens (vmoe_paper/common.py). */
 #define RS_CLI_DEFAULT_GROUP_IMAGES 8
@@ -50,10 +50,8 @@ int rs_cli_next_option(const char *cmd, int argc, char **argv, const char *optst
 
 bool rs_cli_parse_int(const char *cmd, const char *name, const char *text, int lo, int hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < lo || v > hi) {
+    long long v;
+    if (rs_parse_integer(text, lo, hi, &v)) {
         rs_cli_usage_error(cmd, "%s wants an integer in [%d, %d], got '%s'", name, lo, hi, text);
         return false;
     }
@@ -63,26 +61,19 @@ bool rs_cli_parse_int(const char *cmd, const char *name, const char *text, int l
 
 bool rs_cli_parse_u64(const char *cmd, const char *name, const char *text, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    /* strtoull skips blanks and accepts a sign (wrapping "-1" to 2^64 - 1): a digit first */
-    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
-    if (text[0] < '0' || text[0] > '9' || errno || *end) {
+    if (rs_parse_u64(text, out)) {
         rs_cli_usage_error(cmd, "%s wants an unsigned integer, got '%s'", name, text);
         return false;
     }
-    *out = (uint64_t)v;
     return true;
 }
 
 bool rs_cli_dispatch_option(const char *cmd, int c, const char *text, rs_cli_dispatch *d)
 {
-    char *end;
     switch (c) {
     case RS_OPT_CAPACITY:
-        errno = 0;
-        d->capacity_factor = strtod(text, &end);
-        if (errno || end == text || *end || !(d->capacity_factor > 0 && d->capacity_factor <= RS_DISPATCH_MAX_FACTOR)) {
+        if (rs_parse_number(text, &d->capacity_factor) ||
+            !(d->capacity_factor > 0 && d->capacity_factor <= RS_DISPATCH_MAX_FACTOR)) {
             rs_cli_usage_error(cmd, "--capacity-factor wants a number in (0, %g], got '%s'", RS_DISPATCH_MAX_FACTOR,
                                text);
             return false;
@@ -183,27 +174,36 @@ char *rs_cli_command_line(int argc, char **argv)
     return s;
 }
 
-bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n)
+bool rs_cli_parse_runs(const char *cmd, const char *flag, const char *text, int64_t **ids, int *n)
 {
     *n = 0;
     *ids = NULL;
-    int64_t *out = malloc(sizeof *out * (strlen(text) / 2 + 1));
-    if (!out)
-        return false;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(p, &end, 10);
-        if (errno || end == p || v < 1 || (*end && *end != ',') || (*end && !end[1])) {
-            free(out);
-            return false;
-        }
-        out[(*n)++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (!*n) {
+    size_t len = strlen(text);
+    int64_t *out = malloc(sizeof *out * (len / 2 + 1));
+    char *item = malloc(len + 1);
+    if (!out || !item) {
         free(out);
+        free(item);
+        fprintf(stderr, "routerscope: out of memory\n");
+        return false;
+    }
+    /* Items between commas; a trailing comma leaves an empty item. */
+    const char *p = text;
+    bool bad = !len || text[len - 1] == ',';
+    while (!bad && *p) {
+        size_t k = strcspn(p, ",");
+        memcpy(item, p, k);
+        item[k] = '\0';
+        long long v = 0;
+        if (!(bad = rs_parse_integer(item, 1, INT64_MAX, &v) != 0))
+            out[(*n)++] = v;
+        p += k + (p[k] == ',');
+    }
+    free(item);
+    if (bad) {
+        rs_cli_usage_error(cmd, "%s wants run ids separated by commas, got '%s'", flag, text);
+        free(out);
+        *n = 0;
         return false;
     }
     *ids = out;

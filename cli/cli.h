@@ -42,8 +42,10 @@ int rs_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((for
 int rs_cli_next_option(const char *cmd, int argc, char **argv, const char *optstring,
                        const struct option *opts);
 
+/* Every number an option takes is read by rs_number.h's grammar: decimal, whole, no
+ * blanks, signs of '+', hex, inf or nan. */
 /* Parses a decimal integer in [lo, hi] given to option NAME; prints and returns false
- * on anything else ("abc", "12x", out of range). */
+ * on anything else ("abc", "12x", " 2", out of range). */
 bool rs_cli_parse_int(const char *cmd, const char *name, const char *text, int lo, int hi, int *out);
 /* Parses an unsigned decimal integer of 64 bits given to option NAME (--seed); prints and
  * returns false on anything else ("-1", "abc", beyond 2^64 - 1). */
@@ -103,9 +105,10 @@ double rs_cli_now(void);
  * Caller frees; NULL when out of memory. */
 char *rs_cli_command_line(int argc, char **argv);
 
-/* Comma-separated positive run ids ("3,7") into *IDS (owned, *N entries); false on any
- * other text. */
-bool rs_cli_parse_runs(const char *text, int64_t **ids, int *n);
+/* Comma-separated positive run ids ("3,7") into *IDS (owned, *N entries); on any other
+ * text prints the usage error of CMD naming FLAG ("--runs", "--group vmoe") and returns
+ * false. A run may come twice (report --runs 1,4,1 sets a run against itself). */
+bool rs_cli_parse_runs(const char *cmd, const char *flag, const char *text, int64_t **ids, int *n);
 
 /* --group NAME=ID,ID,... (compare, report; cli/groups_args.c): the groups in the order
  * given. */
@@ -117,8 +120,8 @@ typedef struct rs_cli_groups {
     int sizes[RS_CLI_MAX_GROUPS];
 } rs_cli_groups;
 /* Adds the group TEXT; prints the usage error of CMD and returns false on bad text (name of
- * 1 to 31 letters, digits, '-', '_', '+'; positive run ids separated by commas) or too
- * many groups. */
+ * 1 to 31 letters, digits, '-', '_', '+'; positive run ids separated by commas, each once)
+ * or too many groups. */
 bool rs_cli_add_group(const char *cmd, const char *text, rs_cli_groups *g);
 /* At least MIN groups, all of one size; prints the usage error of CMD and returns false. */
 bool rs_cli_groups_check(const char *cmd, const rs_cli_groups *g, int min);

@@ -277,8 +277,8 @@ int cmd_render(int argc, char **argv)
         return rs_cli_usage_error("render", "%s", err.msg);
     int64_t one = o.run_id, *ids = &one;
     int nids = 1;
-    if (o.runs_text && !rs_cli_parse_runs(o.runs_text, &ids, &nids))
-        return rs_cli_usage_error("render", "--runs wants run ids separated by commas, got '%s'", o.runs_text);
+    if (o.runs_text && !rs_cli_parse_runs("render", "--runs", o.runs_text, &ids, &nids))
+        return RS_EXIT_USAGE;
 
     rs_store *store = NULL;
     rs_run_info *runs = calloc((size_t)nids, sizeof *runs);

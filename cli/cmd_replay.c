@@ -1,6 +1,4 @@
 /* routerscope replay — record per-patch routing of images under views into the store. */
-#include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -11,6 +9,7 @@
 #include "cli.h"
 #include "replay/replay.h"
 #include "input/view.h"
+#include "rs_number.h"
 #include "version.h"
 
 static const char usage_text[] =
@@ -39,7 +38,7 @@ static const char usage_text[] =
     "  --views LIST     custom's views separated by ';', the first is the reference\n"
     "  --attack SPEC    adversarial's attack, a pgd: spec without eps\n"
     "                   (default " RS_ADVERSARIAL_ATTACK "; docs/attacks.md)\n"
-    "  --eps LIST       adversarial's radii on [0,1] pixels, separated by ','\n"
+    "  --eps LIST       adversarial's radii on [0,1] pixels, increasing, separated by ','\n"
     "                   (default " RS_ADVERSARIAL_EPS ")\n"
     "  --seed S         seed of every random draw (default 0)\n"
     "  --offset N, --limit N   a slice of the source\n"
@@ -87,17 +86,17 @@ static void progress(void *ctx, int done, int total, int this_call, double secon
 }
 
 
-/* --shard I/N: 0 <= I < N. */
+/* --shard I/N: 0 <= I < N, both decimal (rs_number.h). */
 static bool parse_shard(const char *text, rs_replay_options *o)
 {
-    char *end;
-    errno = 0;
-    long i = strtol(text, &end, 10), n = 0;
-    bool ok = !errno && end != text && *end == '/' && isdigit((unsigned char)text[0]);
+    const char *slash = strchr(text, '/');
+    char first[24];
+    long long i = -1, n = 0;
+    bool ok = slash && (size_t)(slash - text) < sizeof first;
     if (ok) {
-        const char *rest = end + 1;
-        n = strtol(rest, &end, 10);
-        ok = !errno && end != rest && !*end && isdigit((unsigned char)rest[0]) && n >= 1 && n <= 1000000 && i < n;
+        memcpy(first, text, (size_t)(slash - text));
+        first[slash - text] = '\0';
+        ok = !rs_parse_integer(first, 0, 999999, &i) && !rs_parse_integer(slash + 1, 1, 1000000, &n) && i < n;
     }
     if (!ok) {
         rs_cli_usage_error("replay", "--shard wants I/N with 0 <= I < N, got '%s'", text);

@@ -55,8 +55,8 @@ static int check_args(const char *db, const char *out, const char *runs_text, in
         return rs_cli_usage_error("report", "--out DIR is required");
     if (optind != argc)
         return rs_cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
-    if (runs_text && !rs_cli_parse_runs(runs_text, ids, nids))
-        return rs_cli_usage_error("report", "--runs wants run ids separated by commas, got '%s'", runs_text);
+    if (runs_text && !rs_cli_parse_runs("report", "--runs", runs_text, ids, nids))
+        return RS_EXIT_USAGE;
     if (runs_text)
         return -1;
     if (!rs_cli_groups_check("report", groups, 1))

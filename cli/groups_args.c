@@ -1,5 +1,7 @@
 /* groups_args.c — the --group option of compare and report (cli.h). */
 #include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,10 +23,19 @@ bool rs_cli_add_group(const char *cmd, const char *text, rs_cli_groups *g)
         rs_cli_usage_error(cmd, "at most %d groups", RS_CLI_MAX_GROUPS);
         return false;
     }
-    if (!rs_cli_parse_runs(eq + 1, &g->ids[g->n], &g->sizes[g->n])) {
-        rs_cli_usage_error(cmd, "--group %.*s wants run ids separated by commas, got '%s'", (int)len, text, eq + 1);
+    char flag[sizeof "--group " + sizeof g->names[0]];
+    snprintf(flag, sizeof flag, "--group %.*s", (int)len, text);
+    if (!rs_cli_parse_runs(cmd, flag, eq + 1, &g->ids[g->n], &g->sizes[g->n]))
         return false;
-    }
+    /* A group is one run per seed: a run given twice would count its seed twice. */
+    const int64_t *ids = g->ids[g->n];
+    for (int i = 1; i < g->sizes[g->n]; i++)
+        for (int j = 0; j < i; j++)
+            if (ids[i] == ids[j]) {
+                rs_cli_usage_error(cmd, "%s names run %" PRId64 " twice", flag, ids[i]);
+                free(g->ids[g->n]);
+                return false;
+            }
     memcpy(g->names[g->n], text, len);
     g->names[g->n][len] = '\0';
     g->n++;

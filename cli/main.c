@@ -1,5 +1,9 @@
-/* routerscope — entry point: maps the first argument to a subcommand (git style). */
+/* routerscope — entry point: maps the first argument to a subcommand (git style), and fails
+ * any command whose output on stdout could not be written. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <string.h>
 
 #include "cli.h"
@@ -35,7 +39,8 @@ static void usage(FILE *out)
             "options: --help, --version\n");
 }
 
-int main(int argc, char **argv)
+/* Runs the command ARGV names; its exit status. */
+static int run(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "routerscope: no command given (see 'routerscope --help')\n");
@@ -56,4 +61,29 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "routerscope: unknown command '%s' (see 'routerscope --help')\n", name);
     return RS_EXIT_USAGE;
+}
+
+/* What a command printed is its output: a write that failed (a full disk, a closed pipe
+ * reader) fails the command, whichever command it was. Checked once here, after the
+ * command, for every command and --help alike; a command that already failed has said
+ * why, so only its status stands. A stdout closed by the caller with nothing written to
+ * it is no error (EBADF with nothing pending). */
+static int finish_stdout(int status)
+{
+    bool pending = __fpending(stdout) != 0, failed = ferror(stdout) != 0;
+    errno = 0;
+    if (fclose(stdout) && (pending || errno != EBADF))
+        failed = true;
+    if (!failed || status != RS_EXIT_OK)
+        return status;
+    if (errno)
+        fprintf(stderr, "routerscope: stdout: cannot write: %s\n", strerror(errno));
+    else
+        fprintf(stderr, "routerscope: stdout: cannot write\n");
+    return RS_EXIT_FAIL;
+}
+
+int main(int argc, char **argv)
+{
+    return finish_stdout(run(argc, argv));
 }

@@ -1,6 +1,5 @@
 #include "config.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <ctype.h>
 #include <float.h>
@@ -8,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "rs_number.h"
 
 /* Upper bounds that no real checkpoint reaches; they keep later size arithmetic
  * (B * T * M floats) far from overflow when a header is corrupt. */
@@ -280,15 +281,24 @@ int rs_parse_block_list(const char *text, unsigned *mask, rs_error *err)
     unsigned m = 0;
     const char *s = text;
     for (;;) {
-        char *end;
-        errno = 0;
-        long b = strtol(s, &end, 10);
-        if (!isdigit((unsigned char)*s) || errno || b > 31 || (*end && *end != '/'))
+        const char *slash = strchr(s, '/');
+        size_t len = slash ? (size_t)(slash - s) : strlen(s);
+        char item[16];
+        long long b = -1;
+        if (len < sizeof item) {
+            memcpy(item, s, len);
+            item[len] = '\0';
+            if (rs_parse_integer(item, 0, 31, &b))
+                b = -1;
+        }
+        if (b < 0)
             return rs_error_set(err, RS_EINVAL, "layers: '%s' is not block indices 0..31 separated by '/'", text);
+        if (m >> b & 1u)
+            return rs_error_set(err, RS_EINVAL, "layers: '%s' names block %lld twice", text, b);
         m |= 1u << b;
-        if (!*end)
+        if (!slash)
             break;
-        s = end + 1;
+        s = slash + 1;
     }
     *mask = m;
     return 0;

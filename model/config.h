@@ -64,9 +64,10 @@ static inline int rs_config_record_k(const rs_config *c) { return c->top_k > 2 ?
 /* The MoE slot of block BLOCK (0..num_moe-1), or -1 for a dense block. */
 int rs_config_moe_slot(const rs_config *c, int block);
 
-/* Blocks as specs name them, "B1/B2/..." (block indices 0..31, as figures print "block 3"),
- * into a bit mask (bit b: block b). RS_EINVAL quoting TEXT: "layers: '1/x' is not block
- * indices 0..31 separated by '/'". */
+/* Blocks as specs name them, "B1/B2/..." (decimal block indices 0..31 as rs_number.h reads
+ * them, each once; figures print "block 3"), into a bit mask (bit b: block b). RS_EINVAL
+ * quoting TEXT: "layers: '1/x' is not block indices 0..31 separated by '/'", "layers: '1/1'
+ * names block 1 twice". */
 int rs_parse_block_list(const char *text, unsigned *mask, rs_error *err);
 /* RS_EINVAL unless every block of MASK is a MoE block of C: "layers: block 2 is not a MoE
  * block (MoE blocks: 1, 3)". */

@@ -1,8 +1,6 @@
 #include "grad.h"
 
 #include <cblas.h>
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -13,6 +11,7 @@
 #include "kernels.h"
 #include "layers.h"
 #include "predict.h"
+#include "rs_number.h"
 
 /* What one block's backward needs from its forward, for one group (N = G*T rows). */
 typedef struct tape_block {
@@ -98,19 +97,14 @@ int rs_objective_set(rs_objective *obj, const char *key, const char *value, rs_e
         return parse_loss(obj, value, err);
     if (!strcmp(key, "layers"))
         return parse_layers(obj, value, err);
-    char *end;
     if (!strcmp(key, "beta")) {
-        errno = 0;
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || !isfinite(v))
+        if (rs_parse_number(value, &obj->beta))
             return rs_error_set(err, RS_EINVAL, "beta: '%s' is not a finite number", value);
-        obj->beta = v;
         return 1;
     }
     if (!strcmp(key, "target")) {
-        errno = 0;
-        long v = strtol(value, &end, 10);
-        if (!isdigit((unsigned char)*value) || *end || errno || v >= RS_MAX_EXPERTS)
+        long long v;
+        if (rs_parse_integer(value, 0, RS_MAX_EXPERTS - 1, &v))
             return rs_error_set(err, RS_EINVAL, "target: '%s' is not an expert index", value);
         obj->target = (int)v;
         return 1;

@@ -58,6 +58,14 @@ bad_spec "alpha=abc" "alpha 'abc' is not a number or a fraction A/B" \
   --protocol adversarial --attack 'pgd:alpha=abc'
 bad_spec "eps list" "view 'base:view=0+pgd:eps=x,steps=10,loss=router': eps 'x' is not a number" \
   --protocol adversarial --eps 1/255,x
+# The protocol's radii are a grid the statistics read in order: strictly increasing.
+bad_spec "decreasing eps" "--eps '8/255,1/255': the radii must increase strictly (1/255 after 8/255)" \
+  --protocol adversarial --eps 8/255,1/255
+bad_spec "repeated eps" "--eps '1/255,2/255,2/255': the radii must increase strictly (2/255 after 2/255)" \
+  --protocol adversarial --eps 1/255,2/255,2/255
+# Radii are decimal numbers or fractions, nothing else.
+bad_spec "hex eps" "eps '0x10' is not a number or a fraction A/B" --protocol adversarial --eps 0x10
+bad_spec "blank before eps" "eps ' 1/255' is not a number or a fraction A/B" --protocol adversarial --eps ' 1/255'
 bad_spec "target beyond the experts" "view 'clean+pgd:eps=1/255,loss=router-target,target=99': target=99" \
   --protocol custom --views 'clean;clean+pgd:eps=1/255,loss=router-target,target=99'
 bad_spec "layers= names a dense block" "layers: block 0 is not a MoE block" \

@@ -96,5 +96,64 @@ else
   echo "skip eval on Fashion-MNIST: dataset-fashion-mnist is not installed"
 fi
 
+# --- numbers are decimal, with no blanks around them --------------------------------------
+check "eval hex capacity factor" 2 "" "--capacity-factor wants a number in \\(0, 1000\\], got '0x1'" -- \
+  "$rs" eval "$m2" --data fashion-mnist:test --capacity-factor 0x1
+check "eval blank before a number" 2 "" "--threads wants an integer in \\[1, 256\\], got ' 2'" -- \
+  "$rs" eval "$m2" --data fashion-mnist:test --threads ' 2'
+check "eval sign before a number" 2 "" "--limit wants an integer in \\[1, [0-9]+\\], got '\\+5'" -- \
+  "$rs" eval "$m2" --data fashion-mnist:test --limit +5
+check "eval blank after a seed" 2 "" "--group-seed wants an unsigned integer, got '3 '" -- \
+  "$rs" eval "$m2" --data fashion-mnist:test --capacity-factor 1 --group-seed '3 '
+check "replay blank in a shard" 2 "" "--shard wants I/N with 0 <= I < N, got '0/ 2'" -- \
+  "$rs" replay "$m2" --data fashion-mnist:test --db "$tmp/never.db" --shard '0/ 2'
+check "report blank in --runs" 2 "" "--runs wants run ids separated by commas, got '1, 2'" -- \
+  "$rs" report --db "$tmp/never.db" --runs '1, 2' --out "$tmp/never"
+check "render hex in --runs" 2 "" "--runs wants run ids separated by commas, got '0x1'" -- \
+  "$rs" render attack-curves --db "$tmp/never.db" --runs 0x1 -o "$tmp/never.png"
+
+# --- long messages keep their reason: the quoted path is what gets cut ---------------------
+dir100=$(printf 'd%.0s' $(seq 100))
+long=$tmp/$dir100/$dir100/$dir100/model.safetensors
+check "a 300-byte path: the message ends with its reason" 1 "" "/model.safetensors: cannot open: No such file or directory\$" -- \
+  "$rs" inspect "$long"
+
+# --- a write error of the output is a failure: exit 1, one line ----------------------------
+full() { # NAME CMD...
+  local name=$1; shift
+  "$@" >/dev/full 2>"$tmp/err"
+  local got=$?
+  if [ "$got" = 1 ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -qE "cannot write|write failed" "$tmp/err"; then
+    pass=$((pass + 1)); echo "ok   $name > /dev/full: exit 1, one line"
+  else
+    fail=$((fail + 1)); echo "FAIL $name > /dev/full (exit $got, want 1 and one line)"; sed 's/^/     err: /' "$tmp/err" | head -5
+  fi
+}
+full "--help" "$rs" --help
+full "help" "$rs" help
+full "--version" "$rs" --version
+for c in inspect eval replay merge runs stats render compare report export convert; do
+  full "$c --help" "$rs" $c --help
+done
+full "inspect" "$rs" inspect "$m2"
+full "inspect --json" "$rs" inspect --json "$m2"
+if [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  d=$tmp/full.db
+  full "eval" "$rs" eval "$m2" --data fashion-mnist:test --limit 4
+  full "replay" "$rs" replay "$m2" --data fashion-mnist:test --limit 4 --db "$d" --threads 1
+  "$rs" replay "$m2" --data fashion-mnist:test --limit 4 --db "$d" --threads 1 --seed 2 >/dev/null 2>&1
+  full "replay of a finished job" "$rs" replay "$m2" --data fashion-mnist:test --limit 4 --db "$d" --threads 1 --seed 2
+  full "runs" "$rs" runs --db "$d"
+  full "stats" "$rs" stats --db "$d" --run 1 --resamples 10
+  full "compare" "$rs" compare --db "$d" 1 2 --resamples 10 --force
+  full "export" "$rs" export --db "$d" --run 1
+  full "report" "$rs" report --db "$d" --runs 1 --resamples 10 --out "$tmp/full-report"
+  for i in 0 1; do
+    "$rs" replay "$m2" --data fashion-mnist:test --limit 120 --db "$tmp/sh.db.$i" --threads 1 --shard $i/2 >/dev/null 2>&1
+  done
+  full "merge" "$rs" merge --db "$tmp/merged.db" "$tmp/sh.db.0" "$tmp/sh.db.1"
+  check "the runs behind those writes are whole" 0 "^2 +done" "" -- "$rs" runs --db "$d"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ $fail = 0 ]

@@ -80,6 +80,10 @@ expect "fewer seeds: no seed 0 row for prc" [ -z "$(field "$tmp/fewer" prc "seed
 expect "bad group name: usage error" failed_with $? 2 "--group wants NAME=ID"
 "$rs" compare --db "$db" --group vmoe=1,x --group prc=2,4 2>"$tmp/err" >/dev/null
 expect "bad run id: usage error" failed_with $? 2 "wants run ids separated by commas"
+"$rs" compare --db "$db" --group 'vmoe=1, 3' --group prc=2,4 2>"$tmp/err" >/dev/null
+expect "a blank in the run ids: usage error" failed_with $? 2 "--group vmoe wants run ids separated by commas, got '1, 3'"
+"$rs" compare --db "$db" --group vmoe=1,3,1 --group prc=2,4 2>"$tmp/err" >/dev/null
+expect "a run named twice in a group: usage error" failed_with $? 2 "--group vmoe names run 1 twice"
 "$rs" compare --db "$db" --group vmoe=1 2>"$tmp/err" >/dev/null
 expect "one group: compare wants two" failed_with $? 2 "at least 2 --group"
 "$rs" compare --db "$db" --group vmoe=1 --group prc=2 3 4 2>"$tmp/err" >/dev/null

@@ -188,6 +188,8 @@ bad_spec "layers= names a dense block" 'clean;base:view=0+route:from=0,layers=2'
 bad_spec "layers= beyond the model" 'clean;base:view=0+route:from=0,layers=9' "block 9 is not a MoE block"
 bad_spec "an attacked forced view" 'clean;base:view=0+pgd:eps=1/255+route:from=0' "a forced view cannot be attacked"
 bad_spec "route not last" 'clean;route:from=0+noise:severity=1' "route must be the last operation"
+bad_spec "a block named twice" 'clean;base:view=0+route:from=0,layers=1/1' "layers: '1/1' names block 1 twice"
+bad_spec "a hex block" 'clean;base:view=0+route:from=0,layers=0x1' "layers: '0x1' is not block indices"
 bad_spec "an unknown key" 'clean;base:view=0+route:from=0,mode=x' "route has no parameter 'mode'"
 expect "and no store was written" [ ! -s "$tmp/bad.db" ]
 "$rs" replay "$model" --data $data --limit 2 --protocol intervene --augment 'base:view=0+noise:severity=1' \

@@ -73,6 +73,43 @@ static void test_parse(void **state)
     assert_int_equal(rs_view_spec_parse("crop:ratio=1e-1-1e1", &s, &err), 0); /* exponents are numbers */
     assert_float_equal(s.ops[0].p[2], 0.1, 1e-12);
     assert_float_equal(s.ops[0].p[3], 10, 1e-12);
+    assert_int_equal(rs_view_spec_parse("noise:sigma=1e-3+flip:p=.5", &s, &err), 0);
+    assert_float_equal(s.ops[0].p[0], 1e-3, 1e-15);
+    /* Numbers are decimal: no hex, no blanks around them, no inf or nan. */
+    expect_parse_error("noise:sigma=0x1", "sigma '0x1' is not a number");
+    expect_parse_error("noise:sigma= 0.1", "sigma ' 0.1' is not a number");
+    expect_parse_error("noise:sigma=0.1 ", "sigma '0.1 ' is not a number");
+    expect_parse_error("noise:sigma=infinity", "sigma 'infinity' is not a number");
+    expect_parse_error("flip:p=nan", "p 'nan' is not a number");
+    expect_parse_error("crop:area=0x0.5-1", "area '0x0.5-1' is not a number or a range");
+    expect_parse_error("crop:area=0.5- 1", "area '0.5- 1' is not a number or a range");
+}
+
+/* A message too long for rs_error keeps its reason: the quoted spec is what gets cut. */
+static void test_long_spec_keeps_its_reason(void **state)
+{
+    (void)state;
+    char text[512] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(text, i ? "+flip:p=0.5" : "flip:p=0.5");
+    rs_view_spec s;
+    rs_error err = {0};
+    assert_int_equal(rs_view_spec_parse(text, &s, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "view 'flip:p=0.5+flip:p=0.5+"));
+    const char *reason = "': empty or longer than 255 characters";
+    size_t n = strlen(err.msg), r = strlen(reason);
+    assert_true(n >= r && !strcmp(err.msg + n - r, reason));
+    /* A long value quoted after a long spec: the reason survives too. */
+    memset(text, 0, sizeof text);
+    strcpy(text, "noise:sigma=");
+    memset(text + strlen(text), '7', 200);
+    strcat(text, "x");
+    assert_int_equal(rs_view_spec_parse(text, &s, &err), RS_EINVAL);
+    print_message("  %s\n", err.msg);
+    reason = "7x' is not a number";
+    n = strlen(err.msg), r = strlen(reason);
+    assert_true(n >= r && !strcmp(err.msg + n - r, reason));
 }
 
 static void test_parse_pgd(void **state)
@@ -121,6 +158,16 @@ static void test_parse_pgd(void **state)
     expect_parse_error("pgd:eps=4/255,alpha=abc", "alpha 'abc' is not a number or a fraction A/B");
     expect_parse_error("pgd:eps=4/0", "eps '4/0' is not a number or a fraction A/B");
     expect_parse_error("pgd:eps=4/255/2", "eps '4/255/2' is not a number or a fraction");
+    expect_parse_error("pgd:eps=0x10", "eps '0x10' is not a number or a fraction A/B");
+    expect_parse_error("pgd:eps= 1/255", "eps ' 1/255' is not a number or a fraction A/B");
+    expect_parse_error("pgd:eps=1/ 255", "eps '1/ 255' is not a number or a fraction A/B");
+    expect_parse_error("pgd:eps=1/255,steps= 3", "steps ' 3' is not");
+    expect_parse_error("pgd:eps=1/255,beta=0x1", "beta: '0x1' is not a finite number");
+    expect_parse_error("pgd:eps=1/255,loss=router-target,target= 1", "target: ' 1' is not an expert index");
+    expect_parse_error("pgd:eps=1/255,layers=1/1", "layers: '1/1' names block 1 twice");
+    assert_int_equal(rs_view_spec_parse("pgd:eps=0.0157,alpha=1e-3", &s, &err), 0);
+    assert_float_equal(s.pgd.eps, 0.0157, 0);
+    assert_float_equal(s.pgd.alpha, 1e-3, 0);
     expect_parse_error("pgd:steps=10", "pgd needs eps=E");
     expect_parse_error("pgd", "pgd needs eps=E");
     expect_parse_error("pgd:eps=1/255,norm=l3", "norm 'l3' is not linf or l2");
@@ -150,6 +197,8 @@ static void test_parse_base(void **state)
     expect_parse_error("base:view=0+flip:p=1", "after base, only jitter, noise, pgd and route may follow");
     expect_parse_error("base:view=-1", "base view '-1' is not a view index");
     expect_parse_error("base:view=x", "view 'x' is not a number");
+    expect_parse_error("base:view=0x1", "view '0x1' is not a number");
+    expect_parse_error("base:view= 1", "view ' 1' is not a number");
     expect_parse_error("base", "base takes one key, view=V");
     expect_parse_error("base:view=0,p=1", "base takes one key, view=V");
 
@@ -214,6 +263,9 @@ static void test_parse_route(void **state)
     expect_parse_error("base:view=1+route:from=0,layers=1-3", "layers: '1-3' is not block indices 0..31");
     expect_parse_error("base:view=1+route:from=0,layers=32", "layers: '32' is not block indices 0..31");
     expect_parse_error("base:view=1+route:from=0,layers=", "layers: '' is not block indices");
+    expect_parse_error("base:view=1+route:from=0,layers=1/1", "layers: '1/1' names block 1 twice");
+    expect_parse_error("base:view=1+route:from=0,layers=3/1/3", "layers: '3/1/3' names block 3 twice");
+    expect_parse_error("base:view=1+route:from=0x0", "from '0x0' is not a number");
     expect_parse_error("base:view=1+route:from=0,k=2", "route has no parameter 'k' (want from, layers)");
     expect_parse_error("base:view=1+route:from=0,2", "'2' is not KEY=VALUE");
     expect_parse_error("base:view=1+route:from=0+route:from=0", "more than one route operation");
@@ -549,6 +601,12 @@ static void test_protocols(void **state)
         {"pgdx", NULL, "want one pgd operation"},
         {NULL, "1/255,,2/255", "--eps '1/255,,2/255': an empty value"},
         {NULL, "-1", "eps -1 outside"},
+        /* The protocol's radii grow strictly: the statistics read them as a grid. */
+        {NULL, "8/255,1/255", "--eps '8/255,1/255': the radii must increase strictly (1/255 after 8/255)"},
+        {NULL, "1/255,2/255,2/255", "--eps '1/255,2/255,2/255': the radii must increase strictly (2/255 after 2/255)"},
+        {NULL, "0.5,1/2", "--eps '0.5,1/2': the radii must increase strictly (1/2 after 0.5)"},
+        {NULL, "0x10", "eps '0x10' is not a number"},
+        {NULL, " 1/255", "eps ' 1/255' is not a number"},
         {"pgd:loss=foo", NULL, "foo"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -614,6 +672,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_long_spec_keeps_its_reason),
         cmocka_unit_test(test_parse_pgd),
         cmocka_unit_test(test_parse_base),
         cmocka_unit_test(test_parse_route),

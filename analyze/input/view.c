@@ -1,6 +1,5 @@
 #include "view.h"
 
-#include <errno.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <jansson.h>
@@ -9,40 +8,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rs_number.h"
 #include "rs_seed.h"
 
 static const double severity_sigma[5] = {0.08, 0.12, 0.18, 0.26, 0.38};
 
 /* ---- parsing ---------------------------------------------------------------------- */
 
+/* Numbers in specs follow the one grammar of user numbers (rs_number.h): decimal, whole. */
 static int parse_number(const char *spec, const char *key, const char *text, double *out, rs_error *err)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v))
+    if (rs_parse_number(text, out))
         return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number", spec, key, text);
-    *out = v;
     return 0;
 }
 
-/* "A-B" into lo, hi (a single number gives lo = hi). strtod reads A, so exponents such as
- * 1e-3 stay part of the number; a '-' must follow it for a range. */
+/* "A-B" into lo, hi (a single number gives lo = hi). A is the longest decimal number at
+ * the start, so exponents such as 1e-3 stay part of it; a '-' must follow it for a range. */
 static int parse_range(const char *spec, const char *key, const char *text, double *lo, double *hi, rs_error *err)
 {
-    char *end;
-    errno = 0;
-    *lo = strtod(text, &end);
-    if (errno || end == text || !isfinite(*lo) || (*end && *end != '-'))
+    size_t n = rs_number_span(text);
+    char first[64];
+    if (!n || n >= sizeof first || (text[n] && text[n] != '-'))
         return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a range A-B", spec, key, text);
-    if (!*end) {
+    memcpy(first, text, n);
+    first[n] = '\0';
+    if (rs_parse_number(first, lo) || (text[n] && rs_parse_number(text + n + 1, hi)))
+        return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a range A-B", spec, key, text);
+    if (!text[n])
         *hi = *lo;
-        return 0;
-    }
-    int rc = parse_number(spec, key, end + 1, hi, err);
-    if (!rc && *lo > *hi)
-        rc = rs_error_set(err, RS_EINVAL, "view '%s': %s range '%s' runs backwards", spec, key, text);
-    return rc;
+    else if (*lo > *hi)
+        return rs_error_set(err, RS_EINVAL, "view '%s': %s range '%s' runs backwards", spec, key, text);
+    return 0;
 }
 
 static int check_range(const char *spec, const char *key, double v, double lo, double hi, rs_error *err)
@@ -137,20 +134,8 @@ static int parse_param(const char *spec, rs_view_op *op, const char *key, const 
 /* A number or a fraction "A/B" (B > 0), as eps and alpha take them (4/255). */
 static int parse_fraction(const char *spec, const char *key, const char *text, double *out, rs_error *err)
 {
-    char buf[64];
-    const char *slash = strchr(text, '/');
-    rs_error scratch;
-    if (!slash && !parse_number(spec, key, text, out, &scratch))
-        return 0;
-    if (!slash || (size_t)(slash - text) >= sizeof buf)
+    if (rs_parse_fraction(text, out))
         return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a fraction A/B", spec, key, text);
-    memcpy(buf, text, (size_t)(slash - text));
-    buf[slash - text] = '\0';
-    double num = 0, den = 0;
-    if (parse_number(spec, key, buf, &num, &scratch) || parse_number(spec, key, slash + 1, &den, &scratch) ||
-        den <= 0)
-        return rs_error_set(err, RS_EINVAL, "view '%s': %s '%s' is not a number or a fraction A/B", spec, key, text);
-    *out = num / den;
     return 0;
 }
 
@@ -752,12 +737,24 @@ static int adversarial_views(const char *attack, const char *eps, char ***specs,
     if (!buf)
         return RS_ENOMEM;
     int fail = 0;
+    const char *prev = NULL;
+    double prev_eps = 0;
     for (char *e = strtok_r(buf, ",", &save); e && !fail; e = strtok_r(NULL, ",", &save)) {
         char text[512];
         int n = snprintf(text, sizeof text, "base:view=0+pgd:eps=%s%s%s", e, keys[0] ? "," : "", keys);
         fail = n < 0 || (size_t)n >= sizeof text ? RS_EINVAL : push(specs, count, text) ? RS_ENOMEM : 0;
         if (fail == RS_EINVAL)
             rs_error_set(err, RS_EINVAL, "--attack '%s': too long", attack);
+        /* The statistics read the views as a grid of growing eps (attack_stats.h): a run
+         * whose radii do not grow would be recorded and then refused by every figure. */
+        rs_view_spec parsed;
+        if (!fail && !(fail = rs_view_spec_parse(text, &parsed, err))) {
+            if (prev && !(parsed.pgd.eps > prev_eps))
+                fail = rs_error_set(err, RS_EINVAL, "--eps '%s': the radii must increase strictly (%s after %s)",
+                                    eps, e, prev);
+            prev = e;
+            prev_eps = parsed.pgd.eps;
+        }
     }
     free(buf);
     return fail;

@@ -84,8 +84,8 @@ typedef struct rs_view_spec {
                                  * (checked against the model with rs_config_check_moe_blocks) */
 } rs_view_spec;
 
-/* Parses TEXT. Errors quote the spec and the part at fault:
- * "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view and a route
+/* Parses TEXT. Numbers are read by rs_number.h (decimal only, no blanks). Errors quote
+ * the spec and the part at fault: "view 'noise:sigma=abc': sigma 'abc' is not a number". Whether a base view and a route
  * source are earlier views is checked by rs_view_spec_check_base, which knows the view's
  * index. */
 int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err);
@@ -133,8 +133,9 @@ char *rs_view_params_json(const rs_view *v);
 /* The view specs of a protocol: "pair" (two views of AUGMENT, default
  * RS_PAIR_AUGMENT), "noise" (clean and severities 1..5), "custom" (CUSTOM: specs
  * separated by ';', the first the reference), "adversarial" (view 0 "clean", then
- * "base:view=0+pgd:eps=E,KEYS" for each E of EPS, a ','-separated list of numbers or
- * fractions (default RS_ADVERSARIAL_EPS), KEYS the keys of ATTACK, a "pgd:..." spec
+ * "base:view=0+pgd:eps=E,KEYS" for each E of EPS, a ','-separated, strictly increasing
+ * list of numbers or fractions (default RS_ADVERSARIAL_EPS; RS_EINVAL "--eps '8/255,1/255':
+ * the radii must increase strictly (1/255 after 8/255)"), KEYS the keys of ATTACK, a "pgd:..." spec
  * without eps (default RS_ADVERSARIAL_ATTACK)) or "intervene" (view 0 "clean", view 1 the
  * perturbation AUGMENT (default RS_INTERVENE_PERTURB; no base or route of its own), view 2
  * "base:view=1+route:from=0", then with two or more MOE_BLOCKS one
