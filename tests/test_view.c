@@ -221,7 +221,7 @@ static void test_parse_route(void **state)
     expect_parse_error("base:view=0+pgd:eps=1/255+route:from=0", "a forced view cannot be attacked");
     expect_parse_error("base:view=0+route:from=0+pgd:eps=1/255", "route must be the last operation");
     expect_parse_error("rout:from=0", "unknown operation 'rout' (want clean, noise, crop, flip, rotate, translate, "
-                                      "jitter, base, pgd, route)");
+                                      "jitter, corrupt, base, pgd, route)");
 }
 
 static void test_flip_maps_columns(void **state)
