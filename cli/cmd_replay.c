@@ -8,15 +8,16 @@
 
 #include "cli.h"
 #include "replay/replay.h"
+#include "input/corrupt.h"
 #include "input/view.h"
 #include "rs_number.h"
 #include "version.h"
 
 static const char usage_text[] =
     "usage: routerscope replay MODEL --data SRC --db FILE\n"
-    "                          [--protocol pair|noise|custom|adversarial|intervene]\n"
+    "                          [--protocol pair|noise|custom|adversarial|intervene|corruptions]\n"
     "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--attack SPEC]\n"
-    "                          [--eps LIST] [--seed S]\n"
+    "                          [--eps LIST] [--corruptions LIST] [--severities LIST] [--seed S]\n"
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
     "                          [--shard-dir DIR]\n"
     "                          [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
@@ -32,7 +33,10 @@ static const char usage_text[] =
     "                   noise: clean and ImageNet-C severities 1-5; custom: --views;\n"
     "                   adversarial: clean and one --attack view per --eps value;\n"
     "                   intervene: clean, --augment, and --augment run with the clean view's\n"
-    "                   routing forced in all MoE blocks, then in each alone (docs/dispatch.md)\n"
+    "                   routing forced in all MoE blocks, then in each alone (docs/dispatch.md);\n"
+    "                   corruptions: clean, then each --corruptions at each --severities, with\n"
+    "                   CIFAR-10-C's parameters for inputs <= 64 px, else ImageNet-C's\n"
+    "                   (docs/corruptions.md)\n"
     "  --augment SPEC   pair's view (default " RS_PAIR_AUGMENT "),\n"
     "                   intervene's perturbation (default " RS_INTERVENE_PERTURB ")\n"
     "  --views LIST     custom's views separated by ';', the first is the reference\n"
@@ -40,6 +44,11 @@ static const char usage_text[] =
     "                   (default " RS_ADVERSARIAL_ATTACK "; docs/attacks.md)\n"
     "  --eps LIST       adversarial's radii on [0,1] pixels, increasing, separated by ','\n"
     "                   (default " RS_ADVERSARIAL_EPS ")\n"
+    "  --corruptions LIST  the corruptions protocol's names separated by ',': any of\n"
+    "                   " RS_CORRUPT_DEFAULT "\n"
+    "                   (the default: the benchmark's 15 less motion_blur, snow and frost),\n"
+    "                   speckle_noise, gaussian_blur, saturate\n"
+    "  --severities LIST   its severities, 1..5 separated by ',' (default 1,2,3,4,5)\n"
     "  --seed S         seed of every random draw (default 0)\n"
     "  --offset N, --limit N   a slice of the source\n"
     "  --threads N      threads (default: all CPUs)\n"
@@ -118,6 +127,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         {"resume", required_argument, NULL, 'r'},   {"shard", required_argument, NULL, 'S'},
         {"shard-dir", required_argument, NULL, 'L'}, {"attack", required_argument, NULL, 'A'},
         {"eps", required_argument, NULL, 'E'},      {"help", no_argument, NULL, 'h'},
+        {"corruptions", required_argument, NULL, 'C'}, {"severities", required_argument, NULL, 'V'},
         RS_CLI_DISPATCH_OPTIONS,
         {NULL, 0, NULL, 0}};
     int c, resume = 0, set = 0;
@@ -132,6 +142,8 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         case 'v': o->views = optarg, set++; break;
         case 'A': o->attack = optarg, set++; break;
         case 'E': o->eps = optarg, set++; break;
+        case 'C': o->corruptions = optarg, set++; break;
+        case 'V': o->severities = optarg, set++; break;
         case 's': ok = rs_cli_parse_u64("replay", "--seed", optarg, &o->seed), set++; break;
         case 'o': ok = rs_cli_parse_int("replay", "--offset", optarg, 0, INT_MAX, &o->offset), set++; break;
         case 'l': ok = rs_cli_parse_int("replay", "--limit", optarg, 1, INT_MAX, &o->limit), set++; break;
@@ -179,9 +191,10 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
     if (!o->protocol)
         o->protocol = "pair";
     if (strcmp(o->protocol, "pair") && strcmp(o->protocol, "noise") && strcmp(o->protocol, "custom") &&
-        strcmp(o->protocol, "adversarial") && strcmp(o->protocol, "intervene"))
+        strcmp(o->protocol, "adversarial") && strcmp(o->protocol, "intervene") && strcmp(o->protocol, "corruptions"))
         return rs_cli_usage_error("replay",
-                                  "unknown protocol '%s' (want pair, noise, custom, adversarial or intervene)",
+                                  "unknown protocol '%s' (want pair, noise, custom, adversarial, intervene or "
+                                  "corruptions)",
                                   o->protocol);
     if (!strcmp(o->protocol, "custom") && !o->views)
         return rs_cli_usage_error("replay", "--protocol custom needs --views 'SPEC;SPEC;...'");
@@ -191,6 +204,9 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         return rs_cli_usage_error("replay", "--augment belongs to --protocol pair or intervene");
     if ((o->attack || o->eps) && strcmp(o->protocol, "adversarial"))
         return rs_cli_usage_error("replay", "%s belongs to --protocol adversarial", o->attack ? "--attack" : "--eps");
+    if ((o->corruptions || o->severities) && strcmp(o->protocol, "corruptions"))
+        return rs_cli_usage_error("replay", "%s belongs to --protocol corruptions",
+                                  o->corruptions ? "--corruptions" : "--severities");
     return 0;
 }
 

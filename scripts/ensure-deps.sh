@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ensure-deps.sh [--python] [--tests] — install the Debian packages routerscope needs, if
 # missing. Runs apt-get as root, or through sudo when not root. --python adds PyTorch for
-# the reference model, training and benchmarks (never needed at routerscope run time);
+# the reference model, training and benchmarks, and scipy and PIL for the corruptions'
+# reference (pytorch/corruptions.py; never needed at routerscope run time);
 # --tests adds the checkers the tests call: pdfinfo, xmllint, headless chromium, numpy (the
 # export docs' Python example), and clang with its libFuzzer and OpenMP runtimes for the
 # fuzz smoke (scripts/fuzz.sh; the project links OpenMP, which clang finds in libomp).
@@ -12,7 +13,7 @@ packages=(gcc libc6-dev meson ninja-build pkg-config git
           fonts-dejavu-core libmsgpack-dev libopenmpi-dev openmpi-bin)
 for arg in "$@"; do
   case $arg in
-    --python) packages+=(python3-torch python3-numpy python3-msgpack) ;;
+    --python) packages+=(python3-torch python3-numpy python3-msgpack python3-scipy python3-pil) ;;
     --tests) packages+=(poppler-utils libxml2-utils chromium python3-numpy clang libclang-rt-14-dev libomp-14-dev) ;;
     *) echo "ensure-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac

@@ -72,7 +72,7 @@ bad_spec "layers= names a dense block" "layers: block 0 is not a MoE block" \
   --protocol custom --views 'clean;pgd:eps=1/255,layers=0'
 bad_spec "base after itself" "base view 1 is not an earlier view (this is view 1)" \
   --protocol custom --views 'clean;base:view=1+noise:sigma=0.1'
-bad_spec "geometry after base" "after base, only jitter, noise, pgd and route may follow" \
+bad_spec "geometry after base" "after base, only jitter, corrupt, noise, pgd and route may follow" \
   --protocol custom --views 'clean;base:view=0+flip:p=1'
 "$rs" replay "$model" --data $data --limit 4 --db "$tmp/bad.db" --attack pgd:steps=2 >"$tmp/out" 2>"$tmp/err"
 expect "--attack without adversarial: usage error" failed_with $? 2 "--attack belongs to --protocol adversarial"

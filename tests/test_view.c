@@ -194,7 +194,7 @@ static void test_parse_base(void **state)
     assert_int_equal(rs_view_spec_check_base(&s, 2, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "base view 2 is not an earlier view (this is view 2)"));
     expect_parse_error("clean+base:view=0", "base must be the first operation");
-    expect_parse_error("base:view=0+flip:p=1", "after base, only jitter, noise, pgd and route may follow");
+    expect_parse_error("base:view=0+flip:p=1", "after base, only jitter, corrupt, noise, pgd and route may follow");
     expect_parse_error("base:view=-1", "base view '-1' is not a view index");
     expect_parse_error("base:view=x", "view 'x' is not a number");
     expect_parse_error("base:view=0x1", "view '0x1' is not a number");
@@ -273,7 +273,7 @@ static void test_parse_route(void **state)
     expect_parse_error("base:view=0+pgd:eps=1/255+route:from=0", "a forced view cannot be attacked");
     expect_parse_error("base:view=0+route:from=0+pgd:eps=1/255", "route must be the last operation");
     expect_parse_error("rout:from=0", "unknown operation 'rout' (want clean, noise, crop, flip, rotate, translate, "
-                                      "jitter, base, pgd, route)");
+                                      "jitter, corrupt, base, pgd, route)");
 }
 
 static void test_flip_maps_columns(void **state)

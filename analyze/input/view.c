@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "corrupt.h"
 #include "rs_number.h"
 #include "rs_seed.h"
 
@@ -63,6 +64,7 @@ static const op_syntax ops_syntax[] = {
     {"rotate", RS_OP_ROTATE, {"deg", NULL}},
     {"translate", RS_OP_TRANSLATE, {"px", NULL}},
     {"jitter", RS_OP_JITTER, {"b", "c", "s"}},
+    {"corrupt", RS_OP_CORRUPT, {"name", "severity", "set"}},
 };
 
 static void op_defaults(rs_view_op *op)
@@ -71,8 +73,33 @@ static void op_defaults(rs_view_op *op)
     switch (op->kind) {
     case RS_OP_CROP: op->p[0] = 0.05, op->p[1] = 1, op->p[2] = 0.75, op->p[3] = 4.0 / 3; break;
     case RS_OP_FLIP: op->p[0] = 0.5; break;
+    case RS_OP_CORRUPT: op->p[0] = -1, op->p[2] = RS_CSET_AUTO; break;
     default: break;
     }
+}
+
+/* corrupt's keys: name= the benchmark's function name, severity= 1..5, set= imagenet|cifar. */
+static int parse_corrupt_param(const char *spec, rs_view_op *op, const char *key, const char *value, rs_error *err)
+{
+    if (!strcmp(key, "name")) {
+        op->p[0] = rs_corrupt_find(value);
+        if (op->p[0] < 0)
+            return rs_error_set(err, RS_EINVAL, "view '%s': unknown corruption '%s' (want one of %s, speckle_noise, "
+                                "gaussian_blur, saturate)", spec, value, RS_CORRUPT_DEFAULT);
+    } else if (!strcmp(key, "severity")) {
+        double v = 0;
+        int rc = parse_number(spec, key, value, &v, err);
+        if (rc)
+            return rc;
+        if (v != floor(v) || v < 1 || v > 5)
+            return rs_error_set(err, RS_EINVAL, "view '%s': severity must be 1, 2, 3, 4 or 5", spec);
+        op->p[1] = v;
+    } else if (!strcmp(value, "imagenet") || !strcmp(value, "cifar")) {
+        op->p[2] = value[0] == 'i' ? RS_CSET_IMAGENET : RS_CSET_CIFAR;
+    } else {
+        return rs_error_set(err, RS_EINVAL, "view '%s': set must be imagenet or cifar", spec);
+    }
+    return 0;
 }
 
 static int parse_param(const char *spec, rs_view_op *op, const char *key, const char *value, rs_error *err)
@@ -122,6 +149,8 @@ static int parse_param(const char *spec, rs_view_op *op, const char *key, const 
             return rc;
         op->p[key[0] == 'b' ? 0 : key[0] == 'c' ? 1 : 2] = v;
         return 0;
+    case RS_OP_CORRUPT:
+        return parse_corrupt_param(spec, op, key, value, err);
     case RS_OP_CLEAN:
     case RS_OP_BASE: /* parsed by parse_base, parse_pgd and parse_route */
     case RS_OP_PGD:
@@ -345,7 +374,7 @@ static int parse_op(const char *spec, char *text, rs_view_spec *out, rs_error *e
     if (!syn)
         return rs_error_set(err, RS_EINVAL,
                             "view '%s': unknown operation '%s' (want clean, noise, crop, flip, rotate, translate, "
-                            "jitter, base, pgd, route)",
+                            "jitter, corrupt, base, pgd, route)",
                             spec, text);
     op->kind = syn->kind;
     op_defaults(op);
@@ -370,6 +399,8 @@ static int parse_op(const char *spec, char *text, rs_view_spec *out, rs_error *e
     if (need_param && !seen)
         return rs_error_set(err, RS_EINVAL, "view '%s': %s needs a parameter (%s=...)", spec, syn->name,
                             syn->keys[0]);
+    if (op->kind == RS_OP_CORRUPT && (op->p[0] < 0 || op->p[1] == 0))
+        return rs_error_set(err, RS_EINVAL, "view '%s': corrupt needs name= and severity=", spec);
     return 0;
 }
 
@@ -403,6 +434,11 @@ int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err)
     }
     if (out->num_ops == 0)
         return rs_error_set(err, RS_EINVAL, "view '%s': no operation", text);
+    int corruptions = 0;
+    for (int i = 0; i < out->num_ops; i++)
+        corruptions += out->ops[i].kind == RS_OP_CORRUPT;
+    if (corruptions > 1)
+        return rs_error_set(err, RS_EINVAL, "view '%s': at most one corrupt operation", text);
     if (out->route_from >= 0 && out->ops[out->num_ops - 1].kind != RS_OP_ROUTE)
         return rs_error_set(err, RS_EINVAL, "view '%s': route must be the last operation", text);
     /* The attack's gradient runs the router's own choices (grad.h), so an attack in a
@@ -418,7 +454,7 @@ int rs_view_spec_parse(const char *text, rs_view_spec *out, rs_error *err)
         for (int i = 1; i < out->num_ops; i++)
             if (geometric(out->ops[i].kind))
                 return rs_error_set(err, RS_EINVAL,
-                                    "view '%s': after base, only jitter, noise, pgd and route may follow (the view keeps "
+                                    "view '%s': after base, only jitter, corrupt, noise, pgd and route may follow (the view keeps "
                                     "the geometry of view %d)", text, out->base);
     }
     return 0;
@@ -530,6 +566,13 @@ void rs_view_draw(const rs_view_spec *spec, int width, int height, uint64_t run_
         case RS_OP_NOISE:
             out->noise_sigma = op->p[0];
             break;
+        case RS_OP_CORRUPT:
+            out->corrupted = true;
+            out->corrupt = (int)op->p[0];
+            out->corrupt_severity = (int)op->p[1];
+            out->corrupt_set = op->p[2] == RS_CSET_AUTO ? (int)rs_corrupt_default_set(height, width) : (int)op->p[2];
+            out->corrupt_seed = stream_seed(run_seed, image, view, 3);
+            break;
         case RS_OP_CLEAN:
         case RS_OP_BASE: /* out->base above; the geometry comes with rs_view_inherit */
         case RS_OP_PGD:  /* applied by the replay on the rendered pixels */
@@ -607,8 +650,29 @@ static void jitter(const rs_view *v, float *img, int C, size_t plane)
     }
 }
 
-void rs_view_render(const rs_view *v, const float *src, int C, int H, int W, float *out)
+static double gsl_uniform(void *rng)
 {
+    return gsl_rng_uniform(rng);
+}
+
+/* The corruption of V on IMG (C,H,W), its uniforms from mt19937 seeded by V's corrupt_seed. */
+static int corrupt(const rs_view *v, float *img, int C, int H, int W)
+{
+    gsl_rng *g = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!g)
+        return RS_ENOMEM;
+    gsl_rng_set(g, (unsigned long)v->corrupt_seed);
+    rs_corrupt_rng rng = {gsl_uniform, g};
+    rs_error err;
+    int rc = rs_corrupt_apply(v->corrupt, v->corrupt_severity, (rs_corrupt_set)v->corrupt_set, &rng, img, C, H, W,
+                              &err);
+    gsl_rng_free(g);
+    return rc;
+}
+
+int rs_view_render(const rs_view *v, const float *src, int C, int H, int W, float *out)
+{
+    int rc = 0;
     size_t plane = (size_t)H * W;
     if (v->identity) {
         memcpy(out, src, sizeof(float) * C * plane);
@@ -625,6 +689,8 @@ void rs_view_render(const rs_view *v, const float *src, int C, int H, int W, flo
     }
     if (v->jitter[0] != 1 || v->jitter[1] != 1 || v->jitter[2] != 1)
         jitter(v, out, C, plane);
+    if (v->corrupted)
+        rc = corrupt(v, out, C, H, W);
     if (v->noise_sigma > 0) {
         gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
         gsl_rng_set(rng, (unsigned long)v->noise_seed);
@@ -632,6 +698,7 @@ void rs_view_render(const rs_view *v, const float *src, int C, int H, int W, flo
             out[i] = clip01(out[i] + (float)gsl_ran_gaussian_ziggurat(rng, v->noise_sigma));
         gsl_rng_free(rng);
     }
+    return rc;
 }
 
 /* ---- correspondence --------------------------------------------------------------- */
@@ -684,6 +751,14 @@ char *rs_view_params_json(const rs_view *v)
      * byte for byte what earlier versions stored. */
     if (o && v->base >= 0 && json_object_set_new(o, "base", json_integer(v->base)))
         json_decref(o), o = NULL;
+    if (o && v->corrupted) {
+        snprintf(seed, sizeof seed, "%016llx", (unsigned long long)v->corrupt_seed);
+        json_t *c = json_pack("{s:s, s:i, s:s, s:s}", "name", rs_corrupt_name(v->corrupt), "severity",
+                              v->corrupt_severity, "set", rs_corrupt_set_name((rs_corrupt_set)v->corrupt_set),
+                              "seed", seed);
+        if (!c || json_object_set_new(o, "corrupt", c))
+            json_decref(o), o = NULL;
+    }
     if (o && v->attacked) {
         snprintf(seed, sizeof seed, "%016llx", (unsigned long long)v->attack_seed);
         if (json_object_set_new(o, "attack_seed", json_string(seed)))
@@ -760,6 +835,52 @@ static int adversarial_views(const char *attack, const char *eps, char ***specs,
     return fail;
 }
 
+/* A ','-separated list of WHAT into ITEMS (a copy in BUF, which the caller frees): no empty
+ * item. */
+static int split_list(const char *what, const char *list, char **buf, char **items, int max, int *n, rs_error *err)
+{
+    size_t len = strlen(list);
+    if (!len || list[0] == ',' || list[len - 1] == ',' || strstr(list, ",,"))
+        return rs_error_set(err, RS_EINVAL, "%s '%s': an empty value between ','", what, list);
+    if (!(*buf = strdup(list)))
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    char *save = NULL;
+    *n = 0;
+    for (char *s = strtok_r(*buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        if (*n == max)
+            return rs_error_set(err, RS_EINVAL, "%s '%s': more than %d values", what, list, max);
+        items[(*n)++] = s;
+    }
+    return 0;
+}
+
+/* corruptions: "clean", then each corruption at each severity, the set written out. */
+static int corruption_views(const rs_protocol_args *args, char ***specs, int *count, rs_error *err)
+{
+    char *nbuf = NULL, *sbuf = NULL, *names[64], *sevs[8];
+    int nn = 0, ns = 0;
+    int rc = split_list("--corruptions", args->corruptions ? args->corruptions : RS_CORRUPT_DEFAULT, &nbuf, names, 64,
+                        &nn, err);
+    if (!rc)
+        rc = split_list("--severities", args->severities ? args->severities : "1,2,3,4,5", &sbuf, sevs, 8, &ns, err);
+    char set[16] = "";
+    if (args->input_h > 0 && args->input_w > 0)
+        snprintf(set, sizeof set, ",set=%s",
+                 rs_corrupt_set_name(rs_corrupt_default_set(args->input_h, args->input_w)));
+    if (!rc && push(specs, count, "clean"))
+        rc = RS_ENOMEM;
+    for (int i = 0; !rc && i < nn; i++)
+        for (int k = 0; !rc && k < ns; k++) {
+            char text[128];
+            int len = snprintf(text, sizeof text, "corrupt:name=%s,severity=%s%s", names[i], sevs[k], set);
+            rc = len < 0 || (size_t)len >= sizeof text ? rs_error_set(err, RS_EINVAL, "--corruptions: '%s' is not a "
+                                                                      "corruption", names[i])
+                 : push(specs, count, text) ? RS_ENOMEM : 0;
+        }
+    free(nbuf), free(sbuf);
+    return rc;
+}
+
 /* intervene: "clean", the perturbation, the perturbation forced to view 0's routing in
  * every MoE block, then in each MoE block alone (when there are several). */
 static int intervene_views(const rs_protocol_args *args, char ***specs, int *count, rs_error *err)
@@ -816,6 +937,13 @@ int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char *
             return rc;
         }
         fail = rc;
+    } else if (!strcmp(protocol, "corruptions")) {
+        int rc = corruption_views(args, specs, count, err);
+        if (rc == RS_EINVAL) {
+            free_specs(specs, count);
+            return rc;
+        }
+        fail = rc;
     } else if (!strcmp(protocol, "custom")) {
         if (!custom || !custom[0])
             return rs_error_set(err, RS_EINVAL, "protocol custom needs --views 'SPEC;SPEC;...'");
@@ -834,7 +962,8 @@ int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char *
         }
     } else {
         return rs_error_set(err, RS_EINVAL,
-                            "unknown protocol '%s' (want pair, noise, custom, adversarial or intervene)", protocol);
+                            "unknown protocol '%s' (want pair, noise, custom, adversarial, intervene or corruptions)",
+                            protocol);
     }
     if (fail) {
         free_specs(specs, count);

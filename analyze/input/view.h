@@ -13,6 +13,10 @@
  *   translate:px=P                 shift, uniform in [-P, P] pixels on each axis
  *   jitter:b=B,c=C,s=S             brightness, contrast, saturation factors uniform in
  *                                  [1-x, 1+x], applied in that order, each clipped to [0,1]
+ *   corrupt:name=NAME,severity=K[,set=imagenet|cifar]
+ *                                  an ImageNet-C / CIFAR-10-C corruption (corrupt.h,
+ *                                  docs/corruptions.md), pixels only; set defaults to cifar
+ *                                  for images <= 64 px, imagenet above; at most one
  *   base:view=V                    only as the first operation: start from the final pixels
  *                                  and the geometry of the earlier view V (its match to view
  *                                  0 is V's); only photometric, noise, pgd and route may follow
@@ -27,7 +31,7 @@
  * Geometric operations compose into one affine map from view pixel coordinates to source
  * coordinates (continuous, pixel centres at i + 0.5); the view is rendered by bilinear
  * sampling of the model-sized source (zero outside it). Photometric operations follow,
- * and noise always comes last, whatever its place in the spec.
+ * then the corruption, and noise always comes last, whatever its place in the spec.
  *
  * Random draws come from GSL generators seeded from (run seed, image index, view index)
  * only, so a view never depends on threads, batch size or order. The attack's random start
@@ -45,7 +49,7 @@
 
 typedef enum rs_op_kind {
     RS_OP_CLEAN, RS_OP_NOISE, RS_OP_CROP, RS_OP_FLIP, RS_OP_ROTATE, RS_OP_TRANSLATE, RS_OP_JITTER,
-    RS_OP_BASE, RS_OP_PGD, RS_OP_ROUTE
+    RS_OP_BASE, RS_OP_PGD, RS_OP_ROUTE, RS_OP_CORRUPT
 } rs_op_kind;
 
 typedef enum rs_attack_norm { RS_ATTACK_LINF, RS_ATTACK_L2 } rs_attack_norm;
@@ -69,7 +73,8 @@ typedef struct rs_attack_spec {
 typedef struct rs_view_op {
     rs_op_kind kind;
     double p[4]; /* noise: sigma; crop: area lo, hi, ratio lo, hi; flip: p; rotate: deg;
-                    translate: px; jitter: b, c, s */
+                    translate: px; jitter: b, c, s; corrupt: id (corrupt.h), severity,
+                    set (rs_corrupt_set) */
 } rs_view_op;
 
 typedef struct rs_view_spec {
@@ -104,6 +109,10 @@ typedef struct rs_view {
     double noise_sigma; /* 0 when absent */
     uint64_t noise_seed;
     int base;           /* the view whose pixels and geometry this view starts from, -1 none */
+    bool corrupted;     /* the spec has a corrupt operation, described by the next three */
+    int corrupt;        /* corrupt.h's id */
+    int corrupt_severity, corrupt_set; /* 1..5; rs_corrupt_set, resolved for the image size */
+    uint64_t corrupt_seed; /* seed of the corruption's generator */
     bool attacked;      /* the spec has a pgd operation */
     uint64_t attack_seed; /* seed of the pgd random start's generator */
 } rs_view;
@@ -118,8 +127,10 @@ void rs_view_inherit(rs_view *v, const rs_view *base);
 
 /* OUT (C,H,W) = the view of SRC (C,H,W), both [0,1] pixels; OUT must not alias SRC. For a
  * view with a base, SRC is the base view's final pixels. The pgd operation is not applied
- * here (it needs the model: replay.c runs analyze/replay/attack.h on the rendered pixels). */
-void rs_view_render(const rs_view *v, const float *src, int channels, int height, int width, float *out);
+ * here (it needs the model: replay.c runs analyze/replay/attack.h on the rendered pixels).
+ * Returns 0, or RS_ENOMEM when a corruption could not get its scratch memory (OUT is then
+ * the view without the corruption). */
+int rs_view_render(const rs_view *v, const float *src, int channels, int height, int width, float *out);
 
 /* For every patch j of view B (raster order over the H/P x W/P grid), the patch of view A
  * that contains the source point of j's centre, or -1 when that point falls outside A.
@@ -139,8 +150,10 @@ char *rs_view_params_json(const rs_view *v);
  * without eps (default RS_ADVERSARIAL_ATTACK)) or "intervene" (view 0 "clean", view 1 the
  * perturbation AUGMENT (default RS_INTERVENE_PERTURB; no base or route of its own), view 2
  * "base:view=1+route:from=0", then with two or more MOE_BLOCKS one
- * "base:view=1+route:from=0,layers=B" per MoE block B). Every spec is parsed before
- * returning. *SPECS: owned array of *COUNT owned strings (free each, then the array). */
+ * "base:view=1+route:from=0,layers=B" per MoE block B) or "corruptions" (view 0 "clean",
+ * then "corrupt:name=N,severity=K,set=S" for each N of CORRUPTIONS (default
+ * RS_CORRUPT_DEFAULT) and each K of SEVERITIES (default "1,2,3,4,5"), S the default set of
+ * an INPUT_H x INPUT_W model, written out). Every spec is parsed before returning. *SPECS: owned array of *COUNT owned strings (free each, then the array). */
 #define RS_PAIR_AUGMENT "crop:area=0.05-1,ratio=0.75-1.333+flip:p=0.5"
 #define RS_ADVERSARIAL_ATTACK "pgd:steps=10,loss=router"
 #define RS_ADVERSARIAL_EPS "1/255,2/255,4/255,8/255"
@@ -151,6 +164,9 @@ typedef struct rs_protocol_args {
     const char *attack, *eps;   /* adversarial; NULL: the defaults */
     const int *moe_blocks;      /* intervene: the model's MoE blocks (NULL: none named) */
     int num_moe;
+    const char *corruptions, *severities; /* corruptions; NULL: the defaults */
+    int input_h, input_w;       /* corruptions: the model's input, for set= (0: no set=,
+                                 * the image's size decides when drawn) */
 } rs_protocol_args;
 int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char ***specs, int *count,
                       rs_error *err);

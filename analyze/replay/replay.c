@@ -303,9 +303,11 @@ static int attack_view(engine *e, int v, int first, int n, rs_error *err)
 }
 
 /* View V's start pixels of the N images into E->raw_px: rendered from the source, or from
- * its base view's final pixels (the view then takes its base's geometry), and its match. */
-static void render_view(engine *e, int v, int n)
+ * its base view's final pixels (the view then takes its base's geometry), and its match.
+ * RS_ENOMEM when a corruption could not get its scratch memory. */
+static int render_view(engine *e, int v, int n, rs_error *err)
 {
+    int failed = 0;
     const rs_config *c = &e->model->cfg;
     int V = e->num_views, C = c->channels, H = c->image_h, W = c->image_w, Np = rs_config_patches(c);
     size_t img = (size_t)C * H * W;
@@ -316,11 +318,15 @@ static void render_view(engine *e, int v, int n)
         const float *src = e->source_px + i * img;
         if (base >= 0)
             src = e->kept_px + ((size_t)i * e->num_kept + e->keep_slot[base]) * img;
-        rs_view_render(view, src, C, H, W, e->raw_px + i * img);
+        if (rs_view_render(view, src, C, H, W, e->raw_px + i * img)) {
+            #pragma omp atomic write
+            failed = 1;
+        }
         if (base >= 0)
             rs_view_inherit(view, &e->drawn[(size_t)i * V + base]);
         rs_view_match(&e->drawn[(size_t)i * V], view, H, W, c->patch_size, e->match + ((size_t)i * V + v) * Np);
     }
+    return failed ? rs_error_set(err, RS_ENOMEM, "view %d: out of memory for its corruption", v) : 0;
 }
 
 /* Predictions and routing of view V from the last forward pass. */
@@ -412,8 +418,8 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
             rs_view_draw(&e->parsed[v], W, H, e->opt->seed, first + i, v, &e->drawn[(size_t)i * V + v]);
     }
     for (int v = 0; v < V && !rc; v++) {
-        render_view(e, v, n);
-        if (e->parsed[v].attack)
+        rc = render_view(e, v, n, err);
+        if (!rc && e->parsed[v].attack)
             rc = attack_view(e, v, first, n, err);
         if (!rc && e->keep_slot[v] >= 0)
             for (int i = 0; i < n; i++)
@@ -582,9 +588,12 @@ static int plan_views(engine *e, rs_error *err)
 static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
 {
     int rc = rs_model_open(opt->model_path, &e->model, err);
-    rs_protocol_args args = {.augment = opt->augment, .custom = opt->views, .attack = opt->attack, .eps = opt->eps};
-    if (!rc)
+    rs_protocol_args args = {.augment = opt->augment, .custom = opt->views, .attack = opt->attack, .eps = opt->eps,
+                             .corruptions = opt->corruptions, .severities = opt->severities};
+    if (!rc) {
         args.moe_blocks = e->model->cfg.moe_layers, args.num_moe = e->model->cfg.num_moe;
+        args.input_h = e->model->cfg.image_h, args.input_w = e->model->cfg.image_w;
+    }
     if (!rc && !e->specs)
         rc = rs_protocol_views(opt->protocol, &args, &e->specs, &e->num_views, err);
     if (!rc && !(e->parsed = calloc((size_t)e->num_views, sizeof *e->parsed)))

@@ -66,11 +66,12 @@ typedef struct rs_replay_options {
     const char *model_path;      /* with resume_run may be NULL (the stored path is used) */
     const char *data;
     int offset, limit;           /* slice; limit <= 0 means to the end */
-    const char *protocol;        /* pair | noise | custom | adversarial */
+    const char *protocol;        /* pair | noise | custom | adversarial | intervene | corruptions */
     const char *augment;         /* pair: view spec of both views, NULL = the PRC default */
     const char *views;           /* custom: specs separated by ';' */
     const char *attack, *eps;    /* adversarial: the pgd spec without eps and the list of eps
                                     (view.h, rs_protocol_views); NULL = the defaults */
+    const char *corruptions, *severities; /* corruptions: the lists (view.h); NULL = defaults */
     uint64_t seed;
     int shard_index, shard_count; /* shard_count > 0: replay only shard shard_index of the job
                                     (the slice above) as its own run (shard.h); ignored with

@@ -423,7 +423,8 @@ int rs_run_view_pixels(const rs_run_info *run, int image, float **pixels, rs_err
             /* A view with a base starts from its base's pixels (already in PX). */
             const float *from = spec.base >= 0 ? px + (size_t)spec.base * n : source_px;
             rs_view_draw(&spec, W, H, run->seed, image, v, &view);
-            rs_view_render(&view, from, C, H, W, px + (size_t)v * n);
+            if (rs_view_render(&view, from, C, H, W, px + (size_t)v * n))
+                rc = rs_error_set(err, RS_ENOMEM, "out of memory");
         }
     }
     rs_source_close(src);
