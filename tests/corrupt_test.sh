@@ -59,7 +59,7 @@ expect "--corruptions/--severities: clean + 2 x 2 views" \
     "clean;corrupt:name=fog,severity=1,set=cifar;corrupt:name=fog,severity=5,set=cifar;corrupt:name=saturate,severity=1,set=cifar;corrupt:name=saturate,severity=5,set=cifar" ]
 "$rs" replay "$model" --data $data --limit 2 --protocol corruptions --corruptions motion_blur --db "$tmp/d.db" \
   >/dev/null 2>"$tmp/err"
-expect "--corruptions motion_blur: not implemented, one line" failed_with $? 1 "unknown corruption 'motion_blur'"
+expect "--corruptions motion_blur: not implemented, one line" failed_with $? 1 "corruption 'motion_blur' is not implemented"
 "$rs" replay "$model" --data $data --limit 2 --protocol corruptions --severities 0 --db "$tmp/d.db" \
   >/dev/null 2>"$tmp/err"
 expect "--severities 0: one line" failed_with $? 1 "severity must be 1, 2, 3, 4 or 5"
