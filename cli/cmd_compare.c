@@ -30,7 +30,7 @@ static const char usage_text[] =
     "With --interference: batch interference between two runs of the same job with dispatch\n"
     "that differ only in --group-seed (docs/dispatch.md): each view of each image in B against\n"
     "the same view in A, every token against itself: the router's Top-1, Top-2 and top-k\n"
-    "set, the kept set and routing_changes_kept, per view and MoE layer, and the share of\n"
+    "set, the kept set and routing_changes, per view and MoE layer, and the share of\n"
     "predictions that stay the same, with 95 % bootstrap intervals over images.\n"
     "\n"
     "With --group: groups of runs, one run per training seed, seeds paired by position\n"

@@ -48,7 +48,7 @@ typedef struct group_in {
 
 /* ---- objective specs ---- */
 
-static const char *const KIND_NAMES[] = {"ce", "router", "router-target", "jsd", "margin"};
+static const char *const KIND_NAMES[] = {"ce", "router", "router-target", "jsd", "margin", "router-ce"};
 #define NUM_KINDS ((int)(sizeof KIND_NAMES / sizeof *KIND_NAMES))
 
 void rs_objective_init(rs_objective *obj)
@@ -77,7 +77,7 @@ static int parse_loss(rs_objective *obj, const char *value, rs_error *err)
     size_t len0 = amp ? (size_t)(amp - value) : strlen(value);
     if (parse_kind(value, len0, &a) || (amp && (strchr(amp + 1, '&') || parse_kind(amp + 1, strlen(amp + 1), &b))))
         return rs_error_set(err, RS_EINVAL,
-                            "loss: '%s' is not ce, router, router-target, jsd, margin or two of them joined by '&'",
+                            "loss: '%s' is not ce, router, router-target, router-ce, jsd, margin or two of them joined by '&'",
                             value);
     obj->num_terms = amp ? 2 : 1;
     obj->term[0] = a;
@@ -103,9 +103,13 @@ int rs_objective_set(rs_objective *obj, const char *key, const char *value, rs_e
         return 1;
     }
     if (!strcmp(key, "target")) {
+        if (!strcmp(value, "label")) {
+            obj->target = RS_OBJ_TARGET_LABEL;
+            return 1;
+        }
         long long v;
         if (rs_parse_integer(value, 0, RS_MAX_EXPERTS - 1, &v))
-            return rs_error_set(err, RS_EINVAL, "target: '%s' is not an expert index", value);
+            return rs_error_set(err, RS_EINVAL, "target: '%s' is not an expert index or 'label'", value);
         obj->target = (int)v;
         return 1;
     }
@@ -122,7 +126,7 @@ static bool has_term(const rs_objective *obj, rs_objective_kind kind)
 
 int rs_objective_needs_labels(const rs_objective *obj)
 {
-    return has_term(obj, RS_OBJ_CE);
+    return has_term(obj, RS_OBJ_CE) || (has_term(obj, RS_OBJ_ROUTER_CE) && obj->target == RS_OBJ_TARGET_LABEL);
 }
 
 int rs_objective_needs_ref(const rs_objective *obj)
@@ -143,11 +147,14 @@ int rs_objective_check(const rs_objective *obj, const rs_config *cfg, rs_error *
     }
     if (!isfinite(obj->beta))
         return rs_error_set(err, RS_EINVAL, "beta: not a finite number");
-    bool target = has_term(obj, RS_OBJ_ROUTER_TARGET);
-    if (target && obj->target < 0)
-        return rs_error_set(err, RS_EINVAL, "loss=router-target needs target=E");
-    if (!target && obj->target >= 0)
-        return rs_error_set(err, RS_EINVAL, "target=%d is given but the loss has no router-target term", obj->target);
+    bool toward = has_term(obj, RS_OBJ_ROUTER_TARGET), ce = has_term(obj, RS_OBJ_ROUTER_CE);
+    bool target = toward || ce, label = obj->target == RS_OBJ_TARGET_LABEL;
+    if (toward && obj->target < 0)
+        return rs_error_set(err, RS_EINVAL, "loss=router-target needs target=E (an expert)");
+    if (ce && obj->target < 0 && !label)
+        return rs_error_set(err, RS_EINVAL, "loss=router-ce needs target=E (an expert) or target=label");
+    if (!target && (obj->target >= 0 || label))
+        return rs_error_set(err, RS_EINVAL, "target is given but the loss has no router-target or router-ce term");
     if (target && obj->target >= cfg->num_experts)
         return rs_error_set(err, RS_EINVAL, "target=%d: the model has %d experts (0..%d)", obj->target,
                             cfg->num_experts, cfg->num_experts - 1);
@@ -174,17 +181,18 @@ static int argmax_skip(const float *p, int E, int skip)
 }
 
 /* One router term for one token: returns its value, writes DZ (E) = d value / d logits
- * (router logits before the softmax). P the current softmax, R the reference (or NULL). */
-static double router_term(const rs_objective *obj, rs_objective_kind kind, const float *p, const float *r, int E,
-                          double *dz)
+ * (router logits before the softmax). P the current softmax, R the reference (or NULL),
+ * TARGET the expert of router-target and router-ce. */
+static double router_term(rs_objective_kind kind, const float *p, const float *r, int target, int E, double *dz)
 {
     int star = r ? argmax_skip(r, E, -1) : -1;
     double v = 0.0, s = 0.0;
     switch (kind) {
-    case RS_OBJ_ROUTER: /* d(-log p*) / dz = p - onehot(e*) */
+    case RS_OBJ_ROUTER: /* d(-log p_t) / dz = p - onehot(t); router-target is its negation */
+    case RS_OBJ_ROUTER_CE:
     case RS_OBJ_ROUTER_TARGET: {
-        int t = kind == RS_OBJ_ROUTER ? star : obj->target;
-        double sign = kind == RS_OBJ_ROUTER ? 1.0 : -1.0;
+        int t = kind == RS_OBJ_ROUTER ? star : target;
+        double sign = kind == RS_OBJ_ROUTER_TARGET ? -1.0 : 1.0;
         for (int e = 0; e < E; e++)
             dz[e] = sign * ((double)p[e] - (e == t));
         return -sign * log((double)p[t]);
@@ -227,14 +235,16 @@ static void router_objective(const rs_config *c, const group_in *in, int slot, c
         if (obj->term[t] == RS_OBJ_CE)
             continue;
         double w = (t == 0 ? 1.0 : obj->beta) * scale;
-        for (int b = 0; b < G; b++)
+        for (int b = 0; b < G; b++) {
+            int target = obj->target == RS_OBJ_TARGET_LABEL ? in->labels[b] % E : obj->target;
             for (int tok = first; tok < T; tok++) {
                 size_t row = (size_t)b * T + tok;
                 const float *r = in->ref ? in->ref[slot] + row * E : NULL;
-                value[b] += w * router_term(obj, obj->term[t], probs + row * E, r, E, dz);
+                value[b] += w * router_term(obj->term[t], probs + row * E, r, target, E, dz);
                 for (int e = 0; e < E; e++)
                     dp[row * E + e] += (float)(w * dz[e]);
             }
+        }
     }
 }
 
@@ -575,7 +585,7 @@ static int check_run(const rs_grad *g, const rs_objective *obj, int batch, const
         return rc;
     if (rs_objective_needs_labels(obj)) {
         if (!labels)
-            return rs_error_set(err, RS_EINVAL, "grad: loss=ce needs the labels");
+            return rs_error_set(err, RS_EINVAL, "grad: loss=ce and router-ce's target=label need the labels");
         for (int b = 0; b < batch; b++)
             if (labels[b] < 0 || labels[b] >= c->num_classes)
                 return rs_error_set(err, RS_EINVAL, "grad: label %d of image %d outside 0..%d", (int)labels[b], b,

@@ -28,16 +28,23 @@
 typedef enum rs_objective_kind {
     RS_OBJ_CE,            /* cross-entropy of the true label (maximised) */
     RS_OBJ_ROUTER,        /* -log p_{e*}, e* the reference's top-1 expert (ties to the lower index); maximised */
-    RS_OBJ_ROUTER_TARGET, /* +log p_target (the cross-entropy toward `target`, minimised, enters negated) */
+    RS_OBJ_ROUTER_TARGET, /* +log p_target (the cross-entropy toward `target`, minimised, enters negated):
+                           * a targeted attack toward one expert */
     RS_OBJ_JSD,           /* Jensen-Shannon divergence in bits between reference and current router softmax */
-    RS_OBJ_MARGIN         /* p_{e*} minus the best other p_e, minimised (enters negated) */
+    RS_OBJ_MARGIN,        /* p_{e*} minus the best other p_e, minimised (enters negated) */
+    RS_OBJ_ROUTER_CE      /* -log p_target, the cross-entropy of the router softmax against `target` or
+                           * label mod E (target=label), maximised: AdvMoE's router attack */
 } rs_objective_kind;
+
+/* rs_objective.target for target=label: each image's label mod E. */
+#define RS_OBJ_TARGET_LABEL (-2)
 
 typedef struct rs_objective {
     int num_terms;         /* 1 or 2 */
     rs_objective_kind term[2];
     double beta;           /* weight of term[1] */
-    int target;            /* expert for RS_OBJ_ROUTER_TARGET; -1 when not given */
+    int target;            /* expert for RS_OBJ_ROUTER_TARGET / RS_OBJ_ROUTER_CE, RS_OBJ_TARGET_LABEL
+                            * (router-ce only), or -1 when not given */
     unsigned block_mask;   /* bit b set: MoE block with block index b counts; 0 = all MoE blocks */
 } rs_objective;
 
@@ -45,19 +52,22 @@ typedef struct rs_objective {
  * rs_objective_set: a zeroed struct (num_terms 0) is refused by rs_objective_check. */
 void rs_objective_init(rs_objective *obj);
 
-/* Parses one KEY=VALUE pair of an attack spec: loss=ce|router|router-target|jsd|margin or
- * A&B (two of them), beta= (a finite number), target= (an expert, integer >= 0),
+/* Parses one KEY=VALUE pair of an attack spec: loss=ce|router|router-target|jsd|margin|
+ * router-ce or A&B (two of them), beta= (a finite number), target= (an expert, integer >= 0,
+ * or "label"),
  * layers=B1/B2/... (block indices 0..31). Returns 1 when KEY is one of these and was
  * consumed, 0 when KEY is not an objective key (OBJ untouched), RS_EINVAL with a one-line
  * message quoting the value when the value is bad. */
 int rs_objective_set(rs_objective *obj, const char *key, const char *value, rs_error *err);
 
-/* Checks OBJ against a model: one or two known terms, target given and < num_experts
- * exactly when a term is router-target, every block in layers= a MoE block, and a router
- * term only when the model has a MoE block. RS_EINVAL with a one-line message. */
+/* Checks OBJ against a model: one or two known terms; target given exactly when a term is
+ * router-target or router-ce, an expert < num_experts, or label with router-ce only; every
+ * block in layers= a MoE block; a router term only when the model has a MoE block.
+ * RS_EINVAL with a one-line message. */
 int rs_objective_check(const rs_objective *obj, const rs_config *cfg, rs_error *err);
 
-/* Whether OBJ needs LABELS (a CE term) / REF_PROBS (router, jsd or margin terms). */
+/* Whether OBJ needs LABELS (a CE term, or router-ce with target=label) / REF_PROBS (router,
+ * jsd or margin terms). */
 int rs_objective_needs_labels(const rs_objective *obj);
 int rs_objective_needs_ref(const rs_objective *obj);
 
@@ -73,6 +83,7 @@ int rs_grad_group_size(const rs_grad *g);
 
 /* PIXELS (B,C,H,W) in [0,1] pixel units (normalised here with the config's mean/std:
  * predict.h's rule). LABELS (B) in 0..K-1 for CE (may be NULL when no term needs it).
+ * For router-ce with target=label the target of image b is LABELS[b] mod E.
  * REF_PROBS: num_moe pointers, each (B,T,E) router softmax of the reference (unattacked)
  * pass in the layout of rs_forward_out.moe[l].probs (may be NULL when no term needs it).
  * Writes VALUE (B) and GRAD (B,C,H,W) = d value / d pixels (pixel units).

@@ -68,24 +68,32 @@ def objectives(config):
             ("router-target", "loss=router-target,target=1"), ("jsd", "loss=jsd"),
             ("margin", "loss=margin"), ("ce-router", "loss=ce&router,beta=0.5"),
             ("router-layers", f"loss=router,layers={first}"),
-            ("jsd-margin", f"loss=margin&jsd,beta=2,layers={first}")]
+            ("jsd-margin", f"loss=margin&jsd,beta=2,layers={first}"),
+            # AdvMoE's router attack (label mod E, and a fixed expert) and its joint attack
+            ("router-ce-label", "loss=router-ce,target=label"), ("router-ce", "loss=router-ce,target=1"),
+            ("ce-router-ce", "loss=ce&router-ce,target=label,beta=0.5")]
 
 
 def parse_spec(spec):
     keys = dict(kv.split("=", 1) for kv in spec.split(","))
     terms = keys["loss"].split("&")
+    target = keys.get("target", "-1")
     return {"terms": terms, "beta": float(keys.get("beta", 1.0)),
-            "target": int(keys.get("target", -1)),
+            "target": target if target == "label" else int(target),
             "layers": [int(b) for b in keys["layers"].split("/")] if "layers" in keys else None}
 
 
 def router_term(kind, p, r, target):
-    """Per token values [B,Np] of one router term; p current, r reference softmax [B,Np,E]."""
+    """Per token values [B,Np] of one router term; p current, r reference softmax [B,Np,E];
+    target [B] the expert of router-target and router-ce."""
     star = r.argmax(-1, keepdim=True)  # first maximal index: ties to the lower expert
+    at_target = p.gather(-1, target.view(-1, 1, 1).expand(-1, p.shape[1], 1)).squeeze(-1)
     if kind == "router":
         return -torch.log(p.gather(-1, star)).squeeze(-1)
     if kind == "router-target":
-        return torch.log(p[..., target])
+        return torch.log(at_target)
+    if kind == "router-ce":  # AdvMoE's CrossEntropyLoss(scores, target), per token, maximised
+        return -torch.log(at_target)
     if kind == "jsd":
         m = 0.5 * (p + r)
         kl = torch.xlogy(r, r) - torch.xlogy(r, m) + torch.xlogy(p, p) - torch.xlogy(p, m)
@@ -106,13 +114,15 @@ def objective(model, config, spec, pixels, labels, ref):
     first = num_tokens(config) - (config["image_size"][0] // config["patch_size"]) * (
         config["image_size"][1] // config["patch_size"])
     blocks = s["layers"] or config["moe_layers"]
+    E = config["num_experts"]
+    target = labels % E if s["target"] == "label" else torch.full_like(labels, max(s["target"], 0))
     value = torch.zeros(pixels.shape[0], dtype=pixels.dtype)
     for t, kind in enumerate(s["terms"]):
         w = 1.0 if t == 0 else s["beta"]
         if kind == "ce":
             value = value + w * torch.nn.functional.cross_entropy(logits, labels, reduction="none")
             continue
-        per_block = [router_term(kind, router[i][:, first:], ref[i][:, first:], s["target"]).mean(1)
+        per_block = [router_term(kind, router[i][:, first:], ref[i][:, first:], target).mean(1)
                      for i in blocks]
         value = value + w * torch.stack(per_block).mean(0)
     return value

@@ -138,6 +138,48 @@ expect "L2: inside the L2 ball" \
 expect "vmoe's cross-entropy rises" [ "$(q "$tmp/modes.db" "SELECT count(*) FROM attacks WHERE view = 1 AND
   substr(objective, 1, 4) != substr(objective, 17, 4)")" -gt 0 ]
 
+# --- AdvMoE's router-ce (OPTML-Group/Robust-MoE-CNN, adv_val_router) ------------------------
+# Ascends the router's cross-entropy against label mod E (8 experts: labels 8 and 9 wrap) or a
+# fixed expert; the value recorded at the returned pixels is that definition computed from
+# the attacked view's stored router softmax (float16): mean over patch tokens (class token
+# excluded) and MoE layers of -log p[target].
+"$rs" replay "$model" --data $data --limit 24 --db "$tmp/advmoe.db" --protocol custom --views \
+  'clean;pgd:eps=4/255,steps=4,loss=router-ce,target=label;pgd:eps=4/255,steps=4,loss=router-ce,target=3;pgd:eps=4/255,steps=4,loss=ce&router-ce,target=label,beta=0.5' \
+  >"$tmp/out" 2>"$tmp/err"
+check_router_ce() {
+  python3 - "$tmp/advmoe.db" <<'PY'
+import math, sqlite3, struct, sys
+db = sqlite3.connect(sys.argv[1])
+T, E, cls = db.execute("SELECT tokens, num_experts, has_cls FROM runs").fetchone()
+labels = dict(db.execute("SELECT image, label FROM samples"))
+assert any(l >= E for l in labels.values()), labels
+def half(b):
+    return struct.unpack(f"<{len(b) // 2}e", b)
+for view, target in ((1, None), (2, 3)):
+    for image, obj in db.execute("SELECT image, objective FROM attacks WHERE view = ?", (view,)):
+        o = struct.unpack(f"<{len(obj) // 4}f", obj)
+        assert o[-1] > o[0], (view, image, o)
+        t = labels[image] % E if target is None else target
+        terms = []
+        for (probs,) in db.execute("SELECT probs FROM routing WHERE image = ? AND view = ?", (image, view)):
+            p = half(probs)
+            for tok in range(cls, T):
+                row = p[tok * E:(tok + 1) * E]
+                terms.append(-math.log(row[t] / sum(row)))
+        want = sum(terms) / len(terms)
+        assert abs(o[-1] - want) < 2e-3 * max(1, want), (view, image, o[-1], want)
+for image, obj in db.execute("SELECT image, objective FROM attacks WHERE view = 3"):
+    o = struct.unpack(f"<{len(obj) // 4}f", obj)
+    assert o[-1] > o[0], (image, o)
+PY
+}
+expect "router-ce: it rises, and its value is -log p[label mod E] (or p[3]) of the stored routing" check_router_ce
+"$rs" replay "$model" --data idx:/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --limit 4 \
+  --db "$tmp/nolabel.db" --protocol adversarial --attack 'pgd:steps=2,loss=router-ce,target=label' --eps 1/255 \
+  >"$tmp/out" 2>"$tmp/err"
+expect "router-ce,target=label on images without labels: exit 1 naming the image" \
+  failed_with $? 1 "its loss needs labels, and image 0 of idx:"
+
 # --- strength (release build): a router attack lowers Top-1 agreement as eps grows --------
 if [ "${RS_BUILD_KIND:-release}" = release ]; then
   "$rs" replay "$models/fmnist-vmoe-k2.safetensors" --data $data --limit 40 --db "$tmp/s.db" \

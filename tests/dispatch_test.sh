@@ -76,10 +76,10 @@ expect "shards start at a group boundary and merge into the whole run's records 
 
 # --- stats -----------------------------------------------------------------------------------
 "$rs" stats --db "$tmp/a.db" --run 1 --resamples 50 >"$tmp/stats" 2>"$tmp/err"
-expect "stats: dispatch note and the three dispatch tables" \
+expect "stats: dispatch note, the three dispatch tables and both routing changes" \
   sh -c "grep -q 'dispatch: capacity factor 0.75, groups of 4 images' '$tmp/stats' &&
          grep -q 'choices dropped by expert capacity' '$tmp/stats' && grep -q 'Expert 7' '$tmp/stats' &&
-         grep -q 'routing_changes_kept' '$tmp/stats'"
+         grep -q 'Routing changes (router)' '$tmp/stats' && ! grep -q 'routing_changes_kept' '$tmp/stats'"
 "$rs" stats --db "$tmp/a.db" --run 1 --resamples 50 --format json >"$tmp/stats.json" 2>"$tmp/err"
 check_json() { # the pooled drop rate equals the kept masks' zeros over the top-k ranks
   python3 - "$tmp/stats.json" "$tmp/a.db" <<'PY'
@@ -94,19 +94,67 @@ total = sum(len(m) for m in masks)
 assert row["cells"]["choices"]["value"] == total, (row, total)
 assert abs(row["cells"]["dropped"]["value"] - dropped / total) < 1e-9, (row, dropped, total)
 agree = next(t for t in tables if t["title"].startswith("Agreement with view 0 before"))
-rck = next(r for r in agree["rows"] if r["layer"] == "all")["cells"]["routing_changes_kept"]
-assert 0 < rck["value"] < 1 and rck["lo"] <= rck["value"] <= rck["hi"], rck
+assert "routing_changes_kept" not in agree["rows"][0]["cells"], agree["rows"][0]
 PY
 }
-expect "stats json: drop rate = the stored masks; routing_changes_kept inside its interval" check_json
+expect "stats json: drop rate = the stored masks" check_json
+# vmoe's routing_changes (projects/adversarial_attacks: 1 - IoU of the experts with a non-zero
+# combine weight, an empty union scoring 0, averaged per image over tokens, then over images)
+# recomputed from the stored kept masks, against stats' JSON cells, per MoE layer and pooled.
+check_changes() { # DB RUN JSON ALIGNED: ALIGNED 1 when every view is pixel-aligned (all tokens)
+  python3 - "$@" <<'PY'
+import json, sqlite3, struct, sys
+db, run, js, aligned = sqlite3.connect(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+T, R, k, cls, V, L = db.execute("SELECT tokens, record_k, top_k, has_cls, num_views, num_layers FROM runs "
+                                "WHERE id = ?", (run,)).fetchone()
+rec = {(i, v, l): (top, kept) for i, v, l, top, kept in
+       db.execute("SELECT image, view, layer, top_idx, kept FROM routing WHERE run_id = ?", (run,))}
+match = {(i, v): struct.unpack(f"<{T - cls}h", m) for i, v, m in
+         db.execute("SELECT image, view, match FROM predictions WHERE run_id = ?", (run,))}
+images = sorted({i for i, _, _ in rec})
+def kept_set(top, kept, t):
+    return {top[t * R + r] for r in range(k) if kept[t * R + r]}
+def iou(a, b):
+    return len(a & b) / len(a | b) if a | b else 0.0
+def changes(views, layers):
+    per_image = []
+    for i in images:
+        s = n = 0
+        for v in views:
+            pairs = ([(t, t) for t in range(T)] if aligned else
+                     [(m + cls, j + cls) for j, m in enumerate(match[i, v]) if m >= 0])
+            for l in layers:
+                (ta, ka), (tb, kb) = rec[i, 0, l], rec[i, v, l]
+                s += sum(iou(kept_set(ta, ka, a), kept_set(tb, kb, b)) for a, b in pairs)
+                n += len(pairs)
+        if n:
+            per_image.append(s / n)
+    return 1 - sum(per_image) / len(per_image)
+rows = next(t for t in json.load(open(js))["tables"] if t["title"].startswith("Routing changes vs view 0"))["rows"]
+want = [changes(vs, ls) for ls in [[l] for l in range(L)] + [list(range(L))]
+        for vs in [[v] for v in range(1, V)] + ([list(range(1, V))] if V > 2 else [])]
+got = [r["cells"]["routing_changes"]["value"] for r in rows]
+assert len(got) == len(want) and all(abs(g - w) < 1e-9 for g, w in zip(got, want)), (got, want)
+assert all("routing_changes_router" in r["cells"] for r in rows)
+assert any(r["cells"]["routing_changes"]["value"] != r["cells"]["routing_changes_router"]["value"] for r in rows)
+PY
+}
+expect "stats json: routing_changes = vmoe's kept-set figure recomputed from the store (matched patches)" \
+  check_changes "$tmp/a.db" 1 "$tmp/stats.json" 0
+"$rs" replay "$model" --data $data --limit 24 --protocol noise --capacity-factor 0.5 --group-images 4 --db "$tmp/n.db" \
+  --threads 1 >/dev/null 2>"$tmp/err"
+"$rs" stats --db "$tmp/n.db" --run 1 --resamples 0 --format json >"$tmp/n.json" 2>"$tmp/err"
+expect "stats json: routing_changes = vmoe's kept-set figure recomputed from the store (aligned: all tokens)" \
+  check_changes "$tmp/n.db" 1 "$tmp/n.json" 1
 "$rs" stats --db "$tmp/a.db" --run 3 --resamples 0 >"$tmp/stats3" 2>"$tmp/err"
-expect "a run without capacity has no dispatch tables" sh -c "! grep -q 'routing_changes_kept' '$tmp/stats3'"
+expect "a run without capacity has no dispatch tables and one routing changes column" \
+  sh -c "! grep -q 'Kept IoU' '$tmp/stats3' && ! grep -q 'Routing changes (router)' '$tmp/stats3'"
 
 # --- a store of schema 1 reads as runs without capacity ----------------------------------------
 cp "$golden/store-v1.db" "$tmp/v1.db"
 "$rs" stats --db "$tmp/v1.db" --run 1 --resamples 0 >"$tmp/v1" 2>"$tmp/err"
 expect "schema-1 store: stats in place, no dispatch tables" \
-  sh -c "[ $? = 0 ] && ! grep -q 'routing_changes_kept' '$tmp/v1' && [ \"\$(sqlite3 '$tmp/v1.db' 'PRAGMA user_version')\" = 1 ]"
+  sh -c "[ $? = 0 ] && ! grep -q 'Kept IoU' '$tmp/v1' && [ \"\$(sqlite3 '$tmp/v1.db' 'PRAGMA user_version')\" = 1 ]"
 
 # --- group seed -----------------------------------------------------------------------------
 # Groups of 2 images: windows of 16, so 40 images make windows 0..15, 16..31 and 32..39.

@@ -8,7 +8,8 @@
  * Also: the gradient's forward is the forward pass (CE and router-target values equal,
  * bit for bit, those computed from rs_forward_run's outputs); results do not depend on the
  * thread count or the batch size (2G+3 tiled images as one batch on two threads and in
- * batches of G on one thread give identical bytes); bad specs and bad calls are errors. */
+ * batches of G on one thread give identical bytes); bad specs and bad calls are errors;
+ * router-ce is router-target negated and takes label mod E with target=label. */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -301,8 +302,13 @@ static void grad_bad_specs(void **state)
     expect_spec_error("layers=", NULL, "''");
     expect_spec_error("layers=1//2", NULL, "'1//2'");
     expect_spec_error("loss=router-target", c, "needs target=");
-    expect_spec_error("loss=router,target=1", c, "target=1");
+    expect_spec_error("loss=router-target,target=label", c, "needs target=E (an expert)");
+    expect_spec_error("loss=router-ce", c, "needs target=E (an expert) or target=label");
+    expect_spec_error("target=labels", NULL, "'labels'");
+    expect_spec_error("loss=router,target=1", c, "no router-target or router-ce term");
+    expect_spec_error("loss=ce,target=label", c, "no router-target or router-ce term");
     expect_spec_error("loss=router-target,target=4", c, "4 experts");
+    expect_spec_error("loss=router-ce,target=4", c, "4 experts");
     expect_spec_error("loss=router,layers=0/2", c, "block 2 is not a MoE block");
     rs_objective obj, before;
     rs_error err;
@@ -340,6 +346,59 @@ static void grad_bad_specs(void **state)
     free_case(&gc);
 }
 
+/* Value and gradient of SPEC for the case's pixels and LABELS into VALUE (B) and GRAD. */
+static void run_spec(rs_grad *g, const gcase *gc, const char *spec, const int32_t *labels, float *value, float *grad)
+{
+    rs_objective obj;
+    rs_error err;
+    if (parse_spec(spec, &gc->m->cfg, &obj, &err) ||
+        rs_grad_run(g, &obj, gc->pixels, gc->B, labels, NULL, value, grad, &err))
+        fail_msg("%s: %s", spec, err.msg);
+}
+
+/* router-ce toward expert N is router-target toward N negated, bit for bit; target=label
+ * takes the label mod E (labels 4, 1, 2 on E = 4 are experts 0, 1, 2); an image without a
+ * label is refused. */
+static void grad_router_ce(void **state)
+{
+    gcase gc;
+    load_case(*(const char **)state, &gc); /* K = 5, E = 4 */
+    const rs_config *c = &gc.m->cfg;
+    assert_int_equal(gc.B, 3);
+    assert_true(c->num_classes == 5 && c->num_experts == 4);
+    size_t img = (size_t)c->channels * c->image_h * c->image_w, n = 3 * img;
+    float v1[3], v2[3], *g1 = malloc(sizeof(float) * n), *g2 = malloc(sizeof(float) * n);
+    rs_grad *g;
+    rs_error err;
+    assert_int_equal(rs_grad_create(gc.m, 3, 1, &g, &err), 0);
+    run_spec(g, &gc, "loss=router-ce,target=2", NULL, v1, g1);
+    run_spec(g, &gc, "loss=router-target,target=2", NULL, v2, g2);
+    for (int b = 0; b < 3; b++)
+        assert_true(v1[b] == -v2[b] && v1[b] > 0);
+    for (size_t i = 0; i < n; i++)
+        assert_true(g1[i] == -g2[i]);
+    const int32_t labels[3] = {4, 1, 2};
+    run_spec(g, &gc, "loss=router-ce,target=label", labels, v1, g1);
+    for (int b = 0; b < 3; b++) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "loss=router-ce,target=%d", labels[b] % 4);
+        run_spec(g, &gc, spec, NULL, v2, g2);
+        assert_true(v1[b] == v2[b]);
+        assert_memory_equal(g1 + b * img, g2 + b * img, sizeof(float) * img);
+    }
+    rs_objective obj;
+    assert_int_equal(parse_spec("loss=router-ce,target=label", c, &obj, &err), 0);
+    assert_true(rs_objective_needs_labels(&obj) && !rs_objective_needs_ref(&obj));
+    assert_int_equal(rs_grad_run(g, &obj, gc.pixels, 3, NULL, NULL, v1, g1, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "target=label need the labels"));
+    assert_int_equal(parse_spec("loss=router-ce,target=3", c, &obj, &err), 0);
+    assert_false(rs_objective_needs_labels(&obj));
+    rs_grad_free(g);
+    free(g1);
+    free(g2);
+    free_case(&gc);
+}
+
 static int by_name(const struct dirent **a, const struct dirent **b)
 {
     return strcmp((*a)->d_name, (*b)->d_name);
@@ -361,7 +420,7 @@ int main(void)
         fprintf(stderr, "test_grad: fewer than 4 grad-*.grad.safetensors in %s\n", golden_dir);
         return 1;
     }
-    struct CMUnitTest *tests = calloc((size_t)n + 3, sizeof *tests);
+    struct CMUnitTest *tests = calloc((size_t)n + 4, sizeof *tests);
     for (int i = 0; i < n; i++)
         tests[i] = (struct CMUnitTest){.name = list[i]->d_name, .test_func = grad_golden,
                                        .initial_state = list[i]->d_name};
@@ -370,7 +429,8 @@ int main(void)
     tests[n] = (struct CMUnitTest){.name = "forward_identical", .test_func = grad_forward_identical, .initial_state = (void *)gap_case};
     tests[n + 1] = (struct CMUnitTest){.name = "deterministic", .test_func = grad_deterministic, .initial_state = (void *)token_case};
     tests[n + 2] = (struct CMUnitTest){.name = "bad_specs", .test_func = grad_bad_specs, .initial_state = (void *)token_case};
-    int rc = _cmocka_run_group_tests("grad", tests, (size_t)n + 3, NULL, NULL);
+    tests[n + 3] = (struct CMUnitTest){.name = "router_ce", .test_func = grad_router_ce, .initial_state = (void *)token_case};
+    int rc = _cmocka_run_group_tests("grad", tests, (size_t)n + 4, NULL, NULL);
     for (int i = 0; i < n; i++)
         free(list[i]);
     free(list);

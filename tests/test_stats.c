@@ -963,6 +963,78 @@ static void test_routing_changes(void **state)
     st = compute(path, run, NULL);
     expect_rate(&st->routing_changes[rs_stats_cell(st, 1, 0)], 7.0 / 12);
     expect_rate(&st->routing_changes[rs_stats_cell(st, 2, 0)], 0.5);
+    /* Without capacity (or forcing) the kept sets are the top-k sets: the two series are one. */
+    assert_false(st->routing_changes_differ);
+    for (int c = 0; c < (st->views + 1) * (st->layers + 1); c++) {
+        const rs_stats_rate *x = &st->routing_changes[c], *y = &st->routing_changes_router[c];
+        assert_true(x->valid == y->valid && x->value == y->value && x->boot_lo == y->boot_lo &&
+                    x->boot_hi == y->boot_hi);
+    }
+    rs_stats_free(st);
+    tb_free(&t);
+}
+
+/* rc_store with kept masks (every choice kept, ranks beyond k not), then drops:
+ *   image 0 view 0 layer 0 class token: rank 0 (expert 0) dropped       -> ref kept {1}
+ *   image 0 view 1 layer 0 patch 0:     rank 1 (expert 2) dropped       -> kept {0}
+ *   image 0 view 0 and view 1, layer 1, patch 0: both ranks dropped     -> both empty
+ * k = 2, view 1 (pixel-aligned for image 0; image 1 unchanged, 1/2 in layer 0, 1 in layer 1):
+ *   layer 0, image 0: cls {1} vs {1,0} 1/2 (dropped in one view), p0 {0,1} vs {0} 1/2,
+ *     p1 0 -> 1/3; routing_changes 1 − (1/3 + 1/2)/2 = 7/12 (router: 19/36 as before)
+ *   layer 1, image 0: p0 dropped in both views IoU 0 (router 1), cls and p1 1 -> 2/3;
+ *     routing_changes 1 − (2/3 + 1)/2 = 1/6 (router 0)
+ *   pooled layers: image 0 (1 + 2)/6 = 1/2, image 1 3/4 -> 3/8 (router 19/72)
+ *   view 2 compares its p0 with view 0's p1, where nothing dropped: 0 in layer 0 as before.
+ * k = 1 (rank 0 only):
+ *   layer 0, image 0: cls {} (the ref's expert 0 dropped) vs {1} 0, p0 {0} vs {0} 1 (a
+ *     drop at rank 1 does not count), p1 0 -> 1/3; image 1 1/2 -> 7/12 (router 7/12)
+ *   layer 1, image 0: p0 {} vs {} IoU 0 (router 1), cls, p1 1 -> 2/3; -> 1/6 (router 0). */
+static void drop_rc(tb *t)
+{
+    size_t n = (size_t)t->N * t->V * t->L * t->T * t->R;
+    t->kept = malloc(n);
+    assert_non_null(t->kept);
+    for (size_t q = 0; q < n; q++)
+        t->kept[q] = (int)(q % (size_t)t->R) < t->k;
+    t->kept[tb_row(t, 0, 0, 0, 0) * t->R + 0] = 0;
+    t->kept[tb_row(t, 0, 1, 0, 1) * t->R + 1] = 0;
+    memset(t->kept + tb_row(t, 0, 0, 1, 1) * t->R, 0, 2);
+    memset(t->kept + tb_row(t, 0, 1, 1, 1) * t->R, 0, 2);
+}
+
+static void test_routing_changes_kept(void **state)
+{
+    (void)state;
+    tb t = rc_store(2);
+    drop_rc(&t);
+    const char *path = scratch("rck2.db");
+    int64_t run = tb_write_run(&t, path, sha_a, 1, views_rc);
+    rs_stats *st = compute(path, run, NULL);
+    assert_true(st->routing_changes_differ);
+    const rs_stats_rate *rc = st->routing_changes, *rr = st->routing_changes_router;
+    expect_rate(&rc[rs_stats_cell(st, 1, 0)], 7.0 / 12);
+    expect_rate(&rr[rs_stats_cell(st, 1, 0)], 19.0 / 36);
+    expect_rate(&rc[rs_stats_cell(st, 1, 1)], 1.0 / 6);
+    expect_rate(&rr[rs_stats_cell(st, 1, 1)], 0);
+    expect_rate(&rc[rs_stats_cell(st, 1, 2)], 3.0 / 8);
+    expect_rate(&rr[rs_stats_cell(st, 1, 2)], 19.0 / 72);
+    expect_rate(&rc[rs_stats_cell(st, 2, 0)], 0);
+    assert_int_equal(st->rc_tokens[rs_stats_cell(st, 1, 0)], 5);
+    /* The kept figure's interval lies between its two images' values (2/3 and 1/2). */
+    const rs_stats_rate *r1 = &rc[rs_stats_cell(st, 1, 0)];
+    assert_true(r1->boot_valid && r1->boot_lo >= 0.5 - 1e-12 && r1->boot_hi <= 2.0 / 3 + 1e-12);
+    rs_stats_free(st);
+    tb_free(&t);
+
+    t = rc_store(1);
+    drop_rc(&t);
+    path = scratch("rck1.db");
+    run = tb_write_run(&t, path, sha_a, 1, views_rc);
+    st = compute(path, run, NULL);
+    expect_rate(&st->routing_changes[rs_stats_cell(st, 1, 0)], 7.0 / 12);
+    expect_rate(&st->routing_changes_router[rs_stats_cell(st, 1, 0)], 7.0 / 12);
+    expect_rate(&st->routing_changes[rs_stats_cell(st, 1, 1)], 1.0 / 6);
+    expect_rate(&st->routing_changes_router[rs_stats_cell(st, 1, 1)], 0);
     rs_stats_free(st);
     tb_free(&t);
 }
@@ -1009,9 +1081,9 @@ static void test_interference(void **state)
     expect_rate(&x[RS_INTERF_TOP2], 22.0 / 24);
     expect_rate(&x[RS_INTERF_TOPK_SET], 23.0 / 24);
     expect_rate(&x[RS_INTERF_KEPT_SET], 21.0 / 24);
-    expect_rate(&x[RS_INTERF_CHANGES_KEPT], 19.0 / 144);
-    assert_true(x[RS_INTERF_CHANGES_KEPT].boot_valid && x[RS_INTERF_CHANGES_KEPT].boot_lo >= 1.0 / 12 - 1e-12 &&
-                x[RS_INTERF_CHANGES_KEPT].boot_hi <= 13.0 / 72 + 1e-12); /* between the two images' */
+    expect_rate(&x[RS_INTERF_CHANGES], 19.0 / 144);
+    assert_true(x[RS_INTERF_CHANGES].boot_valid && x[RS_INTERF_CHANGES].boot_lo >= 1.0 / 12 - 1e-12 &&
+                x[RS_INTERF_CHANGES].boot_hi <= 13.0 / 72 + 1e-12); /* between the two images' */
     expect_rate(&d->prediction_same[2], 0.75);
     expect_rate(&d->prediction_same[1], 0.5);
     assert_int_equal(d->views_compared[2], 4);
@@ -1019,14 +1091,14 @@ static void test_interference(void **state)
     x = d->rate + (size_t)rs_interference_cell(d, 0, 0) * RS_INTERF_NUM;
     expect_rate(&x[RS_INTERF_TOP1], 1);
     expect_rate(&x[RS_INTERF_KEPT_SET], 4.0 / 6);
-    expect_rate(&x[RS_INTERF_CHANGES_KEPT], 1 - (2.0 / 3 + 2.5 / 3) / 2);
+    expect_rate(&x[RS_INTERF_CHANGES], 1 - (2.0 / 3 + 2.5 / 3) / 2);
     rs_interference_free(d);
     /* A run against itself: everything agrees, but a token dropped in both still counts as
      * a change (vmoe's convention): 1 of image 1's 12 tokens, so 1/24. */
     assert_int_equal(rs_interference_compute(s, ra, s, ra, &opt, &d, &err), 0);
     x = d->rate + (size_t)all * RS_INTERF_NUM;
     expect_rate(&x[RS_INTERF_KEPT_SET], 1);
-    expect_rate(&x[RS_INTERF_CHANGES_KEPT], 1.0 / 24);
+    expect_rate(&x[RS_INTERF_CHANGES], 1.0 / 24);
     rs_interference_free(d);
     rs_store_close(s);
 
@@ -1213,7 +1285,7 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_one_image),   cmocka_unit_test(test_routing_changes),   cmocka_unit_test(test_k1_ties_load),
+        cmocka_unit_test(test_one_image),   cmocka_unit_test(test_routing_changes), cmocka_unit_test(test_routing_changes_kept),   cmocka_unit_test(test_k1_ties_load),
         cmocka_unit_test(test_zero_pairs),  cmocka_unit_test(test_bad_records),  cmocka_unit_test(test_divergences),
         cmocka_unit_test(test_mcnemar),     cmocka_unit_test(test_run_difference), cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_compare),   cmocka_unit_test(test_interference),   cmocka_unit_test(test_heatmap_cells),

@@ -63,13 +63,13 @@ static void figures(pass *p, const unsigned *w, double *val, bool *ok, double *p
     }
     for (size_t c = 0; c < cells; c++) {
         const int64_t *s = p->sum + c * NCOUNT;
-        static const int count_of[RS_INTERF_CHANGES_KEPT] = {C_TOP1, C_TOP2, C_TOPK, C_KEPT};
-        for (int m = 0; m < RS_INTERF_CHANGES_KEPT; m++) {
+        static const int count_of[RS_INTERF_CHANGES] = {C_TOP1, C_TOP2, C_TOPK, C_KEPT};
+        for (int m = 0; m < RS_INTERF_CHANGES; m++) {
             ok[c * RS_INTERF_NUM + m] = s[C_TOKENS] > 0;
             val[c * RS_INTERF_NUM + m] = s[C_TOKENS] ? (double)s[count_of[m]] / (double)s[C_TOKENS] : 0;
         }
-        ok[c * RS_INTERF_NUM + RS_INTERF_CHANGES_KEPT] = p->rc_n[c] > 0;
-        val[c * RS_INTERF_NUM + RS_INTERF_CHANGES_KEPT] = p->rc_n[c] > 0 ? 1 - p->rc_sum[c] / p->rc_n[c] : 0;
+        ok[c * RS_INTERF_NUM + RS_INTERF_CHANGES] = p->rc_n[c] > 0;
+        val[c * RS_INTERF_NUM + RS_INTERF_CHANGES] = p->rc_n[c] > 0 ? 1 - p->rc_sum[c] / p->rc_n[c] : 0;
     }
     for (size_t v = 0; v < slots; v++) {
         const int64_t *s = p->psum + v * NPRED;
@@ -173,7 +173,7 @@ static int finish(pass *p, rs_error *err)
             for (int m = 0; m < RS_INTERF_NUM; m++) {
                 rs_stats_rate *r = &d->rate[c * RS_INTERF_NUM + m];
                 *r = (rs_stats_rate){.valid = ok[c * RS_INTERF_NUM + m], .value = val[c * RS_INTERF_NUM + m]};
-                if (r->valid && m != RS_INTERF_CHANGES_KEPT)
+                if (r->valid && m != RS_INTERF_CHANGES)
                     rs_stats_wilson(r->value * (double)d->tokens[c], (double)d->tokens[c], d->level, &r->wilson_lo,
                                     &r->wilson_hi);
             }

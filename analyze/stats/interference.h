@@ -11,8 +11,8 @@
  *   TOP2          the router's first two experts equal, in order
  *   TOPK_SET      the router's top-k sets equal
  *   KEPT_SET      the kept sets equal (two empty sets are equal)
- *   CHANGES_KEPT  routing_changes_kept between the runs: 1 − mean over images of the image's
- *                 mean kept-set IoU (IoU 0 when both sets are empty, as vmoe counts it)
+ *   CHANGES       routing_changes between the runs (vmoe's figure, stats.h): 1 − mean over
+ *                 images of the image's mean kept-set IoU (IoU 0 when both sets are empty)
  * and per view slot the share of (image, view)s whose predicted class is the same in both.
  * The router's first MoE layer sees the same input in both runs, so its choices agree
  * (up to BLAS rounding of near ties); later layers see the outputs of earlier dispatch,
@@ -42,7 +42,7 @@ enum {
     RS_INTERF_TOP2,
     RS_INTERF_TOPK_SET,
     RS_INTERF_KEPT_SET,
-    RS_INTERF_CHANGES_KEPT,
+    RS_INTERF_CHANGES,
     RS_INTERF_NUM
 };
 
@@ -54,7 +54,7 @@ typedef struct rs_interference {
     bool forced;                /* the runs differed in more than the group seed; force went on */
     char mismatch[320];         /* what differed ("" when nothing) */
     int64_t *tokens;            /* (cells) tokens compared */
-    rs_stats_rate *rate;        /* (cells, RS_INTERF_NUM); CHANGES_KEPT has no Wilson interval */
+    rs_stats_rate *rate;        /* (cells, RS_INTERF_NUM); CHANGES has no Wilson interval */
     int64_t *views_compared;    /* (V+1) image views compared */
     rs_stats_rate *prediction_same; /* (V+1) */
 } rs_interference;

@@ -24,6 +24,8 @@
 #include <string.h>
 
 enum { NC = 5 }; /* per-image counts: pairs, top1, top2, top2u, overlap2 */
+/* The two routing-changes series: the kept sets (vmoe's figure) and the router's top-k sets. */
+enum { RC_KEPT = 0, RC_ROUTER = 1, NRC = 2 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -67,6 +69,33 @@ void rs_stats_wilson(double successes, double n, double level, double *lo, doubl
     *hi = fmin(1, centre + half);
 }
 
+bool rs_stats_same_set(const uint8_t *a, const uint8_t *kept_a, const uint8_t *b, const uint8_t *kept_b, int k)
+{
+    int na = 0, nb = 0, inter = 0;
+    for (int i = 0; i < k; i++) {
+        na += !kept_a || kept_a[i];
+        nb += !kept_b || kept_b[i];
+        for (int j = 0; (!kept_a || kept_a[i]) && j < k; j++)
+            inter += (!kept_b || kept_b[j]) && a[i] == b[j];
+    }
+    return na == nb && inter == na;
+}
+
+double rs_stats_kept_iou(const uint8_t *idx_a, const uint8_t *kept_a, const uint8_t *idx_b, const uint8_t *kept_b,
+                         int k)
+{
+    int na = 0, nb = 0, inter = 0;
+    for (int i = 0; i < k; i++) {
+        bool in_a = !kept_a || kept_a[i];
+        na += in_a;
+        nb += !kept_b || kept_b[i];
+        for (int j = 0; in_a && j < k; j++)
+            inter += (!kept_b || kept_b[j]) && idx_a[i] == idx_b[j];
+    }
+    int uni = na + nb - inter;
+    return uni ? (double)inter / uni : 0.0;
+}
+
 int rs_stats_mcnemar_test(int64_t b, int64_t c, double *chi2, double *p, rs_error *err)
 {
     *chi2 = 0;
@@ -92,6 +121,7 @@ typedef struct acc {
     int cap, n_img, cur_image, exp_view, exp_layer;
     int32_t *cnt;         /* (cap, V-1, L, NC) */
     uint8_t *ref_top;     /* (L, T, R) view 0 of the current image */
+    uint8_t *ref_ran, *ref_kept; /* (L, T, R) view 0's executed ids and kept mask (all 1: no capacity) */
     float *ref_probs;     /* (L, T, E) renormalised */
     double *ref_h;        /* (L, T) entropy bits */
     float *cur_probs;     /* (T, E) */
@@ -109,9 +139,9 @@ typedef struct acc {
     bool *changed, *any_pair; /* (V) */
     bool *geometric;      /* (V) the view's spec moves pixels (spec_text.h) */
     bool aligned;         /* the current (image, view) is pixel-aligned with view 0 */
-    double *iou;          /* (cap, V-1, L) sum of token IoUs of each image */
+    double *iou;          /* (cap, V-1, L, NRC) sum of token IoUs of each image */
     int32_t *iou_n;       /* (cap, V-1, L) tokens compared */
-    double *rc_mean;      /* (cap, cells) mean IoU of each image in each cell */
+    double *rc_mean;      /* (cap, cells, NRC) mean IoU of each image in each cell */
     uint8_t *rc_ok;       /* (cap, cells) the image has tokens in the cell */
     int64_t *aligned_img; /* (V+1) */
     double *rc_wn, *rc_val; /* (cells) scratch */
@@ -123,6 +153,8 @@ static void acc_free(acc *a)
 {
     free(a->cnt);
     free(a->ref_top);
+    free(a->ref_ran);
+    free(a->ref_kept);
     free(a->ref_probs);
     free(a->ref_h);
     free(a->cur_probs);
@@ -174,6 +206,7 @@ void rs_stats_free(rs_stats *st)
     free(st->change);
     free(st->change_no_pairs);
     free(st->routing_changes);
+    free(st->routing_changes_router);
     free(st->rc_tokens);
     free(st->rc_images);
     free(st->aligned_images);
@@ -186,17 +219,19 @@ static int rc_init(acc *a, const rs_run_info *info)
     const int V = a->V, L = a->L;
     const size_t cells = (size_t)a->cells, per_img = (size_t)(V - 1) * L, n_img = a->cap ? (size_t)a->cap : 1;
     a->geometric = calloc((size_t)V, sizeof *a->geometric);
-    a->iou = calloc(per_img ? n_img * per_img : 1, sizeof *a->iou);
+    a->iou = calloc(per_img ? n_img * per_img * NRC : 1, sizeof *a->iou);
     a->iou_n = calloc(per_img ? n_img * per_img : 1, sizeof *a->iou_n);
-    a->rc_mean = calloc(n_img * cells, sizeof *a->rc_mean);
+    a->rc_mean = calloc(n_img * cells * NRC, sizeof *a->rc_mean);
+    a->ref_ran = malloc((size_t)L * a->T * a->R);
+    a->ref_kept = malloc((size_t)L * a->T * a->R);
     a->rc_ok = calloc(n_img * cells, sizeof *a->rc_ok);
     a->aligned_img = calloc((size_t)V + 1, sizeof *a->aligned_img);
     a->rc_wn = malloc(sizeof *a->rc_wn * cells);
     a->rc_val = malloc(sizeof *a->rc_val * cells);
     a->rc_n = malloc(sizeof *a->rc_n * cells);
     a->rc_ok_cell = malloc(sizeof *a->rc_ok_cell * cells);
-    if (!a->geometric || !a->iou || !a->iou_n || !a->rc_mean || !a->rc_ok || !a->aligned_img || !a->rc_wn ||
-        !a->rc_val || !a->rc_n || !a->rc_ok_cell)
+    if (!a->geometric || !a->iou || !a->iou_n || !a->rc_mean || !a->ref_ran || !a->ref_kept || !a->rc_ok ||
+        !a->aligned_img || !a->rc_wn || !a->rc_val || !a->rc_n || !a->rc_ok_cell)
         return RS_ENOMEM;
     for (int v = 0; v < V && info->view_specs; v++)
         a->geometric[v] = info->view_specs[v] && rs_spec_has_geometric_op(info->view_specs[v]);
@@ -247,12 +282,13 @@ static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error 
     st->change = calloc(((size_t)V + 1) * 4, sizeof *st->change);
     st->change_no_pairs = calloc((size_t)V + 1, sizeof *st->change_no_pairs);
     st->routing_changes = calloc(cells, sizeof *st->routing_changes);
+    st->routing_changes_router = calloc(cells, sizeof *st->routing_changes_router);
     st->rc_tokens = calloc(cells, sizeof *st->rc_tokens);
     st->rc_images = calloc(cells, sizeof *st->rc_images);
     st->aligned_images = calloc((size_t)V + 1, sizeof *st->aligned_images);
     if (!st->agree || !st->jsd || !st->entropy || !st->load || !st->load_cv || !st->transition || !st->by_class ||
         !st->by_expert || !st->prc_s || !st->prc_norm || !st->accuracy || !st->change || !st->change_no_pairs ||
-        !st->routing_changes || !st->rc_tokens || !st->rc_images || !st->aligned_images)
+        !st->routing_changes || !st->routing_changes_router || !st->rc_tokens || !st->rc_images || !st->aligned_images)
         goto nomem;
 
     size_t per_img = (size_t)(V - 1) * L * NC;
@@ -318,14 +354,27 @@ static void normalise(const float *src, float *dst, double *h, int T, int E)
     }
 }
 
-/* IoU of the top-k sets of two tokens' id lists (ids within a list are distinct). */
-static double iou_topk(const uint8_t *ta, const uint8_t *tb, int k)
+/* Keeps view 0's record REC of the current image: what ran and what dispatch kept (all 1
+ * without capacity), for the kept-set IoU. */
+static void iou_reference(acc *a, const rs_routing_record *rec)
 {
-    int inter = 0;
-    for (int s = 0; s < k; s++)
-        for (int u = 0; u < k; u++)
-            inter += ta[s] == tb[u];
-    return (double)inter / (double)(2 * k - inter);
+    const size_t tr = (size_t)a->T * a->R, at = (size_t)rec->layer * tr;
+    memcpy(a->ref_ran + at, rec->executed, tr);
+    if (rec->kept) {
+        memcpy(a->ref_kept + at, rec->kept, tr);
+        a->st->routing_changes_differ = true;
+    } else
+        memset(a->ref_kept + at, 1, tr);
+}
+
+/* Adds token TB of REC against view 0's token TA to the sums SUM (NRC): the IoU of the kept
+ * sets of what ran, and of the router's top-k sets. */
+static void iou_token(const acc *a, const rs_routing_record *rec, int ta, int tb, double *sum)
+{
+    const size_t ra = ((size_t)rec->layer * a->T + ta) * a->R, rb = (size_t)tb * a->R;
+    sum[RC_KEPT] += rs_stats_kept_iou(a->ref_ran + ra, a->ref_kept + ra, rec->executed + rb,
+                                      rec->kept ? rec->kept + rb : NULL, a->k);
+    sum[RC_ROUTER] += rs_stats_kept_iou(a->ref_top + ra, NULL, rec->top_idx + rb, NULL, a->k);
 }
 
 /* Adds REC's token IoUs with view 0 to the current image's sums: every token when the view
@@ -333,27 +382,29 @@ static double iou_topk(const uint8_t *ta, const uint8_t *tb, int k)
  * The match map must have been checked. */
 static void iou_record(acc *a, const rs_routing_record *rec)
 {
-    const int T = a->T, R = a->R, Np = a->Np, cls = a->cls, v = rec->view, l = rec->layer;
+    const int T = a->T, Np = a->Np, cls = a->cls, v = rec->view, l = rec->layer;
     if (l == 0) {
         a->aligned = !a->geometric[v];
         for (int j = 0; j < Np && a->aligned; j++)
             a->aligned = rec->match[j] == j;
         a->aligned_img[v] += a->aligned;
     }
-    const uint8_t *rtop = a->ref_top + (size_t)l * T * R;
-    double sum = 0;
+    if (rec->kept || rec->forced)
+        a->st->routing_changes_differ = true;
+    double sum[NRC] = {0, 0};
     int n = 0;
     if (a->aligned)
         for (int t = 0; t < T; t++, n++)
-            sum += iou_topk(rtop + (size_t)t * R, rec->top_idx + (size_t)t * R, a->k);
+            iou_token(a, rec, t, t, sum);
     else
         for (int j = 0; j < Np; j++)
             if (rec->match[j] >= 0) {
-                sum += iou_topk(rtop + (size_t)(rec->match[j] + cls) * R, rec->top_idx + (size_t)(j + cls) * R, a->k);
+                iou_token(a, rec, rec->match[j] + cls, j + cls, sum);
                 n++;
             }
     size_t q = ((size_t)(a->n_img - 1) * (a->V - 1) + (v - 1)) * a->L + l;
-    a->iou[q] = sum;
+    for (int s = 0; s < NRC; s++)
+        a->iou[q * NRC + s] = sum[s];
     a->iou_n[q] = n;
 }
 
@@ -404,8 +455,10 @@ static int acc_record(acc *a, const rs_routing_record *rec, rs_error *err)
     float *probs = v == 0 ? a->ref_probs + (size_t)l * T * E : a->cur_probs;
     double *h = v == 0 ? a->ref_h + (size_t)l * T : a->cur_h;
     normalise(rec->probs, probs, h, T, E);
-    if (v == 0)
+    if (v == 0) {
         memcpy(a->ref_top + (size_t)l * T * R, rec->top_idx, (size_t)T * R);
+        iou_reference(a, rec);
+    }
     int64_t *load = st->load + (size_t)cell * E;
     for (int t = cls; t < T; t++) {
         a->ent_sum[cell] += h[t];
@@ -517,9 +570,10 @@ static void pool_counts(rs_stats_counts *c, int V, int L, size_t W, int64_t *tmp
         i64_to_counts(tmp + q * NC, &c[q]);
 }
 
-/* Routing changes of every cell with image weights W (NULL: all 1) into OUT and OK
- * (cells): 1 − the weighted mean over the images with tokens in the cell of their mean IoU. */
-static void rc_weighted(const acc *a, const unsigned *w, double *out, bool *ok)
+/* Routing changes of series S (RC_KEPT, RC_ROUTER) of every cell with image weights W
+ * (NULL: all 1) into OUT and OK (cells): 1 − the weighted mean over the images with tokens
+ * in the cell of their mean IoU. */
+static void rc_weighted(const acc *a, int s, const unsigned *w, double *out, bool *ok)
 {
     const size_t cells = (size_t)a->cells;
     double *wsum = out; /* out doubles as the weighted sum until the division */
@@ -532,11 +586,11 @@ static void rc_weighted(const acc *a, const unsigned *w, double *out, bool *ok)
         double wi = w ? (double)w[i] : 1;
         if (wi == 0)
             continue;
-        const double *m = a->rc_mean + (size_t)i * cells;
+        const double *m = a->rc_mean + (size_t)i * cells * NRC;
         const uint8_t *k = a->rc_ok + (size_t)i * cells;
         for (size_t c = 0; c < cells; c++)
             if (k[c]) {
-                wsum[c] += wi * m[c];
+                wsum[c] += wi * m[c * NRC + s];
                 wn[c] += wi;
             }
     }
@@ -546,38 +600,52 @@ static void rc_weighted(const acc *a, const unsigned *w, double *out, bool *ok)
     }
 }
 
-/* Each image's mean IoU per cell (base cells, then the pooled ones from their token sums),
- * the cells' token and image counts, and the routing changes without the bootstrap. */
-static void rc_finish(acc *a)
+/* Image I's mean IoU of series S per cell (base cells, then the pooled ones from their
+ * token sums) into rc_mean, and its token counts into N (cells). */
+static void rc_image(acc *a, int i, int s, int64_t *n)
 {
-    rs_stats *st = a->st;
     const int V = a->V, L = a->L;
     const size_t cells = (size_t)a->cells;
     double *sum = a->rc_wn; /* scratch (cells) */
+    memset(sum, 0, sizeof *sum * cells);
+    memset(n, 0, sizeof *n * cells);
+    for (int v = 1; v < V; v++)
+        for (int l = 0; l < L; l++) {
+            size_t q = ((size_t)i * (V - 1) + (v - 1)) * L + l;
+            sum[v * (L + 1) + l] = a->iou[q * NRC + s];
+            n[v * (L + 1) + l] = a->iou_n[q];
+        }
+    pool_f64(sum, V, L);
+    pool_i64(n, V, L, 1);
+    for (size_t c = 0; c < cells; c++)
+        a->rc_mean[((size_t)i * cells + c) * NRC + s] = n[c] > 0 ? sum[c] / (double)n[c] : 0;
+}
+
+/* Each image's mean IoUs per cell, the cells' token and image counts, and both series of
+ * routing changes without the bootstrap. */
+static void rc_finish(acc *a)
+{
+    rs_stats *st = a->st;
+    const int V = a->V;
+    const size_t cells = (size_t)a->cells;
+    int64_t *n = a->rc_n;
     for (int i = 0; i < a->n_img; i++) {
-        memset(sum, 0, sizeof *sum * cells);
-        int64_t *n = a->rc_n;
-        memset(n, 0, sizeof *n * cells);
-        for (int v = 1; v < V; v++)
-            for (int l = 0; l < L; l++) {
-                size_t q = ((size_t)i * (V - 1) + (v - 1)) * L + l;
-                sum[v * (L + 1) + l] = a->iou[q];
-                n[v * (L + 1) + l] = a->iou_n[q];
-            }
-        pool_f64(sum, V, L);
-        pool_i64(n, V, L, 1);
+        for (int s = 0; s < NRC; s++)
+            rc_image(a, i, s, n);
         for (size_t c = 0; c < cells; c++) {
             a->rc_ok[(size_t)i * cells + c] = n[c] > 0;
-            a->rc_mean[(size_t)i * cells + c] = n[c] > 0 ? sum[c] / (double)n[c] : 0;
             st->rc_tokens[c] += n[c];
             st->rc_images[c] += n[c] > 0;
         }
     }
     bool *ok = a->rc_ok_cell;
     double *val = a->rc_val;
-    rc_weighted(a, NULL, val, ok);
-    for (size_t c = 0; c < cells; c++)
-        st->routing_changes[c] = (rs_stats_rate){.valid = ok[c], .value = val[c]};
+    for (int s = 0; s < NRC; s++) {
+        rs_stats_rate *out = s == RC_KEPT ? st->routing_changes : st->routing_changes_router;
+        rc_weighted(a, s, NULL, val, ok);
+        for (size_t c = 0; c < cells; c++)
+            out[c] = (rs_stats_rate){.valid = ok[c], .value = val[c]};
+    }
     for (int v = 1; v < V; v++)
         a->aligned_img[V] += a->aligned_img[v];
     memcpy(st->aligned_images, a->aligned_img, sizeof *a->aligned_img * ((size_t)V + 1));
@@ -741,23 +809,31 @@ int rs_stats_boot_ratio(const int32_t *num, const int32_t *den, int n, int resam
     return rc;
 }
 
-/* Appends the routing changes of A's cells under image weights W to VALS (cells, NR),
- * N counting the values of each cell. */
+/* Appends both series of routing changes of A's cells under image weights W to VALS
+ * (NRC, cells, NR), N (NRC, cells) counting the values of each cell. */
 static void rc_collect(acc *a, const unsigned *w, double *vals, size_t *n, size_t nr)
 {
-    rc_weighted(a, w, a->rc_val, a->rc_ok_cell);
-    for (size_t c = 0; c < (size_t)a->cells; c++)
-        if (a->rc_ok_cell[c])
-            vals[c * nr + n[c]++] = a->rc_val[c];
+    const size_t cells = (size_t)a->cells;
+    for (int s = 0; s < NRC; s++) {
+        rc_weighted(a, s, w, a->rc_val, a->rc_ok_cell);
+        for (size_t c = 0; c < cells; c++) {
+            size_t at = (size_t)s * cells + c;
+            if (a->rc_ok_cell[c])
+                vals[at * nr + n[at]++] = a->rc_val[c];
+        }
+    }
 }
 
 static void rc_intervals(acc *a, double *vals, const size_t *n, size_t nr, double level)
 {
-    for (size_t c = 0; c < (size_t)a->cells; c++) {
-        rs_stats_rate *r = &a->st->routing_changes[c];
-        if (r->valid)
-            rs_stats_percentile(vals + c * nr, n[c], level, &r->boot_valid, &r->boot_lo, &r->boot_hi);
-    }
+    const size_t cells = (size_t)a->cells;
+    for (int s = 0; s < NRC; s++)
+        for (size_t c = 0; c < cells; c++) {
+            size_t at = (size_t)s * cells + c;
+            rs_stats_rate *r = s == RC_KEPT ? &a->st->routing_changes[c] : &a->st->routing_changes_router[c];
+            if (r->valid)
+                rs_stats_percentile(vals + at * nr, n[at], level, &r->boot_valid, &r->boot_lo, &r->boot_hi);
+        }
 }
 
 /* Bootstrap over images of run A (and B, paired, when given): fills the boot_* fields of
@@ -775,8 +851,9 @@ static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level,
     int64_t *sa = malloc(sizeof *sa * cells * NC), *sb = malloc(sizeof *sb * cells * NC);
     double *vals = malloc(sizeof *vals * (size_t)runs * cells * RS_STATS_NUM_RATES * nr);
     size_t *nval = calloc((size_t)runs * cells, sizeof *nval);
-    double *rcv = malloc(sizeof *rcv * 2 * cells * nr); /* routing changes of A and B */
-    size_t *rcn = calloc(2 * cells, sizeof *rcn);
+    const size_t rcc = NRC * cells; /* routing-changes cells of one run, both series */
+    double *rcv = malloc(sizeof *rcv * 2 * rcc * nr); /* routing changes of A and B */
+    size_t *rcn = calloc(2 * rcc, sizeof *rcn);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     int rc = 0;
     if (!w || !base || !sa || !sb || !vals || !nval || !rcv || !rcn || !rng) {
@@ -794,7 +871,7 @@ static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level,
             replicate_sums(B->cnt, w, N, V, L, base, sb);
         rc_collect(A, w, rcv, rcn, nr);
         if (B)
-            rc_collect(B, w, rcv + cells * nr, rcn + cells, nr);
+            rc_collect(B, w, rcv + rcc * nr, rcn + rcc, nr);
         for (size_t c = 0; c < cells; c++) {
             const int64_t *ra = sa + c * NC, *rb = sb + c * NC;
             bool va = ra[0] > 0, vb = B && rb[0] > 0;
@@ -830,7 +907,7 @@ static int bootstrap(acc *A, acc *B, int resamples, uint64_t seed, double level,
             }
     rc_intervals(A, rcv, rcn, nr, level);
     if (B)
-        rc_intervals(B, rcv + cells * nr, rcn + cells, nr, level);
+        rc_intervals(B, rcv + rcc * nr, rcn + rcc, nr, level);
 done:
     gsl_rng_free(rng);
     free(rcv);

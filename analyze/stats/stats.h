@@ -48,6 +48,17 @@
  *   transition: E×E top-1 counts, [reference expert][view expert], over matched pairs.
  *   by class / by reference expert: agreement counts per label (0..K-1) and per top-1
  *     expert of view 0, per cell.
+ *   routing changes (docs/metrics.md), per non-reference view and MoE layer against view 0:
+ *     1 − the mean over images of each image's mean IoU over its compared tokens, the
+ *     tokens being all T (class token included) when the view is pixel-aligned with view 0
+ *     (no geometric operation and every patch matching itself) and its matched patch
+ *     tokens otherwise; pooled cells average per image over all their tokens first. Two
+ *     series: routing_changes, google-research/vmoe's figure (projects/adversarial_attacks,
+ *     sum_intersection_over_union over the experts with a non-zero combine weight): the
+ *     IoU of the kept sets, i.e. the experts the token ran (a forced view's forced ones)
+ *     that dispatch kept, 0 when both sets are empty; and routing_changes_router, the IoU
+ *     of the router's top-k sets before capacity. Without a capacity factor and forcing
+ *     the kept set is the top-k set and the two are equal.
  * Router distributions are read as stored (float16) and renormalised to sum 1 per token
  * before entropy, JSD and S (stored values do not sum to 1 exactly); renormalisation,
  * entropy and JSD are patch.h's, the functions the heatmap's cells come from.
@@ -148,11 +159,16 @@ typedef struct rs_stats {
     rs_stats_counts *by_class;  /* (cells, K) by label; unlabelled images left out */
     rs_stats_counts *by_expert; /* (cells, E) by view 0's top-1 expert */
 
-    /* (cells) routing changes in [0,1] (valid/boot as for rates, no Wilson), the tokens
-     * compared and the images averaged in each cell; (V+1) per view the images that were
-     * pixel-aligned with view 0 (slot V: summed), whose class token then counted too. */
-    rs_stats_rate *routing_changes;
+    /* (cells) routing changes in [0,1] (valid/boot as for rates, no Wilson): vmoe's, of the
+     * kept sets (routing_changes), and of the router's top-k sets (routing_changes_router);
+     * the tokens compared and the images averaged in each cell (the same for both); (V+1)
+     * per view the images that were pixel-aligned with view 0 (slot V: summed), whose class
+     * token then counted too. routing_changes_differ: some record had a kept mask (a run
+     * with a capacity factor) or a forced layer, so the two series may differ; false: they
+     * are equal by definition. */
+    rs_stats_rate *routing_changes, *routing_changes_router;
     int64_t *rc_tokens, *rc_images, *aligned_images;
+    bool routing_changes_differ;
 
     /* (L) per MoE layer, pooled over all non-reference views. */
     double *prc_s;              /* (L, E, E) S */
@@ -168,6 +184,17 @@ static inline int rs_stats_cell(const rs_stats *st, int view_slot, int layer_slo
 {
     return view_slot * (st->layers + 1) + layer_slot;
 }
+
+/* Whether two tokens' sets are equal: A's ids A (R), of which the first K were dispatched,
+ * restricted to those KEPT_A marks (NULL: all K), against B's likewise. Two empty sets are
+ * equal. */
+bool rs_stats_same_set(const uint8_t *a, const uint8_t *kept_a, const uint8_t *b, const uint8_t *kept_b, int k);
+
+/* IoU of the kept sets of two tokens: A's ids IDX_A with KEPT_A (NULL: all kept), the first
+ * K ranks dispatched (ids within a token distinct); likewise B. 0 when both sets are empty
+ * (as vmoe's sum_intersection_over_union scores an empty union). */
+double rs_stats_kept_iou(const uint8_t *idx_a, const uint8_t *kept_a, const uint8_t *idx_b, const uint8_t *kept_b,
+                         int k);
 
 /* Rate WHICH (RS_STATS_TOP1 ...) of counts C into *RATE; false (and *RATE = 0) when the
  * counts hold no pair. */

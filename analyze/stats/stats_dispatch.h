@@ -1,5 +1,6 @@
 /* stats_dispatch.h — what dispatch with expert capacity did in a stored run
- * (docs/dispatch.md, docs/metrics.md "Dispatch").
+ * (docs/dispatch.md, docs/metrics.md "Dispatch"). The routing changes of the kept sets are
+ * stats.h's routing_changes.
  *
  * For a run with a capacity factor (its records carry kept masks), in one streaming pass:
  *   drops: top-k choices dispatched and dropped, over every token (class token included),
@@ -9,11 +10,6 @@
  *   agreement per non-reference view against view 0 over matched patch pairs (the pairs of
  *     stats.h): router top-k sets equal; kept sets equal (two empty sets are equal); mean
  *     IoU of the kept sets.
- *   routing_changes_kept: 1 − mean over images of each image's mean IoU of the two views'
- *     kept sets, IoU 0 when both are empty (vmoe counts a token dropped in both views as a
- *     full change). The tokens of an image are all T tokens, class token included, when
- *     the view is pixel-aligned with view 0 (every patch matches itself, e.g. noise-only
- *     views), and its matched patch tokens otherwise. Percentile bootstrap over images.
  * Cells: as stats.h, (V+1) view slots × (L+1) layer slots (rs_stats_dispatch_cell): slot V
  * pools the views (drops: all views; agreement: the non-reference views), slot L the
  * layers; experts likewise E+1 slots, slot E pooling them. A rate whose cell holds nothing
@@ -35,15 +31,12 @@
 
 typedef struct rs_stats_dispatch {
     int views, layers, experts, top_k, images;
-    int resamples;
     double level;
     /* (cells, E+1) */
     int64_t *choices, *dropped;
     /* (cells): agreement over matched pairs, valid only for non-reference view slots */
     rs_stats_rate *topk_set, *kept_set;
     rs_stats_mean *kept_iou;
-    /* (cells): 1 − mean over images of the mean kept-set IoU, with a bootstrap interval */
-    rs_stats_rate *routing_changes_kept;
 } rs_stats_dispatch;
 
 static inline int rs_stats_dispatch_cell(const rs_stats_dispatch *d, int view_slot, int layer_slot)
@@ -51,17 +44,7 @@ static inline int rs_stats_dispatch_cell(const rs_stats_dispatch *d, int view_sl
     return view_slot * (d->layers + 1) + layer_slot;
 }
 
-/* Whether two tokens' sets are equal: A's ids A (R), of which the first K were dispatched,
- * restricted to those KEPT_A marks (NULL: all K), against B's likewise. Two empty sets are
- * equal. */
-bool rs_stats_same_set(const uint8_t *a, const uint8_t *kept_a, const uint8_t *b, const uint8_t *kept_b, int k);
-
-/* IoU of the kept sets of two tokens: A's ids IDX_A (R) with KEPT_A (R), the first K ranks
- * dispatched; likewise B. 0 when both sets are empty. */
-double rs_stats_kept_iou(const uint8_t *idx_a, const uint8_t *kept_a, const uint8_t *idx_b, const uint8_t *kept_b,
-                         int k);
-
-/* OPT: resamples, seed and level as in stats.h (NULL: defaults). */
+/* OPT: level as in stats.h (NULL: defaults). */
 int rs_stats_dispatch_compute(rs_store *store, int64_t run_id, const rs_stats_options *opt, rs_stats_dispatch **out,
                               rs_error *err);
 void rs_stats_dispatch_free(rs_stats_dispatch *d);

@@ -7,32 +7,55 @@
 #include "attack_plot.h"
 #include "stats_tables.h"
 
+static void set_changes(rs_table *t, int r, int col, const rs_stats_rate *x, int64_t tokens)
+{
+    if (x->valid)
+        rs_table_set_rate(t, r, col, x->value, x->boot_valid, x->boot_lo, x->boot_hi, false, 0, 0, tokens);
+    else
+        rs_table_set_na(t, r, col);
+}
+
 rs_table *rs_report_routing_changes_table(const rs_run_info *info, const rs_stats *st, const char *run)
 {
-    const char *keys[] = {"view", "layer", "routing_changes", "tokens", "images", "aligned_images"};
-    const char *heads[] = {"View", "Layer", "Routing changes", "Tokens", "Images", "Pixel-aligned images"};
-    char title[200];
-    snprintf(title, sizeof title, "Routing changes vs view 0 (vmoe's 1 \u2212 mean IoU of the top-%d sets, %%, "
-             "%.0f %% bootstrap interval over images)", st->top_k, 100 * st->level);
-    rs_table *t = rs_table_create(title, run, 6, keys, heads);
+    /* Without capacity or forcing the router's figure equals vmoe's: one column. */
+    const bool both = st->routing_changes_differ;
+    const int nc = both ? 7 : 6;
+    const char *keys[] = {"view", "layer", "routing_changes", "routing_changes_router", "tokens", "images",
+                          "aligned_images"};
+    const char *heads[] = {"View", "Layer", "Routing changes", "Routing changes (router)", "Tokens", "Images",
+                           "Pixel-aligned images"};
+    if (!both) {
+        for (int c = 3; c < 6; c++)
+            keys[c] = keys[c + 1], heads[c] = heads[c + 1];
+    }
+    char title[240];
+    if (both)
+        snprintf(title, sizeof title, "Routing changes vs view 0 (vmoe's 1 \u2212 mean IoU of the kept expert sets, "
+                 "after capacity; router: of the top-%d sets before it; %%, %.0f %% bootstrap interval over images)",
+                 st->top_k, 100 * st->level);
+    else
+        snprintf(title, sizeof title, "Routing changes vs view 0 (vmoe's 1 \u2212 mean IoU of the top-%d sets, %%, "
+                 "%.0f %% bootstrap interval over images)", st->top_k, 100 * st->level);
+    rs_table *t = rs_table_create(title, run, nc, keys, heads);
     if (!t)
         return NULL;
-    rs_table_set_note(t, "Over all tokens (class token included) where a view is pixel-aligned with view 0, over "
-                         "matched patch pairs otherwise.");
-    int ns = rs_report_agreement_slot_count(st->views);
+    rs_table_set_note(t, both ? "Over all tokens (class token included) where a view is pixel-aligned with view 0, "
+                                "over matched patch pairs otherwise. A kept set holds the experts a token ran (a "
+                                "forced view's forced ones) that dispatch kept; a token dropped in both views counts "
+                                "as a full change (IoU 0), as in vmoe."
+                              : "Over all tokens (class token included) where a view is pixel-aligned with view 0, over "
+                                "matched patch pairs otherwise.");
+    int ns = rs_report_agreement_slot_count(st->views), c = both ? 4 : 3;
     for (int l = 0; l <= st->layers; l++)
         for (int i = 0; i < ns; i++) {
             int v = rs_report_agreement_slot(st->views, i), cell = rs_stats_cell(st, v, l);
             int r = rs_report_add_view_layer_row(t, info, v, l, true);
-            const rs_stats_rate *x = &st->routing_changes[cell];
-            if (x->valid)
-                rs_table_set_rate(t, r, 2, x->value, x->boot_valid, x->boot_lo, x->boot_hi, false, 0, 0,
-                                  st->rc_tokens[cell]);
-            else
-                rs_table_set_na(t, r, 2);
-            rs_table_set_count(t, r, 3, st->rc_tokens[cell]);
-            rs_table_set_count(t, r, 4, st->rc_images[cell]);
-            rs_table_set_count(t, r, 5, st->aligned_images[v]);
+            set_changes(t, r, 2, &st->routing_changes[cell], st->rc_tokens[cell]);
+            if (both)
+                set_changes(t, r, 3, &st->routing_changes_router[cell], st->rc_tokens[cell]);
+            rs_table_set_count(t, r, c, st->rc_tokens[cell]);
+            rs_table_set_count(t, r, c + 1, st->rc_images[cell]);
+            rs_table_set_count(t, r, c + 2, st->aligned_images[v]);
         }
     return t;
 }

@@ -10,9 +10,11 @@
 #include "store/store.h"
 #include "table.h"
 
-/* vmoe's routing_changes per view and MoE layer (percent, bootstrap interval), the tokens
- * compared, the images averaged and the images whose view was pixel-aligned with view 0
- * (class token counted). Rows by layer, then view, as the consistency table. */
+/* vmoe's routing_changes per view and MoE layer (percent, bootstrap interval), next to
+ * routing_changes_router where the two can differ (st->routing_changes_differ: capacity or
+ * forced views), the tokens compared, the images averaged and the images whose view was
+ * pixel-aligned with view 0 (class token counted). Rows by layer, then view, as the
+ * consistency table. */
 rs_table *rs_report_routing_changes_table(const rs_run_info *info, const rs_stats *st, const char *run);
 
 /* One row per ε of the run's grid: Top-1, Top-2, Top-2 (order-agnostic), accuracy and

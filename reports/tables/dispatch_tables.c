@@ -82,12 +82,11 @@ rs_table *rs_report_drop_expert_table(const rs_run_info *info, const rs_stats_di
 
 rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats_dispatch *d, const char *run)
 {
-    const char *keys[] = {"view", "layer", "topk_set", "kept_set", "kept_iou", "routing_changes_kept"};
-    const char *heads[] = {"View", "Layer", "Top-k set (router)", "Kept set", "Kept IoU", "routing_changes_kept"};
-    rs_table *t = rs_table_create("Agreement with view 0 before and after dispatch (matched patches; "
-                                  "routing_changes_kept: 1 - mean over images of the kept-set IoU, a token dropped "
-                                  "in both views counting as a change)",
-                                  run, 6, keys, heads);
+    const char *keys[] = {"view", "layer", "topk_set", "kept_set", "kept_iou"};
+    const char *heads[] = {"View", "Layer", "Top-k set (router)", "Kept set", "Kept IoU"};
+    rs_table *t = rs_table_create("Agreement with view 0 before and after dispatch (matched patches; vmoe's "
+                                  "routing_changes on the kept sets is in the routing changes table)",
+                                  run, 5, keys, heads);
     for (int i = 0; t && i < rs_report_agreement_slot_count(d->views); i++) {
         int v = rs_report_agreement_slot(d->views, i);
         for (int l = 0; l <= d->layers; l++) {
@@ -96,9 +95,6 @@ rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats
             rs_report_set_rate(t, r, 3, &d->kept_set[cell], d->kept_iou[cell].n);
             if (d->kept_iou[cell].valid)
                 rs_table_set_number(t, r, 4, d->kept_iou[cell].mean, 4, d->kept_iou[cell].n);
-            const rs_stats_rate *x = &d->routing_changes_kept[cell]; /* per image: no Wilson */
-            if (x->valid)
-                rs_table_set_rate(t, r, 5, x->value, x->boot_valid, x->boot_lo, x->boot_hi, false, 0, 0, d->images);
         }
     }
     return t;
@@ -106,11 +102,11 @@ rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats
 
 rs_table *rs_report_interference_table(const rs_run_info *info, const rs_interference *d, const char *run)
 {
-    const char *keys[] = {"view", "layer", "tokens", "top1", "top2", "topk_set", "kept_set", "routing_changes_kept"};
+    const char *keys[] = {"view", "layer", "tokens", "top1", "top2", "topk_set", "kept_set", "routing_changes"};
     const char *heads[] = {"View", "Layer", "Tokens", "Top-1 (router)", "Top-2 (router)", "Top-k set (router)",
-                           "Kept set", "routing_changes_kept"};
+                           "Kept set", "routing_changes"};
     rs_table *t = rs_table_create("Batch interference: run B against run A, each view against the same view (every "
-                                  "token, class token included, against itself; routing_changes_kept: 1 - mean over "
+                                  "token, class token included, against itself; routing_changes: 1 - mean over "
                                   "images of the kept-set IoU)",
                                   run, 8, keys, heads);
     for (int v = d->views > 1 ? 0 : d->views; t && v <= d->views; v++) {
@@ -118,9 +114,9 @@ rs_table *rs_report_interference_table(const rs_run_info *info, const rs_interfe
             int cell = rs_interference_cell(d, v, l), r = rs_report_add_view_layer_row(t, info, v, l, false);
             const rs_stats_rate *x = d->rate + (size_t)cell * RS_INTERF_NUM;
             rs_table_set_count(t, r, 2, d->tokens[cell]);
-            for (int m = 0; m < RS_INTERF_CHANGES_KEPT; m++)
+            for (int m = 0; m < RS_INTERF_CHANGES; m++)
                 rs_report_set_rate(t, r, 3 + m, &x[m], d->tokens[cell]);
-            const rs_stats_rate *c = &x[RS_INTERF_CHANGES_KEPT]; /* per image: no Wilson */
+            const rs_stats_rate *c = &x[RS_INTERF_CHANGES]; /* per image: no Wilson */
             if (c->valid)
                 rs_table_set_rate(t, r, 7, c->value, c->boot_valid, c->boot_lo, c->boot_hi, false, 0, 0, d->images);
         }

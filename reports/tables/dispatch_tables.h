@@ -21,13 +21,13 @@ rs_table *rs_report_drop_table(const rs_run_info *info, const rs_stats_dispatch 
 /* Share dropped per expert (columns) and layer (rows), all views pooled. */
 rs_table *rs_report_drop_expert_table(const rs_run_info *info, const rs_stats_dispatch *d, const char *run);
 
-/* Against view 0: router top-k sets equal, kept sets equal, mean kept-set IoU (matched
- * pairs) and routing_changes_kept (bootstrap over images), per agreement slot and layer. */
+/* Against view 0: router top-k sets equal, kept sets equal and mean kept-set IoU (matched
+ * pairs), per agreement slot and layer (vmoe's routing_changes is attack_tables.h's). */
 rs_table *rs_report_kept_agreement_table(const rs_run_info *info, const rs_stats_dispatch *d, const char *run);
 
 /* Batch interference (interference.h): run B against run A view by view, every token
  * against itself: tokens, the router's Top-1, Top-2 and top-k set, the kept set (bootstrap
- * and Wilson intervals) and routing_changes_kept (bootstrap), per view slot and layer. INFO
+ * and Wilson intervals) and routing_changes (bootstrap), per view slot and layer. INFO
  * is run A's. */
 rs_table *rs_report_interference_table(const rs_run_info *info, const rs_interference *d, const char *run);
 
