@@ -166,6 +166,13 @@ if [ -f "$models/fmnist-vmoe-k2-s1.safetensors" ] && [ -f "$models/fmnist-prc-k2
     a=\$(awk -F, '\$1 == \"prc\" && \$4 == \"pair_top1\" { print \$5, \$6, \$7 }' '$tmp/seeds/tables/answer.csv')
     b=\$(awk -F, '\$1 == \"prc\" && \$2 == \"\" && \$4 == \"top1_diff\" { print \$5, \$6, \$7 }' '$tmp/seeds/tables/groups-pair-differences.csv')
     [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
+  # the demo prints the report's answer section with its own function (scripts/demo.sh)
+  eval "$(sed -n '/^answer() {/,/^}/p' "$(dirname "$0")/../scripts/demo.sh")"
+  answer "$tmp/seeds/report.md" >"$tmp/demo-answer" 2>"$tmp/err"
+  expect "demo: prints the answer table, its family and sentences, unescaped" sh -c "
+    grep -q '^## Answer over training seeds' '$tmp/demo-answer' && grep -Eq '^\| prc: V-MoE\+PRC k=2 +\| vmoe: V-MoE k=2 \| pair' '$tmp/demo-answer' &&
+    grep -q '^\* holds after Holm' '$tmp/demo-answer' && grep -q '^- .*V-MoE+PRC k=2.* \[[-+]' '$tmp/demo-answer' &&
+    ! grep -q 'Contents:\|Files:\|\\\\\[' '$tmp/demo-answer'"
   expect "a V-MoE seed is not read against another V-MoE seed" sh -c "! grep -q 'V-MoE k=2 (run 2) vs V-MoE k=2 (run 1)' '$tmp/seeds/report.md'"
 fi
 
