@@ -87,10 +87,10 @@ expect "json parses, three tables" python3 -c 'import json,sys; assert len(json.
 "$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 50 --force --format md >"$tmp/md" 2>"$tmp/err"
 expect "md notes the forced mismatch" has "$tmp/md" "^--force: the groups are not comparable"
 expect "md: p and Holm p next to the interval" has "$tmp/md" "| Mean difference .*| p .*| Holm p .*| SD over seeds"
-expect "md: the family under the table" has "$tmp/md" "^\* holds after Holm: adjusted p < 0.05 over the family of the 5 differences with a p-value (1 method × 5 headline figures × 1 protocol"
+expect "md: the family under the table" has "$tmp/md" "^A \* marks a difference that holds after Holm: adjusted p < 0.05 over the family of the 5 differences with a p-value (1 method × 5 headline figures × 1 protocol"
 expect "json: p and Holm p cells" python3 -c 'import json,sys; t = json.load(sys.stdin)["tables"][1]; assert t["columns"][5]["key"] == "p" and t["columns"][6]["key"] == "p_holm", t["columns"]' <"$tmp/json"
 "$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 50 --force --format tex >"$tmp/tex" 2>"$tmp/err"
-expect "tex: the family line is a comment" grep -q '^% \* holds after Holm' "$tmp/tex"
+expect "tex: the family line is a comment" grep -q '^% A \* marks a difference that holds after Holm' "$tmp/tex"
 expect "no NaN anywhere" sh -c "! grep -qi nan '$tmp/md' '$tmp/csv' '$tmp/json'"
 
 # --- refusals ---------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ if [ -f "$models/fmnist-vmoe-k2-s1.safetensors" ] && [ -f "$models/fmnist-prc-k2
   answer "$tmp/seeds/report.md" >"$tmp/demo-answer" 2>"$tmp/err"
   expect "demo: prints the answer table, its family and sentences, unescaped" sh -c "
     grep -q '^## Answer over training seeds' '$tmp/demo-answer' && grep -Eq '^\| prc: V-MoE\+PRC k=2 +\| vmoe: V-MoE k=2 \| pair' '$tmp/demo-answer' &&
-    grep -q '^\* holds after Holm' '$tmp/demo-answer' && grep -q '^- .*V-MoE+PRC k=2.* \[[-+]' '$tmp/demo-answer' &&
+    grep -q '^A \* marks a difference that holds after Holm' '$tmp/demo-answer' && grep -q '^- .*V-MoE+PRC k=2.* \[[-+]' '$tmp/demo-answer' &&
     ! grep -q 'Contents:\|Files:\|\\\\\[' '$tmp/demo-answer'"
   expect "a V-MoE seed is not read against another V-MoE seed" sh -c "! grep -q 'V-MoE k=2 (run 2) vs V-MoE k=2 (run 1)' '$tmp/seeds/report.md'"
 fi

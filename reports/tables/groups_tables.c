@@ -130,9 +130,10 @@ void rs_report_answer_family(const rs_answer *a, char *buf, size_t size)
         return;
     }
     snprintf(buf, size,
-             "* holds after Holm: adjusted p < %.2g over the family of the %d differences with a p-value (%d "
-             "method%s \u00d7 %d headline figures \u00d7 %d protocol%s, one-seed cells left out: they have no "
-             "p-value); p from the t statistic of the mean difference over seeds on n \u2212 1 df.",
+             "A * marks a difference that holds after Holm: adjusted p < %.2g over the family of the %d "
+             "differences with a p-value (%d method%s \u00d7 %d headline figures \u00d7 %d protocol%s, one-seed "
+             "cells left out: they have no p-value); p from the t statistic of the mean difference over seeds on "
+             "n \u2212 1 df.",
              1 - a->level, a->family, a->rows, a->rows == 1 ? "" : "s", RS_GROUP_NUM_FIGURES, a->protocols,
              a->protocols == 1 ? "" : "s");
 }
