@@ -195,12 +195,18 @@ static int print_groups(const compare_args *a, const rs_groups *g, rs_error *err
         snprintf(notes[nn], sizeof notes[nn], "--force: the groups are not comparable (%s)", g->mismatch);
         lines[nn] = notes[nn], nn++;
     }
-    rs_table *t[3] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, a->db),
+    /* the family: this protocol's groups against the first, every headline figure */
+    rs_answer *ans = NULL;
+    int rc = rs_groups_answer(&g, 1, &ans, err);
+    if (rc)
+        return rc;
+    rs_table *t[3] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
                       rs_report_groups_seed_table(g, a->db)};
-    int rc = !t[0] || !t[1] || !t[2] ? rs_error_set(err, RS_ENOMEM, "out of memory")
-                                     : rs_table_write(stdout, t, 3, lines, nn, a->format, err);
+    rc = !t[0] || !t[1] || !t[2] ? rs_error_set(err, RS_ENOMEM, "out of memory")
+                                 : rs_table_write(stdout, t, 3, lines, nn, a->format, err);
     for (int i = 0; i < 3; i++)
         rs_table_free(t[i]);
+    rs_answer_free(ans);
     return rc;
 }
 

@@ -109,6 +109,10 @@ static void title(rs_report_state *R)
         add_once(models, sizeof models, stem);
         add_once(protocols, sizeof protocols, R->info[i].protocol);
     }
+    if (R->answer) {  /* groups: the question the answer table answers */
+        rs_report_groups_title(R);
+        return;
+    }
     if (R->n == 1)
         snprintf(text, sizeof text, "Routing consistency of %s (k=%d), %s protocol, run %" PRId64, models,
                  R->info[0].top_k, protocols, R->info[0].id);
@@ -153,6 +157,7 @@ static int write_documents(const rs_doc *d, const char *dir, rs_error *err)
 
 static void state_free(rs_report_state *R)
 {
+    rs_report_groups_free(R);
     rs_doc_free(&R->d);
     for (int i = 0; i < R->n; i++) {
         if (R->st)
@@ -190,6 +195,7 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
     if (!rc) {
         R.d.notes = (const char *const *)prov;
         R.d.nnotes = nprov;
+        rs_report_groups_compute(&R);
         title(&R);
         baselines(&R);
         if (R.n == 1)

@@ -11,8 +11,9 @@
  *                date pinned (RS_RENDER_PDF_DATE)
  *   tables/NAME.csv, tables/NAME.tex   every table (table.h renderings)
  *   figures/NAME.png                   every figure
- * The title names the models and protocols; the provenance is the last section (an
- * appendix). Example images: the first IMAGES images of the first run (in order) on which
+ * The title names the models and protocols (with two groups or more: the question — methods
+ * against the reference, k, protocols, data, images, seeds); the provenance is the last
+ * section (an appendix). Example images: the first IMAGES images of the first run (in order) on which
  * every pair run holding them matched at least half of its patches to view 0, so a shown
  * pair is mostly comparable cells, not hatching (analyze/stats/examples.h, which also
  * ranks the largest differences). One run: contents, consistency,
@@ -20,7 +21,10 @@
  * sweep for a noise run, grids and a per-patch heatmap of the example images. Several
  * runs, in this order: a summary (each run against its baseline: the paired Top-1
  * difference with its interval and sign, and reversals between the pair and noise
- * protocols), the contents, with groups (options) the groups of seeds per protocol
+ * protocols; with two groups or more, first the answer over seeds instead — one table of
+ * every method against the reference per protocol and headline figure with t intervals,
+ * Holm over its cells (groups.h's rs_groups_answer), at most five sentences — and the
+ * summary as an appendix before the provenance), the contents, with groups (options) the groups of seeds per protocol
  * (tables/groups_tables.h: tables and figure, docs/groups.md), the headline table (rows = runs x MoE layers + overall; Top-1,
  * Top-2, Top-2 order-agnostic with bootstrap intervals, and the paired Top-1 difference to
  * the baseline), the paired differences of every rate with McNemar's p on Top-1, the

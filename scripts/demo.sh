@@ -8,7 +8,7 @@
 # protocol (the clean view and a 10-step L-inf PGD attack on the router at eps 1/255,
 # 2/255, 4/255 and 8/255; docs/attacks.md) on the first 1,000 (--full: all of them).
 # Writes the comparison report, each method against V-MoE over seeds (docs/groups.md),
-# to out/demo/report/ and prints its tables of the groups of seeds, then replays light noise
+# to out/demo/report/ and prints its answer table (the report's first page), then replays light noise
 # with the clean routing forced (the intervene protocol, docs/dispatch.md) on seed 0 of
 # each method and prints how many changed predictions that restores. Running it again
 # reuses the finished runs in out/demo/routing.db.
@@ -50,12 +50,14 @@ for method in "${methods[@]}"; do
 done
 "$rs" report --db "$out/routing.db" "${groups[@]}" --out "$out/report" >/dev/null
 echo
-# The groups' tables of each protocol: mean over seeds with the spread, and each method's
-# difference to V-MoE with its t interval over seeds.
-awk '/^## Groups of seeds/ { on = 1; print; next } /^## / { on = 0 }
-     on && /^### (Groups|Differences)/ { t = 1 } on && /^### Per seed/ { t = 0 }
-     on && t && !/^Files:/ && !/^!\[/ && !/^Headline figures of every run/ && !/^Seeds pair by position/' \
-  "$out/report/report.md" | cat -s
+# The report's answer, as its first page shows it: each method against V-MoE per protocol
+# and headline figure (mean difference over seeds, t interval, * = holds after Holm across
+# the table), the family, and the sentences read off the table.
+answer() { # REPORT_MD: the section "Answer over training seeds" up to the contents, unescaped
+  awk '/^## Answer over training seeds/ { on = 1 } /^Contents:/ || (on && /^## / && !/^## Answer/) { on = 0 }
+       on && !/^Files:/' "$1" | sed -E 's/\\([][\\`*_<>|#])/\1/g' | cat -s
+}
+answer "$out/report/report.md"
 # Routing interventions (docs/dispatch.md): under light noise, the share of changed
 # predictions that forcing the clean routing restores, for seed 0 of every method.
 echo

@@ -3,9 +3,11 @@
 # on runs of the bundled models replayed here: the figures of a group equal the per-run
 # `stats` figures and their mean; the difference between groups is the mean of the per-seed
 # differences with the t interval on n - 1 df (checked with awk from the seed table); one
-# seed says it has no between-seed interval; every format; the checks that refuse groups
+# seed says it has no between-seed interval and no p-value; the p-value of the t statistic and
+# Holm's adjustment (checked with awk); every format; the checks that refuse groups
 # (sizes, names, mixed k, a run twice, a missing run) with one line and the right status;
-# the report's groups section per protocol with its figure and tables.
+# the report's groups section per protocol with its figure and tables, its title's question,
+# the answer table first and the per-run pairs in an appendix.
 # The two-"seed" groups here pair k = 1 (seed unknown: "position 1") with k = 2 (training
 # seed 0, from the config) under --force: the arithmetic is what is tested, not the science.
 # usage: groups_test.sh ROUTERSCOPE MODELS_DIR
@@ -35,6 +37,8 @@ expect "one seed: the three tables" sh -c "grep -q '### Groups: each headline fi
   grep -q '### Differences between groups' '$tmp/one' && grep -q '### Per seed' '$tmp/one'"
 expect "one seed: says there is no between-seed interval" has "$tmp/one" "no between-seed interval"
 expect "one seed: groups named with method and k" sh -c "grep -q 'vmoe: V-MoE k=2' '$tmp/one' && grep -q 'prc: V-MoE+PRC k=2' '$tmp/one'"
+expect "one seed: no p-value, '1 seed'" grep -Eq '^\| prc: V-MoE\+PRC k=2 \| vmoe: V-MoE k=2 \| Top-1 .*\| +1 seed \| +1 seed \|' "$tmp/one"
+expect "one seed: no family, nothing marked" has "$tmp/one" "^No difference has a p-value (every method has one seed here)"
 expect "one seed: the seed's image bootstrap interval" \
   grep -Eq '^\| prc: V-MoE\+PRC k=2 \| seed 0 \| 4 vs 3 +\| Top-1 .*\[[-+][0-9.]+, [-+][0-9.]+\] \|$' "$tmp/one"
 
@@ -61,10 +65,32 @@ t_ok() {
     exit !((x[1] - m) ^ 2 < 1e-18 && (x[2] - (m - h)) ^ 2 < 1e-12 && (x[3] - (m + h)) ^ 2 < 1e-12) }'
 }
 expect "difference = mean of per-seed differences with the t interval on 1 df" t_ok
+# p from t on 1 df (Cauchy): 1 - (2/pi) atan(|t|), t = mean / (sd / sqrt(2)); Holm over the 5
+# figures of the one other group: never below p, at most 5 p.
+p=$(field "$tmp/csv" prc "" top1_p) ph=$(field "$tmp/csv" prc "" top1_p_holm)
+p_ok() {
+  awk -v d1="$d1" -v d2="$d2" -v p="$p" -v ph="$ph" 'BEGIN { m = (d1 + d2) / 2; sd = sqrt((d1 - m) ^ 2 + (d2 - m) ^ 2);
+    t = m / (sd / sqrt(2)); t = t < 0 ? -t : t; want = 1 - 2 / (4 * atan2(1, 1)) * atan2(t, 1);
+    exit !((p - want) ^ 2 < 1e-10 && ph >= p - 1e-12 && ph <= 5 * p + 1e-6 && ph <= 1) }'
+}
+expect "p-value of the t statistic on 1 df (p=$p), Holm p in [p, 5p] (Holm=$ph)" p_ok
+holm_ok() { # Holm by hand over the five p-values of the csv
+  awk -F, '$1 == "prc" && $2 == "" && $4 ~ /_p$/ { n++; k[n] = $4; p[n] = $5 }
+    $1 == "prc" && $2 == "" && $4 ~ /_p_holm$/ { h[substr($4, 1, length($4) - 5)] = $5 }
+    END { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (p[j] < p[i]) { t = p[i]; p[i] = p[j]; p[j] = t; t = k[i]; k[i] = k[j]; k[j] = t }
+      run = 0; for (i = 1; i <= n; i++) { a = (n - i + 1) * p[i]; run = a > run ? a : run; want = run < 1 ? run : 1;
+        if ((h[k[i]] - want) ^ 2 > 1e-10) exit 1 } exit !(n == 5) }' "$1"
+}
+expect "Holm p = the step-down adjustment of the table's five p-values" holm_ok "$tmp/csv"
 "$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 50 --force --format json >"$tmp/json" 2>"$tmp/err"
 expect "json parses, three tables" python3 -c 'import json,sys; assert len(json.load(sys.stdin)["tables"]) == 3' <"$tmp/json"
 "$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 50 --force --format md >"$tmp/md" 2>"$tmp/err"
 expect "md notes the forced mismatch" has "$tmp/md" "^--force: the groups are not comparable"
+expect "md: p and Holm p next to the interval" has "$tmp/md" "| Mean difference .*| p .*| Holm p .*| SD over seeds"
+expect "md: the family under the table" has "$tmp/md" "^A \* marks a difference that holds after Holm: adjusted p < 0.05 over the family of the 5 differences with a p-value (1 method × 5 headline figures × 1 protocol"
+expect "json: p and Holm p cells" python3 -c 'import json,sys; t = json.load(sys.stdin)["tables"][1]; assert t["columns"][5]["key"] == "p" and t["columns"][6]["key"] == "p_holm", t["columns"]' <"$tmp/json"
+"$rs" compare --db "$db" --group vmoe=1,3 --group prc=2,4 --resamples 50 --force --format tex >"$tmp/tex" 2>"$tmp/err"
+expect "tex: the family line is a comment" grep -q '^% A \* marks a difference that holds after Holm' "$tmp/tex"
 expect "no NaN anywhere" sh -c "! grep -qi nan '$tmp/md' '$tmp/csv' '$tmp/json'"
 
 # --- refusals ---------------------------------------------------------------------------------
@@ -105,6 +131,19 @@ expect "report: groups figure and tables" sh -c "[ -s '$tmp/rep/figures/groups-p
 expect "report: groups come after the contents, before the headline" awk '
   /^Contents:/ { c = NR } /^## Groups of seeds: pair/ { g = NR } /^## Headline/ { h = NR } END { exit !(c < g && g < h) }' "$tmp/rep/report.md"
 expect "report: every group run is in the report" has "$tmp/rep/report.md" "Details of run 6"
+md=$tmp/rep/report.md
+expect "report: the title asks the question" grep -q '^# How does V-MoE+PRC k=2 change routing against V-MoE k=2? pair and noise protocols on fashion-mnist:test (60 and 20 images); training seeds: vmoe 1, prc 1$' "$md"
+expect "report: the answer is the first section, before the contents" awk '
+  /^## / && !first { first = $0 } /^Contents:/ { c = NR } /^## Answer over training seeds/ { a = NR }
+  END { exit !(first == "## Answer over training seeds" && a < c) }' "$md"
+expect "report: one answer row per method and protocol" [ "$(awk '/^### Answer:/ { on = 1 } on && /^\| prc:/ { n++ } /^Files: \[tables\/answer/ { on = 0 } END { print n }' "$md")" = 2 ]
+expect "report: one seed per group: the answer says nothing is marked" has "$md" "^No difference has a p-value"
+expect "report: at most five sentences after the answer table" awk '
+  /^## Answer/ { on = 1 } /^Contents:/ { on = 0 } on && /^- / { n++ } END { exit !(n >= 1 && n <= 5) }' "$md"
+expect "report: answer tables written" sh -c "[ -s '$tmp/rep/tables/answer.csv' ] && [ -s '$tmp/rep/tables/answer.tex' ]"
+expect "report: per-run pairs in an appendix after the headline" awk '
+  /^## Headline/ { h = NR } /^## Appendix: each run against its baseline/ { a = NR } /^## Summary/ { s = 1 }
+  END { exit !(h && a > h && !s) }' "$md"
 "$rs" report --db "$db" --group vmoe=3 --runs 3,4 --out "$tmp/rep2" 2>"$tmp/err" >/dev/null
 expect "report: --group and --runs together refused" failed_with $? 2 "not both"
 "$rs" report --db "$db" --group vmoe=3,5 --group prc=4 --out "$tmp/rep2" 2>"$tmp/err" >/dev/null
@@ -121,6 +160,19 @@ if [ -f "$models/fmnist-vmoe-k2-s1.safetensors" ] && [ -f "$models/fmnist-prc-k2
   "$rs" report --db "$sdb" --group vmoe=1,2 --group prc=3,4 --out "$tmp/seeds" --images 0 --resamples 50 >/dev/null 2>"$tmp/err"
   expect "seeds report exits 0" [ $? = 0 ]
   expect "seed 1's PRC run is read against seed 1's V-MoE run" has "$tmp/seeds/report.md" "V-MoE+PRC k=2 (run 4) vs V-MoE k=2 (run 2)"
+  expect "two seeds: the answer's family is its five cells" has "$tmp/seeds/report.md" \
+    "over the family of the 5 differences with a p-value (1 method × 5 headline figures × 1 protocol,"
+  expect "two seeds: the answer's Top-1 cell is the differences table's" sh -c "
+    a=\$(awk -F, '\$1 == \"prc\" && \$4 == \"pair_top1\" { print \$5, \$6, \$7 }' '$tmp/seeds/tables/answer.csv')
+    b=\$(awk -F, '\$1 == \"prc\" && \$2 == \"\" && \$4 == \"top1_diff\" { print \$5, \$6, \$7 }' '$tmp/seeds/tables/groups-pair-differences.csv')
+    [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
+  # the demo prints the report's answer section with its own function (scripts/demo.sh)
+  eval "$(sed -n '/^answer() {/,/^}/p' "$(dirname "$0")/../scripts/demo.sh")"
+  answer "$tmp/seeds/report.md" >"$tmp/demo-answer" 2>"$tmp/err"
+  expect "demo: prints the answer table, its family and sentences, unescaped" sh -c "
+    grep -q '^## Answer over training seeds' '$tmp/demo-answer' && grep -Eq '^\| prc: V-MoE\+PRC k=2 +\| vmoe: V-MoE k=2 \| pair' '$tmp/demo-answer' &&
+    grep -q '^A \* marks a difference that holds after Holm' '$tmp/demo-answer' && grep -q '^- .*V-MoE+PRC k=2.* \[[-+]' '$tmp/demo-answer' &&
+    ! grep -q 'Contents:\|Files:\|\\\\\[' '$tmp/demo-answer'"
   expect "a V-MoE seed is not read against another V-MoE seed" sh -c "! grep -q 'V-MoE k=2 (run 2) vs V-MoE k=2 (run 1)' '$tmp/seeds/report.md'"
 fi
 

@@ -1,5 +1,6 @@
 /* Groups of runs (analyze/stats/groups.h): the t interval against values worked out by hand,
- * its coverage over seeds on simulated per-seed effects (and the under-coverage of an
+ * its p-value (t table and closed forms), Holm's adjustment and the answer table's family by
+ * hand, its coverage over seeds on simulated per-seed effects (and the under-coverage of an
  * interval that pools the images of all seeds, which is why groups use the t interval),
  * the whole computation on a hand-made store of two groups of three seeds with every
  * figure worked out in the comments, the checks that refuse groups that cannot be
@@ -61,6 +62,113 @@ static void test_t_interval(void **state)
 }
 
 /* ---- coverage over seeds -------------------------------------------------------------------- */
+
+/* p-values of the t statistic, worked out independently of GSL:
+ * {1, 2, 3}: t = 2 / (1 / √3) = 2√3 on 2 df, where P(|T| >= t) = 1 − t / √(2 + t²)
+ *   = 1 − √(12/14) = 0.0741799.
+ * {0, 1}: t = 0.5 / (0.707107 / √2) = 1 on 1 df (Cauchy), p = 1 − (2/π) atan 1 = 0.5.
+ * Five values c + {−2, −1, 0, 1, 2}: sd √2.5, se √0.5; c = 2.776445 · √0.5 makes t the
+ * table's t_{0.975, 4} = 2.776445, so p = 0.05.
+ * Equal values: sd 0, p 0 (mean ≠ 0) or 1 (mean 0). One value: no p-value. */
+static void test_t_pvalue(void **state)
+{
+    (void)state;
+    rs_error err = {0};
+    rs_t_interval t;
+    const double x[3] = {1, 2, 3}, y[2] = {0, 1}, same[3] = {0.2, 0.2, 0.2}, zero[2] = {0, 0};
+    assert_int_equal(rs_t_interval_of(x, 3, 0.95, &t, &err), 0);
+    NEAR(t.p, 1 - sqrt(12.0 / 14.0), 1e-9);
+    assert_int_equal(rs_t_interval_of(y, 2, 0.95, &t, &err), 0);
+    NEAR(t.p, 0.5, 1e-9);
+    double c = 2.776445 * sqrt(0.5), five[5] = {c - 2, c - 1, c, c + 1, c + 2};
+    assert_int_equal(rs_t_interval_of(five, 5, 0.95, &t, &err), 0);
+    NEAR(t.p, 0.05, 1e-6);
+    /* the interval's bound sits at 0 exactly when p = 1 − level */
+    NEAR(t.lo, 0, 1e-5);
+    for (int i = 0; i < 5; i++)
+        five[i] = -five[i];
+    assert_int_equal(rs_t_interval_of(five, 5, 0.95, &t, &err), 0);
+    NEAR(t.p, 0.05, 1e-6);
+    assert_int_equal(rs_t_interval_of(same, 3, 0.95, &t, &err), 0);
+    NEAR(t.p, 0, 1e-12);
+    assert_int_equal(rs_t_interval_of(zero, 2, 0.95, &t, &err), 0);
+    NEAR(t.p, 1, 1e-12);
+    assert_int_equal(rs_t_interval_of(x, 1, 0.95, &t, &err), 0);
+    assert_false(t.valid);
+}
+
+/* Holm by hand. {0.01, 0.04, 0.03, 0.005, none}: m = 4; sorted 0.005, 0.01, 0.03, 0.04 times
+ * 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04, made monotone: 0.02, 0.03, 0.06, 0.06.
+ * {0.6, 0.7}: 2 · 0.6 = 1.2 capped at 1, then 0.7 raised to 1. {0.3, 0.5}: 0.6, 0.6. */
+static void test_holm(void **state)
+{
+    (void)state;
+    double p[5] = {0.01, 0.04, 0.03, 0.005, -1}, adj[5];
+    assert_int_equal(rs_holm(p, 5, adj), 4);
+    NEAR(adj[0], 0.03, 1e-12);
+    NEAR(adj[1], 0.06, 1e-12);
+    NEAR(adj[2], 0.06, 1e-12);
+    NEAR(adj[3], 0.02, 1e-12);
+    NEAR(adj[4], -1, 1e-12);
+    double q[2] = {0.6, 0.7};
+    assert_int_equal(rs_holm(q, 2, q), 2);  /* in place */
+    NEAR(q[0], 1, 1e-12);
+    NEAR(q[1], 1, 1e-12);
+    double r[2] = {0.5, 0.3};
+    assert_int_equal(rs_holm(r, 2, r), 2);
+    NEAR(r[0], 0.6, 1e-12);
+    NEAR(r[1], 0.6, 1e-12);
+    assert_int_equal(rs_holm(r, 0, r), 0);
+}
+
+/* The answer over two protocols of groups {ref, a, b}: its cells are the groups' own
+ * differences, the family every cell with a p-value (b has one seed in protocol 2: none),
+ * and Holm over them. Protocol 1: a's Top-1 p = 0.001 (the rest 0.5), b's 0.02; protocol 2:
+ * a's Top-1 p = 0.01. Family 5 + 5 + 5 = 15: sorted 0.001, 0.01, 0.02, 0.5 … ->
+ * 0.015, 0.14, 0.26, then 0.5 · 12 -> 1. */
+static void test_answer(void **state)
+{
+    (void)state;
+    char names[3][RS_GROUP_NAME_MAX] = {"ref", "a", "b"};
+    rs_t_interval d1[3 * RS_GROUP_NUM_FIGURES] = {0}, d2[3 * RS_GROUP_NUM_FIGURES] = {0};
+    for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
+        d1[RS_GROUP_NUM_FIGURES + f] = (rs_t_interval){.valid = true, .n = 3, .mean = 0.01, .p = 0.5};
+        d1[2 * RS_GROUP_NUM_FIGURES + f] = (rs_t_interval){.valid = true, .n = 3, .mean = 0.01, .p = 0.5};
+        d2[RS_GROUP_NUM_FIGURES + f] = (rs_t_interval){.valid = true, .n = 2, .mean = 0.01, .p = 0.5};
+        d2[2 * RS_GROUP_NUM_FIGURES + f] = (rs_t_interval){.n = 1, .mean = 0.02};
+    }
+    d1[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].p = 0.001;
+    d1[2 * RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].p = 0.02;
+    d2[RS_GROUP_NUM_FIGURES + RS_GROUP_TOP1].p = 0.01;
+    rs_groups g1 = {.num_groups = 3, .level = 0.95, .names = names, .diff = d1};
+    rs_groups g2 = g1;
+    g2.diff = d2;
+    const rs_groups *g[2] = {&g1, &g2};
+    rs_answer *a = NULL;
+    rs_error err = {0};
+    assert_int_equal(rs_groups_answer(g, 2, &a, &err), 0);
+    assert_int_equal(a->rows, 2);
+    assert_int_equal(a->family, 15);
+    NEAR(rs_answer_at(a, 0, 0, RS_GROUP_TOP1)->holm, 0.015, 1e-12);
+    assert_true(rs_answer_at(a, 0, 0, RS_GROUP_TOP1)->holds);
+    NEAR(rs_answer_at(a, 0, 1, RS_GROUP_TOP1)->holm, 0.14, 1e-12);
+    assert_false(rs_answer_at(a, 0, 1, RS_GROUP_TOP1)->holds);
+    NEAR(rs_answer_at(a, 1, 0, RS_GROUP_TOP1)->holm, 0.26, 1e-12);
+    NEAR(rs_answer_at(a, 1, 0, RS_GROUP_TOP2)->holm, 1, 1e-12);
+    const rs_answer_cell *one = rs_answer_at(a, 1, 1, RS_GROUP_TOP1);
+    assert_true(one->valid);
+    assert_false(one->diff.valid);
+    NEAR(one->holm, -1, 1e-12);
+    NEAR(one->diff.mean, 0.02, 1e-12);
+    rs_answer_free(a);
+    /* other groups in the second protocol, or a single group: refused */
+    char other[3][RS_GROUP_NAME_MAX] = {"ref", "a", "c"};
+    g2.names = other;
+    assert_int_equal(rs_groups_answer(g, 2, &a, &err), RS_EINVAL);
+    assert_null(a);
+    g1.num_groups = 1;
+    assert_int_equal(rs_groups_answer(g, 1, &a, &err), RS_EINVAL);
+}
 
 /* REPS simulated comparisons of two methods with SEEDS paired seeds of IMAGES images each.
  * The true difference is DELTA; seed i adds its own effect u_i ~ N(0, SIGMA_SEED²) to every
@@ -396,7 +504,9 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_t_interval),      cmocka_unit_test(test_t_coverage),
+        cmocka_unit_test(test_t_interval),      cmocka_unit_test(test_t_pvalue),
+        cmocka_unit_test(test_holm),            cmocka_unit_test(test_answer),
+        cmocka_unit_test(test_t_coverage),
         cmocka_unit_test(test_groups_store),    cmocka_unit_test(test_groups_refused),
         cmocka_unit_test(test_config_provenance), cmocka_unit_test(test_run_method),
     };

@@ -33,7 +33,107 @@ int rs_t_interval_of(const double *x, int n, double level, rs_t_interval *out, r
         return rs_error_set(err, RS_EINVAL, "t interval: no quantile for %d degrees of freedom", n - 1);
     out->lo = mean - half;
     out->hi = mean + half;
+    /* sd = 0: every replicate equal, t infinite (or 0/0 for a mean of 0) */
+    if (out->sd > 0)
+        out->p = 2 * gsl_cdf_tdist_Q(fabs(mean) / (out->sd / sqrt(n)), n - 1);
+    else
+        out->p = mean != 0 ? 0 : 1;
+    out->p = out->p > 1 ? 1 : out->p;
     out->valid = true;
+    return 0;
+}
+
+int rs_holm(const double *p, int n, double *adj)
+{
+    int m = 0, *order = malloc(sizeof *order * (size_t)(n > 0 ? n : 1));
+    double *sorted = malloc(sizeof *sorted * (size_t)(n > 0 ? n : 1));
+    if (!order || !sorted) {
+        free(order), free(sorted);
+        return RS_ENOMEM;
+    }
+    /* insertion sort of the family's indices by p (ties keep their order): families are a
+     * table's cells */
+    for (int i = 0; i < n; i++) {
+        if (!(p[i] >= 0 && p[i] <= 1))
+            continue;
+        int j = m++;
+        for (; j > 0 && p[order[j - 1]] > p[i]; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
+    }
+    for (int i = 0; i < m; i++)
+        sorted[i] = p[order[i]];
+    for (int i = 0; i < n; i++)
+        adj[i] = -1;
+    double run = 0;
+    for (int i = 0; i < m; i++) {
+        double a = (m - i) * sorted[i];
+        run = a > run ? a : run;            /* monotone: never below an earlier step */
+        adj[order[i]] = run < 1 ? run : 1;
+    }
+    free(order), free(sorted);
+    return m;
+}
+
+void rs_answer_free(rs_answer *a)
+{
+    if (!a)
+        return;
+    free(a->cell);
+    free(a);
+}
+
+/* The groups of every protocol are the same groups, in order, at one level. */
+static int answer_check(const rs_groups *const *g, int protocols, rs_error *err)
+{
+    if (protocols < 1 || g[0]->num_groups < 2)
+        return rs_error_set(err, RS_EINVAL, "answer: wants two groups or more in at least one protocol");
+    for (int q = 1; q < protocols; q++) {
+        bool same = g[q]->num_groups == g[0]->num_groups && g[q]->level == g[0]->level;
+        for (int gr = 0; same && gr < g[0]->num_groups; gr++)
+            same = !strcmp(g[q]->names[gr], g[0]->names[gr]);
+        if (!same)
+            return rs_error_set(err, RS_EINVAL, "answer: protocol %d holds other groups than protocol 1", q + 1);
+    }
+    return 0;
+}
+
+int rs_groups_answer(const rs_groups *const *g, int protocols, rs_answer **out, rs_error *err)
+{
+    *out = NULL;
+    int rc = answer_check(g, protocols, err);
+    if (rc)
+        return rc;
+    int rows = g[0]->num_groups - 1, cells = rows * protocols * RS_GROUP_NUM_FIGURES;
+    rs_answer *a = calloc(1, sizeof *a);
+    double *p = malloc(sizeof *p * (size_t)cells);
+    if (!a || !p || !(a->cell = calloc((size_t)cells, sizeof *a->cell))) {
+        free(p);
+        rs_answer_free(a);
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    }
+    a->rows = rows, a->protocols = protocols, a->level = g[0]->level;
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < protocols; q++)
+            for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
+                int i = (r * protocols + q) * RS_GROUP_NUM_FIGURES + f;
+                rs_answer_cell *c = &a->cell[i];
+                c->diff = g[q]->diff[(r + 1) * RS_GROUP_NUM_FIGURES + f];
+                c->valid = c->diff.n > 0;
+                p[i] = c->diff.valid ? c->diff.p : -1;
+            }
+    a->family = rs_holm(p, cells, p);
+    if (a->family < 0) {
+        free(p);
+        rs_answer_free(a);
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < cells; i++) {
+        a->cell[i].holm = p[i];
+        a->cell[i].holds = p[i] >= 0 && p[i] < 1 - a->level;
+    }
+    free(p);
+    *out = a;
     return 0;
 }
 

@@ -20,7 +20,8 @@
  * and figure, over seeds: the mean of the per-seed differences and its Student t interval
  * on n_g − 1 degrees of freedom (rs_t_interval) — seeds are the unit of replication, and the
  * between-seed variance, which an interval over pooled images leaves out, dominates. With
- * one seed there is no between-seed interval (valid = false).
+ * one seed there is no between-seed interval (valid = false). Each interval carries the
+ * p-value of its t statistic, and rs_groups_answer adjusts them by Holm over a family.
  *
  * Checks (RS_EINVAL naming the groups, positions and runs): at least one group; non-zero
  * sizes, none larger than group 0's; distinct names; a run id once in all groups; within a group distinct
@@ -68,17 +69,27 @@ typedef struct rs_group_summary {
     double mean, sd, min, max;  /* sd: sample standard deviation, 0 for one seed */
 } rs_group_summary;
 
-/* Student t interval of a mean over n replicates. */
+/* Student t interval of a mean over n replicates, and the two-sided test of mean = 0. */
 typedef struct rs_t_interval {
     bool valid;                 /* n >= 2 */
     int n;
     double mean, sd;            /* sd: sample standard deviation of the replicates */
     double lo, hi;              /* mean ∓ t_{(1+level)/2, n−1} · sd / √n */
+    double p;                   /* valid only: P(|T_{n−1}| >= |mean| / (sd / √n)); with sd = 0,
+                                 * 0 for a mean other than 0 and 1 for 0 */
 } rs_t_interval;
 
-/* The t interval of the mean of X (N values) at LEVEL in (0,1): valid when N >= 2; for
- * N = 1 the mean is X[0], sd 0 and no interval; N < 1 or a level outside (0,1): RS_EINVAL. */
+/* The t interval of the mean of X (N values) at LEVEL in (0,1) and its p-value: valid when
+ * N >= 2; for N = 1 the mean is X[0], sd 0, no interval and no p-value; N < 1 or a level
+ * outside (0,1): RS_EINVAL. */
 int rs_t_interval_of(const double *x, int n, double level, rs_t_interval *out, rs_error *err);
+
+/* Holm's step-down adjustment of the p-values P[0..N-1] over the family of the entries
+ * that are in [0,1] (an entry < 0 has no p-value and is left out; its ADJ is -1). With the
+ * family's m p-values sorted, p_(1) <= ... <= p_(m): adj_(i) = min(1, max_{j <= i} (m − j + 1)
+ * p_(j)). Returns m, or RS_ENOMEM. ADJ may be P. */
+int rs_holm(const double *p, int n, double *adj);
+
 
 typedef struct rs_groups {
     int num_groups, seeds;      /* G, N = n_0: the seed positions */
@@ -122,5 +133,34 @@ const char *rs_groups_figure_name(int figure);
 int rs_groups_compute(rs_store *store, const char *const *names, const int64_t *const *runs, const int *sizes,
                       int num_groups, const rs_stats_options *opt, rs_groups **out, rs_error *err);
 void rs_groups_free(rs_groups *g);
+
+/* The answer over seeds (report's first table, `compare --group`): each group g > 0 against
+ * group 0, per protocol and headline figure, and Holm's correction over every cell that has
+ * a p-value (the family: groups × figures × protocols). */
+typedef struct rs_answer_cell {
+    bool valid;                 /* the difference exists (every seed of the group has it) */
+    rs_t_interval diff;         /* points as fractions; diff.valid: an interval and a p-value */
+    double holm;                /* diff.valid: Holm-adjusted p over the family, else -1 */
+    bool holds;                 /* diff.valid and holm < 1 − level: the difference is bounded
+                                 * away from 0 after the correction */
+} rs_answer_cell;
+
+typedef struct rs_answer {
+    int rows, protocols;        /* rows: groups 1 .. G − 1 of every protocol's rs_groups */
+    int family;                 /* m: the cells with a p-value */
+    double level;
+    rs_answer_cell *cell;       /* (rows, protocols, RS_GROUP_NUM_FIGURES) */
+} rs_answer;
+
+static inline const rs_answer_cell *rs_answer_at(const rs_answer *a, int row, int protocol, int figure)
+{
+    return &a->cell[(row * a->protocols + protocol) * RS_GROUP_NUM_FIGURES + figure];
+}
+
+/* The answer of the groups G[0..P-1] (one rs_groups per protocol, the same groups in the
+ * same order and at one level; RS_EINVAL otherwise, or with fewer than two groups).
+ * Allocates *OUT (rs_answer_free; NULL allowed); nothing points into G. */
+int rs_groups_answer(const rs_groups *const *g, int protocols, rs_answer **out, rs_error *err);
+void rs_answer_free(rs_answer *a);
 
 #endif

@@ -122,9 +122,9 @@ static void reversal_line(rs_report_state *R, int i, rs_stats_comparison **cmps,
     }
 }
 
-/* The answer first: each method against V-MoE of the same k, with intervals and signs,
- * and the reversals between protocols. */
-static void summary(rs_report_state *R, rs_stats_comparison **cmps)
+/* Each method against V-MoE of the same k, with intervals and signs, and the reversals
+ * between protocols, under HEADING: the answer first without groups, an appendix with them. */
+static void summary(rs_report_state *R, rs_stats_comparison **cmps, const char *heading)
 {
     rs_doc *d = &R->d;
     char *lines[128];
@@ -140,7 +140,7 @@ static void summary(rs_report_state *R, rs_stats_comparison **cmps)
         if (buf[0])
             lines[n++] = strdup(buf);
     }
-    rs_doc_add(d, RS_DOC_H2, "Summary", NULL);
+    rs_doc_add(d, RS_DOC_H2, heading, NULL);
     rs_doc_addf(d, RS_DOC_PARA,
                 "Each run against its baseline (the V-MoE run of the same protocol, top-k and training seed): the paired "
                 "difference of Top-1 agreement between the two views of each matched patch, all MoE layers and "
@@ -353,14 +353,17 @@ void rs_report_comparison(rs_report_state *R)
         return;
     }
     baseline_comparisons(R, cmps);
-    summary(R, cmps);
+    /* with an answer over seeds it comes first, and the per-run pairs (an interval over
+     * images, narrower than the seeds allow) go to an appendix */
+    bool answer = R->answer != NULL;
+    if (answer)
+        rs_report_answer_section(R);
+    else
+        summary(R, cmps, "Summary");
     rs_doc_add(&R->d, RS_DOC_TOC, NULL, NULL);
     rs_report_groups_section(R);
     headline(R, cmps);
     differences(R, cmps);
-    for (int i = 0; i < R->n; i++)
-        rs_stats_comparison_free(cmps[i]);
-    free(cmps);
     accuracy(R);
     curves(R);
     router(R);
@@ -368,4 +371,9 @@ void rs_report_comparison(rs_report_state *R)
     rs_report_largest_differences(R);
     if (R->opt->detail)
         details(R);
+    if (answer)
+        summary(R, cmps, "Appendix: each run against its baseline");
+    for (int i = 0; i < R->n; i++)
+        rs_stats_comparison_free(cmps[i]);
+    free(cmps);
 }

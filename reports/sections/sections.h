@@ -6,7 +6,8 @@
  *   sections/single_section.c   the report of one run
  *   sections/compare_section.c  the comparison report's sections, in order
  *   sections/largest_section.c  its largest per-image differences
- *   sections/groups_section.c   its "Groups of seeds" section
+ *   sections/groups_section.c   its groups of seeds: the title's question, the answer
+ *                               table and sentences, the "Groups of seeds" sections
  *   sections/attack_section.c   the "Routing under attack" section of adversarial-style runs
  *   sections/route_section.c    the "Routing interventions" section of runs with forced views
  *   sections/figures.c          what the sections share: figures' files and captions, grids
@@ -22,6 +23,7 @@
 #include "doc/doc.h"
 #include "report.h"
 #include "store/run.h"
+#include "stats/groups.h"
 #include "tables/compare_tables.h"
 
 typedef struct rs_report_state {
@@ -33,6 +35,11 @@ typedef struct rs_report_state {
     int *baseline;      /* per run: the run it is compared with (index), or -1 */
     char (*flag)[RS_REPORT_FLAG_LEN]; /* per run: why it is not comparable with its baseline, or "" */
     rs_doc d;
+    /* groups (options): each protocol's, and the answer over them (NULL with one group);
+     * rs_report_groups_compute fills them, rs_report_groups_free releases them */
+    rs_groups **groups;
+    int protocols;
+    rs_answer *answer;
 } rs_report_state;
 
 /* OUT_DIR/figures/FILE */
@@ -58,7 +65,17 @@ void rs_report_largest_differences(rs_report_state *R);
 void rs_report_attack(rs_report_state *R);
 /* Adds the "Routing interventions" section when some runs have forced views; nothing otherwise. */
 void rs_report_route(rs_report_state *R);
-/* The groups section (groups_section.c), when the options name groups. */
+/* Groups (groups_section.c), when the options name groups: computes every protocol's groups
+ * and their answer once (nothing without groups; a second call does nothing). */
+void rs_report_groups_compute(rs_report_state *R);
+void rs_report_groups_free(rs_report_state *R);
+/* The title naming the question: methods against the reference, k, protocols, data, images
+ * and seeds (after rs_report_groups_compute, with groups). */
+void rs_report_groups_title(rs_report_state *R);
+/* "Answer over training seeds": the answer table, its family, and at most five sentences
+ * read off it (two groups or more). */
+void rs_report_answer_section(rs_report_state *R);
+/* "Groups of seeds: PROTOCOL" per protocol. */
 void rs_report_groups_section(rs_report_state *R);
 
 #endif

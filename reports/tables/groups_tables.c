@@ -89,8 +89,17 @@ rs_table *rs_report_groups_summary_table(const rs_groups *g, const char *run)
                         0, summary_cells);
 }
 
-/* The first group, then the seed pairs and the mean paired difference with its t interval. */
-static void diff_cells(rs_table *t, int r, const rs_groups *g, int gr, int f)
+/* The p-value P in column C of row R: three significant digits, "< 0.001" style left to
+ * the reader (a number is what csv and json want). */
+static void set_p(rs_table *t, int r, int c, double p, int n)
+{
+    if (p >= 0)
+        rs_table_set_number(t, r, c, p, -1, n);
+}
+
+/* The first group, then the seed pairs, the mean paired difference with its t interval, its
+ * p-value and Holm's (the answer's cell of this protocol), and the sd over seeds. */
+static void diff_cells(rs_table *t, int r, const rs_groups *g, int gr, int f, const rs_answer *a, int protocol)
 {
     char base[96];
     rs_report_group_label(g, 0, base, sizeof base);
@@ -100,26 +109,68 @@ static void diff_cells(rs_table *t, int r, const rs_groups *g, int gr, int f)
     if (d->n < 1)
         return;
     rs_table_set_diff(t, r, 4, d->mean, d->valid, d->lo, d->hi);
-    if (d->valid)
-        rs_table_set_rate(t, r, 5, d->sd, false, 0, 0, false, 0, 0, d->n);
+    const rs_answer_cell *c = rs_answer_at(a, gr - 1, protocol, f);
+    if (c->holds)
+        rs_table_set_mark(t, r, 4);
+    if (!d->valid) {
+        rs_table_set_text(t, r, 5, "1 seed");
+        rs_table_set_text(t, r, 6, "1 seed");
+        return;
+    }
+    set_p(t, r, 5, d->p, d->n);
+    set_p(t, r, 6, c->holm, d->n);
+    rs_table_set_rate(t, r, 7, d->sd, false, 0, 0, false, 0, 0, d->n);
 }
 
-rs_table *rs_report_groups_diff_table(const rs_groups *g, const char *run)
+void rs_report_answer_family(const rs_answer *a, char *buf, size_t size)
 {
-    const char *keys[] = {"group", "baseline", "figure", "pairs", "diff", "diff_sd"};
-    const char *heads[] = {"Group", "Against", "Figure", "Seed pairs", "Mean difference", "SD over seeds"};
-    char note[900];
+    if (!a->family) {
+        snprintf(buf, size, "No difference has a p-value (every method has one seed here): nothing is marked, and "
+                 "no correction for multiplicity applies.");
+        return;
+    }
+    snprintf(buf, size,
+             "A * marks a difference that holds after Holm: adjusted p < %.2g over the family of the %d "
+             "differences with a p-value (%d method%s \u00d7 %d headline figures \u00d7 %d protocol%s, one-seed "
+             "cells left out: they have no p-value); p from the t statistic of the mean difference over seeds on "
+             "n \u2212 1 df.",
+             1 - a->level, a->family, a->rows, a->rows == 1 ? "" : "s", RS_GROUP_NUM_FIGURES, a->protocols,
+             a->protocols == 1 ? "" : "s");
+}
+
+rs_table *rs_report_groups_diff_table(const rs_groups *g, const rs_answer *a, int protocol, const char *run)
+{
+    const char *keys[] = {"group", "baseline", "figure", "pairs", "diff", "p", "p_holm", "diff_sd"};
+    const char *heads[] = {"Group", "Against", "Figure", "Seed pairs", "Mean difference", "p", "Holm p",
+                           "SD over seeds"};
+    char note[1400], family[400];
     bool single = false;
     for (int gr = 1; gr < g->num_groups; gr++)
         single |= g->size[gr] == 1;
-    snprintf(note, sizeof note, "%s%s", rs_report_groups_why,
+    rs_report_answer_family(a, family, sizeof family);
+    snprintf(note, sizeof note, "%s%s\n%s", rs_report_groups_why,
              single ? " A group with one seed has no between-seed interval: its single seed's difference is shown "
                       "alone, and it speaks for that seed only."
-                    : "");
-    return figure_table(g, run,
-                        "Differences between groups: mean over seeds of the per-seed paired difference (points), "
-                        "95 % t interval over seeds",
-                        6, keys, heads, note, 1, diff_cells);
+                    : "",
+             family);
+    rs_table *t = rs_table_create("Differences between groups: mean over seeds of the per-seed paired difference "
+                                  "(points), 95 % t interval over seeds, its p-value and Holm's",
+                                  run, 8, keys, heads);
+    if (!t)
+        return NULL;
+    rs_table_set_note(t, note);
+    char label[96];
+    for (int gr = 1; gr < g->num_groups; gr++) {
+        rs_report_group_label(g, gr, label, sizeof label);
+        for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
+            int r = rs_table_add_row(t, NULL, NULL, figure_keys[f]);
+            rs_table_set_row_run(t, r, g->names[gr]);
+            rs_table_set_text(t, r, 0, label);
+            rs_table_set_text(t, r, 2, rs_groups_figure_name(f));
+            diff_cells(t, r, g, gr, f, a, protocol);
+        }
+    }
+    return t;
 }
 
 /* What figure F of ST is a rate of: matched patch pairs, or labelled images. */
@@ -169,5 +220,53 @@ rs_table *rs_report_groups_seed_table(const rs_groups *g, const char *run)
         for (int i = 0; i < g->size[gr]; i++)
             for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++)
                 seed_row(t, g, gr, i, f);
+    return t;
+}
+
+/* Row R's cell of figure F in column C: the difference with its t interval, marked where it
+ * holds after Holm; a one-seed difference as text, "(1 seed)", with no interval. */
+static void answer_cell(rs_table *t, int r, int c, const rs_answer_cell *x)
+{
+    if (!x->valid)
+        return;
+    if (x->diff.valid) {
+        rs_table_set_diff(t, r, c, x->diff.mean, true, x->diff.lo, x->diff.hi);
+        if (x->holds)
+            rs_table_set_mark(t, r, c);
+        return;
+    }
+    char text[48];
+    snprintf(text, sizeof text, "%+.2f (1 seed)", 100 * x->diff.mean);
+    rs_table_set_text(t, r, c, text);
+}
+
+rs_table *rs_report_answer_table(const rs_answer *a, const rs_groups *const *g, const char *run)
+{
+    const char *keys[4 + RS_GROUP_NUM_FIGURES] = {"group", "baseline", "protocol", "seeds"};
+    const char *heads[4 + RS_GROUP_NUM_FIGURES] = {"Method", "Against", "Protocol", "Seeds"};
+    for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++)
+        keys[4 + f] = figure_keys[f], heads[4 + f] = rs_groups_figure_name(f);
+    rs_table *t = rs_table_create("Answer: each method against the reference over training seeds (mean paired "
+                                  "difference in points, 95 % t interval over seeds; * holds after Holm)",
+                                  run, 4 + RS_GROUP_NUM_FIGURES, keys, heads);
+    if (!t)
+        return NULL;
+    char note[600], base[96], label[96];
+    rs_report_answer_family(a, note, sizeof note);
+    rs_table_set_note(t, note);
+    rs_report_group_label(g[0], 0, base, sizeof base);
+    for (int row = 0; row < a->rows; row++)
+        for (int q = 0; q < a->protocols; q++) {
+            const char *protocol = g[q]->info[0].protocol;
+            int r = rs_table_add_row(t, NULL, NULL, protocol);
+            rs_table_set_row_run(t, r, g[q]->names[row + 1]);
+            rs_report_group_label(g[q], row + 1, label, sizeof label);
+            rs_table_set_text(t, r, 0, label);
+            rs_table_set_text(t, r, 1, base);
+            rs_table_set_text(t, r, 2, protocol);
+            rs_table_set_count(t, r, 3, g[q]->size[row + 1]);
+            for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++)
+                answer_cell(t, r, 4 + f, rs_answer_at(a, row, q, f));
+        }
     return t;
 }

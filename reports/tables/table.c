@@ -14,6 +14,7 @@ typedef struct cell {
     char *text;
     double value, lo, hi, wlo, whi;
     bool interval, wilson, has_n;
+    bool mark;      /* rs_table_set_mark: "*" after the value in md/tex, "mark" in json */
     int decimals;
     int64_t n;
 } cell;
@@ -215,6 +216,12 @@ void rs_table_set_count(rs_table *t, int r, int c, int64_t value)
     x->n = value;
 }
 
+void rs_table_set_mark(rs_table *t, int r, int c)
+{
+    if (r >= 0 && r < t->nrows && c >= 0 && c < t->ncols)
+        t->rows[r].cells[c].mark = true;
+}
+
 void rs_table_set_na(rs_table *t, int r, int c)
 {
     slot(t, r, c);
@@ -245,6 +252,9 @@ static void format_value(const cell *x, char *buf, size_t size)
         break;
     case CELL_COUNT: snprintf(buf, size, "%" PRId64, x->n); break;
     }
+    size_t len = strlen(buf);
+    if (x->mark && x->kind != CELL_NA && len + 1 < size)
+        snprintf(buf + len, size - len, "*");
 }
 
 static bool has_interval(const cell *x)
@@ -413,6 +423,7 @@ static void tex_text(FILE *out, const char *s)
             fputc(*s, out);
             break;
         case '~': fputs("\\textasciitilde{}", out); break;
+        case '\n': fputs("\n% ", out); break; /* a note's second line stays a comment */
         case '^': fputs("\\textasciicircum{}", out); break;
         default: fputc(*s, out);
         }
@@ -517,6 +528,8 @@ static json_t *json_cell(const cell *x)
     }
     if (x->has_n)
         json_object_set_new(o, "n", json_integer((json_int_t)x->n));
+    if (x->mark)
+        json_object_set_new(o, "mark", json_true());
     return o;
 }
 

@@ -22,7 +22,7 @@
  *         with intervals in brackets, notes as % comments
  *   json  {"notes": [...], "tables": [{"title", "run", "note", "columns", "rows":
  *         [{"view", "layer", "metric", "cells": {KEY: {"value", "lo", "hi", "n",
- *         "wilson_lo", "wilson_hi"} | "text" | null}}]}]}
+ *         "wilson_lo", "wilson_hi", "mark"} | "text" | null}}]}]}
  *
  * Ownership: rs_table_create allocates, rs_table_free releases (NULL allowed); strings are
  * copied. Setters never fail loudly: an allocation failure inside them is remembered and
@@ -67,6 +67,10 @@ void rs_table_set_diff(rs_table *t, int row, int col, double value, bool interva
 void rs_table_set_number(rs_table *t, int row, int col, double value, int decimals, int64_t n);
 void rs_table_set_count(rs_table *t, int row, int col, int64_t value);
 void rs_table_set_na(rs_table *t, int row, int col);
+/* Marks a figure cell set before (a difference that holds after a correction, say; the
+ * table's note says what the mark means): md and tex show "*" right after the value, json
+ * adds "mark": true; csv has no room for it. A later setter of the cell clears the mark. */
+void rs_table_set_mark(rs_table *t, int row, int col);
 
 /* Writes the NTABLES tables to OUT in FORMAT, preceded by NNOTES note lines (provenance)
  * where the format has room for them (not csv). */
