@@ -33,11 +33,13 @@ int rs_t_interval_of(const double *x, int n, double level, rs_t_interval *out, r
         return rs_error_set(err, RS_EINVAL, "t interval: no quantile for %d degrees of freedom", n - 1);
     out->lo = mean - half;
     out->hi = mean + half;
-    /* sd = 0: every replicate equal, t infinite (or 0/0 for a mean of 0) */
-    if (out->sd > 0)
-        out->p = 2 * gsl_cdf_tdist_Q(fabs(mean) / (out->sd / sqrt(n)), n - 1);
-    else
-        out->p = mean != 0 ? 0 : 1;
+    /* Every replicate equal (sd 0 but for rounding): the t statistic infinite or 0/0. Seeds that agree to
+     * the last image are no evidence of an effect without spread, so no p-value (-1): the
+     * cell stays out of Holm's family and is never marked. */
+    bool spread = false;
+    for (int i = 1; i < n; i++)
+        spread |= x[i] != x[0];
+    out->p = spread ? 2 * gsl_cdf_tdist_Q(fabs(mean) / (out->sd / sqrt(n)), n - 1) : -1;
     out->p = out->p > 1 ? 1 : out->p;
     out->valid = true;
     return 0;

@@ -75,8 +75,8 @@ typedef struct rs_t_interval {
     int n;
     double mean, sd;            /* sd: sample standard deviation of the replicates */
     double lo, hi;              /* mean ∓ t_{(1+level)/2, n−1} · sd / √n */
-    double p;                   /* valid only: P(|T_{n−1}| >= |mean| / (sd / √n)); with sd = 0,
-                                 * 0 for a mean other than 0 and 1 for 0 */
+    double p;                   /* valid only: P(|T_{n−1}| >= |mean| / (sd / √n)); -1 (none)
+                                 * with sd = 0, where the t statistic is undefined */
 } rs_t_interval;
 
 /* The t interval of the mean of X (N values) at LEVEL in (0,1) and its p-value: valid when
