@@ -547,9 +547,10 @@ static int fog_op(const double *c, int set, const rs_corrupt_rng *r, const doubl
 
 /* ---- elastic_transform ---------------------------------------------------------------- */
 
-/* Bilinear sample of plane P (H,W) at (row Y, column X), taps mirrored (BORDER_REFLECT_101),
- * as cv2.warpAffine with INTER_LINEAR (without its 1/32-pixel coordinate rounding). */
-static double sample_mirror(const float *p, int H, int W, double y, double x)
+/* Bilinear sample of plane P (H,W) at (row Y, column X), the taps outside the plane taken
+ * by border rule B. With B_MIRROR (BORDER_REFLECT_101) it is cv2.warpAffine with
+ * INTER_LINEAR (without its 1/32-pixel coordinate rounding). */
+static double bilinear(const float *p, int H, int W, double y, double x, border b)
 {
     double fy = floor(y), fx = floor(x), ty = y - fy, tx = x - fx;
     int y0 = (int)fy, x0 = (int)fx;
@@ -557,7 +558,7 @@ static double sample_mirror(const float *p, int H, int W, double y, double x)
     for (int dy = 0; dy < 2; dy++)
         for (int dx = 0; dx < 2; dx++)
             v += (dy ? ty : 1 - ty) * (dx ? tx : 1 - tx) *
-                 p[(size_t)border_index(y0 + dy, H, B_MIRROR) * W + border_index(x0 + dx, W, B_MIRROR)];
+                 p[(size_t)border_index(y0 + dy, H, b) * W + border_index(x0 + dx, W, b)];
     return v;
 }
 
@@ -580,15 +581,7 @@ static double fold_reflect(double c, int n)
 
 static double sample_reflect(const float *p, int H, int W, double y, double x)
 {
-    y = fold_reflect(y, H), x = fold_reflect(x, W);
-    double fy = floor(y), fx = floor(x), ty = y - fy, tx = x - fx;
-    int y0 = (int)fy, x0 = (int)fx;
-    double v = 0;
-    for (int dy = 0; dy < 2; dy++)
-        for (int dx = 0; dx < 2; dx++)
-            v += (dy ? ty : 1 - ty) * (dx ? tx : 1 - tx) *
-                 p[(size_t)border_index(y0 + dy, H, B_REFLECT) * W + border_index(x0 + dx, W, B_REFLECT)];
-    return v;
+    return bilinear(p, H, W, fold_reflect(y, H), fold_reflect(x, W), B_REFLECT);
 }
 
 /* The inverse of the affine map that takes the three points P to Q (cv2.getAffineTransform,
@@ -659,8 +652,8 @@ static int elastic_op(const double *c, const rs_corrupt_rng *r, const double *x,
         for (int y = 0; y < H; y++)
             for (int xx = 0; xx < W; xx++)
                 warped[ch * plane + (size_t)y * W + xx] =
-                    (float)sample_mirror(img + ch * plane, H, W, inv[3] * xx + inv[4] * y + inv[5],
-                                         inv[0] * xx + inv[1] * y + inv[2]);
+                    (float)bilinear(img + ch * plane, H, W, inv[3] * xx + inv[4] * y + inv[5],
+                                    inv[0] * xx + inv[1] * y + inv[2], B_MIRROR);
     int rc = elastic_field(c[0], c[1], H, W, r, dx);
     if (!rc)
         rc = elastic_field(c[0], c[1], H, W, r, dy);
