@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "dispatch.h"
 #include "rs_number.h"
+#include "store/run.h"
 
 /* vmoe's configs dispatch groups of 8 images' tokens (vmoe_paper/common.py). */
 #define RS_CLI_DEFAULT_GROUP_IMAGES 8
@@ -208,4 +209,83 @@ bool rs_cli_parse_runs(const char *cmd, const char *flag, const char *text, int6
     }
     *ids = out;
     return true;
+}
+
+bool rs_cli_check_run(const char *cmd, const char *flag, const char *text)
+{
+    if (rs_run_selector_ok(text))
+        return true;
+    rs_cli_usage_error(cmd, "%s wants a run id, 'last' or MODEL/PROTOCOL, got '%s'", flag, text);
+    return false;
+}
+
+/* Calls FN on each comma-separated item of TEXT (a copy, cut at the commas) until it
+ * returns nonzero; returns that value, or 1 when TEXT is empty or ends in a comma. */
+static int each_item(const char *text, int (*fn)(const char *item, void *ctx), void *ctx)
+{
+    size_t len = strlen(text);
+    if (!len || text[len - 1] == ',')
+        return 1;
+    char *copy = strdup(text);
+    if (!copy)
+        return RS_ENOMEM;
+    int rc = 0;
+    for (char *item = copy, *next; item && !rc; item = next) {
+        next = strchr(item, ',');
+        if (next)
+            *next++ = '\0';
+        rc = fn(item, ctx);
+    }
+    free(copy);
+    return rc;
+}
+
+static int check_item(const char *item, void *ctx)
+{
+    (void)ctx;
+    return rs_run_selector_ok(item) ? 0 : 1;
+}
+
+bool rs_cli_check_runs(const char *cmd, const char *flag, const char *text)
+{
+    int rc = each_item(text, check_item, NULL);
+    if (rc == RS_ENOMEM)
+        fprintf(stderr, "routerscope: out of memory\n");
+    else if (rc)
+        rs_cli_usage_error(cmd, "%s wants run ids separated by commas, got '%s'", flag, text);
+    return rc == 0;
+}
+
+/* What select_item fills: the ids found so far, and where it reads them. */
+typedef struct select_ctx {
+    rs_store *store;
+    const char *db;
+    int64_t *ids;
+    int n;
+    rs_error *err;
+} select_ctx;
+
+static int select_item(const char *item, void *ctx)
+{
+    select_ctx *s = ctx;
+    return rs_run_select(s->store, s->db, item, &s->ids[s->n++], s->err);
+}
+
+int rs_cli_select_runs(rs_store *store, const char *db, const char *text, int64_t **ids, int *n, rs_error *err)
+{
+    *ids = NULL;
+    *n = 0;
+    select_ctx s = {.store = store, .db = db, .ids = malloc(sizeof *s.ids * (strlen(text) / 2 + 1)), .err = err};
+    int rc = !s.ids ? RS_ENOMEM : each_item(text, select_item, &s);
+    if (rc == RS_ENOMEM)
+        rs_error_set(err, RS_ENOMEM, "out of memory");
+    else if (rc == 1)
+        rc = rs_error_set(err, RS_EINVAL, "'%s' is not a list of runs", text);
+    if (rc) {
+        free(s.ids);
+        return rc;
+    }
+    *ids = s.ids;
+    *n = s.n;
+    return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "rs_error.h"
+#include "store/store.h"
 
 /* Exit statuses: 0 success, 1 the work failed (bad file, bad data), 2 bad usage. */
 enum { RS_EXIT_OK = 0, RS_EXIT_FAIL = 1, RS_EXIT_USAGE = 2 };
@@ -109,6 +110,15 @@ char *rs_cli_command_line(int argc, char **argv);
  * text prints the usage error of CMD naming FLAG ("--runs", "--group vmoe") and returns
  * false. A run may come twice (report --runs 1,4,1 sets a run against itself). */
 bool rs_cli_parse_runs(const char *cmd, const char *flag, const char *text, int64_t **ids, int *n);
+
+/* Runs named by the user (store/run.h's rs_run_select): an id, "last" or MODEL/PROTOCOL.
+ * rs_cli_check_run checks the form of one (--run, RUN_A), rs_cli_check_runs of a
+ * comma-separated list (--runs); both print the usage error of CMD naming FLAG and return
+ * false on a malformed one, before any store is opened. rs_cli_select_runs then resolves a
+ * checked list in STORE (DB: its name in messages) into *IDS (owned, *N entries). */
+bool rs_cli_check_run(const char *cmd, const char *flag, const char *text);
+bool rs_cli_check_runs(const char *cmd, const char *flag, const char *text);
+int rs_cli_select_runs(rs_store *store, const char *db, const char *text, int64_t **ids, int *n, rs_error *err);
 
 /* --group NAME=ID,ID,... (compare, report; cli/groups_args.c): the groups in the order
  * given. */

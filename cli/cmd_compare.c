@@ -40,6 +40,8 @@ static const char usage_text[] =
     "the mean of the per-seed paired differences with a t interval over seeds (n - 1 df),\n"
     "and per seed the paired bootstrap over images.\n"
     "\n"
+    "  RUN_A, RUN_B     run ids (see 'routerscope runs'), last, or MODEL/PROTOCOL: the last\n"
+    "                   finished run of the checkpoint with that file stem and protocol\n"
     "  --group NAME=IDS a group of run ids of FILE (at least two groups, equal sizes)\n"
     "  --db-b FILE_B    RUN_B lives in FILE_B\n"
     "  --interference   batch interference of RUN_B against RUN_A (see above)\n"
@@ -49,12 +51,6 @@ static const char usage_text[] =
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n"
     "  --seed S         bootstrap seed (default 20240607)\n";
 
-/* RUN_A / RUN_B: positive run ids. */
-static bool parse_run(const char *what, const char *text, int *out)
-{
-    return rs_cli_parse_int("compare", what, text, 1, 2147483647, out);
-}
-
 /* What the options ask for. */
 typedef struct compare_args {
     const char *db, *db_b;  /* RUN_B lives in DB_B when given */
@@ -62,7 +58,8 @@ typedef struct compare_args {
     int resamples;
     uint64_t seed;
     rs_table_format format;
-    int run_a, run_b;
+    const char *run_a_text, *run_b_text;  /* as given: an id, last or MODEL/PROTOCOL */
+    int64_t run_a, run_b;                 /* their ids, once the stores are open */
     rs_cli_groups groups;
 } compare_args;
 
@@ -117,7 +114,8 @@ static int parse(int argc, char **argv, compare_args *a)
     }
     if (argc - optind != 2)
         return rs_cli_usage_error("compare", "wants two run ids, RUN_A and RUN_B");
-    if (!parse_run("RUN_A", argv[optind], &a->run_a) || !parse_run("RUN_B", argv[optind + 1], &a->run_b))
+    a->run_a_text = argv[optind], a->run_b_text = argv[optind + 1];
+    if (!rs_cli_check_run("compare", "RUN_A", a->run_a_text) || !rs_cli_check_run("compare", "RUN_B", a->run_b_text))
         return RS_EXIT_USAGE;
     return -1;
 }
@@ -127,7 +125,7 @@ static int print_tables(const compare_args *a, const rs_run_info *ia, const rs_r
                         const rs_stats_comparison *cmp, rs_error *err)
 {
     char run_name[48], note_a[512], note_b[512], line[400];
-    snprintf(run_name, sizeof run_name, "%d vs %d", a->run_a, a->run_b);
+    snprintf(run_name, sizeof run_name, "%" PRId64 " vs %" PRId64, a->run_a, a->run_b);
     rs_run_note(ia, line, sizeof line);
     snprintf(note_a, sizeof note_a, "A: %s%s%s", line, a->db_b ? " in " : "", a->db_b ? a->db : "");
     rs_run_note(ib, line, sizeof line);
@@ -152,7 +150,7 @@ static int print_interference(const compare_args *a, const rs_run_info *ia, cons
     char run_name[48], line[400], dispatch[160], notes[5][640];
     const rs_run_info *runs[2] = {ia, ib};
     const char *dbs[2] = {a->db, a->db_b};
-    snprintf(run_name, sizeof run_name, "%d vs %d", a->run_a, a->run_b);
+    snprintf(run_name, sizeof run_name, "%" PRId64 " vs %" PRId64, a->run_a, a->run_b);
     for (int i = 0; i < 2; i++) {
         rs_run_note(runs[i], line, sizeof line);
         dispatch[0] = 0;
@@ -260,7 +258,10 @@ int cmd_compare(int argc, char **argv)
         .name = a.db,
         .name_b = a.db_b,
     };
-    if (rs_run_load(sa, a.db, a.run_a, &ia, &err) || rs_run_load(store_b, a.db_b ? a.db_b : a.db, a.run_b, &ib, &err))
+    const char *name_b = a.db_b ? a.db_b : a.db;
+    if (rs_run_select(sa, a.db, a.run_a_text, &a.run_a, &err) ||
+        rs_run_select(store_b, name_b, a.run_b_text, &a.run_b, &err) || rs_run_load(sa, a.db, a.run_a, &ia, &err) ||
+        rs_run_load(store_b, name_b, a.run_b, &ib, &err))
         status = rs_cli_fail(&err);
     else if (a.interference ? rs_interference_compute(sa, a.run_a, store_b, a.run_b, &opt, &interf, &err) ||
                                   print_interference(&a, &ia, &ib, interf, &err)

@@ -1,4 +1,5 @@
-/* routerscope convert vmoe PREFIX OUT — import a google-research/vmoe checkpoint. */
+/* routerscope convert vmoe PREFIX OUT — import a google-research/vmoe checkpoint. (A timm
+ * .pth is pytorch/convert_timm.py's: `convert timm` points there.) */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,7 +22,11 @@ static const char usage_text[] =
     "  --classifier C      token or gap; must agree with the checkpoint ('cls' present)\n"
     "  --gelu G            tanh (default: flax.linen.gelu's approximation) or erf\n"
     "\n"
-    "Inputs are [-1, 1] (mean = std = 0.5 per channel); layer norm eps 1e-6.\n";
+    "Inputs are [-1, 1] (mean = std = 0.5 per channel); layer norm eps 1e-6.\n"
+    "\n"
+    "A timm-style PyTorch state dict (.pth) is converted by a script, because only Python\n"
+    "reads its pickles: /usr/bin/python3 pytorch/convert_timm.py STATE.pth CONFIG.json OUT\n"
+    "(README \"Analysing your own checkpoint\").\n";
 
 int cmd_convert(int argc, char **argv)
 {
@@ -69,6 +74,10 @@ int cmd_convert(int argc, char **argv)
         default: return RS_EXIT_USAGE;
         }
     }
+    /* A .pth is Python pickles: its converter is a script (pytorch/convert_timm.py says why). */
+    if (optind < argc && !strcmp(argv[optind], "timm"))
+        return rs_cli_usage_error("convert", "a PyTorch state dict is read by Python: /usr/bin/python3 "
+                                  "pytorch/convert_timm.py STATE.pth CONFIG.json OUT.safetensors");
     if (argc - optind != 3)
         return rs_cli_usage_error("convert", "wants FORMAT PREFIX OUT (FORMAT: vmoe)");
     if (strcmp(argv[optind], "vmoe") != 0)

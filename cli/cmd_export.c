@@ -19,20 +19,22 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --db FILE          the routing store (read only)\n"
-    "  --run ID           the run to export (see 'routerscope runs --db FILE')\n"
+    "  --run ID           the run to export (see 'routerscope runs --db FILE'); also last, or\n"
+    "                     MODEL/PROTOCOL: the last finished run of that checkpoint and protocol\n"
     "  --format F         csv (default, with a header row) or jsonl (one JSON object a line)\n"
     "  --probs            one row per token and expert with the router's probability instead\n"
     "  -o, --output OUT   write to OUT instead of stdout\n";
 
-/* Opens DB, checks RUN, writes it to OUT_PATH (stdout when NULL). */
-static int export_to(const char *db, int64_t run, const rs_export_options *opt, const char *out_path)
+/* Opens DB, finds the run RUN_TEXT names, writes it to OUT_PATH (stdout when NULL). */
+static int export_to(const char *db, const char *run_text, const rs_export_options *opt, const char *out_path)
 {
     rs_store *store;
     rs_error err;
     if (rs_store_open(db, true, &store, &err))
         return rs_cli_fail(&err);
     rs_run_info info = {0};
-    if (rs_run_load(store, db, run, &info, &err)) {
+    int64_t run = 0;
+    if (rs_run_select(store, db, run_text, &run, &err) || rs_run_load(store, db, run, &info, &err)) {
         rs_store_close(store);
         return rs_cli_fail(&err);
     }
@@ -59,14 +61,14 @@ int cmd_export(int argc, char **argv)
                                          {"output", required_argument, NULL, 'o'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *db = NULL, *out_path = NULL;
-    int run = 0, c;
+    const char *db = NULL, *out_path = NULL, *run = NULL;
+    int c;
     rs_export_options opt = {.format = RS_EXPORT_CSV};
     while ((c = rs_cli_next_option("export", argc, argv, ":o:h", opts)) != -1) {
         switch (c) {
         case 'D': db = optarg; break;
         case 'r':
-            if (!rs_cli_parse_int("export", "--run", optarg, 1, 2147483647, &run))
+            if (!rs_cli_check_run("export", "--run", run = optarg))
                 return RS_EXIT_USAGE;
             break;
         case 'f':

@@ -43,6 +43,8 @@ static const char usage_text[] =
     "  attack-objective  mean attack objective per PGD step, one line per eps (stores that\n"
     "                    record attacks)\n"
     "\n"
+    "  R, A, B     a run id (see 'routerscope runs'), last, or MODEL/PROTOCOL: the last finished\n"
+    "              run of the checkpoint with that file stem, replayed with that protocol\n"
     "  --image I   the image's index in the data source (default: the run's first image)\n"
     "  --layer B   one MoE layer, named by its transformer block index B as figures label it\n"
     "              (\"block 3\"); a block that is not a MoE block is refused, naming the MoE blocks\n"
@@ -181,8 +183,8 @@ static int draw_plot(rs_store *store, const char *db, const char *kind, const rs
 }
 
 typedef struct render_options {
-    const char *db, *out, *runs_text, *metric_text, *kind;
-    int run_id, image, view, layer;
+    const char *db, *out, *run_text, *runs_text, *metric_text, *kind;  /* runs as given (store/run.h) */
+    int image, view, layer;
 } render_options;
 
 static int parse(int argc, char **argv, render_options *o)
@@ -204,9 +206,9 @@ static int parse(int argc, char **argv, render_options *o)
         switch (c) {
         case 'D': o->db = optarg; break;
         case 'o': o->out = optarg; break;
-        case 'R': o->runs_text = optarg; break;
+        case 'R': ok = rs_cli_check_runs("render", "--runs", o->runs_text = optarg); break;
         case 'm': o->metric_text = optarg; break;
-        case 'r': ok = rs_cli_parse_int("render", "--run", optarg, 1, 2147483647, &o->run_id); break;
+        case 'r': ok = rs_cli_check_run("render", "--run", o->run_text = optarg); break;
         case 'i': ok = rs_cli_parse_int("render", "--image", optarg, 0, 2147483647, &o->image); break;
         case 'v': ok = rs_cli_parse_int("render", "--view", optarg, 0, 1000000, &o->view); break;
         case 'l': ok = rs_cli_parse_int("render", "--layer", optarg, 0, 1000000, &o->layer); break;
@@ -236,7 +238,7 @@ static int parse(int argc, char **argv, render_options *o)
         return rs_cli_usage_error("render", "-o OUT is required");
     if (o->runs_text && strcmp(o->kind, "sweep") && strcmp(o->kind, "accuracy") && strcmp(o->kind, "attack-curves"))
         return rs_cli_usage_error("render", "--runs is for sweep, accuracy and attack-curves; use --run");
-    if (!o->runs_text && !o->run_id)
+    if (!o->runs_text && !o->run_text)
         return rs_cli_usage_error("render", "--run is required");
     return 0;
 }
@@ -275,14 +277,15 @@ int cmd_render(int argc, char **argv)
     bool is_grid = !strcmp(o.kind, "grid"), is_heat = !strcmp(o.kind, "heatmap");
     if (is_heat && rs_patch_metric_parse(o.metric_text, &metric, &err))
         return rs_cli_usage_error("render", "%s", err.msg);
-    int64_t one = o.run_id, *ids = &one;
-    int nids = 1;
-    if (o.runs_text && !rs_cli_parse_runs("render", "--runs", o.runs_text, &ids, &nids))
-        return RS_EXIT_USAGE;
-
+    int64_t *ids = NULL;
+    int nids = 0;
     rs_store *store = NULL;
-    rs_run_info *runs = calloc((size_t)nids, sizeof *runs);
-    rc = !runs ? rs_error_set(&err, RS_ENOMEM, "out of memory") : rs_store_open(o.db, true, &store, &err);
+    rs_run_info *runs = NULL;
+    rc = rs_store_open(o.db, true, &store, &err);
+    if (!rc)
+        rc = rs_cli_select_runs(store, o.db, o.runs_text ? o.runs_text : o.run_text, &ids, &nids, &err);
+    if (!rc && !(runs = calloc((size_t)nids, sizeof *runs)))
+        rc = rs_error_set(&err, RS_ENOMEM, "out of memory");
     for (int i = 0; i < nids && !rc; i++)
         rc = rs_run_load(store, o.db, ids[i], &runs[i], &err);
     bool is_attack = !strcmp(o.kind, "attack-curves") || !strncmp(o.kind, "min-eps", 7) ||
@@ -304,8 +307,7 @@ int cmd_render(int argc, char **argv)
     for (int i = 0; runs && i < nids; i++)
         rs_run_info_clear(&runs[i]);
     free(runs);
-    if (ids != &one)
-        free(ids);
+    free(ids);
     rs_store_close(store);
     return rc ? rs_cli_fail(&err) : RS_EXIT_OK;
 }

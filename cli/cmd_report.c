@@ -26,7 +26,9 @@ static const char usage_text[] =
     "not comparable are flagged. Every output records its provenance; the same input gives\n"
     "the same bytes.\n"
     "\n"
-    "  --runs A,B,...   run ids (see 'routerscope runs')\n"
+    "  --runs A,B,...   run ids (see 'routerscope runs'), or last, or MODEL/PROTOCOL: the last\n"
+    "                   finished run of the checkpoint with that file stem and protocol\n"
+    "                   (mine/pair,mine/noise)\n"
     "  --group NAME=IDS instead of --runs: groups of runs, one per training seed, seeds paired\n"
     "                   by position (docs/groups.md); the report holds all their runs and,\n"
     "                   per protocol, each figure as the mean over seeds with its spread and\n"
@@ -40,8 +42,8 @@ static const char usage_text[] =
     "  --detail         several runs: add each run's own tables, load and transition figures\n"
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n";
 
-/* The options' checks; the run ids into *IDS (--runs, or every group's runs in order).
- * Returns -1 to go on, else the exit status. */
+/* The options' checks; every group's run ids into *IDS (--runs are found once the store is
+ * open). Returns -1 to go on, else the exit status. */
 static int check_args(const char *db, const char *out, const char *runs_text, int argc, char **argv,
                       const rs_cli_groups *groups, int64_t **ids, int *nids)
 {
@@ -55,7 +57,7 @@ static int check_args(const char *db, const char *out, const char *runs_text, in
         return rs_cli_usage_error("report", "--out DIR is required");
     if (optind != argc)
         return rs_cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
-    if (runs_text && !rs_cli_parse_runs("report", "--runs", runs_text, ids, nids))
+    if (runs_text && !rs_cli_check_runs("report", "--runs", runs_text))
         return RS_EXIT_USAGE;
     if (runs_text)
         return -1;
@@ -134,7 +136,8 @@ int cmd_report(int argc, char **argv)
     if (!cmdline) {
         rs_error_set(&err, RS_ENOMEM, "out of memory");
         status = rs_cli_fail(&err);
-    } else if (rs_store_open(db, true, &store, &err)) {
+    } else if (rs_store_open(db, true, &store, &err) ||
+               (runs_text && rs_cli_select_runs(store, db, runs_text, &ids, &nids, &err))) {
         status = rs_cli_fail(&err);
     } else if (rs_outdir_begin(out, &dir, &err)) {
         status = rs_cli_fail(&err);

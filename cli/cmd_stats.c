@@ -31,7 +31,8 @@ static const char usage_text[] =
     "(route:from=F) adds, per forced view, the share of the perturbation's prediction changes\n"
     "that the forced routing undoes (routing-attributable, docs/dispatch.md).\n"
     "\n"
-    "  --run R          run id (see 'routerscope runs')\n"
+    "  --run R          a run id (see 'routerscope runs'), last, or MODEL/PROTOCOL: the last\n"
+    "                   finished run of that checkpoint file's stem and protocol (default: last)\n"
     "  --by KEY         layer (default): rows by layer, then view; view: by view, then layer;\n"
     "                   class / expert: agreement over all layers by label / by view 0's\n"
     "                   top-1 expert (no intervals), then the other tables\n"
@@ -43,7 +44,7 @@ static const char usage_text[] =
 /* What the options ask for. */
 typedef struct stats_args {
     const char *db;
-    int run;                /* 0: the last finished run */
+    const char *run;        /* --run as given (store/run.h's selectors); NULL: the last finished run */
     bool by_class, by_expert, by_view;
     int resamples;
     uint64_t seed;
@@ -68,7 +69,7 @@ static int parse(int argc, char **argv, stats_args *a)
         bool ok = true;
         switch (c) {
         case 'D': a->db = optarg; break;
-        case 'r': ok = rs_cli_parse_int("stats", "--run", optarg, 1, 2147483647, &a->run); break;
+        case 'r': ok = rs_cli_check_run("stats", "--run", a->run = optarg); break;
         case 'b': by = optarg; break;
         case 'f':
             if (rs_table_parse_format(optarg, &a->format))
@@ -152,7 +153,8 @@ int cmd_stats(int argc, char **argv)
     rs_route_stats *rs = NULL;
     rs_stats_options opt = {.resamples = a.resamples ? a.resamples : -1, .seed = a.seed, .name = a.db};
     status = RS_EXIT_OK;
-    if (rs_run_load(store, a.db, a.run, &info, &err) || rs_stats_compute(store, info.id, &opt, &st, &err) ||
+    int64_t run_id = 0;
+    if ((a.run && rs_run_select(store, a.db, a.run, &run_id, &err)) || rs_run_load(store, a.db, run_id, &info, &err) || rs_stats_compute(store, info.id, &opt, &st, &err) ||
         (info.capacity_factor > 0 && rs_stats_dispatch_compute(store, info.id, &opt, &ds, &err)) ||
         rs_route_stats_compute(store, &info, st, &opt, &rs, &err) || print_tables(&a, &info, st, ds, rs, &err))
         status = rs_cli_fail(&err);

@@ -4,7 +4,9 @@
 # the reference model, training and benchmarks, and scipy and PIL for the corruptions'
 # reference (pytorch/corruptions.py; never needed at routerscope run time);
 # --tests adds the checkers the tests call: pdfinfo, xmllint, headless chromium, numpy (the
-# export docs' Python example), and clang with its libFuzzer and OpenMP runtimes for the
+# export docs' Python example), PyTorch (README's own-checkpoint walkthrough starts from a
+# .pth: tests/checkpoint_test.sh; a few minutes of download once, against a walkthrough
+# that no test would otherwise run), and clang with its libFuzzer and OpenMP runtimes for the
 # fuzz smoke (scripts/fuzz.sh; the project links OpenMP, which clang finds in libomp).
 set -euo pipefail
 packages=(gcc libc6-dev meson ninja-build pkg-config git
@@ -14,7 +16,7 @@ packages=(gcc libc6-dev meson ninja-build pkg-config git
 for arg in "$@"; do
   case $arg in
     --python) packages+=(python3-torch python3-numpy python3-msgpack python3-scipy python3-pil) ;;
-    --tests) packages+=(poppler-utils libxml2-utils chromium python3-numpy clang libclang-rt-14-dev libomp-14-dev) ;;
+    --tests) packages+=(poppler-utils libxml2-utils chromium python3-numpy python3-torch clang libclang-rt-14-dev libomp-14-dev) ;;
     *) echo "ensure-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

@@ -177,7 +177,23 @@ expect "and creates none" [ ! -e "$tmp/missing.db" ]
 "$rs" export --db "$db" >/dev/null 2>"$tmp/err"
 expect "no --run: exit 2" failed_with $? 2 "--run is required"
 "$rs" export --db "$db" --run x >/dev/null 2>"$tmp/err"
-expect "bad --run: exit 2" failed_with $? 2 "--run wants an integer"
+expect "bad --run: exit 2" failed_with $? 2 "--run wants a run id, 'last' or MODEL/PROTOCOL, got 'x'"
+"$rs" export --db "$db" --run 1,2 >/dev/null 2>"$tmp/err"
+expect "--run takes one run: exit 2" failed_with $? 2 "--run wants a run id, 'last' or MODEL/PROTOCOL, got '1,2'"
+
+# --- runs named without their ids (store/run.h's selectors) ----------------------------
+stem=$(basename "$model" .safetensors)
+"$rs" export --db "$db" --run 3 >"$tmp/id3.csv" 2>/dev/null
+"$rs" export --db "$db" --run last >"$tmp/last.csv" 2>"$tmp/err"
+expect "--run last is the last finished run (3)" cmp -s "$tmp/id3.csv" "$tmp/last.csv"
+"$rs" export --db "$db" --run "$stem/noise" >"$tmp/noise.csv" 2>"$tmp/err"
+"$rs" export --db "$db" --run 2 >"$tmp/id2.csv" 2>/dev/null
+expect "--run MODEL/noise is the noise run (2)" cmp -s "$tmp/id2.csv" "$tmp/noise.csv"
+"$rs" export --db "$db" --run "$stem/pair" >"$tmp/pair.csv" 2>"$tmp/err"
+expect "--run MODEL/pair is the last finished pair run (3)" cmp -s "$tmp/id3.csv" "$tmp/pair.csv"
+"$rs" export --db "$db" --run "$stem/attack" >/dev/null 2>"$tmp/err"
+expect "a MODEL/PROTOCOL with no run: exit 1, one line listing what there is" \
+  failed_with $? 1 "no finished run is '$stem/attack' (finished: $stem/pair, $stem/noise)"
 "$rs" export --db "$db" --run 1 --frobnicate >/dev/null 2>"$tmp/err"
 expect "unknown flag: exit 2" failed_with $? 2 "unknown option '--frobnicate'"
 "$rs" export --db "$db" --run 1 -o "$tmp/no/such/dir/x.csv" >/dev/null 2>"$tmp/err"

@@ -192,6 +192,13 @@ mkdir -p "$tmp/empty"
 "$rs" report --db "$db" --runs 1 --out "$tmp/empty/" --resamples 100 --images 0 >/dev/null 2>&1
 expect "an empty folder becomes the report" \
   sh -c "[ -s '$tmp/empty/index.html' ] && [ -s '$tmp/empty/report.pdf' ] && [ -f '$tmp/empty/.routerscope-report' ]"
+# Permissions: a new report folder is made as any folder (the umask), an existing one keeps its own.
+mkdir "$tmp/plain"
+expect "a new report folder has a plain folder's permissions" [ "$(stat -c %a "$tmp/a/one")" = "$(stat -c %a "$tmp/plain")" ]
+expect "an empty folder keeps its permissions" [ "$(stat -c %a "$tmp/empty")" = "$(stat -c %a "$tmp/plain")" ]
+chmod 750 "$tmp/empty"
+"$rs" report --db "$db" --runs 1 --out "$tmp/empty" --resamples 0 --images 0 >/dev/null 2>&1
+expect "a report replacing a 0750 report stays 0750" [ "$(stat -c %a "$tmp/empty")" = 750 ]
 
 # --- bad input ---------------------------------------------------------------------------------
 "$rs" report --db "$db" --runs 1 >/dev/null 2>"$tmp/err"; st=$?

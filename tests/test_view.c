@@ -535,7 +535,22 @@ static void test_protocols(void **state)
     for (int i = 0; i < n; i++)
         free(specs[i]);
     free(specs);
+    /* The form `runs` prints: blanks around ';' are not part of the specs. */
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean ; noise:severity=1\t"}, &specs,
+                                       &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(specs[0], "clean");
+    assert_string_equal(specs[1], "noise:severity=1");
+    for (int i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
     assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean"}, &specs, &n, &err), RS_EINVAL);
+    /* Views written with commas: one view, and the message names ';'. */
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean,flip:p=1"}, &specs, &n, &err),
+                     RS_EINVAL);
+    assert_non_null(strstr(err.msg, "views are separated by ';'"));
+    assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean; "}, &specs, &n, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "empty view"));
     assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;noise:sigma=x"}, &specs, &n, &err), RS_EINVAL);
     assert_non_null(strstr(err.msg, "sigma 'x' is not a number"));
     assert_int_equal(rs_protocol_views("custom", &(rs_protocol_args){.custom = "clean;;flip:p=1"}, &specs, &n, &err), RS_EINVAL);

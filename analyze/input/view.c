@@ -910,6 +910,36 @@ static int intervene_views(const rs_protocol_args *args, char ***specs, int *cou
     return 0;
 }
 
+/* The views of --views CUSTOM into SPECS: specs separated by ';', with blanks around each
+ * allowed, as `runs` prints them ("clean ; noise:severity=1"). */
+static int custom_views(const char *custom, char ***specs, int *count, rs_error *err)
+{
+    if (!custom || !custom[0])
+        return rs_error_set(err, RS_EINVAL, "protocol custom needs --views 'SPEC;SPEC;...'");
+    char *buf = strdup(custom);
+    if (!buf)
+        return rs_error_set(err, RS_ENOMEM, "out of memory");
+    int rc = 0;
+    for (char *s = buf, *next; s && !rc; s = next) {
+        if ((next = strchr(s, ';')))
+            *next++ = '\0';
+        while (*s == ' ' || *s == '\t')
+            s++;
+        size_t n = strlen(s);
+        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+            s[--n] = '\0';
+        if (!n)
+            rc = rs_error_set(err, RS_EINVAL, "--views '%s': an empty view between ';'", custom);
+        else if (push(specs, count, s))
+            rc = rs_error_set(err, RS_ENOMEM, "out of memory");
+    }
+    free(buf);
+    if (!rc && *count < 2)
+        rc = rs_error_set(err, RS_EINVAL, "protocol custom needs at least two views, got '%s'%s", custom,
+                          strchr(custom, ',') ? " (views are separated by ';', a view's parameters by ',')" : "");
+    return rc;
+}
+
 int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char ***specs, int *count,
                       rs_error *err)
 {
@@ -951,20 +981,10 @@ int rs_protocol_views(const char *protocol, const rs_protocol_args *args, char *
         }
         fail = rc;
     } else if (!strcmp(protocol, "custom")) {
-        if (!custom || !custom[0])
-            return rs_error_set(err, RS_EINVAL, "protocol custom needs --views 'SPEC;SPEC;...'");
-        size_t len = strlen(custom);
-        if (custom[0] == ';' || custom[len - 1] == ';' || strstr(custom, ";;"))
-            return rs_error_set(err, RS_EINVAL, "--views '%s': an empty view between ';'", custom);
-        char *buf = strdup(custom), *save = NULL;
-        if (!buf)
-            return rs_error_set(err, RS_ENOMEM, "out of memory");
-        for (char *s = strtok_r(buf, ";", &save); s && !fail; s = strtok_r(NULL, ";", &save))
-            fail = push(specs, count, s);
-        free(buf);
-        if (!fail && *count < 2) {
+        int rc = custom_views(custom, specs, count, err);
+        if (rc) {
             free_specs(specs, count);
-            return rs_error_set(err, RS_EINVAL, "protocol custom needs at least two views, got '%s'", custom);
+            return rc;
         }
     } else {
         return rs_error_set(err, RS_EINVAL,

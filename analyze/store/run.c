@@ -1,6 +1,7 @@
 /* run.c — a stored run as one object (contract in run.h). */
 #include "run.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "input/source.h"
 #include "input/view.h"
+#include "rs_number.h"
 
 /* "1, 2, 5" (at most the first 20 ids) into BUF. */
 static void list_ids(const rs_run_info *runs, int n, char *buf, size_t size)
@@ -56,6 +58,93 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
         return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64 " (runs here: %s)", name, run_id, ids);
     return rs_error_set(err, RS_EINVAL, "%s: no finished run (runs here: %s; see 'routerscope runs --db %s')", name,
                         ids, name);
+}
+
+/* TEXT as MODEL/PROTOCOL: one '/' with text on either side, no ',' (lists of runs split at
+ * commas) and no blank at either end. The MODEL part's length into *MODEL_LEN. */
+static bool split_selector(const char *text, size_t *model_len)
+{
+    const char *slash = strchr(text, '/');
+    size_t len = strlen(text);
+    if (!slash || slash == text || !slash[1] || strchr(slash + 1, '/') || strchr(text, ',') ||
+        isspace((unsigned char)text[0]) || isspace((unsigned char)text[len - 1]))
+        return false;
+    *model_len = (size_t)(slash - text);
+    return true;
+}
+
+bool rs_run_selector_ok(const char *text)
+{
+    long long id;
+    size_t model_len;
+    return text && (!strcmp(text, "last") || rs_parse_integer(text, 1, INT64_MAX, &id) == 0 ||
+                    split_selector(text, &model_len));
+}
+
+/* True when RUN is the MODEL/PROTOCOL that SELECTOR names (MODEL_LEN: its MODEL part). */
+static bool run_is(const rs_run_info *run, const char *selector, size_t model_len)
+{
+    char stem[256];
+    rs_run_model_stem(run, stem, sizeof stem);
+    return strlen(stem) == model_len && !strncmp(stem, selector, model_len) && run->protocol &&
+           !strcmp(run->protocol, selector + model_len + 1);
+}
+
+/* The finished runs' distinct MODEL/PROTOCOL names, "a/pair, a/noise" (as many as fit). */
+static void list_selectors(const rs_run_info *runs, int n, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        char stem[256], one[300];
+        rs_run_model_stem(&runs[i], stem, sizeof stem);
+        snprintf(one, sizeof one, "%s/%s", stem, runs[i].protocol ? runs[i].protocol : "?");
+        bool seen = runs[i].status != RS_RUN_DONE;
+        for (int j = 0; j < i && !seen; j++)
+            seen = runs[j].status == RS_RUN_DONE && run_is(&runs[j], one, strlen(stem));
+        if (seen)
+            continue;
+        if (len + strlen(one) + 7 >= size) {
+            snprintf(buf + len, size - len, ", ...");
+            return;
+        }
+        len += (size_t)snprintf(buf + len, size - len, len ? ", %s" : "%s", one);
+    }
+}
+
+int rs_run_select(rs_store *store, const char *name, const char *text, int64_t *id, rs_error *err)
+{
+    long long given;
+    size_t model_len = 0;
+    *id = 0;
+    if (rs_parse_integer(text, 1, INT64_MAX, &given) == 0) {
+        *id = given;
+        return 0;
+    }
+    bool last = !strcmp(text, "last");
+    if (!last && !split_selector(text, &model_len))
+        return rs_error_set(err, RS_EINVAL, "'%s' names no run: want a run id, 'last' or MODEL/PROTOCOL", text);
+    rs_run_info *runs;
+    int n;
+    int rc = rs_store_list_runs(store, &runs, &n, err);
+    if (rc)
+        return rc;
+    int pick = -1;
+    for (int i = 0; i < n; i++)
+        if (runs[i].status == RS_RUN_DONE && (last || run_is(&runs[i], text, model_len)))
+            pick = i;
+    char names[160];
+    list_selectors(runs, n, names, sizeof names);
+    if (pick >= 0)
+        *id = runs[pick].id;
+    for (int i = 0; i < n; i++)
+        rs_run_info_clear(&runs[i]);
+    free(runs);
+    if (pick >= 0)
+        return 0;
+    if (!names[0])
+        return rs_error_set(err, RS_EINVAL, "%s: holds no finished run (see 'routerscope runs --db %s')", name, name);
+    return rs_error_set(err, RS_EINVAL, "%s: no finished run is '%s' (finished: %s)", name, text, names);
 }
 
 void rs_run_model_stem(const rs_run_info *run, char *buf, size_t size)

@@ -6,7 +6,7 @@
  * class names are stored columns (store schema 2; docs/store.md). This module adds what
  * several callers used to rebuild each on their own:
  *   - loading a run by id, or the last finished one, with a message that lists the valid
- *     ids when the run does not exist;
+ *     ids when the run does not exist; finding the run a user names ("last", "mine/pair");
  *   - its names and labels: the model's file-name stem, the one-line label of figures and
  *     headings, the name of its files and csv/json rows, whether it is a noise run;
  *   - what differs between two runs (rs_run_difference), the one test of "comparable" that
@@ -39,6 +39,20 @@
  * run whose status is done. NAME is the database's name in messages. RS_EINVAL when there
  * is no such run (the message lists the runs there are) or no finished run. */
 int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *info, rs_error *err);
+
+/* A run as users name it on the command line (README "Analysing your own checkpoint"):
+ *   "ID"              the run with that id (a positive decimal integer);
+ *   "last"            the last finished run;
+ *   "MODEL/PROTOCOL"  the last finished run of the checkpoint whose file-name stem
+ *                     (rs_run_model_stem) is MODEL, replayed with PROTOCOL ("mine/pair").
+ * rs_run_selector_ok checks TEXT's form only (no store needed), so that callers can refuse
+ * a malformed one as bad usage before opening anything. */
+bool rs_run_selector_ok(const char *text);
+/* The id of the run TEXT names in STORE (NAME: the database in messages). An "ID" is
+ * returned as it is (rs_run_load says when it does not exist). RS_EINVAL when TEXT is
+ * malformed or names no finished run; the message lists the finished runs as MODEL/PROTOCOL
+ * (at most the first few). */
+int rs_run_select(rs_store *store, const char *name, const char *text, int64_t *id, rs_error *err);
 
 /* The model's file name without folder and ".safetensors" ("fmnist-prc-k1"); "?" when the
  * run has no model path. The one place that strips the extension. */

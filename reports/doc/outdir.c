@@ -7,8 +7,10 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char marker_text[] =
@@ -44,6 +46,30 @@ static int replaceable(const char *dir)
     }
     closedir(d);
     return entries == 0 || marker;
+}
+
+/* Makes the folder PATH, whose name ends in "XXXXXX", with those six letters made unique
+ * (as mkdtemp does) but by mkdir with mode 0777: the umask then gives the report the
+ * permissions of any folder the user makes, where mkdtemp's 0700 would hide it from the
+ * group and from a web server. -1 with errno set when no name could be made. */
+static int make_temp_dir(char *path)
+{
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    char *x = path + strlen(path) - 6;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t state = ((uint64_t)getpid() << 32) ^ (uint64_t)now.tv_sec ^ ((uint64_t)now.tv_nsec << 16);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        for (int i = 0; i < 6; i++) {
+            state = state * 6364136223846793005u + 1442695040888963407u; /* Knuth's LCG */
+            x[i] = letters[(state >> 33) % (sizeof letters - 1)];
+        }
+        if (mkdir(path, 0777) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return -1;
+    }
+    return -1;
 }
 
 static int check_target(const char *target, rs_error *err)
@@ -85,10 +111,18 @@ int rs_outdir_begin(const char *target, rs_outdir *od, rs_error *err)
     int dirlen = slash ? (int)(slash - od->target + 1) : 0;
     if (snprintf(od->temp, sizeof od->temp, "%.*s.%s.tmp-XXXXXX", dirlen, od->target, od->target + dirlen) >=
             (int)sizeof od->temp ||
-        !mkdtemp(od->temp)) {
+        make_temp_dir(od->temp) != 0) {
         rc = rs_error_set(err, RS_EIO, "%s: cannot make a temporary folder beside it: %s", od->target,
                           strerror(errno));
         od->temp[0] = '\0';
+        return rc;
+    }
+    /* A report replacing an earlier one (or an empty folder) keeps that folder's permissions. */
+    struct stat st;
+    if (stat(od->target, &st) == 0 && chmod(od->temp, st.st_mode & 07777) != 0) {
+        rc = rs_error_set(err, RS_EIO, "%s: cannot give it the permissions of %s: %s", od->temp, od->target,
+                          strerror(errno));
+        rs_outdir_abort(od);
         return rc;
     }
     char marker[PATH_MAX + 32];
