@@ -147,22 +147,32 @@ static void exp_params(int image, int v, char *buf, size_t size)
              "\"affine\":[1.4,0,%d.25,0,1.4,-3.5]}",
              image % 8, v ? "true" : "false", image);
 }
-static int exp_top(int image, int v, int l, int t, int k, int e)
+/* Token T's record at (image, v, l), as the router makes one: a distribution P over E experts
+ * (expert 0's value tiny, to exercise half subnormals), normalised to sum 1; its top R ids by
+ * decreasing probability (ties to the lower index) and their gates, the very probabilities.
+ * So the stored record passes the store's check (record_check.h). E <= 16. */
+static void exp_token(int image, int v, int l, int t, int E, int R, float *p, int *top, float *gate)
 {
-    return (int)((mix((uint32_t)image, (uint32_t)v, (uint32_t)l, (uint32_t)t) + (uint32_t)k) % (uint32_t)e);
-}
-static float exp_gate(int image, int v, int l, int t, int k)
-{
-    /* Decreasing in k, with full float mantissas so that bit-exactness is tested. */
-    float g = 0.5f + 0.5f * unit(mix((uint32_t)image, (uint32_t)v, (uint32_t)l, (uint32_t)t + 5000));
-    for (int j = 0; j < k; j++)
-        g *= unit(mix((uint32_t)image, (uint32_t)j, (uint32_t)l, (uint32_t)t + 9000));
-    return g;
-}
-static float exp_probs(int image, int v, int l, int t, int e)
-{
-    float u = unit(mix((uint32_t)image, (uint32_t)v, (uint32_t)(l * 1000 + t), (uint32_t)e));
-    return e == 0 ? u * 1e-6f : u; /* tiny values exercise half subnormals */
+    float sum = 0;
+    for (int e = 0; e < E; e++) {
+        float u = unit(mix((uint32_t)image, (uint32_t)v, (uint32_t)(l * 1000 + t), (uint32_t)e));
+        p[e] = e == 0 ? u * 1e-6f : u;
+        sum += p[e];
+    }
+    for (int e = 0; e < E; e++)
+        p[e] /= sum;
+    for (int k = 0; k < R; k++) {
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            bool taken = false;
+            for (int q = 0; q < k; q++)
+                taken |= top[q] == e;
+            if (!taken && (best < 0 || p[e] > p[best]))
+                best = e;
+        }
+        top[k] = best;
+        gate[k] = p[best];
+    }
 }
 
 typedef struct tbatch {
@@ -200,12 +210,10 @@ static tbatch make_batch(const rs_run_spec *spec, int first, int count)
             for (int l = 0; l < L; l++)
                 for (int tok = 0; tok < T; tok++) {
                     size_t row = (iv * L + l) * T + tok;
-                    for (int k = 0; k < R; k++) {
-                        t.top_idx[row * R + k] = exp_top(image, v, l, tok, k, E);
-                        t.top_gate[row * R + k] = exp_gate(image, v, l, tok, k);
-                    }
-                    for (int e = 0; e < E; e++)
-                        t.probs[row * E + e] = exp_probs(image, v, l, tok, e);
+                    int top[16];
+                    exp_token(image, v, l, tok, E, R, t.probs + row * E, top, t.top_gate + row * R);
+                    for (int k = 0; k < R; k++)
+                        t.top_idx[row * R + k] = top[k];
                 }
         }
     }
@@ -267,13 +275,16 @@ static void check_all(rs_store *s, int64_t run, const rs_run_spec *spec, int fir
                 for (int p = 0; p < Np; p++)
                     assert_int_equal(rec.match[p], exp_match(image, v, p, Np));
                 for (int tok = 0; tok < T; tok++) {
+                    float p[16], gate[16];
+                    int top[16];
+                    exp_token(image, v, l, tok, E, R, p, top, gate);
                     for (int k = 0; k < R; k++) {
-                        assert_int_equal(rec.top_idx[tok * R + k], exp_top(image, v, l, tok, k, E));
-                        float want = exp_gate(image, v, l, tok, k), got = rec.top_gate[tok * R + k];
+                        assert_int_equal(rec.top_idx[tok * R + k], top[k]);
+                        float want = gate[k], got = rec.top_gate[tok * R + k];
                         assert_memory_equal(&got, &want, sizeof got); /* bit-exact */
                     }
                     for (int e = 0; e < E; e++) {
-                        float x = exp_probs(image, v, l, tok, e), got = rec.probs[tok * E + e];
+                        float x = p[e], got = rec.probs[tok * E + e];
                         assert_true(got == rs_half_to_float(rs_float_to_half(x)));
                         assert_true(fabsf(got - x) <= 0x1p-11f * x + 0x1p-25f);
                     }
@@ -361,7 +372,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version 99, this routerscope reads 5");
+        expect_message(&err, path, "schema version 99, this routerscope reads 6");
     }
     /* A negative version (found by fuzzing: it indexed the migration steps backwards). */
     sql_exec(path, "PRAGMA user_version = -5");
@@ -370,7 +381,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version -5, this routerscope reads 5");
+        expect_message(&err, path, "schema version -5, this routerscope reads 6");
     }
 
     /* A database of another program: version 0, but tables we do not know. */
@@ -379,7 +390,7 @@ static void test_schema_version(void **state)
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(other, false, &s, &err), RS_EFORMAT);
-    expect_message(&err, other, "schema version 0, this routerscope reads 5");
+    expect_message(&err, other, "schema version 0, this routerscope reads 6");
     assert_int_equal(sql_int(other, "SELECT count(*) FROM t"), 1); /* untouched, */
     assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
 }
@@ -675,7 +686,10 @@ static void test_runs(void **state)
     assert_int_equal(rs_store_get_run(s, 999, &info, &err), RS_EINVAL);
     expect_message(&err, path, "no run 999");
 
-    /* Status changes. */
+    /* Status changes. Done wants every image (and passes the run check). */
+    assert_int_equal(rs_store_set_status(s, ra, RS_RUN_DONE, NULL, &err), RS_EINVAL);
+    expect_message(&err, path, "run 1 holds 0 of its 9 images: not done");
+    write_ok(s, ra, &a, 10, 9);
     assert_int_equal(rs_store_set_status(s, ra, RS_RUN_DONE, NULL, &err), 0);
     assert_int_equal(rs_store_set_status(s, rb, RS_RUN_FAILED, "x.png: truncated PNG", &err), 0);
     assert_int_equal(rs_store_set_status(s, 999, RS_RUN_DONE, NULL, &err), RS_EINVAL);
@@ -855,7 +869,7 @@ static void test_group_seed_run(void **state)
 
     /* Schema 4: no group_seed column. Read in place, then upgraded by a writer. */
     sql_exec(path, "ALTER TABLE runs DROP COLUMN group_seed; ALTER TABLE routing DROP COLUMN executed; "
-                   "PRAGMA user_version = 4");
+                   "ALTER TABLE runs DROP COLUMN checksum; PRAGMA user_version = 4");
     s = open_ok(path, true);
     assert_int_equal(rs_store_get_run(s, r2, &info, &err), 0);
     assert_true(!info.has_group_seed && info.capacity_factor == 0.5);
