@@ -97,7 +97,7 @@ typedef struct checker {
     rs_store *s;
     const rs_run_info *run;
     rs_error *err;
-    bool hash_only;             /* fold the rows into the checksum, check nothing */
+    bool check, hashing;        /* check the rows; fold them into the checksum */
     uint64_t hash;              /* the checksum so far */
     int8_t *forced;             /* (V, L): whether the first image's row has executed */
     int *attack_steps;          /* (V): the first image's attack steps, 0 without one */
@@ -146,34 +146,42 @@ static void walk_next(const checker *c, walk *w)
     walk_skip(c, w);
 }
 
-/* Folds N integers (little-endian, 8 bytes each) into the checksum. */
+/* Folds N <= 64 integers (little-endian, 8 bytes each) into the checksum. */
 static void hash_ints(checker *c, const int64_t *v, int n)
 {
-    uint8_t buf[8 * 16];
+    uint8_t buf[8 * 64];
     for (int i = 0; i < n; i++)
         for (int b = 0; b < 8; b++)
             buf[8 * i + b] = (uint8_t)((uint64_t)v[i] >> (8 * b));
     c->hash = store_xxh64(buf, 8 * (size_t)n, c->hash);
 }
 
-/* Folds column COL's bytes (a BLOB or text; nothing for NULL) into the checksum. */
-static void hash_column(checker *c, sqlite3_stmt *st, int col)
+/* Folds the result row of ST into the checksum, every column as SQLite holds it: first, per
+ * column, its type and its value (an integer, a float's bits, or the size of a text or BLOB;
+ * 0 for NULL), then the bytes of each text and BLOB in column order. */
+static void hash_row(checker *c, sqlite3_stmt *st)
 {
-    const void *p = sqlite3_column_blob(st, col);
-    c->hash = store_xxh64(p ? p : "", (size_t)sqlite3_column_bytes(st, col), c->hash);
-}
-
-/* The length of column COL, -1 for NULL (so that NULL and an empty value hash apart). */
-static int64_t column_length(sqlite3_stmt *st, int col)
-{
-    return sqlite3_column_type(st, col) == SQLITE_NULL ? -1 : sqlite3_column_bytes(st, col);
-}
-
-static int64_t double_bits(double x)
-{
-    int64_t v;
-    memcpy(&v, &x, sizeof v);
-    return v;
+    int n = sqlite3_column_count(st) < 16 ? sqlite3_column_count(st) : 16; /* the queries have at most 8 */
+    int64_t v[2 * 16] = {0};
+    for (int i = 0; i < n; i++) {
+        int type = sqlite3_column_type(st, i);
+        double x = type == SQLITE_FLOAT ? sqlite3_column_double(st, i) : 0;
+        v[2 * i] = type;
+        if (type == SQLITE_INTEGER)
+            v[2 * i + 1] = sqlite3_column_int64(st, i);
+        else if (type == SQLITE_FLOAT)
+            memcpy(&v[2 * i + 1], &x, sizeof x);
+        else if (type != SQLITE_NULL)
+            v[2 * i + 1] = sqlite3_column_bytes(st, i);
+    }
+    hash_ints(c, v, 2 * n);
+    for (int i = 0; i < n; i++) {
+        int type = sqlite3_column_type(st, i);
+        if (type == SQLITE_TEXT || type == SQLITE_BLOB) {
+            const void *p = sqlite3_column_blob(st, i);
+            c->hash = store_xxh64(p ? p : "", (size_t)sqlite3_column_bytes(st, i), c->hash);
+        }
+    }
 }
 
 /* One line: "DB: run R image I[ view V[ layer L]]: WHAT". LEVEL: how many of the key's
@@ -189,14 +197,13 @@ static int fail_at(const checker *c, int level, const int64_t *key, const char *
     return rs_error_set(c->err, RS_EFORMAT, "%s: run %" PRId64 " %s: %s", c->s->path, c->run->id, where, what);
 }
 
-/* One record table: its query (?1 the run; key columns first, in key order), its key's
- * parts, and what a row must hold and how it is hashed. */
+/* One record table: its name, its key's parts (the query's first columns) and what a row
+ * must hold. */
 typedef struct table_pass {
     const char *name;
     int level;                  /* key columns: image, view, layer */
     /* NULL when the row at KEY is sound, else what is wrong (may point into c->why). */
     const char *(*check)(checker *c, sqlite3_stmt *st, const int64_t *key);
-    void (*hash)(checker *c, sqlite3_stmt *st);
 } table_pass;
 
 /* Compares row key K (LEVEL parts) with the walk: 0 when they are equal, else the error for
@@ -239,8 +246,8 @@ static int check_row(checker *c, sqlite3_stmt *st, walk *w, const table_pass *t)
     return rc;
 }
 
-/* Runs T's query over the run: every row checked against the walk (unless c->hash_only), then
- * hashed; the walk must end with the rows. */
+/* Runs T's query over the run: every row checked against the walk (c->check) and hashed
+ * (c->hashing); the walk must end with the rows. */
 static int table_run(checker *c, const char *sql, walk *w, const table_pass *t)
 {
     sqlite3_stmt *st;
@@ -250,17 +257,17 @@ static int table_run(checker *c, const char *sql, walk *w, const table_pass *t)
     sqlite3_bind_int64(st, 1, c->run->id);
     int bad = 0;
     while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (!c->hash_only)
+        if (c->check)
             bad = check_row(c, st, w, t);
-        if (!bad)
-            t->hash(c, st);
+        if (!bad && c->hashing)
+            hash_row(c, st);
     }
     sqlite3_finalize(st);
     if (bad)
         return bad;
     if (rc != SQLITE_DONE)
         return store_db_fail(c->s, rc, "checking a run", c->err);
-    return c->hash_only || w->done ? 0 : key_matches(c, w, NULL, t);
+    return !c->check || w->done ? 0 : key_matches(c, w, NULL, t);
 }
 
 /* ---- samples, predictions, routing, attacks ---------------------------------------------- */
@@ -270,13 +277,6 @@ static const char *sample_check(checker *c, sqlite3_stmt *st, const int64_t *key
     (void)c, (void)key;
     int type = sqlite3_column_type(st, 1);
     return type != SQLITE_INTEGER && type != SQLITE_NULL ? "a label that is not an integer" : NULL;
-}
-
-static void sample_hash(checker *c, sqlite3_stmt *st)
-{
-    int64_t v[3] = {sqlite3_column_int64(st, 0), sqlite3_column_type(st, 1) == SQLITE_NULL,
-                    sqlite3_column_int64(st, 1)};
-    hash_ints(c, v, 3);
 }
 
 /* The match map of a predictions row (column 5): Np int16 in -1 .. Np-1. */
@@ -307,15 +307,6 @@ static const char *prediction_check(checker *c, sqlite3_stmt *st, const int64_t 
     if (sqlite3_column_type(st, 4) != SQLITE_TEXT)
         return "view parameters that are not text";
     return match_ok(c, st) ? NULL : "a malformed patch match map";
-}
-
-static void prediction_hash(checker *c, sqlite3_stmt *st)
-{
-    int64_t v[6] = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
-                    double_bits(sqlite3_column_double(st, 3)), column_length(st, 4), column_length(st, 5)};
-    hash_ints(c, v, 6);
-    hash_column(c, st, 4);
-    hash_column(c, st, 5);
 }
 
 /* Column COL of ST as a BLOB of the row: *HAS false for NULL; false when it is neither NULL
@@ -362,16 +353,6 @@ static const char *routing_check(checker *c, sqlite3_stmt *st, const int64_t *ke
     return placement_problem(c, key);
 }
 
-static void routing_hash(checker *c, sqlite3_stmt *st)
-{
-    int64_t v[8] = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
-                    column_length(st, 3), column_length(st, 4), column_length(st, 5), column_length(st, 6),
-                    column_length(st, 7)};
-    hash_ints(c, v, 8);
-    for (int col = 3; col < 8; col++)
-        hash_column(c, st, col);
-}
-
 static const char *attack_check(checker *c, sqlite3_stmt *st, const int64_t *key)
 {
     double linf = sqlite3_column_double(st, 2), l2 = sqlite3_column_double(st, 3);
@@ -388,15 +369,6 @@ static const char *attack_check(checker *c, sqlite3_stmt *st, const int64_t *key
         if (!isfinite(rs_le_get_f32(obj + 4 * t)))
             return "an objective value that is not finite";
     return NULL;
-}
-
-static void attack_hash(checker *c, sqlite3_stmt *st)
-{
-    int64_t v[6] = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
-                    double_bits(sqlite3_column_double(st, 2)), double_bits(sqlite3_column_double(st, 3)),
-                    sqlite3_column_int64(st, 4), column_length(st, 5)};
-    hash_ints(c, v, 6);
-    hash_column(c, st, 5);
 }
 
 /* The attacked views and their steps, from the run's first image: every image has an attack
@@ -441,10 +413,10 @@ static int check_shapes(const checker *c)
     return 0;
 }
 
-static const table_pass samples_pass = {"samples", 1, sample_check, sample_hash};
-static const table_pass predictions_pass = {"predictions", 2, prediction_check, prediction_hash};
-static const table_pass routing_pass = {"routing", 3, routing_check, routing_hash};
-static const table_pass attacks_pass = {"attacks", 2, attack_check, attack_hash};
+static const table_pass samples_pass = {"samples", 1, sample_check};
+static const table_pass predictions_pass = {"predictions", 2, prediction_check};
+static const table_pass routing_pass = {"routing", 3, routing_check};
+static const table_pass attacks_pass = {"attacks", 2, attack_check};
 
 /* The four tables in key order, each folded into c->hash in turn (docs/store.md gives the
  * checksum's definition). */
@@ -469,7 +441,7 @@ static int check_records(checker *c)
                                                   " FROM routing WHERE run_id = ?1 ORDER BY image, view, layer",
                        &w, &routing_pass);
     }
-    if (!rc && c->s->schema >= 4 && !(rc = c->hash_only ? 0 : attacked_views(c))) {
+    if (!rc && c->s->schema >= 4 && !(rc = c->check ? attacked_views(c) : 0)) {
         w = walk_start(c, V, 1, c->attack_steps);
         rc = table_run(c, "SELECT image, view, linf, l2, steps, objective FROM attacks WHERE run_id = ?1"
                           " ORDER BY image, view", &w, &attacks_pass);
@@ -496,17 +468,45 @@ static int stored_checksum(rs_store *s, int64_t run_id, char *buf, size_t size, 
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's checksum", err);
 }
 
-/* One pass over C's run (checking, or with c->hash_only only hashing); its checksum into
- * CHECKSUM. */
-static int run_pass(checker *c, bool hash_only, char *checksum)
+/* Folds what the records are read by into the checksum first: the slice, the shapes, the
+ * model's k, classes and class token, whether the run has a capacity, and the block of each
+ * MoE layer. A record's bytes mean nothing apart from them. */
+static void hash_run(checker *c)
 {
-    c->hash_only = hash_only;
+    const rs_run_info *r = c->run;
+    int64_t v[14] = {r->offset,  r->images_done, r->num_views,   r->num_layers,  r->tokens,
+                     r->patches, r->grid_h,      r->grid_w,      r->record_k,    r->top_k,
+                     r->num_experts, r->num_classes, r->has_cls, r->capacity_factor > 0};
+    hash_ints(c, v, 14);
+    int64_t b[64];
+    for (int l = 0; l < r->num_layers; l++)
+        b[l] = r->layer_blocks[l];
+    hash_ints(c, b, r->num_layers);
+}
+
+/* One pass over C's run: checking its rows (CHECK), hashing them (HASH) or both; the
+ * checksum into CHECKSUM. */
+static int run_pass(checker *c, bool check, bool hash, char *checksum)
+{
+    c->check = check, c->hashing = hash;
     c->hash = 0;
     memset(c->forced, 0, (size_t)c->run->num_views * (size_t)c->run->num_layers);
     memset(c->attack_steps, 0, sizeof *c->attack_steps * (size_t)c->run->num_views);
+    hash_run(c);
     int rc = check_records(c);
     snprintf(checksum, RS_STORE_CHECKSUM_SIZE, "xxh64:%016" PRIx64, c->hash);
     return rc;
+}
+
+/* Whether TEXT is a checksum as check.c writes it: "xxh64:" and 16 lowercase hex digits. */
+static bool checksum_text(const char *text)
+{
+    if (strlen(text) != RS_STORE_CHECKSUM_SIZE - 1 || strncmp(text, "xxh64:", 6))
+        return false;
+    for (const char *p = text + 6; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
 }
 
 /* A finished run with a recorded checksum was checked whole when it finished: its records
@@ -514,21 +514,23 @@ static int run_pass(checker *c, bool hash_only, char *checksum)
  * not, the full check says where they went wrong, if it can. */
 static int verify_or_check(checker *c, char *checksum)
 {
-    char stored[RS_STORE_CHECKSUM_SIZE + 16];
+    char stored[RS_STORE_CHECKSUM_SIZE + 16] = "";
     int rc = c->run->status == RS_RUN_DONE ? stored_checksum(c->s, c->run->id, stored, sizeof stored, c->err) : 0;
     if (rc)
         return rc;
-    if (c->run->status == RS_RUN_DONE && stored[0]) {
-        if ((rc = run_pass(c, true, checksum)) || !strcmp(stored, checksum))
-            return rc;
-        if ((rc = run_pass(c, false, checksum)))
-            return rc;
-        return rs_error_set(c->err, RS_EFORMAT,
-                            "%s: run %" PRId64 ": its records differ from the checksum written when it finished "
-                            "(%s, now %s): the store was changed or damaged",
-                            c->s->path, c->run->id, stored, checksum);
-    }
-    return run_pass(c, false, checksum);
+    if (c->run->status != RS_RUN_DONE || !stored[0])
+        return run_pass(c, true, false, checksum); /* nothing to compare with: check every row */
+    if ((rc = run_pass(c, false, true, checksum)) || !strcmp(stored, checksum))
+        return rc;
+    if ((rc = run_pass(c, true, true, checksum)))
+        return rc;
+    if (!checksum_text(stored))
+        return rs_error_set(c->err, RS_EFORMAT, "%s: run %" PRId64 ": its stored checksum is malformed: the store "
+                            "was changed or damaged", c->s->path, c->run->id);
+    return rs_error_set(c->err, RS_EFORMAT,
+                        "%s: run %" PRId64 ": its records or shapes differ from the checksum written when it "
+                        "finished (%s, now %s): the store was changed or damaged",
+                        c->s->path, c->run->id, stored, checksum);
 }
 
 int store_check_run(rs_store *s, int64_t run_id, bool verify, char *checksum, rs_error *err)
@@ -546,7 +548,7 @@ int store_check_run(rs_store *s, int64_t run_id, bool verify, char *checksum, rs
         if (!c.forced || !c.attack_steps)
             rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory", s->path);
         else
-            rc = verify ? verify_or_check(&c, checksum) : run_pass(&c, false, checksum);
+            rc = verify ? verify_or_check(&c, checksum) : run_pass(&c, true, true, checksum);
     }
     free(c.forced);
     free(c.attack_steps);
