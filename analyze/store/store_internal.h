@@ -1,5 +1,5 @@
 /* store_internal.h — private to analyze/store/: what the files of the store share (db.c,
- * runs.c, records.c, shards.c, check.c). Nothing outside analyze/store/ includes it; the API is
+ * runs.c, records.c, shards.c, check.c, status.c). Nothing outside analyze/store/ includes it; the API is
  * store.h.
  *
  * Holds the rs_store object (connection, path, schema version, the cache of prepared
@@ -96,8 +96,10 @@ int store_run_cached(rs_store *s, int id, const char *what, rs_error *err);
  * which an explicit ROLLBACK would fail; the error already reported is the one that counts. */
 void store_rollback(rs_store *s);
 
-/* runs.c: the status of a runs.status text ("failed" for an unknown one). */
+/* runs.c: the status of a runs.status text ("failed" for an unknown one), and the text of a
+ * status. */
 rs_run_status store_status_from_name(const char *name);
+const char *store_status_name(rs_run_status status);
 
 /* records.c: RUN_ID's run_state; RS_EINVAL when there is no such run. */
 int store_read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *err);
