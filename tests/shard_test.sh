@@ -66,6 +66,8 @@ expect "the merged run is done with the job's slice" \
   [ "$(sqlite3 "$tmp/m.db" "SELECT status, first_image, image_count, images_done, shard_count IS NULL FROM runs")" = "done|0|300|300|1" ]
 expect "the merged run has the single run's identity" \
   [ "$(sqlite3 "$tmp/m.db" "SELECT identity FROM runs")" = "$(sqlite3 "$tmp/single.db" "SELECT identity FROM runs")" ]
+expect "and its checksum (the same records and shapes)" \
+  [ "$(sqlite3 "$tmp/m.db" "SELECT checksum FROM runs")" = "$(sqlite3 "$tmp/single.db" "SELECT checksum FROM runs")" ]
 "$rs" merge --db "$tmp/m.db" "$tmp/s0.db" "$tmp/s1.db" "$tmp/s2.db" >"$tmp/out" 2>"$tmp/err"
 expect "merging again reports the finished run" grep -q "already holds this job" "$tmp/out"
 "$rs" replay "$model" "${job[@]}" --db "$tmp/m.db" >"$tmp/out" 2>"$tmp/err"
