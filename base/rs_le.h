@@ -2,8 +2,8 @@
  * patch matches (int16 as uint16), float16 router probabilities (as uint16) and float32 gates
  * and attack objectives, whatever the host's byte order.
  *
- * Header-only (static inline) so that sqlite/rs_sqlite.c, a loadable extension that links
- * only base/half.c, decodes exactly as analyze/store/ encodes. P points at 2 or 4 bytes;
+ * Header-only (static inline), like half.h, so that sqlite/rs_sqlite.c, a loadable extension
+ * that links no routerscope library, decodes exactly as analyze/store/ encodes. P points at 2 or 4 bytes;
  * no alignment is needed. A float travels as its IEEE 754 bit pattern (NaN payloads, -0 and
  * infinities unchanged). No errors, no allocation. */
 #ifndef RS_LE_H

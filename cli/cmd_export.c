@@ -38,6 +38,10 @@ static int export_to(const char *db, const char *run_text, const rs_export_optio
         rs_store_close(store);
         return rs_cli_fail(&err);
     }
+    char note[128];
+    if (rs_run_unfinished(&info, note, sizeof note))
+        fprintf(stderr, "routerscope export: note: %s: the rows cover the %d images it holds\n", note,
+                info.images_done);
     rs_run_info_clear(&info);
     FILE *out = out_path ? fopen(out_path, "w") : stdout;
     if (!out) {

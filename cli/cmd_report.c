@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "doc/outdir.h"
 #include "report.h"
+#include "store/run.h"
 #include "version.h"
 
 static const char usage_text[] =
@@ -76,6 +77,21 @@ static int check_args(const char *db, const char *out, const char *runs_text, in
     return -1;
 }
 
+/* Loads each run the way every reader does (rs_run_load: a run that fails the store's check
+ * is refused before any output exists) and says on stderr which runs are not finished. */
+static int check_runs(rs_store *store, const char *db, const int64_t *ids, int n, rs_error *err)
+{
+    rs_run_info info = {0};
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        char note[128];
+        if (!(rc = rs_run_load(store, db, ids[i], &info, err)) && rs_run_unfinished(&info, note, sizeof note))
+            fprintf(stderr, "routerscope report: note: %s: the report covers the images done\n", note);
+    }
+    rs_run_info_clear(&info);
+    return rc;
+}
+
 int cmd_report(int argc, char **argv)
 {
     static const struct option opts[] = {{"db", required_argument, NULL, 'D'},
@@ -137,7 +153,8 @@ int cmd_report(int argc, char **argv)
         rs_error_set(&err, RS_ENOMEM, "out of memory");
         status = rs_cli_fail(&err);
     } else if (rs_store_open(db, true, &store, &err) ||
-               (runs_text && rs_cli_select_runs(store, db, runs_text, &ids, &nids, &err))) {
+               (runs_text && rs_cli_select_runs(store, db, runs_text, &ids, &nids, &err)) ||
+               check_runs(store, db, ids, nids, &err)) {
         status = rs_cli_fail(&err);
     } else if (rs_outdir_begin(out, &dir, &err)) {
         status = rs_cli_fail(&err);

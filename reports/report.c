@@ -197,6 +197,11 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
         R.d.nnotes = nprov;
         rs_report_groups_compute(&R);
         title(&R);
+        for (int i = 0; i < R.n; i++) { /* an unfinished run is said on the first page (store.h) */
+            char note[160] = "Note: ";
+            if (rs_run_unfinished(&R.info[i], note + 6, sizeof note - 6))
+                rs_doc_add(&R.d, RS_DOC_PARA, note, NULL);
+        }
         baselines(&R);
         if (R.n == 1)
             rs_report_single(&R);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] [TARGET...] — build the libFuzzer targets of fuzz/ (one clang build,
 # AddressSanitizer + UBSan, in build-fuzz) and run each for SECONDS (default 60), one after
-# the other: model, convert, view, image, source, store, or the TARGETs named.
+# the other: model, convert, view, image, source, store, store_read, or the TARGETs named.
 # Seeds come from fuzz/corpus/TARGET (never written to); what the fuzzer learns goes to
 # build-fuzz/corpus/TARGET and crashes to build-fuzz/crashes/TARGET/. Prints one line per
 # target, "fuzz TARGET: passed (N runs in S s)" or "fuzz TARGET: failed ...", and ends with
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} = 0 ] && targets=(model convert view image source store)
+[ ${#targets[@]} = 0 ] && targets=(model convert view image source store store_read)
 dir=build-fuzz
 if [ ! -f "$dir/build.ninja" ]; then
   CC=clang meson setup "$dir" -Dfuzz=true -Dtests=false -Dbuildtype=debugoptimized \

@@ -43,7 +43,7 @@ echo "== build-fuzz (fuzz smoke, 10 s per target)"
 if command -v clang >/dev/null; then
   fuzz_out=$(scripts/fuzz.sh 10 2>&1) || status=1
   echo "$fuzz_out"
-  passed=$((passed + $(echo "$fuzz_out" | grep -c '^fuzz [a-z]*: passed')))
+  passed=$((passed + $(echo "$fuzz_out" | grep -c '^fuzz [a-z_]*: passed')))
   f=$(echo "$fuzz_out" | awk '/^fuzz: [0-9]+ passed, [0-9]+ failed/ {print $4}')
   failed=$((failed + ${f:-1}))
 else

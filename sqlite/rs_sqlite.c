@@ -16,15 +16,25 @@
  * num_layers, layers, has_cls), routing, predictions and samples, which every store schema
  * version has, and where the store has them runs.top_k (schema 2; before it the model
  * config's top_k), routing.kept (schema 4; before it no run had a capacity) and
- * routing.executed (schema 5; before it no view forced its routing). Every BLOB's size is checked against the run's shapes, and expert ids and
- * match targets against their ranges: a corrupt row ends the query with an SQL error that
- * names the run, image, view and layer, never a crash. A missing run is an error that
- * lists the runs there are.
+ * routing.executed (schema 5; before it no view forced its routing).
  *
- * Uses only the sqlite3ext.h API (the host's SQLite, whatever links it), base/half.c and the
- * header-only base/rs_le.h (the store's byte order, shared with analyze/store/); it must not
- * link libsqlite3 or the analyze library. No global mutable state: the modules are constant,
- * everything else lives in the vtab and cursor objects. */
+ * Nothing malformed or missing is passed: every routing row is checked by the store's own row
+ * rules (analyze/store/record_check.h: BLOB sizes, expert ids < E, float16 probabilities
+ * finite and summing to 1 within 2^-10, gates equal to their experts' probabilities, kept and
+ * executed masks), the match map's targets against their range, the kept mask's presence
+ * against the run's capacity factor, and the rows against the sequence the run must hold
+ * (every image of its images_done, every view and layer, in order; a missing samples or
+ * predictions row drops its routing rows from the join and shows as missing). A fault ends
+ * the query with an SQL error naming the run, image, view and layer, never a crash or fewer
+ * rows. What needs the whole run at once is left to `routerscope` (rs_store_check_run): the
+ * attacks table, executed masks across images, and the checksum of a finished run. A missing
+ * run is an error that lists the runs there are.
+ *
+ * Uses only the sqlite3ext.h API (the host's SQLite, whatever links it) and the header-only
+ * base/half.h, base/rs_le.h and analyze/store/record_check.h (the store's byte order and row
+ * rules, shared with analyze/store/); it must not link libsqlite3 or the analyze library. No
+ * global mutable state: the modules are constant, everything else lives in the vtab and
+ * cursor objects. */
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 
@@ -32,6 +42,7 @@ SQLITE_EXTENSION_INIT1
 #include <string.h>
 
 #include "half.h"
+#include "record_check.h"
 #include "rs_le.h"
 
 #define EXPORT_VERSION 3 /* analyze/store/export.h's RS_EXPORT_VERSION: the columns are the same */
@@ -70,6 +81,8 @@ typedef struct run_shape {
     int k;              /* the model's top_k */
     int kept_column;    /* the store has routing.kept (schema 4) */
     int executed_column; /* the store has routing.executed (schema 5) */
+    int has_capacity;   /* the run has a capacity factor: every row has a kept mask */
+    int first, done, V; /* its first image, images done, views */
     int blocks[64];
 } run_shape;
 
@@ -80,6 +93,9 @@ typedef struct rs_cursor {
     int eof;
     int t, j;                   /* token, and rank (rs_routing) or expert (rs_probs) */
     sqlite3_int64 rowid;
+    /* The record the run must hold next, (image, view, layer), until image reaches end. */
+    sqlite3_int64 want_image, want_end;
+    int want_view, want_layer;
     /* The current record; the BLOB pointers belong to stmt and live until its next step. */
     int image, view, layer, predicted, has_label, label;
     double pred_prob;
@@ -230,14 +246,18 @@ static int load_top_k(rs_vtab *vt, run_shape *r)
     if (column < 0 || r->kept_column < 0 || r->executed_column < 0)
         return vtab_error(&vt->base, SQLITE_ERROR, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
     sqlite3_stmt *st;
-    const char *sql = column ? "SELECT top_k FROM main.runs WHERE id = ?"
-                             : "SELECT CASE WHEN json_valid(m.config) THEN json_extract(m.config, '$.top_k') END"
-                               " FROM main.runs r JOIN main.models m ON m.id = r.model_id WHERE r.id = ?";
+    const char *sql = column && r->kept_column ? "SELECT top_k, capacity_factor > 0 FROM main.runs WHERE id = ?"
+                      : column                 ? "SELECT top_k, 0 FROM main.runs WHERE id = ?"
+                                               : "SELECT CASE WHEN json_valid(m.config) THEN json_extract(m.config,"
+                                                 " '$.top_k') END, 0 FROM main.runs r LEFT JOIN main.models m"
+                                                 " ON m.id = r.model_id WHERE r.id = ?";
     int rc = sqlite3_prepare_v2(vt->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return vtab_error(&vt->base, rc, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
     sqlite3_bind_int64(st, 1, r->id);
-    r->k = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    rc = sqlite3_step(st);
+    r->k = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    r->has_capacity = rc == SQLITE_ROW && sqlite3_column_int(st, 1) != 0;
     sqlite3_finalize(st);
     if (r->k < 1 || r->k > r->R)
         r->k = r->R;
@@ -250,7 +270,8 @@ static int load_run(rs_vtab *vt, rs_cursor *c, sqlite3_int64 run)
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(vt->db,
                                 "SELECT tokens, patches, grid_h, grid_w, record_k, num_experts, has_cls, num_layers,"
-                                " layers FROM main.runs WHERE id = ?", -1, &st, NULL);
+                                " layers, first_image, images_done, num_views FROM main.runs WHERE id = ?", -1, &st,
+                                NULL);
     if (rc != SQLITE_OK)
         return vtab_error(&vt->base, rc, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
     sqlite3_bind_int64(st, 1, run);
@@ -266,7 +287,9 @@ static int load_run(rs_vtab *vt, rs_cursor *c, sqlite3_int64 run)
     r->grid_h = sqlite3_column_int(st, 2), r->grid_w = sqlite3_column_int(st, 3);
     r->R = sqlite3_column_int(st, 4), r->E = sqlite3_column_int(st, 5);
     r->cls = sqlite3_column_int(st, 6) != 0, r->L = sqlite3_column_int(st, 7);
-    int bad = r->L < 1 || r->L > 64 || r->R < 1 || r->R > 256 || r->E < 1 || r->E > 256 || r->grid_h < 1 ||
+    r->first = sqlite3_column_int(st, 9), r->done = sqlite3_column_int(st, 10), r->V = sqlite3_column_int(st, 11);
+    int bad = r->L < 1 || r->L > 64 || r->R < 1 || r->R > r->E || r->E < 1 || r->E > 256 || r->grid_h < 1 ||
+              r->V < 1 || r->first < 0 || r->done < 0 ||
               r->grid_w < 1 || r->grid_h > 4096 || r->grid_w > 4096 || r->patches != r->grid_h * r->grid_w ||
               r->tokens != r->patches + r->cls || parse_blocks((const char *)sqlite3_column_text(st, 8), r);
     sqlite3_finalize(st);
@@ -278,7 +301,50 @@ static int load_run(rs_vtab *vt, rs_cursor *c, sqlite3_int64 run)
     return load_top_k(vt, r);
 }
 
-/* Takes the statement's current row as the record, after checking it against the run. */
+/* An SQL error naming the place: "rs_routing: run R image I view V layer L: WHAT". */
+static int record_error(rs_vtab *vt, const rs_cursor *c, sqlite3_int64 image, int view, int layer, const char *what)
+{
+    return vtab_error(&vt->base, SQLITE_CORRUPT, sqlite3_mprintf("%s: run %lld image %lld view %d layer %d: %s",
+                                                                 vt->name, c->run.id, image, view, layer, what));
+}
+
+/* Whether the cursor has passed the last record the run must hold. */
+static int want_done(const rs_cursor *c)
+{
+    return c->want_image >= c->want_end;
+}
+
+/* The record after the one wanted now, in (image, view, layer) order. */
+static void want_next(rs_cursor *c)
+{
+    if (++c->want_layer < c->run.L)
+        return;
+    c->want_layer = 0;
+    if (++c->want_view < c->run.V)
+        return;
+    c->want_view = 0;
+    c->want_image++;
+}
+
+/* The current row's key against the record the run must hold next: SQLITE_OK when it is that
+ * record, else the error for the one missing or the row the run does not have. */
+static int check_sequence(rs_vtab *vt, rs_cursor *c)
+{
+    if (!want_done(c) && c->image == c->want_image && c->view == c->want_view && c->layer == c->want_layer) {
+        want_next(c);
+        return SQLITE_OK;
+    }
+    int later = !want_done(c) && (c->image > c->want_image || (c->image == c->want_image &&
+                                  (c->view > c->want_view || (c->view == c->want_view && c->layer > c->want_layer))));
+    if (later)
+        return record_error(vt, c, c->want_image, c->want_view, c->want_layer,
+                            "no routing record (a routing, predictions or samples row is missing: the store is "
+                            "incomplete)");
+    return record_error(vt, c, c->image, c->view, c->layer, "a routing row the run does not have");
+}
+
+/* Takes the statement's current row as the record, after checking it against the run: its
+ * place in the sequence, the store's row rules (record_check.h) and the match map. */
 static int load_record(rs_vtab *vt, rs_cursor *c)
 {
     sqlite3_stmt *st = c->stmt;
@@ -286,46 +352,37 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
     c->image = sqlite3_column_int(st, 0), c->view = sqlite3_column_int(st, 1), c->layer = sqlite3_column_int(st, 2);
     c->has_label = sqlite3_column_type(st, 3) != SQLITE_NULL, c->label = sqlite3_column_int(st, 3);
     c->predicted = sqlite3_column_int(st, 4), c->pred_prob = sqlite3_column_double(st, 5);
-    c->match = sqlite3_column_blob(st, 6), c->idx = sqlite3_column_blob(st, 7);
-    c->gate = sqlite3_column_blob(st, 8), c->probs = sqlite3_column_blob(st, 9);
-    c->kept = sqlite3_column_type(st, 10) == SQLITE_NULL ? NULL : sqlite3_column_blob(st, 10);
-    c->executed = sqlite3_column_type(st, 11) == SQLITE_NULL ? NULL : sqlite3_column_blob(st, 11);
-    size_t tr = (size_t)r->tokens * r->R, te = (size_t)r->tokens * r->E;
-    /* (SQLite's printf has no %zu: its %z is a string it frees.) */
-    size_t want[4] = {2 * (size_t)r->patches, tr, 4 * tr, 2 * te}, got[4];
-    const void *ptr[4] = {c->match, c->idx, c->gate, c->probs};
-    const char *problem = NULL;
-    for (int i = 0; i < 4; i++) {
-        got[i] = (size_t)sqlite3_column_bytes(st, 6 + i);
-        if (got[i] != want[i] || !ptr[i])
-            problem = "BLOB sizes";
-    }
-    if (c->layer < 0 || c->layer >= r->L)
-        problem = "layer slot";
-    if (sqlite3_column_type(st, 10) != SQLITE_NULL && ((size_t)sqlite3_column_bytes(st, 10) != tr || !c->kept))
-        problem = "kept mask size";
-    size_t tk = (size_t)r->tokens * r->k;
-    if (sqlite3_column_type(st, 11) != SQLITE_NULL && ((size_t)sqlite3_column_bytes(st, 11) != tk || !c->executed))
-        problem = "executed size";
-    for (size_t q = 0; !problem && c->executed && q < tk; q++)
-        if (c->executed[q] >= r->E)
-            problem = "executed expert id";
-    for (size_t q = 0; !problem && q < tr; q++)
-        if (c->idx[q] >= r->E)
-            problem = "expert id";
-    for (int p = 0; !problem && p < r->patches; p++) {
+    c->match = sqlite3_column_blob(st, 6);
+    rs_record_row row = {.tokens = r->tokens, .record_k = r->R, .top_k = r->k, .experts = r->E,
+                         .top_idx = sqlite3_column_blob(st, 7), .top_gate = sqlite3_column_blob(st, 8),
+                         .probs = sqlite3_column_blob(st, 9),
+                         .has_kept = sqlite3_column_type(st, 10) != SQLITE_NULL,
+                         .has_executed = sqlite3_column_type(st, 11) != SQLITE_NULL};
+    row.n_idx = (size_t)sqlite3_column_bytes(st, 7);
+    row.n_gate = (size_t)sqlite3_column_bytes(st, 8);
+    row.n_probs = (size_t)sqlite3_column_bytes(st, 9);
+    row.kept = row.has_kept ? sqlite3_column_blob(st, 10) : NULL;
+    row.n_kept = row.has_kept ? (size_t)sqlite3_column_bytes(st, 10) : 0;
+    row.executed = row.has_executed ? sqlite3_column_blob(st, 11) : NULL;
+    row.n_executed = row.has_executed ? (size_t)sqlite3_column_bytes(st, 11) : 0;
+    c->idx = row.top_idx, c->gate = row.top_gate, c->probs = row.probs, c->kept = row.kept;
+    c->executed = row.executed;
+    int rc = check_sequence(vt, c);
+    if (rc != SQLITE_OK)
+        return rc;
+    char why[160];
+    if (!rs_record_check(&row, why, sizeof why))
+        return record_error(vt, c, c->image, c->view, c->layer, why);
+    if (row.has_kept != r->has_capacity)
+        return record_error(vt, c, c->image, c->view, c->layer,
+                            row.has_kept ? "a kept mask in a run without a capacity factor"
+                                         : "no kept mask in a run with a capacity factor");
+    int bad = (size_t)sqlite3_column_bytes(st, 6) != 2 * (size_t)r->patches || !c->match;
+    for (int p = 0; !bad && p < r->patches; p++) {
         int m = (int16_t)rs_le_get_u16(c->match + 2 * (size_t)p);
-        if (m < -1 || m >= r->patches)
-            problem = "match target";
+        bad = m < -1 || m >= r->patches;
     }
-    if (!problem)
-        return SQLITE_OK;
-    return vtab_error(&vt->base, SQLITE_CORRUPT,
-                      sqlite3_mprintf("%s: run %lld image %d view %d layer %d: bad %s (match/top_idx/top_gate/probs "
-                                      "of %lld/%lld/%lld/%lld bytes, expected %lld/%lld/%lld/%lld)", vt->name, r->id,
-                                      c->image, c->view, c->layer, problem, (long long)got[0], (long long)got[1],
-                                      (long long)got[2], (long long)got[3], (long long)want[0], (long long)want[1],
-                                      (long long)want[2], (long long)want[3]));
+    return bad ? record_error(vt, c, c->image, c->view, c->layer, "a malformed patch match map") : SQLITE_OK;
 }
 
 /* Steps to the next routing row: SQLITE_OK with the record loaded, or at the end. */
@@ -335,7 +392,10 @@ static int next_record(rs_vtab *vt, rs_cursor *c)
     c->t = c->j = 0;
     if (rc == SQLITE_DONE) {
         c->eof = 1;
-        return SQLITE_OK;
+        return want_done(c) ? SQLITE_OK
+                            : record_error(vt, c, c->want_image, c->want_view, c->want_layer,
+                                           "no routing record (a routing, predictions or samples row is missing: "
+                                           "the store is incomplete)");
     }
     if (rc != SQLITE_ROW)
         return vtab_error(&vt->base, rc, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
@@ -377,6 +437,17 @@ static int rs_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
     sqlite3_bind_int64(c->stmt, 1, c->run.id);
     if (by_image)
         sqlite3_bind_value(c->stmt, 2, argv[1]);
+    /* The records the run must hold: every image it has done, or the one asked for (none when
+     * the run does not hold it). */
+    c->want_image = c->run.first, c->want_end = (sqlite3_int64)c->run.first + c->run.done;
+    c->want_view = c->want_layer = 0;
+    if (by_image) {
+        sqlite3_int64 image = sqlite3_value_int64(argv[1]);
+        int type = sqlite3_value_numeric_type(argv[1]);
+        int held = (type == SQLITE_INTEGER || type == SQLITE_FLOAT) && sqlite3_value_double(argv[1]) == (double)image &&
+                   image >= c->want_image && image < c->want_end;
+        c->want_image = held ? image : 0, c->want_end = held ? image + 1 : 0;
+    }
     c->eof = 0;
     return next_record(vt, c);
 }

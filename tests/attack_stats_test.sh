@@ -27,7 +27,7 @@ done
 # step for every image of views 1..5 (float32 little-endian): its mean is 1, 2, 3, 4.
 sqlite3 "$db" "UPDATE views SET spec = 'base:view=0+pgd:eps=' || (1 << (view - 1)) || '/255,steps=3,loss=router'
                WHERE run_id IN (1, 2) AND view > 0;
-               UPDATE runs SET protocol = 'adversarial' WHERE id IN (1, 2);
+               UPDATE runs SET protocol = 'adversarial', checksum = NULL WHERE id IN (1, 2);
                CREATE TABLE IF NOT EXISTS attacks(run_id INTEGER, image INTEGER, view INTEGER, linf REAL, l2 REAL,
                  steps INTEGER, objective BLOB, PRIMARY KEY(run_id, image, view));
                INSERT INTO attacks SELECT run_id, image, view, 0, 0, 3, x'0000803f000000400000404000008040'

@@ -2,7 +2,8 @@
 # End-to-end tests of `routerscope export` and the SQLite extension on runs replayed here:
 # row counts (images x views x layers x tokens x R, and x E with --probs), csv and jsonl
 # carrying the same rows, probabilities summing to 1 per token, the SQL functions giving
-# the export's rows, corrupt BLOBs as one error (never a crash), the Python example of
+# the export's rows, corrupt BLOBs and missing records as one error (never a crash, never
+# fewer rows), the Python example of
 # docs/export.md against `routerscope stats`, and bad usage.
 # usage: export_test.sh ROUTERSCOPE MODEL EXTENSION DOCS
 set -u
@@ -130,7 +131,7 @@ sqlite3 "$tmp/bad.db" "UPDATE routing SET probs = x'0000' WHERE run_id = 1 AND i
 sql "$tmp/bad.db" "SELECT count(*) FROM rs_probs(1)" >/dev/null 2>"$tmp/err"
 st=$?
 expect "corrupt BLOB in SQL: an error naming the record, no crash" \
-  sh -c "[ $st != 0 ] && [ $st -lt 128 ] && grep -q 'run 1 image 1 view 1 layer 0: bad BLOB sizes' '$tmp/err'"
+  sh -c "[ $st != 0 ] && [ $st -lt 128 ] && grep -q 'run 1 image 1 view 1 layer 0: probs BLOB of 2 bytes, expected 800' '$tmp/err'"
 "$rs" export --db "$tmp/bad.db" --run 1 >/dev/null 2>"$tmp/err"
 expect "corrupt BLOB in export: exit 1, one line" failed_with $? 1 "image 1 view 1 layer 0"
 cp "$db" "$tmp/bad2.db"
@@ -144,9 +145,34 @@ conn.commit()
 EOF
 sql "$tmp/bad2.db" "SELECT count(*) FROM rs_routing(1)" >/dev/null 2>"$tmp/err"
 st=$?
-expect "expert id out of range in SQL: an error, no crash" sh -c "[ $st != 0 ] && [ $st -lt 128 ] && grep -q 'bad expert id' '$tmp/err'"
+expect "expert id out of range in SQL: an error, no crash" sh -c "[ $st != 0 ] && [ $st -lt 128 ] && grep -q 'run 1 image 0 view 0 layer 0: token 1 rank 1: expert id 200 >= 8 experts' '$tmp/err'"
 "$rs" export --db "$tmp/bad2.db" --run 1 >/dev/null 2>"$tmp/err"
 expect "expert id out of range in export: exit 1, one line" failed_with $? 1 "expert id 200 >= 8"
+
+# Missing and malformed records in SQL (issue 26): an error naming the record, never fewer
+# rows. Run 1 holds images 0..3 (2 views, 2 layers).
+sql_refused() { # NAME SQL QUERY PATTERN: a copy of the store changed by SQL, then QUERY fails naming the record
+  cp "$db" "$tmp/bad3.db"
+  sqlite3 "$tmp/bad3.db" "$2"
+  sql "$tmp/bad3.db" "$3" >/dev/null 2>"$tmp/err"
+  local st=$?
+  expect "$1: an SQL error naming the record" sh -c "[ $st != 0 ] && [ $st -lt 128 ] && grep -q '$4' '$tmp/err'"
+}
+sql_refused "a routing row deleted" "DELETE FROM routing WHERE run_id = 1 AND image = 2 AND view = 1 AND layer = 0" \
+  "SELECT count(*) FROM rs_routing(1)" "rs_routing: run 1 image 2 view 1 layer 0: no routing record"
+sql_refused "the last image's routing deleted" "DELETE FROM routing WHERE run_id = 1 AND image = 3" \
+  "SELECT count(*) FROM rs_probs(1)" "rs_probs: run 1 image 3 view 0 layer 0: no routing record"
+sql_refused "a routing row deleted, asked by image" "DELETE FROM routing WHERE run_id = 1 AND image = 2 AND layer = 1" \
+  "SELECT count(*) FROM rs_routing(1) WHERE image = 2" "run 1 image 2 view 0 layer 1: no routing record"
+sql_refused "a samples row deleted (its routing rows stay)" "DELETE FROM samples WHERE run_id = 1 AND image = 1" \
+  "SELECT count(*) FROM rs_routing(1)" "run 1 image 1 view 0 layer 0: no routing record (a routing, predictions or samples row is missing"
+sql_refused "a float16 inf" "UPDATE routing SET probs = CAST(x'007c' || substr(probs, 3) AS BLOB)
+  WHERE run_id = 1 AND image = 1 AND view = 0 AND layer = 1" "SELECT count(*) FROM rs_probs(1)" \
+  "run 1 image 1 view 0 layer 1: token 0: float16 probability of expert 0 is infinite"
+sql_refused "an all-zero probability BLOB" "UPDATE routing SET probs = zeroblob(length(probs))
+  WHERE run_id = 1 AND image = 0 AND view = 1 AND layer = 1" "SELECT count(*) FROM rs_routing(1)" \
+  "run 1 image 0 view 1 layer 1: token 0: float16 probabilities sum to 0.000000"
+expect "an image the run does not hold is no rows, no error" [ "$(sql "$db" "SELECT count(*) FROM rs_routing(1) WHERE image = 99")" = 0 ]
 
 # --- the Python example of docs/export.md ------------------------------------------------------
 awk '/<!-- tests\/export_test.sh runs the next code block/ { want = 1; next }

@@ -4,6 +4,10 @@
 #               routing rows, `stats --format json` and `export` byte for byte
 #   refusals    shards of another job, a missing, an overlapping and an unfinished shard,
 #               a store without shards, a merge into one of its shards: exit 1, one line
+#   damage      (issue 26, item 2) a shard missing a samples or a routing row, random bytes
+#               flipped in a shard file (8 trials), shards that disagree where only the merged
+#               run shows it: exit 1, one line, and no output left in state running; a merge
+#               that passes gives exactly the records of the undamaged merge
 #   resume      a shard killed with SIGKILL is resumed alone (--resume), then merged: identical;
 #               a merge stopped halfway is continued by the next one
 #   MPI         (release build with MPI only) mpirun -n 2 and -n 3 give the single-process
@@ -62,6 +66,8 @@ expect "the merged run is done with the job's slice" \
   [ "$(sqlite3 "$tmp/m.db" "SELECT status, first_image, image_count, images_done, shard_count IS NULL FROM runs")" = "done|0|300|300|1" ]
 expect "the merged run has the single run's identity" \
   [ "$(sqlite3 "$tmp/m.db" "SELECT identity FROM runs")" = "$(sqlite3 "$tmp/single.db" "SELECT identity FROM runs")" ]
+expect "and its checksum (the same records and shapes)" \
+  [ "$(sqlite3 "$tmp/m.db" "SELECT checksum FROM runs")" = "$(sqlite3 "$tmp/single.db" "SELECT checksum FROM runs")" ]
 "$rs" merge --db "$tmp/m.db" "$tmp/s0.db" "$tmp/s1.db" "$tmp/s2.db" >"$tmp/out" 2>"$tmp/err"
 expect "merging again reports the finished run" grep -q "already holds this job" "$tmp/out"
 "$rs" replay "$model" "${job[@]}" --db "$tmp/m.db" >"$tmp/out" 2>"$tmp/err"
@@ -92,6 +98,70 @@ expect "more shards than groups" failed_with $? 1 "300 images make 15 groups of 
 expect "--shard with --resume is a usage error" failed_with $? 2 "only MODEL, --threads and --batch"
 "$rs" replay "$model" "${job[@]}" --db "$tmp/e.db" --shard-dir "$tmp/node%r" >/dev/null 2>"$tmp/err"
 expect "--shard-dir without mpirun is a usage error" failed_with $? 2 "--shard-dir belongs to runs under mpirun"
+
+# --- damaged shards: refused in one line, no output left running (issue 26, item 2) ------------
+merge_refused() { # NAME OUT PATTERN SHARD...: exit 1, one line, and no OUT left behind
+  local name=$1 out=$2 pattern=$3
+  shift 3
+  rm -f "$out" "$out-wal" "$out-shm"
+  "$rs" merge --db "$out" "$@" >/dev/null 2>"$tmp/err"
+  expect "$name: merge refuses, one line" failed_with $? 1 "$pattern"
+  expect "$name: and leaves no output file" [ ! -e "$out" ]
+}
+cp "$tmp/s1.db" "$tmp/d1.db"
+sqlite3 "$tmp/d1.db" "PRAGMA foreign_keys = ON; DELETE FROM samples WHERE image = 150"
+merge_refused "a shard missing a samples row" "$tmp/dm.db" "d1.db: run 1 image 150: no samples row" \
+  "$tmp/s0.db" "$tmp/d1.db" "$tmp/s2.db"
+cp "$tmp/s1.db" "$tmp/d1.db"
+sqlite3 "$tmp/d1.db" "DELETE FROM routing WHERE image = 120 AND view = 1 AND layer = 0"
+merge_refused "a shard missing a routing row" "$tmp/dm.db" "d1.db: run 1 image 120 view 1 layer 0: no routing row" \
+  "$tmp/s0.db" "$tmp/d1.db" "$tmp/s2.db"
+# Random bytes flipped in a shard file: every merge is refused in one line with no output
+# left, or (a byte no record holds, e.g. free space in a page) gives the undamaged records.
+dump "$tmp/m.db" 1 >"$tmp/good.dump"
+refused=0 same=0
+for seed in 1 2 3 4 5 6 7 8; do
+  cp "$tmp/s1.db" "$tmp/f1.db"
+  python3 -c '
+import os, random, sys
+random.seed(int(sys.argv[2]))
+size = os.path.getsize(sys.argv[1])
+with open(sys.argv[1], "r+b") as f:
+    for _ in range(8):
+        at = random.randrange(4096, size)  # past the first page (header and schema)
+        f.seek(at)
+        b = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([b ^ (1 << random.randrange(8))]))
+' "$tmp/f1.db" $seed
+  rm -f "$tmp/fm.db" "$tmp/fm.db-wal" "$tmp/fm.db-shm"
+  "$rs" merge --db "$tmp/fm.db" "$tmp/s0.db" "$tmp/f1.db" "$tmp/s2.db" >/dev/null 2>"$tmp/err"
+  if [ $? = 0 ]; then
+    dump "$tmp/fm.db" 1 >"$tmp/f.dump"
+    cmp -s "$tmp/good.dump" "$tmp/f.dump" && same=$((same + 1))
+  elif failed_with 1 1 "f1.db" && [ ! -e "$tmp/fm.db" ]; then
+    refused=$((refused + 1))
+  fi
+done
+expect "flipped bytes: $refused of 8 merges refused in one line, no output left; $same merged unchanged records" \
+  [ $((refused + same)) = 8 -a $refused -gt 0 ]
+# Shards that each pass, but not together: shard 1 lost its forced view's executed masks and
+# its checksum (as a store of schema 5 has none). Only the merged run shows it, at the check
+# before done: the merge takes back all it wrote.
+fviews='clean;noise:severity=2;base:view=1+route:from=0'
+for i in 0 1; do
+  "$rs" replay "$model" --data $data --limit 40 --seed 3 --protocol custom --views "$fviews" --db "$tmp/e$i.db" \
+    --shard $i/2 --threads 1 >/dev/null 2>&1 || bad "replay of forced shard $i/2"
+done
+sqlite3 "$tmp/e1.db" "UPDATE routing SET executed = NULL; UPDATE runs SET checksum = NULL"
+merge_refused "shards that disagree (the merged run's check)" "$tmp/em.db" \
+  "em.db: run 1 image 20 view 2 layer 0: no executed experts where the run's first image has them" \
+  "$tmp/e0.db" "$tmp/e1.db"
+cp "$tmp/m.db" "$tmp/other.db"
+"$rs" merge --db "$tmp/other.db" "$tmp/e0.db" "$tmp/e1.db" >/dev/null 2>"$tmp/err"
+expect "into a store that holds another run: refused" failed_with $? 1 "other.db: run 2 image 20 view 2 layer 0"
+expect "and only the other run is left, done" [ "$(sqlite3 "$tmp/other.db" "SELECT group_concat(id || ':' || status)
+  FROM runs; SELECT count(*) FROM samples WHERE run_id = 2")" = "$(printf '1:done\n0')" ]
 
 # --- a shard killed mid-run: refused as unfinished, resumed alone, merged: identical ----------
 big=(--data $data --limit 600 --seed 9)

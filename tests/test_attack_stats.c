@@ -170,6 +170,8 @@ static int64_t write_run(const char *path)
         }
     for (size_t q = 0; q < sizeof probs / sizeof(float); q++)
         ((float *)probs)[q] = 1.0f / E;
+    for (size_t q = 0; q < sizeof gate / sizeof(float); q++) /* uniform: every gate is 1/E (store.h's check) */
+        ((float *)gate)[q] = 1.0f / E;
     int32_t labels[N] = {3, 5}, pred[N][V] = {{3, 0, 0, 0}, {5, 0, 0, 5}};
     rs_batch b = {.first = 10, .count = N, .num_views = V, .num_layers = L, .tokens = T, .record_k = R,
                   .num_experts = E, .patches = NP, .labels = labels, .predicted = &pred[0][0],

@@ -1,7 +1,9 @@
 /* Store tests: create, reopen and refuse what is not ours (other schema versions, files that
  * are not SQLite, read-only and locked databases) with one line naming the file; record
  * runs and find them by identity; write batches and read every value back through the
- * cursor; refuse batches at the wrong position; roll a failing batch back completely.
+ * cursor; refuse batches at the wrong position; roll a failing batch back completely;
+ * the run check (check.c): a whole run passes, every missing or malformed record and every
+ * changed byte of a finished run is refused in one line, the checksum is XXH64.
  * test_benchmark measures write and read speed and bytes per token-record at a realistic
  * shape (set RS_STORE_BENCH_IMAGES for a longer run). */
 #include <limits.h>
@@ -26,6 +28,8 @@
 
 /* Test hook in analyze/store/db.c: a shorter busy timeout so the locked case fails quickly. */
 int rs_store_set_busy_timeout(rs_store *store, int ms);
+/* analyze/store/check.c's XXH64 (an external symbol of the store library, not its API). */
+uint64_t store_xxh64(const void *data, size_t len, uint64_t seed);
 
 static char tmpdir[] = "/tmp/rs_test_store_XXXXXX";
 
@@ -147,22 +151,32 @@ static void exp_params(int image, int v, char *buf, size_t size)
              "\"affine\":[1.4,0,%d.25,0,1.4,-3.5]}",
              image % 8, v ? "true" : "false", image);
 }
-static int exp_top(int image, int v, int l, int t, int k, int e)
+/* Token T's record at (image, v, l), as the router makes one: a distribution P over E experts
+ * (expert 0's value tiny, to exercise half subnormals), normalised to sum 1; its top R ids by
+ * decreasing probability (ties to the lower index) and their gates, the very probabilities.
+ * So the stored record passes the store's check (record_check.h). E <= 16. */
+static void exp_token(int image, int v, int l, int t, int E, int R, float *p, int *top, float *gate)
 {
-    return (int)((mix((uint32_t)image, (uint32_t)v, (uint32_t)l, (uint32_t)t) + (uint32_t)k) % (uint32_t)e);
-}
-static float exp_gate(int image, int v, int l, int t, int k)
-{
-    /* Decreasing in k, with full float mantissas so that bit-exactness is tested. */
-    float g = 0.5f + 0.5f * unit(mix((uint32_t)image, (uint32_t)v, (uint32_t)l, (uint32_t)t + 5000));
-    for (int j = 0; j < k; j++)
-        g *= unit(mix((uint32_t)image, (uint32_t)j, (uint32_t)l, (uint32_t)t + 9000));
-    return g;
-}
-static float exp_probs(int image, int v, int l, int t, int e)
-{
-    float u = unit(mix((uint32_t)image, (uint32_t)v, (uint32_t)(l * 1000 + t), (uint32_t)e));
-    return e == 0 ? u * 1e-6f : u; /* tiny values exercise half subnormals */
+    float sum = 0;
+    for (int e = 0; e < E; e++) {
+        float u = unit(mix((uint32_t)image, (uint32_t)v, (uint32_t)(l * 1000 + t), (uint32_t)e));
+        p[e] = e == 0 ? u * 1e-6f : u;
+        sum += p[e];
+    }
+    for (int e = 0; e < E; e++)
+        p[e] /= sum;
+    for (int k = 0; k < R; k++) {
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            bool taken = false;
+            for (int q = 0; q < k; q++)
+                taken |= top[q] == e;
+            if (!taken && (best < 0 || p[e] > p[best]))
+                best = e;
+        }
+        top[k] = best;
+        gate[k] = p[best];
+    }
 }
 
 typedef struct tbatch {
@@ -200,12 +214,10 @@ static tbatch make_batch(const rs_run_spec *spec, int first, int count)
             for (int l = 0; l < L; l++)
                 for (int tok = 0; tok < T; tok++) {
                     size_t row = (iv * L + l) * T + tok;
-                    for (int k = 0; k < R; k++) {
-                        t.top_idx[row * R + k] = exp_top(image, v, l, tok, k, E);
-                        t.top_gate[row * R + k] = exp_gate(image, v, l, tok, k);
-                    }
-                    for (int e = 0; e < E; e++)
-                        t.probs[row * E + e] = exp_probs(image, v, l, tok, e);
+                    int top[16];
+                    exp_token(image, v, l, tok, E, R, t.probs + row * E, top, t.top_gate + row * R);
+                    for (int k = 0; k < R; k++)
+                        t.top_idx[row * R + k] = top[k];
                 }
         }
     }
@@ -267,13 +279,16 @@ static void check_all(rs_store *s, int64_t run, const rs_run_spec *spec, int fir
                 for (int p = 0; p < Np; p++)
                     assert_int_equal(rec.match[p], exp_match(image, v, p, Np));
                 for (int tok = 0; tok < T; tok++) {
+                    float p[16], gate[16];
+                    int top[16];
+                    exp_token(image, v, l, tok, E, R, p, top, gate);
                     for (int k = 0; k < R; k++) {
-                        assert_int_equal(rec.top_idx[tok * R + k], exp_top(image, v, l, tok, k, E));
-                        float want = exp_gate(image, v, l, tok, k), got = rec.top_gate[tok * R + k];
+                        assert_int_equal(rec.top_idx[tok * R + k], top[k]);
+                        float want = gate[k], got = rec.top_gate[tok * R + k];
                         assert_memory_equal(&got, &want, sizeof got); /* bit-exact */
                     }
                     for (int e = 0; e < E; e++) {
-                        float x = exp_probs(image, v, l, tok, e), got = rec.probs[tok * E + e];
+                        float x = p[e], got = rec.probs[tok * E + e];
                         assert_true(got == rs_half_to_float(rs_float_to_half(x)));
                         assert_true(fabsf(got - x) <= 0x1p-11f * x + 0x1p-25f);
                     }
@@ -361,7 +376,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version 99, this routerscope reads 5");
+        expect_message(&err, path, "schema version 99, this routerscope reads 6");
     }
     /* A negative version (found by fuzzing: it indexed the migration steps backwards). */
     sql_exec(path, "PRAGMA user_version = -5");
@@ -370,7 +385,7 @@ static void test_schema_version(void **state)
         rs_error err = {0};
         assert_int_equal(rs_store_open(path, ro, &s, &err), RS_EFORMAT);
         assert_null(s);
-        expect_message(&err, path, "schema version -5, this routerscope reads 5");
+        expect_message(&err, path, "schema version -5, this routerscope reads 6");
     }
 
     /* A database of another program: version 0, but tables we do not know. */
@@ -379,7 +394,7 @@ static void test_schema_version(void **state)
     rs_store *s;
     rs_error err = {0};
     assert_int_equal(rs_store_open(other, false, &s, &err), RS_EFORMAT);
-    expect_message(&err, other, "schema version 0, this routerscope reads 5");
+    expect_message(&err, other, "schema version 0, this routerscope reads 6");
     assert_int_equal(sql_int(other, "SELECT count(*) FROM t"), 1); /* untouched, */
     assert_int_equal(sql_int(other, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1); /* not WAL */
 }
@@ -675,7 +690,10 @@ static void test_runs(void **state)
     assert_int_equal(rs_store_get_run(s, 999, &info, &err), RS_EINVAL);
     expect_message(&err, path, "no run 999");
 
-    /* Status changes. */
+    /* Status changes. Done wants every image (and passes the run check). */
+    assert_int_equal(rs_store_set_status(s, ra, RS_RUN_DONE, NULL, &err), RS_EINVAL);
+    expect_message(&err, path, "run 1 holds 0 of its 9 images: not done");
+    write_ok(s, ra, &a, 10, 9);
     assert_int_equal(rs_store_set_status(s, ra, RS_RUN_DONE, NULL, &err), 0);
     assert_int_equal(rs_store_set_status(s, rb, RS_RUN_FAILED, "x.png: truncated PNG", &err), 0);
     assert_int_equal(rs_store_set_status(s, 999, RS_RUN_DONE, NULL, &err), RS_EINVAL);
@@ -855,7 +873,7 @@ static void test_group_seed_run(void **state)
 
     /* Schema 4: no group_seed column. Read in place, then upgraded by a writer. */
     sql_exec(path, "ALTER TABLE runs DROP COLUMN group_seed; ALTER TABLE routing DROP COLUMN executed; "
-                   "PRAGMA user_version = 4");
+                   "ALTER TABLE runs DROP COLUMN checksum; PRAGMA user_version = 4");
     s = open_ok(path, true);
     assert_int_equal(rs_store_get_run(s, r2, &info, &err), 0);
     assert_true(!info.has_group_seed && info.capacity_factor == 0.5);
@@ -1019,6 +1037,183 @@ static void test_attacks(void **state)
     /* Deleting the run removes its attacks. */
     sql_exec(path, "PRAGMA foreign_keys = ON; DELETE FROM runs WHERE id = 1");
     assert_int_equal(sql_int(path, "SELECT count(*) FROM attacks"), 0);
+}
+
+/* ---- the run check (check.c) ------------------------------------------------------------ */
+
+/* The check of run 1 of a copy of GOOD damaged by SQL (run on a plain connection, foreign
+ * keys off as in the sqlite3 shell): its result, and its message in ERR. */
+static int check_damaged(const char *good, const char *sql, rs_error *err)
+{
+    const char *path = scratch("damaged.db");
+    char side[1200];
+    for (int i = 0; i < 2; i++) { /* the last copy's WAL would be read into this one */
+        snprintf(side, sizeof side, "%s%s", path, i ? "-shm" : "-wal");
+        remove(side);
+    }
+    size_t size;
+    unsigned char *bytes = tu_read_file(good, &size);
+    assert_non_null(bytes);
+    assert_int_equal(tu_write_file(path, bytes, size), 0);
+    free(bytes);
+    sql_exec(path, sql);
+    rs_store *s = open_ok(path, true);
+    int rc = rs_store_check_run(s, 1, err);
+    rs_store_close(s);
+    if (rc)
+        expect_message(err, path, "run 1");
+    return rc;
+}
+
+/* A whole run of 9 images, done (so with its checksum), in one file without a WAL. */
+static const char *checked_store(const char *name)
+{
+    const char *path = scratch(name);
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    write_ok(s, run, &spec, 10, 9);
+    rs_error err = {0};
+    assert_int_equal(rs_store_set_status(s, run, RS_RUN_DONE, NULL, &err), 0);
+    rs_store_close(s);
+    assert_int_equal(rs_store_checkpoint_file(path, &err), 0);
+    return path;
+}
+
+/* XXH64 against the reference library (libxxhash 0.8.1) on inputs that take each of its paths
+ * (empty, under 4, under 32 and over 32 bytes, with and without a seed). */
+static void test_checksum_reference(void **state)
+{
+    (void)state;
+    static const struct { const char *text; uint64_t seed, want; } cases[] = {
+        {"", 0, 0xef46db3751d8e999ULL},
+        {"abc", 0, 0x44bc2cf5ad770999ULL},
+        {"a", 40282050, 0x194e8227232c4d40ULL},
+        {"Nobody inspects the spammish repetition", 0, 0xfbcea83c8a378bf1ULL},
+        {"Nobody inspects the spammish repetition", 40282050, 0x8f1793fc273e0e93ULL},
+        {"0123456789abcdef0123456789abcdef0123456789abcdefXYZ12", 40282050, 0x342ed790e5db494bULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_true(store_xxh64(cases[i].text, strlen(cases[i].text), cases[i].seed) == cases[i].want);
+}
+
+/* A whole run passes and has its checksum; every missing or malformed record is refused with
+ * one line naming the run, image, view and layer (issue 26, items 1, 6 and 2's flipped bytes). */
+static void test_check_run(void **state)
+{
+    (void)state;
+    char good[1100]; /* scratch() reuses its buffers */
+    snprintf(good, sizeof good, "%s", checked_store("checked.db"));
+    rs_store *s = open_ok(good, true);
+    rs_error err = {0};
+    assert_int_equal(rs_store_check_run(s, 1, &err), 0);
+    assert_int_equal(rs_store_check_run(s, 2, &err), RS_EINVAL);
+    rs_store_close(s);
+    assert_int_equal(sql_int(good, "SELECT length(checksum) = 22 AND checksum LIKE 'xxh64:%' FROM runs"), 1);
+
+    static const struct { const char *sql, *fragment; } cases[] = {
+        {"DELETE FROM routing WHERE image = 12 AND view = 1 AND layer = 0",
+         "run 1 image 12 view 1 layer 0: no routing row (the store is incomplete)"},
+        {"DELETE FROM routing WHERE image = 18", "run 1 image 18 view 0 layer 0: no routing row"},
+        {"DELETE FROM predictions WHERE image = 13 AND view = 1", "run 1 image 13 view 1: no predictions row"},
+        {"DELETE FROM samples WHERE image = 14", "run 1 image 14: no samples row"},
+        {"PRAGMA foreign_keys = ON; DELETE FROM samples WHERE image = 14", "run 1 image 14: no samples row"},
+        {"UPDATE routing SET probs = CAST(x'007c' || substr(probs, 3) AS BLOB) WHERE image = 11 AND view = 0 AND layer = 1",
+         "run 1 image 11 view 0 layer 1: token 0: float16 probability of expert 0 is infinite"},
+        {"UPDATE routing SET probs = CAST(substr(probs, 1, 4) || x'007e' || substr(probs, 7) AS BLOB) WHERE image = 11"
+         " AND view = 1 AND layer = 0", "run 1 image 11 view 1 layer 0: token 0: float16 probability of expert 2 is NaN"},
+        {"UPDATE routing SET probs = zeroblob(length(probs)) WHERE image = 15 AND view = 0 AND layer = 0",
+         "run 1 image 15 view 0 layer 0: token 0: float16 probabilities sum to 0.000000, not 1 within 2^-10"},
+        {"UPDATE routing SET probs = substr(probs, 3) WHERE image = 15 AND view = 0 AND layer = 0",
+         "image 15 view 0 layer 0: probs BLOB of 38 bytes, expected 40"},
+        {"UPDATE routing SET top_idx = CAST(x'09' || substr(top_idx, 2) AS BLOB) WHERE image = 16 AND view = 1"
+         " AND layer = 1", "image 16 view 1 layer 1: token 0 rank 0: expert id 9 >= 4 experts"},
+        {"UPDATE routing SET top_gate = zeroblob(40) WHERE image = 16 AND view = 1 AND layer = 1",
+         "image 16 view 1 layer 1: token 0 rank 0: gate 0 does not round to its expert's probability"},
+        {"UPDATE predictions SET match = zeroblob(6) WHERE image = 10 AND view = 1",
+         "run 1 image 10 view 1: a malformed patch match map"},
+        {"UPDATE predictions SET predicted = 10 WHERE image = 10 AND view = 1",
+         "run 1 image 10 view 1: a predicted class outside the model's classes"},
+        {"INSERT INTO samples VALUES (1, 19, 3)", "run 1 image 19: a samples row the run does not have"},
+        {"UPDATE runs SET images_done = 8", "run 1 is done with 8 of 9 images"},
+        {"UPDATE runs SET tokens = 6", "run 1 has inconsistent shapes"},
+        /* A byte of a gate's mantissa that float16 rounding hides: only the checksum sees it. */
+        {"UPDATE routing SET top_gate = CAST(x'01' || substr(top_gate, 2) AS BLOB) WHERE image = 17 AND view = 0"
+         " AND layer = 0", "run 1: its records or shapes differ from the checksum written when it finished"},
+        {"UPDATE samples SET label = 4 WHERE image = 17", "differ from the checksum"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        print_message("  %s\n", cases[i].sql);
+        assert_int_equal(check_damaged(good, cases[i].sql, &err), RS_EFORMAT);
+        assert_non_null(strstr(err.msg, cases[i].fragment));
+    }
+    /* Without a checksum (a run not done, a store before schema 6) the check reads every row:
+     * a missing one is still found; the hidden gate byte is not. */
+    assert_int_equal(check_damaged(good, "UPDATE runs SET status = 'interrupted', checksum = NULL;"
+                                         " DELETE FROM routing WHERE image = 12 AND view = 1 AND layer = 0", &err),
+                     RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "run 1 image 12 view 1 layer 0: no routing row"));
+    assert_int_equal(check_damaged(good, "UPDATE runs SET checksum = NULL; UPDATE routing SET top_gate ="
+                                         " CAST(x'01' || substr(top_gate, 2) AS BLOB) WHERE image = 17", &err), 0);
+    /* A run cut short consistently (a killed run) is whole as far as it goes. */
+    assert_int_equal(check_damaged(good, "PRAGMA foreign_keys = ON; DELETE FROM samples WHERE image >= 15;"
+                                         " UPDATE runs SET images_done = 5, status = 'running', checksum = NULL",
+                                   &err), 0);
+}
+
+/* set_status(done) runs the check first: a damaged run stays as it was. An unfinished run
+ * says so (rs_run_unfinished); a run without its model row says that, not "no run" (item 8). */
+static void test_check_status(void **state)
+{
+    (void)state;
+    const char *path = scratch("status.db");
+    rs_run_spec spec = small_spec();
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &spec);
+    write_ok(s, run, &spec, 10, 9);
+    rs_store_close(s);
+    sql_exec(path, "DELETE FROM routing WHERE image = 13 AND view = 0 AND layer = 1");
+    s = open_ok(path, false);
+    rs_error err = {0};
+    assert_int_equal(rs_store_set_status(s, run, RS_RUN_DONE, NULL, &err), RS_EFORMAT);
+    expect_message(&err, path, "run 1 image 13 view 0 layer 1: no routing row");
+    rs_run_info info = {0};
+    assert_int_equal(rs_store_get_run(s, run, &info, &err), 0);
+    assert_int_equal(info.status, RS_RUN_RUNNING);
+    char note[128];
+    assert_true(rs_run_unfinished(&info, note, sizeof note));
+    assert_string_equal(note, "run 1 is not finished (running or killed, 9 of 9 images done)");
+    assert_int_equal(sql_int(path, "SELECT checksum IS NULL FROM runs"), 1);
+    rs_store_close(s);
+
+    sql_exec(path, "DELETE FROM models");
+    s = open_ok(path, true);
+    assert_int_equal(rs_store_get_run(s, run, &info, &err), RS_EFORMAT);
+    expect_message(&err, path, "run 1 exists, but its model (row 1 of table models) is missing");
+    rs_store_close(s);
+    rs_run_info_clear(&info);
+}
+
+/* A store of schema 5 (no checksums) is checked row by row, read in place; a writer upgrades
+ * it to schema 6 with its done runs' checksums NULL. */
+static void test_check_schema5(void **state)
+{
+    (void)state;
+    const char *path = checked_store("schema5.db");
+    sql_exec(path, "ALTER TABLE runs DROP COLUMN checksum; PRAGMA user_version = 5");
+    rs_store *s = open_ok(path, true);
+    rs_error err = {0};
+    assert_int_equal(rs_store_check_run(s, 1, &err), 0);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), 5);
+    sql_exec(path, "DELETE FROM routing WHERE image = 18 AND view = 1 AND layer = 1");
+    s = open_ok(path, true);
+    assert_int_equal(rs_store_check_run(s, 1, &err), RS_EFORMAT);
+    expect_message(&err, path, "run 1 image 18 view 1 layer 1: no routing row");
+    rs_store_close(s);
+    rs_store_close(open_ok(path, false));
+    assert_int_equal(sql_int(path, "SELECT (SELECT user_version FROM pragma_user_version) = 6 AND checksum IS NULL"
+                                   " FROM runs"), 1);
 }
 
 static void test_wrong_position(void **state)
@@ -1190,7 +1385,9 @@ int main(void)
         cmocka_unit_test(test_schema4_store),   cmocka_unit_test(test_forced_run),
         cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
         cmocka_unit_test(test_write_read),     cmocka_unit_test(test_attacks),
-        cmocka_unit_test(test_wrong_position),
+        cmocka_unit_test(test_wrong_position), cmocka_unit_test(test_checksum_reference),
+        cmocka_unit_test(test_check_run),      cmocka_unit_test(test_check_status),
+        cmocka_unit_test(test_check_schema5),
         cmocka_unit_test(test_failing_batch_rolls_back), cmocka_unit_test(test_benchmark),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -109,11 +109,11 @@ static const char schema_v3[] =
     "ALTER TABLE runs ADD COLUMN job_identity TEXT;"; /* the identity the merged run takes */
 
 /* migrations[n] turns schema version n into n + 1; version 0 is an empty database. From
- * version 4 on, a step is a function (migrate_v4, migrate_v5 below) so that several
- * features can each add their part to one version. */
+ * version 4 on, a step is a function (migrate_v4, migrate_v5, migrate_v6 below) so that
+ * several features can each add their part to one version. */
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
-_Static_assert(sizeof migrations / sizeof *migrations + 2 == RS_STORE_SCHEMA,
-               "one migration step per schema version: three texts, then migrate_v4 and migrate_v5");
+_Static_assert(sizeof migrations / sizeof *migrations + 3 == RS_STORE_SCHEMA,
+               "one migration step per schema version: three texts, then migrate_v4, _v5 and _v6");
 
 /* Schema version 4, attacks: per image and attacked view (a view with a pgd: operation,
  * analyze/replay/attack.h) the perturbation's norms and the objective at every iterate. Stores of
@@ -300,6 +300,22 @@ static int migrate_v5(rs_store *s, rs_error *err)
     return rc ? rc : migrate_v5_route(s, err);
 }
 
+/* Schema 6, checksums: the XXH64 of a run's records ("xxh64:" and 16 hex digits, check.c),
+ * written when the run is marked done, so that readers and merge find any byte changed
+ * since. NULL for every run of an older store (their records are checked, not hashed) and
+ * for runs not done. */
+static int migrate_v6(rs_store *s, rs_error *err)
+{
+    return store_exec(s, "ALTER TABLE runs ADD COLUMN checksum TEXT;", "upgrading the schema to version 6 (checksums)",
+                      err);
+}
+
+/* Migration step V -> V + 1 for V >= 3. */
+static int migrate_step(rs_store *s, int64_t v, rs_error *err)
+{
+    return v == 3 ? migrate_v4(s, err) : v == 4 ? migrate_v5(s, err) : migrate_v6(s, err);
+}
+
 /* Brings a database of an older schema version up to date in one transaction. The version is
  * read again under the write lock: another process may have migrated the file since we looked. */
 static int migrate(rs_store *s, rs_error *err)
@@ -313,7 +329,7 @@ static int migrate(rs_store *s, rs_error *err)
     for (int64_t v = version; v < RS_STORE_SCHEMA; v++) {
         char what[64];
         snprintf(what, sizeof what, "upgrading the schema to version %d", (int)v + 1);
-        if ((rc = v < 3 ? store_exec(s, migrations[v], what, err) : v == 3 ? migrate_v4(s, err) : migrate_v5(s, err)))
+        if ((rc = v < 3 ? store_exec(s, migrations[v], what, err) : migrate_step(s, v, err)))
             goto fail;
     }
     if (version < RS_STORE_SCHEMA) {
@@ -419,7 +435,9 @@ int rs_store_open(const char *path, bool read_only, rs_store **out, rs_error *er
     }
     s->read_only = read_only;
     s->busy_ms = 5000;
-    int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    /* NOMUTEX: one rs_store serves one thread at a time (store.h), so SQLite need not lock its
+     * connection on every call (a tenth of a pass over a run went to that). */
+    int flags = SQLITE_OPEN_NOMUTEX | (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     read_mode mode = read_only ? reader_mode(path) : READ_NORMAL;
     char *uri = mode == READ_IMMUTABLE ? immutable_uri(path) : NULL;
     int rc = sqlite3_open_v2(uri ? uri : path, &s->db, flags | (uri ? SQLITE_OPEN_URI : 0), NULL);

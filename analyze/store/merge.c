@@ -63,6 +63,9 @@ static int load_shards(const rs_merge_options *o, shard_in *in, rs_error *err)
         int rc = rs_store_open(in[i].path, true, &store, err);
         if (!rc)
             rc = find_shard_run(store, &o->shards[i], &in[i].info, err);
+        /* Every record there and sound, and the bytes those the shard finished with. */
+        if (!rc && in[i].info.status == RS_RUN_DONE)
+            rc = rs_store_check_run(store, in[i].info.id, err);
         rs_store_close(store);
         if (rc)
             return rc;
@@ -142,13 +145,22 @@ static int check_distinct(const rs_merge_options *o, rs_error *err)
     return 0;
 }
 
-/* Copies the shards, in order, from where the merged run stands, then marks it done. */
+/* The output as this merge found it, so that a refused merge puts it back. */
+typedef struct out_state {
+    bool created_file;          /* the merge created the file */
+    int64_t created_run;        /* the run the merge created, 0 when it continued one */
+    int images_before;          /* the images the merged run held when the merge began */
+} out_state;
+
+/* Copies the shards, in order, from where the merged run stands, then marks it done (which
+ * checks the merged run whole, rs_store_set_status). */
 static int copy_shards(const rs_merge_options *o, rs_store *out, const shard_in *in, const int *by_index,
-                       rs_merge_summary *sum, rs_error *err)
+                       rs_merge_summary *sum, out_state *state, rs_error *err)
 {
     rs_run_info run = {0};
     int rc = rs_store_get_run(out, sum->run_id, &run, err);
     int next = run.offset + run.images_done, batch = o->batch > 0 ? o->batch : 256;
+    state->images_before = run.images_done;
     rs_run_info_clear(&run);
     for (int s = 0; !rc && s < in[0].info.shard_count; s++) {
         const shard_in *sh = &in[by_index[s]];
@@ -161,6 +173,27 @@ static int copy_shards(const rs_merge_options *o, rs_store *out, const shard_in 
         next = last + 1;
     }
     return rc ? rc : rs_store_set_status(out, sum->run_id, RS_RUN_DONE, NULL, err);
+}
+
+/* After a refusal: what this merge wrote goes again, so that it leaves no run of its own
+ * behind. A file it created is removed (with its WAL and index); in a store that was there,
+ * the run it created is deleted, and a run it continued (a killed merge's) keeps only the
+ * images it held before, as the next merge expects. Closes OUT. */
+static void undo_merge(const rs_merge_options *o, rs_store *out, int64_t run_id, const out_state *state)
+{
+    if (!state->created_file && run_id > 0) {
+        rs_error ignored;
+        rs_store_undo_merge(out, run_id, state->created_run == run_id, state->images_before, &ignored);
+    }
+    rs_store_close(out);
+    if (!state->created_file)
+        return;
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    char path[4096];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s%s", o->db_path, suffixes[i]);
+        unlink(path);
+    }
 }
 
 int rs_merge(const rs_merge_options *o, rs_merge_summary *sum, rs_error *err)
@@ -180,22 +213,29 @@ int rs_merge(const rs_merge_options *o, rs_merge_summary *sum, rs_error *err)
     if (!rc)
         rc = check_shards(in, o->num_shards, by_index, err);
     rs_store *out = NULL;
-    if (!rc)
+    struct stat before;
+    out_state state = {0};
+    if (!rc) {
+        state.created_file = stat(o->db_path, &before) != 0;
         rc = rs_store_lock_file(o->db_path, true, &lock_fd, err);
+    }
     if (!rc)
         rc = rs_store_open(o->db_path, false, &out, err);
     rs_run_status status = RS_RUN_RUNNING;
     if (!rc)
         rc = rs_store_begin_merge(out, in[by_index[0]].path, in[by_index[0]].info.id, o->command, o->version,
-                                  &sum->run_id, &status, err);
+                                  &sum->run_id, &status, &state.created_run, err);
     if (!rc) {
         sum->shards = o->num_shards;
         sum->images = in[0].info.job_count;
         sum->already_done = status == RS_RUN_DONE;
         if (!sum->already_done)
-            rc = copy_shards(o, out, in, by_index, sum, err);
+            rc = copy_shards(o, out, in, by_index, sum, &state, err);
     }
-    rs_store_close(out);
+    if (rc && lock_fd >= 0) /* the lock is ours: so is what the output holds */
+        undo_merge(o, out, sum->run_id, &state);
+    else
+        rs_store_close(out);
     if (lock_fd >= 0)
         close(lock_fd); /* after SQLite: see rs_store_lock_file */
     for (int i = 0; i < o->num_shards; i++)

@@ -3,8 +3,11 @@
  *
  * Every shard must be a finished shard run (`replay --shard I/N`) of the same job (equal job
  * identity: model sha256, data, slice, protocol, view specs, seed) and the same N, each
- * index 0 .. N-1 exactly once; otherwise rs_merge fails with one line naming the files (or
- * the missing index) and writes nothing. The merged run takes the job's identity, slice and
+ * index 0 .. N-1 exactly once, and pass the store's run check (rs_store_check_run: every
+ * record there and sound, and its records still hashing to the checksum written when the
+ * shard finished, so that a flipped byte is found); otherwise rs_merge fails with one line
+ * naming the file (and the run, image, view and layer), or the missing index, and writes
+ * nothing. The merged run takes the job's identity, slice and
  * shapes; its samples, predictions and routing are the shards' rows copied byte for byte in
  * image order, so it holds exactly the records a single-process run of the job holds (the
  * shard rule, shard.h, makes those bit-identical), and everything computed from it is the
@@ -14,7 +17,10 @@
  * transactions of BATCH images, each advancing the merged run's images_done, so memory stays
  * bounded whatever the job's size and a killed merge leaves a run marked running (never
  * done) that the next merge (or replay) of the same job continues. The run is marked done
- * in one final statement once every image is in. The output is flocked like a replay's.
+ * once every image is in and the merged run passes the check (rs_store_set_status). A merge
+ * refused on the way leaves no run of its own behind: an output file it created is removed,
+ * a run it created is deleted, a run it continued goes back to the images it held. The output
+ * is flocked like a replay's.
  * Merging a job that is already done in the output reports it (already_done) and copies
  * nothing. No function prints. */
 #ifndef RS_MERGE_H

@@ -32,6 +32,8 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
      * finished one or to say which runs there are. */
     if (run_id > 0) {
         int rc = rs_store_get_run(store, run_id, info, err);
+        if (!rc && (rc = rs_store_check_run(store, run_id, err))) /* no reader reads a run that fails it */
+            rs_run_info_clear(info);
         if (rc != RS_EINVAL)
             return rc;
     }
@@ -50,8 +52,11 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
     for (int i = 0; i < n; i++)
         rs_run_info_clear(&runs[i]);
     free(runs);
-    if (pick >= 0)
-        return rs_store_get_run(store, id, info, err);
+    if (pick >= 0) {
+        if (!(rc = rs_store_get_run(store, id, info, err)) && (rc = rs_store_check_run(store, id, err)))
+            rs_run_info_clear(info);
+        return rc;
+    }
     if (n == 0)
         return rs_error_set(err, RS_EINVAL, "%s: holds no runs", name);
     if (run_id > 0)

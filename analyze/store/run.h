@@ -37,7 +37,8 @@
 
 /* Run RUN_ID of STORE into INFO (zeroed or previously filled), or with RUN_ID 0 the last
  * run whose status is done. NAME is the database's name in messages. RS_EINVAL when there
- * is no such run (the message lists the runs there are) or no finished run. */
+ * is no such run (the message lists the runs there are) or no finished run; RS_EFORMAT
+ * (INFO cleared) when the run fails rs_store_check_run, which every reader goes through here. */
 int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *info, rs_error *err);
 
 /* A run as users name it on the command line (README "Analysing your own checkpoint"):

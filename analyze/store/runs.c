@@ -18,6 +18,11 @@ static char *dup_text(const unsigned char *s)
 
 static const char *const status_names[] = {"running", "done", "failed", "interrupted"};
 
+const char *store_status_name(rs_run_status status)
+{
+    return status_names[status];
+}
+
 rs_run_status store_status_from_name(const char *name)
 {
     for (int i = 0; i < 4; i++)
@@ -449,7 +454,9 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
     " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"    \
     " r.patches, r.grid_h, r.grid_w, r.record_k, r.num_experts, r.num_classes, r.has_cls, r.seed,"            \
     " r.started, r.finished, "
-#define RUN_FROM " FROM runs r JOIN models m ON m.id = r.model_id WHERE r.id = ?"
+/* A LEFT JOIN, so that a run whose model row is gone is told apart from no run at all. */
+#define RUN_FROM " FROM runs r LEFT JOIN models m ON m.id = r.model_id WHERE r.id = ?"
+#define RUN_MODEL_COLUMNS ", m.id IS NULL, r.model_id"
 /* Provenance inside the stored config (every schema): no schema change needed. */
 #define RUN_PROVENANCE_COLUMNS                                                                             \
     ", (CASE WHEN json_valid(m.config) AND json_type(m.config, '$.method') = 'text'"                        \
@@ -463,11 +470,12 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
 static const char *run_select(int schema)
 {
     static const char *const select[3] = {
-        RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
-        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM,
-        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_FROM};
-    _Static_assert(RS_STORE_SCHEMA == 5, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
-                                         "what read_dispatch reads, and schema 5 routing.executed)");
+        RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM,
+        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM,
+        RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM};
+    _Static_assert(RS_STORE_SCHEMA == 6, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
+                                         "what read_dispatch reads and routing.executed, schema 6 the checksum "
+                                         "that check.c reads)");
     return select[(schema < 1 ? 1 : schema > 3 ? 3 : schema) - 1];
 }
 
@@ -546,6 +554,12 @@ static int read_run_row(rs_store *store, int64_t run_id, rs_run_info *info, int 
             return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64, store->path, run_id);
         return store_db_fail(store, rc, "reading a run", err);
     }
+    if (sqlite3_column_int(st, 38)) {
+        int64_t model = sqlite3_column_int64(st, 39);
+        sqlite3_finalize(st);
+        return rs_error_set(err, RS_EFORMAT, "%s: run %" PRId64 " exists, but its model (row %" PRId64 " of table "
+                            "models) is missing: the store is damaged", store->path, run_id, model);
+    }
     info->id = run_id;
     bool ok = fill_run(st, info, num_views);
     sqlite3_finalize(st);
@@ -597,40 +611,6 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
     if (rc)
         rs_run_info_clear(info);
     return rc;
-}
-
-int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, const char *error,
-                        rs_error *err)
-{
-    if (store->read_only)
-        return store_read_only_fail(store, err);
-    if ((int)status < 0 || status > RS_RUN_INTERRUPTED)
-        return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": unknown status %d", store->path, run_id,
-                            (int)status);
-    /* A run that stops (done, failed, interrupted) gets its finish time; one that resumes
-     * loses it and any old error. The error text is kept for failed and interrupted runs. */
-    sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(store->db, "UPDATE runs SET status = ?, finished = ?, error = ? WHERE id = ?", -1,
-                                &st, NULL);
-    if (rc != SQLITE_OK)
-        return store_db_fail(store, rc, "setting a run's status", err);
-    sqlite3_bind_text(st, 1, status_names[status], -1, SQLITE_STATIC);
-    if (status == RS_RUN_RUNNING)
-        sqlite3_bind_null(st, 2);
-    else
-        sqlite3_bind_double(st, 2, store_now());
-    if (status == RS_RUN_FAILED || status == RS_RUN_INTERRUPTED)
-        sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 3);
-    sqlite3_bind_int64(st, 4, run_id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return store_db_fail(store, rc, "setting a run's status", err);
-    if (sqlite3_changes(store->db) == 0)
-        return rs_error_set(err, RS_EINVAL, "%s: no run %" PRId64, store->path, run_id);
-    return 0;
 }
 
 int rs_store_list_runs(rs_store *store, rs_run_info **runs, int *count, rs_error *err)

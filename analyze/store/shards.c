@@ -105,8 +105,10 @@ static int create_merged_run(rs_store *s, int64_t shard_run, const char *command
 }
 
 int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_run, const char *command,
-                         const char *version, int64_t *run_id, rs_run_status *status, rs_error *err)
+                         const char *version, int64_t *run_id, rs_run_status *status, int64_t *created,
+                         rs_error *err)
 {
+    *created = 0;
     if (store->read_only)
         return store_read_only_fail(store, err);
     int rc = attach_shard(store, shard_path, err);
@@ -132,6 +134,7 @@ int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_
         if (rc == SQLITE_DONE) {
             *status = RS_RUN_RUNNING;
             rc = create_merged_run(store, shard_run, command, version, run_id);
+            *created = rc == SQLITE_OK ? *run_id : 0;
         }
         rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
     }
@@ -139,9 +142,49 @@ int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_
         rc = store_run_cached(store, ST_COMMIT, "committing the merged run", err);
     else
         rc = store_db_fail(store, rc, "starting the merged run", err);
-    if (rc)
+    if (rc) {
         store_rollback(store);
+        *created = 0;
+    }
     detach_shard(store);
+    return rc;
+}
+
+int rs_store_undo_merge(rs_store *store, int64_t run_id, bool created, int images, rs_error *err)
+{
+    if (store->read_only)
+        return store_read_only_fail(store, err);
+    int rc = store_run_cached(store, ST_BEGIN, "taking back a merge", err);
+    if (rc)
+        return rc;
+    /* Every child table reaches runs, and routing and attacks reach samples, through ON DELETE
+     * CASCADE. */
+    if (created) {
+        sqlite3_stmt *st;
+        int64_t model = 0;
+        rc = sqlite3_prepare_v2(store->db, "SELECT model_id FROM runs WHERE id = ?", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, run_id);
+            rc = sqlite3_step(st);
+            model = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+            rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+            sqlite3_finalize(st);
+        }
+        if (rc == SQLITE_OK)
+            rc = exec_ids(store, "DELETE FROM runs WHERE id = ?1", run_id, 0, 0, 0);
+        if (rc == SQLITE_OK)
+            rc = exec_ids(store, "DELETE FROM models WHERE id = ?1 AND NOT EXISTS"
+                                 " (SELECT 1 FROM runs WHERE model_id = ?1)", model, 0, 0, 0);
+    } else {
+        rc = exec_ids(store, "DELETE FROM samples WHERE run_id = ?1 AND image >= (SELECT first_image FROM runs"
+                             " WHERE id = ?1) + ?2", run_id, images, 0, 0);
+        if (rc == SQLITE_OK)
+            rc = exec_ids(store, "UPDATE runs SET images_done = ?2 WHERE id = ?1", run_id, images, 0, 0);
+    }
+    if (rc == SQLITE_OK)
+        return store_run_cached(store, ST_COMMIT, "taking back a merge", err);
+    rc = store_db_fail(store, rc, "taking back a merge", err);
+    store_rollback(store);
     return rc;
 }
 

@@ -6,7 +6,8 @@
  *   runs        one row per replay job: model, data source and slice, protocol, view specs,
  *               seed, identity (unique), status, images_total / images_done, shapes,
  *               provenance (command line, routerscope version and commit), times, error,
- *               dispatch settings (schema 4) and group seed (schema 5)
+ *               dispatch settings (schema 4), group seed (schema 5) and the checksum of its
+ *               records, written when the run is marked done (schema 6; rs_store_check_run)
  *   views       (run, view) -> spec text
  *   samples     (run, image) -> label
  *   predictions (run, image, view) -> predicted class, its probability, the view's drawn
@@ -53,7 +54,7 @@
 
 #include "rs_error.h"
 
-#define RS_STORE_SCHEMA 5
+#define RS_STORE_SCHEMA 6
 
 typedef struct rs_store rs_store;
 
@@ -154,9 +155,37 @@ int rs_store_begin_run(rs_store *store, const rs_run_spec *spec, int64_t *run_id
 int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_error *err);
 /* Sets the status. The finish time is set when the run stops (done, failed, interrupted)
  * and cleared when it runs again; ERROR (may be NULL) is kept for failed and interrupted
- * runs and cleared otherwise. RS_EINVAL when there is no such run. */
+ * runs and cleared otherwise. RS_EINVAL when there is no such run.
+ * Done: in one transaction, the run must pass rs_store_check_run (all its images, every
+ * record sound; RS_EFORMAT and the check's line otherwise, the status unchanged), and its
+ * records' checksum is recorded; any other status clears the checksum. */
 int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, const char *error,
                         rs_error *err);
+/* The one check of a stored run, which every reader runs before it reads a run (rs_run_load,
+ * analyze/store/run.h) and which a run passes before it is marked done (merge included):
+ *   - the run row's shapes fit together; a done run holds all its images;
+ *   - every key the run must hold is there, and no other: a samples row per image (offset ..
+ *     offset + images_done - 1), a predictions row per image and view, a routing row per
+ *     image, view and layer, an attacks row per image for each view that the first image has
+ *     one for (same steps);
+ *   - every record is sound: predicted class < K, its probability in [0, 1], match maps of Np
+ *     int16 in -1 .. Np-1, routing rows as record_check.h says (BLOB sizes, expert ids < E,
+ *     float16 probabilities finite and summing to 1 within 2^-10, gates equal to their
+ *     experts' probabilities, kept and executed masks), kept in every row exactly when the
+ *     run has a capacity factor, executed in a (view, layer) for every image or none, attack
+ *     norms and objectives finite with steps + 1 values;
+ *   - a done run whose checksum was recorded (schema 6) still has it: its records hash to the
+ *     same XXH64, so a flipped byte anywhere in them is found.
+ * 0 when it passes; else RS_EFORMAT with one line "DB: run R image I view V layer L: what"
+ * (as much of the place as the fault has), RS_EINVAL when there is no such run. Reads in one
+ * transaction; costs one pass over the run's rows (docs/store.md, "Checking a run"). */
+int rs_store_check_run(rs_store *store, int64_t run_id, rs_error *err);
+
+/* For a run that is not done: "run 3 is not finished (running or killed, 800 of 2000 images
+ * done)" into BUF and true; false (BUF untouched) for a done run. What `export` and `report`
+ * say about an unfinished run. */
+bool rs_run_unfinished(const rs_run_info *info, char *buf, size_t size);
+
 /* All runs, oldest first; *RUNS is an owned array of *COUNT entries (free each with
  * rs_run_info_clear, then the array with free). */
 int rs_store_list_runs(rs_store *store, rs_run_info **runs, int *count, rs_error *err);
@@ -196,16 +225,23 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
  * rs_store_begin_merge: finds in STORE the run with the job identity of shard run
  * SHARD_RUN of the store file SHARD_PATH, or creates it (status running, nothing done) by
  * copying the shard's model, run row and views with the job's slice and identity and the
- * given provenance. *RUN_ID is the run; *STATUS its status (done: merged already).
+ * given provenance. *RUN_ID is the run; *STATUS its status (done: merged already); *CREATED
+ * the run when this call created it, else 0.
  * rs_store_copy_images: copies images FIRST .. LAST (source indices) of SHARD_RUN from
  * SHARD_PATH into run RUN_ID — samples, predictions, routing and attacks byte for byte — in
  * transactions of at most BATCH images, each advancing the run's images_done; the copy
  * must start where the run stands (RS_EINVAL otherwise). SQLite streams the rows, so memory
  * does not grow with the run. */
 int rs_store_begin_merge(rs_store *store, const char *shard_path, int64_t shard_run, const char *command,
-                         const char *version, int64_t *run_id, rs_run_status *status, rs_error *err);
+                         const char *version, int64_t *run_id, rs_run_status *status, int64_t *created,
+                         rs_error *err);
 int rs_store_copy_images(rs_store *store, int64_t run_id, const char *shard_path, int64_t shard_run, int first,
                          int last, int batch, rs_error *err);
+
+/* Takes back what a refused merge wrote into run RUN_ID: with CREATED the whole run, with
+ * everything it recorded and its model row when no other run uses it; else the images it
+ * copied, those from the IMAGES-th of the run's slice on (images_done back to IMAGES). */
+int rs_store_undo_merge(rs_store *store, int64_t run_id, bool created, int images, rs_error *err);
 
 /* Reading the attacks table, in (image, view) order, for images FIRST .. LAST (source
  * indices; INT_MIN, INT_MAX for all). A store of schema 1-3 yields no rows. */

@@ -1,5 +1,5 @@
 /* store_internal.h — private to analyze/store/: what the files of the store share (db.c,
- * runs.c, records.c, shards.c). Nothing outside analyze/store/ includes it; the API is
+ * runs.c, records.c, shards.c, check.c, status.c). Nothing outside analyze/store/ includes it; the API is
  * store.h.
  *
  * Holds the rs_store object (connection, path, schema version, the cache of prepared
@@ -15,6 +15,7 @@
 
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -95,10 +96,23 @@ int store_run_cached(rs_store *s, int id, const char *what, rs_error *err);
  * which an explicit ROLLBACK would fail; the error already reported is the one that counts. */
 void store_rollback(rs_store *s);
 
-/* runs.c: the status of a runs.status text ("failed" for an unknown one). */
+/* runs.c: the status of a runs.status text ("failed" for an unknown one), and the text of a
+ * status. */
 rs_run_status store_status_from_name(const char *name);
+const char *store_status_name(rs_run_status status);
 
 /* records.c: RUN_ID's run_state; RS_EINVAL when there is no such run. */
 int store_read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *err);
+
+/* check.c: a run's checksum as text, "xxh64:" and 16 hex digits, with its NUL. */
+#define RS_STORE_CHECKSUM_SIZE 23
+
+/* check.c: rs_store_check_run inside the caller's transaction, and the run's checksum into
+ * CHECKSUM (RS_STORE_CHECKSUM_SIZE bytes). With VERIFY, a finished run's stored checksum
+ * must equal it. */
+int store_check_run(rs_store *s, int64_t run_id, bool verify, char *checksum, rs_error *err);
+
+/* check.c: XXH64 of LEN bytes at DATA with SEED. */
+uint64_t store_xxh64(const void *data, size_t len, uint64_t seed);
 
 #endif
