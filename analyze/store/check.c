@@ -19,77 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "record_check.h"
-
-/* ---- XXH64 (Yann Collet's xxHash, 64-bit; reference values in tests/test_store.c) ---- */
-
-static const uint64_t P1 = 11400714785074694791ULL, P2 = 14029467366897019727ULL, P3 = 1609587929392839161ULL,
-                      P4 = 9650029242287828579ULL, P5 = 2870177450012600261ULL;
-
-static uint64_t rotl64(uint64_t x, int r)
-{
-    return (x << r) | (x >> (64 - r));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-static uint64_t get32(const uint8_t *p)
-{
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
-}
-
-static uint64_t xxh_round(uint64_t acc, uint64_t input)
-{
-    return rotl64(acc + input * P2, 31) * P1;
-}
-
-static uint64_t xxh_merge(uint64_t h, uint64_t v)
-{
-    return (h ^ xxh_round(0, v)) * P1 + P4;
-}
-
-/* XXH64 of LEN bytes at P with SEED (the algorithm's specification, byte order little-endian
- * whatever the host's). */
-uint64_t store_xxh64(const void *data, size_t len, uint64_t seed)
-{
-    const uint8_t *p = data, *end = p + len;
-    uint64_t h;
-    if (len >= 32) {
-        uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
-        for (; p + 32 <= end; p += 32) {
-            v1 = xxh_round(v1, get64(p));
-            v2 = xxh_round(v2, get64(p + 8));
-            v3 = xxh_round(v3, get64(p + 16));
-            v4 = xxh_round(v4, get64(p + 24));
-        }
-        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
-        h = xxh_merge(xxh_merge(xxh_merge(xxh_merge(h, v1), v2), v3), v4);
-    } else {
-        h = seed + P5;
-    }
-    h += (uint64_t)len;
-    for (; p + 8 <= end; p += 8)
-        h = rotl64(h ^ xxh_round(0, get64(p)), 27) * P1 + P4;
-    if (p + 4 <= end) {
-        h = rotl64(h ^ get32(p) * P1, 23) * P2 + P3;
-        p += 4;
-    }
-    for (; p < end; p++)
-        h = rotl64(h ^ *p * P5, 11) * P1;
-    h ^= h >> 33;
-    h *= P2;
-    h ^= h >> 29;
-    h *= P3;
-    return h ^ h >> 32;
-}
 
 /* ---- the pass ---------------------------------------------------------------------------- */
 
@@ -153,7 +85,7 @@ static void hash_ints(checker *c, const int64_t *v, int n)
     for (int i = 0; i < n; i++)
         for (int b = 0; b < 8; b++)
             buf[8 * i + b] = (uint8_t)((uint64_t)v[i] >> (8 * b));
-    c->hash = store_xxh64(buf, 8 * (size_t)n, c->hash);
+    c->hash = XXH64(buf, 8 * (size_t)n, c->hash);
 }
 
 /* Folds the result row of ST into the checksum, every column as SQLite holds it: first, per
@@ -179,7 +111,7 @@ static void hash_row(checker *c, sqlite3_stmt *st)
         int type = sqlite3_column_type(st, i);
         if (type == SQLITE_TEXT || type == SQLITE_BLOB) {
             const void *p = sqlite3_column_blob(st, i);
-            c->hash = store_xxh64(p ? p : "", (size_t)sqlite3_column_bytes(st, i), c->hash);
+            c->hash = XXH64(p ? p : "", (size_t)sqlite3_column_bytes(st, i), c->hash);
         }
     }
 }

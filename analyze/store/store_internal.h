@@ -112,7 +112,5 @@ int store_read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *e
  * must equal it. */
 int store_check_run(rs_store *s, int64_t run_id, bool verify, char *checksum, rs_error *err);
 
-/* check.c: XXH64 of LEN bytes at DATA with SEED. */
-uint64_t store_xxh64(const void *data, size_t len, uint64_t seed);
 
 #endif
