@@ -7,7 +7,11 @@ The objective is loss=router (the reference routing from a clean forward pass of
 images, a constant), computed on the PyTorch side by pytorch/grad_golden.py's objective.
 
     /usr/bin/python3 bench/bench_grad.py [--build build] [--threads 2] [--seconds 3]
-        [--shapes tiny,s32] [--batch tiny=64,s32=16]
+        [--shapes tiny,s32] [--batch tiny=64,s32=16] [--capacity 1.5:4]
+
+With --capacity CF:GROUP (default vmoe's attack study, 1.5 and groups of 4 images) the C
+gradient also runs through dispatch ("C f+b cap", rs_grad_create_dispatch), and its cost is
+given relative to the plain gradient ("cap / plain": 1.10 means 10 % slower); "" skips it.
 
 Shapes: tiny = the bundled models/fmnist-tiny-vmoe-k2.safetensors; s32 = bench.py's
 V-MoE-S/32 "last 2" shape with random weights. Needs a built tree (bench_grad).
@@ -47,29 +51,35 @@ def time_torch(model, config, batch, seconds):
     with torch.no_grad():
         _, ref = model((pixels - mean) / std, return_router=True)
 
+    labels = torch.zeros(batch, dtype=torch.long)  # unused by loss=router, but the objective reads them
+
     def step():
         x = pixels.clone().requires_grad_(True)
-        v = objective(model, config, SPEC, x, None, ref)
+        v = objective(model, config, SPEC, x, labels, ref)
         torch.autograd.grad(v.sum(), x)
 
     return rate(step, batch, seconds)
 
 
-def time_c(args, path, batch, mode):
-    return run_c(args, "bench_grad", path, batch, args.threads, args.seconds, mode)["images_per_s"]
+def time_c(args, path, batch, mode, capacity=()):
+    return run_c(args, "bench_grad", path, batch, args.threads, args.seconds, mode, *capacity)["images_per_s"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser, seconds=3.0)
     parser.add_argument("--batch", default="tiny=64,s32=16", help="images per call, per shape")
+    parser.add_argument("--capacity", default="1.5:4", help="CF:GROUP for the gradient through dispatch, "
+                        "or '' for none")
     args = parser.parse_args()
+    capacity = tuple(args.capacity.split(":")) if args.capacity else ()
     torch.set_num_threads(args.threads)
     batches = dict((k, int(v)) for k, v in (kv.split("=") for kv in args.batch.split(",")))
     print(f"torch {torch.__version__}, {args.threads} threads, {SPEC}, median of {RUNS} alternating runs "
           f"of {args.seconds:g} s, load average {os.getloadavg()[0]:.1f}")
     print(f"{'shape':6} {'batch':>5} {'PyTorch f+b':>12} {'C f+b':>9} {'C fwd':>9} "
-          f"{'C/PyTorch':>10} {'f+b / fwd':>10}   (images/s)")
+          f"{'C/PyTorch':>10} {'f+b / fwd':>10}"
+          + (f" {'C f+b cap':>10} {'cap / plain':>11}" if capacity else "") + "   (images/s)")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.shapes.split(","):
             if name == "tiny":
@@ -81,13 +91,18 @@ def main():
                 model = load_model(path)
             config, batch = model.config, batches[name]
             runs = {"torch": [], "grad": [], "forward": []}
+            if capacity:
+                runs["cap"] = []
             for _ in range(RUNS):
                 runs["torch"].append(time_torch(model, config, batch, args.seconds))
                 runs["grad"].append(time_c(args, path, batch, "grad"))
                 runs["forward"].append(time_c(args, path, batch, "forward"))
+                if capacity:
+                    runs["cap"].append(time_c(args, path, batch, "grad", capacity))
             med = {k: statistics.median(v) for k, v in runs.items()}
+            cap = f" {med['cap']:10.1f} {med['grad'] / med['cap']:10.2f}x" if capacity else ""
             print(f"{name:6} {batch:5d} {med['torch']:12.1f} {med['grad']:9.1f} {med['forward']:9.1f} "
-                  f"{med['grad'] / med['torch']:9.2f}x {med['forward'] / med['grad']:9.2f}x", flush=True)
+                  f"{med['grad'] / med['torch']:9.2f}x {med['forward'] / med['grad']:9.2f}x{cap}", flush=True)
             print("       runs: " + "; ".join(f"{k} " + " ".join(f"{x:.1f}" for x in v) for k, v in runs.items()))
 
 

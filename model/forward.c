@@ -196,27 +196,6 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
     return rs_forward_create_dispatch(model, max_batch, threads, NULL, out, err);
 }
 
-/* The dispatch group when DISPATCH sets a capacity (0 when it sets none): RS_EINVAL unless
- * its group and factor give a capacity (dispatch.h). */
-static int dispatch_group(const rs_config *c, const rs_dispatch *d, int *group, rs_error *err)
-{
-    *group = 0;
-    if (!d || d->capacity_factor == 0)
-        return 0;
-    if (!(d->capacity_factor > 0 && d->capacity_factor <= RS_DISPATCH_MAX_FACTOR))
-        return rs_error_set(err, RS_EINVAL, "forward: capacity factor %g outside (0, %g]", d->capacity_factor,
-                            RS_DISPATCH_MAX_FACTOR);
-    if (d->group_images < 1 || d->group_images > RS_DISPATCH_MAX_GROUP_IMAGES)
-        return rs_error_set(err, RS_EINVAL, "forward: dispatch group of %d images outside [1, %d]",
-                            d->group_images, RS_DISPATCH_MAX_GROUP_IMAGES);
-    long long tokens = (long long)d->group_images * rs_config_tokens(c);
-    if (!rs_dispatch_capacity(tokens, c->top_k, c->num_experts, d->capacity_factor))
-        return rs_error_set(err, RS_EINVAL, "forward: capacity factor %g over %lld tokens gives no capacity",
-                            d->capacity_factor, tokens);
-    *group = d->group_images;
-    return 0;
-}
-
 int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
                                rs_forward **out, rs_error *err)
 {
@@ -227,7 +206,7 @@ int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads
     const rs_config *c = &model->cfg;
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)max_batch * T;
     size_t E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
-    int group, rc = dispatch_group(c, dispatch, &group, err);
+    int group, rc = rs_group_for_dispatch(c, dispatch, "forward", &group, err);
     if (rc)
         return rc;
     bool capacity = group > 0;

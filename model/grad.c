@@ -29,12 +29,14 @@ typedef struct workspace {
     float *dx, *dxn, *dattn, *dqkv, *dscores, *dh, *dp; /* (N,D) (N,D) (N,D) (N,3D) (T,T) (N,M) (N,E) */
     float *dlogits, *dfeat, *dpooled; /* (G,K) (G,D) (G,D) */
     double *value;      /* (G) */
+    int32_t *order;     /* (2N) dispatch's priority order and its scratch; NULL without a capacity */
     float *arena;       /* owns everything above */
 } workspace;
 
 struct rs_grad {
     const rs_model *m;
     int max_batch, threads, group;
+    rs_dispatch dispatch; /* capacity_factor 0: every top-k choice runs */
     workspace *ws;      /* one per thread */
 };
 
@@ -273,7 +275,11 @@ static void ce_objective(const rs_config *c, const group_in *in, const float *lo
 
 /* ---- the taped forward pass: the forward pass's layers, keeping what the backward needs ---- */
 
-static void forward_group(const rs_model *m, workspace *ws, const float *pixels, int G)
+/* With a capacity (DISPATCH non-NULL) the group is one dispatch group, as in rs_forward_run:
+ * rs_layer_moe fills each block's kept mask and routes only the kept choices, so the tape
+ * holds exactly the expert rows the forward pass ran, and the backward (moe_back), which
+ * walks those rows, gives dropped choices no gradient. */
+static void forward_group(const rs_model *m, const rs_dispatch *dispatch, workspace *ws, const float *pixels, int G)
 {
     const rs_config *c = &m->cfg;
     size_t ND = (size_t)G * rs_config_tokens(c) * c->hidden;
@@ -289,7 +295,7 @@ static void forward_group(const rs_model *m, workspace *ws, const float *pixels,
         if (w->moe_slot < 0)
             rs_layer_dense(c, &ws->g, &tb->b, w, N);
         else
-            rs_layer_moe(c, &ws->g, &tb->b, w, N, NULL, NULL);
+            rs_layer_moe(c, &ws->g, &tb->b, w, N, dispatch, ws->order);
     }
     rs_layer_head(m, &ws->g, G, ws->logits);
 }
@@ -377,7 +383,9 @@ static void dense_back(const rs_config *c, workspace *ws, const tape_block *tb, 
 }
 
 /* dxn = d MoE / d norm2 output applied to dx, through the experts, the gates and the
- * objective's router terms (added to VALUE). */
+ * objective's router terms (added to VALUE). Only the routed (kept) choices have rows: with a
+ * capacity the kept mask is a constant, as vmoe's masked combine weights are, and the
+ * softmax still passes the kept gates' gradient to every router logit. */
 static void moe_back(const rs_config *c, workspace *ws, const tape_block *tb, const rs_block_weights *w,
                      const group_in *in, int G, int block)
 {
@@ -474,8 +482,9 @@ static float *carve(float *base, size_t *offset, size_t n)
     return p;
 }
 
-/* Lays out one workspace from BASE (NULL: just measure); returns the floats used. */
-static size_t layout(workspace *ws, const rs_config *c, int G, float *base)
+/* Lays out one workspace from BASE (NULL: just measure), with dispatch's kept masks and
+ * order when CAPACITY; returns the floats used. */
+static size_t layout(workspace *ws, const rs_config *c, int G, bool capacity, float *base)
 {
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)G * T, D = (size_t)c->hidden, M = (size_t)c->mlp_dim;
     size_t E = (size_t)c->num_experts, k = (size_t)c->top_k, R = (size_t)rs_config_record_k(c);
@@ -499,7 +508,9 @@ static size_t layout(workspace *ws, const rs_config *c, int G, float *base)
         tb->b.top_gate = carve(base, &cur, N * R);
         tb->b.route_rows = (int32_t *)carve(base, &cur, N * k);
         tb->b.route_start = (int32_t *)carve(base, &cur, 2 * E + 1);
+        tb->b.kept = capacity ? (uint8_t *)carve(base, &cur, (N * R + 3) / 4) : NULL;
     }
+    ws->order = capacity ? (int32_t *)carve(base, &cur, 2 * N) : NULL;
     ws->g.x = carve(base, &cur, N * D);
     ws->g.xn = carve(base, &cur, N * D);
     ws->g.attn = carve(base, &cur, N * D);
@@ -535,26 +546,39 @@ void rs_grad_free(rs_grad *g)
 
 int rs_grad_create(const rs_model *model, int max_batch, int threads, rs_grad **out, rs_error *err)
 {
+    return rs_grad_create_dispatch(model, max_batch, threads, NULL, out, err);
+}
+
+int rs_grad_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
+                            rs_grad **out, rs_error *err)
+{
     *out = NULL;
     if (max_batch < 1 || threads < 1)
         return rs_error_set(err, RS_EINVAL, "grad: max_batch %d and threads %d must be >= 1", max_batch, threads);
     const rs_config *c = &model->cfg;
-    int group = rs_group_images(c);
+    int group, rc = rs_group_for_dispatch(c, dispatch, "grad", &group, err);
+    if (rc)
+        return rc;
+    bool capacity = group > 0;
+    if (!capacity)
+        group = rs_group_images(c);
     rs_grad *g = calloc(1, sizeof *g);
     if (!g)
         return rs_error_set(err, RS_ENOMEM, "grad: out of memory");
     g->m = model;
+    if (capacity)
+        g->dispatch = *dispatch;
     g->max_batch = max_batch;
     g->group = group;
     g->threads = rs_group_threads(max_batch, group, threads);
     workspace probe;
-    size_t floats = layout(&probe, c, group, NULL);
+    size_t floats = layout(&probe, c, group, capacity, NULL);
     bool ok = (g->ws = calloc((size_t)g->threads, sizeof *g->ws)) != NULL;
     for (int t = 0; ok && t < g->threads; t++) {
         /* aligned_alloc wants a size that is a multiple of the alignment: carve rounds to 16 floats. */
         ok = (g->ws[t].arena = aligned_alloc(64, sizeof(float) * floats)) != NULL;
         if (ok)
-            layout(&g->ws[t], c, group, g->ws[t].arena);
+            layout(&g->ws[t], c, group, capacity, g->ws[t].arena);
     }
     if (!ok) {
         rs_grad_free(g);
@@ -619,7 +643,8 @@ static void run_group(void *ctx, int thread, int first, int n)
     for (int s = 0; r->ref_probs && s < c->num_moe; s++)
         ref[s] = r->ref_probs[s] + (size_t)first * T * E;
     group_in in = {r->obj, r->labels ? r->labels + first : NULL, r->ref_probs ? ref : NULL, r->nsel};
-    forward_group(r->g->m, ws, r->pixels + first * img, n);
+    const rs_dispatch *d = r->g->dispatch.capacity_factor > 0 ? &r->g->dispatch : NULL;
+    forward_group(r->g->m, d, ws, r->pixels + first * img, n);
     backward_group(r->g->m, ws, &in, n, r->grad + first * img);
     for (int b = 0; b < n; b++)
         r->value[first + b] = (float)ws->value[b];

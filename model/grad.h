@@ -12,6 +12,12 @@
  * gates are the softmax probabilities of the selected experts, so the router gets
  * gradient through the gates and through the objective's router terms.
  *
+ * With a capacity (rs_grad_create_dispatch) the gradient is that of the capacity-limited
+ * forward pass (rs_forward_create_dispatch with the same dispatch): each group is one
+ * dispatch group, the kept mask of the current pixels is a constant (vmoe's combine weights
+ * with the mask applied), a dropped choice gets no gradient, and the router's softmax gets
+ * the kept choices' gradient.
+ *
  * Determinism, threads and ownership are those of forward.h: groups of
  * rs_grad_group_size images run whole on one thread (the forward pass's own group loop,
  * group.h), so results do not depend on the thread count, nor on the batch size when
@@ -23,6 +29,7 @@
 
 #include <stdint.h>
 
+#include "dispatch.h"
 #include "model.h"
 
 typedef enum rs_objective_kind {
@@ -76,9 +83,15 @@ typedef struct rs_grad rs_grad;
 /* Buffers for batches of up to MAX_BATCH images on THREADS threads. RS_EINVAL for
  * max_batch or threads < 1, RS_ENOMEM naming the model file. */
 int rs_grad_create(const rs_model *model, int max_batch, int threads, rs_grad **out, rs_error *err);
+/* The same with dispatch DISPATCH (NULL or capacity_factor 0: none, exactly rs_grad_create):
+ * groups are dispatch groups of DISPATCH->group_images images, dispatched as the forward pass
+ * dispatches them (forward.h), so a batch whose groups are the forward pass's groups sees
+ * the same kept choices. RS_EINVAL for a group or capacity factor outside dispatch.h's bounds. */
+int rs_grad_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
+                            rs_grad **out, rs_error *err);
 void rs_grad_free(rs_grad *g);
 
-/* G: images per group, the same as rs_forward_group_size for this model. */
+/* G: images per group, the same as rs_forward_group_size for this model and dispatch. */
 int rs_grad_group_size(const rs_grad *g);
 
 /* PIXELS (B,C,H,W) in [0,1] pixel units (normalised here with the config's mean/std:

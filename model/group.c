@@ -5,6 +5,25 @@
 #include <omp.h>
 #endif
 
+int rs_group_for_dispatch(const rs_config *c, const rs_dispatch *d, const char *who, int *group, rs_error *err)
+{
+    *group = 0;
+    if (!d || d->capacity_factor == 0)
+        return 0;
+    if (!(d->capacity_factor > 0 && d->capacity_factor <= RS_DISPATCH_MAX_FACTOR))
+        return rs_error_set(err, RS_EINVAL, "%s: capacity factor %g outside (0, %g]", who, d->capacity_factor,
+                            RS_DISPATCH_MAX_FACTOR);
+    if (d->group_images < 1 || d->group_images > RS_DISPATCH_MAX_GROUP_IMAGES)
+        return rs_error_set(err, RS_EINVAL, "%s: dispatch group of %d images outside [1, %d]", who,
+                            d->group_images, RS_DISPATCH_MAX_GROUP_IMAGES);
+    long long tokens = (long long)d->group_images * rs_config_tokens(c);
+    if (!rs_dispatch_capacity(tokens, c->top_k, c->num_experts, d->capacity_factor))
+        return rs_error_set(err, RS_EINVAL, "%s: capacity factor %g over %lld tokens gives no capacity", who,
+                            d->capacity_factor, tokens);
+    *group = d->group_images;
+    return 0;
+}
+
 int rs_group_threads(int max_batch, int group, int threads)
 {
     int groups = (max_batch + group - 1) / group;

@@ -16,6 +16,8 @@
 #define RS_GROUP_H
 
 #include "config.h"
+#include "dispatch.h"
+#include "rs_error.h"
 
 /* Tokens per group: enough rows for an efficient GEMM, few enough that a group's
  * activations stay near the caches and a batch splits into many groups for the threads. */
@@ -27,6 +29,13 @@ static inline int rs_group_images(const rs_config *c)
     int T = rs_config_tokens(c);
     return RS_GROUP_TOKENS / T > 1 ? RS_GROUP_TOKENS / T : 1;
 }
+
+/* The dispatch group of DISPATCH in images, into *GROUP: 0 when it sets no capacity (NULL or
+ * capacity_factor 0). RS_EINVAL, the message starting with WHO, unless its group and factor
+ * are within dispatch.h's bounds and give a capacity. The forward pass and its gradient
+ * both check their dispatch here, so they accept exactly the same ones. */
+int rs_group_for_dispatch(const rs_config *c, const rs_dispatch *dispatch, const char *who, int *group,
+                          rs_error *err);
 
 /* Threads worth a workspace for batches of up to MAX_BATCH images in groups of GROUP:
  * THREADS, but no more than there are groups (more would only hold memory). */

@@ -8,7 +8,15 @@ grad-NAME.grad.safetensors (F32 tensors):
     value.{obj} [B]    the objective per image
     grad.{obj} [B,C,H,W] d value / d pixels
 with __metadata__ "objectives": a JSON list of [obj, spec], spec the attack-spec keys
-(e.g. "loss=ce&router,beta=0.5") that the C test hands to rs_objective_set.
+(e.g. "loss=ce&router,beta=0.5") that the C test hands to rs_objective_set, and for the
+dispatch cases "dispatch": {"capacity_factor", "group_images", "bpr"} as JSON.
+
+Dispatch cases (grad-dispatch-*) run the model with expert capacity (vmoe.py's dispatch, after
+vmoe's `vmoe/moe.py`), the reference included: autograd then differentiates the
+capacity-limited model, with each group's kept mask a constant (it is computed from detached
+gates, as vmoe's dispatcher is not differentiated), so a dropped choice gets no gradient.
+Their last group is short (3 images in groups of 2), and the generator asserts that choices
+are dropped and, with BPR, that the top-1 gates inside a group are at least MIN_GAP apart.
 
 Objectives (docs/gradients.md) are computed in float64 by autograd from the stored
 (float32) weights, pixels and reference. Before writing, the generator asserts:
@@ -18,11 +26,12 @@ Objectives (docs/gradients.md) are computed in float64 by autograd from the stor
   top-(k+1) router probabilities, and the best expert other than the reference's top-1,
   are separated by at least MIN_GAP.
 
-    /usr/bin/python3 pytorch/grad_golden.py
+    /usr/bin/python3 pytorch/grad_golden.py [NAME ...]   (only the cases named, e.g. dispatch-k1-bpr)
 """
 import copy
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -38,10 +47,22 @@ FD_TOL = 1e-6  # max |fd - autograd| relative to max |autograd|
 PERTURB = 0.15  # attacked = clip(clean + U(-PERTURB, PERTURB))
 
 
-def case(name, seed, **config):
+def case(name, seed, dispatch=None, **config):
     config.setdefault("layer_norm_eps", 1e-6)
     config.setdefault("representation", False)
-    return {"name": name, "seed": seed, "batch": 3, "config": config}
+    return {"name": name, "seed": seed, "batch": 3, "config": config, "dispatch": dispatch}
+
+
+def dispatch(factor, bpr):
+    return {"capacity_factor": factor, "group_images": 2, "bpr": bpr}
+
+
+K2 = dict(image_size=[12, 12], channels=1, patch_size=4, hidden=16, depth=2, heads=2, mlp_dim=32,
+          num_classes=5, moe_layers=[0, 1], num_experts=4, top_k=2, classifier="token", gelu="erf",
+          mean=HALF, std=HALF, representation=True)
+K1 = dict(image_size=[12, 8], channels=1, patch_size=2, hidden=8, depth=2, heads=2, mlp_dim=16,
+          num_classes=3, moe_layers=[1], num_experts=6, top_k=1, classifier="token", gelu="tanh",
+          mean=[0.3], std=[0.4], representation=True)
 
 
 CASES = [
@@ -58,6 +79,12 @@ CASES = [
     case("gap-k2-erf", 14, image_size=[8, 8], channels=2, patch_size=4, hidden=16, depth=2,
          heads=2, mlp_dim=32, num_classes=6, moe_layers=[0, 1], num_experts=4, top_k=2,
          classifier="gap", gelu="erf", mean=[0.5, 0.4], std=[0.5, 0.3]),
+]
+CASES += [
+    case("dispatch-k2-vanilla", 11, dispatch(0.5, False), **K2),
+    case("dispatch-k2-bpr", 12, dispatch(0.5, True), **K2),
+    case("dispatch-k1-vanilla", 13, dispatch(0.5, False), **K1),
+    case("dispatch-k1-bpr", 13, dispatch(0.5, True), **K1),
 ]
 FD_FULL = "token-k2-erf-pre"  # the case whose every pixel is checked by finite differences
 
@@ -105,12 +132,20 @@ def router_term(kind, p, r, target):
     raise ValueError(kind)
 
 
-def objective(model, config, spec, pixels, labels, ref):
+def run(model, x, dispatch):
+    """(logits, router softmax by block) of normalised X, with DISPATCH or without capacity."""
+    if dispatch is None:
+        return model(x, return_router=True)
+    logits, router, _ = model(x, return_router=True, dispatch=dispatch)
+    return logits, router
+
+
+def objective(model, config, spec, pixels, labels, ref, dispatch=None):
     """Value [B] of the objective SPEC on PIXELS ([0,1], float64)."""
     s = parse_spec(spec)
     mean = torch.tensor(config["mean"], dtype=pixels.dtype).view(1, -1, 1, 1)
     std = torch.tensor(config["std"], dtype=pixels.dtype).view(1, -1, 1, 1)
-    logits, router = model((pixels - mean) / std, return_router=True)
+    logits, router = run(model, (pixels - mean) / std, dispatch)
     first = num_tokens(config) - (config["image_size"][0] // config["patch_size"]) * (
         config["image_size"][1] // config["patch_size"])
     blocks = s["layers"] or config["moe_layers"]
@@ -128,18 +163,18 @@ def objective(model, config, spec, pixels, labels, ref):
     return value
 
 
-def value_and_grad(model, config, spec, pixels, labels, ref):
+def value_and_grad(model, config, spec, pixels, labels, ref, dispatch):
     x = pixels.clone().requires_grad_(True)
-    v = objective(model, config, spec, x, labels, ref)
+    v = objective(model, config, spec, x, labels, ref, dispatch)
     (g,) = torch.autograd.grad(v.sum(), x)
     return v.detach(), g
 
 
-def fd_check(name, model, config, spec, pixels, labels, ref, grad, full):
+def fd_check(name, model, config, spec, pixels, labels, ref, grad, full, dispatch):
     """Central differences in float64: every pixel (FULL) or 6 random directions."""
     def f(x):
         with torch.no_grad():
-            return objective(model, config, spec, x, labels, ref).sum().item()
+            return objective(model, config, spec, x, labels, ref, dispatch).sum().item()
     if full:
         flat = pixels.flatten()
         fd = torch.empty_like(flat)
@@ -180,6 +215,23 @@ def check_gaps(name, config, router, ref):
     return gap
 
 
+def check_dispatch(name, router, kept, dispatch):
+    """Some choice is dropped; with BPR the top-1 gates of a group are MIN_GAP apart, so the
+    float32 C path puts the group's tokens in the same priority order."""
+    dropped = sum((~k).sum().item() for k in kept.values())
+    if dropped == 0:
+        raise SystemExit(f"{name}: no choice dropped; lower the capacity factor")
+    if dispatch["bpr"]:
+        for p in router.values():
+            b, t, _ = p.shape
+            top1 = p.max(-1).values.reshape(-1)
+            for start in range(0, b * t, dispatch["group_images"] * t):
+                g = torch.sort(top1[start:start + dispatch["group_images"] * t]).values
+                if (g[1:] - g[:-1]).min().item() < MIN_GAP:
+                    raise SystemExit(f"{name}: near-tie in the BPR order; pick another seed")
+    return dropped
+
+
 def write_case(c):
     name, config = c["name"], c["config"]
     model_path = OUT / f"grad-{name}.safetensors"
@@ -196,34 +248,45 @@ def write_case(c):
     labels = torch.randint(0, config["num_classes"], (c["batch"],), generator=gen)
     mean = torch.tensor(config["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(config["std"]).view(1, -1, 1, 1)
+    d = c["dispatch"]
     with torch.no_grad():
-        _, ref64 = model(((clean - mean) / std).double(), return_router=True)
-        _, router = model(((pixels.double() - mean) / std), return_router=True)
+        _, ref64 = run(model, ((clean - mean) / std).double(), d)
+        _, router = run(model, (pixels.double() - mean) / std, d)
     ref = {i: p.float().double() for i, p in ref64.items()}  # the stored F32 reference
     gap = check_gaps(name, config, router, ref)
+    meta = {}
+    if d is not None:
+        with torch.no_grad():
+            _, _, kept = model((pixels.double() - mean) / std, return_router=True, dispatch=d)
+        c["dropped"] = check_dispatch(name, router, kept, d)
+        meta["dispatch"] = json.dumps(d)
     tensors = {"pixels": pixels, "labels": labels.float()}
     tensors.update({f"ref.{i}": p.float() for i, p in ref.items()})
     objs = objectives(config)
     worst = 0.0
     for obj, spec in objs:
-        v, g = value_and_grad(model, config, spec, pixels.double(), labels, ref)
+        v, g = value_and_grad(model, config, spec, pixels.double(), labels, ref, d)
         worst = max(worst, fd_check(name, model, config, spec, pixels.double(), labels, ref, g,
-                                    name == FD_FULL))
+                                    name == FD_FULL, d))
         tensors[f"value.{obj}"] = v.float()
         tensors[f"grad.{obj}"] = g.float()
     write_safetensors(OUT / f"grad-{name}.grad.safetensors", tensors,
                       {"format": "routerscope-grad-golden", "model": model_path.name,
-                       "objectives": json.dumps(objs)})
+                       "objectives": json.dumps(objs), **meta})
     return gap, worst
 
 
 def main():
     torch.set_num_threads(2)
+    names = sys.argv[1:]
     for c in CASES:
+        if names and c["name"] not in names:
+            continue
         gap, worst = write_case(c)
         print(f"grad-{c['name']:20s} T={num_tokens(c['config'])}  min gap {gap:.1e}  "
               f"finite differences {'every pixel' if c['name'] == FD_FULL else '6 directions'}: "
-              f"max rel err {worst:.1e}")
+              f"max rel err {worst:.1e}"
+              + (f", {c['dropped']} choices dropped" if c["dispatch"] else ""))
 
 
 if __name__ == "__main__":

@@ -201,6 +201,14 @@ attacks() { sqlite3 "$tmp/adv.db" "SELECT image, view, linf, l2, hex(objective) 
 same_attacks() { [ -n "$(attacks 1)" ] && [ "$(attacks 1 | md5sum)" = "$(attacks 2 | md5sum)" ]; }
 expect "an attack's reference routing follows its images through a shuffled batch" \
   both same_rdump "$tmp/adv.db" 1 "$tmp/adv.db" 2 -- same_attacks
+adv2=(--data $data --limit 12 --capacity-factor 0.5 --group-images 2 --group-seed 4 --protocol adversarial
+      --attack 'pgd:steps=2,loss=ce&router' --eps 2/255)
+"$rs" replay "$model" "${adv2[@]}" --db "$tmp/adv2a.db" --threads 1 >/dev/null 2>"$tmp/err"
+"$rs" replay "$model" "${adv2[@]}" --db "$tmp/adv2b.db" --threads 2 --batch 3 >/dev/null 2>"$tmp/err"
+attacks2() { sqlite3 "$1" "SELECT image, view, linf, l2, hex(objective) FROM attacks ORDER BY 1, 2"; }
+same_attacks2() { [ -n "$(attacks2 "$tmp/adv2a.db")" ] && [ "$(attacks2 "$tmp/adv2a.db" | md5sum)" = "$(attacks2 "$tmp/adv2b.db" | md5sum)" ]; }
+expect "an attack through capacity (its gradient's groups the shuffled dispatch groups) does not depend on --batch or --threads" \
+  both same_rdump "$tmp/adv2a.db" 1 "$tmp/adv2b.db" 1 -- same_attacks2
 for i in 0 1; do
   "$rs" replay "$model" "${gs[@]}" --group-seed 1 --db "$tmp/gs$i.db" --shard $i/2 --threads 1 >"$tmp/gs$i.out" 2>"$tmp/err"
 done

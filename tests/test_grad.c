@@ -9,7 +9,12 @@
  * bit for bit, those computed from rs_forward_run's outputs); results do not depend on the
  * thread count or the batch size (2G+3 tiled images as one batch on two threads and in
  * batches of G on one thread give identical bytes); bad specs and bad calls are errors;
- * router-ce is router-target negated and takes label mod E with target=label. */
+ * router-ce is router-target negated and takes label mod E with target=label.
+ *
+ * The grad-dispatch-* cases carry a dispatch (capacity factor, group, BPR) in their metadata:
+ * the gradient is then that of the capacity-limited model (rs_grad_create_dispatch), against
+ * autograd through vmoe.py's dispatch, within the same tolerances; the forward-identity and
+ * determinism checks run on them too (the last group short). */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -42,6 +47,8 @@ typedef struct gcase {
     int32_t *labels;     /* (B) */
     float **ref_probs;   /* num_moe, (B,T,E) */
     json_t *objectives;  /* [[name, spec], ...] */
+    rs_dispatch dispatch;
+    const rs_dispatch *d; /* &dispatch for a dispatch case, else NULL */
 } gcase;
 
 static void load_case(const char *name, gcase *gc)
@@ -74,6 +81,18 @@ static void load_case(const char *name, gcase *gc)
     json_error_t jerr;
     gc->objectives = json_loads(rs_safetensors_metadata(gc->ref, "objectives"), 0, &jerr);
     assert_non_null(gc->objectives);
+    const char *d = rs_safetensors_metadata(gc->ref, "dispatch");
+    gc->d = NULL;
+    if (d) {
+        json_t *j = json_loads(d, 0, &jerr);
+        assert_non_null(j);
+        gc->dispatch = (rs_dispatch){.capacity_factor = json_number_value(json_object_get(j, "capacity_factor")),
+                                     .group_images = (int)json_integer_value(json_object_get(j, "group_images")),
+                                     .bpr = json_is_true(json_object_get(j, "bpr"))};
+        assert_true(gc->dispatch.capacity_factor > 0);
+        gc->d = &gc->dispatch;
+        json_decref(j);
+    }
 }
 
 static void free_case(gcase *gc)
@@ -117,7 +136,7 @@ static void grad_golden(void **state)
     float *value = malloc(sizeof(float) * gc.B), *grad = malloc(sizeof(float) * n);
     rs_grad *g;
     rs_error err;
-    assert_int_equal(rs_grad_create(gc.m, gc.B, 1, &g, &err), 0);
+    assert_int_equal(rs_grad_create_dispatch(gc.m, gc.B, 1, gc.d, &g, &err), 0);
     size_t i;
     json_t *o;
     json_array_foreach(gc.objectives, i, o) {
@@ -171,10 +190,10 @@ static void grad_forward_identical(void **state)
     rs_forward *f;
     rs_grad *g;
     rs_error err;
-    assert_int_equal(rs_forward_create(gc.m, B, 1, &f, &err), 0);
+    assert_int_equal(rs_forward_create_dispatch(gc.m, B, 1, gc.d, &f, &err), 0);
     assert_int_equal(rs_forward_run(f, norm, B, &err), 0);
     const rs_forward_out *out = rs_forward_result(f);
-    assert_int_equal(rs_grad_create(gc.m, B, 1, &g, &err), 0);
+    assert_int_equal(rs_grad_create_dispatch(gc.m, B, 1, gc.d, &g, &err), 0);
     rs_objective obj;
     assert_int_equal(parse_spec("loss=ce", c, &obj, &err), 0);
     assert_int_equal(rs_grad_run(g, &obj, gc.pixels, B, gc.labels, NULL, value, grad, &err), 0);
@@ -205,15 +224,15 @@ static void grad_forward_identical(void **state)
     free_case(&gc);
 }
 
-/* Runs OBJ over N images in batches of CHUNK on THREADS threads. */
-static void run_chunks(const rs_model *m, const rs_objective *obj, const float *pixels, const int32_t *labels,
-                       float **ref, int n, int chunk, int threads, float *value, float *grad)
+/* Runs OBJ over N images in batches of CHUNK on THREADS threads, with dispatch D (or NULL). */
+static void run_chunks(const rs_model *m, const rs_dispatch *d, const rs_objective *obj, const float *pixels,
+                       const int32_t *labels, float **ref, int n, int chunk, int threads, float *value, float *grad)
 {
     const rs_config *c = &m->cfg;
     size_t img = (size_t)c->channels * c->image_h * c->image_w, TE = (size_t)rs_config_tokens(c) * c->num_experts;
     rs_grad *g;
     rs_error err;
-    assert_int_equal(rs_grad_create(m, chunk, threads, &g, &err), 0);
+    assert_int_equal(rs_grad_create_dispatch(m, chunk, threads, d, &g, &err), 0);
     for (int b0 = 0; b0 < n; b0 += chunk) {
         int k = n - b0 < chunk ? n - b0 : chunk;
         const float *r[RS_MAX_DEPTH];
@@ -233,11 +252,11 @@ static void grad_deterministic(void **state)
     const rs_config *c = &gc.m->cfg;
     rs_grad *probe;
     rs_error err;
-    assert_int_equal(rs_grad_create(gc.m, 1, 1, &probe, &err), 0);
+    assert_int_equal(rs_grad_create_dispatch(gc.m, 1, 1, gc.d, &probe, &err), 0);
     int G = rs_grad_group_size(probe), n = 2 * G + 3;
     rs_grad_free(probe);
     rs_forward *fprobe;
-    assert_int_equal(rs_forward_create(gc.m, 1, 1, &fprobe, &err), 0);
+    assert_int_equal(rs_forward_create_dispatch(gc.m, 1, 1, gc.d, &fprobe, &err), 0);
     assert_int_equal(G, rs_forward_group_size(fprobe));
     rs_forward_free(fprobe);
     size_t img = (size_t)c->channels * c->image_h * c->image_w, TE = (size_t)rs_config_tokens(c) * c->num_experts;
@@ -257,8 +276,8 @@ static void grad_deterministic(void **state)
     assert_int_equal(parse_spec("loss=ce&jsd,beta=0.5", c, &obj, &err), 0);
     float *v1 = malloc(sizeof(float) * n), *v2 = malloc(sizeof(float) * n);
     float *g1 = malloc(sizeof(float) * n * img), *g2 = malloc(sizeof(float) * n * img);
-    run_chunks(gc.m, &obj, pixels, labels, ref, n, n, 2, v1, g1);
-    run_chunks(gc.m, &obj, pixels, labels, ref, n, G, 1, v2, g2);
+    run_chunks(gc.m, gc.d, &obj, pixels, labels, ref, n, n, 2, v1, g1);
+    run_chunks(gc.m, gc.d, &obj, pixels, labels, ref, n, G, 1, v2, g2);
     assert_memory_equal(v1, v2, sizeof(float) * n);
     assert_memory_equal(g1, g2, sizeof(float) * n * img);
     for (int s = 0; s < c->num_moe; s++)
@@ -340,6 +359,10 @@ static void grad_bad_specs(void **state)
     assert_non_null(strstr(err.msg, "label"));
     assert_true(value[0] == 7 && value[1] == 7 && value[2] == 7);
     assert_int_equal(rs_grad_create(gc.m, 0, 1, &(rs_grad *){NULL}, &err), RS_EINVAL);
+    rs_dispatch bad_d = {.capacity_factor = -1, .group_images = 2};
+    assert_int_equal(rs_grad_create_dispatch(gc.m, 3, 1, &bad_d, &(rs_grad *){NULL}, &err), RS_EINVAL);
+    bad_d = (rs_dispatch){.capacity_factor = 1, .group_images = 0};
+    assert_int_equal(rs_grad_create_dispatch(gc.m, 3, 1, &bad_d, &(rs_grad *){NULL}, &err), RS_EINVAL);
     rs_grad_free(g);
     rs_grad_free(NULL);
     free(grad);
@@ -416,21 +439,25 @@ int main(void)
     golden_dir = tu_dir("RS_GOLDEN_DIR", "tests/golden");
     struct dirent **list;
     int n = scandir(golden_dir, &list, is_case, by_name);
-    if (n < 4) {
-        fprintf(stderr, "test_grad: fewer than 4 grad-*.grad.safetensors in %s\n", golden_dir);
+    if (n < 8) {
+        fprintf(stderr, "test_grad: fewer than 8 grad-*.grad.safetensors in %s\n", golden_dir);
         return 1;
     }
-    struct CMUnitTest *tests = calloc((size_t)n + 4, sizeof *tests);
+    struct CMUnitTest *tests = calloc((size_t)n + 6, sizeof *tests);
     for (int i = 0; i < n; i++)
         tests[i] = (struct CMUnitTest){.name = list[i]->d_name, .test_func = grad_golden,
                                        .initial_state = list[i]->d_name};
-    /* list is sorted: grad-gap-k1-tanh, grad-gap-k2-erf, grad-token-k1-tanh-pre, grad-token-k2-erf-pre */
-    const char *token_case = list[n - 1]->d_name, *gap_case = list[0]->d_name;
+    static const char token_case[] = "grad-token-k2-erf-pre.grad.safetensors";
+    static const char gap_case[] = "grad-gap-k1-tanh.grad.safetensors";
+    static const char k2_bpr_case[] = "grad-dispatch-k2-bpr.grad.safetensors";
+    static const char k1_case[] = "grad-dispatch-k1-vanilla.grad.safetensors";
     tests[n] = (struct CMUnitTest){.name = "forward_identical", .test_func = grad_forward_identical, .initial_state = (void *)gap_case};
     tests[n + 1] = (struct CMUnitTest){.name = "deterministic", .test_func = grad_deterministic, .initial_state = (void *)token_case};
     tests[n + 2] = (struct CMUnitTest){.name = "bad_specs", .test_func = grad_bad_specs, .initial_state = (void *)token_case};
     tests[n + 3] = (struct CMUnitTest){.name = "router_ce", .test_func = grad_router_ce, .initial_state = (void *)token_case};
-    int rc = _cmocka_run_group_tests("grad", tests, (size_t)n + 4, NULL, NULL);
+    tests[n + 4] = (struct CMUnitTest){.name = "forward_identical_dispatch", .test_func = grad_forward_identical, .initial_state = (void *)k2_bpr_case};
+    tests[n + 5] = (struct CMUnitTest){.name = "deterministic_dispatch", .test_func = grad_deterministic, .initial_state = (void *)k1_case};
+    int rc = _cmocka_run_group_tests("grad", tests, (size_t)n + 6, NULL, NULL);
     for (int i = 0; i < n; i++)
         free(list[i]);
     free(list);

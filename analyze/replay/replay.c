@@ -74,6 +74,7 @@ typedef struct engine {
     float *attack_px;      /* (B, C,H,W) the attack's final pixels */
     float *ref_probs;      /* (L, B, T, E) router softmax of the attacked view's start pixels */
     uint64_t *seeds;       /* (B) */
+    int32_t *attack_labels; /* (B) the labels in forward order, with a group seed */
     float *attack_linf, *attack_l2; /* (B, V) */
     float *attack_obj;     /* (B, V, attack_stride) */
     float *tmp_linf, *tmp_l2, *tmp_obj; /* (B), (B), (B, attack_stride): one view's records */
@@ -96,7 +97,7 @@ static void engine_close(engine *e)
                     e->raw_px, e->kept_px, e->keep_slot, e->attack_steps, e->attack_px, e->ref_probs,
                     e->seeds, e->attack_linf, e->attack_l2, e->attack_obj, e->tmp_linf, e->tmp_l2,
                     e->tmp_obj, e->order, e->slot, e->forced, e->executed, e->forced_ids,
-                    e->forced_run, e->from_match};
+                    e->forced_run, e->from_match, e->attack_labels};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     for (int i = 0; i < e->num_views; i++)
@@ -162,7 +163,8 @@ static int alloc_buffers(engine *e, rs_error *err)
              (e->ref_probs = malloc(sizeof(float) * L * B * T * E)) && (e->seeds = malloc(sizeof(uint64_t) * B)) &&
              (e->attack_linf = calloc(B * V, sizeof(float))) && (e->attack_l2 = calloc(B * V, sizeof(float))) &&
              (e->attack_obj = calloc(B * V * S, sizeof(float))) && (e->tmp_linf = malloc(sizeof(float) * B)) &&
-             (e->tmp_l2 = malloc(sizeof(float) * B)) && (e->tmp_obj = malloc(sizeof(float) * B * S));
+             (e->tmp_l2 = malloc(sizeof(float) * B)) && (e->tmp_obj = malloc(sizeof(float) * B * S)) &&
+             (!e->order || (e->attack_labels = malloc(sizeof(int32_t) * B)));
     }
     return ok ? 0 : rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", e->batch);
 }
@@ -256,9 +258,17 @@ static int forward_raw(engine *e, int n, const rs_forced *forced, rs_error *err)
     return rc;
 }
 
+/* The image at place P of the attack: the attack runs in the forward pass's order, so that
+ * its gradient's dispatch groups hold the same images as the forward pass's. */
+static int attack_image(const engine *e, int p)
+{
+    return e->order ? e->order[p] : p;
+}
+
 /* Attacks view V of the N images in E->raw_px (their start pixels), which it replaces by the
  * attacked pixels, and keeps the attack's records. The reference routing is the forward
- * pass of the start pixels; the labels come from the data. */
+ * pass of the start pixels; the labels come from the data. With a group seed the attack
+ * runs on the images in forward order (in E->view_px, free until the next forward pass). */
 static int attack_view(engine *e, int v, int first, int n, rs_error *err)
 {
     const rs_config *c = &e->model->cfg;
@@ -275,29 +285,39 @@ static int attack_view(engine *e, int v, int first, int n, rs_error *err)
             return rc;
         const rs_forward_out *out = rs_forward_result(e->forward);
         for (int l = 0; l < L; l++)
-            for (int i = 0; i < n; i++)
-                memcpy(e->ref_probs + (l * e->batch + i) * te, out->moe[l].probs + image_slot(e, i) * te,
-                       sizeof(float) * te);
+            for (int p = 0; p < n; p++)
+                memcpy(e->ref_probs + (l * e->batch + p) * te,
+                       out->moe[l].probs + image_slot(e, attack_image(e, p)) * te, sizeof(float) * te);
     }
     for (int i = 0; i < n && needs_labels; i++)
         if (e->labels[i] < 0)
             return rs_error_set(err, RS_EINVAL, "view '%s': its loss needs labels, and image %d of %s has none",
                                 e->specs[v], first + i, rs_source_name(e->source));
-    for (int i = 0; i < n; i++)
-        e->seeds[i] = e->drawn[(size_t)i * V + v].attack_seed;
-    oracle_ctx ctx = {e->grad, &a->objective, needs_labels ? e->labels : NULL, needs_ref ? ref : NULL};
+    const float *x0 = e->raw_px;
+    const int32_t *labels = e->labels;
+    if (e->order) {
+        for (int p = 0; p < n; p++) {
+            memcpy(e->view_px + p * img, e->raw_px + attack_image(e, p) * img, sizeof(float) * img);
+            e->attack_labels[p] = e->labels[attack_image(e, p)];
+        }
+        x0 = e->view_px;
+        labels = e->attack_labels;
+    }
+    for (int p = 0; p < n; p++)
+        e->seeds[p] = e->drawn[(size_t)attack_image(e, p) * V + v].attack_seed;
+    oracle_ctx ctx = {e->grad, &a->objective, needs_labels ? labels : NULL, needs_ref ? ref : NULL};
     rs_attack_record_out rec = {e->tmp_linf, e->tmp_l2, e->tmp_obj};
     double t = now();
-    int rc = rs_attack_run(a, e->raw_px, n, img, e->seeds, grad_oracle, &ctx, e->attack_px, &rec, err);
+    int rc = rs_attack_run(a, x0, n, img, e->seeds, grad_oracle, &ctx, e->attack_px, &rec, err);
     e->attack_s += now() - t;
     if (rc)
         return rc;
-    memcpy(e->raw_px, e->attack_px, sizeof(float) * img * (size_t)n);
-    for (int i = 0; i < n; i++) {
-        size_t iv = (size_t)i * V + v;
-        e->attack_linf[iv] = e->tmp_linf[i];
-        e->attack_l2[iv] = e->tmp_l2[i];
-        memcpy(e->attack_obj + iv * S, e->tmp_obj + (size_t)i * (a->steps + 1), sizeof(float) * (a->steps + 1));
+    for (int p = 0; p < n; p++) {
+        size_t i = (size_t)attack_image(e, p), iv = i * V + v;
+        memcpy(e->raw_px + i * img, e->attack_px + p * img, sizeof(float) * img);
+        e->attack_linf[iv] = e->tmp_linf[p];
+        e->attack_l2[iv] = e->tmp_l2[p];
+        memcpy(e->attack_obj + iv * S, e->tmp_obj + (size_t)p * (a->steps + 1), sizeof(float) * (a->steps + 1));
     }
     return 0;
 }
@@ -676,7 +696,7 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
             rc = rs_forward_create_dispatch(e.model, e.batch, opt->threads, &e.dispatch, &e.forward, err);
         }
         if (!rc && e.attack_steps)
-            rc = rs_grad_create(e.model, e.batch, opt->threads, &e.grad, err);
+            rc = rs_grad_create_dispatch(e.model, e.batch, opt->threads, &e.dispatch, &e.grad, err);
         if (!rc)
             rc = alloc_buffers(&e, err);
         if (!rc)
