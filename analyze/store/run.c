@@ -26,14 +26,22 @@ static void list_ids(const rs_run_info *runs, int n, char *buf, size_t size)
     }
 }
 
+/* Run ID of STORE into INFO, refused (INFO cleared) when it fails the store's check: no
+ * reader reads a run that fails it. */
+static int get_checked(rs_store *store, int64_t id, rs_run_info *info, rs_error *err)
+{
+    int rc = rs_store_get_run(store, id, info, err);
+    if (!rc && (rc = rs_store_check_run(store, id, err)))
+        rs_run_info_clear(info);
+    return rc;
+}
+
 int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *info, rs_error *err)
 {
     /* A named run is read at once; the list of runs is only needed to pick the last
      * finished one or to say which runs there are. */
     if (run_id > 0) {
-        int rc = rs_store_get_run(store, run_id, info, err);
-        if (!rc && (rc = rs_store_check_run(store, run_id, err))) /* no reader reads a run that fails it */
-            rs_run_info_clear(info);
+        int rc = get_checked(store, run_id, info, err);
         if (rc != RS_EINVAL)
             return rc;
     }
@@ -52,11 +60,8 @@ int rs_run_load(rs_store *store, const char *name, int64_t run_id, rs_run_info *
     for (int i = 0; i < n; i++)
         rs_run_info_clear(&runs[i]);
     free(runs);
-    if (pick >= 0) {
-        if (!(rc = rs_store_get_run(store, id, info, err)) && (rc = rs_store_check_run(store, id, err)))
-            rs_run_info_clear(info);
-        return rc;
-    }
+    if (pick >= 0)
+        return get_checked(store, id, info, err);
     if (n == 0)
         return rs_error_set(err, RS_EINVAL, "%s: holds no runs", name);
     if (run_id > 0)
