@@ -5,7 +5,8 @@
  * not, cell fills are exactly the palette colours (with and without the views' pixels), the unmatched cell is not an expert colour; PDF page
  * count (pdfinfo when installed); with most cells changed, red corners instead of borders;
  * a dashed box on view 0's thumbnail where a cropped (mirrored) view lies, none for a view
- * matched patch for patch and identical bytes for two renderings; SVG is well
+ * matched patch for patch and identical bytes for two renderings, rows named "block B" (read
+ * back with pdftotext when installed); SVG is well
  * formed at its ends; heatmap values by hand; heatmap cells read back from the PNG with
  * libpng: cells of one value have one colour, the colour bar's at that value, with the
  * view's pixels drawn beside them; one panel fills the figure's width; plots render; bad
@@ -348,6 +349,18 @@ static void test_grid_pdf(void **state)
         snprintf(cmd, sizeof cmd, "pdfinfo '%s' | grep -q '^Pages: *1$'", scratch("a.pdf"));
         assert_int_equal(system(cmd), 0);
     }
+    /* Rows are named as --layer names them: "block B", not the MoE slot. */
+    if (system("command -v pdftotext >/dev/null 2>&1") != 0) {
+        print_message("pdftotext not installed (poppler-utils): row labels not read\n");
+    } else {
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -qx 'block 1'", scratch("a.pdf"));
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -qx 'block 3'", scratch("a.pdf"));
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -q 'MoE layer'", scratch("a.pdf"));
+        assert_int_not_equal(system(cmd), 0);
+    }
     rs_image_routing_free(&r);
 }
 
@@ -409,6 +422,16 @@ static void test_heatmap(void **state)
     for (int m = 0; m < 4; m++)
         assert_int_equal(rs_render_heatmap(&r, NULL, (rs_patch_metric)m, -1, -1, scratch("h.png"), &err), 0);
     assert_int_equal(rs_render_heatmap(&r, NULL, RS_PATCH_GATE, 0, 1, scratch("h.svg"), &err), 0);
+    /* panels are named as --layer names them, as the grid's rows */
+    rs_render_context ctx = {.run = &info};
+    assert_int_equal(rs_render_heatmap(&r, &ctx, RS_PATCH_GATE, 0, -1, scratch("h.pdf"), &err), 0);
+    if (system("command -v pdftotext >/dev/null 2>&1") == 0) {
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -qx 'block 3'", scratch("h.pdf"));
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -q 'MoE layer'", scratch("h.pdf"));
+        assert_int_not_equal(system(cmd), 0);
+    }
     rs_image_routing_free(&r);
 }
 

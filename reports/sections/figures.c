@@ -65,8 +65,9 @@ void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image
     rs_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
-             "layer; red borders (or corners, where many cells changed) where the expert differs from view 0's "
-             "matched patch, whose expert follows \"was\"; hatched cells have no match%s%s.",
+             "layer (\"block B\", as --layer B names it); red borders (or corners, where many cells changed) "
+             "where the expert differs from view 0's matched patch, whose expert follows \"was\"; hatched cells "
+             "have no match%s%s.",
              image, rl, moved ? "; the dashed box on view 0 shows where the other view's crop lies" : "",
              attacked ? "; an attacked view's thumbnail shows the pixels its attack started from (redoing the "
                         "attack needs the model, and its at most \u03b5 per pixel would not show at this size)" : "");
@@ -109,8 +110,8 @@ void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int im
     rs_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Per-patch heatmap of image %d, %s: on view 0's patch grid, the share of the other views whose "
-             "matched patch chose a different top-1 expert (%s), one panel per MoE layer; hatched: no patch "
-             "of another view matched it.",
+             "matched patch chose a different top-1 expert (%s), one panel per MoE layer (\"block B\"), view 0's "
+             "image beside them; hatched: no patch of another view matched it.",
              image, rl, others);
     rs_report_figure(R, file, caption);
 }
