@@ -82,7 +82,7 @@
     });
     refs.run.textContent = '';
     data.cases.forEach(function (x, c) {
-      if (x.image === k.image) option(refs.run, c, data.runs[x.run].short, c === st.c);
+      if (x.image === k.image) option(refs.run, c, data.runs[x.run].short + ', ' + data.runs[x.run].protocol, c === st.c);
     });
     refs.layer.textContent = '';
     r.blocks.forEach(function (b, l) { option(refs.layer, l, 'block ' + b, l === st.layer); });

@@ -98,6 +98,7 @@ static json_t *run_json(const rs_run_info *r, bool *bad)
         set(o, "label", json_string(buf), bad);
         rs_run_short_label(r, buf, sizeof buf);
         set(o, "short", json_string(buf), bad);
+        set(o, "protocol", json_string(r->protocol), bad);
         set(o, "k", json_integer(r->top_k), bad);
         set(o, "record_k", json_integer(r->record_k), bad);
         set(o, "experts", json_integer(r->num_experts), bad);
