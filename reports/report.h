@@ -2,7 +2,10 @@
  *
  * rs_report_write writes into OUT_DIR (created when missing, with tables/ and figures/):
  *   index.html   self-contained page: tables inline as HTML (each in its own horizontally
- *                scrolling box), figures as relative figures/NAME.png, no external URL
+ *                scrolling box), figures as relative figures/NAME.png, no external URL; before
+ *                the appendices, the explorer of the example images' grids (pointing at a
+ *                patch shows its matched patches and their top experts; sections/explorer.h,
+ *                docs/explorer.md)
  *   report.md    the same content in Markdown with image links
  *   report.pdf   multi-page landscape A4: contents with page numbers, tables typeset
  *                with cairo (ruled, numbers right-aligned, intervals aligned apart),
