@@ -32,6 +32,19 @@ static const double zoom_blur_c[2][5][2] = {{{1.11, .01}, {1.16, .01}, {1.21, .0
 static const double fog_c[2][5][2] = {{{1.5, 2}, {2, 2}, {2.5, 1.7}, {2.5, 1.5}, {3, 1.4}},
                                       {{.2, 3}, {.5, 3}, {0.75, 2.5}, {1, 2}, {1.5, 1.75}}};
 static const int fog_mapsize[2] = {256, 32};
+/* motion_blur: ImageMagick's radius and sigma (the angle is drawn: uniform in [-45, 45]) */
+static const double motion_blur_c[2][5][2] = {{{10, 3}, {15, 5}, {15, 8}, {15, 12}, {20, 15}},
+                                              {{6, 1}, {6, 1.5}, {6, 2}, {8, 2}, {9, 2.5}}};
+/* snow: layer mean, layer sd, zoom, threshold, motion radius, motion sigma, image weight
+ * (the angle is drawn: uniform in [-135, -45]) */
+static const double snow_c[2][5][7] = {
+    {{0.1, 0.3, 3, 0.5, 10, 4, 0.8}, {0.2, 0.3, 2, 0.5, 12, 4, 0.7}, {0.55, 0.3, 4, 0.9, 12, 8, 0.7},
+     {0.55, 0.3, 4.5, 0.85, 12, 8, 0.65}, {0.55, 0.3, 2.5, 0.85, 12, 12, 0.55}},
+    {{0.1, 0.2, 1, 0.6, 8, 3, 0.95}, {0.1, 0.2, 1, 0.5, 10, 4, 0.9}, {0.15, 0.3, 1.75, 0.55, 10, 4, 0.9},
+     {0.25, 0.3, 2.25, 0.6, 12, 6, 0.85}, {0.3, 0.3, 1.25, 0.65, 14, 12, 0.8}}};
+/* frost: image weight, frost weight (the frost texture is our substitute: see frost_texture) */
+static const double frost_c[2][5][2] = {{{1, 0.4}, {0.8, 0.6}, {0.7, 0.7}, {0.65, 0.7}, {0.6, 0.75}},
+                                        {{1, 0.2}, {1, 0.3}, {0.9, 0.4}, {0.85, 0.4}, {0.75, 0.45}}};
 static const double contrast_c[2][5] = {{.4, .3, .2, .1, .05}, {.75, .5, .4, .3, .15}};
 static const double brightness_c[2][5] = {{.1, .2, .3, .4, .5}, {.05, .1, .15, .2, .3}};
 static const double saturate_c[2][5][2] = {{{0.3, 0}, {0.1, 0}, {2, 0}, {5, 0.1}, {20, 0.2}},
@@ -54,6 +67,7 @@ static const struct {
     {"fog", "weather"},           {"brightness", "weather"}, {"contrast", "digital"},
     {"elastic_transform", "digital"}, {"pixelate", "digital"}, {"jpeg_compression", "digital"},
     {"speckle_noise", "noise"},   {"gaussian_blur", "blur"}, {"saturate", "digital"},
+    {"motion_blur", "blur"},      {"snow", "weather"},       {"frost", "weather"},
 };
 
 int rs_corrupt_find(const char *name)
@@ -403,9 +417,10 @@ static void zoom_taps(int in, int out, int *i0, double *t)
     }
 }
 
-/* clipped_zoom of one (H,W) plane by Z, added into ACC (float32, as the benchmark's
- * arrays): the centre ceil(H/Z) x ceil(W/Z) crop zoomed by Z, the centre H x W kept. */
-static void clipped_zoom_add(const float *p, int H, int W, double z, int *i0, double *t, float *acc)
+/* clipped_zoom of one (H,W) plane P by Z into DST (H,W): the centre ceil(H/Z) x ceil(W/Z)
+ * crop zoomed by Z (scipy computes in double whatever the array's type), the centre H x W
+ * kept. I0, T: scratch of 2 * (max(H,W) * Z + 2). */
+static void clipped_zoom(const double *p, int H, int W, double z, int *i0, double *t, double *dst)
 {
     int chh = (int)ceil(H / z), chw = (int)ceil(W / z);
     int top = (H - chh) / 2, left = (W - chw) / 2;
@@ -430,7 +445,7 @@ static void clipped_zoom_add(const float *p, int H, int W, double z, int *i0, do
                         v += wy * wx * p[(size_t)(top + ya + dy) * W + left + xa + dx];
                 }
             }
-            acc[(size_t)y * W + x] += (float)v;
+            dst[(size_t)y * W + x] = v;
         }
     }
 }
@@ -446,27 +461,33 @@ static int zoom_factors(double stop, double step, double *z)
     return n;
 }
 
+/* zoom_blur: the image plus its clipped zooms, averaged, in float32 as the benchmark's arrays. */
 static int zoom_op(const double *c, const double *x, int C, int H, int W, unsigned char *out)
 {
     size_t plane = (size_t)H * W;
     double z[64];
     int nz = zoom_factors(c[0], c[1], z), m = 4 * (H > W ? H : W) + 8;
-    float *xf = malloc(sizeof(float) * 2 * plane * C);
+    double *xd = malloc(sizeof(double) * 2 * plane);
+    float *acc = malloc(sizeof(float) * plane);
     int *i0 = malloc(sizeof(int) * 2 * (size_t)m);
     double *t = malloc(sizeof(double) * 2 * (size_t)m);
-    if (!xf || !i0 || !t) {
-        free(xf), free(i0), free(t);
+    if (!xd || !acc || !i0 || !t) {
+        free(xd), free(acc), free(i0), free(t);
         return RS_ENOMEM;
     }
-    float *acc = xf + plane * C;
-    for (size_t i = 0; i < plane * C; i++)
-        xf[i] = (float)x[i], acc[i] = 0;
-    for (int ch = 0; ch < C; ch++)
-        for (int k = 0; k < nz; k++)
-            clipped_zoom_add(xf + ch * plane, H, W, z[k], i0, t, acc + ch * plane);
-    for (size_t i = 0; i < plane * C; i++)
-        out[i] = levelf((xf[i] + acc[i]) / (float)(nz + 1));
-    free(xf), free(i0), free(t);
+    double *zoomed = xd + plane;
+    for (int ch = 0; ch < C; ch++) {
+        for (size_t i = 0; i < plane; i++)
+            xd[i] = (float)x[ch * plane + i], acc[i] = 0;
+        for (int k = 0; k < nz; k++) {
+            clipped_zoom(xd, H, W, z[k], i0, t, zoomed);
+            for (size_t i = 0; i < plane; i++)
+                acc[i] += (float)zoomed[i];
+        }
+        for (size_t i = 0; i < plane; i++)
+            out[ch * plane + i] = levelf(((float)xd[i] + acc[i]) / (float)(nz + 1));
+    }
+    free(xd), free(acc), free(i0), free(t);
     return 0;
 }
 
@@ -541,6 +562,152 @@ static int fog_op(const double *c, int set, const rs_corrupt_rng *r, const doubl
                 double v = x[i] + c[0] * m[(size_t)y * n + xx];
                 out[i] = level(v * mx / (mx + c[0]));
             }
+    free(m);
+    return 0;
+}
+
+/* ---- motion_blur, snow, frost -------------------------------------------------------- */
+
+/* ImageMagick 6's MotionBlurImage (magick/effect.c) on one 8-bit plane IN (H,W), as the
+ * benchmark calls it through Wand on a PNG: width 2 ceil(radius) + 1 taps (gem.c's
+ * GetOptimalKernelWidth1D), tap i weighted exp(-i^2 / 2 sigma^2) normalised
+ * (GetMotionBlurKernel) and read at (x + ceil(i cos a - 1/2), y + ceil(i sin a - 1/2)), off
+ * the image the nearest edge pixel (the default virtual pixel method). Sums in 16-bit
+ * quantum units as a Q16 build, rounded to a quantum, then to 8 bits as the PNG writer's
+ * ScaleQuantumToChar. OUT (H,W). */
+#define MOTION_MAX_TAPS 64
+static void motion_blur_plane(const unsigned char *in, int H, int W, double radius, double sigma, double angle,
+                              unsigned char *out)
+{
+    int n = (int)(2 * ceil(radius) + 1), ox[MOTION_MAX_TAPS], oy[MOTION_MAX_TAPS];
+    double k[MOTION_MAX_TAPS], norm = 0, a = angle * M_PI / 180;
+    double px = n * sin(a), py = n * cos(a), len = hypot(px, py);
+    n = n > MOTION_MAX_TAPS ? MOTION_MAX_TAPS : n;
+    for (int i = 0; i < n; i++) {
+        norm += k[i] = exp(-((double)i * i) / (2.0 * sigma * sigma)) / (sqrt(2 * M_PI) * sigma);
+        ox[i] = (int)ceil(i * py / len - 0.5);
+        oy[i] = (int)ceil(i * px / len - 0.5);
+    }
+    for (int i = 0; i < n; i++)
+        k[i] /= norm;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            double acc = 0;
+            for (int i = 0; i < n; i++) {
+                int sy = y + oy[i], sx = x + ox[i];
+                sy = sy < 0 ? 0 : sy >= H ? H - 1 : sy;
+                sx = sx < 0 ? 0 : sx >= W ? W - 1 : sx;
+                acc += k[i] * (in[(size_t)sy * W + sx] * 257.0);
+            }
+            unsigned q = acc <= 0 ? 0 : acc >= 65535 ? 65535 : (unsigned)(acc + 0.5);
+            out[(size_t)y * W + x] = (unsigned char)(((q + 128) - ((q + 128) >> 8)) >> 8);
+        }
+}
+
+/* The 8-bit image the benchmark's PIL operations start from: round(x * 255). */
+static unsigned char to_u8(double v)
+{
+    v = v < 0 ? 0 : v > 1 ? 1 : v;
+    return (unsigned char)floor(v * 255 + 0.5);
+}
+
+/* motion_blur: the 8-bit image through ImageMagick's motion blur at an angle drawn
+ * uniformly in [-45, 45] degrees, each channel alike. */
+static int motion_op(const double *c, const rs_corrupt_rng *r, const double *x, int C, int H, int W,
+                     unsigned char *out)
+{
+    size_t plane = (size_t)H * W;
+    unsigned char *u = malloc(plane);
+    if (!u)
+        return RS_ENOMEM;
+    double angle = -45 + (45 - -45) * uni(r);
+    for (int ch = 0; ch < C; ch++) {
+        for (size_t i = 0; i < plane; i++)
+            u[i] = to_u8(x[ch * plane + i]);
+        motion_blur_plane(u, H, W, c[0], c[1], angle, out + ch * plane);
+    }
+    free(u);
+    return 0;
+}
+
+/* The snow layer of snow (H,W) in 8 bits, as the benchmark hands it back from ImageMagick:
+ * normals N(mean, sd) per pixel, clipped_zoom by ZOOM, values below THRESHOLD set to 0,
+ * truncated to 8 bits, motion-blurred at an angle drawn uniformly in [-135, -45]. */
+static int snow_layer(const double *c, const rs_corrupt_rng *r, int H, int W, unsigned char *layer)
+{
+    size_t plane = (size_t)H * W;
+    int m = 2 * (int)((H > W ? H : W) * c[2]) + 16;
+    double *s = calloc(2 * plane, sizeof(double)), *t = malloc(sizeof(double) * 2 * (size_t)m);
+    int *i0 = malloc(sizeof(int) * 2 * (size_t)m);
+    unsigned char *u = malloc(plane);
+    int rc = !s || !t || !i0 || !u ? RS_ENOMEM : 0;
+    if (!rc) {
+        for (size_t i = 0; i < plane; i++)
+            s[i] = c[0] + c[1] * normal(r);
+        clipped_zoom(s, H, W, c[2], i0, t, s + plane);
+        for (size_t i = 0; i < plane; i++) {
+            double v = s[plane + i] < c[3] ? 0 : s[plane + i];
+            u[i] = (unsigned char)((v < 0 ? 0 : v > 1 ? 1 : v) * 255);
+        }
+        motion_blur_plane(u, H, W, c[4], c[5], -135 + (-45 - -135) * uni(r), layer);
+    }
+    free(s), free(t), free(i0), free(u);
+    return rc;
+}
+
+/* snow: the image brightened toward 1.5 grey + 0.5 (weight 1 - c6, in float32 as the
+ * benchmark's array; grey is cv2's RGB2GRAY, 0.299 R + 0.587 G + 0.114 B), plus the snow
+ * layer and the layer turned by 180 degrees. */
+static int snow_op(const double *c, const rs_corrupt_rng *r, const double *x, int C, int H, int W,
+                   unsigned char *out)
+{
+    size_t plane = (size_t)H * W;
+    unsigned char *layer = malloc(plane);
+    if (!layer)
+        return RS_ENOMEM;
+    int rc = snow_layer(c, r, H, W, layer);
+    float keep = (float)c[6], mix = (float)(1 - c[6]);
+    for (size_t i = 0; !rc && i < plane; i++) {
+        float rgb[3];
+        for (int k = 0; k < 3; k++)
+            rgb[k] = (float)x[(C == 3 ? k : 0) * plane + i];
+        float grey = rgb[0] * 0.299f + rgb[1] * 0.587f + rgb[2] * 0.114f, lift = grey * 1.5f + 0.5f;
+        for (int ch = 0; ch < C; ch++) {
+            float v = keep * rgb[ch] + mix * (rgb[ch] > lift ? rgb[ch] : lift);
+            out[ch * plane + i] = level((double)v + layer[i] / 255. + layer[plane - 1 - i] / 255.);
+        }
+    }
+    free(layer);
+    return rc;
+}
+
+/* Our frost texture (the benchmark's is a crop of one of six photographs we do not have):
+ * a plasma map m (the same diamond-square as fog, decay FROST_DECAY), folded into ridges
+ * r = 1 - |2m - 1| along its mid level, which read as ice veins, squared to thin them, in
+ * 8 bits: floor(r^2 * 255); the same on every channel. Mean about 0.53 * 255. */
+#define FROST_DECAY 1.3
+
+static int frost_op(const double *c, const rs_corrupt_rng *r, const double *x, int C, int H, int W,
+                    unsigned char *out)
+{
+    int n = 32;
+    while (n < H || n < W)
+        n *= 2;
+    double *m = malloc(sizeof(double) * (size_t)n * n);
+    if (!m)
+        return RS_ENOMEM;
+    plasma(m, n, FROST_DECAY, r);
+    size_t plane = (size_t)H * W;
+    for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++) {
+            double ridge = 1 - fabs(2 * m[(size_t)y * n + xx] - 1);
+            double f = (double)(unsigned char)(ridge * ridge * 255);
+            for (int ch = 0; ch < C; ch++) {
+                size_t i = ch * plane + (size_t)y * W + xx;
+                double v = c[0] * to_u8(x[i]) + c[1] * f;
+                out[i] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        }
     free(m);
     return 0;
 }
@@ -731,13 +898,6 @@ static int pil_box_resize(const unsigned char *in, int H, int W, unsigned char *
     return 0;
 }
 
-/* The 8-bit image the benchmark's PIL operations start from: round(x * 255). */
-static unsigned char to_u8(double v)
-{
-    v = v < 0 ? 0 : v > 1 ? 1 : v;
-    return (unsigned char)floor(v * 255 + 0.5);
-}
-
 /* pixelate: box-resize to int(W * c) x int(H * c), then back (the benchmark's 224 and 32
  * are the image's size here). */
 static int pixelate_op(double c, const double *x, int C, int H, int W, unsigned char *out)
@@ -868,6 +1028,9 @@ static int run_op(int id, int s, int set, const rs_corrupt_rng *r, double *x, in
     case RS_C_FOG: return fog_op(fog_c[set][s], set, r, x, C, H, W, out);
     case RS_C_ELASTIC_TRANSFORM: return elastic_op(elastic_c[set][s], r, x, C, H, W, out);
     case RS_C_PIXELATE: return pixelate_op(pixelate_c[set][s], x, C, H, W, out);
+    case RS_C_MOTION_BLUR: return motion_op(motion_blur_c[set][s], r, x, C, H, W, out);
+    case RS_C_SNOW: return snow_op(snow_c[set][s], r, x, C, H, W, out);
+    case RS_C_FROST: return frost_op(frost_c[set][s], r, x, C, H, W, out);
     default: return jpeg_op(jpeg_quality_c[set][s], x, C, H, W, out);
     }
 }
