@@ -260,29 +260,35 @@ static void hsv_op(int id, const double *c, const double *x, int C, size_t plane
 
 /* One line of N samples (stride S) correlated with the symmetric kernel W[-R..R] (W points
  * at its centre), borders by B, summed as scipy's correlate1d does for a symmetric kernel:
- * centre first, then the pairs from the outside in. LINE: scratch of N + 2R. */
+ * centre first, then the pairs from the outside in. LINE: scratch of 2N + 2R. The loop
+ * over the kernel is the outer one so that the inner one runs over the line (it
+ * vectorises); each sample still sums its terms in scipy's order. */
 static void correlate_line(double *data, int n, size_t s, const double *w, int r, border b, double *line)
 {
+    double *acc = line + n + 2 * r;
     for (int i = -r; i < n + r; i++)
         line[i + r] = data[(size_t)border_index(i, n, b) * s];
-    for (int i = 0; i < n; i++) {
-        const double *c = line + i + r;
-        double acc = c[0] * w[0];
-        for (int j = -r; j < 0; j++)
-            acc += (c[j] + c[-j]) * w[j];
-        data[(size_t)i * s] = acc;
+    for (int i = 0; i < n; i++)
+        acc[i] = line[i + r] * w[0];
+    for (int j = -r; j < 0; j++) {
+        const double *lo = line + r + j, *hi = line + r - j;
+        double wj = w[j];
+        for (int i = 0; i < n; i++)
+            acc[i] += (lo[i] + hi[i]) * wj;
     }
+    for (int i = 0; i < n; i++)
+        data[(size_t)i * s] = acc[i];
 }
 
 /* scipy.ndimage.gaussian_filter over the two axes of each (H,W) plane (rows first, as
- * scipy takes axis 0 first), radius int(truncate * sigma + 0.5). Needs nothing but
- * SCRATCH of 2 * (max(H,W) + 2R + 1) doubles; returns RS_ENOMEM when it cannot get it. */
+ * scipy takes axis 0 first), radius int(truncate * sigma + 0.5). Returns RS_ENOMEM when it
+ * cannot get its scratch (the kernel and a line). */
 static int gaussian_planes(double *x, int C, int H, int W, double sigma, double truncate, border b)
 {
     if (sigma <= 1e-15)
         return 0;
     int r = (int)(truncate * sigma + 0.5), n = H > W ? H : W;
-    double *kern = malloc(sizeof(double) * (size_t)(2 * r + 1)), *line = malloc(sizeof(double) * (size_t)(n + 2 * r));
+    double *kern = malloc(sizeof(double) * (size_t)(2 * r + 1)), *line = malloc(sizeof(double) * (size_t)(2 * n + 2 * r));
     if (!kern || !line) {
         free(kern), free(line);
         return RS_ENOMEM;
@@ -322,7 +328,7 @@ static double *disk_kernel(double radius, double alias, int *side)
         gs += g[i + kr] = exp(-(double)(i * i) / (2 * alias * alias));
     for (int i = 0; i <= 2 * kr; i++)
         g[i] /= gs;
-    double *line = malloc(sizeof(double) * (size_t)(n + 2 * kr));
+    double *line = malloc(sizeof(double) * (size_t)(2 * n + 2 * kr));
     if (!line) {
         free(k);
         return NULL;
@@ -337,28 +343,46 @@ static double *disk_kernel(double radius, double alias, int *side)
 }
 
 /* defocus_blur: each plane correlated with the disk kernel (cv2.filter2D, borders
- * BORDER_REFLECT_101). */
+ * BORDER_REFLECT_101). The plane is padded once; each output row sums the kernel's non-zero
+ * taps in row-major order (a zero tap adds +0 to a sum of non-negative terms: the same
+ * value), the loop over the row innermost so that it vectorises. */
 static int defocus_op(const double *c, const double *x, int C, int H, int W, unsigned char *out)
 {
     int n;
     double *k = disk_kernel(c[0], c[1], &n);
     if (!k)
         return RS_ENOMEM;
-    int half = n / 2;
+    int half = n / 2, PW = W + 2 * half, nt = 0;
+    double *pad = malloc(sizeof(double) * ((size_t)(H + 2 * half) * PW + (size_t)W + (size_t)n * n));
+    int *tap = malloc(sizeof(int) * 2 * (size_t)n * n);
+    if (!pad || !tap) {
+        free(k), free(pad), free(tap);
+        return RS_ENOMEM;
+    }
+    double *acc = pad + (size_t)(H + 2 * half) * PW, *kv = acc + W;
+    for (int i = 0; i < n * n; i++)
+        if (k[i] != 0)
+            kv[nt] = k[i], tap[2 * nt] = i / n, tap[2 * nt + 1] = i % n, nt++;
     for (int ch = 0; ch < C; ch++) {
         const double *p = x + (size_t)ch * H * W;
-        for (int y = 0; y < H; y++)
-            for (int xx = 0; xx < W; xx++) {
-                double acc = 0;
-                for (int i = 0; i < n; i++) {
-                    const double *row = p + (size_t)border_index(y + i - half, H, B_MIRROR) * W;
-                    for (int j = 0; j < n; j++)
-                        acc += k[i * n + j] * row[border_index(xx + j - half, W, B_MIRROR)];
-                }
-                out[(size_t)ch * H * W + (size_t)y * W + xx] = level(acc);
+        for (int y = -half; y < H + half; y++)
+            for (int xx = -half; xx < W + half; xx++)
+                pad[(size_t)(y + half) * PW + xx + half] =
+                    p[(size_t)border_index(y, H, B_MIRROR) * W + border_index(xx, W, B_MIRROR)];
+        for (int y = 0; y < H; y++) {
+            for (int xx = 0; xx < W; xx++)
+                acc[xx] = 0;
+            for (int t = 0; t < nt; t++) {
+                const double *row = pad + (size_t)(y + tap[2 * t]) * PW + tap[2 * t + 1];
+                double kt = kv[t];
+                for (int xx = 0; xx < W; xx++)
+                    acc[xx] += kt * row[xx];
             }
+            for (int xx = 0; xx < W; xx++)
+                out[(size_t)ch * H * W + (size_t)y * W + xx] = level(acc[xx]);
+        }
     }
-    free(k);
+    free(k), free(pad), free(tap);
     return 0;
 }
 
@@ -404,50 +428,56 @@ static int gaussian_blur_op(double sigma, double *x, int C, int H, int W, unsign
 
 /* ---- zoom_blur -------------------------------------------------------------------------- */
 
-/* Linear interpolation weights of scipy.ndimage.zoom (order 1, grid_mode False) from a line
- * of IN samples starting at OFF to OUT samples: output o reads input o * (IN-1)/(OUT-1);
- * taps past the end read 0 (mode 'constant'). I0: first tap, T: weight of the second. */
-static void zoom_taps(int in, int out, int *i0, double *t)
+/* The taps of one output line of clipped_zoom: for each of the N kept outputs, the first
+ * and second input (clamped into the crop) and their weights, 0 for a tap past the crop
+ * (scipy's mode 'constant' reads 0 there) or of weight 0. IN: the crop's length, OUT: the
+ * zoomed length, TRIM: the first kept output. */
+static void zoom_line(int in, int out, int trim, int n, int *a0, int *a1, double *w0, double *w1)
 {
     double z = out > 1 ? (double)(in - 1) / (double)(out - 1) : 1;
-    for (int o = 0; o < out; o++) {
-        double cc = (double)o * z, f = floor(cc);
-        i0[o] = (int)f;
-        t[o] = cc - f;
+    for (int i = 0; i < n; i++) {
+        double cc = (double)(i + trim) * z, f = floor(cc), t = cc - f;
+        int lo = (int)f;
+        a0[i] = lo < in ? lo : in - 1;
+        w0[i] = lo < in ? 1 - t : 0;
+        a1[i] = lo + 1 < in ? lo + 1 : in - 1;
+        w1[i] = lo + 1 < in ? t : 0;
     }
 }
 
 /* clipped_zoom of one (H,W) plane P by Z into DST (H,W): the centre ceil(H/Z) x ceil(W/Z)
- * crop zoomed by Z (scipy computes in double whatever the array's type), the centre H x W
- * kept. I0, T: scratch of 2 * (max(H,W) * Z + 2). */
-static void clipped_zoom(const double *p, int H, int W, double z, int *i0, double *t, double *dst)
+ * crop zoomed by Z with scipy's zoom(order=1) (computed in double whatever the array's
+ * type; each output sums the four terms (wy * wx) * p in scipy's order: a tap of weight 0
+ * adds a zero, which changes no sum), the centre H x W kept. */
+static int clipped_zoom(const double *p, int H, int W, double z, double *dst)
 {
     int chh = (int)ceil(H / z), chw = (int)ceil(W / z);
     int top = (H - chh) / 2, left = (W - chw) / 2;
     int oh = (int)nearbyint(chh * z), ow = (int)nearbyint(chw * z);
-    int trim_t = (oh - H) / 2, trim_l = (ow - W) / 2;
-    int *j0 = i0 + oh;
-    double *u = t + oh;
-    zoom_taps(chh, oh, i0, t);
-    zoom_taps(chw, ow, j0, u);
+    int *ia = malloc(sizeof(int) * 2 * (size_t)(H + W));
+    double *wa = malloc(sizeof(double) * 2 * (size_t)(H + W));
+    if (!ia || !wa) {
+        free(ia), free(wa);
+        return RS_ENOMEM;
+    }
+    int *y0 = ia, *y1 = ia + H, *x0 = ia + 2 * H, *x1 = x0 + W;
+    double *wy0 = wa, *wy1 = wa + H, *wx0 = wa + 2 * H, *wx1 = wx0 + W;
+    zoom_line(chh, oh, (oh - H) / 2, H, y0, y1, wy0, wy1);
+    zoom_line(chw, ow, (ow - W) / 2, W, x0, x1, wx0, wx1);
     for (int y = 0; y < H; y++) {
-        int oy = y + trim_t, ya = i0[oy];
+        const double *r0 = p + (size_t)(top + y0[y]) * W + left, *r1 = p + (size_t)(top + y1[y]) * W + left;
+        double *d = dst + (size_t)y * W;
         for (int x = 0; x < W; x++) {
-            int ox = x + trim_l, xa = j0[ox];
             double v = 0;
-            for (int dy = 0; dy < 2; dy++) {
-                double wy = dy ? t[oy] : 1 - t[oy];
-                if (ya + dy >= chh || wy == 0)
-                    continue;
-                for (int dx = 0; dx < 2; dx++) {
-                    double wx = dx ? u[ox] : 1 - u[ox];
-                    if (xa + dx < chw && wx != 0)
-                        v += wy * wx * p[(size_t)(top + ya + dy) * W + left + xa + dx];
-                }
-            }
-            dst[(size_t)y * W + x] = v;
+            v += wy0[y] * wx0[x] * r0[x0[x]];
+            v += wy0[y] * wx1[x] * r0[x1[x]];
+            v += wy1[y] * wx0[x] * r1[x0[x]];
+            v += wy1[y] * wx1[x] * r1[x1[x]];
+            d[x] = v;
         }
     }
+    free(ia), free(wa);
+    return 0;
 }
 
 /* The zoom factors np.arange(1, STOP, STEP): ceil((stop - 1) / step) of them, value i
@@ -466,29 +496,27 @@ static int zoom_op(const double *c, const double *x, int C, int H, int W, unsign
 {
     size_t plane = (size_t)H * W;
     double z[64];
-    int nz = zoom_factors(c[0], c[1], z), m = 4 * (H > W ? H : W) + 8;
+    int nz = zoom_factors(c[0], c[1], z), rc = 0;
     double *xd = malloc(sizeof(double) * 2 * plane);
     float *acc = malloc(sizeof(float) * plane);
-    int *i0 = malloc(sizeof(int) * 2 * (size_t)m);
-    double *t = malloc(sizeof(double) * 2 * (size_t)m);
-    if (!xd || !acc || !i0 || !t) {
-        free(xd), free(acc), free(i0), free(t);
+    if (!xd || !acc) {
+        free(xd), free(acc);
         return RS_ENOMEM;
     }
     double *zoomed = xd + plane;
-    for (int ch = 0; ch < C; ch++) {
+    for (int ch = 0; ch < C && !rc; ch++) {
         for (size_t i = 0; i < plane; i++)
             xd[i] = (float)x[ch * plane + i], acc[i] = 0;
-        for (int k = 0; k < nz; k++) {
-            clipped_zoom(xd, H, W, z[k], i0, t, zoomed);
-            for (size_t i = 0; i < plane; i++)
+        for (int k = 0; k < nz && !rc; k++) {
+            rc = clipped_zoom(xd, H, W, z[k], zoomed);
+            for (size_t i = 0; !rc && i < plane; i++)
                 acc[i] += (float)zoomed[i];
         }
         for (size_t i = 0; i < plane; i++)
             out[ch * plane + i] = levelf(((float)xd[i] + acc[i]) / (float)(nz + 1));
     }
-    free(xd), free(acc), free(i0), free(t);
-    return 0;
+    free(xd), free(acc);
+    return rc;
 }
 
 /* ---- fog -------------------------------------------------------------------------------- */
@@ -576,8 +604,8 @@ static int fog_op(const double *c, int set, const rs_corrupt_rng *r, const doubl
  * quantum units as a Q16 build, rounded to a quantum, then to 8 bits as the PNG writer's
  * ScaleQuantumToChar. OUT (H,W). */
 #define MOTION_MAX_TAPS 64
-static void motion_blur_plane(const unsigned char *in, int H, int W, double radius, double sigma, double angle,
-                              unsigned char *out)
+static int motion_blur_plane(const unsigned char *in, int H, int W, double radius, double sigma, double angle,
+                             unsigned char *out)
 {
     int n = (int)(2 * ceil(radius) + 1), ox[MOTION_MAX_TAPS], oy[MOTION_MAX_TAPS];
     double k[MOTION_MAX_TAPS], norm = 0, a = angle * M_PI / 180;
@@ -590,18 +618,35 @@ static void motion_blur_plane(const unsigned char *in, int H, int W, double radi
     }
     for (int i = 0; i < n; i++)
         k[i] /= norm;
-    for (int y = 0; y < H; y++)
+    /* The plane in quantum units (v * 257, exact), padded by N with its edge pixels; each
+     * output row sums the taps in order, the loop over the row innermost. */
+    int PW = W + 2 * n;
+    double *pad = malloc(sizeof(double) * ((size_t)(H + 2 * n) * PW + (size_t)W));
+    if (!pad)
+        return RS_ENOMEM;
+    double *acc = pad + (size_t)(H + 2 * n) * PW;
+    for (int y = -n; y < H + n; y++)
+        for (int x = -n; x < W + n; x++) {
+            int sy = y < 0 ? 0 : y >= H ? H - 1 : y, sx = x < 0 ? 0 : x >= W ? W - 1 : x;
+            pad[(size_t)(y + n) * PW + x + n] = in[(size_t)sy * W + sx] * 257.0;
+        }
+    for (int y = 0; y < H; y++) {
+        for (int x = 0; x < W; x++)
+            acc[x] = 0;
+        for (int i = 0; i < n; i++) {
+            const double *row = pad + (size_t)(y + n + oy[i]) * PW + n + ox[i];
+            double ki = k[i];
+            for (int x = 0; x < W; x++)
+                acc[x] += ki * row[x];
+        }
         for (int x = 0; x < W; x++) {
-            double acc = 0;
-            for (int i = 0; i < n; i++) {
-                int sy = y + oy[i], sx = x + ox[i];
-                sy = sy < 0 ? 0 : sy >= H ? H - 1 : sy;
-                sx = sx < 0 ? 0 : sx >= W ? W - 1 : sx;
-                acc += k[i] * (in[(size_t)sy * W + sx] * 257.0);
-            }
-            unsigned q = acc <= 0 ? 0 : acc >= 65535 ? 65535 : (unsigned)(acc + 0.5);
+            double v = acc[x];
+            unsigned q = v <= 0 ? 0 : v >= 65535 ? 65535 : (unsigned)(v + 0.5);
             out[(size_t)y * W + x] = (unsigned char)(((q + 128) - ((q + 128) >> 8)) >> 8);
         }
+    }
+    free(pad);
+    return 0;
 }
 
 /* The 8-bit image the benchmark's PIL operations start from: round(x * 255). */
@@ -624,7 +669,10 @@ static int motion_op(const double *c, const rs_corrupt_rng *r, const double *x, 
     for (int ch = 0; ch < C; ch++) {
         for (size_t i = 0; i < plane; i++)
             u[i] = to_u8(x[ch * plane + i]);
-        motion_blur_plane(u, H, W, c[0], c[1], angle, out + ch * plane);
+        if (motion_blur_plane(u, H, W, c[0], c[1], angle, out + ch * plane)) {
+            free(u);
+            return RS_ENOMEM;
+        }
     }
     free(u);
     return 0;
@@ -636,22 +684,22 @@ static int motion_op(const double *c, const rs_corrupt_rng *r, const double *x, 
 static int snow_layer(const double *c, const rs_corrupt_rng *r, int H, int W, unsigned char *layer)
 {
     size_t plane = (size_t)H * W;
-    int m = 2 * (int)((H > W ? H : W) * c[2]) + 16;
-    double *s = calloc(2 * plane, sizeof(double)), *t = malloc(sizeof(double) * 2 * (size_t)m);
-    int *i0 = malloc(sizeof(int) * 2 * (size_t)m);
-    unsigned char *u = malloc(plane);
-    int rc = !s || !t || !i0 || !u ? RS_ENOMEM : 0;
+    double *s = calloc(2 * plane, sizeof(double));
+    unsigned char *u = calloc(plane, 1);
+    int rc = !s || !u ? RS_ENOMEM : 0;
     if (!rc) {
         for (size_t i = 0; i < plane; i++)
             s[i] = c[0] + c[1] * normal(r);
-        clipped_zoom(s, H, W, c[2], i0, t, s + plane);
+        rc = clipped_zoom(s, H, W, c[2], s + plane);
+    }
+    if (!rc) {
         for (size_t i = 0; i < plane; i++) {
             double v = s[plane + i] < c[3] ? 0 : s[plane + i];
             u[i] = (unsigned char)((v < 0 ? 0 : v > 1 ? 1 : v) * 255);
         }
-        motion_blur_plane(u, H, W, c[4], c[5], -135 + (-45 - -135) * uni(r), layer);
+        rc = motion_blur_plane(u, H, W, c[4], c[5], -135 + (-45 - -135) * uni(r), layer);
     }
-    free(s), free(t), free(i0), free(u);
+    free(s), free(u);
     return rc;
 }
 
