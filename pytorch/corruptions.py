@@ -483,23 +483,24 @@ def test_image(C, H, W, k):
     return np.array(planes, dtype=np.float32)
 
 
-# (channels, size, set) of the golden images: cifar at 28 (grey, as the bundled models) and
-# 32 (colour), imagenet at 64 (colour) and 96 (grey).
-CASES = [(1, 28, 1), (3, 32, 1), (3, 64, 0), (1, 96, 0)]
+# (channels, height, width, set) of the golden images: cifar at 28 (grey, as the bundled
+# models), 32 (colour) and 24 x 40 (colour: a non-square image), imagenet at 64 (colour) and
+# 96 (grey).
+CASES = [(1, 28, 28, 1), (3, 32, 32, 1), (3, 64, 64, 0), (1, 96, 96, 0), (3, 24, 40, 1)]
 
 
 def write_goldens(outdir):
     os.makedirs(outdir, exist_ok=True)
     index, blob = [], bytearray()
-    for k, (C, S, cifar) in enumerate(CASES):
-        img = test_image(C, S, S, k)
+    for k, (C, H, W, cifar) in enumerate(CASES):
+        img = test_image(C, H, W, k)
         in_off = len(blob)
         blob += (np.floor(img.astype(np.float64) * 255 + 0.5)).astype(np.uint8).tobytes()
         for name in NAMES:
             for sev in range(1, 6):
                 seed = (k * 1000 + NAMES.index(name) * 10 + sev) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF
                 out = corrupt(name, sev, img, cifar, SplitMix64(seed))
-                index.append(f"{name} {sev} {'cifar' if cifar else 'imagenet'} {C} {S} {S} {seed:016x} {in_off} "
+                index.append(f"{name} {sev} {'cifar' if cifar else 'imagenet'} {C} {H} {W} {seed:016x} {in_off} "
                              f"{len(blob)}")
                 blob += out.astype(np.uint8).tobytes()
     with open(os.path.join(outdir, "corrupt.txt"), "w") as f:

@@ -1,6 +1,6 @@
-/* Corruptions against pytorch/corruptions.py: every corruption x severity on a grey 28 px
- * and a colour 32 px image (cifar set) and a colour 64 px and a grey 96 px image (imagenet
- * set), both sides drawing from the same SplitMix64 uniforms
+/* Corruptions against pytorch/corruptions.py: every corruption x severity on a grey 28 px,
+ * a colour 32 px and a colour 24 x 40 px image (cifar set) and a colour 64 px and a grey
+ * 96 px image (imagenet set), both sides drawing from the same SplitMix64 uniforms
  * (tests/golden/corrupt/corrupt.txt). The pointwise corruptions, fog, pixelate,
  * jpeg_compression, motion_blur, snow and frost must match level for level; the
  * filters (sums in another order than scipy's) may differ by one 8-bit level on a few
@@ -125,7 +125,7 @@ static void test_goldens(void **state)
     }
     fclose(f);
     free(blob);
-    assert_int_equal(cases, 4 * RS_CORRUPT_COUNT * 5);
+    assert_int_equal(cases, 5 * RS_CORRUPT_COUNT * 5);
     assert_int_equal(failed, 0);
 }
 
