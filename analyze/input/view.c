@@ -132,8 +132,7 @@ static int parse_corrupt_param(const char *spec, rs_view_op *op, const char *key
         op->p[0] = rs_corrupt_find(value);
         /* The reason first and no list of names: a list pushes a long spec's message past
          * what an rs_error holds, and --help and docs/corruptions.md list them. */
-        if (op->p[0] < 0 && (!strcmp(value, "motion_blur") || !strcmp(value, "snow") || !strcmp(value, "frost") ||
-                             !strcmp(value, "spatter")))
+        if (op->p[0] < 0 && !strcmp(value, "spatter"))
             return rs_error_set(err, RS_EINVAL, "corruption '%s' is not implemented (docs/corruptions.md says why), "
                                 "in view '%s'", value, spec);
         if (op->p[0] < 0)
