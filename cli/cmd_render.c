@@ -288,6 +288,10 @@ int cmd_render(int argc, char **argv)
         rc = rs_error_set(&err, RS_ENOMEM, "out of memory");
     for (int i = 0; i < nids && !rc; i++)
         rc = rs_run_load(store, o.db, ids[i], &runs[i], &err);
+    char why[160];
+    if (!rc && is_heat && (metric == RS_PATCH_ENTROPY || metric == RS_PATCH_JSD) &&
+        rs_run_lacks_softmax(&runs[0], metric == RS_PATCH_JSD ? "JSD" : "entropy", why, sizeof why))
+        rc = rs_error_set(&err, RS_EINVAL, "%s", why);
     bool is_attack = !strcmp(o.kind, "attack-curves") || !strncmp(o.kind, "min-eps", 7) ||
                      !strcmp(o.kind, "attack-objective");
     int slot = -1, slot_i = -1;
