@@ -11,7 +11,9 @@
  *   size   30.4 bytes per token-record (121,475,072 bytes for 4.0 M records, file closed)
  * A token-record is one token at one layer of one view. Its routing payload is R + 4R + 2E =
  * 26 bytes; the rest is row and page overhead plus samples/predictions (per image/view).
- * At ImageNet scale with E=32 the payload is 74 bytes per token-record.
+ * At ImageNet scale with E=32 the payload is 74 bytes per token-record. A run recorded with
+ * --record topk writes an empty probs BLOB: R + 4R bytes (10 here; docs/store.md measures
+ * both forms on a real run).
  *
  * Layout choices, and why:
  * - routing is an ordinary rowid table with a UNIQUE (run, image, view, layer) key, not a

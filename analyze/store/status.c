@@ -1,7 +1,8 @@
 /* status.c — a run's status (contract in store.h): setting it, and marking a run done only
  * when its records pass the run check (check.c), with their checksum, in one transaction;
- * and what readers say about a run that is not done or recorded no softmax. Apart from runs.c, which the check
- * reads runs through, so that no file calls back into the one that calls it. */
+ * what readers say about a run that is not done or that recorded no softmax; the names of
+ * the record forms. Apart from runs.c, which the check reads runs through, so that no file
+ * calls back into the one that calls it. */
 #include "store_internal.h"
 
 #include <inttypes.h>

@@ -6,8 +6,9 @@
  *   runs        one row per replay job: model, data source and slice, protocol, view specs,
  *               seed, identity (unique), status, images_total / images_done, shapes,
  *               provenance (command line, routerscope version and commit), times, error,
- *               dispatch settings (schema 4), group seed (schema 5) and the checksum of its
- *               records, written when the run is marked done (schema 6; rs_store_check_run)
+ *               dispatch settings (schema 4), group seed (schema 5), the checksum of its
+ *               records, written when the run is marked done (schema 6; rs_store_check_run),
+ *               and its record form (schema 7: 'topk', or NULL for full; rs_record_form)
  *   views       (run, view) -> spec text
  *   samples     (run, image) -> label
  *   predictions (run, image, view) -> predicted class, its probability, the view's drawn
@@ -189,7 +190,8 @@ int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, c
  *   - every record is sound: predicted class < K, its probability in [0, 1], match maps of Np
  *     int16 in -1 .. Np-1, routing rows as record_check.h says (BLOB sizes, expert ids < E,
  *     float16 probabilities finite and summing to 1 within 2^-10, gates equal to their
- *     experts' probabilities, kept and executed masks), kept in every row exactly when the
+ *     experts' probabilities, kept and executed masks; a topk run's rows have an empty probs
+ *     BLOB and gates in [0, 1] instead), kept in every row exactly when the
  *     run has a capacity factor, executed in a (view, layer) for every image or none, attack
  *     norms and objectives finite with steps + 1 values;
  *   - a done run whose checksum was recorded (schema 6) still has it: its records hash to the
