@@ -104,6 +104,16 @@ done
 expect "merged topk shards: a topk run with the single-process run's checksum and identity" \
   [ "$(q "$tmp/m.db" "SELECT record, checksum, identity FROM runs")" = "$(q "$db" "SELECT record, checksum, identity FROM runs WHERE id = 1")" ]
 
+if [ "${RS_MPI:-0}" = 1 ] && { [ -z "${RS_SANITIZE:-}" ] || [ "$RS_SANITIZE" = none ]; } && command -v mpirun >/dev/null; then
+  export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+  mpirun --oversubscribe --allow-run-as-root -n 2 "$rs" replay "$model" "${job[@]}" --db "$tmp/mpi.db" --record topk \
+    >/dev/null 2>"$tmp/err"
+  expect "mpirun -n 2 --record topk: rank 0 merges a topk run with the single-process checksum" \
+    [ "$(q "$tmp/mpi.db" "SELECT record, checksum FROM runs")" = "$(q "$db" "SELECT record, checksum FROM runs WHERE id = 1")" ]
+else
+  echo "skip the MPI test: the release build with MPI and mpirun run it"
+fi
+
 # --- damage ----------------------------------------------------------------------------------
 cp "$db" "$tmp/d.db"
 q "$tmp/d.db" "UPDATE routing SET top_gate = CAST(x'0000c07f' || substr(top_gate, 5) AS BLOB)
