@@ -19,7 +19,7 @@ static const char usage_text[] =
     "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--attack SPEC]\n"
     "                          [--eps LIST] [--corruptions LIST] [--severities LIST] [--seed S]\n"
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
-    "                          [--shard-dir DIR]\n"
+    "                          [--shard-dir DIR] [--record full|topk]\n"
     "                          [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
     "                           | --dispatch model] [--group-seed N]\n"
     "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
@@ -56,6 +56,10 @@ static const char usage_text[] =
     "  --batch N        images per committed batch (default 256), rounded up to whole groups\n"
     "                   of the forward pass so that results never depend on it\n"
     "  --resume RUN     continue an unfinished run (see 'routerscope runs')\n"
+    "  --record FORM    full (default): top-k ids, gates and the float16 softmax over all\n"
+    "                   experts; topk: ids and gates only, for stores at benchmark scale\n"
+    "                   (JSD, entropy, the PRC score and export --probs then say that the\n"
+    "                   run did not record them; bytes per record in docs/store.md)\n"
     "  --shard I/N      replay only shard I (0..N-1) of the job into FILE; join the N shard\n"
     "                   stores with 'routerscope merge' (docs/scale-out.md)\n"
     RS_CLI_DISPATCH_USAGE
@@ -117,6 +121,16 @@ static bool parse_shard(const char *text, rs_replay_options *o)
     return true;
 }
 
+/* --record full|topk. */
+static bool parse_record(const char *text, rs_replay_options *o)
+{
+    rs_error err;
+    if (!rs_record_form_parse(text, &o->record, &err))
+        return true;
+    rs_cli_usage_error("replay", "--record wants full or topk, got '%s'", text);
+    return false;
+}
+
 static int parse(int argc, char **argv, rs_replay_options *o, const char **shard_dir)
 {
     static const struct option opts[] = {
@@ -129,6 +143,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         {"shard-dir", required_argument, NULL, 'L'}, {"attack", required_argument, NULL, 'A'},
         {"eps", required_argument, NULL, 'E'},      {"help", no_argument, NULL, 'h'},
         {"corruptions", required_argument, NULL, 'C'}, {"severities", required_argument, NULL, 'V'},
+        {"record", required_argument, NULL, 'R'},
         RS_CLI_DISPATCH_OPTIONS,
         {NULL, 0, NULL, 0}};
     int c, resume = 0, set = 0;
@@ -153,6 +168,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         case 'r': ok = rs_cli_parse_int("replay", "--resume", optarg, 1, INT_MAX, &resume); break;
         case 'S': ok = parse_shard(optarg, o), set++; break;
         case 'L': *shard_dir = optarg; break;
+        case 'R': ok = parse_record(optarg, o), set++; break;
         case 'h': fputs(usage_text, stdout); return -1;
         RS_CLI_DISPATCH_OPTION_CASES:
             ok = rs_cli_dispatch_option("replay", c, optarg, &dispatch), set++;
@@ -182,7 +198,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
     o->model_path = argc - optind == 1 ? argv[optind] : NULL;
     if (resume && set)
         return rs_cli_usage_error("replay", "--resume takes the run's own data, slice, protocol, views, seed and "
-                                            "dispatch; only MODEL, --threads and --batch may be given");
+                                            "dispatch; only MODEL, --threads and --batch may be given (the run keeps its --record too)");
     if (resume)
         return 0;
     if (!o->model_path)

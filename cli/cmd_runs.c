@@ -11,7 +11,8 @@ static const char usage_text[] =
     "usage: routerscope runs --db FILE\n"
     "\n"
     "List the replay runs recorded in FILE: id, status, progress, protocol and views,\n"
-    "model (checkpoint file name, sha256 prefix, top-k), data and seed. Run ids are what --resume, stats and reports take.\n";
+    "model (checkpoint file name, sha256 prefix, top-k), data and seed (and the dispatch and\n"
+    "'record topk' where a run has them). Run ids are what --resume, stats and reports take.\n";
 
 static const char *status_name(rs_run_status s)
 {
@@ -73,6 +74,8 @@ int cmd_runs(int argc, char **argv)
                    r->bpr ? ", BPR" : "");
         if (r->has_group_seed)
             printf(", group seed %" PRIu64, r->group_seed);
+        if (r->record == RS_RECORD_TOPK) /* full, the default, goes unsaid as in older stores */
+            printf(", record topk");
         printf(")\n");
         if (r->status == RS_RUN_FAILED && r->error)
             printf("     error: %s\n", r->error);

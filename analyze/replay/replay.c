@@ -202,7 +202,8 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         .record_k = rs_config_record_k(c), .num_experts = c->num_experts, .num_classes = c->num_classes,
         .has_cls = c->classifier == RS_CLASSIFIER_TOKEN, .command = o->command, .version = o->version,
         .capacity_factor = e->dispatch.capacity_factor, .group_images = e->dispatch.group_images,
-        .bpr = e->dispatch.bpr, .has_group_seed = o->has_group_seed, .group_seed = o->group_seed};
+        .bpr = e->dispatch.bpr, .has_group_seed = o->has_group_seed, .group_seed = o->group_seed,
+        .record = o->record};
     int found = rs_store_find_run(e->store, &spec, &e->run, err);
     if (found < 0)
         return found;
@@ -532,6 +533,7 @@ static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_o
     resumed->group_tokens = 0;
     resumed->has_group_seed = e->run.has_group_seed;
     resumed->group_seed = e->run.group_seed;
+    resumed->record = e->run.record;
     if (!(e->specs = calloc((size_t)e->run.num_views, sizeof *e->specs)))
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     e->num_views = e->run.num_views;

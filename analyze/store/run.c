@@ -447,8 +447,9 @@ static int image_routing_alloc(const rs_run_info *run, int image, rs_image_routi
     r->match = calloc(V * r->patches, sizeof *r->match);
     r->top_idx = calloc(rows * r->record_k, 1);
     r->top_gate = calloc(rows * r->record_k, sizeof *r->top_gate);
-    r->probs = calloc(rows * r->experts, sizeof *r->probs);
-    if (!r->predicted || !r->pred_prob || !r->match || !r->top_idx || !r->top_gate || !r->probs)
+    bool full = run->record != RS_RECORD_TOPK;
+    r->probs = full ? calloc(rows * r->experts, sizeof *r->probs) : NULL;
+    if (!r->predicted || !r->pred_prob || !r->match || !r->top_idx || !r->top_gate || (full && !r->probs))
         return rs_error_set(err, RS_ENOMEM, "out of memory reading image %d", image);
     return 0;
 }
@@ -461,7 +462,8 @@ static void image_routing_take(rs_image_routing *r, const rs_routing_record *rec
     size_t base = ((size_t)rec->view * r->layers + rec->layer) * r->tokens;
     memcpy(r->top_idx + base * r->record_k, rec->top_idx, (size_t)r->tokens * r->record_k);
     memcpy(r->top_gate + base * r->record_k, rec->top_gate, sizeof(float) * r->tokens * r->record_k);
-    memcpy(r->probs + base * r->experts, rec->probs, sizeof(float) * r->tokens * r->experts);
+    if (r->probs && rec->probs)
+        memcpy(r->probs + base * r->experts, rec->probs, sizeof(float) * r->tokens * r->experts);
     memcpy(r->match + (size_t)rec->view * r->patches, rec->match, sizeof(int16_t) * r->patches);
     r->predicted[rec->view] = rec->predicted;
     r->pred_prob[rec->view] = rec->pred_prob;

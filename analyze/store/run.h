@@ -147,7 +147,7 @@ typedef struct rs_image_routing {
     int16_t *match;     /* (V, Np) view 0's patch matched by each patch, -1 none */
     uint8_t *top_idx;   /* (V, L, T, R) */
     float *top_gate;    /* (V, L, T, R) */
-    float *probs;       /* (V, L, T, E) */
+    float *probs;       /* (V, L, T, E); NULL for a run recorded with --record topk */
 } rs_image_routing;
 
 /* Reads image IMAGE (source index) of run RUN; RS_EINVAL when the run does not hold it,

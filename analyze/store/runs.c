@@ -108,6 +108,8 @@ static char *run_identity(const rs_run_spec *spec, bool job_only)
         if (spec->has_group_seed)
             sb_number(&b, "group_seed", spec->group_seed);
     }
+    if (spec->record == RS_RECORD_TOPK)
+        sb_field(&b, "record", "topk");
     if (shard && !job_only) {
         char text[32];
         snprintf(text, sizeof text, "%d/%d", spec->shard_index, spec->shard_count);
@@ -141,6 +143,8 @@ static const char *bad_identity(const rs_run_spec *spec)
         return "a capacity factor needs a dispatch group";
     if (spec->has_group_seed && !(spec->capacity_factor > 0))
         return "a group seed needs a capacity factor";
+    if (spec->record != RS_RECORD_FULL && spec->record != RS_RECORD_TOPK)
+        return "an unknown record form";
     return NULL;
 }
 
@@ -301,6 +305,22 @@ static int update_dispatch(rs_store *s, const rs_run_spec *spec, int64_t run_id)
     return rc;
 }
 
+/* Run RUN_ID's record form, when SPEC records topk (a full run's column stays NULL, as in
+ * every run of an older store). SQLite's result code. */
+static int update_record(rs_store *s, const rs_run_spec *spec, int64_t run_id)
+{
+    if (spec->record != RS_RECORD_TOPK)
+        return SQLITE_OK;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET record = 'topk' WHERE id = ?", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run_id);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Run RUN_ID's view specs. SQLite's result code. */
 static int insert_views(rs_store *s, const rs_run_spec *spec, int64_t run_id)
 {
@@ -332,6 +352,9 @@ static int insert_run_rows(rs_store *s, const rs_run_spec *spec, const char *ide
     *run_id = sqlite3_last_insert_rowid(s->db);
     *what = "recording the run's dispatch";
     if ((rc = update_dispatch(s, spec, *run_id)) != SQLITE_OK)
+        return rc;
+    *what = "recording the run's record form";
+    if ((rc = update_record(s, spec, *run_id)) != SQLITE_OK)
         return rc;
     *what = "recording the views";
     return insert_views(s, spec, *run_id);
@@ -449,6 +472,29 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's dispatch", err);
 }
 
+/* The run's record form (schema 7; older stores hold full runs only). Any text other than
+ * 'topk' or NULL is refused: a reader must not take empty BLOBs for a softmax, nor the reverse. */
+static int read_record(rs_store *s, int64_t run_id, rs_run_info *info, rs_error *err)
+{
+    info->record = RS_RECORD_FULL;
+    if (s->schema < 7)
+        return 0;
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT record IS NULL, record = 'topk' FROM runs WHERE id = ?", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return store_db_fail(s, rc, "reading a run's record form", err);
+    sqlite3_bind_int64(st, 1, run_id);
+    rc = sqlite3_step(st);
+    bool known = rc != SQLITE_ROW || sqlite3_column_int(st, 0) || sqlite3_column_int(st, 1);
+    if (rc == SQLITE_ROW && sqlite3_column_int(st, 1))
+        info->record = RS_RECORD_TOPK;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_db_fail(s, rc, "reading a run's record form", err);
+    return known ? 0 : rs_error_set(err, RS_EFORMAT, "%s: run %" PRId64 " has an unknown record form (runs.record "
+                                    "is neither NULL nor 'topk'): the store is damaged", s->path, run_id);
+}
+
 #define RUN_COMMON_COLUMNS                                                                                 \
     "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"    \
     " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"    \
@@ -473,9 +519,9 @@ static const char *run_select(int schema)
         RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM};
-    _Static_assert(RS_STORE_SCHEMA == 6, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
+    _Static_assert(RS_STORE_SCHEMA == 7, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
                                          "what read_dispatch reads and routing.executed, schema 6 the checksum "
-                                         "that check.c reads)");
+                                         "that check.c reads, schema 7 what read_record reads)");
     return select[(schema < 1 ? 1 : schema > 3 ? 3 : schema) - 1];
 }
 
@@ -605,7 +651,7 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
     if (!rc) {
         info->num_views = num_views;
-        if (!(rc = read_dispatch(store, run_id, info, err)))
+        if (!(rc = read_dispatch(store, run_id, info, err)) && !(rc = read_record(store, run_id, info, err)))
             rc = read_views(store, run_id, info, err);
     }
     if (rc)

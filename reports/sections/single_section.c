@@ -45,7 +45,11 @@ void rs_report_single(rs_report_state *R)
     rs_report_fig_path(R, file, path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_router((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, path, d->err);
-    rs_report_figure(R, file, "PRC score, JSD, routing entropy and load CV per MoE layer.");
+    char lacks[200];
+    rs_report_figure(R, file, rs_run_lacks_softmax(r, "the PRC score, JSD and entropy (their panels stay empty)",
+                                                   lacks, sizeof lacks)
+                                  ? lacks
+                                  : "PRC score, JSD, routing entropy and load CV per MoE layer.");
 
     if (rs_run_is_noise(r) && r->num_views > 1) {
         rs_doc_add(d, RS_DOC_H2, "Severity sweep", NULL);
