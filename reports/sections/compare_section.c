@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sections.h"
+#include "input/spec_text.h"
 #include "tables/stats_tables.h"
 
 static rs_report_set run_set(rs_report_state *R)
@@ -296,8 +297,85 @@ static void heatmaps(rs_report_state *R, int image)
             rs_report_heatmap_figure(R, &R->info[i], image);
 }
 
+/* The report's run of id ID (NULL when it is not among them). */
+static const rs_run_info *report_run(const rs_report_state *R, int64_t id)
+{
+    for (int i = 0; i < R->n; i++)
+        if (R->info[i].id == id)
+            return &R->info[i];
+    return NULL;
+}
+
+/* The protocol (index into R->groups) the examples show: the first whose views move
+ * (crops match part of the patches: the grids show it), else the first. NOISE: the first
+ * noise protocol instead (-1 when none). */
+static int examples_protocol(const rs_report_state *R, bool noise)
+{
+    for (int q = 0; q < R->protocols; q++) {
+        const rs_run_info *r = &R->groups[q]->info[0];
+        if (noise ? rs_run_is_noise(r) && r->num_views > 1
+                  : r->num_views > 1 && rs_spec_has_geometric_op(r->view_specs[1]))
+            return q;
+    }
+    return noise ? -1 : 0;
+}
+
+/* IMAGE under the first seed of every method of protocol Q, side by side in one figure:
+ * grids (GRID) or heatmaps, into figures/STEM-imageN.png, with CAPTION's start. */
+static void methods_side_by_side(rs_report_state *R, int q, int image, bool grid, const char *stem)
+{
+    const rs_groups *g = R->groups[q];
+    char parts[RS_GROUPS_MAX][RS_REPORT_FILE_LEN], file[RS_REPORT_FILE_LEN], names[512] = "", caption[2048];
+    const rs_run_info *first = NULL;
+    int n = 0, len = 0;
+    for (int gr = 0; gr < g->num_groups && gr < RS_GROUPS_MAX && !R->d.rc; gr++) {
+        const rs_run_info *r = report_run(R, g->info[rs_groups_at(g, gr, 0)].id);
+        if (!r || !holds(r, image))
+            continue;
+        snprintf(parts[n], sizeof parts[n], "part-%s-image%d-%d.png", stem, image, n);
+        if (!rs_report_image_file(R, r, image, grid, parts[n]))
+            break;
+        char label[96];
+        snprintf(label, sizeof label, "%s k=%d (run %" PRId64 ")", rs_method_name(rs_run_method(r)), r->top_k, r->id);
+        if (len < (int)sizeof names)
+            len += snprintf(names + len, sizeof names - (size_t)len, "%s%s", n ? ", " : "", label);
+        first = first ? first : r;
+        n++;
+    }
+    if (!n || R->d.rc)
+        return;
+    snprintf(file, sizeof file, "%s-image%d.png", stem, image);
+    rs_report_compose(R, parts, n, grid ? n : 2, file);
+    char what[768];
+    snprintf(what, sizeof what, "Image %d under each method, %s protocol, the first training seed of each (the same "
+             "views), %s: %s", image, first->protocol, grid ? "left to right" : "left to right, top to bottom", names);
+    if (grid)
+        rs_report_grid_caption(first, what, caption, sizeof caption);
+    else
+        snprintf(caption, sizeof caption, "%s. Per-patch heatmaps: on view 0's patch grid, the share of the other "
+                 "views whose matched patch chose a different top-1 expert, one panel per MoE layer; hatched: no "
+                 "patch of another view matched it.", what);
+    rs_report_figure(R, file, caption);
+}
+
+/* With groups: one figure per example image holding every method (its first seed) side by
+ * side, then the heatmaps of the first image likewise; per-run grids only with --detail. */
+static void grouped_examples(rs_report_state *R, const int *images, int m)
+{
+    rs_doc_add(&R->d, RS_DOC_H2, "Examples", NULL);
+    rs_doc_add(&R->d, RS_DOC_PARA,
+               "Expert-selection grids of the same images under every method, side by side: the first images on "
+               "which every run matched at least half of its patches to view 0. Then per-patch heatmaps of the "
+               "first of them under noise.", NULL);
+    int q = examples_protocol(R, false), qn = examples_protocol(R, true);
+    for (int k = 0; k < m && !R->d.rc; k++)
+        methods_side_by_side(R, q, images[k], true, "examples");
+    if (m > 0)
+        methods_side_by_side(R, qn >= 0 ? qn : q, images[0], false, "heatmaps");
+}
+
 /* Examples: grids of the same well-matched images for each run that holds them, then the
-   per-patch heatmaps of the first. */
+   per-patch heatmaps of the first (with groups: each image's grids in one figure). */
 static void examples(rs_report_state *R)
 {
     if (R->opt->images <= 0)
@@ -309,6 +387,11 @@ static void examples(rs_report_state *R)
         return;
     }
     int m = rs_report_example_images(R, images, R->opt->images);
+    if (R->answer) {
+        grouped_examples(R, images, m);
+        free(images);
+        return;
+    }
     rs_doc_add(&R->d, RS_DOC_H2, "Examples", NULL);
     rs_doc_add(&R->d, RS_DOC_PARA,
                "Expert-selection grids of the same images for each run that holds them: the first images on "
