@@ -124,33 +124,62 @@ static void reversal_line(rs_report_state *R, int i, rs_stats_comparison **cmps,
 }
 
 /* Each method against V-MoE of the same k, with intervals and signs, and the reversals
- * between protocols, under HEADING: the answer first without groups, an appendix with them. */
-static void summary(rs_report_state *R, rs_stats_comparison **cmps, const char *heading)
+ * between protocols, under HEADING (none: under the answer's table). Returns how many runs
+ * have a comparable baseline. */
+static int summary(rs_report_state *R, rs_stats_comparison **cmps, const char *heading)
 {
     rs_doc *d = &R->d;
     char *lines[128];
-    int n = 0;
+    int n = 0, runs = 0;
     for (int i = 0; i < R->n && n < 126; i++) {
         const rs_stats_diff *df = top1_diff(cmps[i]);
         char buf[1024];
         if (!df)
             continue;
+        runs++;
         summary_line(R, i, df, buf, sizeof buf);
         lines[n++] = strdup(buf);
         reversal_line(R, i, cmps, buf, sizeof buf);
         if (buf[0])
             lines[n++] = strdup(buf);
     }
-    rs_doc_add(d, RS_DOC_H2, heading, NULL);
-    rs_doc_addf(d, RS_DOC_PARA,
-                "Each run against its baseline (the V-MoE run of the same protocol, top-k and training seed): the paired "
-                "difference of Top-1 agreement between the two views of each matched patch, all MoE layers and "
-                "views pooled, in percentage points with its %.0f %% paired-bootstrap interval over images%s",
-                100 * R->st[0]->level, n ? "." : ". No run here has a comparable baseline.");
+    if (heading)
+        rs_doc_add(d, RS_DOC_H2, heading, NULL);
+    if (n)
+        rs_doc_addf(d, RS_DOC_PARA,
+                    "Each run against its baseline (the V-MoE run of the same protocol, top-k and training seed): the "
+                    "paired difference of Top-1 agreement between the two views of each matched patch, all MoE layers "
+                    "and views pooled, in percentage points with its %.0f %% paired-bootstrap interval over images.",
+                    100 * R->st[0]->level);
     if (n)
         rs_doc_add_list(d, lines, n);
     for (int k = 0; k < n; k++)
         free(lines[k]);
+    return runs;
+}
+
+/* Without groups the answer comes first: each run against its baseline (the paired
+ * differences of the headline figures, then a line per run), or, where no run has a
+ * comparable baseline (one model), each run's own headline figures. Returns whether the
+ * differences were shown. */
+static bool plain_answer(rs_report_state *R, rs_stats_comparison **cmps)
+{
+    rs_doc *d = &R->d;
+    rs_report_set set = run_set(R);
+    int ncmp = 0;
+    for (int i = 0; i < R->n; i++)
+        ncmp += cmps[i] != NULL;
+    if (ncmp) {
+        rs_doc_add(d, RS_DOC_H2, "Answer: each run against its baseline", NULL);
+        rs_doc_add_table(d, rs_report_differences_table(&set, cmps), "answer");
+        summary(R, cmps, NULL);
+        return true;
+    }
+    rs_doc_add(d, RS_DOC_H2, "Answer: each run's headline figures", NULL);
+    rs_doc_add(d, RS_DOC_PARA, "No run here has a baseline to be compared with (a V-MoE run of the same protocol, "
+               "top-k and training seed), so the answer is each run's own routing consistency and accuracy.", NULL);
+    rs_doc_add_table(d, rs_report_own_headline_table(&set), "answer");
+    return false;
 }
 
 /* Headline (Table 2 form). */
@@ -438,15 +467,16 @@ void rs_report_comparison(rs_report_state *R)
     baseline_comparisons(R, cmps);
     /* with an answer over seeds it comes first, and the per-run pairs (an interval over
      * images, narrower than the seeds allow) go to an appendix */
-    bool answer = R->answer != NULL;
+    bool answer = R->answer != NULL, shown = false;
     if (answer)
         rs_report_answer_section(R);
     else
-        summary(R, cmps, "Summary");
+        shown = plain_answer(R, cmps);
     rs_doc_add(&R->d, RS_DOC_TOC, NULL, NULL);
     rs_report_groups_section(R);
     headline(R, cmps);
-    differences(R, cmps);
+    if (!shown)  /* the answer's table already is the differences table */
+        differences(R, cmps);
     accuracy(R);
     curves(R);
     router(R);
