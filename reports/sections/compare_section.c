@@ -46,12 +46,15 @@ static void headline_text(rs_report_state *R, const char *protocols)
     else
         snprintf(which, sizeof which, "all runs (only noise runs given)");
     rs_doc_add(&R->d, RS_DOC_H2, "Headline: routing consistency", NULL);
+    const char *rows = R->answer && !R->opt->detail
+                           ? "its overall row (all MoE layers; each layer's rows with --detail)"
+                           : "and MoE layer plus the overall row (all MoE layers)";
     rs_doc_addf(&R->d, RS_DOC_PARA,
-         "In the form of the PRC work's Table 2: one row per run and MoE layer plus the overall row (all MoE "
-         "layers), %s. Rates in percent with %.0f %% bootstrap intervals over images; the last column is the paired "
-         "Top-1 difference (paired bootstrap over images) to the run's baseline: the V-MoE run of the same "
-         "protocol and top-k given before it, where the runs are comparable.",
-         which, 100 * R->st[0]->level);
+         "In the form of the PRC work's Table 2: one row per run %s, %s. Rates in percent with %.0f %% bootstrap "
+         "intervals over images; the last column is the paired Top-1 difference (paired bootstrap over images) to "
+         "the run's baseline: the V-MoE run of the same protocol and top-k given before it, where the runs are "
+         "comparable.",
+         rows, which, 100 * R->st[0]->level);
 }
 
 /* Each run against its comparable baseline (NULL where there is none, or where the
@@ -171,7 +174,7 @@ static bool plain_answer(rs_report_state *R, rs_stats_comparison **cmps)
         ncmp += cmps[i] != NULL;
     if (ncmp) {
         rs_doc_add(d, RS_DOC_H2, "Answer: each run against its baseline", NULL);
-        rs_doc_add_table(d, rs_report_differences_table(&set, cmps), "answer");
+        rs_doc_add_table(d, rs_report_differences_table(&set, cmps), "differences");
         summary(R, cmps, NULL);
         return true;
     }
@@ -197,7 +200,9 @@ static void headline(rs_report_state *R, rs_stats_comparison **cmps)
     }
     for (int i = 0; i < R->n; i++)
         shown[i] = others && rs_run_is_noise(&R->info[i]) ? NULL : cmps[i];
-    rs_doc_add_table(&R->d, rs_report_headline_table(&set, shown, others), "headline");
+    /* with groups the runs are many: the overall rows here, each layer in --detail */
+    bool overall_only = R->answer && !R->opt->detail;
+    rs_doc_add_table(&R->d, rs_report_headline_table(&set, shown, others, overall_only), "headline");
     free(shown);
 }
 

@@ -10,7 +10,7 @@
 #include "stats/examples.h"
 
 #define DIFF_IMAGES 5   /* rows of the largest-differences table */
-#define DIFF_GRIDS 2    /* of which drawn as grids */
+#define DIFF_GRIDS 2    /* of which drawn as grids (with groups: one, the examples show every method) */
 
 static rs_table *largest_table(const rs_examples_ranking *k, const rs_run_info *a, const rs_run_info *b)
 {
@@ -60,7 +60,7 @@ void rs_report_largest_differences(rs_report_state *R)
                 R->flag[k.b][0] ? "; the runs are not comparable, so the views differ too"
                     : "");
     rs_doc_add_table(d, largest_table(&k, a, b), "largest-differences");
-    for (int r = 0; r < k.m && r < DIFF_GRIDS && !d->rc; r++) {  /* A and B side by side, one figure */
+    for (int r = 0; r < k.m && r < (R->answer ? 1 : DIFF_GRIDS) && !d->rc; r++) {  /* A and B side by side, one figure */
         int image = a->offset + k.order[r];
         char parts[2][RS_REPORT_FILE_LEN], file[RS_REPORT_FILE_LEN], what[512], caption[2048];
         snprintf(parts[0], sizeof parts[0], "part-largest-image%d-a.png", image);

@@ -104,12 +104,13 @@ rs_table *rs_report_mcnemar_table(const rs_run_info *info_a, const rs_stats_comp
 
 /* ---- the comparison report ---------------------------------------------------------------- */
 
-/* Run I's rows of the headline: one per MoE layer, then "overall". */
-static void headline_rows(rs_table *t, const rs_report_set *set, int i, const rs_stats_comparison *cmp)
+/* Run I's rows of the headline: one per MoE layer (unless OVERALL_ONLY), then "overall". */
+static void headline_rows(rs_table *t, const rs_report_set *set, int i, const rs_stats_comparison *cmp,
+                          bool overall_only)
 {
     const rs_run_info *r = &set->info[i];
     const rs_stats *st = set->st[i];
-    for (int l = 0; l <= st->layers; l++) {
+    for (int l = overall_only ? st->layers : 0; l <= st->layers; l++) {
         char rn[32], model[64], lh[64], lk[64];
         snprintf(rn, sizeof rn, "%" PRId64, r->id);
         rs_run_model_k_label(r, model, sizeof model);
@@ -138,7 +139,8 @@ static void headline_rows(rs_table *t, const rs_report_set *set, int i, const rs
     }
 }
 
-rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison *const *cmps, bool pairs_only)
+rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison *const *cmps, bool pairs_only,
+                                   bool overall_only)
 {
     const char *keys[] = {"run", "model", "layer", "top1", "top2", "top2_unordered", "pairs", "top1_diff"};
     const char *heads[] = {"Run", "Model", "Layer", "Top-1", "Top-2", "Top-2 (order-agnostic)", "Pairs",
@@ -147,7 +149,7 @@ rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison
                                   "", 8, keys, heads);
     for (int i = 0; t && i < set->n; i++)
         if (!pairs_only || !rs_run_is_noise(&set->info[i]))
-            headline_rows(t, set, i, cmps[i]);
+            headline_rows(t, set, i, cmps[i], overall_only);
     return t;
 }
 

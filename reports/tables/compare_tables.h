@@ -31,8 +31,10 @@ rs_table *rs_report_mcnemar_table(const rs_run_info *info_a, const rs_stats_comp
 
 /* Report headline (the PRC work's Table 2 form): per run and MoE layer plus overall,
  * Top-1 / Top-2 / Top-2 order-agnostic and the paired Top-1 difference where CMPS[i] (the
- * run against its baseline, may be NULL) exists. PAIRS_ONLY leaves out the noise runs. */
-rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison *const *cmps, bool pairs_only);
+ * run against its baseline, may be NULL) exists. PAIRS_ONLY leaves out the noise runs,
+ * OVERALL_ONLY the per-layer rows. */
+rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison *const *cmps, bool pairs_only,
+                                   bool overall_only);
 /* One row per run with a comparison CMPS[i]: the paired differences of every rate over
  * all MoE layers and McNemar's p on Top-1. */
 rs_table *rs_report_differences_table(const rs_report_set *set, rs_stats_comparison *const *cmps);
