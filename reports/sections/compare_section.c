@@ -127,38 +127,36 @@ static void reversal_line(rs_report_state *R, int i, rs_stats_comparison **cmps,
 }
 
 /* Each method against V-MoE of the same k, with intervals and signs, and the reversals
- * between protocols, under HEADING (none: under the answer's table). Returns how many runs
- * have a comparable baseline. */
-static int summary(rs_report_state *R, rs_stats_comparison **cmps, const char *heading)
+ * between protocols, under HEADING (NULL: under the answer's table); nothing when no run
+ * has a comparable baseline. */
+static void summary(rs_report_state *R, rs_stats_comparison **cmps, const char *heading)
 {
     rs_doc *d = &R->d;
     char *lines[128];
-    int n = 0, runs = 0;
+    int n = 0;
     for (int i = 0; i < R->n && n < 126; i++) {
         const rs_stats_diff *df = top1_diff(cmps[i]);
         char buf[1024];
         if (!df)
             continue;
-        runs++;
         summary_line(R, i, df, buf, sizeof buf);
         lines[n++] = strdup(buf);
         reversal_line(R, i, cmps, buf, sizeof buf);
         if (buf[0])
             lines[n++] = strdup(buf);
     }
-    if (heading)
+    if (n && heading)
         rs_doc_add(d, RS_DOC_H2, heading, NULL);
-    if (n)
+    if (n) {
         rs_doc_addf(d, RS_DOC_PARA,
                     "Each run against its baseline (the V-MoE run of the same protocol, top-k and training seed): the "
                     "paired difference of Top-1 agreement between the two views of each matched patch, all MoE layers "
                     "and views pooled, in percentage points with its %.0f %% paired-bootstrap interval over images.",
                     100 * R->st[0]->level);
-    if (n)
         rs_doc_add_list(d, lines, n);
+    }
     for (int k = 0; k < n; k++)
         free(lines[k]);
-    return runs;
 }
 
 /* Without groups the answer comes first: each run against its baseline (the paired
@@ -355,7 +353,7 @@ static int examples_protocol(const rs_report_state *R, bool noise)
 }
 
 /* IMAGE under the first seed of every method of protocol Q, side by side in one figure:
- * grids (GRID) or heatmaps, into figures/STEM-imageN.png, with CAPTION's start. */
+ * grids (GRID) or heatmaps, as figures/STEM-imageN.png with its caption. */
 static void methods_side_by_side(rs_report_state *R, int q, int image, bool grid, const char *stem)
 {
     const rs_groups *g = R->groups[q];
