@@ -77,9 +77,9 @@ void rs_report_grid_caption(const rs_run_info *run, const char *what, char *buf,
         attacked = attacked || rs_render_view_attacked(run, v, NULL);
     }
     snprintf(buf, size,
-             "%s: the views, then the top-1 expert per patch, one row per MoE layer; red borders (or corners, "
-             "where many cells changed) where the expert differs from view 0's matched patch, whose expert "
-             "follows \"was\"; hatched cells have no match%s%s%s%s.",
+             "%s: the views, then the top-1 expert per patch, one row per MoE layer (\"block B\", as --layer B "
+             "names it); red borders (or corners, where many cells changed) where the expert differs from view 0's "
+             "matched patch, whose expert follows \"was\"; hatched cells have no match%s%s%s%s.",
              what, moved ? " (" : "", moved ? rs_report_unmatched_why : "",
              moved ? "); the dashed box on view 0 shows where the other view's crop lies" : "",
              attacked ? "; an attacked view's thumbnail shows the pixels its attack started from (redoing the "
