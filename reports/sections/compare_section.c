@@ -395,11 +395,11 @@ static void methods_side_by_side(rs_report_state *R, int q, int image, bool grid
 static void grouped_examples(rs_report_state *R, const int *images, int m)
 {
     rs_doc_add(&R->d, RS_DOC_H2, "Examples", NULL);
-    rs_doc_add(&R->d, RS_DOC_PARA,
-               "Expert-selection grids of the same images under every method, side by side: the first images on "
-               "which every run matched at least half of its patches to view 0. Then per-patch heatmaps of the "
-               "first of them under noise.", NULL);
     int q = examples_protocol(R, false), qn = examples_protocol(R, true);
+    rs_doc_addf(&R->d, RS_DOC_PARA,
+                "Expert-selection grids of the same images under every method, side by side: the first images on "
+                "which every run matched at least half of its patches to view 0. Then per-patch heatmaps of the "
+                "first of them%s.", qn >= 0 ? " under noise" : "");
     for (int k = 0; k < m && !R->d.rc; k++)
         methods_side_by_side(R, q, images[k], true, "examples");
     if (m > 0)
