@@ -18,6 +18,7 @@
 #ifndef RS_SECTIONS_H
 #define RS_SECTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "doc/doc.h"
@@ -46,8 +47,20 @@ typedef struct rs_report_state {
 void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t size);
 /* Adds figures/FILE with CAPTION to the document. */
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption);
+/* Draws RUN's image IMAGE into figures/FILE without adding it to the document: its
+ * expert-selection grid (GRID) or its per-patch heatmap. False (R->d set) on an error. */
+bool rs_report_image_file(rs_report_state *R, const rs_run_info *run, int image, bool grid, const char *file);
 /* Draws and adds the expert-selection grid of RUN's image IMAGE. */
 void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image);
+/* The caption of a grid of RUN's views, starting with WHAT ("Expert-selection grid of ..."). */
+void rs_report_grid_caption(const rs_run_info *run, const char *what, char *buf, size_t size);
+/* Why a patch of a crop has no match in view 0, as a clause (grids, heatmaps, tables). */
+extern const char rs_report_unmatched_why[];
+#define RS_REPORT_FILE_LEN 128
+/* One figure, figures/FILE, of the N figures PARTS (figures/, PNG) side by side, COLS to a
+ * row, scaled to print at about 300 dpi; the parts are removed (each run's figure lives on
+ * only inside it). Not added to the document: the caller adds it with its caption. */
+void rs_report_compose(rs_report_state *R, char (*parts)[RS_REPORT_FILE_LEN], int n, int cols, const char *file);
 /* Draws and adds RUN's per-patch heatmap of IMAGE: how often each patch of view 0 changed
  * top-1 expert in the other views (heatmap.h, "changed"). */
 void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int image);
