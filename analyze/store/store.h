@@ -103,6 +103,10 @@ typedef struct rs_run_spec {
      * order; otherwise shuffled windows of group_seed (schema 5), part of the identity. */
     bool has_group_seed;
     uint64_t group_seed;
+    /* vmoe's numerics (dispatch.h), only with a capacity factor: bfloat16 dispatch and a
+     * padded last group. Part of the identity text only when set (no column: readers take
+     * them from the stored identity, rs_run_info), so runs without them keep theirs. */
+    bool bf16_dispatch, pad_last_group;
 } rs_run_spec;
 
 typedef enum rs_run_status { RS_RUN_RUNNING, RS_RUN_DONE, RS_RUN_FAILED, RS_RUN_INTERRUPTED } rs_run_status;
@@ -138,6 +142,9 @@ typedef struct rs_run_info {
      * a store older than schema 5. */
     bool has_group_seed;
     uint64_t group_seed;
+    /* bfloat16 dispatch and a padded last group (rs_run_spec), read from the run's identity;
+     * false for every run without them. */
+    bool bf16_dispatch, pad_last_group;
     /* The model's provenance from its stored config JSON (docs/checkpoint.md): "method"
      * (owned; NULL when absent or not a string of at most 31 bytes) and "train_seed" (-1
      * when absent). analyze/store/run.h's rs_run_method reads the method with its fallback. */
