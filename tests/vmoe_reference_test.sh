@@ -5,6 +5,9 @@
 # group padded with zero images: 10 images) gives, per view, the accuracy and, per view and
 # MoE block, the routing_changes that pytorch/vmoe_attack_golden.py computes independently
 # from vmoe's code (tests/golden/vmoe-attack.txt), to the 10 digits stats prints.
+# Likewise AdvMoE's router attack as routerscope adapts it (loss=router-ce,target=label, PGD
+# of 10 steps of 2/255 within 8/255, from the clean image) against the same script's
+# --advmoe reference (tests/golden/advmoe-attack.txt).
 # Also: the same run without --pad-last-group differs (the last group's images see other
 # capacity), and a bf16 run is its own run, never resumed from a float32 one.
 # usage: vmoe_reference_test.sh ROUTERSCOPE MODEL GOLDEN_DIR
@@ -25,7 +28,7 @@ expect "the attack study's settings run" [ $? = 0 ]
 "$rs" stats --db "$tmp/v.db" --format csv --resamples 0 >"$tmp/stats.csv" 2>"$tmp/err"
 expect "stats reads the run" [ $? = 0 ]
 # Each golden line view,layer,metric,value against the stats row run,view,layer,metric,value,...
-compare() { # STATS.csv
+compare() { # STATS.csv [GOLDEN]
   awk -F, 'NR == FNR { if ($0 !~ /^#/) want[$1 "," $2 "," $3] = $4; next }
            { key = $2 "," $3 "," $4; if (key in want) { got[key] = $5 } }
            END { bad = 0
@@ -33,7 +36,7 @@ compare() { # STATS.csv
                    if (!(k in got)) { print "missing " k; bad = 1; continue }
                    d = got[k] - want[k]; if (d < 0) d = -d
                    if (d > 1e-9) { print k ": routerscope " got[k] ", reference " want[k]; bad = 1 } }
-                 exit bad }' "$golden/vmoe-attack.txt" "$1"
+                 exit bad }' "${2:-$golden/vmoe-attack.txt}" "$1"
 }
 compare "$tmp/stats.csv" >"$tmp/diff.txt"
 expect "accuracy and routing_changes equal the independent vmoe reference" [ $? = 0 ]
@@ -56,5 +59,14 @@ expect "--bf16-dispatch without a capacity factor: exit 2, one line" failed_with
 "$rs" eval "$model" --data fashion-mnist:test --limit 10 --capacity-factor 1.5 --group-images 4 --bf16-dispatch \
   --pad-last-group >"$tmp/out" 2>"$tmp/err"
 expect "eval takes both and says so" grep -q 'bfloat16 dispatch, last group padded' "$tmp/out"
+
+# AdvMoE's router attack, per-token (docs/attacks.md), from the clean image
+"$rs" replay "$model" --data fashion-mnist:test --limit 10 --protocol adversarial --threads 2 --eps 8/255 \
+  --attack 'pgd:steps=10,alpha=2/255,loss=router-ce,target=label,start=zero' --db "$tmp/a.db" >/dev/null 2>"$tmp/err"
+expect "AdvMoE's router attack runs" [ $? = 0 ]
+"$rs" stats --db "$tmp/a.db" --format csv --resamples 0 >"$tmp/adv.csv" 2>"$tmp/err"
+compare "$tmp/adv.csv" "$golden/advmoe-attack.txt" >"$tmp/diff.txt"
+expect "its accuracy and routing_changes equal the independent AdvMoE-style reference" [ $? = 0 ]
+sed 's/^/     /' "$tmp/diff.txt"
 
 testlib_done vmoe_reference
