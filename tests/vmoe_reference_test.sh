@@ -9,7 +9,8 @@
 # of 10 steps of 2/255 within 8/255, from the clean image) against the same script's
 # --advmoe reference (tests/golden/advmoe-attack.txt).
 # Also: the same run without --pad-last-group differs (the last group's images see other
-# capacity), and a bf16 run is its own run, never resumed from a float32 one.
+# capacity) and is a run of its own (the padding is part of the identity), and a finished
+# run is reported, not recomputed.
 # usage: vmoe_reference_test.sh ROUTERSCOPE MODEL GOLDEN_DIR
 set -u
 rs=$(realpath "$1") model=$(realpath "$2") golden=$(realpath "$3")
