@@ -12,7 +12,8 @@
  * padded with zero images that take capacity (k1_pad, k2_bpr_bf16_pad: the reference pads
  * with explicit zero images; the same images unpadded keep other choices, which an unpadded
  * C run reproduces too), and both.
- * The config's optional "dispatch" key is read and checked.
+ * The config's optional "dispatch" key is read and checked (bf16 included), and --dispatch model
+ * applies it with a padded last group.
  * Group order (analyze/replay/group_order.h): each window is a permutation of its own images, the
  * same for a seed whatever the batch split, pinned for seed 1 so that stored runs replay
  * alike across builds; batches that cut a window are refused; --group-size in tokens. */
@@ -366,6 +367,20 @@ static void config_dispatch(void **state)
     assert_non_null(strstr(err.msg, "bpr"));
     assert_int_equal(parse_with(base, "4.0", &cfg, &err), RS_EFORMAT);
     assert_non_null(strstr(err.msg, "dispatch"));
+    assert_false(cfg.dispatch.bf16); /* absent: float32 dispatch */
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 1.5, \"group_images\": 4, \"bf16\": true}", &cfg, &err), 0);
+    assert_true(cfg.dispatch.bf16);
+    /* --dispatch model: the config's settings, bfloat16 included, with vmoe's padded last group */
+    rs_dispatch out, none = {0};
+    assert_int_equal(rs_group_dispatch_resolve(&cfg, "m", true, &none, 0, false, &out, &err), 0);
+    assert_true(out.capacity_factor == 1.5 && out.group_images == 4 && out.bf16 && out.pad_last && !out.bpr);
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 2, \"group_images\": 2, \"bf16\": 1}", &cfg, &err),
+                     RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "bf16"));
+    /* bfloat16 and padding belong to a capacity factor */
+    rs_dispatch bf16_only = {.bf16 = true};
+    assert_int_equal(rs_forward_create_dispatch(m, 2, 1, &bf16_only, &(rs_forward *){NULL}, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "need a capacity factor"));
     rs_model_close(m);
 }
 
