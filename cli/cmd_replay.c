@@ -21,6 +21,7 @@ static const char usage_text[] =
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
     "                          [--shard-dir DIR] [--record full|topk]\n"
     "                          [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
+    "                           [--bf16-dispatch] [--pad-last-group]\n"
     "                           | --dispatch model] [--group-seed N]\n"
     "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
     "\n"
@@ -181,7 +182,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
     if (!rs_cli_dispatch_check("replay", &dispatch))
         return RS_EXIT_USAGE;
     o->dispatch = (rs_dispatch){.capacity_factor = dispatch.capacity_factor, .group_images = dispatch.group_images,
-                                .bpr = dispatch.bpr};
+                                .bpr = dispatch.bpr, .bf16 = dispatch.bf16, .pad_last = dispatch.pad_last};
     o->dispatch_model = dispatch.from_model;
     o->group_tokens = dispatch.group_tokens;
     o->has_group_seed = dispatch.has_group_seed;

@@ -70,8 +70,9 @@ int cmd_runs(int argc, char **argv)
             printf("%s%s", v ? " ; " : " ", r->view_specs[v]);
         printf("  (seed %" PRIu64, r->seed);
         if (r->capacity_factor > 0) /* dispatch settings tell otherwise identical runs apart */
-            printf(", capacity factor %g, groups of %d images%s", r->capacity_factor, r->group_images,
-                   r->bpr ? ", BPR" : "");
+            printf(", capacity factor %g, groups of %d images%s%s%s", r->capacity_factor, r->group_images,
+                   r->bpr ? ", BPR" : "", r->bf16_dispatch ? ", bfloat16 dispatch" : "",
+                   r->pad_last_group ? ", last group padded" : "");
         if (r->has_group_seed)
             printf(", group seed %" PRIu64, r->group_seed);
         if (r->record == RS_RECORD_TOPK) /* full, the default, goes unsaid as in older stores */

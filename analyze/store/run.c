@@ -335,13 +335,18 @@ static void differ_shapes(diff_text *t, const rs_run_info *a, const rs_run_info 
 
 static void differ_dispatch(diff_text *t, const rs_run_info *a, const rs_run_info *b)
 {
-    if (a->capacity_factor == b->capacity_factor && a->group_images == b->group_images && a->bpr == b->bpr)
+    if (a->capacity_factor == b->capacity_factor && a->group_images == b->group_images && a->bpr == b->bpr &&
+        a->bf16_dispatch == b->bf16_dispatch && a->pad_last_group == b->pad_last_group)
         return;
+    char fa[48], fb[48];
+    snprintf(fa, sizeof fa, "%s%s%s", a->bpr ? ", BPR" : "", a->bf16_dispatch ? ", bfloat16" : "",
+             a->pad_last_group ? ", padded" : "");
+    snprintf(fb, sizeof fb, "%s%s%s", b->bpr ? ", BPR" : "", b->bf16_dispatch ? ", bfloat16" : "",
+             b->pad_last_group ? ", padded" : "");
     differ(t, RS_RUN_DIFF_DISPATCH,
            t->form == RS_RUN_DIFF_SENTENCE ? "dispatch differs (capacity factor %g, groups of %d%s vs %g, groups of %d%s)"
                                            : "dispatch capacity factor %g, groups of %d%s vs %g, groups of %d%s",
-           a->capacity_factor, a->group_images, a->bpr ? ", BPR" : "", b->capacity_factor, b->group_images,
-           b->bpr ? ", BPR" : "");
+           a->capacity_factor, a->group_images, fa, b->capacity_factor, b->group_images, fb);
 }
 
 unsigned rs_run_difference(const rs_run_info *a, const rs_run_info *b, unsigned what, rs_run_diff_form form,

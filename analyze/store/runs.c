@@ -107,6 +107,10 @@ static char *run_identity(const rs_run_spec *spec, bool job_only)
         sb_number(&b, "bpr", spec->bpr);
         if (spec->has_group_seed)
             sb_number(&b, "group_seed", spec->group_seed);
+        if (spec->bf16_dispatch)
+            sb_field(&b, "bf16_dispatch", "1");
+        if (spec->pad_last_group)
+            sb_field(&b, "pad_last_group", "1");
     }
     if (spec->record == RS_RECORD_TOPK)
         sb_field(&b, "record", "topk");
@@ -145,6 +149,8 @@ static const char *bad_identity(const rs_run_spec *spec)
         return "a group seed needs a capacity factor";
     if (spec->record != RS_RECORD_FULL && spec->record != RS_RECORD_TOPK)
         return "an unknown record form";
+    if ((spec->bf16_dispatch || spec->pad_last_group) && !(spec->capacity_factor > 0))
+        return "bfloat16 dispatch and a padded last group need a capacity factor";
     return NULL;
 }
 
@@ -453,9 +459,10 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
         return 0;
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(s->db,
-                                s->schema < 5 ? "SELECT capacity_factor, group_images, bpr, NULL FROM runs WHERE id = ?"
-                                              : "SELECT capacity_factor, group_images, bpr, group_seed FROM runs"
-                                                " WHERE id = ?",
+                                s->schema < 5 ? "SELECT capacity_factor, group_images, bpr, NULL, identity FROM runs"
+                                                " WHERE id = ?"
+                                              : "SELECT capacity_factor, group_images, bpr, group_seed, identity FROM"
+                                                " runs WHERE id = ?",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK)
         return store_db_fail(s, rc, "reading a run's dispatch", err);
@@ -467,6 +474,11 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
         info->bpr = sqlite3_column_int(st, 2) != 0;
         info->has_group_seed = sqlite3_column_type(st, 3) != SQLITE_NULL;
         info->group_seed = (uint64_t)sqlite3_column_int64(st, 3);
+        const char *identity = (const char *)sqlite3_column_text(st, 4);
+        /* Whole lines of run_identity's text: a field's value never holds a newline
+         * followed by one of these (view specs are one line). */
+        info->bf16_dispatch = identity && strstr(identity, "\nbf16_dispatch=1:1\n");
+        info->pad_last_group = identity && strstr(identity, "\npad_last_group=1:1\n");
     }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's dispatch", err);

@@ -120,6 +120,10 @@ typedef struct rs_run_spec {
     /* What the routing rows hold; part of the identity only when TOPK, so full runs keep
      * theirs (a topk run and a full run of one job are two runs). */
     rs_record_form record;
+    /* vmoe's numerics (dispatch.h), only with a capacity factor: bfloat16 dispatch and a
+     * padded last group. Part of the identity text only when set (no column: readers take
+     * them from the stored identity, rs_run_info), so runs without them keep theirs. */
+    bool bf16_dispatch, pad_last_group;
 } rs_run_spec;
 
 typedef enum rs_run_status { RS_RUN_RUNNING, RS_RUN_DONE, RS_RUN_FAILED, RS_RUN_INTERRUPTED } rs_run_status;
@@ -157,6 +161,9 @@ typedef struct rs_run_info {
     uint64_t group_seed;
     /* What the routing rows hold: FULL for every run of a store older than schema 7. */
     rs_record_form record;
+    /* bfloat16 dispatch and a padded last group (rs_run_spec), read from the run's identity;
+     * false for every run without them. */
+    bool bf16_dispatch, pad_last_group;
     /* The model's provenance from its stored config JSON (docs/checkpoint.md): "method"
      * (owned; NULL when absent or not a string of at most 31 bytes) and "train_seed" (-1
      * when absent). analyze/store/run.h's rs_run_method reads the method with its fallback. */
