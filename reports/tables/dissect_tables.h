@@ -1,0 +1,26 @@
+/* dissect_tables.h — the dissection over seeds (analyze/stats/dissect.h) as tables, shared
+ * by `compare --group` and the report's dissection section (docs/dissection.md).
+ *
+ *   dissection  per group and perturbation: seeds, then accuracy under the perturbation,
+ *               Top-1 agreement with the clean view, predictions flipped, router- and
+ *               expert-attributable shares, each the mean over seeds with its t interval
+ *               (a one-seed group: the value, no interval, and "1 seed")
+ *   seeds       per group, seed and perturbation: the run, its figures and the image counts
+ *               (flipped, restored by the clean routing) the shares come from
+ * Rates print in percent (table.h); csv metric PERTURBATION-VIEW_KEY is left to the view
+ * column: the view is "view P". Each builder returns a new table (rs_table_free) or NULL
+ * when out of memory. */
+#ifndef RS_DISSECT_TABLES_H
+#define RS_DISSECT_TABLES_H
+
+#include "stats/dissect.h"
+#include "stats/groups.h"
+#include "table.h"
+
+rs_table *rs_report_dissect_table(const rs_dissect *d, const rs_groups *g, const char *run);
+rs_table *rs_report_dissect_seed_table(const rs_dissect *d, const rs_groups *g, const char *run);
+
+/* What the shares are, one paragraph (the tables' note and the report's text). */
+extern const char rs_report_dissect_definition[];
+
+#endif
