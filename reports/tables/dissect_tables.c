@@ -44,7 +44,7 @@ rs_table *rs_report_dissect_table(const rs_dissect *d, const rs_groups *g, const
         for (int p = 0; p < d->perturbations; p++) {
             perturbation_label(d, g, p, pert, sizeof pert);
             snprintf(view, sizeof view, "view %d", d->view[p]);
-            int r = rs_table_add_row(t, view, "all", NULL);
+            int r = rs_table_add_row(t, view, "all", "dissect");
             rs_table_set_row_run(t, r, g->names[gr]);
             rs_table_set_text(t, r, 0, label);
             rs_table_set_text(t, r, 1, pert);
@@ -94,7 +94,7 @@ rs_table *rs_report_dissect_seed_table(const rs_dissect *d, const rs_groups *g, 
                 snprintf(id, sizeof id, "%" PRId64, g->info[rs_groups_at(g, gr, i)].id);
                 perturbation_label(d, g, p, pert, sizeof pert);
                 snprintf(view, sizeof view, "view %d", d->view[p]);
-                int r = rs_table_add_row(t, view, "all", NULL);
+                int r = rs_table_add_row(t, view, "all", "dissect_seed");
                 rs_table_set_row_run(t, r, id);
                 rs_table_set_text(t, r, 0, label);
                 rs_table_set_text(t, r, 1, seed);

@@ -7,9 +7,11 @@
  *               (a one-seed group: the value, no interval, and "1 seed")
  *   seeds       per group, seed and perturbation: the run, its figures and the image counts
  *               (flipped, restored by the clean routing) the shares come from
- * Rates print in percent (table.h); csv metric PERTURBATION-VIEW_KEY is left to the view
- * column: the view is "view P". Each builder returns a new table (rs_table_free) or NULL
- * when out of memory. */
+ * Rates print in percent (table.h). In csv and json a row's view is "view P" (the perturbed
+ * view), its layer "all", its run the group's name (dissection) or the run id (seeds), its
+ * metrics dissect_KEY and dissect_seed_KEY with KEY accuracy, top1, flipped, router, expert
+ * (and flipped_images, restored_images per seed); a mean's n is its seeds. Each builder
+ * returns a new table (rs_table_free) or NULL when out of memory. */
 #ifndef RS_DISSECT_TABLES_H
 #define RS_DISSECT_TABLES_H
 
