@@ -382,7 +382,8 @@ const char *rs_run_class_name(const rs_run_info *run, int cls, char *buf, size_t
     return buf;
 }
 
-static const char *const method_keys[RS_METHOD_COUNT] = {"other", "vmoe", "prc", "jsd", "adv"};
+static const char *const method_keys[RS_METHOD_COUNT] = {"other", "vmoe", "prc",
+                                                               "jsd",   "adv",  "advmoe"};
 
 rs_method rs_run_method(const rs_run_info *run)
 {
@@ -404,6 +405,8 @@ rs_method rs_run_method(const rs_run_info *run)
         return RS_METHOD_PRC;
     if (strcasestr(base, "jsd"))
         return RS_METHOD_JSD;
+    if (strcasestr(base, "advmoe"))
+        return RS_METHOD_ADVMOE;
     if (strcasestr(base, "adv"))
         return RS_METHOD_ADV;
     if (strcasestr(base, "vmoe") || strcasestr(base, "v-moe"))
@@ -413,7 +416,8 @@ rs_method rs_run_method(const rs_run_info *run)
 
 const char *rs_method_name(rs_method m)
 {
-    static const char *const names[RS_METHOD_COUNT] = {"other", "V-MoE", "V-MoE+PRC", "V-MoE+JSD", "V-MoE (adv.)"};
+    static const char *const names[RS_METHOD_COUNT] = {"other",     "V-MoE",        "V-MoE+PRC",
+                                                       "V-MoE+JSD", "V-MoE (adv.)", "AdvMoE"};
     return m >= 0 && m < RS_METHOD_COUNT ? names[m] : names[0];
 }
 
