@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "stats/corrupt_stats.h"
+#include "tables/corrupt_tables.h"
 #include "tables/compare_tables.h"
 #include "tables/dispatch_tables.h"
 #include "stats/groups.h"
@@ -38,7 +40,9 @@ static const char usage_text[] =
     "accuracy of view 0 and of the other views) as the mean over seeds with its\n"
     "between-seed spread; every group against the first as\n"
     "the mean of the per-seed paired differences with a t interval over seeds (n - 1 df),\n"
-    "and per seed the paired bootstrap over images.\n"
+    "and per seed the paired bootstrap over images. Groups of corruptions runs add each\n"
+    "family's and the overall mean (ImageNet-C's) per group, and each group against the first\n"
+    "per family with the relative form (docs/corruptions.md).\n"
     "\n"
     "  RUN_A, RUN_B     run ids (see 'routerscope runs'), last, or MODEL/PROTOCOL: the last\n"
     "                   finished run of the checkpoint with that file stem and protocol\n"
@@ -175,6 +179,17 @@ static int print_interference(const compare_args *a, const rs_run_info *ia, cons
     return rc;
 }
 
+/* The corruption figures of G into *CG when its runs are corruptions runs (else NULL). */
+static int corrupt_groups(const rs_groups *g, rs_corrupt_groups **cg, rs_error *err)
+{
+    rs_corrupt_grid grid;
+    rs_error why;
+    int is = rs_corrupt_grid_of(&g->info[0], &grid, &why);
+    rs_corrupt_grid_clear(&grid);
+    *cg = NULL;
+    return is == 1 ? rs_corrupt_groups_compute(g, cg, err) : 0;
+}
+
 /* Prints the group tables of G, with one note naming each group's runs. */
 static int print_groups(const compare_args *a, const rs_groups *g, rs_error *err)
 {
@@ -198,12 +213,22 @@ static int print_groups(const compare_args *a, const rs_groups *g, rs_error *err
     int rc = rs_groups_answer(&g, 1, &ans, err);
     if (rc)
         return rc;
-    rs_table *t[3] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
+    rs_table *t[5] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
                       rs_report_groups_seed_table(g, a->db)};
-    rc = !t[0] || !t[1] || !t[2] ? rs_error_set(err, RS_ENOMEM, "out of memory")
-                                 : rs_table_write(stdout, t, 3, lines, nn, a->format, err);
-    for (int i = 0; i < 3; i++)
+    int nt = 3;
+    rs_corrupt_groups *cg = NULL;
+    if ((rc = corrupt_groups(g, &cg, err)) == 0 && cg) {
+        t[nt++] = rs_report_corrupt_answer_table(g, cg, a->db);
+        t[nt++] = rs_report_corrupt_levels_table(g, cg, a->db);
+    }
+    for (int i = 0; i < nt && !rc; i++)
+        if (!t[i])
+            rc = rs_error_set(err, RS_ENOMEM, "out of memory");
+    if (!rc)
+        rc = rs_table_write(stdout, t, nt, lines, nn, a->format, err);
+    for (int i = 0; i < nt; i++)
         rs_table_free(t[i]);
+    rs_corrupt_groups_free(cg);
     rs_answer_free(ans);
     return rc;
 }

@@ -165,7 +165,7 @@ rs_table *rs_report_corrupt_answer_table(const rs_groups *g, const rs_corrupt_gr
     const char *keys[] = {"group", "figure", "seeds", "noise", "blur", "weather", "digital", "extra", "overall",
                           "relative"};
     const char *heads[] = {"Method", "Figure", "Seeds", "Noise", "Blur", "Weather", "Digital", "Extra",
-                           "Overall (mean)", "Relative (V-MoE = 100 %)"};
+                           "Overall (mean)", "Relative (reference = 100 %)"};
     char title[200], base[96], label[96];
     rs_report_group_label(g, 0, base, sizeof base);
     snprintf(title, sizeof title, "Corruptions: each method against %s per family (points, mean over seeds)", base);
@@ -174,7 +174,7 @@ rs_table *rs_report_corrupt_answer_table(const rs_groups *g, const rs_corrupt_gr
         return NULL;
     rs_table_set_note(t, "Per family: the mean over seeds of the per-seed difference method \u2212 reference of the "
                          "family's mean over its corruptions and severities, with a t interval over seeds (n \u2212 1 "
-                         "df). Overall: the benchmark's fifteen. Relative: per corruption, the method's inconsistency "
+                         "df). Overall: the run's corruptions among the benchmark's fifteen. Relative: per corruption, the method's inconsistency "
                          "(1 \u2212 agreement; for accuracy the error) summed over severities divided by the "
                          "reference's of the same seed, averaged over the fifteen (accuracy: mCE with the reference "
                          "in AlexNet's place); below 100 % is more consistent than the reference.");
