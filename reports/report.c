@@ -209,6 +209,7 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
             rs_report_comparison(&R);
         rs_report_attack(&R);
         rs_report_route(&R);
+        rs_report_corruptions(&R);
         /* what made the report, for whoever checks it; a reader starts with the answer */
         rs_doc_add(&R.d, RS_DOC_H2, "Appendix: provenance", NULL);
         rs_doc_add_list(&R.d, prov, nprov);

@@ -10,6 +10,7 @@
  *                               table and sentences, the "Groups of seeds" sections
  *   sections/attack_section.c   the "Routing under attack" section of adversarial-style runs
  *   sections/route_section.c    the "Routing interventions" section of runs with forced views
+ *   sections/corrupt_section.c  the "Routing under common corruptions" section of groups
  *   sections/figures.c          what the sections share: figures' files and captions, grids
  *                               and the grids' context, heatmaps, the example images
  * Calls go one way: report.c -> sections -> figures.c -> tables/, doc/, render/, analyze/
@@ -77,5 +78,8 @@ void rs_report_groups_title(rs_report_state *R);
 void rs_report_answer_section(rs_report_state *R);
 /* "Groups of seeds: PROTOCOL" per protocol. */
 void rs_report_groups_section(rs_report_state *R);
+/* "Routing under common corruptions" for each protocol whose groups are corruptions runs
+ * (corrupt_section.c); nothing otherwise. */
+void rs_report_corruptions(rs_report_state *R);
 
 #endif
