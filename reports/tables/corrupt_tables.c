@@ -176,7 +176,7 @@ rs_table *rs_report_corrupt_answer_table(const rs_groups *g, const rs_corrupt_gr
                          "family's mean over its corruptions and severities, with a t interval over seeds (n \u2212 1 "
                          "df). Overall: the run's corruptions among the benchmark's fifteen. Relative: per corruption, the method's inconsistency "
                          "(1 \u2212 agreement; for accuracy the error) summed over severities divided by the "
-                         "reference's of the same seed, averaged over the fifteen (accuracy: mCE with the reference "
+                         "reference's of the same seed, averaged over those corruptions (accuracy: mCE with the reference "
                          "in AlexNet's place); below 100 % is more consistent than the reference.");
     const rs_corrupt_grid *gd = &cg->grid;
     for (int gr = 1; gr < cg->num_groups; gr++) {
