@@ -168,47 +168,55 @@ static void view_figures(const rs_stats *st, const unsigned *w, double *rate, bo
     }
 }
 
-/* Whether cell (c, s) belongs to row kind: corruption C0 (C0 >= 0), else family F at
- * severity S0 (S0 = S: all), F = RS_CFAMILIES: the benchmark's fifteen. */
-static bool in_row(const rs_corrupt_grid *g, int c, int s, int c0, int f, int s0)
+/* Whether corruption C belongs to family F (RS_CFAMILIES: the benchmark's fifteen). */
+static bool in_family(const rs_corrupt_grid *g, int c, int f)
 {
-    if (c0 >= 0)
-        return c == c0;
-    if (s0 < g->severities && s != s0)
-        return false;
     return f == RS_CFAMILIES ? g->family[c] != RS_CFAMILY_EXTRA : g->family[c] == f;
 }
 
-/* Every row of grid G from per-view figures (RATE, OK) into VAL (rows, FIG), VALID. */
+/* Row R, figure M: the mean of N values summed in SUM, valid when ALL held and N > 0. */
+static void set_row(double *val, bool *valid, int r, int m, double sum, int n, bool all)
+{
+    valid[(size_t)r * FIG + m] = all && n > 0;
+    val[(size_t)r * FIG + m] = all && n > 0 ? sum / n : 0;
+}
+
+/* Every row of grid G from per-view figures (RATE, OK) into VAL (rows, FIG), VALID: cells,
+ * then corruptions (mean over their cells), families at one severity (mean over the cells
+ * at it) and over all severities (mean over the corruptions' means, as ImageNet-C). A
+ * missing cell leaves rows out of its mean; a cell without its figure voids them. */
 static void rows_from_views(const rs_corrupt_grid *g, const double *rate, const bool *ok, double *val, bool *valid)
 {
-    const int C = g->corruptions, S = g->severities, rows = rs_cstat_rows(g);
-    for (int r = 0; r < rows; r++) {
-        int c0 = -1, f = -1, s0 = -1;
-        if (r < C * S)
-            c0 = r / S, s0 = r % S;
-        else if (r < C * S + C)
-            c0 = r - C * S, s0 = S;
-        else
-            f = (r - C * S - C) / (S + 1), s0 = (r - C * S - C) % (S + 1);
-        for (int m = 0; m < FIG; m++) {
+    const int C = g->corruptions, S = g->severities;
+    for (int m = 0; m < FIG; m++) {
+        for (int c = 0; c < C; c++) {
             double sum = 0;
             int n = 0;
             bool all = true;
-            for (int c = 0; c < C; c++)
-                for (int s = 0; s < S; s++) {
-                    int v = g->view[rs_cstat_cell(g, c, s)];
-                    if (!in_row(g, c, s, c0, f, s0) || (c0 >= 0 && s0 < S && s != s0))
-                        continue;
-                    if (v < 0 || !ok[(size_t)v * FIG + m]) {
-                        all = all && v < 0 && r >= C * S; /* a missing cell only voids its own row */
-                        continue;
-                    }
+            for (int s = 0; s < S; s++) {
+                int v = g->view[rs_cstat_cell(g, c, s)];
+                bool has = v >= 0 && ok[(size_t)v * FIG + m];
+                set_row(val, valid, rs_cstat_cell(g, c, s), m, has ? rate[(size_t)v * FIG + m] : 0, has, true);
+                all = all && (v < 0 || has);
+                if (has)
                     sum += rate[(size_t)v * FIG + m], n++;
-                }
-            valid[(size_t)r * FIG + m] = all && n > 0;
-            val[(size_t)r * FIG + m] = valid[(size_t)r * FIG + m] ? sum / n : 0;
+            }
+            set_row(val, valid, rs_cstat_corruption(g, c), m, sum, n, all);
         }
+        for (int f = 0; f <= RS_CFAMILIES; f++)
+            for (int s = 0; s <= S; s++) {
+                double sum = 0;
+                int n = 0;
+                bool all = true;
+                for (int c = 0; c < C; c++) {
+                    int r = s < S ? rs_cstat_cell(g, c, s) : rs_cstat_corruption(g, c);
+                    if (!in_family(g, c, f) || (s < S && g->view[r] < 0))
+                        continue;
+                    all = all && valid[(size_t)r * FIG + m];
+                    sum += val[(size_t)r * FIG + m], n++;
+                }
+                set_row(val, valid, rs_cstat_family(g, f, s), m, sum, n, all);
+            }
     }
 }
 

@@ -16,15 +16,15 @@
  * (hendrycks/robustness ImageNet-C/test.py, show_performance and the loop over
  * distortions):
  *   corruption c          mean over its severities
- *   family f, severity s  mean over the family's corruptions at s; s = S: over all its cells
- *   overall, severity s   mean over the cells of the benchmark's fifteen at s; s = S: over all
- *                         of them — the "mean routing consistency" (accuracy: 1 − the
- *                         unnormalised mCE of test.py)
+ *   family f, severity s  mean over the family's corruptions at s; s = S: the mean over its
+ *                         corruptions of their means over severities
+ *   overall, severity s   likewise over the benchmark's fifteen; s = S is the "mean routing
+ *                         consistency" (accuracy: 1 − the unnormalised mCE of test.py)
  * Families are ImageNet-C's (noise, blur, weather, digital; corrupt.h) and the held-out
  * extras (speckle_noise, gaussian_blur, spatter, saturate) form a fifth, "extra", as the
  * benchmark releases them apart (extra.tar) and leaves them out of mCE; overall leaves
  * them out too. A row is valid when it has cells and each has its figure (matched pairs;
- * labelled images). Intervals: the percentile bootstrap over images of rs_stats (same
+ * labelled images); a cell the run lacks is left out of the means. Intervals: the percentile bootstrap over images of rs_stats (same
  * seed, same resamples, so the same resampled images), every row recomputed per replicate.
  *
  * Relative form, against a reference run A (V-MoE of the same training seed), as mCE is
