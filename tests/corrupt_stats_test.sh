@@ -85,11 +85,11 @@ o1=$(run_overall 1) o2=$(run_overall 2) o3=$(run_overall 3) o4=$(run_overall 4)
 lv=$(grp vmoe overall_mean_top1) lp=$(grp prc overall_mean_top1)
 expect "a group's level is the mean of its runs' overall ($o1, $o2 -> $lv)" near "$lv" \
   "$(awk -v a="$o1" -v b="$o2" 'BEGIN { printf "%.12g", (a + b) / 2 }')"
-ans=$(awk -F, '$1 == "prc" && $4 == "overall_top1" { print $5 }' "$tmp/g.csv")
+ans=$(awk -F, '$1 == "prc" && $4 == "top1_overall" { print $5 }' "$tmp/g.csv")
 expect "answer: overall difference = prc level - vmoe level ($ans)" near "$ans" \
   "$(awk -v a="$o3" -v b="$o4" -v c="$o1" -v e="$o2" 'BEGIN { printf "%.12g", (a + b) / 2 - (c + e) / 2 }')"
 expect "answer: the relative form with a t interval" \
-  awk -F, '$1 == "prc" && $4 == "relative_top1" && $5 > 0 && $6 != "" && $6 <= $5 && $5 <= $7 { f = 1 } END { exit !f }' "$tmp/g.csv"
+  awk -F, '$1 == "prc" && $4 == "top1_relative" && $5 > 0 && $6 != "" && $6 <= $5 && $5 <= $7 { f = 1 } END { exit !f }' "$tmp/g.csv"
 
 # --- report --group ------------------------------------------------------------------------------
 "$rs" report --db "$db" --group vmoe=1,2 --group prc=3,4 --resamples 100 --images 1 --out "$tmp/rep" >/dev/null 2>"$tmp/err"
