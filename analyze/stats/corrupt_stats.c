@@ -346,6 +346,7 @@ int rs_corrupt_stats_compute(const rs_run_info *run, const rs_stats *st, rs_corr
     if (!cs)
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     cs->run_id = run->id;
+    cs->images = st->images;
     cs->level = st->level;
     cs->resamples = st->images > 0 ? st->resamples : 0;
     int rc = rs_corrupt_grid_of(run, &cs->grid, err);

@@ -109,6 +109,7 @@ static inline int rs_cstat_rel_rows(const rs_corrupt_grid *g)
 /* One run's figures. */
 typedef struct rs_corrupt_stats {
     int64_t run_id;
+    int images;                         /* the run's images (the bootstrap's unit) */
     rs_corrupt_grid grid;
     int rows;
     rs_stats_rate *fig;                 /* (rows, FIG): value and bootstrap (no Wilson) */

@@ -28,7 +28,8 @@ static void figure_cells(rs_table *t, int r, int first, const rs_corrupt_stats *
     for (int m = 0; m < FIG; m++) {
         const rs_stats_rate *x = &cs->fig[(size_t)q * FIG + m];
         if (x->valid)
-            rs_table_set_rate(t, r, first + m, x->value, x->boot_valid, x->boot_lo, x->boot_hi, false, 0, 0, 0);
+            rs_table_set_rate(t, r, first + m, x->value, x->boot_valid, x->boot_lo, x->boot_hi, false, 0, 0,
+                              cs->images);
     }
 }
 

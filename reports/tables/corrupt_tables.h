@@ -14,8 +14,9 @@
  *             and the relative form (mCE-style, the first group = 100 %) with its t interval
  * csv metrics: PREFIX_FIGURE with PREFIX the corruption and severity (fog_s3), the
  * corruption's mean (fog_mean), the family (blur_s2, blur_mean) or overall (overall_mean),
- * and for the answer FIGURE_FAMILY (top1_noise, top1_overall) or FIGURE_relative. Rates
- * print in percent, differences in points (table.h). Each builder returns a new table (rs_table_free) or NULL when out of memory. */
+ * and for the answer FIGURE_FAMILY (top1_noise, top1_overall) or FIGURE_relative; n is the
+ * run's images (one run), the seeds (groups). Rates print in percent, differences in points
+ * (table.h). Each builder returns a new table (rs_table_free) or NULL when out of memory. */
 #ifndef RS_CORRUPT_TABLES_H
 #define RS_CORRUPT_TABLES_H
 
