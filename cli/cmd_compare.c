@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "stats/corrupt_stats.h"
+#include "tables/corrupt_tables.h"
 #include "tables/compare_tables.h"
 #include "tables/dispatch_tables.h"
 #include "stats/dissect.h"
@@ -44,6 +46,9 @@ static const char usage_text[] =
     "the clean routing (base:view=P+route:from=0), also the dissection (docs/dissection.md):\n"
     "per group and perturbation, accuracy, Top-1 agreement with the clean view and the\n"
     "router- and expert-attributable shares of the flipped predictions, over seeds.\n"
+    "and per seed the paired bootstrap over images. Groups of corruptions runs add each\n"
+    "family's and the overall mean (ImageNet-C's) per group, and each group against the first\n"
+    "per family with the relative form (docs/corruptions.md).\n"
     "\n"
     "  RUN_A, RUN_B     run ids (see 'routerscope runs'), last, or MODEL/PROTOCOL: the last\n"
     "                   finished run of the checkpoint with that file stem and protocol\n"
@@ -180,8 +185,20 @@ static int print_interference(const compare_args *a, const rs_run_info *ia, cons
     return rc;
 }
 
+/* The corruption figures of G into *CG when its runs are corruptions runs (else NULL). */
+static int corrupt_groups(const rs_groups *g, rs_corrupt_groups **cg, rs_error *err)
+{
+    rs_corrupt_grid grid;
+    rs_error why;
+    int is = rs_corrupt_grid_of(&g->info[0], &grid, &why);
+    rs_corrupt_grid_clear(&grid);
+    *cg = NULL;
+    return is == 1 ? rs_corrupt_groups_compute(g, cg, err) : 0;
+}
+
 /* Prints the group tables of G (runs of STORE), with one note naming each group's runs, and
- * the dissection when the runs force perturbed views to the clean routing. */
+ * the dissection when the runs force perturbed views to the clean routing, and the corruption
+ * figures when they are corruptions runs. */
 static int print_groups(const compare_args *a, rs_store *store, const rs_groups *g, rs_error *err)
 {
     char notes[RS_GROUPS_MAX + 1][320], label[96];
@@ -211,14 +228,26 @@ static int print_groups(const compare_args *a, rs_store *store, const rs_groups 
         rs_answer_free(ans);
         return rc;
     }
-    int nt = d ? 5 : 3;
-    rs_table *t[5] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
-                      rs_report_groups_seed_table(g, a->db), d ? rs_report_dissect_table(d, g, a->db) : NULL,
-                      d ? rs_report_dissect_seed_table(d, g, a->db) : NULL};
-    rc = !t[0] || !t[1] || !t[2] || (d && (!t[3] || !t[4])) ? rs_error_set(err, RS_ENOMEM, "out of memory")
-                                                               : rs_table_write(stdout, t, nt, lines, nn, a->format, err);
-    for (int i = 0; i < 5; i++)
+    rs_table *t[7] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
+                      rs_report_groups_seed_table(g, a->db)};
+    int nt = 3;
+    if (d) {
+        t[nt++] = rs_report_dissect_table(d, g, a->db);
+        t[nt++] = rs_report_dissect_seed_table(d, g, a->db);
+    }
+    rs_corrupt_groups *cg = NULL;
+    if ((rc = corrupt_groups(g, &cg, err)) == 0 && cg) {
+        t[nt++] = rs_report_corrupt_answer_table(g, cg, a->db);
+        t[nt++] = rs_report_corrupt_levels_table(g, cg, a->db);
+    }
+    for (int i = 0; i < nt && !rc; i++)
+        if (!t[i])
+            rc = rs_error_set(err, RS_ENOMEM, "out of memory");
+    if (!rc)
+        rc = rs_table_write(stdout, t, nt, lines, nn, a->format, err);
+    for (int i = 0; i < nt; i++)
         rs_table_free(t[i]);
+    rs_corrupt_groups_free(cg);
     rs_dissect_free(d);
     rs_answer_free(ans);
     return rc;

@@ -6,6 +6,8 @@
 
 #include "tables/attack_tables.h"
 #include "cli.h"
+#include "stats/corrupt_stats.h"
+#include "tables/corrupt_tables.h"
 #include "tables/dispatch_tables.h"
 #include "tables/route_tables.h"
 #include "store/run.h"
@@ -14,7 +16,7 @@
 #include "tables/table.h"
 
 static const char usage_text[] =
-    "usage: routerscope stats --db FILE [--run R] [--by layer|view|class|expert]\n"
+    "usage: routerscope stats --db FILE [--run R] [--by layer|view|class|expert|corruption|family]\n"
     "                         [--format md|csv|tex|json] [--resamples N] [--seed S]\n"
     "\n"
     "Routing consistency of run R (default: the last finished run) of FILE. Each view is\n"
@@ -36,7 +38,10 @@ static const char usage_text[] =
     "                   finished run of that checkpoint file's stem and protocol (default: last)\n"
     "  --by KEY         layer (default): rows by layer, then view; view: by view, then layer;\n"
     "                   class / expert: agreement over all layers by label / by view 0's\n"
-    "                   top-1 expert (no intervals), then the other tables\n"
+    "                   top-1 expert (no intervals), then the other tables; corruption /\n"
+    "                   family (a corruptions run): Top-1, Top-2, Top-2 (order-agnostic) and\n"
+    "                   accuracy per corruption and severity and per family, and their mean\n"
+    "                   over the cells (ImageNet-C's mean, docs/corruptions.md), then the rest\n"
     "  --format F       md (default, aligned for a terminal), csv (one row per figure),\n"
     "                   tex (booktabs), json (every figure with its intervals)\n"
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n"
@@ -46,7 +51,7 @@ static const char usage_text[] =
 typedef struct stats_args {
     const char *db;
     const char *run;        /* --run as given (store/run.h's selectors); NULL: the last finished run */
-    bool by_class, by_expert, by_view;
+    bool by_class, by_expert, by_view, by_corruption, by_family;
     int resamples;
     uint64_t seed;
     rs_table_format format;
@@ -89,15 +94,18 @@ static int parse(int argc, char **argv, stats_args *a)
     if (optind != argc)
         return rs_cli_usage_error("stats", "unexpected argument '%s'", argv[optind]);
     a->by_class = !strcmp(by, "class"), a->by_expert = !strcmp(by, "expert"), a->by_view = !strcmp(by, "view");
-    if (!a->by_class && !a->by_expert && !a->by_view && strcmp(by, "layer"))
-        return rs_cli_usage_error("stats", "--by wants layer, view, class or expert, got '%s'", by);
+    a->by_corruption = !strcmp(by, "corruption"), a->by_family = !strcmp(by, "family");
+    if (!a->by_class && !a->by_expert && !a->by_view && !a->by_corruption && !a->by_family && strcmp(by, "layer"))
+        return rs_cli_usage_error("stats", "--by wants layer, view, class, expert, corruption or family, got '%s'",
+                                  by);
     return -1;
 }
 
 /* Prints the tables of run INFO's statistics ST (DS, its dispatch figures, or NULL; RS, its
- * routing interventions) as A asks. */
+ * routing interventions; CS, its corruption figures or NULL) as A asks. */
 static int print_tables(const stats_args *a, const rs_run_info *info, const rs_stats *st,
-                        const rs_stats_dispatch *ds, const rs_route_stats *rs, rs_error *err)
+                        const rs_stats_dispatch *ds, const rs_route_stats *rs, const rs_corrupt_stats *cs,
+                        rs_error *err)
 {
     char run_name[32], note[512], boot[160], dispatch[160] = "";
     snprintf(run_name, sizeof run_name, "%" PRId64, info->id);
@@ -110,8 +118,12 @@ static int print_tables(const stats_args *a, const rs_run_info *info, const rs_s
     if (ds)
         rs_report_dispatch_note(info, dispatch, sizeof dispatch);
     const char *notes[] = {note, boot, dispatch};
-    rs_table *tables[12] = {0};
+    rs_table *tables[14] = {0};
     int nt = 0;
+    if (cs && a->by_corruption)
+        tables[nt++] = rs_report_corrupt_cells_table(cs, run_name);
+    if (cs)
+        tables[nt++] = rs_report_corrupt_family_table(cs, run_name);
     if (a->by_class || a->by_expert)
         tables[nt++] = rs_report_split_table(info, st, run_name, a->by_class);
     tables[nt++] = rs_report_consistency_table(info, st, run_name, a->by_view);
@@ -152,14 +164,18 @@ int cmd_stats(int argc, char **argv)
     rs_stats *st = NULL;
     rs_stats_dispatch *ds = NULL;
     rs_route_stats *rs = NULL;
+    rs_corrupt_stats *cs = NULL;
     rs_stats_options opt = {.resamples = a.resamples ? a.resamples : -1, .seed = a.seed, .name = a.db};
     status = RS_EXIT_OK;
     int64_t run_id = 0;
     if ((a.run && rs_run_select(store, a.db, a.run, &run_id, &err)) || rs_run_load(store, a.db, run_id, &info, &err) || rs_stats_compute(store, info.id, &opt, &st, &err) ||
         (info.capacity_factor > 0 && rs_stats_dispatch_compute(store, info.id, &opt, &ds, &err)) ||
-        rs_route_stats_compute(store, &info, st, &opt, &rs, &err) || print_tables(&a, &info, st, ds, rs, &err))
+        rs_route_stats_compute(store, &info, st, &opt, &rs, &err) ||
+        ((a.by_corruption || a.by_family) && rs_corrupt_stats_compute(&info, st, &cs, &err)) ||
+        print_tables(&a, &info, st, ds, rs, cs, &err))
         status = rs_cli_fail(&err);
     rs_route_stats_free(rs);
+    rs_corrupt_stats_free(cs);
     rs_stats_dispatch_free(ds);
     rs_stats_free(st);
     rs_run_info_clear(&info);

@@ -237,6 +237,7 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
         rs_report_attack(&R);
         rs_report_route(&R);
         rs_report_dissect(&R);   /* groups with forced views: router vs experts over seeds */
+        rs_report_corruptions(&R); /* groups of corruptions runs: per family, over seeds */
         rs_report_explorer(&R);  /* index.html's explorer of the example images */
         /* what made the report, for whoever checks it; a reader starts with the answer */
         rs_doc_add(&R.d, RS_DOC_H2, "Appendix: provenance", NULL);

@@ -6,7 +6,9 @@
 # the pair protocol (two PRC-style augmented views per image) on all 10,000 images, the
 # noise sweep (clean + ImageNet-C severities 1-5) on the first 2,000 and the adversarial
 # protocol (the clean view and a 10-step L-inf PGD attack on the router at eps 1/255,
-# 2/255, 4/255 and 8/255; docs/attacks.md) on the first 1,000 (--full: all of them).
+# 2/255, 4/255 and 8/255; docs/attacks.md) on the first 1,000 and the corruptions protocol
+# (clean + the implemented ImageNet-C corruptions at severities 1-5 with CIFAR-10-C's
+# parameters; docs/corruptions.md) on the first 500 (--full: all of them).
 # Writes the comparison report, each method against V-MoE over seeds (docs/groups.md),
 # to out/demo/report/ and prints its answer table (the report's first page), then replays light noise
 # with the clean routing forced (the intervene protocol, docs/dispatch.md) on seed 0 of
@@ -21,8 +23,8 @@ scripts/ensure-deps.sh
 scripts/build.sh build
 rs=build/routerscope
 out=out/demo
-noise_limit=2000 attack_limit=1000
-[ "${1:-}" = --full ] && noise_limit=10000 attack_limit=10000
+noise_limit=2000 attack_limit=1000 corrupt_limit=500
+[ "${1:-}" = --full ] && noise_limit=10000 attack_limit=10000 corrupt_limit=10000
 mkdir -p "$out"
 
 # Methods and their training seeds. V-MoE first: it is the reference group, and it holds
@@ -48,6 +50,7 @@ for method in "${methods[@]}"; do
     ids+=("$(replay "$model" --data fashion-mnist:test --protocol noise --limit $noise_limit --db "$out/routing.db")")
     ids+=("$(replay "$model" --data fashion-mnist:test --protocol adversarial --attack 'pgd:steps=10,loss=router' \
                     --limit $attack_limit --db "$out/routing.db")")
+    ids+=("$(replay "$model" --data fashion-mnist:test --protocol corruptions --limit $corrupt_limit --db "$out/routing.db")")
   done
   groups+=(--group "$method=$(IFS=,; echo "${ids[*]}")")
 done
@@ -61,6 +64,13 @@ answer() { # REPORT_MD: the section "Answer over training seeds" up to the conte
        on && !/^Files:/' "$1" | sed -E 's/\\([][\\`*_<>|#])/\1/g' | cat -s
 }
 answer "$out/report/report.md"
+# Routing under common corruptions (docs/corruptions.md): the report's per-family answer,
+# each method against V-MoE (mean difference over seeds with its t interval, and the
+# relative form: the method's routing inconsistency over V-MoE's, as mCE is over AlexNet's).
+echo
+echo "## Routing under common corruptions, first $corrupt_limit test images"
+awk '/^## Routing under common corruptions/ { on = 1; next } on && /^##/ && !/^### Corruptions: each method/ { on = 0 }
+     on && (/^\|/ || /^### /)' "$out/report/report.md" | sed -E 's/\\([][\\`*_<>|#])/\1/g'
 # Routing interventions (docs/dispatch.md): under light noise, the share of changed
 # predictions that forcing the clean routing restores, for seed 0 of every method.
 echo

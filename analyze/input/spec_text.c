@@ -32,3 +32,17 @@ int rs_spec_attack_eps(const char *spec, double *eps, rs_error *err)
     *eps = parsed.pgd.eps;
     return 1;
 }
+
+int rs_spec_corruption(const char *spec, int *id, int *severity, rs_error *err)
+{
+    *id = *severity = 0;
+    rs_view_spec parsed;
+    int rc = rs_view_spec_parse(spec, &parsed, err);
+    if (rc)
+        return rc;
+    if (parsed.num_ops != 1 || parsed.ops[0].kind != RS_OP_CORRUPT)
+        return 0;
+    *id = (int)parsed.ops[0].p[0];
+    *severity = (int)parsed.ops[0].p[1];
+    return 1;
+}

@@ -21,4 +21,10 @@ bool rs_spec_has_geometric_op(const char *spec);
  * (rs_view_spec_parse's message quoting SPEC) when SPEC does not parse. */
 int rs_spec_attack_eps(const char *spec, double *eps, rs_error *err);
 
+/* The corruption of SPEC when SPEC is one `corrupt:` operation and nothing else (a view of
+ * the corruptions protocol): *ID (corrupt.h's id) and *SEVERITY (1..5). Returns 1 for such
+ * a spec, 0 for any other that parses, RS_EINVAL (rs_view_spec_parse's message) when SPEC
+ * does not parse. */
+int rs_spec_corruption(const char *spec, int *id, int *severity, rs_error *err);
+
 #endif

@@ -210,6 +210,8 @@ void rs_stats_free(rs_stats *st)
     free(st->rc_tokens);
     free(st->rc_images);
     free(st->aligned_images);
+    free(st->image_counts);
+    free(st->image_correct);
     free(st);
 }
 
@@ -287,9 +289,12 @@ static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error 
     st->rc_tokens = calloc(cells, sizeof *st->rc_tokens);
     st->rc_images = calloc(cells, sizeof *st->rc_images);
     st->aligned_images = calloc((size_t)V + 1, sizeof *st->aligned_images);
+    st->image_counts = calloc(a->cap ? (size_t)a->cap * V * NC : 1, sizeof *st->image_counts);
+    st->image_correct = calloc(a->cap ? (size_t)a->cap * V : 1, sizeof *st->image_correct);
     if (!st->agree || !st->jsd || !st->entropy || !st->load || !st->load_cv || !st->transition || !st->by_class ||
         !st->by_expert || !st->prc_s || !st->prc_norm || !st->accuracy || !st->change || !st->change_no_pairs ||
-        !st->routing_changes || !st->routing_changes_router || !st->rc_tokens || !st->rc_images || !st->aligned_images)
+        !st->routing_changes || !st->routing_changes_router || !st->rc_tokens || !st->rc_images || !st->aligned_images ||
+        !st->image_counts || !st->image_correct)
         goto nomem;
 
     size_t per_img = (size_t)(V - 1) * L * NC;
@@ -447,6 +452,7 @@ static int acc_record(acc *a, const rs_routing_record *rec, rs_error *err)
                                 a->name, st->run_id, rec->image, v, l, rec->top_idx[q], E);
     if (l == 0) {
         a->pred[v] = rec->predicted;
+        st->image_correct[(size_t)(a->n_img - 1) * V + v] = a->label < 0 ? -1 : rec->predicted == a->label;
         if (a->label >= 0) {
             a->labelled[v]++;
             a->correct[v] += rec->predicted == a->label;
@@ -669,6 +675,11 @@ static int acc_finish(acc *a, double level, rs_error *err)
         return rs_error_set(err, RS_EFORMAT, "%s run %" PRId64 ": %d images done but routing for %d", a->name,
                             st->run_id, a->cap, a->n_img);
     st->images = a->n_img;
+    for (int i = 0; i < a->n_img; i++) /* per image and view, pooled over the layers */
+        for (int v = 1; v < V; v++)
+            for (int l = 0; l < L; l++)
+                for (int q = 0; q < NC; q++)
+                    st->image_counts[((size_t)i * V + v) * NC + q] += a->cnt[(((size_t)i * (V - 1) + v - 1) * L + l) * NC + q];
     size_t wmax = (size_t)(K > E ? K : E);
     int64_t *tmp = malloc(sizeof *tmp * cells * NC * (wmax > 0 ? wmax : 1));
     if (!tmp)

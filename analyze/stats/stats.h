@@ -181,6 +181,13 @@ typedef struct rs_stats {
     rs_stats_accuracy *accuracy;
     int64_t *change;            /* (V+1, 2, 2) images [routing changed][prediction changed] */
     int64_t *change_no_pairs;   /* (V+1) images without any matched pair in that view */
+
+    /* Per image (in the run's order) and view, for figures over sets of views that draw the
+     * same bootstrap resamples (corrupt_stats.h): (images, V, 5) the agreement counts pooled
+     * over the MoE layers — matched pairs, Top-1, Top-2, Top-2 order-agnostic, overlap
+     * halves (view 0's row is 0); (images, V) the prediction: 1 correct, 0 wrong, -1 no label. */
+    int32_t *image_counts;
+    int8_t *image_correct;
 } rs_stats;
 
 static inline int rs_stats_cell(const rs_stats *st, int view_slot, int layer_slot)

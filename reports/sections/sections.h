@@ -11,6 +11,7 @@
  *   sections/attack_section.c   the "Routing under attack" section of adversarial-style runs
  *   sections/route_section.c    the "Routing interventions" section of runs with forced views
  *   sections/dissect_section.c  its dissection over seeds, for groups with forced views
+ *   sections/corrupt_section.c  the "Routing under common corruptions" section of groups
  *   sections/figures.c          what the sections share: figures' files and captions, grids
  *                               and the grids' context, heatmaps, the example images
  * Calls go one way: report.c -> sections -> figures.c -> tables/, doc/, render/, analyze/
@@ -94,5 +95,8 @@ void rs_report_groups_section(rs_report_state *R);
 /* "Dissection over seeds: PROTOCOL" (dissect_section.c) for each protocol of the groups whose
  * runs force a perturbed view to the clean routing; nothing otherwise. */
 void rs_report_dissect(rs_report_state *R);
+/* "Routing under common corruptions" for each protocol whose groups are corruptions runs
+ * (corrupt_section.c); nothing otherwise. */
+void rs_report_corruptions(rs_report_state *R);
 
 #endif
