@@ -23,7 +23,8 @@
  * Nothing malformed or missing is passed: every routing row is checked by the store's own row
  * rules (analyze/store/record_check.h: BLOB sizes, expert ids < E, float16 probabilities
  * finite and summing to 1 within 2^-10, gates equal to their experts' probabilities, kept and
- * executed masks), the match map's targets against their range, the kept mask's presence
+ * executed masks), the match map's targets against their range (an empty map, schema 8's
+ * identity, reads as patch p -> p: record_check.h), the kept mask's presence
  * against the run's capacity factor, and the rows against the sequence the run must hold
  * (every image of its images_done, every view and layer, in order; a missing samples or
  * predictions row drops its routing rows from the join and shows as missing). A fault ends

@@ -175,8 +175,6 @@ static inline bool rs_record_check_topk_token(const rs_record_row *row, int t, c
     return true;
 }
 
-/* true when ROW is a sound routing row; else false with WHY, one phrase naming the token
- * or BLOB at fault. */
 /* A match map (predictions.match) of NP patches: NP int16 LE view-0 targets in -1 .. NP-1,
  * or 0 bytes, which stands for the identity (patch p matches patch p): since schema 8 the
  * writer stores an identity map so, for a view that moves no pixel (clean, noise,
@@ -201,6 +199,8 @@ static inline int rs_record_match_at(const uint8_t *m, size_t n, int p)
     return n ? (int16_t)rs_le_get_u16(m + 2 * (size_t)p) : p;
 }
 
+/* true when ROW is a sound routing row; else false with WHY, one phrase naming the token
+ * or BLOB at fault. */
 static inline bool rs_record_check(const rs_record_row *row, char *why, size_t size)
 {
     const size_t T = (size_t)row->tokens, R = (size_t)row->record_k, E = (size_t)row->experts,

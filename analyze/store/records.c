@@ -410,11 +410,11 @@ int rs_store_cursor_next(rs_store_cursor *c, rs_routing_record *rec, rs_error *e
                   *gate = sqlite3_column_blob(st, 8), *probs = sqlite3_column_blob(st, 9);
     size_t n_match = (size_t)sqlite3_column_bytes(st, 6), n_idx = (size_t)sqlite3_column_bytes(st, 7),
            n_gate = (size_t)sqlite3_column_bytes(st, 8), n_probs = (size_t)sqlite3_column_bytes(st, 9);
-    if (!rs_record_match_ok(match, n_match, c->patches) || n_idx != tr || n_gate != 4 * tr || n_probs != 2 * te ||
+    if ((n_match && n_match != 2 * (size_t)c->patches) || n_idx != tr || n_gate != 4 * tr || n_probs != 2 * te ||
         (!match && n_match) || (!idx && n_idx) || (!gate && n_gate) || (!probs && n_probs))
         return rs_error_set(err, RS_EFORMAT,
                             "%s: run %" PRId64 " image %d view %d layer %d: blobs of %zu/%zu/%zu/%zu bytes, "
-                            "expected %zu (or 0)/%zu/%zu/%zu, or a match target outside -1..Np-1",
+                            "expected %zu (or 0)/%zu/%zu/%zu",
                             s->path, c->run_id, rec->image, rec->view, rec->layer, n_match, n_idx, n_gate, n_probs,
                             2 * (size_t)c->patches, tr, 4 * tr, 2 * te);
     /* The match map belongs to (image, view): decode it once for all its layers. */
