@@ -23,7 +23,8 @@
  * Nothing malformed or missing is passed: every routing row is checked by the store's own row
  * rules (analyze/store/record_check.h: BLOB sizes, expert ids < E, float16 probabilities
  * finite and summing to 1 within 2^-10, gates equal to their experts' probabilities, kept and
- * executed masks), the match map's targets against their range, the kept mask's presence
+ * executed masks), the match map's targets against their range (an empty map, schema 8's
+ * identity, reads as patch p -> p: record_check.h), the kept mask's presence
  * against the run's capacity factor, and the rows against the sequence the run must hold
  * (every image of its images_done, every view and layer, in order; a missing samples or
  * predictions row drops its routing rows from the join and shows as missing). A fault ends
@@ -103,6 +104,7 @@ typedef struct rs_cursor {
     int image, view, layer, predicted, has_label, label;
     double pred_prob;
     const unsigned char *match, *idx, *gate, *probs;
+    size_t n_match;             /* 0: the identity map (record_check.h) */
     const unsigned char *kept;  /* NULL: the run has no capacity */
     const unsigned char *executed; /* (T, k) what ran, or NULL: the view did not force this layer */
 } rs_cursor;
@@ -405,12 +407,8 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
         return record_error(vt, c, c->image, c->view, c->layer,
                             row.has_kept ? "a kept mask in a run without a capacity factor"
                                          : "no kept mask in a run with a capacity factor");
-    int bad = (size_t)sqlite3_column_bytes(st, 6) != 2 * (size_t)r->patches || !c->match;
-    for (int p = 0; !bad && p < r->patches; p++) {
-        int m = (int16_t)rs_le_get_u16(c->match + 2 * (size_t)p);
-        bad = m < -1 || m >= r->patches;
-    }
-    return bad ? record_error(vt, c, c->image, c->view, c->layer, "a malformed patch match map") : SQLITE_OK;
+    c->n_match = (size_t)sqlite3_column_bytes(st, 6);
+    return !rs_record_match_ok(c->match, c->n_match, r->patches) ? record_error(vt, c, c->image, c->view, c->layer, "a malformed patch match map") : SQLITE_OK;
 }
 
 /* Steps to the next routing row: SQLITE_OK with the record loaded, or at the end. */
@@ -585,7 +583,7 @@ static int rs_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i)
     case COL_PATCH: sqlite3_result_int(ctx, is_cls ? -1 : p); break;
     case COL_ROW: sqlite3_result_int(ctx, is_cls ? -1 : p / r->grid_w); break;
     case COL_COL: sqlite3_result_int(ctx, is_cls ? -1 : p % r->grid_w); break;
-    case COL_MATCH: sqlite3_result_int(ctx, is_cls ? -1 : (int16_t)rs_le_get_u16(c->match + 2 * (size_t)p)); break;
+    case COL_MATCH: sqlite3_result_int(ctx, is_cls ? -1 : rs_record_match_at(c->match, c->n_match, p)); break;
     case COL_LABEL:
         if (c->has_label && c->label >= 0)
             sqlite3_result_int(ctx, c->label);

@@ -109,7 +109,7 @@ T, R, k, cls, V, L = db.execute("SELECT tokens, record_k, top_k, has_cls, num_vi
                                 "WHERE id = ?", (run,)).fetchone()
 rec = {(i, v, l): (top, kept) for i, v, l, top, kept in
        db.execute("SELECT image, view, layer, top_idx, kept FROM routing WHERE run_id = ?", (run,))}
-match = {(i, v): struct.unpack(f"<{T - cls}h", m) for i, v, m in
+match = {(i, v): struct.unpack(f"<{T - cls}h", m) if m else tuple(range(T - cls)) for i, v, m in  # b'': identity
          db.execute("SELECT image, view, match FROM predictions WHERE run_id = ?", (run,))}
 images = sorted({i for i, _, _ in rec})
 def kept_set(top, kept, t):

@@ -111,6 +111,35 @@ expect "a missing run is an SQL error listing the runs" sh -c "[ $? != 0 ] && gr
 sql "$db" "SELECT * FROM rs_routing" >/dev/null 2>"$tmp/err"
 expect "no run id: an SQL error that says how" sh -c "[ $? != 0 ] && grep -q 'which run' '$tmp/err'"
 
+# --- per-view rows in the schema-8 encoding (docs/store.md, "Size") -----------------------------
+# An identity match map is stored as 0 bytes and the view parameters leave out their defaults.
+# The same store rewritten to the schema-7 encoding (every map spelled out, no checksums, as a
+# store of schema 7 whose runs are checked row by row) exports the same rows, through the
+# cursor and through the SQL extension.
+expect "noise run: every view moves no pixel, so every match map is 0 bytes" \
+  [ "$(sqlite3 "$db" "SELECT count(*) FROM predictions WHERE run_id = 2 AND length(match) <> 0")" = 0 ]
+expect "pair run: view 0's maps are 0 bytes, a crop's 49 int16" [ "$(sqlite3 "$db" "SELECT group_concat(DISTINCT \
+  view || ':' || length(match)) FROM predictions WHERE run_id = 1 AND typeof(match) = 'blob'")" = "0:0,1:98" ]
+expect "the clean view's parameters are {}" \
+  [ "$(sqlite3 "$db" "SELECT group_concat(DISTINCT params) FROM predictions WHERE run_id = 2 AND view = 0")" = "{}" ]
+expect "a noise view's are its sigma and noise seed, no geometry" [ "$(sqlite3 "$db" "SELECT count(*) FROM predictions \
+  WHERE run_id = 2 AND view > 0 AND (json_type(params, '\$.noise_sigma') IS NOT 'real' OR \
+  json_type(params, '\$.noise_seed') IS NOT 'text' OR json_type(params, '\$.affine') IS NOT NULL)")" = 0 ]
+identity=$(for p in $(seq 0 48); do printf '%02x00' "$p"; done)
+sqlite3 "$db" "VACUUM INTO '$tmp/v7.db'"
+sqlite3 "$tmp/v7.db" "UPDATE predictions SET match = x'$identity' WHERE length(match) = 0;
+  UPDATE runs SET checksum = NULL; PRAGMA user_version = 7"
+expect "the schema-7 copy spells out every map" \
+  [ "$(sqlite3 "$tmp/v7.db" "SELECT count(*) FROM predictions WHERE length(match) <> 98")" = 0 ]
+for r in 1 2; do
+  "$rs" export --db "$db" --run $r >"$tmp/enc8.csv" 2>"$tmp/err"
+  "$rs" export --db "$tmp/v7.db" --run $r >"$tmp/enc7.csv" 2>"$tmp/err"
+  expect "run $r: the schema-7 encoding exports the same rows" sh -c "[ -s '$tmp/enc8.csv' ] && cmp -s '$tmp/enc8.csv' '$tmp/enc7.csv'"
+  sql "$tmp/v7.db" "SELECT * FROM rs_routing($r)" >"$tmp/sql7.csv" 2>"$tmp/err"
+  sql "$db" "SELECT * FROM rs_routing($r)" >"$tmp/sql8.csv" 2>"$tmp/err"
+  expect "run $r: and the same rs_routing rows" sh -c "[ -s '$tmp/sql8.csv' ] && cmp -s '$tmp/sql8.csv' '$tmp/sql7.csv'"
+done
+
 # --- dispatch: the kept column ---------------------------------------------------------------
 "$rs" replay "$model" --data fashion-mnist:test --limit 4 --db "$db" --threads 1 --capacity-factor 0.5 \
   --group-images 2 >/dev/null 2>&1                                                                       # run 3

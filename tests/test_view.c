@@ -433,6 +433,37 @@ static void test_noise_only_views_match_identically(void **state)
         assert_int_equal(match[j], j);
 }
 
+/* The stored parameters leave out groups of keys at their defaults (view.h, issue 28): a
+ * clean view's are {}, a noise view's its sigma and noise seed, a corruption's its corrupt
+ * object alone; a crop keeps the whole geometry group, its defaults (angle 0) included. */
+static void test_params_leave_out_defaults(void **state)
+{
+    (void)state;
+    static const struct { const char *spec, *want_prefix; } cases[] = {
+        {"clean", "{}"},
+        {"noise:severity=5", "{\"noise_sigma\":0.38,\"noise_seed\":\""},
+        {"corrupt:name=fog,severity=2", "{\"corrupt\":{\"name\":\"fog\",\"severity\":2,"},
+        {"crop:area=0.3-0.6", "{\"affine\":["},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        rs_view_spec spec;
+        rs_error err;
+        assert_int_equal(rs_view_spec_parse(cases[i].spec, &spec, &err), 0);
+        rs_view v;
+        rs_view_draw(&spec, 28, 28, 7, 3, 1, &v);
+        char *json = rs_view_params_json(&v);
+        assert_non_null(json);
+        print_message("  %s -> %s\n", cases[i].spec, json);
+        assert_int_equal(strncmp(json, cases[i].want_prefix, strlen(cases[i].want_prefix)), 0);
+        bool geometry = strstr(json, "\"affine\"") != NULL;
+        assert_true(geometry == (i == 3));
+        assert_true(geometry == (strstr(json, "\"angle\":0.0,\"shift\":[0.0,0.0]") != NULL));
+        assert_null(strstr(json, "jitter"));
+        assert_true((strstr(json, "noise_seed") != NULL) == (i == 1));
+        free(json);
+    }
+}
+
 static void test_noise_statistics(void **state)
 {
     (void)state;
@@ -705,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_quarter_crop_at_twice_the_scale),
         cmocka_unit_test(test_boundary_goes_right_and_outside_is_unmatched),
         cmocka_unit_test(test_noise_only_views_match_identically),
+        cmocka_unit_test(test_params_leave_out_defaults),
         cmocka_unit_test(test_noise_statistics),
         cmocka_unit_test(test_draws_are_reproducible_and_in_range),
         cmocka_unit_test(test_render_by_hand),

@@ -138,7 +138,11 @@ int rs_view_render(const rs_view *v, const float *src, int channels, int height,
  * number of unmatched patches. */
 int rs_view_match(const rs_view *a, const rs_view *b, int height, int width, int patch, int16_t *match);
 
-/* The drawn parameters as compact JSON (caller frees), for the store. */
+/* The drawn parameters as compact JSON (caller frees; NULL when out of memory), for the
+ * store (docs/store.md). Groups of keys at their defaults are left out: affine, flip,
+ * crop, angle and shift where the geometry is untouched (the identity map, no flip, the
+ * whole image, 0, (0, 0)); jitter where it is (1, 1, 1); noise_sigma and noise_seed where
+ * there is no noise (sigma 0, no noise stream drawn). So a clean view's is {}. */
 char *rs_view_params_json(const rs_view *v);
 
 /* The view specs of a protocol: "pair" (two views of AUGMENT, default

@@ -211,19 +211,13 @@ static const char *sample_check(checker *c, sqlite3_stmt *st, const int64_t *key
     return type != SQLITE_INTEGER && type != SQLITE_NULL ? "a label that is not an integer" : NULL;
 }
 
-/* The match map of a predictions row (column 5): Np int16 in -1 .. Np-1. */
+/* The match map of a predictions row (column 5): Np int16 in -1 .. Np-1, or empty (the
+ * identity, record_check.h). */
 static bool match_ok(const checker *c, sqlite3_stmt *st)
 {
-    int Np = c->run->patches;
     const uint8_t *m = sqlite3_column_blob(st, 5);
-    if (sqlite3_column_type(st, 5) != SQLITE_BLOB || sqlite3_column_bytes(st, 5) != 2 * Np || !m)
-        return false;
-    for (int p = 0; p < Np; p++) {
-        int16_t v = (int16_t)rs_le_get_u16(m + 2 * (size_t)p);
-        if (v < -1 || v >= Np)
-            return false;
-    }
-    return true;
+    return sqlite3_column_type(st, 5) == SQLITE_BLOB &&
+           rs_record_match_ok(m, (size_t)sqlite3_column_bytes(st, 5), c->run->patches);
 }
 
 static const char *prediction_check(checker *c, sqlite3_stmt *st, const int64_t *key)

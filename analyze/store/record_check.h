@@ -13,6 +13,7 @@
  *            RS_RECORD_SUM_TOL (so all zeros fail)
  *   kept     SQL NULL, or T*R bytes of 0/1 with 0 at ranks >= k
  *   executed SQL NULL, or T*k expert ids < E
+ * and what one predictions row's match map must hold (rs_record_match_ok below).
  * A run recorded with --record topk (store.h, rs_record_form) has no softmax: its probs BLOBs
  * are empty (0 bytes), and its gates are checked on their own: ids as above, gates finite,
  * in [0, 1], non-increasing, and summing to at most 1 + RS_RECORD_SUM_TOL per token (they
@@ -172,6 +173,30 @@ static inline bool rs_record_check_topk_token(const rs_record_row *row, int t, c
         return false;
     }
     return true;
+}
+
+/* A match map (predictions.match) of NP patches: NP int16 LE view-0 targets in -1 .. NP-1,
+ * or 0 bytes, which stands for the identity (patch p matches patch p): since schema 8 the
+ * writer stores an identity map so, for a view that moves no pixel (clean, noise,
+ * corruptions: docs/store.md, "Size"). M may be NULL only when N is 0. */
+static inline bool rs_record_match_ok(const uint8_t *m, size_t n, int patches)
+{
+    if (n == 0)
+        return true;
+    if (!m || n != 2 * (size_t)patches)
+        return false;
+    for (int p = 0; p < patches; p++) {
+        int v = (int16_t)rs_le_get_u16(m + 2 * (size_t)p);
+        if (v < -1 || v >= patches)
+            return false;
+    }
+    return true;
+}
+
+/* Patch P's target in a match map that passed rs_record_match_ok (N bytes). */
+static inline int rs_record_match_at(const uint8_t *m, size_t n, int p)
+{
+    return n ? (int16_t)rs_le_get_u16(m + 2 * (size_t)p) : p;
 }
 
 /* true when ROW is a sound routing row; else false with WHY, one phrase naming the token

@@ -531,9 +531,10 @@ static const char *run_select(int schema)
         RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM};
-    _Static_assert(RS_STORE_SCHEMA == 7, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
+    _Static_assert(RS_STORE_SCHEMA == 8, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
                                          "what read_dispatch reads and routing.executed, schema 6 the checksum "
-                                         "that check.c reads, schema 7 what read_record reads)");
+                                         "that check.c reads, schema 7 what read_record reads, schema 8 no "
+                                         "column)");
     return select[(schema < 1 ? 1 : schema > 3 ? 3 : schema) - 1];
 }
 

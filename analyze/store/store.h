@@ -1,7 +1,7 @@
 /* store.h — the SQLite routing store: runs, views, samples and per-token routing.
  *
  * One database file, WAL journal, foreign keys on, schema version in PRAGMA user_version
- * (RS_STORE_SCHEMA). Tables (see db.c for the DDL):
+ * (RS_STORE_SCHEMA); a file created since schema 8 has 16 KiB pages (db.c). Tables (see db.c for the DDL):
  *   models      one row per checkpoint (sha256 unique): path, config JSON, parameter count
  *   runs        one row per replay job: model, data source and slice, protocol, view specs,
  *               seed, identity (unique), status, images_total / images_done, shapes,
@@ -12,7 +12,9 @@
  *   views       (run, view) -> spec text
  *   samples     (run, image) -> label
  *   predictions (run, image, view) -> predicted class, its probability, the view's drawn
- *               parameters (JSON, includes the affine map) and its patch match map
+ *               parameters (JSON, includes the affine map; since schema 8 groups of keys
+ *               at their defaults are left out, view.h) and its patch match map (Np int16;
+ *               since schema 8 an identity map is written as 0 bytes, record_check.h)
  *   routing     (run, image, view, layer) -> three BLOBs covering all T tokens:
  *               top_idx  T*R uint8   expert ids by decreasing gate
  *               top_gate T*R float32 little-endian, their probabilities
@@ -56,7 +58,7 @@
 
 #include "rs_error.h"
 
-#define RS_STORE_SCHEMA 7
+#define RS_STORE_SCHEMA 8
 
 /* What a run's routing rows hold (`replay --record`, runs.record, schema 7): FULL the top-R ids
  * and gates and the float16 softmax over all E experts; TOPK the ids and gates only, with an
