@@ -73,6 +73,8 @@ int cmd_runs(int argc, char **argv)
                    r->bpr ? ", BPR" : "");
         if (r->has_group_seed)
             printf(", group seed %" PRIu64, r->group_seed);
+        if (r->compute[0]) /* so is the GEMM backend (OpenBLAS float32 is not shown) */
+            printf(", gemm %s", r->compute);
         printf(")\n");
         if (r->status == RS_RUN_FAILED && r->error)
             printf("     error: %s\n", r->error);

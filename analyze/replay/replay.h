@@ -54,6 +54,7 @@
 #include <stdint.h>
 
 #include "dispatch.h"
+#include "gemm.h"
 #include "rs_error.h"
 
 /* DONE of TOTAL images recorded, THIS_CALL of them in SECONDS by this call. */
@@ -88,6 +89,10 @@ typedef struct rs_replay_options {
                                     capacity factor (RS_EINVAL otherwise); ignored with
                                     resume_run, which takes the run's own */
     uint64_t group_seed;
+    /* The forward pass's GEMM backend and precision (model/gemm.h), part of the run's identity
+     * unless OpenBLAS f32; ignored with resume_run, which takes the run's own. */
+    rs_gemm_backend gemm;
+    rs_precision precision;
     const char *command, *version; /* provenance, stored with the run */
     rs_replay_progress progress; /* may be NULL */
     void *progress_ctx;

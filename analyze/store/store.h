@@ -103,6 +103,10 @@ typedef struct rs_run_spec {
      * order; otherwise shuffled windows of group_seed (schema 5), part of the identity. */
     bool has_group_seed;
     uint64_t group_seed;
+    /* The GEMM backend and precision ("onednn/f32", "onednn/bf16"; model/gemm.h): NULL for
+     * OpenBLAS in float32, which every run before them used. Part of the identity only when
+     * set, so earlier runs keep theirs and resume with OpenBLAS. */
+    const char *compute;
 } rs_run_spec;
 
 typedef enum rs_run_status { RS_RUN_RUNNING, RS_RUN_DONE, RS_RUN_FAILED, RS_RUN_INTERRUPTED } rs_run_status;
@@ -138,6 +142,8 @@ typedef struct rs_run_info {
      * a store older than schema 5. */
     bool has_group_seed;
     uint64_t group_seed;
+    /* The spec's compute as its identity holds it; "" for OpenBLAS float32. */
+    char compute[32];
     /* The model's provenance from its stored config JSON (docs/checkpoint.md): "method"
      * (owned; NULL when absent or not a string of at most 31 bytes) and "train_seed" (-1
      * when absent). analyze/store/run.h's rs_run_method reads the method with its fallback. */
