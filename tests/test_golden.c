@@ -116,16 +116,6 @@ static void check_topk(const float *ref_p, const int32_t *idx, int E, int R, siz
     }
 }
 
-/* The GEMM backend of RS_GEMM (openblas when unset): the golden suite runs once per
- * backend built (tests/meson.build), with the same tolerances. */
-static int set_backend(rs_model *m, rs_error *err)
-{
-    const char *name = getenv("RS_GEMM");
-    rs_gemm_backend backend = RS_GEMM_OPENBLAS;
-    int rc = name ? rs_gemm_backend_parse(name, &backend, err) : 0;
-    return rc ? rc : rs_model_set_compute(m, backend, RS_PRECISION_F32, err);
-}
-
 static void golden_case(void **state)
 {
     const char *name = *state;
@@ -143,7 +133,7 @@ static void golden_case(void **state)
         snprintf(path, sizeof path, "%s/%s", golden_dir, model_name);
     else
         snprintf(path, sizeof path, "%s/%s.safetensors", golden_dir, name);
-    if (rs_model_open(path, &m, &err) || set_backend(m, &err))
+    if (rs_model_open(path, &m, &err) || tu_set_backend(m, &err))
         fail_msg("%s", err.msg);
     const rs_config *c = &m->cfg;
     const rs_st_tensor *in_t = rs_safetensors_find(ref, "input");
@@ -465,7 +455,7 @@ static void layer_norm_eps_every_block(void **state)
     rs_model *m;
     rs_forward *f;
     rs_error err = {0};
-    if (rs_model_open(path, &m, &err) || set_backend(m, &err))
+    if (rs_model_open(path, &m, &err) || tu_set_backend(m, &err))
         fail_msg("%s", err.msg);
     assert_true(m->cfg.layer_norm_eps == HAND_EPS);
     assert_int_equal(rs_forward_create(m, HB, 1, &f, &err), 0);
