@@ -193,6 +193,19 @@ out:
     return st;
 }
 
+/* The largest power of two <= LEFT (0 when none is left): products run in such row
+ * blocks, so that a shape needs at most one primitive per bit of its row count instead of
+ * one per row count (expert products see a new one in almost every group). */
+static int row_block(int left)
+{
+    int rows = 1;
+    if (left <= 0)
+        return 0;
+    while (rows <= left / 2)
+        rows *= 2;
+    return rows;
+}
+
 /* Runs KEY on A, B, C, creating its primitive on first use. */
 static void run_dnnl(rs_gemm *g, const prim_key *key, const void *a, const void *b, float *c)
 {
@@ -232,8 +245,11 @@ void rs_gemm_f32(rs_gemm *g, bool trans_a, bool trans_b, int m, int n, int k, fl
         return;
 #ifdef RS_HAVE_DNNL
     if (g->backend == RS_GEMM_ONEDNN) {
-        prim_key key = {trans_a, trans_b, 0, m, n, k, lda, ldb, ldc, alpha, beta};
-        run_dnnl(g, &key, a, b, c);
+        /* Rows in power-of-two blocks (gemm.h): a row's value does not depend on the block. */
+        for (int row = 0, rows; (rows = row_block(m - row)) > 0; row += rows) {
+            prim_key key = {trans_a, trans_b, 0, rows, n, k, lda, ldb, ldc, alpha, beta};
+            run_dnnl(g, &key, a + (trans_a ? (size_t)row : (size_t)row * lda), b, c + (size_t)row * ldc);
+        }
         return;
     }
 #endif
@@ -262,8 +278,10 @@ void rs_gemm_bf16(rs_gemm *g, int m, int n, int k, const float *a, int lda, cons
     for (int i = 0; i < m; i++)
         for (int j = 0; j < k; j++)
             g->abuf[(size_t)i * k + j] = rs_bf16_round(a[(size_t)i * lda + j]);
-    prim_key key = {0, 1, 1, m, n, k, k, k, ldc, 1.0f, beta};
-    run_dnnl(g, &key, g->abuf, w, c);
+    for (int row = 0, rows; (rows = row_block(m - row)) > 0; row += rows) {
+        prim_key key = {0, 1, 1, rows, n, k, k, k, ldc, 1.0f, beta};
+        run_dnnl(g, &key, g->abuf + (size_t)row * k, w, c + (size_t)row * ldc);
+    }
 #else
     (void)k, (void)a, (void)lda, (void)w, (void)beta, (void)c, (void)ldc;
     if (!g->status.code)

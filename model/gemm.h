@@ -4,15 +4,18 @@
  * elements). Expert batches are one call per expert over its gathered rows.
  *
  * Backends: OpenBLAS cblas_sgemm (always built), and oneDNN matmul primitives (built when
- * meson finds libdnnl, RS_HAVE_DNNL). oneDNN primitives are created once per exact shape
- * (m, n, k, transposes, leading dimensions, alpha, beta, precision) and kept in this
- * object's cache until rs_gemm_free; a call only points the cached memory objects at its
+ * meson finds libdnnl, RS_HAVE_DNNL). oneDNN runs the m rows in blocks of powers of two
+ * (m = 200: 128 + 64 + 8); its primitives are created once per exact block shape (rows,
+ * n, k, transposes, leading dimensions, alpha, beta, precision) and kept in this object's
+ * cache until rs_gemm_free, so a shape needs at most one primitive per bit of m however
+ * many row counts the experts see; a call only points the cached memory objects at its
  * arrays and executes.
  *
  * Determinism (what the store's promise needs: records independent of --threads and
  * --batch): a call computes on the calling thread only (OpenBLAS's thread count is set to
  * 1 by the forward state; oneDNN runs with OpenMP's thread count 1 around creation and
- * execution), and every row of C depends only on its own row of A, whatever m is. For
+ * execution), and every row of C depends only on its own row of A, whatever m or the row
+ * block is. For
  * oneDNN that holds for its brgemm kernels with a fixed m (tests/onednn_test.sh checks it
  * on the models' shapes); its runtime-m jit gemm and its AMX bf16 kernels change their
  * blocking with m, so the shapes are never runtime and rs_gemm_create caps oneDNN's ISA
