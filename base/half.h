@@ -1,6 +1,7 @@
 /* half.h — IEEE 754 binary16 <-> float, for F16 checkpoints and the store's compact
  * router distributions. Exact for every half value; float -> half rounds to nearest even,
- * overflows to infinity, keeps NaN a NaN.
+ * overflows to infinity, keeps NaN a NaN. Also float -> bfloat16 -> float rounding, for
+ * vmoe's bfloat16 dispatch (model/dispatch.h).
  *
  * Header-only (static inline), like rs_le.h: the store's reader and its record check convert
  * every stored probability, millions per run, and a call per value cost them a tenth of
@@ -60,6 +61,21 @@ static inline uint16_t rs_float_to_half(float f)
     uint32_t dropped = abs & 0x1fff;
     h += (dropped > 0x1000) | ((dropped == 0x1000) & h); /* branch-free: the bit is random */
     return sign | (uint16_t)h;
+}
+
+/* F rounded to the nearest bfloat16 (8 mantissa bits), ties to even, as a float: what
+ * `x.astype(jnp.bfloat16).astype(jnp.float32)` and torch's `x.bfloat16().float()` give.
+ * Overflow goes to infinity and a NaN stays a NaN (returned as it is). */
+static inline float rs_float_round_bf16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+        return f;
+    bits += 0x7fffu + ((bits >> 16) & 1u); /* the carry rounds up past half, and at half when odd */
+    bits &= 0xffff0000u;
+    memcpy(&f, &bits, 4);
+    return f;
 }
 
 #endif

@@ -1,11 +1,13 @@
 /* bench_grad — times the C input gradient (model/grad.h) or the forward pass alone.
  *
- *   bench_grad MODEL BATCH THREADS SECONDS grad|forward [CF GROUP] [--gemm B] [--precision P] -> "images_per_s X"
+ *   bench_grad MODEL BATCH THREADS SECONDS grad|forward [CF GROUP [bf16]] [--gemm B] [--precision P]
+ *       -> "images_per_s X"
  *
  * grad: forward + backward of loss=router (the reference routing from one forward pass of
  * the same images); forward: rs_forward_run on the normalised images, what a replay runs.
  * With CF GROUP both run with expert capacity (capacity factor CF, dispatch groups of GROUP
- * images): the gradient through dispatch (rs_grad_create_dispatch).
+ * images): the gradient through dispatch (rs_grad_create_dispatch); with bf16 also vmoe's
+ * bfloat16 dispatch (expert inputs and outputs rounded, dispatch.h).
  * Driven by bench/bench_grad.py, which times PyTorch autograd on the same weights, batch
  * and threads in the same run. Input is fixed pseudo-random pixels in [0,1]. */
 #include <stdbool.h>
@@ -45,14 +47,15 @@ int main(int argc, char **argv)
     rs_precision precision;
     if (bench_compute_args(&argc, argv, &backend, &precision))
         return 2;
-    if ((argc != 6 && argc != 8) || (strcmp(argv[5], "grad") && strcmp(argv[5], "forward"))) {
-        fprintf(stderr, "usage: bench_grad MODEL BATCH THREADS SECONDS grad|forward [CF GROUP] [--gemm B] "
+    if ((argc != 6 && argc != 8 && argc != 9) || (strcmp(argv[5], "grad") && strcmp(argv[5], "forward")) ||
+        (argc == 9 && strcmp(argv[8], "bf16"))) {
+        fprintf(stderr, "usage: bench_grad MODEL BATCH THREADS SECONDS grad|forward [CF GROUP [bf16]] [--gemm B] "
                         "[--precision P]\n");
         return 2;
     }
     rs_dispatch dispatch = {0};
-    if (argc == 8)
-        dispatch = (rs_dispatch){.capacity_factor = atof(argv[6]), .group_images = atoi(argv[7])};
+    if (argc >= 8)
+        dispatch = (rs_dispatch){.capacity_factor = atof(argv[6]), .group_images = atoi(argv[7]), .bf16 = argc == 9};
     int batch = atoi(argv[2]), threads = atoi(argv[3]);
     double seconds = atof(argv[4]);
     rs_error err;

@@ -11,11 +11,13 @@ The objective is loss=router (the reference routing from a clean forward pass of
 images, a constant), computed on the PyTorch side by pytorch/grad_golden.py's objective.
 
     /usr/bin/python3 bench/bench_grad.py [--build build] [--threads 2] [--seconds 3]
-        [--shapes tiny,s32] [--batch tiny=64,s32=16] [--capacity 1.5:4]
+        [--shapes tiny,s32] [--batch tiny=64,s32=16] [--capacity 1.5:4] [--bf16]
 
 With --capacity CF:GROUP (default vmoe's attack study, 1.5 and groups of 4 images) the C
 gradient also runs through dispatch ("C f+b cap", rs_grad_create_dispatch), and its cost is
 given relative to the plain gradient ("cap / plain": 1.10 means 10 % slower); "" skips it.
+With --bf16 the gradient through dispatch also runs with vmoe's bfloat16 dispatch ("C f+b
+bf16"), relative to the same gradient without it ("bf16 / cap").
 
 Shapes: tiny = the bundled models/fmnist-tiny-vmoe-k2.safetensors; s32 = bench.py's
 V-MoE-S/32 "last 2" shape with random weights. Needs a built tree (bench_grad).
@@ -80,6 +82,8 @@ def main():
     parser.add_argument("--batch", default="tiny=64,s32=16", help="images per call, per shape")
     parser.add_argument("--capacity", default="1.5:4", help="CF:GROUP for the gradient through dispatch, "
                         "or '' for none")
+    parser.add_argument("--bf16", action="store_true", help="also time the gradient through dispatch with "
+                        "bfloat16 dispatch (needs --capacity)")
     args = parser.parse_args()
     capacity = tuple(args.capacity.split(":")) if args.capacity else ()
     torch.set_num_threads(args.threads)
@@ -88,7 +92,8 @@ def main():
           f"of {args.seconds:g} s, load average {os.getloadavg()[0]:.1f}")
     print(f"{'shape':6} {'batch':>5} {'PyTorch f+b':>12} {'C f+b':>9} {'C fwd':>9} "
           f"{'C/PyTorch':>10} {'f+b / fwd':>10}"
-          + (f" {'C f+b cap':>10} {'cap / plain':>11}" if capacity else "") + "   (images/s, OpenBLAS)")
+          + (f" {'C f+b cap':>10} {'cap / plain':>11}" if capacity else "")
+          + (f" {'C f+b bf16':>10} {'bf16 / cap':>10}" if capacity and args.bf16 else "") + "   (images/s, OpenBLAS)")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.shapes.split(","):
             if name == "tiny":
@@ -102,6 +107,8 @@ def main():
             runs = {"torch": [], "grad": [], "forward": [], "grad_onednn": [], "fwd_onednn": [], "fwd_bf16": []}
             if capacity:
                 runs["cap"] = []
+            if capacity and args.bf16:
+                runs["bf16"] = []
             for _ in range(RUNS):
                 runs["torch"].append(time_torch(model, config, batch, args.seconds))
                 runs["grad"].append(time_c(args, path, batch, "grad"))
@@ -111,8 +118,12 @@ def main():
                 runs["fwd_bf16"].append(time_c(args, path, batch, "forward", compute=BF16))
                 if capacity:
                     runs["cap"].append(time_c(args, path, batch, "grad", capacity))
+                if capacity and args.bf16:
+                    runs["bf16"].append(time_c(args, path, batch, "grad", capacity + ("bf16",)))
             med = {k: statistics.median(v) for k, v in runs.items()}
             cap = f" {med['cap']:10.1f} {med['grad'] / med['cap']:10.2f}x" if capacity else ""
+            if capacity and args.bf16:
+                cap += f" {med['bf16']:10.1f} {med['cap'] / med['bf16']:9.2f}x"
             print(f"{name:6} {batch:5d} {med['torch']:12.1f} {med['grad']:9.1f} {med['forward']:9.1f} "
                   f"{med['grad'] / med['torch']:9.2f}x {med['forward'] / med['grad']:9.2f}x{cap}", flush=True)
             ceil = run_c(args, "bench_forward", "--ceiling", path, batch, args.threads, args.seconds,

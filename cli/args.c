@@ -90,6 +90,12 @@ bool rs_cli_dispatch_option(const char *cmd, int c, const char *text, rs_cli_dis
     case RS_OPT_BPR:
         d->bpr = true;
         return true;
+    case RS_OPT_BF16:
+        d->bf16 = true;
+        return true;
+    case RS_OPT_PAD_LAST:
+        d->pad_last = true;
+        return true;
     default: /* RS_OPT_DISPATCH */
         if (strcmp(text, "model")) {
             rs_cli_usage_error(cmd, "--dispatch wants 'model', got '%s'", text);
@@ -102,13 +108,15 @@ bool rs_cli_dispatch_option(const char *cmd, int c, const char *text, rs_cli_dis
 
 bool rs_cli_dispatch_check(const char *cmd, rs_cli_dispatch *d)
 {
-    if (d->from_model && (d->capacity_factor > 0 || d->group_images || d->group_tokens || d->bpr)) {
+    bool extra = d->group_images || d->group_tokens || d->bpr || d->bf16 || d->pad_last;
+    if (d->from_model && (d->capacity_factor > 0 || extra)) {
         rs_cli_usage_error(cmd, "--dispatch model takes the model's own settings: leave out --capacity-factor, "
-                                "--group-images, --group-size and --bpr");
+                                "--group-images, --group-size, --bpr, --bf16-dispatch and --pad-last-group");
         return false;
     }
-    if (d->capacity_factor == 0 && (d->group_images || d->group_tokens || d->bpr)) {
-        rs_cli_usage_error(cmd, "--group-images, --group-size and --bpr belong to --capacity-factor");
+    if (d->capacity_factor == 0 && extra) {
+        rs_cli_usage_error(cmd, "--group-images, --group-size, --bpr, --bf16-dispatch and --pad-last-group belong "
+                                "to --capacity-factor");
         return false;
     }
     if (d->capacity_factor == 0 && !d->from_model && d->has_group_seed) {

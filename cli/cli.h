@@ -54,21 +54,23 @@ bool rs_cli_parse_int(const char *cmd, const char *name, const char *text, int l
 bool rs_cli_parse_u64(const char *cmd, const char *name, const char *text, uint64_t *out);
 
 /* Dispatch options of eval and replay (docs/dispatch.md): --capacity-factor F,
- * --group-images N, --group-size S, --bpr, --group-seed N, --dispatch model. Put
+ * --group-images N, --group-size S, --bpr, --bf16-dispatch, --pad-last-group, --group-seed N,
+ * --dispatch model. Put
  * RS_CLI_DISPATCH_OPTIONS in the option table, pass those option characters to
  * rs_cli_dispatch_option, then call rs_cli_dispatch_check once. Both print a usage error
  * and return false on bad input. */
 enum { RS_OPT_CAPACITY = 0x100, RS_OPT_GROUP_IMAGES, RS_OPT_BPR, RS_OPT_DISPATCH, RS_OPT_GROUP_SIZE,
-       RS_OPT_GROUP_SEED };
+       RS_OPT_GROUP_SEED, RS_OPT_BF16, RS_OPT_PAD_LAST };
 #define RS_CLI_DISPATCH_OPTIONS                                                                          \
     {"capacity-factor", required_argument, NULL, RS_OPT_CAPACITY},                                      \
     {"group-images", required_argument, NULL, RS_OPT_GROUP_IMAGES}, {"bpr", no_argument, NULL, RS_OPT_BPR}, \
     {"dispatch", required_argument, NULL, RS_OPT_DISPATCH},                                             \
     {"group-size", required_argument, NULL, RS_OPT_GROUP_SIZE},                                         \
-    {"group-seed", required_argument, NULL, RS_OPT_GROUP_SEED}
+    {"group-seed", required_argument, NULL, RS_OPT_GROUP_SEED},                                         \
+    {"bf16-dispatch", no_argument, NULL, RS_OPT_BF16}, {"pad-last-group", no_argument, NULL, RS_OPT_PAD_LAST}
 #define RS_CLI_DISPATCH_OPTION_CASES                                                                     \
     case RS_OPT_CAPACITY: case RS_OPT_GROUP_IMAGES: case RS_OPT_BPR: case RS_OPT_DISPATCH:                \
-    case RS_OPT_GROUP_SIZE: case RS_OPT_GROUP_SEED
+    case RS_OPT_GROUP_SIZE: case RS_OPT_GROUP_SEED: case RS_OPT_BF16: case RS_OPT_PAD_LAST
 #define RS_CLI_DISPATCH_USAGE                                                                              \
     "  --capacity-factor F  dispatch with expert capacity as V-MoE does: each expert takes at\n"           \
     "                   most ceil(S*k*F/E), raised to a multiple of 4, of a group's S tokens;\n"         \
@@ -77,21 +79,27 @@ enum { RS_OPT_CAPACITY = 0x100, RS_OPT_GROUP_IMAGES, RS_OPT_BPR, RS_OPT_DISPATCH
     "  --group-size S   the group in tokens instead: a multiple of the model's tokens per\n"           \
     "                   image (groups are whole images)\n"                                             \
     "  --bpr            Batch Priority Routing: tokens with larger top-1 gates go first\n"              \
+    "  --bf16-dispatch  round expert inputs and outputs to bfloat16 as vmoe's configs do\n"         \
+    "                   (Bfloat16Dispatcher); the rest stays float32\n"                               \
+    "  --pad-last-group pad a short last group with all-zero images that take capacity and\n"      \
+    "                   are not recorded (as vmoe pads its last batch)\n"                            \
     "  --group-seed N   draw each group's images from shuffled windows of 8 groups (seed N)\n"        \
     "                   instead of data order: the same images with other batch-mates\n"             \
     "  --dispatch model the dispatch in MODEL's config (a converted checkpoint's published\n"          \
-    "                   evaluation settings); see docs/dispatch.md\n"
+    "                   evaluation settings, bfloat16 dispatch included) with a padded last\n"     \
+    "                   group; see docs/dispatch.md\n"
 typedef struct rs_cli_dispatch {
     double capacity_factor;     /* 0: none */
     int group_images;           /* 0: not given */
     int group_tokens;           /* --group-size; 0: not given */
     bool bpr, from_model;
+    bool bf16, pad_last;        /* --bf16-dispatch, --pad-last-group */
     bool has_group_seed;
     uint64_t group_seed;
 } rs_cli_dispatch;
 bool rs_cli_dispatch_option(const char *cmd, int c, const char *text, rs_cli_dispatch *d);
-/* --group-images, --group-size and --bpr need --capacity-factor, --group-seed needs it or
- * --dispatch model, which takes none of the others; --group-images and --group-size
+/* --group-images, --group-size, --bpr, --bf16-dispatch and --pad-last-group need
+ * --capacity-factor, --group-seed needs it or --dispatch model, which takes none of the others; --group-images and --group-size
  * exclude each other. Fills the default group when neither is given. */
 bool rs_cli_dispatch_check(const char *cmd, rs_cli_dispatch *d);
 

@@ -7,8 +7,10 @@
 #include "cli.h"
 #include "tables/compare_tables.h"
 #include "tables/dispatch_tables.h"
+#include "stats/dissect.h"
 #include "stats/groups.h"
 #include "stats/interference.h"
+#include "tables/dissect_tables.h"
 #include "tables/groups_tables.h"
 #include "store/run.h"
 #include "stats/stats.h"
@@ -38,7 +40,10 @@ static const char usage_text[] =
     "accuracy of view 0 and of the other views) as the mean over seeds with its\n"
     "between-seed spread; every group against the first as\n"
     "the mean of the per-seed paired differences with a t interval over seeds (n - 1 df),\n"
-    "and per seed the paired bootstrap over images.\n"
+    "and per seed the paired bootstrap over images. When the runs force perturbed views to\n"
+    "the clean routing (base:view=P+route:from=0), also the dissection (docs/dissection.md):\n"
+    "per group and perturbation, accuracy, Top-1 agreement with the clean view and the\n"
+    "router- and expert-attributable shares of the flipped predictions, over seeds.\n"
     "\n"
     "  RUN_A, RUN_B     run ids (see 'routerscope runs'), last, or MODEL/PROTOCOL: the last\n"
     "                   finished run of the checkpoint with that file stem and protocol\n"
@@ -175,8 +180,9 @@ static int print_interference(const compare_args *a, const rs_run_info *ia, cons
     return rc;
 }
 
-/* Prints the group tables of G, with one note naming each group's runs. */
-static int print_groups(const compare_args *a, const rs_groups *g, rs_error *err)
+/* Prints the group tables of G (runs of STORE), with one note naming each group's runs, and
+ * the dissection when the runs force perturbed views to the clean routing. */
+static int print_groups(const compare_args *a, rs_store *store, const rs_groups *g, rs_error *err)
 {
     char notes[RS_GROUPS_MAX + 1][320], label[96];
     const char *lines[RS_GROUPS_MAX + 1];
@@ -198,12 +204,22 @@ static int print_groups(const compare_args *a, const rs_groups *g, rs_error *err
     int rc = rs_groups_answer(&g, 1, &ans, err);
     if (rc)
         return rc;
-    rs_table *t[3] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
-                      rs_report_groups_seed_table(g, a->db)};
-    rc = !t[0] || !t[1] || !t[2] ? rs_error_set(err, RS_ENOMEM, "out of memory")
-                                 : rs_table_write(stdout, t, 3, lines, nn, a->format, err);
-    for (int i = 0; i < 3; i++)
+    /* runs that force perturbed views to the clean routing: the dissection too (docs/dissection.md) */
+    rs_dissect *d = NULL;
+    rs_stats_options so = {.name = a->db};
+    if (rs_dissect_applies(&g->info[0]) && (rc = rs_dissect_compute(store, g, &so, &d, err))) {
+        rs_answer_free(ans);
+        return rc;
+    }
+    int nt = d ? 5 : 3;
+    rs_table *t[5] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
+                      rs_report_groups_seed_table(g, a->db), d ? rs_report_dissect_table(d, g, a->db) : NULL,
+                      d ? rs_report_dissect_seed_table(d, g, a->db) : NULL};
+    rc = !t[0] || !t[1] || !t[2] || (d && (!t[3] || !t[4])) ? rs_error_set(err, RS_ENOMEM, "out of memory")
+                                                               : rs_table_write(stdout, t, nt, lines, nn, a->format, err);
+    for (int i = 0; i < 5; i++)
         rs_table_free(t[i]);
+    rs_dissect_free(d);
     rs_answer_free(ans);
     return rc;
 }
@@ -222,7 +238,7 @@ static int compare_groups(compare_args *a)
     int status = RS_EXIT_OK;
     if (rs_store_open(a->db, true, &store, &err) ||
         rs_groups_compute(store, names, runs, a->groups.sizes, a->groups.n, &opt, &g, &err) ||
-        print_groups(a, g, &err))
+        print_groups(a, store, g, &err))
         status = rs_cli_fail(&err);
     rs_groups_free(g);
     rs_store_close(store);

@@ -16,7 +16,13 @@ static const char usage_text[] =
     "configuration comes from the tensors' shapes; what they cannot tell comes from a preset\n"
     "or the flags. The output is checked by opening it as `inspect` would.\n"
     "\n"
-    "  --config PRESET     vmoe-s32-last2: V-MoE-S/32 \"last 2\" (k = 2)\n"
+    "  --config PRESET     k and the evaluation dispatch of a vmoe config (docs/checkpoint.md):\n"
+    "                      vmoe-s32-last2        V-MoE-S/32 last 2, from scratch (factor 4.0)\n"
+    "                      vmoe-s32-last2-ft384  its 384-px fine-tune (factor 1.5)\n"
+    "                      vmoe-b16-ft384        V-MoE-B/16 fine-tuned at 384 px (factor 1.5)\n"
+    "                      vmoe-attack           the attack study's B/16 (factor 1.5, 4 images)\n"
+    "                      all: k = 2, groups of 8 images unless said, no BPR, bfloat16\n"
+    "                      dispatch; applied by eval/replay --dispatch model\n"
     "  --top-k K           experts per token (required without a preset)\n"
     "  --image-size N      input side in pixels (default: from pos_embedding, square grid)\n"
     "  --classifier C      token or gap; must agree with the checkpoint ('cls' present)\n"
@@ -27,6 +33,14 @@ static const char usage_text[] =
     "A timm-style PyTorch state dict (.pth) is converted by a script, because only Python\n"
     "reads its pickles: /usr/bin/python3 pytorch/convert_timm.py STATE.pth CONFIG.json OUT\n"
     "(README \"Analysing your own checkpoint\").\n";
+
+static bool known_preset(const char *name)
+{
+    for (int i = 0; rs_vmoe_presets[i]; i++)
+        if (!strcmp(rs_vmoe_presets[i], name))
+            return true;
+    return false;
+}
 
 int cmd_convert(int argc, char **argv)
 {
@@ -43,8 +57,9 @@ int cmd_convert(int argc, char **argv)
         switch (c) {
         case 'c':
             o.preset = optarg;
-            if (strcmp(optarg, "vmoe-s32-last2") != 0)
-                return rs_cli_usage_error("convert", "unknown --config '%s' (known: vmoe-s32-last2)", optarg);
+            if (!known_preset(optarg))
+                return rs_cli_usage_error("convert", "unknown --config '%s' (known: vmoe-s32-last2, "
+                                          "vmoe-s32-last2-ft384, vmoe-b16-ft384, vmoe-attack)", optarg);
             break;
         case 'k':
             if (!rs_cli_parse_int("convert", "--top-k", optarg, 1, RS_MAX_EXPERTS, &o.top_k))

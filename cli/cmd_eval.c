@@ -16,6 +16,7 @@ static const char usage_text[] =
     "usage: routerscope eval MODEL --data SRC [--threads N] [--batch N] [--offset N] [--limit N]\n"
     "                        [--gemm openblas|onednn] [--precision f32|bf16]\n"
     "                        [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
+    "                         [--bf16-dispatch] [--pad-last-group]\n"
     "                         | --dispatch model] [--group-seed N]\n"
     "\n"
     "Classify the images of SRC with MODEL and print the accuracy and images/s. Images\n"
@@ -108,8 +109,10 @@ static void print_dispatch(const rs_eval_options *eo, const rs_eval_summary *s)
     if (eo->has_group_seed)
         snprintf(seed, sizeof seed, ", group seed %" PRIu64, eo->group_seed);
     if (d->capacity_factor > 0)
-        printf("dispatch: capacity factor %g, groups of %d images%s%s: %lld of %lld top-k choices dropped (%.2f%%)\n",
-               d->capacity_factor, d->group_images, d->bpr ? ", BPR" : "", seed, s->dropped, s->choices,
+        printf("dispatch: capacity factor %g, groups of %d images%s%s%s%s: %lld of %lld top-k choices dropped "
+               "(%.2f%%)\n", d->capacity_factor, d->group_images, d->bpr ? ", BPR" : "",
+               d->bf16 ? ", bfloat16 dispatch" : "", d->pad_last ? ", last group padded" : "", seed, s->dropped,
+               s->choices,
                s->choices ? 100.0 * s->dropped / s->choices : 0.0);
 }
 
@@ -134,7 +137,8 @@ int cmd_eval(int argc, char **argv)
                           .progress = show ? progress : NULL,
                           .has_group_seed = o.dispatch.has_group_seed, .group_seed = o.dispatch.group_seed};
     const rs_dispatch given = {.capacity_factor = o.dispatch.capacity_factor,
-                               .group_images = o.dispatch.group_images, .bpr = o.dispatch.bpr};
+                               .group_images = o.dispatch.group_images, .bpr = o.dispatch.bpr,
+                               .bf16 = o.dispatch.bf16, .pad_last = o.dispatch.pad_last};
     if (rs_group_dispatch_resolve(&m->cfg, o.model, o.dispatch.from_model, &given, o.dispatch.group_tokens,
                                   o.dispatch.has_group_seed, &eo.dispatch, &err)) {
         rs_model_close(m);

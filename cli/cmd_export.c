@@ -23,6 +23,7 @@ static const char usage_text[] =
     "                     MODEL/PROTOCOL: the last finished run of that checkpoint and protocol\n"
     "  --format F         csv (default, with a header row) or jsonl (one JSON object a line)\n"
     "  --probs            one row per token and expert with the router's probability instead\n"
+    "                     (a run replayed with --record topk has none: refused, exit 1)\n"
     "  -o, --output OUT   write to OUT instead of stdout\n";
 
 /* Opens DB, finds the run RUN_TEXT names, writes it to OUT_PATH (stdout when NULL). */

@@ -25,7 +25,8 @@ static const char usage_text[] =
     "  grid        top-1 expert of every patch of image I, views side by side, one row per\n"
     "              MoE layer; red borders where a view's expert differs from view 0's\n"
     "  heatmap     a per-patch value of image I: --metric gate|entropy|jsd|changed\n"
-    "              (default gate) of --view V (default 0; jsd: 1), every MoE layer or --layer B\n"
+    "              (default gate) of --view V (default 0; jsd: 1), every MoE layer or --layer B;\n"
+    "              entropy and jsd need the softmax (not in a run replayed with --record topk)\n"
     "  accuracy    accuracy of every view (clean, noise severities) with Wilson bands;\n"
     "              --runs A,B,... overlays runs\n"
     "  sweep       Top-1 agreement against the views (noise severities) with bootstrap bands;\n"
@@ -288,6 +289,10 @@ int cmd_render(int argc, char **argv)
         rc = rs_error_set(&err, RS_ENOMEM, "out of memory");
     for (int i = 0; i < nids && !rc; i++)
         rc = rs_run_load(store, o.db, ids[i], &runs[i], &err);
+    char why[160];
+    if (!rc && is_heat && (metric == RS_PATCH_ENTROPY || metric == RS_PATCH_JSD) &&
+        rs_run_lacks_softmax(&runs[0], metric == RS_PATCH_JSD ? "JSD" : "entropy", why, sizeof why))
+        rc = rs_error_set(&err, RS_EINVAL, "%s", why);
     bool is_attack = !strcmp(o.kind, "attack-curves") || !strncmp(o.kind, "min-eps", 7) ||
                      !strcmp(o.kind, "attack-objective");
     int slot = -1, slot_i = -1;

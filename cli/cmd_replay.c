@@ -19,8 +19,9 @@ static const char usage_text[] =
     "                          [--augment SPEC] [--views 'SPEC;SPEC;...'] [--attack SPEC]\n"
     "                          [--eps LIST] [--corruptions LIST] [--severities LIST] [--seed S]\n"
     "                          [--offset N] [--limit N] [--threads N] [--batch N] [--shard I/N]\n"
-    "                          [--shard-dir DIR]\n"
+    "                          [--shard-dir DIR] [--record full|topk]\n"
     "                          [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
+    "                           [--bf16-dispatch] [--pad-last-group]\n"
     "                           | --dispatch model] [--group-seed N]\n"
     "                          [--gemm openblas|onednn] [--precision f32|bf16]\n"
     "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
@@ -48,8 +49,8 @@ static const char usage_text[] =
     "                   (default " RS_ADVERSARIAL_EPS ")\n"
     "  --corruptions LIST  the corruptions protocol's names separated by ',': any of\n"
     "                   " RS_CORRUPT_DEFAULT "\n"
-    "                   (the default: the benchmark's 15 less motion_blur, snow and frost),\n"
-    "                   speckle_noise, gaussian_blur, saturate\n"
+    "                   (the default: the benchmark's 15), speckle_noise, gaussian_blur,\n"
+    "                   saturate\n"
     "  --severities LIST   its severities, 1..5 separated by ',' (default 1,2,3,4,5)\n"
     "  --seed S         seed of every random draw (default 0)\n"
     "  --offset N, --limit N   a slice of the source\n"
@@ -57,6 +58,10 @@ static const char usage_text[] =
     "  --batch N        images per committed batch (default 256), rounded up to whole groups\n"
     "                   of the forward pass so that results never depend on it\n"
     "  --resume RUN     continue an unfinished run (see 'routerscope runs')\n"
+    "  --record FORM    full (default): top-k ids, gates and the float16 softmax over all\n"
+    "                   experts; topk: ids and gates only, for stores at benchmark scale\n"
+    "                   (JSD, entropy, the PRC score and export --probs then say that the\n"
+    "                   run did not record them; bytes per record in docs/store.md)\n"
     "  --shard I/N      replay only shard I (0..N-1) of the job into FILE; join the N shard\n"
     "                   stores with 'routerscope merge' (docs/scale-out.md)\n"
     RS_CLI_COMPUTE_USAGE RS_CLI_DISPATCH_USAGE
@@ -118,6 +123,16 @@ static bool parse_shard(const char *text, rs_replay_options *o)
     return true;
 }
 
+/* --record full|topk. */
+static bool parse_record(const char *text, rs_replay_options *o)
+{
+    rs_error err;
+    if (!rs_record_form_parse(text, &o->record, &err))
+        return true;
+    rs_cli_usage_error("replay", "--record wants full or topk, got '%s'", text);
+    return false;
+}
+
 static int parse(int argc, char **argv, rs_replay_options *o, const char **shard_dir)
 {
     static const struct option opts[] = {
@@ -130,6 +145,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         {"shard-dir", required_argument, NULL, 'L'}, {"attack", required_argument, NULL, 'A'},
         {"eps", required_argument, NULL, 'E'},      {"help", no_argument, NULL, 'h'},
         {"corruptions", required_argument, NULL, 'C'}, {"severities", required_argument, NULL, 'V'},
+        {"record", required_argument, NULL, 'R'},
         RS_CLI_DISPATCH_OPTIONS, RS_CLI_COMPUTE_OPTIONS,
         {NULL, 0, NULL, 0}};
     int c, resume = 0, set = 0;
@@ -155,6 +171,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         case 'r': ok = rs_cli_parse_int("replay", "--resume", optarg, 1, INT_MAX, &resume); break;
         case 'S': ok = parse_shard(optarg, o), set++; break;
         case 'L': *shard_dir = optarg; break;
+        case 'R': ok = parse_record(optarg, o), set++; break;
         case 'h': fputs(usage_text, stdout); return -1;
         RS_CLI_DISPATCH_OPTION_CASES:
             ok = rs_cli_dispatch_option("replay", c, optarg, &dispatch), set++;
@@ -170,7 +187,7 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
     if (!rs_cli_dispatch_check("replay", &dispatch))
         return RS_EXIT_USAGE;
     o->dispatch = (rs_dispatch){.capacity_factor = dispatch.capacity_factor, .group_images = dispatch.group_images,
-                                .bpr = dispatch.bpr};
+                                .bpr = dispatch.bpr, .bf16 = dispatch.bf16, .pad_last = dispatch.pad_last};
     o->dispatch_model = dispatch.from_model;
     o->group_tokens = dispatch.group_tokens;
     o->has_group_seed = dispatch.has_group_seed;
@@ -188,8 +205,9 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         return rs_cli_usage_error("replay", "wants one MODEL");
     o->model_path = argc - optind == 1 ? argv[optind] : NULL;
     if (resume && set)
-        return rs_cli_usage_error("replay", "--resume takes the run's own data, slice, protocol, views, seed and "
-                                            "dispatch and gemm; only MODEL, --threads and --batch may be given");
+        return rs_cli_usage_error("replay", "--resume takes the run's own data, slice, protocol, views, seed, "
+                                            "dispatch, gemm and record form; only MODEL, --threads and --batch may be "
+                                            "given");
     if (resume)
         return 0;
     if (!o->model_path)

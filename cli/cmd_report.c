@@ -18,9 +18,11 @@ static const char usage_text[] =
     "\n"
     "Write the report of run A (or the comparison report of runs A, B, ...) of FILE into DIR:\n"
     "index.html (opens from disk), report.md, report.pdf, tables/*.csv and *.tex, figures/*.png.\n"
-    "One run: routing consistency (Top-1, Top-2, Top-2 order-agnostic with 95 % intervals),\n"
-    "accuracy, router figures, the severity sweep of a noise run, load, transitions, grids.\n"
-    "Several runs: a summary, the headline table (PRC Table 2 form), paired differences,\n"
+    "Every report starts with its answer. One run: its headline figures, then routing\n"
+    "consistency (Top-1, Top-2, Top-2 order-agnostic with 95 % intervals), accuracy, router\n"
+    "figures, the severity sweep of a noise run, load, transitions, grids. Several runs: each\n"
+    "run against its baseline (or, with none, each run's own figures; with groups, each\n"
+    "method over seeds), the headline table (PRC Table 2 form), paired differences,\n"
     "accuracy (Table 1 form), the severity sweep of the noise runs, router figures, examples\n"
     "(grids of the same images per run, per-patch heatmaps) and the images whose Top-1\n"
     "agreement differs most; --detail adds each run's own tables and figures. Runs that are\n"
@@ -33,7 +35,8 @@ static const char usage_text[] =
     "  --group NAME=IDS instead of --runs: groups of runs, one per training seed, seeds paired\n"
     "                   by position (docs/groups.md); the report holds all their runs and,\n"
     "                   per protocol, each figure as the mean over seeds with its spread and\n"
-    "                   each group against the first with a t interval over seeds\n"
+    "                   each group against the first with a t interval over seeds; runs\n"
+    "                   with forced views add the dissection (docs/dissection.md)\n"
     "  --force          groups whose runs differ (method, k, images, seed order) go on, flagged\n"
     "  --out DIR        output folder, replaced as a whole when the report is complete; an\n"
     "                   existing DIR must be empty or an earlier report (it holds the file\n"
@@ -41,6 +44,7 @@ static const char usage_text[] =
     "  --images N       expert-selection grids of N example images (default 2; 0: none): the\n"
     "                   first on which every pair run matched at least half of its patches\n"
     "  --detail         several runs: add each run's own tables, load and transition figures\n"
+    "                   (with groups also each layer's headline rows and the attack's runs)\n"
     "  --resamples N    bootstrap resamples (default 1000; 0: no intervals)\n";
 
 /* The options' checks; every group's run ids into *IDS (--runs are found once the store is

@@ -11,7 +11,8 @@ static const char usage_text[] =
     "usage: routerscope runs --db FILE\n"
     "\n"
     "List the replay runs recorded in FILE: id, status, progress, protocol and views,\n"
-    "model (checkpoint file name, sha256 prefix, top-k), data and seed. Run ids are what --resume, stats and reports take.\n";
+    "model (checkpoint file name, sha256 prefix, top-k), data and seed (and the dispatch and\n"
+    "'record topk' where a run has them). Run ids are what --resume, stats and reports take.\n";
 
 static const char *status_name(rs_run_status s)
 {
@@ -69,12 +70,15 @@ int cmd_runs(int argc, char **argv)
             printf("%s%s", v ? " ; " : " ", r->view_specs[v]);
         printf("  (seed %" PRIu64, r->seed);
         if (r->capacity_factor > 0) /* dispatch settings tell otherwise identical runs apart */
-            printf(", capacity factor %g, groups of %d images%s", r->capacity_factor, r->group_images,
-                   r->bpr ? ", BPR" : "");
+            printf(", capacity factor %g, groups of %d images%s%s%s", r->capacity_factor, r->group_images,
+                   r->bpr ? ", BPR" : "", r->bf16_dispatch ? ", bfloat16 dispatch" : "",
+                   r->pad_last_group ? ", last group padded" : "");
         if (r->has_group_seed)
             printf(", group seed %" PRIu64, r->group_seed);
         if (r->compute[0]) /* so is the GEMM backend (OpenBLAS float32 is not shown) */
             printf(", gemm %s", r->compute);
+        if (r->record == RS_RECORD_TOPK) /* full, the default, goes unsaid as in older stores */
+            printf(", record topk");
         printf(")\n");
         if (r->status == RS_RUN_FAILED && r->error)
             printf("     error: %s\n", r->error);

@@ -818,7 +818,43 @@ int rs_safetensors_write_f32(const char *path, const rs_st_out_tensor *tensors, 
 
 /* ---- the conversion ----------------------------------------------------------------- */
 
-const char *const rs_vmoe_presets[] = {"vmoe-s32-last2", NULL};
+const char *const rs_vmoe_presets[] = {"vmoe-s32-last2", "vmoe-s32-last2-ft384", "vmoe-b16-ft384", "vmoe-attack",
+                                       NULL};
+
+/* What each preset knows that the tensors cannot tell: k, and the dispatch its vmoe config
+ * evaluates with (google-research/vmoe, files under vmoe/; docs/checkpoint.md cites them).
+ * Every vmoe_paper config dispatches with 'einsum', 'bfloat16': True and batch_priority
+ * False (configs/vmoe_paper/common.py, get_vmoe_config), in groups of 8 images' tokens
+ * (min_batch_size_per_device = 8); the capacity factor is the file's own. */
+typedef struct preset {
+    const char *name;
+    int top_k;
+    double capacity_factor;
+    int group_images;
+    bool bpr, bf16;
+} preset;
+
+static const preset PRESETS[] = {
+    /* configs/vmoe_paper/vmoe_s32_last2_ilsvrc2012_randaug_light1.py: evaluate.model_overrides
+     * sets capacity_factor 4.0 ("Use higher capacity for evaluation"). */
+    {"vmoe-s32-last2", 2, 4.0, 8, false, true},
+    /* configs/vmoe_paper/vmoe_s32_last2_ilsvrc2012_randaug_light1_ft_ilsvrc2012.py (384 px):
+     * get_vmoe_config sets capacity_factor 1.5, no evaluation override. */
+    {"vmoe-s32-last2-ft384", 2, 1.5, 8, false, true},
+    /* configs/vmoe_paper/vmoe_b16_imagenet21k_randaug_strong_ft_ilsvrc2012.py (384 px): 1.5. */
+    {"vmoe-b16-ft384", 2, 1.5, 8, false, true},
+    /* projects/adversarial_attacks/configs/attack/ilsvrc2012.py, the attack study: the B/16
+     * fine-tune above with capacity_factor 1.5, group_size ((384 // 16)**2 + 1) * 4: 4 images. */
+    {"vmoe-attack", 2, 1.5, 4, false, true},
+};
+
+static const preset *find_preset(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof PRESETS / sizeof *PRESETS; i++)
+        if (!strcmp(PRESETS[i].name, name))
+            return &PRESETS[i];
+    return NULL;
+}
 
 #define MAX_OUT (16 + 20 * RS_MAX_DEPTH)
 
@@ -965,9 +1001,10 @@ static int convert(conv *cv, const rs_vmoe_options *opt, const char *out, char *
             return rs_error_set(err, RS_EFORMAT, "%s: no Encoder/encoder_norm/scale at the tree's root, params/ or "
                                 "target/: not a V-MoE ViT checkpoint", cv->prefix);
     }
-    bool s32 = opt->preset && !strcmp(opt->preset, "vmoe-s32-last2");
-    if (opt->preset && !s32)
-        return rs_error_set(err, RS_EINVAL, "unknown preset '%s' (known: vmoe-s32-last2)", opt->preset);
+    const preset *pre = find_preset(opt->preset);
+    if (opt->preset && !pre)
+        return rs_error_set(err, RS_EINVAL, "unknown preset '%s' (known: vmoe-s32-last2, vmoe-s32-last2-ft384, "
+                            "vmoe-b16-ft384, vmoe-attack)", opt->preset);
     if (has(cv, "MapHead/probe"))
         return rs_error_set(err, RS_EFORMAT, "%s: classifier 'map' (MapHead) is not supported", cv->prefix);
 
@@ -1174,7 +1211,7 @@ static int convert(conv *cv, const rs_vmoe_options *opt, const char *out, char *
     if ((rc = dense(cv, "head", "head", D, K, true, err)))
         return rc;
 
-    int top_k = opt->top_k > 0 ? opt->top_k : s32 ? 2 : 0;
+    int top_k = opt->top_k > 0 ? opt->top_k : pre ? pre->top_k : 0;
     if (top_k == 0)
         return rs_error_set(err, RS_EINVAL, "%s: top_k cannot be read from the tensors: pass --top-k K or --config "
                             "PRESET", cv->prefix);
@@ -1208,12 +1245,12 @@ static int convert(conv *cv, const rs_vmoe_options *opt, const char *out, char *
     json_object_set_new(cfg, "mean", mean);
     json_object_set_new(cfg, "std", std);
     json_object_set_new(cfg, "representation", json_boolean(representation));
-    /* What vmoe's config for this model evaluates with (vmoe_paper/vmoe_s32_last2_ilsvrc2012_
-     * randaug_light1.py: evaluation capacity factor 4.0; common.py: groups of 8 images' tokens,
-     * no batch priority); applied only on request (`--dispatch model`). */
-    if (s32)
-        json_object_set_new(cfg, "dispatch", json_pack("{s:f, s:i, s:b}", "capacity_factor", 4.0, "group_images", 8,
-                                                       "bpr", 0));
+    /* What vmoe's config for this model evaluates with (PRESETS); applied only on request
+     * (`--dispatch model`). */
+    if (pre)
+        json_object_set_new(cfg, "dispatch", json_pack("{s:f, s:i, s:b, s:b}", "capacity_factor", pre->capacity_factor,
+                                                       "group_images", pre->group_images, "bpr", pre->bpr, "bf16",
+                                                       pre->bf16));
     char *cfg_text = json_dumps(cfg, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(cfg);
     if (!cfg_text)

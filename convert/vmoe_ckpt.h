@@ -59,7 +59,7 @@ const rs_vmoe_array *rs_vmoe_ckpt_find(const rs_vmoe_ckpt *ck, const char *path)
  * classifier from the presence of "cls", gelu tanh (flax.linen.gelu's default), mean/std
  * 0.5 (V-MoE's [-1,1] input), layer_norm_eps 1e-6 (Flax LayerNorm). */
 typedef struct rs_vmoe_options {
-    const char *preset;  /* "vmoe-s32-last2" or NULL */
+    const char *preset;  /* a name of rs_vmoe_presets, or NULL */
     int top_k;           /* 0: from the preset */
     int image_size;      /* 0: from pos_embedding (a square grid) */
     int classifier;      /* -1: auto, else rs_classifier */

@@ -7,16 +7,17 @@
  * view 1 attacked (an attacks row per image), view 2 forcing layer 0 (executed masks):
  *   run 1  done, with a capacity factor (kept masks), so with its checksum
  *   run 2  interrupted after 2 of its 3 images, no capacity: no checksum, checked row by row
+ *   run 3  done, no capacity, recorded with --record topk (empty probs BLOBs), with its checksum
  * Each input is a list of operations (mutate): pick a table (every table of the schema), a
  * row, a column, and delete the row, truncate, extend or overwrite the value's bytes, or set
  * it to an integer, NULL or text. Then, for each run:
  *   - the check must not crash or leak (ASan, UBSan);
- *   - run 1: if any of its records changed while its run, model and view rows did not, the
- *     check must refuse it (its checksum covers every byte of its records);
+ *   - runs 1 and 3: if any of its records changed while its run, model and view rows did not,
+ *     the check must refuse it (its checksum covers every byte of its records);
  *   - a run the check passes holds exactly its images_done samples, images_done x V
  *     predictions and images_done x V x L routing rows (counted here in SQL, apart from the
  *     store's code), and the cursor reads that many records, each with finite probabilities
- *     summing to 1 within 2^-10 and expert ids < E. */
+ *     summing to 1 within 2^-10 (a topk run: none, and gates in [0, 1]) and expert ids < E. */
 #include <math.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -125,6 +126,8 @@ static void base_store(void)
     write_run(s, &spec, N, true);
     spec.seed = 2, spec.capacity_factor = 0, spec.group_images = 0;
     write_run(s, &spec, N - 1, false);
+    spec.seed = 3, spec.record = RS_RECORD_TOPK;
+    write_run(s, &spec, N, false);
     rs_store_close(s);
     if (rs_store_checkpoint_file(path, &err))
         abort();
@@ -148,7 +151,7 @@ static const char *const c_runs[] = {"id",        "model_id",    "first_image", 
                                      "num_layers", "tokens",      "patches",     "grid_h",      "grid_w",
                                      "record_k",   "num_experts", "num_classes", "has_cls",     "status",
                                      "images_total", "images_done", "top_k",     "capacity_factor", "checksum",
-                                     "layers"};
+                                     "layers",     "record"};
 static const char *const c_views[] = {"run_id", "view", "spec"};
 static const char *const c_samples[] = {"run_id", "image", "label"};
 static const char *const c_predictions[] = {"run_id", "image", "view", "predicted", "prob", "params", "match"};
@@ -157,7 +160,7 @@ static const char *const c_routing[] = {"run_id", "image", "view", "layer", "top
 static const char *const c_attacks[] = {"run_id", "image", "view", "linf", "l2", "steps", "objective"};
 static const table tables[] = {
     {"models", "id", c_models, 5},
-    {"runs", "id", c_runs, 21},
+    {"runs", "id", c_runs, 22},
     {"views", "run_id, view", c_views, 3},
     {"samples", "run_id, image", c_samples, 3},
     {"predictions", "run_id, image, view", c_predictions, 7},
@@ -380,7 +383,15 @@ static void passed_run_is_whole(const char *path, rs_store *store, int64_t run)
     int64_t records = 0;
     int rc;
     while ((rc = rs_store_cursor_next(cur, &rec, &err)) == 1) {
-        for (int t = 0; t < info.tokens; t++) {
+        if (info.record == RS_RECORD_TOPK && rec.probs)
+            abort();
+        for (int t = 0; t < info.tokens && info.record == RS_RECORD_TOPK; t++)
+            for (int r = 0; r < info.record_k; r++) {
+                float g = rec.top_gate[(size_t)t * info.record_k + r];
+                if (!(g >= 0 && g <= 1) || rec.top_idx[(size_t)t * info.record_k + r] >= info.num_experts)
+                    abort();
+            }
+        for (int t = 0; t < info.tokens && rec.probs; t++) {
             double sum = 0;
             for (int e = 0; e < info.num_experts; e++) {
                 float p = rec.probs[(size_t)t * info.num_experts + e];
@@ -421,22 +432,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     /* As the store runs (deletes cascade); no fsync: the file lives for one input. */
     sqlite3_exec(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = OFF", NULL, NULL, NULL);
-    snapshot before[2] = {take(db, 1), take(db, 2)};
+    snapshot before[3] = {take(db, 1), take(db, 2), take(db, 3)};
     input in = {data, size, 0};
     for (int op = 0; op < 8 && in.at < in.n; op++)
         mutate(db, &in);
-    snapshot after[2] = {take(db, 1), take(db, 2)};
+    snapshot after[3] = {take(db, 1), take(db, 2), take(db, 3)};
     sqlite3_close(db);
 
     rs_store *store;
     rs_error err;
     if (rs_store_open(path, true, &store, &err))
         return 0; /* a store that does not open is refused whole */
-    for (int64_t run = 1; run <= 2; run++) {
+    for (int64_t run = 1; run <= 3; run++) {
         int rc = rs_store_check_run(store, run, &err);
         const snapshot *b = &before[run - 1], *a = &after[run - 1];
-        if (run == 1 && !rc && a->owner == b->owner && a->records != b->records) {
-            fprintf(stderr, "fuzz_store_read: run 1's records changed and the check passed them\n");
+        if (run != 2 && !rc && a->owner == b->owner && a->records != b->records) {
+            fprintf(stderr, "fuzz_store_read: run %lld's records changed and the check passed them\n", (long long)run);
             abort();
         }
         if (!rc)

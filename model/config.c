@@ -145,6 +145,8 @@ static int parse_dispatch(json_t *root, rs_config *c, rs_error *err)
     int rc = get_int(v, "group_images", 1, RS_DISPATCH_MAX_GROUP_IMAGES, &c->dispatch.group_images, err);
     if (!rc)
         rc = get_bool(v, "bpr", true, &c->dispatch.bpr, err);
+    if (!rc)
+        rc = get_bool(v, "bf16", true, &c->dispatch.bf16, err);
     return rc;
 }
 

@@ -37,7 +37,8 @@ typedef struct rs_config {
     float mean[RS_MAX_CHANNELS], std[RS_MAX_CHANNELS];
     bool representation;            /* pre_logits dense + tanh before the head */
     char **labels;                  /* owned, num_classes strings, or NULL */
-    /* Optional key "dispatch": {"capacity_factor": F, "group_images": N, "bpr": B} — the
+    /* Optional key "dispatch": {"capacity_factor": F, "group_images": N, "bpr": B, "bf16": B}
+     * (bf16: vmoe's bfloat16 dispatch, dispatch.h; optional, false when absent) — the
      * settings the published model was evaluated with (a converted checkpoint's preset).
      * capacity_factor 0 when absent. Applied only when a user asks (`--dispatch model`). */
     rs_dispatch dispatch;

@@ -25,6 +25,16 @@ typedef struct rs_dispatch {
     double capacity_factor;  /* > 0: capacity per expert and group; 0: none */
     int group_images;        /* images per dispatch group (>= 1) when capacity_factor > 0 */
     bool bpr;                /* Batch Priority Routing */
+    /* vmoe's Bfloat16Dispatcher (`vmoe/moe.py`): each expert's input rows are rounded to
+     * bfloat16 (rs_float_round_bf16, half.h) after dispatch, before the expert MLP, and its
+     * output rows before the gate-weighted combine; everything else stays float32. The
+     * gradient passes both roundings straight through. Needs a capacity factor. */
+    bool bf16;
+    /* A short group (the last of a batch) is padded to group_images with all-zero images
+     * (zero after normalisation, as vmoe's input pipeline pads its last batch) that take
+     * capacity like any image; their outputs are computed and never reported. Needs a
+     * capacity factor. */
+    bool pad_last;
 } rs_dispatch;
 
 /* Largest accepted capacity factor: far beyond any drop (C >= S once cf >= E / k). */

@@ -17,6 +17,9 @@ typedef struct workspace {
     rs_group_bufs g;
     rs_block_bufs b;   /* qkv (N,3D), one (T,T) score buffer, expert outputs (N,D), routing sort */
     int32_t *order;    /* (2N) dispatch priority order and its sort scratch; NULL without capacity */
+    float *pad;        /* with pad_last: (G,C,H,W) a short group and its zero images, else NULL */
+    int32_t *forced_pad; /* with pad_last: (N,k) a padded group's forced rows, -1 for the padding */
+    uint8_t *forced_run_pad; /* with pad_last: (N,k) their run flags */
 } workspace;
 
 struct rs_forward {
@@ -40,17 +43,31 @@ static void record_executed(const rs_config *c, const rs_block_bufs *bb, rs_moe_
         memcpy(r->executed + (row0 + (size_t)n) * k, rs_moe_choices(bb, n, R, k), sizeof(int32_t) * (size_t)k);
 }
 
-/* The whole network for images FIRST .. FIRST+G-1 of the batch, FORCED as in
- * rs_forward_run_forced (NULL: none). */
+/* FS's rows of the N real tokens of a padded group starting at row FROW, into the
+ * workspace's pad rows, the padding's rows routed as usual (-1); sets BB's forced rows. */
+static void pad_forced(const rs_config *c, workspace *ws, const rs_forced *fs, size_t frow, int N, int n)
+{
+    size_t k = (size_t)c->top_k, real = (size_t)n * k;
+    memcpy(ws->forced_pad, fs->experts + frow, sizeof(int32_t) * real);
+    for (size_t i = real; i < (size_t)N * k; i++)
+        ws->forced_pad[i] = -1;
+    for (size_t i = 0; i < (size_t)N * k; i++)
+        ws->forced_run_pad[i] = i >= real || !fs->run || fs->run[frow + i];
+    ws->b.forced = ws->forced_pad;
+    ws->b.forced_run = ws->forced_run_pad;
+}
+
+/* The whole network for the G images IMAGES, images FIRST .. FIRST+G-1 of the batch, of
+ * which the first REAL are the batch's (the rest a short group's padding, dispatch.h),
+ * FORCED as in rs_forward_run_forced (NULL: none). */
 static void forward_group(rs_forward *f, workspace *ws, const float *images, const rs_forced *forced, int first,
-                          int G)
+                          int G, int real)
 {
     const rs_model *m = f->m;
     const rs_config *c = &m->cfg;
     size_t T = (size_t)rs_config_tokens(c), E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
-    size_t img = (size_t)c->channels * c->image_h * c->image_w;
     int N = G * (int)T;
-    rs_layer_embed(m, &ws->g, images + first * img, G, false);
+    rs_layer_embed(m, &ws->g, images, G, false);
     for (int i = 0; i < c->depth; i++) {
         const rs_block_weights *w = &m->blocks[i];
         rs_layer_attention(c, &ws->g, &ws->b, w, G);
@@ -68,6 +85,8 @@ static void forward_group(rs_forward *f, workspace *ws, const float *images, con
             size_t frow = row0 * (size_t)c->top_k;
             ws->b.forced = fs ? fs->experts + frow : NULL;
             ws->b.forced_run = fs && fs->run ? fs->run + frow : NULL;
+            if (fs && real < G)
+                pad_forced(c, ws, fs, frow, N, real * (int)T);
             rs_layer_moe(c, &ws->g, &ws->b, w, N, ws->b.kept ? &f->dispatch : NULL, ws->order);
             record_executed(c, &ws->b, r, row0, N);
         }
@@ -85,7 +104,13 @@ typedef struct run_ctx {
 static void run_group(void *ctx, int thread, int first, int n)
 {
     run_ctx *r = ctx;
-    forward_group(r->f, &r->f->ws[thread], r->images, r->forced, first, n);
+    const rs_config *c = &r->f->m->cfg;
+    workspace *ws = &r->f->ws[thread];
+    const float *images = r->images + (size_t)first * c->channels * c->image_h * c->image_w;
+    int G = rs_group_padded(&r->f->dispatch, n, r->f->group);
+    if (G > n)
+        images = rs_group_pad(c, images, n, G, false, ws->pad);
+    forward_group(r->f, ws, images, r->forced, first, G, n);
 }
 
 /* RS_EINVAL unless every row of FORCED (batch*T rows of k) is -1 first or k distinct experts. */
@@ -158,9 +183,12 @@ static void free_workspace(workspace *ws)
     free(ws->b.route_start);
     free(ws->order);
     rs_gemm_free(ws->g.gemm);
+    free(ws->pad);
+    free(ws->forced_pad);
+    free(ws->forced_run_pad);
 }
 
-static bool alloc_workspace(workspace *ws, const rs_config *c, int G, bool capacity)
+static bool alloc_workspace(workspace *ws, const rs_config *c, int G, bool capacity, bool pad)
 {
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)G * T;
     size_t D = (size_t)c->hidden, M = (size_t)c->mlp_dim, E = (size_t)c->num_experts;
@@ -175,7 +203,10 @@ static bool alloc_workspace(workspace *ws, const rs_config *c, int G, bool capac
            (g->pooled = malloc(sizeof(float) * (size_t)G * D)) && (g->pre = malloc(sizeof(float) * (size_t)G * D)) &&
            (b->route_rows = malloc(sizeof(int32_t) * N * (size_t)c->top_k)) &&
            (b->route_start = malloc(sizeof(int32_t) * (2 * E + 1))) &&
-           (!capacity || (ws->order = malloc(sizeof(int32_t) * 2 * N)));
+           (!capacity || (ws->order = malloc(sizeof(int32_t) * 2 * N))) &&
+           (!pad || ((ws->pad = malloc(sizeof(float) * (size_t)G * img)) &&
+                     (ws->forced_pad = malloc(sizeof(int32_t) * N * (size_t)c->top_k)) &&
+                     (ws->forced_run_pad = malloc(N * (size_t)c->top_k))));
 }
 
 void rs_forward_free(rs_forward *f)
@@ -210,12 +241,14 @@ int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads
         return rs_error_set(err, RS_EINVAL, "forward: max_batch %d and threads %d must be >= 1", max_batch,
                             threads);
     const rs_config *c = &model->cfg;
-    size_t T = (size_t)rs_config_tokens(c), N = (size_t)max_batch * T;
-    size_t E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
     int group, rc = rs_group_for_dispatch(c, dispatch, "forward", &group, err);
     if (rc)
         return rc;
-    bool capacity = group > 0;
+    bool capacity = group > 0, pad = capacity && dispatch->pad_last;
+    /* A padded last group writes its padding's outputs too: rows for whole groups. */
+    size_t rows = pad ? ((size_t)max_batch + group - 1) / group * group : (size_t)max_batch;
+    size_t T = (size_t)rs_config_tokens(c), N = rows * T;
+    size_t E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
     if (!capacity)
         group = rs_group_images(c);
     rs_forward *f = calloc(1, sizeof *f);
@@ -232,7 +265,7 @@ int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads
     const char *path = rs_safetensors_path(model->file);
     bool ok = (f->ws = calloc((size_t)f->threads, sizeof *f->ws)) != NULL;
     for (int t = 0; ok && t < f->threads; t++)
-        ok = alloc_workspace(&f->ws[t], c, group, capacity);
+        ok = alloc_workspace(&f->ws[t], c, group, capacity, pad);
     for (int t = 0; ok && t < f->threads; t++) {
         if ((rc = rs_gemm_create(model->gemm, model->precision, &f->ws[t].g.gemm, err))) {
             rs_forward_free(f);
@@ -250,7 +283,7 @@ int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads
                             "%zu tokens: %zu x %zu attention scores, %d image%s per group); fewer --threads need less",
                             path, mb, T, T, T, group, group == 1 ? "" : "s");
     }
-    ok = (f->out.logits = malloc(sizeof(float) * (size_t)max_batch * c->num_classes)) &&
+    ok = (f->out.logits = malloc(sizeof(float) * rows * c->num_classes)) &&
          (f->out.moe = calloc((size_t)(c->num_moe ? c->num_moe : 1), sizeof *f->out.moe));
     for (int s = 0; ok && s < c->num_moe; s++) {
         rs_moe_routing *r = &f->out.moe[s];

@@ -63,7 +63,11 @@ int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forw
  * DISPATCH->group_images images: every group is dispatched on its own, its capacity
  * computed from its own tokens (the last group of a batch may hold fewer images), so that
  * batches starting at multiples of G give the same records for any batch size and thread
- * count. RS_EINVAL for a group or capacity factor outside dispatch.h's bounds. */
+ * count. DISPATCH->bf16 rounds expert inputs and outputs to bfloat16 (vmoe's
+ * Bfloat16Dispatcher); DISPATCH->pad_last runs a short last group as G images, the missing
+ * ones all-zero inputs that take capacity, whose outputs (in the rows after the batch's,
+ * which the outputs then hold up to whole groups) no caller reads. RS_EINVAL for a group or
+ * capacity factor outside dispatch.h's bounds, or bf16/pad_last without a capacity factor. */
 int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
                                rs_forward **out, rs_error *err);
 void rs_forward_free(rs_forward *f);

@@ -29,6 +29,7 @@ typedef struct workspace {
     float *dlogits, *dfeat, *dpooled; /* (G,K) (G,D) (G,D) */
     double *value;      /* (G) */
     int32_t *order;     /* (2N) dispatch's priority order and its scratch; NULL without a capacity */
+    float *pad;         /* (G,C,H,W) a short group and its zero images with pad_last, else NULL */
     float *arena;       /* owns everything above */
 } workspace;
 
@@ -45,6 +46,8 @@ typedef struct group_in {
     const int32_t *labels;      /* (G) or NULL */
     const float *const *ref;    /* num_moe pointers to this group's (N,E) rows, or NULL */
     int nsel;                   /* selected MoE blocks */
+    int real;                   /* images with an objective; the group's others pad it (dispatch.h):
+                                   no objective, so no gradient, as vmoe's zero-loss padding */
 } group_in;
 
 /* ---- objective specs ---- */
@@ -225,7 +228,7 @@ static double router_term(rs_objective_kind kind, const float *p, const float *r
 
 /* For MoE block SLOT of the group: adds the router terms' values to VALUE (G) and their
  * gradient with respect to the router logits to DP (N,E). */
-static void router_objective(const rs_config *c, const group_in *in, int slot, const float *probs, int G,
+static void router_objective(const rs_config *c, const group_in *in, int slot, const float *probs,
                              double *value, float *dp)
 {
     int T = rs_config_tokens(c), Np = rs_config_patches(c), E = c->num_experts, first = T - Np;
@@ -236,7 +239,7 @@ static void router_objective(const rs_config *c, const group_in *in, int slot, c
         if (obj->term[t] == RS_OBJ_CE)
             continue;
         double w = (t == 0 ? 1.0 : obj->beta) * scale;
-        for (int b = 0; b < G; b++) {
+        for (int b = 0; b < in->real; b++) {
             int target = obj->target == RS_OBJ_TARGET_LABEL ? in->labels[b] % E : obj->target;
             for (int tok = first; tok < T; tok++) {
                 size_t row = (size_t)b * T + tok;
@@ -259,7 +262,7 @@ static void ce_objective(const rs_config *c, const group_in *in, const float *lo
         if (in->obj->term[t] != RS_OBJ_CE)
             continue;
         double w = t == 0 ? 1.0 : in->obj->beta;
-        for (int b = 0; b < G; b++) {
+        for (int b = 0; b < in->real; b++) {
             const float *z = logits + (size_t)b * K;
             int y = in->labels[b];
             double mx = z[argmax_skip(z, K, -1)], sum = 0.0;
@@ -416,7 +419,7 @@ static void moe_back(const rs_config *c, workspace *ws, const tape_block *tb, co
     }
     rs_softmax_backward(ws->dp, tb->b.probs, (size_t)N, (size_t)E);
     if (block_selected(in->obj, block))
-        router_objective(c, in, w->moe_slot, tb->b.probs, G, ws->value, ws->dp);
+        router_objective(c, in, w->moe_slot, tb->b.probs, ws->value, ws->dp);
     gemm_back(ws->g.gemm, N, E, D, ws->dp, E, w->router_w, true, ws->dxn, D);
 }
 
@@ -477,8 +480,8 @@ static float *carve(float *base, size_t *offset, size_t n)
 }
 
 /* Lays out one workspace from BASE (NULL: just measure), with dispatch's kept masks and
- * order when CAPACITY; returns the floats used. */
-static size_t layout(workspace *ws, const rs_config *c, int G, bool capacity, float *base)
+ * order when CAPACITY and a padded group's images when PAD; returns the floats used. */
+static size_t layout(workspace *ws, const rs_config *c, int G, bool capacity, bool pad, float *base)
 {
     size_t T = (size_t)rs_config_tokens(c), N = (size_t)G * T, D = (size_t)c->hidden, M = (size_t)c->mlp_dim;
     size_t E = (size_t)c->num_experts, k = (size_t)c->top_k, R = (size_t)rs_config_record_k(c);
@@ -505,6 +508,7 @@ static size_t layout(workspace *ws, const rs_config *c, int G, bool capacity, fl
         tb->b.kept = capacity ? (uint8_t *)carve(base, &cur, (N * R + 3) / 4) : NULL;
     }
     ws->order = capacity ? (int32_t *)carve(base, &cur, 2 * N) : NULL;
+    ws->pad = pad ? carve(base, &cur, (size_t)G * img) : NULL;
     ws->g.x = carve(base, &cur, N * D);
     ws->g.xn = carve(base, &cur, N * D);
     ws->g.attn = carve(base, &cur, N * D);
@@ -555,7 +559,7 @@ int rs_grad_create_dispatch(const rs_model *model, int max_batch, int threads, c
     int group, rc = rs_group_for_dispatch(c, dispatch, "grad", &group, err);
     if (rc)
         return rc;
-    bool capacity = group > 0;
+    bool capacity = group > 0, pad = capacity && dispatch->pad_last;
     if (!capacity)
         group = rs_group_images(c);
     rs_grad *g = calloc(1, sizeof *g);
@@ -568,13 +572,13 @@ int rs_grad_create_dispatch(const rs_model *model, int max_batch, int threads, c
     g->group = group;
     g->threads = rs_group_threads(max_batch, group, threads);
     workspace probe;
-    size_t floats = layout(&probe, c, group, capacity, NULL);
+    size_t floats = layout(&probe, c, group, capacity, pad, NULL);
     bool ok = (g->ws = calloc((size_t)g->threads, sizeof *g->ws)) != NULL;
     for (int t = 0; ok && t < g->threads; t++) {
         /* aligned_alloc wants a size that is a multiple of the alignment: carve rounds to 16 floats. */
         ok = (g->ws[t].arena = aligned_alloc(64, sizeof(float) * floats)) != NULL;
         if (ok)
-            layout(&g->ws[t], c, group, capacity, g->ws[t].arena);
+            layout(&g->ws[t], c, group, capacity, pad, g->ws[t].arena);
     }
     if (!ok) {
         rs_grad_free(g);
@@ -645,10 +649,19 @@ static void run_group(void *ctx, int thread, int first, int n)
     const float *ref[RS_MAX_DEPTH];
     for (int s = 0; r->ref_probs && s < c->num_moe; s++)
         ref[s] = r->ref_probs[s] + (size_t)first * T * E;
-    group_in in = {r->obj, r->labels ? r->labels + first : NULL, r->ref_probs ? ref : NULL, r->nsel};
+    group_in in = {r->obj, r->labels ? r->labels + first : NULL, r->ref_probs ? ref : NULL, r->nsel, n};
     const rs_dispatch *d = r->g->dispatch.capacity_factor > 0 ? &r->g->dispatch : NULL;
-    forward_group(r->g->m, d, ws, r->pixels + first * img, n);
-    backward_group(r->g->m, ws, &in, n, r->grad + first * img);
+    const float *pixels = r->pixels + first * img;
+    float *grad = r->grad + first * img;
+    int G = rs_group_padded(d, n, r->g->group);
+    if (G > n) { /* the padding's gradient lands in the pad buffer, after the copied pixels */
+        pixels = rs_group_pad(c, pixels, n, G, true, ws->pad);
+        grad = ws->pad;
+    }
+    forward_group(r->g->m, d, ws, pixels, G);
+    backward_group(r->g->m, ws, &in, G, grad);
+    if (G > n)
+        memcpy(r->grad + first * img, ws->pad, sizeof(float) * img * (size_t)n);
     for (int b = 0; b < n; b++)
         r->value[first + b] = (float)ws->value[b];
 }

@@ -17,7 +17,9 @@
  * forward pass (rs_forward_create_dispatch with the same dispatch): each group is one
  * dispatch group, the kept mask of the current pixels is a constant (vmoe's combine weights
  * with the mask applied), a dropped choice gets no gradient, and the router's softmax gets
- * the kept choices' gradient.
+ * the kept choices' gradient. With the dispatch's bf16 the roundings of expert inputs and
+ * outputs pass the gradient straight through; with pad_last a short last group runs padded
+ * with zero images (pixels at the mean) that have no objective, as in the forward pass.
  *
  * Determinism, threads and ownership are those of forward.h: groups of
  * rs_grad_group_size images run whole on one thread (the forward pass's own group loop,

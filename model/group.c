@@ -1,6 +1,8 @@
 /* group.c — the group loop of the forward and gradient passes (contract in group.h). */
 #include "group.h"
 
+#include <string.h>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -8,6 +10,9 @@
 int rs_group_for_dispatch(const rs_config *c, const rs_dispatch *d, const char *who, int *group, rs_error *err)
 {
     *group = 0;
+    if (d && d->capacity_factor == 0 && (d->bf16 || d->pad_last))
+        return rs_error_set(err, RS_EINVAL, "%s: bfloat16 dispatch and a padded last group need a capacity factor",
+                            who);
     if (!d || d->capacity_factor == 0)
         return 0;
     if (!(d->capacity_factor > 0 && d->capacity_factor <= RS_DISPATCH_MAX_FACTOR))
@@ -43,4 +48,23 @@ void rs_group_run(int batch, int group, int threads, rs_group_fn *fn, void *ctx)
         int first = g * group;
         fn(ctx, thread, first, batch - first < group ? batch - first : group);
     }
+}
+
+const float *rs_group_pad(const rs_config *c, const float *images, int n, int group, bool pixels, float *buf)
+{
+    size_t plane = (size_t)c->image_h * c->image_w, img = (size_t)c->channels * plane;
+    memcpy(buf, images, sizeof(float) * img * (size_t)n);
+    for (int b = n; b < group; b++)
+        for (int ch = 0; ch < c->channels; ch++) {
+            /* (mean - mean) / std is exactly 0: the pixel that normalises to zero. */
+            float v = pixels ? c->mean[ch] : 0.0f, *dst = buf + (size_t)b * img + (size_t)ch * plane;
+            for (size_t i = 0; i < plane; i++)
+                dst[i] = v;
+        }
+    return buf;
+}
+
+int rs_group_padded(const rs_dispatch *d, int n, int group)
+{
+    return d && d->pad_last && n < group ? group : n;
 }

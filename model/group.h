@@ -15,6 +15,8 @@
 #ifndef RS_GROUP_H
 #define RS_GROUP_H
 
+#include <stdbool.h>
+
 #include "config.h"
 #include "dispatch.h"
 #include "rs_error.h"
@@ -32,10 +34,18 @@ static inline int rs_group_images(const rs_config *c)
 
 /* The dispatch group of DISPATCH in images, into *GROUP: 0 when it sets no capacity (NULL or
  * capacity_factor 0). RS_EINVAL, the message starting with WHO, unless its group and factor
- * are within dispatch.h's bounds and give a capacity. The forward pass and its gradient
+ * are within dispatch.h's bounds and give a capacity, and bf16 or pad_last come with one. The forward pass and its gradient
  * both check their dispatch here, so they accept exactly the same ones. */
 int rs_group_for_dispatch(const rs_config *c, const rs_dispatch *dispatch, const char *who, int *group,
                           rs_error *err);
+
+/* Images a group of N images runs as: GROUP when D pads a short group (pad_last), else N. */
+int rs_group_padded(const rs_dispatch *d, int n, int group);
+
+/* A short group of N images at IMAGES padded to GROUP images in BUF (GROUP,C,H,W), which it
+ * returns: the N images copied, then all-zero model inputs — 0 for normalised IMAGES, each
+ * channel's mean for [0,1] PIXELS (which normalise to exactly 0). */
+const float *rs_group_pad(const rs_config *c, const float *images, int n, int group, bool pixels, float *buf);
 
 /* Threads worth a workspace for batches of up to MAX_BATCH images in groups of GROUP:
  * THREADS, but no more than there are groups (more would only hold memory). */

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "half.h"
 #include "predict.h"
 
 void rs_layer_embed(const rs_model *m, const rs_group_bufs *g, const float *images, int G, bool normalise)
@@ -101,6 +102,13 @@ static void route(const rs_config *c, const rs_block_bufs *bb, int N)
     }
 }
 
+/* X (N) rounded in place to bfloat16 values (dispatch.h's bf16). */
+static void round_bf16(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = rs_float_round_bf16(x[i]);
+}
+
 /* Forced choices bypass this group's capacity: a forced token's ranks below k read kept as
  * its choices run. */
 static void keep_forced(const rs_config *c, const rs_block_bufs *bb, int N)
@@ -115,6 +123,7 @@ void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_buf
                   int N, const rs_dispatch *dispatch, int32_t *order)
 {
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, R = rs_config_record_k(c);
+    bool bf16 = dispatch && dispatch->bf16;
     float *probs = bb->probs;
     rs_gemm_bias(g->gemm, N, E, D, g->xn, D, w->router_w, NULL, D, w->router_b, false, probs, E);
     rs_softmax_rows(probs, (size_t)N, (size_t)E);
@@ -138,6 +147,8 @@ void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_buf
         float *y = bb->keep_y ? bb->y + (size_t)start[e] * D : bb->y;
         for (int i = 0; i < count; i++)
             memcpy(g->gathered + (size_t)i * D, g->xn + (size_t)rows[i] * D, sizeof(float) * D);
+        if (bf16) /* vmoe's Bfloat16Dispatcher: the dispatched rows travel as bfloat16 */
+            round_bf16(g->gathered, (size_t)count * D);
         rs_gemm_bias(g->gemm, count, M, D, g->gathered, D, w->efc1_w + (size_t)e * M * D,
                      w->efc1_h ? w->efc1_h + (size_t)e * M * D : NULL, D, w->efc1_b + (size_t)e * M,
                      false, h, M);
@@ -147,6 +158,8 @@ void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_buf
         rs_gemm_bias(g->gemm, count, D, M, g->hidden, M, w->efc2_w + (size_t)e * D * M,
                      w->efc2_h ? w->efc2_h + (size_t)e * D * M : NULL, M, w->efc2_b + (size_t)e * D, false,
                      y, D);
+        if (bf16) /* and so do the expert outputs the combine reads (the gradient's tape keeps them so) */
+            round_bf16(y, (size_t)count * D);
         for (int i = 0; i < count; i++) {
             float gate = probs[(size_t)rows[i] * E + e];
             float *dst = g->x + (size_t)rows[i] * D;

@@ -118,7 +118,8 @@ void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_b
 /* Routes xn and adds each token's top_k expert outputs, weighted by their probabilities,
  * to x; experts in increasing index order. With DISPATCH (and bb->kept) the N tokens are
  * one dispatch group (dispatch.h): bb->kept receives the kept mask and only kept choices
- * run; ORDER (2N) is its scratch. DISPATCH NULL: every top-k choice runs. With bb->forced,
+ * run, their input and output rows rounded to bfloat16 when DISPATCH->bf16 (y, kept by the
+ * gradient, holds the rounded outputs); ORDER (2N) is its scratch. DISPATCH NULL: every top-k choice runs. With bb->forced,
  * a forced token runs its forced experts instead (rs_moe_choices), gated by its own
  * probabilities, as bb->forced_run says and never dropped by this group's capacity:
  * dispatch still places its router's choices, so the other tokens are kept or dropped as

@@ -24,7 +24,7 @@ from PIL import Image
 
 NAMES = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "zoom_blur", "fog",
          "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "speckle_noise",
-         "gaussian_blur", "saturate"]
+         "gaussian_blur", "saturate", "motion_blur", "snow", "frost"]
 
 # [imagenet, cifar][severity - 1], from the functions of the same name in
 # make_imagenet_c.py and make_cifar_c.py.
@@ -54,8 +54,16 @@ P = {
                           [(32 * 0, 32 * 0, 32 * 0.08), (32 * 0.05, 32 * 0.2, 32 * 0.07),
                            (32 * 0.08, 32 * 0.06, 32 * 0.06), (32 * 0.1, 32 * 0.04, 32 * 0.05),
                            (32 * 0.1, 32 * 0.03, 32 * 0.03)]),
+    "motion_blur": ([(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)], [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)]),
+    "snow": ([(0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7), (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+              (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65), (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55)],
+             [(0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+              (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)]),
+    "frost": ([(1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)],
+              [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)]),
 }
 FOG_MAPSIZE = (256, 32)
+FROST_DECAY = 1.3  # our frost texture (the benchmark's photographs are not here)
 
 
 class SplitMix64:
@@ -340,6 +348,69 @@ def elastic_transform(x, c, rng):
     return out
 
 
+# ---- motion_blur, snow, frost -------------------------------------------------------
+
+def motion_blur_plane(u, radius, sigma, angle):
+    """ImageMagick 6's MotionBlurImage (Q16) on one 8-bit plane U (H,W), as the benchmark
+    calls it through Wand: 2 ceil(radius) + 1 taps, tap i weighted exp(-i^2 / 2 sigma^2)
+    (normalised) at (x + ceil(i cos a - 1/2), y + ceil(i sin a - 1/2)), edge pixels off the
+    image; the sum in 16-bit quantum units rounded, then scaled to 8 bits as its PNG writer."""
+    H, W = u.shape
+    n = int(2 * math.ceil(radius) + 1)
+    a = angle * math.pi / 180
+    px, py = n * math.sin(a), n * math.cos(a)
+    length = math.hypot(px, py)
+    k = [math.exp(-(float(i) * i) / (2.0 * sigma * sigma)) / (math.sqrt(2 * math.pi) * sigma) for i in range(n)]
+    norm = 0.0
+    for v in k:
+        norm += v
+    k = [v / norm for v in k]
+    yy, xx = np.mgrid[0:H, 0:W]
+    acc = np.zeros((H, W))
+    for i in range(n):
+        ox, oy = math.ceil(i * py / length - 0.5), math.ceil(i * px / length - 0.5)
+        acc += k[i] * (u[np.clip(yy + oy, 0, H - 1), np.clip(xx + ox, 0, W - 1)] * 257.0)
+    q = np.where(acc <= 0, 0, np.where(acc >= 65535, 65535, np.floor(acc + 0.5))).astype(np.int64)
+    return (((q + 128) - ((q + 128) >> 8)) >> 8).astype(np.uint8)
+
+
+def motion_blur(x, c, rng):
+    angle = -45 + (45 - -45) * rng.uniform()
+    u = to_u8(x)
+    return np.stack([motion_blur_plane(p, c[0], c[1], angle) for p in u])
+
+
+def snow(x, c, rng):
+    C, H, W = x.shape
+    s = np.array([c[0] + c[1] * normal(rng) for _ in range(H * W)]).reshape(H, W)
+    s = clipped_zoom(s, c[2])
+    s[s < c[3]] = 0
+    u = (np.clip(s, 0, 1) * 255).astype(np.uint8)
+    layer = motion_blur_plane(u, c[4], c[5], -135 + (-45 - -135) * rng.uniform()) / 255.
+    rgb = x.astype(np.float32)
+    if C == 1:
+        rgb = np.repeat(rgb, 3, 0)
+    grey = rgb[0] * np.float32(0.299) + rgb[1] * np.float32(0.587) + rgb[2] * np.float32(0.114)
+    lift = grey * np.float32(1.5) + np.float32(0.5)
+    v = np.float32(c[6]) * rgb[:C] + np.float32(1 - c[6]) * np.maximum(rgb[:C], lift[None])
+    return levels(v + layer[None] + np.rot90(layer, k=2)[None])
+
+
+def frost_texture(H, W, rng):
+    """Our substitute for the benchmark's frost photographs: a plasma map m folded into ridges
+    r = 1 - |2m - 1|, squared, in 8 bits: floor(r^2 * 255)."""
+    n = 32
+    while n < H or n < W:
+        n *= 2
+    m = plasma_fractal(n, FROST_DECAY, rng)[:H, :W]
+    return ((1 - np.abs(2 * m - 1)) ** 2 * 255).astype(np.uint8)
+
+
+def frost(x, c, rng):
+    f = frost_texture(x.shape[1], x.shape[2], rng).astype(np.float64)
+    return np.uint8(np.clip(c[0] * to_u8(x).astype(np.float64) + c[1] * f[None], 0, 255))
+
+
 # ---- PIL ------------------------------------------------------------------------------
 
 def pil_image(x):
@@ -390,6 +461,12 @@ def corrupt(name, severity, x, cifar, rng):
         return elastic_transform(x, c, rng)
     if name == "pixelate":
         return pixelate(x, c)
+    if name == "motion_blur":
+        return motion_blur(x, c, rng)
+    if name == "snow":
+        return snow(x, c, rng)
+    if name == "frost":
+        return frost(x, c, rng)
     return jpeg_compression(x, c)
 
 
@@ -406,23 +483,24 @@ def test_image(C, H, W, k):
     return np.array(planes, dtype=np.float32)
 
 
-# (channels, size, set) of the golden images: cifar at 28 (grey, as the bundled models) and
-# 32 (colour), imagenet at 64 (colour).
-CASES = [(1, 28, 1), (3, 32, 1), (3, 64, 0)]
+# (channels, height, width, set) of the golden images: cifar at 28 (grey, as the bundled
+# models), 32 (colour) and 24 x 40 (colour: a non-square image), imagenet at 64 (colour) and
+# 96 (grey).
+CASES = [(1, 28, 28, 1), (3, 32, 32, 1), (3, 64, 64, 0), (1, 96, 96, 0), (3, 24, 40, 1)]
 
 
 def write_goldens(outdir):
     os.makedirs(outdir, exist_ok=True)
     index, blob = [], bytearray()
-    for k, (C, S, cifar) in enumerate(CASES):
-        img = test_image(C, S, S, k)
+    for k, (C, H, W, cifar) in enumerate(CASES):
+        img = test_image(C, H, W, k)
         in_off = len(blob)
         blob += (np.floor(img.astype(np.float64) * 255 + 0.5)).astype(np.uint8).tobytes()
         for name in NAMES:
             for sev in range(1, 6):
                 seed = (k * 1000 + NAMES.index(name) * 10 + sev) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF
                 out = corrupt(name, sev, img, cifar, SplitMix64(seed))
-                index.append(f"{name} {sev} {'cifar' if cifar else 'imagenet'} {C} {S} {S} {seed:016x} {in_off} "
+                index.append(f"{name} {sev} {'cifar' if cifar else 'imagenet'} {C} {H} {W} {seed:016x} {in_off} "
                              f"{len(blob)}")
                 blob += out.astype(np.uint8).tobytes()
     with open(os.path.join(outdir, "corrupt.txt"), "w") as f:

@@ -38,6 +38,27 @@ and the step then trains on the adversarial views alone, with V-MoE's balancing 
 The random start has its own generator (seed + 2), so batches and views are those of the
 V-MoE run with the same --seed.
 
+--method advmoe (with --adv-eps, --adv-steps): AdvMoE's router-expert alternating adversarial
+training (Zhang et al., ICCV 2023; facts from OPTML-Group/Robust-MoE-CNN `train_moe.py`,
+function `trainer`), adapted from one CNN gate per image to one router per token. AdvMoE runs
+both phases on every batch (two updates per batch); with the recipe's budget of --steps
+optimiser steps the phases alternate instead, experts on even steps and routers on odd
+ones, each step on the batch and views V-MoE's run draws at that step, each phase with its
+own example and its own AdamW (same schedule):
+  1. experts (every parameter but the routers): a TRADES example (start x + 0.001 N(0,1),
+     --adv-steps signed-gradient steps of 2.5 eps / S, projected onto the eps-ball and
+     [0,1], eval mode) ascending KL(p_clean || p_adv) of the class softmax summed over
+     images plus the router term below; then the update on CE(clean) + beta KL(p_clean ||
+     p_adv) / B (--trades-beta, AdvMoE's 6).
+  2. routers (the `moe.router` weights only): an example made the same way; then the
+     update on the router CE against label mod E + alpha KL(r_clean || r_adv) / B
+     (--router-alpha, AdvMoE's 6) + V-MoE's balancing losses.
+eps, steps and step size are the plain adversarial recipe's (AdvMoE's CIFAR defaults are
+eps 8/255, 2 steps of 5/255), so the two adversarial methods differ only in the scheme.
+Router terms per token: the router softmax of each patch token (class token excluded),
+KL / CE averaged over patch tokens and MoE blocks per image (a CNN gate has one score
+vector per image; the mean keeps the router term on the scale of the class term).
+
 Router noise (std --noise/E on the logits, V-MoE's default) is applied in training for
 every variant, so the variants differ only in the router loss. The router loss sees the
 clean logits (PRC and importance: clean softmax; load: clean logits vs noisy threshold).
@@ -344,6 +365,87 @@ def pgd(forward, x, y, eps, steps, gen):
     return adv.detach()
 
 
+def router_patch_logits(tap, n, cls):
+    """Clean router logits of the patch tokens (class token excluded) of the latest forward
+    pass over n images, one [n, T-cls, E] tensor per MoE block, in block order."""
+    out = []
+    for _, (clean, _noisy) in sorted(tap.logits.items()):
+        out.append(clean.view(n, -1, clean.shape[-1])[:, cls:])
+    return out
+
+
+def router_kl(clean, adv):
+    """Per image: KL(softmax(clean) || softmax(adv)) of each patch token's router, averaged
+    over tokens and MoE blocks. clean, adv: lists of [n, T, E] logits. Returns [n]."""
+    terms = [F.kl_div(F.log_softmax(a, -1), F.log_softmax(c, -1), log_target=True,
+                      reduction="none").sum(-1).mean(-1) for c, a in zip(clean, adv)]
+    return torch.stack(terms).mean(0)
+
+
+def router_ce(clean, target, e):
+    """Mean over images, patch tokens and MoE blocks of the router softmax's cross-entropy
+    against label mod E (AdvMoE's `criterion(scores, target % n_expert)`, per token)."""
+    t = (target % e)
+    terms = [F.cross_entropy(c.flatten(0, 1), t.repeat_interleave(c.shape[1]))
+             for c in clean]
+    return torch.stack(terms).mean()
+
+
+def trades_example(model, forward, tap, x, eps, steps, gen, cls):
+    """AdvMoE's example (train_moe.py `trainer`): start x + 0.001 N(0,1); `steps` signed
+    steps of 2.5 eps / steps ascending KL(p_clean || p_adv) of the class softmax summed over
+    images plus the per-image router KL, each projected onto the eps-ball and [0,1]. Made
+    in eval mode (no router noise). Returns the example (detached, on [0,1] pixels)."""
+    model.eval()
+    n = x.shape[0]
+    with torch.no_grad():
+        p_clean = F.log_softmax(forward(normalise(x)), -1)
+        r_clean = router_patch_logits(tap, n, cls)
+    alpha = 2.5 * eps / steps
+    adv = x + 0.001 * torch.randn(x.shape, generator=gen)
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        out = forward(normalise(adv))
+        loss = F.kl_div(F.log_softmax(out, -1), p_clean, log_target=True, reduction="sum")
+        loss = loss + router_kl(r_clean, router_patch_logits(tap, n, cls)).sum()
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = adv.detach() + alpha * grad.sign()
+        adv = torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
+    model.train()
+    return adv.detach()
+
+
+def advmoe_step(model, forward, tap, opt, params, pixels, target, args, config, batch,
+                noise_std, gen, routers):
+    """One AdvMoE phase (see the module's docstring): the experts' (`routers` False) or the
+    routers' (`routers` True), each with its own example, optimiser `opt` and `params`.
+    Returns (logits of the clean views, CE, aux, metrics)."""
+    cls = 1 if config["classifier"] == "token" else 0
+    n, e = pixels.shape[0], config["num_experts"]
+    adv = trades_example(model, forward, tap, pixels, args.adv_eps, args.adv_steps, gen, cls)
+    logits = forward(normalise(pixels))
+    ce = F.cross_entropy(logits, target)
+    aux, metrics = router_loss("vmoe", tap, config, batch, None, noise_std)
+    if routers:
+        r_clean = router_patch_logits(tap, n, cls)
+        forward(normalise(adv))
+        rce = router_ce(r_clean, target, e)
+        rkl = router_kl(r_clean, router_patch_logits(tap, n, cls)).sum() / n
+        loss = rce + args.router_alpha * rkl + aux
+        metrics.update({"router_ce": rce.item(), "router_kl": rkl.item()})
+    else:
+        robust = F.kl_div(F.log_softmax(forward(normalise(adv)), -1),
+                          F.log_softmax(logits, -1), log_target=True, reduction="sum") / n
+        loss = ce + args.trades_beta * robust
+        metrics["trades_kl"] = robust.item()
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    if args.clip > 0:
+        nn.utils.clip_grad_norm_(params, args.clip)
+    opt.step()
+    return logits.detach(), ce.detach(), aux.detach(), metrics
+
+
 def fraction(text):
     """A float written as a number or a fraction ('2/255')."""
     num, _, den = text.partition("/")
@@ -450,7 +552,9 @@ def init_weights(model, seed):
 
 
 def method_of(args):
-    """The training method recorded in the checkpoint: vmoe, prc, jsd, adv (or none)."""
+    """The training method recorded in the checkpoint: vmoe, prc, jsd, adv, advmoe (or none)."""
+    if args.method == "advmoe":
+        return "advmoe"
     return "adv" if args.adv_eps > 0 else args.router_loss
 
 
@@ -467,9 +571,16 @@ def make_config(args):
     }
 
 
-def param_groups(model, weight_decay):
+def is_router(name):
+    return ".moe.router." in name
+
+
+def param_groups(model, weight_decay, keep=lambda name: True):
+    """AdamW groups of the parameters whose name `keep` accepts."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if not keep(name):
+            continue
         (decay if p.dim() >= 2 and name not in ("pos_embed", "cls_token") else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
@@ -502,6 +613,36 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def run_settings(args):
+    """The arguments that make a training what it is (a state resumes only under these)."""
+    return {k: v for k, v in vars(args).items() if k not in ("state", "out", "log_every", "eval_every")}
+
+
+def save_state(path, args, model, optimisers, gens, loop, train_s):
+    """Everything the loop needs to go on exactly where it is (written atomically)."""
+    state = {"settings": run_settings(args), "model": model.state_dict(),
+             "optimisers": [o.state_dict() for o in optimisers],
+             "rng": torch.get_rng_state(), "gens": [g.get_state() for g in gens],
+             "loop": loop, "train_s": train_s}
+    tmp = Path(str(path) + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_state(path, args, model, optimisers, gens):
+    """Restores a state written by save_state for the same settings. Returns (loop, train_s)."""
+    state = torch.load(path)
+    if state["settings"] != run_settings(args):
+        sys.exit(f"train.py: {path}: written by another command; delete it to start again")
+    model.load_state_dict(state["model"])
+    for o, saved in zip(optimisers, state["optimisers"]):
+        o.load_state_dict(saved)
+    torch.set_rng_state(state["rng"])
+    for g, saved in zip(gens, state["gens"]):
+        g.set_state(saved)
+    return state["loop"], state["train_s"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
@@ -520,6 +661,13 @@ def main():
                     help="PGD adversarial training with this L-inf radius on [0,1] pixels "
                          "(e.g. 2/255; method 'adv'; 0: off)")
     ap.add_argument("--adv-steps", type=int, default=3, help="PGD steps per training step")
+    ap.add_argument("--method", choices=["advmoe"], default=None,
+                    help="advmoe: AdvMoE's router-expert alternating adversarial training "
+                         "(needs --adv-eps; see the module's docstring)")
+    ap.add_argument("--trades-beta", type=float, default=6.0,
+                    help="advmoe: weight of the experts' TRADES KL (AdvMoE's --beta, 6)")
+    ap.add_argument("--router-alpha", type=float, default=6.0,
+                    help="advmoe: weight of the routers' KL (AdvMoE's --alpha, 6)")
     ap.add_argument("--noise", type=float, default=1.0,
                     help="router noise std times E (V-MoE: 1, i.e. std 1/E); 0 disables")
     ap.add_argument("--steps", type=int, default=2000)
@@ -541,6 +689,10 @@ def main():
                     help="view seed of the final validation routing agreement")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=0, help="val accuracy every N steps (0: end only)")
+    ap.add_argument("--state", default=None,
+                    help="training state file: written every --log-every steps and resumed "
+                         "from if it exists (same command), so a long training survives a stop; "
+                         "a resumed training is bit-identical to an uninterrupted one")
     args = ap.parse_args()
     from agreement import agreement, format_agreement, set_threads  # imports this module
     if args.warmup is None:
@@ -553,6 +705,8 @@ def main():
         ap.error("--adv-eps wants a radius in [0, 1] and --adv-steps at least 1")
     if args.adv_eps > 0 and args.router_loss != "vmoe":
         ap.error("--adv-eps trains the V-MoE baseline: use it with --router-loss vmoe")
+    if args.method == "advmoe" and args.adv_eps <= 0:
+        ap.error("--method advmoe wants --adv-eps EPS > 0 (and --adv-steps)")
 
     set_threads(args.threads)
     torch.manual_seed(args.seed)  # router noise (global generator)
@@ -571,14 +725,26 @@ def main():
     noise_std = args.noise / args.experts
     tap = RouterTap(model, noise_std)
     params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr,
-                            betas=(0.9, 0.999))
+    opt, opts = None, None
+    if args.method != "advmoe":
+        opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr,
+                                betas=(0.9, 0.999))
+    else:  # AdvMoE: one optimiser per phase, the same schedule
+        def phase(keep):
+            params = [p for name, p in model.named_parameters() if keep(name)]
+            return (torch.optim.AdamW(param_groups(model, args.weight_decay, keep),
+                                      lr=args.lr, betas=(0.9, 0.999)), params)
+        opts = (phase(lambda name: not is_router(name)), phase(is_router))
     log(f"config {json.dumps({k: v for k, v in config.items() if k != 'labels'})}")
     log(f"params {params}, train {len(train_x)}, val {len(val_x)}, test {len(test_x)}, "
         f"router loss {args.router_loss}, noise std {noise_std:g}, threads {args.threads}")
     if args.router_loss == "jsd":
         log(f"jsd weight {args.jsd_weight:g}")
-    if args.adv_eps > 0:
+    if args.method == "advmoe":
+        log(f"AdvMoE training: TRADES examples eps {args.adv_eps:.6g}, {args.adv_steps} steps "
+            f"of {2.5 * args.adv_eps / args.adv_steps:.6g}, beta {args.trades_beta:g}, "
+            f"alpha {args.router_alpha:g}")
+    elif args.adv_eps > 0:
         log(f"adversarial training: PGD eps {args.adv_eps:.6g}, {args.adv_steps} steps of "
             f"{2.5 * args.adv_eps / args.adv_steps:.6g}")
 
@@ -589,10 +755,17 @@ def main():
     size = tuple(config["image_size"])
     n, b = len(train_x), args.batch
     perm, pos, epoch = torch.randperm(n, generator=data_gen), 0, 0
+    optimisers = [opt] if opts is None else [o for o, _ in opts]
+    gens = [data_gen, adv_gen]
+    first, train_before = 0, 0.0
+    if args.state and Path(args.state).exists():
+        loop, train_before = load_state(args.state, args, model, optimisers, gens)
+        first, perm, pos, epoch = loop["step"], loop["perm"], loop["pos"], loop["epoch"]
+        log(f"resumed from {args.state} at step {first} ({train_before:.1f} s of training)")
     model.train()
     t_start = t_log = time.time()
     sums = {"loss": 0.0, "ce": 0.0, "aux": 0.0, "acc": 0.0}
-    for step in range(args.steps):
+    for step in range(first, args.steps):
         if pos + b > n:  # new epoch; the remainder of the last is dropped
             perm, pos, epoch = torch.randperm(n, generator=data_gen), 0, epoch + 1
         idx = perm[pos:pos + b]
@@ -603,24 +776,30 @@ def main():
         v2 = sample_views(b, size, args.crop_min, data_gen)
         target = torch.cat([y, y])
         pixels = torch.cat([render_views(x, v1), render_views(x, v2)])
-        if args.adv_eps > 0:
-            pixels = pgd(forward, pixels, target, args.adv_eps, args.adv_steps, adv_gen)
-        both = normalise(pixels)
-        match = (patch_correspondence(v1, v2, size, config["patch_size"])
-                 if args.router_loss in ("prc", "jsd") else None)
-
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
-        logits = forward(both)
-        ce = F.cross_entropy(logits, target)
-        aux, metrics = router_loss(args.router_loss, tap, config, b, match, noise_std,
-                                   args.jsd_weight or 0.0)
+        if opts is not None:  # AdvMoE: experts on even steps, routers on odd ones
+            phase_opt, phase_params = opts[step % 2]
+            for group in phase_opt.param_groups:
+                group["lr"] = lr_at(step, args)
+            logits, ce, aux, metrics = advmoe_step(
+                model, forward, tap, phase_opt, phase_params, pixels, target, args, config, b,
+                noise_std, adv_gen, routers=step % 2 == 1)
+        else:
+            if args.adv_eps > 0:
+                pixels = pgd(forward, pixels, target, args.adv_eps, args.adv_steps, adv_gen)
+            match = (patch_correspondence(v1, v2, size, config["patch_size"])
+                     if args.router_loss in ("prc", "jsd") else None)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, args)
+            logits = forward(normalise(pixels))
+            ce = F.cross_entropy(logits, target)
+            aux, metrics = router_loss(args.router_loss, tap, config, b, match, noise_std,
+                                       args.jsd_weight or 0.0)
+            opt.zero_grad(set_to_none=True)
+            (ce + aux).backward()
+            if args.clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
         loss = ce + aux
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if args.clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
 
         sums["loss"] += loss.item()
         sums["ce"] += ce.item()
@@ -636,9 +815,13 @@ def main():
                 f"lr {lr_at(step, args):.2e} {m / (now - t_log):.2f} steps/s {extra}")
             sums = dict.fromkeys(sums, 0.0)
             t_log = now
+            if args.state and done < args.steps:
+                save_state(args.state, args, model, optimisers, gens,
+                           {"step": done, "perm": perm, "pos": pos, "epoch": epoch},
+                           train_before + now - t_start)
         if args.eval_every and done % args.eval_every == 0 and done != args.steps:
             log(f"step {done} val acc {evaluate(model, val_x, val_y):.4f}")
-    train_s = time.time() - t_start
+    train_s = train_before + time.time() - t_start
 
     model.eval()
     val_acc = evaluate(model, val_x, val_y)

@@ -20,7 +20,10 @@ group's S tokens in sequence order. Every expert takes at most
 C = ceil(S * k * capacity_factor / E), raised to a multiple of 4, of a group's choices.
 Places go rank by rank (all top-1 choices before any top-2 choice), within a rank in token
 order, or with Batch Priority Routing (`bpr`) by decreasing top-1 gate (a stable order);
-a choice whose expert is full is dropped and adds nothing.
+a choice whose expert is full is dropped and adds nothing. With `bf16`, vmoe's
+Bfloat16Dispatcher (`vmoe/moe.py`): the rows an expert receives are rounded to bfloat16 before
+its MLP, and its outputs before the gate-weighted combine (bf16_round); `pad_last` is the
+caller's business (vmoe pads a last partial batch with all-zero images: pass them in).
 """
 import math
 
@@ -195,6 +198,14 @@ def kept_choices(idx, top1, num_experts, capacity, bpr):
     return kept
 
 
+def bf16_round(x):
+    """x rounded to bfloat16 (nearest even, torch's cast) and back to x's dtype; a float64 x
+    rounds its float32 value, as the float32 model would. Straight through for autograd: the
+    rounding's derivative is taken as 1, as vmoe's gradient through its casts."""
+    r = x.float().bfloat16().to(x.dtype)
+    return x + (r - x).detach()
+
+
 class MoE(nn.Module):
     """Top-k mixture of expert MLPs. Returns (output, clean router softmax, kept choices
     [B,T,k] or None without dispatch)."""
@@ -238,7 +249,11 @@ class MoE(nn.Module):
             chosen = idx == e if kept is None else (idx == e) & kept
             tok, slot = chosen.nonzero(as_tuple=True)  # each token at most once
             if tok.numel():
-                y = self.experts(e, h[tok]) * gates[tok, slot].unsqueeze(1)
+                bf16 = dispatch is not None and dispatch.get("bf16", False)
+                xin = bf16_round(h[tok]) if bf16 else h[tok]
+                y = self.experts(e, xin)
+                y = bf16_round(y) if bf16 else y
+                y = y * gates[tok, slot].unsqueeze(1)
                 out = out.index_add(0, tok, y)
         if kept is not None:
             kept = kept.view(b, t, -1)
@@ -291,7 +306,7 @@ class VMoE(nn.Module):
     def forward(self, x, return_router=False, dispatch=None):
         """x: normalised images [B,C,H,W]. Returns logits [B,K], or with `return_router`
         (logits, {block index: clean router softmax [B,T,E]}) over all tokens, cls first.
-        `dispatch`: None (no capacity) or {"capacity_factor", "group_images", "bpr"} (see
+        `dispatch`: None (no capacity) or {"capacity_factor", "group_images", "bpr"[, "bf16"]} (see
         the module's docstring); with it and `return_router` the result gains a third item,
         {block index: kept choices, bool [B,T,k]}."""
         c, (h, w) = self.config["channels"], self.config["image_size"]

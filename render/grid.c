@@ -368,7 +368,8 @@ static void draw_panel(cairo_t *cr, const rs_image_routing *r, const grid_plan *
     cairo_stroke(cr);
 }
 
-/* One row per MoE layer: its label (slot, block) and a panel per view. */
+/* One row per MoE layer: its label ("block B", the name `--layer B` takes; the MoE slot
+   without a run) and a panel per view. */
 static void draw_rows(cairo_t *cr, const rs_image_routing *r, const rs_run_info *run, const grid_plan *p)
 {
     const rs_grid_layout *g = &p->g;
@@ -376,12 +377,11 @@ static void draw_rows(cairo_t *cr, const rs_image_routing *r, const rs_run_info 
     for (int l = 0; l < r->layers; l++) {
         double py = g->top + l * (g->panel_h + g->gap_y);
         cairo_set_source_rgb(cr, 0, 0, 0);
-        snprintf(buf, sizeof buf, "MoE layer %d", l);
-        rs_text(cr, MARGIN, py + g->panel_h / 2 - 2, HEAD_SIZE, true, 0, buf);
-        if (run && l < 64) {
+        if (run && l < run->num_layers && l < 64)
             snprintf(buf, sizeof buf, "block %d", run->layer_blocks[l]);
-            rs_text(cr, MARGIN, py + g->panel_h / 2 + 12, LINE_SIZE, false, 0, buf);
-        }
+        else
+            snprintf(buf, sizeof buf, "MoE layer %d", l);
+        rs_text(cr, MARGIN, py + g->panel_h / 2 + 4, HEAD_SIZE, true, 0, buf);
         for (int v = 0; v < r->views; v++)
             draw_panel(cr, r, p, v, l, g->left + v * (g->panel_w + g->gap_x), py);
     }

@@ -15,9 +15,9 @@
  * labelled with the view and "flipped" when the matched columns run mirrored; views that
  * match patch for patch (noise) get none. Nothing is drawn over a cell's fill at its
  * upper left (tests sample it). The title names the model (sha256 prefix), run, image, label,
- * each view's spec and prediction; rows are labelled with the MoE slot and its block; a
- * legend explains colours, red borders and hatching. Output format by PATH's extension
- * (render.h). */
+ * each view's spec and prediction; rows are labelled "block B" (B the transformer block, the
+ * index `--layer B` takes; "MoE layer L" without a run); a legend explains colours, red
+ * borders and hatching. Output format by PATH's extension (render.h). */
 #ifndef RS_GRID_H
 #define RS_GRID_H
 

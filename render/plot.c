@@ -271,7 +271,7 @@ static void load_panel(cairo_t *cr, const rs_stats *st, const rs_run_info *run, 
     char buf[128];
     const rs_stats_mean *cv_ = &st->load_cv[rs_stats_cell(st, st->views, l)];
     if (run && l < 64)
-        snprintf(buf, sizeof buf, "MoE layer %d (block %d), CV %.2f", l, run->layer_blocks[l], cv_->valid ? cv_->mean : 0);
+        snprintf(buf, sizeof buf, "block %d, CV %.2f", run->layer_blocks[l], cv_->valid ? cv_->mean : 0);
     else
         snprintf(buf, sizeof buf, "MoE layer %d", l);
     cairo_set_source_rgb(cr, 0, 0, 0);
@@ -430,7 +430,7 @@ int rs_render_transition(const rs_stats *st, const rs_run_info *run, int layer, 
         double y = top + (l - l0) * rowh;
         transition_shares(st, l, val, shade);
         if (run && l < 64)
-            snprintf(buf, sizeof buf, "MoE layer %d (block %d): counts, colour = row share", l, run->layer_blocks[l]);
+            snprintf(buf, sizeof buf, "block %d: counts, colour = row share", run->layer_blocks[l]);
         else
             snprintf(buf, sizeof buf, "MoE layer %d: counts, colour = row share", l);
         matrix(cr, left, y, cell, E, val, shade, "%.0f", buf);

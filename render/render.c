@@ -144,11 +144,11 @@ void rs_palette_series(int i, int n, double rgb[3])
 void rs_palette_method(rs_method m, double shade, double rgb[3])
 {
     /* dark and light end of each method's hue (ColorBrewer's sequential blues, oranges,
-       greens, purples, greys): outside the expert palette's muted tones, so a run is never
+       greens, purples, red-purples, greys): outside the expert palette's muted tones, so a run is never
        read as an expert; indexed by rs_method */
     static const unsigned ends[RS_METHOD_COUNT][2] = {{0x3C3C3C, 0x9A9A9A}, {0x08519C, 0x6BAED6},
                                                       {0xA63603, 0xFDAE6B}, {0x006D2C, 0x74C476},
-                                                      {0x54278F, 0x9E9AC8}};
+                                                      {0x54278F, 0x9E9AC8}, {0x7A0177, 0xF768A1}};
     double t = shade > 0 ? shade < 1 ? shade : 1 : 0, a[3], b[3];
     int i = m >= 0 && m < RS_METHOD_COUNT ? (int)m : RS_METHOD_OTHER;
     hex_rgb(ends[i][0], a);

@@ -78,7 +78,7 @@ typedef struct rs_render_context {
     const rs_run_info *run;
     const char *const *class_names; /* num_classes names, or NULL: numbers */
     int num_classes;
-    /* View pixels (V, C, H, W) in [0,1]: the grid's thumbnails, the heatmap's faint image; or NULL. */
+    /* View pixels (V, C, H, W) in [0,1]: the thumbnails of grids and heatmaps; or NULL. */
     const float *pixels;
     int channels, height, width;
 } rs_render_context;

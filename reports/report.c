@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "sections/explorer.h"
 #include "sections/sections.h"
 #include "stats/baselines.h"
 
@@ -19,6 +20,17 @@ static int make_dir(const char *path, rs_error *err)
     if (stat(path, &sb) || !S_ISDIR(sb.st_mode))
         return rs_error_set(err, RS_EIO, "%s: not a folder", path);
     return 0;
+}
+
+/* True when A and B have the same view specs, in order. */
+static bool same_views_as(const rs_run_info *a, const rs_run_info *b)
+{
+    if (a->num_views != b->num_views)
+        return false;
+    for (int v = 0; v < a->num_views; v++)
+        if (strcmp(a->view_specs[v], b->view_specs[v]))
+            return false;
+    return true;
 }
 
 static void provenance(rs_report_state *R, char ***lines_out, int *nlines)
@@ -48,12 +60,27 @@ static void provenance(rs_report_state *R, char ***lines_out, int *nlines)
     lines[n++] = strdup(buf);
     for (int i = 0; i < R->n; i++) {
         const rs_run_info *r = &R->info[i];
+        /* a model or a view list met before is named by that run: thirty runs stay a page */
+        int same_model = -1, same_views = -1;
+        for (int j = i - 1; j >= 0; j--) {
+            if (!strcmp(R->info[j].model_sha256, r->model_sha256) && !strcmp(R->info[j].model_path, r->model_path))
+                same_model = j;
+            if (same_views_as(&R->info[j], r))
+                same_views = j;
+        }
+        char model[512];
+        if (same_model >= 0)
+            snprintf(model, sizeof model, "as run %" PRId64, R->info[same_model].id);
+        else
+            snprintf(model, sizeof model, "sha256 %s", r->model_sha256);
         int len = snprintf(buf, sizeof buf,
-                           "run %" PRId64 ": model %s (sha256 %s, k=%d); data %s [%d..%d), %d of %d images; "
+                           "run %" PRId64 ": model %s (%s, k=%d); data %s [%d..%d), %d of %d images; "
                            "protocol %s; seed %" PRIu64 "; views:",
-                           r->id, r->model_path, r->model_sha256, r->top_k, r->data, r->offset, r->offset + r->count,
+                           r->id, r->model_path, model, r->top_k, r->data, r->offset, r->offset + r->count,
                            r->images_done, r->count, r->protocol, r->seed);
-        for (int v = 0; v < r->num_views && len < (int)sizeof buf; v++)
+        if (same_views >= 0)
+            snprintf(buf + len, sizeof buf - (size_t)len, " as run %" PRId64, R->info[same_views].id);
+        for (int v = 0; same_views < 0 && v < r->num_views && len < (int)sizeof buf; v++)
             len += snprintf(buf + len, sizeof buf - (size_t)len, "%s %d=%s", v ? ";" : "", v, r->view_specs[v]);
         lines[n++] = strdup(buf);
         snprintf(buf, sizeof buf, "run %" PRId64 " replayed by: %s (routerscope %s)", r->id,
@@ -209,6 +236,8 @@ int rs_report_write(rs_store *store, const rs_report_options *opt, rs_error *err
             rs_report_comparison(&R);
         rs_report_attack(&R);
         rs_report_route(&R);
+        rs_report_dissect(&R);   /* groups with forced views: router vs experts over seeds */
+        rs_report_explorer(&R);  /* index.html's explorer of the example images */
         /* what made the report, for whoever checks it; a reader starts with the answer */
         rs_doc_add(&R.d, RS_DOC_H2, "Appendix: provenance", NULL);
         rs_doc_add_list(&R.d, prov, nprov);

@@ -10,8 +10,11 @@
 # Writes the comparison report, each method against V-MoE over seeds (docs/groups.md),
 # to out/demo/report/ and prints its answer table (the report's first page), then replays light noise
 # with the clean routing forced (the intervene protocol, docs/dispatch.md) on seed 0 of
-# each method and prints how many changed predictions that restores. Running it again
-# reuses the finished runs in out/demo/routing.db.
+# each method and prints how many changed predictions that restores, and finally the
+# dissection over seeds (docs/dissection.md): V-MoE's, the adversarial and the AdvMoE
+# models' accuracy, routing agreement and router- vs expert-attributable prediction flips
+# under a CE attack, AdvMoE's router attack and noise. Running it again reuses the finished
+# runs in out/demo/routing.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
@@ -70,5 +73,26 @@ for method in "${methods[@]}"; do
   echo "$(basename "$model" .safetensors):"
   "$rs" stats --db "$out/routing.db" --run "$id" | awk '/^### / { on = /^### Routing interventions/ } on && /^\|/'
 done
+# The dissection (docs/dissection.md): is the router or the expert the weak point? Each
+# method's seeds (AdvMoE's when models/ has them) under a CE attack and AdvMoE's router
+# attack (PGD-10, eps 8/255, step 2/255, as AdvMoE evaluates) and light Gaussian noise, each
+# replayed again with the clean routing forced; a method's seeds are 0, 1, ... up to the
+# first missing file.
+dissect_limit=300
+dissect_views='clean;pgd:eps=8/255,steps=10,alpha=2/255,loss=ce;pgd:eps=8/255,steps=10,alpha=2/255,loss=router-ce,target=label;noise:severity=1;base:view=1+route:from=0;base:view=2+route:from=0;base:view=3+route:from=0'
+dissect_groups=()
+for method in vmoe adv advmoe; do
+  ids=()
+  for seed in 0 1 2; do
+    model=$(model_file "$method" "$seed")
+    [ -r "$model" ] || break
+    ids+=("$(replay "$model" --data fashion-mnist:test --protocol custom --views "$dissect_views" \
+                    --limit $dissect_limit --db "$out/routing.db" 2>/dev/null)")
+  done
+  [ ${#ids[@]} = 0 ] || dissect_groups+=(--group "$method=$(IFS=,; echo "${ids[*]}")")
+done
 echo
+echo "## Dissection: router- vs expert-attributable prediction flips, first $dissect_limit test images (docs/dissection.md)"
+"$rs" compare --db "$out/routing.db" "${dissect_groups[@]}" --resamples 0 |
+  awk '/^### Dissection over seeds/ { on = 1 } /^### Dissection per seed/ { on = 0 } on' | cat -s
 echo "Full report: $out/report/index.html (also report.md, report.pdf, tables/, figures/)"

@@ -3,7 +3,8 @@
 # missing. Runs apt-get as root, or through sudo when not root. --python adds PyTorch for
 # the reference model, training and benchmarks, and scipy and PIL for the corruptions'
 # reference (pytorch/corruptions.py; never needed at routerscope run time);
-# --tests adds the checkers the tests call: pdfinfo, xmllint, headless chromium, numpy (the
+# --tests adds the checkers the tests call: pdfinfo, xmllint, headless chromium with its
+# WebDriver and Selenium (the report's explorer driven in the page: tests/explorer_test.sh), numpy (the
 # export docs' Python example), PyTorch (README's own-checkpoint walkthrough starts from a
 # .pth: tests/checkpoint_test.sh; a few minutes of download once, against a walkthrough
 # that no test would otherwise run), and clang with its libFuzzer and OpenMP runtimes for the
@@ -16,7 +17,7 @@ packages=(gcc libc6-dev meson ninja-build pkg-config git
 for arg in "$@"; do
   case $arg in
     --python) packages+=(python3-torch python3-numpy python3-msgpack python3-scipy python3-pil) ;;
-    --tests) packages+=(poppler-utils libxml2-utils chromium python3-numpy python3-torch clang libclang-rt-14-dev libomp-14-dev) ;;
+    --tests) packages+=(poppler-utils libxml2-utils chromium chromium-driver python3-selenium python3-numpy python3-torch clang libclang-rt-14-dev libomp-14-dev) ;;
     *) echo "ensure-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

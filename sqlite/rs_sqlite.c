@@ -16,7 +16,9 @@
  * num_layers, layers, has_cls), routing, predictions and samples, which every store schema
  * version has, and where the store has them runs.top_k (schema 2; before it the model
  * config's top_k), routing.kept (schema 4; before it no run had a capacity) and
- * routing.executed (schema 5; before it no view forced its routing).
+ * routing.executed (schema 5; before it no view forced its routing) and runs.record (schema 7;
+ * before it every run recorded the full softmax). rs_probs of a run recorded with --record
+ * topk is an SQL error saying so; rs_routing reads such a run as any other.
  *
  * Nothing malformed or missing is passed: every routing row is checked by the store's own row
  * rules (analyze/store/record_check.h: BLOB sizes, expert ids < E, float16 probabilities
@@ -82,6 +84,7 @@ typedef struct run_shape {
     int kept_column;    /* the store has routing.kept (schema 4) */
     int executed_column; /* the store has routing.executed (schema 5) */
     int has_capacity;   /* the run has a capacity factor: every row has a kept mask */
+    int topk;           /* runs.record is 'topk' (schema 7): empty probs BLOBs, no softmax */
     int first, done, V; /* its first image, images done, views */
     int blocks[64];
 } run_shape;
@@ -236,6 +239,31 @@ static int has_column(sqlite3 *db, const char *table, const char *column)
     return found;
 }
 
+/* The run's record form: runs.record (schema 7), 'topk' or NULL (full, as every run before
+ * it); any other text is an error, as the store reads it. */
+static int load_record_form(rs_vtab *vt, run_shape *r)
+{
+    int column = has_column(vt->db, "runs", "record");
+    if (column < 0)
+        return vtab_error(&vt->base, SQLITE_ERROR, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
+    r->topk = 0;
+    if (!column)
+        return SQLITE_OK;
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(vt->db, "SELECT record IS NULL, record = 'topk' FROM main.runs WHERE id = ?", -1, &st,
+                                NULL);
+    if (rc != SQLITE_OK)
+        return vtab_error(&vt->base, rc, sqlite3_mprintf("%s: %s", vt->name, sqlite3_errmsg(vt->db)));
+    sqlite3_bind_int64(st, 1, r->id);
+    int known = sqlite3_step(st) == SQLITE_ROW && (sqlite3_column_int(st, 0) || sqlite3_column_int(st, 1));
+    r->topk = known && sqlite3_column_int(st, 1);
+    sqlite3_finalize(st);
+    return known ? SQLITE_OK
+                 : vtab_error(&vt->base, SQLITE_CORRUPT, sqlite3_mprintf("%s: run %lld has an unknown record form "
+                                                                         "(runs.record is neither NULL nor 'topk')",
+                                                                         vt->name, r->id));
+}
+
 /* The run's top_k: runs.top_k, or before schema 2 the model config's, else R (as the store
  * reads it). */
 static int load_top_k(rs_vtab *vt, run_shape *r)
@@ -261,7 +289,7 @@ static int load_top_k(rs_vtab *vt, run_shape *r)
     sqlite3_finalize(st);
     if (r->k < 1 || r->k > r->R)
         r->k = r->R;
-    return SQLITE_OK;
+    return load_record_form(vt, r);
 }
 
 /* Reads run RUN's shapes into C->run and checks that they fit together. */
@@ -353,7 +381,7 @@ static int load_record(rs_vtab *vt, rs_cursor *c)
     c->has_label = sqlite3_column_type(st, 3) != SQLITE_NULL, c->label = sqlite3_column_int(st, 3);
     c->predicted = sqlite3_column_int(st, 4), c->pred_prob = sqlite3_column_double(st, 5);
     c->match = sqlite3_column_blob(st, 6);
-    rs_record_row row = {.tokens = r->tokens, .record_k = r->R, .top_k = r->k, .experts = r->E,
+    rs_record_row row = {.tokens = r->tokens, .record_k = r->R, .top_k = r->k, .experts = r->E, .topk = r->topk,
                          .top_idx = sqlite3_column_blob(st, 7), .top_gate = sqlite3_column_blob(st, 8),
                          .probs = sqlite3_column_blob(st, 9),
                          .has_kept = sqlite3_column_type(st, 10) != SQLITE_NULL,
@@ -417,6 +445,9 @@ static int rs_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str,
     int rc = load_run(vt, c, sqlite3_value_int64(argv[0]));
     if (rc != SQLITE_OK)
         return rc;
+    if (vt->probs && c->run.topk) /* the words of store.h's rs_run_lacks_softmax */
+        return vtab_error(&vt->base, SQLITE_ERROR, sqlite3_mprintf("%s: run %lld was recorded with --record topk: "
+                                                                   "no softmax for rs_probs", vt->name, c->run.id));
     /* The routing table's UNIQUE (run_id, image, view, layer) index gives this order
      * without a sort, as the store's own cursor reads it. */
     int by_image = (idx_num & HAVE_IMAGE) && argc >= 2;

@@ -54,6 +54,8 @@ bad_spec "loss=foo" "view 'base:view=0+pgd:eps=1/255,loss=foo': loss: 'foo' is n
   --protocol adversarial --attack 'pgd:loss=foo' --eps 1/255
 bad_spec "steps=0" "view 'base:view=0+pgd:eps=4/255,steps=0': steps '0' is not an integer" \
   --protocol adversarial --attack 'pgd:steps=0' --eps 4/255
+bad_spec "a key typo" "pgd has no parameter 'stpes' (did you mean 'steps'? pgd takes eps, steps, alpha, loss, beta, target, norm, start, mode, layers)" \
+  --protocol adversarial --attack 'pgd:stpes=3' --eps 4/255
 bad_spec "alpha=abc" "alpha 'abc' is not a number or a fraction A/B" \
   --protocol adversarial --attack 'pgd:alpha=abc'
 bad_spec "eps list" "view 'base:view=0+pgd:eps=x,steps=10,loss=router': eps 'x' is not a number" \

@@ -88,6 +88,8 @@ expect "the report holds the converted model's runs, not the other vmoe's" \
 if command -v pdftotext >/dev/null; then
   pdftotext -l 1 "$report/report.pdf" "$tmp/page1.txt" 2>/dev/null
   expect "the report's first page names the model" grep -q 'vmoe' "$tmp/page1.txt"
+  expect "the report's first page answers: the model's own headline figures" \
+    sh -c "grep -q \"Answer: each run.s headline figures\" '$tmp/page1.txt' && grep -q 'Accuracy, view 0' '$tmp/page1.txt'"
 fi
 
 testlib_done checkpoint

@@ -28,13 +28,13 @@ dump() { # DB RUN
 "$rs" replay "$model" --data $data --limit 5 --protocol corruptions --db "$tmp/a.db" --threads 1 --batch 3 \
   >/dev/null 2>"$tmp/err"
 expect "corruptions: replays" [ $? = 0 ]
-expect "corruptions: clean + 12 corruptions x 5 severities" [ "$(q "$tmp/a.db" "SELECT count(*) FROM views")" = 61 ]
+expect "corruptions: clean + 15 corruptions x 5 severities" [ "$(q "$tmp/a.db" "SELECT count(*) FROM views")" = 76 ]
 expect "corruptions: view 0 is clean" [ "$(q "$tmp/a.db" "SELECT spec FROM views WHERE view = 0")" = clean ]
 expect "corruptions: the 28 px model gets CIFAR-10-C's set, written in the spec" \
-  [ "$(q "$tmp/a.db" "SELECT spec FROM views WHERE view = 60")" = "corrupt:name=jpeg_compression,severity=5,set=cifar" ]
+  [ "$(q "$tmp/a.db" "SELECT spec FROM views WHERE view = 75")" = "corrupt:name=jpeg_compression,severity=5,set=cifar" ]
 expect "corruptions: the drawn parameters name the corruption and its set" \
   grep -q '"corrupt":{"name":"fog","severity":1,"set":"cifar","seed":"' \
-  <(q "$tmp/a.db" "SELECT params FROM predictions WHERE view = 31 AND image = 0")
+  <(q "$tmp/a.db" "SELECT params FROM predictions WHERE view = 46 AND image = 0")
 expect "corruptions: no geometry, every patch matches itself in the clean view" \
   [ "$(q "$tmp/a.db" "SELECT count(DISTINCT lower(hex(match))) FROM predictions")" = 1 ]
 
@@ -49,7 +49,7 @@ expect "corruptions: corrupted views route differently from clean ones somewhere
 
 "$rs" stats --db "$tmp/a.db" >"$tmp/stats.txt" 2>"$tmp/err"
 expect "stats reads a corruptions run" [ $? = 0 ]
-expect "stats: one row per corrupted view and layer" grep -q "view 60" "$tmp/stats.txt"
+expect "stats: one row per corrupted view and layer" grep -q "view 75" "$tmp/stats.txt"
 
 # --- lists ----------------------------------------------------------------------------------
 "$rs" replay "$model" --data $data --limit 2 --protocol corruptions --corruptions fog,saturate --severities 1,5 \
@@ -57,9 +57,9 @@ expect "stats: one row per corrupted view and layer" grep -q "view 60" "$tmp/sta
 expect "--corruptions/--severities: clean + 2 x 2 views" \
   [ "$(q "$tmp/c.db" "SELECT group_concat(spec, ';') FROM (SELECT spec FROM views ORDER BY view)")" = \
     "clean;corrupt:name=fog,severity=1,set=cifar;corrupt:name=fog,severity=5,set=cifar;corrupt:name=saturate,severity=1,set=cifar;corrupt:name=saturate,severity=5,set=cifar" ]
-"$rs" replay "$model" --data $data --limit 2 --protocol corruptions --corruptions motion_blur --db "$tmp/d.db" \
+"$rs" replay "$model" --data $data --limit 2 --protocol corruptions --corruptions spatter --db "$tmp/d.db" \
   >/dev/null 2>"$tmp/err"
-expect "--corruptions motion_blur: not implemented, one line" failed_with $? 1 "corruption 'motion_blur' is not implemented"
+expect "--corruptions spatter: not implemented, one line" failed_with $? 1 "corruption 'spatter' is not implemented"
 "$rs" replay "$model" --data $data --limit 2 --protocol corruptions --severities 0 --db "$tmp/d.db" \
   >/dev/null 2>"$tmp/err"
 expect "--severities 0: one line" failed_with $? 1 "severity must be 1, 2, 3, 4 or 5"

@@ -173,6 +173,27 @@ if [ -f "$models/fmnist-vmoe-k2-s1.safetensors" ] && [ -f "$models/fmnist-prc-k2
     grep -q '^## Answer over training seeds' '$tmp/demo-answer' && grep -Eq '^\| prc: V-MoE\+PRC k=2 +\| vmoe: V-MoE k=2 \| pair' '$tmp/demo-answer' &&
     grep -q '^A \* marks a difference that holds after Holm' '$tmp/demo-answer' && grep -q '^- .*V-MoE+PRC k=2.* \[[-+]' '$tmp/demo-answer' &&
     ! grep -q 'Contents:\|Files:\|\\\\\[' '$tmp/demo-answer'"
+  # two runs of two models: page 1 is the paired differences of the headline figures
+  "$rs" report --db "$sdb" --runs 1,3 --out "$tmp/two" --images 0 --resamples 50 >/dev/null 2>"$tmp/err"
+  if command -v pdftotext >/dev/null; then
+    expect "two runs: page 1 answers with the paired differences and their intervals" sh -c "
+      pdftotext -l 1 -layout '$tmp/two/report.pdf' - >'$tmp/p1'; grep -q 'Answer: each run against its baseline' '$tmp/p1' &&
+      grep -q 'Top-1 Δ' '$tmp/p1' && grep -Eq 'run 3.*[-+][0-9.]+ \[[-+][0-9.]+, [-+][0-9.]+\]' '$tmp/p1'"
+  fi
+  # printable: a grouped report with examples stays short and light, one figure per image
+  "$rs" report --db "$sdb" --group vmoe=1,2 --group prc=3,4 --out "$tmp/print" --images 2 --resamples 50 >/dev/null 2>"$tmp/err"
+  expect "printable: the grouped report exits 0" [ $? = 0 ]
+  expect "printable: one examples figure per image (every method side by side), no per-run grid, no part left" sh -c "
+    [ \$(ls '$tmp/print/figures' | grep -c '^examples-image') = 2 ] && ! ls '$tmp/print/figures' | grep -q '^grid-run\|^part-'"
+  if command -v pdfinfo >/dev/null; then
+    pages=$(pdfinfo "$tmp/print/report.pdf" | awk '/^Pages:/ {print $2}')
+    expect "printable: at most 14 PDF pages ($pages) and 3 MB" sh -c "[ '${pages:-99}' -le 14 ] && [ \$(stat -c %s '$tmp/print/report.pdf') -le 3000000 ]"
+    expect "printable: --detail adds the per-run sections" sh -c "
+      '$rs' report --db '$sdb' --group vmoe=1,2 --group prc=3,4 --out '$tmp/printd' --images 2 --resamples 50 --detail >/dev/null 2>&1 &&
+      [ \$(pdfinfo '$tmp/printd/report.pdf' | awk '/^Pages:/ {print \$2}') -gt '$pages' ]"
+  fi
+  expect "printable: the per-seed table has a row per group and seed" \
+    [ "$(awk '/^### Per seed/ { on = 1 } on && /^\| prc:/ { n++ } /^Files:/ { on = 0 } END { print n }' "$tmp/print/report.md")" = 2 ]
   expect "a V-MoE seed is not read against another V-MoE seed" sh -c "! grep -q 'V-MoE k=2 (run 2) vs V-MoE k=2 (run 1)' '$tmp/seeds/report.md'"
 fi
 

@@ -97,6 +97,10 @@ expect "bad number: exit 1, one line" failed_with $? 1 "sigma 'abc' is not a num
 expect "bad spec creates no database" [ ! -e "$tmp/e.db" ]
 "$rs" replay "$model" --data $data --protocol custom --views 'clean;blur:r=1' --db "$tmp/e.db" >/dev/null 2>"$tmp/err"
 expect "unknown view op" failed_with $? 1 "unknown operation 'blur'"
+# A parameter typo names the closest key and lists the valid ones, in its one line.
+"$rs" replay "$model" --data $data --protocol custom --views 'clean;noise:sgima=0.1' --db "$tmp/e.db" >/dev/null 2>"$tmp/err"
+expect "parameter typo" failed_with $? 1 \
+  "view 'noise:sgima=0.1': noise has no parameter 'sgima' (did you mean 'sigma'? noise takes sigma, severity)\$"
 "$rs" replay "$tmp/none.safetensors" --data $data --db "$tmp/e.db" >/dev/null 2>"$tmp/err"
 expect "missing model" failed_with $? 1 "none.safetensors: cannot open"
 "$rs" replay "$model" --data $data --db "$tmp/e.db" --batch zero >/dev/null 2>"$tmp/err"

@@ -94,6 +94,12 @@ shown=$(ls "$tmp/a/one/figures" | sed -n 's/^grid-run1-image\([0-9]*\)\.png$/\1/
 expect "a poorly matched image among the first two (so the next test tells)" sh -c "echo '$poor' | grep -Eq ' (0|1) '"
 expect "one run: the example images are well matched ($(echo $shown))" \
   sh -c "[ -n '$shown' ] && for i in $(echo $shown); do echo '$poor' | grep -q \" \$i \" && exit 1; done; exit 0"
+if command -v pdftotext >/dev/null; then
+  expect "one run: page 1 answers with the run's headline figures and intervals" sh -c "
+    pdftotext -l 1 -layout '$tmp/a/one/report.pdf' '$tmp/p1'; grep -q 'Answer: the run.s headline figures' '$tmp/p1' &&
+    grep -q 'Accuracy, view 0' '$tmp/p1' && grep -Eq 'run 1 .*pair .*[0-9]+\.[0-9]+ \[[0-9.]+, [0-9.]+\]' '$tmp/p1'"
+fi
+expect "one run: the unmatched count says why crops leave patches out" grep -q 'Unmatched: .*normal for crops' "$tmp/a/one/report.md"
 (cd "$tmp/a" && "$rs" report --db "$db" --runs 2 --out noise --resamples 100 --images 1 >/dev/null 2>"$tmp/err")
 expect "report of a noise run has the severity sweep" [ -f "$tmp/a/noise/figures/sweep-run2.png" ]
 
@@ -102,13 +108,21 @@ expect "report of a noise run has the severity sweep" [ -f "$tmp/a/noise/figures
 expect "report --runs 1,2 exits 0" [ $? = 0 ]
 check_report "runs 1,2" "$tmp/a/cmp"
 expect "runs 1,2: headline and accuracy tables (noise and pair runs apart, no column all n/a)" \
-  sh -c "[ -f '$tmp/a/cmp/tables/headline.csv' ] && [ -f '$tmp/a/cmp/tables/accuracy.csv' ] && grep -q 'Severity 5' '$tmp/a/cmp/report.md' && [ -f '$tmp/a/cmp/tables/accuracy-views.csv' ] && ! grep -q '^[0-9]*,,,[a-z0-9]*,,' '$tmp/a/cmp/tables/accuracy.csv' '$tmp/a/cmp/tables/accuracy-views.csv' && grep -q '25-100 %' '$tmp/a/cmp/report.md'"
+  sh -c "[ -f '$tmp/a/cmp/tables/headline.csv' ] && [ -f '$tmp/a/cmp/tables/accuracy.csv' ] && grep -q 'Severity 5' '$tmp/a/cmp/report.md' && [ -f '$tmp/a/cmp/tables/accuracy-views.csv' ] && ! grep -q '^[0-9]*,,,[a-z0-9]*,,' '$tmp/a/cmp/tables/accuracy.csv' '$tmp/a/cmp/tables/accuracy-views.csv' && grep -q '25-100 %' '$tmp/a/cmp/report.md' && ! grep -q 'is below clean accuracy' '$tmp/a/cmp/report.md'"
 expect "runs 1,2: severity sweep and grids of both runs" \
   sh -c "cd '$tmp/a/cmp/figures' && [ -f sweep.png ] && ls grid-run1-* >/dev/null && ls grid-run2-* >/dev/null"
 expect "runs 1,2: the noise run's per-patch heatmap in the examples" \
   sh -c "ls '$tmp/a/cmp/figures'/heatmap-run2-*.png >/dev/null && grep -q 'Per-patch heatmap' '$tmp/a/cmp/report.md'"
 expect "runs 1,2: no per-run detail without --detail" \
   sh -c "! grep -q '^## Details of' '$tmp/a/cmp/report.md' && ! [ -f '$tmp/a/cmp/tables/consistency-run1.csv' ] && ! [ -f '$tmp/a/cmp/figures/load-run1.png' ]"
+# one model, no baseline: the model's own figures answer, no pair run is ranked against a noise run
+if command -v pdftotext >/dev/null; then
+  expect "runs 1,2 (one model): page 1 shows each run's headline figures, both protocols" sh -c "
+    pdftotext -l 1 -layout '$tmp/a/cmp/report.pdf' '$tmp/p1'; grep -q 'Answer: each run.s headline figures' '$tmp/p1' &&
+    grep -Eq 'run 1 .* pair .*\[' '$tmp/p1' && grep -Eq 'run 2 .* noise .*\[' '$tmp/p1'"
+fi
+expect "runs 1,2 (one model): no 'no comparable baseline' stub, no largest differences across protocols" sh -c "
+  ! grep -q 'No run here has a comparable baseline' '$tmp/a/cmp/report.md' && ! grep -q '^## Largest differences' '$tmp/a/cmp/report.md'"
 (cd "$tmp/a" && "$rs" report --db "$db" --runs 1,2 --out detail --resamples 100 --images 1 --detail >/dev/null 2>"$tmp/err")
 expect "runs 1,2 --detail exits 0" [ $? = 0 ]
 expect "runs 1,2 --detail: the provenance is still the last section" \

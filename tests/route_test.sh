@@ -173,7 +173,7 @@ expect "schema 4: export reads what ran as the router's top-k" \
   [ "$(awk -F, 'NR > 1 && $20 != ($13 < 2 ? $14 : -1)' "$tmp/v4.csv" | wc -l)" = 0 ]
 expect "reading leaves it at schema 4" [ "$(q "$tmp/v4.db" 'PRAGMA user_version')" = 4 ]
 "$rs" replay "$model" --data $data --limit 2 --protocol intervene --db "$tmp/v4.db" --threads 1 >/dev/null 2>"$tmp/err"
-expect "a forced replay into it upgrades it to schema 6" [ "$(q "$tmp/v4.db" 'PRAGMA user_version')" = 6 ]
+expect "a forced replay into it upgrades it to schema 7" [ "$(q "$tmp/v4.db" 'PRAGMA user_version')" = 7 ]
 "$rs" stats --db "$tmp/v4.db" --run 2 --format json --resamples 100 >"$tmp/v4-after.json" 2>"$tmp/err"
 expect "and the old run's statistics stay the same" cmp -s "$tmp/v4-before.json" "$tmp/v4-after.json"
 

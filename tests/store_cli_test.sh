@@ -31,7 +31,7 @@ expect "reading leaves it at schema 1" [ "$(version "$v1")" = 1 ]
 
 # A writer upgrades it, and every figure stays the same.
 "$rs" replay "$model" --data fashion-mnist:test --limit 2 --seed 9 --db "$v1" --threads 1 >/dev/null 2>"$tmp/err"
-expect "replay into it upgrades it to the current schema (6)" [ "$(version "$v1")" = 6 ]
+expect "replay into it upgrades it to the current schema (7)" [ "$(version "$v1")" = 7 ]
 expect "the upgrade stored k = 1 for the k = 1 run" [ "$(sqlite3 "$v1" 'SELECT top_k FROM runs WHERE id = 2')" = 1 ]
 for r in 1 2; do
   "$rs" stats --db "$v1" --run $r --format json --resamples 100 >"$tmp/after-$r.json" 2>"$tmp/err"

@@ -7,7 +7,9 @@
  * - by hand: a 2x3 array assembled from two shards (one slice BF16 in two subchunks),
  *   an unused int32 leaf skipped.
  * - errors, each one line naming the file: missing shard, unknown ext type, truncated
- *   index, chunk/slice shape mismatch, slices that do not cover the array. */
+ *   index, chunk/slice shape mismatch, slices that do not cover the array.
+ * - presets: each writes k and its vmoe config's evaluation dispatch (capacity factor,
+ *   group, BPR, bfloat16 dispatch) into the converted config; an unknown one is refused. */
 #include <math.h>
 #include <msgpack.h>
 #include <setjmp.h>
@@ -382,6 +384,40 @@ static void test_golden_convert(void **state)
     assert_non_null(strstr(err.msg, "not a square grid"));
 }
 
+static void test_presets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        double factor;
+        int group;
+    } want[] = {{"vmoe-s32-last2", 4.0, 8}, {"vmoe-s32-last2-ft384", 1.5, 8}, {"vmoe-b16-ft384", 1.5, 8},
+                {"vmoe-attack", 1.5, 4}};
+    char prefix[256], out[160];
+    snprintf(prefix, sizeof prefix, "%s/vmoe/small", golden_dir);
+    snprintf(out, sizeof out, "%s/preset.safetensors", scratch);
+    rs_error err;
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        rs_vmoe_options opt = {.preset = want[i].name, .top_k = 0, .image_size = 0, .classifier = -1, .gelu = -1};
+        if (rs_vmoe_convert(prefix, out, &opt, NULL, 0, &err))
+            fail_msg("%s: %s", want[i].name, err.msg);
+        rs_model *m;
+        if (rs_model_open(out, &m, &err))
+            fail_msg("%s", err.msg);
+        const rs_dispatch *d = &m->cfg.dispatch;
+        assert_int_equal(m->cfg.top_k, 2);
+        assert_true(d->capacity_factor == want[i].factor);
+        assert_int_equal(d->group_images, want[i].group);
+        assert_false(d->bpr);
+        assert_true(d->bf16);
+        rs_model_close(m);
+    }
+    rs_vmoe_options bad = {.preset = "vmoe-l16", .top_k = 0, .image_size = 0, .classifier = -1, .gelu = -1};
+    assert_int_equal(rs_vmoe_convert(prefix, out, &bad, NULL, 0, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown preset 'vmoe-l16'"));
+    unlink(out);
+}
+
 int main(void)
 {
     golden_dir = tu_dir("RS_GOLDEN_DIR", "tests/golden");
@@ -392,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_hand_assembled),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_golden_convert),
+        cmocka_unit_test(test_presets),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     tu_remove_dir(scratch);

@@ -1,7 +1,8 @@
-/* Corruptions against pytorch/corruptions.py: every corruption x severity on a grey 28 px
- * and a colour 32 px image (cifar set) and a colour 64 px image (imagenet set), both sides
- * drawing from the same SplitMix64 uniforms (tests/golden/corrupt/corrupt.txt). The
- * pointwise corruptions, fog, pixelate and jpeg_compression must match level for level; the
+/* Corruptions against pytorch/corruptions.py: every corruption x severity on a grey 28 px,
+ * a colour 32 px and a colour 24 x 40 px image (cifar set) and a colour 64 px and a grey
+ * 96 px image (imagenet set), both sides drawing from the same SplitMix64 uniforms
+ * (tests/golden/corrupt/corrupt.txt). The pointwise corruptions, fog, pixelate,
+ * jpeg_compression, motion_blur, snow and frost must match level for level; the
  * filters (sums in another order than scipy's) may differ by one 8-bit level on a few
  * pixels; glass_blur and elastic_transform, whose rounding of an intermediate can move a
  * pixel's source, by more on a few (tolerances in TOL below and docs/corruptions.md). */
@@ -124,7 +125,7 @@ static void test_goldens(void **state)
     }
     fclose(f);
     free(blob);
-    assert_int_equal(cases, 3 * RS_CORRUPT_COUNT * 5);
+    assert_int_equal(cases, 5 * RS_CORRUPT_COUNT * 5);
     assert_int_equal(failed, 0);
 }
 
@@ -133,7 +134,10 @@ static void test_names(void **state)
 {
     (void)state;
     assert_int_equal(rs_corrupt_find("glass_blur"), RS_C_GLASS_BLUR);
-    assert_int_equal(rs_corrupt_find("motion_blur"), -1);
+    assert_int_equal(rs_corrupt_find("motion_blur"), RS_C_MOTION_BLUR);
+    assert_int_equal(rs_corrupt_find("spatter"), -1);
+    assert_string_equal(rs_corrupt_family(RS_C_SNOW), "weather");
+    assert_string_equal(rs_corrupt_family(RS_C_MOTION_BLUR), "blur");
     assert_string_equal(rs_corrupt_family(RS_C_FOG), "weather");
     assert_string_equal(rs_corrupt_family(RS_C_JPEG_COMPRESSION), "digital");
     assert_int_equal(rs_corrupt_default_set(28, 28), RS_CSET_CIFAR);

@@ -8,7 +8,12 @@
  * and 2, the last group short of a full one; outputs bit-identical for any batch split into
  * whole groups and any thread count. A factor that drops nothing reproduces the plain
  * forward pass's reference, and capacity factor 0 is the plain forward pass bit for bit.
- * The config's optional "dispatch" key is read and checked.
+ * vmoe's numerics, against the same generator: bfloat16 dispatch (k2_bf16), a short last group
+ * padded with zero images that take capacity (k1_pad, k2_bpr_bf16_pad: the reference pads
+ * with explicit zero images; the same images unpadded keep other choices, which an unpadded
+ * C run reproduces too), and both.
+ * The config's optional "dispatch" key is read and checked (bf16 included), and --dispatch model
+ * applies it with a padded last group.
  * Group order (analyze/replay/group_order.h): each window is a permutation of its own images, the
  * same for a seed whatever the batch split, pinned for seed 1 so that stored runs replay
  * alike across builds; batches that cut a window are refused; --group-size in tokens. */
@@ -172,6 +177,36 @@ static rs_model *open_model(const char *path)
     return m;
 }
 
+/* O's kept masks against REF's tensors PREFIX.{block} (first B images); returns the top-k
+ * choices dropped. */
+static long check_kept(const rs_model *m, const rs_safetensors *ref, const char *prefix, const outputs *o, int B)
+{
+    const rs_config *c = &m->cfg;
+    size_t T = (size_t)rs_config_tokens(c), R = (size_t)rs_config_record_k(c);
+    long dropped = 0;
+    for (int s = 0; s < c->num_moe; s++) {
+        char tname[64];
+        snprintf(tname, sizeof tname, "%s.%d", prefix, c->moe_layers[s]);
+        float *kept = tu_tensor_f32(ref, tname, NULL);
+        assert_non_null(kept);
+        for (size_t i = 0; i < B * T * R; i++) {
+            if (o->kept[s][i] != (uint8_t)kept[i])
+                fail_msg("%s: block %d image %zu token %zu rank %zu: kept %d, reference %d", prefix,
+                         c->moe_layers[s], i / (T * R), i / R % T, i % R, o->kept[s][i], (int)kept[i]);
+            dropped += (i % R) < (size_t)c->top_k && !o->kept[s][i];
+        }
+        free(kept);
+    }
+    return dropped;
+}
+
+/* Whether REF's metadata KEY reads "true" (absent: false). */
+static bool meta_true(const rs_safetensors *ref, const char *key)
+{
+    const char *v = rs_safetensors_metadata(ref, key);
+    return v && !strcmp(v, "true");
+}
+
 /* Logits and router probabilities of O against reference REF (first B images). */
 static void check_against(const rs_model *m, const rs_safetensors *ref, const outputs *o, int B)
 {
@@ -210,31 +245,30 @@ static void golden_case(void **state)
     const rs_config *c = &m->cfg;
     rs_dispatch d = {.capacity_factor = atof(rs_safetensors_metadata(ref, "capacity_factor")),
                      .group_images = atoi(rs_safetensors_metadata(ref, "group_images")),
-                     .bpr = !strcmp(rs_safetensors_metadata(ref, "bpr"), "true")};
+                     .bpr = meta_true(ref, "bpr"), .bf16 = meta_true(ref, "bf16"),
+                     .pad_last = meta_true(ref, "pad_last")};
     size_t n_in;
     float *input = tu_tensor_f32(ref, "input", &n_in);
     size_t img = (size_t)c->channels * c->image_h * c->image_w, T = (size_t)rs_config_tokens(c);
     size_t R = (size_t)rs_config_record_k(c);
     int B = (int)(n_in / img);
+    (void)R;
     assert_true(B % d.group_images != 0); /* the last group is short */
 
     outputs whole = run(m, &d, input, B, B, 2);
     check_against(m, ref, &whole, B);
-    long dropped = 0;
-    for (int s = 0; s < c->num_moe; s++) {
-        char tname[64];
-        snprintf(tname, sizeof tname, "kept.%d", c->moe_layers[s]);
-        float *kept = tu_tensor_f32(ref, tname, NULL);
-        assert_non_null(kept);
-        for (size_t i = 0; i < B * T * R; i++) {
-            if (whole.kept[s][i] != (uint8_t)kept[i])
-                fail_msg("%s: block %d image %zu token %zu rank %zu: kept %d, reference %d", name,
-                         c->moe_layers[s], i / (T * R), i / R % T, i % R, whole.kept[s][i], (int)kept[i]);
-            dropped += (i % R) < (size_t)c->top_k && !whole.kept[s][i];
-        }
-        free(kept);
+    assert_true(check_kept(m, ref, "kept", &whole, B) > 0);
+    if (d.pad_last) { /* unpadded, the last group's images keep other choices, as the reference says */
+        rs_dispatch plain = d;
+        plain.pad_last = false;
+        outputs unpadded = run(m, &plain, input, B, B, 1);
+        check_kept(m, ref, "kept_unpadded", &unpadded, B);
+        bool differ = false;
+        for (int s = 0; s < c->num_moe; s++)
+            differ |= memcmp(unpadded.kept[s], whole.kept[s], B * T * R) != 0;
+        assert_true(differ);
+        free_outputs(&unpadded, c->num_moe);
     }
-    assert_true(dropped > 0);
     /* Batches of whole groups on one thread give the same bits. */
     outputs groups = run(m, &d, input, B, d.group_images, 1);
     assert_memory_equal(whole.logits, groups.logits, sizeof(float) * B * c->num_classes);
@@ -333,6 +367,20 @@ static void config_dispatch(void **state)
     assert_non_null(strstr(err.msg, "bpr"));
     assert_int_equal(parse_with(base, "4.0", &cfg, &err), RS_EFORMAT);
     assert_non_null(strstr(err.msg, "dispatch"));
+    assert_false(cfg.dispatch.bf16); /* absent: float32 dispatch */
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 1.5, \"group_images\": 4, \"bf16\": true}", &cfg, &err), 0);
+    assert_true(cfg.dispatch.bf16);
+    /* --dispatch model: the config's settings, bfloat16 included, with vmoe's padded last group */
+    rs_dispatch out, none = {0};
+    assert_int_equal(rs_group_dispatch_resolve(&cfg, "m", true, &none, 0, false, &out, &err), 0);
+    assert_true(out.capacity_factor == 1.5 && out.group_images == 4 && out.bf16 && out.pad_last && !out.bpr);
+    assert_int_equal(parse_with(base, "{\"capacity_factor\": 2, \"group_images\": 2, \"bf16\": 1}", &cfg, &err),
+                     RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "bf16"));
+    /* bfloat16 and padding belong to a capacity factor */
+    rs_dispatch bf16_only = {.bf16 = true};
+    assert_int_equal(rs_forward_create_dispatch(m, 2, 1, &bf16_only, &(rs_forward *){NULL}, &err), RS_EINVAL);
+    assert_non_null(strstr(err.msg, "need a capacity factor"));
     rs_model_close(m);
 }
 
@@ -402,7 +450,8 @@ static void group_size_tokens(void **state)
 int main(void)
 {
     golden_dir = tu_dir("RS_GOLDEN_DIR", "tests/golden");
-    static const char *const cases[] = {"k1_bpr", "k1_vanilla", "k2_bpr", "k2_vanilla"};
+    static const char *const cases[] = {"k1_bpr", "k1_vanilla", "k2_bpr", "k2_vanilla", "k2_bf16", "k1_pad",
+                                        "k2_bpr_bf16_pad"};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(capacity_arithmetic),
         cmocka_unit_test(priority_order),
@@ -412,6 +461,9 @@ int main(void)
         cmocka_unit_test_prestate(golden_case, (void *)cases[1]),
         cmocka_unit_test_prestate(golden_case, (void *)cases[2]),
         cmocka_unit_test_prestate(golden_case, (void *)cases[3]),
+        cmocka_unit_test_prestate(golden_case, (void *)cases[4]),
+        cmocka_unit_test_prestate(golden_case, (void *)cases[5]),
+        cmocka_unit_test_prestate(golden_case, (void *)cases[6]),
         cmocka_unit_test(no_drop_is_plain),
         cmocka_unit_test(bad_dispatch),
         cmocka_unit_test(config_dispatch),

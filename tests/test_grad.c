@@ -14,7 +14,9 @@
  * The grad-dispatch-* cases carry a dispatch (capacity factor, group, BPR) in their metadata:
  * the gradient is then that of the capacity-limited model (rs_grad_create_dispatch), against
  * autograd through vmoe.py's dispatch, within the same tolerances; the forward-identity and
- * determinism checks run on them too (the last group short). */
+ * determinism checks run on them too (the last group short). grad-dispatch-k2-bf16 and
+ * grad-dispatch-k1-bf16-pad add vmoe's bfloat16 dispatch (straight through) and, in the
+ * second, a short last group padded with explicit zero images in the reference. */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -88,7 +90,9 @@ static void load_case(const char *name, gcase *gc)
         assert_non_null(j);
         gc->dispatch = (rs_dispatch){.capacity_factor = json_number_value(json_object_get(j, "capacity_factor")),
                                      .group_images = (int)json_integer_value(json_object_get(j, "group_images")),
-                                     .bpr = json_is_true(json_object_get(j, "bpr"))};
+                                     .bpr = json_is_true(json_object_get(j, "bpr")),
+                                     .bf16 = json_is_true(json_object_get(j, "bf16")),
+                                     .pad_last = json_is_true(json_object_get(j, "pad_last"))};
         assert_true(gc->dispatch.capacity_factor > 0);
         gc->d = &gc->dispatch;
         json_decref(j);
@@ -443,7 +447,7 @@ int main(void)
         fprintf(stderr, "test_grad: fewer than 8 grad-*.grad.safetensors in %s\n", golden_dir);
         return 1;
     }
-    struct CMUnitTest *tests = calloc((size_t)n + 6, sizeof *tests);
+    struct CMUnitTest *tests = calloc((size_t)n + 8, sizeof *tests);
     for (int i = 0; i < n; i++)
         tests[i] = (struct CMUnitTest){.name = list[i]->d_name, .test_func = grad_golden,
                                        .initial_state = list[i]->d_name};
@@ -451,13 +455,18 @@ int main(void)
     static const char gap_case[] = "grad-gap-k1-tanh.grad.safetensors";
     static const char k2_bpr_case[] = "grad-dispatch-k2-bpr.grad.safetensors";
     static const char k1_case[] = "grad-dispatch-k1-vanilla.grad.safetensors";
+    static const char bf16_pad_case[] = "grad-dispatch-k1-bf16-pad.grad.safetensors";
     tests[n] = (struct CMUnitTest){.name = "forward_identical", .test_func = grad_forward_identical, .initial_state = (void *)gap_case};
     tests[n + 1] = (struct CMUnitTest){.name = "deterministic", .test_func = grad_deterministic, .initial_state = (void *)token_case};
     tests[n + 2] = (struct CMUnitTest){.name = "bad_specs", .test_func = grad_bad_specs, .initial_state = (void *)token_case};
     tests[n + 3] = (struct CMUnitTest){.name = "router_ce", .test_func = grad_router_ce, .initial_state = (void *)token_case};
     tests[n + 4] = (struct CMUnitTest){.name = "forward_identical_dispatch", .test_func = grad_forward_identical, .initial_state = (void *)k2_bpr_case};
     tests[n + 5] = (struct CMUnitTest){.name = "deterministic_dispatch", .test_func = grad_deterministic, .initial_state = (void *)k1_case};
-    int rc = _cmocka_run_group_tests("grad", tests, (size_t)n + 6, NULL, NULL);
+    /* bfloat16 dispatch and a padded last group: the taped forward is still the forward pass,
+     * and chunks of whole groups (the last one padded alike) give the same bytes. */
+    tests[n + 6] = (struct CMUnitTest){.name = "forward_identical_bf16_pad", .test_func = grad_forward_identical, .initial_state = (void *)bf16_pad_case};
+    tests[n + 7] = (struct CMUnitTest){.name = "deterministic_bf16_pad", .test_func = grad_deterministic, .initial_state = (void *)bf16_pad_case};
+    int rc = _cmocka_run_group_tests("grad", tests, (size_t)n + 8, NULL, NULL);
     for (int i = 0; i < n; i++)
         free(list[i]);
     free(list);

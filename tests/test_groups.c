@@ -486,6 +486,8 @@ static void test_run_method(void **state)
     assert_int_equal(rs_run_method(&r), RS_METHOD_VMOE);
     r.model_path = "fmnist-ADV-k2.safetensors";
     assert_int_equal(rs_run_method(&r), RS_METHOD_ADV);
+    r.model_path = "m/fmnist-advmoe-k2-s1.safetensors";
+    assert_int_equal(rs_run_method(&r), RS_METHOD_ADVMOE);
     r.model_path = "net.safetensors";
     assert_int_equal(rs_run_method(&r), RS_METHOD_OTHER);
     r.method = "jsd"; /* the config wins over the name */
@@ -495,6 +497,9 @@ static void test_run_method(void **state)
     assert_string_equal(rs_method_name(RS_METHOD_PRC), "V-MoE+PRC");
     assert_string_equal(rs_method_name(RS_METHOD_ADV), "V-MoE (adv.)");
     assert_string_equal(rs_method_key(RS_METHOD_JSD), "jsd");
+    r.method = "advmoe";
+    assert_int_equal(rs_run_method(&r), RS_METHOD_ADVMOE);
+    assert_string_equal(rs_method_name(RS_METHOD_ADVMOE), "AdvMoE");
     assert_int_equal(rs_run_method(NULL), RS_METHOD_OTHER);
 }
 

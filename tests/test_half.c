@@ -1,10 +1,12 @@
 /* Half-precision conversion: every half survives half -> float -> half, and rounding of
- * floats to half follows round-to-nearest-even on cases worked out by hand. */
+ * floats to half follows round-to-nearest-even on cases worked out by hand; so does the
+ * rounding of floats to bfloat16 (vmoe's bf16 dispatch), NaN kept a NaN. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -47,11 +49,44 @@ static void test_values_by_hand(void **state)
     assert_true(rs_half_to_float(0x7c00) == INFINITY);
 }
 
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint32_t bits_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static void test_bf16_by_hand(void **state)
+{
+    (void)state;
+    /* bfloat16 keeps 7 mantissa bits: near 1 the step is 2^-7. */
+    assert_true(rs_float_round_bf16(1.0f) == 1.0f);
+    assert_true(rs_float_round_bf16(1.0f + 0x1p-8f) == 1.0f);                 /* tie, to even (down) */
+    assert_true(rs_float_round_bf16(1.0f + 3 * 0x1p-8f) == 1.0f + 0x1p-6f);   /* tie, to even (up) */
+    assert_true(rs_float_round_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 1.0f + 0x1p-7f); /* past the tie */
+    assert_true(rs_float_round_bf16(-(1.0f + 0x1p-9f)) == -1.0f);
+    assert_int_equal(bits_of(rs_float_round_bf16(-0.0f)), 0x80000000u);
+    assert_int_equal(bits_of(rs_float_round_bf16(from_bits(0x00012345u))), 0x00010000u); /* subnormal */
+    assert_true(isinf(rs_float_round_bf16(from_bits(0x7f7fffffu))));          /* FLT_MAX rounds to inf */
+    assert_true(rs_float_round_bf16(INFINITY) == INFINITY);
+    assert_true(isnan(rs_float_round_bf16(NAN)));
+    assert_true(isnan(rs_float_round_bf16(from_bits(0x7f800001u))));          /* a NaN a carry would make inf */
+    assert_true(isnan(rs_float_round_bf16(from_bits(0xffffffffu))));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_every_half),
         cmocka_unit_test(test_values_by_hand),
+        cmocka_unit_test(test_bf16_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,12 @@
  * not, cell fills are exactly the palette colours (with and without the views' pixels), the unmatched cell is not an expert colour; PDF page
  * count (pdfinfo when installed); with most cells changed, red corners instead of borders;
  * a dashed box on view 0's thumbnail where a cropped (mirrored) view lies, none for a view
- * matched patch for patch and identical bytes for two renderings; SVG is well
- * formed at its ends; heatmap values by hand; plots render; bad extensions are refused. */
+ * matched patch for patch and identical bytes for two renderings, rows named "block B" (read
+ * back with pdftotext when installed); SVG is well
+ * formed at its ends; heatmap values by hand; heatmap cells read back from the PNG with
+ * libpng: cells of one value have one colour, the colour bar's at that value, with the
+ * view's pixels drawn beside them; one panel fills the figure's width; plots render; bad
+ * extensions are refused. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <png.h>
 
 #include "grid.h"
 #include "groups_plot.h"
@@ -344,6 +349,18 @@ static void test_grid_pdf(void **state)
         snprintf(cmd, sizeof cmd, "pdfinfo '%s' | grep -q '^Pages: *1$'", scratch("a.pdf"));
         assert_int_equal(system(cmd), 0);
     }
+    /* Rows are named as --layer names them: "block B", not the MoE slot. */
+    if (system("command -v pdftotext >/dev/null 2>&1") != 0) {
+        print_message("pdftotext not installed (poppler-utils): row labels not read\n");
+    } else {
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -qx 'block 1'", scratch("a.pdf"));
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -qx 'block 3'", scratch("a.pdf"));
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -q 'MoE layer'", scratch("a.pdf"));
+        assert_int_not_equal(system(cmd), 0);
+    }
     rs_image_routing_free(&r);
 }
 
@@ -405,6 +422,134 @@ static void test_heatmap(void **state)
     for (int m = 0; m < 4; m++)
         assert_int_equal(rs_render_heatmap(&r, NULL, (rs_patch_metric)m, -1, -1, scratch("h.png"), &err), 0);
     assert_int_equal(rs_render_heatmap(&r, NULL, RS_PATCH_GATE, 0, 1, scratch("h.svg"), &err), 0);
+    /* panels are named as --layer names them, as the grid's rows */
+    rs_render_context ctx = {.run = &info};
+    assert_int_equal(rs_render_heatmap(&r, &ctx, RS_PATCH_GATE, 0, -1, scratch("h.pdf"), &err), 0);
+    if (system("command -v pdftotext >/dev/null 2>&1") == 0) {
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -qx 'block 3'", scratch("h.pdf"));
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "pdftotext '%s' - | grep -q 'MoE layer'", scratch("h.pdf"));
+        assert_int_not_equal(system(cmd), 0);
+    }
+    rs_image_routing_free(&r);
+}
+
+/* The PNG at PATH as RGB bytes (rows of 3 * *W), read with libpng (not cairo, which drew
+   it); owned: free(). */
+static unsigned char *read_png_rgb(const char *path, int *w, int *h)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    assert_true(png_image_begin_read_from_file(&im, path));
+    im.format = PNG_FORMAT_RGB;
+    unsigned char *buf = malloc(PNG_IMAGE_SIZE(im));
+    assert_non_null(buf);
+    assert_true(png_image_finish_read(&im, NULL, buf, 0, NULL));
+    *w = (int)im.width, *h = (int)im.height;
+    return buf;
+}
+
+/* The RGB of the heatmap PNG BUF (W x H pixels) at drawing units (X, Y). */
+static void heat_pixel(const unsigned char *buf, int w, int h, double x, double y, int rgb[3])
+{
+    int px = (int)(x * RS_RENDER_PNG_SCALE), py = (int)(y * RS_RENDER_PNG_SCALE);
+    assert_true(px >= 0 && px < w && py >= 0 && py < h);
+    const unsigned char *p = buf + ((size_t)py * w + px) * 3;
+    rgb[0] = p[0], rgb[1] = p[1], rgb[2] = p[2];
+}
+
+/* Within TOL of 255 * WANT in each channel. */
+static void assert_colour(const int got[3], const double want[3], double tol, const char *what)
+{
+    for (int k = 0; k < 3; k++) {
+        if (fabs(got[k] - 255 * want[k]) > tol)
+            print_message("%s: channel %d is %d, want %.1f\n", what, k, got[k], 255 * want[k]);
+        assert_true(fabs(got[k] - 255 * want[k]) <= tol);
+    }
+}
+
+/* With the view's pixels in the context (a dark-to-light ramp, which a blended cell would
+ * show), every cell of a value has one colour: the palette's for value / hi, to PNG
+ * rounding, and the colour bar's at the height of that value. Changed (0, 1 and an n/a
+ * cell) and gate (0.7 everywhere) on the hand-made run. */
+static void test_heatmap_flat_cells(void **state)
+{
+    (void)state;
+    rs_image_routing r;
+    load(&r);
+    enum { H = 12, W = 12 };
+    static float px[V * H * W];
+    for (int i = 0; i < V * H * W; i++)
+        px[i] = (float)(i % W) / (W - 1);
+    rs_render_context ctx = {.run = &info, .pixels = px, .channels = 1, .height = H, .width = W};
+    const rs_patch_metric metrics[2] = {RS_PATCH_CHANGED, RS_PATCH_GATE};
+    for (int m = 0; m < 2; m++) {
+        rs_error err = {0};
+        rs_heatmap_layout g;
+        assert_int_equal(rs_render_heatmap(&r, &ctx, metrics[m], 0, -1, scratch("hf.png"), &err), 0);
+        assert_int_equal(rs_render_heatmap_layout(&r, &ctx, metrics[m], 0, -1, &g, &err), 0);
+        assert_int_equal(g.panels, L);
+        assert_true(g.thumb_x >= 0 && g.thumb_x + g.panel_w <= g.left);
+        int w, h, c[3], first[3][3], seen[3] = {0}; /* per value 0, 0.7 and 1: the first cell's colour */
+        unsigned char *buf = read_png_rgb(scratch("hf.png"), &w, &h);
+        assert_int_equal(w, (int)ceil(g.width * RS_RENDER_PNG_SCALE));
+        double v[NP];
+        for (int l = 0; l < L; l++) {
+            assert_int_equal(rs_patch_values(&r, metrics[m], 0, l, v, &err), 0);
+            for (int j = 0; j < NP; j++) {
+                if (isnan(v[j]))
+                    continue;
+                int slot = v[j] == 0 ? 0 : v[j] == 1 ? 2 : 1;
+                assert_true(slot != 1 || fabs(v[j] - 0.7) < 1e-6);
+                double x, y, want[3];
+                rs_heatmap_cell_xy(&g, GW, l, j, &x, &y);
+                heat_pixel(buf, w, h, x + g.cell * 0.15, y + g.cell * 0.15, c);
+                rs_palette_viridis(v[j] / g.hi, want);
+                assert_colour(c, want, 1, "cell");
+                if (seen[slot]++)
+                    assert_memory_equal(c, first[slot], sizeof c); /* equal values, equal colours */
+                else
+                    memcpy(first[slot], c, sizeof c);
+                /* the bar at this value (clear of its frame at the ends): the map's colour
+                   there, to the value a pixel's centre stands for */
+                double by = fmin(g.top + g.panel_h - 1, fmax(g.top + 1, g.top + g.panel_h * (1 - v[j] / g.hi)));
+                double centre = (floor(by * RS_RENDER_PNG_SCALE) + 0.5) / RS_RENDER_PNG_SCALE, bar[3];
+                double t = (g.top + g.panel_h - centre) / g.panel_h;
+                assert_true(fabs(t - v[j] / g.hi) < 1.5 / g.panel_h);
+                rs_palette_viridis(t, bar);
+                heat_pixel(buf, w, h, g.bar_x + g.bar_w / 2, by, c);
+                assert_colour(c, bar, 2, "colour bar");
+            }
+        }
+        assert_true(m == 0 ? seen[0] > 1 && seen[2] >= 1 : seen[1] == L * NP);
+        free(buf);
+    }
+    rs_image_routing_free(&r);
+}
+
+/* One MoE layer (here LAYER 0 of the run: the same one panel a one-layer model draws) fills
+ * the figure's width: the cells grow and the title wraps, nothing is left blank on the
+ * right but the margin; every layer fills it too. */
+static void test_heatmap_fills_width(void **state)
+{
+    (void)state;
+    rs_image_routing r;
+    load(&r);
+    enum { H = 12, W = 12 };
+    static float px[V * H * W];
+    rs_render_context ctx = {.run = &info, .pixels = px, .channels = 1, .height = H, .width = W};
+    for (int layer = -1; layer <= 0; layer++) {
+        rs_heatmap_layout g;
+        rs_error err = {0};
+        assert_int_equal(rs_render_heatmap_layout(&r, &ctx, RS_PATCH_CHANGED, -1, layer, &g, &err), 0);
+        assert_int_equal(g.panels, layer < 0 ? L : 1);
+        print_message("  layer %d: cell %.1f, drawn to %.1f of %.1f\n", layer, g.cell, g.right, g.width);
+        assert_true(g.width - g.right <= 16 + 1); /* the margin */
+        assert_true(g.cell <= RS_HEATMAP_MAX_CELL);
+        assert_int_equal(rs_render_heatmap(&r, &ctx, RS_PATCH_CHANGED, -1, layer, scratch("h1.png"), &err), 0);
+    }
     rs_image_routing_free(&r);
 }
 
@@ -460,6 +605,8 @@ int main(void)
         cmocka_unit_test(test_grid_svg),
         cmocka_unit_test(test_grid_pdf),
         cmocka_unit_test(test_heatmap),
+        cmocka_unit_test(test_heatmap_flat_cells),
+        cmocka_unit_test(test_heatmap_fills_width),
         cmocka_unit_test(test_plots_and_errors),
         cmocka_unit_test(test_groups_layout),
     };

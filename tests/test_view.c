@@ -61,7 +61,14 @@ static void test_parse(void **state)
     expect_parse_error("noise:sigma=abc", "sigma 'abc' is not a number");
     expect_parse_error("noise:severity=6", "severity must be 1, 2, 3, 4 or 5");
     expect_parse_error("blur:r=2", "unknown operation 'blur'");
-    expect_parse_error("flip:q=1", "flip has no parameter 'q'");
+    expect_parse_error("flip:q=1", "flip has no parameter 'q' (flip takes p)");
+    /* a typo names the closest key and every key; one far from all names none */
+    expect_parse_error("noise:sgima=0.1", "view 'noise:sgima=0.1': noise has no parameter 'sgima' (did you mean "
+                                          "'sigma'? noise takes sigma, severity)");
+    expect_parse_error("crop:area=0.5-1,aspect=1", "crop has no parameter 'aspect' (crop takes area, ratio)");
+    expect_parse_error("jitter:b=0.1,h=0.1", "jitter has no parameter 'h' (jitter takes b, c, s)");
+    expect_parse_error("clean:x=1", "clean has no parameter 'x' (clean takes none)");
+    expect_parse_error("corrupt:name=fog,sevrity=2", "did you mean 'severity'? corrupt takes name, severity, set)");
     expect_parse_error("crop:area=0-1", "area must lie in (0, 1]");
     expect_parse_error("crop:area=0.9-0.2", "runs backwards");
     expect_parse_error("noise", "noise needs a parameter");
@@ -174,7 +181,9 @@ static void test_parse_pgd(void **state)
     expect_parse_error("pgd:eps=1/255,start=middle", "start 'middle' is not random or zero");
     expect_parse_error("pgd:eps=1/255,mode=fgsm", "mode 'fgsm' is not pgd or vmoe");
     expect_parse_error("pgd:eps=1/255,eps=2/255", "pgd's eps is given twice");
-    expect_parse_error("pgd:eps=1/255,restart=2", "pgd has no parameter 'restart'");
+    expect_parse_error("pgd:eps=1/255,restart=2", "pgd has no parameter 'restart' (pgd takes eps, steps, alpha, loss, "
+                                                  "beta, target, norm, start, mode, layers)");
+    expect_parse_error("pgd:eps=1/255,stpes=3", "pgd has no parameter 'stpes' (did you mean 'steps'? pgd takes");
     expect_parse_error("pgd:eps=1/255,layers=1-3", "layers");
     expect_parse_error("pgd:eps=1/255+pgd:eps=2/255", "more than one pgd operation");
     expect_parse_error("pgd:eps=1/255,mode=vmoe,alpha=1/255", "mode=vmoe takes no alpha");
@@ -266,7 +275,7 @@ static void test_parse_route(void **state)
     expect_parse_error("base:view=1+route:from=0,layers=1/1", "layers: '1/1' names block 1 twice");
     expect_parse_error("base:view=1+route:from=0,layers=3/1/3", "layers: '3/1/3' names block 3 twice");
     expect_parse_error("base:view=1+route:from=0x0", "from '0x0' is not a number");
-    expect_parse_error("base:view=1+route:from=0,k=2", "route has no parameter 'k' (want from, layers)");
+    expect_parse_error("base:view=1+route:from=0,k=2", "route has no parameter 'k' (route takes from, layers)");
     expect_parse_error("base:view=1+route:from=0,2", "'2' is not KEY=VALUE");
     expect_parse_error("base:view=1+route:from=0+route:from=0", "more than one route operation");
     expect_parse_error("route:from=0+noise:severity=1", "route must be the last operation");

@@ -32,6 +32,19 @@ static const double zoom_blur_c[2][5][2] = {{{1.11, .01}, {1.16, .01}, {1.21, .0
 static const double fog_c[2][5][2] = {{{1.5, 2}, {2, 2}, {2.5, 1.7}, {2.5, 1.5}, {3, 1.4}},
                                       {{.2, 3}, {.5, 3}, {0.75, 2.5}, {1, 2}, {1.5, 1.75}}};
 static const int fog_mapsize[2] = {256, 32};
+/* motion_blur: ImageMagick's radius and sigma (the angle is drawn: uniform in [-45, 45]) */
+static const double motion_blur_c[2][5][2] = {{{10, 3}, {15, 5}, {15, 8}, {15, 12}, {20, 15}},
+                                              {{6, 1}, {6, 1.5}, {6, 2}, {8, 2}, {9, 2.5}}};
+/* snow: layer mean, layer sd, zoom, threshold, motion radius, motion sigma, image weight
+ * (the angle is drawn: uniform in [-135, -45]) */
+static const double snow_c[2][5][7] = {
+    {{0.1, 0.3, 3, 0.5, 10, 4, 0.8}, {0.2, 0.3, 2, 0.5, 12, 4, 0.7}, {0.55, 0.3, 4, 0.9, 12, 8, 0.7},
+     {0.55, 0.3, 4.5, 0.85, 12, 8, 0.65}, {0.55, 0.3, 2.5, 0.85, 12, 12, 0.55}},
+    {{0.1, 0.2, 1, 0.6, 8, 3, 0.95}, {0.1, 0.2, 1, 0.5, 10, 4, 0.9}, {0.15, 0.3, 1.75, 0.55, 10, 4, 0.9},
+     {0.25, 0.3, 2.25, 0.6, 12, 6, 0.85}, {0.3, 0.3, 1.25, 0.65, 14, 12, 0.8}}};
+/* frost: image weight, frost weight (the frost texture is our substitute: see frost_texture) */
+static const double frost_c[2][5][2] = {{{1, 0.4}, {0.8, 0.6}, {0.7, 0.7}, {0.65, 0.7}, {0.6, 0.75}},
+                                        {{1, 0.2}, {1, 0.3}, {0.9, 0.4}, {0.85, 0.4}, {0.75, 0.45}}};
 static const double contrast_c[2][5] = {{.4, .3, .2, .1, .05}, {.75, .5, .4, .3, .15}};
 static const double brightness_c[2][5] = {{.1, .2, .3, .4, .5}, {.05, .1, .15, .2, .3}};
 static const double saturate_c[2][5][2] = {{{0.3, 0}, {0.1, 0}, {2, 0}, {5, 0.1}, {20, 0.2}},
@@ -54,6 +67,7 @@ static const struct {
     {"fog", "weather"},           {"brightness", "weather"}, {"contrast", "digital"},
     {"elastic_transform", "digital"}, {"pixelate", "digital"}, {"jpeg_compression", "digital"},
     {"speckle_noise", "noise"},   {"gaussian_blur", "blur"}, {"saturate", "digital"},
+    {"motion_blur", "blur"},      {"snow", "weather"},       {"frost", "weather"},
 };
 
 int rs_corrupt_find(const char *name)
@@ -246,29 +260,35 @@ static void hsv_op(int id, const double *c, const double *x, int C, size_t plane
 
 /* One line of N samples (stride S) correlated with the symmetric kernel W[-R..R] (W points
  * at its centre), borders by B, summed as scipy's correlate1d does for a symmetric kernel:
- * centre first, then the pairs from the outside in. LINE: scratch of N + 2R. */
+ * centre first, then the pairs from the outside in. LINE: scratch of 2N + 2R. The loop
+ * over the kernel is the outer one so that the inner one runs over the line (it
+ * vectorises); each sample still sums its terms in scipy's order. */
 static void correlate_line(double *data, int n, size_t s, const double *w, int r, border b, double *line)
 {
+    double *acc = line + n + 2 * r;
     for (int i = -r; i < n + r; i++)
         line[i + r] = data[(size_t)border_index(i, n, b) * s];
-    for (int i = 0; i < n; i++) {
-        const double *c = line + i + r;
-        double acc = c[0] * w[0];
-        for (int j = -r; j < 0; j++)
-            acc += (c[j] + c[-j]) * w[j];
-        data[(size_t)i * s] = acc;
+    for (int i = 0; i < n; i++)
+        acc[i] = line[i + r] * w[0];
+    for (int j = -r; j < 0; j++) {
+        const double *lo = line + r + j, *hi = line + r - j;
+        double wj = w[j];
+        for (int i = 0; i < n; i++)
+            acc[i] += (lo[i] + hi[i]) * wj;
     }
+    for (int i = 0; i < n; i++)
+        data[(size_t)i * s] = acc[i];
 }
 
 /* scipy.ndimage.gaussian_filter over the two axes of each (H,W) plane (rows first, as
- * scipy takes axis 0 first), radius int(truncate * sigma + 0.5). Needs nothing but
- * SCRATCH of 2 * (max(H,W) + 2R + 1) doubles; returns RS_ENOMEM when it cannot get it. */
+ * scipy takes axis 0 first), radius int(truncate * sigma + 0.5). Returns RS_ENOMEM when it
+ * cannot get its scratch (the kernel and a line). */
 static int gaussian_planes(double *x, int C, int H, int W, double sigma, double truncate, border b)
 {
     if (sigma <= 1e-15)
         return 0;
     int r = (int)(truncate * sigma + 0.5), n = H > W ? H : W;
-    double *kern = malloc(sizeof(double) * (size_t)(2 * r + 1)), *line = malloc(sizeof(double) * (size_t)(n + 2 * r));
+    double *kern = malloc(sizeof(double) * (size_t)(2 * r + 1)), *line = malloc(sizeof(double) * (size_t)(2 * n + 2 * r));
     if (!kern || !line) {
         free(kern), free(line);
         return RS_ENOMEM;
@@ -308,7 +328,7 @@ static double *disk_kernel(double radius, double alias, int *side)
         gs += g[i + kr] = exp(-(double)(i * i) / (2 * alias * alias));
     for (int i = 0; i <= 2 * kr; i++)
         g[i] /= gs;
-    double *line = malloc(sizeof(double) * (size_t)(n + 2 * kr));
+    double *line = malloc(sizeof(double) * (size_t)(2 * n + 2 * kr));
     if (!line) {
         free(k);
         return NULL;
@@ -323,28 +343,46 @@ static double *disk_kernel(double radius, double alias, int *side)
 }
 
 /* defocus_blur: each plane correlated with the disk kernel (cv2.filter2D, borders
- * BORDER_REFLECT_101). */
+ * BORDER_REFLECT_101). The plane is padded once; each output row sums the kernel's non-zero
+ * taps in row-major order (a zero tap adds +0 to a sum of non-negative terms: the same
+ * value), the loop over the row innermost so that it vectorises. */
 static int defocus_op(const double *c, const double *x, int C, int H, int W, unsigned char *out)
 {
     int n;
     double *k = disk_kernel(c[0], c[1], &n);
     if (!k)
         return RS_ENOMEM;
-    int half = n / 2;
+    int half = n / 2, PW = W + 2 * half, nt = 0;
+    double *pad = malloc(sizeof(double) * ((size_t)(H + 2 * half) * PW + (size_t)W + (size_t)n * n));
+    int *tap = malloc(sizeof(int) * 2 * (size_t)n * n);
+    if (!pad || !tap) {
+        free(k), free(pad), free(tap);
+        return RS_ENOMEM;
+    }
+    double *acc = pad + (size_t)(H + 2 * half) * PW, *kv = acc + W;
+    for (int i = 0; i < n * n; i++)
+        if (k[i] != 0)
+            kv[nt] = k[i], tap[2 * nt] = i / n, tap[2 * nt + 1] = i % n, nt++;
     for (int ch = 0; ch < C; ch++) {
         const double *p = x + (size_t)ch * H * W;
-        for (int y = 0; y < H; y++)
-            for (int xx = 0; xx < W; xx++) {
-                double acc = 0;
-                for (int i = 0; i < n; i++) {
-                    const double *row = p + (size_t)border_index(y + i - half, H, B_MIRROR) * W;
-                    for (int j = 0; j < n; j++)
-                        acc += k[i * n + j] * row[border_index(xx + j - half, W, B_MIRROR)];
-                }
-                out[(size_t)ch * H * W + (size_t)y * W + xx] = level(acc);
+        for (int y = -half; y < H + half; y++)
+            for (int xx = -half; xx < W + half; xx++)
+                pad[(size_t)(y + half) * PW + xx + half] =
+                    p[(size_t)border_index(y, H, B_MIRROR) * W + border_index(xx, W, B_MIRROR)];
+        for (int y = 0; y < H; y++) {
+            for (int xx = 0; xx < W; xx++)
+                acc[xx] = 0;
+            for (int t = 0; t < nt; t++) {
+                const double *row = pad + (size_t)(y + tap[2 * t]) * PW + tap[2 * t + 1];
+                double kt = kv[t];
+                for (int xx = 0; xx < W; xx++)
+                    acc[xx] += kt * row[xx];
             }
+            for (int xx = 0; xx < W; xx++)
+                out[(size_t)ch * H * W + (size_t)y * W + xx] = level(acc[xx]);
+        }
     }
-    free(k);
+    free(k), free(pad), free(tap);
     return 0;
 }
 
@@ -390,49 +428,56 @@ static int gaussian_blur_op(double sigma, double *x, int C, int H, int W, unsign
 
 /* ---- zoom_blur -------------------------------------------------------------------------- */
 
-/* Linear interpolation weights of scipy.ndimage.zoom (order 1, grid_mode False) from a line
- * of IN samples starting at OFF to OUT samples: output o reads input o * (IN-1)/(OUT-1);
- * taps past the end read 0 (mode 'constant'). I0: first tap, T: weight of the second. */
-static void zoom_taps(int in, int out, int *i0, double *t)
+/* The taps of one output line of clipped_zoom: for each of the N kept outputs, the first
+ * and second input (clamped into the crop) and their weights, 0 for a tap past the crop
+ * (scipy's mode 'constant' reads 0 there) or of weight 0. IN: the crop's length, OUT: the
+ * zoomed length, TRIM: the first kept output. */
+static void zoom_line(int in, int out, int trim, int n, int *a0, int *a1, double *w0, double *w1)
 {
     double z = out > 1 ? (double)(in - 1) / (double)(out - 1) : 1;
-    for (int o = 0; o < out; o++) {
-        double cc = (double)o * z, f = floor(cc);
-        i0[o] = (int)f;
-        t[o] = cc - f;
+    for (int i = 0; i < n; i++) {
+        double cc = (double)(i + trim) * z, f = floor(cc), t = cc - f;
+        int lo = (int)f;
+        a0[i] = lo < in ? lo : in - 1;
+        w0[i] = lo < in ? 1 - t : 0;
+        a1[i] = lo + 1 < in ? lo + 1 : in - 1;
+        w1[i] = lo + 1 < in ? t : 0;
     }
 }
 
-/* clipped_zoom of one (H,W) plane by Z, added into ACC (float32, as the benchmark's
- * arrays): the centre ceil(H/Z) x ceil(W/Z) crop zoomed by Z, the centre H x W kept. */
-static void clipped_zoom_add(const float *p, int H, int W, double z, int *i0, double *t, float *acc)
+/* clipped_zoom of one (H,W) plane P by Z into DST (H,W): the centre ceil(H/Z) x ceil(W/Z)
+ * crop zoomed by Z with scipy's zoom(order=1) (computed in double whatever the array's
+ * type; each output sums the four terms (wy * wx) * p in scipy's order: a tap of weight 0
+ * adds a zero, which changes no sum), the centre H x W kept. */
+static int clipped_zoom(const double *p, int H, int W, double z, double *dst)
 {
     int chh = (int)ceil(H / z), chw = (int)ceil(W / z);
     int top = (H - chh) / 2, left = (W - chw) / 2;
     int oh = (int)nearbyint(chh * z), ow = (int)nearbyint(chw * z);
-    int trim_t = (oh - H) / 2, trim_l = (ow - W) / 2;
-    int *j0 = i0 + oh;
-    double *u = t + oh;
-    zoom_taps(chh, oh, i0, t);
-    zoom_taps(chw, ow, j0, u);
+    int *ia = malloc(sizeof(int) * 2 * (size_t)(H + W));
+    double *wa = malloc(sizeof(double) * 2 * (size_t)(H + W));
+    if (!ia || !wa) {
+        free(ia), free(wa);
+        return RS_ENOMEM;
+    }
+    int *y0 = ia, *y1 = ia + H, *x0 = ia + 2 * H, *x1 = x0 + W;
+    double *wy0 = wa, *wy1 = wa + H, *wx0 = wa + 2 * H, *wx1 = wx0 + W;
+    zoom_line(chh, oh, (oh - H) / 2, H, y0, y1, wy0, wy1);
+    zoom_line(chw, ow, (ow - W) / 2, W, x0, x1, wx0, wx1);
     for (int y = 0; y < H; y++) {
-        int oy = y + trim_t, ya = i0[oy];
+        const double *r0 = p + (size_t)(top + y0[y]) * W + left, *r1 = p + (size_t)(top + y1[y]) * W + left;
+        double *d = dst + (size_t)y * W;
         for (int x = 0; x < W; x++) {
-            int ox = x + trim_l, xa = j0[ox];
             double v = 0;
-            for (int dy = 0; dy < 2; dy++) {
-                double wy = dy ? t[oy] : 1 - t[oy];
-                if (ya + dy >= chh || wy == 0)
-                    continue;
-                for (int dx = 0; dx < 2; dx++) {
-                    double wx = dx ? u[ox] : 1 - u[ox];
-                    if (xa + dx < chw && wx != 0)
-                        v += wy * wx * p[(size_t)(top + ya + dy) * W + left + xa + dx];
-                }
-            }
-            acc[(size_t)y * W + x] += (float)v;
+            v += wy0[y] * wx0[x] * r0[x0[x]];
+            v += wy0[y] * wx1[x] * r0[x1[x]];
+            v += wy1[y] * wx0[x] * r1[x0[x]];
+            v += wy1[y] * wx1[x] * r1[x1[x]];
+            d[x] = v;
         }
     }
+    free(ia), free(wa);
+    return 0;
 }
 
 /* The zoom factors np.arange(1, STOP, STEP): ceil((stop - 1) / step) of them, value i
@@ -446,28 +491,32 @@ static int zoom_factors(double stop, double step, double *z)
     return n;
 }
 
+/* zoom_blur: the image plus its clipped zooms, averaged, in float32 as the benchmark's arrays. */
 static int zoom_op(const double *c, const double *x, int C, int H, int W, unsigned char *out)
 {
     size_t plane = (size_t)H * W;
     double z[64];
-    int nz = zoom_factors(c[0], c[1], z), m = 4 * (H > W ? H : W) + 8;
-    float *xf = malloc(sizeof(float) * 2 * plane * C);
-    int *i0 = malloc(sizeof(int) * 2 * (size_t)m);
-    double *t = malloc(sizeof(double) * 2 * (size_t)m);
-    if (!xf || !i0 || !t) {
-        free(xf), free(i0), free(t);
+    int nz = zoom_factors(c[0], c[1], z), rc = 0;
+    double *xd = malloc(sizeof(double) * 2 * plane);
+    float *acc = malloc(sizeof(float) * plane);
+    if (!xd || !acc) {
+        free(xd), free(acc);
         return RS_ENOMEM;
     }
-    float *acc = xf + plane * C;
-    for (size_t i = 0; i < plane * C; i++)
-        xf[i] = (float)x[i], acc[i] = 0;
-    for (int ch = 0; ch < C; ch++)
-        for (int k = 0; k < nz; k++)
-            clipped_zoom_add(xf + ch * plane, H, W, z[k], i0, t, acc + ch * plane);
-    for (size_t i = 0; i < plane * C; i++)
-        out[i] = levelf((xf[i] + acc[i]) / (float)(nz + 1));
-    free(xf), free(i0), free(t);
-    return 0;
+    double *zoomed = xd + plane;
+    for (int ch = 0; ch < C && !rc; ch++) {
+        for (size_t i = 0; i < plane; i++)
+            xd[i] = (float)x[ch * plane + i], acc[i] = 0;
+        for (int k = 0; k < nz && !rc; k++) {
+            rc = clipped_zoom(xd, H, W, z[k], zoomed);
+            for (size_t i = 0; !rc && i < plane; i++)
+                acc[i] += (float)zoomed[i];
+        }
+        for (size_t i = 0; i < plane; i++)
+            out[ch * plane + i] = levelf(((float)xd[i] + acc[i]) / (float)(nz + 1));
+    }
+    free(xd), free(acc);
+    return rc;
 }
 
 /* ---- fog -------------------------------------------------------------------------------- */
@@ -541,6 +590,172 @@ static int fog_op(const double *c, int set, const rs_corrupt_rng *r, const doubl
                 double v = x[i] + c[0] * m[(size_t)y * n + xx];
                 out[i] = level(v * mx / (mx + c[0]));
             }
+    free(m);
+    return 0;
+}
+
+/* ---- motion_blur, snow, frost -------------------------------------------------------- */
+
+/* ImageMagick 6's MotionBlurImage (magick/effect.c) on one 8-bit plane IN (H,W), as the
+ * benchmark calls it through Wand on a PNG: width 2 ceil(radius) + 1 taps (gem.c's
+ * GetOptimalKernelWidth1D), tap i weighted exp(-i^2 / 2 sigma^2) normalised
+ * (GetMotionBlurKernel) and read at (x + ceil(i cos a - 1/2), y + ceil(i sin a - 1/2)), off
+ * the image the nearest edge pixel (the default virtual pixel method). Sums in 16-bit
+ * quantum units as a Q16 build, rounded to a quantum, then to 8 bits as the PNG writer's
+ * ScaleQuantumToChar. OUT (H,W). */
+#define MOTION_MAX_TAPS 64
+static int motion_blur_plane(const unsigned char *in, int H, int W, double radius, double sigma, double angle,
+                             unsigned char *out)
+{
+    int n = (int)(2 * ceil(radius) + 1), ox[MOTION_MAX_TAPS], oy[MOTION_MAX_TAPS];
+    double k[MOTION_MAX_TAPS], norm = 0, a = angle * M_PI / 180;
+    double px = n * sin(a), py = n * cos(a), len = hypot(px, py);
+    n = n > MOTION_MAX_TAPS ? MOTION_MAX_TAPS : n;
+    for (int i = 0; i < n; i++) {
+        norm += k[i] = exp(-((double)i * i) / (2.0 * sigma * sigma)) / (sqrt(2 * M_PI) * sigma);
+        ox[i] = (int)ceil(i * py / len - 0.5);
+        oy[i] = (int)ceil(i * px / len - 0.5);
+    }
+    for (int i = 0; i < n; i++)
+        k[i] /= norm;
+    /* The plane in quantum units (v * 257, exact), padded by N with its edge pixels; each
+     * output row sums the taps in order, the loop over the row innermost. */
+    int PW = W + 2 * n;
+    double *pad = malloc(sizeof(double) * ((size_t)(H + 2 * n) * PW + (size_t)W));
+    if (!pad)
+        return RS_ENOMEM;
+    double *acc = pad + (size_t)(H + 2 * n) * PW;
+    for (int y = -n; y < H + n; y++)
+        for (int x = -n; x < W + n; x++) {
+            int sy = y < 0 ? 0 : y >= H ? H - 1 : y, sx = x < 0 ? 0 : x >= W ? W - 1 : x;
+            pad[(size_t)(y + n) * PW + x + n] = in[(size_t)sy * W + sx] * 257.0;
+        }
+    for (int y = 0; y < H; y++) {
+        for (int x = 0; x < W; x++)
+            acc[x] = 0;
+        for (int i = 0; i < n; i++) {
+            const double *row = pad + (size_t)(y + n + oy[i]) * PW + n + ox[i];
+            double ki = k[i];
+            for (int x = 0; x < W; x++)
+                acc[x] += ki * row[x];
+        }
+        for (int x = 0; x < W; x++) {
+            double v = acc[x];
+            unsigned q = v <= 0 ? 0 : v >= 65535 ? 65535 : (unsigned)(v + 0.5);
+            out[(size_t)y * W + x] = (unsigned char)(((q + 128) - ((q + 128) >> 8)) >> 8);
+        }
+    }
+    free(pad);
+    return 0;
+}
+
+/* The 8-bit image the benchmark's PIL operations start from: round(x * 255). */
+static unsigned char to_u8(double v)
+{
+    v = v < 0 ? 0 : v > 1 ? 1 : v;
+    return (unsigned char)floor(v * 255 + 0.5);
+}
+
+/* motion_blur: the 8-bit image through ImageMagick's motion blur at an angle drawn
+ * uniformly in [-45, 45] degrees, each channel alike. */
+static int motion_op(const double *c, const rs_corrupt_rng *r, const double *x, int C, int H, int W,
+                     unsigned char *out)
+{
+    size_t plane = (size_t)H * W;
+    unsigned char *u = malloc(plane);
+    if (!u)
+        return RS_ENOMEM;
+    double angle = -45 + (45 - -45) * uni(r);
+    for (int ch = 0; ch < C; ch++) {
+        for (size_t i = 0; i < plane; i++)
+            u[i] = to_u8(x[ch * plane + i]);
+        if (motion_blur_plane(u, H, W, c[0], c[1], angle, out + ch * plane)) {
+            free(u);
+            return RS_ENOMEM;
+        }
+    }
+    free(u);
+    return 0;
+}
+
+/* The snow layer of snow (H,W) in 8 bits, as the benchmark hands it back from ImageMagick:
+ * normals N(mean, sd) per pixel, clipped_zoom by ZOOM, values below THRESHOLD set to 0,
+ * truncated to 8 bits, motion-blurred at an angle drawn uniformly in [-135, -45]. */
+static int snow_layer(const double *c, const rs_corrupt_rng *r, int H, int W, unsigned char *layer)
+{
+    size_t plane = (size_t)H * W;
+    double *s = calloc(2 * plane, sizeof(double));
+    unsigned char *u = calloc(plane, 1);
+    int rc = !s || !u ? RS_ENOMEM : 0;
+    if (!rc) {
+        for (size_t i = 0; i < plane; i++)
+            s[i] = c[0] + c[1] * normal(r);
+        rc = clipped_zoom(s, H, W, c[2], s + plane);
+    }
+    if (!rc) {
+        for (size_t i = 0; i < plane; i++) {
+            double v = s[plane + i] < c[3] ? 0 : s[plane + i];
+            u[i] = (unsigned char)((v < 0 ? 0 : v > 1 ? 1 : v) * 255);
+        }
+        rc = motion_blur_plane(u, H, W, c[4], c[5], -135 + (-45 - -135) * uni(r), layer);
+    }
+    free(s), free(u);
+    return rc;
+}
+
+/* snow: the image brightened toward 1.5 grey + 0.5 (weight 1 - c6, in float32 as the
+ * benchmark's array; grey is cv2's RGB2GRAY, 0.299 R + 0.587 G + 0.114 B), plus the snow
+ * layer and the layer turned by 180 degrees. */
+static int snow_op(const double *c, const rs_corrupt_rng *r, const double *x, int C, int H, int W,
+                   unsigned char *out)
+{
+    size_t plane = (size_t)H * W;
+    unsigned char *layer = malloc(plane);
+    if (!layer)
+        return RS_ENOMEM;
+    int rc = snow_layer(c, r, H, W, layer);
+    float keep = (float)c[6], mix = (float)(1 - c[6]);
+    for (size_t i = 0; !rc && i < plane; i++) {
+        float rgb[3];
+        for (int k = 0; k < 3; k++)
+            rgb[k] = (float)x[(C == 3 ? k : 0) * plane + i];
+        float grey = rgb[0] * 0.299f + rgb[1] * 0.587f + rgb[2] * 0.114f, lift = grey * 1.5f + 0.5f;
+        for (int ch = 0; ch < C; ch++) {
+            float v = keep * rgb[ch] + mix * (rgb[ch] > lift ? rgb[ch] : lift);
+            out[ch * plane + i] = level((double)v + layer[i] / 255. + layer[plane - 1 - i] / 255.);
+        }
+    }
+    free(layer);
+    return rc;
+}
+
+/* Our frost texture (the benchmark's is a crop of one of six photographs we do not have):
+ * a plasma map m (the same diamond-square as fog, decay FROST_DECAY), folded into ridges
+ * r = 1 - |2m - 1| along its mid level, which read as ice veins, squared to thin them, in
+ * 8 bits: floor(r^2 * 255); the same on every channel. Mean about 0.53 * 255. */
+#define FROST_DECAY 1.3
+
+static int frost_op(const double *c, const rs_corrupt_rng *r, const double *x, int C, int H, int W,
+                    unsigned char *out)
+{
+    int n = 32;
+    while (n < H || n < W)
+        n *= 2;
+    double *m = malloc(sizeof(double) * (size_t)n * n);
+    if (!m)
+        return RS_ENOMEM;
+    plasma(m, n, FROST_DECAY, r);
+    size_t plane = (size_t)H * W;
+    for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++) {
+            double ridge = 1 - fabs(2 * m[(size_t)y * n + xx] - 1);
+            double f = (double)(unsigned char)(ridge * ridge * 255);
+            for (int ch = 0; ch < C; ch++) {
+                size_t i = ch * plane + (size_t)y * W + xx;
+                double v = c[0] * to_u8(x[i]) + c[1] * f;
+                out[i] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        }
     free(m);
     return 0;
 }
@@ -731,13 +946,6 @@ static int pil_box_resize(const unsigned char *in, int H, int W, unsigned char *
     return 0;
 }
 
-/* The 8-bit image the benchmark's PIL operations start from: round(x * 255). */
-static unsigned char to_u8(double v)
-{
-    v = v < 0 ? 0 : v > 1 ? 1 : v;
-    return (unsigned char)floor(v * 255 + 0.5);
-}
-
 /* pixelate: box-resize to int(W * c) x int(H * c), then back (the benchmark's 224 and 32
  * are the image's size here). */
 static int pixelate_op(double c, const double *x, int C, int H, int W, unsigned char *out)
@@ -868,6 +1076,9 @@ static int run_op(int id, int s, int set, const rs_corrupt_rng *r, double *x, in
     case RS_C_FOG: return fog_op(fog_c[set][s], set, r, x, C, H, W, out);
     case RS_C_ELASTIC_TRANSFORM: return elastic_op(elastic_c[set][s], r, x, C, H, W, out);
     case RS_C_PIXELATE: return pixelate_op(pixelate_c[set][s], x, C, H, W, out);
+    case RS_C_MOTION_BLUR: return motion_op(motion_blur_c[set][s], r, x, C, H, W, out);
+    case RS_C_SNOW: return snow_op(snow_c[set][s], r, x, C, H, W, out);
+    case RS_C_FROST: return frost_op(frost_c[set][s], r, x, C, H, W, out);
     default: return jpeg_op(jpeg_quality_c[set][s], x, C, H, W, out);
     }
 }

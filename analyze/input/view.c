@@ -53,7 +53,7 @@ static int check_range(const char *spec, const char *key, double v, double lo, d
 typedef struct op_syntax {
     const char *name;
     rs_op_kind kind;
-    const char *keys[3]; /* accepted keys, in p[] order (ranges take two slots) */
+    const char *keys[4]; /* accepted keys, in p[] order (ranges take two slots), NULL-ended */
 } op_syntax;
 
 static const op_syntax ops_syntax[] = {
@@ -63,9 +63,56 @@ static const op_syntax ops_syntax[] = {
     {"flip", RS_OP_FLIP, {"p", NULL}},
     {"rotate", RS_OP_ROTATE, {"deg", NULL}},
     {"translate", RS_OP_TRANSLATE, {"px", NULL}},
-    {"jitter", RS_OP_JITTER, {"b", "c", "s"}},
-    {"corrupt", RS_OP_CORRUPT, {"name", "severity", "set"}},
+    {"jitter", RS_OP_JITTER, {"b", "c", "s", NULL}},
+    {"corrupt", RS_OP_CORRUPT, {"name", "severity", "set", NULL}},
 };
+
+/* Edits (insert, delete, substitute, swap two neighbours) from A to B, at most 16 each; a
+   longer word counts as too far (99). */
+static int key_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 16 || m > 16)
+        return 99;
+    int d[17][17];
+    for (size_t i = 0; i <= n; i++)
+        for (size_t j = 0; j <= m; j++) {
+            if (!i || !j) {
+                d[i][j] = (int)(i + j);
+                continue;
+            }
+            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]), del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            int best = sub < del ? sub : del;
+            best = ins < best ? ins : best;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* KEY is none of OP's KEYS (NULL-ended): the one error line of every operation names the
+   closest key when KEY is likely a typo of it (one edit from a key of 3 to 7 letters, two
+   from a longer one; a one- or two-letter key is never guessed) and then all of them, at
+   the end, where a long spec's message is never cut. */
+static int unknown_key(const char *spec, const char *op, const char *key, const char *const *keys, rs_error *err)
+{
+    char list[160] = "", guess[48] = "";
+    size_t used = 0;
+    int best = 99;
+    for (int i = 0; keys[i]; i++) {
+        int d = key_distance(key, keys[i]);
+        size_t len = strlen(keys[i]);
+        if (d < best && d <= (len <= 2 ? 0 : len <= 7 ? 1 : 2)) {
+            best = d;
+            snprintf(guess, sizeof guess, "did you mean '%s'? ", keys[i]);
+        }
+        int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", keys[i]);
+        used += w > 0 && (size_t)w < sizeof list - used ? (size_t)w : 0;
+    }
+    return rs_error_set(err, RS_EINVAL, "view '%s': %s has no parameter '%s' (%s%s takes %s)", spec, op, key, guess,
+                        op, keys[0] ? list : "none");
+}
 
 static void op_defaults(rs_view_op *op)
 {
@@ -85,8 +132,7 @@ static int parse_corrupt_param(const char *spec, rs_view_op *op, const char *key
         op->p[0] = rs_corrupt_find(value);
         /* The reason first and no list of names: a list pushes a long spec's message past
          * what an rs_error holds, and --help and docs/corruptions.md list them. */
-        if (op->p[0] < 0 && (!strcmp(value, "motion_blur") || !strcmp(value, "snow") || !strcmp(value, "frost") ||
-                             !strcmp(value, "spatter")))
+        if (op->p[0] < 0 && !strcmp(value, "spatter"))
             return rs_error_set(err, RS_EINVAL, "corruption '%s' is not implemented (docs/corruptions.md says why), "
                                 "in view '%s'", value, spec);
         if (op->p[0] < 0)
@@ -189,6 +235,9 @@ static int parse_word(const char *spec, const char *key, const char *text, const
 /* The keys pgd: takes itself; the objective's keys go to rs_objective_set (grad.h). */
 enum { PGD_EPS, PGD_ALPHA, PGD_STEPS, PGD_NORM, PGD_START, PGD_MODE, PGD_KEYS };
 static const char *const pgd_keys[PGD_KEYS] = {"eps", "alpha", "steps", "norm", "start", "mode"};
+/* Every key pgd: takes, its own and rs_objective_set's (grad.h), for the unknown-key error. */
+static const char *const pgd_all_keys[] = {"eps", "steps", "alpha", "loss", "beta", "target", "norm", "start",
+                                           "mode", "layers", NULL};
 
 static int parse_pgd_key(const char *spec, rs_attack_spec *a, int key, const char *value, rs_error *err)
 {
@@ -289,9 +338,7 @@ static int parse_pgd(const char *spec, char *params, rs_view_spec *out, rs_error
         if (rc < 0)
             return rs_error_set(err, RS_EINVAL, "view '%s': %s", spec, why.msg);
         if (rc == 0)
-            return rs_error_set(err, RS_EINVAL,
-                                "view '%s': pgd has no parameter '%s' (want eps, steps, alpha, loss, beta, target, "
-                                "norm, start, mode, layers)", spec, kv);
+            return unknown_key(spec, "pgd", kv, pgd_all_keys, err);
         loss_given |= !strcmp(kv, "loss");
     }
     return pgd_defaults(spec, a, given, loss_given, err);
@@ -326,9 +373,9 @@ static int parse_route(const char *spec, char *params, rs_view_spec *out, rs_err
             return rs_error_set(err, RS_EINVAL, "view '%s': '%s' is not KEY=VALUE", spec, kv);
         *eq = '\0';
         bool from = !strcmp(kv, "from");
+        static const char *const route_keys[] = {"from", "layers", NULL};
         if (!from && strcmp(kv, "layers"))
-            return rs_error_set(err, RS_EINVAL, "view '%s': route has no parameter '%s' (want from, layers)", spec,
-                                kv);
+            return unknown_key(spec, "route", kv, route_keys, err);
         if (from ? out->route_from >= 0 : have_layers)
             return rs_error_set(err, RS_EINVAL, "view '%s': route's %s is given twice", spec, kv);
         if (!from) {
@@ -393,10 +440,10 @@ static int parse_op(const char *spec, char *text, rs_view_spec *out, rs_error *e
             return rs_error_set(err, RS_EINVAL, "view '%s': '%s' is not KEY=VALUE", spec, kv);
         *eq = '\0';
         bool known = false;
-        for (int k = 0; k < 3 && syn->keys[k]; k++)
+        for (int k = 0; syn->keys[k]; k++)
             known |= !strcmp(kv, syn->keys[k]);
         if (!known)
-            return rs_error_set(err, RS_EINVAL, "view '%s': %s has no parameter '%s'", spec, syn->name, kv);
+            return unknown_key(spec, syn->name, kv, syn->keys, err);
         int rc = parse_param(spec, op, kv, eq + 1, err);
         if (rc)
             return rc;

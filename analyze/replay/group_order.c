@@ -63,6 +63,8 @@ int rs_group_dispatch_resolve(const rs_config *c, const char *model_name, bool f
         return rs_error_set(err, RS_EINVAL, "%s: --dispatch model, but its config carries no dispatch settings",
                             model_name);
     *out = from_model ? c->dispatch : *given;
+    if (from_model) /* the published settings as vmoe evaluates: its input pipeline pads the last batch */
+        out->pad_last = true;
     int rc = group_tokens > 0 ? rs_group_images_of_tokens(c, group_tokens, &out->group_images, err) : 0;
     return rc ? rc : rs_group_seed_check(has_group_seed, out, err);
 }

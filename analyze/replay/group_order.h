@@ -53,7 +53,8 @@ int rs_group_images_of_tokens(const rs_config *c, long long group_tokens, int *g
 int rs_group_seed_check(bool has_group_seed, const rs_dispatch *d, rs_error *err);
 
 /* The dispatch a job of model C (MODEL_NAME, for messages) runs with, into *OUT: the
- * model's own settings when FROM_MODEL (RS_EINVAL when its config carries none), else
+ * model's own settings with a padded last group when FROM_MODEL (RS_EINVAL when its config
+ * carries none), else
  * GIVEN; GROUP_TOKENS > 0 (--group-size) replaces its group_images
  * (rs_group_images_of_tokens); then rs_group_seed_check. One place for eval and replay. */
 int rs_group_dispatch_resolve(const rs_config *c, const char *model_name, bool from_model, const rs_dispatch *given,

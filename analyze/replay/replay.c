@@ -230,7 +230,8 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         .has_cls = c->classifier == RS_CLASSIFIER_TOKEN, .command = o->command, .version = o->version,
         .capacity_factor = e->dispatch.capacity_factor, .group_images = e->dispatch.group_images,
         .bpr = e->dispatch.bpr, .has_group_seed = o->has_group_seed, .group_seed = o->group_seed,
-        .compute = compute_text(o, compute, sizeof compute)};
+        .compute = compute_text(o, compute, sizeof compute), .record = o->record,
+        .bf16_dispatch = e->dispatch.bf16, .pad_last_group = e->dispatch.pad_last};
     int found = rs_store_find_run(e->store, &spec, &e->run, err);
     if (found < 0)
         return found;
@@ -555,13 +556,15 @@ static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_o
     resumed->protocol = e->run.protocol;
     resumed->seed = e->run.seed;
     resumed->dispatch = (rs_dispatch){.capacity_factor = e->run.capacity_factor,
-                                      .group_images = e->run.group_images, .bpr = e->run.bpr};
+                                      .group_images = e->run.group_images, .bpr = e->run.bpr,
+                                      .bf16 = e->run.bf16_dispatch, .pad_last = e->run.pad_last_group};
     resumed->dispatch_model = false;
     resumed->group_tokens = 0;
     resumed->has_group_seed = e->run.has_group_seed;
     resumed->group_seed = e->run.group_seed;
     if ((rc = parse_compute(e->run.compute, resumed, err)))
         return rs_error_prefix(err, opt->db_path);
+    resumed->record = e->run.record;
     if (!(e->specs = calloc((size_t)e->run.num_views, sizeof *e->specs)))
         return rs_error_set(err, RS_ENOMEM, "out of memory");
     e->num_views = e->run.num_views;

@@ -56,6 +56,7 @@
 #include "dispatch.h"
 #include "gemm.h"
 #include "rs_error.h"
+#include "store/store.h"
 
 /* DONE of TOTAL images recorded, THIS_CALL of them in SECONDS by this call. */
 typedef void (*rs_replay_progress)(void *ctx, int done, int total, int this_call, double seconds);
@@ -93,6 +94,9 @@ typedef struct rs_replay_options {
      * unless OpenBLAS f32; ignored with resume_run, which takes the run's own. */
     rs_gemm_backend gemm;
     rs_precision precision;
+    rs_record_form record;       /* what the routing rows hold (store.h): FULL (the default)
+                                    or TOPK, ids and gates only; ignored with resume_run,
+                                    which keeps the run's own */
     const char *command, *version; /* provenance, stored with the run */
     rs_replay_progress progress; /* may be NULL */
     void *progress_ctx;

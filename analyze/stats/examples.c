@@ -59,14 +59,15 @@ int rs_examples_well_matched(rs_store *store, const rs_run_info *runs, int n, in
 }
 
 /* The first run and its comparable baseline, else the first two runs of one protocol over
- * the same images, else any two over the same images; false when no two cover the same. */
+ * the same images; never two of different protocols (their views differ, so would every image);
+ * false when no two of one protocol cover the same images. */
 static bool pick_pair(const rs_run_info *runs, int n, int *ia, int *ib)
 {
-    for (int pass = 0; pass < 3; pass++)
+    for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++)
             for (int j = i + 1; j < n; j++)
                 if (!strcmp(runs[i].data, runs[j].data) && runs[i].offset == runs[j].offset &&
-                    (pass == 2 || !strcmp(runs[i].protocol, runs[j].protocol)) &&
+                    !strcmp(runs[i].protocol, runs[j].protocol) &&
                     (pass >= 1 ||
                      (rs_baseline_of(runs, j) == i && rs_baseline_comparable(&runs[i], &runs[j], NULL, 0)))) {
                     *ia = i, *ib = j;

@@ -8,8 +8,8 @@
  * that a shown pair is mostly comparable cells, not hatching.
  *
  * Largest differences: two runs over the same images (data and offset) — the first run and
- * its comparable baseline (baselines.h), else the first two runs of one protocol, else any
- * two — and their images ranked by |B - A| of per-image Top-1 agreement with view 0 (all
+ * its comparable baseline (baselines.h), else the first two runs of one protocol; never two
+ * runs of different protocols, whose views differ — and their images ranked by |B - A| of per-image Top-1 agreement with view 0 (all
  * non-reference views and MoE layers, store/run.h's rs_run_image_top1), largest first,
  * ties by image. Only images where at least half of the possible pairs matched in both
  * runs are ranked: an image with two matched pairs moves by 50 points on one patch.

@@ -138,6 +138,9 @@ int rs_patch_values(const rs_image_routing *r, rs_patch_metric metric, int view,
         free(pairs);
         return 0;
     }
+    if (!r->probs) /* callers holding the run say which (rs_run_lacks_softmax) */
+        return rs_error_set(err, RS_EINVAL, "image %d: the run was recorded with --record topk: no softmax for %s",
+                            r->image, metric == RS_PATCH_JSD ? "JSD" : "entropy");
     float *p = malloc(sizeof *p * 2 * (size_t)E);
     if (!p)
         return rs_error_set(err, RS_ENOMEM, "out of memory");

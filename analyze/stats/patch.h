@@ -60,7 +60,8 @@ const char *rs_patch_metric_name(rs_patch_metric m);
  *                  unmatched;
  *   changed        reference patch m: CHANGED[m] / PAIRS[m] (rs_patch_change_counts), NaN
  *                  when no patch matches it; VIEW is ignored.
- * RS_EINVAL for a view or layer out of range (jsd needs VIEW >= 1), RS_ENOMEM. */
+ * RS_EINVAL for a view or layer out of range (jsd needs VIEW >= 1), for entropy and jsd of a
+ * run recorded with --record topk (R->probs NULL), RS_ENOMEM. */
 int rs_patch_values(const rs_image_routing *r, rs_patch_metric metric, int view, int layer, double *values,
                     rs_error *err);
 

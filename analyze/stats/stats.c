@@ -268,6 +268,7 @@ static int acc_init(acc *a, const rs_run_info *info, const char *name, rs_error 
     st->run_id = info->id;
     st->views = V, st->layers = L, st->experts = E, st->classes = K, st->patches = Np, st->tokens = T;
     st->record_k = R, st->top_k = a->k, st->has_cls = info->has_cls;
+    st->no_softmax = info->record == RS_RECORD_TOPK;
     st->agree = calloc(cells, sizeof *st->agree);
     st->jsd = calloc(cells, sizeof *st->jsd);
     st->entropy = calloc(cells, sizeof *st->entropy);
@@ -454,18 +455,20 @@ static int acc_record(acc *a, const rs_routing_record *rec, rs_error *err)
     const int cell = v * (L + 1) + l;
     float *probs = v == 0 ? a->ref_probs + (size_t)l * T * E : a->cur_probs;
     double *h = v == 0 ? a->ref_h + (size_t)l * T : a->cur_h;
-    normalise(rec->probs, probs, h, T, E);
+    const bool soft = rec->probs != NULL; /* NULL: a topk run, no entropy, JSD or S (they stay n/a) */
+    if (soft)
+        normalise(rec->probs, probs, h, T, E);
     if (v == 0) {
         memcpy(a->ref_top + (size_t)l * T * R, rec->top_idx, (size_t)T * R);
         iou_reference(a, rec);
     }
     int64_t *load = st->load + (size_t)cell * E;
     for (int t = cls; t < T; t++) {
-        a->ent_sum[cell] += h[t];
+        a->ent_sum[cell] += soft ? h[t] : 0;
         for (int s = 0; s < a->k; s++)
             load[rec->top_idx[(size_t)t * R + s]]++;
     }
-    a->ent_n[cell] += T - cls;
+    a->ent_n[cell] += soft ? T - cls : 0;
     if (v == 0)
         return 0;
 
@@ -503,6 +506,8 @@ static int acc_record(acc *a, const rs_routing_record *rec, rs_error *err)
         a->any_pair[v] = true;
         if (!t1)
             a->changed[v] = true;
+        if (!soft)
+            continue;
         const float *pa = rprobs + (size_t)(m + cls) * E, *pb = probs + (size_t)(j + cls) * E;
         jsd += rs_patch_jsd(pa, pb, rh[m + cls], h[j + cls], E);
         memcpy(a->ga + (size_t)n * E, pa, sizeof *pa * (size_t)E);

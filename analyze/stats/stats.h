@@ -145,6 +145,9 @@ typedef struct rs_stats {
     int images;                 /* images read (the run's images_done) */
     int views, layers, experts, classes, patches, tokens, record_k, top_k;
     bool has_cls;
+    bool no_softmax;            /* the run was recorded with --record topk (store.h): jsd,
+                                 * entropy and prc_norm are n/a everywhere and prc_s zero;
+                                 * printers leave them out with rs_run_lacks_softmax's line */
     int resamples;              /* as used (0 when no bootstrap) */
     uint64_t seed;
     double level;

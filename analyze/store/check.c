@@ -401,15 +401,17 @@ static int stored_checksum(rs_store *s, int64_t run_id, char *buf, size_t size, 
 }
 
 /* Folds what the records are read by into the checksum first: the slice, the shapes, the
- * model's k, classes and class token, whether the run has a capacity, and the block of each
- * MoE layer. A record's bytes mean nothing apart from them. */
+ * model's k, classes and class token, whether the run has a capacity, a topk run's record
+ * form (1; a full run adds nothing, so checksums of full runs are what they were before
+ * schema 7), and the block of each MoE layer. A record's bytes mean nothing apart from them. */
 static void hash_run(checker *c)
 {
     const rs_run_info *r = c->run;
-    int64_t v[14] = {r->offset,  r->images_done, r->num_views,   r->num_layers,  r->tokens,
+    int64_t v[15] = {r->offset,  r->images_done, r->num_views,   r->num_layers,  r->tokens,
                      r->patches, r->grid_h,      r->grid_w,      r->record_k,    r->top_k,
-                     r->num_experts, r->num_classes, r->has_cls, r->capacity_factor > 0};
-    hash_ints(c, v, 14);
+                     r->num_experts, r->num_classes, r->has_cls, r->capacity_factor > 0,
+                     r->record == RS_RECORD_TOPK};
+    hash_ints(c, v, r->record == RS_RECORD_TOPK ? 15 : 14);
     int64_t b[64];
     for (int l = 0; l < r->num_layers; l++)
         b[l] = r->layer_blocks[l];
@@ -473,7 +475,7 @@ int store_check_run(rs_store *s, int64_t run_id, bool verify, char *checksum, rs
         return rc;
     checker c = {.s = s, .run = &info, .err = err,
                  .row = {.tokens = info.tokens, .record_k = info.record_k, .top_k = info.top_k,
-                         .experts = info.num_experts}};
+                         .experts = info.num_experts, .topk = info.record == RS_RECORD_TOPK}};
     if (!(rc = check_shapes(&c))) {
         c.forced = calloc((size_t)info.num_views * (size_t)info.num_layers, 1);
         c.attack_steps = calloc((size_t)info.num_views, sizeof *c.attack_steps);

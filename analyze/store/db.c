@@ -112,8 +112,8 @@ static const char schema_v3[] =
  * version 4 on, a step is a function (migrate_v4, migrate_v5, migrate_v6 below) so that
  * several features can each add their part to one version. */
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
-_Static_assert(sizeof migrations / sizeof *migrations + 3 == RS_STORE_SCHEMA,
-               "one migration step per schema version: three texts, then migrate_v4, _v5 and _v6");
+_Static_assert(sizeof migrations / sizeof *migrations + 4 == RS_STORE_SCHEMA,
+               "one migration step per schema version: three texts, then migrate_v4, _v5, _v6 and _v7");
 
 /* Schema version 4, attacks: per image and attacked view (a view with a pgd: operation,
  * analyze/replay/attack.h) the perturbation's norms and the objective at every iterate. Stores of
@@ -138,7 +138,7 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_RUN_STATE] = "SELECT first_image, image_count, images_done, num_views, num_layers, tokens,"
-                     " record_k, num_experts, patches FROM runs WHERE id = ?",
+                     " record_k, num_experts, patches, record = 'topk' FROM runs WHERE id = ?",
     [ST_SAMPLE] = "INSERT INTO samples (run_id, image, label) VALUES (?, ?, ?)",
     [ST_PREDICTION] = "INSERT INTO predictions (run_id, image, view, predicted, prob, params, match)"
                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -310,10 +310,19 @@ static int migrate_v6(rs_store *s, rs_error *err)
                       err);
 }
 
+/* Schema 7, record forms: what a run's routing rows hold (store.h, rs_record_form): 'topk'
+ * for a run recorded with `replay --record topk` (empty probs BLOBs), NULL for a full run,
+ * which every run of an older store is. */
+static int migrate_v7(rs_store *s, rs_error *err)
+{
+    return store_exec(s, "ALTER TABLE runs ADD COLUMN record TEXT;", "upgrading the schema to version 7 (record forms)",
+                      err);
+}
+
 /* Migration step V -> V + 1 for V >= 3. */
 static int migrate_step(rs_store *s, int64_t v, rs_error *err)
 {
-    return v == 3 ? migrate_v4(s, err) : v == 4 ? migrate_v5(s, err) : migrate_v6(s, err);
+    return v == 3 ? migrate_v4(s, err) : v == 4 ? migrate_v5(s, err) : v == 5 ? migrate_v6(s, err) : migrate_v7(s, err);
 }
 
 /* Brings a database of an older schema version up to date in one transaction. The version is

@@ -218,6 +218,9 @@ int rs_export_run(rs_store *store, int64_t run_id, const rs_export_options *opt,
     rs_store_cursor *cur = NULL;
     exporter x = {.opt = opt, .run = &info, .out = out, .names = opt->probs ? probs_columns : routing_columns};
     int rc = rs_store_get_run(store, run_id, &info, err);
+    char why[160];
+    if (!rc && opt->probs && rs_run_lacks_softmax(&info, "export --probs", why, sizeof why))
+        rc = rs_error_set(err, RS_EINVAL, "%s", why);
     if (!rc && !(rc = check_run(&info, db, err)) && !(rc = rs_store_cursor_open(store, run_id, &cur, err))) {
         write_header(&x);
         rs_routing_record rec;

@@ -24,7 +24,8 @@
  *
  * Memory is bounded by one record (T tokens of one image, view and layer) whatever the run
  * size: rows are read through rs_store_cursor and written as they come.
- * Errors: a missing run is RS_EINVAL ("no run N"), a corrupt record RS_EFORMAT, a write
+ * Errors: a missing run is RS_EINVAL ("no run N"), and so are probs rows of a run recorded
+ * with --record topk (rs_run_lacks_softmax's line, before any row); a corrupt record RS_EFORMAT, a write
  * failure RS_EIO naming OUT_NAME. Rows already written stay written. Nothing is printed
  * except the rows to OUT. */
 #ifndef RS_EXPORT_H

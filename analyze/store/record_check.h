@@ -13,6 +13,10 @@
  *            RS_RECORD_SUM_TOL (so all zeros fail)
  *   kept     SQL NULL, or T*R bytes of 0/1 with 0 at ranks >= k
  *   executed SQL NULL, or T*k expert ids < E
+ * A run recorded with --record topk (store.h, rs_record_form) has no softmax: its probs BLOBs
+ * are empty (0 bytes), and its gates are checked on their own: ids as above, gates finite,
+ * in [0, 1], non-increasing, and summing to at most 1 + RS_RECORD_SUM_TOL per token (they
+ * are R of the router's float32 probabilities).
  * The tolerance: float16 rounds each float32 probability to within 2^-11 of its value
  * (2^-25 absolute below 2^-14), so E stored values sum to within 2^-11 + E*2^-25 of the
  * float32 sum, itself within about E*2^-24 of 1: under 5.2e-4 for E <= 256. The check
@@ -38,6 +42,7 @@
 
 typedef struct rs_record_row {
     int tokens, record_k, top_k, experts;       /* T, R, k, E; 1 <= k <= R <= E <= 256 */
+    bool topk;                                  /* the run records no softmax: probs is 0 bytes */
     const uint8_t *top_idx, *top_gate, *probs;
     size_t n_idx, n_gate, n_probs;              /* their sizes in bytes */
     bool has_kept, has_executed;                /* false: the column is SQL NULL */
@@ -135,6 +140,40 @@ static inline bool rs_record_check_token(const rs_record_row *row, int t, char *
     return true;
 }
 
+/* Token T of a topk ROW (no softmax): ids < E and distinct, gates finite, in [0, 1],
+ * non-increasing and summing to at most 1 + RS_RECORD_SUM_TOL. false with WHY. */
+static inline bool rs_record_check_topk_token(const rs_record_row *row, int t, char *why, size_t size)
+{
+    const int R = row->record_k, E = row->experts;
+    const uint8_t *idx = row->top_idx + (size_t)t * R, *gate = row->top_gate + 4 * (size_t)t * R;
+    double sum = 0;
+    float prev = 1;
+    for (int r = 0; r < R; r++) {
+        if (idx[r] >= E) {
+            snprintf(why, size, "token %d rank %d: expert id %d >= %d experts", t, r, idx[r], E);
+            return false;
+        }
+        for (int q = 0; q < r; q++)
+            if (idx[q] == idx[r]) {
+                snprintf(why, size, "token %d: expert %d at ranks %d and %d", t, idx[r], q, r);
+                return false;
+            }
+        float g = rs_le_get_f32(gate + 4 * (size_t)r);
+        if (!(g >= 0 && g <= prev)) { /* NaN fails too */
+            snprintf(why, size, "token %d rank %d: gate %.9g %s", t, r, (double)g,
+                     !(g >= 0) || g > 1 ? "is not a probability" : "exceeds the gate of the rank before");
+            return false;
+        }
+        prev = g;
+        sum += g;
+    }
+    if (sum > 1 + RS_RECORD_SUM_TOL) {
+        snprintf(why, size, "token %d: gates sum to %.6f, more than 1", t, sum);
+        return false;
+    }
+    return true;
+}
+
 /* true when ROW is a sound routing row; else false with WHY, one phrase naming the token
  * or BLOB at fault. */
 static inline bool rs_record_check(const rs_record_row *row, char *why, size_t size)
@@ -142,17 +181,18 @@ static inline bool rs_record_check(const rs_record_row *row, char *why, size_t s
     const size_t T = (size_t)row->tokens, R = (size_t)row->record_k, E = (size_t)row->experts,
                  k = (size_t)row->top_k;
     const size_t got[5] = {row->n_idx, row->n_gate, row->n_probs, row->n_kept, row->n_executed};
-    const size_t want[5] = {T * R, 4 * T * R, 2 * T * E, T * R, T * k};
+    const size_t want[5] = {T * R, 4 * T * R, row->topk ? 0 : 2 * T * E, T * R, T * k};
     const void *ptr[5] = {row->top_idx, row->top_gate, row->probs, row->kept, row->executed};
     const bool present[5] = {true, true, true, row->has_kept, row->has_executed};
     static const char *const names[5] = {"top_idx", "top_gate", "probs", "kept", "executed"};
     for (int i = 0; i < 5; i++)
-        if (present[i] && (got[i] != want[i] || !ptr[i])) {
+        if (present[i] && (got[i] != want[i] || (want[i] && !ptr[i]))) {
             snprintf(why, size, "%s BLOB of %zu bytes, expected %zu", names[i], got[i], want[i]);
             return false;
         }
     for (size_t t = 0; t < T; t++)
-        if (!rs_record_check_token(row, (int)t, why, size))
+        if (!(row->topk ? rs_record_check_topk_token(row, (int)t, why, size)
+                        : rs_record_check_token(row, (int)t, why, size)))
             return false;
     for (size_t q = 0; row->has_kept && q < T * R; q++)
         if (row->kept[q] > 1 || (row->kept[q] && q % R >= k)) {

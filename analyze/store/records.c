@@ -11,7 +11,9 @@
  *   size   30.4 bytes per token-record (121,475,072 bytes for 4.0 M records, file closed)
  * A token-record is one token at one layer of one view. Its routing payload is R + 4R + 2E =
  * 26 bytes; the rest is row and page overhead plus samples/predictions (per image/view).
- * At ImageNet scale with E=32 the payload is 74 bytes per token-record.
+ * At ImageNet scale with E=32 the payload is 74 bytes per token-record. A run recorded with
+ * --record topk writes an empty probs BLOB: R + 4R bytes (10 here; docs/store.md measures
+ * both forms on a real run).
  *
  * Layout choices, and why:
  * - routing is an ordinary rowid table with a UNIQUE (run, image, view, layer) key, not a
@@ -45,6 +47,7 @@ struct rs_store_cursor {
     uint8_t *top_idx, *kept, *executed;
     float *top_gate, *probs;
     int top_k;
+    bool topk;                   /* the run records no softmax: probs BLOBs are empty */
 };
 
 static bool grow(uint8_t **buf, size_t *size, size_t need)
@@ -74,6 +77,7 @@ int store_read_run_state(rs_store *s, int64_t run_id, run_state *rs, rs_error *e
                          &rs->tokens, &rs->record_k, &rs->experts, &rs->patches};
         for (int i = 0; i < 9; i++)
             *fields[i] = sqlite3_column_int(st, i);
+        rs->topk = sqlite3_column_int(st, 9) == 1;
     }
     sqlite3_reset(st);
     if (rc == SQLITE_DONE)
@@ -122,12 +126,13 @@ static int encode_executed(const rs_store *s, int64_t run_id, const rs_batch *b,
     return 0;
 }
 
-/* Inserts the rows of BATCH; the caller holds the transaction. */
-static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error *err)
+/* Inserts the rows of BATCH; the caller holds the transaction. TOPK: the run records ids and
+ * gates only, its probs BLOBs empty. */
+static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, bool topk, rs_error *err)
 {
     const int V = b->num_views, L = b->num_layers, T = b->tokens, R = b->record_k, E = b->num_experts,
               Np = b->patches;
-    size_t n_idx = (size_t)T * R, n_gate = (size_t)T * R * 4, n_probs = (size_t)T * E * 2,
+    size_t n_idx = (size_t)T * R, n_gate = (size_t)T * R * 4, n_probs = topk ? 0 : (size_t)T * E * 2,
            n_match = (size_t)Np * 2;
     size_t n_exec = b->executed ? (size_t)T * b->top_k : 0;
     size_t need = n_idx + n_gate + n_probs + n_exec, n_objective = 4 * (size_t)(b->attack_steps ? b->attack_stride : 0);
@@ -186,7 +191,7 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
                 size_t row = iv * L + l;
                 const int32_t *ti = b->top_idx + row * n_idx;
                 const float *tg = b->top_gate + row * n_idx;
-                const float *pr = b->probs + row * (size_t)T * E;
+                const float *pr = topk ? NULL : b->probs + row * (size_t)T * E;
                 for (size_t k = 0; k < n_idx; k++) {
                     if (ti[k] < 0 || ti[k] >= E)
                         return rs_error_set(err, RS_EINVAL,
@@ -196,12 +201,15 @@ static int insert_batch(rs_store *s, int64_t run_id, const rs_batch *b, rs_error
                     idx[k] = (uint8_t)ti[k];
                     rs_le_put_f32(gate + 4 * k, tg[k]);
                 }
-                for (size_t k = 0; k < (size_t)T * E; k++)
+                for (size_t k = 0; pr && k < (size_t)T * E; k++)
                     rs_le_put_u16(probs + 2 * k, rs_float_to_half(pr[k]));
                 sqlite3_bind_int(routing, 4, l);
                 sqlite3_bind_blob(routing, 5, idx, (int)n_idx, SQLITE_STATIC);
                 sqlite3_bind_blob(routing, 6, gate, (int)n_gate, SQLITE_STATIC);
-                sqlite3_bind_blob(routing, 7, probs, (int)n_probs, SQLITE_STATIC);
+                if (topk) /* an empty BLOB: the column is NOT NULL since schema 1 */
+                    sqlite3_bind_zeroblob(routing, 7, 0);
+                else
+                    sqlite3_bind_blob(routing, 7, probs, (int)n_probs, SQLITE_STATIC);
                 if (b->kept) /* 0/1 bytes as they are; NULL: the run has no capacity */
                     sqlite3_bind_blob(routing, 8, b->kept + row * n_idx, (int)n_idx, SQLITE_STATIC);
                 else
@@ -228,7 +236,7 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
         return store_read_only_fail(store, err);
     const rs_batch *b = batch;
     if (b->count < 0 || !b->predicted || !b->pred_prob || !b->view_params || !b->match || !b->top_idx ||
-        !b->top_gate || !b->probs ||
+        !b->top_gate ||
         (b->executed && (!b->forced || b->top_k < 1 || b->top_k > b->record_k)) ||
         (b->attack_steps && (!b->attack_linf || !b->attack_l2 || !b->attack_objective)))
         return rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": incomplete batch", store->path, run_id);
@@ -257,7 +265,12 @@ int rs_store_write_batch(rs_store *store, int64_t run_id, const rs_batch *batch,
                           rs.offset + rs.count - 1);
         goto fail;
     }
-    if ((rc = insert_batch(store, run_id, b, err)))
+    if (!rs.topk && !b->probs) {
+        rc = rs_error_set(err, RS_EINVAL, "%s: run %" PRId64 ": incomplete batch (no softmax for a full run)",
+                          store->path, run_id);
+        goto fail;
+    }
+    if ((rc = insert_batch(store, run_id, b, rs.topk, err)))
         goto fail;
     sqlite3_stmt *st;
     if ((rc = store_stmt(store, ST_PROGRESS, &st, err)))
@@ -300,6 +313,7 @@ int rs_store_cursor_open_images(rs_store *store, int64_t run_id, int first, int 
     c->num_experts = info.num_experts;
     c->patches = info.patches;
     c->top_k = info.top_k;
+    c->topk = info.record == RS_RECORD_TOPK;
     c->match_image = c->match_view = -1;
     rs_run_info_clear(&info);
     size_t tr = (size_t)c->tokens * c->record_k;
@@ -308,8 +322,8 @@ int rs_store_cursor_open_images(rs_store *store, int64_t run_id, int first, int 
     c->kept = malloc(tr);
     c->executed = malloc(tr);
     c->top_gate = malloc(sizeof *c->top_gate * tr);
-    c->probs = malloc(sizeof *c->probs * (size_t)c->tokens * c->num_experts);
-    if (!c->match || !c->top_idx || !c->kept || !c->executed || !c->top_gate || !c->probs) {
+    c->probs = c->topk ? NULL : malloc(sizeof *c->probs * (size_t)c->tokens * c->num_experts);
+    if (!c->match || !c->top_idx || !c->kept || !c->executed || !c->top_gate || (!c->topk && !c->probs)) {
         rs_store_cursor_close(c);
         return rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
     }
@@ -385,7 +399,7 @@ int rs_store_cursor_next(rs_store_cursor *c, rs_routing_record *rec, rs_error *e
     rec->predicted = sqlite3_column_int(st, 4);
     rec->pred_prob = (float)sqlite3_column_double(st, 5);
 
-    size_t tr = (size_t)c->tokens * c->record_k, te = (size_t)c->tokens * c->num_experts;
+    size_t tr = (size_t)c->tokens * c->record_k, te = c->topk ? 0 : (size_t)c->tokens * c->num_experts;
     const uint8_t *match = sqlite3_column_blob(st, 6), *idx = sqlite3_column_blob(st, 7),
                   *gate = sqlite3_column_blob(st, 8), *probs = sqlite3_column_blob(st, 9);
     size_t n_match = (size_t)sqlite3_column_bytes(st, 6), n_idx = (size_t)sqlite3_column_bytes(st, 7),
@@ -426,7 +440,7 @@ int rs_store_cursor_next(rs_store_cursor *c, rs_routing_record *rec, rs_error *e
     rec->match = c->match;
     rec->top_idx = c->top_idx;
     rec->top_gate = c->top_gate;
-    rec->probs = c->probs;
+    rec->probs = c->probs; /* NULL in a topk run */
     return 1;
 }
 

@@ -335,13 +335,18 @@ static void differ_shapes(diff_text *t, const rs_run_info *a, const rs_run_info 
 
 static void differ_dispatch(diff_text *t, const rs_run_info *a, const rs_run_info *b)
 {
-    if (a->capacity_factor == b->capacity_factor && a->group_images == b->group_images && a->bpr == b->bpr)
+    if (a->capacity_factor == b->capacity_factor && a->group_images == b->group_images && a->bpr == b->bpr &&
+        a->bf16_dispatch == b->bf16_dispatch && a->pad_last_group == b->pad_last_group)
         return;
+    char fa[48], fb[48];
+    snprintf(fa, sizeof fa, "%s%s%s", a->bpr ? ", BPR" : "", a->bf16_dispatch ? ", bfloat16" : "",
+             a->pad_last_group ? ", padded" : "");
+    snprintf(fb, sizeof fb, "%s%s%s", b->bpr ? ", BPR" : "", b->bf16_dispatch ? ", bfloat16" : "",
+             b->pad_last_group ? ", padded" : "");
     differ(t, RS_RUN_DIFF_DISPATCH,
            t->form == RS_RUN_DIFF_SENTENCE ? "dispatch differs (capacity factor %g, groups of %d%s vs %g, groups of %d%s)"
                                            : "dispatch capacity factor %g, groups of %d%s vs %g, groups of %d%s",
-           a->capacity_factor, a->group_images, a->bpr ? ", BPR" : "", b->capacity_factor, b->group_images,
-           b->bpr ? ", BPR" : "");
+           a->capacity_factor, a->group_images, fa, b->capacity_factor, b->group_images, fb);
 }
 
 unsigned rs_run_difference(const rs_run_info *a, const rs_run_info *b, unsigned what, rs_run_diff_form form,
@@ -382,7 +387,8 @@ const char *rs_run_class_name(const rs_run_info *run, int cls, char *buf, size_t
     return buf;
 }
 
-static const char *const method_keys[RS_METHOD_COUNT] = {"other", "vmoe", "prc", "jsd", "adv"};
+static const char *const method_keys[RS_METHOD_COUNT] = {"other", "vmoe", "prc",
+                                                               "jsd",   "adv",  "advmoe"};
 
 rs_method rs_run_method(const rs_run_info *run)
 {
@@ -404,6 +410,8 @@ rs_method rs_run_method(const rs_run_info *run)
         return RS_METHOD_PRC;
     if (strcasestr(base, "jsd"))
         return RS_METHOD_JSD;
+    if (strcasestr(base, "advmoe"))
+        return RS_METHOD_ADVMOE;
     if (strcasestr(base, "adv"))
         return RS_METHOD_ADV;
     if (strcasestr(base, "vmoe") || strcasestr(base, "v-moe"))
@@ -413,7 +421,8 @@ rs_method rs_run_method(const rs_run_info *run)
 
 const char *rs_method_name(rs_method m)
 {
-    static const char *const names[RS_METHOD_COUNT] = {"other", "V-MoE", "V-MoE+PRC", "V-MoE+JSD", "V-MoE (adv.)"};
+    static const char *const names[RS_METHOD_COUNT] = {"other",     "V-MoE",        "V-MoE+PRC",
+                                                       "V-MoE+JSD", "V-MoE (adv.)", "AdvMoE"};
     return m >= 0 && m < RS_METHOD_COUNT ? names[m] : names[0];
 }
 
@@ -447,8 +456,9 @@ static int image_routing_alloc(const rs_run_info *run, int image, rs_image_routi
     r->match = calloc(V * r->patches, sizeof *r->match);
     r->top_idx = calloc(rows * r->record_k, 1);
     r->top_gate = calloc(rows * r->record_k, sizeof *r->top_gate);
-    r->probs = calloc(rows * r->experts, sizeof *r->probs);
-    if (!r->predicted || !r->pred_prob || !r->match || !r->top_idx || !r->top_gate || !r->probs)
+    bool full = run->record != RS_RECORD_TOPK;
+    r->probs = full ? calloc(rows * r->experts, sizeof *r->probs) : NULL;
+    if (!r->predicted || !r->pred_prob || !r->match || !r->top_idx || !r->top_gate || (full && !r->probs))
         return rs_error_set(err, RS_ENOMEM, "out of memory reading image %d", image);
     return 0;
 }
@@ -461,7 +471,8 @@ static void image_routing_take(rs_image_routing *r, const rs_routing_record *rec
     size_t base = ((size_t)rec->view * r->layers + rec->layer) * r->tokens;
     memcpy(r->top_idx + base * r->record_k, rec->top_idx, (size_t)r->tokens * r->record_k);
     memcpy(r->top_gate + base * r->record_k, rec->top_gate, sizeof(float) * r->tokens * r->record_k);
-    memcpy(r->probs + base * r->experts, rec->probs, sizeof(float) * r->tokens * r->experts);
+    if (r->probs && rec->probs)
+        memcpy(r->probs + base * r->experts, rec->probs, sizeof(float) * r->tokens * r->experts);
     memcpy(r->match + (size_t)rec->view * r->patches, rec->match, sizeof(int16_t) * r->patches);
     r->predicted[rec->view] = rec->predicted;
     r->pred_prob[rec->view] = rec->pred_prob;

@@ -122,17 +122,19 @@ typedef enum rs_method {
     RS_METHOD_PRC,      /* V-MoE+PRC: patch-level routing consistency loss */
     RS_METHOD_JSD,      /* V-MoE+JSD: mean JSD of matched router distributions */
     RS_METHOD_ADV,      /* V-MoE trained on PGD examples */
+    RS_METHOD_ADVMOE,   /* AdvMoE: router-expert alternating adversarial training */
     RS_METHOD_COUNT
 } rs_method;
 
 /* The one owner of "method of a run": the model's stored config "method" (vmoe, prc, jsd,
- * adv; any other name is RS_METHOD_OTHER) or, for checkpoints without it, the checkpoint's
- * file name ("prc", "jsd", "adv", then "vmoe" or "v-moe" in the name, case-insensitive;
+ * adv, advmoe; any other name is RS_METHOD_OTHER) or, for checkpoints without it, the
+ * checkpoint's file name ("prc", "jsd", "advmoe", "adv", then "vmoe" or "v-moe" in the name,
+ * case-insensitive;
  * else other). NULL gives RS_METHOD_OTHER. */
 rs_method rs_run_method(const rs_run_info *run);
-/* Display name: "V-MoE", "V-MoE+PRC", "V-MoE+JSD", "V-MoE (adv.)", "other". */
+/* Display name: "V-MoE", "V-MoE+PRC", "V-MoE+JSD", "V-MoE (adv.)", "AdvMoE", "other". */
 const char *rs_method_name(rs_method m);
-/* Short name as in checkpoints: "vmoe", "prc", "jsd", "adv", "other". */
+/* Short name as in checkpoints: "vmoe", "prc", "jsd", "adv", "advmoe", "other". */
 const char *rs_method_key(rs_method m);
 /* The run's training seed (the model's "train_seed"), -1 when unknown. */
 static inline long long rs_run_train_seed(const rs_run_info *run) { return run ? run->train_seed : -1; }
@@ -147,7 +149,7 @@ typedef struct rs_image_routing {
     int16_t *match;     /* (V, Np) view 0's patch matched by each patch, -1 none */
     uint8_t *top_idx;   /* (V, L, T, R) */
     float *top_gate;    /* (V, L, T, R) */
-    float *probs;       /* (V, L, T, E) */
+    float *probs;       /* (V, L, T, E); NULL for a run recorded with --record topk */
 } rs_image_routing;
 
 /* Reads image IMAGE (source index) of run RUN; RS_EINVAL when the run does not hold it,

@@ -107,9 +107,15 @@ static char *run_identity(const rs_run_spec *spec, bool job_only)
         sb_number(&b, "bpr", spec->bpr);
         if (spec->has_group_seed)
             sb_number(&b, "group_seed", spec->group_seed);
+        if (spec->bf16_dispatch)
+            sb_field(&b, "bf16_dispatch", "1");
+        if (spec->pad_last_group)
+            sb_field(&b, "pad_last_group", "1");
     }
     if (spec->compute)
         sb_field(&b, "gemm", spec->compute);
+    if (spec->record == RS_RECORD_TOPK)
+        sb_field(&b, "record", "topk");
     if (shard && !job_only) {
         char text[32];
         snprintf(text, sizeof text, "%d/%d", spec->shard_index, spec->shard_count);
@@ -143,6 +149,10 @@ static const char *bad_identity(const rs_run_spec *spec)
         return "a capacity factor needs a dispatch group";
     if (spec->has_group_seed && !(spec->capacity_factor > 0))
         return "a group seed needs a capacity factor";
+    if (spec->record != RS_RECORD_FULL && spec->record != RS_RECORD_TOPK)
+        return "an unknown record form";
+    if ((spec->bf16_dispatch || spec->pad_last_group) && !(spec->capacity_factor > 0))
+        return "bfloat16 dispatch and a padded last group need a capacity factor";
     return NULL;
 }
 
@@ -303,6 +313,22 @@ static int update_dispatch(rs_store *s, const rs_run_spec *spec, int64_t run_id)
     return rc;
 }
 
+/* Run RUN_ID's record form, when SPEC records topk (a full run's column stays NULL, as in
+ * every run of an older store). SQLite's result code. */
+static int update_record(rs_store *s, const rs_run_spec *spec, int64_t run_id)
+{
+    if (spec->record != RS_RECORD_TOPK)
+        return SQLITE_OK;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET record = 'topk' WHERE id = ?", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run_id);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Run RUN_ID's view specs. SQLite's result code. */
 static int insert_views(rs_store *s, const rs_run_spec *spec, int64_t run_id)
 {
@@ -334,6 +360,9 @@ static int insert_run_rows(rs_store *s, const rs_run_spec *spec, const char *ide
     *run_id = sqlite3_last_insert_rowid(s->db);
     *what = "recording the run's dispatch";
     if ((rc = update_dispatch(s, spec, *run_id)) != SQLITE_OK)
+        return rc;
+    *what = "recording the run's record form";
+    if ((rc = update_record(s, spec, *run_id)) != SQLITE_OK)
         return rc;
     *what = "recording the views";
     return insert_views(s, spec, *run_id);
@@ -432,9 +461,10 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
         return 0;
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(s->db,
-                                s->schema < 5 ? "SELECT capacity_factor, group_images, bpr, NULL FROM runs WHERE id = ?"
-                                              : "SELECT capacity_factor, group_images, bpr, group_seed FROM runs"
-                                                " WHERE id = ?",
+                                s->schema < 5 ? "SELECT capacity_factor, group_images, bpr, NULL, identity FROM runs"
+                                                " WHERE id = ?"
+                                              : "SELECT capacity_factor, group_images, bpr, group_seed, identity FROM"
+                                                " runs WHERE id = ?",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK)
         return store_db_fail(s, rc, "reading a run's dispatch", err);
@@ -446,6 +476,11 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
         info->bpr = sqlite3_column_int(st, 2) != 0;
         info->has_group_seed = sqlite3_column_type(st, 3) != SQLITE_NULL;
         info->group_seed = (uint64_t)sqlite3_column_int64(st, 3);
+        const char *identity = (const char *)sqlite3_column_text(st, 4);
+        /* Whole lines of run_identity's text: a field's value never holds a newline
+         * followed by one of these (view specs are one line). */
+        info->bf16_dispatch = identity && strstr(identity, "\nbf16_dispatch=1:1\n");
+        info->pad_last_group = identity && strstr(identity, "\npad_last_group=1:1\n");
     }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's dispatch", err);
@@ -482,6 +517,29 @@ static int read_compute(rs_store *s, int64_t run_id, rs_run_info *info, rs_error
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's identity", err);
 }
 
+/* The run's record form (schema 7; older stores hold full runs only). Any text other than
+ * 'topk' or NULL is refused: a reader must not take empty BLOBs for a softmax, nor the reverse. */
+static int read_record(rs_store *s, int64_t run_id, rs_run_info *info, rs_error *err)
+{
+    info->record = RS_RECORD_FULL;
+    if (s->schema < 7)
+        return 0;
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT record IS NULL, record = 'topk' FROM runs WHERE id = ?", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return store_db_fail(s, rc, "reading a run's record form", err);
+    sqlite3_bind_int64(st, 1, run_id);
+    rc = sqlite3_step(st);
+    bool known = rc != SQLITE_ROW || sqlite3_column_int(st, 0) || sqlite3_column_int(st, 1);
+    if (rc == SQLITE_ROW && sqlite3_column_int(st, 1))
+        info->record = RS_RECORD_TOPK;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_db_fail(s, rc, "reading a run's record form", err);
+    return known ? 0 : rs_error_set(err, RS_EFORMAT, "%s: run %" PRId64 " has an unknown record form (runs.record "
+                                    "is neither NULL nor 'topk'): the store is damaged", s->path, run_id);
+}
+
 #define RUN_COMMON_COLUMNS                                                                                 \
     "SELECT r.status, r.images_total, r.images_done, r.model_path, m.sha256, r.data, r.protocol, r.error,"    \
     " r.command, r.version, r.num_views, r.first_image, r.image_count, r.num_layers, r.layers, r.tokens,"    \
@@ -506,9 +564,9 @@ static const char *run_select(int schema)
         RUN_COMMON_COLUMNS V1_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V2_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM,
         RUN_COMMON_COLUMNS V2_RUN_COLUMNS ", " V3_SHARD_COLUMNS RUN_PROVENANCE_COLUMNS RUN_MODEL_COLUMNS RUN_FROM};
-    _Static_assert(RS_STORE_SCHEMA == 6, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
+    _Static_assert(RS_STORE_SCHEMA == 7, "get_run reads schemas 1, 2 and 3 or later (schemas 4 and 5 add only "
                                          "what read_dispatch reads and routing.executed, schema 6 the checksum "
-                                         "that check.c reads)");
+                                         "that check.c reads, schema 7 what read_record reads)");
     return select[(schema < 1 ? 1 : schema > 3 ? 3 : schema) - 1];
 }
 
@@ -638,7 +696,8 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
     if (!rc) {
         info->num_views = num_views;
-        if (!(rc = read_dispatch(store, run_id, info, err)) && !(rc = read_compute(store, run_id, info, err)))
+        if (!(rc = read_dispatch(store, run_id, info, err)) && !(rc = read_compute(store, run_id, info, err)) &&
+            !(rc = read_record(store, run_id, info, err)))
             rc = read_views(store, run_id, info, err);
     }
     if (rc)

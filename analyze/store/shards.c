@@ -57,8 +57,9 @@ static const char merge_run_sql[] =
     " 0, ?4, r.top_k, r.channels, r.image_h, r.image_w, r.capacity_factor, r.group_images, r.bpr"
     " FROM shard.runs r JOIN shard.models m ON m.id = r.model_id WHERE r.id = ?1";
 
-/* Run SHARD_RUN's group seed into the merged run RUN_ID. Shards older than schema 5 have
- * no such column: they ran in data order, which the merged run's NULL already says. */
+/* Run SHARD_RUN's group seed (schema 5) and record form (schema 7) into the merged run
+ * RUN_ID. Older shards have no such columns: they ran in data order and recorded the full
+ * softmax, which the merged run's NULLs already say. */
 static int merge_group_seed(rs_store *s, int64_t run_id, int64_t shard_run)
 {
     sqlite3_stmt *st;
@@ -72,8 +73,12 @@ static int merge_group_seed(rs_store *s, int64_t run_id, int64_t shard_run)
     sqlite3_finalize(st);
     if (rc != SQLITE_OK || version < 5)
         return rc;
-    return exec_ids(s, "UPDATE main.runs SET group_seed = (SELECT group_seed FROM shard.runs WHERE id = ?2)"
-                       " WHERE id = ?1",
+    rc = exec_ids(s, "UPDATE main.runs SET group_seed = (SELECT group_seed FROM shard.runs WHERE id = ?2)"
+                     " WHERE id = ?1",
+                  run_id, shard_run, 0, 0);
+    if (rc != SQLITE_OK || version < 7)
+        return rc;
+    return exec_ids(s, "UPDATE main.runs SET record = (SELECT record FROM shard.runs WHERE id = ?2) WHERE id = ?1",
                     run_id, shard_run, 0, 0);
 }
 

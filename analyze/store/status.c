@@ -1,11 +1,13 @@
 /* status.c — a run's status (contract in store.h): setting it, and marking a run done only
  * when its records pass the run check (check.c), with their checksum, in one transaction;
- * and what readers say about a run that is not done. Apart from runs.c, which the check
- * reads runs through, so that no file calls back into the one that calls it. */
+ * what readers say about a run that is not done or that recorded no softmax; the names of
+ * the record forms. Apart from runs.c, which the check reads runs through, so that no file
+ * calls back into the one that calls it. */
 #include "store_internal.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 /* The UPDATE of rs_store_set_status, inside its transaction; CHECKSUM NULL clears it. */
 static int update_status(rs_store *s, int64_t run_id, rs_run_status status, const char *error, const char *checksum,
@@ -72,5 +74,29 @@ bool rs_run_unfinished(const rs_run_info *info, char *buf, size_t size)
         return false;
     snprintf(buf, size, "run %" PRId64 " is not finished (%s, %d of %d images done)", info->id,
              state[info->status], info->images_done, info->count);
+    return true;
+}
+
+const char *rs_record_form_name(rs_record_form form)
+{
+    return form == RS_RECORD_TOPK ? "topk" : "full";
+}
+
+int rs_record_form_parse(const char *text, rs_record_form *form, rs_error *err)
+{
+    if (text && !strcmp(text, "full"))
+        *form = RS_RECORD_FULL;
+    else if (text && !strcmp(text, "topk"))
+        *form = RS_RECORD_TOPK;
+    else
+        return rs_error_set(err, RS_EINVAL, "unknown record form '%s' (want full or topk)", text ? text : "");
+    return 0;
+}
+
+bool rs_run_lacks_softmax(const rs_run_info *info, const char *metric, char *buf, size_t size)
+{
+    if (info->record != RS_RECORD_TOPK)
+        return false;
+    snprintf(buf, size, "run %" PRId64 " was recorded with --record topk: no softmax for %s", info->id, metric);
     return true;
 }

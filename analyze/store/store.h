@@ -6,8 +6,9 @@
  *   runs        one row per replay job: model, data source and slice, protocol, view specs,
  *               seed, identity (unique), status, images_total / images_done, shapes,
  *               provenance (command line, routerscope version and commit), times, error,
- *               dispatch settings (schema 4), group seed (schema 5) and the checksum of its
- *               records, written when the run is marked done (schema 6; rs_store_check_run)
+ *               dispatch settings (schema 4), group seed (schema 5), the checksum of its
+ *               records, written when the run is marked done (schema 6; rs_store_check_run),
+ *               and its record form (schema 7: 'topk', or NULL for full; rs_record_form)
  *   views       (run, view) -> spec text
  *   samples     (run, image) -> label
  *   predictions (run, image, view) -> predicted class, its probability, the view's drawn
@@ -16,7 +17,8 @@
  *               top_idx  T*R uint8   expert ids by decreasing gate
  *               top_gate T*R float32 little-endian, their probabilities
  *               probs    T*E float16 little-endian (IEEE half, model/half.h), the
- *                        full router softmax
+ *                        full router softmax; 0 bytes in a run recorded with --record topk
+ *                        (runs.record, schema 7)
  *               kept     T*R uint8 0/1 (schema 4): whether dispatch kept each choice;
  *                        NULL when the run has no capacity factor (every top-k choice ran).
  *                        Where the view forced the layer, a forced token's row is about
@@ -54,7 +56,19 @@
 
 #include "rs_error.h"
 
-#define RS_STORE_SCHEMA 6
+#define RS_STORE_SCHEMA 7
+
+/* What a run's routing rows hold (`replay --record`, runs.record, schema 7): FULL the top-R ids
+ * and gates and the float16 softmax over all E experts; TOPK the ids and gates only, with an
+ * empty (0-byte) probs BLOB, for stores at benchmark scale (docs/store.md, "Size"). Figures
+ * that need the softmax (JSD, entropy, the PRC score, export --probs) are refused for a TOPK
+ * run (rs_run_lacks_softmax). Zero is FULL: every run of an older store. */
+typedef enum rs_record_form { RS_RECORD_FULL = 0, RS_RECORD_TOPK = 1 } rs_record_form;
+
+/* "full" or "topk". */
+const char *rs_record_form_name(rs_record_form form);
+/* TEXT ("full" or "topk") into *FORM; RS_EINVAL otherwise. */
+int rs_record_form_parse(const char *text, rs_record_form *form, rs_error *err);
 
 typedef struct rs_store rs_store;
 
@@ -107,6 +121,13 @@ typedef struct rs_run_spec {
      * OpenBLAS in float32, which every run before them used. Part of the identity only when
      * set, so earlier runs keep theirs and resume with OpenBLAS. */
     const char *compute;
+    /* What the routing rows hold; part of the identity only when TOPK, so full runs keep
+     * theirs (a topk run and a full run of one job are two runs). */
+    rs_record_form record;
+    /* vmoe's numerics (dispatch.h), only with a capacity factor: bfloat16 dispatch and a
+     * padded last group. Part of the identity text only when set (no column: readers take
+     * them from the stored identity, rs_run_info), so runs without them keep theirs. */
+    bool bf16_dispatch, pad_last_group;
 } rs_run_spec;
 
 typedef enum rs_run_status { RS_RUN_RUNNING, RS_RUN_DONE, RS_RUN_FAILED, RS_RUN_INTERRUPTED } rs_run_status;
@@ -144,6 +165,11 @@ typedef struct rs_run_info {
     uint64_t group_seed;
     /* The spec's compute as its identity holds it; "" for OpenBLAS float32. */
     char compute[32];
+    /* What the routing rows hold: FULL for every run of a store older than schema 7. */
+    rs_record_form record;
+    /* bfloat16 dispatch and a padded last group (rs_run_spec), read from the run's identity;
+     * false for every run without them. */
+    bool bf16_dispatch, pad_last_group;
     /* The model's provenance from its stored config JSON (docs/checkpoint.md): "method"
      * (owned; NULL when absent or not a string of at most 31 bytes) and "train_seed" (-1
      * when absent). analyze/store/run.h's rs_run_method reads the method with its fallback. */
@@ -177,7 +203,8 @@ int rs_store_set_status(rs_store *store, int64_t run_id, rs_run_status status, c
  *   - every record is sound: predicted class < K, its probability in [0, 1], match maps of Np
  *     int16 in -1 .. Np-1, routing rows as record_check.h says (BLOB sizes, expert ids < E,
  *     float16 probabilities finite and summing to 1 within 2^-10, gates equal to their
- *     experts' probabilities, kept and executed masks), kept in every row exactly when the
+ *     experts' probabilities, kept and executed masks; a topk run's rows have an empty probs
+ *     BLOB and gates in [0, 1] instead), kept in every row exactly when the
  *     run has a capacity factor, executed in a (view, layer) for every image or none, attack
  *     norms and objectives finite with steps + 1 values;
  *   - a done run whose checksum was recorded (schema 6) still has it: its records hash to the
@@ -191,6 +218,11 @@ int rs_store_check_run(rs_store *store, int64_t run_id, rs_error *err);
  * done)" into BUF and true; false (BUF untouched) for a done run. What `export` and `report`
  * say about an unfinished run. */
 bool rs_run_unfinished(const rs_run_info *info, char *buf, size_t size);
+
+/* For a run recorded with --record topk: "run 3 was recorded with --record topk: no softmax
+ * for METRIC" into BUF and true; false (BUF untouched) for a full run. What every reader of
+ * the softmax (JSD, entropy, PRC score, export --probs) says instead of the figure. */
+bool rs_run_lacks_softmax(const rs_run_info *info, const char *metric, char *buf, size_t size);
 
 /* All runs, oldest first; *RUNS is an owned array of *COUNT entries (free each with
  * rs_run_info_clear, then the array with free). */
@@ -209,7 +241,8 @@ typedef struct rs_batch {
     const int16_t *match;       /* (count, V, Np) reference patch matched by each patch, -1 none */
     const int32_t *top_idx;     /* (count, V, L, T, R) */
     const float *top_gate;      /* (count, V, L, T, R) */
-    const float *probs;         /* (count, V, L, T, E), stored as float16 */
+    const float *probs;         /* (count, V, L, T, E), stored as float16; not read (may be
+                                   NULL) when the run records topk */
     const uint8_t *kept;        /* (count, V, L, T, R) 0/1, or NULL when the run has no capacity */
     /* Forced routing (route: views); executed NULL when no view of the run forces a layer. */
     int top_k;                  /* the model's k: executed rows are k wide */
@@ -278,7 +311,7 @@ typedef struct rs_routing_record {
     const int16_t *match;       /* (Np) of this view */
     const uint8_t *top_idx;     /* (T, R) */
     const float *top_gate;      /* (T, R) */
-    const float *probs;         /* (T, E), widened from float16 */
+    const float *probs;         /* (T, E), widened from float16; NULL in a topk run */
     const uint8_t *kept;        /* (T, R) 0/1 kept by dispatch, or NULL: no capacity (every
                                    top-k choice ran; also every record of a store before schema 4) */
     const uint8_t *executed;    /* (T, R) what ran: where the view forced this layer, the first k

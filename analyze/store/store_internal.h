@@ -64,6 +64,7 @@ struct rs_store {
 /* The part of a run the batch writer checks against. */
 typedef struct run_state {
     int offset, count, done, views, layers, tokens, record_k, experts, patches;
+    bool topk;                  /* the run records ids and gates only (rs_record_form) */
 } run_state;
 
 /* ---- shared helpers (db.c unless said otherwise) ---- */

@@ -62,6 +62,7 @@ void rs_doc_free(rs_doc *d)
         free(d->items[i].file);
     }
     free(d->items);
+    free(d->explorer);
 }
 
 static int write_tables_file(rs_doc *d, rs_table *t, const char *path, rs_table_format fmt)

@@ -32,6 +32,8 @@ typedef struct rs_doc {
     int nnotes;
     rs_error *err;
     int rc;                     /* first error, 0 while none */
+    char *explorer;             /* the routing explorer's data (JSON, sections/explorer.h), owned;
+                                 * NULL: none. Only the HTML page shows it. */
 } rs_doc;
 
 /* Appends an item with copies of TEXT (NULL: "") and FILE (may be NULL). */
@@ -50,6 +52,8 @@ bool rs_doc_next_line(const char **p, const char **line, size_t *len);
 
 /* The writers: RS_EIO naming PATH when it cannot be written. */
 int rs_doc_write_md(const rs_doc *d, const char *path, rs_error *err);
+/* The HTML page carries the routing explorer (D->explorer, with doc/explorer.js and
+ * explorer.css inline) as the section before the first "Appendix" heading. */
 int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err);
 /* Landscape A4, creation date pinned; figures are read back from DIR's PNGs. */
 int rs_doc_write_pdf(const rs_doc *d, const char *path, rs_error *err);

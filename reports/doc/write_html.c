@@ -1,11 +1,27 @@
 /* write_html.c — the document (doc.h) as one self-contained HTML page: tables inline,
- * figures as relative links, no external URL. */
+ * figures as relative links, no external URL; with the routing explorer's data, the
+ * explorer (its script and style sheet inline, compiled in from explorer.js / .css). */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "doc.h"
+#include "explorer_assets.h"
+
+#define EXPLORER_TITLE "Explore the example images"
+
+/* Whether item I is where the explorer goes: the first appendix heading (what a reader
+ * reads comes before the appendices), or the end (I == d->n) when there is none. */
+static bool explorer_here(const rs_doc *d, int i)
+{
+    if (!d->explorer)
+        return false;
+    for (int j = 0; j < d->n; j++)
+        if (d->items[j].kind == RS_DOC_H2 && !strncmp(d->items[j].text, "Appendix", 8))
+            return j == i;
+    return i == d->n;
+}
 
 static void html_esc(FILE *f, const char *s, size_t n)
 {
@@ -83,14 +99,34 @@ static void html_table(FILE *f, const char *md, const char *name)
 static void html_toc(FILE *f, const rs_doc *d)
 {
     fputs("<nav class=\"toc\"><h2>Contents</h2>\n<ol>\n", f);
-    for (int i = 0; i < d->n; i++) {
-        if (d->items[i].kind != RS_DOC_H2)
+    for (int i = 0; i <= d->n; i++) {
+        if (explorer_here(d, i))
+            fputs("<li><a href=\"#explore\">" EXPLORER_TITLE "</a></li>\n", f);
+        if (i == d->n || d->items[i].kind != RS_DOC_H2)
             continue;
         fprintf(f, "<li><a href=\"#s%d\">", i);
         html_esc(f, d->items[i].text, strlen(d->items[i].text));
         fputs("</a></li>\n", f);
     }
     fputs("</ol></nav>\n", f);
+}
+
+/* The explorer: its data as JSON in a script element (explorer.h escapes "</"), the
+ * script that draws it into the section's div. */
+static void html_explorer(FILE *f, const rs_doc *d)
+{
+    fputs("<section id=\"explore\" class=\"rsx\">\n<h2>" EXPLORER_TITLE "</h2>\n"
+          "<p>The expert grids of the example images, to explore: point at a patch (or tap it) to see the "
+          "router's top experts and their probabilities there, and at its matched patch in the other views "
+          "(the patch whose centre falls in the same view-0 patch). Choose the image, the run, the MoE block "
+          "and the view compared with view 0 above the grids.</p>\n"
+          "<div id=\"rsx-app\"><p class=\"note\">The explorer needs JavaScript.</p></div>\n"
+          "<script type=\"application/json\" id=\"rsx-data\">",
+          f);
+    fputs(d->explorer, f);
+    fputs("</script>\n<script>\n", f);
+    fputs(rs_explorer_js, f);
+    fputs("</script>\n</section>\n", f);
 }
 
 int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err)
@@ -113,10 +149,16 @@ int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err)
           "ul.prov{font-size:.85em;font-family:'DejaVu Sans Mono',monospace;word-break:break-all}\n"
           "figure{margin:1em 0}\n"
           "div.scroll{overflow-x:auto;max-width:100%}\n"
-          "nav.toc ol{margin:.3em 0}\n"
-          "</style>\n</head>\n<body>\n",
+          "nav.toc ol{margin:.3em 0}\n",
           f);
-    for (int i = 0; i < d->n; i++) {
+    if (d->explorer)
+        fputs(rs_explorer_css, f);
+    fputs("</style>\n</head>\n<body>\n", f);
+    for (int i = 0; i <= d->n; i++) {
+        if (explorer_here(d, i))
+            html_explorer(f, d);
+        if (i == d->n)
+            break;
         const rs_doc_item *it = &d->items[i];
         switch (it->kind) {
         case RS_DOC_H1:

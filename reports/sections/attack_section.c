@@ -1,8 +1,9 @@
 /* attack_section.c — the report's "Routing under attack" section (report.h): when some of
  * the report's runs are adversarial-style (analyze/stats/attack_stats.h), their curves against ε
  * side by side (V-MoE and V-MoE+PRC of each k in one chart: hue = method, line style = k),
- * a table per run, the min-ε histograms and median maps, grids of the images the largest
- * ε changed most, and the attack objective's convergence where the store records it. */
+ * then (with groups only with --detail) a table per run, the min-ε histograms and median
+ * maps, grids of the images the largest ε changed most, and the attack objective's
+ * convergence where the store records it. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -198,6 +199,14 @@ void rs_report_attack(rs_report_state *R)
                "mean a router that needs a stronger attack to change its mind.", NULL);
     curves(R, &a);
     summary(R, &a);
+    /* with groups, the runs are many and the curves and the table compare them; each run's
+     * own figures would be pages of near repeats */
+    if (R->answer && !R->opt->detail) {
+        rs_doc_add(d, RS_DOC_PARA, "Each run's own table, min-\u03b5 figures, attack objective and most changed "
+                   "images are in the report made with --detail.", NULL);
+        attack_runs_free(&a);
+        return;
+    }
     for (int i = 0; i < a.n && !d->rc; i++)
         run_figures(R, &R->info[a.idx[i]], a.as[i]);
     if (R->opt->images > 0)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sections.h"
+#include "input/spec_text.h"
 #include "tables/stats_tables.h"
 
 static rs_report_set run_set(rs_report_state *R)
@@ -45,12 +46,15 @@ static void headline_text(rs_report_state *R, const char *protocols)
     else
         snprintf(which, sizeof which, "all runs (only noise runs given)");
     rs_doc_add(&R->d, RS_DOC_H2, "Headline: routing consistency", NULL);
+    const char *rows = R->answer && !R->opt->detail
+                           ? "its overall row (all MoE layers; each layer's rows with --detail)"
+                           : "and MoE layer plus the overall row (all MoE layers)";
     rs_doc_addf(&R->d, RS_DOC_PARA,
-         "In the form of the PRC work's Table 2: one row per run and MoE layer plus the overall row (all MoE "
-         "layers), %s. Rates in percent with %.0f %% bootstrap intervals over images; the last column is the paired "
-         "Top-1 difference (paired bootstrap over images) to the run's baseline: the V-MoE run of the same "
-         "protocol and top-k given before it, where the runs are comparable.",
-         which, 100 * R->st[0]->level);
+         "In the form of the PRC work's Table 2: one row per run %s, %s. Rates in percent with %.0f %% bootstrap "
+         "intervals over images; the last column is the paired Top-1 difference (paired bootstrap over images) to "
+         "the run's baseline: the V-MoE run of the same protocol and top-k given before it, where the runs are "
+         "comparable.",
+         rows, which, 100 * R->st[0]->level);
 }
 
 /* Each run against its comparable baseline (NULL where there is none, or where the
@@ -123,7 +127,8 @@ static void reversal_line(rs_report_state *R, int i, rs_stats_comparison **cmps,
 }
 
 /* Each method against V-MoE of the same k, with intervals and signs, and the reversals
- * between protocols, under HEADING: the answer first without groups, an appendix with them. */
+ * between protocols, under HEADING (NULL: under the answer's table); nothing when no run
+ * has a comparable baseline. */
 static void summary(rs_report_state *R, rs_stats_comparison **cmps, const char *heading)
 {
     rs_doc *d = &R->d;
@@ -140,16 +145,42 @@ static void summary(rs_report_state *R, rs_stats_comparison **cmps, const char *
         if (buf[0])
             lines[n++] = strdup(buf);
     }
-    rs_doc_add(d, RS_DOC_H2, heading, NULL);
-    rs_doc_addf(d, RS_DOC_PARA,
-                "Each run against its baseline (the V-MoE run of the same protocol, top-k and training seed): the paired "
-                "difference of Top-1 agreement between the two views of each matched patch, all MoE layers and "
-                "views pooled, in percentage points with its %.0f %% paired-bootstrap interval over images%s",
-                100 * R->st[0]->level, n ? "." : ". No run here has a comparable baseline.");
-    if (n)
+    if (n && heading)
+        rs_doc_add(d, RS_DOC_H2, heading, NULL);
+    if (n) {
+        rs_doc_addf(d, RS_DOC_PARA,
+                    "Each run against its baseline (the V-MoE run of the same protocol, top-k and training seed): the "
+                    "paired difference of Top-1 agreement between the two views of each matched patch, all MoE layers "
+                    "and views pooled, in percentage points with its %.0f %% paired-bootstrap interval over images.",
+                    100 * R->st[0]->level);
         rs_doc_add_list(d, lines, n);
+    }
     for (int k = 0; k < n; k++)
         free(lines[k]);
+}
+
+/* Without groups the answer comes first: each run against its baseline (the paired
+ * differences of the headline figures, then a line per run), or, where no run has a
+ * comparable baseline (one model), each run's own headline figures. Returns whether the
+ * differences were shown. */
+static bool plain_answer(rs_report_state *R, rs_stats_comparison **cmps)
+{
+    rs_doc *d = &R->d;
+    rs_report_set set = run_set(R);
+    int ncmp = 0;
+    for (int i = 0; i < R->n; i++)
+        ncmp += cmps[i] != NULL;
+    if (ncmp) {
+        rs_doc_add(d, RS_DOC_H2, "Answer: each run against its baseline", NULL);
+        rs_doc_add_table(d, rs_report_differences_table(&set, cmps), "differences");
+        summary(R, cmps, NULL);
+        return true;
+    }
+    rs_doc_add(d, RS_DOC_H2, "Answer: each run's headline figures", NULL);
+    rs_doc_add(d, RS_DOC_PARA, "No run here has a baseline to be compared with (a V-MoE run of the same protocol, "
+               "top-k and training seed), so the answer is each run's own routing consistency and accuracy.", NULL);
+    rs_doc_add_table(d, rs_report_own_headline_table(&set), "answer");
+    return false;
 }
 
 /* Headline (Table 2 form). */
@@ -167,7 +198,9 @@ static void headline(rs_report_state *R, rs_stats_comparison **cmps)
     }
     for (int i = 0; i < R->n; i++)
         shown[i] = others && rs_run_is_noise(&R->info[i]) ? NULL : cmps[i];
-    rs_doc_add_table(&R->d, rs_report_headline_table(&set, shown, others), "headline");
+    /* with groups the runs are many: the overall rows here, each layer in --detail */
+    bool overall_only = R->answer && !R->opt->detail;
+    rs_doc_add_table(&R->d, rs_report_headline_table(&set, shown, others, overall_only), "headline");
     free(shown);
 }
 
@@ -296,8 +329,85 @@ static void heatmaps(rs_report_state *R, int image)
             rs_report_heatmap_figure(R, &R->info[i], image);
 }
 
+/* The report's run of id ID (NULL when it is not among them). */
+static const rs_run_info *report_run(const rs_report_state *R, int64_t id)
+{
+    for (int i = 0; i < R->n; i++)
+        if (R->info[i].id == id)
+            return &R->info[i];
+    return NULL;
+}
+
+/* The protocol (index into R->groups) the examples show: the first whose views move
+ * (crops match part of the patches: the grids show it), else the first. NOISE: the first
+ * noise protocol instead (-1 when none). */
+static int examples_protocol(const rs_report_state *R, bool noise)
+{
+    for (int q = 0; q < R->protocols; q++) {
+        const rs_run_info *r = &R->groups[q]->info[0];
+        if (noise ? rs_run_is_noise(r) && r->num_views > 1
+                  : r->num_views > 1 && rs_spec_has_geometric_op(r->view_specs[1]))
+            return q;
+    }
+    return noise ? -1 : 0;
+}
+
+/* IMAGE under the first seed of every method of protocol Q, side by side in one figure:
+ * grids (GRID) or heatmaps, as figures/STEM-imageN.png with its caption. */
+static void methods_side_by_side(rs_report_state *R, int q, int image, bool grid, const char *stem)
+{
+    const rs_groups *g = R->groups[q];
+    char parts[RS_GROUPS_MAX][RS_REPORT_FILE_LEN], file[RS_REPORT_FILE_LEN], names[512] = "", caption[2048];
+    const rs_run_info *first = NULL;
+    int n = 0, len = 0;
+    for (int gr = 0; gr < g->num_groups && gr < RS_GROUPS_MAX && !R->d.rc; gr++) {
+        const rs_run_info *r = report_run(R, g->info[rs_groups_at(g, gr, 0)].id);
+        if (!r || !holds(r, image))
+            continue;
+        snprintf(parts[n], sizeof parts[n], "part-%s-image%d-%d.png", stem, image, n);
+        if (!rs_report_image_file(R, r, image, grid, parts[n]))
+            break;
+        char label[96];
+        snprintf(label, sizeof label, "%s k=%d (run %" PRId64 ")", rs_method_name(rs_run_method(r)), r->top_k, r->id);
+        if (len < (int)sizeof names)
+            len += snprintf(names + len, sizeof names - (size_t)len, "%s%s", n ? ", " : "", label);
+        first = first ? first : r;
+        n++;
+    }
+    if (!n || R->d.rc)
+        return;
+    snprintf(file, sizeof file, "%s-image%d.png", stem, image);
+    rs_report_compose(R, parts, n, grid ? n : 2, file);
+    char what[768];
+    snprintf(what, sizeof what, "Image %d under each method, %s protocol, the first training seed of each (the same "
+             "views), %s: %s", image, first->protocol, grid ? "left to right" : "left to right, top to bottom", names);
+    if (grid)
+        rs_report_grid_caption(first, what, caption, sizeof caption);
+    else
+        snprintf(caption, sizeof caption, "%s. Per-patch heatmaps: on view 0's patch grid, the share of the other "
+                 "views whose matched patch chose a different top-1 expert, one panel per MoE layer (\"block B\"), "
+                 "view 0's image beside them; hatched: no patch of another view matched it.", what);
+    rs_report_figure(R, file, caption);
+}
+
+/* With groups: one figure per example image holding every method (its first seed) side by
+ * side, then the heatmaps of the first image likewise; per-run grids only with --detail. */
+static void grouped_examples(rs_report_state *R, const int *images, int m)
+{
+    rs_doc_add(&R->d, RS_DOC_H2, "Examples", NULL);
+    int q = examples_protocol(R, false), qn = examples_protocol(R, true);
+    rs_doc_addf(&R->d, RS_DOC_PARA,
+                "Expert-selection grids of the same images under every method, side by side: the first images on "
+                "which every run matched at least half of its patches to view 0. Then per-patch heatmaps of the "
+                "first of them%s.", qn >= 0 ? " under noise" : "");
+    for (int k = 0; k < m && !R->d.rc; k++)
+        methods_side_by_side(R, q, images[k], true, "examples");
+    if (m > 0)
+        methods_side_by_side(R, qn >= 0 ? qn : q, images[0], false, "heatmaps");
+}
+
 /* Examples: grids of the same well-matched images for each run that holds them, then the
-   per-patch heatmaps of the first. */
+   per-patch heatmaps of the first (with groups: each image's grids in one figure). */
 static void examples(rs_report_state *R)
 {
     if (R->opt->images <= 0)
@@ -309,6 +419,11 @@ static void examples(rs_report_state *R)
         return;
     }
     int m = rs_report_example_images(R, images, R->opt->images);
+    if (R->answer) {
+        grouped_examples(R, images, m);
+        free(images);
+        return;
+    }
     rs_doc_add(&R->d, RS_DOC_H2, "Examples", NULL);
     rs_doc_add(&R->d, RS_DOC_PARA,
                "Expert-selection grids of the same images for each run that holds them: the first images on "
@@ -355,15 +470,16 @@ void rs_report_comparison(rs_report_state *R)
     baseline_comparisons(R, cmps);
     /* with an answer over seeds it comes first, and the per-run pairs (an interval over
      * images, narrower than the seeds allow) go to an appendix */
-    bool answer = R->answer != NULL;
+    bool answer = R->answer != NULL, shown = false;
     if (answer)
         rs_report_answer_section(R);
     else
-        summary(R, cmps, "Summary");
+        shown = plain_answer(R, cmps);
     rs_doc_add(&R->d, RS_DOC_TOC, NULL, NULL);
     rs_report_groups_section(R);
     headline(R, cmps);
-    differences(R, cmps);
+    if (!shown)  /* the answer's table already is the differences table */
+        differences(R, cmps);
     accuracy(R);
     curves(R);
     router(R);

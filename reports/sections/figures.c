@@ -1,12 +1,15 @@
 /* figures.c — the report's figures, shared by its sections: their files and captions, the
  * grids, and the context (class names, view pixels) under a grid, the per-patch heatmaps,
- * and the example images (chosen by stats/examples.h). Calls nothing of the sections or of
+ * the example images (chosen by stats/examples.h), and figures composed of several runs' side
+ * by side. Calls nothing of the sections or of
  * report.c. See sections.h and report.h. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "grid.h"
 #include "heatmap.h"
@@ -26,10 +29,7 @@ void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t 
     snprintf(buf, size, "%s/figures/%s", R->opt->out_dir, file);
 }
 
-/* Draws IMAGE of RUN into the figure FILE: the grid (GRID) or the changed-expert heatmap,
- * with the views' thumbnails when the run's data can still be read (the figure stands
- * without them). False (R->d set) on an error. */
-static bool draw_image_figure(rs_report_state *R, const rs_run_info *run, int image, bool grid, const char *file)
+bool rs_report_image_file(rs_report_state *R, const rs_run_info *run, int image, bool grid, const char *file)
 {
     if (R->d.rc)
         return false;
@@ -51,26 +51,39 @@ static bool draw_image_figure(rs_report_state *R, const rs_run_info *run, int im
     return !rc;
 }
 
+/* Why a crop's patch may have no match, said wherever hatching or an unmatched count shows. */
+const char rs_report_unmatched_why[] =
+    "a patch has no match when its centre falls outside view 0 (the other crop shows a part of the image that "
+    "view 0 cut off): normal for crops; such patches are left out of every rate, not counted as changes";
+
 void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image)
 {
-    char file[256], caption[1024], rl[200];
+    char file[256], caption[1400], rl[200];
     snprintf(file, sizeof file, "grid-run%" PRId64 "-image%d.png", run->id, image);
-    if (!draw_image_figure(R, run, image, true, file))
+    if (!rs_report_image_file(R, run, image, true, file))
         return;
+    rs_run_label(run, rl, sizeof rl);
+    char what[320];
+    snprintf(what, sizeof what, "Expert-selection grid of image %d, %s", image, rl);
+    rs_report_grid_caption(run, what, caption, sizeof caption);
+    rs_report_figure(R, file, caption);
+}
+
+void rs_report_grid_caption(const rs_run_info *run, const char *what, char *buf, size_t size)
+{
     bool moved = false, attacked = false;
     for (int v = 1; v < run->num_views; v++) {
         moved = moved || rs_spec_has_geometric_op(run->view_specs[v]);
         attacked = attacked || rs_render_view_attacked(run, v, NULL);
     }
-    rs_run_label(run, rl, sizeof rl);
-    snprintf(caption, sizeof caption,
-             "Expert-selection grid of image %d, %s: the views, then the top-1 expert per patch, one row per MoE "
-             "layer; red borders (or corners, where many cells changed) where the expert differs from view 0's "
-             "matched patch, whose expert follows \"was\"; hatched cells have no match%s%s.",
-             image, rl, moved ? "; the dashed box on view 0 shows where the other view's crop lies" : "",
+    snprintf(buf, size,
+             "%s: the views, then the top-1 expert per patch, one row per MoE layer (\"block B\", as --layer B "
+             "names it); red borders (or corners, where many cells changed) where the expert differs from view 0's "
+             "matched patch, whose expert follows \"was\"; hatched cells have no match%s%s%s%s.",
+             what, moved ? " (" : "", moved ? rs_report_unmatched_why : "",
+             moved ? "); the dashed box on view 0 shows where the other view's crop lies" : "",
              attacked ? "; an attacked view's thumbnail shows the pixels its attack started from (redoing the "
                         "attack needs the model, and its at most \u03b5 per pixel would not show at this size)" : "");
-    rs_report_figure(R, file, caption);
 }
 
 /* The run's expert load and its transition / S matrices, as two figures. */
@@ -97,7 +110,7 @@ void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int im
 {
     char file[256], caption[640], rl[200];
     snprintf(file, sizeof file, "heatmap-run%" PRId64 "-image%d.png", run->id, image);
-    if (!draw_image_figure(R, run, image, false, file))
+    if (!rs_report_image_file(R, run, image, false, file))
         return;
     char others[64];
     if (rs_run_is_noise(run))
@@ -109,8 +122,8 @@ void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int im
     rs_run_label(run, rl, sizeof rl);
     snprintf(caption, sizeof caption,
              "Per-patch heatmap of image %d, %s: on view 0's patch grid, the share of the other views whose "
-             "matched patch chose a different top-1 expert (%s), one panel per MoE layer; hatched: no patch "
-             "of another view matched it.",
+             "matched patch chose a different top-1 expert (%s), one panel per MoE layer (\"block B\"), view 0's "
+             "image beside them; hatched: no patch of another view matched it.",
              image, rl, others);
     rs_report_figure(R, file, caption);
 }
@@ -121,4 +134,68 @@ int rs_report_example_images(rs_report_state *R, int *images, int want)
     if (!R->d.rc)
         R->d.rc = rs_examples_well_matched(R->store, R->info, R->n, want, images, &n, R->d.err);
     return R->d.rc ? 0 : n;
+}
+
+/* The composed figure's largest width in pixels: about 300 dpi across a landscape A4 page,
+ * so a figure of four grids stays sharp in print without a full-size copy of each. */
+#define COMPOSE_MAX_W 3200
+#define COMPOSE_GAP 28  /* pixels between the parts */
+
+/* Paints the N loaded parts IMG, COLS to a row, into a new PNG at PATH. */
+static int compose_write(cairo_surface_t **img, int n, int cols, const char *path, rs_error *err)
+{
+    double w = 0, h = 0, row_w = 0, row_h = 0;
+    for (int i = 0; i < n; i++) {
+        row_w += cairo_image_surface_get_width(img[i]) + (i % cols ? COMPOSE_GAP : 0);
+        row_h = fmax(row_h, cairo_image_surface_get_height(img[i]));
+        if (i % cols == cols - 1 || i == n - 1)
+            w = fmax(w, row_w), h += row_h + (h > 0 ? COMPOSE_GAP : 0), row_w = row_h = 0;
+    }
+    double s = fmin(1.0, COMPOSE_MAX_W / w);
+    cairo_surface_t *out = cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)ceil(w * s), (int)ceil(h * s));
+    cairo_t *cr = cairo_create(out);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    cairo_scale(cr, s, s);
+    double x = 0, y = 0;
+    row_h = 0;
+    for (int i = 0; i < n; i++) {
+        cairo_set_source_surface(cr, img[i], x, y);
+        cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_GOOD);
+        cairo_paint(cr);
+        row_h = fmax(row_h, cairo_image_surface_get_height(img[i]));
+        x += cairo_image_surface_get_width(img[i]) + COMPOSE_GAP;
+        if (i % cols == cols - 1)
+            x = 0, y += row_h + COMPOSE_GAP, row_h = 0;
+    }
+    cairo_destroy(cr);
+    cairo_surface_flush(out);
+    cairo_status_t st = cairo_surface_write_to_png(out, path);
+    cairo_surface_destroy(out);
+    return st == CAIRO_STATUS_SUCCESS ? 0 : rs_error_set(err, RS_EIO, "%s: %s", path, cairo_status_to_string(st));
+}
+
+void rs_report_compose(rs_report_state *R, char (*parts)[RS_REPORT_FILE_LEN], int n, int cols, const char *file)
+{
+    cairo_surface_t **img = calloc((size_t)(n > 0 ? n : 1), sizeof *img);
+    char path[4096];
+    if (!img && !R->d.rc)
+        R->d.rc = rs_error_set(R->d.err, RS_ENOMEM, "out of memory");
+    for (int i = 0; img && i < n && !R->d.rc; i++) {
+        rs_report_fig_path(R, parts[i], path, sizeof path);
+        img[i] = cairo_image_surface_create_from_png(path);
+        if (cairo_surface_status(img[i]) != CAIRO_STATUS_SUCCESS)
+            R->d.rc = rs_error_set(R->d.err, RS_EIO, "%s: cannot read it back", path);
+    }
+    if (img && n > 0 && !R->d.rc) {
+        rs_report_fig_path(R, file, path, sizeof path);
+        R->d.rc = compose_write(img, n, cols < 1 ? 1 : cols, path, R->d.err);
+    }
+    for (int i = 0; img && i < n; i++) {
+        if (img[i])
+            cairo_surface_destroy(img[i]);
+        rs_report_fig_path(R, parts[i], path, sizeof path);
+        unlink(path); /* the parts live on in the composed figure only */
+    }
+    free(img);
 }

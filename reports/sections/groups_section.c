@@ -286,7 +286,7 @@ static void protocol_groups(rs_report_state *R, int q)
         snprintf(name, sizeof name, "groups-%s-differences", protocol);
         rs_doc_add_table(d, rs_report_groups_diff_table(g, R->answer, q, protocol), name);
         snprintf(name, sizeof name, "groups-%s-seeds", protocol);
-        rs_doc_add_table(d, rs_report_groups_seed_table(g, protocol), name);
+        rs_doc_add_table(d, rs_report_groups_seed_diff_table(g, protocol), name);
     }
 }
 

@@ -10,7 +10,7 @@
 #include "stats/examples.h"
 
 #define DIFF_IMAGES 5   /* rows of the largest-differences table */
-#define DIFF_GRIDS 2    /* of which drawn as grids */
+#define DIFF_GRIDS 2    /* of which drawn as grids (with groups: one, the examples show every method) */
 
 static rs_table *largest_table(const rs_examples_ranking *k, const rs_run_info *a, const rs_run_info *b)
 {
@@ -40,7 +40,6 @@ static rs_table *largest_table(const rs_examples_ranking *k, const rs_run_info *
 void rs_report_largest_differences(rs_report_state *R)
 {
     rs_doc *d = &R->d;
-    rs_doc_add(d, RS_DOC_H2, "Largest differences", NULL);
     if (d->rc)
         return;
     rs_examples_ranking k;
@@ -49,23 +48,32 @@ void rs_report_largest_differences(rs_report_state *R)
         d->rc = rc;
         return;
     }
-    if (k.a < 0) {
-        rs_doc_add(d, RS_DOC_PARA, "No two runs cover the same images.", NULL);
+    if (k.a < 0)  /* no two runs of one protocol over the same images: nothing to rank */
         return;
-    }
+    rs_doc_add(d, RS_DOC_H2, "Largest differences", NULL);
     const rs_run_info *a = &R->info[k.a], *b = &R->info[k.b];
     rs_doc_addf(d, RS_DOC_PARA,
                 "Images whose Top-1 agreement with view 0 (all non-reference views and MoE layers) differs most "
                 "between run %" PRId64 " (A) and run %" PRId64 " (B), among the images with at least %" PRId64
                 " matched patch pairs in both runs%s.",
                 a->id, b->id, k.min_pairs,
-                R->flag[k.b][0] || strcmp(a->protocol, b->protocol)
-                    ? "; the runs are not comparable, so the views differ too"
+                R->flag[k.b][0] ? "; the runs are not comparable, so the views differ too"
                     : "");
     rs_doc_add_table(d, largest_table(&k, a, b), "largest-differences");
-    for (int r = 0; r < k.m && r < DIFF_GRIDS; r++) {
-        rs_report_grid_figure(R, a, a->offset + k.order[r]);
-        rs_report_grid_figure(R, b, a->offset + k.order[r]);
+    for (int r = 0; r < k.m && r < (R->answer ? 1 : DIFF_GRIDS) && !d->rc; r++) {  /* A and B side by side, one figure */
+        int image = a->offset + k.order[r];
+        char parts[2][RS_REPORT_FILE_LEN], file[RS_REPORT_FILE_LEN], what[512], caption[2048];
+        snprintf(parts[0], sizeof parts[0], "part-largest-image%d-a.png", image);
+        snprintf(parts[1], sizeof parts[1], "part-largest-image%d-b.png", image);
+        if (!rs_report_image_file(R, a, image, true, parts[0]) || !rs_report_image_file(R, b, image, true, parts[1]))
+            break;
+        snprintf(file, sizeof file, "largest-image%d.png", image);
+        rs_report_compose(R, parts, 2, 2, file);
+        snprintf(what, sizeof what, "Image %d, run %" PRId64 " (A, left) and run %" PRId64 " (B, right): Top-1 "
+                 "agreement %.0f %% and %.0f %%", image, a->id, b->id, 100 * k.top1_a[k.order[r]],
+                 100 * k.top1_b[k.order[r]]);
+        rs_report_grid_caption(b, what, caption, sizeof caption);
+        rs_report_figure(R, file, caption);
     }
     rs_examples_ranking_free(&k);
 }

@@ -10,6 +10,7 @@
  *                               table and sentences, the "Groups of seeds" sections
  *   sections/attack_section.c   the "Routing under attack" section of adversarial-style runs
  *   sections/route_section.c    the "Routing interventions" section of runs with forced views
+ *   sections/dissect_section.c  its dissection over seeds, for groups with forced views
  *   sections/figures.c          what the sections share: figures' files and captions, grids
  *                               and the grids' context, heatmaps, the example images
  * Calls go one way: report.c -> sections -> figures.c -> tables/, doc/, render/, analyze/
@@ -18,6 +19,7 @@
 #ifndef RS_SECTIONS_H
 #define RS_SECTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "doc/doc.h"
@@ -46,8 +48,20 @@ typedef struct rs_report_state {
 void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t size);
 /* Adds figures/FILE with CAPTION to the document. */
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption);
+/* Draws RUN's image IMAGE into figures/FILE without adding it to the document: its
+ * expert-selection grid (GRID) or its per-patch heatmap. False (R->d set) on an error. */
+bool rs_report_image_file(rs_report_state *R, const rs_run_info *run, int image, bool grid, const char *file);
 /* Draws and adds the expert-selection grid of RUN's image IMAGE. */
 void rs_report_grid_figure(rs_report_state *R, const rs_run_info *run, int image);
+/* The caption of a grid of RUN's views, starting with WHAT ("Expert-selection grid of ..."). */
+void rs_report_grid_caption(const rs_run_info *run, const char *what, char *buf, size_t size);
+/* Why a patch of a crop has no match in view 0, as a clause (grids, heatmaps, tables). */
+extern const char rs_report_unmatched_why[];
+#define RS_REPORT_FILE_LEN 128
+/* One figure, figures/FILE, of the N figures PARTS (figures/, PNG) side by side, COLS to a
+ * row, scaled to print at about 300 dpi; the parts are removed (each run's figure lives on
+ * only inside it). Not added to the document: the caller adds it with its caption. */
+void rs_report_compose(rs_report_state *R, char (*parts)[RS_REPORT_FILE_LEN], int n, int cols, const char *file);
 /* Draws and adds RUN's per-patch heatmap of IMAGE: how often each patch of view 0 changed
  * top-1 expert in the other views (heatmap.h, "changed"). */
 void rs_report_heatmap_figure(rs_report_state *R, const rs_run_info *run, int image);
@@ -77,5 +91,8 @@ void rs_report_groups_title(rs_report_state *R);
 void rs_report_answer_section(rs_report_state *R);
 /* "Groups of seeds: PROTOCOL" per protocol. */
 void rs_report_groups_section(rs_report_state *R);
+/* "Dissection over seeds: PROTOCOL" (dissect_section.c) for each protocol of the groups whose
+ * runs force a perturbed view to the clean routing; nothing otherwise. */
+void rs_report_dissect(rs_report_state *R);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "input/spec_text.h"
 #include "sections.h"
 #include "tables/stats_tables.h"
 
@@ -17,6 +18,10 @@ void rs_report_single(rs_report_state *R)
     rs_run_label(r, rl, sizeof rl);
     rs_run_name(r, rn, sizeof rn);
 
+    /* the answer first: the run's headline figures, as a one-model comparison shows them */
+    rs_doc_add(d, RS_DOC_H2, "Answer: the run's headline figures", NULL);
+    rs_report_set set = {.n = 1, .info = r, .st = &R->st[0]};
+    rs_doc_add_table(d, rs_report_own_headline_table(&set), "answer");
     rs_doc_add(d, RS_DOC_TOC, NULL, NULL);
     rs_doc_add(d, RS_DOC_H2, "Routing consistency", NULL);
     rs_doc_addf(d, RS_DOC_PARA,
@@ -25,14 +30,20 @@ void rs_report_single(rs_report_state *R)
          "of them, in percent with %.0f %% bootstrap intervals over images.",
          100 * st->level);
     snprintf(name, sizeof name, "consistency-run%s", rn);
-    rs_doc_add_table(d, rs_report_consistency_table(r, st, rn, false), name);
+    rs_table *consistency = rs_report_consistency_table(r, st, rn, false);
+    bool moved = false;
+    for (int v = 1; v < r->num_views; v++)
+        moved = moved || rs_spec_has_geometric_op(r->view_specs[v]);
+    if (consistency && moved) {
+        char note[512];
+        snprintf(note, sizeof note, "Unmatched: the patch comparisons left out, because %s.", rs_report_unmatched_why);
+        rs_table_set_note(consistency, note);
+    }
+    rs_doc_add_table(d, consistency, name);
 
     rs_doc_add(d, RS_DOC_H2, "Accuracy", NULL);
-    if (!rs_run_is_noise(r) && r->num_views > 1 && strstr(r->view_specs[1], "area=0.05-"))
-        rs_doc_add(d, RS_DOC_PARA,
-                   "The views are crops keeping 5-100 % of the image area (the PRC work's augmentation), harsher "
-                   "than the 25-100 % the bundled models were trained with, so accuracy on them is below clean "
-                   "accuracy.", NULL);
+    if (rs_report_default_crops(r))
+        rs_doc_addf(d, RS_DOC_PARA, "The views: %s", rs_report_crops_note);
     snprintf(name, sizeof name, "accuracy-run%s", rn);
     rs_doc_add_table(d, rs_report_accuracy_table(r, st, rn), name);
     snprintf(name, sizeof name, "change-run%s", rn);
@@ -45,7 +56,11 @@ void rs_report_single(rs_report_state *R)
     rs_report_fig_path(R, file, path, sizeof path);
     if (!d->rc)
         d->rc = rs_render_router((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, path, d->err);
-    rs_report_figure(R, file, "PRC score, JSD, routing entropy and load CV per MoE layer.");
+    char lacks[200];
+    rs_report_figure(R, file, rs_run_lacks_softmax(r, "the PRC score, JSD and entropy (their panels stay empty)",
+                                                   lacks, sizeof lacks)
+                                  ? lacks
+                                  : "PRC score, JSD, routing entropy and load CV per MoE layer.");
 
     if (rs_run_is_noise(r) && r->num_views > 1) {
         rs_doc_add(d, RS_DOC_H2, "Severity sweep", NULL);

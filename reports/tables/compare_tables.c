@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "input/view.h"
 #include "stats_tables.h"
 #include "store/run.h"
 
@@ -103,12 +104,13 @@ rs_table *rs_report_mcnemar_table(const rs_run_info *info_a, const rs_stats_comp
 
 /* ---- the comparison report ---------------------------------------------------------------- */
 
-/* Run I's rows of the headline: one per MoE layer, then "overall". */
-static void headline_rows(rs_table *t, const rs_report_set *set, int i, const rs_stats_comparison *cmp)
+/* Run I's rows of the headline: one per MoE layer (unless OVERALL_ONLY), then "overall". */
+static void headline_rows(rs_table *t, const rs_report_set *set, int i, const rs_stats_comparison *cmp,
+                          bool overall_only)
 {
     const rs_run_info *r = &set->info[i];
     const rs_stats *st = set->st[i];
-    for (int l = 0; l <= st->layers; l++) {
+    for (int l = overall_only ? st->layers : 0; l <= st->layers; l++) {
         char rn[32], model[64], lh[64], lk[64];
         snprintf(rn, sizeof rn, "%" PRId64, r->id);
         rs_run_model_k_label(r, model, sizeof model);
@@ -137,7 +139,8 @@ static void headline_rows(rs_table *t, const rs_report_set *set, int i, const rs
     }
 }
 
-rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison *const *cmps, bool pairs_only)
+rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison *const *cmps, bool pairs_only,
+                                   bool overall_only)
 {
     const char *keys[] = {"run", "model", "layer", "top1", "top2", "top2_unordered", "pairs", "top1_diff"};
     const char *heads[] = {"Run", "Model", "Layer", "Top-1", "Top-2", "Top-2 (order-agnostic)", "Pairs",
@@ -146,7 +149,7 @@ rs_table *rs_report_headline_table(const rs_report_set *set, rs_stats_comparison
                                   "", 8, keys, heads);
     for (int i = 0; t && i < set->n; i++)
         if (!pairs_only || !rs_run_is_noise(&set->info[i]))
-            headline_rows(t, set, i, cmps[i]);
+            headline_rows(t, set, i, cmps[i], overall_only);
     return t;
 }
 
@@ -196,6 +199,40 @@ rs_table *rs_report_differences_table(const rs_report_set *set, rs_stats_compari
     if (t)
         rs_table_set_note(t, "McNemar treats patches as independent (they are not), so its p is optimistic; "
                              "the bootstrap interval is the primary comparison.");
+    return t;
+}
+
+rs_table *rs_report_own_headline_table(const rs_report_set *set)
+{
+    const char *keys[] = {"run", "model", "protocol", "top1", "top2", "top2_unordered", "accuracy", "accuracy_all"};
+    const char *heads[] = {"Run", "Model", "Protocol", "Top-1", "Top-2", "Top-2 (order-agnostic)",
+                           "Accuracy, view 0", "Accuracy, all views"};
+    rs_table *t = rs_table_create("Each run's headline figures (%: agreement with view 0, all other views and MoE "
+                                  "layers pooled, bootstrap interval over images; accuracy with Wilson intervals)",
+                                  "", 8, keys, heads);
+    static const int rates[3] = {RS_STATS_TOP1, RS_STATS_TOP2, RS_STATS_TOP2_UNORDERED};
+    for (int i = 0; t && i < set->n; i++) {
+        const rs_run_info *r = &set->info[i];
+        const rs_stats *st = set->st[i];
+        char id[32], rn[32], model[64];
+        snprintf(id, sizeof id, "%" PRId64, r->id);
+        snprintf(rn, sizeof rn, "run %" PRId64, r->id);
+        rs_run_model_k_label(r, model, sizeof model);
+        int row = rs_table_add_row(t, "all", "all", NULL);
+        rs_table_set_row_run(t, row, id);
+        rs_table_set_text(t, row, 0, rn);
+        rs_table_set_text(t, row, 1, model);
+        rs_table_set_text(t, row, 2, r->protocol);
+        const rs_stats_agreement *a = &st->agree[rs_stats_cell(st, st->views, st->layers)];
+        for (int k = 0; k < 3; k++)
+            rs_report_set_rate(t, row, 3 + k, &a->rate[rates[k]], a->n.pairs);
+        for (int k = 0; k < 2; k++) {
+            const rs_stats_accuracy *acc = &st->accuracy[k ? st->views : 0];
+            if (acc->valid)
+                rs_table_set_rate(t, row, 6 + k, acc->value, true, acc->wilson_lo, acc->wilson_hi, true,
+                                  acc->wilson_lo, acc->wilson_hi, acc->labelled);
+        }
+    }
     return t;
 }
 
@@ -259,6 +296,20 @@ static void accuracy_row(rs_table *t, int nc, int aug_col, const rs_run_info *r,
     }
 }
 
+const char rs_report_crops_note[] =
+    "the pair protocol's default crops keep 5-100 % of the image area (the PRC work's augmentation), so accuracy on "
+    "them may be below clean accuracy; the bundled models were trained on 25-100 % crops (models/README.md).";
+
+bool rs_report_default_crops(const rs_run_info *r)
+{
+    if (strcmp(r->protocol, "pair") || r->num_views < 2)
+        return false;
+    for (int v = 0; v < r->num_views; v++)
+        if (strcmp(r->view_specs[v], RS_PAIR_AUGMENT))
+            return false;
+    return true;
+}
+
 rs_table *rs_report_runs_accuracy_table(const rs_report_set *set)
 {
     int sev = 0;
@@ -276,17 +327,18 @@ rs_table *rs_report_runs_accuracy_table(const rs_report_set *set)
     int nc = 3 + (noise ? 1 + sev : 0) + (aug ? 1 : 0), aug_col = aug ? nc - 1 : -1;
     for (int i = 0; t && i < set->n; i++)
         accuracy_row(t, nc, aug_col, &set->info[i], set->st[i]);
-    static const char crops[] = "the pair protocol's default crops keep 5-100 % of the image area (the PRC work's "
-                                "augmentation), harsher than the 25-100 % the bundled models were trained with, so "
-                                "accuracy on them is below clean accuracy.";
+    bool crops = pair; /* the note on crops holds only where every pair run has the default ones */
+    for (int i = 0; i < set->n; i++)
+        if (!strcmp(set->info[i].protocol, "pair"))
+            crops = crops && rs_report_default_crops(&set->info[i]);
     static const char pooled[] = "All views: every view of the run pooled, view 0 included";
-    char note[512];
-    if (other && pair)
-        snprintf(note, sizeof note, "%s; for a pair run, its augmented views: %s", pooled, crops);
-    else if (other)
-        snprintf(note, sizeof note, "%s.", pooled);
+    char note[768];
+    if (other && crops)
+        snprintf(note, sizeof note, "%s; for a pair run, its augmented views: %s", pooled, rs_report_crops_note);
+    else if (other || !crops)
+        snprintf(note, sizeof note, "%s.", other ? pooled : "Augmented views: both views of the run pooled");
     else
-        snprintf(note, sizeof note, "Augmented views: %s", crops);
+        snprintf(note, sizeof note, "Augmented views: %s", rs_report_crops_note);
     if (t && aug)
         rs_table_set_note(t, note);
     return t;

@@ -13,8 +13,9 @@ void rs_report_dispatch_note(const rs_run_info *info, char *buf, size_t size)
     char order[64] = "data order";
     if (info->has_group_seed)
         snprintf(order, sizeof order, "shuffled by group seed %" PRIu64, info->group_seed);
-    snprintf(buf, size, "dispatch: capacity factor %g, groups of %d images (%s), %s priority", info->capacity_factor,
-             info->group_images, order, info->bpr ? "batch (BPR)" : "token-order");
+    snprintf(buf, size, "dispatch: capacity factor %g, groups of %d images (%s), %s priority%s%s",
+             info->capacity_factor, info->group_images, order, info->bpr ? "batch (BPR)" : "token-order",
+             info->bf16_dispatch ? ", bfloat16 dispatch" : "", info->pad_last_group ? ", last group padded" : "");
 }
 
 /* Dropped of CHOICES as a rate with its Wilson interval; n/a without choices. */

@@ -223,6 +223,40 @@ rs_table *rs_report_groups_seed_table(const rs_groups *g, const char *run)
     return t;
 }
 
+rs_table *rs_report_groups_seed_diff_table(const rs_groups *g, const char *run)
+{
+    const char *keys[3 + RS_GROUP_NUM_FIGURES] = {"group", "seed", "runs"};
+    const char *heads[3 + RS_GROUP_NUM_FIGURES] = {"Group", "Seed", "Runs"};
+    for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++)
+        keys[3 + f] = figure_keys[f], heads[3 + f] = rs_groups_figure_name(f);
+    rs_table *t = rs_table_create("Per seed: each group against the first, seed by seed (difference in points, "
+                                  "with the paired bootstrap interval over images of that seed's runs)",
+                                  run, 3 + RS_GROUP_NUM_FIGURES, keys, heads);
+    if (!t)
+        return NULL;
+    rs_table_set_note(t, "The image bootstrap interval of one seed says nothing about other seeds; accuracy has "
+                         "no per-seed interval. Each run's own figures are in the headline and accuracy tables.");
+    char label[96], seed[48], runs[64];
+    for (int gr = 1; gr < g->num_groups; gr++)
+        for (int i = 0; i < g->size[gr]; i++) {
+            rs_report_group_label(g, gr, label, sizeof label);
+            seed_label(g, i, seed, sizeof seed);
+            snprintf(runs, sizeof runs, "%" PRId64 " vs %" PRId64, g->info[rs_groups_at(g, gr, i)].id,
+                     g->info[rs_groups_at(g, 0, i)].id);
+            int r = rs_table_add_row(t, seed, NULL, NULL);
+            rs_table_set_row_run(t, r, g->names[gr]);
+            rs_table_set_text(t, r, 0, label);
+            rs_table_set_text(t, r, 1, seed);
+            rs_table_set_text(t, r, 2, runs);
+            for (int f = 0; f < RS_GROUP_NUM_FIGURES; f++) {
+                const rs_stats_diff *d = &g->seed_diff[rs_groups_fig(g, gr, i, f)];
+                if (d->valid)
+                    rs_table_set_diff(t, r, 3 + f, d->value, d->boot_valid, d->boot_lo, d->boot_hi);
+            }
+        }
+    return t;
+}
+
 /* Row R's cell of figure F in column C: the difference with its t interval, marked where it
  * holds after Holm; a one-seed difference as text, "(1 seed)", with no interval. */
 static void answer_cell(rs_table *t, int r, int c, const rs_answer_cell *x)

@@ -9,7 +9,8 @@
  *   answer       every method against the reference, per protocol and headline figure
  *                (rs_groups_answer's cells), marked where Holm bounds it away from 0
  *   seeds        per group, seed and figure: both runs, their figures and the difference
- *                with that seed's paired bootstrap interval over images
+ *                with that seed's paired bootstrap interval over images (`compare`); the
+ *                report's condensed form has a row per group and seed, a column per figure
  * Rates and differences print in percent / points (table.h). Each builder returns a new
  * table (rs_table_free) or NULL when out of memory; figures are as rs_groups holds them. */
 #ifndef RS_GROUPS_TABLES_H
@@ -28,6 +29,9 @@ rs_table *rs_report_groups_summary_table(const rs_groups *g, const char *run);
  * Holm's next to each interval, the family named in the note. */
 rs_table *rs_report_groups_diff_table(const rs_groups *g, const rs_answer *a, int protocol, const char *run);
 rs_table *rs_report_groups_seed_table(const rs_groups *g, const char *run);
+/* The per-seed differences condensed (the report's): a row per group and seed, a column per
+ * headline figure with that seed's difference and its paired bootstrap interval. */
+rs_table *rs_report_groups_seed_diff_table(const rs_groups *g, const char *run);
 
 /* The answer A of the groups G[0..A->protocols-1] (rs_groups_answer) as one table: a row
  * per method (group g > 0) and protocol; the reference, the protocol and the seeds; a

@@ -199,11 +199,33 @@ static void set_mean(rs_table *t, int r, int c, const rs_stats_mean *m, int deci
         rs_table_set_number(t, r, c, m->mean, decimals, m->n);
 }
 
+/* The router table of a run recorded with --record topk: load CV alone, the figures that
+ * need the softmax left out with rs_run_lacks_softmax's line as the note. */
+static rs_table *load_cv_table(const rs_run_info *info, const rs_stats *st, const char *run)
+{
+    const char *keys[] = {"view", "layer", "load_cv"};
+    const char *heads[] = {"View", "Layer", "Load CV"};
+    rs_table *t = rs_table_create("Router figures per MoE layer (load CV over experts)", run, 3, keys, heads);
+    char note[160];
+    if (!t)
+        return NULL;
+    if (rs_run_lacks_softmax(info, "the PRC score, JSD and entropy", note, sizeof note))
+        rs_table_set_note(t, note);
+    for (int v = st->views > 2 ? 0 : st->views; v <= st->views; v++)
+        for (int l = 0; l <= st->layers; l++) {
+            int r = rs_report_add_view_layer_row(t, info, v, l, false);
+            set_mean(t, r, 2, &st->load_cv[rs_stats_cell(st, v, l)], 4);
+        }
+    return t;
+}
+
 /* Per layer: PRC score (pooled over the run's non-reference views), and JSD, entropy and
  * load CV per view slot: the reference, each view and all views when there are more than
  * two; the pooled slot alone for a pair (it holds both views). */
 rs_table *rs_report_layer_table(const rs_run_info *info, const rs_stats *st, const char *run)
 {
+    if (st->no_softmax)
+        return load_cv_table(info, st, run);
     const char *keys[] = {"view", "layer", "prc_norm", "jsd_bits", "entropy_bits", "load_cv"};
     const char *heads[] = {"View", "Layer", "\u2016S \u2212 I\u2016_F", "JSD (bits)", "Entropy (bits)", "Load CV"};
     rs_table *t = rs_table_create("Router figures per MoE layer (PRC score over all views; JSD vs view 0; "
