@@ -1,12 +1,15 @@
 """Forward-pass benchmark: routerscope's C forward pass against the PyTorch reference.
 
 Both run the same weights (a random model written by pytorch/export.py), the same batch
-and the same thread count, one after the other in this one run, and the table gives
-images/s for each and their ratio, plus the C pass's share of the machine's sgemm rate.
+and the same thread count, one after the other in this one run. The C pass runs three ways
+(model/gemm.h): OpenBLAS, oneDNN float32 and oneDNN bf16; the table gives images/s for each
+and for PyTorch, their ratios, and each oneDNN pass's share of its ceiling: oneDNN's matmul
+rate on the pass's own GEMM shapes alone (bench_forward --ceiling), in the same precision.
 
     /usr/bin/python3 bench/bench.py [--build build] [--threads 2] [--seconds 10] [--shapes tiny,s32]
 
-Needs Debian's python3-torch and a built tree (bench_forward sits next to routerscope).
+Needs Debian's python3-torch and a tree built with oneDNN (libdnnl-dev; bench_forward sits
+next to routerscope); bf16 needs a CPU with avx512_bf16.
 """
 import argparse
 import os
@@ -40,6 +43,22 @@ def time_torch(model, config, batch, seconds):
         return rate(lambda: model(x), batch, seconds)
 
 
+def c_rate(args, path, compute):
+    """Images/s and GFLOP/image of the C pass with COMPUTE (extra bench_forward arguments)."""
+    c = run_c(args, "bench_forward", path, args.batch, args.threads, args.seconds, *compute)
+    return c["c_images_per_s"], c["gflop_per_image"]
+
+
+def ceiling(args, path, compute):
+    """GFLOP/s of the pass's GEMM shapes alone with COMPUTE."""
+    return run_c(args, "bench_forward", "--ceiling", path, args.batch, args.threads, args.seconds / 2,
+                 *compute)["ceiling_gflops"]
+
+
+ONEDNN = ["--gemm", "onednn"]
+BF16 = ["--gemm", "onednn", "--precision", "bf16"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser, seconds=10.0)
@@ -48,9 +67,9 @@ def main():
     torch.set_num_threads(args.threads)
     sgemm = run_c(args, "bench_forward", "--sgemm", 2048, args.threads, args.seconds / 2)["sgemm_gflops"]
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
-          f"sgemm 2048^3 {sgemm:.0f} GFLOP/s")
-    print(f"{'shape':6} {'PyTorch img/s':>14} {'C img/s':>10} {'C/PyTorch':>10} "
-          f"{'GFLOP/img':>10} {'C GFLOP/s':>10} {'% sgemm':>8}")
+          f"OpenBLAS sgemm 2048^3 {sgemm:.0f} GFLOP/s")
+    print(f"{'shape':6} {'PyTorch':>9} {'OpenBLAS':>9} {'oneDNN':>9} {'bf16':>9} {'GFLOP/img':>10} "
+          f"{'oneDNN/OB':>9} {'bf16/f32':>8} {'f32/PyT':>8} {'% ceil f32':>10} {'% ceil bf16':>11}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.shapes.split(","):
             config = SHAPES[name]
@@ -58,10 +77,15 @@ def main():
             path = os.path.join(tmp, f"{name}.safetensors")
             export(model, config, path)
             torch_rate = time_torch(model, config, args.batch, args.seconds)
-            c = run_c(args, "bench_forward", path, args.batch, args.threads, args.seconds)
-            c_rate, gflop = c["c_images_per_s"], c["gflop_per_image"]
-            print(f"{name:6} {torch_rate:14.1f} {c_rate:10.1f} {c_rate / torch_rate:10.2f} "
-                  f"{gflop:10.4f} {c_rate * gflop:10.1f} {100 * c_rate * gflop / sgemm:7.0f}%",
+            ob, gflop = c_rate(args, path, [])
+            f32, _ = c_rate(args, path, ONEDNN)
+            bf16, _ = c_rate(args, path, BF16)
+            ceil_f32, ceil_bf16 = ceiling(args, path, ONEDNN), ceiling(args, path, BF16)
+            print(f"{name:6} {torch_rate:9.1f} {ob:9.1f} {f32:9.1f} {bf16:9.1f} {gflop:10.4f} "
+                  f"{f32 / ob:9.2f} {bf16 / f32:8.2f} {f32 / torch_rate:8.2f} "
+                  f"{100 * f32 * gflop / ceil_f32:9.0f}% {100 * bf16 * gflop / ceil_bf16:10.0f}%", flush=True)
+            print(f"       img/s; ceilings: oneDNN f32 {ceil_f32:.0f} GFLOP/s, bf16 {ceil_bf16:.0f} GFLOP/s; "
+                  f"OpenBLAS pass {ob * gflop:.0f} GFLOP/s ({100 * ob * gflop / sgemm:.0f}% of sgemm 2048^3)",
                   flush=True)
 
 

@@ -1,6 +1,7 @@
 /* bench_grad — times the C input gradient (model/grad.h) or the forward pass alone.
  *
- *   bench_grad MODEL BATCH THREADS SECONDS grad|forward [CF GROUP [bf16]]   -> "images_per_s X"
+ *   bench_grad MODEL BATCH THREADS SECONDS grad|forward [CF GROUP [bf16]] [--gemm B] [--precision P]
+ *       -> "images_per_s X"
  *
  * grad: forward + backward of loss=router (the reference routing from one forward pass of
  * the same images); forward: rs_forward_run on the normalised images, what a replay runs.
@@ -42,9 +43,14 @@ static int step(void *ctx)
 
 int main(int argc, char **argv)
 {
+    rs_gemm_backend backend;
+    rs_precision precision;
+    if (bench_compute_args(&argc, argv, &backend, &precision))
+        return 2;
     if ((argc != 6 && argc != 8 && argc != 9) || (strcmp(argv[5], "grad") && strcmp(argv[5], "forward")) ||
         (argc == 9 && strcmp(argv[8], "bf16"))) {
-        fprintf(stderr, "usage: bench_grad MODEL BATCH THREADS SECONDS grad|forward [CF GROUP [bf16]]\n");
+        fprintf(stderr, "usage: bench_grad MODEL BATCH THREADS SECONDS grad|forward [CF GROUP [bf16]] [--gemm B] "
+                        "[--precision P]\n");
         return 2;
     }
     rs_dispatch dispatch = {0};
@@ -56,7 +62,8 @@ int main(int argc, char **argv)
     rs_model *m;
     rs_forward *f;
     rs_grad *g;
-    if (rs_model_open(argv[1], &m, &err) || rs_forward_create_dispatch(m, batch, threads, &dispatch, &f, &err) ||
+    if (rs_model_open(argv[1], &m, &err) || rs_model_set_compute(m, backend, precision, &err) ||
+        rs_forward_create_dispatch(m, batch, threads, &dispatch, &f, &err) ||
         rs_grad_create_dispatch(m, batch, threads, &dispatch, &g, &err)) {
         fprintf(stderr, "bench_grad: %s\n", err.msg);
         return 1;

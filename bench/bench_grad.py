@@ -2,7 +2,11 @@
 and against the C forward pass alone.
 
 Same weights, batch and thread count on both sides, in this one run; each figure is the
-median of 5 alternating runs (PyTorch, C forward + backward, C forward, PyTorch, ...).
+median of 5 alternating runs (PyTorch, C forward + backward, C forward, PyTorch, ...). The C
+side runs with OpenBLAS and with oneDNN (model/gemm.h): forward + backward in float32 on
+each (the gradient is float32 only), the forward alone also in bf16; "ceiling" is oneDNN's
+float32 matmul rate on the forward pass's own GEMM shapes alone (bench_forward --ceiling),
+and "% ceil" the oneDNN forward's share of it.
 The objective is loss=router (the reference routing from a clean forward pass of the same
 images, a constant), computed on the PyTorch side by pytorch/grad_golden.py's objective.
 
@@ -63,8 +67,13 @@ def time_torch(model, config, batch, seconds):
     return rate(step, batch, seconds)
 
 
-def time_c(args, path, batch, mode, capacity=()):
-    return run_c(args, "bench_grad", path, batch, args.threads, args.seconds, mode, *capacity)["images_per_s"]
+def time_c(args, path, batch, mode, capacity=(), compute=()):
+    return run_c(args, "bench_grad", path, batch, args.threads, args.seconds, mode, *capacity,
+                 *compute)["images_per_s"]
+
+
+ONEDNN = ("--gemm", "onednn")
+BF16 = ("--gemm", "onednn", "--precision", "bf16")
 
 
 def main():
@@ -84,7 +93,7 @@ def main():
     print(f"{'shape':6} {'batch':>5} {'PyTorch f+b':>12} {'C f+b':>9} {'C fwd':>9} "
           f"{'C/PyTorch':>10} {'f+b / fwd':>10}"
           + (f" {'C f+b cap':>10} {'cap / plain':>11}" if capacity else "")
-          + (f" {'C f+b bf16':>10} {'bf16 / cap':>10}" if capacity and args.bf16 else "") + "   (images/s)")
+          + (f" {'C f+b bf16':>10} {'bf16 / cap':>10}" if capacity and args.bf16 else "") + "   (images/s, OpenBLAS)")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.shapes.split(","):
             if name == "tiny":
@@ -95,7 +104,7 @@ def main():
                 export(make_model(SHAPES[name], seed=0), SHAPES[name], path)
                 model = load_model(path)
             config, batch = model.config, batches[name]
-            runs = {"torch": [], "grad": [], "forward": []}
+            runs = {"torch": [], "grad": [], "forward": [], "grad_onednn": [], "fwd_onednn": [], "fwd_bf16": []}
             if capacity:
                 runs["cap"] = []
             if capacity and args.bf16:
@@ -104,6 +113,9 @@ def main():
                 runs["torch"].append(time_torch(model, config, batch, args.seconds))
                 runs["grad"].append(time_c(args, path, batch, "grad"))
                 runs["forward"].append(time_c(args, path, batch, "forward"))
+                runs["grad_onednn"].append(time_c(args, path, batch, "grad", compute=ONEDNN))
+                runs["fwd_onednn"].append(time_c(args, path, batch, "forward", compute=ONEDNN))
+                runs["fwd_bf16"].append(time_c(args, path, batch, "forward", compute=BF16))
                 if capacity:
                     runs["cap"].append(time_c(args, path, batch, "grad", capacity))
                 if capacity and args.bf16:
@@ -114,6 +126,14 @@ def main():
                 cap += f" {med['bf16']:10.1f} {med['cap'] / med['bf16']:9.2f}x"
             print(f"{name:6} {batch:5d} {med['torch']:12.1f} {med['grad']:9.1f} {med['forward']:9.1f} "
                   f"{med['grad'] / med['torch']:9.2f}x {med['forward'] / med['grad']:9.2f}x{cap}", flush=True)
+            ceil = run_c(args, "bench_forward", "--ceiling", path, batch, args.threads, args.seconds,
+                         *ONEDNN)["ceiling_gflops"]
+            gflop = run_c(args, "bench_forward", path, 1, 1, 0.01)["gflop_per_image"]
+            print(f"       oneDNN: f+b {med['grad_onednn']:.1f} ({med['grad_onednn'] / med['grad']:.2f}x OpenBLAS, "
+                  f"{med['grad_onednn'] / med['torch']:.2f}x PyTorch), fwd f32 {med['fwd_onednn']:.1f} "
+                  f"({med['fwd_onednn'] / med['forward']:.2f}x OpenBLAS), fwd bf16 {med['fwd_bf16']:.1f} "
+                  f"({med['fwd_bf16'] / med['fwd_onednn']:.2f}x f32); ceiling {ceil:.0f} GFLOP/s, fwd f32 at "
+                  f"{100 * med['fwd_onednn'] * gflop / ceil:.0f}% of it", flush=True)
             print("       runs: " + "; ".join(f"{k} " + " ".join(f"{x:.1f}" for x in v) for k, v in runs.items()))
 
 

@@ -1,7 +1,10 @@
 /* bench_util.c — the benchmarks' shared clock, input and timed loop (bench_util.h). */
 #include "bench_util.h"
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 double bench_now(void)
@@ -32,5 +35,30 @@ int bench_rate(int (*step)(void *ctx), void *ctx, double seconds, int min_calls,
         dt = bench_now() - t0;
     } while (dt < seconds || calls < min_calls);
     *per_s = calls / dt;
+    return 0;
+}
+
+int bench_compute_args(int *argc, char **argv, rs_gemm_backend *backend, rs_precision *precision)
+{
+    *backend = RS_GEMM_OPENBLAS;
+    *precision = RS_PRECISION_F32;
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        bool gemm = !strcmp(argv[i], "--gemm"), prec = !strcmp(argv[i], "--precision");
+        if ((gemm || prec) && i + 1 < *argc) {
+            rs_error err;
+            int rc = gemm ? rs_gemm_backend_parse(argv[i + 1], backend, &err)
+                          : rs_precision_parse(argv[i + 1], precision, &err);
+            if (rc) {
+                fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+                return 2;
+            }
+            i++;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    argv[out] = NULL;
     return 0;
 }

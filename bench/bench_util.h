@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "gemm.h"
+
 /* Seconds on the monotonic clock. */
 double bench_now(void);
 
@@ -16,5 +18,10 @@ void bench_fill(float *x, size_t n, float lo, float hi);
  * receives the calls per second. Warm-up is the caller's. Returns 0, or the first non-zero
  * value STEP returned (the loop stops there). */
 int bench_rate(int (*step)(void *ctx), void *ctx, double seconds, int min_calls, double *per_s);
+
+/* Takes "--gemm B" and "--precision P" (model/gemm.h) out of ARGV wherever they stand,
+ * shifting the rest down and lowering *ARGC; defaults OpenBLAS f32. Returns 0, or 2 after
+ * printing a bad name to stderr. */
+int bench_compute_args(int *argc, char **argv, rs_gemm_backend *backend, rs_precision *precision);
 
 #endif

@@ -133,6 +133,16 @@ bool rs_cli_dispatch_check(const char *cmd, rs_cli_dispatch *d)
     return true;
 }
 
+bool rs_cli_compute_option(const char *cmd, int c, const char *text, rs_cli_compute *o)
+{
+    rs_error err;
+    int rc = c == RS_OPT_GEMM ? rs_gemm_backend_parse(text, &o->gemm, &err)
+                              : rs_precision_parse(text, &o->precision, &err);
+    if (rc)
+        rs_cli_usage_error(cmd, "%s", err.msg);
+    return rc == 0;
+}
+
 int rs_cli_default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gemm.h"
 #include "rs_error.h"
 #include "store/store.h"
 
@@ -101,6 +102,26 @@ bool rs_cli_dispatch_option(const char *cmd, int c, const char *text, rs_cli_dis
  * --capacity-factor, --group-seed needs it or --dispatch model, which takes none of the others; --group-images and --group-size
  * exclude each other. Fills the default group when neither is given. */
 bool rs_cli_dispatch_check(const char *cmd, rs_cli_dispatch *d);
+
+/* --gemm and --precision (model/gemm.h), on eval and replay: RS_CLI_COMPUTE_OPTIONS in the
+ * option table, those option characters to rs_cli_compute_option (a usage error and false
+ * on a bad name). The default is RS_CLI_DEFAULT_GEMM in float32. */
+enum { RS_OPT_GEMM = 0x180, RS_OPT_PRECISION };
+#define RS_CLI_COMPUTE_OPTIONS                                                                           \
+    {"gemm", required_argument, NULL, RS_OPT_GEMM}, {"precision", required_argument, NULL, RS_OPT_PRECISION}
+#define RS_CLI_COMPUTE_OPTION_CASES case RS_OPT_GEMM: case RS_OPT_PRECISION
+#define RS_CLI_COMPUTE_USAGE                                                                               \
+    "  --gemm openblas|onednn  the matrix products' library (default openblas; onednn when\n"            \
+    "                   built with libdnnl-dev); part of a replay's identity\n"                            \
+    "  --precision f32|bf16  bf16: the large matmuls (attention projections, MLPs, experts)\n"           \
+    "                   in bfloat16 with float32 accumulation, the rest float32; needs\n"               \
+    "                   --gemm onednn and avx512_bf16 (docs/gemm.md; default f32)\n"
+#define RS_CLI_DEFAULT_GEMM RS_GEMM_OPENBLAS
+typedef struct rs_cli_compute {
+    rs_gemm_backend gemm;
+    rs_precision precision;
+} rs_cli_compute;
+bool rs_cli_compute_option(const char *cmd, int c, const char *text, rs_cli_compute *o);
 
 /* Number of online CPUs, the default for --threads. */
 int rs_cli_default_threads(void);

@@ -14,6 +14,7 @@
 
 static const char usage_text[] =
     "usage: routerscope eval MODEL --data SRC [--threads N] [--batch N] [--offset N] [--limit N]\n"
+    "                        [--gemm openblas|onednn] [--precision f32|bf16]\n"
     "                        [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
     "                         [--bf16-dispatch] [--pad-last-group]\n"
     "                         | --dispatch model] [--group-seed N]\n"
@@ -28,12 +29,14 @@ static const char usage_text[] =
     "  --batch N      images per forward pass (default 256)\n"
     "  --offset N     skip the first N images (default 0)\n"
     "  --limit N      use at most N images (default: all)\n"
-    "  --predictions FILE  write each image's predicted class, one per line\n" RS_CLI_DISPATCH_USAGE;
+    "  --predictions FILE  write each image's predicted class, one per line\n" RS_CLI_COMPUTE_USAGE
+    RS_CLI_DISPATCH_USAGE;
 
 typedef struct eval_options {
     const char *model, *data, *predictions;
     int threads, batch, offset, limit;
     rs_cli_dispatch dispatch;
+    rs_cli_compute compute;
 } eval_options;
 
 static int parse(int argc, char **argv, eval_options *o)
@@ -42,9 +45,10 @@ static int parse(int argc, char **argv, eval_options *o)
         {"data", required_argument, NULL, 'd'},   {"threads", required_argument, NULL, 't'},
         {"batch", required_argument, NULL, 'b'},  {"offset", required_argument, NULL, 'o'},
         {"limit", required_argument, NULL, 'l'},  {"predictions", required_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},         RS_CLI_DISPATCH_OPTIONS,
+        {"help", no_argument, NULL, 'h'},         RS_CLI_DISPATCH_OPTIONS, RS_CLI_COMPUTE_OPTIONS,
         {NULL, 0, NULL, 0}};
-    *o = (eval_options){.threads = rs_cli_default_threads(), .batch = 256, .limit = INT_MAX};
+    *o = (eval_options){.threads = rs_cli_default_threads(), .batch = 256, .limit = INT_MAX,
+                        .compute = {RS_CLI_DEFAULT_GEMM, RS_PRECISION_F32}};
     int c;
     while ((c = rs_cli_next_option("eval", argc, argv, ":h", opts)) != -1) {
         bool ok = true;
@@ -58,6 +62,9 @@ static int parse(int argc, char **argv, eval_options *o)
         case 'h': fputs(usage_text, stdout); return -1;
         RS_CLI_DISPATCH_OPTION_CASES:
             ok = rs_cli_dispatch_option("eval", c, optarg, &o->dispatch);
+            break;
+        RS_CLI_COMPUTE_OPTION_CASES:
+            ok = rs_cli_compute_option("eval", c, optarg, &o->compute);
             break;
         default: return RS_EXIT_USAGE;
         }
@@ -89,9 +96,10 @@ static void print_summary(const eval_options *o, const rs_source *src, const rs_
         printf(", accuracy %.2f%% (%d/%d)", 100.0 * s->correct / s->labelled, s->correct, s->labelled);
     else
         printf(", no labels");
-    printf("\nspeed: %.0f images/s end to end, %.0f images/s in the forward pass (%.2f s, batch %d, %d threads)\n",
-           s->images / (s->seconds > 0 ? s->seconds : 1e-9),
-           s->images / (s->forward_seconds > 0 ? s->forward_seconds : 1e-9), s->seconds, s->batch, o->threads);
+    printf("\nspeed: %.0f images/s end to end, %.0f images/s in the forward pass (%.2f s, batch %d, %d threads, "
+           "%s %s)\n", s->images / (s->seconds > 0 ? s->seconds : 1e-9),
+           s->images / (s->forward_seconds > 0 ? s->forward_seconds : 1e-9), s->seconds, s->batch, o->threads,
+           rs_gemm_backend_name(o->compute.gemm), rs_precision_name(o->compute.precision));
 }
 
 static void print_dispatch(const rs_eval_options *eo, const rs_eval_summary *s)
@@ -118,6 +126,10 @@ int cmd_eval(int argc, char **argv)
     rs_model *m;
     if (rs_model_open(o.model, &m, &err))
         return rs_cli_fail(&err);
+    if (rs_model_set_compute(m, o.compute.gemm, o.compute.precision, &err)) {
+        rs_model_close(m);
+        return rs_cli_fail(&err);
+    }
     rs_source *src = NULL;
     bool show = rs_cli_show_progress();
     rs_eval_options eo = {.threads = o.threads, .batch = o.batch, .offset = o.offset,

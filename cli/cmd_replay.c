@@ -23,6 +23,7 @@ static const char usage_text[] =
     "                          [--capacity-factor F [--group-images N | --group-size S] [--bpr]\n"
     "                           [--bf16-dispatch] [--pad-last-group]\n"
     "                           | --dispatch model] [--group-seed N]\n"
+    "                          [--gemm openblas|onednn] [--precision f32|bf16]\n"
     "       routerscope replay --db FILE --resume RUN [MODEL] [--threads N] [--batch N]\n"
     "\n"
     "Replay images clean, noisy or augmented through MODEL and record every MoE layer's\n"
@@ -63,7 +64,7 @@ static const char usage_text[] =
     "                   run did not record them; bytes per record in docs/store.md)\n"
     "  --shard I/N      replay only shard I (0..N-1) of the job into FILE; join the N shard\n"
     "                   stores with 'routerscope merge' (docs/scale-out.md)\n"
-    RS_CLI_DISPATCH_USAGE
+    RS_CLI_COMPUTE_USAGE RS_CLI_DISPATCH_USAGE
     "                   With a capacity factor, batches and shards are whole dispatch groups\n"
     "                   (with --group-seed, whole windows of 8 groups) and the store records\n"
     "                   which choices were kept.\n"
@@ -145,10 +146,11 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         {"eps", required_argument, NULL, 'E'},      {"help", no_argument, NULL, 'h'},
         {"corruptions", required_argument, NULL, 'C'}, {"severities", required_argument, NULL, 'V'},
         {"record", required_argument, NULL, 'R'},
-        RS_CLI_DISPATCH_OPTIONS,
+        RS_CLI_DISPATCH_OPTIONS, RS_CLI_COMPUTE_OPTIONS,
         {NULL, 0, NULL, 0}};
     int c, resume = 0, set = 0;
     rs_cli_dispatch dispatch = {0};
+    rs_cli_compute compute = {RS_CLI_DEFAULT_GEMM, RS_PRECISION_F32};
     while ((c = rs_cli_next_option("replay", argc, argv, ":h", opts)) != -1) {
         bool ok = true;
         switch (c) {
@@ -174,6 +176,9 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         RS_CLI_DISPATCH_OPTION_CASES:
             ok = rs_cli_dispatch_option("replay", c, optarg, &dispatch), set++;
             break;
+        RS_CLI_COMPUTE_OPTION_CASES:
+            ok = rs_cli_compute_option("replay", c, optarg, &compute), set++;
+            break;
         default: return RS_EXIT_USAGE;
         }
         if (!ok)
@@ -187,6 +192,8 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
     o->group_tokens = dispatch.group_tokens;
     o->has_group_seed = dispatch.has_group_seed;
     o->group_seed = dispatch.group_seed;
+    o->gemm = compute.gemm;
+    o->precision = compute.precision;
     o->resume_run = resume;
     if (!o->db_path)
         return rs_cli_usage_error("replay", "--db is required");
@@ -198,8 +205,9 @@ static int parse(int argc, char **argv, rs_replay_options *o, const char **shard
         return rs_cli_usage_error("replay", "wants one MODEL");
     o->model_path = argc - optind == 1 ? argv[optind] : NULL;
     if (resume && set)
-        return rs_cli_usage_error("replay", "--resume takes the run's own data, slice, protocol, views, seed and "
-                                            "dispatch; only MODEL, --threads and --batch may be given (the run keeps its --record too)");
+        return rs_cli_usage_error("replay", "--resume takes the run's own data, slice, protocol, views, seed, "
+                                            "dispatch, gemm and record form; only MODEL, --threads and --batch may be "
+                                            "given");
     if (resume)
         return 0;
     if (!o->model_path)

@@ -75,6 +75,8 @@ int cmd_runs(int argc, char **argv)
                    r->pad_last_group ? ", last group padded" : "");
         if (r->has_group_seed)
             printf(", group seed %" PRIu64, r->group_seed);
+        if (r->compute[0]) /* so is the GEMM backend (OpenBLAS float32 is not shown) */
+            printf(", gemm %s", r->compute);
         if (r->record == RS_RECORD_TOPK) /* full, the default, goes unsaid as in older stores */
             printf(", record topk");
         printf(")\n");

@@ -155,6 +155,11 @@ int rs_forward_run_forced(rs_forward *f, const float *images, int batch, const r
     run_ctx ctx = {f, images, forced};
     rs_group_run(batch, f->group, f->threads, run_group, &ctx);
     f->out.batch = batch;
+    for (int t = 0; t < f->threads; t++) {
+        int rc = rs_gemm_status(f->ws[t].g.gemm, err);
+        if (rc)
+            return rs_error_prefix(err, rs_safetensors_path(f->m->file));
+    }
     return 0;
 }
 
@@ -177,6 +182,7 @@ static void free_workspace(workspace *ws)
     free(ws->b.route_rows);
     free(ws->b.route_start);
     free(ws->order);
+    rs_gemm_free(ws->g.gemm);
     free(ws->pad);
     free(ws->forced_pad);
     free(ws->forced_run_pad);
@@ -260,6 +266,12 @@ int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads
     bool ok = (f->ws = calloc((size_t)f->threads, sizeof *f->ws)) != NULL;
     for (int t = 0; ok && t < f->threads; t++)
         ok = alloc_workspace(&f->ws[t], c, group, capacity, pad);
+    for (int t = 0; ok && t < f->threads; t++) {
+        if ((rc = rs_gemm_create(model->gemm, model->precision, &f->ws[t].g.gemm, err))) {
+            rs_forward_free(f);
+            return rs_error_prefix(err, path);
+        }
+    }
     if (!ok) {
         /* The workspace does not grow with the batch: its size comes from the model (the
          * T x T attention scores, the group's activations), so say so. */

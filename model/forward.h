@@ -18,9 +18,11 @@
  * rs_forward_run. The model must outlive the forward state. One rs_forward is used by
  * one caller thread at a time; several may share one model.
  *
- * Threads: THREADS OpenMP threads each run whole groups, calling single-threaded
- * cblas_sgemm; rs_forward_create therefore sets OpenBLAS's process-wide thread count to 1
- * (openblas_set_num_threads). */
+ * Threads: THREADS OpenMP threads each run whole groups, calling single-threaded GEMMs
+ * through their own rs_gemm (gemm.h; the model's backend and precision, rs_model_set_compute);
+ * rs_forward_create therefore sets OpenBLAS's process-wide thread count to 1
+ * (openblas_set_num_threads). A oneDNN failure inside a run (out of memory creating a
+ * primitive) fails rs_forward_run with its message. */
 #ifndef RS_FORWARD_H
 #define RS_FORWARD_H
 

@@ -1,6 +1,5 @@
 #include "grad.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -306,11 +305,10 @@ static void forward_group(const rs_model *m, const rs_dispatch *dispatch, worksp
 /* ---- the backward pass. dY = dX W for every layer Y = X W^T + b, as one GEMM. ---- */
 
 /* DX (m,k) = [DX +] DY (m,n) @ W (n,k). */
-static void gemm_back(int m, int n, int k, const float *dy, int lddy, const float *w, bool accumulate, float *dx,
-                      int lddx)
+static void gemm_back(rs_gemm *gm, int m, int n, int k, const float *dy, int lddy, const float *w, bool accumulate,
+                      float *dx, int lddx)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, lddy, w, k, accumulate ? 1.0f : 0.0f,
-                dx, lddx);
+    rs_gemm_f32(gm, false, false, m, k, n, 1.0f, dy, lddy, w, k, accumulate ? 1.0f : 0.0f, dx, lddx);
 }
 
 static void gelu_back(const rs_config *c, float *dh, const float *hpre, size_t n)
@@ -326,12 +324,12 @@ static void head_back(const rs_model *m, workspace *ws, int G)
 {
     const rs_config *c = &m->cfg;
     int T = rs_config_tokens(c), D = c->hidden, K = c->num_classes, N = G * T;
-    gemm_back(G, K, D, ws->dlogits, K, m->head_w, false, ws->dfeat, D);
+    gemm_back(ws->g.gemm, G, K, D, ws->dlogits, K, m->head_w, false, ws->dfeat, D);
     const float *dpooled = ws->dfeat;
     if (m->pre_logits_w) {
         for (size_t i = 0; i < (size_t)G * D; i++)
             ws->dfeat[i] *= 1.0f - ws->g.pre[i] * ws->g.pre[i];
-        gemm_back(G, D, D, ws->dfeat, D, m->pre_logits_w, false, ws->dpooled, D);
+        gemm_back(ws->g.gemm, G, D, D, ws->dfeat, D, m->pre_logits_w, false, ws->dpooled, D);
         dpooled = ws->dpooled;
     }
     memset(ws->dx, 0, sizeof(float) * (size_t)N * D);
@@ -354,7 +352,7 @@ static void attention_back(const rs_config *c, workspace *ws, const tape_block *
 {
     int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = G * T;
     float scale = 1.0f / sqrtf((float)Dh);
-    gemm_back(N, D, D, ws->dx, D, w->proj_w, false, ws->dattn, D);
+    gemm_back(ws->g.gemm, N, D, D, ws->dx, D, w->proj_w, false, ws->dattn, D);
     for (int b = 0; b < G; b++)
         for (int h = 0; h < H; h++) {
             size_t off = (size_t)b * T * 3 * D + h * Dh;
@@ -362,17 +360,13 @@ static void attention_back(const rs_config *c, workspace *ws, const tape_block *
             const float *dout = ws->dattn + (size_t)b * T * D + h * Dh;
             float *dq = ws->dqkv + off;
             /* out = A V: dV = A^T dout, dA = dout V^T; A = softmax(scale Q K^T). */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, 1.0f, a, T, dout, D, 0.0f, dq + 2 * D,
-                        3 * D);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, 1.0f, dout, D, q + 2 * D, 3 * D, 0.0f,
-                        ws->dscores, T);
+            rs_gemm_f32(ws->g.gemm, true, false, T, Dh, T, 1.0f, a, T, dout, D, 0.0f, dq + 2 * D, 3 * D);
+            rs_gemm_f32(ws->g.gemm, false, true, T, T, Dh, 1.0f, dout, D, q + 2 * D, 3 * D, 0.0f, ws->dscores, T);
             rs_softmax_backward(ws->dscores, a, (size_t)T, (size_t)T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, scale, ws->dscores, T, q + D, 3 * D,
-                        0.0f, dq, 3 * D);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, scale, ws->dscores, T, q, 3 * D, 0.0f,
-                        dq + D, 3 * D);
+            rs_gemm_f32(ws->g.gemm, false, false, T, Dh, T, scale, ws->dscores, T, q + D, 3 * D, 0.0f, dq, 3 * D);
+            rs_gemm_f32(ws->g.gemm, true, false, T, Dh, T, scale, ws->dscores, T, q, 3 * D, 0.0f, dq + D, 3 * D);
         }
-    gemm_back(N, 3 * D, D, ws->dqkv, 3 * D, w->qkv_w, false, ws->dxn, D);
+    gemm_back(ws->g.gemm, N, 3 * D, D, ws->dqkv, 3 * D, w->qkv_w, false, ws->dxn, D);
     rs_layer_norm_backward(ws->dx, ws->dxn, tb->x_in, w->norm1_w, (size_t)N, (size_t)D, c->layer_norm_eps);
 }
 
@@ -380,9 +374,9 @@ static void attention_back(const rs_config *c, workspace *ws, const tape_block *
 static void dense_back(const rs_config *c, workspace *ws, const tape_block *tb, const rs_block_weights *w, int N)
 {
     int D = c->hidden, M = c->mlp_dim;
-    gemm_back(N, D, M, ws->dx, D, w->fc2_w, false, ws->dh, M);
+    gemm_back(ws->g.gemm, N, D, M, ws->dx, D, w->fc2_w, false, ws->dh, M);
     gelu_back(c, ws->dh, tb->b.hpre, (size_t)N * M);
-    gemm_back(N, M, D, ws->dh, M, w->fc1_w, false, ws->dxn, D);
+    gemm_back(ws->g.gemm, N, M, D, ws->dh, M, w->fc1_w, false, ws->dxn, D);
 }
 
 /* dxn = d MoE / d norm2 output applied to dx, through the experts, the gates and the
@@ -413,9 +407,9 @@ static void moe_back(const rs_config *c, workspace *ws, const tape_block *tb, co
             }
             ws->dp[(size_t)rows[i] * E + e] = dot;
         }
-        gemm_back(count, D, M, ws->g.gathered, D, w->efc2_w + (size_t)e * D * M, false, ws->dh, M);
+        gemm_back(ws->g.gemm, count, D, M, ws->g.gathered, D, w->efc2_w + (size_t)e * D * M, false, ws->dh, M);
         gelu_back(c, ws->dh, tb->b.hpre + (size_t)start[e] * M, (size_t)count * M);
-        gemm_back(count, M, D, ws->dh, M, w->efc1_w + (size_t)e * M * D, false, ws->dattn, D);
+        gemm_back(ws->g.gemm, count, M, D, ws->dh, M, w->efc1_w + (size_t)e * M * D, false, ws->dattn, D);
         for (int i = 0; i < count; i++) {
             float *dst = ws->dxn + (size_t)rows[i] * D;
             const float *src = ws->dattn + (size_t)i * D;
@@ -426,7 +420,7 @@ static void moe_back(const rs_config *c, workspace *ws, const tape_block *tb, co
     rs_softmax_backward(ws->dp, tb->b.probs, (size_t)N, (size_t)E);
     if (block_selected(in->obj, block))
         router_objective(c, in, w->moe_slot, tb->b.probs, ws->value, ws->dp);
-    gemm_back(N, E, D, ws->dp, E, w->router_w, true, ws->dxn, D);
+    gemm_back(ws->g.gemm, N, E, D, ws->dp, E, w->router_w, true, ws->dxn, D);
 }
 
 /* d value / d pixels for the group from dx (N,D) at the embedding's output. */
@@ -442,7 +436,7 @@ static void embed_back(const rs_model *m, workspace *ws, int G, float *grad)
             memcpy(ws->dattn + (size_t)b * Np * D, ws->dx + ((size_t)b * T + first) * D, sizeof(float) * Np * D);
         drows = ws->dattn;
     }
-    gemm_back(G * Np, D, K, drows, D, m->patch_w, false, ws->g.patches, K);
+    gemm_back(ws->g.gemm, G * Np, D, K, drows, D, m->patch_w, false, ws->g.patches, K);
     /* Patches do not overlap (stride P), so every pixel has exactly one column entry. */
     for (int bp = 0; bp < G * Np; bp++) {
         int b = bp / Np, p = bp % Np, r0 = (p / gw) * P, c0 = (p % gw) * P;
@@ -542,8 +536,10 @@ void rs_grad_free(rs_grad *g)
 {
     if (!g)
         return;
-    for (int t = 0; g->ws && t < g->threads; t++)
+    for (int t = 0; g->ws && t < g->threads; t++) {
         free(g->ws[t].arena);
+        rs_gemm_free(g->ws[t].g.gemm);
+    }
     free(g->ws);
     free(g);
 }
@@ -591,6 +587,13 @@ int rs_grad_create_dispatch(const rs_model *model, int max_batch, int threads, c
                             "image%s per group); fewer --threads need less",
                             rs_safetensors_path(model->file), (sizeof(float) * floats >> 20) + 1, group,
                             group == 1 ? "" : "s");
+    }
+    /* The gradient computes in float32 (model.h), on the model's backend. */
+    for (int t = 0; t < g->threads; t++) {
+        if ((rc = rs_gemm_create(model->gemm, RS_PRECISION_F32, &g->ws[t].g.gemm, err))) {
+            rs_grad_free(g);
+            return rs_error_prefix(err, rs_safetensors_path(model->file));
+        }
     }
     rs_blas_set_threads(1);
     *out = g;
@@ -675,5 +678,9 @@ int rs_grad_run(rs_grad *g, const rs_objective *obj, const float *pixels, int ba
         nsel += block_selected(obj, c->moe_layers[s]);
     run_ctx ctx = {g, obj, pixels, labels, ref_probs, value, grad, nsel};
     rs_group_run(batch, g->group, g->threads, run_group, &ctx);
+    for (int t = 0; t < g->threads; t++) {
+        if ((rc = rs_gemm_status(g->ws[t].g.gemm, err)))
+            return rs_error_prefix(err, rs_safetensors_path(g->m->file));
+    }
     return 0;
 }

@@ -7,8 +7,9 @@
  *
  * rs_grad_run runs a taped copy of the forward pass — the same float operations in the
  * same groups as rs_forward_run, so its routing and logits are bit-identical to the
- * forward pass's on the same normalised images — and then the backward pass, every
- * product a cblas_sgemm. As in autograd, which experts are selected is a constant; the
+ * forward pass's on the same normalised images (in float32: with a bf16 model, gemm.h,
+ * the gradient's forward and backward stay float32 on the model's backend) — and then the
+ * backward pass, every product through gemm.h. As in autograd, which experts are selected is a constant; the
  * gates are the softmax probabilities of the selected experts, so the router gets
  * gradient through the gates and through the objective's router terms.
  *

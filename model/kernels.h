@@ -1,5 +1,5 @@
 /* kernels.h — the element-wise and row-wise pieces of the forward and backward passes
- * that are not matrix products (those all go through cblas_sgemm in forward.c, grad.c).
+ * that are not matrix products (those all go through gemm.h).
  *
  * Each kernel works on flat row-major float arrays, shapes in the comments, and touches
  * nothing but its arguments (restrict: outputs never overlap inputs unless stated), so

@@ -26,7 +26,7 @@ void rs_layer_embed(const rs_model *m, const rs_group_bufs *g, const float *imag
                     memcpy(d, src, sizeof(float) * P);
             }
     }
-    rs_gemm_bias(G * Np, D, K, g->patches, K, m->patch_w, K, m->patch_b, false, g->xn, D);
+    rs_gemm_bias(g->gemm, G * Np, D, K, g->patches, K, m->patch_w, NULL, K, m->patch_b, false, g->xn, D);
     for (int b = 0; b < G; b++) {
         for (int t = 0; t < T; t++) {
             float *dst = g->x + ((size_t)b * T + t) * D;
@@ -44,18 +44,18 @@ void rs_layer_attention(const rs_config *c, const rs_group_bufs *g, const rs_blo
     int T = rs_config_tokens(c), D = c->hidden, H = c->heads, Dh = D / H, N = G * T;
     float scale = 1.0f / sqrtf((float)Dh);
     rs_layer_norm(g->xn, g->x, w->norm1_w, w->norm1_b, (size_t)N, (size_t)D, c->layer_norm_eps);
-    rs_gemm_bias(N, 3 * D, D, g->xn, D, w->qkv_w, D, w->qkv_b, false, bb->qkv, 3 * D);
+    rs_gemm_bias(g->gemm, N, 3 * D, D, g->xn, D, w->qkv_w, w->qkv_h, D, w->qkv_b, false, bb->qkv, 3 * D);
     for (int b = 0; b < G; b++) {
         for (int h = 0; h < H; h++) {
             const float *q = bb->qkv + (size_t)b * T * 3 * D + h * Dh;
             float *a = bb->att + ((size_t)b * H + h) * bb->att_stride;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q, 3 * D, q + D, 3 * D, 0.0f, a, T);
+            rs_gemm_f32(g->gemm, false, true, T, T, Dh, scale, q, 3 * D, q + D, 3 * D, 0.0f, a, T);
             rs_softmax_rows(a, (size_t)T, (size_t)T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, a, T, q + 2 * D, 3 * D, 0.0f,
+            rs_gemm_f32(g->gemm, false, false, T, Dh, T, 1.0f, a, T, q + 2 * D, 3 * D, 0.0f,
                         g->attn + (size_t)b * T * D + h * Dh, D);
         }
     }
-    rs_gemm_bias(N, D, D, g->attn, D, w->proj_w, D, w->proj_b, true, g->x, D);
+    rs_gemm_bias(g->gemm, N, D, D, g->attn, D, w->proj_w, w->proj_h, D, w->proj_b, true, g->x, D);
 }
 
 void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb,
@@ -63,11 +63,11 @@ void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_b
 {
     int D = c->hidden, M = c->mlp_dim;
     float *h = bb->hpre ? bb->hpre : g->hidden;
-    rs_gemm_bias(N, M, D, g->xn, D, w->fc1_w, D, w->fc1_b, false, h, M);
+    rs_gemm_bias(g->gemm, N, M, D, g->xn, D, w->fc1_w, w->fc1_h, D, w->fc1_b, false, h, M);
     if (bb->hpre)
         memcpy(g->hidden, bb->hpre, sizeof(float) * (size_t)N * M);
     rs_apply_gelu(c, g->hidden, (size_t)N * M);
-    rs_gemm_bias(N, D, M, g->hidden, M, w->fc2_w, M, w->fc2_b, true, g->x, D);
+    rs_gemm_bias(g->gemm, N, D, M, g->hidden, M, w->fc2_w, w->fc2_h, M, w->fc2_b, true, g->x, D);
 }
 
 /* Whether choice S of token N runs: a forced choice as forced_run says (all without it),
@@ -125,7 +125,7 @@ void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_buf
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, R = rs_config_record_k(c);
     bool bf16 = dispatch && dispatch->bf16;
     float *probs = bb->probs;
-    rs_gemm_bias(N, E, D, g->xn, D, w->router_w, D, w->router_b, false, probs, E);
+    rs_gemm_bias(g->gemm, N, E, D, g->xn, D, w->router_w, NULL, D, w->router_b, false, probs, E);
     rs_softmax_rows(probs, (size_t)N, (size_t)E);
     for (int n = 0; n < N; n++)
         rs_top_experts(probs + (size_t)n * E, E, R, bb->top_idx + (size_t)n * R, bb->top_gate + (size_t)n * R);
@@ -149,12 +149,14 @@ void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_buf
             memcpy(g->gathered + (size_t)i * D, g->xn + (size_t)rows[i] * D, sizeof(float) * D);
         if (bf16) /* vmoe's Bfloat16Dispatcher: the dispatched rows travel as bfloat16 */
             round_bf16(g->gathered, (size_t)count * D);
-        rs_gemm_bias(count, M, D, g->gathered, D, w->efc1_w + (size_t)e * M * D, D, w->efc1_b + (size_t)e * M,
+        rs_gemm_bias(g->gemm, count, M, D, g->gathered, D, w->efc1_w + (size_t)e * M * D,
+                     w->efc1_h ? w->efc1_h + (size_t)e * M * D : NULL, D, w->efc1_b + (size_t)e * M,
                      false, h, M);
         if (bb->hpre)
             memcpy(g->hidden, h, sizeof(float) * (size_t)count * M);
         rs_apply_gelu(c, g->hidden, (size_t)count * M);
-        rs_gemm_bias(count, D, M, g->hidden, M, w->efc2_w + (size_t)e * D * M, M, w->efc2_b + (size_t)e * D, false,
+        rs_gemm_bias(g->gemm, count, D, M, g->hidden, M, w->efc2_w + (size_t)e * D * M,
+                     w->efc2_h ? w->efc2_h + (size_t)e * D * M : NULL, M, w->efc2_b + (size_t)e * D, false,
                      y, D);
         if (bf16) /* and so do the expert outputs the combine reads (the gradient's tape keeps them so) */
             round_bf16(y, (size_t)count * D);
@@ -190,10 +192,10 @@ void rs_layer_head(const rs_model *m, const rs_group_bufs *g, int G, float *logi
     }
     const float *feat = g->pooled;
     if (m->pre_logits_w) {
-        rs_gemm_bias(G, D, D, g->pooled, D, m->pre_logits_w, D, m->pre_logits_b, false, g->pre, D);
+        rs_gemm_bias(g->gemm, G, D, D, g->pooled, D, m->pre_logits_w, NULL, D, m->pre_logits_b, false, g->pre, D);
         for (size_t i = 0; i < (size_t)G * D; i++)
             g->pre[i] = tanhf(g->pre[i]);
         feat = g->pre;
     }
-    rs_gemm_bias(G, K, D, feat, D, m->head_w, D, m->head_b, false, logits, K);
+    rs_gemm_bias(g->gemm, G, K, D, feat, D, m->head_w, NULL, D, m->head_b, false, logits, K);
 }

@@ -7,21 +7,22 @@
 #ifndef RS_LAYERS_H
 #define RS_LAYERS_H
 
-#include <cblas.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
 #include "dispatch.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "model.h"
 
 /* C (m,n) = [C +] bias + A (m,k) * W (n,k)^T — every dense layer, weights stored (out,
  * in). With ACCUMULATE the product adds to C (the residual stream), else it replaces C.
- * BIAS (n) may be NULL. The bias goes into C first, so OpenBLAS runs with beta = 1 and
- * makes no pass of its own to clear C. */
-static inline void rs_gemm_bias(int m, int n, int k, const float *a, int lda, const float *w, int ldw,
-                                const float *bias, bool accumulate, float *c, int ldc)
+ * BIAS (n) may be NULL. The bias goes into C first, so the GEMM runs with beta = 1 and
+ * makes no pass of its own to clear C. WH: W's bfloat16 twin (model.h), or NULL; used
+ * when GM computes in bf16. */
+static inline void rs_gemm_bias(rs_gemm *gm, int m, int n, int k, const float *a, int lda, const float *w,
+                                const uint16_t *wh, int ldw, const float *bias, bool accumulate, float *c, int ldc)
 {
     float beta = 1.0f;
     if (bias && accumulate)
@@ -30,7 +31,10 @@ static inline void rs_gemm_bias(int m, int n, int k, const float *a, int lda, co
         rs_fill_rows(c, bias, (size_t)m, (size_t)n, (size_t)ldc);
     else if (!accumulate)
         beta = 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, lda, w, ldw, beta, c, ldc);
+    if (wh && rs_gemm_precision(gm) == RS_PRECISION_BF16)
+        rs_gemm_bf16(gm, m, n, k, a, lda, wh, beta, c, ldc);
+    else
+        rs_gemm_f32(gm, false, true, m, n, k, 1.0f, a, lda, w, ldw, beta, c, ldc);
 }
 
 static inline void rs_apply_gelu(const rs_config *c, float *h, size_t n)
@@ -61,6 +65,7 @@ static inline void rs_top_experts(const float *p, int E, int R, int32_t *idx, fl
 
 /* One group's working buffers, N = G*T rows. */
 typedef struct rs_group_bufs {
+    rs_gemm *gemm;     /* this thread's GEMM state (gemm.h), owned by the forward / gradient state */
     float *x;          /* (N,D) residual stream */
     float *xn;         /* (N,D) normalised input of the current sub-block */
     float *attn;       /* (N,D) attention output before the projection */

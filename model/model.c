@@ -186,6 +186,58 @@ int rs_model_open(const char *path, rs_model **out, rs_error *err)
     return 0;
 }
 
+/* Copies N floats of SRC as bfloat16 to *CUR and returns the copy, advancing *CUR. */
+static const uint16_t *twin(uint16_t **cur, const float *src, size_t n)
+{
+    uint16_t *dst = *cur;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = rs_bf16_round(src[i]);
+    *cur += n;
+    return dst;
+}
+
+/* The bfloat16 values the large matrices of block W take (and, with CUR NULL, none are
+ * written: the count alone). */
+static size_t twin_block(const rs_config *c, rs_block_weights *w, uint16_t **cur)
+{
+    size_t D = (size_t)c->hidden, M = (size_t)c->mlp_dim, E = (size_t)c->num_experts;
+    size_t ffn = w->moe_slot < 0 ? 2 * M * D : 2 * E * M * D;
+    if (!cur)
+        return 4 * D * D + ffn;
+    w->qkv_h = twin(cur, w->qkv_w, 3 * D * D);
+    w->proj_h = twin(cur, w->proj_w, D * D);
+    if (w->moe_slot < 0) {
+        w->fc1_h = twin(cur, w->fc1_w, M * D);
+        w->fc2_h = twin(cur, w->fc2_w, D * M);
+    } else {
+        w->efc1_h = twin(cur, w->efc1_w, E * M * D);
+        w->efc2_h = twin(cur, w->efc2_w, E * D * M);
+    }
+    return 4 * D * D + ffn;
+}
+
+int rs_model_set_compute(rs_model *m, rs_gemm_backend backend, rs_precision precision, rs_error *err)
+{
+    int rc = rs_gemm_check(backend, precision, err);
+    if (rc)
+        return rc;
+    m->gemm = backend;
+    m->precision = precision;
+    if (precision != RS_PRECISION_BF16 || m->bf16)
+        return 0;
+    const rs_config *c = &m->cfg;
+    size_t total = 0;
+    for (int i = 0; i < c->depth; i++)
+        total += twin_block(c, &m->blocks[i], NULL);
+    if (!(m->bf16 = malloc(sizeof *m->bf16 * total)))
+        return rs_error_set(err, RS_ENOMEM, "%s: out of memory for the bfloat16 weights",
+                            rs_safetensors_path(m->file));
+    uint16_t *cur = m->bf16;
+    for (int i = 0; i < c->depth; i++)
+        twin_block(c, &m->blocks[i], &cur);
+    return 0;
+}
+
 void rs_model_close(rs_model *m)
 {
     if (!m)
@@ -193,6 +245,7 @@ void rs_model_close(rs_model *m)
     for (int i = 0; i < m->num_owned; i++)
         free(m->owned[i]);
     free(m->owned);
+    free(m->bf16);
     rs_config_free(&m->cfg);
     rs_safetensors_close(m->file);
     free(m);

@@ -10,13 +10,15 @@
  * Weights are views into the mapping (llama2.c style) when the tensor is F32 and 4-byte
  * aligned in the file; F16/BF16 tensors are widened and unaligned F32 tensors copied into
  * buffers the model owns. All pointers live until rs_model_close. A model is read-only
- * after open and may be shared by several forward states. */
+ * after open (and rs_model_set_compute) and may be shared by several forward states. */
 #ifndef RS_MODEL_H
 #define RS_MODEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
+#include "gemm.h"
 #include "rs_error.h"
 #include "safetensors.h"
 
@@ -33,6 +35,9 @@ typedef struct rs_block_weights {
     const float *router_w, *router_b; /* (E,D) (E) or NULL */
     const float *efc1_w, *efc1_b;    /* (E,M,D) (E,M) */
     const float *efc2_w, *efc2_b;    /* (E,D,M) (E,D) */
+    /* bfloat16 twins of the large matrices (qkv, proj, fc1, fc2, experts' fc1, fc2), same
+     * shapes; NULL unless rs_model_set_compute chose bf16 */
+    const uint16_t *qkv_h, *proj_h, *fc1_h, *fc2_h, *efc1_h, *efc2_h;
 } rs_block_weights;
 
 typedef struct rs_model {
@@ -49,9 +54,19 @@ typedef struct rs_model {
     size_t copied_bytes;                /* widened or realigned, owned by the model */
     float **owned;                      /* owned buffers */
     int num_owned;
+    rs_gemm_backend gemm;               /* the GEMM backend every pass of this model uses */
+    rs_precision precision;             /* of the large matmuls of the forward pass */
+    uint16_t *bf16;                     /* the twins' storage, owned; NULL in f32 */
 } rs_model;
 
+/* Opens with the OpenBLAS backend in float32. */
 int rs_model_open(const char *path, rs_model **out, rs_error *err);
+/* Chooses the GEMM backend and precision of every forward and gradient state created from
+ * MODEL afterwards (gemm.h); call it before creating any, since the model is shared
+ * read-only by them. bf16 converts the large matrices once (round to nearest even) into
+ * twins the model owns; the gradient always computes in float32. rs_gemm_check's errors,
+ * RS_ENOMEM. */
+int rs_model_set_compute(rs_model *model, rs_gemm_backend backend, rs_precision precision, rs_error *err);
 void rs_model_close(rs_model *model);
 
 #endif

@@ -11,7 +11,7 @@
 # fuzz smoke (scripts/fuzz.sh; the project links OpenMP, which clang finds in libomp).
 set -euo pipefail
 packages=(gcc libc6-dev meson ninja-build pkg-config git
-          libopenblas-dev libgsl-dev libcairo2-dev libsqlite3-dev libpng-dev zlib1g-dev
+          libopenblas-dev libdnnl-dev libgsl-dev libcairo2-dev libsqlite3-dev libpng-dev zlib1g-dev
           libjpeg-dev libjansson-dev libcmocka-dev nettle-dev libxxhash-dev sqlite3 dataset-fashion-mnist
           fonts-dejavu-core libmsgpack-dev libopenmpi-dev openmpi-bin)
 for arg in "$@"; do

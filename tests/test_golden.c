@@ -133,7 +133,7 @@ static void golden_case(void **state)
         snprintf(path, sizeof path, "%s/%s", golden_dir, model_name);
     else
         snprintf(path, sizeof path, "%s/%s.safetensors", golden_dir, name);
-    if (rs_model_open(path, &m, &err))
+    if (rs_model_open(path, &m, &err) || tu_set_backend(m, &err))
         fail_msg("%s", err.msg);
     const rs_config *c = &m->cfg;
     const rs_st_tensor *in_t = rs_safetensors_find(ref, "input");
@@ -455,7 +455,7 @@ static void layer_norm_eps_every_block(void **state)
     rs_model *m;
     rs_forward *f;
     rs_error err = {0};
-    if (rs_model_open(path, &m, &err))
+    if (rs_model_open(path, &m, &err) || tu_set_backend(m, &err))
         fail_msg("%s", err.msg);
     assert_true(m->cfg.layer_norm_eps == HAND_EPS);
     assert_int_equal(rs_forward_create(m, HB, 1, &f, &err), 0);

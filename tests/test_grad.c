@@ -61,7 +61,7 @@ static void load_case(const char *name, gcase *gc)
     if (rs_safetensors_open(path, &gc->ref, &err))
         fail_msg("%s", err.msg);
     snprintf(path, sizeof path, "%s/%s", golden_dir, rs_safetensors_metadata(gc->ref, "model"));
-    if (rs_model_open(path, &gc->m, &err))
+    if (rs_model_open(path, &gc->m, &err) || tu_set_backend(gc->m, &err))
         fail_msg("%s", err.msg);
     const rs_config *c = &gc->m->cfg;
     gc->B = (int)rs_safetensors_find(gc->ref, "pixels")->shape[0];

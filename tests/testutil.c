@@ -90,3 +90,11 @@ void tu_remove_dir(const char *dir)
     if (remove(dir) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
 }
+
+int tu_set_backend(rs_model *m, rs_error *err)
+{
+    const char *name = getenv("RS_GEMM");
+    rs_gemm_backend backend = RS_GEMM_OPENBLAS;
+    int rc = name ? rs_gemm_backend_parse(name, &backend, err) : 0;
+    return rc ? rc : rs_model_set_compute(m, backend, RS_PRECISION_F32, err);
+}

@@ -4,7 +4,13 @@
 
 #include <stddef.h>
 
+#include "model.h"
 #include "safetensors.h"
+
+/* Sets M's GEMM backend from the environment's RS_GEMM (openblas when unset), float32: the
+ * golden and gradient suites run once per backend built (tests/meson.build), with the same
+ * tolerances. */
+int tu_set_backend(rs_model *m, rs_error *err);
 
 /* A float copy of tensor NAME of ST (any dtype, any alignment), or NULL when absent.
  * Caller frees. *NUMEL receives the element count when not NULL. */

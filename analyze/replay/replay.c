@@ -169,6 +169,32 @@ static int alloc_buffers(engine *e, rs_error *err)
     return ok ? 0 : rs_error_set(err, RS_ENOMEM, "out of memory for a batch of %d images", e->batch);
 }
 
+
+/* The identity's compute text of O (rs_run_spec.compute): NULL for OpenBLAS float32. */
+static const char *compute_text(const rs_replay_options *o, char *buf, size_t size)
+{
+    if (o->gemm == RS_GEMM_OPENBLAS && o->precision == RS_PRECISION_F32)
+        return NULL;
+    snprintf(buf, size, "%s/%s", rs_gemm_backend_name(o->gemm), rs_precision_name(o->precision));
+    return buf;
+}
+
+/* The backend and precision of a stored run's compute text (rs_run_info.compute). */
+static int parse_compute(const char *text, rs_replay_options *o, rs_error *err)
+{
+    char name[32];
+    const char *slash = strchr(text, '/');
+    o->gemm = RS_GEMM_OPENBLAS;
+    o->precision = RS_PRECISION_F32;
+    if (!*text)
+        return 0;
+    if (!slash || (size_t)(slash - text) >= sizeof name)
+        return rs_error_set(err, RS_EFORMAT, "run's gemm '%s': want BACKEND/PRECISION", text);
+    memcpy(name, text, (size_t)(slash - text));
+    name[slash - text] = 0;
+    int rc = rs_gemm_backend_parse(name, &o->gemm, err);
+    return rc ? rc : rs_precision_parse(slash + 1, &o->precision, err);
+}
 /* Opens the store and finds, resumes or begins the run. */
 static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
 {
@@ -189,6 +215,7 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         return rc;
     if (o->shard_count > 0)
         first += o->offset;
+    char compute[32];
     rs_run_spec spec = {
         .model_path = o->model_path, .model_sha256 = e->sha256, .model_config = e->config_json,
         .model_labels = e->labels_json, .top_k = c->top_k, .channels = c->channels, .image_h = c->image_h,
@@ -203,7 +230,8 @@ static int open_run(engine *e, rs_replay_summary *sum, rs_error *err)
         .has_cls = c->classifier == RS_CLASSIFIER_TOKEN, .command = o->command, .version = o->version,
         .capacity_factor = e->dispatch.capacity_factor, .group_images = e->dispatch.group_images,
         .bpr = e->dispatch.bpr, .has_group_seed = o->has_group_seed, .group_seed = o->group_seed,
-        .record = o->record, .bf16_dispatch = e->dispatch.bf16, .pad_last_group = e->dispatch.pad_last};
+        .compute = compute_text(o, compute, sizeof compute), .record = o->record,
+        .bf16_dispatch = e->dispatch.bf16, .pad_last_group = e->dispatch.pad_last};
     int found = rs_store_find_run(e->store, &spec, &e->run, err);
     if (found < 0)
         return found;
@@ -534,6 +562,8 @@ static int load_resumed_run(engine *e, const rs_replay_options *opt, rs_replay_o
     resumed->group_tokens = 0;
     resumed->has_group_seed = e->run.has_group_seed;
     resumed->group_seed = e->run.group_seed;
+    if ((rc = parse_compute(e->run.compute, resumed, err)))
+        return rs_error_prefix(err, opt->db_path);
     resumed->record = e->run.record;
     if (!(e->specs = calloc((size_t)e->run.num_views, sizeof *e->specs)))
         return rs_error_set(err, RS_ENOMEM, "out of memory");
@@ -611,6 +641,8 @@ static int plan_views(engine *e, rs_error *err)
 static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
 {
     int rc = rs_model_open(opt->model_path, &e->model, err);
+    if (!rc)
+        rc = rs_model_set_compute(e->model, opt->gemm, opt->precision, err);
     rs_protocol_args args = {.augment = opt->augment, .custom = opt->views, .attack = opt->attack, .eps = opt->eps,
                              .corruptions = opt->corruptions, .severities = opt->severities};
     if (!rc) {

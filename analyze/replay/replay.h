@@ -54,6 +54,7 @@
 #include <stdint.h>
 
 #include "dispatch.h"
+#include "gemm.h"
 #include "rs_error.h"
 #include "store/store.h"
 
@@ -89,6 +90,10 @@ typedef struct rs_replay_options {
                                     capacity factor (RS_EINVAL otherwise); ignored with
                                     resume_run, which takes the run's own */
     uint64_t group_seed;
+    /* The forward pass's GEMM backend and precision (model/gemm.h), part of the run's identity
+     * unless OpenBLAS f32; ignored with resume_run, which takes the run's own. */
+    rs_gemm_backend gemm;
+    rs_precision precision;
     rs_record_form record;       /* what the routing rows hold (store.h): FULL (the default)
                                     or TOPK, ids and gates only; ignored with resume_run,
                                     which keeps the run's own */

@@ -112,6 +112,8 @@ static char *run_identity(const rs_run_spec *spec, bool job_only)
         if (spec->pad_last_group)
             sb_field(&b, "pad_last_group", "1");
     }
+    if (spec->compute)
+        sb_field(&b, "gemm", spec->compute);
     if (spec->record == RS_RECORD_TOPK)
         sb_field(&b, "record", "topk");
     if (shard && !job_only) {
@@ -484,6 +486,37 @@ static int read_dispatch(rs_store *s, int64_t run_id, rs_run_info *info, rs_erro
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's dispatch", err);
 }
 
+/* The "gemm" field of the run's identity text (run_identity) into INFO->compute, "" when the
+ * identity has none (OpenBLAS float32): walks the length-prefixed fields, so no view spec
+ * can fake it. */
+static int read_compute(rs_store *s, int64_t run_id, rs_run_info *info, rs_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT identity FROM runs WHERE id = ?", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return store_db_fail(s, rc, "reading a run's identity", err);
+    sqlite3_bind_int64(st, 1, run_id);
+    info->compute[0] = 0;
+    rc = sqlite3_step(st);
+    const char *p = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    const char *nl = p ? strchr(p, '\n') : NULL; /* past the "routerscope-run/1" line */
+    for (p = nl ? nl + 1 : NULL; p && *p;) {
+        const char *eq = strchr(p, '=');
+        char *colon;
+        unsigned long long len = eq ? strtoull(eq + 1, &colon, 10) : 0;
+        if (!eq || *colon != ':' || len > strlen(colon + 1))
+            break;
+        const char *value = colon + 1;
+        if (eq - p == 4 && !strncmp(p, "gemm", 4) && len < sizeof info->compute) {
+            memcpy(info->compute, value, len);
+            info->compute[len] = 0;
+        }
+        p = value + len + (value[len] == '\n');
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_db_fail(s, rc, "reading a run's identity", err);
+}
+
 /* The run's record form (schema 7; older stores hold full runs only). Any text other than
  * 'topk' or NULL is refused: a reader must not take empty BLOBs for a softmax, nor the reverse. */
 static int read_record(rs_store *s, int64_t run_id, rs_run_info *info, rs_error *err)
@@ -664,7 +697,8 @@ int rs_store_get_run(rs_store *store, int64_t run_id, rs_run_info *info, rs_erro
         rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory", store->path);
     if (!rc) {
         info->num_views = num_views;
-        if (!(rc = read_dispatch(store, run_id, info, err)) && !(rc = read_record(store, run_id, info, err)))
+        if (!(rc = read_dispatch(store, run_id, info, err)) && !(rc = read_compute(store, run_id, info, err)) &&
+            !(rc = read_record(store, run_id, info, err)))
             rc = read_views(store, run_id, info, err);
     }
     if (rc)

@@ -119,6 +119,10 @@ typedef struct rs_run_spec {
      * order; otherwise shuffled windows of group_seed (schema 5), part of the identity. */
     bool has_group_seed;
     uint64_t group_seed;
+    /* The GEMM backend and precision ("onednn/f32", "onednn/bf16"; model/gemm.h): NULL for
+     * OpenBLAS in float32, which every run before them used. Part of the identity only when
+     * set, so earlier runs keep theirs and resume with OpenBLAS. */
+    const char *compute;
     /* What the routing rows hold; part of the identity only when TOPK, so full runs keep
      * theirs (a topk run and a full run of one job are two runs). */
     rs_record_form record;
@@ -161,6 +165,8 @@ typedef struct rs_run_info {
      * a store older than schema 5. */
     bool has_group_seed;
     uint64_t group_seed;
+    /* The spec's compute as its identity holds it; "" for OpenBLAS float32. */
+    char compute[32];
     /* What the routing rows hold: FULL for every run of a store older than schema 7. */
     rs_record_form record;
     /* bfloat16 dispatch and a padded last group (rs_run_spec), read from the run's identity;
