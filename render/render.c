@@ -37,7 +37,9 @@ int rs_canvas_open(rs_canvas *cv, const char *path, double width, double height,
     cv->scale = 1.0;
     switch (cv->format) {
     case RS_RENDER_PNG:
-        cv->scale = RS_RENDER_PNG_SCALE;
+        /* cairo's image surfaces stop at 32,767 pixels a side: a figure wider than that at
+           the usual scale (a grid of a corruptions run's 76 views) gets fewer pixels per unit */
+        cv->scale = fmin(RS_RENDER_PNG_SCALE, RS_RENDER_PNG_MAX_SIDE / fmax(width, height));
         cv->surface = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, (int)ceil(width * cv->scale),
                                                  (int)ceil(height * cv->scale));
         break;

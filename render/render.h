@@ -22,6 +22,8 @@
 #include "store/store.h"
 
 #define RS_RENDER_PNG_SCALE 2.0
+/* The largest PNG side in pixels; a larger figure is drawn at a smaller scale. */
+#define RS_RENDER_PNG_MAX_SIDE 32000.0
 #define RS_RENDER_FONT "DejaVu Sans"
 /* The creation date written into every PDF (reproducible bytes). */
 #define RS_RENDER_PDF_DATE "2024-01-01T00:00:00Z"

@@ -10,7 +10,9 @@
 # (clean + the implemented ImageNet-C corruptions at severities 1-5 with CIFAR-10-C's
 # parameters; docs/corruptions.md) on the first 500 (--full: all of them).
 # Writes the comparison report, each method against V-MoE over seeds (docs/groups.md),
-# to out/demo/report/ and prints its answer table (the report's first page), then replays light noise
+# to out/demo/report/ (the corruptions protocol's to out/demo/report-corruptions/) and
+# prints its answer table (the report's first page) and the per-family answer under
+# corruptions, then replays light noise
 # with the clean routing forced (the intervene protocol, docs/dispatch.md) on seed 0 of
 # each method and prints how many changed predictions that restores, and finally the
 # dissection over seeds (docs/dissection.md): V-MoE's, the adversarial and the AdvMoE
@@ -39,9 +41,9 @@ run_id() { grep -oE '^run [0-9]+' | head -1 | cut -d' ' -f2; }
 # our own stderr descriptor: `tee /dev/stderr` reopened the log file at offset 0 when
 # stderr was redirected to one, leaving NUL bytes in it.
 replay() { local out; out=$("$rs" replay "$@") || return 1; printf '%s\n' "$out" >&2; printf '%s\n' "$out" | run_id; }
-groups=()
+groups=() corrupt_groups=()
 for method in "${methods[@]}"; do
-  ids=()
+  ids=() corrupt_ids=()
   for seed in ${seeds[$method]}; do
     model=$(model_file "$method" "$seed")
     echo "== $(basename "$model" .safetensors) ($method, training seed $seed)"
@@ -50,11 +52,16 @@ for method in "${methods[@]}"; do
     ids+=("$(replay "$model" --data fashion-mnist:test --protocol noise --limit $noise_limit --db "$out/routing.db")")
     ids+=("$(replay "$model" --data fashion-mnist:test --protocol adversarial --attack 'pgd:steps=10,loss=router' \
                     --limit $attack_limit --db "$out/routing.db")")
-    ids+=("$(replay "$model" --data fashion-mnist:test --protocol corruptions --limit $corrupt_limit --db "$out/routing.db")")
+    corrupt_ids+=("$(replay "$model" --data fashion-mnist:test --protocol corruptions --limit $corrupt_limit \
+                            --db "$out/routing.db")")
   done
   groups+=(--group "$method=$(IFS=,; echo "${ids[*]}")")
+  corrupt_groups+=(--group "$method=$(IFS=,; echo "${corrupt_ids[*]}")")
 done
+# Two reports, so that each prints in under 30 pages: the three protocols, and the
+# corruptions (75 corrupted views per run) on their own.
 "$rs" report --db "$out/routing.db" "${groups[@]}" --out "$out/report" >/dev/null
+"$rs" report --db "$out/routing.db" "${corrupt_groups[@]}" --out "$out/report-corruptions" >/dev/null
 echo
 # The report's answer, as its first page shows it: each method against V-MoE per protocol
 # and headline figure (mean difference over seeds, t interval, * = holds after Holm across
@@ -70,7 +77,7 @@ answer "$out/report/report.md"
 echo
 echo "## Routing under common corruptions, first $corrupt_limit test images"
 awk '/^## Routing under common corruptions/ { on = 1; next } on && /^##/ && !/^### Corruptions: each method/ { on = 0 }
-     on && (/^\|/ || /^### /)' "$out/report/report.md" | sed -E 's/\\([][\\`*_<>|#])/\1/g'
+     on && (/^\|/ || /^### /)' "$out/report-corruptions/report.md" | sed -E 's/\\([][\\`*_<>|#])/\1/g'
 # Routing interventions (docs/dispatch.md): under light noise, the share of changed
 # predictions that forcing the clean routing restores, for seed 0 of every method.
 echo
@@ -105,4 +112,5 @@ echo
 echo "## Dissection: router- vs expert-attributable prediction flips, first $dissect_limit test images (docs/dissection.md)"
 "$rs" compare --db "$out/routing.db" "${dissect_groups[@]}" --resamples 0 |
   awk '/^### Dissection over seeds/ { on = 1 } /^### Dissection per seed/ { on = 0 } on' | cat -s
-echo "Full report: $out/report/index.html (also report.md, report.pdf, tables/, figures/)"
+echo "Full reports: $out/report/index.html and, for the corruptions, $out/report-corruptions/index.html"
+echo "(each also report.md, report.pdf, tables/, figures/)"

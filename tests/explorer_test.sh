@@ -20,6 +20,12 @@ if [ -n "$missing" ]; then
   echo "skip: not installed:$missing (scripts/ensure-deps.sh --tests installs them)"
   exit 77
 fi
+# chromedriver and chromium talk over "localhost"; a bare root (debootstrap minbase has no
+# /etc/hosts) cannot resolve it, and the browser never starts there
+if ! getent hosts localhost >/dev/null; then
+  echo "skip: the name localhost does not resolve here (no localhost line in /etc/hosts): chromedriver needs it"
+  exit 77
+fi
 testlib_init
 db=$tmp/r.db
 "$rs" replay "$model" --data fashion-mnist:test --limit 12 --db "$db" >/dev/null 2>"$tmp/err" &&

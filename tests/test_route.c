@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "forward.h"
+#include "gemm.h"
 #include "layers.h"
 #include "model.h"
 #include "testutil.h"
@@ -61,11 +62,16 @@ static void hand_run(const hand_layer *h, const float *xn_in, int N, const int32
     int32_t rows[MAX_N * 2], start[2 * E + 1], order[2 * MAX_N];
     memcpy(xn, xn_in, sizeof(float) * (size_t)N * D);
     memset(x, 0, sizeof(float) * (size_t)N * D);
-    rs_group_bufs g = {.x = x, .xn = xn, .hidden = hidden, .gathered = gathered};
+    rs_gemm *gemm = NULL; /* owned here: the layer's products go through the OpenBLAS backend */
+    rs_error err;
+    assert_int_equal(rs_gemm_create(RS_GEMM_OPENBLAS, RS_PRECISION_F32, &gemm, &err), 0);
+    rs_group_bufs g = {.x = x, .xn = xn, .hidden = hidden, .gathered = gathered, .gemm = gemm};
     rs_block_bufs bb = {.y = y, .probs = probs, .top_idx = top_idx, .top_gate = top_gate, .route_rows = rows,
                         .route_start = start, .kept = kept, .forced = forced, .forced_run = run};
     assert_true(R == 2);
     rs_layer_moe(&h->c, &g, &bb, &h->w, N, dispatch, order);
+    assert_int_equal(rs_gemm_status(gemm, &err), 0);
+    rs_gemm_free(gemm);
 }
 
 static void forced_expert_runs_with_own_gate(void **state)
