@@ -59,6 +59,22 @@ static inline uint64_t rs_record_half_units(uint16_t h)
     return (uint64_t)((h & 0x3ff) | normal << 10) << (e - normal);
 }
 
+/* Rank R's expert id of token T (IDX its R ranks): below E and unlike the ranks before it.
+ * false with WHY otherwise. */
+static inline bool rs_record_rank_id_ok(const uint8_t *idx, int r, int E, int t, char *why, size_t size)
+{
+    if (idx[r] >= E) {
+        snprintf(why, size, "token %d rank %d: expert id %d >= %d experts", t, r, idx[r], E);
+        return false;
+    }
+    for (int q = 0; q < r; q++)
+        if (idx[q] == idx[r]) {
+            snprintf(why, size, "token %d: expert %d at ranks %d and %d", t, idx[r], q, r);
+            return false;
+        }
+    return true;
+}
+
 /* The ranks of token T: ids < E and distinct, gates finite, non-increasing and rounding to
  * their experts' probabilities. true when sound, else false with WHY; *LAST is the last
  * rank's stored probability and *ABOVE how many ranks before it have a larger one. */
@@ -70,15 +86,8 @@ static inline bool rs_record_ranks_ok(const rs_record_row *row, int t, uint16_t 
                   *probs = row->probs + 2 * (size_t)t * E;
     float prev = 0;
     for (int r = 0; r < R; r++) {
-        if (idx[r] >= E) {
-            snprintf(why, size, "token %d rank %d: expert id %d >= %d experts", t, r, idx[r], E);
+        if (!rs_record_rank_id_ok(idx, r, E, t, why, size))
             return false;
-        }
-        for (int q = 0; q < r; q++)
-            if (idx[q] == idx[r]) {
-                snprintf(why, size, "token %d: expert %d at ranks %d and %d", t, idx[r], q, r);
-                return false;
-            }
         float g = rs_le_get_f32(gate + 4 * (size_t)r);
         uint16_t p = rs_le_get_u16(probs + 2 * (size_t)idx[r]);
         if (!isfinite(g) || (r > 0 && g > prev) || rs_float_to_half(g) != p) {
@@ -150,15 +159,8 @@ static inline bool rs_record_check_topk_token(const rs_record_row *row, int t, c
     double sum = 0;
     float prev = 1;
     for (int r = 0; r < R; r++) {
-        if (idx[r] >= E) {
-            snprintf(why, size, "token %d rank %d: expert id %d >= %d experts", t, r, idx[r], E);
+        if (!rs_record_rank_id_ok(idx, r, E, t, why, size))
             return false;
-        }
-        for (int q = 0; q < r; q++)
-            if (idx[q] == idx[r]) {
-                snprintf(why, size, "token %d: expert %d at ranks %d and %d", t, idx[r], q, r);
-                return false;
-            }
         float g = rs_le_get_f32(gate + 4 * (size_t)r);
         if (!(g >= 0 && g <= prev)) { /* NaN fails too */
             snprintf(why, size, "token %d rank %d: gate %.9g %s", t, r, (double)g,
