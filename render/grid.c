@@ -32,21 +32,31 @@ static const double noise_sigma[5] = {0.08, 0.12, 0.18, 0.26, 0.38};
 
 /* View V's column head: its severity and σ for a noise view, its ε for an attacked one,
    else its number. */
-static void column_head(const rs_run_info *run, int v, char *buf, size_t size)
+/* The stored number of drawn view V. */
+static int view_number(const rs_render_context *ctx, int v)
 {
-    int sev = 0;
+    return ctx && ctx->view_numbers ? ctx->view_numbers[v] : v;
+}
+
+static void column_head(const rs_render_context *ctx, int v, char *buf, size_t size)
+{
+    const rs_run_info *run = ctx ? ctx->run : NULL;
+    int sev = 0, n = 0;
     double eps;
-    char eps_text[32];
+    char eps_text[32], name[40];
     const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : NULL;
     if (spec && sscanf(spec, "noise:severity=%d", &sev) == 1 && sev >= 1 && sev <= 5 && !strchr(spec, '+')) {
         snprintf(buf, size, "\u03c3 = %.2f (severity %d)", noise_sigma[sev - 1], sev);
+    } else if (spec && sscanf(spec, "corrupt:name=%39[a-z_],severity=%d%n", name, &sev, &n) == 2 &&
+               (!spec[n] || !strncmp(spec + n, ",set=", 5)) && !strchr(spec, '+')) {
+        snprintf(buf, size, "%s %d", name, sev);
     } else if (rs_render_view_attacked(run, v, &eps)) {
         rs_render_eps_label(eps, eps_text, sizeof eps_text);
         snprintf(buf, size, "\u03b5 = %s%s", eps_text, v == 0 ? " (reference)" : "");
     } else if (spec && v == 0 && !strcmp(spec, "clean")) {
         snprintf(buf, size, "clean (reference)");
     } else {
-        snprintf(buf, size, v == 0 ? "view 0 (reference)" : "view %d", v);
+        snprintf(buf, size, v == 0 ? "view 0 (reference)" : "view %d", view_number(ctx, v));
     }
 }
 
@@ -189,7 +199,7 @@ static void grid_title(const rs_image_routing *r, const rs_render_context *ctx, 
              run ? (long long)run->id : 0LL, r->image, rs_render_class_name(ctx, r->label, cls, sizeof cls));
     for (int v = 0; v < r->views && n < MAX_LINES; v++) {
         const char *spec = run && run->view_specs && v < run->num_views ? run->view_specs[v] : "?";
-        snprintf(p->lines[n++], sizeof p->lines[0], "view %d%s: %s — predicted %s (p = %.2f)%s", v,
+        snprintf(p->lines[n++], sizeof p->lines[0], "view %d%s: %s — predicted %s (p = %.2f)%s", view_number(ctx, v),
                  v == 0 ? " (reference)" : "", spec, rs_render_class_name(ctx, r->predicted[v], cls2, sizeof cls2),
                  r->pred_prob[v], r->label >= 0 ? (r->predicted[v] == r->label ? ", correct" : ", wrong") : "");
     }
@@ -281,7 +291,7 @@ static void draw_heads(cairo_t *cr, const rs_image_routing *r, const rs_render_c
     const rs_grid_layout *g = &p->g;
     char buf[64];
     for (int v = 0; v < r->views; v++) {
-        column_head(run, v, buf, sizeof buf);
+        column_head(ctx, v, buf, sizeof buf);
         rs_text(cr, g->left + v * (g->panel_w + g->gap_x) + g->panel_w / 2, p->thumb_top - 7, HEAD_SIZE, true, 0.5,
                 buf);
         if (p->thumbs) {

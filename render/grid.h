@@ -1,8 +1,9 @@
 /* grid.h — the expert-selection grid of one image (as in the PRC work's figures).
  *
  * One column of panels per view (view 0, the reference, first), headed by the view's
- * number (a noise view: its σ and severity); when the context has pixels, a first row of
- * the views' images, then one row per MoE layer. Each panel is a grid_h x grid_w grid of
+ * number (a noise view: its σ and severity; a corruption: its name and severity; the
+ * context's view_numbers when it draws some of a run's views); when the context has
+ * pixels, a first row of the views' images, then one row per MoE layer. Each panel is a grid_h x grid_w grid of
  * cells: a cell is filled with exactly its patch's top-1 expert colour (rs_palette_expert,
  * the legend's colour; nothing is blended under it) and shows the expert id.
  * In the other views, a cell whose top-1 differs from the matched patch of view 0

@@ -83,6 +83,9 @@ typedef struct rs_render_context {
     /* View pixels (V, C, H, W) in [0,1]: the thumbnails of grids and heatmaps; or NULL. */
     const float *pixels;
     int channels, height, width;
+    /* The stored view number of each drawn view (a figure of some views of a run; its RUN
+     * then lists those views' specs), or NULL: 0, 1, 2, ... */
+    const int *view_numbers;
 } rs_render_context;
 
 /* CTX for image IMAGE of RUN: the run, its class names, and the pixels of its views redrawn

@@ -103,4 +103,12 @@ expect "report: the heatmap and the curves" sh -c "
 "$rs" report --db "$db" --group vmoe=5 --resamples 50 --images 1 --out "$tmp/rep2" >/dev/null 2>"$tmp/err"
 expect "report of another protocol: no corruptions section" sh -c "! grep -q 'common corruptions' '$tmp/rep2/report.md'"
 
+# a grid of a run with more than 16 views shows view 0 and the views at severity 3
+"$rs" replay "$models/fmnist-vmoe-k2.safetensors" --data fashion-mnist:test --limit 4 --protocol corruptions \
+  --corruptions gaussian_noise,fog,contrast,speckle_noise --db "$db" --threads 1 >/dev/null 2>&1
+"$rs" report --db "$db" --run 6 --resamples 50 --images 1 --out "$tmp/rep3" >/dev/null 2>"$tmp/err"
+expect "report of 21 views: exits 0" [ $? = 0 ]
+expect "report of 21 views: the grid's caption says which 5 it shows" \
+  grep -q "Of the run's 21 views the grid shows 5: view 0 and every view at severity 3" "$tmp/rep3/report.md"
+
 testlib_done corrupt_stats_cli

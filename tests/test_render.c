@@ -532,6 +532,53 @@ static void test_heatmap_flat_cells(void **state)
 /* One MoE layer (here LAYER 0 of the run: the same one panel a one-layer model draws) fills
  * the figure's width: the cells grow and the title wraps, nothing is left blank on the
  * right but the margin; every layer fills it too. */
+/* Keeping views 0 and 2 of four moves view 2's predictions, matches, records and
+ * probabilities into place 1 and leaves view 0's as they were. */
+static void test_keep_views(void **state)
+{
+    (void)state;
+    enum { KV = 4, KL = 2, KT = 3, KR = 2, KE = 4, KP = 2 };
+    rs_image_routing r = {.views = KV, .layers = KL, .tokens = KT, .record_k = KR, .experts = KE, .patches = KP};
+    size_t rows = (size_t)KV * KL * KT;
+    r.predicted = malloc(sizeof(int) * KV), r.pred_prob = malloc(sizeof(float) * KV);
+    r.match = malloc(sizeof(int16_t) * KV * KP), r.top_idx = malloc(rows * KR);
+    r.top_gate = malloc(sizeof(float) * rows * KR), r.probs = malloc(sizeof(float) * rows * KE);
+    assert_non_null(r.predicted), assert_non_null(r.pred_prob), assert_non_null(r.match);
+    assert_non_null(r.top_idx), assert_non_null(r.top_gate), assert_non_null(r.probs);
+    for (int v = 0; v < KV; v++) {
+        r.predicted[v] = 10 + v, r.pred_prob[v] = 0.1f * (float)v;
+        for (int j = 0; j < KP; j++)
+            r.match[v * KP + j] = (int16_t)(100 * v + j);
+        for (size_t q = 0; q < (size_t)KL * KT; q++) {
+            size_t row = (size_t)v * KL * KT + q;
+            for (int k = 0; k < KR; k++)
+                r.top_idx[row * KR + k] = (uint8_t)(v * 50 + q * 2 + (size_t)k), r.top_gate[row * KR + k] = (float)(v + k);
+            for (int e = 0; e < KE; e++)
+                r.probs[row * KE + e] = (float)(1000 * v + e);
+        }
+    }
+    const int keep[2] = {0, 2};
+    rs_image_routing_keep_views(&r, keep, 2);
+    assert_int_equal(r.views, 2);
+    for (int i = 0; i < 2; i++) {
+        int v = keep[i];
+        assert_int_equal(r.predicted[i], 10 + v);
+        assert_true(r.pred_prob[i] == 0.1f * (float)v);
+        for (int j = 0; j < KP; j++)
+            assert_int_equal(r.match[i * KP + j], 100 * v + j);
+        for (size_t q = 0; q < (size_t)KL * KT; q++) {
+            size_t row = (size_t)i * KL * KT + q;
+            for (int k = 0; k < KR; k++) {
+                assert_int_equal(r.top_idx[row * KR + k], v * 50 + q * 2 + (size_t)k);
+                assert_true(r.top_gate[row * KR + k] == (float)(v + k));
+            }
+            for (int e = 0; e < KE; e++)
+                assert_true(r.probs[row * KE + e] == (float)(1000 * v + e));
+        }
+    }
+    rs_image_routing_free(&r);
+}
+
 static void test_heatmap_fills_width(void **state)
 {
     (void)state;
@@ -607,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_heatmap),
         cmocka_unit_test(test_heatmap_flat_cells),
         cmocka_unit_test(test_heatmap_fills_width),
+        cmocka_unit_test(test_keep_views),
         cmocka_unit_test(test_plots_and_errors),
         cmocka_unit_test(test_groups_layout),
     };

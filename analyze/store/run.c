@@ -444,6 +444,27 @@ void rs_image_routing_free(rs_image_routing *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Moves block VIEWS[i] of N blocks of SIZE bytes each to block i (VIEWS ascending). */
+static void keep_blocks(void *base, size_t size, const int *views, int n)
+{
+    if (!base)
+        return;
+    for (int i = 0; i < n; i++)
+        memmove((char *)base + (size_t)i * size, (char *)base + (size_t)views[i] * size, size);
+}
+
+void rs_image_routing_keep_views(rs_image_routing *r, const int *views, int n)
+{
+    size_t rows = (size_t)r->layers * r->tokens;
+    keep_blocks(r->predicted, sizeof *r->predicted, views, n);
+    keep_blocks(r->pred_prob, sizeof *r->pred_prob, views, n);
+    keep_blocks(r->match, sizeof *r->match * (size_t)r->patches, views, n);
+    keep_blocks(r->top_idx, rows * r->record_k, views, n);
+    keep_blocks(r->top_gate, sizeof *r->top_gate * rows * r->record_k, views, n);
+    keep_blocks(r->probs, sizeof *r->probs * rows * r->experts, views, n);
+    r->views = n;
+}
+
 /* Shapes from RUN and zeroed arrays for them. */
 static int image_routing_alloc(const rs_run_info *run, int image, rs_image_routing *r, rs_error *err)
 {

@@ -157,6 +157,10 @@ typedef struct rs_image_routing {
 int rs_run_image_routing(rs_store *store, const rs_run_info *run, int image, rs_image_routing *out,
                          rs_error *err);
 void rs_image_routing_free(rs_image_routing *r);
+/* Keeps views VIEWS[0..N) of R in place, in that order (ascending, VIEWS[0] = 0, each below
+ * R->views): a figure of a run with many views shows some of them. Matches stay valid
+ * because they point into view 0, which stays first. */
+void rs_image_routing_keep_views(rs_image_routing *r, const int *views, int n);
 
 /* Top-1 expert of patch J of view V, layer L. */
 static inline int rs_image_top1(const rs_image_routing *r, int v, int l, int j)

@@ -377,10 +377,14 @@ static void methods_side_by_side(rs_report_state *R, int q, int image, bool grid
     if (!n || R->d.rc)
         return;
     snprintf(file, sizeof file, "%s-image%d.png", stem, image);
-    rs_report_compose(R, parts, n, grid ? n : 2, file);
+    /* grids of many views are wide already: one under the other */
+    int shown[RS_REPORT_GRID_VIEWS];
+    bool stacked = grid && rs_report_grid_views(first, shown) > 6;
+    rs_report_compose(R, parts, n, stacked ? 1 : grid ? n : 2, file);
     char what[768];
     snprintf(what, sizeof what, "Image %d under each method, %s protocol, the first training seed of each (the same "
-             "views), %s: %s", image, first->protocol, grid ? "left to right" : "left to right, top to bottom", names);
+             "views), %s: %s", image, first->protocol,
+             stacked ? "top to bottom" : grid ? "left to right" : "left to right, top to bottom", names);
     if (grid)
         rs_report_grid_caption(first, what, caption, sizeof caption);
     else
