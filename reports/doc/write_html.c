@@ -36,6 +36,21 @@ static void html_esc(FILE *f, const char *s, size_t n)
     }
 }
 
+/* A table cell: escaped, with the spaces inside brackets and parentheses unbreakable, so
+ * that a narrow page wraps "+7.3 [+0.3, +14.4]" before the interval, never inside it. */
+static void html_cell(FILE *f, const char *s, size_t n)
+{
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        depth += s[i] == '[' || s[i] == '(';
+        depth -= depth > 0 && (s[i] == ']' || s[i] == ')');
+        if (depth > 0 && s[i] == ' ')
+            fputs("&nbsp;", f);
+        else
+            html_esc(f, s + i, 1);
+    }
+}
+
 /* The md rendering of a table (table.h) as an HTML table: "### title", pipe rows (the
  * second is the alignment row), other lines as notes. */
 static void html_table(FILE *f, const char *md, const char *name)
@@ -69,7 +84,7 @@ static void html_table(FILE *f, const char *md, const char *name)
                         b--;
                     bool num = row > 0 && a < b && (strchr("0123456789-+", *a) != NULL || !strncmp(a, "n/a", 3));
                     fprintf(f, "<%s%s>", tag, num ? " class=\"n\"" : "");
-                    html_esc(f, a, (size_t)(b - a));
+                    html_cell(f, a, (size_t)(b - a));
                     fprintf(f, "</%s>", tag);
                     c = bar + 1;
                 }
@@ -142,8 +157,9 @@ int rs_doc_write_html(const rs_doc *d, const char *path, rs_error *err)
           "color:#222;line-height:1.4}\n"
           "table{border-collapse:collapse;margin:.5em 0;font-size:.85em}\n"
           "th,td{border-bottom:1px solid #ccc;padding:.2em .6em;text-align:left;white-space:nowrap}\n"
-          "td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
-          "th{border-bottom:2px solid #444}\n"
+          "td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:normal}\n"
+          "@media (max-width:1000px){table{font-size:.7em}th,td{padding:.2em .3em}}\n"
+          "th{border-bottom:2px solid #444;white-space:normal}\n"
           "img{max-width:100%;border:1px solid #ddd}\n"
           "p.note,p.files{font-size:.85em;color:#555}\n"
           "ul.prov{font-size:.85em;font-family:'DejaVu Sans Mono',monospace;word-break:break-all}\n"
