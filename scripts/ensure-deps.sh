@@ -12,7 +12,7 @@
 set -euo pipefail
 packages=(gcc libc6-dev meson ninja-build pkg-config git
           libopenblas-dev libdnnl-dev libgsl-dev libcairo2-dev libsqlite3-dev libpng-dev zlib1g-dev
-          libjpeg-dev libjansson-dev libcmocka-dev nettle-dev libxxhash-dev sqlite3 dataset-fashion-mnist
+          libjpeg-dev libjansson-dev libcmocka-dev nettle-dev libxxhash-dev sqlite3 dataset-fashion-mnist libpoppler-glib-dev
           fonts-dejavu-core libmsgpack-dev libopenmpi-dev openmpi-bin)
 for arg in "$@"; do
   case $arg in

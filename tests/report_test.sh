@@ -58,7 +58,12 @@ check_report() { # NAME DIR: files, links, pages, provenance
   refs_html "$dir/index.html" >"$tmp/refs"
   expect "$name: index.html references only files that exist" all_exist "$dir" "$tmp/refs"
   expect "$name: index.html shows every figure" \
-    [ "$(grep -c '<img src="figures/' "$dir/index.html")" = "$(ls "$dir"/figures | wc -l)" ]
+    [ "$(grep -c '<img src="figures/' "$dir/index.html")" = "$(ls "$dir"/figures/*.png | wc -l)" ]
+  expect "$name: every vector twin is a PDF beside its PNG" sh -c "
+    for f in '$dir'/figures/*.pdf; do [ -e \"\$f\" ] || continue; head -c 5 \"\$f\" | grep -q '%PDF-' &&
+      [ -s \"\${f%.pdf}.png\" ] || exit 1; done"
+  expect "$name: only PNGs and their vector twins in figures/" \
+    [ "$(ls "$dir"/figures | grep -cvE '[.](png|pdf)$')" = 0 ]
   expect "$name: no external URL in index.html" sh -c "! grep -qE '(https?:)?//[a-z]' '$dir/index.html'"
   refs_md "$dir/report.md" >"$tmp/refs"
   expect "$name: report.md references only files that exist" all_exist "$dir" "$tmp/refs"
@@ -72,6 +77,15 @@ check_report() { # NAME DIR: files, links, pages, provenance
   expect "$name: no NaN" sh -c "! grep -qiw nan '$dir/report.md'"
   if command -v pdftotext >/dev/null && command -v pdfimages >/dev/null; then
     expect "$name: no near-empty PDF page (no figure and <= 2 lines of text)" no_thin_pages "$dir/report.pdf"
+    # a figure whose vector twin is the lighter file is drawn as vectors, not as an image
+    local lighter=0 f
+    for f in "$dir"/figures/*.pdf; do
+      [ -e "$f" ] && [ "$(stat -c %s "$f")" -lt "$(stat -c %s "${f%.pdf}.png")" ] && lighter=$((lighter + 1))
+    done
+    expect "$name: the PDF embeds images only for figures without a lighter vector twin ($lighter lighter)" \
+      [ "$(pdfimages -list "$dir/report.pdf" | tail -n +3 | awk '$3 == "image"' | wc -l)" -le \
+        "$(( $(ls "$dir"/figures/*.png | wc -l) - lighter ))" ]
+    expect "$name: some plot has a lighter vector twin" [ "$lighter" -gt 0 ]
   fi
   expect "$name: tables scroll in their own box" sh -c "! grep -q '<table>' '$dir/index.html' || grep -q '<div class=\"scroll\"><table>' '$dir/index.html'"
   expect "$name: provenance is the last section" sh -c "grep '^## ' '$dir/report.md' | tail -1 | grep -q 'Appendix: provenance'"

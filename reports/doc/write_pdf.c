@@ -1,14 +1,19 @@
 /* write_pdf.c — the document (doc.h) as a landscape A4 PDF: the title, then the sections
  * with the contents' page numbers (a first pass finds them), tables typeset with cairo
  * (ruled, numeric columns right-aligned with their intervals aligned apart, long headers
- * wrapped, the font reduced to fit the width, the header repeated on a new page), figures from their PNGs sized to the page, side by side where
- * they fit, each kept with its caption; headings kept with what follows. */
+ * wrapped, the font reduced to fit the width, the header repeated on a new page), figures
+ * sized to the page, side by side where they fit, each kept with its caption; headings kept
+ * with what follows. A figure is its PNG, or its vector twin (the same name ending in .pdf,
+ * drawn through poppler as vectors and embedded fonts) where the twin exists and is the
+ * lighter file: plots are a few tens of kilobytes as vectors and hundreds as pixels. */
 #include <cairo-pdf.h>
 #include <math.h>
+#include <poppler.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "doc.h"
 #include "render.h"
@@ -34,6 +39,90 @@ static void pdf_footer(pdf *p)
     cairo_set_source_rgb(p->cr, 0.4, 0.4, 0.4);
     rs_text(p->cr, PAGE_W - PAGE_M, PAGE_H - PAGE_M / 2, 8, false, 1, buf);
     cairo_set_source_rgb(p->cr, 0, 0, 0);
+}
+
+/* A figure's picture: a PNG surface or the first page of its vector twin; W, H in drawing
+ * units (the PNG's pixels over RS_RENDER_PNG_SCALE, the twin's points). */
+typedef struct figure_src {
+    cairo_surface_t *png;
+    PopplerDocument *doc;
+    PopplerPage *page;
+    double w, h;
+} figure_src;
+
+static void figure_close(figure_src *f)
+{
+    if (f->page)
+        g_object_unref(f->page);
+    if (f->doc)
+        g_object_unref(f->doc);
+    if (f->png)
+        cairo_surface_destroy(f->png);
+    *f = (figure_src){0};
+}
+
+/* Opens the vector twin of PNG_PATH into F when it exists and is smaller than the PNG. */
+static bool figure_open_twin(const char *png_path, figure_src *f)
+{
+    char twin[4096];
+    size_t n = strlen(png_path);
+    struct stat png_st, twin_st;
+    if (n < 4 || n >= sizeof twin || strcmp(png_path + n - 4, ".png") || stat(png_path, &png_st))
+        return false;
+    memcpy(twin, png_path, n - 4);
+    memcpy(twin + n - 4, ".pdf", 5);
+    if (stat(twin, &twin_st) || twin_st.st_size >= png_st.st_size)
+        return false;
+    char *absolute = realpath(twin, NULL); /* a file: URI names an absolute path */
+    gchar *uri = absolute ? g_filename_to_uri(absolute, NULL, NULL) : NULL;
+    f->doc = uri ? poppler_document_new_from_file(uri, NULL, NULL) : NULL;
+    g_free(uri);
+    free(absolute);
+    f->page = f->doc && poppler_document_get_n_pages(f->doc) > 0 ? poppler_document_get_page(f->doc, 0) : NULL;
+    if (f->page)
+        poppler_page_get_size(f->page, &f->w, &f->h);
+    if (!f->page || f->w <= 0 || f->h <= 0) {
+        figure_close(f);
+        return false;
+    }
+    return true;
+}
+
+/* Opens DIR/FILE's picture into F: its lighter vector twin, else the PNG. False (F empty)
+ * when neither reads. */
+static bool figure_open(const char *dir, const char *file, figure_src *f)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    *f = (figure_src){0};
+    if (figure_open_twin(path, f))
+        return true;
+    f->png = cairo_image_surface_create_from_png(path);
+    if (cairo_surface_status(f->png) != CAIRO_STATUS_SUCCESS) {
+        figure_close(f);
+        return false;
+    }
+    f->w = cairo_image_surface_get_width(f->png) / RS_RENDER_PNG_SCALE;
+    f->h = cairo_image_surface_get_height(f->png) / RS_RENDER_PNG_SCALE;
+    return true;
+}
+
+/* Draws F with its top-left corner at (X, Y), S drawing units a point. */
+static void figure_draw(cairo_t *cr, const figure_src *f, double x, double y, double s)
+{
+    cairo_save(cr);
+    cairo_translate(cr, x, y);
+    if (f->page) {
+        cairo_scale(cr, s, s);
+        cairo_rectangle(cr, 0, 0, f->w, f->h);
+        cairo_clip(cr);
+        poppler_page_render_for_printing(f->page, cr);
+    } else {
+        cairo_scale(cr, s / RS_RENDER_PNG_SCALE, s / RS_RENDER_PNG_SCALE);
+        cairo_set_source_surface(cr, f->png, 0, 0);
+        cairo_paint(cr);
+    }
+    cairo_restore(cr);
 }
 
 /* Ends a row of figures: the next item starts below it. */
@@ -359,16 +448,12 @@ static void figure_fit(pdf *p, const rs_doc_item *it, double w, double h, double
  * at three quarters of its size. */
 static void pdf_figure(pdf *p, const char *dir, const rs_doc_item *it)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, it->file);
-    cairo_surface_t *img = cairo_image_surface_create_from_png(path);
-    if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) {
-        cairo_surface_destroy(img);
+    figure_src fig;
+    if (!figure_open(dir, it->file, &fig)) {
         pdf_wrap(p, "(figure missing)", 9, false, 0);
         return;
     }
-    double w = cairo_image_surface_get_width(img) / RS_RENDER_PNG_SCALE;
-    double h = cairo_image_surface_get_height(img) / RS_RENDER_PNG_SCALE;
+    double w = fig.w, h = fig.h;
     double s;
     int cap;
     figure_fit(p, it, w, h, &s, &cap);
@@ -383,13 +468,8 @@ static void pdf_figure(pdf *p, const char *dir, const rs_doc_item *it)
             pdf_new_page(p);
     }
     double x = PAGE_M + p->row_x, y0 = p->y;
-    cairo_save(p->cr);
-    cairo_translate(p->cr, x, y0 + 4);
-    cairo_scale(p->cr, s / RS_RENDER_PNG_SCALE, s / RS_RENDER_PNG_SCALE);
-    cairo_set_source_surface(p->cr, img, 0, 0);
-    cairo_paint(p->cr);
-    cairo_restore(p->cr);
-    cairo_surface_destroy(img);
+    figure_draw(p->cr, &fig, x, y0 + 4, s);
+    figure_close(&fig);
     p->y = y0 + h * s + 6;
     cairo_set_source_rgb(p->cr, 0.3, 0.3, 0.3);
     wrap_lines(p, it->text, CAPTION_SIZE, false, x, cap_w, true);
@@ -410,18 +490,15 @@ static double keep_with(pdf *p, const rs_doc *d, int i)
     if (next->kind == RS_DOC_PARA && i + 2 < d->n && d->items[i + 2].kind != RS_DOC_H2)
         return keep_with(p, d, i + 1) + wrap_lines(p, next->text, 9.5, false, 0, AVAIL_W, false) * 12.8;
     if (next->kind == RS_DOC_FIGURE) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", d->dir, next->file);
-        cairo_surface_t *img = cairo_image_surface_create_from_png(path);
+        figure_src fig;
         double need = 60;
-        if (cairo_surface_status(img) == CAIRO_STATUS_SUCCESS) {
-            double s, w = cairo_image_surface_get_width(img) / RS_RENDER_PNG_SCALE,
-                      h = cairo_image_surface_get_height(img) / RS_RENDER_PNG_SCALE;
+        if (figure_open(d->dir, next->file, &fig)) {
+            double s;
             int cap;
-            figure_fit(p, next, w, h, &s, &cap);
-            need = 0.75 * h * s + cap * CAPTION_LINE + 14;
+            figure_fit(p, next, fig.w, fig.h, &s, &cap);
+            need = 0.75 * fig.h * s + cap * CAPTION_LINE + 14;
+            figure_close(&fig);
         }
-        cairo_surface_destroy(img);
         return need;
     }
     return next->kind == RS_DOC_TABLE ? 110 : 50;

@@ -102,8 +102,10 @@ static void curves(rs_report_state *R, const attack_runs *a)
             }
         char file[64], path[4096];
         snprintf(file, sizeof file, "attack-curves-%d.png", ++chart);
-        rs_report_fig_path(R, file, path, sizeof path);
-        R->d.rc = rs_render_attack_curves(as, runs, m, path, R->d.err);
+        for (int twin = 0; twin < 2 && !R->d.rc; twin++) { /* the PNG, then its vector twin */
+            rs_report_fig_path_twin(R, file, twin, path, sizeof path);
+            R->d.rc = rs_render_attack_curves(as, runs, m, path, R->d.err);
+        }
         rs_report_figure(R, file, "Top-1, Top-2 and order-agnostic agreement with the unattacked view and accuracy "
                          "against \u03b5, MoE layers pooled, with 95 % bootstrap bands over images. Hue: training "
                          "method (V-MoE blue, PRC orange); line style: k (solid k=1, dashed k=2).");
@@ -142,16 +144,18 @@ static void run_figures(rs_report_state *R, const rs_run_info *r, const rs_attac
     snprintf(name, sizeof name, "attack-run%s", rn);
     rs_doc_add_table(d, rs_report_attack_table(as, rn), name);
     snprintf(file, sizeof file, "min-eps-hist-run%s.png", rn);
-    rs_report_fig_path(R, file, path, sizeof path);
-    if (!d->rc)
+    for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, file, twin, path, sizeof path);
         d->rc = rs_render_min_eps_hist(as, r, path, d->err);
+    }
     snprintf(cap, sizeof cap, "Share of patches by the smallest \u03b5 at which their top-1 expert changes, per MoE "
              "layer (%s).", rl);
     rs_report_figure(R, file, cap);
     snprintf(file, sizeof file, "min-eps-map-run%s.png", rn);
-    rs_report_fig_path(R, file, path, sizeof path);
-    if (!d->rc)
+    for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, file, twin, path, sizeof path);
         d->rc = rs_render_min_eps_map(as, r, -1, -1, path, d->err);
+    }
     snprintf(cap, sizeof cap, "Median min-\u03b5 over images for each patch of the grid, per MoE layer (%s).", rl);
     rs_report_figure(R, file, cap);
     double *mean = NULL;
@@ -160,8 +164,10 @@ static void run_figures(rs_report_state *R, const rs_run_info *r, const rs_attac
         d->rc = rs_attack_objective(R->opt->db, r, &mean, &steps, d->err);
     if (!d->rc && steps > 0) {
         snprintf(file, sizeof file, "objective-run%s.png", rn);
-        rs_report_fig_path(R, file, path, sizeof path);
-        d->rc = rs_render_attack_objective(mean, steps, as, r, path, d->err);
+        for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+            rs_report_fig_path_twin(R, file, twin, path, sizeof path);
+            d->rc = rs_render_attack_objective(mean, steps, as, r, path, d->err);
+        }
         rs_report_figure(R, file, "Mean attack objective per PGD step, one line per \u03b5: flat ends mean the "
                          "attack converged.");
     }

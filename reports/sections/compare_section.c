@@ -265,16 +265,18 @@ static void curves(rs_report_state *R)
     if (!nn)
         return;
     rs_doc_add(d, RS_DOC_H2, "Severity sweep", NULL);
-    rs_report_fig_path(R, "sweep.png", path, sizeof path);
-    if (!d->rc)
+    for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, "sweep.png", twin, path, sizeof path);
         d->rc = rs_render_sweep(nst, nri, nn, -1, path, d->err);
+    }
     rs_report_figure(R, "sweep.png",
            "Top-1 agreement with the clean view against the noise severity for every noise run, all MoE layers "
            "pooled, with bootstrap bands (hue: method, blue V-MoE, orange PRC — the checkpoint's method, or read "
            "from its file name; line and marker: k, solid discs k=1, dashed squares k=2).");
-    rs_report_fig_path(R, "accuracy.png", path, sizeof path);
-    if (!d->rc)
+    for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, "accuracy.png", twin, path, sizeof path);
         d->rc = rs_render_accuracy(nst, nri, nn, path, d->err);
+    }
     rs_report_figure(R, "accuracy.png",
                      "Accuracy against the noise severity for every noise run, with Wilson bands (hue: method; line "
                      "and marker: k).");
@@ -301,8 +303,10 @@ static void router(rs_report_state *R)
                 ri[n] = &R->info[j], st[n++] = R->st[j];
         char file[96], path[4096], caption[256];
         snprintf(file, sizeof file, "router-%s.png", R->info[i].protocol);
-        rs_report_fig_path(R, file, path, sizeof path);
-        d->rc = rs_render_router(st, ri, n, path, d->err);
+        for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+            rs_report_fig_path_twin(R, file, twin, path, sizeof path);
+            d->rc = rs_render_router(st, ri, n, path, d->err);
+        }
         snprintf(caption, sizeof caption,
                  "PRC score, JSD, routing entropy and load CV per MoE layer for every %s run (blue: V-MoE, "
                  "orange: PRC; darker: larger k).", R->info[i].protocol);

@@ -15,11 +15,13 @@ static void figure(rs_report_state *R, const rs_groups *g, const rs_corrupt_grou
                    const char *file, const char *caption)
 {
     char path[4096];
-    rs_report_fig_path(R, file, path, sizeof path);
     if (R->d.rc)
         return;
-    R->d.rc = heatmap ? rs_render_corrupt_heatmap(g, cg, fig, path, R->d.err)
-                      : rs_render_corrupt_curves(g, cg, fig, path, R->d.err);
+    for (int twin = 0; twin < 2 && !R->d.rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, file, twin, path, sizeof path);
+        R->d.rc = heatmap ? rs_render_corrupt_heatmap(g, cg, fig, path, R->d.err)
+                          : rs_render_corrupt_curves(g, cg, fig, path, R->d.err);
+    }
     rs_report_figure(R, file, caption);
 }
 

@@ -29,6 +29,14 @@ void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t 
     snprintf(buf, size, "%s/figures/%s", R->opt->out_dir, file);
 }
 
+void rs_report_fig_path_twin(rs_report_state *R, const char *file, bool twin, char *buf, size_t size)
+{
+    rs_report_fig_path(R, file, buf, size);
+    size_t n = strlen(buf);
+    if (twin && n > 4 && !strcmp(buf + n - 4, ".png"))
+        memcpy(buf + n - 4, ".pdf", 4);
+}
+
 /* Whether SPEC names severity 3 (the middle of the five). */
 static bool middle_severity(const char *spec)
 {
@@ -144,14 +152,16 @@ void rs_report_load_transition_figures(rs_report_state *R, const rs_run_info *r,
     rs_doc *d = &R->d;
     char file[128], path[4096];
     snprintf(file, sizeof file, "load-run%s.png", rn);
-    rs_report_fig_path(R, file, path, sizeof path);
-    if (!d->rc)
+    for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, file, twin, path, sizeof path);
         d->rc = rs_render_load(st, r, path, d->err);
+    }
     rs_report_figure(R, file, "Expert load per MoE layer (share of the top-k slots, all views; dashed: uniform).");
     snprintf(file, sizeof file, "transition-run%s.png", rn);
-    rs_report_fig_path(R, file, path, sizeof path);
-    if (!d->rc)
+    for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, file, twin, path, sizeof path);
         d->rc = rs_render_transition(st, r, -1, path, d->err);
+    }
     rs_report_figure(R, file,
                      "Top-1 transitions view 0 \u2192 other views per MoE layer, coloured by their share of the row "
                      "(row-normalised, 0 to 1), and the PRC matrix S, coloured on one scale shared by all layers.");

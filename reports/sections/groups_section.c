@@ -277,9 +277,10 @@ static void protocol_groups(rs_report_state *R, int q)
     snprintf(name, sizeof name, "groups-%s-summary", protocol);
     rs_doc_add_table(d, rs_report_groups_summary_table(g, protocol), name);
     snprintf(file, sizeof file, "groups-%s.png", protocol);
-    rs_report_fig_path(R, file, path, sizeof path);
-    if (!d->rc)
+    for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, file, twin, path, sizeof path);
         d->rc = rs_render_groups(g, path, d->err);
+    }
     rs_report_figure(R, file, "Headline figures of every run of each group (hue: method; lighter: later seed; "
                               "marker: k) and the mean over seeds (bar).");
     if (R->answer) {

@@ -47,6 +47,10 @@ typedef struct rs_report_state {
 
 /* OUT_DIR/figures/FILE */
 void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t size);
+/* OUT_DIR/figures/FILE, or with TWIN its vector twin: FILE's .png replaced by .pdf. Plots
+ * are drawn twice, and the PDF report embeds the twin where it is the lighter file
+ * (reports/doc/write_pdf.c); grids and composed figures have none. */
+void rs_report_fig_path_twin(rs_report_state *R, const char *file, bool twin, char *buf, size_t size);
 /* Adds figures/FILE with CAPTION to the document. */
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption);
 /* A grid shows at most this many views: a run with more (76 in the corruption protocol)

@@ -53,9 +53,10 @@ void rs_report_single(rs_report_state *R)
     snprintf(name, sizeof name, "router-run%s", rn);
     rs_doc_add_table(d, rs_report_layer_table(r, st, rn), name);
     snprintf(file, sizeof file, "router-run%s.png", rn);
-    rs_report_fig_path(R, file, path, sizeof path);
-    if (!d->rc)
+    for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+        rs_report_fig_path_twin(R, file, twin, path, sizeof path);
         d->rc = rs_render_router((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, path, d->err);
+    }
     char lacks[200];
     rs_report_figure(R, file, rs_run_lacks_softmax(r, "the PRC score, JSD and entropy (their panels stay empty)",
                                                    lacks, sizeof lacks)
@@ -65,16 +66,18 @@ void rs_report_single(rs_report_state *R)
     if (rs_run_is_noise(r) && r->num_views > 1) {
         rs_doc_add(d, RS_DOC_H2, "Severity sweep", NULL);
         snprintf(file, sizeof file, "sweep-run%s.png", rn);
-        rs_report_fig_path(R, file, path, sizeof path);
-        if (!d->rc)
+        for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+            rs_report_fig_path_twin(R, file, twin, path, sizeof path);
             d->rc = rs_render_sweep((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, -1, path, d->err);
+        }
         rs_report_figure(R, file, "Top-1 agreement with the clean view against the noise severity, all MoE layers pooled, "
                         "with bootstrap bands.");
         snprintf(file, sizeof file, "accuracy-run%s.png", rn);
-        rs_report_fig_path(R, file, path, sizeof path);
-        if (!d->rc)
+        for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
+            rs_report_fig_path_twin(R, file, twin, path, sizeof path);
             d->rc = rs_render_accuracy((const rs_stats *const *)&R->st[0], (const rs_run_info *const[]){r}, 1, path,
-                                       d->err);
+                                           d->err);
+        }
         rs_report_figure(R, file, "Accuracy against the noise severity, with Wilson bands.");
     }
 
