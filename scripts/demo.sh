@@ -2,7 +2,8 @@
 # demo.sh [--full] — the quick start's main job. Installs what is missing, builds, then
 # replays the bundled k = 2 checkpoints of every training method, with their training
 # seeds grouped (models/README.md): V-MoE (seeds 0-2), V-MoE+PRC (0-2), the JSD
-# consistency loss (0-2) and adversarial training (seed 0), on the Fashion-MNIST test set:
+# consistency loss (0-2), adversarial training and AdvMoE's alternating adversarial
+# training (each seed that models/ holds), on the Fashion-MNIST test set:
 # the pair protocol (two PRC-style augmented views per image) on all 10,000 images, the
 # noise sweep (clean + ImageNet-C severities 1-5) on the first 2,000 and the adversarial
 # protocol (the clean view and a 10-step L-inf PGD attack on the router at eps 1/255,
@@ -29,13 +30,21 @@ noise_limit=2000 attack_limit=1000 corrupt_limit=500
 [ "${1:-}" = --full ] && noise_limit=10000 attack_limit=10000 corrupt_limit=10000
 mkdir -p "$out"
 
-# Methods and their training seeds. V-MoE first: it is the reference group, and it holds
-# every seed; the adversarially trained model has one seed (an hour of training each).
-methods=(vmoe prc jsd adv)
-declare -A seeds=([vmoe]="0 1 2" [prc]="0 1 2" [jsd]="0 1 2" [adv]="0")
+# Methods and their training seeds: 0, 1, 2 up to the first model file models/ lacks (the
+# adversarial ones take an hour or more of training each). V-MoE first: it is the reference
+# group, and it holds every seed; a method without a seed-0 model is left out.
 model_file() { # METHOD SEED: seed 0 is the file without a suffix
   if [ "$2" = 0 ]; then echo "models/fmnist-$1-k2.safetensors"; else echo "models/fmnist-$1-k2-s$2.safetensors"; fi
 }
+methods=()
+declare -A seeds=()
+for method in vmoe prc jsd adv advmoe; do
+  for seed in 0 1 2; do
+    [ -r "$(model_file "$method" "$seed")" ] || break
+    seeds[$method]="${seeds[$method]:-}${seeds[$method]:+ }$seed"
+  done
+  if [ -n "${seeds[$method]:-}" ]; then methods+=("$method"); fi
+done
 run_id() { grep -oE '^run [0-9]+' | head -1 | cut -d' ' -f2; }
 # replay ARGS: shows replay's lines on stderr and prints the run id. The lines go through
 # our own stderr descriptor: `tee /dev/stderr` reopened the log file at offset 0 when
@@ -59,9 +68,11 @@ for method in "${methods[@]}"; do
   corrupt_groups+=(--group "$method=$(IFS=,; echo "${corrupt_ids[*]}")")
 done
 # Two reports, so that each prints in under 30 pages: the three protocols, and the
-# corruptions (75 corrupted views per run) on their own.
-"$rs" report --db "$out/routing.db" "${groups[@]}" --out "$out/report" >/dev/null
+# corruptions (75 corrupted views per run) on their own; written side by side, one a core.
+"$rs" report --db "$out/routing.db" "${groups[@]}" --out "$out/report" >/dev/null &
+main_report=$!
 "$rs" report --db "$out/routing.db" "${corrupt_groups[@]}" --out "$out/report-corruptions" >/dev/null
+wait $main_report
 echo
 # The report's answer, as its first page shows it: each method against V-MoE per protocol
 # and headline figure (mean difference over seeds, t interval, * = holds after Holm across
@@ -93,16 +104,14 @@ done
 # The dissection (docs/dissection.md): is the router or the expert the weak point? Each
 # method's seeds (AdvMoE's when models/ has them) under a CE attack and AdvMoE's router
 # attack (PGD-10, eps 8/255, step 2/255, as AdvMoE evaluates) and light Gaussian noise, each
-# replayed again with the clean routing forced; a method's seeds are 0, 1, ... up to the
-# first missing file.
+# replayed again with the clean routing forced.
 dissect_limit=300
 dissect_views='clean;pgd:eps=8/255,steps=10,alpha=2/255,loss=ce;pgd:eps=8/255,steps=10,alpha=2/255,loss=router-ce,target=label;noise:severity=1;base:view=1+route:from=0;base:view=2+route:from=0;base:view=3+route:from=0'
 dissect_groups=()
 for method in vmoe adv advmoe; do
   ids=()
-  for seed in 0 1 2; do
+  for seed in ${seeds[$method]:-}; do
     model=$(model_file "$method" "$seed")
-    [ -r "$model" ] || break
     ids+=("$(replay "$model" --data fashion-mnist:test --protocol custom --views "$dissect_views" \
                     --limit $dissect_limit --db "$out/routing.db" 2>/dev/null)")
   done
