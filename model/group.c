@@ -13,7 +13,7 @@ static int group_of_dispatch_groups(const rs_config *c, int dg)
 {
     long long tokens = (long long)dg * rs_config_tokens(c);
     int m = 1;
-    while (m < RS_DISPATCH_MAX_GROUP_IMAGES && 2 * m * tokens <= RS_GROUP_TOKENS)
+    while (2 * m * tokens <= RS_GROUP_TOKENS) /* tokens >= 1, so m stays <= RS_GROUP_TOKENS */
         m *= 2;
     return m * dg;
 }
