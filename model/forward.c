@@ -24,8 +24,9 @@ typedef struct workspace {
 
 struct rs_forward {
     const rs_model *m;
-    int max_batch, threads, group;
+    int max_batch, threads, group; /* GROUP: images per group (group.h) */
     rs_dispatch dispatch; /* capacity_factor 0: every top-k choice runs */
+    int dispatch_rows;    /* token rows per dispatch group with a capacity */
     workspace *ws;     /* one per thread, owned */
     rs_forward_out out;
 };
@@ -87,7 +88,7 @@ static void forward_group(rs_forward *f, workspace *ws, const float *images, con
             ws->b.forced_run = fs && fs->run ? fs->run + frow : NULL;
             if (fs && real < G)
                 pad_forced(c, ws, fs, frow, N, real * (int)T);
-            rs_layer_moe(c, &ws->g, &ws->b, w, N, ws->b.kept ? &f->dispatch : NULL, ws->order);
+            rs_layer_moe(c, &ws->g, &ws->b, w, N, ws->b.kept ? &f->dispatch : NULL, f->dispatch_rows, ws->order);
             record_executed(c, &ws->b, r, row0, N);
         }
     }
@@ -107,7 +108,7 @@ static void run_group(void *ctx, int thread, int first, int n)
     const rs_config *c = &r->f->m->cfg;
     workspace *ws = &r->f->ws[thread];
     const float *images = r->images + (size_t)first * c->channels * c->image_h * c->image_w;
-    int G = rs_group_padded(&r->f->dispatch, n, r->f->group);
+    int G = rs_group_padded(r->f->dispatch.capacity_factor > 0 ? &r->f->dispatch : NULL, n);
     if (G > n)
         images = rs_group_pad(c, images, n, G, false, ws->pad);
     forward_group(r->f, ws, images, r->forced, first, G, n);
@@ -241,22 +242,21 @@ int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads
         return rs_error_set(err, RS_EINVAL, "forward: max_batch %d and threads %d must be >= 1", max_batch,
                             threads);
     const rs_config *c = &model->cfg;
-    int group, rc = rs_group_for_dispatch(c, dispatch, "forward", &group, err);
+    int group, dg, rc = rs_group_for_dispatch(c, dispatch, "forward", &group, &dg, err);
     if (rc)
         return rc;
-    bool capacity = group > 0, pad = capacity && dispatch->pad_last;
-    /* A padded last group writes its padding's outputs too: rows for whole groups. */
-    size_t rows = pad ? ((size_t)max_batch + group - 1) / group * group : (size_t)max_batch;
+    bool capacity = dg > 0, pad = capacity && dispatch->pad_last;
+    /* A padded last group writes its padding's outputs too: rows for whole dispatch groups. */
+    size_t rows = pad ? ((size_t)max_batch + dg - 1) / dg * dg : (size_t)max_batch;
     size_t T = (size_t)rs_config_tokens(c), N = rows * T;
     size_t E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
-    if (!capacity)
-        group = rs_group_images(c);
     rs_forward *f = calloc(1, sizeof *f);
     if (!f)
         return rs_error_set(err, RS_ENOMEM, "forward: out of memory");
     f->m = model;
     if (capacity)
         f->dispatch = *dispatch;
+    f->dispatch_rows = dg * (int)T;
     f->max_batch = max_batch;
     f->threads = rs_group_threads(max_batch, group, threads);
     f->group = group;

@@ -8,10 +8,10 @@
  * p_e * expert_e(x), experts applied in increasing index order.
  *
  * Groups and determinism: a batch is cut into groups of G consecutive images (G fixed by
- * the model: about 1024 tokens, rs_forward_group_size), and each group runs the whole
- * network as one unit on one thread (group.h states the rule and runs the loop), so
- * outputs do not depend on the thread count, nor on the batch size when batches start at
- * multiples of G.
+ * the model and the dispatch: about 1024 tokens, rs_forward_group_size), and each group
+ * runs the whole network as one unit on one thread (group.h states the rule and runs the
+ * loop), so outputs do not depend on the thread count, nor on the batch size when batches
+ * start at multiples of G.
  *
  * Ownership: rs_forward_create allocates every buffer for up to max_batch images; the
  * outputs (logits, routing) belong to the rs_forward and are overwritten by the next
@@ -59,15 +59,16 @@ typedef struct rs_forward rs_forward;
 int rs_forward_create(const rs_model *model, int max_batch, int threads, rs_forward **out,
                       rs_error *err);
 /* The same with dispatch DISPATCH (dispatch.h; NULL or capacity_factor 0: none, exactly
- * rs_forward_create). With a capacity factor the group G above is the dispatch group,
- * DISPATCH->group_images images: every group is dispatched on its own, its capacity
- * computed from its own tokens (the last group of a batch may hold fewer images), so that
- * batches starting at multiples of G give the same records for any batch size and thread
- * count. DISPATCH->bf16 rounds expert inputs and outputs to bfloat16 (vmoe's
- * Bfloat16Dispatcher); DISPATCH->pad_last runs a short last group as G images, the missing
- * ones all-zero inputs that take capacity, whose outputs (in the rows after the batch's,
- * which the outputs then hold up to whole groups) no caller reads. RS_EINVAL for a group or
- * capacity factor outside dispatch.h's bounds, or bf16/pad_last without a capacity factor. */
+ * rs_forward_create). With a capacity factor the group G above holds whole dispatch groups
+ * of DISPATCH->group_images images (a power of two of them, group.h): every dispatch group is
+ * dispatched on its own, exactly as alone, its capacity computed from its own tokens (the
+ * last one of a batch may hold fewer images), so that batches starting at multiples of G
+ * give the same records for any batch size and thread count. DISPATCH->bf16 rounds expert
+ * inputs and outputs to bfloat16 (vmoe's Bfloat16Dispatcher); DISPATCH->pad_last runs a
+ * short last dispatch group as group_images images, the missing ones all-zero inputs that
+ * take capacity, whose outputs (in the rows after the batch's, which the outputs then hold
+ * up to whole dispatch groups) no caller reads. RS_EINVAL for a group or capacity factor
+ * outside dispatch.h's bounds, or bf16/pad_last without a capacity factor. */
 int rs_forward_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
                                rs_forward **out, rs_error *err);
 void rs_forward_free(rs_forward *f);

@@ -35,8 +35,9 @@ typedef struct workspace {
 
 struct rs_grad {
     const rs_model *m;
-    int max_batch, threads, group;
+    int max_batch, threads, group; /* GROUP: images per group (group.h) */
     rs_dispatch dispatch; /* capacity_factor 0: every top-k choice runs */
+    int dispatch_rows;  /* token rows per dispatch group with a capacity */
     workspace *ws;      /* one per thread */
 };
 
@@ -277,11 +278,12 @@ static void ce_objective(const rs_config *c, const group_in *in, const float *lo
 
 /* ---- the taped forward pass: the forward pass's layers, keeping what the backward needs ---- */
 
-/* With a capacity (DISPATCH non-NULL) the group is one dispatch group, as in rs_forward_run:
- * rs_layer_moe fills each block's kept mask and routes only the kept choices, so the tape
- * holds exactly the expert rows the forward pass ran, and the backward (moe_back), which
- * walks those rows, gives dropped choices no gradient. */
-static void forward_group(const rs_model *m, const rs_dispatch *dispatch, workspace *ws, const float *pixels, int G)
+/* With a capacity (DISPATCH non-NULL) the group holds whole dispatch groups of DISPATCH_ROWS
+ * rows, dispatched as in rs_forward_run: rs_layer_moe fills each block's kept mask and routes
+ * only the kept choices, so the tape holds exactly the expert rows the forward pass ran, and
+ * the backward (moe_back), which walks those rows, gives dropped choices no gradient. */
+static void forward_group(const rs_model *m, const rs_dispatch *dispatch, int dispatch_rows, workspace *ws,
+                          const float *pixels, int G)
 {
     const rs_config *c = &m->cfg;
     size_t ND = (size_t)G * rs_config_tokens(c) * c->hidden;
@@ -297,7 +299,7 @@ static void forward_group(const rs_model *m, const rs_dispatch *dispatch, worksp
         if (w->moe_slot < 0)
             rs_layer_dense(c, &ws->g, &tb->b, w, N);
         else
-            rs_layer_moe(c, &ws->g, &tb->b, w, N, dispatch, ws->order);
+            rs_layer_moe(c, &ws->g, &tb->b, w, N, dispatch, dispatch_rows, ws->order);
     }
     rs_layer_head(m, &ws->g, G, ws->logits);
 }
@@ -556,18 +558,17 @@ int rs_grad_create_dispatch(const rs_model *model, int max_batch, int threads, c
     if (max_batch < 1 || threads < 1)
         return rs_error_set(err, RS_EINVAL, "grad: max_batch %d and threads %d must be >= 1", max_batch, threads);
     const rs_config *c = &model->cfg;
-    int group, rc = rs_group_for_dispatch(c, dispatch, "grad", &group, err);
+    int group, dg, rc = rs_group_for_dispatch(c, dispatch, "grad", &group, &dg, err);
     if (rc)
         return rc;
-    bool capacity = group > 0, pad = capacity && dispatch->pad_last;
-    if (!capacity)
-        group = rs_group_images(c);
+    bool capacity = dg > 0, pad = capacity && dispatch->pad_last;
     rs_grad *g = calloc(1, sizeof *g);
     if (!g)
         return rs_error_set(err, RS_ENOMEM, "grad: out of memory");
     g->m = model;
     if (capacity)
         g->dispatch = *dispatch;
+    g->dispatch_rows = dg * rs_config_tokens(c);
     g->max_batch = max_batch;
     g->group = group;
     g->threads = rs_group_threads(max_batch, group, threads);
@@ -653,12 +654,12 @@ static void run_group(void *ctx, int thread, int first, int n)
     const rs_dispatch *d = r->g->dispatch.capacity_factor > 0 ? &r->g->dispatch : NULL;
     const float *pixels = r->pixels + first * img;
     float *grad = r->grad + first * img;
-    int G = rs_group_padded(d, n, r->g->group);
+    int G = rs_group_padded(d, n);
     if (G > n) { /* the padding's gradient lands in the pad buffer, after the copied pixels */
         pixels = rs_group_pad(c, pixels, n, G, true, ws->pad);
         grad = ws->pad;
     }
-    forward_group(r->g->m, d, ws, pixels, G);
+    forward_group(r->g->m, d, r->g->dispatch_rows, ws, pixels, G);
     backward_group(r->g->m, ws, &in, G, grad);
     if (G > n)
         memcpy(r->grad + first * img, ws->pad, sizeof(float) * img * (size_t)n);

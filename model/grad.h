@@ -14,8 +14,8 @@
  * gradient through the gates and through the objective's router terms.
  *
  * With a capacity (rs_grad_create_dispatch) the gradient is that of the capacity-limited
- * forward pass (rs_forward_create_dispatch with the same dispatch): each group is one
- * dispatch group, the kept mask of the current pixels is a constant (vmoe's combine weights
+ * forward pass (rs_forward_create_dispatch with the same dispatch): each group holds the
+ * same whole dispatch groups as the forward pass's, each dispatched as alone, the kept mask of the current pixels is a constant (vmoe's combine weights
  * with the mask applied), a dropped choice gets no gradient, and the router's softmax gets
  * the kept choices' gradient. With the dispatch's bf16 the roundings of expert inputs and
  * outputs pass the gradient straight through; with pad_last a short last group runs padded
@@ -87,9 +87,9 @@ typedef struct rs_grad rs_grad;
  * max_batch or threads < 1, RS_ENOMEM naming the model file. */
 int rs_grad_create(const rs_model *model, int max_batch, int threads, rs_grad **out, rs_error *err);
 /* The same with dispatch DISPATCH (NULL or capacity_factor 0: none, exactly rs_grad_create):
- * groups are dispatch groups of DISPATCH->group_images images, dispatched as the forward pass
- * dispatches them (forward.h), so a batch whose groups are the forward pass's groups sees
- * the same kept choices. RS_EINVAL for a group or capacity factor outside dispatch.h's bounds. */
+ * groups hold whole dispatch groups of DISPATCH->group_images images, cut and dispatched as
+ * the forward pass does (forward.h, group.h), so a batch whose groups are the forward pass's
+ * groups sees the same kept choices. RS_EINVAL for a group or capacity factor outside dispatch.h's bounds. */
 int rs_grad_create_dispatch(const rs_model *model, int max_batch, int threads, const rs_dispatch *dispatch,
                             rs_grad **out, rs_error *err);
 void rs_grad_free(rs_grad *g);

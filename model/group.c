@@ -7,9 +7,22 @@
 #include <omp.h>
 #endif
 
-int rs_group_for_dispatch(const rs_config *c, const rs_dispatch *d, const char *who, int *group, rs_error *err)
+/* G for dispatch groups of DG images: m = the largest power of two with m x DG x T within
+ * RS_GROUP_TOKENS (at least 1) dispatch groups (group.h says why a power of two). */
+static int group_of_dispatch_groups(const rs_config *c, int dg)
 {
-    *group = 0;
+    long long tokens = (long long)dg * rs_config_tokens(c);
+    int m = 1;
+    while (2 * m * tokens <= RS_GROUP_TOKENS) /* tokens >= 1, so m stays <= RS_GROUP_TOKENS */
+        m *= 2;
+    return m * dg;
+}
+
+int rs_group_for_dispatch(const rs_config *c, const rs_dispatch *d, const char *who, int *group, int *dispatch_group,
+                          rs_error *err)
+{
+    *group = rs_group_images(c);
+    *dispatch_group = 0;
     if (d && d->capacity_factor == 0 && (d->bf16 || d->pad_last))
         return rs_error_set(err, RS_EINVAL, "%s: bfloat16 dispatch and a padded last group need a capacity factor",
                             who);
@@ -25,7 +38,8 @@ int rs_group_for_dispatch(const rs_config *c, const rs_dispatch *d, const char *
     if (!rs_dispatch_capacity(tokens, c->top_k, c->num_experts, d->capacity_factor))
         return rs_error_set(err, RS_EINVAL, "%s: capacity factor %g over %lld tokens gives no capacity", who,
                             d->capacity_factor, tokens);
-    *group = d->group_images;
+    *dispatch_group = d->group_images;
+    *group = group_of_dispatch_groups(c, d->group_images);
     return 0;
 }
 
@@ -64,7 +78,9 @@ const float *rs_group_pad(const rs_config *c, const float *images, int n, int gr
     return buf;
 }
 
-int rs_group_padded(const rs_dispatch *d, int n, int group)
+int rs_group_padded(const rs_dispatch *d, int n)
 {
-    return d && d->pad_last && n < group ? group : n;
+    if (!d || !d->pad_last)
+        return n;
+    return (n + d->group_images - 1) / d->group_images * d->group_images;
 }

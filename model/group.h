@@ -3,15 +3,25 @@
  * model/.
  *
  * The determinism rule: a batch is cut into groups of G consecutive images (the last may
- * hold fewer), G fixed by the model (about RS_GROUP_TOKENS tokens, rs_group_images) or by
- * the dispatch group, and each group runs the whole network as one unit on one thread:
- * every dense layer is one GEMM over the group's tokens, and the MoE dispatch gathers the
- * group's tokens by expert so that each expert is one GEMM. OpenBLAS rounds a row of a
- * product differently depending on where it sits in the call, so this is what makes
- * outputs independent of the thread count, and of the batch size too when batches start
- * at multiples of G: every product then sees exactly the same rows. Hence: threads take
- * whole groups, each with its own workspace, and BLAS itself runs single-threaded inside
- * them (the callers set OpenBLAS to one thread, rs_blas_set_threads in forward.h). */
+ * hold fewer), G fixed by the model and the dispatch (rs_group_for_dispatch), and each
+ * group runs the whole network as one unit on one thread: every dense layer is one GEMM
+ * over the group's tokens, and the MoE layer gathers the group's tokens by expert so that
+ * each expert is one GEMM. OpenBLAS rounds a row of a product differently depending on
+ * where it sits in the call, so this is what makes outputs independent of the thread
+ * count, and of the batch size too when batches start at multiples of G: every product
+ * then sees exactly the same rows. Hence: threads take whole groups, each with its own
+ * workspace, and BLAS itself runs single-threaded inside them (the callers set OpenBLAS to
+ * one thread, rs_blas_set_threads in forward.h).
+ *
+ * Groups and dispatch groups: with a capacity factor a group holds m whole dispatch groups
+ * of dispatch.h (G = m x group_images, m the largest power of two that keeps G's tokens
+ * within RS_GROUP_TOKENS, at least 1). The MoE layers dispatch each dispatch group of the
+ * group on its own (its own capacity, priority order and kept mask, exactly what it gets
+ * alone), then gather the kept choices of the whole group by expert; the dense, attention
+ * and expert products run once per group, so the weights are packed once for m dispatch
+ * groups. m is a power of two so that a group and a group seed's window of
+ * RS_GROUP_WINDOW_GROUPS dispatch groups (analyze/replay/group_order.h) always divide one
+ * another. */
 #ifndef RS_GROUP_H
 #define RS_GROUP_H
 
@@ -32,15 +42,18 @@ static inline int rs_group_images(const rs_config *c)
     return RS_GROUP_TOKENS / T > 1 ? RS_GROUP_TOKENS / T : 1;
 }
 
-/* The dispatch group of DISPATCH in images, into *GROUP: 0 when it sets no capacity (NULL or
- * capacity_factor 0). RS_EINVAL, the message starting with WHO, unless its group and factor
- * are within dispatch.h's bounds and give a capacity, and bf16 or pad_last come with one. The forward pass and its gradient
- * both check their dispatch here, so they accept exactly the same ones. */
+/* The groups of a pass with dispatch DISPATCH: *GROUP images per group (G above) and
+ * *DISPATCH_GROUP images per dispatch group, 0 when DISPATCH sets no capacity (NULL or
+ * capacity_factor 0; G is then rs_group_images). RS_EINVAL, the message starting with WHO,
+ * unless its group and factor are within dispatch.h's bounds and give a capacity, and bf16
+ * or pad_last come with one. The forward pass and its gradient both check their dispatch
+ * here, so they accept exactly the same ones and cut the same groups. */
 int rs_group_for_dispatch(const rs_config *c, const rs_dispatch *dispatch, const char *who, int *group,
-                          rs_error *err);
+                          int *dispatch_group, rs_error *err);
 
-/* Images a group of N images runs as: GROUP when D pads a short group (pad_last), else N. */
-int rs_group_padded(const rs_dispatch *d, int n, int group);
+/* Images a group of N images runs as: N, or with D's pad_last N raised to whole dispatch
+ * groups (a short last dispatch group padded). D NULL: no dispatch. */
+int rs_group_padded(const rs_dispatch *d, int n);
 
 /* A short group of N images at IMAGES padded to GROUP images in BUF (GROUP,C,H,W), which it
  * returns: the N images copied, then all-zero model inputs — 0 for normalised IMAGES, each

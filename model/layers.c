@@ -119,8 +119,24 @@ static void keep_forced(const rs_config *c, const rs_block_bufs *bb, int N)
             bb->kept[(size_t)n * R + s] = choice_runs(bb, n, s, R, k);
 }
 
+/* The kept mask of N rows in dispatch groups of S rows, each dispatched on its own exactly
+ * as when it runs alone: its own capacity (from its own rows, the last group's maybe fewer),
+ * priority order and places. route_start serves as the fill counters until route() sorts. */
+static void dispatch_groups(const rs_config *c, const rs_block_bufs *bb, int N, const rs_dispatch *dispatch, int S,
+                            int32_t *order)
+{
+    int E = c->num_experts, R = rs_config_record_k(c);
+    for (int s0 = 0; s0 < N; s0 += S) {
+        int rows = N - s0 < S ? N - s0 : S;
+        size_t at = (size_t)s0 * R;
+        rs_dispatch_assign(bb->top_idx + at, bb->top_gate + at, rows, R, c->top_k, E,
+                           rs_dispatch_capacity(rows, c->top_k, E, dispatch->capacity_factor), dispatch->bpr, order,
+                           bb->route_start, bb->kept + at);
+    }
+}
+
 void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,
-                  int N, const rs_dispatch *dispatch, int32_t *order)
+                  int N, const rs_dispatch *dispatch, int group_rows, int32_t *order)
 {
     int D = c->hidden, M = c->mlp_dim, E = c->num_experts, R = rs_config_record_k(c);
     bool bf16 = dispatch && dispatch->bf16;
@@ -129,10 +145,8 @@ void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_buf
     rs_softmax_rows(probs, (size_t)N, (size_t)E);
     for (int n = 0; n < N; n++)
         rs_top_experts(probs + (size_t)n * E, E, R, bb->top_idx + (size_t)n * R, bb->top_gate + (size_t)n * R);
-    if (dispatch && bb->kept) /* route_start serves as the fill counters until route() sorts */
-        rs_dispatch_assign(bb->top_idx, bb->top_gate, N, R, c->top_k, E,
-                           rs_dispatch_capacity(N, c->top_k, E, dispatch->capacity_factor), dispatch->bpr, order,
-                           bb->route_start, bb->kept);
+    if (dispatch && bb->kept)
+        dispatch_groups(c, bb, N, dispatch, group_rows, order);
     if (bb->forced && bb->kept)
         keep_forced(c, bb, N);
     route(c, bb, N);

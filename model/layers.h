@@ -117,15 +117,19 @@ void rs_layer_dense(const rs_config *c, const rs_group_bufs *g, const rs_block_b
                     const rs_block_weights *w, int N);
 /* Routes xn and adds each token's top_k expert outputs, weighted by their probabilities,
  * to x; experts in increasing index order. With DISPATCH (and bb->kept) the N tokens are
- * one dispatch group (dispatch.h): bb->kept receives the kept mask and only kept choices
- * run, their input and output rows rounded to bfloat16 when DISPATCH->bf16 (y, kept by the
- * gradient, holds the rounded outputs); ORDER (2N) is its scratch. DISPATCH NULL: every top-k choice runs. With bb->forced,
+ * dispatch groups of GROUP_ROWS (>= 1) consecutive rows each (dispatch.h; the last may hold
+ * fewer), each dispatched on its own, its capacity from its own rows: bb->kept receives
+ * the kept mask and only kept choices run, their input and output rows rounded to
+ * bfloat16 when DISPATCH->bf16 (y, kept by the gradient, holds the rounded outputs); ORDER
+ * (2N) is its scratch. The kept choices of all the dispatch groups are then gathered by
+ * expert, one product per expert for the N rows. DISPATCH NULL: every top-k choice runs
+ * (GROUP_ROWS unused). With bb->forced,
  * a forced token runs its forced experts instead (rs_moe_choices), gated by its own
  * probabilities, as bb->forced_run says and never dropped by this group's capacity:
  * dispatch still places its router's choices, so the other tokens are kept or dropped as
  * without forcing, and its kept row reads what forced_run says (1 without it). */
 void rs_layer_moe(const rs_config *c, const rs_group_bufs *g, const rs_block_bufs *bb, const rs_block_weights *w,
-                  int N, const rs_dispatch *dispatch, int32_t *order);
+                  int N, const rs_dispatch *dispatch, int group_rows, int32_t *order);
 /* LOGITS (G,K) from the final residual stream (x is left as it is). */
 void rs_layer_head(const rs_model *m, const rs_group_bufs *g, int G, float *logits);
 

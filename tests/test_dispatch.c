@@ -6,7 +6,9 @@
  * Goldens (tests/golden/dispatch, pytorch/dispatch_golden.py, float64): logits within 1e-4,
  * router probabilities within 1e-5 and kept masks identical, with and without BPR, k = 1
  * and 2, the last group short of a full one; outputs bit-identical for any batch split into
- * whole groups and any thread count. A factor that drops nothing reproduces the plain
+ * whole groups of the forward pass (several dispatch groups each, model/group.h) and any
+ * thread count, and every dispatch group of such a group dispatched exactly as alone (its
+ * kept mask what rs_dispatch_assign gives its own recorded choices). A factor that drops nothing reproduces the plain
  * forward pass's reference, and capacity factor 0 is the plain forward pass bit for bit.
  * vmoe's numerics, against the same generator: bfloat16 dispatch (k2_bf16), a short last group
  * padded with zero images that take capacity (k1_pad, k2_bpr_bf16_pad: the reference pads
@@ -120,7 +122,8 @@ static void top1_before_top2(void **state)
 }
 
 typedef struct outputs {
-    float *logits, *probs[8];
+    float *logits, *probs[8], *top_gate[8];
+    int32_t *top_idx[8];
     uint8_t *kept[8];
 } outputs;
 
@@ -134,14 +137,20 @@ static outputs run(const rs_model *m, const rs_dispatch *d, const float *input, 
     outputs o = {.logits = malloc(sizeof(float) * B * K)};
     for (int s = 0; s < c->num_moe; s++) {
         o.probs[s] = malloc(sizeof(float) * B * T * E);
+        o.top_idx[s] = malloc(sizeof(int32_t) * B * T * R);
+        o.top_gate[s] = malloc(sizeof(float) * B * T * R);
         o.kept[s] = malloc(B * T * R);
     }
     rs_forward *f;
     rs_error err;
     if (rs_forward_create_dispatch(m, chunk, threads, d, &f, &err))
         fail_msg("%s", err.msg);
-    if (d && d->capacity_factor > 0)
-        assert_int_equal(rs_forward_group_size(f), d->group_images);
+    if (d && d->capacity_factor > 0) { /* whole dispatch groups, a power of two of them (group.h) */
+        int G = rs_forward_group_size(f), groups = G / d->group_images;
+        assert_int_equal(G % d->group_images, 0);
+        assert_true(groups >= 1 && (groups & (groups - 1)) == 0);
+        assert_true(groups == 1 || (long)G * rs_config_tokens(c) <= 1024);
+    }
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int n = B - b0 < chunk ? B - b0 : chunk;
         assert_int_equal(rs_forward_run(f, input + b0 * img, n, &err), 0);
@@ -149,6 +158,8 @@ static outputs run(const rs_model *m, const rs_dispatch *d, const float *input, 
         memcpy(o.logits + b0 * K, out->logits, sizeof(float) * n * K);
         for (int s = 0; s < c->num_moe; s++) {
             memcpy(o.probs[s] + b0 * T * E, out->moe[s].probs, sizeof(float) * n * T * E);
+            memcpy(o.top_idx[s] + b0 * T * R, out->moe[s].top_idx, sizeof(int32_t) * n * T * R);
+            memcpy(o.top_gate[s] + b0 * T * R, out->moe[s].top_gate, sizeof(float) * n * T * R);
             if (out->moe[s].kept)
                 memcpy(o.kept[s] + b0 * T * R, out->moe[s].kept, n * T * R);
             else
@@ -164,6 +175,8 @@ static void free_outputs(outputs *o, int num_moe)
     free(o->logits);
     for (int s = 0; s < num_moe; s++) {
         free(o->probs[s]);
+        free(o->top_idx[s]);
+        free(o->top_gate[s]);
         free(o->kept[s]);
     }
 }
@@ -231,6 +244,74 @@ static void check_against(const rs_model *m, const rs_safetensors *ref, const ou
     free(logits);
 }
 
+/* Whether A and B, runs of the same B images, hold the same bits. */
+static void same_outputs(const rs_config *c, const outputs *a, const outputs *b, int B)
+{
+    size_t T = (size_t)rs_config_tokens(c), E = (size_t)c->num_experts, R = (size_t)rs_config_record_k(c);
+    assert_memory_equal(a->logits, b->logits, sizeof(float) * B * c->num_classes);
+    for (int s = 0; s < c->num_moe; s++) {
+        assert_memory_equal(a->probs[s], b->probs[s], sizeof(float) * B * T * E);
+        assert_memory_equal(a->kept[s], b->kept[s], B * T * R);
+    }
+}
+
+/* Each dispatch group of O (B images; a padded short last one is not checked) was
+ * dispatched exactly as alone: its kept mask is rs_dispatch_assign over its own
+ * recorded choices with the capacity of its own tokens. Returns the choices dropped. */
+static long alone_dispatch(const rs_config *c, const rs_dispatch *d, const outputs *o, int B)
+{
+    int T = rs_config_tokens(c), E = c->num_experts, R = rs_config_record_k(c), k = c->top_k;
+    int S = d->group_images * T;
+    int32_t *order = malloc(sizeof(int32_t) * 2 * S), fill[64];
+    uint8_t *kept = malloc((size_t)S * R);
+    long dropped = 0;
+    assert_true(E <= 64);
+    for (int s = 0; s < c->num_moe; s++)
+        for (int g0 = 0; g0 < B; g0 += d->group_images) {
+            int n = B - g0 < d->group_images ? B - g0 : d->group_images, rows = n * T;
+            if (n < d->group_images && d->pad_last)
+                continue; /* dispatched with its padding, which the outputs do not keep */
+            size_t at = (size_t)g0 * T * R;
+            rs_dispatch_assign(o->top_idx[s] + at, o->top_gate[s] + at, rows, R, k, E,
+                               rs_dispatch_capacity(rows, k, E, d->capacity_factor), d->bpr, order, fill, kept);
+            if (memcmp(kept, o->kept[s] + at, (size_t)rows * R))
+                fail_msg("slot %d: the dispatch group at image %d was not dispatched as alone", s, g0);
+            for (int i = 0; i < rows * R; i++)
+                dropped += i % R < k && !kept[i];
+        }
+    free(order);
+    free(kept);
+    return dropped;
+}
+
+/* Records independent of the batch split and the thread count, and each dispatch group
+ * dispatched as alone, on the golden's images tiled (each tile scaled its own way) to two
+ * groups of the forward pass (group.h: several dispatch groups each) and a short last group
+ * of a full and a short dispatch group. */
+static void batch_splits(const rs_model *m, const rs_dispatch *d, const float *input, int B0)
+{
+    const rs_config *c = &m->cfg;
+    size_t img = (size_t)c->channels * c->image_h * c->image_w;
+    rs_forward *f;
+    rs_error err;
+    assert_int_equal(rs_forward_create_dispatch(m, 1, 1, d, &f, &err), 0);
+    int G = rs_forward_group_size(f), dg = d->group_images, B = 2 * G + (dg > 1 ? 2 * dg - 1 : 1);
+    assert_true(G > dg); /* the goldens' groups hold several dispatch groups */
+    rs_forward_free(f);
+    float *tiled = malloc(sizeof(float) * B * img);
+    for (int i = 0; i < B; i++)
+        for (size_t q = 0; q < img; q++)
+            tiled[i * img + q] = input[(size_t)(i % B0) * img + q] * (1 + 0.03f * (float)(i / B0));
+    outputs whole = run(m, d, tiled, B, B, 2), groups = run(m, d, tiled, B, G, 1), pairs = run(m, d, tiled, B, 2 * G, 2);
+    same_outputs(c, &whole, &groups, B);
+    same_outputs(c, &whole, &pairs, B);
+    assert_true(alone_dispatch(c, d, &whole, B) > 0);
+    free_outputs(&whole, c->num_moe);
+    free_outputs(&groups, c->num_moe);
+    free_outputs(&pairs, c->num_moe);
+    free(tiled);
+}
+
 static void golden_case(void **state)
 {
     const char *name = *state;
@@ -269,13 +350,8 @@ static void golden_case(void **state)
         assert_true(differ);
         free_outputs(&unpadded, c->num_moe);
     }
-    /* Batches of whole groups on one thread give the same bits. */
-    outputs groups = run(m, &d, input, B, d.group_images, 1);
-    assert_memory_equal(whole.logits, groups.logits, sizeof(float) * B * c->num_classes);
-    for (int s = 0; s < c->num_moe; s++)
-        assert_memory_equal(whole.kept[s], groups.kept[s], B * T * R);
+    batch_splits(m, &d, input, B);
     free_outputs(&whole, c->num_moe);
-    free_outputs(&groups, c->num_moe);
     free(input);
     rs_safetensors_close(ref);
     rs_model_close(m);

@@ -69,7 +69,7 @@ static void hand_run(const hand_layer *h, const float *xn_in, int N, const int32
     rs_block_bufs bb = {.y = y, .probs = probs, .top_idx = top_idx, .top_gate = top_gate, .route_rows = rows,
                         .route_start = start, .kept = kept, .forced = forced, .forced_run = run};
     assert_true(R == 2);
-    rs_layer_moe(&h->c, &g, &bb, &h->w, N, dispatch, order);
+    rs_layer_moe(&h->c, &g, &bb, &h->w, N, dispatch, N, order);
     assert_int_equal(rs_gemm_status(gemm, &err), 0);
     rs_gemm_free(gemm);
 }

@@ -65,11 +65,11 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
     if (rc)
         return rc;
     int batch = opt->batch < total ? opt->batch : total;
-    int group = opt->dispatch.capacity_factor > 0 ? opt->dispatch.group_images : 1;
-    if (opt->has_group_seed && group > 0)
-        group = rs_group_window(group);
-    if (group > 0)
-        batch = (batch + group - 1) / group * group; /* whole dispatch groups (or windows) */
+    int unit = 1, window = 0; /* without a capacity eval keeps the batch it is given */
+    if (opt->dispatch.capacity_factor > 0 &&
+        (rc = rs_group_batch_unit(model, &opt->dispatch, opt->has_group_seed, &unit, &window, err)))
+        return rc;
+    batch = (batch + unit - 1) / unit * unit; /* whole groups of the forward pass (or windows) */
     rs_forward *f = NULL;
     size_t image_size = (size_t)c->channels * c->image_h * c->image_w;
     float *input = NULL, *ordered = NULL; /* (batch, C,H,W); ORDERED: the forward order */
@@ -91,7 +91,7 @@ int rs_evaluate(const rs_model *model, rs_source *src, const rs_eval_options *op
             break;
         for (int i = 0; i < n; i++)
             rs_model_normalize(c, input + (size_t)i * image_size);
-        if (order && (rc = rs_group_order(opt->group_seed, group, done, n, total, order, slot, err)))
+        if (order && (rc = rs_group_order(opt->group_seed, window, done, n, total, order, slot, err)))
             break;
         for (int i = 0; order && i < n; i++)
             memcpy(ordered + (size_t)i * image_size, input + (size_t)order[i] * image_size,

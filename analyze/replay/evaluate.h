@@ -9,10 +9,11 @@
  * image's predicted class is written there, one per line, in source order.
  *
  * With a capacity factor (DISPATCH, dispatch.h) every MoE layer dispatches groups of
- * group_images consecutive images of the slice; batches are rounded up to whole groups, so
- * results do not depend on the batch size, and the summary counts the top-k choices dropped.
- * With a group seed the groups come from shuffled windows of the slice (group_order.h) and
- * batches are rounded up to whole windows.
+ * group_images consecutive images of the slice; batches are rounded up to whole groups of
+ * the forward pass (rs_group_batch_unit: several dispatch groups each), so results do not
+ * depend on the batch size, and the summary counts the top-k choices dropped. With a group
+ * seed the dispatch groups come from shuffled windows of the slice (group_order.h) and
+ * batches are rounded up to whole windows too.
  *
  * Errors: 0 or a negative RS_E* code with one line naming the file: RS_EINVAL for an offset
  * past the source's end or a group seed without a capacity factor, the source's and forward pass's own errors, RS_EIO when the

@@ -5,6 +5,7 @@
 #include <gsl/gsl_rng.h>
 #include <stdio.h>
 
+#include "forward.h"
 #include "rs_seed.h"
 
 int rs_group_order(uint64_t seed, int window, int first, int n, int count, int32_t *order, int32_t *slot,
@@ -67,4 +68,17 @@ int rs_group_dispatch_resolve(const rs_config *c, const char *model_name, bool f
         out->pad_last = true;
     int rc = group_tokens > 0 ? rs_group_images_of_tokens(c, group_tokens, &out->group_images, err) : 0;
     return rc ? rc : rs_group_seed_check(has_group_seed, out, err);
+}
+
+int rs_group_batch_unit(const rs_model *model, const rs_dispatch *d, bool has_group_seed, int *unit, int *window,
+                        rs_error *err)
+{
+    rs_forward *probe; /* owned here: only asked its group size */
+    int rc = rs_forward_create_dispatch(model, 1, 1, d, &probe, err);
+    *unit = rc ? 0 : rs_forward_group_size(probe);
+    *window = !rc && has_group_seed ? rs_group_window(d->group_images) : 0;
+    if (*window > *unit)
+        *unit = *window;
+    rs_forward_free(probe);
+    return rc;
 }

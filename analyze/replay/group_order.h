@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "dispatch.h"
+#include "model.h"
 #include "rs_error.h"
 
 /* Dispatch groups per shuffled window: an image's batch-mates come from 8 groups' worth of
@@ -59,5 +60,15 @@ int rs_group_seed_check(bool has_group_seed, const rs_dispatch *d, rs_error *err
  * (rs_group_images_of_tokens); then rs_group_seed_check. One place for eval and replay. */
 int rs_group_dispatch_resolve(const rs_config *c, const char *model_name, bool from_model, const rs_dispatch *given,
                               long long group_tokens, bool has_group_seed, rs_dispatch *out, rs_error *err);
+
+/* What a job of MODEL with dispatch D cuts its batches and shards in, into *UNIT: the
+ * forward pass's group size G (rs_forward_group_size: whole dispatch groups with a
+ * capacity), or with HAS_GROUP_SEED the larger of G and the seed's window, *WINDOW
+ * (rs_group_window; 0 without a seed). Both are powers of two times the dispatch group
+ * (model/group.h), so the larger is a multiple of the other and batches of whole units
+ * start both groups and windows at the same images whatever --batch is. The forward pass's
+ * errors (RS_EINVAL for a dispatch it refuses, RS_ENOMEM). */
+int rs_group_batch_unit(const rs_model *model, const rs_dispatch *d, bool has_group_seed, int *unit, int *window,
+                        rs_error *err);
 
 #endif

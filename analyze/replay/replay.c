@@ -36,9 +36,8 @@ typedef struct engine {
     char *config_json;     /* the model's config text, for the store */
     char *labels_json;     /* its class names as a JSON array, or NULL */
     rs_run_info run;
-    int group;             /* what batches and shards are cut in: the forward pass's group size
-                              G (the dispatch group with capacity), or with a group seed the
-                              seed's window of several dispatch groups */
+    int group;             /* what batches and shards are cut in (rs_group_batch_unit) */
+    int window;            /* with a group seed: its window of dispatch groups, else 0 */
     rs_dispatch dispatch;  /* as run: capacity_factor 0 = none */
     double decode_s, forward_s; /* time in decoding + fitting images and in the forward pass */
     double attack_s;       /* time in attacks (their forward + backward passes) */
@@ -452,7 +451,7 @@ static int compute_batch(engine *e, int first, int n, rs_error *err)
     size_t img = (size_t)C * H * W;
     const rs_run_info *run = &e->run;
     int job_first = run->shard_count > 0 ? run->job_offset : run->offset;
-    int rc = e->order ? rs_group_order(e->opt->group_seed, e->group, first - job_first, n,
+    int rc = e->order ? rs_group_order(e->opt->group_seed, e->window, first - job_first, n,
                                        run->shard_count > 0 ? run->job_count : run->count, e->order, e->slot, err)
                       : 0;
     double t0 = now();
@@ -671,20 +670,6 @@ static int open_inputs(engine *e, const rs_replay_options *opt, rs_error *err)
     return rc;
 }
 
-/* What batches and shards are cut in: the forward pass's group size G, or with a group seed
- * its window (group_order.h). */
-static int find_group(engine *e, rs_error *err)
-{
-    rs_forward *probe;
-    int rc = rs_forward_create_dispatch(e->model, 1, 1, &e->dispatch, &probe, err);
-    if (!rc)
-        e->group = rs_forward_group_size(probe);
-    rs_forward_free(probe);
-    if (!rc && e->opt->has_group_seed)
-        e->group = rs_group_window(e->group);
-    return rc;
-}
-
 int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *err)
 {
     memset(sum, 0, sizeof *sum);
@@ -712,7 +697,7 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
         /* Check the request before creating anything on disk. */
         rc = open_inputs(&e, opt, err);
         if (!rc)
-            rc = find_group(&e, err);
+            rc = rs_group_batch_unit(e.model, &e.dispatch, opt->has_group_seed, &e.group, &e.window, err);
         if (!rc)
             rc = rs_store_lock_file(opt->db_path, true, &e.lock_fd, err);
         if (!rc)
@@ -722,7 +707,8 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
     }
     if (!rc && !sum->already_done) {
         /* Batches are whole groups of the forward pass: see "Determinism" in replay.h. */
-        rc = e.group ? 0 : find_group(&e, err);
+        if (!e.group)
+            rc = rs_group_batch_unit(e.model, &e.dispatch, opt->has_group_seed, &e.group, &e.window, err);
         if (!rc) {
             int want = opt->batch > 0 ? opt->batch : 256;
             if (want > e.run.count)

@@ -30,9 +30,10 @@
  *
  * Dispatch: with a capacity factor (dispatch.h, docs/dispatch.md) every MoE layer dispatches
  * groups of group_images consecutive images of the run (the last group holds what remains),
- * batches and shards are whole groups, and the store records which choices were kept. With
- * a group seed the groups are drawn from shuffled windows of images instead
- * (group_order.h); batches and shards are then whole windows. The settings are part of the
+ * the forward's groups hold whole dispatch groups (model/group.h), batches and shards are
+ * whole groups, and the store records which choices were kept. With a group seed the
+ * dispatch groups are drawn from shuffled windows of images instead (group_order.h);
+ * batches and shards are then whole windows and whole groups (rs_group_batch_unit). The settings are part of the
  * run's identity.
  *
  * Shards: with shard_count, the run covers only the shard's images (shard.h) and records
