@@ -66,7 +66,7 @@ static int bench_sgemm(int n, int threads, double seconds)
     sgemm_call g = {n, a, b, c};
     double per_s;
     sgemm_step(&g); /* warm-up */
-    bench_rate(sgemm_step, &g, seconds, 3, &per_s);
+    bench_rate(sgemm_step, &g, seconds, 3, &per_s, NULL);
     printf("sgemm_gflops %.1f\n", 2.0 * n * n * (double)n * per_s / 1e9);
     free(a);
     free(b);
@@ -189,12 +189,13 @@ static int bench_ceiling(const char *path, int batch, int threads, double second
     }
     rs_blas_set_threads(1);
     ceiling_call cc = {shapes, n, threads, t};
-    double per_s;
-    if (ceiling_step(&cc) || bench_rate(ceiling_step, &cc, seconds, 2, &per_s)) {
+    double per_s, per_cpu_s;
+    if (ceiling_step(&cc) || bench_rate(ceiling_step, &cc, seconds, 2, &per_s, &per_cpu_s)) {
         fprintf(stderr, "bench_forward: a GEMM failed\n");
         return 1;
     }
-    printf("ceiling_gflops %.1f\n", threads * flops * per_s / 1e9);
+    printf("ceiling_gflops %.1f cpu_ceiling_gflops %.1f\n", threads * flops * per_s / 1e9,
+           threads * threads * flops * per_cpu_s / 1e9);
     for (int i = 0; i < threads; i++) {
         rs_gemm_free(t[i].gemm);
         free(t[i].a), free(t[i].b), free(t[i].c), free(t[i].bh);
@@ -252,13 +253,14 @@ int main(int argc, char **argv)
         return 1;
     bench_fill(x, n, -1, 1);
     forward_call fc = {f, x, batch, {0}};
-    double per_s;
+    double per_s, per_cpu_s;
     /* the first call is the warm-up: it pages in the weights and spins up the threads */
-    if (forward_step(&fc) || bench_rate(forward_step, &fc, seconds, 2, &per_s)) {
+    if (forward_step(&fc) || bench_rate(forward_step, &fc, seconds, 2, &per_s, &per_cpu_s)) {
         fprintf(stderr, "bench_forward: %s\n", fc.err.msg);
         return 1;
     }
-    printf("c_images_per_s %.1f gflop_per_image %.4f\n", batch * per_s, flops_per_image(c) / 1e9);
+    printf("c_images_per_s %.1f gflop_per_image %.4f cpu_images_per_s %.1f\n", batch * per_s,
+           flops_per_image(c) / 1e9, threads * batch * per_cpu_s);
     free(x);
     rs_forward_free(f);
     rs_model_close(m);
