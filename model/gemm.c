@@ -58,6 +58,8 @@ struct rs_gemm {
     pack_entry *packs;        /* packed weights, open addressing, cap a power of two, owned */
     size_t pack_cap, pack_count;
     size_t packed_bytes;      /* the packed copies' size */
+    prim_key *homes;          /* each shape's home row count (home_rows), nhomes, owned */
+    int nhomes;
 #endif
 };
 
@@ -322,9 +324,10 @@ static dnnl_memory_t packed_weight(rs_gemm *g, const prim_entry *e, const void *
     return slot->mem;
 }
 
-/* The largest power of two <= LEFT (0 when none is left): products run in such row
- * blocks, so that a shape needs at most one primitive per bit of its row count instead of
- * one per row count (expert products see a new one in almost every group). */
+/* The largest power of two <= LEFT (0 when none is left): products of other than their
+ * shape's home row count run in such row blocks, so that a shape needs at most one
+ * primitive per bit of its row count instead of one per row count (expert products see a
+ * new one in almost every group). */
 static int row_block(int left)
 {
     int rows = 1;
@@ -333,6 +336,28 @@ static int row_block(int left)
     while (rows <= left / 2)
         rows *= 2;
     return rows;
+}
+
+/* The home row count of SHAPE (a key with m = 0): the first m it was called with, which
+ * runs as one block. Attention products always have T rows and a group's dense products
+ * mostly the same N: one call and one primitive for them, not one per power of two (50
+ * rows were 32 + 16 + 2, three calls). 0 when out of memory (then every m runs in blocks). */
+static int home_rows(rs_gemm *g, const prim_key *shape, int m)
+{
+    for (int i = 0; i < g->nhomes; i++) {
+        prim_key h = g->homes[i];
+        int rows = h.m;
+        h.m = 0;
+        if (!memcmp(&h, shape, sizeof h))
+            return rows;
+    }
+    prim_key *grown = realloc(g->homes, sizeof *grown * (size_t)(g->nhomes + 1));
+    if (!grown)
+        return 0;
+    g->homes = grown;
+    g->homes[g->nhomes] = *shape;
+    g->homes[g->nhomes++].m = m;
+    return m;
 }
 
 /* The cached primitive of KEY, created on first use; NULL after a failure. */
@@ -379,6 +404,18 @@ static void run_dnnl(rs_gemm *g, const prim_key *key, const void *a, const void 
 }
 #endif
 
+/* Runs SHAPE (a key with m = 0) on the M rows of A (A_ROW bytes apart), B and C: in one
+ * block when M is the shape's home row count, else in power-of-two blocks (gemm.h: a row's
+ * value does not depend on the block). */
+static void run_rows(rs_gemm *g, prim_key shape, int m, const char *a, size_t a_row, const void *b, float *c)
+{
+    int home = home_rows(g, &shape, m);
+    for (int row = 0, rows; (rows = m == home ? m - row : row_block(m - row)) > 0; row += rows) {
+        shape.m = rows;
+        run_dnnl(g, &shape, a + row * a_row, b, c + (size_t)row * shape.ldc);
+    }
+}
+
 /* rs_gemm_f32 and rs_gemm_weight_f32: PACKED says B is a weight (gemm.h). */
 static void gemm_f32(rs_gemm *g, bool packed, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                      const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
@@ -387,11 +424,8 @@ static void gemm_f32(rs_gemm *g, bool packed, bool trans_a, bool trans_b, int m,
         return;
 #ifdef RS_HAVE_DNNL
     if (g->backend == RS_GEMM_ONEDNN) {
-        /* Rows in power-of-two blocks (gemm.h): a row's value does not depend on the block. */
-        for (int row = 0, rows; (rows = row_block(m - row)) > 0; row += rows) {
-            prim_key key = {trans_a, trans_b, 0, packed, rows, n, k, lda, ldb, ldc, alpha, beta};
-            run_dnnl(g, &key, a + (trans_a ? (size_t)row : (size_t)row * lda), b, c + (size_t)row * ldc);
-        }
+        prim_key shape = {trans_a, trans_b, 0, packed, 0, n, k, lda, ldb, ldc, alpha, beta};
+        run_rows(g, shape, m, (const char *)a, sizeof *a * (trans_a ? 1 : (size_t)lda), b, c);
         return;
     }
 #else
@@ -444,10 +478,8 @@ void rs_gemm_bf16(rs_gemm *g, int m, int n, int k, const float *a, int lda, cons
     for (int i = 0; i < m; i++)
         for (int j = 0; j < k; j++)
             g->abuf[(size_t)i * k + j] = rs_bf16_round(a[(size_t)i * lda + j]);
-    for (int row = 0, rows; (rows = row_block(m - row)) > 0; row += rows) {
-        prim_key key = {0, 1, 1, 1, rows, n, k, k, k, ldc, 1.0f, beta};
-        run_dnnl(g, &key, g->abuf + (size_t)row * k, w, c + (size_t)row * ldc);
-    }
+    prim_key shape = {0, 1, 1, 1, 0, n, k, k, k, ldc, 1.0f, beta};
+    run_rows(g, shape, m, (const char *)g->abuf, sizeof *g->abuf * (size_t)k, w, c);
 #else
     (void)k, (void)a, (void)lda, (void)w, (void)beta, (void)c, (void)ldc;
     if (!g->status.code)
@@ -503,6 +535,7 @@ void rs_gemm_free(rs_gemm *g)
     free(g->table);
     free(g->packs);
     free(g->layouts);
+    free(g->homes);
     free(g->abuf);
     if (g->stream)
         dnnl_stream_destroy(g->stream);

@@ -4,12 +4,14 @@
  * elements). Expert batches are one call per expert over its gathered rows.
  *
  * Backends: OpenBLAS cblas_sgemm (always built), and oneDNN matmul primitives (built when
- * meson finds libdnnl, RS_HAVE_DNNL). oneDNN runs the m rows in blocks of powers of two
- * (m = 200: 128 + 64 + 8); its primitives are created once per exact block shape (rows,
- * n, k, transposes, leading dimensions, alpha, beta, precision) and kept in this object's
- * cache until rs_gemm_free, so a shape needs at most one primitive per bit of m however
- * many row counts the experts see; a call only points the cached memory objects at its
- * arrays and executes.
+ * meson finds libdnnl, RS_HAVE_DNNL). oneDNN runs the m rows of a shape (n, k,
+ * transposes, leading dimensions, alpha, beta, precision) in one block when m is the
+ * shape's home row count — the m of its first call in this object: T for attention
+ * products, a full group's rows for dense ones — and otherwise in blocks of powers of two
+ * (m = 200: 128 + 64 + 8). Its primitives are created once per exact block shape and kept
+ * in this object's cache until rs_gemm_free, so a shape needs at most one primitive per bit
+ * of m, plus its home one, however many row counts the experts see; a call only points the
+ * cached memory objects at its arrays and executes.
  *
  * Weights (rs_gemm_weight_f32, rs_gemm_bf16): B is a weight of the model, so oneDNN gets
  * it once in the layout its kernel reads (blocked; bfloat16 in VNNI pairs) instead of
@@ -27,9 +29,10 @@
  * --batch): a call computes on the calling thread only (OpenBLAS's thread count is set to
  * 1 by the forward state; oneDNN runs with OpenMP's thread count 1 around creation and
  * execution), and every row of C depends only on its own row of A, whatever m or the row
- * block is. For
- * oneDNN that holds for its brgemm kernels with a fixed m (tests/onednn_test.sh checks it
- * on the models' shapes); its runtime-m jit gemm and its AMX bf16 kernels change their
+ * block is — so neither the blocks nor which m came first (the home row count) changes a
+ * value. For oneDNN that holds for its brgemm kernels with a fixed m, plain or packed
+ * weights (tests/test_gemm.c checks it on the models' shapes for every m up to 300,
+ * tests/onednn_test.sh on whole runs); its runtime-m jit gemm and its AMX bf16 kernels change their
  * blocking with m, so the shapes are never runtime and rs_gemm_create caps oneDNN's ISA
  * at avx512_core_bf16 (process-wide, once, before oneDNN creates anything).
  *

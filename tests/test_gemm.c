@@ -1,12 +1,15 @@
-/* The GEMM seam's weight products (model/gemm.h: rs_gemm_weight_f32, rs_gemm_bf16).
+/* The GEMM seam's row blocks and weight products (model/gemm.h: rs_gemm_weight_f32,
+ * rs_gemm_bf16).
  *
  * OpenBLAS: rs_gemm_weight_f32 is rs_gemm_f32 bit for bit and packs nothing. oneDNN (when
  * built; bf16 where the CPU has avx512_bf16), on the layer shapes of the bundled and S/32
  * models: every row of a product with packed weights is bit for bit the same whatever the
- * number of rows (1 ... 300, so every power-of-two block from 1 to 256 and mixes of them),
- * which is what keeps records independent of --batch; in f32 it is also the plain product
- * bit for bit (packing changes no record); and the packed copies do not grow with calls:
- * one copy per weight, of about the weight's size, after the first call. */
+ * number of rows (1 ... 300, so every power-of-two block from 1 to 256 and mixes of them)
+ * and whether the row count is the shape's home one (one block) or not, which is what
+ * keeps records independent of --batch; the same for the attention products (T = 50 rows
+ * of Q K^T and P V); in f32 the packed product is the plain one bit for bit (packing
+ * changes no record); and the packed copies do not grow with calls: one copy per weight,
+ * of about the weight's size, after the first call. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,6 +78,13 @@ static void check_rows(rs_precision precision)
             assert_memory_equal(c, ref, sizeof *c * m * n);
         }
         assert_int_equal(rs_gemm_packed_bytes(g), packed);
+        /* A state whose home row count for the shape is 37: 300 rows run in blocks. */
+        rs_gemm *g2;
+        assert_int_equal(rs_gemm_create(RS_GEMM_ONEDNN, precision, &g2, &err), 0);
+        product(g2, 37, n, k, a, w, wh, c);
+        product(g2, MAX_M, n, k, a, w, wh, c);
+        assert_memory_equal(c, ref, sizeof *c * MAX_M * n);
+        rs_gemm_free(g2);
         weights += (size_t)n * k * (wh ? 2 : 4);
         free(a), free(w), free(ref), free(c), free(wh);
     }
@@ -103,6 +113,34 @@ static void test_openblas_same(void **state)
     rs_gemm_free(g);
 }
 
+/* Attention products (plain rs_gemm_f32, T = 50 query rows; tiny's Dh 16, S/32's 64):
+ * rows of every row count 1 ... 50 equal those of the 50-row product, the shape's home
+ * row count (one block), whether or not B is transposed. */
+static void test_onednn_attention_rows(void **state)
+{
+    (void)state;
+    if (!rs_gemm_available(RS_GEMM_ONEDNN))
+        skip();
+    enum { T = 50 };
+    rs_gemm *g;
+    rs_error err;
+    assert_int_equal(rs_gemm_create(RS_GEMM_ONEDNN, RS_PRECISION_F32, &g, &err), 0);
+    for (int dh = 16; dh <= 64; dh *= 4) {
+        float q[T * 64], kv[T * 64], ref[T * 64], c[T * 64]; /* T (T,T) or (T,Dh) products */
+        fill(q, T * 64, 3u + (uint32_t)dh), fill(kv, T * 64, 4u + (uint32_t)dh);
+        for (int trans = 0; trans < 2; trans++) {
+            int n = trans ? T : dh, k = trans ? dh : T; /* Q K^T (T,T) or P V (T,Dh) */
+            rs_gemm_f32(g, false, trans, T, n, k, 0.25f, q, k, kv, trans ? k : n, 0.0f, ref, n);
+            for (int m = 1; m <= T; m++) {
+                rs_gemm_f32(g, false, trans, m, n, k, 0.25f, q, k, kv, trans ? k : n, 0.0f, c, n);
+                assert_memory_equal(c, ref, sizeof *c * m * n);
+            }
+        }
+    }
+    assert_int_equal(rs_gemm_status(g, &err), 0);
+    rs_gemm_free(g);
+}
+
 static void test_onednn_rows(void **state)
 {
     (void)state;
@@ -125,6 +163,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openblas_same),
         cmocka_unit_test(test_onednn_rows),
+        cmocka_unit_test(test_onednn_attention_rows),
         cmocka_unit_test(test_onednn_bf16_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
