@@ -1,5 +1,6 @@
 /* gemm.h — the one matrix product interface of model/: every product of the forward pass
- * and the gradient goes through rs_gemm_f32 or rs_gemm_bf16, row-major, shapes as BLAS
+ * and the gradient goes through rs_gemm_f32, rs_gemm_weight_f32 (B a weight of the model)
+ * or rs_gemm_bf16, row-major, shapes as BLAS
  * has them (C (m,n) = alpha op(A) (m,k) op(B) (k,n) + beta C, leading dimensions in
  * elements). Expert batches are one call per expert over its gathered rows.
  *
@@ -23,7 +24,8 @@
  * packed copy per weight and per distinct layout the row blocks chose (one on the models'
  * shapes; rs_gemm_packed_bytes says), about the size of the weights this thread multiplies
  * by — f32 weights are held twice, bf16 weights once more besides their twin — in each
- * object, i.e. per worker thread. OpenBLAS reads the weight in place, as rs_gemm_f32 does.
+ * object, i.e. per worker thread (S/32 in f32: 227 MB per thread). OpenBLAS reads the
+ * weight in place, as rs_gemm_f32 does.
  *
  * Determinism (what the store's promise needs: records independent of --threads and
  * --batch): a call computes on the calling thread only (OpenBLAS's thread count is set to
@@ -32,9 +34,9 @@
  * block is — so neither the blocks nor which m came first (the home row count) changes a
  * value. For oneDNN that holds for its brgemm kernels with a fixed m, plain or packed
  * weights (tests/test_gemm.c checks it on the models' shapes for every m up to 300,
- * tests/onednn_test.sh on whole runs); its runtime-m jit gemm and its AMX bf16 kernels change their
- * blocking with m, so the shapes are never runtime and rs_gemm_create caps oneDNN's ISA
- * at avx512_core_bf16 (process-wide, once, before oneDNN creates anything).
+ * tests/onednn_test.sh on whole runs); its runtime-m jit gemm and its AMX bf16 kernels
+ * change their blocking with m, so the shapes are never runtime and rs_gemm_create caps
+ * oneDNN's ISA at avx512_core_bf16 (process-wide, once, before oneDNN creates anything).
  *
  * bfloat16 (RS_PRECISION_BF16, oneDNN only): rs_gemm_bf16 rounds A to bfloat16 (nearest
  * even) into a scratch buffer of this object and multiplies by bfloat16 weights with float32
