@@ -66,7 +66,7 @@ static int bench_sgemm(int n, int threads, double seconds)
     sgemm_call g = {n, a, b, c};
     double per_s;
     sgemm_step(&g); /* warm-up */
-    bench_rate(sgemm_step, &g, seconds, 3, &per_s);
+    bench_rate(sgemm_step, &g, seconds, 3, &per_s, NULL);
     printf("sgemm_gflops %.1f\n", 2.0 * n * n * (double)n * per_s / 1e9);
     free(a);
     free(b);
@@ -75,10 +75,11 @@ static int bench_sgemm(int n, int threads, double seconds)
 }
 
 /* One matrix product of a forward group: SHAPE repeated REPS times; BIG when it is one of
- * the large matmuls that bf16 runs in bfloat16 (A (m,k) times W (n,k)^T then). */
+ * the large matmuls that bf16 runs in bfloat16 (A (m,k) times W (n,k)^T then); WEIGHT when
+ * B is a weight, which the pass multiplies by through rs_gemm_weight_f32 (packed once). */
 typedef struct gemm_shape {
     int m, n, k, reps;
-    bool trans_b, big;
+    bool trans_b, big, weight;
 } gemm_shape;
 
 /* The products of one group of G images (forward.c, layers.c), at most 16; expert rows
@@ -88,21 +89,21 @@ static int group_shapes(const rs_config *c, int G, gemm_shape *s)
     int T = rs_config_tokens(c), N = G * T, D = c->hidden, M = c->mlp_dim, E = c->num_experts;
     int H = c->heads, Dh = D / H, P = c->patch_size, n = 0, moe = c->num_moe, dense = c->depth - moe;
     int rows = (N * c->top_k + E - 1) / E;
-    s[n++] = (gemm_shape){G * rs_config_patches(c), D, c->channels * P * P, 1, true, false};
-    s[n++] = (gemm_shape){N, 3 * D, D, c->depth, true, true};
-    s[n++] = (gemm_shape){T, T, Dh, c->depth * G * H, true, false};
-    s[n++] = (gemm_shape){T, Dh, T, c->depth * G * H, false, false};
-    s[n++] = (gemm_shape){N, D, D, c->depth, true, true};
+    s[n++] = (gemm_shape){G * rs_config_patches(c), D, c->channels * P * P, 1, true, false, true};
+    s[n++] = (gemm_shape){N, 3 * D, D, c->depth, true, true, true};
+    s[n++] = (gemm_shape){T, T, Dh, c->depth * G * H, true, false, false};
+    s[n++] = (gemm_shape){T, Dh, T, c->depth * G * H, false, false, false};
+    s[n++] = (gemm_shape){N, D, D, c->depth, true, true, true};
     if (dense) {
-        s[n++] = (gemm_shape){N, M, D, dense, true, true};
-        s[n++] = (gemm_shape){N, D, M, dense, true, true};
+        s[n++] = (gemm_shape){N, M, D, dense, true, true, true};
+        s[n++] = (gemm_shape){N, D, M, dense, true, true, true};
     }
     if (moe) {
-        s[n++] = (gemm_shape){N, E, D, moe, true, false};
-        s[n++] = (gemm_shape){rows, M, D, moe * E, true, true};
-        s[n++] = (gemm_shape){rows, D, M, moe * E, true, true};
+        s[n++] = (gemm_shape){N, E, D, moe, true, false, true};
+        s[n++] = (gemm_shape){rows, M, D, moe * E, true, true, true};
+        s[n++] = (gemm_shape){rows, D, M, moe * E, true, true, true};
     }
-    s[n++] = (gemm_shape){G, c->num_classes, D, 1, true, false};
+    s[n++] = (gemm_shape){G, c->num_classes, D, 1, true, false, true};
     return n;
 }
 
@@ -137,6 +138,9 @@ static int ceiling_step(void *ctx)
             for (int r = 0; r < s->reps; r++) {
                 if (bf16 && s->big)
                     rs_gemm_bf16(t->gemm, s->m, s->n, s->k, t->a, s->k, t->bh, 0.0f, t->c, s->n);
+                else if (s->weight)
+                    rs_gemm_weight_f32(t->gemm, s->trans_b, s->m, s->n, s->k, t->a, s->k, t->b,
+                                       s->trans_b ? s->k : s->n, 0.0f, t->c, s->n);
                 else
                     rs_gemm_f32(t->gemm, false, s->trans_b, s->m, s->n, s->k, 1.0f, t->a, s->k, t->b,
                                 s->trans_b ? s->k : s->n, 0.0f, t->c, s->n);
@@ -185,12 +189,13 @@ static int bench_ceiling(const char *path, int batch, int threads, double second
     }
     rs_blas_set_threads(1);
     ceiling_call cc = {shapes, n, threads, t};
-    double per_s;
-    if (ceiling_step(&cc) || bench_rate(ceiling_step, &cc, seconds, 2, &per_s)) {
+    double per_s, per_cpu_s;
+    if (ceiling_step(&cc) || bench_rate(ceiling_step, &cc, seconds, 2, &per_s, &per_cpu_s)) {
         fprintf(stderr, "bench_forward: a GEMM failed\n");
         return 1;
     }
-    printf("ceiling_gflops %.1f\n", threads * flops * per_s / 1e9);
+    printf("ceiling_gflops %.1f cpu_ceiling_gflops %.1f\n", threads * flops * per_s / 1e9,
+           threads * threads * flops * per_cpu_s / 1e9);
     for (int i = 0; i < threads; i++) {
         rs_gemm_free(t[i].gemm);
         free(t[i].a), free(t[i].b), free(t[i].c), free(t[i].bh);
@@ -248,13 +253,14 @@ int main(int argc, char **argv)
         return 1;
     bench_fill(x, n, -1, 1);
     forward_call fc = {f, x, batch, {0}};
-    double per_s;
+    double per_s, per_cpu_s;
     /* the first call is the warm-up: it pages in the weights and spins up the threads */
-    if (forward_step(&fc) || bench_rate(forward_step, &fc, seconds, 2, &per_s)) {
+    if (forward_step(&fc) || bench_rate(forward_step, &fc, seconds, 2, &per_s, &per_cpu_s)) {
         fprintf(stderr, "bench_forward: %s\n", fc.err.msg);
         return 1;
     }
-    printf("c_images_per_s %.1f gflop_per_image %.4f\n", batch * per_s, flops_per_image(c) / 1e9);
+    printf("c_images_per_s %.1f gflop_per_image %.4f cpu_images_per_s %.1f\n", batch * per_s,
+           flops_per_image(c) / 1e9, threads * batch * per_cpu_s);
     free(x);
     rs_forward_free(f);
     rs_model_close(m);

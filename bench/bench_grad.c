@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     rs_objective_init(&b.obj);
     double per_s;
     /* the first call is the warm-up: it pages in the weights and spins up the threads */
-    if (step(&b) || bench_rate(step, &b, seconds, 2, &per_s)) {
+    if (step(&b) || bench_rate(step, &b, seconds, 2, &per_s, NULL)) {
         fprintf(stderr, "bench_grad: %s\n", b.err.msg);
         return 1;
     }

@@ -15,9 +15,12 @@ double bench_now(void);
 void bench_fill(float *x, size_t n, float lo, float hi);
 
 /* Calls STEP(CTX) until SECONDS have passed and it ran at least MIN_CALLS times; *PER_S
- * receives the calls per second. Warm-up is the caller's. Returns 0, or the first non-zero
- * value STEP returned (the loop stops there). */
-int bench_rate(int (*step)(void *ctx), void *ctx, double seconds, int min_calls, double *per_s);
+ * receives the calls per second, and *PER_CPU_S (unless NULL) the calls per second of the
+ * process's CPU time, all threads together: times the thread count, that is the rate on
+ * idle cores, which a machine loaded by other jobs lowers far less than the wall-clock
+ * rate. Warm-up is the caller's. Returns 0, or the first non-zero value STEP returned (the
+ * loop stops there). */
+int bench_rate(int (*step)(void *ctx), void *ctx, double seconds, int min_calls, double *per_s, double *per_cpu_s);
 
 /* Takes "--gemm B" and "--precision P" (model/gemm.h) out of ARGV wherever they stand,
  * shifting the rest down and lowering *ARGC; defaults OpenBLAS f32. Returns 0, or 2 after

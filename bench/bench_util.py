@@ -15,14 +15,17 @@ def add_common_args(parser, seconds):
     parser.add_argument("--shapes", default="tiny,s32")
 
 
-def rate(step, batch, seconds):
+def rate(step, batch, seconds, cpu=None):
     """Images/s of STEP, one call a batch of BATCH images: a warm-up call, then calls until
-    SECONDS have passed and at least two ran (as the C side's bench_rate)."""
+    SECONDS have passed and at least two ran (as the C side's bench_rate). With CPU (a
+    list), appends the images per second of this process's CPU time."""
     step()
-    calls, t0 = 0, time.perf_counter()
+    calls, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds or calls < 2:
         step()
         calls += 1
+    if cpu is not None:
+        cpu.append(batch * calls / (time.process_time() - c0))
     return batch * calls / (time.perf_counter() - t0)
 
 

@@ -10,19 +10,36 @@
 #endif
 
 #ifdef RS_HAVE_DNNL
-/* Everything that decides a primitive: two calls with equal keys share one. */
+/* Everything that decides a primitive: two calls with equal keys share one. PACKED: B is
+ * a weight, handed over in the layout the primitive chose (weights_layout). */
 typedef struct prim_key {
-    int trans_a, trans_b, bf16;
+    int trans_a, trans_b, bf16, packed;
     int m, n, k, lda, ldb, ldc;
     float alpha, beta;
 } prim_key;
 
-/* A cached primitive and its three memory objects, whose data handles each call sets. */
+/* A cached primitive and its memory objects, whose data handles each call sets. A packed
+ * entry has no B object (the packed copy's own is used) and the index of its weights
+ * layout in rs_gemm.layouts; others have layout -1. */
 typedef struct prim_entry {
     prim_key key;
     dnnl_primitive_t prim; /* NULL: an empty slot */
     dnnl_memory_t a, b, c;
+    int layout;
 } prim_entry;
+
+/* One packed copy of a weight: which weight (its address and plain layout) in which of
+ * the layouts primitives chose. */
+typedef struct pack_key {
+    const void *w;
+    int n, k, ldb, trans_b, bf16, layout;
+} pack_key;
+_Static_assert(sizeof(pack_key) == sizeof(void *) + 6 * sizeof(int), "pack_key is hashed as bytes: no padding");
+
+typedef struct pack_entry {
+    pack_key key;
+    dnnl_memory_t mem; /* owns the packed copy; NULL: an empty slot */
+} pack_entry;
 #endif
 
 struct rs_gemm {
@@ -36,6 +53,13 @@ struct rs_gemm {
     size_t cap, count;
     uint16_t *abuf;           /* bf16 copy of A, abuf_len values, owned */
     size_t abuf_len;
+    dnnl_memory_desc_t *layouts; /* the distinct weights layouts primitives chose, owned */
+    int nlayouts;
+    pack_entry *packs;        /* packed weights, open addressing, cap a power of two, owned */
+    size_t pack_cap, pack_count;
+    size_t packed_bytes;      /* the packed copies' size */
+    prim_key *homes;          /* each shape's home row count (home_rows), nhomes, owned */
+    int nhomes;
 #endif
 };
 
@@ -113,22 +137,46 @@ static void fail(rs_gemm *g, int code, const char *what, dnnl_status_t st)
         rs_error_set(&g->status, code, "onednn: %s failed (status %d)", what, (int)st);
 }
 
-/* FNV-1a over the key's bytes (the key has no padding: ints and floats). */
-static size_t key_hash(const prim_key *key)
+/* FNV-1a over a key's bytes (the keys have no padding: ints, floats, one pointer first). */
+static size_t key_hash(const void *key, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)key;
+    const unsigned char *p = key;
     uint64_t h = 1469598103934665603u;
-    for (size_t i = 0; i < sizeof *key; i++)
+    for (size_t i = 0; i < len; i++)
         h = (h ^ p[i]) * 1099511628211u;
     return (size_t)h;
 }
 
 static prim_entry *slot_for(prim_entry *table, size_t cap, const prim_key *key)
 {
-    size_t i = key_hash(key) & (cap - 1);
+    size_t i = key_hash(key, sizeof *key) & (cap - 1);
     while (table[i].prim && memcmp(&table[i].key, key, sizeof *key))
         i = (i + 1) & (cap - 1);
     return &table[i];
+}
+
+static pack_entry *pack_slot(pack_entry *table, size_t cap, const pack_key *key)
+{
+    size_t i = key_hash(key, sizeof *key) & (cap - 1);
+    while (table[i].mem && memcmp(&table[i].key, key, sizeof *key))
+        i = (i + 1) & (cap - 1);
+    return &table[i];
+}
+
+/* Doubles the packed weights' table (keeps it at most half full). */
+static int grow_packs(rs_gemm *g)
+{
+    size_t cap = g->pack_cap ? 2 * g->pack_cap : 64;
+    pack_entry *t = calloc(cap, sizeof *t);
+    if (!t)
+        return RS_ENOMEM;
+    for (size_t i = 0; i < g->pack_cap; i++)
+        if (g->packs[i].mem)
+            *pack_slot(t, cap, &g->packs[i].key) = g->packs[i];
+    free(g->packs);
+    g->packs = t;
+    g->pack_cap = cap;
+    return 0;
 }
 
 /* Doubles the table (keeps it at most half full). */
@@ -155,10 +203,45 @@ static dnnl_status_t matrix_md(dnnl_memory_desc_t *md, int rows, int cols, int l
     return dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
 }
 
-/* Creates KEY's primitive and memory objects into E. */
+/* The index of weights layout MD in G's list of distinct layouts, added when new; -1 when
+ * out of memory. Packed copies are keyed by this index, so that two primitives that chose
+ * the same layout share one copy. */
+static int weights_layout(rs_gemm *g, const dnnl_memory_desc_t *md)
+{
+    for (int i = 0; i < g->nlayouts; i++)
+        if (dnnl_memory_desc_equal(&g->layouts[i], md))
+            return i;
+    dnnl_memory_desc_t *grown = realloc(g->layouts, sizeof *grown * (size_t)(g->nlayouts + 1));
+    if (!grown)
+        return -1;
+    g->layouts = grown;
+    g->layouts[g->nlayouts] = *md;
+    return g->nlayouts++;
+}
+
+/* Creates the memory objects of KEY's primitive PD into E: A and C always, B unless B is
+ * packed (then E's layout is the weights layout PD chose). */
+static dnnl_status_t create_memories(rs_gemm *g, const prim_key *key, const dnnl_primitive_desc_t pd,
+                                     const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b,
+                                     const dnnl_memory_desc_t *c, prim_entry *e)
+{
+    dnnl_status_t st;
+    e->layout = -1;
+    if (key->packed && (e->layout = weights_layout(g, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0))) < 0)
+        return dnnl_out_of_memory;
+    if ((st = dnnl_memory_create(&e->a, a, g->engine, DNNL_MEMORY_NONE)) ||
+        (st = dnnl_memory_create(&e->c, c, g->engine, DNNL_MEMORY_NONE)))
+        return st;
+    return key->packed ? dnnl_success : dnnl_memory_create(&e->b, b, g->engine, DNNL_MEMORY_NONE);
+}
+
+/* Creates KEY's primitive and memory objects into E. A packed key's weights descriptor
+ * has format `any`: the primitive picks the layout its kernel reads B in (blocked, for
+ * bf16 the VNNI pairs), which a plain B would make it pack again on every call. */
 static dnnl_status_t create_entry(rs_gemm *g, const prim_key *key, prim_entry *e)
 {
     dnnl_data_type_t dt = key->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t bdims = {key->k, key->n};
     dnnl_memory_desc_t a, b, c;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
@@ -166,7 +249,8 @@ static dnnl_status_t create_entry(rs_gemm *g, const prim_key *key, prim_entry *e
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st;
     if ((st = matrix_md(&a, key->m, key->k, key->lda, key->trans_a, dt)) ||
-        (st = matrix_md(&b, key->k, key->n, key->ldb, key->trans_b, dt)) ||
+        (st = key->packed ? dnnl_memory_desc_init_by_tag(&b, 2, bdims, dt, dnnl_format_tag_any)
+                          : matrix_md(&b, key->k, key->n, key->ldb, key->trans_b, dt)) ||
         (st = matrix_md(&c, key->m, key->n, key->ldc, false, dnnl_f32)) ||
         (st = dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c)) || (st = dnnl_primitive_attr_create(&attr)) ||
         (key->alpha != 1.0f && (st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &key->alpha))))
@@ -175,10 +259,7 @@ static dnnl_status_t create_entry(rs_gemm *g, const prim_key *key, prim_entry *e
                               (st = dnnl_primitive_attr_set_post_ops(attr, ops))))
         goto out;
     if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, g->engine, NULL)) ||
-        (st = dnnl_memory_create(&e->a, &a, g->engine, DNNL_MEMORY_NONE)) ||
-        (st = dnnl_memory_create(&e->b, &b, g->engine, DNNL_MEMORY_NONE)) ||
-        (st = dnnl_memory_create(&e->c, &c, g->engine, DNNL_MEMORY_NONE)) ||
-        (st = dnnl_primitive_create(&e->prim, pd))) {
+        (st = create_memories(g, key, pd, &a, &b, &c, e)) || (st = dnnl_primitive_create(&e->prim, pd))) {
         dnnl_memory_destroy(e->a);
         dnnl_memory_destroy(e->b);
         dnnl_memory_destroy(e->c);
@@ -193,9 +274,60 @@ out:
     return st;
 }
 
-/* The largest power of two <= LEFT (0 when none is left): products run in such row
- * blocks, so that a shape needs at most one primitive per bit of its row count instead of
- * one per row count (expert products see a new one in almost every group). */
+/* Reorders weight W (KEY's plain B) into layout LAYOUT, a new memory object into *OUT. */
+static dnnl_status_t pack(rs_gemm *g, const prim_key *key, int layout, const void *w, dnnl_memory_t *out)
+{
+    dnnl_memory_desc_t plain;
+    dnnl_memory_t src = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_status_t st;
+    if (!(st = matrix_md(&plain, key->k, key->n, key->ldb, key->trans_b, key->bf16 ? dnnl_bf16 : dnnl_f32)) &&
+        !(st = dnnl_memory_create(&src, &plain, g->engine, (void *)w)) &&
+        !(st = dnnl_memory_create(out, &g->layouts[layout], g->engine, DNNL_MEMORY_ALLOCATE)) &&
+        !(st = dnnl_reorder_primitive_desc_create(&pd, &plain, g->engine, &g->layouts[layout], g->engine, NULL)) &&
+        !(st = dnnl_primitive_create(&reorder, pd))) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, *out}};
+        if (!(st = dnnl_primitive_execute(reorder, g->stream, 2, args)))
+            st = dnnl_stream_wait(g->stream);
+    }
+    if (st) {
+        dnnl_memory_destroy(*out);
+        *out = NULL;
+    }
+    dnnl_primitive_destroy(reorder);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_memory_destroy(src);
+    return st;
+}
+
+/* The copy of weight W in entry E's layout, packed on first use; NULL after a failure. */
+static dnnl_memory_t packed_weight(rs_gemm *g, const prim_entry *e, const void *w)
+{
+    const prim_key *key = &e->key;
+    pack_key pk = {w, key->n, key->k, key->ldb, key->trans_b, key->bf16, e->layout};
+    if (2 * (g->pack_count + 1) > g->pack_cap && grow_packs(g)) {
+        fail(g, RS_ENOMEM, "growing the packed weights' table", dnnl_out_of_memory);
+        return NULL;
+    }
+    pack_entry *slot = pack_slot(g->packs, g->pack_cap, &pk);
+    if (slot->mem)
+        return slot->mem;
+    dnnl_status_t st = pack(g, key, e->layout, w, &slot->mem);
+    if (st) {
+        fail(g, st == dnnl_out_of_memory ? RS_ENOMEM : RS_EINVAL, "packing a weight", st);
+        return NULL;
+    }
+    slot->key = pk;
+    g->pack_count++;
+    g->packed_bytes += dnnl_memory_desc_get_size(&g->layouts[e->layout]);
+    return slot->mem;
+}
+
+/* The largest power of two <= LEFT (0 when none is left): products of other than their
+ * shape's home row count run in such row blocks, so that a shape needs at most one
+ * primitive per bit of its row count instead of one per row count (expert products see a
+ * new one in almost every group). */
 static int row_block(int left)
 {
     int rows = 1;
@@ -206,7 +338,49 @@ static int row_block(int left)
     return rows;
 }
 
-/* Runs KEY on A, B, C, creating its primitive on first use. */
+/* The home row count of SHAPE (a key with m = 0): the first m it was called with, which
+ * runs as one block. Attention products always have T rows and a group's dense products
+ * mostly the same N: one call and one primitive for them, not one per power of two (50
+ * rows were 32 + 16 + 2, three calls). 0 when out of memory (then every m runs in blocks). */
+static int home_rows(rs_gemm *g, const prim_key *shape, int m)
+{
+    for (int i = 0; i < g->nhomes; i++) {
+        prim_key h = g->homes[i];
+        int rows = h.m;
+        h.m = 0;
+        if (!memcmp(&h, shape, sizeof h))
+            return rows;
+    }
+    prim_key *grown = realloc(g->homes, sizeof *grown * (size_t)(g->nhomes + 1));
+    if (!grown)
+        return 0;
+    g->homes = grown;
+    g->homes[g->nhomes] = *shape;
+    g->homes[g->nhomes++].m = m;
+    return m;
+}
+
+/* The cached primitive of KEY, created on first use; NULL after a failure. */
+static prim_entry *entry_for(rs_gemm *g, const prim_key *key)
+{
+    if (2 * (g->count + 1) > g->cap && grow(g)) {
+        fail(g, RS_ENOMEM, "growing the primitive cache", dnnl_out_of_memory);
+        return NULL;
+    }
+    prim_entry *e = slot_for(g->table, g->cap, key);
+    if (!e->prim) {
+        dnnl_status_t st = create_entry(g, key, e);
+        if (st) {
+            fail(g, st == dnnl_out_of_memory ? RS_ENOMEM : RS_EINVAL, "creating a matmul primitive", st);
+            return NULL;
+        }
+        g->count++;
+    }
+    return e;
+}
+
+/* Runs KEY on A, B, C, creating its primitive (and, for a packed key, B's packed copy) on
+ * first use. */
 static void run_dnnl(rs_gemm *g, const prim_key *key, const void *a, const void *b, float *c)
 {
     if (g->status.code)
@@ -215,46 +389,72 @@ static void run_dnnl(rs_gemm *g, const prim_key *key, const void *a, const void 
      * as cblas_sgemm here, so that the split never depends on where the call runs. */
     int threads = omp_get_max_threads();
     omp_set_num_threads(1);
-    if (2 * (g->count + 1) > g->cap && grow(g)) {
-        fail(g, RS_ENOMEM, "growing the primitive cache", dnnl_out_of_memory);
-        goto out;
-    }
-    prim_entry *e = slot_for(g->table, g->cap, key);
+    prim_entry *e = entry_for(g, key);
+    dnnl_memory_t bm = !e ? NULL : key->packed ? packed_weight(g, e, b) : e->b;
     dnnl_status_t st;
-    if (!e->prim) {
-        if ((st = create_entry(g, key, e))) {
-            fail(g, st == dnnl_out_of_memory ? RS_ENOMEM : RS_EINVAL, "creating a matmul primitive", st);
-            goto out;
-        }
-        g->count++;
+    if (bm) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, e->c}};
+        if ((st = dnnl_memory_set_data_handle(e->a, (void *)a)) ||
+            (!key->packed && (st = dnnl_memory_set_data_handle(e->b, (void *)b))) ||
+            (st = dnnl_memory_set_data_handle(e->c, c)) || (st = dnnl_primitive_execute(e->prim, g->stream, 3, args)) ||
+            (st = dnnl_stream_wait(g->stream)))
+            fail(g, RS_EINVAL, "executing a matmul", st);
     }
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
-    if ((st = dnnl_memory_set_data_handle(e->a, (void *)a)) || (st = dnnl_memory_set_data_handle(e->b, (void *)b)) ||
-        (st = dnnl_memory_set_data_handle(e->c, c)) || (st = dnnl_primitive_execute(e->prim, g->stream, 3, args)) ||
-        (st = dnnl_stream_wait(g->stream)))
-        fail(g, RS_EINVAL, "executing a matmul", st);
-out:
     omp_set_num_threads(threads);
 }
 #endif
 
-void rs_gemm_f32(rs_gemm *g, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                 const float *b, int ldb, float beta, float *c, int ldc)
+/* Runs SHAPE (a key with m = 0) on the M rows of A (A_ROW bytes apart), B and C: in one
+ * block when M is the shape's home row count, else in power-of-two blocks (gemm.h: a row's
+ * value does not depend on the block). */
+static void run_rows(rs_gemm *g, prim_key shape, int m, const char *a, size_t a_row, const void *b, float *c)
+{
+    int home = home_rows(g, &shape, m);
+    for (int row = 0, rows; (rows = m == home ? m - row : row_block(m - row)) > 0; row += rows) {
+        shape.m = rows;
+        run_dnnl(g, &shape, a + row * a_row, b, c + (size_t)row * shape.ldc);
+    }
+}
+
+/* rs_gemm_f32 and rs_gemm_weight_f32: PACKED says B is a weight (gemm.h). */
+static void gemm_f32(rs_gemm *g, bool packed, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (m <= 0 || n <= 0)
         return;
 #ifdef RS_HAVE_DNNL
     if (g->backend == RS_GEMM_ONEDNN) {
-        /* Rows in power-of-two blocks (gemm.h): a row's value does not depend on the block. */
-        for (int row = 0, rows; (rows = row_block(m - row)) > 0; row += rows) {
-            prim_key key = {trans_a, trans_b, 0, rows, n, k, lda, ldb, ldc, alpha, beta};
-            run_dnnl(g, &key, a + (trans_a ? (size_t)row : (size_t)row * lda), b, c + (size_t)row * ldc);
-        }
+        prim_key shape = {trans_a, trans_b, 0, packed, 0, n, k, lda, ldb, ldc, alpha, beta};
+        run_rows(g, shape, m, (const char *)a, sizeof *a * (trans_a ? 1 : (size_t)lda), b, c);
         return;
     }
+#else
+    (void)packed;
 #endif
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void rs_gemm_f32(rs_gemm *g, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc)
+{
+    gemm_f32(g, false, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void rs_gemm_weight_f32(rs_gemm *g, bool trans_w, int m, int n, int k, const float *a, int lda, const float *w,
+                        int ldw, float beta, float *c, int ldc)
+{
+    gemm_f32(g, true, false, trans_w, m, n, k, 1.0f, a, lda, w, ldw, beta, c, ldc);
+}
+
+size_t rs_gemm_packed_bytes(const rs_gemm *g)
+{
+#ifdef RS_HAVE_DNNL
+    return g->packed_bytes;
+#else
+    (void)g;
+    return 0;
+#endif
 }
 
 void rs_gemm_bf16(rs_gemm *g, int m, int n, int k, const float *a, int lda, const uint16_t *w, float beta, float *c,
@@ -278,10 +478,8 @@ void rs_gemm_bf16(rs_gemm *g, int m, int n, int k, const float *a, int lda, cons
     for (int i = 0; i < m; i++)
         for (int j = 0; j < k; j++)
             g->abuf[(size_t)i * k + j] = rs_bf16_round(a[(size_t)i * lda + j]);
-    for (int row = 0, rows; (rows = row_block(m - row)) > 0; row += rows) {
-        prim_key key = {0, 1, 1, rows, n, k, k, k, ldc, 1.0f, beta};
-        run_dnnl(g, &key, g->abuf + (size_t)row * k, w, c + (size_t)row * ldc);
-    }
+    prim_key shape = {0, 1, 1, 1, 0, n, k, k, k, ldc, 1.0f, beta};
+    run_rows(g, shape, m, (const char *)g->abuf, sizeof *g->abuf * (size_t)k, w, c);
 #else
     (void)k, (void)a, (void)lda, (void)w, (void)beta, (void)c, (void)ldc;
     if (!g->status.code)
@@ -332,7 +530,12 @@ void rs_gemm_free(rs_gemm *g)
         dnnl_memory_destroy(e->b);
         dnnl_memory_destroy(e->c);
     }
+    for (size_t i = 0; i < g->pack_cap; i++)
+        dnnl_memory_destroy(g->packs[i].mem);
     free(g->table);
+    free(g->packs);
+    free(g->layouts);
+    free(g->homes);
     free(g->abuf);
     if (g->stream)
         dnnl_stream_destroy(g->stream);

@@ -34,7 +34,7 @@ static inline void rs_gemm_bias(rs_gemm *gm, int m, int n, int k, const float *a
     if (wh && rs_gemm_precision(gm) == RS_PRECISION_BF16)
         rs_gemm_bf16(gm, m, n, k, a, lda, wh, beta, c, ldc);
     else
-        rs_gemm_f32(gm, false, true, m, n, k, 1.0f, a, lda, w, ldw, beta, c, ldc);
+        rs_gemm_weight_f32(gm, true, m, n, k, a, lda, w, ldw, beta, c, ldc);
 }
 
 static inline void rs_apply_gelu(const rs_config *c, float *h, size_t n)
