@@ -310,7 +310,7 @@ static void forward_group(const rs_model *m, const rs_dispatch *dispatch, int di
 static void gemm_back(rs_gemm *gm, int m, int n, int k, const float *dy, int lddy, const float *w, bool accumulate,
                       float *dx, int lddx)
 {
-    rs_gemm_f32(gm, false, false, m, k, n, 1.0f, dy, lddy, w, k, accumulate ? 1.0f : 0.0f, dx, lddx);
+    rs_gemm_weight_f32(gm, false, m, k, n, dy, lddy, w, k, accumulate ? 1.0f : 0.0f, dx, lddx);
 }
 
 static void gelu_back(const rs_config *c, float *dh, const float *hpre, size_t n)
