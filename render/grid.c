@@ -30,14 +30,14 @@ static cairo_t *scratch_cr(cairo_surface_t **s)
 /* The noise protocol's σ per severity (ImageNet-C), to title its columns. */
 static const double noise_sigma[5] = {0.08, 0.12, 0.18, 0.26, 0.38};
 
-/* View V's column head: its severity and σ for a noise view, its ε for an attacked one,
-   else its number. */
 /* The stored number of drawn view V. */
 static int view_number(const rs_render_context *ctx, int v)
 {
     return ctx && ctx->view_numbers ? ctx->view_numbers[v] : v;
 }
 
+/* View V's column head: its severity and σ for a noise view, its name and severity for a
+   corruption, its ε for an attacked one, else its stored number. */
 static void column_head(const rs_render_context *ctx, int v, char *buf, size_t size)
 {
     const rs_run_info *run = ctx ? ctx->run : NULL;
