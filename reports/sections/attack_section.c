@@ -108,7 +108,7 @@ static void curves(rs_report_state *R, const attack_runs *a)
         }
         rs_report_figure(R, file, "Top-1, Top-2 and order-agnostic agreement with the unattacked view and accuracy "
                          "against \u03b5, MoE layers pooled, with 95 % bootstrap bands over images. Hue: training "
-                         "method (V-MoE blue, PRC orange); line style: k (solid k=1, dashed k=2).");
+                         "method (" RS_REPORT_METHOD_HUES "); line style: k (solid k=1, dashed k=2).");
     }
 out:
     free(done);

@@ -271,7 +271,7 @@ static void curves(rs_report_state *R)
     }
     rs_report_figure(R, "sweep.png",
            "Top-1 agreement with the clean view against the noise severity for every noise run, all MoE layers "
-           "pooled, with bootstrap bands (hue: method, blue V-MoE, orange PRC — the checkpoint's method, or read "
+           "pooled, with bootstrap bands (hue: method, " RS_REPORT_METHOD_HUES " — the checkpoint's method, or read "
            "from its file name; line and marker: k, solid discs k=1, dashed squares k=2).");
     for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
         rs_report_fig_path_twin(R, "accuracy.png", twin, path, sizeof path);
@@ -301,15 +301,15 @@ static void router(rs_report_state *R)
         for (int j = i; j < R->n; j++)
             if (!strcmp(R->info[j].protocol, R->info[i].protocol))
                 ri[n] = &R->info[j], st[n++] = R->st[j];
-        char file[96], path[4096], caption[256];
+        char file[96], path[4096], caption[320];
         snprintf(file, sizeof file, "router-%s.png", R->info[i].protocol);
         for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
             rs_report_fig_path_twin(R, file, twin, path, sizeof path);
             d->rc = rs_render_router(st, ri, n, path, d->err);
         }
         snprintf(caption, sizeof caption,
-                 "PRC score, JSD, routing entropy and load CV per MoE layer for every %s run (blue: V-MoE, "
-                 "orange: PRC; darker: larger k).", R->info[i].protocol);
+                 "PRC score, JSD, routing entropy and load CV per MoE layer for every %s run (hue: method, "
+                 RS_REPORT_METHOD_HUES "; darker: larger k).", R->info[i].protocol);
         rs_report_figure(R, file, caption);
     }
     free(ri);

@@ -45,6 +45,8 @@ typedef struct rs_report_state {
     rs_answer *answer;
 } rs_report_state;
 
+/* The training methods' hues in every plot (render.h, rs_palette_method), for captions. */
+#define RS_REPORT_METHOD_HUES "blue V-MoE, orange PRC, green JSD, purple adversarial, red-purple AdvMoE, grey other"
 /* OUT_DIR/figures/FILE */
 void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t size);
 /* OUT_DIR/figures/FILE, or with TWIN its vector twin: FILE's .png replaced by .pdf. Plots
