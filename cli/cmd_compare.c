@@ -228,11 +228,12 @@ static int print_groups(const compare_args *a, rs_store *store, const rs_groups 
         rs_answer_free(ans);
         return rc;
     }
-    rs_table *t[7] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
+    rs_table *t[8] = {rs_report_groups_summary_table(g, a->db), rs_report_groups_diff_table(g, ans, 0, a->db),
                       rs_report_groups_seed_table(g, a->db)};
     int nt = 3;
     if (d) {
         t[nt++] = rs_report_dissect_table(d, g, a->db);
+        t[nt++] = rs_report_dissect_diff_table(d, g, a->db);
         t[nt++] = rs_report_dissect_seed_table(d, g, a->db);
     }
     rs_corrupt_groups *cg = NULL;

@@ -34,7 +34,7 @@ expect "compare --group: exits 0" [ $? = 0 ]
 expect "compare --group: the dissection and its per-seed table" \
   sh -c "grep -q '^### Dissection over seeds' '$tmp/md' && grep -q '^### Dissection per seed' '$tmp/md'"
 expect "compare --group: a row per group and perturbation (2 x 3)" \
-  [ "$(sed -n '/^### Dissection over seeds/,/^### Dissection per seed/p' "$tmp/md" | grep -c '^| [a-z]*: V-MoE')" = 6 ]
+  [ "$(sed -n '/^### Dissection over seeds/,/^### Dissection, differences/p' "$tmp/md" | grep -c '^| [a-z]*: V-MoE')" = 6 ]
 expect "the one-seed group says '1 seed'" grep -Eq '^\| adv: V-MoE \(adv\.\) k=2 +\| view 3: noise:severity=3 +\| 1 seed' "$tmp/md"
 "$rs" compare --db "$db" --group vmoe=1,2,3 --group adv=4 --resamples 50 --format csv >"$tmp/csv" 2>"$tmp/err"
 expect "csv: exits 0, 8 fields a row" sh -c "[ \$? = 0 ] && [ \"\$(awk -F, 'NF != 8' '$tmp/csv' | wc -l)\" = 0 ]"
@@ -82,12 +82,35 @@ for p in 1 2 3; do
 done
 expect "the one-seed group's figures have no interval" \
   [ "$(val adv 'view 3' dissect_accuracy 6)$(val adv 'view 3' dissect_accuracy 7)" = "" ]
+expect "the one-seed difference is adv's seed minus vmoe's first, with no interval" \
+  awk -v d="$(val adv 'view 1' dissect_diff_accuracy)" -v a="$(val 4 'view 1' dissect_seed_accuracy)" \
+    -v b="$(val 1 'view 1' dissect_seed_accuracy)" -v i="$(val adv 'view 1' dissect_diff_accuracy 6)" \
+    'BEGIN { exit !(d != "" && (d - (a - b)) ^ 2 < 1e-18 && i == "") }'
+
+# Differences between groups over two seed pairs (runs 3, 4 against 1, 2; --force: not the
+# same method or training seeds): the mean of the paired differences, t on 1 df, clipped.
+"$rs" compare --db "$db" --group x=1,2 --group y=3,4 --force --resamples 0 --format csv >"$tmp/pairs.csv" 2>"$tmp/err"
+pv() { awk -F, -v r="$1" -v v="$2" -v m="$3" -v c="${4:-5}" '$1 == r && $2 == v && $4 == m { print $c }' "$tmp/pairs.csv"; }
+for f in accuracy top1 flipped; do
+  expect "two seed pairs, view 2 $f: mean paired difference [t interval, 1 df]" \
+    awk -v a1="$(pv 1 'view 2' dissect_seed_$f)" -v a2="$(pv 2 'view 2' dissect_seed_$f)" \
+        -v b1="$(pv 3 'view 2' dissect_seed_$f)" -v b2="$(pv 4 'view 2' dissect_seed_$f)" \
+        -v m="$(pv y 'view 2' dissect_diff_$f)" -v lo="$(pv y 'view 2' dissect_diff_$f 6)" \
+        -v hi="$(pv y 'view 2' dissect_diff_$f 7)" 'BEGIN {
+      d1 = b1 - a1; d2 = b2 - a2; mean = (d1 + d2) / 2; h = 12.7062047 * sqrt((d1 - d2) ^ 2 / 2) / sqrt(2)
+      l = mean - h < -1 ? -1 : mean - h; u = mean + h > 1 ? 1 : mean + h
+      exit !(a1 != "" && m != "" && (mean - m) ^ 2 < 1e-18 && (l - lo) ^ 2 < 1e-14 && (u - hi) ^ 2 < 1e-14) }'
+done
+expect "the differences table in markdown, with Holm's family named" \
+  sh -c "'$rs' compare --db '$db' --group x=1,2 --group y=3,4 --force --resamples 0 |
+         grep -q 'family of the [0-9]* differences in this table'"
 
 # --- the report -------------------------------------------------------------------------------------
 "$rs" report --db "$db" --group vmoe=1,2,3 --group adv=4 --out "$tmp/rep" --resamples 50 >/dev/null 2>"$tmp/err"
 expect "report --group: exits 0" [ $? = 0 ]
 expect "report: the dissection section" has "$tmp/rep/report.md" "^## Dissection over seeds: custom protocol"
-expect "report: its tables" sh -c "[ -s '$tmp/rep/tables/dissect-custom.csv' ] && [ -s '$tmp/rep/tables/dissect-custom-seeds.csv' ]"
+expect "report: its tables" sh -c "[ -s '$tmp/rep/tables/dissect-custom.csv' ] && [ -s '$tmp/rep/tables/dissect-custom-diff.csv' ] &&
+  [ -s '$tmp/rep/tables/dissect-custom-seeds.csv' ]"
 expect "report: the table's figures are compare's" \
   [ "$(grep ',dissect_router,' "$tmp/rep/tables/dissect-custom.csv" | cut -d, -f2-)" = "$(grep ',dissect_router,' "$tmp/csv" | cut -d, -f2-)" ]
 
@@ -106,6 +129,6 @@ expect "intervene takes an attack as its perturbation" \
   [ "$(q "$db" "SELECT count(*) FROM runs WHERE protocol = 'intervene' AND status = 'done'")" = 2 ]
 "$rs" compare --db "$db" --group vmoe=7 --group adv=8 --resamples 0 >"$tmp/iv" 2>"$tmp/err"
 expect "intervene groups: one perturbation (the per-block forced views are not dissected)" \
-  [ "$(sed -n '/^### Dissection over seeds/,/^### Dissection per seed/p' "$tmp/iv" | grep -c '^| [a-z]*: V-MoE')" = 2 ]
+  [ "$(sed -n '/^### Dissection over seeds/,/^### Dissection, differences/p' "$tmp/iv" | grep -c '^| [a-z]*: V-MoE')" = 2 ]
 
 testlib_done dissect

@@ -1,6 +1,7 @@
 /* The dissection over seeds (analyze/stats/dissect.h) on a hand-made store: two groups of
  * runs with views clean; noise; base:view=1+route:from=0, every prediction set by hand and
- * every figure worked out in the comments; a run without a forced view is refused. */
+ * every figure worked out in the comments, and the differences between groups; a run
+ * without a forced view is refused. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -134,6 +135,58 @@ static void test_dissect_store(void **state)
     rs_store_close(s);
 }
 
+/* Differences between groups over seed pairs, and Holm over them. vmoe seeds 0, 1 as above
+ * against adv seeds 0 (above) and 1: noise {0,0,2,0} flips image 1, forced {0,1,2,0}
+ * restores it (router 1, accuracy 3/4, flipped 1/4, Top-1 1). adv − vmoe per seed:
+ *   accuracy 3/4 − 1/4 = 1/2, 3/4 − 1/2 = 1/4: mean 3/8, se 1/8, t = 3 on 1 df:
+ *            p = 1 − 2 atan(3)/π = 0.204833; half-width 12.706205/8 = 1.588276, clipped to [−1, 1]
+ *   flipped  −1/2, −1/4: mean −3/8, p 0.204833
+ *   Top-1    1/16, 0: mean 1/32, t = 1: p = 0.5
+ *   router   −2/3, +1/2: mean −1/12, se 7/12, t = 1/7: p = 1 − 2 atan(1/7)/π = 0.909666
+ *   expert   +1/12, not in the family (minus the router's)
+ * Holm over the four: 4 × 0.204833 = 0.819331 for accuracy and flips (the second step's
+ * 3 × p is lower, so the running maximum keeps it), 1 for Top-1 and router. */
+static void test_dissect_differences(void **state)
+{
+    (void)state;
+    const char *path = tu_path(dir, "diff.db");
+    static const int adv1[3][N] = {{0, 1, 2, 0}, {0, 0, 2, 0}, {0, 1, 2, 0}};
+    int64_t v[2], a[2];
+    for (int i = 0; i < 2; i++)
+        v[i] = write_run(path, (char)('a' + i), "vmoe", i, vmoe[i], i == 0, views);
+    a[0] = write_run(path, 'd', "adv", 0, adv, false, views);
+    a[1] = write_run(path, 'e', "adv", 1, adv1, false, views);
+    rs_store *s = open_ro(path);
+    const char *names[2] = {"vmoe", "adv"};
+    const int64_t *runs[2] = {v, a};
+    const int sizes[2] = {2, 2};
+    rs_stats_options opt = {.seed = 7, .resamples = -1, .name = path};
+    rs_groups *g = NULL;
+    rs_dissect *d = NULL;
+    rs_error err = {0};
+    assert_int_equal(rs_groups_compute(s, names, runs, sizes, 2, &opt, &g, &err), 0);
+    assert_int_equal(rs_dissect_compute(s, g, &opt, &d, &err), 0);
+    const int at = (1 * d->perturbations + 0) * RS_DISSECT_NUM_FIGURES;
+    const rs_t_interval *acc = &d->diff[at + RS_DISSECT_ACCURACY], *flip = &d->diff[at + RS_DISSECT_FLIPPED];
+    const rs_t_interval *top1 = &d->diff[at + RS_DISSECT_TOP1], *router = &d->diff[at + RS_DISSECT_ROUTER];
+    assert_int_equal(acc->n, 2);
+    assert_true(acc->valid);
+    NEAR(acc->mean, 0.375), NEAR(acc->p, 0.204833), NEAR(acc->lo, -1), NEAR(acc->hi, 1);
+    NEAR(flip->mean, -0.375), NEAR(flip->p, 0.204833);
+    NEAR(top1->mean, 1.0 / 32), NEAR(top1->p, 0.5);
+    NEAR(router->mean, -1.0 / 12), NEAR(router->p, 0.909666);
+    NEAR(d->diff[at + RS_DISSECT_EXPERT].mean, 1.0 / 12);
+    assert_int_equal(d->family, 4);
+    NEAR(d->holm[at + RS_DISSECT_ACCURACY], 0.819331), NEAR(d->holm[at + RS_DISSECT_FLIPPED], 0.819331);
+    NEAR(d->holm[at + RS_DISSECT_TOP1], 1), NEAR(d->holm[at + RS_DISSECT_ROUTER], 1);
+    NEAR(d->holm[at + RS_DISSECT_EXPERT], -1);
+    /* group 0 has no difference from itself */
+    assert_int_equal(d->diff[RS_DISSECT_ACCURACY].n, 0);
+    rs_dissect_free(d);
+    rs_groups_free(g);
+    rs_store_close(s);
+}
+
 /* Seeds without a flip have no share: the mean is over the others; and the interval of a
  * spread-out share is clipped to [0,1]. vmoe seeds: 2/3, 0 (seed 2 flips images 0, 1, 2
  * and restores none), and seed 1 without flips. Router over the two seeds: mean 1/3, sd
@@ -204,6 +257,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dissect_store),
+        cmocka_unit_test(test_dissect_differences),
         cmocka_unit_test(test_dissect_no_flips),
         cmocka_unit_test(test_dissect_refused),
     };

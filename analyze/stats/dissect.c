@@ -47,6 +47,8 @@ void rs_dissect_free(rs_dissect *d)
     free(d->flipped);
     free(d->restored);
     free(d->mean);
+    free(d->diff);
+    free(d->holm);
     free(d);
 }
 
@@ -122,6 +124,46 @@ done:
     return rc;
 }
 
+/* Per group g >= 1, perturbation and figure: the paired differences against group 0 over
+ * seeds, then Holm over the family. */
+static int differences(rs_dissect *d, const rs_groups *g, const char *name, rs_error *err)
+{
+    size_t cells = (size_t)d->num_groups * d->perturbations * RS_DISSECT_NUM_FIGURES;
+    double *x = malloc(sizeof *x * (size_t)(d->seeds ? d->seeds : 1)), *p = malloc(sizeof *p * cells);
+    int rc = x && p ? 0 : rs_error_set(err, RS_ENOMEM, "%s: out of memory", name);
+    for (size_t c = 0; !rc && c < cells; c++)
+        p[c] = -1;
+    for (int gr = 1; !rc && gr < d->num_groups; gr++)
+        for (int q = 0; !rc && q < d->perturbations; q++)
+            for (int f = 0; !rc && f < RS_DISSECT_NUM_FIGURES; f++) {
+                int n = 0;
+                for (int i = 0; i < g->size[gr]; i++) {
+                    size_t a = (size_t)rs_dissect_at(d, 0, i, q) * RS_DISSECT_NUM_FIGURES + f;
+                    size_t b = (size_t)rs_dissect_at(d, gr, i, q) * RS_DISSECT_NUM_FIGURES + f;
+                    if (d->has[a] && d->has[b])
+                        x[n++] = d->value[b] - d->value[a];
+                }
+                size_t c = (size_t)(gr * d->perturbations + q) * RS_DISSECT_NUM_FIGURES + f;
+                rs_t_interval *m = &d->diff[c];
+                if (n && (rc = rs_t_interval_of(x, n, d->level, m, err)))
+                    break;
+                m->lo = m->lo < -1 ? -1 : m->lo;
+                m->hi = m->hi > 1 ? 1 : m->hi;
+                if (m->valid && rs_dissect_in_family(f))
+                    p[c] = m->p;
+            }
+    if (!rc) {
+        int m = rs_holm(p, (int)cells, d->holm);
+        if (m < 0)
+            rc = rs_error_set(err, m, "%s: out of memory", name);
+        else
+            d->family = m;
+    }
+    free(x);
+    free(p);
+    return rc;
+}
+
 int rs_dissect_compute(rs_store *store, const rs_groups *g, const rs_stats_options *opt, rs_dissect **out,
                        rs_error *err)
 {
@@ -137,7 +179,8 @@ int rs_dissect_compute(rs_store *store, const rs_groups *g, const rs_stats_optio
     if (!rc && (!(d->has = calloc(runs * RS_DISSECT_NUM_FIGURES, sizeof *d->has)) ||
                 !(d->value = calloc(runs * RS_DISSECT_NUM_FIGURES, sizeof *d->value)) ||
                 !(d->flipped = calloc(runs, sizeof *d->flipped)) ||
-                !(d->restored = calloc(runs, sizeof *d->restored)) || !(d->mean = calloc(cells, sizeof *d->mean))))
+                !(d->restored = calloc(runs, sizeof *d->restored)) || !(d->mean = calloc(cells, sizeof *d->mean)) ||
+                !(d->diff = calloc(cells, sizeof *d->diff)) || !(d->holm = calloc(cells, sizeof *d->holm))))
         rc = rs_error_set(err, RS_ENOMEM, "%s: out of memory", name);
     for (int gr = 0; !rc && gr < d->num_groups; gr++)
         for (int i = 0; !rc && i < g->size[gr]; i++) {
@@ -150,6 +193,8 @@ int rs_dissect_compute(rs_store *store, const rs_groups *g, const rs_stats_optio
         }
     if (!rc)
         rc = summarise(d, g, name, err);
+    if (!rc)
+        rc = differences(d, g, name, err);
     if (rc)
         rs_dissect_free(d);
     else

@@ -21,6 +21,12 @@
  * degrees of freedom (rs_t_interval_of; one seed: the value, no interval) — seeds are the
  * unit of replication, as for every grouped figure (docs/groups.md). Every figure is a
  * fraction, so the interval is clipped to [0,1] (few seeds can put a t interval past it).
+ * Per group g >= 1, perturbation and figure, against group 0 (as groups.h compares
+ * methods): the mean of the per-seed paired differences g − group 0 over the positions
+ * where both runs have the figure, with its t interval on n − 1 df (clipped to [−1,1]) and
+ * its p-value, Holm-adjusted (rs_holm) over the family of the differences of accuracy,
+ * Top-1 agreement, flips and router-attributable share that have a p-value (the
+ * expert-attributable share's difference is minus the router's: not counted twice).
  *
  * Ownership: rs_dissect_compute allocates *OUT (rs_dissect_free, NULL allowed); nothing
  * points into the store or G. Errors: 0, RS_EINVAL (group 0 has no forced view of a
@@ -53,12 +59,22 @@ typedef struct rs_dissect {
     double *value;              /* (G, N, P, F) */
     int64_t *flipped, *restored; /* (G, N, P) image counts */
     rs_t_interval *mean;        /* (G, P, F) over the group's seeds that have the figure */
+    rs_t_interval *diff;        /* (G, P, F) group g − group 0, g >= 1 (g = 0: n = 0) */
+    double *holm;               /* (G, P, F) diff's Holm-adjusted p; -1: none (no p, or not in the family) */
+    int family;                 /* differences in Holm's family */
     double level;
 } rs_dissect;
 
 static inline int rs_dissect_at(const rs_dissect *d, int group, int seed, int perturbation)
 {
     return (group * d->seeds + seed) * d->perturbations + perturbation;
+}
+
+/* Whether figure F's differences count in Holm's family (all but the expert-attributable
+ * share, the router's complement). */
+static inline bool rs_dissect_in_family(int figure)
+{
+    return figure != RS_DISSECT_EXPERT;
 }
 
 /* "accuracy", "Top-1 agreement", "predictions flipped", "router-attributable",

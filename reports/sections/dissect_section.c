@@ -1,7 +1,8 @@
 /* dissect_section.c — the report's "Dissection over seeds" section (sections.h): for each
  * protocol of the report's groups whose runs force perturbed views to the clean routing
  * (analyze/stats/dissect.h), the per-method table of accuracy, agreement and router- vs
- * expert-attributable prediction flips with intervals over seeds, and the per-seed counts. */
+ * expert-attributable prediction flips with intervals over seeds, each method's differences
+ * from the first, and the per-seed counts. */
 #include <stdio.h>
 
 #include "sections.h"
@@ -26,6 +27,8 @@ static void protocol_dissect(rs_report_state *R, int q)
                "docs/dissection.md gives the definition.", NULL);
     snprintf(name, sizeof name, "dissect-%s", g->info[0].protocol);
     rs_doc_add_table(&R->d, rs_report_dissect_table(d, g, g->info[0].protocol), name);
+    snprintf(name, sizeof name, "dissect-%s-diff", g->info[0].protocol);
+    rs_doc_add_table(&R->d, rs_report_dissect_diff_table(d, g, g->info[0].protocol), name);
     snprintf(name, sizeof name, "dissect-%s-seeds", g->info[0].protocol);
     rs_doc_add_table(&R->d, rs_report_dissect_seed_table(d, g, g->info[0].protocol), name);
     rs_dissect_free(d);
