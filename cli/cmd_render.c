@@ -1,4 +1,5 @@
 /* routerscope render KIND --db FILE ... -o OUT — pictures of a stored run (render/). */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +18,16 @@
 static const char usage_text[] =
     "usage: routerscope render grid|heatmap|sweep|accuracy|load|transition|attack-curves|\n"
     "                          min-eps|min-eps-hist|attack-objective --db FILE --run R\n"
-    "                          [--image I] [--metric M] [--view V] [--layer L]\n"
+    "                          [--image I] [--metric M] [--view V] [--views LIST] [--layer L]\n"
     "                          [--runs A,B,...] -o OUT.png|OUT.pdf|OUT.svg\n"
     "\n"
     "Draw a picture of run R of the routing store FILE; the format follows OUT's extension.\n"
     "\n"
     "  grid        top-1 expert of every patch of image I, views side by side, one row per\n"
-    "              MoE layer; red borders where a view's expert differs from view 0's\n"
+    "              MoE layer; red borders where a view's expert differs from view 0's.\n"
+    "              --views V1,V2,...: view 0 and these views (ascending); default: every\n"
+    "              view up to 16, else view 0 and one view per kind at severity 3, as the\n"
+    "              report draws it\n"
     "  heatmap     a per-patch value of image I: --metric gate|entropy|jsd|changed\n"
     "              (default gate) of --view V (default 0; jsd: 1), every MoE layer or --layer B;\n"
     "              entropy and jsd need the softmax (not in a run replayed with --record topk)\n"
@@ -54,9 +58,48 @@ static const char usage_text[] =
     "specs and seed when the data is still there; class names come from the store.\n";
 
 
-/* grid / heatmap of one image of RUN. */
+#define MAX_GRID_VIEWS 64
+_Static_assert(MAX_GRID_VIEWS >= RS_GRID_MAX_VIEWS, "--views holds the default's views");
+
+/* --views: "V1,V2,..." (ascending, distinct) into VIEWS after view 0; returns the count
+ * with view 0, or 0 after a usage error (printed). */
+static int parse_views(const char *text, int views[MAX_GRID_VIEWS])
+{
+    int n = 0;
+    views[n++] = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 1000000 || (*end && *end != ',')) {
+            rs_cli_usage_error("render", "--views '%s': a comma-separated list of view numbers, e.g. 3,18,33", text);
+            return 0;
+        }
+        if (v > views[n - 1] || (n == 1 && v == 0)) {
+            if (v > views[n - 1] && n == MAX_GRID_VIEWS) {
+                rs_cli_usage_error("render", "--views '%s': at most %d views", text, MAX_GRID_VIEWS - 1);
+                return 0;
+            }
+            if (v > views[n - 1])
+                views[n++] = (int)v;
+        } else {
+            rs_cli_usage_error("render", "--views '%s': views in ascending order, each once", text);
+            return 0;
+        }
+        p = *end ? end + 1 : end;
+        if (*end && !*p) {
+            rs_cli_usage_error("render", "--views '%s': a view number after the last comma", text);
+            return 0;
+        }
+    }
+    return n;
+}
+
+/* grid / heatmap of one image of RUN; a grid of views VIEWS[0..NVIEWS) (NWANT 0: the default,
+ * rs_render_grid_views). */
 static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int image, rs_patch_metric metric,
-                      int view, int layer, const char *out, rs_error *err)
+                      int view, const int *want, int nwant, int layer, const char *out, rs_error *err)
 {
     if (image < 0)
         image = run->offset;
@@ -69,11 +112,24 @@ static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int
     rs_error no_pixels;
     if (rs_render_context_of_run(run, image, &ctx, &pixels, &no_pixels))
         fprintf(stderr, "routerscope render: note: drawing without the image (%s)\n", no_pixels.msg);
+    int views[MAX_GRID_VIEWS], n = nwant;
+    char *specs[MAX_GRID_VIEWS];
+    rs_run_info shown;
+    if (nwant)
+        memcpy(views, want, sizeof *want * (size_t)nwant);
+    else if (is_grid)
+        n = rs_render_grid_views(run, views, NULL);
     if (view >= r.views)
         rc = rs_error_set(err, RS_EINVAL, "view %d out of range (run %lld has %d views)", view, (long long)run->id,
                           r.views);
-    else if (is_grid)
+    else if (is_grid && views[n - 1] >= r.views)
+        rc = rs_error_set(err, RS_EINVAL, "--views: view %d out of range (run %lld has %d views)", views[n - 1],
+                          (long long)run->id, r.views);
+    else if (is_grid) {
+        if (n < r.views)
+            rs_render_keep_views(&r, &ctx, pixels, views, n, &shown, specs);
         rc = rs_render_grid(&r, &ctx, out, NULL, err);
+    }
     else
         rc = rs_render_heatmap(&r, &ctx, metric, view, layer, out, err);
     free(pixels);
@@ -186,6 +242,7 @@ static int draw_plot(rs_store *store, const char *db, const char *kind, const rs
 typedef struct render_options {
     const char *db, *out, *run_text, *runs_text, *metric_text, *kind;  /* runs as given (store/run.h) */
     int image, view, layer;
+    int views[MAX_GRID_VIEWS], num_views; /* --views: view 0 and the list; 0: not given */
 } render_options;
 
 static int parse(int argc, char **argv, render_options *o)
@@ -196,6 +253,7 @@ static int parse(int argc, char **argv, render_options *o)
                                          {"image", required_argument, NULL, 'i'},
                                          {"metric", required_argument, NULL, 'm'},
                                          {"view", required_argument, NULL, 'v'},
+                                         {"views", required_argument, NULL, 'V'},
                                          {"layer", required_argument, NULL, 'l'},
                                          {"output", required_argument, NULL, 'o'},
                                          {"help", no_argument, NULL, 'h'},
@@ -212,6 +270,7 @@ static int parse(int argc, char **argv, render_options *o)
         case 'r': ok = rs_cli_check_run("render", "--run", o->run_text = optarg); break;
         case 'i': ok = rs_cli_parse_int("render", "--image", optarg, 0, 2147483647, &o->image); break;
         case 'v': ok = rs_cli_parse_int("render", "--view", optarg, 0, 1000000, &o->view); break;
+        case 'V': ok = (o->num_views = parse_views(optarg, o->views)) > 0; break;
         case 'l': ok = rs_cli_parse_int("render", "--layer", optarg, 0, 1000000, &o->layer); break;
         case 'h': fputs(usage_text, stdout); return -1;
         default: return RS_EXIT_USAGE;
@@ -239,6 +298,8 @@ static int parse(int argc, char **argv, render_options *o)
         return rs_cli_usage_error("render", "-o OUT is required");
     if (o->runs_text && strcmp(o->kind, "sweep") && strcmp(o->kind, "accuracy") && strcmp(o->kind, "attack-curves"))
         return rs_cli_usage_error("render", "--runs is for sweep, accuracy and attack-curves; use --run");
+    if (o->num_views && strcmp(o->kind, "grid"))
+        return rs_cli_usage_error("render", "--views is for grid; heatmap takes one --view");
     if (!o->runs_text && !o->run_text)
         return rs_cli_usage_error("render", "--run is required");
     return 0;
@@ -306,7 +367,7 @@ int cmd_render(int argc, char **argv)
     if (!rc && is_attack)
         rc = draw_attack(store, o.db, o.kind, runs, nids, o.image, o.layer, o.out, &err);
     else if (!rc && (is_grid || is_heat))
-        rc = draw_image(store, &runs[0], is_grid, o.image, metric, o.view, slot, o.out, &err);
+        rc = draw_image(store, &runs[0], is_grid, o.image, metric, o.view, o.views, o.num_views, slot, o.out, &err);
     else if (!rc)
         rc = draw_plot(store, o.db, o.kind, runs, nids, slot, o.out, &err);
     for (int i = 0; runs && i < nids; i++)

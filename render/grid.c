@@ -483,3 +483,38 @@ int rs_render_grid(const rs_image_routing *r, const rs_render_context *ctx, cons
         *layout = p.g;
     return rs_canvas_close(&cv, err);
 }
+
+/* Whether SPEC names severity 3 (the middle of the five). */
+static bool middle_severity(const char *spec)
+{
+    const char *at = strstr(spec, "severity=3");
+    return at && (at[10] == '\0' || at[10] == ',' || at[10] == '+');
+}
+
+int rs_render_grid_views(const rs_run_info *run, int views[RS_GRID_MAX_VIEWS], bool *by_severity)
+{
+    if (by_severity)
+        *by_severity = false;
+    int V = run->num_views, n = 0;
+    if (V <= RS_GRID_MAX_VIEWS) {
+        for (; n < V; n++)
+            views[n] = n;
+        return n;
+    }
+    int middle = 0;
+    for (int v = 1; v < V; v++)
+        middle += middle_severity(run->view_specs[v]);
+    if (middle >= 1 && middle < RS_GRID_MAX_VIEWS) {
+        views[n++] = 0;
+        for (int v = 1; v < V; v++)
+            if (middle_severity(run->view_specs[v]))
+                views[n++] = v;
+        if (by_severity)
+            *by_severity = true;
+        return n;
+    }
+    /* no severities to go by: evenly spaced views, the last included */
+    for (n = 0; n < RS_GRID_MAX_VIEWS; n++)
+        views[n] = (int)((long)n * (V - 1) / (RS_GRID_MAX_VIEWS - 1));
+    return n;
+}

@@ -24,6 +24,16 @@
 
 #include "render.h"
 
+/* A grid shows at most this many views by default: a run with more (76 in the corruption
+ * protocol) would draw them too thin to read. */
+#define RS_GRID_MAX_VIEWS 16
+/* The views a grid of RUN shows by default into VIEWS (ascending, view 0 first); returns
+ * how many: all of them up to RS_GRID_MAX_VIEWS, else view 0 and every view at severity 3
+ * (one per corruption or noise kind) when that fits (then *BY_SEVERITY, NULL allowed, is
+ * true), else evenly spaced views, the first and the last included. The report and
+ * `render grid` draw these; rs_render_keep_views (render.h) narrows a figure to them. */
+int rs_render_grid_views(const rs_run_info *run, int views[RS_GRID_MAX_VIEWS], bool *by_severity);
+
 #define RS_GRID_CHANGED_WIDTH 3.0 /* units, inside the cell */
 #define RS_GRID_CHANGED_R 0.86 /* the red of changed cells: (0.86, 0, 0) */
 #define RS_GRID_CHANGED_G 0.0

@@ -231,6 +231,21 @@ int rs_render_context_of_run(const rs_run_info *run, int image, rs_render_contex
     return rc;
 }
 
+void rs_render_keep_views(rs_image_routing *r, rs_render_context *ctx, float *pixels, const int *views, int n,
+                          rs_run_info *shown, char **specs)
+{
+    const rs_run_info *run = ctx->run;
+    for (int i = 0; i < n; i++)
+        specs[i] = run->view_specs[views[i]];
+    *shown = *run;
+    shown->view_specs = specs, shown->num_views = n;
+    rs_image_routing_keep_views(r, views, n);
+    size_t view_px = (size_t)ctx->channels * ctx->height * ctx->width;
+    for (int i = 0; pixels && i < n; i++)
+        memmove(pixels + i * view_px, pixels + views[i] * view_px, view_px * sizeof *pixels);
+    ctx->run = shown, ctx->view_numbers = views;
+}
+
 const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *buf, size_t size)
 {
     if (cls < 0)

@@ -95,6 +95,15 @@ typedef struct rs_render_context {
 int rs_render_context_of_run(const rs_run_info *run, int image, rs_render_context *ctx, float **pixels,
                              rs_error *err);
 
+/* Narrows a figure of one image to views VIEWS[0..N) of CTX->run (ascending, VIEWS[0] = 0,
+ * each below the run's views): R keeps those views (rs_image_routing_keep_views), PIXELS
+ * (CTX's, or NULL) is compacted in place to them, and CTX then names the run SHOWN (a copy
+ * of CTX->run listing only those views' specs, from SPECS: the caller's N entries) with the
+ * stored view numbers VIEWS. SHOWN, SPECS and VIEWS must outlive CTX's use. A figure of a
+ * run with many views (76 in the corruption protocol) draws some of them. */
+void rs_render_keep_views(rs_image_routing *r, rs_render_context *ctx, float *pixels, const int *views, int n,
+                          rs_run_info *shown, char **specs);
+
 /* "NAME" or the class number as text into BUF. */
 const char *rs_render_class_name(const rs_render_context *ctx, int cls, char *buf, size_t size);
 

@@ -5,7 +5,8 @@
 #                 and misplaced options fail with one line
 #   determinism   --threads 1 --batch 3 and --threads 2 --batch 64 store identical records
 #   no geometry   every patch of a corrupted view matches the same patch of the clean view
-#   readers       stats reads the run
+#   readers       stats reads the run; render grid draws view 0 and one view per corruption
+#                 at severity 3 by default, --views the ones named
 # usage: corrupt_test.sh ROUTERSCOPE MODEL
 set -u
 rs=$(realpath "$1") model=$(realpath "$2")
@@ -70,5 +71,26 @@ expect "--corruptions with another protocol: usage, exit 2" failed_with $? 2 "be
   --db "$tmp/e.db" --threads 1 >/dev/null 2>"$tmp/err"
 expect "custom: corrupt with set=imagenet on a 28 px model" \
   grep -q '"set":"imagenet"' <(q "$tmp/e.db" "SELECT params FROM predictions WHERE view = 1 AND image = 0")
+
+# --- render grid of a 76-view run -------------------------------------------------------------------
+png_w() { od -An -tu1 -j16 -N4 "$1" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }'; }
+"$rs" render grid --db "$tmp/a.db" --run 1 -o "$tmp/g16.png" 2>"$tmp/err"
+expect "render grid: a 76-view run draws by default" [ $? = 0 ]
+"$rs" render grid --db "$tmp/a.db" --run 1 --views 3 -o "$tmp/g2.png" 2>"$tmp/err"
+expect "render grid --views 3: draws" [ $? = 0 ]
+"$rs" render grid --db "$tmp/a.db" --run 1 --views 3,18,33 -o "$tmp/g4.png" 2>"$tmp/err"
+w2=$(png_w "$tmp/g2.png") w4=$(png_w "$tmp/g4.png") w16=$(png_w "$tmp/g16.png")
+expect "render grid: wider with more views (2, 4, 16 views: $w2 < $w4 < $w16 px)" [ "$w2" -lt "$w4" -a "$w4" -lt "$w16" ]
+"$rs" render grid --db "$tmp/a.db" --run 1 --views 0,3 -o "$tmp/g2b.png" 2>"$tmp/err"
+expect "render grid --views 0,3 = --views 3 (view 0 is always first)" cmp -s "$tmp/g2.png" "$tmp/g2b.png"
+"$rs" render grid --db "$tmp/a.db" --run 1 --views 76 -o "$tmp/never.png" 2>"$tmp/err"
+expect "render grid --views 76: out of range, one line" failed_with $? 1 "view 76 out of range (run 1 has 76 views)"
+"$rs" render grid --db "$tmp/a.db" --run 1 --views 18,3 -o "$tmp/never.png" 2>"$tmp/err"
+expect "render grid --views 18,3: usage, exit 2" failed_with $? 2 "ascending order"
+"$rs" render grid --db "$tmp/a.db" --run 1 --views 3, -o "$tmp/never.png" 2>"$tmp/err"
+expect "render grid --views 3,: usage, exit 2" failed_with $? 2 "after the last comma"
+"$rs" render heatmap --db "$tmp/a.db" --run 1 --views 3 -o "$tmp/never.png" 2>"$tmp/err"
+expect "render heatmap --views: usage, exit 2" failed_with $? 2 "--views is for grid"
+expect "no picture is left by a refused command" [ ! -e "$tmp/never.png" ]
 
 testlib_done corrupt_cli

@@ -722,13 +722,14 @@ int rs_replay(const rs_replay_options *opt, rs_replay_summary *sum, rs_error *er
             rc = alloc_buffers(&e, err);
         if (!rc)
             rc = run_batches(&e, sum, err);
-        /* The run's fate: done, interrupted (resumable) or failed with its message. */
+        /* The run's fate: done, interrupted (resumable) or failed with its message — also
+         * when marking it done fails (its final check), so that no run stays "running". */
         rs_error status_err;
-        if (rc)
-            rs_store_set_status(e.store, e.run.id, RS_RUN_FAILED, err->msg, &status_err);
-        else
+        if (!rc)
             rc = rs_store_set_status(e.store, e.run.id, sum->interrupted ? RS_RUN_INTERRUPTED : RS_RUN_DONE, NULL,
                                      err);
+        if (rc && e.store)
+            rs_store_set_status(e.store, e.run.id, RS_RUN_FAILED, err->msg, &status_err);
     }
     if (e.run.id) {
         sum->run_id = e.run.id;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grid.h"
 #include "sections.h"
 #include "input/spec_text.h"
 #include "tables/stats_tables.h"
@@ -382,8 +383,8 @@ static void methods_side_by_side(rs_report_state *R, int q, int image, bool grid
         return;
     snprintf(file, sizeof file, "%s-image%d.png", stem, image);
     /* grids of many views are wide already: one under the other */
-    int shown[RS_REPORT_GRID_VIEWS];
-    bool stacked = grid && rs_report_grid_views(first, shown) > 6;
+    int shown[RS_GRID_MAX_VIEWS];
+    bool stacked = grid && rs_render_grid_views(first, shown, NULL) > 6;
     rs_report_compose(R, parts, n, stacked ? 1 : grid ? n : 2, file);
     char what[768];
     snprintf(what, sizeof what, "Image %d under each method, %s protocol, the first training seed of each (the same "

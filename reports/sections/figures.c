@@ -37,37 +37,6 @@ void rs_report_fig_path_twin(rs_report_state *R, const char *file, bool twin, ch
         memcpy(buf + n - 4, ".pdf", 4);
 }
 
-/* Whether SPEC names severity 3 (the middle of the five). */
-static bool middle_severity(const char *spec)
-{
-    const char *at = strstr(spec, "severity=3");
-    return at && (at[10] == '\0' || at[10] == ',' || at[10] == '+');
-}
-
-int rs_report_grid_views(const rs_run_info *run, int views[RS_REPORT_GRID_VIEWS])
-{
-    int V = run->num_views, n = 0;
-    if (V <= RS_REPORT_GRID_VIEWS) {
-        for (; n < V; n++)
-            views[n] = n;
-        return n;
-    }
-    int middle = 0;
-    for (int v = 1; v < V; v++)
-        middle += middle_severity(run->view_specs[v]);
-    if (middle >= 1 && middle < RS_REPORT_GRID_VIEWS) {
-        views[n++] = 0;
-        for (int v = 1; v < V; v++)
-            if (middle_severity(run->view_specs[v]))
-                views[n++] = v;
-        return n;
-    }
-    /* no severities to go by: evenly spaced views, the last included */
-    for (n = 0; n < RS_REPORT_GRID_VIEWS; n++)
-        views[n] = (int)((long)n * (V - 1) / (RS_REPORT_GRID_VIEWS - 1));
-    return n;
-}
-
 bool rs_report_image_file(rs_report_state *R, const rs_run_info *run, int image, bool grid, const char *file)
 {
     if (R->d.rc)
@@ -83,19 +52,11 @@ bool rs_report_image_file(rs_report_state *R, const rs_run_info *run, int image,
         rs_render_context_of_run(run, image, &ctx, &pixels, &no_pixels);
         /* a grid of many views draws some of them (the caption says which): all of them
            in one row would be too thin to read */
-        int views[RS_REPORT_GRID_VIEWS], n = grid ? rs_report_grid_views(run, views) : run->num_views;
-        char *specs[RS_REPORT_GRID_VIEWS];
-        rs_run_info shown = *run;
-        if (n < run->num_views) {
-            for (int i = 0; i < n; i++)
-                specs[i] = run->view_specs[views[i]];
-            shown.view_specs = specs, shown.num_views = n;
-            rs_image_routing_keep_views(&r, views, n);
-            size_t view_px = (size_t)ctx.channels * ctx.height * ctx.width;
-            for (int i = 0; pixels && i < n; i++)
-                memmove(pixels + i * view_px, pixels + views[i] * view_px, view_px * sizeof *pixels);
-            ctx.run = &shown, ctx.view_numbers = views;
-        }
+        int views[RS_GRID_MAX_VIEWS], n = grid ? rs_render_grid_views(run, views, NULL) : run->num_views;
+        char *specs[RS_GRID_MAX_VIEWS];
+        rs_run_info shown;
+        if (n < run->num_views)
+            rs_render_keep_views(&r, &ctx, pixels, views, n, &shown, specs);
         rc = grid ? rs_render_grid(&r, &ctx, path, NULL, R->d.err)
                   : rs_render_heatmap(&r, &ctx, RS_PATCH_CHANGED, -1, -1, path, R->d.err);
         free(pixels);
@@ -138,10 +99,11 @@ void rs_report_grid_caption(const rs_run_info *run, const char *what, char *buf,
              moved ? "); the dashed box on view 0 shows where the other view's crop lies" : "",
              attacked ? "; an attacked view's thumbnail shows the pixels its attack started from (redoing the "
                         "attack needs the model, and its at most \u03b5 per pixel would not show at this size)" : "");
-    int views[RS_REPORT_GRID_VIEWS], n = rs_report_grid_views(run, views), len = (int)strlen(buf);
+    bool by_severity;
+    int views[RS_GRID_MAX_VIEWS], n = rs_render_grid_views(run, views, &by_severity), len = (int)strlen(buf);
     if (n < run->num_views && len > 0 && buf[len - 1] == '.')
         snprintf(buf + len - 1, size - (size_t)len + 1, " Of the run's %d views the grid shows %d: %s.", run->num_views, n,
-                 middle_severity(run->view_specs[views[1]]) ? "view 0 and every view at severity 3"
+                 by_severity ? "view 0 and every view at severity 3"
                                                             : "evenly spaced ones, the first and the last included");
 }
 

@@ -55,15 +55,8 @@ void rs_report_fig_path(rs_report_state *R, const char *file, char *buf, size_t 
 void rs_report_fig_path_twin(rs_report_state *R, const char *file, bool twin, char *buf, size_t size);
 /* Adds figures/FILE with CAPTION to the document. */
 void rs_report_figure(rs_report_state *R, const char *file, const char *caption);
-/* A grid shows at most this many views: a run with more (76 in the corruption protocol)
- * would draw them too thin to read. */
-#define RS_REPORT_GRID_VIEWS 16
-/* The views a grid of RUN shows into VIEWS (ascending, view 0 first); returns how many: all
- * of them up to RS_REPORT_GRID_VIEWS, else view 0 and every view at severity 3 (one per
- * corruption or noise kind) when that fits, else evenly spaced views. */
-int rs_report_grid_views(const rs_run_info *run, int views[RS_REPORT_GRID_VIEWS]);
 /* Draws RUN's image IMAGE into figures/FILE without adding it to the document: its
- * expert-selection grid (GRID; of the views rs_report_grid_views picks) or its per-patch
+ * expert-selection grid (GRID; of the views rs_render_grid_views picks, render/grid.h) or its per-patch
  * heatmap. False (R->d set) on an error. */
 bool rs_report_image_file(rs_report_state *R, const rs_run_info *run, int image, bool grid, const char *file);
 /* Draws and adds the expert-selection grid of RUN's image IMAGE. */
