@@ -26,6 +26,22 @@ static void perturbation_label(const rs_dissect *d, const rs_groups *g, int p, c
     snprintf(buf, size, "view %d: %s", d->view[p], g->info[0].view_specs[d->view[p]]);
 }
 
+/* A row of group GR and perturbation P (csv/json: view "view P", layer "all", METRIC, run
+ * the group's name): the group's label in column 0 and the perturbation's in PERT_COL. */
+static int group_row(rs_table *t, const rs_dissect *d, const rs_groups *g, int gr, int p, const char *metric,
+                     int pert_col)
+{
+    char label[96], pert[160], view[32];
+    rs_report_group_label(g, gr, label, sizeof label);
+    perturbation_label(d, g, p, pert, sizeof pert);
+    snprintf(view, sizeof view, "view %d", d->view[p]);
+    int r = rs_table_add_row(t, view, "all", metric);
+    rs_table_set_row_run(t, r, g->names[gr]);
+    rs_table_set_text(t, r, 0, label);
+    rs_table_set_text(t, r, pert_col, pert);
+    return r;
+}
+
 rs_table *rs_report_dissect_table(const rs_dissect *d, const rs_groups *g, const char *run)
 {
     const char *keys[3 + RS_DISSECT_NUM_FIGURES] = {"group", "perturbation", "seeds"};
@@ -38,16 +54,9 @@ rs_table *rs_report_dissect_table(const rs_dissect *d, const rs_groups *g, const
     if (!t)
         return NULL;
     rs_table_set_note(t, rs_report_dissect_definition);
-    char label[96], pert[160], view[32];
     for (int gr = 0; gr < d->num_groups; gr++) {
-        rs_report_group_label(g, gr, label, sizeof label);
         for (int p = 0; p < d->perturbations; p++) {
-            perturbation_label(d, g, p, pert, sizeof pert);
-            snprintf(view, sizeof view, "view %d", d->view[p]);
-            int r = rs_table_add_row(t, view, "all", "dissect");
-            rs_table_set_row_run(t, r, g->names[gr]);
-            rs_table_set_text(t, r, 0, label);
-            rs_table_set_text(t, r, 1, pert);
+            int r = group_row(t, d, g, gr, p, "dissect", 1);
             char seeds[32];
             snprintf(seeds, sizeof seeds, g->size[gr] == 1 ? "1 seed" : "%d", g->size[gr]);
             rs_table_set_text(t, r, 2, seeds);
@@ -87,18 +96,12 @@ rs_table *rs_report_dissect_diff_table(const rs_dissect *d, const rs_groups *g, 
     if (!t)
         return NULL;
     rs_table_set_note(t, note);
-    char label[96], base[96], pert[160], view[32], pairs[16];
+    char base[96], pairs[16];
     rs_report_group_label(g, 0, base, sizeof base);
     for (int gr = 1; gr < d->num_groups; gr++) {
-        rs_report_group_label(g, gr, label, sizeof label);
         for (int p = 0; p < d->perturbations; p++) {
-            perturbation_label(d, g, p, pert, sizeof pert);
-            snprintf(view, sizeof view, "view %d", d->view[p]);
-            int r = rs_table_add_row(t, view, "all", "dissect_diff");
-            rs_table_set_row_run(t, r, g->names[gr]);
-            rs_table_set_text(t, r, 0, label);
+            int r = group_row(t, d, g, gr, p, "dissect_diff", 2);
             rs_table_set_text(t, r, 1, base);
-            rs_table_set_text(t, r, 2, pert);
             size_t c0 = (size_t)(gr * d->perturbations + p) * RS_DISSECT_NUM_FIGURES;
             snprintf(pairs, sizeof pairs, "%d", d->diff[c0 + RS_DISSECT_ACCURACY].n);
             rs_table_set_text(t, r, 3, pairs);
