@@ -842,6 +842,47 @@ static void test_dispatch_run(void **state)
                      2 * spec.num_views * spec.num_layers);
 }
 
+/* Capacity with bf16 dispatch, a gemm backend and --record topk together: one identity of
+ * its own, found again with all four, and each setting dropped alone names another run (so
+ * no two of them share a field of the identity text). */
+static void test_combined_identity(void **state)
+{
+    (void)state;
+    const char *path = scratch("combined.db");
+    rs_run_spec all = small_spec();
+    all.capacity_factor = 1.25, all.group_images = 4, all.bpr = true;
+    all.bf16_dispatch = true;
+    all.compute = "onednn bf16";
+    all.record = RS_RECORD_TOPK;
+    rs_run_spec drop[4] = {all, all, all, all};
+    drop[0].bf16_dispatch = false;
+    drop[1].compute = NULL;
+    drop[2].record = RS_RECORD_FULL;
+    drop[3].compute = "onednn"; /* another backend setting, the rest kept */
+    rs_store *s = open_ok(path, false);
+    int64_t run = begin_ok(s, &all), ids[4];
+    for (int i = 0; i < 4; i++) {
+        ids[i] = begin_ok(s, &drop[i]);
+        assert_true(ids[i] != run);
+        for (int j = 0; j < i; j++)
+            assert_true(ids[i] != ids[j]);
+    }
+    rs_run_info info = {0};
+    rs_error err = {0};
+    assert_int_equal(rs_store_find_run(s, &all, &info, &err), 1);
+    assert_int_equal(info.id, run);
+    assert_true(info.bf16_dispatch);
+    assert_int_equal(info.record, RS_RECORD_TOPK);
+    assert_string_equal(info.compute, "onednn bf16");
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(rs_store_find_run(s, &drop[i], &info, &err), 1);
+        assert_int_equal(info.id, ids[i]);
+    }
+    rs_run_info_clear(&info);
+    rs_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(DISTINCT identity) FROM runs"), 5);
+}
+
 /* A group seed is part of the identity (none, 0 and 7 are three runs) and comes back; a
  * store of schema 4 reads in place as data order, and a writer adds the column. */
 static void test_group_seed_run(void **state)
@@ -1505,6 +1546,7 @@ int main(void)
         cmocka_unit_test(test_create_reopen),  cmocka_unit_test(test_schema_version),
         cmocka_unit_test(test_not_a_database), cmocka_unit_test(test_read_only),
         cmocka_unit_test(test_schema1_store),   cmocka_unit_test(test_dispatch_run),
+        cmocka_unit_test(test_combined_identity),
         cmocka_unit_test(test_group_seed_run),
         cmocka_unit_test(test_schema4_store),   cmocka_unit_test(test_forced_run),
         cmocka_unit_test(test_locked),         cmocka_unit_test(test_runs),
