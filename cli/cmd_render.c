@@ -150,7 +150,7 @@ static int layer_slot(const rs_run_info *run, int block, int *slot, rs_error *er
 }
 
 /* One attack figure of RUNS (N runs; all but curves draw the first). */
-static int draw_attack_kind(const char *db, const char *kind, rs_attack_stats **as, const rs_run_info *runs, int n,
+static int draw_attack_kind(rs_store *store, const char *db, const char *kind, rs_attack_stats **as, const rs_run_info *runs, int n,
                             int image, int block, const char *out, rs_error *err)
 {
     if (!strcmp(kind, "attack-curves")) {
@@ -176,7 +176,7 @@ static int draw_attack_kind(const char *db, const char *kind, rs_attack_stats **
     }
     double *mean = NULL;
     int steps = 0;
-    rc = rs_attack_objective(db, &runs[0], &mean, &steps, err);
+    rc = rs_attack_objective(store, db, &runs[0], &mean, &steps, err);
     if (!rc)
         rc = rs_render_attack_objective(mean, steps, as[0], &runs[0], out, err);
     free(mean);
@@ -198,7 +198,7 @@ static int draw_attack(rs_store *store, const char *db, const char *kind, const 
             rc = rs_attack_stats_compute(store, &runs[i], stats[i], &opt, &as[i], err);
     }
     if (!rc)
-        rc = draw_attack_kind(db, kind, as, runs, n, image, block, out, err);
+        rc = draw_attack_kind(store, db, kind, as, runs, n, image, block, out, err);
     for (int i = 0; i < n && stats && as; i++) {
         rs_stats_free(stats[i]);
         rs_attack_stats_free(as[i]);

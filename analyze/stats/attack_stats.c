@@ -338,27 +338,23 @@ static int objective_pass(rs_store *store, const char *name, const rs_run_info *
     return rc;
 }
 
-int rs_attack_objective(const char *db_path, const rs_run_info *run, double **mean, int *steps, rs_error *err)
+int rs_attack_objective(rs_store *store, const char *name, const rs_run_info *run, double **mean, int *steps,
+                        rs_error *err)
 {
     *mean = NULL;
     *steps = 0;
-    rs_store *store;
-    int rc = rs_store_open(db_path, true, &store, err);
-    if (rc)
-        return rc;
     /* Two passes: the largest step count, then the sums. No rows: nothing to draw. */
     int max_steps = 0;
-    rc = objective_pass(store, db_path, run, NULL, NULL, &max_steps, err);
+    int rc = objective_pass(store, name, run, NULL, NULL, &max_steps, err);
     const size_t VS = (size_t)run->num_views * ((size_t)max_steps + 1);
     double *sum = NULL;
     int64_t *n = NULL;
     if (!rc && max_steps > 0) {
         sum = calloc(VS, sizeof *sum);
         n = calloc(VS, sizeof *n);
-        rc = !sum || !n ? rs_error_set(err, RS_ENOMEM, "%s: out of memory", db_path)
-                        : objective_pass(store, db_path, run, sum, n, &max_steps, err);
+        rc = !sum || !n ? rs_error_set(err, RS_ENOMEM, "%s: out of memory", name)
+                        : objective_pass(store, name, run, sum, n, &max_steps, err);
     }
-    rs_store_close(store);
     for (size_t x = 0; !rc && sum && x < VS; x++)
         sum[x] = n[x] ? sum[x] / (double)n[x] : NAN;
     free(n);

@@ -73,14 +73,14 @@ void rs_attack_stats_free(rs_attack_stats *as);
  * never counting as above every ε). A value is ε, or INFINITY for never. */
 void rs_attack_min_eps(const rs_attack_stats *as, int image, int layer, double *values);
 
-/* The attack objective per step, averaged over images, of each view of RUN, from the store
- * at DB_PATH (opened read-only for the call) through its attack cursor
- * (rs_store_attack_cursor_*: the attacks of store schema 4, steps+1 objective values per row).
- * *MEAN (owned; (V, *STEPS + 1), NaN where a view has no row for a step) and *STEPS (the
- * largest step count); *STEPS = 0 and *MEAN = NULL when the run has no attacks row (stores
- * before schema 4, runs without attacks). RS_EFORMAT for a malformed row (an objective of
- * other than steps+1 values, a view outside the run), rs_store_open's errors when the store
- * cannot be opened (RS_EIO, RS_EFORMAT). */
-int rs_attack_objective(const char *db_path, const rs_run_info *run, double **mean, int *steps, rs_error *err);
+/* The attack objective per step, averaged over images, of each view of RUN, from STORE
+ * (NAME names it in errors) through its attack cursor (rs_store_attack_cursor_*: the
+ * attacks of store schema 4, steps+1 objective values per row). *MEAN (owned; (V, *STEPS +
+ * 1), NaN where a view has no row for a step) and *STEPS (the largest step count);
+ * *STEPS = 0 and *MEAN = NULL when the run has no attacks row (stores before schema 4, runs
+ * without attacks). RS_EFORMAT for a malformed row (an objective of other than steps+1
+ * values, a view outside the run), or the cursor's store errors. */
+int rs_attack_objective(rs_store *store, const char *name, const rs_run_info *run, double **mean, int *steps,
+                        rs_error *err);
 
 #endif

@@ -161,7 +161,7 @@ static void run_figures(rs_report_state *R, const rs_run_info *r, const rs_attac
     double *mean = NULL;
     int steps = 0;
     if (!d->rc && R->opt->db)
-        d->rc = rs_attack_objective(R->opt->db, r, &mean, &steps, d->err);
+        d->rc = rs_attack_objective(R->store, R->opt->db, r, &mean, &steps, d->err);
     if (!d->rc && steps > 0) {
         snprintf(file, sizeof file, "objective-run%s.png", rn);
         for (int twin = 0; twin < 2 && !d->rc; twin++) { /* the PNG, then its vector twin */
