@@ -150,8 +150,8 @@ static int layer_slot(const rs_run_info *run, int block, int *slot, rs_error *er
 }
 
 /* One attack figure of RUNS (N runs; all but curves draw the first). */
-static int draw_attack_kind(rs_store *store, const char *db, const char *kind, rs_attack_stats **as, const rs_run_info *runs, int n,
-                            int image, int block, const char *out, rs_error *err)
+static int draw_attack_kind(rs_store *store, const char *db, const char *kind, rs_attack_stats **as,
+                            const rs_run_info *runs, int n, int image, int block, const char *out, rs_error *err)
 {
     if (!strcmp(kind, "attack-curves")) {
         const rs_run_info **rp = calloc((size_t)n, sizeof *rp);
