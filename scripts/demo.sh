@@ -106,7 +106,8 @@ done
 # method's seeds (AdvMoE's when models/ has them) under a CE attack and AdvMoE's router
 # attack (PGD-10, eps 8/255, step 2/255, as AdvMoE evaluates) and light Gaussian noise, each
 # replayed again with the clean routing forced.
-dissect_limit=300
+# The adversarial models flip few predictions (5-15 %), so the shares need the attack's 1,000 images.
+dissect_limit=$attack_limit
 dissect_views='clean;pgd:eps=8/255,steps=10,alpha=2/255,loss=ce;pgd:eps=8/255,steps=10,alpha=2/255,loss=router-ce,target=label;noise:severity=1;base:view=1+route:from=0;base:view=2+route:from=0;base:view=3+route:from=0'
 dissect_groups=()
 declare -A dissect_group=()
