@@ -173,6 +173,13 @@ if [ -f "$models/fmnist-vmoe-k2-s1.safetensors" ] && [ -f "$models/fmnist-prc-k2
     grep -q '^## Answer over training seeds' '$tmp/demo-answer' && grep -Eq '^\| prc: V-MoE\+PRC k=2 +\| vmoe: V-MoE k=2 \| pair' '$tmp/demo-answer' &&
     grep -q '^A \* marks a difference that holds after Holm' '$tmp/demo-answer' && grep -q '^- .*V-MoE+PRC k=2.* \[[-+]' '$tmp/demo-answer' &&
     ! grep -q 'Contents:\|Files:\|\\\\\[' '$tmp/demo-answer'"
+  expect "demo: each sentence's words agree with the interval it quotes (excludes 0 or not)" awk '
+    /^- / && match($0, /\[[-+][0-9.]+, [-+][0-9.]+\]/) {
+      split(substr($0, RSTART + 1, RLENGTH - 2), b, ", "); excl = b[1] + 0 > 0 || b[2] + 0 < 0
+      if (/is not bounded away from 0/ && excl) bad = 1
+      if (/excludes 0 on its own/ && !excl) bad = 1
+      n++ }
+    END { exit bad || !n }' "$tmp/demo-answer"
   # two runs of two models: page 1 is the paired differences of the headline figures
   "$rs" report --db "$sdb" --runs 1,3 --out "$tmp/two" --images 0 --resamples 50 >/dev/null 2>"$tmp/err"
   if command -v pdftotext >/dev/null; then

@@ -188,6 +188,14 @@ static bool clearest(const rs_answer *a, int row, int *q, int *f, int *tested, i
     return best != NULL;
 }
 
+/* Why a difference D that does not hold after Holm is not claimed: its own interval may
+ * still exclude 0, which the sentence must not deny. */
+static const char *not_held(const rs_t_interval *d)
+{
+    return d->lo > 0 || d->hi < 0 ? "excludes 0 on its own but does not hold after Holm across the table"
+                                  : "is not bounded away from 0";
+}
+
 /* One sentence on method ROW (group ROW + 1) of the answer. */
 static void row_sentence(const rs_report_state *R, int row, char *buf, size_t size)
 {
@@ -207,9 +215,9 @@ static void row_sentence(const rs_report_state *R, int row, char *buf, size_t si
     p_text(c->holm, p, sizeof p);
     if (!c->holds) {
         snprintf(buf, size, "The clearest %sdifference of %s, %s under the %s protocol, %+.2f points [%+.2f, %+.2f] "
-                 "over %d seeds (Holm %s), is not bounded away from 0; %d of its %d differences with a p-value "
-                 "hold%s.", rs_groups_is_accuracy(f) ? "" : "routing ", label, figure_phrase(f), protocol,
-                 100 * c->diff.mean, 100 * c->diff.lo, 100 * c->diff.hi, c->diff.n, p, held, tested,
+                 "over %d seeds (Holm %s), %s; %d of its %d differences with a p-value hold%s.",
+                 rs_groups_is_accuracy(f) ? "" : "routing ", label, figure_phrase(f), protocol, 100 * c->diff.mean,
+                 100 * c->diff.lo, 100 * c->diff.hi, c->diff.n, p, not_held(&c->diff), held, tested,
                  held == 1 ? "s" : "");
         return;
     }
@@ -218,8 +226,8 @@ static void row_sentence(const rs_report_state *R, int row, char *buf, size_t si
                        100 * c->diff.mean, 100 * c->diff.lo, 100 * c->diff.hi, c->diff.n, p);
     const rs_answer_cell *t1 = rs_answer_at(a, row, q, RS_GROUP_TOP1);
     if (f != RS_GROUP_TOP1 && t1->diff.valid && !t1->holds && len < (int)size)
-        len += snprintf(buf + len, size - (size_t)len, "; its Top-1 difference there, %+.2f [%+.2f, %+.2f], is not "
-                        "bounded away from 0", 100 * t1->diff.mean, 100 * t1->diff.lo, 100 * t1->diff.hi);
+        len += snprintf(buf + len, size - (size_t)len, "; its Top-1 difference there, %+.2f [%+.2f, %+.2f], %s",
+                        100 * t1->diff.mean, 100 * t1->diff.lo, 100 * t1->diff.hi, not_held(&t1->diff));
     if (len < (int)size)
         snprintf(buf + len, size - (size_t)len, "; %d of its %d differences with a p-value hold%s.", held, tested,
                  held == 1 ? "s" : "");
