@@ -76,17 +76,16 @@ static int parse_views(const char *text, int views[MAX_GRID_VIEWS])
             rs_cli_usage_error("render", "--views '%s': a comma-separated list of view numbers, e.g. 3,18,33", text);
             return 0;
         }
-        if (v > views[n - 1] || (n == 1 && v == 0)) {
-            if (v > views[n - 1] && n == MAX_GRID_VIEWS) {
-                rs_cli_usage_error("render", "--views '%s': at most %d views", text, MAX_GRID_VIEWS - 1);
-                return 0;
-            }
-            if (v > views[n - 1])
-                views[n++] = (int)v;
-        } else {
+        if (v == 0 && n == 1)
+            ; /* view 0 named: it comes first anyway */
+        else if (v <= views[n - 1]) {
             rs_cli_usage_error("render", "--views '%s': views in ascending order, each once", text);
             return 0;
-        }
+        } else if (n == MAX_GRID_VIEWS) {
+            rs_cli_usage_error("render", "--views '%s': at most %d views", text, MAX_GRID_VIEWS - 1);
+            return 0;
+        } else
+            views[n++] = (int)v;
         p = *end ? end + 1 : end;
         if (*end && !*p) {
             rs_cli_usage_error("render", "--views '%s': a view number after the last comma", text);
@@ -96,7 +95,7 @@ static int parse_views(const char *text, int views[MAX_GRID_VIEWS])
     return n;
 }
 
-/* grid / heatmap of one image of RUN; a grid of views VIEWS[0..NVIEWS) (NWANT 0: the default,
+/* grid / heatmap of one image of RUN; a grid of views WANT[0..NWANT) (NWANT 0: the default,
  * rs_render_grid_views). */
 static int draw_image(rs_store *store, const rs_run_info *run, bool is_grid, int image, rs_patch_metric metric,
                       int view, const int *want, int nwant, int layer, const char *out, rs_error *err)
