@@ -20,6 +20,11 @@ const char rs_report_dissect_definition[] =
     "group's training seeds with a Student t interval on n \u2212 1 degrees of freedom (a seed without flips has "
     "no share and is left out of that mean); a one-seed group has no interval.";
 
+/* The figures the differences and per-seed tables show: the expert-attributable share is
+ * 1 − the router's (and its difference minus the router's), so it is left out there. */
+static const int shown[] = {RS_DISSECT_ACCURACY, RS_DISSECT_TOP1, RS_DISSECT_FLIPPED, RS_DISSECT_ROUTER};
+#define NUM_SHOWN ((int)(sizeof shown / sizeof *shown))
+
 /* "view P: SPEC" of perturbation P. */
 static void perturbation_label(const rs_dissect *d, const rs_groups *g, int p, char *buf, size_t size)
 {
@@ -72,10 +77,9 @@ rs_table *rs_report_dissect_table(const rs_dissect *d, const rs_groups *g, const
 
 rs_table *rs_report_dissect_diff_table(const rs_dissect *d, const rs_groups *g, const char *run)
 {
-    static const int shown[] = {RS_DISSECT_ACCURACY, RS_DISSECT_TOP1, RS_DISSECT_FLIPPED, RS_DISSECT_ROUTER};
-    const char *keys[8] = {"group", "baseline", "perturbation", "pairs"};
-    const char *heads[8] = {"Group", "Against", "Perturbation", "Seed pairs"};
-    for (int k = 0; k < 4; k++)
+    const char *keys[4 + NUM_SHOWN] = {"group", "baseline", "perturbation", "pairs"};
+    const char *heads[4 + NUM_SHOWN] = {"Group", "Against", "Perturbation", "Seed pairs"};
+    for (int k = 0; k < NUM_SHOWN; k++)
         keys[4 + k] = figure_keys[shown[k]], heads[4 + k] = figure_heads[shown[k]];
     char note[600];
     if (d->family)
@@ -92,7 +96,7 @@ rs_table *rs_report_dissect_diff_table(const rs_dissect *d, const rs_groups *g, 
                  "p-value (one seed pair): nothing is marked, and the single differences speak for that seed only.");
     rs_table *t = rs_table_create("Dissection, differences between groups: mean over seeds of the per-seed paired "
                                   "difference (points), 95 % t interval over seeds",
-                                  run, 8, keys, heads);
+                                  run, 4 + NUM_SHOWN, keys, heads);
     if (!t)
         return NULL;
     rs_table_set_note(t, note);
@@ -105,7 +109,7 @@ rs_table *rs_report_dissect_diff_table(const rs_dissect *d, const rs_groups *g, 
             size_t c0 = (size_t)(gr * d->perturbations + p) * RS_DISSECT_NUM_FIGURES;
             snprintf(pairs, sizeof pairs, "%d", d->diff[c0 + RS_DISSECT_ACCURACY].n);
             rs_table_set_text(t, r, 3, pairs);
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < NUM_SHOWN; k++) {
                 const rs_t_interval *m = &d->diff[c0 + shown[k]];
                 if (m->n < 1)
                     continue;
@@ -140,7 +144,6 @@ rs_table *rs_report_dissect_seed_table(const rs_dissect *d, const rs_groups *g, 
         return NULL;
     rs_table_set_note(t, "Restored: flipped images whose forced view predicts the clean class again; "
                          "router-attributable = restored / flipped.");
-    static const int shown[] = {RS_DISSECT_ACCURACY, RS_DISSECT_TOP1, RS_DISSECT_FLIPPED, RS_DISSECT_ROUTER};
     char label[96], seed[32], id[24], pert[160], view[32];
     for (int gr = 0; gr < d->num_groups; gr++) {
         rs_report_group_label(g, gr, label, sizeof label);
@@ -159,7 +162,7 @@ rs_table *rs_report_dissect_seed_table(const rs_dissect *d, const rs_groups *g, 
                 rs_table_set_text(t, r, 3, pert);
                 rs_table_set_count(t, r, 4, d->flipped[q]);
                 rs_table_set_count(t, r, 5, d->restored[q]);
-                for (int k = 0; k < 4; k++) {
+                for (int k = 0; k < NUM_SHOWN; k++) {
                     size_t x = (size_t)q * RS_DISSECT_NUM_FIGURES + shown[k];
                     if (d->has[x])
                         rs_table_set_rate(t, r, 6 + k, d->value[x], false, 0, 0, false, 0, 0, 0);
